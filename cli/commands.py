@@ -1,0 +1,15 @@
+"""Joins every command group into the root app, in the order `--help` lists them."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    from lockgate.cli import audit, demo, profile, secret, up
+
+    app.command("up")(up.up)
+    app.command("demo")(demo.demo)
+    app.add_typer(profile.app, name="profile")
+    app.add_typer(secret.app, name="secret")
+    app.add_typer(audit.app, name="audit")

@@ -1,0 +1,1 @@
+"""lockgate core: pure logic, no mitmproxy, no typer."""

@@ -1,0 +1,37 @@
+"""One error base class: every error a user can hit says what happened and how to fix it."""
+
+from __future__ import annotations
+
+
+class LockgateError(Exception):
+    """An error meant for the user: one sentence of what went wrong, one of how to fix it."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+    def __str__(self) -> str:
+        if self.fix:
+            return f"{self.message.rstrip('.')}: {self.fix}"
+        return self.message
+
+
+class ProfileError(LockgateError):
+    """A profile that cannot be loaded; exit code 2 as DESIGN asks."""
+
+    exit_code = 2
+
+
+class KeyringUnavailable(LockgateError):
+    """No usable OS keyring: no backend, locked, or no D-Bus session."""
+
+
+class SecretMissing(LockgateError):
+    """The keyring holds no secret for an upstream that needs one."""
+
+
+class GatewayError(LockgateError):
+    """The gateway could not start (busy port, bad listen address)."""
