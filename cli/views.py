@@ -14,3 +14,44 @@ def console(stderr: bool = False, width: int | None = None, color: bool | None =
         width = int(env_width)
     no_color = color is False or bool(os.environ.get("NO_COLOR"))
     return Console(stderr=stderr, width=width, no_color=no_color, highlight=False)
+
+
+OUTCOME_STYLE = {
+    "success": "green",
+    "denied": "yellow",
+    "blocked": "yellow",
+    "connect_required": "magenta",
+    "error": "red",
+    "upstream_error": "red",
+}
+
+
+def print_started(out: Console, base_url: str, routes: list[tuple[str, str]]) -> None:
+    """The lines a user (and the tests) read first: where the gateway listens."""
+    out.print(f"lockgate: listening on {base_url}", soft_wrap=True)
+    for name, url in routes:
+        out.print(f"  route {name}: {url}", soft_wrap=True)
+    out.file.flush()
+
+
+def event_line(rec: dict[str, object]) -> str:
+    """One audit record as one plain line: time, route, method, name, outcome, latency."""
+    ts = str(rec.get("ts", ""))[11:23]
+    latency = rec.get("latency_ms")
+    total = latency.get("total") if isinstance(latency, dict) else None
+    parts = [
+        ts,
+        str(rec.get("event", "")),
+        str(rec.get("route") or "-"),
+        str(rec.get("method") or "-"),
+        str(rec.get("name") or ""),
+        str(rec.get("outcome") or ""),
+        f"{total:.1f}ms" if isinstance(total, (int, float)) else "",
+    ]
+    return "  ".join(p for p in parts if p)
+
+
+def print_event(out: Console, rec: dict[str, object]) -> None:
+    style = OUTCOME_STYLE.get(str(rec.get("outcome")), "")
+    out.print(event_line(rec), style=style, soft_wrap=True, markup=False)
+    out.file.flush()

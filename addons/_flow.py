@@ -1,0 +1,148 @@
+"""What every addon shares: the per-flow state, JSON answers, and the fail-closed wrapper.
+
+mitmproxy forwards a request unchanged when a hook raises. Every hook of the
+pipeline is wrapped by `guarded`, which turns an exception into a JSON error
+response (request side) or replaces the upstream's response (response side):
+an addon bug can deny a request, never let it through.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mitmproxy import http
+
+from lockgate import jsonrpc
+from lockgate.jsonrpc import Message
+from lockgate.routing import Route
+
+logger = logging.getLogger("lockgate")
+
+STATE_KEY = "lockgate"
+JSON_HEADERS = {"content-type": "application/json", "cache-control": "no-store"}
+
+# A response-side processor: takes a decoded JSON-RPC object, returns it (maybe changed) or
+# None to drop it. Observers only look.
+Transform = Callable[[dict[str, Any]], dict[str, Any] | None]
+Observer = Callable[[dict[str, Any]], None]
+
+
+@dataclass(slots=True)
+class FlowState:
+    """What the pipeline learned about one HTTP exchange."""
+
+    route: Route | None = None
+    user: str | None = None
+    client: str | None = None
+    messages: list[Message] = field(default_factory=list)
+    methods: dict[str | int, str] = field(default_factory=dict)
+    transforms: list[Transform] = field(default_factory=list)
+    observers: list[Observer] = field(default_factory=list)
+    outcome: str | None = None
+    reason: str | None = None
+    local: bool = False
+    timed_out: bool = False
+    started: float = field(default_factory=time.monotonic)
+    handled_ids: set[str | int] = field(default_factory=set)
+
+    def process(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Run one upstream message through the transforms, then show it to the observers."""
+        out: dict[str, Any] | None = obj
+        for transform in self.transforms:
+            out = transform(out)
+            if out is None:
+                return None
+        for observer in self.observers:
+            observer(out)
+        return out
+
+
+def state(flow: http.HTTPFlow) -> FlowState:
+    st = flow.metadata.get(STATE_KEY)
+    if st is None:
+        st = FlowState()
+        flow.metadata[STATE_KEY] = st
+    return st
+
+
+def answer(
+    flow: http.HTTPFlow,
+    status: int,
+    body: object,
+    *,
+    outcome: str,
+    reason: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Answer the client from the gateway; the upstream is never contacted for this flow."""
+    st = state(flow)
+    st.local = True
+    st.outcome = outcome
+    st.reason = reason
+    flow.response = http.Response.make(status, jsonrpc.encode(body), {**JSON_HEADERS, **(headers or {})})
+
+
+def answer_rpc_error(
+    flow: http.HTTPFlow,
+    status: int,
+    code: int,
+    message: str,
+    *,
+    outcome: str,
+    data: object = None,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """A JSON-RPC error for every request in the body (or one with id null)."""
+    ids = [m.id for m in state(flow).messages if m.kind == "request"]
+    errors = [jsonrpc.error_response(i, code, message, data) for i in ids] or [
+        jsonrpc.error_response(None, code, message, data)
+    ]
+    body: object = errors if len(errors) > 1 else errors[0]
+    answer(flow, status, body, outcome=outcome, reason=message, headers=headers)
+
+
+def debug() -> bool:
+    return bool(os.environ.get("LOCKGATE_DEBUG"))
+
+
+def guarded(hook: Callable[[Any, http.HTTPFlow], None]) -> Callable[[Any, http.HTTPFlow], None]:
+    """Fail closed: an exception in a hook denies the exchange instead of forwarding it."""
+
+    @functools.wraps(hook)
+    def wrapper(self: Any, flow: http.HTTPFlow) -> None:
+        try:
+            hook(self, flow)
+        except Exception as e:  # the fail-closed boundary: every exception, by design
+            where = f"{type(self).__name__}.{hook.__name__}"
+            logger.error("lockgate: %s failed (%s); the exchange was refused", where, type(e).__name__,
+                         exc_info=debug())
+            fail_closed(flow, where)
+
+    return wrapper
+
+
+def fail_closed(flow: http.HTTPFlow, where: str) -> None:
+    message = f"The gateway refused this message because {where} failed; see the gateway log."
+    st = state(flow)
+    if flow.response is None:
+        answer_rpc_error(flow, 500, jsonrpc.INTERNAL_ERROR, message, outcome="error")
+    elif callable(flow.response.stream):
+        # Streaming is set up or under way: cut the stream rather than pass anything on.
+        flow.response.stream = _drop_all
+    else:
+        # Response side, body not yet sent: nothing the upstream said reaches the client.
+        body = jsonrpc.encode(jsonrpc.error_response(None, jsonrpc.INTERNAL_ERROR, message))
+        flow.response = http.Response.make(502, body, JSON_HEADERS)
+        st.local = True
+    st.outcome = "error"
+    st.reason = f"internal error in {where}"
+
+
+def _drop_all(chunk: bytes) -> bytes | list[bytes]:
+    return b"" if chunk == b"" else []

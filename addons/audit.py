@@ -1,0 +1,184 @@
+"""One audit event per JSON-RPC message and per gateway decision.
+
+Requests are recorded when their answer is known (so the event carries outcome
+and latency): from the upstream's JSON body, from the SSE event that carries
+it, or from the gateway's own answer. Listeners (the live view of `lockgate up`)
+see every record as it is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import ctx, http
+
+from lockgate.addons._flow import FlowState, guarded, state
+from lockgate.audit import AuditLog, preview
+from lockgate.jsonrpc import Message
+from lockgate.paths import audit_log_path
+
+logger = logging.getLogger("lockgate")
+
+Listener = Callable[[dict[str, Any]], None]
+
+
+def event_name(method: str | None) -> str:
+    if method == "tools/call":
+        return "tool.call"
+    if method is not None and method.endswith("/list"):
+        return "capability.list"
+    return "mcp.request"
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+class Audit:
+    def __init__(self) -> None:
+        self.log: AuditLog | None = None
+        self.listeners: list[Listener] = []
+
+    def configure(self, updated: set[str]) -> None:
+        if "lockgate_audit_log" in updated or self.log is None:
+            path = Path(ctx.options.lockgate_audit_log) if ctx.options.lockgate_audit_log else audit_log_path()
+            if self.log is not None:
+                self.log.close()
+            self.log = AuditLog(path)
+
+    def done(self) -> None:
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
+    def record(self, event: dict[str, Any]) -> None:
+        # No log means no traffic should flow; fail visibly rather than serve unrecorded.
+        if self.log is None:
+            raise RuntimeError("the audit log is not open")
+        rec = self.log.append({k: v for k, v in event.items() if v is not None})
+        for listener in self.listeners:
+            try:
+                listener(rec)
+            except Exception:  # a broken view must not break the audit trail
+                logger.exception("lockgate: audit listener failed")
+
+    # --- hooks -------------------------------------------------------------------------
+
+    @guarded
+    def request(self, flow: http.HTTPFlow) -> None:
+        st = state(flow)
+        if st.route is None:
+            return
+        st.observers.append(lambda obj: self._on_upstream_message(flow, st, obj))
+        for m in st.messages:
+            if m.kind == "request":
+                continue
+            # Notifications and the client's answers to server requests have no reply of
+            # their own: record them as they pass.
+            self.record(self._base(flow, st) | {
+                "event": "mcp.message", "direction": "client", "method": m.method or "response",
+                "name": m.name, "id": m.id,
+                "outcome": st.outcome or "success",
+            })
+
+    @guarded
+    def response(self, flow: http.HTTPFlow) -> None:
+        st = state(flow)
+        resp = flow.response
+        status = resp.status_code if resp is not None else None
+        pending = [m for m in st.messages if m.kind == "request" and m.id not in st.handled_ids]
+        if pending:
+            for m in pending:
+                outcome = st.outcome or ("success" if status is not None and status < 400
+                                         else "upstream_error" if status and status >= 500 else "error")
+                self._request_event(flow, st, m, outcome, status, None, None)
+        elif not st.messages:
+            # GET streams, DELETE, own endpoints, refused bodies: one event for the exchange.
+            outcome = st.outcome or ("success" if status is not None and status < 400 else "error")
+            self.record(self._base(flow, st) | {
+                "event": "mcp.request" if st.route is not None else "gateway.request",
+                "method": flow.request.method, "path": flow.request.path if st.route is None else None,
+                "outcome": outcome, "status": status, "reason": st.reason,
+                "latency_ms": {"total": _ms(time.monotonic() - st.started)},
+            })
+
+    @guarded
+    def error(self, flow: http.HTTPFlow) -> None:
+        st = state(flow)
+        for m in st.messages:
+            if m.kind == "request" and m.id not in st.handled_ids:
+                self._request_event(flow, st, m, st.outcome or "upstream_error",
+                                    504 if st.timed_out else 502, None, None)
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _base(self, flow: http.HTTPFlow, st: FlowState) -> dict[str, Any]:
+        route = st.route
+        return {
+            "route": route.name if route else None,
+            "upstream": route.upstream.name if route else None,
+            "user": st.user,
+            "client": st.client,
+            "session": flow.request.headers.get("mcp-session-id")
+            or (flow.response.headers.get("mcp-session-id") if flow.response else None),
+        }
+
+    def _request_event(self, flow: http.HTTPFlow, st: FlowState, m: Message, outcome: str,
+                       status: int | None, reply: dict[str, Any] | None,
+                       upstream_ms: float | None) -> None:
+        if m.id is not None:
+            st.handled_ids.add(m.id)
+        args = (m.params or {}).get("arguments") if m.method in ("tools/call", "prompts/get") else None
+        event: dict[str, Any] = self._base(flow, st) | {
+            "event": event_name(m.method),
+            "method": m.method,
+            "name": m.name,
+            "id": m.id,
+            "outcome": outcome,
+            "status": status,
+            "reason": st.reason if outcome != "success" else None,
+            "latency_ms": {"total": _ms(time.monotonic() - st.started), "upstream": upstream_ms},
+            "args": preview(args) if args is not None else None,
+        }
+        if reply is not None:
+            if "error" in reply:
+                event["error"] = preview(reply["error"])
+            elif m.method and m.method.endswith("/list") and isinstance(reply.get("result"), dict):
+                result = reply["result"]
+                event["count"] = next(
+                    (len(v) for v in result.values() if isinstance(v, list)), None
+                )
+            else:
+                event["result"] = preview(reply.get("result"))
+        self.record(event)
+
+    def _on_upstream_message(self, flow: http.HTTPFlow, st: FlowState, obj: dict[str, Any]) -> None:
+        rid = obj.get("id")
+        if ("result" in obj or "error" in obj) and isinstance(rid, (str, int)):
+            match = next((m for m in st.messages if m.kind == "request" and m.id == rid), None)
+            if match is not None and rid not in st.handled_ids:
+                outcome = "success"
+                result = obj.get("result")
+                if "error" in obj or (isinstance(result, dict) and result.get("isError") is True):
+                    outcome = "error"
+                resp = flow.response
+                upstream_ms = None
+                if resp is not None and resp.timestamp_start and flow.request.timestamp_end:
+                    upstream_ms = _ms(resp.timestamp_start - flow.request.timestamp_end)
+                self._request_event(flow, st, match, outcome,
+                                    resp.status_code if resp else None, obj, upstream_ms)
+                return
+        method = obj.get("method")
+        params = obj.get("params")
+        self.record(self._base(flow, st) | {
+            "event": "mcp.message",
+            "direction": "server",
+            "method": method if isinstance(method, str) else "response",
+            "id": rid if isinstance(rid, (str, int)) else None,
+            "outcome": "success",
+            "progress": params.get("progress") if isinstance(params, dict) and method == "notifications/progress" else None,
+        })

@@ -1,0 +1,190 @@
+"""Each route is a curated view of its upstream.
+
+Parses the client's JSON-RPC messages, refuses calls to hidden tools, prompts
+and resources before anything reaches the upstream, and filters list results
+in JSON bodies and, event by event, in SSE streams.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from typing import Any
+
+from mitmproxy import http
+
+from lockgate import jsonrpc
+from lockgate.addons._flow import FlowState, answer_rpc_error, guarded, state
+from lockgate.sse import SseEvent, SseRewriter
+
+logger = logging.getLogger("lockgate")
+
+LIST_KEYS = {
+    "tools": "tools/list",
+    "prompts": "prompts/list",
+    "resources": "resources/list",
+    "resourceTemplates": "resources/templates/list",
+}
+LIST_METHODS = frozenset(LIST_KEYS.values())
+KIND_OF = {
+    "tools/call": "Tool",
+    "prompts/get": "Prompt",
+    "completion/complete": "Completion target",
+}
+
+
+def list_method_of(state_methods: dict[str | int, str], obj: dict[str, Any]) -> str | None:
+    """Which list a response answers: by the request id seen in this flow, else by its shape."""
+    result = obj.get("result")
+    if not isinstance(result, dict):
+        return None
+    rid = obj.get("id")
+    if isinstance(rid, (str, int)) and rid in state_methods:
+        method = state_methods[rid]
+        return method if method in LIST_METHODS else None
+    # Responses on a GET stream (resumed with Last-Event-ID) have no request in this flow.
+    for key, method in LIST_KEYS.items():
+        if isinstance(result.get(key), list):
+            return method
+    return None
+
+
+class Capabilities:
+    @guarded
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None:
+            return
+        st = state(flow)
+        route = st.route
+        if route is None:
+            raise RuntimeError("a flow reached capabilities without a route")
+        req = flow.request
+        if req.method != "POST":
+            return
+        try:
+            messages = jsonrpc.parse_body(req.raw_content or b"")
+        except ValueError as e:
+            code = jsonrpc.PARSE_ERROR if "JSON" in str(e) else jsonrpc.INVALID_REQUEST
+            answer_rpc_error(flow, 400, code, f"The request body is not a valid JSON-RPC message: {e}",
+                             outcome="denied")
+            return
+        st.messages = messages
+        for m in messages:
+            if m.kind == "request" and m.id is not None and m.method is not None:
+                st.methods[m.id] = m.method
+        if self._headers_disagree(flow, messages):
+            return
+        policy = route.policy
+        for m in messages:
+            if m.method is None or m.kind not in ("request", "notification"):
+                continue
+            hidden = policy.hidden_target(m.method, m.params)
+            if hidden is not None:
+                kind = KIND_OF.get(m.method, "Resource")
+                answer_rpc_error(
+                    flow, 200, jsonrpc.METHOD_NOT_FOUND,
+                    f"{kind} {hidden!r} is not available on route {route.name!r}.",
+                    outcome="denied",
+                )
+                return
+        if not route.passthrough:
+            st.transforms.append(_ListFilter(st))
+
+    @staticmethod
+    def _headers_disagree(flow: http.HTTPFlow, messages: list[jsonrpc.Message]) -> bool:
+        """2026-07-28: `Mcp-Method` and `Mcp-Name` must say what the body says."""
+        headers = flow.request.headers
+        for header, value_of in (("mcp-method", lambda m: m.method), ("mcp-name", lambda m: m.name)):
+            sent = headers.get(header)
+            if sent is None:
+                continue
+            if len(messages) != 1 or value_of(messages[0]) != sent:
+                answer_rpc_error(
+                    flow, 400, jsonrpc.INVALID_REQUEST,
+                    f"The {header} header ({sent!r}) does not match the request body.",
+                    outcome="denied",
+                )
+                return True
+        return False
+
+    @guarded
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        st = state(flow)
+        if st.local or st.route is None or flow.response is None:
+            return
+        if flow.response.headers.get("content-type", "").startswith("text/event-stream"):
+            flow.response.stream = SseRewriter(
+                lambda ev: _rewrite_event(st, ev), on_error=lambda e: _stream_failed(flow, e)
+            )
+
+    @guarded
+    def response(self, flow: http.HTTPFlow) -> None:
+        st = state(flow)
+        resp = flow.response
+        if st.local or st.route is None or resp is None or callable(resp.stream):
+            return
+        if not resp.headers.get("content-type", "").startswith("application/json"):
+            return
+        raw = resp.raw_content
+        if not raw or resp.headers.get("content-encoding"):
+            return
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            return
+        out = _process(st, obj)
+        if out is not obj:
+            resp.content = jsonrpc.encode(out) if out is not None else b""
+
+
+class _ListFilter:
+    """The route's view applied to list results; anything else passes untouched."""
+
+    __slots__ = ("st",)
+
+    def __init__(self, st: FlowState) -> None:
+        self.st = st
+
+    def __call__(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        method = list_method_of(self.st.methods, obj)
+        if method is None:
+            return obj
+        route = self.st.route
+        assert route is not None
+        return {**obj, "result": route.policy.filter_result(method, obj["result"])}
+
+
+def _process(st: FlowState, obj: Any) -> Any:
+    """One decoded body (a message or a batch) through the flow's processors."""
+    if isinstance(obj, dict):
+        return st.process(obj)
+    if isinstance(obj, list):
+        out = [st.process(o) if isinstance(o, dict) else o for o in obj]
+        kept = [o for o in out if o is not None]
+        if len(kept) == len(obj) and all(a is b for a, b in zip(kept, obj, strict=True)):
+            return obj
+        return kept
+    return obj
+
+
+def _rewrite_event(st: FlowState, ev: SseEvent) -> SseEvent | None:
+    if not ev.data:
+        return ev
+    try:
+        obj = json.loads(ev.data)
+    except ValueError:
+        return ev
+    out = _process(st, obj)
+    if out is obj:
+        return ev
+    if out is None or out == []:
+        return None
+    return dataclasses.replace(ev, data=json.dumps(out, separators=(",", ":"), ensure_ascii=False))
+
+
+def _stream_failed(flow: http.HTTPFlow, exc: BaseException) -> None:
+    st = state(flow)
+    st.outcome = "error"
+    st.reason = "an event of the upstream's stream could not be processed and was dropped"
+    logger.error("lockgate: dropped an SSE event (%s)", type(exc).__name__)

@@ -1,0 +1,161 @@
+"""The embedded gateway: a lean mitmproxy master in reverse mode with our pipeline.
+
+Only the addons that serve traffic are loaded (core, proxyserver, next_layer,
+tlsconfig): mitmproxy's default set costs CPU on every flow, and that CPU is
+the pipeline's budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import options
+from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
+from mitmproxy.master import Master
+
+from lockgate import paths
+from lockgate.addons import pipeline
+from lockgate.addons.audit import Audit
+from lockgate.addons.config import Config
+from lockgate.addons.upstream import install_error_pages
+from lockgate.errors import GatewayError
+from lockgate.profile import Profile, is_loopback_host, load_profile, split_listen
+
+# The reverse-mode target is never used: the router sends every routed request to its
+# upstream, and answers everything else itself. Port 9 is "discard".
+PLACEHOLDER_TARGET = "http://127.0.0.1:9"
+
+
+class _ErrorCollector(logging.Handler):
+    """Keeps mitmproxy's startup errors, so a busy port becomes one clear sentence."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+class Gateway:
+    """Runs the pipeline for one profile inside the current event loop."""
+
+    def __init__(
+        self,
+        profile_path: Path,
+        *,
+        listen: str | None = None,
+        audit_log: Path | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.profile_path = profile_path
+        self.profile: Profile = load_profile(profile_path)
+        self.listen = listen or self.profile.gateway.listen
+        try:
+            host, _ = split_listen(self.listen)
+        except ValueError as e:
+            raise GatewayError(f"--listen: {e}") from e
+        if self.profile.identity.kind in ("none", "dev") and not is_loopback_host(host):
+            raise GatewayError(
+                f"The profile's identity kind {self.profile.identity.kind!r} only allows "
+                f"listening on loopback, not on {host}",
+                'listen on 127.0.0.1, or use [identity] kind = "oidc"',
+            )
+        if self.profile.identity.kind != "none":
+            raise GatewayError(
+                f"Identity kind {self.profile.identity.kind!r} is not available in this "
+                "lockgate version",
+                'use [identity] kind = "none" on loopback for now',
+            )
+        self.audit_log = audit_log or paths.audit_log_path()
+        self.on_event = on_event
+        self.master: Master | None = None
+        self.config: Config | None = None
+        self.port: int | None = None
+        self._ready = asyncio.Event()
+        self._errors = _ErrorCollector()
+
+    @property
+    def base_url(self) -> str:
+        host, _ = split_listen(self.listen)
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    def route_url(self, route: str) -> str:
+        return f"{self.base_url}/mcp/{route}"
+
+    async def run(self, started: Callable[[Gateway], None] | None = None) -> None:
+        """Serve until `shutdown()`; raises GatewayError when the port cannot be bound."""
+        install_error_pages()
+        host, port = split_listen(self.listen)
+        opts = options.Options()
+        master = Master(opts, event_loop=asyncio.get_running_loop())
+        self.master = master
+        config = Config()
+        self.config = config
+        addons = pipeline(config)
+        audit = next(a for a in addons if isinstance(a, Audit))
+        if self.on_event is not None:
+            audit.listeners.append(self.on_event)
+        master.addons.add(
+            core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
+            *addons, _Started(self, started),
+        )
+        bind = f"[{host}]" if ":" in host else host
+        logging.getLogger().addHandler(self._errors)
+        try:
+            opts.update(
+                mode=[f"reverse:{PLACEHOLDER_TARGET}@{bind}:{port}"],
+                connection_strategy="lazy",
+                keep_host_header=True,
+                confdir=str(paths.mitmproxy_confdir()),
+                lockgate_profile=str(self.profile_path),
+                lockgate_audit_log=str(self.audit_log),
+            )
+            await master.run()
+        finally:
+            logging.getLogger().removeHandler(self._errors)
+        if self.port is None:
+            detail = "; ".join(self._errors.messages[-1:]) or "the proxy server did not start"
+            raise GatewayError(
+                f"The gateway could not listen on {self.listen} ({detail})",
+                "choose another port with --listen 127.0.0.1:PORT or stop what uses this one",
+            )
+
+    def shutdown(self) -> None:
+        """Thread-safe: ask the master to stop."""
+        if self.master is not None:
+            self.master.shutdown()
+
+    async def stopped(self) -> None:
+        """Close the listening sockets now (they outlive `shutdown()` otherwise)."""
+        if self.master is not None:
+            ps = self.master.addons.get("proxyserver")
+            if ps is not None:
+                await ps.servers.update([])
+
+
+class _Started:
+    """Reads the bound port once mitmproxy runs (port 0 picks a free one)."""
+
+    def __init__(self, gateway: Gateway, callback: Callable[[Gateway], None] | None) -> None:
+        self.gateway = gateway
+        self.callback = callback
+
+    def running(self) -> None:
+        assert self.gateway.master is not None
+        ps = self.gateway.master.addons.get("proxyserver")
+        addrs = ps.listen_addrs() if ps is not None else []
+        if not addrs:
+            self.gateway.master.shutdown()
+            return
+        self.gateway.port = addrs[0][1]
+        if not self.gateway.profile.gateway.public_url and self.gateway.config is not None:
+            self.gateway.config.base_url = self.gateway.base_url
+        self.gateway._ready.set()
+        if self.callback is not None:
+            self.callback(self.gateway)

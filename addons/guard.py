@@ -1,0 +1,95 @@
+"""First in line: DNS-rebinding Host checks, Origin checks, body size limits.
+
+Answers before anything is parsed or routed, so a hostile page in the user's
+browser or an oversized body never reaches the rest of the pipeline.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from mitmproxy import http
+
+from lockgate import jsonrpc
+from lockgate.addons._flow import answer_rpc_error, guarded
+from lockgate.addons.config import Config
+from lockgate.profile import is_loopback_host
+
+
+def host_of(authority: str) -> str:
+    """The host part of a Host header value, lowercased, IPv6 brackets removed."""
+    authority = authority.strip().lower()
+    if authority.startswith("["):
+        return authority[1 : authority.find("]")] if "]" in authority else authority
+    return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+
+
+class Guard:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    @guarded
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        profile = self.config.profile
+        if profile is None:
+            answer_rpc_error(flow, 503, jsonrpc.INTERNAL_ERROR, "The gateway has no profile loaded.",
+                             outcome="error")
+            return
+        req = flow.request
+        host = host_of(req.host_header or "")
+        if host not in self.config.allowed_hosts:
+            answer_rpc_error(
+                flow, 421, jsonrpc.INVALID_REQUEST,
+                f"Host {host or '(none)'!r} is not this gateway; connect to {profile.base_url()}.",
+                outcome="denied",
+            )
+            return
+        origin = req.headers.get("origin")
+        if origin is not None and not self._origin_ok(origin):
+            answer_rpc_error(
+                flow, 403, jsonrpc.INVALID_REQUEST,
+                f"Origin {origin!r} may not use this gateway; add it to gateway.allowed_origins "
+                "in the profile if it should.",
+                outcome="denied",
+            )
+            return
+        length = req.headers.get("content-length")
+        limit = profile.gateway.max_body_bytes
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            self._too_large(flow, limit)
+            return
+        # Upstream bodies must arrive uncompressed: the SSE rewriter reads the raw stream.
+        req.headers.pop("accept-encoding", None)
+
+    @guarded
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None or self.config.profile is None:
+            return
+        limit = self.config.profile.gateway.max_body_bytes
+        if len(flow.request.raw_content or b"") > limit:
+            self._too_large(flow, limit)
+
+    def _origin_ok(self, origin: str) -> bool:
+        origin = origin.strip().rstrip("/").lower()
+        if origin in self.config.allowed_origins:
+            return True
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return False
+        profile = self.config.profile
+        assert profile is not None
+        if profile.gateway.public_url:
+            pub = urlsplit(profile.gateway.public_url.lower())
+            if (parts.scheme, parts.netloc) == (pub.scheme, pub.netloc):
+                return True
+        # A page served from this machine may use a gateway that listens on this machine.
+        return is_loopback_host(parts.hostname) and is_loopback_host(profile.gateway.host)
+
+    @staticmethod
+    def _too_large(flow: http.HTTPFlow, limit: int) -> None:
+        answer_rpc_error(
+            flow, 413, jsonrpc.INVALID_REQUEST,
+            f"The request body is larger than the gateway's limit of {limit} bytes "
+            "(gateway.max_body_bytes).",
+            outcome="denied",
+        )

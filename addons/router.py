@@ -1,0 +1,70 @@
+"""Maps `/mcp/<route>` to its upstream and answers the gateway's own endpoints."""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from lockgate import jsonrpc
+from lockgate.addons._flow import answer, guarded, state
+from lockgate.addons.config import Config
+from lockgate.catalog import registry_servers
+from lockgate.routing import route_name_of
+
+# Toward the upstream the gateway is the client: these describe the user's browser or
+# the user's credentials and stay here.
+CLIENT_ONLY_HEADERS = ("origin", "referer", "cookie", "authorization", "proxy-authorization")
+
+
+class Router:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    @guarded
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None:
+            return
+        req = flow.request
+        path = req.path.split("?", 1)[0]
+        name = route_name_of(path)
+        if name is None:
+            self._own_endpoint(flow, path)
+            return
+        route = self.config.routes.get(name)
+        if route is None:
+            self._not_found(flow, f"There is no route {name!r} on this gateway.")
+            return
+        st = state(flow)
+        st.route = route
+        st.client = req.headers.get("user-agent")
+        target = route.upstream
+        query = req.path.split("?", 1)[1] if "?" in req.path else ""
+        if target.query:
+            query = f"{target.query}&{query}" if query else target.query
+        req.scheme = target.scheme
+        req.host = target.host
+        req.port = target.port
+        req.path = f"{target.path}?{query}" if query else target.path
+        req.host_header = target.host_header
+        for header in CLIENT_ONLY_HEADERS:
+            if header != "authorization":  # client_auth reads it, then strips it
+                req.headers.pop(header, None)
+
+    def _own_endpoint(self, flow: http.HTTPFlow, path: str) -> None:
+        profile = self.config.profile
+        assert profile is not None
+        if path == "/healthz":
+            answer(flow, 200, {"status": "ok", "routes": len(self.config.routes)}, outcome="success")
+        elif path.rstrip("/") == "/registry/v0.1/servers":
+            answer(flow, 200, registry_servers(profile, self.config.base_url), outcome="success")
+        else:
+            self._not_found(flow, f"Nothing is served at {path!r}.")
+
+    def _not_found(self, flow: http.HTTPFlow, message: str) -> None:
+        profile = self.config.profile
+        assert profile is not None
+        routes = {name: self.config.route_url(name) for name in sorted(self.config.routes)}
+        body = jsonrpc.error_response(
+            None, jsonrpc.INVALID_REQUEST, f"{message} Known routes: {', '.join(routes) or 'none'}.",
+            {"routes": routes},
+        )
+        answer(flow, 404, body, outcome="denied", reason=message)

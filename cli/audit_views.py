@@ -1,0 +1,111 @@
+"""rich views of the audit log: a compact table for terminals, plain lines for pipes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from lockgate.audit import VerifyResult
+
+# C0/C1 control characters (ESC included) from upstream-controlled names must not reach a
+# terminal: a tool named "\x1b]..." could rewrite what the reviewer sees.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+_OUTCOME_STYLE = {
+    "success": "green",
+    "denied": "red",
+    "blocked": "red",
+    "error": "red",
+    "upstream_error": "yellow",
+    "connect_required": "yellow",
+}
+
+# (header, event key, width): fixed widths so rows printed one by one (--follow) line up.
+_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("time", "ts", 12),
+    ("event", "event", 16),
+    ("route", "route", 14),
+    ("method", "method", 16),
+    ("name", "name", 24),
+    ("outcome", "outcome", 16),
+    ("status", "status", 6),
+    ("latency", "latency_ms", 10),
+)
+
+
+def _clean(value: object) -> str:
+    return _CONTROL.sub("?", str(value))
+
+
+def _latency(event: Mapping[str, Any]) -> str:
+    latency = event.get("latency_ms")
+    total = latency.get("total") if isinstance(latency, Mapping) else latency
+    if isinstance(total, bool) or not isinstance(total, (int, float)):
+        return "-"
+    return f"{total:.1f} ms"
+
+
+def _time(event: Mapping[str, Any]) -> str:
+    ts = str(event.get("ts", ""))
+    return _clean(ts[11:23] if len(ts) >= 23 and ts[10:11] == "T" else ts) or "-"
+
+
+def _cell(event: Mapping[str, Any], key: str) -> str:
+    if key == "ts":
+        return _time(event)
+    if key == "latency_ms":
+        return _latency(event)
+    value = event.get(key)
+    return "-" if value is None else _clean(value)
+
+
+def events_table(events: Iterable[Mapping[str, Any]], *, show_header: bool = True) -> Table:
+    """A compact table: time (UTC), event, route, method, name, outcome, status, latency."""
+    table = Table(box=None, show_header=show_header, pad_edge=False, header_style="bold")
+    for header, key, width in _COLUMNS:
+        table.add_column(
+            header,
+            width=width,
+            no_wrap=True,
+            overflow="ellipsis",
+            justify="right" if key in ("status", "latency_ms") else "left",
+        )
+    for event in events:
+        cells = [_cell(event, key) for _, key, _ in _COLUMNS]
+        outcome = str(event.get("outcome", ""))
+        row = [Text(c) for c in cells]
+        row[5].stylize(_OUTCOME_STYLE.get(outcome, ""))
+        table.add_row(*row)
+    return table
+
+
+def event_line(event: Mapping[str, Any]) -> str:
+    """One plain line per event for pipes: full ts, then the table's columns, '-' when absent."""
+    ts = _clean(event.get("ts", "-"))
+    return " ".join([ts, *(_cell(event, key) for _, key, _ in _COLUMNS[1:])])
+
+
+def print_events(con: Console, events: list[dict[str, Any]], *, header: bool = True) -> None:
+    """A table on a terminal, plain lines otherwise (piped output stays greppable)."""
+    if not events:
+        return
+    if con.is_terminal:
+        con.print(events_table(events, show_header=header))
+        return
+    for event in events:
+        con.print(Text(event_line(event)), soft_wrap=True)
+
+
+def verify_text(result: VerifyResult) -> Text:
+    """The one-line verdict of `lockgate audit verify`."""
+    if result.ok:
+        return Text(f"audit log OK: {result.lines} events, chain intact", style="green")
+    return Text(
+        f"audit log BROKEN at line {result.first_bad_line}: {_clean(result.reason)}",
+        style="bold red",
+    )

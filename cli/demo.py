@@ -1,0 +1,165 @@
+"""`lockgate demo`: the bundled notes upstream behind a gateway on profiles/demo.toml.
+
+`--check` runs the same set-up headless, drives the official MCP client through
+it (list, call, a hidden call refused, the audit chain verified) and exits 0 or 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from lockgate import audit as audit_core
+from lockgate.addons.gateway import Gateway
+from lockgate.cli import views
+from lockgate.cli.demo_server import BackgroundServer, build_app
+from lockgate.paths import data_dir
+from lockgate.profile import demo_profile_path
+
+FULL, READONLY = "notes", "notes-readonly"
+
+
+def demo_profile(upstream_url: str) -> Path:
+    """The shipped demo profile, pointed at the demo upstream that was just started."""
+    text = demo_profile_path().read_text(encoding="utf-8")
+    text, count = re.subn(
+        r'(?m)^(\[upstreams\.notes\]\s*\nurl\s*=\s*)"[^"]*"', rf'\1"{upstream_url}"', text
+    )
+    if count != 1:
+        raise RuntimeError("the shipped demo profile has no [upstreams.notes] url to point")
+    path = data_dir() / "demo-profile.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def connect_help(out: Console, gw: Gateway) -> None:
+    url = gw.route_url(FULL)
+    ro = gw.route_url(READONLY)
+    out.print()
+    out.print("Connect a client (any of these):", style="bold")
+    out.print(f"  Claude Code     claude mcp add --transport http lockgate-notes {url}", soft_wrap=True)
+    out.print(f'  Cursor          ~/.cursor/mcp.json: {{"mcpServers": {{"lockgate-notes": {{"url": "{url}"}}}}}}',
+              soft_wrap=True, markup=False)
+    out.print(f'  VS Code         .vscode/mcp.json: {{"servers": {{"lockgate-notes": {{"type": "http", "url": "{url}"}}}}}}',
+              soft_wrap=True, markup=False)
+    out.print(f"  MCP Inspector   npx @modelcontextprotocol/inspector  (Streamable HTTP, URL {url})",
+              soft_wrap=True)
+    out.print(f"The read-only view hides delete_note: {ro}", soft_wrap=True)
+    out.print("Events appear below as they happen. Ctrl-C stops.", style="dim")
+    out.print()
+    out.file.flush()
+
+
+def demo(
+    check: bool = typer.Option(
+        False, "--check", help="Drive a real MCP client through the demo, print a summary, exit 0/1."
+    ),
+    listen: str | None = typer.Option(
+        None, "--listen", help="host:port for the gateway (default 127.0.0.1:8787; --check: any free port)."
+    ),
+) -> None:
+    """Run the bundled demo: a notes MCP server behind the gateway, two curated routes.
+
+    Example: lockgate demo            (then connect a client to the printed URL)
+    Example: lockgate demo --check    (a self-test that exits 0 or 1)
+    """
+    out = views.console()
+    with BackgroundServer(build_app()) as upstream:
+        profile = demo_profile(f"{upstream.url}/mcp")
+        if check:
+            ok = asyncio.run(_check(profile, listen or "127.0.0.1:0", out))
+            raise typer.Exit(0 if ok else 1)
+
+        def started(gw: Gateway) -> None:
+            views.print_started(out, gw.base_url, [(n, gw.route_url(n)) for n in gw.profile.routes])
+            connect_help(out, gw)
+
+        from lockgate.cli.up import serve
+
+        serve(profile, listen=listen, on_started=started, on_event=lambda r: views.print_event(out, r))
+    out.print("lockgate: stopped")
+
+
+@dataclass
+class _Report:
+    out: Console
+    results: list[tuple[bool, str]] = field(default_factory=list)
+
+    def step(self, ok: bool, text: str) -> None:
+        self.results.append((ok, text))
+        self.out.print(f"  {'PASS' if ok else 'FAIL'}  {text}", style="green" if ok else "red",
+                       markup=False, soft_wrap=True)
+
+
+async def _check(profile: Path, listen: str, out: Console) -> bool:
+    started = asyncio.Event()
+    events: list[dict[str, Any]] = []
+    gw = Gateway(profile, listen=listen, on_event=events.append)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, gw.shutdown)
+        except (NotImplementedError, RuntimeError):
+            pass
+    task = asyncio.create_task(gw.run(lambda _: started.set()))
+    waiter = asyncio.create_task(started.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        waiter.cancel()
+        await task  # raises the GatewayError
+        return False
+    report = _Report(out)
+    out.print(f"lockgate demo --check: gateway on {gw.base_url}", soft_wrap=True)
+    try:
+        await _drive(gw, report)
+    except Exception as e:  # the check reports every failure as a failed step
+        report.step(False, f"the MCP client failed: {type(e).__name__}: {e}")
+    finally:
+        gw.shutdown()
+        await task
+        await gw.stopped()
+    result = audit_core.verify(gw.audit_log)
+    report.step(result.ok and len(events) > 0,
+                f"audit log: {len(events)} events written, hash chain "
+                f"{'intact' if result.ok else f'BROKEN at line {result.first_bad_line}'}")
+    passed = sum(ok for ok, _ in report.results)
+    total = len(report.results)
+    out.print(f"{passed}/{total} checks passed", style="bold green" if passed == total else "bold red")
+    return passed == total
+
+
+async def _drive(gw: Gateway, report: _Report) -> None:
+    from mcp import Client
+
+    async with Client(gw.route_url(READONLY), mode="legacy", read_timeout_seconds=10) as client:
+        tools = {t.name for t in (await client.list_tools()).tools}
+        report.step("list_notes" in tools and "delete_note" not in tools and "add_note" not in tools,
+                    f"read-only route lists {len(tools)} tools, delete_note and add_note hidden")
+        listed = await client.call_tool("list_notes", {})
+        report.step(not listed.is_error, "read-only route: list_notes called")
+        refused = await _refusal(client.call_tool("delete_note", {"id": "1"}))
+        report.step(refused is not None and "-32601" in refused,
+                    f"read-only route: delete_note refused by the gateway ({refused})")
+    async with Client(gw.route_url(FULL), mode="legacy", read_timeout_seconds=10) as client:
+        tools = {t.name for t in (await client.list_tools()).tools}
+        report.step("delete_note" in tools, f"full route lists {len(tools)} tools, delete_note included")
+        added = await client.call_tool("add_note", {"title": "from --check", "body": "hello"})
+        report.step(not added.is_error, "full route: add_note called")
+
+
+async def _refusal(call: Any) -> str | None:
+    """The JSON-RPC error code and message of a call that must fail, or None if it succeeded."""
+    try:
+        result = await call
+    except Exception as e:  # the SDK raises its own error type for JSON-RPC errors
+        err = getattr(e, "error", None)
+        code = getattr(err, "code", None)
+        return f"{code} {getattr(err, 'message', e)}" if code is not None else f"{type(e).__name__}: {e}"
+    return None if not getattr(result, "is_error", False) else "tool error (not a gateway refusal)"

@@ -1,0 +1,80 @@
+"""`lockgate up`: serve a profile's routes until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from lockgate.addons.gateway import Gateway
+from lockgate.cli import views
+from lockgate.errors import ProfileError
+
+
+def default_profile() -> Path:
+    env = os.environ.get("LOCKGATE_PROFILE")
+    if env:
+        return Path(env)
+    from lockgate.paths import data_dir
+
+    path = data_dir() / "profile.toml"
+    if not path.exists():
+        raise ProfileError(
+            "No profile given and none installed",
+            f"pass --profile FILE, set LOCKGATE_PROFILE, or copy one to {path}",
+        )
+    return path
+
+
+def serve(
+    profile: Path,
+    *,
+    listen: str | None = None,
+    on_started: Callable[[Gateway], None] | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+) -> None:
+    """Run a gateway in this process until SIGINT/SIGTERM."""
+
+    async def main() -> None:
+        gateway = Gateway(profile, listen=listen, on_event=on_event)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, gateway.shutdown)
+            except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C arrives as KeyboardInterrupt
+                pass
+        try:
+            await gateway.run(on_started)
+        finally:
+            await gateway.stopped()
+
+    asyncio.run(main())
+
+
+def up(
+    profile: Path | None = typer.Option(
+        None, "--profile", "-p", help="The profile to serve (default: $LOCKGATE_PROFILE)."
+    ),
+    listen: str | None = typer.Option(
+        None, "--listen", help="host:port to listen on, overriding the profile (port 0: any free)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print events as they happen."),
+) -> None:
+    """Start the gateway and print each audited event as it happens.
+
+    Example: lockgate up --profile profiles/demo.toml
+    """
+    path = profile or default_profile()
+    out = views.console()
+
+    def started(gw: Gateway) -> None:
+        views.print_started(out, gw.base_url, [(name, gw.route_url(name)) for name in gw.profile.routes])
+
+    serve(path, listen=listen, on_started=started,
+          on_event=None if quiet else lambda rec: views.print_event(out, rec))
+    out.print("lockgate: stopped")

@@ -1,0 +1,529 @@
+"""The audit log: append-only JSONL, one event per line, hash-chained so any edit or gap shows.
+
+Each line is the canonical JSON (sorted keys, compact separators, UTF-8) of one event, with
+`seq` (1-based, consecutive), `prev` (the previous line's `hash`; 64 zeros on the first line)
+and, last on the line, `hash`: the sha256 hex of the canonical JSON of the event without `hash`.
+`verify` recomputes exactly that, and also insists each line is byte-for-byte canonical.
+
+One writer per file: `AuditLog` takes an exclusive advisory lock (POSIX) so a second gateway
+writing the same log fails at start instead of forking the chain.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from lockgate.errors import LockgateError
+
+if sys.platform != "win32":
+    import fcntl
+
+__all__ = [
+    "REDACTED",
+    "ZERO_HASH",
+    "AuditLog",
+    "AuditLogBusy",
+    "AuditLogDamaged",
+    "AuditLogError",
+    "AuditLogMissing",
+    "VerifyResult",
+    "follow",
+    "is_secret_key",
+    "last_events",
+    "preview",
+    "read_events",
+    "verify",
+]
+
+ZERO_HASH = "0" * 64
+REDACTED = "[redacted]"
+
+# Keys the log itself owns; a caller passing them is a bug.
+_RESERVED = frozenset({"seq", "prev", "hash"})
+# Keys whose values are caller data: bounded and redacted by `preview` on append.
+_PREVIEWED = frozenset({"args", "result"})
+
+_BLOCK = 64 * 1024
+_MAX_DEPTH = 8
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+# Matched against the key lowercased with "_" and "-" removed.
+_SECRET_KEY = re.compile(
+    r"token|secret|passw(?:or)?d|passphrase|authorization|cookie|codeverifier|apikey"
+    r"|privatekey|credential|jwt|bearer"
+)
+# Token-shaped values, whatever their key: bearer credentials and JWTs.
+_SECRET_VALUE = re.compile(
+    r"(?i:\bbearer\s+)[A-Za-z0-9._~+/=-]{16,}"
+    r"|\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"
+)
+
+
+class AuditLogError(LockgateError):
+    """The audit log cannot be used as asked."""
+
+
+class AuditLogMissing(AuditLogError):
+    """There is no audit log at the given path."""
+
+
+class AuditLogBusy(AuditLogError):
+    """Another process holds the audit log open for writing."""
+
+
+class AuditLogDamaged(AuditLogError):
+    """A line of the audit log is not a JSON event."""
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of `verify`.
+
+    `lines` is the number of events when `ok`, else the number of intact lines before
+    `first_bad_line` (1-based, as `sed -n Lp` counts them).
+    """
+
+    ok: bool
+    lines: int
+    first_bad_line: int | None = None
+    reason: str | None = None
+
+
+# ---------------------------------------------------------------------------- previews
+
+
+@functools.lru_cache(maxsize=4096)
+def is_secret_key(key: str) -> bool:
+    """True for keys named like a credential (token, secret, password, cookie, ...)."""
+    return _SECRET_KEY.search(key.lower().replace("_", "").replace("-", "")) is not None
+
+
+def preview(value: object, limit: int = 512) -> object:
+    """A bounded, JSON-able, secret-free preview of `value` for the audit log.
+
+    Strings are cut at `limit` characters, a container keeps at most `max(16, limit // 8)`
+    items, and all stop once about `4 * limit` characters of content have been kept;
+    nesting stops at depth 8. Values under secret-like keys and
+    token-shaped strings (bearer credentials, JWTs) become "[redacted]". Never raises.
+    """
+    return _preview(value, limit, [4 * limit], 0)
+
+
+def _room(budget: list[int], i: int, limit: int) -> bool:
+    """Whether a container may keep its item `i`: total budget left, and a per-container cap."""
+    return budget[0] > 0 and i < max(16, limit // 8)
+
+
+def _preview(value: object, limit: int, budget: list[int], depth: int) -> object:
+    budget[0] -= 1
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if value.bit_length() <= 64 else f"<int of {value.bit_length()} bits>"
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return _preview_str(value, limit, budget)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, Mapping):
+        if depth >= _MAX_DEPTH:
+            return f"{{object of {len(value)} keys}}"
+        out: dict[str, object] = {}
+        for i, (k, v) in enumerate(value.items()):
+            if not _room(budget, i, limit):
+                out["…"] = f"+{len(value) - i} more keys"
+                break
+            key = k if isinstance(k, str) else str(k)
+            key = _preview_str(key, limit, budget) if len(key) > limit else key
+            budget[0] -= len(key)
+            out[key] = REDACTED if is_secret_key(key) else _preview(v, limit, budget, depth + 1)
+        return out
+    if isinstance(value, (list, tuple, set, frozenset)):
+        if depth >= _MAX_DEPTH:
+            return f"[list of {len(value)} items]"
+        items: list[object] = []
+        for i, v in enumerate(value):
+            if not _room(budget, i, limit):
+                items.append(f"… +{len(value) - i} more items")
+                break
+            items.append(_preview(v, limit, budget, depth + 1))
+        return items
+    return f"<{type(value).__name__}>"
+
+
+def _preview_str(value: str, limit: int, budget: list[int]) -> str:
+    head = _SECRET_VALUE.sub(REDACTED, value[: limit + 1024])
+    if len(value) > limit:
+        head = f"{head[:limit]}…(+{len(value) - limit} chars)"
+    budget[0] -= min(len(head), limit)
+    return head
+
+
+def _scrub(value: Any) -> Any:
+    """Replace lone surrogates (not encodable as UTF-8) so a record can always be written."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def _canonical(record: Mapping[str, Any]) -> bytes:
+    text = json.dumps(
+        record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return text.encode("utf-8")
+
+
+def _line(canonical: bytes, digest: str) -> bytes:
+    """The stored line: the canonical JSON with `"hash"` appended as its last key."""
+    return canonical[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}'
+
+
+def _now() -> str:
+    ms = time.time_ns() // 1_000_000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+class AuditLog:
+    """Appends hash-chained events to a JSONL file; resumes the chain of an existing file."""
+
+    def __init__(self, path: Path, *, preview_limit: int = 512) -> None:
+        self.path = path
+        self._limit = preview_limit
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:
+            if sys.platform != "win32":
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise AuditLogBusy(
+                        f"Another process is writing the audit log {path}.",
+                        "stop the other lockgate gateway, or give this one its own audit log",
+                    ) from None
+                if os.fstat(fd).st_mode & 0o077:
+                    os.fchmod(fd, 0o600)
+            self._seq, self._prev, self._needs_newline = _resume(path)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd: int | None = fd
+
+    @property
+    def seq(self) -> int:
+        """The seq of the last line written (0 for an empty log)."""
+        return self._seq
+
+    @property
+    def last_hash(self) -> str:
+        """The hash of the last line written (64 zeros for an empty log)."""
+        return self._prev
+
+    def append(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Write one event; return the full record as written (with seq, prev, hash).
+
+        None values are dropped, `args`/`result` go through `preview`, top-level keys named
+        like secrets are redacted, `ts` is set unless given. Raises ValueError for reserved
+        keys or NaN, TypeError for values JSON cannot represent, OSError if the write fails.
+        """
+        record: dict[str, Any] = {}
+        for key, value in event.items():
+            if value is None:
+                continue
+            if key in _RESERVED:
+                raise ValueError(f"audit event key {key!r} is reserved for the hash chain")
+            if key in _PREVIEWED:
+                value = preview(value, self._limit)
+            elif is_secret_key(key):
+                value = REDACTED
+            record[key] = value
+        if "ts" not in record:
+            record["ts"] = _now()
+        with self._lock:
+            fd = self._fd
+            if fd is None:
+                raise ValueError(f"audit log {self.path} is closed")
+            record["seq"] = self._seq + 1
+            record["prev"] = self._prev
+            try:
+                canonical = _canonical(record)
+            except UnicodeEncodeError:
+                record = _scrub(record)
+                canonical = _canonical(record)
+            digest = hashlib.sha256(canonical).hexdigest()
+            data = _line(canonical, digest) + b"\n"
+            if self._needs_newline:
+                data = b"\n" + data
+            view = memoryview(data)
+            written = 0
+            try:
+                while written < len(data):
+                    written += os.write(fd, view[written:])
+            except OSError:
+                if written:  # a partial line is on disk: the next line must start afresh
+                    self._needs_newline = True
+                raise
+            self._needs_newline = False
+            self._seq += 1
+            self._prev = digest
+        record["hash"] = digest
+        return record
+
+    def close(self) -> None:
+        """Sync and close the file; further appends raise ValueError."""
+        with self._lock:
+            if self._fd is not None:
+                try:
+                    os.fsync(self._fd)
+                finally:
+                    os.close(self._fd)
+                    self._fd = None
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _chain_state(raw: bytes) -> tuple[int, str] | None:
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    seq, digest = obj.get("seq"), obj.get("hash")
+    if type(seq) is not int or not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+        return None
+    return seq, digest
+
+
+def _resume(path: Path) -> tuple[int, str, bool]:
+    """(seq, hash) of the last line that parses, and whether the file ends mid-line."""
+    with open(path, "rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        if end == 0:
+            return 0, ZERO_HASH, False
+        f.seek(end - 1)
+        partial = f.read(1) != b"\n"
+        for raw, _terminated in _reverse_lines(f, end):
+            state = _chain_state(raw)
+            if state is not None:
+                return state[0], state[1], partial
+    return 0, ZERO_HASH, partial
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def _reverse_lines(f: BinaryIO, end: int) -> Iterator[tuple[bytes, bool]]:
+    """Lines of f[:end] from last to first, without "\\n", with whether one followed."""
+    pos = end
+    buf = b""
+    at_end = True
+    while pos > 0:
+        size = min(_BLOCK, pos)
+        pos -= size
+        f.seek(pos)
+        buf = f.read(size) + buf
+        parts = buf.split(b"\n")
+        buf = parts[0]
+        for part in reversed(parts[1:]):
+            if at_end:
+                at_end = False
+                if part:
+                    yield part, False
+                continue
+            yield part, True
+    if at_end:
+        if buf:
+            yield buf, False
+    else:
+        yield buf, True
+
+
+def _parse(raw: bytes, where: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(raw)
+    except ValueError as e:
+        raise ValueError(f"{where}: not JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where}: not a JSON object")
+    return obj
+
+
+def read_events(path: Path) -> Iterator[dict[str, Any]]:
+    """Every event of the log, in order; a line that is not a JSON object raises ValueError."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            yield _parse(raw.rstrip(b"\n"), f"{path} line {lineno}")
+
+
+def last_events(path: Path, n: int, *, end: int | None = None) -> list[dict[str, Any]]:
+    """The last `n` events (of the first `end` bytes), read from the end of the file."""
+    out: list[dict[str, Any]] = []
+    if n <= 0:
+        return out
+    with open(path, "rb") as f:
+        if end is None:
+            end = f.seek(0, os.SEEK_END)
+        for back, (raw, _terminated) in enumerate(_reverse_lines(f, end)):
+            out.append(_parse(raw, f"{path} line {back + 1} from the end"))
+            if len(out) == n:
+                break
+    out.reverse()
+    return out
+
+
+def follow(
+    path: Path,
+    poll: float = 0.1,
+    stop: Callable[[], bool] | None = None,
+    *,
+    offset: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Yield events as they are appended, like `tail -F`.
+
+    Starts at the end of the file (or at byte `offset`; 0 for the whole file), waits for the
+    file if it does not exist yet, yields complete lines only, and starts over when the file
+    is truncated or replaced (rotation). `stop` is polled while idle; when it returns True
+    the iterator ends. A line that is not a JSON object raises ValueError.
+    """
+    f: BinaryIO | None = None
+    buf = b""
+    skip_first = False
+    try:
+        while True:
+            if f is None:
+                try:
+                    f = open(path, "rb", buffering=0)  # noqa: SIM115 (closed in finally)
+                except FileNotFoundError:
+                    if stop is not None and stop():
+                        return
+                    time.sleep(poll)
+                    offset = 0
+                    continue
+                size = os.fstat(f.fileno()).st_size
+                start = size if offset is None or offset > size else offset
+                if start > 0:
+                    f.seek(start - 1)
+                    skip_first = f.read(1) != b"\n"
+                offset, buf = 0, b""
+            chunk = f.read(_BLOCK)
+            if chunk:
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for raw in lines:
+                    if skip_first:
+                        skip_first = False
+                        continue
+                    yield _parse(raw, f"{path}: line before byte {f.tell() - len(buf)}")
+                continue
+            if stop is not None and stop():
+                return
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                st = None
+            if st is not None:
+                current = os.fstat(f.fileno())
+                if (st.st_dev, st.st_ino) != (current.st_dev, current.st_ino):
+                    # Rotated: finish the old file (lines written just before), then switch.
+                    rest = f.read()
+                    while rest:
+                        buf += rest
+                        rest = f.read()
+                    *lines, _ = buf.split(b"\n")
+                    for raw in lines[1 if skip_first else 0 :]:
+                        yield _parse(raw, f"{path} (rotated)")
+                    f.close()
+                    f, buf, skip_first = None, b"", False
+                    continue
+                if st.st_size < f.tell():  # truncated in place
+                    f.seek(0)
+                    buf, skip_first = b"", False
+                    continue
+            time.sleep(poll)
+    finally:
+        if f is not None:
+            f.close()
+
+
+# ---------------------------------------------------------------------------- verifying
+
+
+class _BadLine(Exception):
+    """Why one line breaks the chain (internal to `verify`)."""
+
+
+def verify(path: Path) -> VerifyResult:
+    """Check every line's hash, seq and prev link; report the first bad line and why."""
+    prev = ZERO_HASH
+    lineno = 0
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                prev = _check_line(raw, lineno, prev)
+            except _BadLine as e:
+                return VerifyResult(False, lineno - 1, lineno, str(e))
+    return VerifyResult(True, lineno)
+
+
+def _check_line(raw: bytes, expected_seq: int, prev: str) -> str:
+    """The line's hash when it is intact and chains on to `prev`; raises _BadLine if not."""
+    if not raw.endswith(b"\n"):
+        raise _BadLine("truncated last line (no trailing newline)")
+    line = raw[:-1]
+    if not line:
+        raise _BadLine("empty line")
+    try:
+        obj = json.loads(line)
+    except ValueError as e:
+        raise _BadLine(f"not JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise _BadLine("not a JSON object")
+    digest = obj.pop("hash", None)
+    if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+        raise _BadLine("missing hash (or not a sha256 hex digest)")
+    try:
+        canonical = _canonical(obj)
+    except ValueError:
+        raise _BadLine("hash mismatch: values canonical JSON cannot hold (line edited)") from None
+    if hashlib.sha256(canonical).hexdigest() != digest:
+        raise _BadLine("hash mismatch: the line was edited")
+    if line != _line(canonical, digest):
+        raise _BadLine("hash matches but the line is not in canonical form (line edited)")
+    seq = obj.get("seq")
+    if type(seq) is not int:
+        raise _BadLine("missing seq")
+    if seq > expected_seq:
+        gap = seq - expected_seq
+        raise _BadLine(f"seq gap: expected seq {expected_seq}, found {seq} ({gap} line(s) deleted)")
+    if seq < expected_seq:
+        raise _BadLine(
+            f"seq out of order: expected seq {expected_seq}, found {seq} (line repeated)"
+        )
+    if obj.get("prev") != prev:
+        raise _BadLine("prev mismatch: the line does not chain to the line before it")
+    return digest

@@ -1,0 +1,241 @@
+"""A route's curated view of its upstream: which tools, prompts and resources it shows.
+
+This runs on every list result and every call, so patterns are compiled once,
+list results are filtered in one pass, and only the items an override changes
+are copied.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+
+def _translate(pattern: str) -> str:
+    """Regex for a glob with `*` and `?` only, immune to catastrophic backtracking.
+
+    Each segment between two stars is matched at its leftmost occurrence inside an
+    atomic group (the technique CPython's fnmatch uses): for fixed-length segments
+    the leftmost match is always a correct choice, so the regex never retries
+    earlier segments and a client-chosen name cannot make matching exponential.
+    """
+
+    def literal(segment: str) -> str:
+        return "".join("." if c == "?" else re.escape(c) for c in segment)
+
+    head, *rest = pattern.split("*")
+    if not rest:
+        return literal(head)
+    *middle, tail = rest
+    inner = "".join(f"(?>.*?{literal(m)})" for m in middle if m)
+    return f"{literal(head)}{inner}.*{literal(tail)}"
+
+
+@lru_cache(maxsize=4096)
+def _compile(pattern: str) -> re.Pattern[str]:
+    return re.compile(_translate(pattern), re.DOTALL)
+
+
+def glob_match(pattern: str, name: str) -> bool:
+    """Whole-name, case-sensitive glob: `*` any run (slashes included), `?` one character."""
+    return _compile(pattern).fullmatch(name) is not None
+
+
+class _Matcher:
+    """A set of globs compiled into one lookup: exact names in a set, the rest in one regex."""
+
+    __slots__ = ("_literals", "_regex")
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        literals: set[str] = set()
+        globs: list[str] = []
+        for p in patterns:
+            if "*" in p or "?" in p:
+                globs.append(f"(?:{_translate(p)})")
+            else:
+                literals.add(p)
+        self._literals = frozenset(literals)
+        self._regex = re.compile("|".join(globs), re.DOTALL) if globs else None
+
+    def __call__(self, name: str) -> bool:
+        if name in self._literals:
+            return True
+        return self._regex is not None and self._regex.fullmatch(name) is not None
+
+
+def _patterns(value: object, what: str) -> tuple[str, ...]:
+    # A bare string would silently become a tuple of one-character patterns.
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise TypeError(f"{what} must be a sequence of glob patterns, not {type(value).__name__}")
+    items = tuple(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"{what} patterns must be strings, not {type(item).__name__}")
+    return items
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Allow/deny globs for one kind of capability; deny wins, `allow=None` allows all."""
+
+    allow: tuple[str, ...] | None = None
+    deny: tuple[str, ...] = ()
+    _allow: _Matcher | None = field(init=False, repr=False, compare=False)
+    _deny: _Matcher = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        allow = None if self.allow is None else _patterns(self.allow, "allow")
+        deny = _patterns(self.deny, "deny")
+        object.__setattr__(self, "allow", allow)
+        object.__setattr__(self, "deny", deny)
+        object.__setattr__(self, "_allow", None if allow is None else _Matcher(allow))
+        object.__setattr__(self, "_deny", _Matcher(deny))
+
+    @property
+    def is_passthrough(self) -> bool:
+        return self.allow is None and not self.deny
+
+    def visible(self, name: str) -> bool:
+        if self._deny(name):
+            return False
+        return self._allow is None or self._allow(name)
+
+
+@dataclass(frozen=True)
+class Override:
+    """What a route says about an item instead of the upstream; annotations merge over its own."""
+
+    description: str | None = None
+    title: str | None = None
+    annotations: dict[str, Any] | None = None
+
+
+def _apply(item: dict[str, Any], override: Override, annotations_ok: bool) -> dict[str, Any]:
+    changed = dict(item)
+    if override.description is not None:
+        changed["description"] = override.description
+    if override.title is not None:
+        changed["title"] = override.title
+    if annotations_ok and override.annotations is not None:
+        upstream = item.get("annotations")
+        base = upstream if isinstance(upstream, dict) else {}
+        changed["annotations"] = {**base, **override.annotations}
+    return changed
+
+
+_NO_OVERRIDES: Mapping[str, Override] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    key: str  # the result's list key
+    match: str  # the item key patterns match on
+    rule: Rule
+    overrides: Mapping[str, Override]
+    annotations: bool  # only tools carry annotations
+
+    @property
+    def is_passthrough(self) -> bool:
+        return self.rule.is_passthrough and not self.overrides
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A route's view of its upstream; resource overrides are keyed by uri."""
+
+    tools: Rule = field(default_factory=Rule)
+    prompts: Rule = field(default_factory=Rule)
+    resources: Rule = field(default_factory=Rule)
+    resource_templates: Rule = field(default_factory=Rule)
+    tool_overrides: Mapping[str, Override] = field(default_factory=dict)
+    prompt_overrides: Mapping[str, Override] = field(default_factory=dict)
+    resource_overrides: Mapping[str, Override] = field(default_factory=dict)
+    _views: dict[str, _View] = field(init=False, repr=False, compare=False)
+    _passthrough: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        views = {
+            "tools/list": _View("tools", "name", self.tools, self.tool_overrides, True),
+            "prompts/list": _View("prompts", "name", self.prompts, self.prompt_overrides, False),
+            "resources/list": _View(
+                "resources", "uri", self.resources, self.resource_overrides, False
+            ),
+            "resources/templates/list": _View(
+                "resourceTemplates", "uriTemplate", self.resource_templates, _NO_OVERRIDES, False
+            ),
+        }
+        object.__setattr__(self, "_views", views)
+        object.__setattr__(self, "_passthrough", all(v.is_passthrough for v in views.values()))
+
+    @property
+    def is_passthrough(self) -> bool:
+        """Nothing hidden, nothing overridden: callers may skip parsing list results."""
+        return self._passthrough
+
+    def hidden_target(self, method: str, params: Mapping[str, Any] | None) -> str | None:
+        """The name or uri a request targets when this view hides it, else None.
+
+        A malformed target (a name that is not a string, a missing ref) comes back as
+        `"<invalid ...>"` on a restricted capability, so the caller refuses it rather
+        than trust the upstream to read it the way we did; with nothing to hide, the
+        upstream answers its own invalid-params error. Note that `""` is a valid
+        hidden name: test the result against None.
+        """
+        if method == "tools/call":
+            return _target(self.tools, params, "name")
+        if method == "prompts/get":
+            return _target(self.prompts, params, "name")
+        if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
+            return _target(self.resources, params, "uri")
+        if method == "completion/complete":
+            return self._completion_target(params)
+        return None
+
+    def _completion_target(self, params: Mapping[str, Any] | None) -> str | None:
+        if self.prompts.is_passthrough and self.resource_templates.is_passthrough:
+            return None
+        ref = params.get("ref") if isinstance(params, Mapping) else None
+        kind = ref.get("type") if isinstance(ref, Mapping) else None
+        if kind == "ref/prompt":
+            return _target(self.prompts, ref, "name")
+        if kind == "ref/resource":
+            return _target(self.resource_templates, ref, "uri")
+        if isinstance(kind, str):
+            # A reference kind this gateway does not know could point at anything hidden.
+            return f"<unknown ref {kind}>"
+        return "<invalid ref>"
+
+    def filter_result(self, method: str, result: dict[str, Any]) -> dict[str, Any]:
+        """A list result as this view shows it; the input is never modified.
+
+        Items that are not objects or lack their name/uri are dropped: the gateway
+        cannot tell whether they are hidden. Other keys (`nextCursor`, `_meta`) stay.
+        """
+        view = self._views.get(method)
+        if view is None or view.is_passthrough or view.key not in result:
+            return result
+        items = result[view.key]
+        kept: list[Any] = []
+        if isinstance(items, list):
+            match, visible, overrides = view.match, view.rule.visible, view.overrides
+            for item in items:
+                if not isinstance(item, dict):
+                    continue
+                name = item.get(match)
+                if not isinstance(name, str) or not visible(name):
+                    continue
+                override = overrides.get(name) if overrides else None
+                kept.append(item if override is None else _apply(item, override, view.annotations))
+        return {**result, view.key: kept}
+
+
+def _target(rule: Rule, params: Mapping[str, Any] | None, key: str) -> str | None:
+    if rule.is_passthrough:
+        return None
+    value = params.get(key) if isinstance(params, Mapping) else None
+    if not isinstance(value, str):
+        return f"<invalid {key}>"
+    return None if rule.visible(value) else value

@@ -1,0 +1,170 @@
+"""JSON-RPC 2.0 messages as MCP uses them.
+
+The gateway decides on what it parses here, so parsing is strict: anything an
+upstream or a client could read differently from us is refused with a
+`ValueError` rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+CONNECT_REQUIRED = -32042
+
+Kind = Literal["request", "notification", "response", "error"]
+
+_NAMED_BY_NAME = frozenset({"tools/call", "prompts/get"})
+_NAMED_BY_URI = frozenset({"resources/read", "resources/subscribe", "resources/unsubscribe"})
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One parsed message; `raw` is the decoded object, kept for forwarding and rewriting."""
+
+    kind: Kind
+    id: str | int | None
+    method: str | None
+    params: dict[str, Any] | None
+    result: Any
+    error: dict[str, Any] | None
+    raw: dict[str, Any]
+
+    @property
+    def name(self) -> str | None:
+        """The item a call targets (tool or prompt name, resource uri), for audit and policy."""
+        if self.params is None or self.method is None:
+            return None
+        if self.method in _NAMED_BY_NAME:
+            value = self.params.get("name")
+        elif self.method in _NAMED_BY_URI:
+            value = self.params.get("uri")
+        else:
+            return None
+        return value if isinstance(value, str) else None
+
+
+def _valid_id(value: object) -> bool:
+    # bool is an int subclass, but `true` is not a JSON-RPC id.
+    return value is None or isinstance(value, str) or (type(value) is int)
+
+
+def parse_message(obj: object) -> Message:
+    """Classify one decoded JSON value; raise ValueError on anything not JSON-RPC 2.0."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"a JSON-RPC message must be an object, not {type(obj).__name__}")
+    if obj.get("jsonrpc") != "2.0":
+        raise ValueError('a JSON-RPC message needs "jsonrpc": "2.0"')
+    has_id = "id" in obj
+    msg_id = obj.get("id")
+    if not _valid_id(msg_id):
+        raise ValueError("a JSON-RPC id must be a string, an integer or null")
+
+    if "method" in obj:
+        method = obj["method"]
+        if not isinstance(method, str):
+            raise ValueError("a JSON-RPC method must be a string")
+        if "result" in obj or "error" in obj:
+            raise ValueError("a JSON-RPC request cannot carry a result or an error")
+        params: dict[str, Any] | None = None
+        if "params" in obj:
+            raw_params = obj["params"]
+            if isinstance(raw_params, dict):
+                params = raw_params
+            elif not isinstance(raw_params, list):
+                raise ValueError("JSON-RPC params must be an object or an array")
+        kind: Kind = "request" if has_id else "notification"
+        return Message(kind, msg_id, method, params, None, None, obj)
+
+    if not has_id:
+        raise ValueError("a JSON-RPC response needs an id")
+    has_result = "result" in obj
+    has_error = "error" in obj
+    if has_result and has_error:
+        raise ValueError("a JSON-RPC response cannot carry both a result and an error")
+    if has_result:
+        return Message("response", msg_id, None, None, obj["result"], None, obj)
+    if not has_error:
+        raise ValueError("a JSON-RPC message needs a method, a result or an error")
+    error = obj["error"]
+    if not isinstance(error, dict):
+        raise ValueError("a JSON-RPC error must be an object")
+    if type(error.get("code")) is not int:
+        raise ValueError("a JSON-RPC error needs an integer code")
+    if not isinstance(error.get("message"), str):
+        raise ValueError("a JSON-RPC error needs a string message")
+    return Message("error", msg_id, None, None, None, error, obj)
+
+
+def _no_constants(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} does not fit a double")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        # Parsers disagree on which duplicate wins: refuse rather than filter one reading
+        # and forward another.
+        raise ValueError("duplicate key in a JSON object")
+    return obj
+
+
+def parse_body(body: bytes, *, reject_duplicate_keys: bool = True) -> list[Message]:
+    """Parse an HTTP body holding one message or a batch; only ever raises ValueError.
+
+    Duplicate-key detection roughly doubles decoding time; callers parsing large
+    upstream results may turn it off.
+    """
+    try:
+        text = body.decode("utf-8")
+        if reject_duplicate_keys:
+            decoded = json.loads(
+                text,
+                parse_constant=_no_constants,
+                parse_float=_finite_float,
+                object_pairs_hook=_unique_keys,
+            )
+        else:
+            decoded = json.loads(text, parse_constant=_no_constants, parse_float=_finite_float)
+    except RecursionError as e:
+        raise ValueError("JSON nested too deeply") from e
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, int digit limits
+        raise ValueError(f"body is not valid UTF-8 JSON: {e}") from e
+    if isinstance(decoded, list):
+        if not decoded:
+            raise ValueError("an empty JSON-RPC batch is invalid")
+        return [parse_message(item) for item in decoded]
+    return [parse_message(decoded)]
+
+
+def error_response(
+    id: str | int | None, code: int, message: str, data: object = None
+) -> dict[str, Any]:
+    """A JSON-RPC error object the gateway answers with itself."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": id, "error": error}
+
+
+def encode(obj: object) -> bytes:
+    """Compact UTF-8 JSON; lone surrogates (legal as JSON escapes) fall back to \\u escapes."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()

@@ -1,0 +1,345 @@
+"""Profiles: the TOML file IT writes and signs, validated into typed models.
+
+Every error names the file, the line (where it can be found) and the key path,
+and says what was expected: a profile is written by hand and must be fixable
+from the message alone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from lockgate.errors import ProfileError
+from lockgate.filters import Override, Policy, Rule
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+Pattern = Annotated[str, Field(min_length=1)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for names and addresses that never leave this machine."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """`host:port` (IPv6 in brackets) into its parts; ValueError when malformed."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected host:port such as 127.0.0.1:8787, got {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+class GatewaySection(_Model):
+    listen: str = "127.0.0.1:8787"
+    public_url: str | None = None
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    upstream_timeout: float = Field(default=60.0, gt=0)
+    allowed_origins: tuple[str, ...] = ()
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        split_listen(v)
+        return v
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        if v is not None:
+            _check_url(v)
+        return v.rstrip("/") if v else v
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+
+class IdentitySection(_Model):
+    kind: Literal["none", "dev", "oidc"] = "none"
+    issuer: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    scopes: tuple[str, ...] = ("openid", "email", "profile", "offline_access")
+    groups_claim: str = "groups"
+
+    @field_validator("client_secret")
+    @classmethod
+    def _secret_in_keyring(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("keyring:"):
+            raise ValueError('secrets stay out of profiles: use "keyring:<entry name>"')
+        return v
+
+    @model_validator(mode="after")
+    def _oidc_needs_issuer(self) -> IdentitySection:
+        if self.kind == "oidc" and not (self.issuer and self.client_id):
+            raise ValueError('kind = "oidc" needs issuer and client_id')
+        return self
+
+
+def _check_url(v: str) -> None:
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http(s) URL such as https://mcp.example.com/mcp, got {v!r}")
+
+
+class UpstreamSection(_Model):
+    url: str
+    auth: Literal["none", "header", "oauth"] = "none"
+    header: str = "Authorization"
+    value: str = "Bearer {secret}"
+    timeout: float | None = Field(default=None, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        _check_url(v)
+        return v
+
+    @field_validator("header")
+    @classmethod
+    def _header(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", v):
+            raise ValueError(f"expected an HTTP header name, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _value_has_secret(self) -> UpstreamSection:
+        if self.auth == "header" and "{secret}" not in self.value:
+            raise ValueError('value must contain "{secret}", where the keyring secret goes')
+        return self
+
+
+class ListSection(_Model):
+    allow: tuple[Pattern, ...] | None = None
+    deny: tuple[Pattern, ...] = ()
+
+    def rule(self) -> Rule:
+        return Rule(allow=self.allow, deny=self.deny)
+
+
+class OverrideSection(_Model):
+    description: str | None = None
+    title: str | None = None
+    annotations: dict[str, Any] | None = None
+
+    def override(self) -> Override:
+        return Override(
+            description=self.description, title=self.title, annotations=self.annotations
+        )
+
+
+class OverridesSection(_Model):
+    tools: dict[str, OverrideSection] = {}
+    prompts: dict[str, OverrideSection] = {}
+    resources: dict[str, OverrideSection] = {}
+
+
+class AccessSection(_Model):
+    groups: tuple[str, ...] | None = None
+    users: tuple[str, ...] | None = None
+
+
+class RouteSection(_Model):
+    upstream: str
+    description: str | None = None
+    tools: ListSection = ListSection()
+    prompts: ListSection = ListSection()
+    resources: ListSection = ListSection()
+    resource_templates: ListSection = ListSection()
+    overrides: OverridesSection = OverridesSection()
+    access: AccessSection = AccessSection()
+
+    def policy(self) -> Policy:
+        return Policy(
+            tools=self.tools.rule(),
+            prompts=self.prompts.rule(),
+            resources=self.resources.rule(),
+            resource_templates=self.resource_templates.rule(),
+            tool_overrides={k: v.override() for k, v in self.overrides.tools.items()},
+            prompt_overrides={k: v.override() for k, v in self.overrides.prompts.items()},
+            resource_overrides={k: v.override() for k, v in self.overrides.resources.items()},
+        )
+
+
+class Profile(_Model):
+    gateway: GatewaySection = GatewaySection()
+    identity: IdentitySection = IdentitySection()
+    upstreams: dict[str, UpstreamSection]
+    routes: dict[str, RouteSection]
+    source: str = Field(default="<profile>", exclude=True)
+
+    @field_validator("upstreams", "routes")
+    @classmethod
+    def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for name in v:
+            if not NAME_RE.match(name):
+                raise ValueError(
+                    f"{name!r} is not a valid name: use letters, digits, '-', '_' and '.'"
+                )
+        if not v:
+            raise ValueError("expected at least one entry")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Profile:
+        for name, route in self.routes.items():
+            if route.upstream not in self.upstreams:
+                known = ", ".join(sorted(self.upstreams))
+                raise _KeyedError(
+                    ("routes", name, "upstream"),
+                    f"names upstream {route.upstream!r}, which is not defined (known: {known})",
+                )
+        if self.identity.kind in ("none", "dev") and not is_loopback_host(self.gateway.host):
+            raise _KeyedError(
+                ("identity", "kind"),
+                f'kind = "{self.identity.kind}" is only allowed when gateway.listen is a '
+                'loopback address; use kind = "oidc" to listen beyond this machine',
+            )
+        return self
+
+    def route_url(self, route: str, base: str | None = None) -> str:
+        """The URL a client uses for a route."""
+        return f"{(base or self.base_url()).rstrip('/')}/mcp/{route}"
+
+    def base_url(self) -> str:
+        if self.gateway.public_url:
+            return self.gateway.public_url
+        host, port = split_listen(self.gateway.listen)
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{port}"
+
+
+class _KeyedError(ValueError):
+    """A cross-field error that knows its key path, so the message can point at the line."""
+
+    def __init__(self, loc: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.message = message
+
+
+def _find_line(text: str, loc: tuple[str | int, ...]) -> int | None:
+    """Best-effort line of a key path in TOML text: the table header, then the key."""
+    keys = [str(k) for k in loc if not isinstance(k, int)]
+    lines = text.splitlines()
+    best: int | None = None
+    # Try the longest table prefix that has a header, then the next key below it.
+    for cut in range(len(keys), 0, -1):
+        header = re.compile(
+            r"^\s*\[\s*" + r"\s*\.\s*".join(_key_re(k) for k in keys[:cut]) + r"\s*\]\s*(#.*)?$"
+        )
+        for i, line in enumerate(lines):
+            if header.match(line):
+                best = i + 1
+                rest = keys[cut:]
+                if rest:
+                    key = re.compile(
+                        r"^\s*" + r"\s*\.\s*".join(_key_re(k) for k in rest[:2]) + r"\s*="
+                    )
+                    for j in range(i + 1, len(lines)):
+                        if lines[j].lstrip().startswith("["):
+                            break
+                        if key.match(lines[j]):
+                            return j + 1
+                return best
+    if keys:
+        key = re.compile(r"^\s*" + _key_re(keys[-1]) + r"\s*=")
+        for i, line in enumerate(lines):
+            if key.match(line):
+                return i + 1
+    return best
+
+
+def _key_re(key: str) -> str:
+    return r"(?:" + re.escape(key) + r'|"' + re.escape(key) + r'")'
+
+
+def _describe(err: dict[str, Any]) -> str:
+    kind = err.get("type", "")
+    msg = str(err.get("msg", "invalid value"))
+    if kind == "extra_forbidden":
+        return "unknown key (check its spelling against the profile reference in README.md)"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "literal_error":
+        ctx = err.get("ctx") or {}
+        return f"expected one of {ctx.get('expected', '')}"
+    msg = msg.removeprefix("Value error, ")
+    return msg
+
+
+def parse_profile(text: str, source: str = "<profile>") -> Profile:
+    """Parse and validate profile text; ProfileError names source:line, key path and fix."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        line = getattr(e, "lineno", None)
+        where = f"{source}:{line}" if line else source
+        raise ProfileError(
+            f"{where}: not valid TOML ({getattr(e, 'msg', str(e))})",
+            "fix the syntax at that line",
+        ) from e
+    data["source"] = source
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as e:
+        errors = e.errors()
+        first = errors[0]
+        loc: tuple[str | int, ...] = tuple(first.get("loc", ()))
+        message = _describe(dict(first))
+        ctx_err = (first.get("ctx") or {}).get("error")
+        if isinstance(ctx_err, _KeyedError):
+            loc, message = ctx_err.loc, ctx_err.message
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        line = _find_line(text, loc)
+        where = f"{source}:{line}" if line else source
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise ProfileError(f"{where}: {path}: {message}{more}") from e
+
+
+def load_profile(path: Path) -> Profile:
+    """Read a profile file; a missing or unreadable file is a ProfileError too."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise ProfileError(f"{path}: no such profile file", "check the path") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ProfileError(f"{path}: cannot read the profile ({e})") from e
+    return parse_profile(text, str(path))
+
+
+def demo_profile_path() -> Path:
+    """The profile shipped inside the package (profiles/demo.toml)."""
+    from importlib.resources import files
+
+    return Path(str(files("lockgate.profiles").joinpath("demo.toml")))

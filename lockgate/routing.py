@@ -1,0 +1,86 @@
+"""Routes: from a profile to what the pipeline needs per request, computed once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from lockgate.filters import Policy
+from lockgate.profile import Profile, RouteSection, UpstreamSection
+
+MCP_PREFIX = "/mcp/"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where an upstream lives, split the way a proxied request needs it."""
+
+    name: str
+    scheme: str
+    host: str
+    port: int
+    path: str
+    query: str
+    host_header: str
+    config: UpstreamSection
+
+    @property
+    def url(self) -> str:
+        return self.config.url
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    upstream: Target
+    policy: Policy
+    config: RouteSection
+    passthrough: bool
+    default_timeout: float
+
+
+def target_of(name: str, upstream: UpstreamSection) -> Target:
+    parts = urlsplit(upstream.url)
+    scheme = parts.scheme
+    host = parts.hostname or ""
+    port = parts.port or (443 if scheme == "https" else 80)
+    default_port = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
+    host_text = f"[{host}]" if ":" in host else host
+    host_header = host_text if default_port else f"{host_text}:{port}"
+    return Target(
+        name=name,
+        scheme=scheme,
+        host=host,
+        port=port,
+        path=parts.path or "/",
+        query=parts.query,
+        host_header=host_header,
+        config=upstream,
+    )
+
+
+def build_routes(profile: Profile) -> dict[str, Route]:
+    targets = {name: target_of(name, up) for name, up in profile.upstreams.items()}
+    routes: dict[str, Route] = {}
+    for name, section in profile.routes.items():
+        policy = section.policy()
+        routes[name] = Route(
+            name=name,
+            upstream=targets[section.upstream],
+            policy=policy,
+            config=section,
+            passthrough=policy.is_passthrough,
+            default_timeout=profile.gateway.upstream_timeout,
+        )
+    return routes
+
+
+def route_name_of(path: str) -> str | None:
+    """`/mcp/<route>` (optionally with a trailing slash or query) to `<route>`; else None."""
+    path = path.split("?", 1)[0]
+    if not path.startswith(MCP_PREFIX):
+        return None
+    name = path[len(MCP_PREFIX) :].rstrip("/")
+    if not name or "/" in name:
+        return None
+    return name

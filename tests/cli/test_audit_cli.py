@@ -1,0 +1,108 @@
+"""`lockgate audit tail` and `lockgate audit verify`, driven through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from lockgate.audit import AuditLog, AuditLogMissing
+from lockgate.cli import audit_views
+from lockgate.cli.audit import app
+from lockgate.paths import audit_log_path
+
+runner = CliRunner()
+
+
+def _write(path: Path, n: int) -> None:
+    with AuditLog(path) as log:
+        for i in range(n):
+            log.append(
+                {
+                    "event": "tool.call",
+                    "route": "linear",
+                    "method": "tools/call",
+                    "name": f"search_{i}",
+                    "outcome": "success",
+                    "status": 200,
+                    "latency_ms": {"total": 12.34, "upstream": 10.0},
+                }
+            )
+
+
+def test_tail_prints_the_last_events_as_plain_lines() -> None:
+    _write(audit_log_path(), 30)  # the default path (LOCKGATE_AUDIT_LOG from conftest)
+    result = runner.invoke(app, ["tail", "-n", "5"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 5
+    assert "search_25" in lines[0] and "search_29" in lines[-1]
+    assert lines[-1].endswith("tool.call linear tools/call search_29 success 200 12.3 ms")
+
+
+def test_tail_json_prints_the_stored_lines(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write(path, 3)
+    result = runner.invoke(app, ["tail", "--json", "--file", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.encode() == path.read_bytes()
+    assert [json.loads(line)["seq"] for line in result.output.splitlines()] == [1, 2, 3]
+
+
+def test_tail_on_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["tail", "--file", str(tmp_path / "nope.jsonl")])
+    assert isinstance(result.exception, AuditLogMissing)
+    assert "no audit log" in str(result.exception)
+
+
+def test_verify_ok() -> None:
+    _write(audit_log_path(), 10)
+    result = runner.invoke(app, ["verify"])
+    assert result.exit_code == 0
+    assert result.output.strip() == "audit log OK: 10 events, chain intact"
+
+
+def test_verify_edited_file_exits_1_with_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write(path, 10)
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[6] = lines[6].replace(b'"status":200', b'"status":500')
+    path.write_bytes(b"".join(lines))
+    result = runner.invoke(app, ["verify", "--file", str(path)])
+    assert result.exit_code == 1
+    assert result.output.startswith("audit log BROKEN at line 7: hash mismatch")
+
+
+def test_verify_missing_file_raises_a_lockgate_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["verify", "--file", str(tmp_path / "nope.jsonl")])
+    assert isinstance(result.exception, AuditLogMissing)
+    assert str(result.exception).startswith("There is no audit log at")
+
+
+@pytest.mark.parametrize("command", [["--help"], ["tail", "--help"], ["verify", "--help"]])
+def test_help_shows_an_example(command: list[str]) -> None:
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0
+    assert "Example: lockgate audit" in result.output
+
+
+def test_table_view_on_a_terminal() -> None:
+    con = Console(record=True, width=140, force_terminal=True, no_color=True)
+    event = {
+        "ts": "2026-11-27T06:40:01.123Z",
+        "event": "tool.call",
+        "route": "linear",
+        "method": "tools/call",
+        "name": "evil\x1b]0;pwned\x07",
+        "outcome": "denied",
+        "status": 403,
+        "latency_ms": {"total": 1.25},
+    }
+    audit_views.print_events(con, [event])
+    text = con.export_text()
+    assert "time" in text and "latency" in text
+    assert "06:40:01.123" in text and "denied" in text and "1.2 ms" in text
+    assert "\x1b" not in text and "evil?]0;pwned?" in text

@@ -1,0 +1,18 @@
+"""Nothing touches the user's machine: data dir, audit log and profiles live in tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    home = tmp_path / "lockgate-home"
+    home.mkdir()
+    monkeypatch.setenv("LOCKGATE_HOME", str(home))
+    monkeypatch.setenv("LOCKGATE_AUDIT_LOG", str(home / "audit.jsonl"))
+    monkeypatch.setenv("NO_COLOR", "1")
+    yield home
