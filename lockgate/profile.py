@@ -264,7 +264,7 @@ def _find_line(text: str, loc: tuple[str | int, ...]) -> int | None:
                 rest = keys[cut:]
                 if rest:
                     key = re.compile(
-                        r"^\s*" + r"\s*\.\s*".join(_key_re(k) for k in rest[:2]) + r"\s*="
+                        r"^\s*" + r"\s*\.\s*".join(_key_re(k) for k in rest[:2]) + r"\s*[=.]"
                     )
                     for j in range(i + 1, len(lines)):
                         if lines[j].lstrip().startswith("["):
@@ -294,8 +294,10 @@ def _describe(err: dict[str, Any]) -> str:
     if kind == "literal_error":
         ctx = err.get("ctx") or {}
         return f"expected one of {ctx.get('expected', '')}"
+    if kind in ("tuple_type", "list_type"):
+        return 'expected a list such as ["list_*", "get_*"]'
     msg = msg.removeprefix("Value error, ")
-    return msg
+    return msg.replace("Input should be a valid", "expected a").replace("Input should be", "expected")
 
 
 def parse_profile(text: str, source: str = "<profile>") -> Profile:
@@ -303,10 +305,12 @@ def parse_profile(text: str, source: str = "<profile>") -> Profile:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        line = getattr(e, "lineno", None)
+        found = re.search(r"\(at line (\d+), column \d+\)", str(e))
+        line = getattr(e, "lineno", None) or (int(found.group(1)) if found else None)
         where = f"{source}:{line}" if line else source
+        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", getattr(e, "msg", str(e)))
         raise ProfileError(
-            f"{where}: not valid TOML ({getattr(e, 'msg', str(e))})",
+            f"{where}: not valid TOML ({reason})",
             "fix the syntax at that line",
         ) from e
     data["source"] = source

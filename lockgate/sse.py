@@ -72,7 +72,7 @@ class SseParser:
         buf = self._buf
         if self._skip_lf:
             self._skip_lf = False
-            if False:
+            if chunk[0] == _LF:
                 chunk = chunk[1:]
                 if buf:
                     buf.append(_LF)

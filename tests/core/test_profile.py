@@ -1,0 +1,116 @@
+"""Profiles: valid ones load; a bad one names file, line, key path and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lockgate.errors import ProfileError
+from lockgate.profile import demo_profile_path, load_profile, parse_profile
+
+GOOD = """\
+[gateway]
+listen = "127.0.0.1:8787"
+
+[identity]
+kind = "none"
+
+[upstreams.linear]
+url = "https://mcp.linear.app/mcp"
+
+[upstreams.internal]
+url = "http://127.0.0.1:9000/mcp"
+auth = "header"
+header = "X-Api-Key"
+value = "{secret}"
+
+[routes.linear]
+upstream = "linear"
+tools.deny = ["delete_*"]
+
+[routes.linear.overrides.tools.search_issues]
+description = "Search Linear issues (read-only)."
+annotations = { readOnlyHint = true }
+
+[routes.linear-readonly]
+upstream = "linear"
+tools.allow = ["list_*", "get_*", "search_*"]
+prompts.allow = []
+"""
+
+
+def test_good_profile_loads_with_policies() -> None:
+    profile = parse_profile(GOOD, "good.toml")
+    assert set(profile.routes) == {"linear", "linear-readonly"}
+    ro = profile.routes["linear-readonly"].policy()
+    assert ro.tools.visible("list_issues") and not ro.tools.visible("delete_issue")
+    assert not ro.prompts.visible("anything")
+    full = profile.routes["linear"].policy()
+    assert not full.tools.visible("delete_issue") and full.tools.visible("create_issue")
+    assert full.tool_overrides["search_issues"].annotations == {"readOnlyHint": True}
+    assert profile.route_url("linear") == "http://127.0.0.1:8787/mcp/linear"
+
+
+def test_shipped_demo_profile_is_valid() -> None:
+    profile = load_profile(demo_profile_path())
+    assert {"notes", "notes-readonly"} <= set(profile.routes)
+
+
+def _error(text: str) -> str:
+    with pytest.raises(ProfileError) as info:
+        parse_profile(text, "p.toml")
+    assert info.value.exit_code == 2
+    return str(info.value)
+
+
+def test_unknown_key_names_line_and_path() -> None:
+    text = GOOD.replace('tools.deny = ["delete_*"]', 'tools.deny = ["delete_*"]\ntool.allow = []')
+    msg = _error(text)
+    assert msg.startswith("p.toml:19: routes.linear.tool: unknown key"), msg
+
+
+def test_route_to_undefined_upstream() -> None:
+    msg = _error(GOOD.replace('upstream = "linear"\ntools.allow', 'upstream = "jira"\ntools.allow'))
+    assert "p.toml:25: routes.linear-readonly.upstream" in msg and "'jira'" in msg, msg
+    assert "known: internal, linear" in msg
+
+
+def test_wrong_type_says_what_was_expected() -> None:
+    msg = _error(GOOD.replace('prompts.allow = []', 'prompts.allow = "none"'))
+    assert "p.toml:27: routes.linear-readonly.prompts.allow: expected a list" in msg, msg
+
+
+def test_bad_auth_kind_lists_choices() -> None:
+    msg = _error(GOOD.replace('auth = "header"', 'auth = "basic"'))
+    assert "p.toml:12: upstreams.internal.auth" in msg and "'none', 'header' or 'oauth'" in msg, msg
+
+
+def test_header_value_must_hold_the_secret_placeholder() -> None:
+    msg = _error(GOOD.replace('value = "{secret}"', 'value = "Bearer abc"'))
+    assert "upstreams.internal" in msg and "{secret}" in msg, msg
+
+
+def test_secret_in_profile_refused() -> None:
+    msg = _error(GOOD.replace('kind = "none"', 'kind = "none"\nclient_secret = "hunter2"'))
+    assert "identity.client_secret" in msg and "keyring:" in msg and "hunter2" not in msg, msg
+
+
+def test_kind_none_refused_beyond_loopback() -> None:
+    msg = _error(GOOD.replace('listen = "127.0.0.1:8787"', 'listen = "0.0.0.0:8787"'))
+    assert "p.toml:5: identity.kind" in msg and "loopback" in msg, msg
+
+
+def test_toml_syntax_error_has_line() -> None:
+    msg = _error(GOOD.replace('[routes.linear]', '[routes.linear'))
+    assert msg.startswith("p.toml:16: not valid TOML"), msg
+
+
+def test_bad_url_and_listen() -> None:
+    assert "upstreams.linear.url" in _error(GOOD.replace("https://mcp.linear.app/mcp", "ftp://x"))
+    assert "gateway.listen" in _error(GOOD.replace('"127.0.0.1:8787"', '"127.0.0.1"'))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match="no such profile file"):
+        load_profile(tmp_path / "absent.toml")

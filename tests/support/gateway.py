@@ -1,0 +1,97 @@
+"""A real gateway for tests: `lockgate up` in a subprocess on a free port, stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lockgate.audit import read_events
+
+
+@dataclass
+class GatewayProcess:
+    base_url: str
+    audit_path: Path
+    proc: subprocess.Popen[str]
+    output: list[str] = field(default_factory=list)
+
+    def route_url(self, route: str) -> str:
+        return f"{self.base_url}/mcp/{route}"
+
+    def events(self) -> list[dict[str, object]]:
+        return list(read_events(self.audit_path)) if self.audit_path.exists() else []
+
+    def wait_for_events(self, predicate, timeout: float = 5.0) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while True:
+            events = self.events()
+            if predicate(events) or time.monotonic() > deadline:
+                return events
+            time.sleep(0.02)
+
+
+def profile_text(upstreams: dict[str, str], routes: dict[str, str], extra: str = "") -> str:
+    """A kind = "none" profile: `upstreams` name -> url, `routes` name -> upstream name."""
+    lines = ['[identity]', 'kind = "none"', ""]
+    for name, url in upstreams.items():
+        lines += [f"[upstreams.{name}]", f'url = "{url}"', ""]
+    for name, upstream in routes.items():
+        lines += [f'[routes."{name}"]', f'upstream = "{upstream}"', ""]
+    return "\n".join(lines) + "\n" + extra
+
+
+@contextmanager
+def running_gateway(profile: str, tmp_path: Path, *, env: dict[str, str] | None = None,
+                    timeout: float = 30.0) -> Iterator[GatewayProcess]:
+    """Start `lockgate up` on 127.0.0.1:0 with `profile` (TOML text); yield once it listens."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    profile_path = tmp_path / "profile.toml"
+    profile_path.write_text(profile, encoding="utf-8")
+    home = tmp_path / "gateway-home"
+    audit_path = home / "audit.jsonl"
+    full_env = {**os.environ, "LOCKGATE_HOME": str(home), "LOCKGATE_AUDIT_LOG": str(audit_path),
+                "NO_COLOR": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lockgate.cli", "up", "--profile", str(profile_path),
+         "--listen", "127.0.0.1:0", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env,
+        start_new_session=True,
+    )
+    output: list[str] = []
+    found = threading.Event()
+    url: list[str] = []
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+            m = re.search(r"listening on (http://\S+)", line)
+            if m and not found.is_set():
+                url.append(m.group(1))
+                found.set()
+        found.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not found.wait(timeout) or not url:
+        proc.kill()
+        raise RuntimeError("the gateway did not start:\n" + "".join(output))
+    gw = GatewayProcess(url[0], audit_path, proc, output)
+    try:
+        yield gw
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
