@@ -77,6 +77,12 @@ def _patterns(value: object, what: str) -> tuple[str, ...]:
     return items
 
 
+# Verdicts are memoized per name: list results repeat the same names on every call.
+# Names come from clients too, so the memo is bounded in entries and in name length.
+_MEMO_ENTRIES = 16_384
+_MEMO_NAME_MAX = 512
+
+
 @dataclass(frozen=True)
 class Rule:
     """Allow/deny globs for one kind of capability; deny wins, `allow=None` allows all."""
@@ -85,6 +91,7 @@ class Rule:
     deny: tuple[str, ...] = ()
     _allow: _Matcher | None = field(init=False, repr=False, compare=False)
     _deny: _Matcher = field(init=False, repr=False, compare=False)
+    _memo: dict[str, bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         allow = None if self.allow is None else _patterns(self.allow, "allow")
@@ -93,15 +100,21 @@ class Rule:
         object.__setattr__(self, "deny", deny)
         object.__setattr__(self, "_allow", None if allow is None else _Matcher(allow))
         object.__setattr__(self, "_deny", _Matcher(deny))
+        object.__setattr__(self, "_memo", {})
 
     @property
     def is_passthrough(self) -> bool:
         return self.allow is None and not self.deny
 
     def visible(self, name: str) -> bool:
-        if self._deny(name):
-            return False
-        return self._allow is None or self._allow(name)
+        verdict = self._memo.get(name)
+        if verdict is None:
+            verdict = not self._deny(name) and (self._allow is None or self._allow(name))
+            if len(name) <= _MEMO_NAME_MAX:
+                if len(self._memo) >= _MEMO_ENTRIES:
+                    self._memo.clear()
+                self._memo[name] = verdict
+        return verdict
 
 
 @dataclass(frozen=True)
@@ -220,12 +233,16 @@ class Policy:
         items = result[view.key]
         kept: list[Any] = []
         if isinstance(items, list):
-            match, visible, overrides = view.match, view.rule.visible, view.overrides
+            match, overrides = view.match, view.overrides
+            visible, memo = view.rule.visible, view.rule._memo.get
             for item in items:
                 if not isinstance(item, dict):
                     continue
                 name = item.get(match)
-                if not isinstance(name, str) or not visible(name):
+                if not isinstance(name, str):
+                    continue
+                verdict = memo(name)
+                if not (visible(name) if verdict is None else verdict):
                     continue
                 override = overrides.get(name) if overrides else None
                 kept.append(item if override is None else _apply(item, override, view.annotations))

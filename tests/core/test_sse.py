@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 
 import pytest
@@ -337,7 +338,7 @@ def test_parser_failure_stops_forwarding(monkeypatch: pytest.MonkeyPatch) -> Non
 # --- properties ---------------------------------------------------------------------------
 
 ENDINGS = ["\n", "\r\n", "\r"]
-value_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"))
+value_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\r\n"))
 
 
 @dataclass
@@ -396,9 +397,8 @@ def streams(draw: st.DrawFn) -> tuple[list[Gen], bool, list[bytes]]:
     cuts = set(draw(st.lists(st.integers(1, max(1, len(body) - 1)), max_size=12)))
     if draw(st.booleans()):  # the awkward case, made common: every CR ends a chunk
         cuts |= {i + 1 for i, byte in enumerate(body) if byte == 0x0D}
-    cuts = sorted(cuts)
-    bounds = [0, *[c for c in cuts if c < len(body)], len(body)]
-    chunks = [body[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    bounds = [0, *sorted(c for c in cuts if c < len(body)), len(body)]
+    chunks = [body[a:b] for a, b in itertools.pairwise(bounds) if b > a]
     return events, bom, chunks
 
 
@@ -486,8 +486,7 @@ def test_arbitrary_bytes_with_a_raising_callback(chunks: list[bytes]) -> None:
 @given(
     st.builds(
         SseEvent,
-        data=st.none()
-        | st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r")),
+        data=st.none() | st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\r")),
         event=st.none() | value_text,
         id=st.none() | value_text.filter(lambda s: "\0" not in s),
         retry=st.none() | st.integers(0, 10**9),

@@ -135,12 +135,29 @@ def _has_backend() -> bool:
     return True
 
 
+# `--unlock` returns before the daemon owns its bus name: wait for it, or the first client
+# D-Bus-activates a second, locked daemon. Files and control socket stay in the temp dir.
+_PRIVATE_SESSION = """
+printf %s "$LOCKGATE_TEST_KEYRING_PASSWORD" |
+    XDG_DATA_HOME="$LOCKGATE_TEST_KEYRING_DATA" XDG_RUNTIME_DIR="$LOCKGATE_TEST_KEYRING_RUN" \\
+    gnome-keyring-daemon --unlock --components=secrets >/dev/null || exit 90
+for _ in $(seq 100); do
+    dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \\
+        org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null |
+        grep -q "boolean true" && break
+    sleep 0.1
+done
+exec "$0" "$1"
+"""
+
+
 def private_session_available() -> bool:
     """Whether a private D-Bus session with its own gnome-keyring can be started."""
     return (
         sys.platform.startswith("linux")
         and shutil.which("dbus-run-session") is not None
         and shutil.which("gnome-keyring-daemon") is not None
+        and shutil.which("dbus-send") is not None
     )
 
 
@@ -157,8 +174,9 @@ def run_in_private_secret_service(
     prompt can appear, and the developer's own keyring is never reached.
     """
     with tempfile.TemporaryDirectory(prefix="lockgate-test-keyring-") as tmp:
-        data = Path(tmp) / "data"
-        data.mkdir()
+        data, run = Path(tmp) / "data", Path(tmp) / "run"
+        data.mkdir(mode=0o700)
+        run.mkdir(mode=0o700)
         script_path = Path(tmp) / "script.py"
         script_path.write_text(script)
         env = {
@@ -166,18 +184,22 @@ def run_in_private_secret_service(
             for k, v in os.environ.items()
             if k not in {"DBUS_SESSION_BUS_ADDRESS", "DISPLAY", "WAYLAND_DISPLAY"}
         }
-        env["XDG_DATA_HOME"] = str(data)
+        env["LOCKGATE_TEST_KEYRING_DATA"] = str(data)
+        env["LOCKGATE_TEST_KEYRING_RUN"] = str(run)
         env["LOCKGATE_TEST_KEYRING_PASSWORD"] = password
         env["PYTHONPATH"] = os.pathsep.join(
             [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")]
         ).rstrip(os.pathsep)
-        shell = (
-            'printf %s "$LOCKGATE_TEST_KEYRING_PASSWORD" '
-            "| gnome-keyring-daemon --unlock --components=secrets >/dev/null "
-            f'&& exec "$0" {script_path}'
-        )
         return subprocess.run(
-            ["dbus-run-session", "--", "sh", "-c", shell, sys.executable],
+            [
+                "dbus-run-session",
+                "--",
+                "sh",
+                "-c",
+                _PRIVATE_SESSION,
+                sys.executable,
+                str(script_path),
+            ],
             env=env,
             capture_output=True,
             text=True,

@@ -139,6 +139,12 @@ def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
             self._record()
             self._send(200)
 
+        def _not_allowed(self) -> None:
+            self._record()
+            self._send(405)
+
+        do_PUT = do_PATCH = do_OPTIONS = _not_allowed
+
     return Handler
 
 

@@ -1,0 +1,82 @@
+"""A benchmark upstream in its own process (so client, proxies and upstream never share a GIL).
+
+    python bench/upstream.py notes-json     # demo notes server, JSON responses, stateful
+    python bench/upstream.py notes-sse      # demo notes server, SSE responses, stateful,
+                                            #   plus `stamped_count` (see below)
+    python bench/upstream.py many-json      # 2,000 tools (build_many_tools_app), JSON responses
+
+Prints `bench upstream listening on http://127.0.0.1:PORT/mcp` once bound.
+
+`stamped_count` is `slow_count` with one change: each progress message is the upstream's
+`time.monotonic_ns()` taken just before the notification is sent. CLOCK_MONOTONIC is one clock
+for every process on the machine, so the client can compute each event's one-way latency
+(upstream send -> client has the whole event) instead of inferring it from arrival offsets
+that drift with every `asyncio.sleep`.
+"""
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import Annotated, Any
+
+import uvicorn
+from mcp.server.mcpserver import Context
+from pydantic import Field
+
+from lockgate.cli.demo_server import MCP_PATH, build_app, build_many_tools_app, build_server
+
+
+def make_app(kind: str):  # type: ignore[no-untyped-def]
+    if kind == "notes-json":
+        return build_app(json_response=True)
+    if kind == "many-json":
+        return build_many_tools_app(2000, json_response=True)
+    if kind == "notes-sse":
+        server = build_server()
+
+        @server.tool()
+        async def stamped_count(
+            ctx: Context[Any, Any],
+            n: Annotated[int, Field(ge=0, le=10_000)],
+            delay_ms: Annotated[int, Field(ge=0, le=10_000)] = 20,
+        ) -> str:
+            """slow_count whose progress messages carry the send time (monotonic ns)."""
+            for i in range(1, n + 1):
+                await asyncio.sleep(delay_ms / 1000)
+                await ctx.report_progress(i, n, str(time.monotonic_ns()))
+            return f"counted to {n}"
+
+        return build_app(json_response=False, server=server)
+    raise SystemExit(f"unknown upstream kind {kind!r}")
+
+
+async def serve(kind: str, port: int) -> None:
+    config = uvicorn.Config(
+        make_app(kind), host="127.0.0.1", port=port, log_level="warning", access_log=False,
+        lifespan="on", timeout_keep_alive=600,  # interleaved rounds leave connections idle
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started and not task.done():
+        await asyncio.sleep(0.005)
+    if server.started:
+        bound = server.servers[0].sockets[0].getsockname()[1]
+        print(f"bench upstream listening on http://127.0.0.1:{bound}{MCP_PATH}", flush=True)
+    await task
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("kind", choices=["notes-json", "notes-sse", "many-json"])
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    try:
+        asyncio.run(serve(args.kind, args.port))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
