@@ -65,7 +65,7 @@ class Capabilities:
         try:
             messages = jsonrpc.parse_body(req.raw_content or b"")
         except ValueError as e:
-            code = jsonrpc.PARSE_ERROR if "JSON" in str(e) else jsonrpc.INVALID_REQUEST
+            code = jsonrpc.PARSE_ERROR if isinstance(e, jsonrpc.InvalidJson) else jsonrpc.INVALID_REQUEST
             answer_rpc_error(flow, 400, code, f"The request body is not a valid JSON-RPC message: {e}",
                              outcome="denied")
             return

@@ -19,6 +19,11 @@ INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 CONNECT_REQUIRED = -32042
 
+
+class InvalidJson(ValueError):
+    """The body is not UTF-8 JSON at all (answer PARSE_ERROR), as opposed to a bad message."""
+
+
 Kind = Literal["request", "notification", "response", "error"]
 
 _NAMED_BY_NAME = frozenset({"tools/call", "prompts/get"})
@@ -126,6 +131,9 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def parse_body(body: bytes, *, reject_duplicate_keys: bool = True) -> list[Message]:
     """Parse an HTTP body holding one message or a batch; only ever raises ValueError.
 
+    `InvalidJson` (a ValueError) when the body is not JSON, plain ValueError when it
+    is JSON but not JSON-RPC.
+
     Duplicate-key detection roughly doubles decoding time; callers parsing large
     upstream results may turn it off.
     """
@@ -141,9 +149,9 @@ def parse_body(body: bytes, *, reject_duplicate_keys: bool = True) -> list[Messa
         else:
             decoded = json.loads(text, parse_constant=_no_constants, parse_float=_finite_float)
     except RecursionError as e:
-        raise ValueError("JSON nested too deeply") from e
+        raise InvalidJson("JSON nested too deeply") from e
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, int digit limits
-        raise ValueError(f"body is not valid UTF-8 JSON: {e}") from e
+        raise InvalidJson(f"body is not valid UTF-8 JSON: {e}") from e
     if isinstance(decoded, list):
         if not decoded:
             raise ValueError("an empty JSON-RPC batch is invalid")

@@ -149,6 +149,14 @@ def test_parse_body_bad_input_is_value_error(body: bytes) -> None:
         parse_body(body)
 
 
+def test_not_json_and_not_jsonrpc_are_told_apart() -> None:
+    with pytest.raises(jsonrpc.InvalidJson):
+        parse_body(b"{nope")
+    with pytest.raises(ValueError) as info:
+        parse_body(b'{"jsonrpc":"1.0"}')
+    assert not isinstance(info.value, jsonrpc.InvalidJson)
+
+
 def test_duplicate_keys_are_refused_by_default() -> None:
     # A parser that keeps the first "name" would call the hidden tool the gateway never saw.
     body = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ok","name":"hidden"}}'

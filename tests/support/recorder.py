@@ -98,14 +98,28 @@ def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _record(self) -> bytes:
-            length = int(self.headers.get("content-length") or 0)
-            body = self.rfile.read(length) if length else b""
+            if "chunked" in self.headers.get("transfer-encoding", "").lower():
+                body = self._read_chunked()
+            else:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
             headers: dict[str, str] = {}
             for name, value in self.headers.items():
                 key = name.lower()
                 headers[key] = f"{headers[key]}, {value}" if key in headers else value
             recorder.add(Recorded(self.command, self.path, headers, body))
             return body
+
+        def _read_chunked(self) -> bytes:
+            body = b""
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return body
+                body += self.rfile.read(size)
+                self.rfile.readline()
 
         def _send(self, status: int, body: bytes = b"") -> None:
             self.send_response(status)
