@@ -85,7 +85,9 @@ def answer(
     st.local = True
     st.outcome = outcome
     st.reason = reason
-    flow.response = http.Response.make(status, jsonrpc.encode(body), {**JSON_HEADERS, **(headers or {})})
+    flow.response = http.Response.make(
+        status, jsonrpc.encode(body), {**JSON_HEADERS, **(headers or {})}
+    )
 
 
 def answer_rpc_error(
@@ -120,8 +122,12 @@ def guarded(hook: Callable[[Any, http.HTTPFlow], None]) -> Callable[[Any, http.H
             hook(self, flow)
         except Exception as e:  # the fail-closed boundary: every exception, by design
             where = f"{type(self).__name__}.{hook.__name__}"
-            logger.error("lockgate: %s failed (%s); the exchange was refused", where, type(e).__name__,
-                         exc_info=debug())
+            logger.error(
+                "lockgate: %s failed (%s); the exchange was refused",
+                where,
+                type(e).__name__,
+                exc_info=debug(),
+            )
             fail_closed(flow, where)
 
     return wrapper

@@ -45,7 +45,11 @@ class Audit:
 
     def configure(self, updated: set[str]) -> None:
         if "lockgate_audit_log" in updated or self.log is None:
-            path = Path(ctx.options.lockgate_audit_log) if ctx.options.lockgate_audit_log else audit_log_path()
+            path = (
+                Path(ctx.options.lockgate_audit_log)
+                if ctx.options.lockgate_audit_log
+                else audit_log_path()
+            )
             if self.log is not None:
                 self.log.close()
             self.log = AuditLog(path)
@@ -79,11 +83,17 @@ class Audit:
                 continue
             # Notifications and the client's answers to server requests have no reply of
             # their own: record them as they pass.
-            self.record(self._base(flow, st) | {
-                "event": "mcp.message", "direction": "client", "method": m.method or "response",
-                "name": m.name, "id": m.id,
-                "outcome": st.outcome or "success",
-            })
+            self.record(
+                self._base(flow, st)
+                | {
+                    "event": "mcp.message",
+                    "direction": "client",
+                    "method": m.method or "response",
+                    "name": m.name,
+                    "id": m.id,
+                    "outcome": st.outcome or "success",
+                }
+            )
 
     @guarded
     def response(self, flow: http.HTTPFlow) -> None:
@@ -93,26 +103,44 @@ class Audit:
         pending = [m for m in st.messages if m.kind == "request" and m.id not in st.handled_ids]
         if pending:
             for m in pending:
-                outcome = st.outcome or ("success" if status is not None and status < 400
-                                         else "upstream_error" if status and status >= 500 else "error")
+                outcome = st.outcome or (
+                    "success"
+                    if status is not None and status < 400
+                    else "upstream_error"
+                    if status and status >= 500
+                    else "error"
+                )
                 self._request_event(flow, st, m, outcome, status, None, None)
         elif not st.messages:
             # GET streams, DELETE, own endpoints, refused bodies: one event for the exchange.
             outcome = st.outcome or ("success" if status is not None and status < 400 else "error")
-            self.record(self._base(flow, st) | {
-                "event": "mcp.request" if st.route is not None else "gateway.request",
-                "method": flow.request.method, "path": flow.request.path if st.route is None else None,
-                "outcome": outcome, "status": status, "reason": st.reason,
-                "latency_ms": {"total": _ms(time.monotonic() - st.started)},
-            })
+            self.record(
+                self._base(flow, st)
+                | {
+                    "event": "mcp.request" if st.route is not None else "gateway.request",
+                    "method": flow.request.method,
+                    "path": flow.request.path if st.route is None else None,
+                    "outcome": outcome,
+                    "status": status,
+                    "reason": st.reason,
+                    "latency_ms": {"total": _ms(time.monotonic() - st.started)},
+                }
+            )
 
     @guarded
     def error(self, flow: http.HTTPFlow) -> None:
         st = state(flow)
         for m in st.messages:
             if m.kind == "request" and m.id not in st.handled_ids:
-                self._request_event(flow, st, m, st.outcome or "upstream_error",
-                                    504 if st.timed_out else 502, None, None)
+                self._request_event(
+                    flow,
+                    st,
+                    m,
+                    st.outcome or "upstream_error",
+                    504 if st.timed_out else 502,
+                    None,
+                    None,
+                )
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -127,12 +155,21 @@ class Audit:
             or (flow.response.headers.get("mcp-session-id") if flow.response else None),
         }
 
-    def _request_event(self, flow: http.HTTPFlow, st: FlowState, m: Message, outcome: str,
-                       status: int | None, reply: dict[str, Any] | None,
-                       upstream_ms: float | None) -> None:
+    def _request_event(
+        self,
+        flow: http.HTTPFlow,
+        st: FlowState,
+        m: Message,
+        outcome: str,
+        status: int | None,
+        reply: dict[str, Any] | None,
+        upstream_ms: float | None,
+    ) -> None:
         if m.id is not None:
             st.handled_ids.add(m.id)
-        args = (m.params or {}).get("arguments") if m.method in ("tools/call", "prompts/get") else None
+        args = (
+            (m.params or {}).get("arguments") if m.method in ("tools/call", "prompts/get") else None
+        )
         event: dict[str, Any] = self._base(flow, st) | {
             "event": event_name(m.method),
             "method": m.method,
@@ -169,16 +206,22 @@ class Audit:
                 upstream_ms = None
                 if resp is not None and resp.timestamp_start and flow.request.timestamp_end:
                     upstream_ms = _ms(resp.timestamp_start - flow.request.timestamp_end)
-                self._request_event(flow, st, match, outcome,
-                                    resp.status_code if resp else None, obj, upstream_ms)
+                self._request_event(
+                    flow, st, match, outcome, resp.status_code if resp else None, obj, upstream_ms
+                )
                 return
         method = obj.get("method")
         params = obj.get("params")
-        self.record(self._base(flow, st) | {
-            "event": "mcp.message",
-            "direction": "server",
-            "method": method if isinstance(method, str) else "response",
-            "id": rid if isinstance(rid, (str, int)) else None,
-            "outcome": "success",
-            "progress": params.get("progress") if isinstance(params, dict) and method == "notifications/progress" else None,
-        })
+        self.record(
+            self._base(flow, st)
+            | {
+                "event": "mcp.message",
+                "direction": "server",
+                "method": method if isinstance(method, str) else "response",
+                "id": rid if isinstance(rid, (str, int)) else None,
+                "outcome": "success",
+                "progress": params.get("progress")
+                if isinstance(params, dict) and method == "notifications/progress"
+                else None,
+            }
+        )

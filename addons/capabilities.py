@@ -65,9 +65,18 @@ class Capabilities:
         try:
             messages = jsonrpc.parse_body(req.raw_content or b"")
         except ValueError as e:
-            code = jsonrpc.PARSE_ERROR if isinstance(e, jsonrpc.InvalidJson) else jsonrpc.INVALID_REQUEST
-            answer_rpc_error(flow, 400, code, f"The request body is not a valid JSON-RPC message: {e}",
-                             outcome="denied")
+            code = (
+                jsonrpc.PARSE_ERROR
+                if isinstance(e, jsonrpc.InvalidJson)
+                else jsonrpc.INVALID_REQUEST
+            )
+            answer_rpc_error(
+                flow,
+                400,
+                code,
+                f"The request body is not a valid JSON-RPC message: {e}",
+                outcome="denied",
+            )
             return
         st.messages = messages
         for m in messages:
@@ -83,7 +92,9 @@ class Capabilities:
             if hidden is not None:
                 kind = KIND_OF.get(m.method, "Resource")
                 answer_rpc_error(
-                    flow, 200, jsonrpc.METHOD_NOT_FOUND,
+                    flow,
+                    200,
+                    jsonrpc.METHOD_NOT_FOUND,
                     f"{kind} {hidden!r} is not available on route {route.name!r}.",
                     outcome="denied",
                 )
@@ -95,13 +106,18 @@ class Capabilities:
     def _headers_disagree(flow: http.HTTPFlow, messages: list[jsonrpc.Message]) -> bool:
         """2026-07-28: `Mcp-Method` and `Mcp-Name` must say what the body says."""
         headers = flow.request.headers
-        for header, value_of in (("mcp-method", lambda m: m.method), ("mcp-name", lambda m: m.name)):
+        for header, value_of in (
+            ("mcp-method", lambda m: m.method),
+            ("mcp-name", lambda m: m.name),
+        ):
             sent = headers.get(header)
             if sent is None:
                 continue
             if len(messages) != 1 or value_of(messages[0]) != sent:
                 answer_rpc_error(
-                    flow, 400, jsonrpc.INVALID_REQUEST,
+                    flow,
+                    400,
+                    jsonrpc.INVALID_REQUEST,
                     f"The {header} header ({sent!r}) does not match the request body.",
                     outcome="denied",
                 )

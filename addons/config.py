@@ -53,4 +53,6 @@ class Config:
 
             hosts.add(urlsplit(profile.gateway.public_url).hostname or "")
         self.allowed_hosts = frozenset(h.lower() for h in hosts if h)
-        self.allowed_origins = frozenset(o.rstrip("/").lower() for o in profile.gateway.allowed_origins)
+        self.allowed_origins = frozenset(
+            o.rstrip("/").lower() for o in profile.gateway.allowed_origins
+        )

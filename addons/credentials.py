@@ -50,9 +50,10 @@ class Credentials:
             return
         if auth == "oauth":
             self._not_connected(
-                flow, target.name,
+                flow,
+                target.name,
                 f"Upstream {target.name!r} uses OAuth, which this lockgate version cannot "
-                "connect yet; use auth = \"header\" with a token stored by "
+                'connect yet; use auth = "header" with a token stored by '
                 f"`lockgate secret set {target.name}`.",
             )
             return
@@ -63,7 +64,8 @@ class Credentials:
             return
         if secret is None:
             self._not_connected(
-                flow, target.name,
+                flow,
+                target.name,
                 f"No credential is stored for upstream {target.name!r}; run "
                 f"`lockgate secret set {target.name}`.",
             )
@@ -72,5 +74,6 @@ class Credentials:
 
     def _not_connected(self, flow: http.HTTPFlow, upstream: str, message: str) -> None:
         data = {"upstream": upstream, "command": f"lockgate secret set {upstream}"}
-        answer_rpc_error(flow, 200, jsonrpc.CONNECT_REQUIRED, message, outcome="connect_required",
-                         data=data)
+        answer_rpc_error(
+            flow, 200, jsonrpc.CONNECT_REQUIRED, message, outcome="connect_required", data=data
+        )

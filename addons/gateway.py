@@ -102,8 +102,12 @@ class Gateway:
         if self.on_event is not None:
             audit.listeners.append(self.on_event)
         master.addons.add(
-            core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
-            *addons, _Started(self, started),
+            core.Core(),
+            proxyserver.Proxyserver(),
+            next_layer.NextLayer(),
+            tlsconfig.TlsConfig(),
+            *addons,
+            _Started(self, started),
         )
         bind = f"[{host}]" if ":" in host else host
         logging.getLogger().addHandler(self._errors)

@@ -32,14 +32,21 @@ class Guard:
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         profile = self.config.profile
         if profile is None:
-            answer_rpc_error(flow, 503, jsonrpc.INTERNAL_ERROR, "The gateway has no profile loaded.",
-                             outcome="error")
+            answer_rpc_error(
+                flow,
+                503,
+                jsonrpc.INTERNAL_ERROR,
+                "The gateway has no profile loaded.",
+                outcome="error",
+            )
             return
         req = flow.request
         host = host_of(req.host_header or "")
         if host not in self.config.allowed_hosts:
             answer_rpc_error(
-                flow, 421, jsonrpc.INVALID_REQUEST,
+                flow,
+                421,
+                jsonrpc.INVALID_REQUEST,
                 f"Host {host or '(none)'!r} is not this gateway; connect to {profile.base_url()}.",
                 outcome="denied",
             )
@@ -47,7 +54,9 @@ class Guard:
         origin = req.headers.get("origin")
         if origin is not None and not self._origin_ok(origin):
             answer_rpc_error(
-                flow, 403, jsonrpc.INVALID_REQUEST,
+                flow,
+                403,
+                jsonrpc.INVALID_REQUEST,
                 f"Origin {origin!r} may not use this gateway; add it to gateway.allowed_origins "
                 "in the profile if it should.",
                 outcome="denied",
@@ -88,7 +97,9 @@ class Guard:
     @staticmethod
     def _too_large(flow: http.HTTPFlow, limit: int) -> None:
         answer_rpc_error(
-            flow, 413, jsonrpc.INVALID_REQUEST,
+            flow,
+            413,
+            jsonrpc.INVALID_REQUEST,
             f"The request body is larger than the gateway's limit of {limit} bytes "
             "(gateway.max_body_bytes).",
             outcome="denied",

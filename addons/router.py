@@ -53,7 +53,9 @@ class Router:
         profile = self.config.profile
         assert profile is not None
         if path == "/healthz":
-            answer(flow, 200, {"status": "ok", "routes": len(self.config.routes)}, outcome="success")
+            answer(
+                flow, 200, {"status": "ok", "routes": len(self.config.routes)}, outcome="success"
+            )
         elif path.rstrip("/") == "/registry/v0.1/servers":
             answer(flow, 200, registry_servers(profile, self.config.base_url), outcome="success")
         else:
@@ -64,7 +66,9 @@ class Router:
         assert profile is not None
         routes = {name: self.config.route_url(name) for name in sorted(self.config.routes)}
         body = jsonrpc.error_response(
-            None, jsonrpc.INVALID_REQUEST, f"{message} Known routes: {', '.join(routes) or 'none'}.",
+            None,
+            jsonrpc.INVALID_REQUEST,
+            f"{message} Known routes: {', '.join(routes) or 'none'}.",
             {"routes": routes},
         )
         answer(flow, 404, body, outcome="denied", reason=message)

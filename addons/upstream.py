@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+
 from mitmproxy import ctx, http
 from mitmproxy.proxy.layers.http import _http1
 
@@ -41,17 +42,23 @@ def error_body(status: int, message: str) -> tuple[int, bytes]:
     route = st.route if st is not None else None
     if flow is None or st is None or route is None:
         return status, jsonrpc.encode(
-            jsonrpc.error_response(None, jsonrpc.INTERNAL_ERROR, f"Gateway error {status}: {message}")
+            jsonrpc.error_response(
+                None, jsonrpc.INTERNAL_ERROR, f"Gateway error {status}: {message}"
+            )
         )
     up = route.upstream
     if st.timed_out:
         status = 504
-        text = (f"Upstream {up.name!r} ({up.host}:{up.port}) did not answer within "
-                f"{_timeout_of(route)} seconds; try again, or raise its timeout in the profile.")
+        text = (
+            f"Upstream {up.name!r} ({up.host}:{up.port}) did not answer within "
+            f"{_timeout_of(route)} seconds; try again, or raise its timeout in the profile."
+        )
     else:
         status = 502 if status >= 500 or status == 0 else status
-        text = (f"Upstream {up.name!r} ({up.host}:{up.port}) could not be reached: {message}; "
-                "check that it is running and that its url in the profile is right.")
+        text = (
+            f"Upstream {up.name!r} ({up.host}:{up.port}) could not be reached: {message}; "
+            "check that it is running and that its url in the profile is right."
+        )
     ids = [m.id for m in st.messages if m.kind == "request"]
     rid = ids[0] if len(ids) == 1 else None
     data = {"upstream": up.name, "status": status}

@@ -7,6 +7,8 @@ it (list, call, a hidden call refused, the audit chain verified) and exits 0 or 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import re
 import signal
 from dataclasses import dataclass, field
@@ -44,13 +46,17 @@ def connect_help(out: Console, gw: Gateway) -> None:
     ro = gw.route_url(READONLY)
     out.print()
     out.print("Connect a client (any of these):", style="bold")
-    out.print(f"  Claude Code     claude mcp add --transport http lockgate-notes {url}", soft_wrap=True)
-    out.print(f'  Cursor          ~/.cursor/mcp.json: {{"mcpServers": {{"lockgate-notes": {{"url": "{url}"}}}}}}',
-              soft_wrap=True, markup=False)
-    out.print(f'  VS Code         .vscode/mcp.json: {{"servers": {{"lockgate-notes": {{"type": "http", "url": "{url}"}}}}}}',
-              soft_wrap=True, markup=False)
-    out.print(f"  MCP Inspector   npx @modelcontextprotocol/inspector  (Streamable HTTP, URL {url})",
-              soft_wrap=True)
+    out.print(
+        f"  Claude Code     claude mcp add --transport http lockgate-notes {url}", soft_wrap=True
+    )
+    cursor = json.dumps({"mcpServers": {"lockgate-notes": {"url": url}}})
+    vscode = json.dumps({"servers": {"lockgate-notes": {"type": "http", "url": url}}})
+    out.print(f"  Cursor          ~/.cursor/mcp.json: {cursor}", soft_wrap=True, markup=False)
+    out.print(f"  VS Code         .vscode/mcp.json: {vscode}", soft_wrap=True, markup=False)
+    out.print(
+        f"  MCP Inspector   npx @modelcontextprotocol/inspector  (Streamable HTTP, URL {url})",
+        soft_wrap=True,
+    )
     out.print(f"The read-only view hides delete_note: {ro}", soft_wrap=True)
     out.print("Events appear below as they happen. Ctrl-C stops.", style="dim")
     out.print()
@@ -59,10 +65,14 @@ def connect_help(out: Console, gw: Gateway) -> None:
 
 def demo(
     check: bool = typer.Option(
-        False, "--check", help="Drive a real MCP client through the demo, print a summary, exit 0/1."
+        False,
+        "--check",
+        help="Drive a real MCP client through the demo, print a summary, exit 0/1.",
     ),
     listen: str | None = typer.Option(
-        None, "--listen", help="host:port for the gateway (default 127.0.0.1:8787; --check: any free port)."
+        None,
+        "--listen",
+        help="host:port for the gateway (default 127.0.0.1:8787; --check: any free port).",
     ),
 ) -> None:
     """Run the bundled demo: a notes MCP server behind the gateway, two curated routes.
@@ -83,7 +93,9 @@ def demo(
 
         from lockgate.cli.up import serve
 
-        serve(profile, listen=listen, on_started=started, on_event=lambda r: views.print_event(out, r))
+        serve(
+            profile, listen=listen, on_started=started, on_event=lambda r: views.print_event(out, r)
+        )
     out.print("lockgate: stopped")
 
 
@@ -94,8 +106,12 @@ class _Report:
 
     def step(self, ok: bool, text: str) -> None:
         self.results.append((ok, text))
-        self.out.print(f"  {'PASS' if ok else 'FAIL'}  {text}", style="green" if ok else "red",
-                       markup=False, soft_wrap=True)
+        self.out.print(
+            f"  {'PASS' if ok else 'FAIL'}  {text}",
+            style="green" if ok else "red",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 async def _check(profile: Path, listen: str, out: Console) -> bool:
@@ -104,10 +120,8 @@ async def _check(profile: Path, listen: str, out: Console) -> bool:
     gw = Gateway(profile, listen=listen, on_event=events.append)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows
             loop.add_signal_handler(sig, gw.shutdown)
-        except (NotImplementedError, RuntimeError):
-            pass
     task = asyncio.create_task(gw.run(lambda _: started.set()))
     waiter = asyncio.create_task(started.wait())
     await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -126,12 +140,16 @@ async def _check(profile: Path, listen: str, out: Console) -> bool:
         await task
         await gw.stopped()
     result = audit_core.verify(gw.audit_log)
-    report.step(result.ok and len(events) > 0,
-                f"audit log: {len(events)} events written, hash chain "
-                f"{'intact' if result.ok else f'BROKEN at line {result.first_bad_line}'}")
+    report.step(
+        result.ok and len(events) > 0,
+        f"audit log: {len(events)} events written, hash chain "
+        f"{'intact' if result.ok else f'BROKEN at line {result.first_bad_line}'}",
+    )
     passed = sum(ok for ok, _ in report.results)
     total = len(report.results)
-    out.print(f"{passed}/{total} checks passed", style="bold green" if passed == total else "bold red")
+    out.print(
+        f"{passed}/{total} checks passed", style="bold green" if passed == total else "bold red"
+    )
     return passed == total
 
 
@@ -140,16 +158,22 @@ async def _drive(gw: Gateway, report: _Report) -> None:
 
     async with Client(gw.route_url(READONLY), mode="legacy", read_timeout_seconds=10) as client:
         tools = {t.name for t in (await client.list_tools()).tools}
-        report.step("list_notes" in tools and "delete_note" not in tools and "add_note" not in tools,
-                    f"read-only route lists {len(tools)} tools, delete_note and add_note hidden")
+        report.step(
+            "list_notes" in tools and "delete_note" not in tools and "add_note" not in tools,
+            f"read-only route lists {len(tools)} tools, delete_note and add_note hidden",
+        )
         listed = await client.call_tool("list_notes", {})
         report.step(not listed.is_error, "read-only route: list_notes called")
         refused = await _refusal(client.call_tool("delete_note", {"id": "1"}))
-        report.step(refused is not None and "-32601" in refused,
-                    f"read-only route: delete_note refused by the gateway ({refused})")
+        report.step(
+            refused is not None and "-32601" in refused,
+            f"read-only route: delete_note refused by the gateway ({refused})",
+        )
     async with Client(gw.route_url(FULL), mode="legacy", read_timeout_seconds=10) as client:
         tools = {t.name for t in (await client.list_tools()).tools}
-        report.step("delete_note" in tools, f"full route lists {len(tools)} tools, delete_note included")
+        report.step(
+            "delete_note" in tools, f"full route lists {len(tools)} tools, delete_note included"
+        )
         added = await client.call_tool("add_note", {"title": "from --check", "body": "hello"})
         report.step(not added.is_error, "full route: add_note called")
 
@@ -161,5 +185,9 @@ async def _refusal(call: Any) -> str | None:
     except Exception as e:  # the SDK raises its own error type for JSON-RPC errors
         err = getattr(e, "error", None)
         code = getattr(err, "code", None)
-        return f"{code} {getattr(err, 'message', e)}" if code is not None else f"{type(e).__name__}: {e}"
+        return (
+            f"{code} {getattr(err, 'message', e)}"
+            if code is not None
+            else f"{type(e).__name__}: {e}"
+        )
     return None if not getattr(result, "is_error", False) else "tool error (not a gateway refusal)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import Callable
@@ -44,10 +45,9 @@ def serve(
         gateway = Gateway(profile, listen=listen, on_event=on_event)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            # Windows has no signal handlers in asyncio: Ctrl-C arrives as KeyboardInterrupt.
+            with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, gateway.shutdown)
-            except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C arrives as KeyboardInterrupt
-                pass
         try:
             await gateway.run(on_started)
         finally:
@@ -73,8 +73,14 @@ def up(
     out = views.console()
 
     def started(gw: Gateway) -> None:
-        views.print_started(out, gw.base_url, [(name, gw.route_url(name)) for name in gw.profile.routes])
+        views.print_started(
+            out, gw.base_url, [(name, gw.route_url(name)) for name in gw.profile.routes]
+        )
 
-    serve(path, listen=listen, on_started=started,
-          on_event=None if quiet else lambda rec: views.print_event(out, rec))
+    serve(
+        path,
+        listen=listen,
+        on_started=started,
+        on_event=None if quiet else lambda rec: views.print_event(out, rec),
+    )
     out.print("lockgate: stopped")

@@ -17,7 +17,9 @@ def registry_servers(profile: Profile, base_url: str) -> dict[str, Any]:
                     "name": f"lockgate/{name}",
                     "description": route.description or f"{name} via lockgate",
                     "version": "1.0.0",
-                    "remotes": [{"type": "streamable-http", "url": profile.route_url(name, base_url)}],
+                    "remotes": [
+                        {"type": "streamable-http", "url": profile.route_url(name, base_url)}
+                    ],
                 },
                 "_meta": {"io.lockgate/route": {"upstream": route.upstream}},
             }

@@ -297,7 +297,9 @@ def _describe(err: dict[str, Any]) -> str:
     if kind in ("tuple_type", "list_type"):
         return 'expected a list such as ["list_*", "get_*"]'
     msg = msg.removeprefix("Value error, ")
-    return msg.replace("Input should be a valid", "expected a").replace("Input should be", "expected")
+    return msg.replace("Input should be a valid", "expected a").replace(
+        "Input should be", "expected"
+    )
 
 
 def parse_profile(text: str, source: str = "<profile>") -> Profile:

@@ -15,10 +15,15 @@ from lockgate.profile import demo_profile_path
 from tests.support.gateway import running_gateway
 
 
-def lockgate(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def lockgate(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "lockgate.cli", *args],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -43,7 +48,9 @@ def test_busy_port_is_one_clear_sentence(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = lockgate("up", "--profile", str(demo_profile_path()), "--listen", f"127.0.0.1:{port}")
+        result = lockgate(
+            "up", "--profile", str(demo_profile_path()), "--listen", f"127.0.0.1:{port}"
+        )
     assert result.returncode == 1, result
     assert f"could not listen on 127.0.0.1:{port}" in result.stderr, result.stderr
     assert "--listen" in result.stderr and "Traceback" not in result.stderr

@@ -77,7 +77,7 @@ def test_route_to_undefined_upstream() -> None:
 
 
 def test_wrong_type_says_what_was_expected() -> None:
-    msg = _error(GOOD.replace('prompts.allow = []', 'prompts.allow = "none"'))
+    msg = _error(GOOD.replace("prompts.allow = []", 'prompts.allow = "none"'))
     assert "p.toml:27: routes.linear-readonly.prompts.allow: expected a list" in msg, msg
 
 
@@ -102,7 +102,7 @@ def test_kind_none_refused_beyond_loopback() -> None:
 
 
 def test_toml_syntax_error_has_line() -> None:
-    msg = _error(GOOD.replace('[routes.linear]', '[routes.linear'))
+    msg = _error(GOOD.replace("[routes.linear]", "[routes.linear"))
     assert msg.startswith("p.toml:16: not valid TOML"), msg
 
 

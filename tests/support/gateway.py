@@ -41,7 +41,7 @@ class GatewayProcess:
 
 def profile_text(upstreams: dict[str, str], routes: dict[str, str], extra: str = "") -> str:
     """A kind = "none" profile: `upstreams` name -> url, `routes` name -> upstream name."""
-    lines = ['[identity]', 'kind = "none"', ""]
+    lines = ["[identity]", 'kind = "none"', ""]
     for name, url in upstreams.items():
         lines += [f"[upstreams.{name}]", f'url = "{url}"', ""]
     for name, upstream in routes.items():
@@ -50,20 +50,39 @@ def profile_text(upstreams: dict[str, str], routes: dict[str, str], extra: str =
 
 
 @contextmanager
-def running_gateway(profile: str, tmp_path: Path, *, env: dict[str, str] | None = None,
-                    timeout: float = 30.0) -> Iterator[GatewayProcess]:
+def running_gateway(
+    profile: str, tmp_path: Path, *, env: dict[str, str] | None = None, timeout: float = 30.0
+) -> Iterator[GatewayProcess]:
     """Start `lockgate up` on 127.0.0.1:0 with `profile` (TOML text); yield once it listens."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     profile_path = tmp_path / "profile.toml"
     profile_path.write_text(profile, encoding="utf-8")
     home = tmp_path / "gateway-home"
     audit_path = home / "audit.jsonl"
-    full_env = {**os.environ, "LOCKGATE_HOME": str(home), "LOCKGATE_AUDIT_LOG": str(audit_path),
-                "NO_COLOR": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env = {
+        **os.environ,
+        "LOCKGATE_HOME": str(home),
+        "LOCKGATE_AUDIT_LOG": str(audit_path),
+        "NO_COLOR": "1",
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lockgate.cli", "up", "--profile", str(profile_path),
-         "--listen", "127.0.0.1:0", "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env,
+        [
+            sys.executable,
+            "-m",
+            "lockgate.cli",
+            "up",
+            "--profile",
+            str(profile_path),
+            "--listen",
+            "127.0.0.1:0",
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=full_env,
         start_new_session=True,
     )
     output: list[str] = []
