@@ -119,6 +119,7 @@ class Gateway:
                 confdir=str(paths.mitmproxy_confdir()),
                 lockgate_profile=str(self.profile_path),
                 lockgate_audit_log=str(self.audit_log),
+                **self._tls_options(),
             )
             await master.run()
         finally:
@@ -129,6 +130,21 @@ class Gateway:
                 f"The gateway could not listen on {self.listen} ({detail})",
                 "choose another port with --listen 127.0.0.1:PORT or stop what uses this one",
             )
+
+    def _tls_options(self) -> dict[str, Any]:
+        """Upstream TLS is verified against certifi's bundle, or the profile's own CA file."""
+        ca = self.profile.gateway.upstream_ca
+        if ca is None:
+            return {}
+        path = Path(ca).expanduser()
+        if not path.is_absolute():
+            path = self.profile_path.parent / path
+        if not path.is_file():
+            raise GatewayError(
+                f"gateway.upstream_ca names {path}, which is not a file",
+                "point it at a PEM file of the CA that signs your upstreams' certificates",
+            )
+        return {"ssl_verify_upstream_trusted_ca": str(path)}
 
     def shutdown(self) -> None:
         """Thread-safe: ask the master to stop."""

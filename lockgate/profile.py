@@ -61,6 +61,7 @@ class GatewaySection(_Model):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     upstream_timeout: float = Field(default=60.0, gt=0)
     allowed_origins: tuple[str, ...] = ()
+    upstream_ca: str | None = None
 
     @field_validator("listen")
     @classmethod

@@ -1,0 +1,172 @@
+"""Several routes to several upstreams, http and https, on one gateway port.
+
+The https upstream has a certificate from a CA made for this test: with `upstream_ca` the
+gateway verifies it; without, the client gets a 502 JSON error, never a forwarded request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from lockgate.cli.demo_server import build_app
+from tests.support.gateway import profile_text, running_gateway
+from tests.support.upstreams import sdk_upstream
+
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"},
+    },
+}
+HEADERS = {"accept": "application/json, text/event-stream"}
+
+
+def _make_certs(tmp: Path) -> tuple[Path, Path, Path]:
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lockgate test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([x509.OID_SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path, cert_path, key_path = tmp / "ca.pem", tmp / "cert.pem", tmp / "key.pem"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return ca_path, cert_path, key_path
+
+
+@pytest.fixture(scope="module")
+def https_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    tmp = tmp_path_factory.mktemp("tls")
+    ca, cert, key = _make_certs(tmp)
+    config = uvicorn.Config(
+        build_app(json_response=True),
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        ssl_certfile=str(cert),
+        ssl_keyfile=str(key),
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the https upstream did not start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"https://127.0.0.1:{port}/mcp", ca
+    server.should_exit = True
+    thread.join(10)
+
+
+def _tools(url: str) -> tuple[int, dict[str, object]]:
+    with httpx.Client(timeout=10, headers=HEADERS) as client:
+        init = client.post(url, json=INIT)
+        if init.status_code != 200:
+            return init.status_code, init.json()
+        sid = {"mcp-session-id": init.headers["mcp-session-id"]}
+        client.post(
+            url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=sid
+        )
+        listed = client.post(
+            url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=sid
+        )
+        return listed.status_code, listed.json()
+
+
+def test_http_and_https_upstreams_on_one_port(
+    https_upstream: tuple[str, Path], tmp_path: Path
+) -> None:
+    https_url, ca = https_upstream
+    with sdk_upstream(json_response=True) as http_url:
+        profile = profile_text(
+            {"plain": http_url, "secure": https_url}, {"plain": "plain", "secure": "secure"}
+        ).replace("[identity]", f'[gateway]\nupstream_ca = "{ca}"\n\n[identity]')
+        with running_gateway(profile, tmp_path) as gw:
+            for route in ("plain", "secure"):
+                status, body = _tools(gw.route_url(route))
+                assert status == 200, body
+                names = {t["name"] for t in body["result"]["tools"]}  # type: ignore[index]
+                assert "list_notes" in names, (route, body)
+
+
+def test_untrusted_https_upstream_is_a_json_502(
+    https_upstream: tuple[str, Path], tmp_path: Path
+) -> None:
+    https_url, _ = https_upstream
+    with running_gateway(profile_text({"secure": https_url}, {"secure": "secure"}), tmp_path) as gw:
+        status, body = _tools(gw.route_url("secure"))
+    assert status == 502, body
+    error = body["error"]
+    assert isinstance(error, dict) and "secure" in error["message"], body
+    assert "certificate" in error["message"].lower(), body
