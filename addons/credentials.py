@@ -14,7 +14,7 @@ from mitmproxy import http
 from lockgate import jsonrpc, secrets
 from lockgate.addons._flow import answer_rpc_error, guarded, state
 from lockgate.addons.config import Config
-from lockgate.errors import KeyringUnavailable
+from lockgate.errors import KeyringUnavailable, SecretMissing
 
 # Keyring reads cost a D-Bus round trip (or a Keychain prompt): keep a secret briefly.
 CACHE_SECONDS = 30.0
@@ -59,7 +59,7 @@ class Credentials:
             return
         try:
             secret = self._secret(target.name)
-        except KeyringUnavailable as e:
+        except (KeyringUnavailable, SecretMissing) as e:
             answer_rpc_error(flow, 503, jsonrpc.INTERNAL_ERROR, str(e), outcome="error")
             return
         if secret is None:

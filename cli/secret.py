@@ -18,7 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-UPSTREAM = typer.Argument(..., help="The upstream's name, as in [upstreams.NAME] of the profile.")
+UPSTREAM = typer.Argument(..., help="The upstream's name, as in the profile's upstreams.NAME.")
 
 
 def _read_secret(upstream: str) -> str:
@@ -42,9 +42,11 @@ def _read_secret(upstream: str) -> str:
 def set_secret(upstream: str = UPSTREAM) -> None:
     """Store UPSTREAM's secret in the OS keyring, replacing any earlier one.
 
-    On a terminal it asks twice with hidden input; otherwise it reads all of stdin and
-    strips one trailing newline. The profile uses it as {secret} in the upstream's
-    header value.
+    On a terminal it asks twice, hiding what you type.
+
+    Otherwise it reads all of stdin and strips one trailing newline.
+
+    The profile's header value uses it as {secret}.
 
     Example: printf %s "$TOKEN" | lockgate secret set internal
     """

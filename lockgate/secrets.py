@@ -80,13 +80,12 @@ def _check_name(upstream: str) -> None:
 
 def _no_keyring_fix() -> str:
     if sys.platform == "darwin":
-        return "lockgate needs the macOS Keychain; run it in your logged-in user session"
+        return "run lockgate in your logged-in macOS user session, where the login Keychain is"
     if sys.platform == "win32":
-        return "lockgate needs Windows Credential Manager; run it in your logged-in user session"
+        return "run lockgate in your logged-in Windows session, where Credential Manager is"
     return (
-        "lockgate needs a Secret Service on Linux: install and start one such as "
-        "gnome-keyring (apt-get install gnome-keyring) or KeePassXC with Secret Service "
-        "enabled, in your desktop session"
+        "install and start a Secret Service such as gnome-keyring (apt-get install "
+        "gnome-keyring) or KeePassXC with Secret Service integration, in your desktop session"
     )
 
 
