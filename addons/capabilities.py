@@ -61,6 +61,24 @@ class Capabilities:
             raise RuntimeError("a flow reached capabilities without a route")
         req = flow.request
         if req.method != "POST":
+            if req.method not in ("GET", "DELETE", "OPTIONS", "HEAD"):
+                answer_rpc_error(
+                    flow,
+                    405,
+                    jsonrpc.INVALID_REQUEST,
+                    f"MCP endpoints take POST, GET and DELETE, not {req.method}.",
+                    outcome="denied",
+                    headers={"allow": "GET, POST, DELETE"},
+                )
+            elif req.raw_content:
+                # Only POST carries JSON-RPC; a body elsewhere would pass unchecked.
+                answer_rpc_error(
+                    flow,
+                    400,
+                    jsonrpc.INVALID_REQUEST,
+                    f"A {req.method} request to an MCP endpoint must not have a body.",
+                    outcome="denied",
+                )
             return
         try:
             messages = jsonrpc.parse_body(req.raw_content or b"")
