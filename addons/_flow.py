@@ -50,6 +50,7 @@ class FlowState:
     timed_out: bool = False
     started: float = field(default_factory=time.monotonic)
     handled_ids: set[str | int] = field(default_factory=set)
+    replacement: bytes | None = None
 
     def process(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """Run one upstream message through the transforms, then show it to the observers."""
@@ -116,9 +117,13 @@ def debug() -> bool:
 def guarded(hook: Callable[[Any, http.HTTPFlow], None]) -> Callable[[Any, http.HTTPFlow], None]:
     """Fail closed: an exception in a hook denies the exchange instead of forwarding it."""
 
+    phase = hook.__name__
+
     @functools.wraps(hook)
     def wrapper(self: Any, flow: http.HTTPFlow) -> None:
         try:
+            if phase == "response":
+                _keep_replacement(flow)
             hook(self, flow)
         except Exception as e:  # the fail-closed boundary: every exception, by design
             where = f"{type(self).__name__}.{hook.__name__}"
@@ -128,22 +133,42 @@ def guarded(hook: Callable[[Any, http.HTTPFlow], None]) -> Callable[[Any, http.H
                 type(e).__name__,
                 exc_info=debug(),
             )
-            fail_closed(flow, where)
+            fail_closed(flow, where, phase)
 
     return wrapper
 
 
-def fail_closed(flow: http.HTTPFlow, where: str) -> None:
+def _keep_replacement(flow: http.HTTPFlow) -> None:
+    st = flow.metadata.get(STATE_KEY)
+    if (
+        st is not None
+        and st.replacement is not None
+        and flow.response is not None
+        and flow.response.raw_content != st.replacement
+    ):
+        flow.response.content = st.replacement
+
+
+def fail_closed(flow: http.HTTPFlow, where: str, phase: str) -> None:
     message = f"The gateway refused this message because {where} failed; see the gateway log."
+    body = jsonrpc.encode(jsonrpc.error_response(None, jsonrpc.INTERNAL_ERROR, message))
     st = state(flow)
     if flow.response is None:
         answer_rpc_error(flow, 500, jsonrpc.INTERNAL_ERROR, message, outcome="error")
+    elif phase == "responseheaders":
+        # Headers not sent yet, body not read: send ours instead, and swallow the upstream's
+        # body as it arrives (mitmproxy writes a bodiless answer's body into the response,
+        # so `guarded` puts ours back before the response hooks).
+        replacement = http.Response.make(502, body, JSON_HEADERS)
+        replacement.stream = lambda chunk: body if chunk == b"" else []
+        flow.response = replacement
+        st.replacement = body
+        st.local = True
     elif callable(flow.response.stream):
-        # Streaming is set up or under way: cut the stream rather than pass anything on.
+        # Streaming is under way: cut it rather than pass anything more on.
         flow.response.stream = _drop_all
     else:
-        # Response side, body not yet sent: nothing the upstream said reaches the client.
-        body = jsonrpc.encode(jsonrpc.error_response(None, jsonrpc.INTERNAL_ERROR, message))
+        # Response hook, body read but not sent: nothing the upstream said reaches the client.
         flow.response = http.Response.make(502, body, JSON_HEADERS)
         st.local = True
     st.outcome = "error"

@@ -119,7 +119,7 @@ class Audit:
                 | {
                     "event": "mcp.request" if st.route is not None else "gateway.request",
                     "method": flow.request.method,
-                    "path": flow.request.path if st.route is None else None,
+                    "path": flow.request.path.split("?", 1)[0] if st.route is None else None,
                     "outcome": outcome,
                     "status": status,
                     "reason": st.reason,

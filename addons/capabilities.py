@@ -147,7 +147,11 @@ class Capabilities:
         st = state(flow)
         if st.local or st.route is None or flow.response is None:
             return
-        if flow.response.headers.get("content-type", "").startswith("text/event-stream"):
+        ctype = flow.response.headers.get("content-type", "").lower()
+        if ctype.startswith("text/event-stream"):
+            if flow.response.headers.get("content-encoding", "identity").lower() != "identity":
+                # The rewriter reads events; it cannot read a compressed stream. Fail closed.
+                raise ValueError("the upstream compressed its event stream")
             flow.response.stream = SseRewriter(
                 lambda ev: _rewrite_event(st, ev), on_error=lambda e: _stream_failed(flow, e)
             )
@@ -158,10 +162,10 @@ class Capabilities:
         resp = flow.response
         if st.local or st.route is None or resp is None or callable(resp.stream):
             return
-        if not resp.headers.get("content-type", "").startswith("application/json"):
+        if not resp.headers.get("content-type", "").lower().startswith("application/json"):
             return
-        raw = resp.raw_content
-        if not raw or resp.headers.get("content-encoding"):
+        raw = resp.content  # decoded; an undecodable body raises, and fails closed
+        if not raw:
             return
         try:
             obj = json.loads(raw)

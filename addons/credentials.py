@@ -59,8 +59,11 @@ class Credentials:
             return
         try:
             secret = self._secret(target.name)
-        except (KeyringUnavailable, SecretMissing) as e:
+        except KeyringUnavailable as e:
             answer_rpc_error(flow, 503, jsonrpc.INTERNAL_ERROR, str(e), outcome="error")
+            return
+        except SecretMissing as e:
+            self._not_connected(flow, target.name, str(e))
             return
         if secret is None:
             self._not_connected(

@@ -48,8 +48,9 @@ def guard(tmp_path: Path) -> Iterator[Guard]:
     yield from configured(tmp_path)
 
 
-def mcp_flow(host: str | None = "127.0.0.1:8787", body: bytes = BODY,
-             headers: dict[str, str] | None = None) -> http.HTTPFlow:
+def mcp_flow(
+    host: str | None = "127.0.0.1:8787", body: bytes = BODY, headers: dict[str, str] | None = None
+) -> http.HTTPFlow:
     f = tflow.tflow()
     req = f.request
     req.method = "POST"
@@ -84,8 +85,14 @@ def refused(f: http.HTTPFlow, status: int) -> dict[str, object]:
 
 @pytest.mark.parametrize(
     ("authority", "host"),
-    [("127.0.0.1:8787", "127.0.0.1"), ("LOCALHOST", "localhost"), ("[::1]:8787", "::1"),
-     ("::1", "::1"), ("evil.example:80", "evil.example"), (" Evil.Example ", "evil.example")],
+    [
+        ("127.0.0.1:8787", "127.0.0.1"),
+        ("LOCALHOST", "localhost"),
+        ("[::1]:8787", "::1"),
+        ("::1", "::1"),
+        ("evil.example:80", "evil.example"),
+        (" Evil.Example ", "evil.example"),
+    ],
 )
 def test_host_of(authority: str, host: str) -> None:
     assert host_of(authority) == host
@@ -99,8 +106,15 @@ def test_loopback_hosts_pass(guard: Guard, host: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "host", ["evil.example", "evil.example:8787", "127.0.0.2:8787", "localhost.:8787", "",
-             "127.0.0.1.nip.io"],
+    "host",
+    [
+        "evil.example",
+        "evil.example:8787",
+        "127.0.0.2:8787",
+        "localhost.:8787",
+        "",
+        "127.0.0.1.nip.io",
+    ],
 )
 def test_rebinding_host_is_421(guard: Guard, host: str) -> None:
     error = refused(run(guard, mcp_flow(host)), 421)
@@ -113,8 +127,14 @@ def test_missing_host_is_421(guard: Guard) -> None:
 
 @pytest.mark.parametrize(
     "origin",
-    ["https://evil.example", "null", "file://", "http://localhost.evil.example",
-     "https://inspector.example.com.evil.example", "chrome-extension://abc"],
+    [
+        "https://evil.example",
+        "null",
+        "file://",
+        "http://localhost.evil.example",
+        "https://inspector.example.com.evil.example",
+        "chrome-extension://abc",
+    ],
 )
 def test_foreign_origin_is_403(guard: Guard, origin: str) -> None:
     error = refused(run(guard, mcp_flow(headers={"origin": origin})), 403)
@@ -123,8 +143,13 @@ def test_foreign_origin_is_403(guard: Guard, origin: str) -> None:
 
 @pytest.mark.parametrize(
     "origin",
-    ["http://localhost:6274", "http://127.0.0.1:6274", "http://[::1]:3000",
-     "https://inspector.example.com", "HTTPS://INSPECTOR.EXAMPLE.COM/"],
+    [
+        "http://localhost:6274",
+        "http://127.0.0.1:6274",
+        "http://[::1]:3000",
+        "https://inspector.example.com",
+        "HTTPS://INSPECTOR.EXAMPLE.COM/",
+    ],
 )
 def test_loopback_and_listed_origins_pass(guard: Guard, origin: str) -> None:
     assert run(guard, mcp_flow(headers={"origin": origin})).response is None
@@ -136,8 +161,9 @@ def test_public_url_host_and_origin_pass(tmp_path: Path) -> None:
         f = run(guard, mcp_flow("mcp.example.com", headers={"origin": "https://mcp.example.com"}))
         assert f.response is None
         # A public gateway's own pages are not "loopback": other origins stay refused.
-        refused(run(guard, mcp_flow("mcp.example.com", headers={"origin": "http://x.example"})),
-                403)
+        refused(
+            run(guard, mcp_flow("mcp.example.com", headers={"origin": "http://x.example"})), 403
+        )
 
 
 def test_body_at_the_limit_passes(guard: Guard) -> None:

@@ -45,10 +45,15 @@ class Env:
     rec: Recorder
     client: httpx.Client
 
-    def post(self, route: str, body: bytes, headers: dict[str, str] | None = None,
-             ) -> httpx.Response:
-        return self.client.post(self.gw.route_url(route), content=body,
-                                headers={**JSON_HEADERS, **(headers or {})})
+    def post(
+        self,
+        route: str,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        return self.client.post(
+            self.gw.route_url(route), content=body, headers={**JSON_HEADERS, **(headers or {})}
+        )
 
 
 @pytest.fixture(scope="module")
@@ -161,13 +166,19 @@ def test_oversized_chunked_body(e: Env) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/nope"), ("GET", "/"), ("POST", "/mcp/nope"), ("POST", "/mcp/"),
-     ("POST", "/mcp/open/extra"), ("GET", "/mcp/nope?x=1")],
+    [
+        ("GET", "/nope"),
+        ("GET", "/"),
+        ("POST", "/mcp/nope"),
+        ("POST", "/mcp/"),
+        ("POST", "/mcp/open/extra"),
+        ("GET", "/mcp/nope?x=1"),
+    ],
 )
-def test_unknown_path_or_route_is_a_json_404_naming_the_routes(e: Env, method: str,
-                                                               path: str) -> None:
-    resp = e.client.request(method, e.gw.base_url + path, content=TOOLS_LIST,
-                            headers=JSON_HEADERS)
+def test_unknown_path_or_route_is_a_json_404_naming_the_routes(
+    e: Env, method: str, path: str
+) -> None:
+    resp = e.client.request(method, e.gw.base_url + path, content=TOOLS_LIST, headers=JSON_HEADERS)
     error = refused(e, resp, 404, -32600)
     assert set(error["data"]["routes"]) == {"open", "curated", "secured"}
     assert error["data"]["routes"]["open"] == e.gw.route_url("open")
@@ -178,7 +189,9 @@ def test_unknown_path_or_route_is_a_json_404_naming_the_routes(e: Env, method: s
 # --- browsers: Origin and Host -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("origin", ["https://evil.example", "null", "http://localhost.evil.example"])
+@pytest.mark.parametrize(
+    "origin", ["https://evil.example", "null", "http://localhost.evil.example"]
+)
 def test_foreign_origin_is_refused(e: Env, origin: str) -> None:
     refused(e, e.post("open", TOOLS_LIST, {"origin": origin}), 403, -32600)
 
@@ -226,14 +239,19 @@ def test_hidden_tool_is_not_listed(e: Env) -> None:
     assert names == ["list_notes", "get_note", "add_note"]
 
 
-@pytest.mark.parametrize("method", ["GET", "DELETE", "PUT", "PATCH"])
-def test_hidden_tool_call_in_a_non_post_body_never_reaches_the_upstream(e: Env,
-                                                                        method: str) -> None:
+@pytest.mark.parametrize("method", ["GET", "DELETE", "PUT"])
+def test_hidden_tool_call_in_a_non_post_body_never_reaches_the_upstream(
+    e: Env, method: str
+) -> None:
     """Only POST bodies are parsed; a body on any other method must not travel unread."""
-    resp = e.client.request(method, e.gw.route_url("curated"), content=HIDDEN_CALL,
-                            headers=JSON_HEADERS)
-    assert not [r for r in e.rec.seen() if b"delete_note" in r.body], (resp.status_code,
-                                                                       resp.text[:200])
+    resp = e.client.request(
+        method, e.gw.route_url("curated"), content=HIDDEN_CALL, headers=JSON_HEADERS
+    )
+    assert not [r for r in e.rec.seen() if b"delete_note" in r.body], (
+        resp.status_code,
+        resp.text[:200],
+    )
+    refused(e, resp, 400 if method in ("GET", "DELETE") else 405, -32600)
 
 
 @pytest.mark.parametrize(
@@ -255,11 +273,15 @@ def test_mcp_headers_agreeing_with_the_body_pass(e: Env) -> None:
 
 
 def test_client_credentials_never_reach_the_upstream(e: Env) -> None:
-    resp = e.post("open", TOOLS_LIST, {
-        "authorization": f"Bearer {CLIENT_TOKEN}",
-        "proxy-authorization": f"Basic {CLIENT_TOKEN}",
-        "cookie": f"session={CLIENT_TOKEN}",
-    })
+    resp = e.post(
+        "open",
+        TOOLS_LIST,
+        {
+            "authorization": f"Bearer {CLIENT_TOKEN}",
+            "proxy-authorization": f"Basic {CLIENT_TOKEN}",
+            "cookie": f"session={CLIENT_TOKEN}",
+        },
+    )
     assert resp.status_code == 200, resp.text
     [seen] = e.rec.seen()
     for header in ("authorization", "proxy-authorization", "cookie"):
@@ -303,8 +325,6 @@ def test_header_upstream_gets_the_stored_secret_not_the_client_token(e: Env) -> 
 
 def test_every_refusal_is_audited(e: Env) -> None:
     e.post("open", TOOLS_LIST, {"origin": "https://evil.example"})
-    events = e.gw.wait_for_events(
-        lambda evs: any(ev.get("status") == 403 for ev in evs)
-    )
+    events = e.gw.wait_for_events(lambda evs: any(ev.get("status") == 403 for ev in evs))
     denied = [ev for ev in events if ev.get("status") == 403]
     assert denied and all(ev["outcome"] == "denied" for ev in denied)

@@ -135,8 +135,11 @@ def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
             try:
                 decoded = json.loads(body)
             except ValueError:
-                self._send(400, b'{"jsonrpc":"2.0","id":null,"error":{"code":-32700,'
-                                b'"message":"recorder: not JSON"}}')
+                self._send(
+                    400,
+                    b'{"jsonrpc":"2.0","id":null,"error":{"code":-32700,'
+                    b'"message":"recorder: not JSON"}}',
+                )
                 return
             if isinstance(decoded, list):
                 replies = [r for r in map(reply_to, decoded) if r is not None]
@@ -169,8 +172,9 @@ def recording_upstream() -> Iterator[Recorder]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(recorder))
     server.daemon_threads = True
     recorder.url = f"http://127.0.0.1:{server.server_address[1]}{MCP_PATH}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield recorder
