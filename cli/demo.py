@@ -21,7 +21,6 @@ from rich.console import Console
 from lockgate import audit as audit_core
 from lockgate.addons.gateway import Gateway
 from lockgate.cli import views
-from lockgate.cli.demo_server import BackgroundServer, build_app
 from lockgate.paths import data_dir
 from lockgate.profile import demo_profile_path
 
@@ -80,6 +79,8 @@ def demo(
     Example: lockgate demo            (then connect a client to the printed URL)
     Example: lockgate demo --check    (a self-test that exits 0 or 1)
     """
+    from lockgate.cli.demo_server import BackgroundServer, build_app  # the SDK: only for the demo
+
     out = views.console()
     with BackgroundServer(build_app()) as upstream:
         profile = demo_profile(f"{upstream.url}/mcp")
