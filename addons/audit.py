@@ -179,7 +179,7 @@ class Audit:
             "status": status,
             "reason": st.reason if outcome != "success" else None,
             "latency_ms": {"total": _ms(time.monotonic() - st.started), "upstream": upstream_ms},
-            "args": preview(args) if args is not None else None,
+            "args": args,
         }
         if reply is not None:
             if "error" in reply:
@@ -190,7 +190,7 @@ class Audit:
                     (len(v) for v in result.values() if isinstance(v, list)), None
                 )
             else:
-                event["result"] = preview(reply.get("result"))
+                event["result"] = reply.get("result")
         self.record(event)
 
     def _on_upstream_message(self, flow: http.HTTPFlow, st: FlowState, obj: dict[str, Any]) -> None:

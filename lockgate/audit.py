@@ -103,10 +103,15 @@ class VerifyResult:
 # ---------------------------------------------------------------------------- previews
 
 
+# Counts and limits that merely mention tokens (sampling's maxTokens) are not credentials.
+_COUNT_KEYS = frozenset({"maxtokens", "tokencount", "tokens", "inputtokens", "outputtokens"})
+
+
 @functools.lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
     """True for keys named like a credential (token, secret, password, cookie, ...)."""
-    return _SECRET_KEY.search(key.lower().replace("_", "").replace("-", "")) is not None
+    folded = key.lower().replace("_", "").replace("-", "")
+    return folded not in _COUNT_KEYS and _SECRET_KEY.search(folded) is not None
 
 
 def preview(value: object, limit: int = 512) -> object:
