@@ -41,29 +41,40 @@ def _ms(seconds: float) -> float:
 class Audit:
     def __init__(self) -> None:
         self.log: AuditLog | None = None
+        self.path: Path | None = None
+        self.closed = False
         self.listeners: list[Listener] = []
 
     def configure(self, updated: set[str]) -> None:
-        if "lockgate_audit_log" in updated or self.log is None:
-            path = (
-                Path(ctx.options.lockgate_audit_log)
-                if ctx.options.lockgate_audit_log
-                else audit_log_path()
-            )
+        # Only remember the path: options arrive in several rounds while the master is built,
+        # and opening the default log early would lock a file another gateway may be using.
+        if "lockgate_audit_log" in updated:
+            option = ctx.options.lockgate_audit_log
+            self.path = Path(option) if option else None
             if self.log is not None:
                 self.log.close()
-            self.log = AuditLog(path)
+                self.log = None
+
+    def running(self) -> None:
+        self._open()  # an unwritable log stops the start, visibly
 
     def done(self) -> None:
+        self.closed = True
         if self.log is not None:
             self.log.close()
             self.log = None
 
-    def record(self, event: dict[str, Any]) -> None:
-        # No log means no traffic should flow; fail visibly rather than serve unrecorded.
+    def _open(self) -> AuditLog:
+        if self.closed:
+            raise RuntimeError("the audit log is closed: the gateway is shutting down")
         if self.log is None:
-            raise RuntimeError("the audit log is not open")
-        rec = self.log.append({k: v for k, v in event.items() if v is not None})
+            self.log = AuditLog(self.path or audit_log_path())
+        return self.log
+
+    def record(self, event: dict[str, Any]) -> None:
+        # An unwritable log raises here, and the hook's wrapper refuses the exchange:
+        # no traffic flows unrecorded.
+        rec = self._open().append({k: v for k, v in event.items() if v is not None})
         for listener in self.listeners:
             try:
                 listener(rec)
