@@ -7,6 +7,7 @@ are copied.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -202,10 +203,25 @@ class Policy:
         if method == "prompts/get":
             return _target(self.prompts, params, "name")
         if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
-            return _target(self.resources, params, "uri")
+            hidden = _target(self.resources, params, "uri")
+            if hidden is None and self._denied_templates is not None:
+                uri = params.get("uri") if isinstance(params, Mapping) else None
+                if isinstance(uri, str) and self._denied_templates.fullmatch(uri):
+                    return uri
+            return hidden
         if method == "completion/complete":
             return self._completion_target(params)
         return None
+
+    @functools.cached_property
+    def _denied_templates(self) -> re.Pattern[str] | None:
+        """URIs a denied resource template would produce: hiding a template hides its reads.
+
+        Each deny pattern is read as an RFC 6570 template whose `{...}` expressions match
+        any text; `*` and `?` keep their glob meaning.
+        """
+        parts = [_template_regex(p) for p in self.resource_templates.deny if "{" in p]
+        return re.compile("|".join(parts), re.DOTALL) if parts else None
 
     def _completion_target(self, params: Mapping[str, Any] | None) -> str | None:
         if self.prompts.is_passthrough and self.resource_templates.is_passthrough:
@@ -247,6 +263,18 @@ class Policy:
                 override = overrides.get(name) if overrides else None
                 kept.append(item if override is None else _apply(item, override, view.annotations))
         return {**result, view.key: kept}
+
+
+def _template_regex(pattern: str) -> str:
+    out: list[str] = []
+    for piece in re.split(r"(\{[^}]*\}|\*|\?)", pattern):
+        if (piece.startswith("{") and piece.endswith("}")) or piece == "*":
+            out.append(".*")
+        elif piece == "?":
+            out.append(".")
+        else:
+            out.append(re.escape(piece))
+    return "(?:" + "".join(out) + ")"
 
 
 def _target(rule: Rule, params: Mapping[str, Any] | None, key: str) -> str | None:

@@ -408,3 +408,12 @@ def test_filter_result_never_raises_and_only_removes(method: str, result: dict[s
         assert rule.visible(kept[match])
         assert kept[match] in input_names
     assert len(out[key]) <= len(input_names)
+
+
+def test_a_denied_template_hides_reads_of_its_uris() -> None:
+    policy = Policy(resource_templates=Rule(deny=("notes://note/{id}", "files://*/{path}")))
+    assert policy.hidden_target("resources/read", {"uri": "notes://note/1"}) == "notes://note/1"
+    assert policy.hidden_target("resources/subscribe", {"uri": "files://a/b/c"}) is not None
+    assert policy.hidden_target("resources/read", {"uri": "notes://index"}) is None
+    assert policy.hidden_target("resources/read", {"uri": "notes://note"}) is None
+    assert Policy().hidden_target("resources/read", {"uri": "notes://note/1"}) is None
