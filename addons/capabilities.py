@@ -20,6 +20,8 @@ from lockgate.sse import SseEvent, SseRewriter
 
 logger = logging.getLogger("lockgate")
 
+UNPARSED_PASSTHROUGH_BYTES = 256 * 1024
+
 LIST_KEYS = {
     "tools": "tools/list",
     "prompts": "prompts/list",
@@ -163,6 +165,10 @@ class Capabilities:
         if st.local or st.route is None or resp is None or callable(resp.stream):
             return
         if not resp.headers.get("content-type", "").lower().startswith("application/json"):
+            return
+        if st.route.passthrough and len(resp.raw_content or b"") > UNPARSED_PASSTHROUGH_BYTES:
+            # Nothing to filter: decoding a large list only to count it for the audit costs
+            # more than the proxying (the audit records such answers by their status).
             return
         raw = resp.content  # decoded; an undecodable body raises, and fails closed
         if not raw:

@@ -18,7 +18,7 @@ from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
 
 from lockgate import paths
-from lockgate.addons import pipeline
+from lockgate.addons import Pipeline
 from lockgate.addons.audit import Audit
 from lockgate.addons.config import Config
 from lockgate.addons.upstream import install_error_pages
@@ -97,8 +97,8 @@ class Gateway:
         self.master = master
         config = Config()
         self.config = config
-        addons = pipeline(config)
-        audit = next(a for a in addons if isinstance(a, Audit))
+        chain = Pipeline(config)
+        audit = next(a for a in chain.addons if isinstance(a, Audit))
         if self.on_event is not None:
             audit.listeners.append(self.on_event)
         master.addons.add(
@@ -106,7 +106,7 @@ class Gateway:
             proxyserver.Proxyserver(),
             next_layer.NextLayer(),
             tlsconfig.TlsConfig(),
-            *addons,
+            chain,
             _Started(self, started),
         )
         bind = f"[{host}]" if ":" in host else host

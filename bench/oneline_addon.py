@@ -2,4 +2,6 @@
 
 
 def responseheaders(flow):  # type: ignore[no-untyped-def]
-    flow.response.stream = flow.response.headers.get("content-type", "").startswith("text/event-stream")
+    flow.response.stream = flow.response.headers.get("content-type", "").startswith(
+        "text/event-stream"
+    )

@@ -1,11 +1,13 @@
 """lockgate benchmark: direct vs bare mitmdump vs lockgate, same upstream, one run.
 
-    uv run python bench/run.py            # full run (a few minutes)
-    uv run python bench/run.py --quick    # smoke run (< 1 minute)
+    uv run python bench/run.py                  # full run (about 4 minutes)
+    uv run python bench/run.py --quick          # smoke run (< 1 minute)
+    uv run python bench/run.py --with-patched   # also lockgate with the proposed patches
 
 Every component runs in its own process: the upstreams (bench/upstream.py), one
 `mitmdump` per upstream (reverse mode, bench/oneline_addon.py, connection_strategy=lazy),
-one `lockgate up` serving every route, and a fresh `lockgate up` for the memory phase.
+a lean embedded master (bench/lean_master.py, the floor lockgate builds on), one
+`lockgate up` serving every route, and a fresh `lockgate up` for the memory phase.
 The client is this process: raw `http.client` with keep-alive, speaking JSON-RPC directly
 (initialize once per session, then requests). Paths are measured in interleaved rounds so
 that background load on the machine hits them alike.
@@ -48,27 +50,51 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 @dataclass(frozen=True)
 class Settings:
-    seq_calls: int          # timed sequential tools/call per path
-    seq_rounds: int         # interleaved rounds they are split into
-    warmup: int             # untimed calls per path before each round
+    seq_calls: int  # timed sequential tools/call per path
+    seq_rounds: int  # interleaved rounds they are split into
+    warmup: int  # untimed calls per path before each round
     conc_threads: int
-    conc_seconds: float     # per path per round
+    conc_seconds: float  # per path per round
     conc_rounds: int
-    list_calls: int         # tools/list per path
-    sse_runs: int           # stamped_count runs per path
-    sse_events: int         # progress events per run
+    list_calls: int  # tools/list per path
+    sse_runs: int  # stamped_count runs per path
+    sse_events: int  # progress events per run
     sse_delay_ms: int
-    drop_runs: int          # slow_count runs per path (drop check, offset cross-check)
-    mem_calls: int          # calls before the first RSS sample; the second comes after 2x
+    drop_runs: int  # slow_count runs per path (drop + streaming check)
+    mem_calls: int  # calls before the first RSS sample; the second comes after 2x
     mem_threads: int
 
 
-FULL = Settings(seq_calls=2000, seq_rounds=10, warmup=20, conc_threads=8, conc_seconds=6.0,
-                conc_rounds=2, list_calls=120, sse_runs=10, sse_events=40, sse_delay_ms=15,
-                drop_runs=4, mem_calls=10_000, mem_threads=4)
-QUICK = Settings(seq_calls=300, seq_rounds=3, warmup=10, conc_threads=8, conc_seconds=1.5,
-                 conc_rounds=1, list_calls=12, sse_runs=3, sse_events=15, sse_delay_ms=10,
-                 drop_runs=1, mem_calls=1000, mem_threads=4)
+FULL = Settings(
+    seq_calls=2000,
+    seq_rounds=10,
+    warmup=20,
+    conc_threads=8,
+    conc_seconds=5.0,
+    conc_rounds=3,
+    list_calls=120,
+    sse_runs=10,
+    sse_events=40,
+    sse_delay_ms=15,
+    drop_runs=4,
+    mem_calls=10_000,
+    mem_threads=4,
+)
+QUICK = Settings(
+    seq_calls=300,
+    seq_rounds=3,
+    warmup=10,
+    conc_threads=8,
+    conc_seconds=1.5,
+    conc_rounds=1,
+    list_calls=12,
+    sse_runs=3,
+    sse_events=15,
+    sse_delay_ms=10,
+    drop_runs=1,
+    mem_calls=1000,
+    mem_threads=4,
+)
 
 
 # --- processes ------------------------------------------------------------------------
@@ -114,10 +140,15 @@ class Proc:
 RUNNING: list[Proc] = []
 
 
-def spawn(name: str, cmd: list[str], *, pattern: str | None, env: dict[str, str] | None = None) -> Proc:
-    """Start `cmd` in its own session; its output is drained by a thread, `pattern` gives its URL."""
+def spawn(
+    name: str, cmd: list[str], *, pattern: str | None, env: dict[str, str] | None = None
+) -> Proc:
+    """Start `cmd` in its own session; a thread drains its output, `pattern` finds its URL."""
     popen = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", **(env or {})},
         start_new_session=True,
     )
@@ -161,26 +192,61 @@ def free_port() -> int:
 
 
 def start_upstream(kind: str, port: int) -> Proc:
-    return spawn(f"upstream {kind}",
-                 [sys.executable, str(HERE / "upstream.py"), kind, "--port", str(port)],
-                 pattern=r"listening on (http://\S+)")
+    return spawn(
+        f"upstream {kind}",
+        [sys.executable, str(HERE / "upstream.py"), kind, "--port", str(port)],
+        pattern=r"listening on (http://\S+)",
+    )
 
 
 def start_mitmdump(upstream_url: str, confdir: Path) -> tuple[Proc, int]:
     parts = urlsplit(upstream_url)
     port = free_port()
-    cmd = [str(BIN / "mitmdump"), "--mode", f"reverse:{parts.scheme}://{parts.netloc}@127.0.0.1:{port}",
-           "-q", "-s", str(HERE / "oneline_addon.py"), "--set", "connection_strategy=lazy",
-           "--set", f"confdir={confdir}"]
+    cmd = [
+        str(BIN / "mitmdump"),
+        "--mode",
+        f"reverse:{parts.scheme}://{parts.netloc}@127.0.0.1:{port}",
+        "-q",
+        "-s",
+        str(HERE / "oneline_addon.py"),
+        "--set",
+        "connection_strategy=lazy",
+        "--set",
+        f"confdir={confdir}",
+    ]
     return spawn(f"mitmdump -> {parts.netloc}", cmd, pattern=None), port
 
 
-def start_lockgate(name: str, profile: str, home: Path) -> Proc:
+def start_lean(upstream_url: str, confdir: Path) -> tuple[Proc, int]:
+    parts = urlsplit(upstream_url)
+    port = free_port()
+    cmd = [
+        sys.executable,
+        str(HERE / "lean_master.py"),
+        f"{parts.scheme}://{parts.netloc}",
+        str(port),
+        str(confdir),
+    ]
+    return spawn(f"lean master -> {parts.netloc}", cmd, pattern=None), port
+
+
+def start_lockgate(name: str, profile: str, home: Path, *, patched: bool = False) -> Proc:
     home.mkdir(parents=True, exist_ok=True)
     path = home / "profile.toml"
     path.write_text(profile, encoding="utf-8")
     env = {"LOCKGATE_HOME": str(home), "LOCKGATE_AUDIT_LOG": str(home / "audit.jsonl")}
-    cmd = [str(BIN / "lockgate"), "up", "--profile", str(path), "--listen", "127.0.0.1:0", "--quiet"]
+    launcher = (
+        [sys.executable, str(HERE / "patched_gateway.py")] if patched else [str(BIN / "lockgate")]
+    )
+    cmd = [
+        *launcher,
+        "up",
+        "--profile",
+        str(path),
+        "--listen",
+        "127.0.0.1:0",
+        "--quiet",
+    ]
     return spawn(name, cmd, pattern=r"listening on (http://\S+)", env=env)
 
 
@@ -235,8 +301,9 @@ class Session:
 
     def request_bytes(self, method: str, params: dict[str, Any]) -> bytes:
         self.next_id += 1
-        return json.dumps({"jsonrpc": "2.0", "id": self.next_id, "method": method,
-                           "params": params}).encode()
+        return json.dumps(
+            {"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}
+        ).encode()
 
     def post(self, body: bytes) -> tuple[int, str, bytes]:
         """Send one message; returns (status, content-type, whole body)."""
@@ -249,9 +316,14 @@ class Session:
         return result_of(status, ctype, data)
 
     def initialize(self) -> Session:
-        body = self.request_bytes("initialize", {
-            "protocolVersion": PROTOCOL, "capabilities": {},
-            "clientInfo": {"name": "lockgate-bench", "version": "0"}})
+        body = self.request_bytes(
+            "initialize",
+            {
+                "protocolVersion": PROTOCOL,
+                "capabilities": {},
+                "clientInfo": {"name": "lockgate-bench", "version": "0"},
+            },
+        )
         resp = self._send(body)
         data = resp.read()
         result_of(resp.status, resp.getheader("content-type", ""), data)
@@ -262,9 +334,10 @@ class Session:
             raise RpcError(f"notifications/initialized answered {status}")
         return self
 
-    def stream(self, method: str, params: dict[str, Any],
-               on_event: Callable[[int, dict[str, Any]], None]) -> dict[str, Any]:
-        """POST a request answered over SSE; `on_event(monotonic_ns, message)` per complete event."""
+    def stream(
+        self, method: str, params: dict[str, Any], on_event: Callable[[int, dict[str, Any]], None]
+    ) -> dict[str, Any]:
+        """POST a request answered over SSE; `on_event(monotonic_ns, message)` per whole event."""
         body = self.request_bytes(method, params)
         rid = self.next_id
         resp = self._send(body)
@@ -311,8 +384,11 @@ def result_of(status: int, ctype: str, data: bytes) -> dict[str, Any]:
     if status != 200:
         raise RpcError(f"HTTP {status}: {data[:300]!r}")
     if ctype.startswith("text/event-stream"):
-        msgs = [json.loads(line[5:]) for line in data.splitlines() if line.startswith(b"data:")
-                and line[5:].strip()]
+        msgs = [
+            json.loads(line[5:])
+            for line in data.splitlines()
+            if line.startswith(b"data:") and line[5:].strip()
+        ]
         return checked(next(m for m in msgs if "result" in m or "error" in m))
     return checked(json.loads(data))
 
@@ -321,9 +397,11 @@ def result_of(status: int, ctype: str, data: bytes) -> dict[str, Any]:
 
 
 def machine_busy_seconds() -> float:
-    """CPU seconds all processes have used, summed over CPUs (/proc/stat, idle and iowait excluded)."""
+    """CPU seconds used by all processes, summed over CPUs (/proc/stat, minus idle/iowait)."""
     with open("/proc/stat") as f:
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+            int, f.readline().split()[1:9]
+        )
     return (user + nice + system + irq + softirq + steal) / TICK
 
 
@@ -389,7 +467,9 @@ def rotations(names: list[str], rounds: int) -> Iterator[list[str]]:
 CALL_PARAMS = {"name": "get_note", "arguments": {"id": "1"}}
 
 
-def phase_sequential(s: Settings, urls: dict[str, str], cpu_of: dict[str, list[Proc]]) -> dict[str, Any]:
+def phase_sequential(
+    s: Settings, urls: dict[str, str], cpu_of: dict[str, list[Proc]]
+) -> dict[str, Any]:
     sessions = {name: Session(url).initialize() for name, url in urls.items()}
     lat: dict[str, list[float]] = {name: [] for name in urls}
     cpu: dict[str, dict[str, float]] = {name: {} for name in urls}
@@ -419,8 +499,11 @@ def phase_sequential(s: Settings, urls: dict[str, str], cpu_of: dict[str, list[P
     for name, times in lat.items():
         p50 = pct(times, 50)
         results[name] = {
-            "calls": len(times), "p50_ms": r(p50), "p90_ms": r(pct(times, 90)),
-            "p99_ms": r(pct(times, 99)), "mean_ms": r(statistics.fmean(times)),
+            "calls": len(times),
+            "p50_ms": r(p50),
+            "p90_ms": r(pct(times, 90)),
+            "p99_ms": r(pct(times, 99)),
+            "mean_ms": r(statistics.fmean(times)),
             "added_p50_ms": r(p50 - base),
             "cpu_us_per_call": {k: r(v / calls * 1e6, 1) for k, v in cpu[name].items()},
             "reconnects": sessions[name].reconnects,
@@ -430,9 +513,12 @@ def phase_sequential(s: Settings, urls: dict[str, str], cpu_of: dict[str, list[P
     return results
 
 
-def phase_concurrent(s: Settings, urls: dict[str, str], cpu_of: dict[str, list[Proc]]) -> dict[str, Any]:
-    agg: dict[str, dict[str, Any]] = {name: {"lat": [], "done": 0, "secs": 0.0, "errors": 0,
-                                             "cpu": {}} for name in urls}
+def phase_concurrent(
+    s: Settings, urls: dict[str, str], cpu_of: dict[str, list[Proc]]
+) -> dict[str, Any]:
+    agg: dict[str, dict[str, Any]] = {
+        name: {"lat": [], "done": 0, "secs": 0.0, "errors": 0, "cpu": {}} for name in urls
+    }
     for order in rotations(list(urls), s.conc_rounds):
         for name in order:
             sessions = [Session(urls[name]).initialize() for _ in range(s.conc_threads)]
@@ -444,9 +530,14 @@ def phase_concurrent(s: Settings, urls: dict[str, str], cpu_of: dict[str, list[P
             lats: list[list[float]] = [[] for _ in sessions]
             errors = [0] * len(sessions)
 
-            def worker(i: int, sess: Session, lats: list[list[float]] = lats,
-                       errors: list[int] = errors, start: threading.Barrier = start,
-                       stop: threading.Event = stop) -> None:
+            def worker(
+                i: int,
+                sess: Session,
+                lats: list[list[float]] = lats,
+                errors: list[int] = errors,
+                start: threading.Barrier = start,
+                stop: threading.Event = stop,
+            ) -> None:
                 mine = lats[i]
                 start.wait()
                 while not stop.is_set():
@@ -457,7 +548,9 @@ def phase_concurrent(s: Settings, urls: dict[str, str], cpu_of: dict[str, list[P
                     if status != 200 or b'"result"' not in data:
                         errors[i] += 1
 
-            threads = [threading.Thread(target=worker, args=(i, sess)) for i, sess in enumerate(sessions)]
+            threads = [
+                threading.Thread(target=worker, args=(i, sess)) for i, sess in enumerate(sessions)
+            ]
             for t in threads:
                 t.start()
             before = {p.name: p.cpu_seconds() for p in cpu_of[name]}
@@ -480,9 +573,12 @@ def phase_concurrent(s: Settings, urls: dict[str, str], cpu_of: dict[str, list[P
     results: dict[str, Any] = {}
     for name, a in agg.items():
         results[name] = {
-            "threads": s.conc_threads, "requests": a["done"], "errors": a["errors"],
+            "threads": s.conc_threads,
+            "requests": a["done"],
+            "errors": a["errors"],
             "req_per_s": r(a["done"] / a["secs"], 1),
-            "p50_ms": r(pct(a["lat"], 50)), "p99_ms": r(pct(a["lat"], 99)),
+            "p50_ms": r(pct(a["lat"], 50)),
+            "p99_ms": r(pct(a["lat"], 99)),
             "cpu_percent": {k: r(v / a["secs"] * 100, 1) for k, v in a["cpu"].items()},
         }
     return results
@@ -510,14 +606,20 @@ def phase_tools_list(s: Settings, urls: dict[str, str]) -> dict[str, Any]:
                 sizes[name] = len(res[2])
     results: dict[str, Any] = {}
     for name, times in lat.items():
-        results[name] = {"calls": len(times), "tools": counts[name], "body_bytes": sizes[name],
-                         "p50_ms": r(pct(times, 50)), "p99_ms": r(pct(times, 99))}
+        results[name] = {
+            "calls": len(times),
+            "tools": counts[name],
+            "body_bytes": sizes[name],
+            "p50_ms": r(pct(times, 50)),
+            "p99_ms": r(pct(times, 99)),
+        }
     unf = pct(lat["lockgate"], 50)
     filt = pct(lat["lockgate_filtered"], 50)
     direct = pct(lat["direct"], 50)
     results["ratio_filtered_unfiltered"] = r(filt / unf)
-    results["added_p50_ms"] = {name: r(pct(times, 50) - direct) for name, times in lat.items()
-                               if name != "direct"}
+    results["added_p50_ms"] = {
+        name: r(pct(times, 50) - direct) for name, times in lat.items() if name != "direct"
+    }
     for sess in sessions.values():
         sess.close()
     return results
@@ -527,7 +629,7 @@ def phase_sse(s: Settings, urls: dict[str, str]) -> dict[str, Any]:
     """One-way latency per progress event (upstream send stamp -> complete event at the client)."""
     one_way: dict[str, list[float]] = {name: [] for name in urls}
     dropped: dict[str, int] = {name: 0 for name in urls}
-    offsets: dict[str, list[list[float]]] = {name: [] for name in urls}
+    spreads: dict[str, list[float]] = {name: [] for name in urls}
     sessions = {name: Session(url).initialize() for name, url in urls.items()}
     n, delay = s.sse_events, s.sse_delay_ms
     for run, order in enumerate(rotations(list(urls), s.sse_runs + s.drop_runs)):
@@ -537,36 +639,46 @@ def phase_sse(s: Settings, urls: dict[str, str]) -> dict[str, Any]:
             token = f"{name}-{run}"
             got: list[tuple[int, dict[str, Any]]] = []
 
-            def on_event(now: int, msg: dict[str, Any], got: list[tuple[int, dict[str, Any]]] = got,
-                         token: str = token) -> None:
-                if msg.get("method") == "notifications/progress" and \
-                        msg["params"].get("progressToken") == token:
+            def on_event(
+                now: int,
+                msg: dict[str, Any],
+                got: list[tuple[int, dict[str, Any]]] = got,
+                token: str = token,
+            ) -> None:
+                if (
+                    msg.get("method") == "notifications/progress"
+                    and msg["params"].get("progressToken") == token
+                ):
                     got.append((now, msg["params"]))
 
             tool = "stamped_count" if stamped else "slow_count"
-            params = {"name": tool, "arguments": {"n": n, "delay_ms": delay},
-                      "_meta": {"progressToken": token}}
+            params = {
+                "name": tool,
+                "arguments": {"n": n, "delay_ms": delay},
+                "_meta": {"progressToken": token},
+            }
             with no_gc():
-                t0 = time.monotonic_ns()
                 sess.stream("tools/call", params, on_event)
             dropped[name] += n - len({p["progress"] for _, p in got})
             if stamped:
                 one_way[name].extend((now - int(p["message"])) / 1e6 for now, p in got)
-            elif len(got) == n:
-                offsets[name].append([(now - t0) / 1e6 for now, _ in got])
+            elif got:
+                spreads[name].append((got[-1][0] - got[0][0]) / 1e6)
     results: dict[str, Any] = {}
     base = pct(one_way["direct"], 50)
     for name, lats in one_way.items():
-        results[name] = {"events": len(lats), "dropped": dropped[name],
-                         "one_way_p50_ms": r(pct(lats, 50)), "one_way_p99_ms": r(pct(lats, 99)),
-                         "added_p50_ms": r(pct(lats, 50) - base)}
-    # Cross-check without timestamps: slow_count arrival offsets, median per event index.
-    if all(offsets.values()):
-        med = {name: [statistics.median(col) for col in zip(*runs, strict=True)]
-               for name, runs in offsets.items()}
-        for name in urls:
-            added = [a - b for a, b in zip(med[name], med["direct"], strict=True)]
-            results[name]["offset_added_p50_ms"] = r(statistics.median(added))
+        results[name] = {
+            "events": len(lats),
+            "dropped": dropped[name],
+            "one_way_p50_ms": r(pct(lats, 50)),
+            "one_way_p99_ms": r(pct(lats, 99)),
+            "added_p50_ms": r(pct(lats, 50) - base),
+        }
+    # Streaming check on slow_count (no stamps): time from the first progress event to the
+    # response; (n - 1) x delay when events are forwarded as they come, ~0 when buffered.
+    for name, spans in spreads.items():
+        results[name]["first_to_last_ms"] = r(statistics.median(spans), 1) if spans else None
+        results[name]["first_to_last_expected_ms"] = (n - 1) * delay
     for sess in sessions.values():
         sess.close()
     return results
@@ -603,15 +715,22 @@ def phase_memory(s: Settings, url: str, proc: Proc) -> dict[str, Any]:
     for sess in sessions:
         sess.close()
     first, second = samples[str(s.mem_calls)], samples[str(2 * s.mem_calls)]
-    return {"rss_kib": samples, "growth_percent": r((second - first) / first * 100, 2),
-            "calls": done, "errors": errors[0], "req_per_s": r(done / elapsed, 1)}
+    return {
+        "rss_kib": samples,
+        "growth_percent": r((second - first) / first * 100, 2),
+        "calls": done,
+        "errors": errors[0],
+        "req_per_s": r(done / elapsed, 1),
+    }
 
 
 # --- report ---------------------------------------------------------------------------
 
 
 def report(res: dict[str, Any]) -> list[str]:
-    seq, conc, lst, sse, mem = (res[k] for k in ("sequential", "concurrent", "tools_list", "sse", "memory"))
+    seq, conc, lst, sse, mem = (
+        res[k] for k in ("sequential", "concurrent", "tools_list", "sse", "memory")
+    )
     out = [
         f"lockgate bench ({res['mode']}): {res['machine']['cpus']} CPUs, loadavg "
         f"{res['machine']['loadavg_before']} -> {res['machine']['loadavg_after']}; "
@@ -622,10 +741,16 @@ def report(res: dict[str, Any]) -> list[str]:
         f"{'path':<10} {'seq p50':>8} {'p99':>7} {'added':>7} {'cpu/call':>9} │ "
         f"{'conc req/s':>10} {'p50':>7} {'p99':>7} {'proxy cpu':>9}",
     ]
-    for name in ("direct", "mitmdump", "lockgate"):
+    for name in ("direct", "mitmdump", "lean", "lockgate", "patched"):
+        if name not in seq:
+            continue
         a, c = seq[name], conc[name]
-        proxy_cpu = next((v for k, v in a["cpu_us_per_call"].items() if not k.startswith("upstream")), None)
-        conc_cpu = next((v for k, v in c["cpu_percent"].items() if not k.startswith("upstream")), None)
+        proxy_cpu = next(
+            (v for k, v in a["cpu_us_per_call"].items() if not k.startswith("upstream")), None
+        )
+        conc_cpu = next(
+            (v for k, v in c["cpu_percent"].items() if not k.startswith("upstream")), None
+        )
         out.append(
             f"{name:<10} {a['p50_ms']:>8.3f} {a['p99_ms']:>7.3f} {a['added_p50_ms']:>+7.3f} "
             f"{(f'{proxy_cpu:.0f}us' if proxy_cpu is not None else '-'):>9} │ "
@@ -633,6 +758,25 @@ def report(res: dict[str, Any]) -> list[str]:
             f"{(f'{conc_cpu:.0f}%' if conc_cpu is not None else '-'):>9}"
         )
     b = res["budgets"]
+
+    def cpu(name: str) -> float:
+        return next(v for k, v in seq[name]["cpu_us_per_call"].items() if k != "upstream")
+
+    out += [
+        "lean = embedded master (core, proxyserver, next_layer, tlsconfig) + one-line addon",
+        "pipeline cost (lockgate - lean): "
+        f"{seq['lockgate']['p50_ms'] - seq['lean']['p50_ms']:+.3f} ms p50,"
+        f" {cpu('lockgate') - cpu('lean'):+.0f} us CPU/call; default addons (mitmdump - lean): "
+        f"{seq['mitmdump']['p50_ms'] - seq['lean']['p50_ms']:+.3f} ms, "
+        f"{cpu('mitmdump') - cpu('lean'):+.0f} us CPU/call",
+    ]
+    if "patched" in seq:
+        tp = conc["patched"]["req_per_s"] / conc["mitmdump"]["req_per_s"]
+        out.append(
+            "patched = lockgate + bench/patched_gateway.py (nested pipeline, deferred audit "
+            f"write): {seq['patched']['added_p50_ms'] / seq['mitmdump']['added_p50_ms']:.2f}x "
+            f"mitmdump's added p50, {tp:.2f}x its throughput"
+        )
     out += [
         "",
         f"added p50: lockgate/mitmdump = {b['added_ratio']:.2f}x (target <= 1.0, ceiling 1.25) "
@@ -641,15 +785,21 @@ def report(res: dict[str, Any]) -> list[str]:
         f"tools/list 2000: direct {lst['direct']['p50_ms']:.1f} ms, mitmdump "
         f"{lst['mitmdump']['p50_ms']:.1f}, lockgate {lst['lockgate']['p50_ms']:.1f} "
         f"({lst['lockgate']['tools']} tools), filtered {lst['lockgate_filtered']['p50_ms']:.1f} "
-        f"({lst['lockgate_filtered']['tools']} tools): ratio {lst['ratio_filtered_unfiltered']:.2f}x "
+        f"({lst['lockgate_filtered']['tools']} tools): "
+        f"ratio {lst['ratio_filtered_unfiltered']:.2f}x "
         f"(<= 1.3) {'PASS' if b['list_ok'] else 'FAIL'}",
         "SSE one-way per event p50 (added over direct), dropped:",
     ]
-    for name in ("direct", "mitmdump", "lockgate"):
+    for name in ("direct", "mitmdump", "lockgate", "patched"):
+        if name not in sse:
+            continue
         e = sse[name]
-        cross = f", offset cross-check {e['offset_added_p50_ms']:+.3f}" if "offset_added_p50_ms" in e else ""
-        out.append(f"  {name:<9} {e['one_way_p50_ms']:.3f} ms ({e['added_p50_ms']:+.3f}{cross}), "
-                   f"p99 {e['one_way_p99_ms']:.3f}, {e['events']} events, dropped {e['dropped']}")
+        out.append(
+            f"  {name:<9} {e['one_way_p50_ms']:.3f} ms ({e['added_p50_ms']:+.3f}), "
+            f"p99 {e['one_way_p99_ms']:.3f}, {e['events']} events, dropped {e['dropped']}, "
+            f"first->last event {e['first_to_last_ms']} ms (streamed: ~"
+            f"{e['first_to_last_expected_ms']})"
+        )
     out += [
         f"  lockgate SSE added <= 1 ms, none dropped: {'PASS' if b['sse_ok'] else 'FAIL'}",
         f"memory (lockgate RSS): {mem['rss_kib']} KiB -> growth {mem['growth_percent']:.2f}% "
@@ -659,9 +809,16 @@ def report(res: dict[str, Any]) -> list[str]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="small counts: a smoke run under a minute")
     ap.add_argument("--out", type=Path, default=HERE / "results.json")
+    ap.add_argument(
+        "--with-patched",
+        action="store_true",
+        help="also measure bench/patched_gateway.py (lockgate with the proposed patches)",
+    )
     args = ap.parse_args()
     s = QUICK if args.quick else FULL
     started = time.perf_counter()
@@ -670,47 +827,93 @@ def main() -> int:
     try:
         # Ports are picked up front so that every process starts at once (each takes ~2 s of
         # CPU to import; one after another they would take most of a --quick run).
-        up_url = {k: f"http://127.0.0.1:{free_port()}/mcp" for k in ("notes-json", "many-json", "notes-sse")}
+        up_url = {
+            k: f"http://127.0.0.1:{free_port()}/mcp"
+            for k in ("notes-json", "many-json", "notes-sse")
+        }
         ups = {k: start_upstream(k, urlsplit(u).port or 0) for k, u in up_url.items()}
         mitm: dict[str, tuple[Proc, int]] = {
             k: start_mitmdump(u, work / f"mitmproxy-{k}") for k, u in up_url.items()
         }
+        lean, lean_port = start_lean(up_url["notes-json"], work / "mitmproxy-lean")
         profile = lockgate_profile(
-            {"notes": up_url["notes-json"], "many": up_url["many-json"], "sse": up_url["notes-sse"]},
-            {"notes": ("notes", ""), "many": ("many", ""),
-             "many-filtered": ("many", 'tools.deny = ["tool_1*"]'), "sse": ("sse", "")},
+            {
+                "notes": up_url["notes-json"],
+                "many": up_url["many-json"],
+                "sse": up_url["notes-sse"],
+            },
+            {
+                "notes": ("notes", ""),
+                "many": ("many", ""),
+                "many-filtered": ("many", 'tools.deny = ["tool_1*"]'),
+                "sse": ("sse", ""),
+            },
         )
         lg = start_lockgate("lockgate", profile, work / "lockgate")
-        lg_mem = start_lockgate("lockgate-mem", lockgate_profile(
-            {"notes": up_url["notes-json"]}, {"notes": ("notes", "")}), work / "lockgate-mem")
+        lgp = (
+            start_lockgate("patched", profile, work / "patched", patched=True)
+            if args.with_patched
+            else None
+        )
+        lg_mem = start_lockgate(
+            "lockgate-mem",
+            lockgate_profile({"notes": up_url["notes-json"]}, {"notes": ("notes", "")}),
+            work / "lockgate-mem",
+        )
         for k, p in ups.items():
             if wait_url(p) != up_url[k]:
                 raise RuntimeError(f"{p.name} listens on {p.url}, not {up_url[k]}")
-        for p, port in mitm.values():
+        for p, port in [*mitm.values(), (lean, lean_port)]:
             wait_port(p, port)
         lg_url, lg_mem_url = wait_url(lg), wait_url(lg_mem)
+        lgp_url = wait_url(lgp) if lgp is not None else None
 
         def mitm_url(kind: str) -> str:
             return f"http://127.0.0.1:{mitm[kind][1]}/mcp"
 
-        cpu_of = {"direct": [ups["notes-json"]], "mitmdump": [mitm["notes-json"][0], ups["notes-json"]],
-                  "lockgate": [lg, ups["notes-json"]]}
+        cpu_of = {
+            "direct": [ups["notes-json"]],
+            "mitmdump": [mitm["notes-json"][0], ups["notes-json"]],
+            "lean": [lean, ups["notes-json"]],
+            "lockgate": [lg, ups["notes-json"]],
+        }
+        if lgp is not None:
+            cpu_of["patched"] = [lgp, ups["notes-json"]]
         for name, procs in cpu_of.items():
             for p in procs:
                 p.name = "upstream" if p is ups["notes-json"] else name
-        notes = {"direct": up_url["notes-json"], "mitmdump": mitm_url("notes-json"),
-                 "lockgate": f"{lg_url}/mcp/notes"}
+        notes = {
+            "direct": up_url["notes-json"],
+            "mitmdump": mitm_url("notes-json"),
+            "lean": f"http://127.0.0.1:{lean_port}/mcp",
+            "lockgate": f"{lg_url}/mcp/notes",
+        }
+        if lgp_url is not None:
+            notes["patched"] = f"{lgp_url}/mcp/notes"
         with phase("sequential", started):
             seq = phase_sequential(s, notes, cpu_of)
         with phase("concurrent", started):
             conc = phase_concurrent(s, notes, cpu_of)
         with phase("tools_list", started):
-            lst = phase_tools_list(s, {"direct": up_url["many-json"], "mitmdump": mitm_url("many-json"),
-                                       "lockgate": f"{lg_url}/mcp/many",
-                                       "lockgate_filtered": f"{lg_url}/mcp/many-filtered"})
+            lst = phase_tools_list(
+                s,
+                {
+                    "direct": up_url["many-json"],
+                    "mitmdump": mitm_url("many-json"),
+                    "lockgate": f"{lg_url}/mcp/many",
+                    "lockgate_filtered": f"{lg_url}/mcp/many-filtered",
+                },
+            )
         with phase("sse", started):
-            sse = phase_sse(s, {"direct": up_url["notes-sse"], "mitmdump": mitm_url("notes-sse"),
-                                "lockgate": f"{lg_url}/mcp/sse"})
+            sse = phase_sse(
+                s,
+                {
+                    "direct": up_url["notes-sse"],
+                    "mitmdump": mitm_url("notes-sse"),
+                    "lockgate": f"{lg_url}/mcp/sse",
+                    **({"patched": f"{lgp_url}/mcp/sse"} if lgp_url else {}),
+                },
+            )
         with phase("memory", started):
             mem = phase_memory(s, f"{lg_mem_url}/mcp/notes", lg_mem)
     finally:
@@ -721,15 +924,24 @@ def main() -> int:
     res: dict[str, Any] = {
         "mode": "quick" if args.quick else "full",
         "settings": s.__dict__,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "loadavg_before": [round(x, 2) for x in load_before],
-                    "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-                    "caveat": "client, proxies and upstreams share the machine's cores"},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+            "caveat": "client, proxies and upstreams share the machine's cores",
+        },
         "phases": PHASES,
-        "sequential": seq, "concurrent": conc, "tools_list": lst, "sse": sse, "memory": mem,
+        "sequential": seq,
+        "concurrent": conc,
+        "tools_list": lst,
+        "sse": sse,
+        "memory": mem,
         "budgets": {
-            "added_ratio": r(added_ratio), "added_ok": added_ratio <= 1.25,
-            "throughput_ratio": r(tp_ratio), "throughput_ok": tp_ratio >= 1.0,
+            "added_ratio": r(added_ratio),
+            "added_ok": added_ratio <= 1.25,
+            "throughput_ratio": r(tp_ratio),
+            "throughput_ok": tp_ratio >= 1.0,
             "list_ok": lst["ratio_filtered_unfiltered"] <= 1.3,
             "sse_ok": sse["lockgate"]["added_p50_ms"] <= 1.0 and sse["lockgate"]["dropped"] == 0,
             "memory_ok": mem["growth_percent"] < 5.0,

@@ -16,6 +16,7 @@ that drift with every `asyncio.sleep`.
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
 from typing import Annotated, Any
@@ -53,8 +54,13 @@ def make_app(kind: str):  # type: ignore[no-untyped-def]
 
 async def serve(kind: str, port: int) -> None:
     config = uvicorn.Config(
-        make_app(kind), host="127.0.0.1", port=port, log_level="warning", access_log=False,
-        lifespan="on", timeout_keep_alive=600,  # interleaved rounds leave connections idle
+        make_app(kind),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_keep_alive=600,  # interleaved rounds leave connections idle
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -71,10 +77,8 @@ def main() -> int:
     parser.add_argument("kind", choices=["notes-json", "notes-sse", "many-json"])
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.kind, args.port))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -1,0 +1,255 @@
+"""Where the pipeline's time goes, per addon and per hook, without a profiler's distortion.
+
+    uv run python bench/hook_times.py [--calls 3000] [--workload call|list|list-filtered]
+
+Runs lockgate's `Gateway` in this process (upstream in its own process), wraps every hook of
+every pipeline addon, mitmproxy's lifecycle dispatch and a few core functions with timers,
+drives sequential requests and prints CPU microseconds per request (thread CPU time of the
+event loop thread, so client-thread activity and preemption by other processes don't count).
+
+- "dispatch + all hooks" is what mitmproxy's AddonManager spends on the lifecycle events of
+  one request: our hooks, the four mitmproxy core addons, and the dispatch itself;
+- each `Addon.hook` row is the hook alone (its `guarded` wrapper included);
+- the indented rows are parts of those hooks.
+Nothing under addons/ or lockgate/ is modified: the wrappers are installed at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import gc
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run as bench
+from mitmproxy import addonmanager
+
+import lockgate.addons.audit as audit_addon
+import lockgate.addons.gateway as gateway_mod
+import lockgate.audit as audit_core
+import lockgate.jsonrpc as jsonrpc
+from lockgate.addons.gateway import Gateway
+
+HOOKS = ("requestheaders", "request", "responseheaders", "response", "error")
+TOTALS: dict[str, int] = defaultdict(int)
+COUNTS: dict[str, int] = defaultdict(int)
+ENABLED = threading.Event()
+LOOP_THREAD: list[int] = []
+
+
+def timed(name: str, func: Any) -> Any:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not ENABLED.is_set() or threading.get_ident() not in LOOP_THREAD:
+            return func(*args, **kwargs)
+        t0 = time.thread_time_ns()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            TOTALS[name] += time.thread_time_ns() - t0
+            COUNTS[name] += 1
+
+    return wrapper
+
+
+def instrument() -> None:
+    original_pipeline = gateway_mod.pipeline
+
+    def pipeline(config: Any = None) -> list[Any]:
+        addons = original_pipeline(config)
+        for addon in addons:
+            for hook in HOOKS:
+                fn = getattr(addon, hook, None)
+                if fn is not None:
+                    setattr(addon, hook, timed(f"{type(addon).__name__}.{hook}", fn))
+        return addons
+
+    gateway_mod.pipeline = pipeline
+
+    original_lifecycle = addonmanager.AddonManager.handle_lifecycle
+
+    async def handle_lifecycle(self: Any, event: Any) -> None:
+        # Our hooks are synchronous, so nothing in here waits: thread time is its CPU.
+        if not ENABLED.is_set():
+            return await original_lifecycle(self, event)
+        t0 = time.thread_time_ns()
+        try:
+            return await original_lifecycle(self, event)
+        finally:
+            TOTALS["dispatch + all hooks"] += time.thread_time_ns() - t0
+            COUNTS["dispatch + all hooks"] += 1
+
+    addonmanager.AddonManager.handle_lifecycle = handle_lifecycle  # type: ignore[method-assign]
+    audit_core.AuditLog.append = timed("  AuditLog.append", audit_core.AuditLog.append)  # type: ignore[method-assign]
+    audit_core.preview = timed("    preview() in append", audit_core.preview)
+    audit_core._canonical = timed("    _canonical() in append", audit_core._canonical)
+    os.write = timed("    os.write (audit line)", os.write)
+    audit_addon.preview = timed("  preview() in addon", audit_addon.preview)
+    jsonrpc.parse_body = timed("  jsonrpc.parse_body", jsonrpc.parse_body)
+
+    gc_start: list[int] = []
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if not ENABLED.is_set() or threading.get_ident() not in LOOP_THREAD:
+            return
+        if phase == "start":
+            gc_start[:] = [time.thread_time_ns()]
+        elif gc_start:
+            TOTALS[f"(gc, gen {info['generation']}, anywhere)"] += (
+                time.thread_time_ns() - gc_start[0]
+            )
+            COUNTS[f"(gc, gen {info['generation']}, anywhere)"] += 1
+
+    gc.callbacks.append(on_gc)
+
+
+class Pipeline:
+    """One mitmproxy addon whose children are the pipeline: dispatched once per event."""
+
+    def __init__(self, children: list[Any]) -> None:
+        self.addons = children
+
+
+def nest_pipeline() -> None:
+    """Make `Gateway.run`'s `master.addons.add(core, ..., *pipeline, started)` nest the pipeline.
+
+    mitmproxy's AddonManager creates a coroutine and a `safecall` context per top-level addon
+    per event, whether or not the addon has the hook; children of one addon are walked inside
+    one such call. The pipeline's hooks are all `guarded` (they don't raise), so ordering and
+    fail-closed behaviour stay the same.
+    """
+    from lockgate.addons.config import Config
+
+    original_add = addonmanager.AddonManager.add
+
+    def add(self: Any, *addons: Any) -> None:
+        idx = [i for i, a in enumerate(addons) if isinstance(a, Config)]
+        if not idx:
+            return original_add(self, *addons)
+        first = idx[0]
+        last = len(addons) - 1  # gateway's _Started comes last
+        original_add(self, *addons[:first], Pipeline(list(addons[first:last])), addons[last])
+
+    addonmanager.AddonManager.add = add  # type: ignore[method-assign]
+
+
+async def run_lean(up_url: str, work: Path, box: dict[str, Any]) -> None:
+    """bench/lean_master.py's master, in this loop; `box["gw"].shutdown()` stops it."""
+    from urllib.parse import urlsplit
+
+    from lean_master import OneLine
+    from mitmproxy import options
+    from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
+    from mitmproxy.master import Master
+
+    port = bench.free_port()
+    parts = urlsplit(up_url)
+    opts = options.Options()
+    master = Master(opts, event_loop=asyncio.get_running_loop())
+    master.addons.add(
+        core.Core(),
+        proxyserver.Proxyserver(),
+        next_layer.NextLayer(),
+        tlsconfig.TlsConfig(),
+        OneLine(),
+    )
+    opts.update(
+        mode=[f"reverse:{parts.scheme}://{parts.netloc}@127.0.0.1:{port}"],
+        connection_strategy="lazy",
+        confdir=str(work / "mitmproxy"),
+    )
+    box["gw"] = master
+    task = asyncio.ensure_future(master.run())
+    await asyncio.sleep(0.5)
+    box["url"] = f"http://127.0.0.1:{port}"
+    await task
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=3000)
+    ap.add_argument("--workload", choices=["call", "list", "list-filtered"], default="call")
+    ap.add_argument(
+        "--nested",
+        action="store_true",
+        help="experiment: register the pipeline as one parent addon (children in `addons`)",
+    )
+    ap.add_argument(
+        "--no-audit-write",
+        action="store_true",
+        help="experiment: AuditLog.append returns at once (measures what writing costs)",
+    )
+    ap.add_argument(
+        "--lean", action="store_true", help="time bench/lean_master.py's master instead (baseline)"
+    )
+    args = ap.parse_args()
+    if args.no_audit_write:
+        audit_core.AuditLog.append = lambda self, event: dict(event)  # type: ignore[method-assign]
+    instrument()
+    if args.nested:
+        nest_pipeline()
+    work = Path(tempfile.mkdtemp(prefix="lockgate-hooks-"))
+    kind = "notes-json" if args.workload == "call" else "many-json"
+    extra = 'tools.deny = ["tool_1*"]' if args.workload == "list-filtered" else ""
+    up = bench.start_upstream(kind, bench.free_port())
+    try:
+        up_url = bench.wait_url(up)
+        profile = work / "profile.toml"
+        profile.write_text(bench.lockgate_profile({"u": up_url}, {"r": ("u", extra)}))
+        box: dict[str, Any] = {}
+
+        def serve() -> None:
+            async def main() -> None:
+                LOOP_THREAD.append(threading.get_ident())
+                if args.lean:
+                    await run_lean(up_url, work, box)
+                    return
+                gw = Gateway(profile, listen="127.0.0.1:0", audit_log=work / "audit.jsonl")
+                box["gw"] = gw
+                await gw.run(lambda g: box.setdefault("url", g.base_url))
+
+            asyncio.run(main())
+
+        threading.Thread(target=serve, daemon=True).start()
+        deadline = time.monotonic() + 60
+        while "url" not in box:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the in-process gateway did not start")
+            time.sleep(0.05)
+        sess = bench.Session(box["url"] + ("/mcp" if args.lean else "/mcp/r")).initialize()
+        method, params = (
+            ("tools/call", bench.CALL_PARAMS) if args.workload == "call" else ("tools/list", {})
+        )
+        for _ in range(min(300, args.calls)):
+            sess.rpc(method, params)
+        ENABLED.set()
+        for _ in range(args.calls):
+            sess.rpc(method, params)
+        ENABLED.clear()
+        sess.close()
+        box["gw"].shutdown()
+        time.sleep(0.5)
+    finally:
+        up.stop()
+    n = args.calls
+    what = "lean master" if args.lean else "lockgate"
+    what += " (nested)" if args.nested else ""
+    what += " (no audit write)" if args.no_audit_write else ""
+    print(f"{what}, {args.workload}: CPU us per request over {n} sequential requests (thread time)")
+    for name, total in sorted(TOTALS.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<36} {total / n / 1000:8.1f} us   ({COUNTS[name] / n:.1f} calls/request)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
