@@ -8,7 +8,6 @@ in JSON bodies and, event by event, in SSE streams.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from typing import Any
 
@@ -174,7 +173,7 @@ class Capabilities:
         if not raw:
             return
         try:
-            obj = json.loads(raw)
+            obj = jsonrpc.loads(raw)
         except ValueError:
             return
         out = _process(st, obj)
@@ -216,7 +215,7 @@ def _rewrite_event(st: FlowState, ev: SseEvent) -> SseEvent | None:
     if not ev.data:
         return ev
     try:
-        obj = json.loads(ev.data)
+        obj = jsonrpc.loads(ev.data)
     except ValueError:
         return ev
     out = _process(st, obj)
@@ -224,7 +223,7 @@ def _rewrite_event(st: FlowState, ev: SseEvent) -> SseEvent | None:
         return ev
     if out is None or out == []:
         return None
-    return dataclasses.replace(ev, data=json.dumps(out, separators=(",", ":"), ensure_ascii=False))
+    return dataclasses.replace(ev, data=jsonrpc.encode(out).decode("utf-8"))
 
 
 def _stream_failed(flow: http.HTTPFlow, exc: BaseException) -> None:

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import orjson
+
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
@@ -170,9 +172,28 @@ def error_response(
 
 
 def encode(obj: object) -> bytes:
-    """Compact UTF-8 JSON; lone surrogates (legal as JSON escapes) fall back to \\u escapes."""
+    """Compact UTF-8 JSON (orjson on the hot path; the stdlib for what orjson refuses)."""
+    try:
+        return orjson.dumps(obj)
+    except (TypeError, orjson.JSONEncodeError):
+        pass  # integers beyond 64 bits, lone surrogates: the stdlib handles them
     text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+def loads(data: bytes | str) -> Any:
+    """Decode upstream JSON fast; what orjson refuses (huge integers) goes to the stdlib.
+
+    Raises ValueError for text that is not JSON.
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")

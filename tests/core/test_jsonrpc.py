@@ -200,9 +200,22 @@ def test_encode_survives_lone_surrogates_from_json_escapes() -> None:
     assert parse_body(out)[0].result == "\ud800"
 
 
-def test_encode_refuses_non_finite_numbers() -> None:
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_encode_never_writes_non_json_numbers(value: float) -> None:
+    try:
+        out = encode({"x": value})
+    except ValueError:
+        return
+    assert json.loads(out, parse_constant=lambda c: pytest.fail(f"wrote {c}")) == {"x": None}
+
+
+def test_loads_refuses_non_json_numbers() -> None:
+    from lockgate.jsonrpc import loads
+
     with pytest.raises(ValueError):
-        encode({"x": float("nan")})
+        loads(b'{"x": NaN}')
+    # orjson reads integers beyond 64 bits as floats: only rewritten list results are affected.
+    assert loads(b'{"x": 123456789012345678901234567890}') == {"x": 1.2345678901234568e29}
 
 
 # --- properties ---------------------------------------------------------------------------
