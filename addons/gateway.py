@@ -8,6 +8,7 @@ the pipeline's budget.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -174,6 +175,9 @@ class _Started:
             self.gateway.master.shutdown()
             return
         self.gateway.port = addrs[0][1]
+        # What start-up built lives as long as the process: keep it out of the cyclic
+        # collector's full passes, which otherwise grow with every import.
+        gc.freeze()
         if not self.gateway.profile.gateway.public_url and self.gateway.config is not None:
             self.gateway.config.base_url = self.gateway.base_url
         self.gateway._ready.set()
