@@ -72,6 +72,16 @@ def state(flow: http.HTTPFlow) -> FlowState:
     return st
 
 
+def pending_route(flow: http.HTTPFlow) -> Route | None:
+    """The route of a flow still headed upstream; None once the gateway has answered it."""
+    if flow.response is not None:
+        return None
+    route = state(flow).route
+    if route is None:
+        raise RuntimeError("a flow got past the router without a route")
+    return route
+
+
 def answer(
     flow: http.HTTPFlow,
     status: int,

@@ -17,7 +17,7 @@ from typing import Any
 from mitmproxy import http
 
 from lockgate import jsonrpc
-from lockgate.addons._flow import FlowState, answer_rpc_error, guarded, state
+from lockgate.addons._flow import FlowState, answer_rpc_error, guarded, pending_route, state
 from lockgate.sse import SseEvent, SseRewriter
 
 logger = logging.getLogger("lockgate")
@@ -57,12 +57,10 @@ def list_method_of(state_methods: dict[str | int, str], obj: dict[str, Any]) -> 
 class Capabilities:
     @guarded
     def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None:
+        route = pending_route(flow)
+        if route is None:
             return
         st = state(flow)
-        route = st.route
-        if route is None:
-            raise RuntimeError("a flow reached capabilities without a route")
         req = flow.request
         if req.method != "POST":
             if req.method not in ("GET", "DELETE", "OPTIONS", "HEAD"):

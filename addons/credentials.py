@@ -12,7 +12,7 @@ import time
 from mitmproxy import http
 
 from lockgate import jsonrpc, secrets
-from lockgate.addons._flow import answer_rpc_error, guarded, state
+from lockgate.addons._flow import answer_rpc_error, guarded, pending_route
 from lockgate.addons.config import Config
 from lockgate.errors import KeyringUnavailable, SecretMissing
 
@@ -40,10 +40,9 @@ class Credentials:
 
     @guarded
     def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None:
+        route = pending_route(flow)
+        if route is None:
             return
-        route = state(flow).route
-        assert route is not None
         target = route.upstream
         auth = target.config.auth
         if auth == "none":

@@ -22,7 +22,7 @@ from mitmproxy import ctx, http
 from mitmproxy.proxy.layers.http import _http1
 
 from lockgate import jsonrpc
-from lockgate.addons._flow import guarded, state
+from lockgate.addons._flow import guarded, pending_route, state
 from lockgate.addons.config import Config
 from lockgate.routing import Route
 
@@ -100,10 +100,9 @@ class Upstream:
 
     @guarded
     def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None:
+        route = pending_route(flow)
+        if route is None:
             return
-        route = state(flow).route
-        assert route is not None
         handle = asyncio.get_running_loop().call_later(_timeout_of(route), self._expire, flow)
         flow.metadata["lockgate_timer"] = handle
 
