@@ -18,7 +18,12 @@ fi
 
 # node@22's preinstall script fetches the platform binary; package.json approves it
 # (allowScripts) for npm versions that block dependency install scripts by default.
-if [[ -f package-lock.json ]]; then
+# A stamp of the lock file's hash skips the reinstall when nothing changed (CI re-runs).
+stamp="node_modules/.lockgate-lock-sha256"
+want="$(sha256sum package.json package-lock.json 2>/dev/null | sha256sum | cut -d' ' -f1)"
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" && -x node_modules/.bin/node ]]; then
+    echo "tests/node: node_modules matches package-lock.json, not reinstalling"
+elif [[ -f package-lock.json ]]; then
     npm ci --no-audit --no-fund
 else
     npm install --no-audit --no-fund
@@ -43,3 +48,4 @@ for pkg in @modelcontextprotocol/conformance @modelcontextprotocol/server-everyt
     fi
 done
 echo "tests/node: node $version, $(cd node_modules/@modelcontextprotocol && for p in conformance server-everything; do printf '%s@%s ' "$p" "$(sed -n 's/^  "version": "\(.*\)",/\1/p' "$p/package.json")"; done)"
+echo "$want" >"$stamp"
