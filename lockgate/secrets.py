@@ -163,6 +163,16 @@ def _set(backend: keyring.backend.KeyringBackend, user: str, value: str) -> None
     _call("store a secret", lambda: backend.set_password(SERVICE, user, value))
 
 
+def get_entry(user: str) -> str | None:
+    """One short keyring entry of lockgate's own (such as the gateway's signing key)."""
+    return _get(_backend(), user)
+
+
+def set_entry(user: str, value: str) -> None:
+    """Store one short entry of lockgate's own; same errors as upstream secrets."""
+    _set(_backend(), user, value)
+
+
 def _delete(backend: keyring.backend.KeyringBackend, user: str) -> bool:
     """Delete one entry; False when it was not there."""
     try:
