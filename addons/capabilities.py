@@ -81,6 +81,9 @@ class Capabilities:
                     f"A {req.method} request to an MCP endpoint must not have a body.",
                     outcome="denied",
                 )
+            elif not route.passthrough:
+                # A GET stream carries list results too (replayed with Last-Event-ID).
+                st.transforms.append(_ListFilter(st))
             return
         try:
             messages = jsonrpc.parse_body(req.raw_content or b"")
@@ -101,6 +104,17 @@ class Capabilities:
         st.messages = messages
         for m in messages:
             if m.kind == "request" and m.id is not None and m.method is not None:
+                if m.id in st.methods:
+                    # Answers are matched to requests by id: a reused id could have a
+                    # list answer filtered as another list.
+                    answer_rpc_error(
+                        flow,
+                        400,
+                        jsonrpc.INVALID_REQUEST,
+                        f"The request id {m.id!r} is used twice in one body.",
+                        outcome="denied",
+                    )
+                    return
                 st.methods[m.id] = m.method
         if self._headers_disagree(flow, messages):
             return
@@ -151,9 +165,24 @@ class Capabilities:
             return
         ctype = flow.response.headers.get("content-type", "").lower()
         if ctype.startswith("text/event-stream"):
+            charset = next(
+                (
+                    p.split("=", 1)[1].strip(' "')
+                    for p in ctype.split(";")[1:]
+                    if p.strip().startswith("charset=")
+                ),
+                "utf-8",
+            )
+            if charset not in ("utf-8", "utf8"):
+                raise ValueError(f"the upstream's event stream is {charset}, not UTF-8")
             if flow.response.headers.get("content-encoding", "identity").lower() != "identity":
                 # The rewriter reads events; it cannot read a compressed stream. Fail closed.
                 raise ValueError("the upstream compressed its event stream")
+            headers = flow.response.headers
+            if "content-length" in headers:
+                # Rewritten events change the body's length: send it chunked instead.
+                del headers["content-length"]
+                headers["transfer-encoding"] = "chunked"
             flow.response.stream = SseRewriter(
                 lambda ev: _rewrite_event(st, ev), on_error=lambda e: _stream_failed(flow, e)
             )
@@ -177,6 +206,8 @@ class Capabilities:
             try:
                 obj = jsonrpc.loads(raw)
             except ValueError:
+                if st.transforms:
+                    raise  # unreadable on a filtered route: fail closed (502), not unfiltered
                 return
             out = _process(st, obj)
             if out is not obj:
@@ -232,7 +263,9 @@ def _rewrite_event(st: FlowState, ev: SseEvent) -> SseEvent | None:
     try:
         obj = jsonrpc.loads(ev.data)
     except ValueError:
-        return ev
+        # An event the gateway cannot read may be one the client can: on a filtered route
+        # it is dropped rather than forwarded unfiltered.
+        return None if st.transforms else ev
     out = _process(st, obj)
     if out is obj:
         return ev

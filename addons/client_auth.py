@@ -11,8 +11,10 @@ import getpass
 
 from mitmproxy import http
 
-from lockgate.addons._flow import guarded, state
+from lockgate import jsonrpc
+from lockgate.addons._flow import answer_rpc_error, guarded, state
 from lockgate.addons.config import Config
+from lockgate.profile import AccessSection
 
 
 def _local_user() -> str:
@@ -38,4 +40,22 @@ class ClientAuth:
         assert profile is not None
         if profile.identity.kind != "none":
             raise RuntimeError(f"identity kind {profile.identity.kind!r} is not available yet")
-        state(flow).user = self.local_user
+        st = state(flow)
+        st.user = self.local_user
+        route = st.route
+        if route is not None and not self._allowed(route.config.access, self.local_user):
+            answer_rpc_error(
+                flow,
+                403,
+                jsonrpc.INVALID_REQUEST,
+                f"User {self.local_user!r} is not allowed on route {route.name!r}; "
+                "ask whoever maintains the profile to add you to its access list.",
+                outcome="denied",
+            )
+
+    @staticmethod
+    def _allowed(access: AccessSection, user: str) -> bool:
+        """kind = "none" knows one local user and no groups: a group list admits nobody."""
+        if access.groups is not None:
+            return False
+        return access.users is None or user in access.users

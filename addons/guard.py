@@ -62,6 +62,16 @@ class Guard:
                 outcome="denied",
             )
             return
+        if "upgrade" in req.headers or "upgrade" in req.headers.get("connection", "").lower():
+            # An upgraded connection (WebSocket) would carry messages no hook inspects.
+            answer_rpc_error(
+                flow,
+                400,
+                jsonrpc.INVALID_REQUEST,
+                "The gateway does not upgrade connections; MCP uses plain HTTP requests.",
+                outcome="denied",
+            )
+            return
         length = req.headers.get("content-length")
         limit = profile.gateway.max_body_bytes
         if length is not None and (not length.isdigit() or int(length) > limit):
