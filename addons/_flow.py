@@ -51,6 +51,8 @@ class FlowState:
     started: float = field(default_factory=time.monotonic)
     handled_ids: set[str | int] = field(default_factory=set)
     replacement: bytes | None = None
+    # auth.* decisions taken on this exchange, recorded by the audit addon (never a secret).
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     def process(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """Run one upstream message through the transforms, then show it to the observers."""

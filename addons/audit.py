@@ -109,6 +109,9 @@ class Audit:
     @guarded
     def response(self, flow: http.HTTPFlow) -> None:
         st = state(flow)
+        for auth_event in st.events:
+            self.record(self._base(flow, st) | auth_event)
+        st.events.clear()
         resp = flow.response
         status = resp.status_code if resp is not None else None
         pending = [m for m in st.messages if m.kind == "request" and m.id not in st.handled_ids]

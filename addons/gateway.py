@@ -25,6 +25,7 @@ from lockgate.addons.config import Config
 from lockgate.addons.upstream import install_error_pages
 from lockgate.errors import GatewayError
 from lockgate.profile import Profile, is_loopback_host, load_profile, split_listen
+from lockgate.tokens import default_key_source, load_or_create_signing_key
 
 # The reverse-mode target is never used: the router sends every routed request to its
 # upstream, and answers everything else itself. Port 9 is "discard".
@@ -66,12 +67,15 @@ class Gateway:
                 f"listening on loopback, not on {host}",
                 'listen on 127.0.0.1, or use [identity] kind = "oidc"',
             )
-        if self.profile.identity.kind != "none":
+        if self.profile.identity.kind == "oidc":
             raise GatewayError(
-                f"Identity kind {self.profile.identity.kind!r} is not available in this "
-                "lockgate version",
-                'use [identity] kind = "none" on loopback for now',
+                "Identity kind 'oidc' is not available in this lockgate version",
+                'use [identity] kind = "dev" (or "none") on loopback for now',
             )
+        if self.profile.identity.kind == "dev":
+            # Fail at start, not at the first sign-in: kind "dev" signs tokens with a key
+            # kept in the OS keyring (a locked or missing keyring says so here).
+            load_or_create_signing_key(default_key_source())
         self.audit_log = audit_log or paths.audit_log_path()
         self.on_event = on_event
         self.master: Master | None = None

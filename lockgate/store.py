@@ -517,6 +517,19 @@ class Store:
             outcome="rotated", grant=grant, refresh_token=successor, expires_at=new_expiry
         )
 
+    def revoke_by_refresh_token(self, token: str, *, client_id: str | None = None) -> bool:
+        """RFC 7009: revoke the grant a refresh token belongs to (with all its tokens); False
+        when the token is unknown, belongs to another client, or its grant is already revoked."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT g.grant_id, g.client_id FROM refresh_tokens t"
+                " JOIN grants g ON g.grant_id = t.grant_id WHERE t.token_hash = ?",
+                (hash_token(token),),
+            ).fetchone()
+            if row is None or (client_id is not None and row[1] != client_id):
+                return False
+            return self._revoke(db, row[0], self._clock())
+
     # --- approvals ----------------------------------------------------------------------
 
     def approve_client(self, user_sub: str, client_id: str, route: str) -> None:

@@ -18,6 +18,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 import threading
@@ -209,6 +210,24 @@ class MemoryKeySource:
 
     def store(self, value: str) -> None:
         self.value = value
+
+
+SIGNING_KEY_SOURCE_ENV = "LOCKGATE_SIGNING_KEY_SOURCE"
+_MEMORY_SOURCE = MemoryKeySource()
+
+
+def default_key_source() -> KeySource:
+    """The OS keyring; ``LOCKGATE_SIGNING_KEY_SOURCE=memory`` (tests only) keeps the key in
+    this process's memory, so tokens die with the gateway. Nothing else, never a file."""
+    choice = os.environ.get(SIGNING_KEY_SOURCE_ENV, "keyring").strip().lower()
+    if choice in ("", "keyring"):
+        return KeyringKeySource()
+    if choice == "memory":
+        return _MEMORY_SOURCE
+    raise LockgateError(
+        f"{SIGNING_KEY_SOURCE_ENV}={choice!r} is not a signing key source",
+        'unset it (the OS keyring is used) or set it to "memory" in tests',
+    )
 
 
 def load_or_create_signing_key(source: KeySource | None = None) -> SigningKey:

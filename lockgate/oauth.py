@@ -1,0 +1,285 @@
+"""The gateway as OAuth 2.1 authorization server: what its endpoints accept, and consent state.
+
+Pure logic, no HTTP: the `oauth_server` addon parses requests into these models, keeps
+pending authorizations here between the authorization request and the consent form, and
+renders the consent page with :func:`consent_page`. Every refusal is a :class:`OAuthError`
+carrying the RFC 6749 error code and one sentence for the user.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hmac
+import html
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lockgate.profile import is_loopback_host
+from lockgate.tokens import UserClaims
+
+# How long a consent page stays valid, and refresh tokens live.
+CONSENT_TTL = 300.0
+REFRESH_TOKEN_TTL = 30 * 24 * 3600.0
+MAX_REDIRECT_URIS = 10
+
+Clock = Callable[[], float]
+
+
+def local_user() -> str:
+    """The signed-in user of kinds "none" and "dev": whoever runs the gateway."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "local"
+
+
+class OAuthError(Exception):
+    """A refused OAuth request: ``error`` is the RFC 6749/7591 code, ``description`` one
+    sentence for whoever reads it."""
+
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.status = status
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.error, "error_description": self.description}
+
+
+def redirect_uri_problem(uri: str) -> str | None:
+    """Why a client's redirect URI is refused, or None: https, or http to a loopback host;
+    absolute, no fragment, no user info."""
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname
+    except ValueError:
+        return f"{uri!r} is not a URL"
+    if parts.fragment or "#" in uri:
+        return f"redirect URI {uri!r} has a fragment"
+    if not host:
+        return f"redirect URI {uri!r} has no host"
+    if parts.username is not None or parts.password is not None:
+        return f"redirect URI {uri!r} carries user info"
+    if parts.scheme == "https":
+        return None
+    if parts.scheme == "http" and is_loopback_host(host):
+        return None
+    return f"redirect URI {uri!r} must be https, or http to a loopback address"
+
+
+class RegistrationRequest(BaseModel):
+    """RFC 7591 client metadata; unknown members are ignored, public clients only."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    redirect_uris: tuple[str, ...] = Field(min_length=1, max_length=MAX_REDIRECT_URIS)
+    client_name: str | None = Field(default=None, max_length=200)
+    grant_types: tuple[str, ...] = ("authorization_code", "refresh_token")
+    response_types: tuple[str, ...] = ("code",)
+    token_endpoint_auth_method: str = "none"
+    scope: str | None = Field(default=None, max_length=1000)
+
+    @field_validator("grant_types")
+    @classmethod
+    def _grants(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [g for g in v if g not in ("authorization_code", "refresh_token")]
+        if unknown or "authorization_code" not in v:
+            raise ValueError("grant_types may only be authorization_code and refresh_token")
+        return v
+
+    @field_validator("response_types")
+    @classmethod
+    def _responses(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if tuple(v) != ("code",):
+            raise ValueError('response_types must be ["code"]')
+        return v
+
+
+def parse_registration(data: object) -> RegistrationRequest:
+    """Validate a registration body; OAuthError names the first problem."""
+    try:
+        request = RegistrationRequest.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        raise OAuthError("invalid_client_metadata", f"{where}: {msg}.") from e
+    for uri in request.redirect_uris:
+        problem = redirect_uri_problem(uri)
+        if problem is not None:
+            raise OAuthError("invalid_redirect_uri", f"The {problem}.")
+    return request
+
+
+class _Form(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class AuthorizeRequest(_Form):
+    client_id: str = Field(min_length=1, max_length=512)
+    redirect_uri: str = Field(min_length=1, max_length=2048)
+    response_type: str = ""
+    state: str | None = Field(default=None, max_length=1024)
+    code_challenge: str = ""
+    code_challenge_method: str = ""
+    resource: str = ""
+    scope: str = Field(default="", max_length=1000)
+
+
+class CodeTokenRequest(_Form):
+    grant_type: Literal["authorization_code"]
+    code: str = Field(min_length=1, max_length=512)
+    redirect_uri: str = Field(min_length=1, max_length=2048)
+    client_id: str = Field(min_length=1, max_length=512)
+    code_verifier: str = Field(min_length=1, max_length=256)
+    resource: str = Field(default="", max_length=2048)
+
+
+class RefreshTokenRequest(_Form):
+    grant_type: Literal["refresh_token"]
+    refresh_token: str = Field(min_length=1, max_length=512)
+    client_id: str = Field(min_length=1, max_length=512)
+    resource: str = Field(default="", max_length=2048)
+    scope: str = Field(default="", max_length=1000)
+
+
+class RevokeRequest(_Form):
+    token: str = Field(min_length=1, max_length=8192)
+    token_type_hint: str | None = None
+    client_id: str | None = Field(default=None, max_length=512)
+
+
+def single_values(form: Mapping[str, list[str]]) -> dict[str, str]:
+    """Form or query parameters, each at most once (RFC 6749 section 3.1)."""
+    out: dict[str, str] = {}
+    for key, values in form.items():
+        if len(values) != 1:
+            raise OAuthError("invalid_request", f"Parameter {key!r} must appear once.")
+        out[key] = values[0]
+    return out
+
+
+def parse_form[M: _Form](model: type[M], form: Mapping[str, str]) -> M:
+    try:
+        return model.model_validate(dict(form))
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "request"
+        if first.get("type") == "missing":
+            raise OAuthError("invalid_request", f"Parameter {where!r} is missing.") from e
+        raise OAuthError("invalid_request", f"Parameter {where!r} is invalid.") from e
+
+
+# --- pending authorizations (between /oauth/authorize and the consent form) --------------
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An authorization request waiting for the user's decision on the consent page."""
+
+    client_id: str
+    client_name: str
+    redirect_uri: str
+    state: str | None
+    code_challenge: str
+    resource: str
+    route: str
+    scope: str
+    user: UserClaims
+    csrf: str = field(repr=False)
+    expires_at: float
+
+
+class PendingAuthorizations:
+    """Single-use, short-lived consent state, each bound to its own CSRF token."""
+
+    def __init__(self, *, ttl: float = CONSENT_TTL, clock: Clock = time.time) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._pending: dict[str, Pending] = {}
+        self._lock = threading.Lock()
+
+    def add(self, **fields: object) -> tuple[str, Pending]:
+        """Keep a request; returns its id (the form's ``request`` field) and the record."""
+        now = self._clock()
+        pending = Pending(
+            csrf=secrets.token_urlsafe(32),
+            expires_at=now + self._ttl,
+            **fields,  # type: ignore[arg-type]
+        )
+        request_id = secrets.token_urlsafe(24)
+        with self._lock:
+            for key in [k for k, p in self._pending.items() if p.expires_at <= now]:
+                del self._pending[key]
+            self._pending[request_id] = pending
+        return request_id, pending
+
+    def take(self, request_id: str, csrf: str) -> Pending:
+        """The pending request, consumed, if the CSRF token matches and it has not expired."""
+        with self._lock:
+            pending = self._pending.get(request_id)
+            if pending is None or not hmac.compare_digest(
+                pending.csrf.encode(), csrf.encode("utf-8", "replace")
+            ):
+                raise OAuthError(
+                    "access_denied",
+                    "This consent form is unknown, already used or forged; "
+                    "start the sign-in again from your MCP client.",
+                    403,
+                )
+            del self._pending[request_id]
+        if self._clock() >= pending.expires_at:
+            raise OAuthError(
+                "access_denied",
+                "This consent form has expired; start the sign-in again from your MCP client.",
+                403,
+            )
+        return pending
+
+
+# --- pages ------------------------------------------------------------------------------
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem}}
+dt{{font-weight:600;margin-top:.6rem}}dd{{margin:0;word-break:break-all}}
+button{{font-size:1rem;padding:.5rem 1.2rem;margin:1.2rem .6rem 0 0}}</style>
+</head><body>
+{body}
+</body></html>
+"""
+
+
+def consent_page(request_id: str, pending: Pending, action: str) -> str:
+    """The consent page: who asks, where the answer goes, for which route; HTML-escaped."""
+    e = html.escape
+    body = f"""<h1>Allow {e(pending.client_name)} to use lockgate?</h1>
+<p>Signed in as <strong>{e(pending.user.sub)}</strong>.</p>
+<dl>
+<dt>Client</dt><dd>{e(pending.client_name)} <small>({e(pending.client_id)})</small></dd>
+<dt>Redirect URI</dt><dd>{e(pending.redirect_uri)}</dd>
+<dt>Route</dt><dd>{e(pending.route)} <small>({e(pending.resource)})</small></dd>
+</dl>
+<form method="post" action="{e(action)}">
+<input type="hidden" name="request" value="{e(request_id)}">
+<input type="hidden" name="csrf" value="{e(pending.csrf)}">
+<button type="submit" name="decision" value="approve">Allow</button>
+<button type="submit" name="decision" value="deny">Deny</button>
+</form>"""
+    return _PAGE.format(title="lockgate: allow access?", body=body)
+
+
+def message_page(title: str, message: str) -> str:
+    """A plain page for a refusal that must not redirect (unknown client, bad redirect URI)."""
+    e = html.escape
+    return _PAGE.format(title=e(title), body=f"<h1>{e(title)}</h1>\n<p>{e(message)}</p>")
