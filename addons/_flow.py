@@ -27,6 +27,9 @@ logger = logging.getLogger("lockgate")
 STATE_KEY = "lockgate"
 JSON_HEADERS = {"content-type": "application/json", "cache-control": "no-store"}
 
+# What a browser page may read from a response (CORS), and what it may send (preflight).
+CORS_EXPOSE_HEADERS = "mcp-session-id, www-authenticate, mcp-protocol-version"
+
 # A response-side processor: takes a decoded JSON-RPC object, returns it (maybe changed) or
 # None to drop it. Observers only look.
 Transform = Callable[[dict[str, Any]], dict[str, Any] | None]
@@ -53,6 +56,9 @@ class FlowState:
     replacement: bytes | None = None
     # auth.* decisions taken on this exchange, recorded by the audit addon (never a secret).
     events: list[dict[str, Any]] = field(default_factory=list)
+    # The request's Origin when Guard's rule allows it (set by the cors addon): every
+    # response to this exchange, the gateway's own included, carries CORS headers for it.
+    cors_origin: str | None = None
 
     def process(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """Run one upstream message through the transforms, then show it to the observers."""
@@ -122,6 +128,24 @@ def answer_rpc_error(
     answer(flow, status, body, outcome=outcome, reason=message, headers=headers)
 
 
+def add_cors_headers(resp: http.Response, origin: str | None) -> None:
+    """Let the page at `origin` read `resp`; the upstream's own CORS headers never pass.
+
+    With no allowed origin nothing is added, and the upstream's headers are still dropped:
+    only the gateway decides which pages may read its answers.
+    """
+    for name in {n.lower() for n in resp.headers if n.lower().startswith("access-control-")}:
+        del resp.headers[name]
+    if origin is None:
+        return
+    resp.headers["access-control-allow-origin"] = origin
+    resp.headers["access-control-expose-headers"] = CORS_EXPOSE_HEADERS
+    vary = [item.strip() for value in resp.headers.get_all("vary") for item in value.split(",")]
+    vary = [item for item in vary if item]
+    if not any(v.lower() == "origin" or v == "*" for v in vary):
+        resp.headers["vary"] = ", ".join([*vary, "Origin"])
+
+
 def debug() -> bool:
     return bool(os.environ.get("LOCKGATE_DEBUG"))
 
@@ -172,6 +196,7 @@ def fail_closed(flow: http.HTTPFlow, where: str, phase: str) -> None:
         # body as it arrives (mitmproxy writes a bodiless answer's body into the response,
         # so `guarded` puts ours back before the response hooks).
         replacement = http.Response.make(502, body, JSON_HEADERS)
+        add_cors_headers(replacement, st.cors_origin)
         replacement.stream = lambda chunk: body if chunk == b"" else []
         flow.response = replacement
         st.replacement = body
@@ -182,6 +207,7 @@ def fail_closed(flow: http.HTTPFlow, where: str, phase: str) -> None:
     else:
         # Response hook, body read but not sent: nothing the upstream said reaches the client.
         flow.response = http.Response.make(502, body, JSON_HEADERS)
+        add_cors_headers(flow.response, st.cors_origin)
         st.local = True
     st.outcome = "error"
     st.reason = f"internal error in {where}"

@@ -20,7 +20,7 @@ from lockgate.addons.oauth_server import OAuthServer
 from lockgate.oauth import local_user
 from lockgate.profile import AccessSection
 from lockgate.routing import Route
-from lockgate.tokens import TokenError, verify_access_token
+from lockgate.tokens import AccessClaims, TokenError, verify_access_token
 
 
 def _local_user() -> str:
@@ -56,20 +56,25 @@ class ClientAuth:
         assert profile is not None
         kind = profile.identity.kind
         st = state(flow)
+        groups: tuple[str, ...] | None = None  # None: this kind knows no groups
+        email: str | None = None
         if kind == "none":
             st.user = self.local_user
-        elif kind == "dev":
+        elif kind in ("dev", "oidc"):
             if st.route is None:
                 return  # the gateway's own endpoints: the OAuth server decides there
-            user = self._verify(flow, st.route, presented)
-            if user is None:
+            claims = self._verify(flow, st.route, presented)
+            if claims is None:
                 return
-            st.user = user
+            st.user = claims.sub
+            email = claims.email
+            # Only a provider vouches for groups; kind "dev" knows none.
+            groups = claims.groups if kind == "oidc" else None
         else:
-            raise RuntimeError(f"identity kind {kind!r} is not available yet")
+            raise RuntimeError(f"identity kind {kind!r} is not available")
         route = st.route
         user = st.user
-        if route is not None and not self._allowed(route.config.access, user):
+        if route is not None and not self._allowed(route.config.access, user, email, groups):
             answer_rpc_error(
                 flow,
                 403,
@@ -79,10 +84,12 @@ class ClientAuth:
                 outcome="denied",
             )
 
-    def _verify(self, flow: http.HTTPFlow, route: Route, presented: str | None) -> str | None:
-        """The token's user, or None after answering 401."""
+    def _verify(
+        self, flow: http.HTTPFlow, route: Route, presented: str | None
+    ) -> AccessClaims | None:
+        """The token's claims, or None after answering 401."""
         if self.oauth is None:
-            raise RuntimeError("identity kind 'dev' needs the OAuth server addon")
+            raise RuntimeError("identity kinds 'dev' and 'oidc' need the OAuth server addon")
         challenge = f'Bearer resource_metadata="{self.oauth.resource_metadata_url(route.name)}"'
         if presented is None:
             self._refuse(
@@ -117,7 +124,7 @@ class ClientAuth:
             return None
         st = state(flow)
         st.client = claims.client_id
-        return claims.sub
+        return claims
 
     @staticmethod
     def _refuse(
@@ -142,9 +149,21 @@ class ClientAuth:
         )
 
     @staticmethod
-    def _allowed(access: AccessSection, user: str | None) -> bool:
-        """Kinds "none" and "dev" know one local user and no groups: a group list admits
-        nobody."""
-        if access.groups is not None or user is None:
+    def _allowed(
+        access: AccessSection,
+        user: str | None,
+        email: str | None = None,
+        groups: tuple[str, ...] | None = None,
+    ) -> bool:
+        """No lists: everyone. Otherwise the user (by sub or email) must be on `users`, or
+        one of the provider's groups on `groups`. Kinds "none" and "dev" know no groups:
+        there a group list admits nobody."""
+        if user is None:
             return False
-        return access.users is None or user in access.users
+        if access.users is None and access.groups is None:
+            return True
+        if access.groups is not None and groups is None:
+            return False
+        if access.users is not None and (user in access.users or email in access.users):
+            return True
+        return access.groups is not None and bool(set(groups or ()) & set(access.groups))

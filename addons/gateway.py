@@ -22,9 +22,12 @@ from lockgate import paths
 from lockgate.addons import Pipeline
 from lockgate.addons.audit import Audit
 from lockgate.addons.config import Config
+from lockgate.addons.oauth_server import OAuthServer
 from lockgate.addons.upstream import install_error_pages
 from lockgate.errors import GatewayError
+from lockgate.oidc import OIDCError, Provider, discover
 from lockgate.profile import Profile, is_loopback_host, load_profile, split_listen
+from lockgate.secrets import get_entry
 from lockgate.tokens import default_key_source, load_or_create_signing_key
 
 # The reverse-mode target is never used: the router sends every routed request to its
@@ -67,15 +70,21 @@ class Gateway:
                 f"listening on loopback, not on {host}",
                 'listen on 127.0.0.1, or use [identity] kind = "oidc"',
             )
-        if self.profile.identity.kind == "oidc":
-            raise GatewayError(
-                "Identity kind 'oidc' is not available in this lockgate version",
-                'use [identity] kind = "dev" (or "none") on loopback for now',
-            )
-        if self.profile.identity.kind == "dev":
-            # Fail at start, not at the first sign-in: kind "dev" signs tokens with a key
+        self.oidc_secret: str | None = None
+        if self.profile.identity.kind in ("dev", "oidc"):
+            # Fail at start, not at the first sign-in: gateway tokens are signed with a key
             # kept in the OS keyring (a locked or missing keyring says so here).
             load_or_create_signing_key(default_key_source())
+        secret_ref = self.profile.identity.client_secret
+        if self.profile.identity.kind == "oidc" and secret_ref is not None:
+            entry = secret_ref.removeprefix("keyring:")
+            self.oidc_secret = get_entry(entry)
+            if not self.oidc_secret:
+                raise GatewayError(
+                    f"The identity provider's client secret is not in the keyring "
+                    f"(entry {entry!r})",
+                    "store it there, or remove [identity] client_secret for a public client",
+                )
         self.audit_log = audit_log or paths.audit_log_path()
         self.on_event = on_event
         self.master: Master | None = None
@@ -97,6 +106,14 @@ class Gateway:
         """Serve until `shutdown()`; raises GatewayError when the port cannot be bound."""
         install_error_pages()
         host, port = split_listen(self.listen)
+        provider: Provider | None = None
+        identity = self.profile.identity
+        if identity.kind == "oidc":
+            assert identity.issuer is not None
+            try:
+                provider = await discover(identity.issuer)
+            except OIDCError as e:
+                raise GatewayError(e.message, e.fix) from None
         opts = options.Options()
         master = Master(opts, event_loop=asyncio.get_running_loop())
         self.master = master
@@ -104,6 +121,9 @@ class Gateway:
         self.config = config
         chain = Pipeline(config)
         audit = next(a for a in chain.addons if isinstance(a, Audit))
+        oauth = next(a for a in chain.addons if isinstance(a, OAuthServer))
+        oauth.oidc = provider
+        oauth.oidc_secret = self.oidc_secret
         if self.on_event is not None:
             audit.listeners.append(self.on_event)
         master.addons.add(

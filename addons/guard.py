@@ -24,6 +24,29 @@ def host_of(authority: str) -> str:
     return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
 
 
+def origin_allowed(config: Config, origin: str) -> bool:
+    """Whether a browser page from `origin` may use this gateway (Guard's Origin rule).
+
+    Listed in gateway.allowed_origins, the origin of gateway.public_url, or any loopback
+    page when the gateway itself listens on loopback. Cors answers exactly these origins.
+    """
+    origin = origin.strip().rstrip("/").lower()
+    if origin in config.allowed_origins:
+        return True
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    profile = config.profile
+    if profile is None:
+        return False
+    if profile.gateway.public_url:
+        pub = urlsplit(profile.gateway.public_url.lower())
+        if (parts.scheme, parts.netloc) == (pub.scheme, pub.netloc):
+            return True
+    # A page served from this machine may use a gateway that listens on this machine.
+    return is_loopback_host(parts.hostname) and is_loopback_host(profile.gateway.host)
+
+
 class Guard:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -89,20 +112,7 @@ class Guard:
             self._too_large(flow, limit)
 
     def _origin_ok(self, origin: str) -> bool:
-        origin = origin.strip().rstrip("/").lower()
-        if origin in self.config.allowed_origins:
-            return True
-        parts = urlsplit(origin)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            return False
-        profile = self.config.profile
-        assert profile is not None
-        if profile.gateway.public_url:
-            pub = urlsplit(profile.gateway.public_url.lower())
-            if (parts.scheme, parts.netloc) == (pub.scheme, pub.netloc):
-                return True
-        # A page served from this machine may use a gateway that listens on this machine.
-        return is_loopback_host(parts.hostname) and is_loopback_host(profile.gateway.host)
+        return origin_allowed(self.config, origin)
 
     @staticmethod
     def _too_large(flow: http.HTTPFlow, limit: int) -> None:

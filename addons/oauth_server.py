@@ -14,6 +14,7 @@ carries a token, code, verifier or CSRF value.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from typing import Any
@@ -21,7 +22,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from mitmproxy import http
 
-from lockgate.addons._flow import answer, guarded, state
+from lockgate.addons._flow import answer, fail_closed, guarded, state
 from lockgate.addons.config import Config
 from lockgate.oauth import (
     REFRESH_TOKEN_TTL,
@@ -38,6 +39,20 @@ from lockgate.oauth import (
     parse_registration,
     single_values,
 )
+from lockgate.oidc import (
+    LOGIN_COOKIE,
+    LOGIN_TTL,
+    OIDCError,
+    PendingLogins,
+    Provider,
+    Sessions,
+    cookie_value,
+    exchange_code,
+    fetch_keys,
+    login_cookie,
+    session_cookie,
+    validate_id_token,
+)
 from lockgate.routing import route_name_of
 from lockgate.store import Store, new_token
 from lockgate.tokens import (
@@ -50,6 +65,8 @@ from lockgate.tokens import (
     issue_access_token,
     load_or_create_signing_key,
 )
+
+logger = logging.getLogger(__name__)
 
 AS_METADATA = "/.well-known/oauth-authorization-server"
 PR_METADATA = "/.well-known/oauth-protected-resource"
@@ -64,7 +81,9 @@ PAGE_HEADERS = {
     "content-security-policy": (
         "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
     ),
-    "referrer-policy": "no-referrer",
+    # same-origin, not no-referrer: with no-referrer Chromium posts the consent form with
+    # `Origin: null`, which Guard refuses. The redirect to the client carries no referrer.
+    "referrer-policy": "same-origin",
     "x-content-type-options": "nosniff",
     **NO_STORE,
 }
@@ -92,6 +111,16 @@ class OAuthServer:
         self._key: SigningKey | None = None
         self._store: Store | None = None
         self._lock = threading.Lock()
+        # kind "oidc": the discovered provider (set by the gateway at start), its client
+        # secret (read from the keyring at start), logins waiting for the provider's
+        # callback, and the gateway's browser sessions.
+        self.oidc: Provider | None = None
+        self.oidc_secret: str | None = None
+        self.logins = PendingLogins()
+        self.sessions = Sessions()
+        # mitmproxy dispatches to children after their parent: the callback needs an async
+        # hook (it calls the provider's token endpoint without blocking the event loop).
+        self.addons = [OIDCCallback(self)]
 
     # --- state built once, on first use -------------------------------------------------
 
@@ -139,6 +168,8 @@ class OAuthServer:
         method = flow.request.method.upper()
         if profile.identity.kind == "none" or not is_own_path(path):
             raise RuntimeError(f"the router passed {path!r} on to the OAuth server")
+        if path == "/oauth/callback" and profile.identity.kind == "oidc":
+            return  # answered by OIDCCallback, the child hook that runs right after this one
         try:
             self._dispatch(flow, method, path)
         except OAuthError as e:
@@ -299,37 +330,158 @@ class OAuthServer:
         route = self._route_of_resource(request.resource)
         if route is None:
             return redirect.error(flow, "invalid_target", "resource is not a route of this gateway")
-        user = self.user
-        if self.store().is_approved(user.sub, client.client_id, route):
+        fields: dict[str, Any] = {
+            "client_id": client.client_id,
+            "client_name": client.client_name or client.client_id,
+            "redirect_uri": request.redirect_uri,
+            "state": request.state,
+            "code_challenge": request.code_challenge,
+            "resource": request.resource,
+            "route": route,
+            "scope": request.scope,
+        }
+        profile = self.config.profile
+        assert profile is not None
+        if profile.identity.kind == "oidc":
+            user = self.sessions.get(cookie_value(flow.request.headers.get("cookie")))
+            if user is None:
+                return self._to_provider(flow, fields)
+        else:
+            user = self.user
+        self._continue(flow, fields, user)
+
+    def _continue(self, flow: http.HTTPFlow, fields: dict[str, Any], user: UserClaims) -> None:
+        """The signed-in user's next step: a remembered approval, else the consent page."""
+        redirect = _Redirect(fields["redirect_uri"], fields["state"], self.issuer)
+        client_id, route = fields["client_id"], fields["route"]
+        if self.store().is_approved(user.sub, client_id, route):
             code = self.codes.issue(
-                client_id=client.client_id,
-                redirect_uri=request.redirect_uri,
-                code_challenge=request.code_challenge,
+                client_id=client_id,
+                redirect_uri=fields["redirect_uri"],
+                code_challenge=fields["code_challenge"],
                 user=user,
-                resource=request.resource,
-                scope=request.scope,
+                resource=fields["resource"],
+                scope=fields["scope"],
             )
             self._event(
                 flow,
                 "auth.consent",
-                client=client.client_id,
+                client=client_id,
                 route=route,
+                user=user.sub,
                 outcome="success",
                 remembered=True,
             )
             return redirect.send(flow, {"code": code})
-        request_id, pending = self.pending.add(
-            client_id=client.client_id,
-            client_name=client.client_name or client.client_id,
-            redirect_uri=request.redirect_uri,
-            state=request.state,
-            code_challenge=request.code_challenge,
-            resource=request.resource,
-            route=route,
-            scope=request.scope,
-            user=user,
-        )
+        request_id, pending = self.pending.add(**fields, user=user)
         self._page(flow, 200, consent_page(request_id, pending, "/oauth/consent"))
+
+    # --- kind "oidc": the browser goes through the identity provider ---------------------
+
+    def provider(self) -> Provider:
+        if self.oidc is None:
+            raise OAuthError(
+                "temporarily_unavailable",
+                "The gateway has not loaded its identity provider; restart it.",
+                503,
+            )
+        return self.oidc
+
+    def _to_provider(self, flow: http.HTTPFlow, fields: dict[str, Any]) -> None:
+        profile = self.config.profile
+        assert profile is not None
+        identity = profile.identity
+        metadata = self.provider().metadata
+        login_state, login = self.logins.add(fields)
+        params = {
+            "response_type": "code",
+            "client_id": identity.client_id or "",
+            "redirect_uri": f"{self.issuer}/oauth/callback",
+            "scope": " ".join(identity.scopes),
+            "state": login_state,
+            "nonce": login.nonce,
+            "code_challenge": login.challenge,
+            "code_challenge_method": "S256",
+        }
+        endpoint = metadata.authorization_endpoint
+        sep = "&" if urlsplit(endpoint).query else "?"
+        st = state(flow)
+        st.local = True
+        st.outcome = "success"
+        flow.response = http.Response.make(
+            302,
+            b"",
+            {
+                "location": f"{endpoint}{sep}{urlencode(params)}",
+                "set-cookie": login_cookie(login.browser, LOGIN_TTL, secure=self._secure),
+                **NO_STORE,
+            },
+        )
+
+    @property
+    def _secure(self) -> bool:
+        return self.issuer.startswith("https://")
+
+    async def callback(self, flow: http.HTTPFlow) -> None:
+        """`/oauth/callback`: the provider's answer; on success, the consent step."""
+        if flow.request.method.upper() != "GET":
+            raise OAuthError("invalid_request", "Use GET here.", 405)
+        query = flow.request.path.split("?", 1)[1] if "?" in flow.request.path else ""
+        params = single_values(parse_qs(query, keep_blank_values=True))
+        browser = cookie_value(flow.request.headers.get("cookie"), LOGIN_COOKIE)
+        login = self.logins.take(params["state"], browser) if params.get("state") else None
+        if login is None:
+            self._event(flow, "auth.login", outcome="denied", reason="unknown_state")
+            raise OAuthError(
+                "access_denied",
+                "This sign-in is unknown, already finished or expired; "
+                "start it again from your MCP client.",
+                400,
+            )
+        fields = login.request
+        redirect = _Redirect(fields["redirect_uri"], fields["state"], self.issuer)
+        if "error" in params or not params.get("code"):
+            self._event(flow, "auth.login", outcome="denied", reason="provider_refused")
+            return redirect.error(flow, "access_denied", "the identity provider refused sign-in")
+        profile = self.config.profile
+        assert profile is not None
+        identity = profile.identity
+        provider = self.provider()
+        try:
+            body = await exchange_code(
+                provider.metadata,
+                code=params["code"],
+                redirect_uri=f"{self.issuer}/oauth/callback",
+                verifier=login.verifier,
+                client_id=identity.client_id or "",
+                client_secret=self.oidc_secret,
+            )
+            check = {
+                "issuer": provider.metadata.issuer,
+                "client_id": identity.client_id or "",
+                "nonce": login.nonce,
+                "groups_claim": identity.groups_claim,
+            }
+            try:
+                user = validate_id_token(body["id_token"], provider.keys, **check)
+            except OIDCError:
+                # The provider may have rotated its keys: fetch them once, then decide.
+                provider.keys = await fetch_keys(provider.metadata)
+                user = validate_id_token(body["id_token"], provider.keys, **check)
+        except OIDCError as e:
+            self._event(flow, "auth.login", outcome="denied", reason=e.message)
+            raise OAuthError("access_denied", f"{e.message}; sign in again.", 403) from None
+        self._event(flow, "auth.login", user=user.sub, outcome="success")
+        sid = self.sessions.create(user)
+        self._continue(flow, fields, user)
+        assert flow.response is not None
+        flow.response.headers.set_all(
+            "set-cookie",
+            [
+                session_cookie(sid, self.sessions.ttl, secure=self._secure),
+                login_cookie("", 0, secure=self._secure),  # spent: the browser drops it
+            ],
+        )
 
     def _consent(self, flow: http.HTTPFlow) -> None:
         req = flow.request
@@ -357,6 +509,7 @@ class OAuthServer:
                 "auth.consent",
                 client=pending.client_id,
                 route=pending.route,
+                user=pending.user.sub,
                 outcome="denied",
             )
             return redirect.error(flow, "access_denied", "the user denied access")
@@ -370,7 +523,12 @@ class OAuthServer:
             scope=pending.scope,
         )
         self._event(
-            flow, "auth.consent", client=pending.client_id, route=pending.route, outcome="success"
+            flow,
+            "auth.consent",
+            client=pending.client_id,
+            route=pending.route,
+            user=pending.user.sub,
+            outcome="success",
         )
         redirect.send(flow, {"code": code})
 
@@ -424,7 +582,12 @@ class OAuthServer:
         if route is None:
             raise OAuthError("invalid_target", "The route no longer exists on this gateway.")
         record = self.store().create_grant(
-            user_sub=grant.user.sub, client_id=grant.client_id, route=route, scopes=grant.scope
+            user_sub=grant.user.sub,
+            client_id=grant.client_id,
+            route=route,
+            scopes=grant.scope,
+            email=grant.user.email,
+            groups=grant.user.groups,
         )
         self.codes.attach_grant(grant.code_id, record.grant_id)
         refresh = new_token()
@@ -453,7 +616,7 @@ class OAuthServer:
             raise OAuthError("invalid_target", "The route no longer exists on this gateway.")
         if request.resource and request.resource != route_url:
             raise OAuthError("invalid_target", "The resource differs from the authorized one.")
-        user = UserClaims(sub=grant.user_sub)
+        user = UserClaims(sub=grant.user_sub, email=grant.email, groups=grant.groups)
         self._tokens(
             flow,
             user,
@@ -528,7 +691,9 @@ class OAuthServer:
         )
 
     def _event(self, flow: http.HTTPFlow, event: str, **fields: Any) -> None:
-        fields.setdefault("user", self.user.sub)
+        profile = self.config.profile
+        if profile is None or profile.identity.kind != "oidc":
+            fields.setdefault("user", self.user.sub)
         fields.setdefault("outcome", "success")
         state(flow).events.append({"event": event, **fields})
 
@@ -564,3 +729,34 @@ class _Redirect:
         state(flow).outcome = "denied"
         state(flow).reason = description
         self.send(flow, {"error": error, "error_description": description})
+
+
+class OIDCCallback:
+    """`/oauth/callback` for kind "oidc", failing closed like every other hook."""
+
+    def __init__(self, server: OAuthServer) -> None:
+        self.server = server
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        try:
+            if flow.response is not None or state(flow).route is not None:
+                return
+            profile = self.server.config.profile
+            if profile is None or profile.identity.kind != "oidc":
+                return
+            if flow.request.path.split("?", 1)[0] != "/oauth/callback":
+                return
+            try:
+                await self.server.callback(flow)
+            except OAuthError as e:
+                OAuthServer._page(
+                    flow, e.status, message_page("lockgate: sign-in refused", e.description)
+                )
+                state(flow).outcome = "denied"
+                state(flow).reason = e.description
+        except Exception as e:  # the fail-closed boundary, as in `guarded`
+            logger.error(
+                "lockgate: OIDCCallback.request failed (%s); the exchange was refused",
+                type(e).__name__,
+            )
+            fail_closed(flow, "OIDCCallback.request", "request")

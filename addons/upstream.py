@@ -22,7 +22,7 @@ from mitmproxy import ctx, http
 from mitmproxy.proxy.layers.http import _http1
 
 from lockgate import jsonrpc
-from lockgate.addons._flow import guarded, pending_route, state
+from lockgate.addons._flow import add_cors_headers, guarded, pending_route, state
 from lockgate.addons.config import Config
 from lockgate.routing import Route
 
@@ -66,10 +66,13 @@ def error_body(status: int, message: str) -> tuple[int, bytes]:
 
 
 def _json_error_response(status_code: int, message: str = "") -> bytes:
+    flow = _failed_flow.get()
     status, body = error_body(status_code, message)
     resp = http.Response.make(
         status, body, {"content-type": "application/json", "connection": "close"}
     )
+    # A browser page allowed by Cors may read why its request failed.
+    add_cors_headers(resp, state(flow).cors_origin if flow is not None else None)
     return _assemble(resp)
 
 

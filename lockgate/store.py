@@ -116,6 +116,13 @@ def m002_indexes(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX grants_user_client ON grants (user_sub, client_id)")
 
 
+@migration
+def m003_grant_claims(db: sqlite3.Connection) -> None:
+    # What the identity provider said about the user at sign-in (email, groups), so a
+    # refreshed access token carries the same claims. JSON; NULL for older grants.
+    db.execute("ALTER TABLE grants ADD COLUMN claims TEXT")
+
+
 def _ensure_migrations_table(db: sqlite3.Connection) -> None:
     db.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
@@ -198,6 +205,8 @@ class Grant(BaseModel):
     scopes: str
     created_at: float
     revoked_at: float | None = None
+    email: str | None = None
+    groups: tuple[str, ...] = ()
 
     @property
     def revoked(self) -> bool:
@@ -398,7 +407,14 @@ class Store:
     # --- grants -------------------------------------------------------------------------
 
     def create_grant(
-        self, *, user_sub: str, client_id: str, route: str, scopes: str | Sequence[str] = ""
+        self,
+        *,
+        user_sub: str,
+        client_id: str,
+        route: str,
+        scopes: str | Sequence[str] = "",
+        email: str | None = None,
+        groups: Sequence[str] = (),
     ) -> Grant:
         """A new grant; the client must be registered."""
         grant = Grant(
@@ -408,12 +424,16 @@ class Store:
             route=route,
             scopes=scopes if isinstance(scopes, str) else " ".join(scopes),
             created_at=self._clock(),
+            email=email,
+            groups=tuple(groups),
         )
+        claims = json.dumps({"email": email, "groups": list(groups)})
         try:
             with self._tx() as db:
                 db.execute(
-                    "INSERT INTO grants (grant_id, user_sub, client_id, route, scopes, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO grants"
+                    " (grant_id, user_sub, client_id, route, scopes, created_at, claims)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         grant.grant_id,
                         grant.user_sub,
@@ -421,6 +441,7 @@ class Store:
                         grant.route,
                         grant.scopes,
                         grant.created_at,
+                        claims,
                     ),
                 )
         except sqlite3.IntegrityError as e:
@@ -429,8 +450,8 @@ class Store:
 
     def get_grant(self, grant_id: str) -> Grant | None:
         rows = self._read(
-            "SELECT grant_id, user_sub, client_id, route, scopes, created_at, revoked_at"
-            " FROM grants WHERE grant_id = ?",
+            "SELECT grant_id, user_sub, client_id, route, scopes, created_at, revoked_at,"
+            " claims FROM grants WHERE grant_id = ?",
             (grant_id,),
         )
         return _grant(rows[0]) if rows else None
@@ -483,7 +504,7 @@ class Store:
             now = self._clock()
             row = db.execute(
                 "SELECT t.created_at, t.expires_at, t.used_at, g.grant_id, g.user_sub,"
-                " g.client_id, g.route, g.scopes, g.created_at, g.revoked_at"
+                " g.client_id, g.route, g.scopes, g.created_at, g.revoked_at, g.claims"
                 " FROM refresh_tokens t JOIN grants g ON g.grant_id = t.grant_id"
                 " WHERE t.token_hash = ?",
                 (token_hash,),
@@ -562,8 +583,11 @@ class Store:
 
 
 def _grant(row: Sequence[Any]) -> Grant:
-    grant_id, user_sub, client_id, route, scopes, created_at, revoked_at = row
+    grant_id, user_sub, client_id, route, scopes, created_at, revoked_at, claims = row
+    extra = json.loads(claims) if claims else {}
     return Grant(
+        email=extra.get("email"),
+        groups=tuple(extra.get("groups") or ()),
         grant_id=grant_id,
         user_sub=user_sub,
         client_id=client_id,

@@ -561,14 +561,16 @@ def _up(tmp_path: Path, identity: str, env: dict[str, str]) -> subprocess.Comple
     )
 
 
-def test_kind_oidc_is_refused_with_one_sentence(tmp_path: Path) -> None:
+def test_kind_oidc_with_an_unreachable_provider_is_one_sentence(tmp_path: Path) -> None:
     result = _up(
         tmp_path,
-        'kind = "oidc"\nissuer = "https://login.example.com"\nclient_id = "lockgate"',
+        'kind = "oidc"\nissuer = "http://127.0.0.1:9"\nclient_id = "lockgate"',
         ENV,
     )
     assert result.returncode == 1
-    assert "Identity kind 'oidc' is not available" in result.stderr, result.stderr
+    assert "The identity provider http://127.0.0.1:9 could not be reached" in result.stderr, (
+        result.stderr
+    )
     assert "Traceback" not in result.stderr
 
 

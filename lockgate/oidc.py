@@ -1,0 +1,360 @@
+"""Sign-in through the profile's OpenID Connect provider (`[identity] kind = "oidc"`).
+
+Discovery (`<issuer>/.well-known/openid-configuration` and its JWKS) is fetched under the
+SSRF rules of `lockgate.urlcheck` and validated; the gateway's `/oauth/authorize` sends
+the browser to the provider (code flow, PKCE S256, state, nonce), and `/oauth/callback`
+exchanges the code and validates the ID token (JWKS signature, iss, aud, exp, nonce).
+Nothing here logs or returns a token, code, verifier or secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from lockgate.errors import LockgateError
+from lockgate.tokens import UserClaims
+from lockgate.urlcheck import FetchError, UnsafeUrl, check_url, fetch_json
+
+LOGIN_TTL = 300.0
+SESSION_TTL = 30 * 60.0
+SESSION_COOKIE = "lockgate_session"
+LOGIN_COOKIE = "lockgate_login"  # binds a pending login to the browser that started it
+CLOCK_SKEW = 60
+ID_TOKEN_ALGS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA", "Ed25519"]
+
+Clock = Callable[[], float]
+
+
+class OIDCError(LockgateError):
+    """The provider could not be used, or its answer was refused."""
+
+
+class ProviderMetadata(BaseModel):
+    """The parts of the provider's discovery document the gateway relies on."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    issuer: str
+    authorization_endpoint: str
+    token_endpoint: str
+    jwks_uri: str
+    userinfo_endpoint: str | None = None
+    end_session_endpoint: str | None = None
+    code_challenge_methods_supported: tuple[str, ...] | None = None
+    token_endpoint_auth_methods_supported: tuple[str, ...] = ("client_secret_basic",)
+
+
+@dataclass
+class Provider:
+    """A discovered provider: its metadata and its signing keys (refreshed on an unknown kid)."""
+
+    metadata: ProviderMetadata
+    keys: KeySet
+    fetched_at: float = field(default_factory=time.time)
+
+
+async def discover(issuer: str, *, timeout: float = 10) -> Provider:
+    """Fetch and check the discovery document and the JWKS; OIDCError says what failed."""
+    issuer = issuer.rstrip("/")
+    url = f"{issuer}/.well-known/openid-configuration"
+    try:
+        raw = await fetch_json(url, timeout=timeout)
+    except (FetchError, UnsafeUrl) as e:
+        raise OIDCError(
+            f"The identity provider {issuer} could not be reached for discovery ({e.message})",
+            "check [identity] issuer in the profile and that the provider is up",
+        ) from None
+    try:
+        metadata = ProviderMetadata.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "document"
+        raise OIDCError(
+            f"The identity provider's discovery document is not usable ({where}: {first['msg']})",
+            "check [identity] issuer in the profile",
+        ) from None
+    if metadata.issuer.rstrip("/") != issuer:
+        raise OIDCError(
+            f"The identity provider calls itself {metadata.issuer!r}, not {issuer!r}",
+            "set [identity] issuer to exactly the provider's issuer",
+        )
+    for name in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
+        try:
+            check_url(getattr(metadata, name))
+        except UnsafeUrl as e:
+            raise OIDCError(
+                f"The identity provider's {name} was refused ({e.message})",
+                "the provider's metadata must use https (loopback http allowed) and "
+                "public addresses",
+            ) from None
+    methods = metadata.code_challenge_methods_supported
+    if methods is not None and "S256" not in methods:
+        raise OIDCError(
+            "The identity provider does not offer PKCE with S256",
+            "use a provider that supports PKCE S256",
+        )
+    return Provider(metadata=metadata, keys=await fetch_keys(metadata, timeout=timeout))
+
+
+async def fetch_keys(metadata: ProviderMetadata, *, timeout: float = 10) -> KeySet:
+    try:
+        raw = await fetch_json(metadata.jwks_uri, timeout=timeout)
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+        return KeySet.import_key_set(raw)  # type: ignore[arg-type]
+    except (FetchError, UnsafeUrl) as e:
+        raise OIDCError(
+            f"The identity provider's keys could not be fetched ({e.message})",
+            "check that the provider is up",
+        ) from None
+    except (ValueError, TypeError, KeyError, JoseError) as e:
+        raise OIDCError(
+            f"The identity provider's JWKS is not usable ({type(e).__name__})",
+            "check the provider's jwks_uri",
+        ) from None
+
+
+# --- PKCE, state, nonce -------------------------------------------------------------------
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+@dataclass(frozen=True)
+class PendingLogin:
+    """A gateway authorization request waiting for the provider's callback."""
+
+    request: dict[str, Any]  # the validated MCP client request (client, redirect, PKCE, ...)
+    nonce: str = field(repr=False)
+    verifier: str = field(repr=False)
+    challenge: str
+    browser: str = field(repr=False)
+    expires_at: float
+
+
+class PendingLogins:
+    """Keyed by the `state` sent to the provider: single use, short-lived."""
+
+    def __init__(self, *, ttl: float = LOGIN_TTL, clock: Clock = time.time) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._pending: dict[str, PendingLogin] = {}
+        self._lock = threading.Lock()
+
+    def add(self, request: dict[str, Any]) -> tuple[str, PendingLogin]:
+        now = self._clock()
+        verifier, challenge = pkce_pair()
+        login = PendingLogin(
+            request=request,
+            nonce=secrets.token_urlsafe(24),
+            verifier=verifier,
+            challenge=challenge,
+            browser=secrets.token_urlsafe(24),
+            expires_at=now + self._ttl,
+        )
+        state = secrets.token_urlsafe(32)
+        with self._lock:
+            for key in [k for k, p in self._pending.items() if p.expires_at <= now]:
+                del self._pending[key]
+            self._pending[state] = login
+        return state, login
+
+    def take(self, state: str, browser: str | None) -> PendingLogin | None:
+        """The login, consumed; None if unknown, expired, or from another browser (the
+        login cookie set with the redirect to the provider must come back: no login CSRF)."""
+        with self._lock:
+            login = self._pending.pop(state, None)
+        if login is None or self._clock() >= login.expires_at:
+            return None
+        if not browser or not secrets.compare_digest(
+            login.browser.encode(), browser.encode("utf-8", "replace")
+        ):
+            return None
+        return login
+
+
+class Sessions:
+    """Gateway browser sessions: a random id in an HttpOnly cookie, the user in memory."""
+
+    def __init__(self, *, ttl: float = SESSION_TTL, clock: Clock = time.time) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._sessions: dict[str, tuple[UserClaims, float]] = {}
+        self._lock = threading.Lock()
+
+    def create(self, user: UserClaims) -> str:
+        now = self._clock()
+        sid = secrets.token_urlsafe(32)
+        with self._lock:
+            for key in [k for k, (_, exp) in self._sessions.items() if exp <= now]:
+                del self._sessions[key]
+            self._sessions[sid] = (user, now + self.ttl)
+        return sid
+
+    def get(self, sid: str | None) -> UserClaims | None:
+        if not sid:
+            return None
+        with self._lock:
+            entry = self._sessions.get(sid)
+        if entry is None or self._clock() >= entry[1]:
+            return None
+        return entry[0]
+
+
+def session_cookie(sid: str, ttl: float, *, secure: bool = False) -> str:
+    flags = "; Secure" if secure else ""
+    return f"{SESSION_COOKIE}={sid}; Path=/oauth; HttpOnly; SameSite=Lax; Max-Age={int(ttl)}{flags}"
+
+
+def login_cookie(value: str, ttl: float, *, secure: bool = False) -> str:
+    flags = "; Secure" if secure else ""
+    return (
+        f"{LOGIN_COOKIE}={value}; Path=/oauth/callback; HttpOnly; SameSite=Lax; "
+        f"Max-Age={int(ttl)}{flags}"
+    )
+
+
+def cookie_value(header: str | None, name: str = SESSION_COOKIE) -> str | None:
+    for part in (header or "").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name and value:
+            return value
+    return None
+
+
+# --- code exchange and ID token validation ------------------------------------------------
+
+
+async def exchange_code(
+    metadata: ProviderMetadata,
+    *,
+    code: str,
+    redirect_uri: str,
+    verifier: str,
+    client_id: str,
+    client_secret: str | None,
+    timeout: float = 10,
+) -> dict[str, Any]:
+    """The provider's token response; OIDCError never quotes the response body."""
+    try:
+        check_url(metadata.token_endpoint)  # again: the name may resolve elsewhere by now
+    except UnsafeUrl as e:
+        raise OIDCError(
+            f"The identity provider's token_endpoint was refused ({e.message})"
+        ) from None
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect_uri,
+        "code_verifier": verifier,
+    }
+    auth: httpx.BasicAuth | None = None
+    if client_secret is None:
+        form["client_id"] = client_id
+    elif "client_secret_basic" in metadata.token_endpoint_auth_methods_supported:
+        auth = httpx.BasicAuth(client_id, client_secret)
+    else:
+        form["client_id"] = client_id
+        form["client_secret"] = client_secret
+    try:
+        async with httpx.AsyncClient(
+            trust_env=False, timeout=timeout, follow_redirects=False
+        ) as client:
+            response = await client.post(
+                metadata.token_endpoint,
+                data=form,
+                auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT,
+                headers={"accept": "application/json"},
+            )
+    except httpx.HTTPError as e:
+        raise OIDCError(
+            f"The identity provider's token endpoint could not be reached ({type(e).__name__})",
+            "try signing in again",
+        ) from None
+    if response.status_code != 200:
+        error = ""
+        try:
+            body = response.json()
+            if isinstance(body, dict) and isinstance(body.get("error"), str):
+                error = f": {body['error'][:60]}"
+        except ValueError:
+            pass
+        raise OIDCError(
+            f"The identity provider refused the code exchange ({response.status_code}{error})",
+            "try signing in again",
+        )
+    try:
+        body = response.json()
+    except ValueError:
+        raise OIDCError("The identity provider's token response is not JSON", "") from None
+    if not isinstance(body, dict) or not isinstance(body.get("id_token"), str):
+        raise OIDCError("The identity provider's token response carries no ID token", "")
+    return body
+
+
+def validate_id_token(
+    token: str,
+    keys: KeySet,
+    *,
+    issuer: str,
+    client_id: str,
+    nonce: str,
+    groups_claim: str = "groups",
+    now: float | None = None,
+) -> UserClaims:
+    """Verify signature, iss, aud, exp and nonce; the user the provider vouches for."""
+    try:
+        decoded = jwt.decode(token, keys, algorithms=ID_TOKEN_ALGS)
+    except (JoseError, ValueError, TypeError) as e:
+        raise OIDCError(f"The ID token's signature was refused ({type(e).__name__})", "") from None
+    claims = decoded.claims
+    registry = jwt.JWTClaimsRegistry(
+        now=int(time.time() if now is None else now),
+        leeway=CLOCK_SKEW,
+        iss={"essential": True, "value": issuer},
+        sub={"essential": True},
+        exp={"essential": True},
+    )
+    try:
+        registry.validate(claims)
+    except JoseError as e:
+        detail = getattr(e, "description", None) or e.error
+        raise OIDCError(f"The ID token was refused ({detail})", "") from None
+    aud = claims.get("aud")
+    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if client_id not in audiences:
+        raise OIDCError("The ID token was refused (it is meant for another client)", "")
+    if len(audiences) > 1 and claims.get("azp") != client_id:
+        raise OIDCError("The ID token was refused (azp is not this client)", "")
+    got = claims.get("nonce")
+    if not isinstance(got, str) or not secrets.compare_digest(got, nonce):
+        raise OIDCError("The ID token was refused (its nonce does not match)", "")
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise OIDCError("The ID token was refused (no subject)", "")
+    email = claims.get("email")
+    if claims.get("email_verified") is False:
+        email = None  # `access.users` may name emails: never trust an unverified one
+    raw_groups = claims.get(groups_claim, [])
+    if isinstance(raw_groups, str):
+        raw_groups = [raw_groups]
+    if not isinstance(raw_groups, list):
+        raw_groups = []
+    groups = tuple(g for g in raw_groups if isinstance(g, str))
+    return UserClaims(sub=sub, email=email if isinstance(email, str) else None, groups=groups)

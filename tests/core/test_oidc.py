@@ -1,0 +1,222 @@
+"""lockgate.oidc: discovery checks and ID token validation, with tokens signed here.
+
+Why it exists: the ID token is the only proof of who signed in. A token for another client,
+from another issuer, replayed into another sign-in (nonce), expired or signed by another
+key must be refused; and a discovery document that names another issuer or a private
+address must never be used. `oidc-provider-mock` only makes good tokens, so the bad ones
+are signed here against a key set the test controls.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import anyio
+import pytest
+from joserfc import jwt
+from joserfc.jwk import KeySet, RSAKey
+
+from lockgate.oidc import (
+    OIDCError,
+    PendingLogins,
+    Sessions,
+    cookie_value,
+    discover,
+    session_cookie,
+    validate_id_token,
+)
+
+ISSUER = "https://login.example.com"
+CLIENT = "lockgate"
+NONCE = "n-123"
+
+KEY = RSAKey.generate_key(2048, parameters={"kid": "k1"})
+OTHER = RSAKey.generate_key(2048, parameters={"kid": "k1"})
+KEYS = KeySet([KEY])
+
+
+def sign(key: RSAKey = KEY, **overrides: Any) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": ISSUER,
+        "sub": "alice",
+        "aud": CLIENT,
+        "exp": now + 300,
+        "iat": now,
+        "nonce": NONCE,
+        "email": "a@example.com",
+        "groups": ["eng", "ops"],
+        **overrides,
+    }
+    claims = {k: v for k, v in claims.items() if v is not None}
+    return jwt.encode({"alg": "RS256", "kid": "k1"}, claims, key)
+
+
+def check(token: str, **kw: Any) -> Any:
+    args = {"issuer": ISSUER, "client_id": CLIENT, "nonce": NONCE, **kw}
+    return validate_id_token(token, KEYS, **args)
+
+
+def test_a_good_id_token_gives_sub_email_and_groups() -> None:
+    user = check(sign())
+    assert (user.sub, user.email, user.groups) == ("alice", "a@example.com", ("eng", "ops"))
+
+
+def test_an_unverified_email_is_dropped() -> None:
+    assert check(sign(email_verified=False)).email is None
+    assert check(sign(email_verified=True)).email == "a@example.com"
+
+
+def test_the_groups_claim_is_configurable() -> None:
+    user = check(sign(roles=["admin"]), groups_claim="roles")
+    assert user.groups == ("admin",)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"nonce": "another"}, "nonce"),
+        ({"nonce": None}, "nonce"),
+        ({"aud": "someone-else"}, "another client"),
+        ({"aud": ["someone-else", CLIENT]}, "azp"),
+        ({"iss": "https://evil.example.com"}, "iss"),
+        ({"exp": int(time.time()) - 3600}, "exp"),
+        ({"sub": None}, "sub"),
+    ],
+)
+def test_bad_id_tokens_are_refused(overrides: dict[str, Any], reason: str) -> None:
+    with pytest.raises(OIDCError) as e:
+        check(sign(**overrides))
+    assert reason in e.value.message
+
+
+def test_a_token_signed_by_another_key_is_refused() -> None:
+    with pytest.raises(OIDCError, match="signature"):
+        check(sign(OTHER))
+
+
+def test_an_unsigned_token_is_refused() -> None:
+    header = "eyJhbGciOiJub25lIn0"  # {"alg":"none"}
+    import base64
+
+    body = base64.urlsafe_b64encode(json.dumps({"sub": "alice"}).encode()).rstrip(b"=").decode()
+    with pytest.raises(OIDCError):
+        check(f"{header}.{body}.")
+
+
+def test_logins_are_single_use_and_expire() -> None:
+    now = [1000.0]
+    logins = PendingLogins(ttl=60, clock=lambda: now[0])
+    state, login = logins.add({"client_id": "c"})
+    assert login.nonce and login.verifier and len(login.challenge) == 43
+    assert logins.take(state, login.browser) is not None
+    assert logins.take(state, login.browser) is None
+    state, login = logins.add({"client_id": "c"})
+    assert logins.take(state, "another-browser") is None  # login CSRF
+    assert logins.take(state, login.browser) is None  # and the state is spent
+    state, login = logins.add({"client_id": "c"})
+    now[0] += 61
+    assert logins.take(state, login.browser) is None
+
+
+def test_sessions_expire_and_the_cookie_is_locked_down() -> None:
+    from lockgate.tokens import UserClaims
+
+    now = [1000.0]
+    sessions = Sessions(ttl=60, clock=lambda: now[0])
+    sid = sessions.create(UserClaims(sub="alice"))
+    cookie = session_cookie(sid, 60)
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/oauth" in cookie
+    assert cookie_value(f"other=1; {cookie.split(';')[0]}") == sid
+    assert sessions.get(sid) is not None
+    assert sessions.get("forged") is None
+    now[0] += 61
+    assert sessions.get(sid) is None
+
+
+# --- discovery ------------------------------------------------------------------------------
+
+
+def _serve(documents: dict[str, Any]) -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            doc = documents.get(self.path)
+            body = json.dumps(doc).encode()
+            self.send_response(200 if doc is not None else 404)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def idp() -> Iterator[tuple[str, dict[str, Any]]]:
+    documents: dict[str, Any] = {}
+    for base in _serve(documents):
+        documents["/.well-known/openid-configuration"] = {
+            "issuer": base,
+            "authorization_endpoint": f"{base}/authorize",
+            "token_endpoint": f"{base}/token",
+            "jwks_uri": f"{base}/jwks",
+            "code_challenge_methods_supported": ["S256"],
+        }
+        documents["/jwks"] = KeySet([KEY]).as_dict(private=False)
+        yield base, documents
+
+
+def test_discovery_loads_metadata_and_keys(idp: tuple[str, dict[str, Any]]) -> None:
+    base, _ = idp
+    provider = anyio.run(discover, base)
+    assert provider.metadata.token_endpoint == f"{base}/token"
+    assert provider.keys.get_by_kid("k1") is not None
+
+
+def test_discovery_refuses_another_issuer(idp: tuple[str, dict[str, Any]]) -> None:
+    base, docs = idp
+    docs["/.well-known/openid-configuration"]["issuer"] = "https://login.example.com"
+    with pytest.raises(OIDCError, match="calls itself"):
+        anyio.run(discover, base)
+
+
+def test_discovery_refuses_an_endpoint_at_a_private_address(
+    idp: tuple[str, dict[str, Any]],
+) -> None:
+    base, docs = idp
+    docs["/.well-known/openid-configuration"]["token_endpoint"] = "http://10.0.0.5/token"
+    with pytest.raises(OIDCError, match="token_endpoint was refused"):
+        anyio.run(discover, base)
+
+
+def test_discovery_refuses_a_javascript_endpoint(idp: tuple[str, dict[str, Any]]) -> None:
+    base, docs = idp
+    docs["/.well-known/openid-configuration"]["authorization_endpoint"] = "javascript:alert(1)"
+    with pytest.raises(OIDCError, match="authorization_endpoint was refused"):
+        anyio.run(discover, base)
+
+
+def test_discovery_without_pkce_s256_is_refused(idp: tuple[str, dict[str, Any]]) -> None:
+    base, docs = idp
+    docs["/.well-known/openid-configuration"]["code_challenge_methods_supported"] = ["plain"]
+    with pytest.raises(OIDCError, match="PKCE"):
+        anyio.run(discover, base)
+
+
+def test_an_unreachable_provider_is_one_sentence() -> None:
+    with pytest.raises(OIDCError, match="could not be reached"):
+        anyio.run(discover, "http://127.0.0.1:9")

@@ -1,0 +1,311 @@
+"""`[identity] kind = "oidc"`: sign-in through a real OpenID Connect provider, end to end.
+
+Why it exists: with kind "oidc" the gateway's `/oauth/authorize` must send the browser
+through the company's provider (code flow, PKCE, state, nonce), validate the ID token at
+`/oauth/callback`, and issue gateway tokens that carry the provider's sub, email and groups,
+so that `access.groups` on a route admits exactly the users whose groups intersect. The
+provider is `oidc-provider-mock` started as a process; its sign-in form is submitted with
+`sub=alice`, as a headless browser would. The `mcp` SDK client does the whole dance.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.auth import OAuthClientProvider
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
+
+from lockgate.audit import verify
+from tests.e2e.test_dev_signin import (
+    CALLBACK,
+    ENV,
+    MemoryStorage,
+    authorize_url,
+    exchange,
+    hidden_fields,
+    mcp_post,
+    pkce,
+    redirect_params,
+    register,
+)
+from tests.e2e.test_upstreams_direct import DEMO_TOOLS, text_of
+from tests.support.gateway import GatewayProcess, running_gateway
+from tests.support.upstreams import sdk_upstream
+
+ALICE = '{"sub":"alice","email":"a@example.com","groups":["eng"]}'
+
+
+@dataclass
+class Stack:
+    gw: GatewayProcess
+    issuer: str
+
+    @property
+    def base(self) -> str:
+        return self.gw.base_url
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oidc_provider_mock", "--port", str(port), "--user-claims", ALICE],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    issuer = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{issuer}/.well-known/openid-configuration").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("oidc-provider-mock did not start")
+            time.sleep(0.1)
+        yield issuer
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def stack(provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with ExitStack() as es:
+        notes = es.enter_context(sdk_upstream())
+        profile = "\n".join(
+            [
+                "[identity]",
+                'kind = "oidc"',
+                f'issuer = "{provider}"',
+                'client_id = "lockgate-test"',
+                'scopes = ["openid", "email", "profile"]',
+                "[upstreams.notes]",
+                f'url = "{notes}"',
+                "[routes.notes]",
+                'upstream = "notes"',
+                "[routes.eng]",
+                'upstream = "notes"',
+                'access.groups = ["eng"]',
+                "[routes.fin]",
+                'upstream = "notes"',
+                'access.groups = ["finance"]',
+                "",
+            ]
+        )
+        gw = es.enter_context(
+            running_gateway(profile, tmp_path_factory.mktemp("oidc-signin"), env=ENV)
+        )
+        yield Stack(gw, provider)
+
+
+async def browse(
+    browser: httpx.AsyncClient, stack: Stack, authorization_url: str
+) -> tuple[httpx.Response, list[str]]:
+    """Follow the sign-in as a browser would; returns the answer that goes to the client's
+    redirect URI and the hosts visited."""
+    visited: list[str] = []
+    r = await browser.get(authorization_url)
+    while True:
+        visited.append(str(r.request.url).split("?", 1)[0])
+        if r.status_code == 302 and r.headers["location"].startswith(stack.issuer):
+            # The provider's sign-in form: POST the same URL with sub=alice.
+            location = r.headers["location"]
+            form = await browser.get(location)
+            assert form.status_code == 200, form.text[:300]
+            r = await browser.post(location, data={"sub": "alice"})
+            visited.append(location.split("?", 1)[0])
+            assert r.status_code == 302, r.text[:300]
+            r = await browser.get(r.headers["location"])
+            continue
+        if r.status_code == 200 and "/oauth/consent" in r.text:
+            r = await browser.post(
+                f"{stack.base}/oauth/consent",
+                data={**hidden_fields(r.text), "decision": "approve"},
+                headers={"Origin": stack.base},
+            )
+            continue
+        return r, visited
+
+
+@pytest.mark.anyio
+async def test_the_sdk_client_signs_in_through_the_provider_and_calls_tools(
+    stack: Stack,
+) -> None:
+    url = stack.gw.route_url("eng")
+    redirects: list[dict[str, str]] = []
+    visits: list[list[str]] = []
+
+    async with httpx.AsyncClient() as browser:
+
+        async def open_browser(authorization_url: str) -> None:
+            answer, visited = await browse(browser, stack, authorization_url)
+            visits.append(visited)
+            redirects.append(redirect_params(answer))
+
+        async def callback() -> AuthorizationCodeResult:
+            params = redirects[-1]
+            return AuthorizationCodeResult(
+                code=params["code"], state=params.get("state"), iss=params.get("iss")
+            )
+
+        storage = MemoryStorage()
+        oauth = OAuthClientProvider(
+            server_url=url,
+            client_metadata=OAuthClientMetadata(
+                client_name="SDK oidc client",
+                redirect_uris=[CALLBACK],  # type: ignore[list-item]
+            ),
+            storage=storage,
+            redirect_handler=open_browser,
+            callback_handler=callback,
+        )
+        async with (
+            httpx2.AsyncClient(auth=oauth, timeout=30) as http,
+            Client(streamable_http_client(url, http_client=http), mode="legacy") as client,
+        ):
+            tools = await client.list_tools()
+            assert {t.name for t in tools.tools} == DEMO_TOOLS
+            result = await client.call_tool("get_note", {"id": "1"})
+            assert not result.is_error and text_of(result)
+
+        # The browser went through the provider, and the gateway set its session cookie.
+        [visited] = visits
+        assert any(v.startswith(stack.issuer) for v in visited)
+        assert any(c.name == "lockgate_session" for c in browser.cookies.jar)
+
+        # A second sign-in in the same browser session skips the provider.
+        client_id = register(stack.base)
+        verifier, challenge = pkce()
+        resource = stack.gw.route_url("fin")
+        answer, visited = await browse(
+            browser, stack, authorize_url(stack.base, client_id, resource, challenge)
+        )
+        assert not any(v.startswith(stack.issuer) for v in visited)
+        code = redirect_params(answer)["code"]
+
+    # The token carries alice's groups: "eng" is admitted above, "finance" is refused.
+    r = exchange(stack.base, client_id, code, verifier, resource)
+    assert r.status_code == 200, r.text
+    tokens: dict[str, Any] = r.json()
+    refused = mcp_post(resource, tokens["access_token"])
+    assert refused.status_code == 403, refused.text
+    assert "alice" in refused.json()["error"]["message"]
+
+    # A refreshed token keeps the provider's groups: still admitted on "eng".
+    assert storage.tokens is not None and storage.tokens.refresh_token
+    assert storage.client_info is not None
+    again = httpx.post(
+        f"{stack.base}/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": storage.tokens.refresh_token,
+            "client_id": storage.client_info.client_id,
+        },
+    )
+    assert again.status_code == 200, again.text
+    assert mcp_post(url, again.json()["access_token"]).status_code == 200
+
+    events = stack.gw.wait_for_events(
+        lambda evs: any(e.get("event") == "tool.call" and e.get("route") == "eng" for e in evs)
+    )
+    login = [e for e in events if e["event"] == "auth.login"]
+    assert login and login[0]["user"] == "alice" and login[0]["outcome"] == "success"
+    call = next(e for e in events if e["event"] == "tool.call" and e.get("route") == "eng")
+    assert call["user"] == "alice" and call["outcome"] == "success"
+    text = stack.gw.audit_path.read_text()
+    assert storage.tokens is not None and storage.tokens.access_token not in text
+    assert redirects[-1]["code"] not in text
+    assert verify(stack.gw.audit_path).ok
+
+
+def test_a_callback_with_an_unknown_state_is_refused(stack: Stack) -> None:
+    r = httpx.get(f"{stack.base}/oauth/callback?state=forged&code=anything")
+    assert r.status_code == 400
+    assert "unknown, already finished or expired" in r.text
+    assert "set-cookie" not in r.headers
+
+
+def test_a_state_is_single_use(stack: Stack) -> None:
+    client_id = register(stack.base)
+    resource = stack.gw.route_url("notes")
+    with httpx.Client() as browser:
+        r = browser.get(authorize_url(stack.base, client_id, resource, pkce()[1]))
+        assert r.status_code == 302 and r.headers["location"].startswith(stack.issuer)
+        signed = browser.post(r.headers["location"], data={"sub": "alice"})
+        callback = signed.headers["location"]
+        assert callback.startswith(f"{stack.base}/oauth/callback?")
+        first = browser.get(callback)
+        assert first.status_code == 200 and "/oauth/consent" in first.text
+        second = browser.get(callback)
+        assert second.status_code == 400
+
+
+def test_a_callback_in_another_browser_is_refused(stack: Stack) -> None:
+    """Login CSRF: a callback URL the attacker got from their own sign-in is no good in the
+    victim's browser, which lacks the login cookie set with the redirect to the provider."""
+    client_id = register(stack.base)
+    with httpx.Client() as attacker:
+        r = attacker.get(
+            authorize_url(stack.base, client_id, stack.gw.route_url("notes"), pkce()[1])
+        )
+        assert "lockgate_login=" in r.headers["set-cookie"]
+        assert "HttpOnly" in r.headers["set-cookie"]
+        callback = attacker.post(r.headers["location"], data={"sub": "alice"}).headers["location"]
+    with httpx.Client() as victim:
+        refused = victim.get(callback)
+    assert refused.status_code == 400
+    assert "set-cookie" not in refused.headers
+
+
+def test_the_provider_redirect_carries_pkce_state_and_nonce(stack: Stack) -> None:
+    client_id = register(stack.base)
+    r = httpx.get(authorize_url(stack.base, client_id, stack.gw.route_url("notes"), pkce()[1]))
+    assert r.status_code == 302
+    from urllib.parse import parse_qs, urlsplit
+
+    q = {k: v[0] for k, v in parse_qs(urlsplit(r.headers["location"]).query).items()}
+    assert q["code_challenge_method"] == "S256" and len(q["code_challenge"]) == 43
+    assert q["state"] and q["nonce"] and q["client_id"] == "lockgate-test"
+    assert q["redirect_uri"] == f"{stack.base}/oauth/callback"
+    assert q["response_type"] == "code" and "openid" in q["scope"].split()
+
+
+def test_an_unregistered_redirect_uri_never_reaches_the_provider(stack: Stack) -> None:
+    client_id = register(stack.base)
+    r = httpx.get(
+        authorize_url(
+            stack.base,
+            client_id,
+            stack.gw.route_url("notes"),
+            pkce()[1],
+            redirect_uri="http://127.0.0.1:9/elsewhere",
+        )
+    )
+    assert r.status_code == 400
+    assert "location" not in r.headers
