@@ -30,23 +30,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
-import httpx2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from mcp import Client
-from mcp.client.auth import OAuthClientProvider
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import (
-    AuthorizationCodeResult,
-    OAuthClientInformationFull,
-    OAuthClientMetadata,
-    OAuthToken,
-)
 
 from lockgate.audit import verify
 from lockgate.tokens import SigningKey, UserClaims, issue_access_token
 from tests.e2e.test_upstreams_direct import DEMO_TOOLS, text_of
 from tests.support.gateway import GatewayProcess, running_gateway
+from tests.support.oauth_client import MemoryStorage, signed_in_client
 from tests.support.recorder import Recorder, recording_upstream
 from tests.support.upstreams import sdk_upstream
 
@@ -206,31 +197,14 @@ def mcp_post(url: str, token: str | None) -> httpx.Response:
 # --- the SDK client, end to end -----------------------------------------------------------
 
 
-class MemoryStorage:
-    def __init__(self) -> None:
-        self.tokens: OAuthToken | None = None
-        self.client_info: OAuthClientInformationFull | None = None
-
-    async def get_tokens(self) -> OAuthToken | None:
-        return self.tokens
-
-    async def set_tokens(self, tokens: OAuthToken) -> None:
-        self.tokens = tokens
-
-    async def get_client_info(self) -> OAuthClientInformationFull | None:
-        return self.client_info
-
-    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        self.client_info = client_info
-
-
 @pytest.mark.anyio
 async def test_the_sdk_client_signs_in_and_calls_tools(stack: Stack) -> None:
     url = stack.gw.route_url("notes")
-    redirects: list[dict[str, str]] = []
     pages: list[httpx.Response] = []
+    redirects: list[dict[str, str]] = []
+    storage = MemoryStorage()
 
-    async def open_browser(authorization_url: str) -> None:
+    async def open_browser(authorization_url: str) -> dict[str, str]:
         async with httpx.AsyncClient() as browser:
             page = await browser.get(authorization_url)
             pages.append(page)
@@ -241,28 +215,15 @@ async def test_the_sdk_client_signs_in_and_calls_tools(stack: Stack) -> None:
                 headers={"Origin": stack.base},
             )
             redirects.append(redirect_params(answer))
+            return redirects[-1]
 
-    async def callback() -> AuthorizationCodeResult:
-        params = redirects[-1]
-        return AuthorizationCodeResult(
-            code=params["code"], state=params.get("state"), iss=params.get("iss")
-        )
-
-    storage = MemoryStorage()
-    provider = OAuthClientProvider(
-        server_url=url,
-        client_metadata=OAuthClientMetadata(
-            client_name="SDK <test> client",
-            redirect_uris=[CALLBACK],  # type: ignore[list-item]
-        ),
+    async with signed_in_client(
+        url,
+        open_browser,
+        client_name="SDK <test> client",
+        callback_uri=CALLBACK,
         storage=storage,
-        redirect_handler=open_browser,
-        callback_handler=callback,
-    )
-    async with (
-        httpx2.AsyncClient(auth=provider, timeout=30) as http,
-        Client(streamable_http_client(url, http_client=http), mode="legacy") as client,
-    ):
+    ) as client:
         tools = await client.list_tools()
         assert {t.name for t in tools.tools} == DEMO_TOOLS
         result = await client.call_tool("get_note", {"id": "1"})

@@ -20,18 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import httpx2
 import pytest
-from mcp import Client
-from mcp.client.auth import OAuthClientProvider
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
 
 from lockgate.audit import verify
 from tests.e2e.test_dev_signin import (
     CALLBACK,
     ENV,
-    MemoryStorage,
     authorize_url,
     exchange,
     hidden_fields,
@@ -42,6 +36,7 @@ from tests.e2e.test_dev_signin import (
 )
 from tests.e2e.test_upstreams_direct import DEMO_TOOLS, text_of
 from tests.support.gateway import GatewayProcess, running_gateway
+from tests.support.oauth_client import MemoryStorage, signed_in_client
 from tests.support.upstreams import sdk_upstream
 
 ALICE = '{"sub":"alice","email":"a@example.com","groups":["eng"]}'
@@ -158,37 +153,25 @@ async def test_the_sdk_client_signs_in_through_the_provider_and_calls_tools(
     stack: Stack,
 ) -> None:
     url = stack.gw.route_url("eng")
-    redirects: list[dict[str, str]] = []
     visits: list[list[str]] = []
+    redirects: list[dict[str, str]] = []
+    storage = MemoryStorage()
 
     async with httpx.AsyncClient() as browser:
 
-        async def open_browser(authorization_url: str) -> None:
+        async def open_browser(authorization_url: str) -> dict[str, str]:
             answer, visited = await browse(browser, stack, authorization_url)
             visits.append(visited)
             redirects.append(redirect_params(answer))
+            return redirects[-1]
 
-        async def callback() -> AuthorizationCodeResult:
-            params = redirects[-1]
-            return AuthorizationCodeResult(
-                code=params["code"], state=params.get("state"), iss=params.get("iss")
-            )
-
-        storage = MemoryStorage()
-        oauth = OAuthClientProvider(
-            server_url=url,
-            client_metadata=OAuthClientMetadata(
-                client_name="SDK oidc client",
-                redirect_uris=[CALLBACK],  # type: ignore[list-item]
-            ),
+        async with signed_in_client(
+            url,
+            open_browser,
+            client_name="SDK oidc client",
+            callback_uri=CALLBACK,
             storage=storage,
-            redirect_handler=open_browser,
-            callback_handler=callback,
-        )
-        async with (
-            httpx2.AsyncClient(auth=oauth, timeout=30) as http,
-            Client(streamable_http_client(url, http_client=http), mode="legacy") as client,
-        ):
+        ) as client:
             tools = await client.list_tools()
             assert {t.name for t in tools.tools} == DEMO_TOOLS
             result = await client.call_tool("get_note", {"id": "1"})
