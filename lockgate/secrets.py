@@ -206,8 +206,8 @@ def split_chunks(value: str, limit: int = CHUNK_BYTES) -> list[str]:
     return chunks
 
 
-def _chunk_user(upstream: str, index: int) -> str:
-    return f"{username(upstream)}#{index}"
+def _chunk_user(user: str, index: int) -> str:
+    return f"{user}#{index}"
 
 
 def _parse_marker(stored: str) -> tuple[int, str] | None:
@@ -225,26 +225,22 @@ def _stored_count(stored: str | None) -> int:
     return marker[0] if marker else 0
 
 
-def get_secret(upstream: str) -> str | None:
-    """The upstream's static secret, or None when the keyring holds none."""
-    _check_name(upstream)
+def read_chunked(user: str, incomplete: LockgateError) -> str | None:
+    """A value stored by :func:`write_chunked` under ``user``; ``incomplete`` is raised when
+    a chunk is missing or the digest does not match (a half-written or tampered entry)."""
     backend = _backend()
-    stored = _get(backend, username(upstream))
+    stored = _get(backend, user)
     if stored is None:
         return None
     if not stored.startswith(_MARKER_PREFIX):
         return stored
     marker = _parse_marker(stored)
-    incomplete = SecretMissing(
-        f"The keyring holds an incomplete secret for upstream '{upstream}'",
-        f"store it again with `lockgate secret set {upstream}`",
-    )
     if marker is None:
         raise incomplete
     count, digest = marker
     parts: list[str] = []
     for index in range(1, count + 1):
-        part = _get(backend, _chunk_user(upstream, index))
+        part = _get(backend, _chunk_user(user, index))
         if part is None:
             raise incomplete
         parts.append(part)
@@ -252,6 +248,43 @@ def get_secret(upstream: str) -> str | None:
     if not hmac.compare_digest(_digest(value), digest):
         raise incomplete
     return value
+
+
+def write_chunked(user: str, value: str) -> None:
+    """Store (or replace) a value of any length under ``user``, chunked when it is long."""
+    backend = _backend()
+    old_count = _stored_count(_get(backend, user))
+    chunks = split_chunks(value)
+    if len(chunks) == 1 and not value.startswith(_MARKER_PREFIX):
+        _set(backend, user, value)
+        new_count = 0
+    else:
+        # Chunks first, marker last: a reader never sees a marker before its chunks.
+        for index, chunk in enumerate(chunks, start=1):
+            _set(backend, _chunk_user(user, index), chunk)
+        _set(backend, user, f"{_MARKER_PREFIX}{len(chunks)}:{_digest(value)}")
+        new_count = len(chunks)
+    for index in range(new_count + 1, old_count + 1):
+        _delete(backend, _chunk_user(user, index))
+
+
+def delete_chunked(user: str) -> bool:
+    """Remove a value stored by :func:`write_chunked` and its chunks; False when absent."""
+    backend = _backend()
+    count = _stored_count(_get(backend, user))
+    for index in range(1, count + 1):
+        _delete(backend, _chunk_user(user, index))
+    return _delete(backend, user)
+
+
+def get_secret(upstream: str) -> str | None:
+    """The upstream's static secret, or None when the keyring holds none."""
+    _check_name(upstream)
+    incomplete = SecretMissing(
+        f"The keyring holds an incomplete secret for upstream '{upstream}'",
+        f"store it again with `lockgate secret set {upstream}`",
+    )
+    return read_chunked(username(upstream), incomplete)
 
 
 def set_secret(upstream: str, value: str) -> None:
@@ -263,32 +296,13 @@ def set_secret(upstream: str, value: str) -> None:
             f"pass the secret on stdin or at the prompt; to remove it use "
             f"`lockgate secret rm {upstream}`",
         )
-    backend = _backend()
-    main = username(upstream)
-    old_count = _stored_count(_get(backend, main))
-    chunks = split_chunks(value)
-    if len(chunks) == 1 and not value.startswith(_MARKER_PREFIX):
-        _set(backend, main, value)
-        new_count = 0
-    else:
-        # Chunks first, marker last: a reader never sees a marker before its chunks.
-        for index, chunk in enumerate(chunks, start=1):
-            _set(backend, _chunk_user(upstream, index), chunk)
-        _set(backend, main, f"{_MARKER_PREFIX}{len(chunks)}:{_digest(value)}")
-        new_count = len(chunks)
-    for index in range(new_count + 1, old_count + 1):
-        _delete(backend, _chunk_user(upstream, index))
+    write_chunked(username(upstream), value)
 
 
 def delete_secret(upstream: str) -> bool:
     """Remove the upstream's secret and its chunks; False when there was none."""
     _check_name(upstream)
-    backend = _backend()
-    main = username(upstream)
-    count = _stored_count(_get(backend, main))
-    for index in range(1, count + 1):
-        _delete(backend, _chunk_user(upstream, index))
-    return _delete(backend, main)
+    return delete_chunked(username(upstream))
 
 
 def has_secret(upstream: str) -> bool:
