@@ -1,10 +1,13 @@
-"""The gateway as OAuth 2.1 authorization server for MCP clients (`[identity] kind = "dev"`).
+"""The gateway as OAuth 2.1 authorization server for MCP clients (kinds "dev" and "oidc").
 
 Answers RFC 8414 and RFC 9728 metadata, dynamic client registration (RFC 7591), the
 authorization endpoint with its consent page, the token endpoint (authorization code with
 PKCE S256 and a resource indicator; rotated refresh tokens) and revocation (RFC 7009).
 The router leaves `/.well-known/oauth-*` and `/oauth/*` to this addon when the profile
 signs users in; everything here is answered by the gateway, nothing goes upstream.
+
+This module holds the state (store, codes, sessions, signing key), the metadata and the
+dispatch; `oauth_register`, `oauth_authorize` and `oauth_tokens` answer their endpoints.
 
 With kind "dev" the user is the local user, signed in without an identity provider: the
 profile only allows it on loopback. Audit events go through `FlowState.events`; none
@@ -13,56 +16,27 @@ carries a token, code, verifier or CSRF value.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import threading
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
 
 from mitmproxy import http
 
 from lockgate.addons._flow import answer, fail_closed, guarded, state
 from lockgate.addons.config import Config
-from lockgate.oauth import (
-    REFRESH_TOKEN_TTL,
-    AuthorizeRequest,
-    CodeTokenRequest,
-    OAuthError,
-    PendingAuthorizations,
-    RefreshTokenRequest,
-    RevokeRequest,
-    consent_page,
-    local_user,
-    message_page,
-    parse_form,
-    parse_registration,
-    single_values,
-)
-from lockgate.oidc import (
-    LOGIN_COOKIE,
-    LOGIN_TTL,
-    OIDCError,
-    PendingLogins,
-    Provider,
-    Sessions,
-    cookie_value,
-    exchange_code,
-    fetch_keys,
-    login_cookie,
-    session_cookie,
-    validate_id_token,
-)
+from lockgate.addons.oauth_authorize import Authorization
+from lockgate.addons.oauth_common import CORS, NO_STORE, PREFLIGHT, add_event, page
+from lockgate.addons.oauth_register import Registration
+from lockgate.addons.oauth_tokens import Tokens
+from lockgate.oauth import OAuthError, PendingAuthorizations, local_user, message_page
+from lockgate.oidc import PendingLogins, Provider, Sessions
 from lockgate.routing import route_name_of
-from lockgate.store import Store, new_token
+from lockgate.store import Store
 from lockgate.tokens import (
-    ACCESS_TOKEN_TTL,
     CodeStore,
     SigningKey,
-    TokenError,
     UserClaims,
     default_key_source,
-    issue_access_token,
     load_or_create_signing_key,
 )
 
@@ -71,30 +45,6 @@ logger = logging.getLogger(__name__)
 AS_METADATA = "/.well-known/oauth-authorization-server"
 PR_METADATA = "/.well-known/oauth-protected-resource"
 OWN_PREFIXES = ("/.well-known/", "/oauth/")
-
-_CHALLENGE_RE = re.compile(r"[A-Za-z0-9_-]{43}")
-NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
-# What a browser may do with a page of ours: nothing but show it, never inside a frame.
-PAGE_HEADERS = {
-    "content-type": "text/html; charset=utf-8",
-    "x-frame-options": "DENY",
-    "content-security-policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    # same-origin, not no-referrer: with no-referrer Chromium posts the consent form with
-    # `Origin: null`, which Guard refuses. The redirect to the client carries no referrer.
-    "referrer-policy": "same-origin",
-    "x-content-type-options": "nosniff",
-    **NO_STORE,
-}
-# Browser-based MCP clients read metadata and call register/token/revoke cross-origin.
-CORS = {"access-control-allow-origin": "*"}
-PREFLIGHT = {
-    **CORS,
-    "access-control-allow-methods": "GET, POST, OPTIONS",
-    "access-control-allow-headers": "content-type, mcp-protocol-version",
-    "access-control-max-age": "600",
-}
 
 
 def is_own_path(path: str) -> bool:
@@ -121,6 +71,9 @@ class OAuthServer:
         # mitmproxy dispatches to children after their parent: the callback needs an async
         # hook (it calls the provider's token endpoint without blocking the event loop).
         self.addons = [OIDCCallback(self)]
+        self.registration = Registration(self)
+        self.authorization = Authorization(self)
+        self.tokens = Tokens(self)
 
     # --- state built once, on first use -------------------------------------------------
 
@@ -150,7 +103,7 @@ class OAuthServer:
     def resource_metadata_url(self, route: str) -> str:
         return f"{self.config.base_url}{PR_METADATA}/mcp/{route}"
 
-    def _route_of_resource(self, resource: str) -> str | None:
+    def route_of_resource(self, resource: str) -> str | None:
         for name in self.config.routes:
             if resource == self.config.route_url(name):
                 return name
@@ -173,9 +126,8 @@ class OAuthServer:
         try:
             self._dispatch(flow, method, path)
         except OAuthError as e:
-            page = path == "/oauth/authorize" or path == "/oauth/consent"
-            if page:
-                self._page(flow, e.status, message_page("lockgate: sign-in refused", e.description))
+            if path in ("/oauth/authorize", "/oauth/consent"):
+                page(flow, e.status, message_page("lockgate: sign-in refused", e.description))
             else:
                 answer(
                     flow,
@@ -190,13 +142,13 @@ class OAuthServer:
 
     def _dispatch(self, flow: http.HTTPFlow, method: str, path: str) -> None:
         gets = {
-            "/oauth/authorize": self._authorize,
+            "/oauth/authorize": self.authorization.authorize,
         }
         posts = {
-            "/oauth/register": self._register,
-            "/oauth/consent": self._consent,
-            "/oauth/token": self._token,
-            "/oauth/revoke": self._revoke,
+            "/oauth/register": self.registration.register,
+            "/oauth/consent": self.authorization.consent,
+            "/oauth/token": self.tokens.token,
+            "/oauth/revoke": self.tokens.revoke,
         }
         if method == "OPTIONS" and path != "/oauth/consent":
             flow.response = http.Response.make(204, b"", PREFLIGHT)
@@ -256,128 +208,6 @@ class OAuthServer:
             "resource_name": f"lockgate route {route}",
         }
 
-    # --- registration -------------------------------------------------------------------
-
-    def _register(self, flow: http.HTTPFlow) -> None:
-        try:
-            data = json.loads(flow.request.get_content(strict=False) or b"")
-        except (ValueError, UnicodeDecodeError) as e:
-            raise OAuthError(
-                "invalid_client_metadata", "The registration body is not a JSON object."
-            ) from e
-        if not isinstance(data, dict):
-            raise OAuthError(
-                "invalid_client_metadata", "The registration body is not a JSON object."
-            )
-        request = parse_registration(data)
-        client = self.store().register_client(
-            redirect_uris=request.redirect_uris,
-            client_name=request.client_name,
-            grant_types=request.grant_types,
-            token_endpoint_auth_method="none",
-            metadata={"scope": request.scope} if request.scope else {},
-        )
-        self._event(
-            flow,
-            "auth.client_registered",
-            client=client.client_id,
-            client_name=client.client_name,
-            redirect_uris=list(client.redirect_uris),
-        )
-        body: dict[str, Any] = {
-            "client_id": client.client_id,
-            "client_id_issued_at": int(client.created_at),
-            "redirect_uris": list(client.redirect_uris),
-            "grant_types": list(client.grant_types),
-            "response_types": ["code"],
-            "token_endpoint_auth_method": "none",
-        }
-        if client.client_name is not None:
-            body["client_name"] = client.client_name
-        if request.scope:
-            body["scope"] = request.scope
-        answer(flow, 201, body, outcome="success", headers={**NO_STORE, **CORS})
-
-    # --- authorization ------------------------------------------------------------------
-
-    def _authorize(self, flow: http.HTTPFlow) -> None:
-        query = flow.request.path.split("?", 1)[1] if "?" in flow.request.path else ""
-        params = single_values(parse_qs(query, keep_blank_values=True))
-        request = parse_form(AuthorizeRequest, params)
-        client = self.store().get_client(request.client_id)
-        if client is None:
-            raise OAuthError(
-                "invalid_client",
-                f"Client {request.client_id!r} is not registered with this gateway; "
-                "let your MCP client register again.",
-            )
-        if request.redirect_uri not in client.redirect_uris:
-            raise OAuthError(
-                "invalid_request",
-                "The redirect_uri is not one this client registered, so the gateway will not "
-                "send anything there.",
-            )
-        # From here on, errors go back to the client's registered redirect URI.
-        redirect = _Redirect(request.redirect_uri, request.state, self.issuer)
-        if request.response_type != "code":
-            return redirect.error(flow, "unsupported_response_type", "response_type must be code")
-        if request.code_challenge_method != "S256" or not _CHALLENGE_RE.fullmatch(
-            request.code_challenge
-        ):
-            return redirect.error(flow, "invalid_request", "PKCE with S256 is required")
-        if not request.resource:
-            return redirect.error(flow, "invalid_target", "the resource parameter is required")
-        route = self._route_of_resource(request.resource)
-        if route is None:
-            return redirect.error(flow, "invalid_target", "resource is not a route of this gateway")
-        fields: dict[str, Any] = {
-            "client_id": client.client_id,
-            "client_name": client.client_name or client.client_id,
-            "redirect_uri": request.redirect_uri,
-            "state": request.state,
-            "code_challenge": request.code_challenge,
-            "resource": request.resource,
-            "route": route,
-            "scope": request.scope,
-        }
-        profile = self.config.profile
-        assert profile is not None
-        if profile.identity.kind == "oidc":
-            user = self.sessions.get(cookie_value(flow.request.headers.get("cookie")))
-            if user is None:
-                return self._to_provider(flow, fields)
-        else:
-            user = self.user
-        self._continue(flow, fields, user)
-
-    def _continue(self, flow: http.HTTPFlow, fields: dict[str, Any], user: UserClaims) -> None:
-        """The signed-in user's next step: a remembered approval, else the consent page."""
-        redirect = _Redirect(fields["redirect_uri"], fields["state"], self.issuer)
-        client_id, route = fields["client_id"], fields["route"]
-        if self.store().is_approved(user.sub, client_id, route):
-            code = self.codes.issue(
-                client_id=client_id,
-                redirect_uri=fields["redirect_uri"],
-                code_challenge=fields["code_challenge"],
-                user=user,
-                resource=fields["resource"],
-                scope=fields["scope"],
-            )
-            self._event(
-                flow,
-                "auth.consent",
-                client=client_id,
-                route=route,
-                user=user.sub,
-                outcome="success",
-                remembered=True,
-            )
-            return redirect.send(flow, {"code": code})
-        request_id, pending = self.pending.add(**fields, user=user)
-        self._page(flow, 200, consent_page(request_id, pending, "/oauth/consent"))
-
-    # --- kind "oidc": the browser goes through the identity provider ---------------------
-
     def provider(self) -> Provider:
         if self.oidc is None:
             raise OAuthError(
@@ -387,348 +217,18 @@ class OAuthServer:
             )
         return self.oidc
 
-    def _to_provider(self, flow: http.HTTPFlow, fields: dict[str, Any]) -> None:
-        profile = self.config.profile
-        assert profile is not None
-        identity = profile.identity
-        metadata = self.provider().metadata
-        login_state, login = self.logins.add(fields)
-        params = {
-            "response_type": "code",
-            "client_id": identity.client_id or "",
-            "redirect_uri": f"{self.issuer}/oauth/callback",
-            "scope": " ".join(identity.scopes),
-            "state": login_state,
-            "nonce": login.nonce,
-            "code_challenge": login.challenge,
-            "code_challenge_method": "S256",
-        }
-        endpoint = metadata.authorization_endpoint
-        sep = "&" if urlsplit(endpoint).query else "?"
-        st = state(flow)
-        st.local = True
-        st.outcome = "success"
-        flow.response = http.Response.make(
-            302,
-            b"",
-            {
-                "location": f"{endpoint}{sep}{urlencode(params)}",
-                "set-cookie": login_cookie(login.browser, LOGIN_TTL, secure=self._secure),
-                **NO_STORE,
-            },
-        )
-
     @property
-    def _secure(self) -> bool:
+    def secure(self) -> bool:
         return self.issuer.startswith("https://")
 
     async def callback(self, flow: http.HTTPFlow) -> None:
-        """`/oauth/callback`: the provider's answer; on success, the consent step."""
-        if flow.request.method.upper() != "GET":
-            raise OAuthError("invalid_request", "Use GET here.", 405)
-        query = flow.request.path.split("?", 1)[1] if "?" in flow.request.path else ""
-        params = single_values(parse_qs(query, keep_blank_values=True))
-        browser = cookie_value(flow.request.headers.get("cookie"), LOGIN_COOKIE)
-        login = self.logins.take(params["state"], browser) if params.get("state") else None
-        if login is None:
-            self._event(flow, "auth.login", outcome="denied", reason="unknown_state")
-            raise OAuthError(
-                "access_denied",
-                "This sign-in is unknown, already finished or expired; "
-                "start it again from your MCP client.",
-                400,
-            )
-        fields = login.request
-        redirect = _Redirect(fields["redirect_uri"], fields["state"], self.issuer)
-        if "error" in params or not params.get("code"):
-            self._event(flow, "auth.login", outcome="denied", reason="provider_refused")
-            return redirect.error(flow, "access_denied", "the identity provider refused sign-in")
-        profile = self.config.profile
-        assert profile is not None
-        identity = profile.identity
-        provider = self.provider()
-        try:
-            body = await exchange_code(
-                provider.metadata,
-                code=params["code"],
-                redirect_uri=f"{self.issuer}/oauth/callback",
-                verifier=login.verifier,
-                client_id=identity.client_id or "",
-                client_secret=self.oidc_secret,
-            )
-            check = {
-                "issuer": provider.metadata.issuer,
-                "client_id": identity.client_id or "",
-                "nonce": login.nonce,
-                "groups_claim": identity.groups_claim,
-            }
-            try:
-                user = validate_id_token(body["id_token"], provider.keys, **check)
-            except OIDCError:
-                # The provider may have rotated its keys: fetch them once, then decide.
-                provider.keys = await fetch_keys(provider.metadata)
-                user = validate_id_token(body["id_token"], provider.keys, **check)
-        except OIDCError as e:
-            self._event(flow, "auth.login", outcome="denied", reason=e.message)
-            raise OAuthError("access_denied", f"{e.message}; sign in again.", 403) from None
-        self._event(flow, "auth.login", user=user.sub, outcome="success")
-        sid = self.sessions.create(user)
-        self._continue(flow, fields, user)
-        assert flow.response is not None
-        flow.response.headers.set_all(
-            "set-cookie",
-            [
-                session_cookie(sid, self.sessions.ttl, secure=self._secure),
-                login_cookie("", 0, secure=self._secure),  # spent: the browser drops it
-            ],
-        )
+        await self.authorization.callback(flow)
 
-    def _consent(self, flow: http.HTTPFlow) -> None:
-        req = flow.request
-        own = {self.issuer.lower(), f"http://{(req.host_header or '').lower()}"}
-        origin = (req.headers.get("origin") or "").rstrip("/").lower()
-        fetch_site = req.headers.get("sec-fetch-site")
-        if origin not in own or (fetch_site is not None and fetch_site != "same-origin"):
-            raise OAuthError(
-                "access_denied",
-                "The consent form was not sent from this gateway's own page, so it was refused.",
-                403,
-            )
-        try:
-            form = parse_qs(
-                (req.get_content(strict=False) or b"").decode("utf-8"), keep_blank_values=True
-            )
-        except UnicodeDecodeError as e:
-            raise OAuthError("invalid_request", "The consent form is not UTF-8.", 403) from e
-        fields = single_values(form)
-        pending = self.pending.take(fields.get("request", ""), fields.get("csrf", ""))
-        redirect = _Redirect(pending.redirect_uri, pending.state, self.issuer)
-        if fields.get("decision") != "approve":
-            self._event(
-                flow,
-                "auth.consent",
-                client=pending.client_id,
-                route=pending.route,
-                user=pending.user.sub,
-                outcome="denied",
-            )
-            return redirect.error(flow, "access_denied", "the user denied access")
-        self.store().approve_client(pending.user.sub, pending.client_id, pending.route)
-        code = self.codes.issue(
-            client_id=pending.client_id,
-            redirect_uri=pending.redirect_uri,
-            code_challenge=pending.code_challenge,
-            user=pending.user,
-            resource=pending.resource,
-            scope=pending.scope,
-        )
-        self._event(
-            flow,
-            "auth.consent",
-            client=pending.client_id,
-            route=pending.route,
-            user=pending.user.sub,
-            outcome="success",
-        )
-        redirect.send(flow, {"code": code})
-
-    # --- tokens -------------------------------------------------------------------------
-
-    def _form(self, flow: http.HTTPFlow) -> dict[str, str]:
-        try:
-            text = (flow.request.get_content(strict=False) or b"").decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise OAuthError("invalid_request", "The request body is not UTF-8.") from e
-        return single_values(parse_qs(text, keep_blank_values=True))
-
-    def _token(self, flow: http.HTTPFlow) -> None:
-        form = self._form(flow)
-        grant_type = form.get("grant_type")
-        if grant_type not in ("authorization_code", "refresh_token"):
-            raise OAuthError(
-                "unsupported_grant_type",
-                "grant_type must be authorization_code or refresh_token.",
-            )
-        client_id = form.get("client_id", "")
-        if not client_id or self.store().get_client(client_id) is None:
-            self._refused(flow, client_id, grant_type, "unknown_client")
-            raise OAuthError(
-                "invalid_client", "The client is not registered with this gateway.", 401
-            )
-        if grant_type == "authorization_code":
-            self._code_grant(flow, parse_form(CodeTokenRequest, form))
-        else:
-            self._refresh_grant(flow, parse_form(RefreshTokenRequest, form))
-
-    def _code_grant(self, flow: http.HTTPFlow, request: CodeTokenRequest) -> None:
-        try:
-            grant = self.codes.redeem(
-                request.code,
-                client_id=request.client_id,
-                redirect_uri=request.redirect_uri,
-                code_verifier=request.code_verifier,
-            )
-        except TokenError as e:
-            if e.reason == "replayed_code" and e.grant_id is not None:
-                self.store().revoke_grant(e.grant_id)  # OAuth 2.1 section 4.1.3
-            self._refused(flow, request.client_id, "authorization_code", e.reason)
-            raise OAuthError("invalid_grant", f"{e.message}.") from e
-        if not request.resource:
-            raise OAuthError("invalid_target", "The resource parameter is required.")
-        if request.resource != grant.resource:
-            self._refused(flow, request.client_id, "authorization_code", "wrong_resource")
-            raise OAuthError("invalid_target", "The resource differs from the authorized one.")
-        route = self._route_of_resource(grant.resource)
-        if route is None:
-            raise OAuthError("invalid_target", "The route no longer exists on this gateway.")
-        record = self.store().create_grant(
-            user_sub=grant.user.sub,
-            client_id=grant.client_id,
-            route=route,
-            scopes=grant.scope,
-            email=grant.user.email,
-            groups=grant.user.groups,
-        )
-        self.codes.attach_grant(grant.code_id, record.grant_id)
-        refresh = new_token()
-        self.store().add_refresh_token(record.grant_id, refresh, REFRESH_TOKEN_TTL)
-        self._tokens(
-            flow, grant.user, grant.client_id, route, grant.scope, refresh, "authorization_code"
-        )
-
-    def _refresh_grant(self, flow: http.HTTPFlow, request: RefreshTokenRequest) -> None:
-        result = self.store().use_refresh_token(
-            request.refresh_token, client_id=request.client_id, ttl=REFRESH_TOKEN_TTL
-        )
-        if not result.ok or result.grant is None or result.refresh_token is None:
-            self._refused(flow, request.client_id, "refresh_token", result.outcome)
-            if result.outcome == "reused":
-                raise OAuthError(
-                    "invalid_grant",
-                    "This refresh token was already used, so its grant is revoked; sign in again.",
-                )
-            raise OAuthError(
-                "invalid_grant", f"The refresh token is {result.outcome}; sign in again."
-            )
-        grant = result.grant
-        route_url = self.config.route_url(grant.route)
-        if grant.route not in self.config.routes:
-            raise OAuthError("invalid_target", "The route no longer exists on this gateway.")
-        if request.resource and request.resource != route_url:
-            raise OAuthError("invalid_target", "The resource differs from the authorized one.")
-        user = UserClaims(sub=grant.user_sub, email=grant.email, groups=grant.groups)
-        self._tokens(
-            flow,
-            user,
-            grant.client_id,
-            grant.route,
-            grant.scopes,
-            result.refresh_token,
-            "refresh_token",
-        )
-
-    def _tokens(
-        self,
-        flow: http.HTTPFlow,
-        user: UserClaims,
-        client_id: str,
-        route: str,
-        scope: str,
-        refresh: str,
-        grant_type: str,
-    ) -> None:
-        access = issue_access_token(
-            self.signing_key(),
-            issuer=self.issuer,
-            audience=self.config.route_url(route),
-            user=user,
-            client_id=client_id,
-            scope=scope,
-        )
-        body: dict[str, Any] = {
-            "access_token": access,
-            "token_type": "Bearer",
-            "expires_in": ACCESS_TOKEN_TTL,
-            "refresh_token": refresh,
-        }
-        if scope:
-            body["scope"] = scope
-        self._event(
-            flow,
-            "auth.token_issued",
-            client=client_id,
-            route=route,
-            user=user.sub,
-            grant_type=grant_type,
-        )
-        answer(flow, 200, body, outcome="success", headers={**NO_STORE, **CORS})
-
-    def _revoke(self, flow: http.HTTPFlow) -> None:
-        request = parse_form(RevokeRequest, self._form(flow))
-        # Access tokens are short-lived JWTs the gateway does not track; a refresh token
-        # revokes its whole grant. RFC 7009: the answer is 200 either way.
-        revoked = "." not in request.token and self.store().revoke_by_refresh_token(
-            request.token, client_id=request.client_id
-        )
-        self._event(
-            flow,
-            "auth.token_revoked",
-            client=request.client_id,
-            outcome="success" if revoked else "error",
-        )
-        answer(flow, 200, {}, outcome="success", headers={**NO_STORE, **CORS})
-
-    # --- answers ------------------------------------------------------------------------
-
-    def _refused(self, flow: http.HTTPFlow, client_id: str, grant_type: str, reason: str) -> None:
-        self._event(
-            flow,
-            "auth.token_refused",
-            client=client_id,
-            grant_type=grant_type,
-            outcome="denied",
-            reason=reason,
-        )
-
-    def _event(self, flow: http.HTTPFlow, event: str, **fields: Any) -> None:
+    def event(self, flow: http.HTTPFlow, event: str, **fields: Any) -> None:
         profile = self.config.profile
         if profile is None or profile.identity.kind != "oidc":
             fields.setdefault("user", self.user.sub)
-        fields.setdefault("outcome", "success")
-        state(flow).events.append({"event": event, **fields})
-
-    @staticmethod
-    def _page(flow: http.HTTPFlow, status: int, text: str) -> None:
-        st = state(flow)
-        st.local = True
-        st.outcome = "success" if status < 400 else "denied"
-        flow.response = http.Response.make(status, text.encode("utf-8"), PAGE_HEADERS)
-
-
-class _Redirect:
-    """The authorization response, sent to the client's registered redirect URI."""
-
-    def __init__(self, uri: str, client_state: str | None, issuer: str) -> None:
-        self.uri = uri
-        self.state = client_state
-        self.issuer = issuer
-
-    def send(self, flow: http.HTTPFlow, params: dict[str, str]) -> None:
-        if self.state is not None:
-            params["state"] = self.state
-        params["iss"] = self.issuer  # RFC 9207
-        sep = "&" if urlsplit(self.uri).query else "?"
-        st = state(flow)
-        st.local = True
-        st.outcome = st.outcome or ("denied" if "error" in params else "success")
-        flow.response = http.Response.make(
-            302, b"", {"location": f"{self.uri}{sep}{urlencode(params)}", **NO_STORE}
-        )
-
-    def error(self, flow: http.HTTPFlow, error: str, description: str) -> None:
-        state(flow).outcome = "denied"
-        state(flow).reason = description
-        self.send(flow, {"error": error, "error_description": description})
+        add_event(flow, event, **fields)
 
 
 class OIDCCallback:
@@ -749,9 +249,7 @@ class OIDCCallback:
             try:
                 await self.server.callback(flow)
             except OAuthError as e:
-                OAuthServer._page(
-                    flow, e.status, message_page("lockgate: sign-in refused", e.description)
-                )
+                page(flow, e.status, message_page("lockgate: sign-in refused", e.description))
                 state(flow).outcome = "denied"
                 state(flow).reason = e.description
         except Exception as e:  # the fail-closed boundary, as in `guarded`

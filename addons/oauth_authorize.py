@@ -1,0 +1,250 @@
+"""`/oauth/authorize`, the trip through the identity provider (`/oauth/callback`) and the
+consent page (`/oauth/consent`): who the user is, and whether they let this client in."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit
+
+from mitmproxy import http
+
+from lockgate.addons._flow import state
+from lockgate.addons.oauth_common import NO_STORE, Redirect, form_params, page, query_params
+from lockgate.oauth import AuthorizeRequest, OAuthError, consent_page, parse_form
+from lockgate.oidc import (
+    LOGIN_COOKIE,
+    LOGIN_TTL,
+    OIDCError,
+    cookie_value,
+    exchange_code,
+    fetch_keys,
+    login_cookie,
+    session_cookie,
+    validate_id_token,
+)
+from lockgate.tokens import UserClaims
+
+if TYPE_CHECKING:
+    from lockgate.addons.oauth_server import OAuthServer
+
+_CHALLENGE_RE = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+class Authorization:
+    def __init__(self, server: OAuthServer) -> None:
+        self.server = server
+
+    def authorize(self, flow: http.HTTPFlow) -> None:
+        params = query_params(flow)
+        request = parse_form(AuthorizeRequest, params)
+        client = self.server.store().get_client(request.client_id)
+        if client is None:
+            raise OAuthError(
+                "invalid_client",
+                f"Client {request.client_id!r} is not registered with this gateway; "
+                "let your MCP client register again.",
+            )
+        if request.redirect_uri not in client.redirect_uris:
+            raise OAuthError(
+                "invalid_request",
+                "The redirect_uri is not one this client registered, so the gateway will not "
+                "send anything there.",
+            )
+        # From here on, errors go back to the client's registered redirect URI.
+        redirect = Redirect(request.redirect_uri, request.state, self.server.issuer)
+        if request.response_type != "code":
+            return redirect.error(flow, "unsupported_response_type", "response_type must be code")
+        if request.code_challenge_method != "S256" or not _CHALLENGE_RE.fullmatch(
+            request.code_challenge
+        ):
+            return redirect.error(flow, "invalid_request", "PKCE with S256 is required")
+        if not request.resource:
+            return redirect.error(flow, "invalid_target", "the resource parameter is required")
+        route = self.server.route_of_resource(request.resource)
+        if route is None:
+            return redirect.error(flow, "invalid_target", "resource is not a route of this gateway")
+        fields: dict[str, Any] = {
+            "client_id": client.client_id,
+            "client_name": client.client_name or client.client_id,
+            "redirect_uri": request.redirect_uri,
+            "state": request.state,
+            "code_challenge": request.code_challenge,
+            "resource": request.resource,
+            "route": route,
+            "scope": request.scope,
+        }
+        profile = self.server.config.profile
+        assert profile is not None
+        if profile.identity.kind == "oidc":
+            user = self.server.sessions.get(cookie_value(flow.request.headers.get("cookie")))
+            if user is None:
+                return self._to_provider(flow, fields)
+        else:
+            user = self.server.user
+        self._continue(flow, fields, user)
+
+    def _continue(self, flow: http.HTTPFlow, fields: dict[str, Any], user: UserClaims) -> None:
+        """The signed-in user's next step: a remembered approval, else the consent page."""
+        redirect = Redirect(fields["redirect_uri"], fields["state"], self.server.issuer)
+        client_id, route = fields["client_id"], fields["route"]
+        if self.server.store().is_approved(user.sub, client_id, route):
+            code = self.server.codes.issue(
+                client_id=client_id,
+                redirect_uri=fields["redirect_uri"],
+                code_challenge=fields["code_challenge"],
+                user=user,
+                resource=fields["resource"],
+                scope=fields["scope"],
+            )
+            self.server.event(
+                flow,
+                "auth.consent",
+                client=client_id,
+                route=route,
+                user=user.sub,
+                outcome="success",
+                remembered=True,
+            )
+            return redirect.send(flow, {"code": code})
+        request_id, pending = self.server.pending.add(**fields, user=user)
+        page(flow, 200, consent_page(request_id, pending, "/oauth/consent"))
+
+    # --- kind "oidc": the browser goes through the identity provider ---------------------
+
+    def _to_provider(self, flow: http.HTTPFlow, fields: dict[str, Any]) -> None:
+        profile = self.server.config.profile
+        assert profile is not None
+        identity = profile.identity
+        metadata = self.server.provider().metadata
+        login_state, login = self.server.logins.add(fields)
+        params = {
+            "response_type": "code",
+            "client_id": identity.client_id or "",
+            "redirect_uri": f"{self.server.issuer}/oauth/callback",
+            "scope": " ".join(identity.scopes),
+            "state": login_state,
+            "nonce": login.nonce,
+            "code_challenge": login.challenge,
+            "code_challenge_method": "S256",
+        }
+        endpoint = metadata.authorization_endpoint
+        sep = "&" if urlsplit(endpoint).query else "?"
+        st = state(flow)
+        st.local = True
+        st.outcome = "success"
+        flow.response = http.Response.make(
+            302,
+            b"",
+            {
+                "location": f"{endpoint}{sep}{urlencode(params)}",
+                "set-cookie": login_cookie(login.browser, LOGIN_TTL, secure=self.server.secure),
+                **NO_STORE,
+            },
+        )
+
+    async def callback(self, flow: http.HTTPFlow) -> None:
+        """`/oauth/callback`: the provider's answer; on success, the consent step."""
+        if flow.request.method.upper() != "GET":
+            raise OAuthError("invalid_request", "Use GET here.", 405)
+        params = query_params(flow)
+        browser = cookie_value(flow.request.headers.get("cookie"), LOGIN_COOKIE)
+        login = self.server.logins.take(params["state"], browser) if params.get("state") else None
+        if login is None:
+            self.server.event(flow, "auth.login", outcome="denied", reason="unknown_state")
+            raise OAuthError(
+                "access_denied",
+                "This sign-in is unknown, already finished or expired; "
+                "start it again from your MCP client.",
+                400,
+            )
+        fields = login.request
+        redirect = Redirect(fields["redirect_uri"], fields["state"], self.server.issuer)
+        if "error" in params or not params.get("code"):
+            self.server.event(flow, "auth.login", outcome="denied", reason="provider_refused")
+            return redirect.error(flow, "access_denied", "the identity provider refused sign-in")
+        profile = self.server.config.profile
+        assert profile is not None
+        identity = profile.identity
+        provider = self.server.provider()
+        try:
+            body = await exchange_code(
+                provider.metadata,
+                code=params["code"],
+                redirect_uri=f"{self.server.issuer}/oauth/callback",
+                verifier=login.verifier,
+                client_id=identity.client_id or "",
+                client_secret=self.server.oidc_secret,
+            )
+            check = {
+                "issuer": provider.metadata.issuer,
+                "client_id": identity.client_id or "",
+                "nonce": login.nonce,
+                "groups_claim": identity.groups_claim,
+            }
+            try:
+                user = validate_id_token(body["id_token"], provider.keys, **check)
+            except OIDCError:
+                # The provider may have rotated its keys: fetch them once, then decide.
+                provider.keys = await fetch_keys(provider.metadata)
+                user = validate_id_token(body["id_token"], provider.keys, **check)
+        except OIDCError as e:
+            self.server.event(flow, "auth.login", outcome="denied", reason=e.message)
+            raise OAuthError("access_denied", f"{e.message}; sign in again.", 403) from None
+        self.server.event(flow, "auth.login", user=user.sub, outcome="success")
+        sid = self.server.sessions.create(user)
+        self._continue(flow, fields, user)
+        assert flow.response is not None
+        flow.response.headers.set_all(
+            "set-cookie",
+            [
+                session_cookie(sid, self.server.sessions.ttl, secure=self.server.secure),
+                login_cookie("", 0, secure=self.server.secure),  # spent: the browser drops it
+            ],
+        )
+
+    def consent(self, flow: http.HTTPFlow) -> None:
+        req = flow.request
+        own = {self.server.issuer.lower(), f"http://{(req.host_header or '').lower()}"}
+        origin = (req.headers.get("origin") or "").rstrip("/").lower()
+        fetch_site = req.headers.get("sec-fetch-site")
+        if origin not in own or (fetch_site is not None and fetch_site != "same-origin"):
+            raise OAuthError(
+                "access_denied",
+                "The consent form was not sent from this gateway's own page, so it was refused.",
+                403,
+            )
+        try:
+            fields = form_params(flow)
+        except OAuthError as e:
+            raise OAuthError("invalid_request", "The consent form is not UTF-8.", 403) from e
+        pending = self.server.pending.take(fields.get("request", ""), fields.get("csrf", ""))
+        redirect = Redirect(pending.redirect_uri, pending.state, self.server.issuer)
+        if fields.get("decision") != "approve":
+            self.server.event(
+                flow,
+                "auth.consent",
+                client=pending.client_id,
+                route=pending.route,
+                user=pending.user.sub,
+                outcome="denied",
+            )
+            return redirect.error(flow, "access_denied", "the user denied access")
+        self.server.store().approve_client(pending.user.sub, pending.client_id, pending.route)
+        code = self.server.codes.issue(
+            client_id=pending.client_id,
+            redirect_uri=pending.redirect_uri,
+            code_challenge=pending.code_challenge,
+            user=pending.user,
+            resource=pending.resource,
+            scope=pending.scope,
+        )
+        self.server.event(
+            flow,
+            "auth.consent",
+            client=pending.client_id,
+            route=pending.route,
+            user=pending.user.sub,
+            outcome="success",
+        )
+        redirect.send(flow, {"code": code})

@@ -1,0 +1,90 @@
+"""What the authorization server's endpoint modules share: headers, pages, redirects, forms.
+
+No hooks here; `oauth_server` owns the dispatch and the state, the endpoint modules
+(`oauth_register`, `oauth_authorize`, `oauth_tokens`) answer one concern each.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from mitmproxy import http
+
+from lockgate.addons._flow import state
+from lockgate.oauth import OAuthError, single_values
+
+NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
+# What a browser may do with a page of ours: nothing but show it, never inside a frame.
+PAGE_HEADERS = {
+    "content-type": "text/html; charset=utf-8",
+    "x-frame-options": "DENY",
+    "content-security-policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    # same-origin, not no-referrer: with no-referrer Chromium posts the consent form with
+    # `Origin: null`, which Guard refuses. The redirect to the client carries no referrer.
+    "referrer-policy": "same-origin",
+    "x-content-type-options": "nosniff",
+    **NO_STORE,
+}
+# Browser-based MCP clients read metadata and call register/token/revoke cross-origin.
+CORS = {"access-control-allow-origin": "*"}
+PREFLIGHT = {
+    **CORS,
+    "access-control-allow-methods": "GET, POST, OPTIONS",
+    "access-control-allow-headers": "content-type, mcp-protocol-version",
+    "access-control-max-age": "600",
+}
+
+
+def page(flow: http.HTTPFlow, status: int, text: str) -> None:
+    """Answer with one of our HTML pages (consent, message)."""
+    st = state(flow)
+    st.local = True
+    st.outcome = "success" if status < 400 else "denied"
+    flow.response = http.Response.make(status, text.encode("utf-8"), PAGE_HEADERS)
+
+
+def query_params(flow: http.HTTPFlow) -> dict[str, str]:
+    query = flow.request.path.split("?", 1)[1] if "?" in flow.request.path else ""
+    return single_values(parse_qs(query, keep_blank_values=True))
+
+
+def form_params(flow: http.HTTPFlow) -> dict[str, str]:
+    try:
+        text = (flow.request.get_content(strict=False) or b"").decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise OAuthError("invalid_request", "The request body is not UTF-8.") from e
+    return single_values(parse_qs(text, keep_blank_values=True))
+
+
+def add_event(flow: http.HTTPFlow, event: str, **fields: Any) -> None:
+    fields.setdefault("outcome", "success")
+    state(flow).events.append({"event": event, **fields})
+
+
+class Redirect:
+    """The authorization response, sent to the client's registered redirect URI."""
+
+    def __init__(self, uri: str, client_state: str | None, issuer: str) -> None:
+        self.uri = uri
+        self.state = client_state
+        self.issuer = issuer
+
+    def send(self, flow: http.HTTPFlow, params: dict[str, str]) -> None:
+        if self.state is not None:
+            params["state"] = self.state
+        params["iss"] = self.issuer  # RFC 9207
+        sep = "&" if urlsplit(self.uri).query else "?"
+        st = state(flow)
+        st.local = True
+        st.outcome = st.outcome or ("denied" if "error" in params else "success")
+        flow.response = http.Response.make(
+            302, b"", {"location": f"{self.uri}{sep}{urlencode(params)}", **NO_STORE}
+        )
+
+    def error(self, flow: http.HTTPFlow, error: str, description: str) -> None:
+        state(flow).outcome = "denied"
+        state(flow).reason = description
+        self.send(flow, {"error": error, "error_description": description})

@@ -1,0 +1,60 @@
+"""Dynamic client registration (RFC 7591) at `/oauth/register`."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from mitmproxy import http
+
+from lockgate.addons._flow import answer
+from lockgate.addons.oauth_common import CORS, NO_STORE
+from lockgate.oauth import OAuthError, parse_registration
+
+if TYPE_CHECKING:
+    from lockgate.addons.oauth_server import OAuthServer
+
+
+class Registration:
+    def __init__(self, server: OAuthServer) -> None:
+        self.server = server
+
+    def register(self, flow: http.HTTPFlow) -> None:
+        try:
+            data = json.loads(flow.request.get_content(strict=False) or b"")
+        except (ValueError, UnicodeDecodeError) as e:
+            raise OAuthError(
+                "invalid_client_metadata", "The registration body is not a JSON object."
+            ) from e
+        if not isinstance(data, dict):
+            raise OAuthError(
+                "invalid_client_metadata", "The registration body is not a JSON object."
+            )
+        request = parse_registration(data)
+        client = self.server.store().register_client(
+            redirect_uris=request.redirect_uris,
+            client_name=request.client_name,
+            grant_types=request.grant_types,
+            token_endpoint_auth_method="none",
+            metadata={"scope": request.scope} if request.scope else {},
+        )
+        self.server.event(
+            flow,
+            "auth.client_registered",
+            client=client.client_id,
+            client_name=client.client_name,
+            redirect_uris=list(client.redirect_uris),
+        )
+        body: dict[str, Any] = {
+            "client_id": client.client_id,
+            "client_id_issued_at": int(client.created_at),
+            "redirect_uris": list(client.redirect_uris),
+            "grant_types": list(client.grant_types),
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+        }
+        if client.client_name is not None:
+            body["client_name"] = client.client_name
+        if request.scope:
+            body["scope"] = request.scope
+        answer(flow, 201, body, outcome="success", headers={**NO_STORE, **CORS})

@@ -1,0 +1,176 @@
+"""The token endpoint (authorization code with PKCE, rotated refresh tokens) and revocation
+(RFC 7009). No token, code or verifier ever reaches an audit event or an error message."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mitmproxy import http
+
+from lockgate.addons._flow import answer
+from lockgate.addons.oauth_common import CORS, NO_STORE, form_params
+from lockgate.oauth import (
+    REFRESH_TOKEN_TTL,
+    CodeTokenRequest,
+    OAuthError,
+    RefreshTokenRequest,
+    RevokeRequest,
+    parse_form,
+)
+from lockgate.store import new_token
+from lockgate.tokens import ACCESS_TOKEN_TTL, TokenError, UserClaims, issue_access_token
+
+if TYPE_CHECKING:
+    from lockgate.addons.oauth_server import OAuthServer
+
+
+class Tokens:
+    def __init__(self, server: OAuthServer) -> None:
+        self.server = server
+
+    def token(self, flow: http.HTTPFlow) -> None:
+        form = form_params(flow)
+        grant_type = form.get("grant_type")
+        if grant_type not in ("authorization_code", "refresh_token"):
+            raise OAuthError(
+                "unsupported_grant_type",
+                "grant_type must be authorization_code or refresh_token.",
+            )
+        client_id = form.get("client_id", "")
+        if not client_id or self.server.store().get_client(client_id) is None:
+            self._refused(flow, client_id, grant_type, "unknown_client")
+            raise OAuthError(
+                "invalid_client", "The client is not registered with this gateway.", 401
+            )
+        if grant_type == "authorization_code":
+            self._code_grant(flow, parse_form(CodeTokenRequest, form))
+        else:
+            self._refresh_grant(flow, parse_form(RefreshTokenRequest, form))
+
+    def _code_grant(self, flow: http.HTTPFlow, request: CodeTokenRequest) -> None:
+        try:
+            grant = self.server.codes.redeem(
+                request.code,
+                client_id=request.client_id,
+                redirect_uri=request.redirect_uri,
+                code_verifier=request.code_verifier,
+            )
+        except TokenError as e:
+            if e.reason == "replayed_code" and e.grant_id is not None:
+                self.server.store().revoke_grant(e.grant_id)  # OAuth 2.1 section 4.1.3
+            self._refused(flow, request.client_id, "authorization_code", e.reason)
+            raise OAuthError("invalid_grant", f"{e.message}.") from e
+        if not request.resource:
+            raise OAuthError("invalid_target", "The resource parameter is required.")
+        if request.resource != grant.resource:
+            self._refused(flow, request.client_id, "authorization_code", "wrong_resource")
+            raise OAuthError("invalid_target", "The resource differs from the authorized one.")
+        route = self.server.route_of_resource(grant.resource)
+        if route is None:
+            raise OAuthError("invalid_target", "The route no longer exists on this gateway.")
+        record = self.server.store().create_grant(
+            user_sub=grant.user.sub,
+            client_id=grant.client_id,
+            route=route,
+            scopes=grant.scope,
+            email=grant.user.email,
+            groups=grant.user.groups,
+        )
+        self.server.codes.attach_grant(grant.code_id, record.grant_id)
+        refresh = new_token()
+        self.server.store().add_refresh_token(record.grant_id, refresh, REFRESH_TOKEN_TTL)
+        self._tokens(
+            flow, grant.user, grant.client_id, route, grant.scope, refresh, "authorization_code"
+        )
+
+    def _refresh_grant(self, flow: http.HTTPFlow, request: RefreshTokenRequest) -> None:
+        result = self.server.store().use_refresh_token(
+            request.refresh_token, client_id=request.client_id, ttl=REFRESH_TOKEN_TTL
+        )
+        if not result.ok or result.grant is None or result.refresh_token is None:
+            self._refused(flow, request.client_id, "refresh_token", result.outcome)
+            if result.outcome == "reused":
+                raise OAuthError(
+                    "invalid_grant",
+                    "This refresh token was already used, so its grant is revoked; sign in again.",
+                )
+            raise OAuthError(
+                "invalid_grant", f"The refresh token is {result.outcome}; sign in again."
+            )
+        grant = result.grant
+        route_url = self.server.config.route_url(grant.route)
+        if grant.route not in self.server.config.routes:
+            raise OAuthError("invalid_target", "The route no longer exists on this gateway.")
+        if request.resource and request.resource != route_url:
+            raise OAuthError("invalid_target", "The resource differs from the authorized one.")
+        user = UserClaims(sub=grant.user_sub, email=grant.email, groups=grant.groups)
+        self._tokens(
+            flow,
+            user,
+            grant.client_id,
+            grant.route,
+            grant.scopes,
+            result.refresh_token,
+            "refresh_token",
+        )
+
+    def _tokens(
+        self,
+        flow: http.HTTPFlow,
+        user: UserClaims,
+        client_id: str,
+        route: str,
+        scope: str,
+        refresh: str,
+        grant_type: str,
+    ) -> None:
+        access = issue_access_token(
+            self.server.signing_key(),
+            issuer=self.server.issuer,
+            audience=self.server.config.route_url(route),
+            user=user,
+            client_id=client_id,
+            scope=scope,
+        )
+        body: dict[str, Any] = {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": ACCESS_TOKEN_TTL,
+            "refresh_token": refresh,
+        }
+        if scope:
+            body["scope"] = scope
+        self.server.event(
+            flow,
+            "auth.token_issued",
+            client=client_id,
+            route=route,
+            user=user.sub,
+            grant_type=grant_type,
+        )
+        answer(flow, 200, body, outcome="success", headers={**NO_STORE, **CORS})
+
+    def revoke(self, flow: http.HTTPFlow) -> None:
+        request = parse_form(RevokeRequest, form_params(flow))
+        # Access tokens are short-lived JWTs the gateway does not track; a refresh token
+        # revokes its whole grant. RFC 7009: the answer is 200 either way.
+        revoked = "." not in request.token and self.server.store().revoke_by_refresh_token(
+            request.token, client_id=request.client_id
+        )
+        self.server.event(
+            flow,
+            "auth.token_revoked",
+            client=request.client_id,
+            outcome="success" if revoked else "error",
+        )
+        answer(flow, 200, {}, outcome="success", headers={**NO_STORE, **CORS})
+
+    def _refused(self, flow: http.HTTPFlow, client_id: str, grant_type: str, reason: str) -> None:
+        self.server.event(
+            flow,
+            "auth.token_refused",
+            client=client_id,
+            grant_type=grant_type,
+            outcome="denied",
+            reason=reason,
+        )
