@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -26,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lockgate.errors import LockgateError
 from lockgate.tokens import UserClaims
-from lockgate.urlcheck import FetchError, UnsafeUrl, check_url, fetch_json
+from lockgate.urlcheck import FetchError, UnsafeUrl, check_url, fetch_json, post_form
 
 LOGIN_TTL = 300.0
 SESSION_TTL = 30 * 60.0
@@ -53,6 +52,8 @@ class ProviderMetadata(BaseModel):
     jwks_uri: str
     userinfo_endpoint: str | None = None
     end_session_endpoint: str | None = None
+    revocation_endpoint: str | None = None  # RFC 7009, used by `lockgate logout`
+    device_authorization_endpoint: str | None = None  # RFC 8628, `lockgate login --device`
     code_challenge_methods_supported: tuple[str, ...] | None = None
     token_endpoint_auth_methods_supported: tuple[str, ...] = ("client_secret_basic",)
 
@@ -252,57 +253,44 @@ async def exchange_code(
     timeout: float = 10,
 ) -> dict[str, Any]:
     """The provider's token response; OIDCError never quotes the response body."""
-    try:
-        check_url(metadata.token_endpoint)  # again: the name may resolve elsewhere by now
-    except UnsafeUrl as e:
-        raise OIDCError(
-            f"The identity provider's token_endpoint was refused ({e.message})"
-        ) from None
     form = {
         "grant_type": "authorization_code",
         "code": code,
         "redirect_uri": redirect_uri,
         "code_verifier": verifier,
     }
-    auth: httpx.BasicAuth | None = None
+    basic: tuple[str, str] | None = None
     if client_secret is None:
         form["client_id"] = client_id
     elif "client_secret_basic" in metadata.token_endpoint_auth_methods_supported:
-        auth = httpx.BasicAuth(client_id, client_secret)
+        basic = (client_id, client_secret)
     else:
         form["client_id"] = client_id
         form["client_secret"] = client_secret
     try:
-        async with httpx.AsyncClient(
-            trust_env=False, timeout=timeout, follow_redirects=False
-        ) as client:
-            response = await client.post(
-                metadata.token_endpoint,
-                data=form,
-                auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT,
-                headers={"accept": "application/json"},
-            )
-    except httpx.HTTPError as e:
+        # Checked again and pinned: the name may resolve elsewhere since discovery.
+        status, body = await post_form(
+            metadata.token_endpoint, form, basic_auth=basic, timeout=timeout
+        )
+    except UnsafeUrl as e:
         raise OIDCError(
-            f"The identity provider's token endpoint could not be reached ({type(e).__name__})",
+            f"The identity provider's token_endpoint was refused ({e.message})"
+        ) from None
+    except FetchError as e:
+        raise OIDCError(
+            f"The identity provider's token endpoint could not be reached ({e.message})",
             "try signing in again",
         ) from None
-    if response.status_code != 200:
+    if status != 200:
         error = ""
-        try:
-            body = response.json()
-            if isinstance(body, dict) and isinstance(body.get("error"), str):
-                error = f": {body['error'][:60]}"
-        except ValueError:
-            pass
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            error = f": {body['error'][:60]}"
         raise OIDCError(
-            f"The identity provider refused the code exchange ({response.status_code}{error})",
+            f"The identity provider refused the code exchange ({status}{error})",
             "try signing in again",
         )
-    try:
-        body = response.json()
-    except ValueError:
-        raise OIDCError("The identity provider's token response is not JSON", "") from None
+    if body is None:
+        raise OIDCError("The identity provider's token response is not JSON", "")
     if not isinstance(body, dict) or not isinstance(body.get("id_token"), str):
         raise OIDCError("The identity provider's token response carries no ID token", "")
     return body
@@ -314,11 +302,15 @@ def validate_id_token(
     *,
     issuer: str,
     client_id: str,
-    nonce: str,
+    nonce: str | None,
     groups_claim: str = "groups",
     now: float | None = None,
 ) -> UserClaims:
-    """Verify signature, iss, aud, exp and nonce; the user the provider vouches for."""
+    """Verify signature, iss, aud, exp and nonce; the user the provider vouches for.
+
+    ``nonce=None`` is for ID tokens the token endpoint answered to a request that carried no
+    nonce (a refresh, the device grant): they come over the back channel, and their nonce
+    is not checked (Core 12.2 says there should be none; some providers repeat the first)."""
     try:
         decoded = jwt.decode(token, keys, algorithms=ID_TOKEN_ALGS)
     except (JoseError, ValueError, TypeError) as e:
@@ -343,7 +335,7 @@ def validate_id_token(
     if len(audiences) > 1 and claims.get("azp") != client_id:
         raise OIDCError("The ID token was refused (azp is not this client)", "")
     got = claims.get("nonce")
-    if not isinstance(got, str) or not secrets.compare_digest(got, nonce):
+    if nonce is not None and (not isinstance(got, str) or not secrets.compare_digest(got, nonce)):
         raise OIDCError("The ID token was refused (its nonce does not match)", "")
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:

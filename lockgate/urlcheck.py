@@ -14,15 +14,16 @@ those mean, so none of them is guessed at.
 
 from __future__ import annotations
 
+import base64
 import functools
 import ipaddress
 import json
 import re
 import socket
 import string
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from urllib.parse import quote, urldefrag, urljoin, urlsplit
+from urllib.parse import quote, quote_plus, urldefrag, urlencode, urljoin, urlsplit
 
 import anyio
 import anyio.to_thread
@@ -392,6 +393,23 @@ async def _fetch(
 async def _get_pinned(
     client: httpx.AsyncClient, checked: CheckedUrl, max_bytes: int
 ) -> tuple[int, str | None, bytes]:
+    """GET a metadata document from the checked addresses."""
+
+    async def read(response: httpx.Response) -> tuple[int, str | None, bytes]:
+        body = await _read_capped(checked, response, max_bytes)
+        return response.status_code, response.headers.get("location"), body
+
+    return await _pinned(client, checked, "GET", {"Accept": "application/json"}, None, read)
+
+
+async def _pinned[T](
+    client: httpx.AsyncClient,
+    checked: CheckedUrl,
+    method: str,
+    headers: dict[str, str],
+    content: bytes | None,
+    read: Callable[[httpx.Response], Awaitable[T]],
+) -> T:
     """Connect to the checked addresses in turn, keeping the real Host and TLS name."""
     default_port = _DEFAULT_PORTS[checked.scheme]
     shown_host = f"[{checked.host}]" if ":" in checked.host else checked.host
@@ -400,9 +418,9 @@ async def _get_pinned(
     extensions = {"sni_hostname": checked.host} if checked.scheme == "https" else {}
     headers = {
         "Host": host_header,
-        "Accept": "application/json",
         "Accept-Encoding": "identity",
         "Connection": "close",  # a pooled connection to this IP may carry another TLS name
+        **headers,
     }
     last_error: Exception | None = None
     for address in checked.addresses:
@@ -410,23 +428,88 @@ async def _get_pinned(
         target = f"{checked.scheme}://{ip}:{checked.port}/{path_query}"
         try:
             async with client.stream(
-                "GET", target, headers=headers, extensions=extensions, follow_redirects=False
+                method,
+                target,
+                headers=headers,
+                content=content,
+                extensions=extensions,
+                follow_redirects=False,
             ) as response:
-                body = await _read_capped(checked, response, max_bytes)
-                return response.status_code, response.headers.get("location"), body
-        except httpx.ConnectError as exc:
+                return await read(response)
+        except httpx.ConnectError as exc:  # nothing was sent to that address: try the next
             last_error = exc
             continue
         except httpx.HTTPError as exc:
             raise FetchError(
-                f"Fetching {_short(checked.url)} failed ({type(exc).__name__}).",
-                "Check that the upstream's metadata server is reachable.",
+                f"Calling {_short(checked.url)} failed ({type(exc).__name__}).",
+                "Check that the server is reachable.",
             ) from None
     raise FetchError(
         f"Could not connect to {_short(checked.url)}"
         + (f" ({type(last_error).__name__})." if last_error else "."),
-        "Check that the upstream's metadata server is reachable.",
+        "Check that the server is reachable.",
     )
+
+
+async def post_form(
+    url: str,
+    form: dict[str, str],
+    *,
+    basic_auth: tuple[str, str] | None = None,
+    client: httpx.AsyncClient | None = None,
+    max_bytes: int = 256 * 1024,
+    timeout: float = 10,
+    allow_loopback_http: bool = True,
+    resolve: Resolver | None = None,
+) -> tuple[int, object | None]:
+    """POST a form (a token or revocation request) to a URL learned from metadata.
+
+    The URL is checked again right before the call, since a name may resolve elsewhere by
+    now, and the connection goes to the checked addresses only. Redirects are not followed
+    (a token endpoint has no reason to redirect). Returns the status and the JSON body, or
+    None when the body is not JSON; errors never quote the body.
+    """
+    content = urlencode(form).encode("ascii")
+    headers = {
+        "Accept": "application/json",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    if basic_auth is not None:
+        pair = f"{quote_plus(basic_auth[0])}:{quote_plus(basic_auth[1])}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+
+    async def read(response: httpx.Response) -> tuple[int, object | None]:
+        body = bytearray()
+        async for chunk in response.aiter_raw():
+            body += chunk
+            if len(body) > max_bytes:
+                raise FetchError(
+                    f"{_short(url)} returned more than {max_bytes} bytes.",
+                    "Check the server's token endpoint.",
+                )
+        try:
+            return response.status_code, json.loads(bytes(body))
+        except (ValueError, RecursionError):
+            return response.status_code, None
+
+    async def call(http_client: httpx.AsyncClient) -> tuple[int, object | None]:
+        check = functools.partial(
+            check_url, url, allow_loopback_http=allow_loopback_http, resolve=resolve
+        )
+        checked = await anyio.to_thread.run_sync(check, abandon_on_cancel=True)
+        return await _pinned(http_client, checked, "POST", headers, content, read)
+
+    try:
+        with anyio.fail_after(timeout):
+            if client is not None:
+                return await call(client)
+            async with httpx.AsyncClient(trust_env=False, timeout=timeout) as own:
+                return await call(own)
+    except TimeoutError:
+        raise FetchError(
+            f"Calling {_short(url)} took longer than {timeout:g} seconds.",
+            "Check that the server is reachable.",
+        ) from None
 
 
 async def _read_capped(checked: CheckedUrl, response: httpx.Response, max_bytes: int) -> bytes:

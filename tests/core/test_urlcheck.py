@@ -6,6 +6,7 @@ servers on 127.0.0.1, and a server that must not be reached records every reques
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ipaddress
 import socket
@@ -24,7 +25,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lockgate.errors import LockgateError
-from lockgate.urlcheck import CheckedUrl, FetchError, UnsafeUrl, check_url, fetch_json
+from lockgate.urlcheck import (
+    CheckedUrl,
+    FetchError,
+    UnsafeUrl,
+    check_url,
+    fetch_json,
+    post_form,
+)
 from tests.support.tls import issue_certs
 
 PUBLIC4 = "93.184.216.34"
@@ -379,9 +387,15 @@ class Server:
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.routes: dict[str, Reply] = {}
         self.requests: list[tuple[str, str | None]] = []
+        self.posts: list[tuple[bytes, str | None]] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                server.posts.append((self.rfile.read(length), self.headers.get("Authorization")))
+                self.do_GET()
+
             def do_GET(self) -> None:
                 server.requests.append((self.path, self.headers.get("Host")))
                 reply = server.routes.get(self.path, Reply(404, b"{}"))
@@ -650,3 +664,61 @@ async def test_https_certificate_for_another_name_is_refused(
         with pytest.raises(FetchError):
             await fetch_json(a.url("/doc", host="localhost"), client=client, resolve=resolve)
     assert a.requests == []
+
+
+# --------------------------------------------------------------------------- post_form
+
+
+@pytest.mark.anyio
+async def test_post_form_sends_the_form_to_the_checked_address(
+    servers: Callable[..., Server],
+) -> None:
+    a = servers()
+    a.routes["/token"] = Reply(body=b'{"access_token": "t"}')
+    resolve = resolver({"localhost": ["127.0.0.1"]})
+    status, body = await post_form(
+        a.url("/token", host="localhost"),
+        {"grant_type": "refresh_token", "refresh_token": "r&1"},
+        basic_auth=("client:1", "s3cret"),
+        resolve=resolve,
+    )
+    assert (status, body) == (200, {"access_token": "t"})
+    assert a.requests == [("/token", f"localhost:{a.port}")]
+    form, authorization = a.posts[0]
+    assert form == b"grant_type=refresh_token&refresh_token=r%261"
+    # RFC 6749 2.3.1: the id and secret are form-encoded before Basic.
+    assert authorization == "Basic " + base64.b64encode(b"client%3A1:s3cret").decode()
+
+
+@pytest.mark.anyio
+async def test_post_form_returns_error_answers_and_non_json(servers: Callable[..., Server]) -> None:
+    a = servers()
+    a.routes["/token"] = Reply(400, b'{"error": "invalid_grant"}')
+    a.routes["/html"] = Reply(502, b"<p>bad gateway</p>", {"Content-Type": "text/html"})
+    assert await post_form(a.url("/token"), {}) == (400, {"error": "invalid_grant"})
+    assert await post_form(a.url("/html"), {}) == (502, None)
+
+
+@pytest.mark.anyio
+async def test_post_form_does_not_follow_redirects(servers: Callable[..., Server]) -> None:
+    a, b = servers(), servers()
+    a.routes["/token"] = Reply(307, b"", {"Location": b.url("/token")})
+    b.routes["/token"] = Reply()
+    status, _ = await post_form(a.url("/token"), {"code": "c"})
+    assert status == 307
+    assert b.requests == []
+
+
+@pytest.mark.anyio
+async def test_post_form_to_a_private_address_contacts_nothing() -> None:
+    resolve = resolver({"as.example": ["10.0.0.7"]})
+    with pytest.raises(UnsafeUrl):
+        await post_form("https://as.example/token", {"code": "c"}, resolve=resolve)
+
+
+@pytest.mark.anyio
+async def test_post_form_caps_the_body(servers: Callable[..., Server]) -> None:
+    a = servers()
+    a.routes["/token"] = Reply(body=b'"' + b"x" * 500 + b'"')
+    with pytest.raises(FetchError, match="more than 100 bytes"):
+        await post_form(a.url("/token"), {}, max_bytes=100)
