@@ -109,3 +109,83 @@ def verify_text(result: VerifyResult) -> Text:
         f"audit log BROKEN at line {result.first_bad_line}: {_clean(result.reason)}",
         style="bold red",
     )
+
+
+# ---------------------------------------------------------------------------- query and stats
+
+# `lockgate audit query` adds the user: a query is often "what did this person do".
+QUERY_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("time", "ts", 12),
+    ("user", "user", 14),
+    ("route", "route", 14),
+    ("method", "method", 16),
+    ("name", "name", 24),
+    ("outcome", "outcome", 16),
+    ("status", "status", 6),
+    ("latency", "latency_ms", 10),
+)
+
+
+def query_table(events: Iterable[Mapping[str, Any]]) -> Table:
+    """The table of `lockgate audit query`: the tail table with the user instead of the event."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for header, key, width in QUERY_COLUMNS:
+        table.add_column(
+            header,
+            width=width,
+            no_wrap=True,
+            overflow="ellipsis",
+            justify="right" if key in ("status", "latency_ms") else "left",
+        )
+    outcome_col = [key for _, key, _ in QUERY_COLUMNS].index("outcome")
+    for event in events:
+        row = [Text(_cell(event, key)) for _, key, _ in QUERY_COLUMNS]
+        row[outcome_col].stylize(_OUTCOME_STYLE.get(str(event.get("outcome", "")), ""))
+        table.add_row(*row)
+    return table
+
+
+def query_line(event: Mapping[str, Any]) -> str:
+    """One plain line per event for pipes: full ts, then the query table's columns."""
+    ts = _clean(event.get("ts", "-"))
+    return " ".join([ts, *(_cell(event, key) for _, key, _ in QUERY_COLUMNS[1:])])
+
+
+def print_query(con: Console, events: list[Mapping[str, Any]]) -> None:
+    """A table on a terminal, plain lines otherwise; says so when nothing matched."""
+    if not events:
+        con.print("no matching events", style="dim")
+        return
+    if con.is_terminal:
+        con.print(query_table(events))
+        return
+    for event in events:
+        con.print(Text(query_line(event)), soft_wrap=True)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
+
+
+def stats_table(groups: Iterable[Any], by: str) -> Table:
+    """`lockgate audit stats`: one row per tool, route or user, busiest first.
+
+    `groups` are `lockgate.audit_query.GroupStats`; an error rate above zero is red.
+    """
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column(by, no_wrap=True, overflow="ellipsis", max_width=32)
+    for header in ("calls", "ok", "denied", "errors", "error rate", "p50", "p95"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for g in groups:
+        rate = Text(f"{g.error_rate:.1%}", style="red" if g.errors else "")
+        table.add_row(
+            Text(_clean(g.key)),
+            str(g.count),
+            str(g.success),
+            str(g.denied),
+            str(g.errors),
+            rate,
+            _ms(g.p50),
+            _ms(g.p95),
+        )
+    return table

@@ -13,3 +13,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(profile.app, name="profile")
     app.add_typer(secret.app, name="secret")
     app.add_typer(audit.app, name="audit")
+    from lockgate.cli import doctor, servers
+
+    app.command("servers")(servers.servers)
+    app.command("doctor")(doctor.doctor)

@@ -38,7 +38,10 @@ def main() -> None:
     """Entry point: run the app, turn LockgateError into one line and an exit code."""
     _register()
     try:
-        app(standalone_mode=False)
+        # With standalone_mode=False click *returns* a typer.Exit's code instead of raising.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except LockgateError as e:
         if os.environ.get("LOCKGATE_DEBUG") or "--debug" in sys.argv:
             raise

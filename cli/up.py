@@ -8,13 +8,15 @@ import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from lockgate.addons.gateway import Gateway
 from lockgate.cli import views
 from lockgate.errors import ProfileError
+
+if TYPE_CHECKING:  # mitmproxy takes seconds to import: only the commands that serve pay
+    from lockgate.addons.gateway import Gateway
 
 
 def default_profile() -> Path:
@@ -42,6 +44,8 @@ def serve(
     """Run a gateway in this process until SIGINT/SIGTERM."""
 
     async def main() -> None:
+        from lockgate.addons.gateway import Gateway
+
         gateway = Gateway(profile, listen=listen, on_event=on_event)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -106,3 +106,55 @@ def test_table_view_on_a_terminal() -> None:
     assert "time" in text and "latency" in text
     assert "06:40:01.123" in text and "denied" in text and "1.2 ms" in text
     assert "\x1b" not in text and "evil?]0;pwned?" in text
+
+
+def test_verify_deleted_line_reports_the_gap(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write(path, 10)
+    lines = path.read_bytes().splitlines(keepends=True)
+    del lines[3]  # seq 4 gone
+    path.write_bytes(b"".join(lines))
+    result = runner.invoke(app, ["verify", "--file", str(path)])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "audit log BROKEN at line 4: seq gap: expected seq 4, found 5 (1 line(s) deleted)"
+    )
+
+
+def test_verify_truncated_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write(path, 10)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 20])  # the last line cut mid-way
+    result = runner.invoke(app, ["verify", "--file", str(path)])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "audit log BROKEN at line 10: truncated last line (no trailing newline)"
+    )
+
+
+def test_verify_exit_code_through_the_real_command(tmp_path: Path) -> None:
+    """The installed entry point keeps exit code 1 (typer.Exit under standalone_mode=False)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "a.jsonl"
+    _write(path, 3)
+    ok = subprocess.run(
+        [sys.executable, "-m", "lockgate.cli", "audit", "verify", "--file", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(lines[0] + lines[2])
+    broken = subprocess.run(
+        [sys.executable, "-m", "lockgate.cli", "audit", "verify", "--file", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert broken.returncode == 1
+    assert "BROKEN at line 2: seq gap" in broken.stdout
+    assert "Traceback" not in broken.stderr

@@ -1,0 +1,172 @@
+"""The catalog of a profile's routes: upstream, credential state and the URL a client uses.
+
+`catalog` is pure: it takes a Profile and a lookup that says, per upstream, what state its
+credential is in. `keyring_lookup` is the real lookup (the OS keyring, through
+`lockgate.secrets` and `lockgate.upstream_tokens`); tests and `lockgate doctor` reuse both.
+Nothing here reads or returns a secret's value: only whether one is held.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from lockgate.errors import KeyringUnavailable, LockgateError, ProfileError
+from lockgate.profile import Profile, UpstreamSection
+
+__all__ = [
+    "CredentialState",
+    "ServerEntry",
+    "StateLookup",
+    "active_profile_path",
+    "catalog",
+    "keyring_lookup",
+]
+
+StateKind = Literal[
+    "none_needed",
+    "secret_set",
+    "secret_missing",
+    "connected",
+    "needs_connect",
+    "sign_in_first",
+    "keyring_unavailable",
+]
+
+# The states that let a request through; the others need the user to do something.
+READY: frozenset[StateKind] = frozenset({"none_needed", "secret_set", "connected"})
+
+
+@dataclass(frozen=True)
+class CredentialState:
+    """What the gateway holds for one upstream: `kind` for programs, `text` for people,
+    and `fix` (one command or step) when the upstream cannot be used yet."""
+
+    kind: StateKind
+    text: str
+    fix: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.kind in READY
+
+
+StateLookup = Callable[[str, UpstreamSection], CredentialState]
+
+
+@dataclass(frozen=True)
+class ServerEntry:
+    """One route of the catalog."""
+
+    route: str
+    upstream: str
+    upstream_url: str
+    auth: str
+    state: CredentialState
+    route_url: str
+    description: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["state"] = self.state.kind
+        out["state_text"] = self.state.text
+        out["fix"] = self.state.fix
+        out["ready"] = self.state.ready
+        return out
+
+
+def catalog(
+    profile: Profile, lookup: StateLookup, base_url: str | None = None
+) -> list[ServerEntry]:
+    """Every route of the profile, sorted by name; `lookup` runs once per upstream used."""
+    states: dict[str, CredentialState] = {}
+    entries: list[ServerEntry] = []
+    for name in sorted(profile.routes):
+        route = profile.routes[name]
+        upstream = profile.upstreams[route.upstream]
+        if route.upstream not in states:
+            states[route.upstream] = lookup(route.upstream, upstream)
+        entries.append(
+            ServerEntry(
+                route=name,
+                upstream=route.upstream,
+                upstream_url=upstream.url,
+                auth=upstream.auth,
+                state=states[route.upstream],
+                route_url=profile.route_url(name, base_url),
+                description=route.description,
+            )
+        )
+    return entries
+
+
+def _keyring_state(e: KeyringUnavailable) -> CredentialState:
+    return CredentialState("keyring_unavailable", "keyring unavailable", e.fix or e.message)
+
+
+def keyring_lookup(
+    profile: Profile,
+    *,
+    user: str | None = None,
+    has_secret: Callable[[str], bool] | None = None,
+    stored: Callable[[str, str], bool] | None = None,
+) -> StateLookup:
+    """The real lookup: static secrets and upstream OAuth tokens in the OS keyring.
+
+    Upstream tokens are per signed-in user: for kind none/dev that is whoever runs lockgate
+    (`lockgate.oauth.local_user`); for kind oidc it is only known after sign-in, so the
+    state says "sign in first". A keyring that cannot be used becomes a state, not an error.
+    """
+    from lockgate import secrets, upstream_tokens
+
+    check_secret = has_secret or secrets.has_secret
+    check_tokens = stored or upstream_tokens.stored
+    if user is None and profile.identity.kind != "oidc":
+        from lockgate.oauth import local_user
+
+        user = local_user()
+
+    def lookup(name: str, upstream: UpstreamSection) -> CredentialState:
+        if upstream.auth == "none":
+            return CredentialState("none_needed", "no credential needed")
+        try:
+            if upstream.auth == "header":
+                if check_secret(name):
+                    return CredentialState("secret_set", "secret set")
+                return CredentialState(
+                    "secret_missing", "secret missing", f"lockgate secret set {name}"
+                )
+            if user is None:
+                return CredentialState("sign_in_first", "sign in first", "lockgate login")
+            if check_tokens(name, user):
+                return CredentialState("connected", "connected")
+            return CredentialState("needs_connect", "needs connect", f"lockgate connect {name}")
+        except KeyringUnavailable as e:
+            return _keyring_state(e)
+        except LockgateError as e:  # an incomplete entry: stored again by its fix
+            kind: StateKind = "secret_missing" if upstream.auth == "header" else "needs_connect"
+            return CredentialState(kind, "incomplete in the keyring", e.fix)
+
+    return lookup
+
+
+def active_profile_path(explicit: Path | None = None) -> Path:
+    """The profile `lockgate up` would serve: --profile, else $LOCKGATE_PROFILE, else the
+    installed one in the data dir; ProfileError (exit 2) with the fix when there is none."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get("LOCKGATE_PROFILE")
+    if env:
+        return Path(env)
+    from lockgate.paths import data_dir
+
+    path = data_dir() / "profile.toml"
+    if not path.exists():
+        raise ProfileError(
+            "No profile given and none installed",
+            f"pass --profile FILE, set LOCKGATE_PROFILE, or copy one to {path}",
+        )
+    return path

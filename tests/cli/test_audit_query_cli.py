@@ -1,0 +1,288 @@
+"""`lockgate audit query` and `lockgate audit stats` on logs written by the real audit writer.
+
+Why it exists: these are the commands a reviewer pipes into a spreadsheet or a ticket. The
+tests run the real typer commands (CliRunner, and the installed entry point for exit codes
+and error lines) on hash-chained logs from lockgate.audit.AuditLog.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from lockgate.audit import AuditLog, AuditLogDamaged, AuditLogMissing
+from lockgate.audit_query import stats as compute_stats
+from lockgate.cli import audit_views
+from lockgate.cli.audit import QueryError, app
+from lockgate.paths import audit_log_path
+
+runner = CliRunner()
+LOCKGATE = [sys.executable, "-m", "lockgate.cli"]
+
+
+def _ts(minutes_ago: float) -> str:
+    moment = datetime.now(UTC) - timedelta(minutes=minutes_ago)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _call(minutes_ago: float, user: str, route: str, name: str, outcome: str, ms: float) -> dict:
+    return {
+        "ts": _ts(minutes_ago),
+        "event": "tool.call",
+        "user": user,
+        "client": "claude-code",
+        "route": route,
+        "upstream": route,
+        "method": "tools/call",
+        "name": name,
+        "outcome": outcome,
+        "status": 200,
+        "latency_ms": {"total": ms, "upstream": ms - 1},
+        "args": {"query": "x", "api_token": "tok-never-shown"},
+    }
+
+
+EVENTS: list[dict[str, Any]] = [
+    _call(120, "alice", "linear", "search_issues", "success", 10.0),
+    _call(90, "bob", "linear", "delete_issue", "denied", 2.0),
+    {"ts": _ts(60), "event": "auth.token_refused", "user": "mallory", "outcome": "denied"},
+    _call(30, "alice", "notes", "add_note", "error", 40.0),
+    _call(10, "alice", "linear", "search_issues", "success", 20.0),
+    _call(5, "bob", "notes", "search_notes", "upstream_error", 30.0),
+    _call(1, "alice", "linear", "search_issues", "success", 30.0),
+]
+
+
+def _log(path: Path, events: list[dict[str, Any]] = EVENTS) -> Path:
+    with AuditLog(path) as log:
+        for event in events:
+            log.append(event)
+    return path
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    return _log(tmp_path / "audit.jsonl")
+
+
+def _query(log: Path, *args: str) -> str:
+    result = runner.invoke(app, ["query", "--file", str(log), *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _names(output: str) -> list[str]:
+    return [line.split()[4] for line in output.splitlines()]
+
+
+def test_query_without_filters_prints_every_event_as_a_plain_line(log: Path) -> None:
+    lines = _query(log).splitlines()
+    assert len(lines) == len(EVENTS)
+    assert lines[0].endswith("alice linear tools/call search_issues success 200 10.0 ms")
+    assert " mallory - - - denied - -" in lines[2]
+    assert "tok-never-shown" not in "".join(lines)
+
+
+def test_query_time_range(log: Path) -> None:
+    assert _names(_query(log, "--since", "15m")) == [
+        "search_issues",
+        "search_notes",
+        "search_issues",
+    ]
+    assert _names(_query(log, "--since", "100m", "--until", "20m")) == [
+        "delete_issue",
+        "-",
+        "add_note",
+    ]
+    since = (datetime.now(UTC) - timedelta(minutes=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert _names(_query(log, "--since", since)) == ["search_notes", "search_issues"]
+
+
+def test_query_filters_combine(log: Path) -> None:
+    assert _names(_query(log, "--user", "alice", "--route", "linear")) == ["search_issues"] * 3
+    assert _names(_query(log, "--outcome", "error", "--outcome", "upstream_error")) == [
+        "add_note",
+        "search_notes",
+    ]
+    assert _names(_query(log, "--name", "search_*", "--user", "bob")) == ["search_notes"]
+    assert _query(log, "--event", "auth.*").split()[1] == "mallory"
+    assert _query(log, "--user", "nobody").strip() == "no matching events"
+
+
+def test_query_limit_keeps_the_most_recent(log: Path) -> None:
+    assert _names(_query(log, "--user", "alice", "--limit", "2")) == ["search_issues"] * 2
+    lines = _query(log, "--limit", "2").splitlines()
+    assert "search_notes" in lines[0] and lines[1].endswith("30.0 ms")
+
+
+def test_query_jsonl_prints_the_stored_lines_unchanged(log: Path) -> None:
+    out = _query(log, "--format", "jsonl", "--route", "notes")
+    stored = [line for line in log.read_text().splitlines() if '"route":"notes"' in line]
+    assert out.splitlines() == stored
+    assert [json.loads(line)["seq"] for line in out.splitlines()] == [4, 6]
+    assert "tok-never-shown" not in out  # redacted by the writer, and stays redacted
+
+
+def test_query_csv(log: Path) -> None:
+    out = _query(log, "--format", "csv", "--user", "bob")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["name"] for r in rows] == ["delete_issue", "search_notes"]
+    assert rows[1]["outcome"] == "upstream_error" and rows[1]["latency_ms"] == "30"
+    assert rows[0]["client"] == "claude-code" and rows[0]["seq"] == "2"
+
+
+def test_query_table_on_a_terminal(log: Path) -> None:
+    con = Console(record=True, width=140, force_terminal=True, no_color=True)
+    events = json.loads("[" + ",".join(log.read_text().splitlines()) + "]")
+    audit_views.print_query(con, events[:2])
+    text = con.export_text()
+    assert text.splitlines()[0].split() == [
+        "time",
+        "user",
+        "route",
+        "method",
+        "name",
+        "outcome",
+        "status",
+        "latency",
+    ]
+    assert "alice" in text and "delete_issue" in text and "2.0 ms" in text
+
+
+def test_query_skips_a_write_in_progress(log: Path) -> None:
+    with log.open("ab") as f:
+        f.write(b'{"event":"tool.call","name":"half')
+    assert len(_query(log).splitlines()) == len(EVENTS)
+
+
+def test_query_on_a_damaged_log_is_a_clear_error(log: Path) -> None:
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join([*lines[:2], b"garbage\n", *lines[2:]]))
+    result = runner.invoke(app, ["query", "--file", str(log)])
+    assert isinstance(result.exception, AuditLogDamaged)
+    assert "line 3: not JSON" in str(result.exception)
+    assert "lockgate audit verify" in str(result.exception)
+
+
+def test_query_missing_log(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["query", "--file", str(tmp_path / "nope.jsonl")])
+    assert isinstance(result.exception, AuditLogMissing)
+
+
+def test_query_uses_the_default_log() -> None:
+    _log(audit_log_path(), EVENTS[:2])
+    result = runner.invoke(app, ["query"])
+    assert result.exit_code == 0
+    assert _names(result.output) == ["search_issues", "delete_issue"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "yesterday"], "Cannot read --since 'yesterday' as a time"),
+        (["--until", "2026-13-40"], "Cannot read --until '2026-13-40' as a time"),
+        (["--since", "1h", "--until", "2h"], "--since is not before --until"),
+    ],
+)
+def test_bad_times_are_one_sentence_with_the_fix(log: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["query", "--file", str(log), *args])
+    assert isinstance(result.exception, QueryError)
+    assert str(result.exception).startswith(message)
+    assert result.exception.exit_code == 2
+
+
+def test_bad_time_through_the_real_command(log: Path) -> None:
+    proc = subprocess.run(
+        [*LOCKGATE, "audit", "query", "--file", str(log), "--since", "yesterday"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "lockgate: Cannot read --since 'yesterday' as a time: write it like --since 15m, "
+        "--since 2h, --since 1d or --since 2026-11-27T06:00Z"
+    ]
+
+
+# ---------------------------------------------------------------------------- stats
+
+
+def test_stats_by_tool_table(log: Path) -> None:
+    result = runner.invoke(app, ["stats", "--file", str(log)])
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.output.splitlines()]
+    assert rows[0] == ["tool", "calls", "ok", "denied", "errors", "error", "rate", "p50", "p95"]
+    assert rows[1] == ["search_issues", "3", "3", "0", "0", "0.0%", "20.0", "ms", "30.0", "ms"]
+    assert ["add_note", "1", "0", "0", "1", "100.0%", "40.0", "ms", "40.0", "ms"] in rows
+    assert all("mallory" not in r for r in rows)  # not a tool call
+
+
+def test_stats_by_user_json(log: Path) -> None:
+    result = runner.invoke(app, ["stats", "--file", str(log), "--by", "user", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["by"] == "user"
+    groups = {g["key"]: g for g in doc["groups"]}
+    assert set(groups) == {"alice", "bob"}  # the auth event has no latency: not a request
+    alice = groups["alice"]
+    assert (alice["count"], alice["success"], alice["errors"]) == (4, 3, 1)
+    assert alice["error_rate"] == 0.25
+    assert (alice["p50_ms"], alice["p95_ms"]) == (20.0, 40.0)
+    assert groups["bob"]["denied"] == 1 and groups["bob"]["errors"] == 1
+
+
+def test_stats_by_route_with_filters(log: Path) -> None:
+    result = runner.invoke(
+        app, ["stats", "--file", str(log), "--by", "route", "--since", "40m", "--format", "json"]
+    )
+    groups = {g["key"]: g["count"] for g in json.loads(result.output)["groups"]}
+    assert groups == {"notes": 2, "linear": 2}
+
+
+def test_stats_nothing_matched(log: Path) -> None:
+    result = runner.invoke(app, ["stats", "--file", str(log), "--user", "nobody"])
+    assert result.exit_code == 0
+    assert result.output.strip() == "no matching events"
+
+
+def test_stats_table_is_pinned_with_colour() -> None:
+    events = [_call(1, "a", "r", "t", "error", 4.0), _call(1, "a", "r", "t", "success", 2.0)]
+    con = Console(
+        record=True, width=100, force_terminal=True, color_system="standard", no_color=False
+    )
+    con.print(audit_views.stats_table(compute_stats(events, "tool"), "tool"))
+    assert con.export_text(styles=False, clear=False).splitlines() == [
+        "tool  calls  ok  denied  errors  error rate     p50     p95",
+        "t         2   1       0       1       50.0%  2.0 ms  4.0 ms",
+    ]
+    assert "\x1b[31m     50.0%\x1b[0m" in con.export_text(styles=True)  # non-zero: red
+
+
+@pytest.mark.parametrize("command", [["query", "--help"], ["stats", "--help"]])
+def test_help_shows_an_example(command: list[str]) -> None:
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0
+    assert "Example: lockgate audit" in result.output
+
+
+def test_reading_shows_progress_on_a_terminal(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lockgate.cli.audit as audit_cli
+
+    monkeypatch.setattr(audit_cli, "_PROGRESS_MIN_BYTES", 0)  # every log counts as large
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich treats stderr as a terminal
+    result = runner.invoke(app, ["stats", "--file", str(log), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert "reading audit.jsonl" in result.stderr
+    assert json.loads(result.stdout)["groups"][0]["key"] == "search_issues"

@@ -1,0 +1,230 @@
+"""`lockgate doctor` as a user runs it: real upstreams, ports, provider and keyring.
+
+Why it exists: the doctor's promise is one line per check, a fix under every failure, and
+an exit code scripts can trust (0 only when everything passes). The installed entry point
+runs in a subprocess so exit codes and the absence of tracebacks are the real ones; the
+all-pass case runs in a private D-Bus session with its own unlocked gnome-keyring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import keyring.backends.fail
+import pytest
+import typer
+from rich.console import Console
+from typer.testing import CliRunner
+
+from lockgate.cli import doctor as doctor_cli
+from lockgate.doctor import Check, CheckResult
+from tests.e2e.test_oidc_signin import provider  # noqa: F401 (fixture)
+from tests.support import keyring_env
+from tests.support.gateway import profile_text
+from tests.support.upstreams import sdk_upstream
+
+runner = CliRunner()
+app = typer.Typer()
+app.command()(doctor_cli.doctor)
+
+NO_KEYRING = {"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def notes_url() -> Iterator[str]:
+    with sdk_upstream() as url:
+        yield url
+
+
+def _doctor(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lockgate.cli", "doctor", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+def _lines(out: str) -> dict[str, str]:
+    """name -> the check's line, for lines that start with a mark."""
+    found: dict[str, str] = {}
+    for line in out.splitlines():
+        if line[:2] in ("✓ ", "✗ ", "! "):
+            found[line[2:].split(":", 1)[0]] = line
+    return found
+
+
+def test_failures_each_get_a_fix_and_exit_1(tmp_path: Path, notes_url: str) -> None:
+    dead = f"http://127.0.0.1:{_free_port()}/mcp"
+    path = tmp_path / "p.toml"
+    path.write_text(profile_text({"notes": notes_url, "dead": dead}, {"n": "notes", "d": "dead"}))
+    proc = _doctor("--profile", str(path), "--listen", f"127.0.0.1:{_free_port()}", env=NO_KEYRING)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = _lines(proc.stdout)
+    assert lines["python"].startswith("✓ python: Python 3.")
+    assert lines["mitmproxy"].startswith("✓ mitmproxy: mitmproxy 12.")
+    # Nothing in this profile lives in the keyring: its absence is a note, not a failure.
+    assert lines["keyring"].startswith("! keyring: No OS keyring is available")
+    assert lines["keyring"].endswith("; this profile does not need it")
+    assert lines["profile"] == f"✓ profile: {path} is valid (2 routes, 2 upstreams, identity none)"
+    assert lines["listen port"].endswith("is free")
+    assert lines["upstream notes"].startswith(f"✓ upstream notes: {notes_url} answered HTTP ")
+    assert lines["upstream dead"] == f"✗ upstream dead: {dead} is unreachable (ConnectError)"
+    assert lines["credential notes"] == "✓ credential notes: auth none: no credential needed"
+    out = proc.stdout.splitlines()
+    for i, line in enumerate(out):
+        if line.startswith("✗ "):
+            assert out[i + 1].startswith("    fix: "), line
+    assert out[-1] == "1 of 10 checks failed; fix them and run lockgate doctor again."
+
+
+def test_busy_port_and_bad_upstream_secret(tmp_path: Path, notes_url: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(4)
+        port = busy.getsockname()[1]
+        path = tmp_path / "p.toml"
+        path.write_text(
+            f'[gateway]\nlisten = "127.0.0.1:{port}"\n'
+            + profile_text({"notes": notes_url}, {"n": "notes"})
+        )
+        proc = _doctor("--profile", str(path), "--timeout", "1", env=NO_KEYRING)
+    assert proc.returncode == 1
+    lines = _lines(proc.stdout)
+    assert lines["listen port"] == f"✗ listen port: 127.0.0.1:{port} is in use by another program"
+    assert "    fix: stop that program, or change gateway.listen" in proc.stdout
+
+
+def test_bad_profile_is_reported_and_the_rest_skipped(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[gateway]\nlisten = "0.0.0.0:80"\n[upstreams.a]\nurl = "http://x/mcp"\n'
+        '[routes.a]\nupstream = "a"\n'
+    )
+    proc = _doctor("--profile", str(bad), env=NO_KEYRING)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    lines = _lines(proc.stdout)
+    assert lines["profile"].startswith(f'✗ profile: {bad}: identity.kind: kind = "none" is only')
+    assert lines["listen port"] == "! listen port: skipped: needs a valid profile"
+    assert lines["upstreams"] == "! upstreams: skipped: needs a valid profile"
+
+
+@pytest.fixture
+def no_keyring() -> Iterator[None]:
+    yield from keyring_env.forced_keyring(keyring.backends.fail.Keyring())
+
+
+def test_oidc_provider_and_oauth_upstream(
+    tmp_path: Path,
+    provider: str,  # noqa: F811
+    notes_url: str,
+    no_keyring: None,
+) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            [gateway]
+            listen = "127.0.0.1:{_free_port()}"
+            [identity]
+            kind = "oidc"
+            issuer = "{provider}"
+            client_id = "lockgate-test"
+            [upstreams.linear]
+            url = "{notes_url}"
+            auth = "oauth"
+            [routes.linear]
+            upstream = "linear"
+            """
+        )
+    )
+    result = runner.invoke(app, ["--profile", str(path), "--json"])
+    doc = json.loads(result.output)
+    checks = {c["name"]: c for c in doc["checks"]}
+    assert checks["identity provider"]["status"] == "ok"
+    assert checks["identity provider"]["detail"].startswith(f"{provider}: discovery document OK")
+    assert checks["credential linear"]["status"] == "warn"
+    assert checks["credential linear"]["detail"].startswith("auth oauth: sign in first")
+    assert checks["keyring"]["status"] == "fail"
+    assert doc["ok"] is False and result.exit_code == 1
+
+
+ALL_PASS_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from lockgate import secrets
+    from lockgate.cli.main import main
+
+    secrets.set_secret("internal", "never-printed-secret")
+    sys.argv = ["lockgate", "doctor", "--profile", sys.argv[1]]
+    main()
+    """
+)
+
+
+def test_all_pass_exits_0_in_a_real_keyring_session(tmp_path: Path, notes_url: str) -> None:
+    keyring_env.require_private_session()
+    path = tmp_path / "p.toml"
+    path.write_text(
+        f'[gateway]\nlisten = "127.0.0.1:{_free_port()}"\n[identity]\nkind = "dev"\n'
+        f'[upstreams.notes]\nurl = "{notes_url}"\n'
+        f'[upstreams.internal]\nurl = "{notes_url}"\nauth = "header"\n'
+        '[routes.notes]\nupstream = "notes"\n[routes.internal]\nupstream = "internal"\n'
+    )
+    script = ALL_PASS_SCRIPT.replace("sys.argv[1]", repr(str(path)))
+    proc = keyring_env.run_in_private_secret_service(script)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    lines = _lines(proc.stdout)
+    assert lines["keyring"].endswith("reachable and unlocked")
+    assert lines["credential internal"] == "✓ credential internal: auth header: secret set"
+    assert proc.stdout.splitlines()[-1] == "All 10 checks passed."
+    assert "never-printed-secret" not in proc.stdout + proc.stderr
+
+
+def test_live_display_on_a_terminal_shows_running_checks() -> None:
+    async def slow() -> CheckResult:
+        await asyncio.sleep(0.2)
+        return CheckResult("slow thing", "ok", "done")
+
+    async def broken() -> CheckResult:
+        return CheckResult("broken thing", "fail", "it broke", "mend it")
+
+    con = Console(record=True, width=100, force_terminal=True, no_color=True)
+    results = doctor_cli.run_with_display(
+        con, [Check("slow thing", slow), Check("broken thing", broken)]
+    )
+    assert [r.status for r in results] == ["ok", "fail"]
+    recorded = con.export_text()
+    assert "slow thing..." in recorded  # the spinner line while it ran
+
+
+def test_result_and_summary_text() -> None:
+    fail = doctor_cli.result_text(CheckResult("port", "fail", "busy", "change it"))
+    assert fail.plain == "✗ port: busy\n    fix: change it"
+    assert doctor_cli.result_text(CheckResult("x", "warn", "later", "do y")).plain.startswith("! x")
+    ok = [CheckResult("a", "ok", "fine"), CheckResult("b", "warn", "note")]
+    assert doctor_cli.summary_text(ok).plain == "All 2 checks passed (1 with a note)."
+
+
+def test_help_shows_an_example() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "Example: lockgate doctor" in result.output

@@ -1,0 +1,188 @@
+"""`lockgate servers`, driven through typer's CliRunner and the installed entry point.
+
+Why it exists: this is where a developer sees which route goes where and what is still
+missing before a client can use it; it must list every route even when the keyring is
+gone, and never print a secret.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import keyring.backends.fail
+import pytest
+import typer
+from rich.console import Console
+from typer.testing import CliRunner
+
+from lockgate import secrets
+from lockgate.cli import servers as servers_cli
+from lockgate.errors import ProfileError
+from lockgate.profile import parse_profile
+from lockgate.servers import catalog, keyring_lookup
+from tests.support import keyring_env
+
+runner = CliRunner()
+app = typer.Typer()
+app.command()(servers_cli.servers)
+
+PROFILE = """
+[gateway]
+listen = "127.0.0.1:9100"
+[identity]
+kind = "dev"
+[upstreams.notes]
+url = "http://127.0.0.1:9/mcp"
+[upstreams.{static}]
+url = "https://mcp.internal.example.com/mcp"
+auth = "header"
+[upstreams.linear]
+url = "https://mcp.linear.app/mcp"
+auth = "oauth"
+[routes.notes]
+upstream = "notes"
+[routes.internal]
+upstream = "{static}"
+[routes.linear-ro]
+upstream = "linear"
+"""
+
+
+def _write(tmp_path: Path, static: str = "internal") -> Path:
+    path = tmp_path / "profile.toml"
+    path.write_text(PROFILE.format(static=static))
+    return path
+
+
+@pytest.fixture
+def no_keyring() -> Iterator[None]:
+    yield from keyring_env.forced_keyring(keyring.backends.fail.Keyring())
+
+
+def test_lists_every_route_even_without_a_keyring(no_keyring: None, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["--profile", str(_write(tmp_path))])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "internal -> internal (https://mcp.internal.example.com/mcp) [keyring unavailable] "
+        "http://127.0.0.1:9100/mcp/internal",
+        "linear-ro -> linear (https://mcp.linear.app/mcp) [keyring unavailable] "
+        "http://127.0.0.1:9100/mcp/linear-ro",
+        "notes -> notes (http://127.0.0.1:9/mcp) [no credential needed] "
+        "http://127.0.0.1:9100/mcp/notes",
+        "internal: keyring unavailable; fix: install and start a Secret Service such as "
+        "gnome-keyring (apt-get install gnome-keyring) or KeePassXC with Secret Service "
+        "integration, in your desktop session",
+        "linear: keyring unavailable; fix: install and start a Secret Service such as "
+        "gnome-keyring (apt-get install gnome-keyring) or KeePassXC with Secret Service "
+        "integration, in your desktop session",
+    ]
+
+
+def test_json(no_keyring: None, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["--profile", str(_write(tmp_path)), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert [d["route"] for d in doc] == ["internal", "linear-ro", "notes"]
+    assert doc[2] == {
+        "route": "notes",
+        "upstream": "notes",
+        "upstream_url": "http://127.0.0.1:9/mcp",
+        "auth": "none",
+        "state": "none_needed",
+        "state_text": "no credential needed",
+        "fix": None,
+        "ready": True,
+        "route_url": "http://127.0.0.1:9100/mcp/notes",
+        "description": None,
+    }
+    assert doc[0]["state"] == "keyring_unavailable" and doc[0]["ready"] is False
+
+
+def test_table_on_a_terminal_is_pinned(tmp_path: Path) -> None:
+    profile = parse_profile(PROFILE.format(static="internal"))
+    me_tokens: set[str] = set()
+    lookup = keyring_lookup(
+        profile, has_secret=lambda n: False, stored=lambda u, user: u in me_tokens
+    )
+    con = Console(record=True, width=160, force_terminal=True, no_color=True)
+    servers_cli.print_servers(con, catalog(profile, lookup))
+    assert [line.rstrip() for line in con.export_text().splitlines()] == [
+        "route      upstream  upstream URL                          state                 "
+        "route URL",
+        "internal   internal  https://mcp.internal.example.com/mcp  secret missing        "
+        "http://127.0.0.1:9100/mcp/internal",
+        "linear-ro  linear    https://mcp.linear.app/mcp            needs connect         "
+        "http://127.0.0.1:9100/mcp/linear-ro",
+        "notes      notes     http://127.0.0.1:9/mcp                no credential needed  "
+        "http://127.0.0.1:9100/mcp/notes",
+        "internal: secret missing; fix: lockgate secret set internal",
+        "linear: needs connect; fix: lockgate connect linear",
+    ]
+
+
+@pytest.fixture
+def new_upstream() -> Iterator[Callable[[], str]]:
+    yield from keyring_env.real_keyring()
+
+
+def test_real_keyring_secret_set_and_missing(
+    new_upstream: Callable[[], str], tmp_path: Path
+) -> None:
+    static = new_upstream()
+    path = _write(tmp_path, static)
+    result = runner.invoke(app, ["--profile", str(path), "--json"])
+    state = {d["route"]: d["state"] for d in json.loads(result.output)}
+    assert state["internal"] == "secret_missing"
+    secrets.set_secret(static, "never-printed-secret")
+    result = runner.invoke(app, ["--profile", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"internal -> {static} (https://mcp.internal.example.com/mcp) [secret set]" in (
+        result.output
+    )
+    assert "never-printed-secret" not in result.output
+
+
+def test_no_profile_is_one_sentence_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOCKGATE_PROFILE", raising=False)
+    result = runner.invoke(app, [])
+    assert isinstance(result.exception, ProfileError)
+    assert str(result.exception).startswith("No profile given and none installed: pass --profile")
+
+
+def test_real_command_bad_profile_exits_2_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[upstreams.x]\nurl = "ftp://nope"\n[routes.x]\nupstream = "x"\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "lockgate.cli", "servers", "--profile", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"},
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"lockgate: {bad}:2: upstreams.x.url: expected an http(s) URL")
+    assert len(proc.stderr.splitlines()) == 1
+
+
+def test_real_command_lists_routes(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "lockgate.cli", "servers", "--profile", str(_write(tmp_path))],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "notes -> notes (http://127.0.0.1:9/mcp) [no credential needed]" in proc.stdout
+
+
+def test_help_shows_an_example() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "Example: lockgate servers" in result.output
