@@ -17,3 +17,6 @@ def register(app: typer.Typer) -> None:
 
     app.command("servers")(servers.servers)
     app.command("doctor")(doctor.doctor)
+    from lockgate.cli import clients
+
+    app.add_typer(clients.app, name="clients")

@@ -41,7 +41,8 @@ if (( major < 22 )); then
     echo "tests/node/install.sh: $node_bin is $version, need >= 22" >&2
     exit 1
 fi
-for pkg in @modelcontextprotocol/conformance @modelcontextprotocol/server-everything; do
+for pkg in @modelcontextprotocol/conformance @modelcontextprotocol/server-everything \
+    oidc-provider mcp-remote @anthropic-ai/claude-code; do
     if [[ ! -f "node_modules/$pkg/package.json" ]]; then
         echo "tests/node/install.sh: $pkg missing from $here/node_modules" >&2
         exit 1
