@@ -1,8 +1,12 @@
-"""Each route is a curated view of its upstream.
+"""Each route is a curated view of its upstream, and each user's view of it may be narrower.
 
 Parses the client's JSON-RPC messages, refuses calls to hidden tools, prompts
 and resources before anything reaches the upstream, and filters list results
-in JSON bodies and, event by event, in SSE streams.
+in JSON bodies and, event by event, in SSE streams. The view used is the user's
+(the route's, minus what the route's `access` rules keep from this user, built by
+ClientAuth): an item the route hides is `-32601`; an item a rule keeps from the user is
+HTTP 403 naming the group or role it needs; a call lacking a rule's scope is HTTP 403
+`insufficient_scope`.
 """
 
 from __future__ import annotations
@@ -17,7 +21,11 @@ from typing import Any
 from mitmproxy import http
 
 from lockgate import jsonrpc
+from lockgate.access import denial_message, missing_scopes
 from lockgate.addons._flow import FlowState, answer_rpc_error, guarded, pending_route, state
+from lockgate.addons.client_auth import access_of, refuse_scope
+from lockgate.filters import Policy
+from lockgate.routing import Route
 from lockgate.sse import SseEvent, SseRewriter
 
 logger = logging.getLogger("lockgate")
@@ -54,6 +62,29 @@ def list_method_of(state_methods: dict[str | int, str], obj: dict[str, Any]) -> 
     return None
 
 
+def _has_rules(route: Route) -> bool:
+    access = route.config.access
+    return bool(
+        access.scopes
+        or access.tools
+        or access.prompts
+        or access.resources
+        or access.resource_templates
+    )
+
+
+def view_of(flow: http.HTTPFlow, route: Route) -> Policy:
+    """The user's view of the route (ClientAuth's), else the route's own.
+
+    A route with item rules or scopes and no decision from ClientAuth fails closed."""
+    fa = access_of(flow)
+    if fa is not None:
+        return fa.policy
+    if _has_rules(route):
+        raise RuntimeError(f"route {route.name!r} has access rules but no access decision")
+    return route.policy
+
+
 class Capabilities:
     @guarded
     def request(self, flow: http.HTTPFlow) -> None:
@@ -61,6 +92,7 @@ class Capabilities:
         if route is None:
             return
         st = state(flow)
+        view = view_of(flow, route)
         req = flow.request
         if req.method != "POST":
             if req.method not in ("GET", "DELETE", "OPTIONS", "HEAD"):
@@ -81,9 +113,9 @@ class Capabilities:
                     f"A {req.method} request to an MCP endpoint must not have a body.",
                     outcome="denied",
                 )
-            elif not route.passthrough:
+            elif not view.is_passthrough:
                 # A GET stream carries list results too (replayed with Last-Event-ID).
-                st.transforms.append(_ListFilter(st))
+                st.transforms.append(_ListFilter(st, view))
             return
         try:
             messages = jsonrpc.parse_body(req.raw_content or b"")
@@ -119,6 +151,7 @@ class Capabilities:
         if self._headers_disagree(flow, messages):
             return
         policy = route.policy
+        fa = access_of(flow)
         for m in messages:
             if m.method is None or m.kind not in ("request", "notification"):
                 continue
@@ -133,8 +166,29 @@ class Capabilities:
                     outcome="denied",
                 )
                 return
-        if not route.passthrough:
-            st.transforms.append(_ListFilter(st))
+            if fa is None:
+                continue
+            kept = view.hidden_target(m.method, m.params) if view is not policy else None
+            if kept is not None:
+                rule = fa.access.refusing_rule(fa.who, m.method, m.params)
+                if rule is None:  # hidden, and no rule to name: refuse all the same
+                    message = f"{kept!r} is not available to you on route {route.name!r}."
+                    data: object = None
+                else:
+                    message = denial_message(rule, kept, route.name, fa.who)
+                    data = {"required": rule.required()}
+                answer_rpc_error(
+                    flow, 403, jsonrpc.INVALID_REQUEST, message, outcome="denied", data=data
+                )
+                return
+            # The route's own scopes were checked by ClientAuth; these add a rule's.
+            needed = fa.access.required_scopes(m.method, m.params)
+            if needed is not fa.access.scopes and missing_scopes(needed, fa.who):
+                name = m.name if m.name is not None else m.method
+                refuse_scope(flow, fa, needed, f"{KIND_OF.get(m.method, 'Resource')} {name!r}")
+                return
+        if not view.is_passthrough:
+            st.transforms.append(_ListFilter(st, view))
 
     @staticmethod
     def _headers_disagree(flow: http.HTTPFlow, messages: list[jsonrpc.Message]) -> bool:
@@ -195,7 +249,8 @@ class Capabilities:
             return
         if not resp.headers.get("content-type", "").lower().startswith("application/json"):
             return
-        if st.route.passthrough and len(resp.raw_content or b"") > UNPARSED_PASSTHROUGH_BYTES:
+        passthrough = view_of(flow, st.route).is_passthrough
+        if passthrough and len(resp.raw_content or b"") > UNPARSED_PASSTHROUGH_BYTES:
             # Nothing to filter: decoding a large list only to count it for the audit costs
             # more than the proxying (the audit records such answers by their status).
             return
@@ -228,20 +283,19 @@ def _no_cyclic_gc() -> Iterator[None]:
 
 
 class _ListFilter:
-    """The route's view applied to list results; anything else passes untouched."""
+    """The user's view of the route applied to list results; anything else passes untouched."""
 
-    __slots__ = ("st",)
+    __slots__ = ("st", "view")
 
-    def __init__(self, st: FlowState) -> None:
+    def __init__(self, st: FlowState, view: Policy) -> None:
         self.st = st
+        self.view = view
 
     def __call__(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         method = list_method_of(self.st.methods, obj)
         if method is None:
             return obj
-        route = self.st.route
-        assert route is not None
-        return {**obj, "result": route.policy.filter_result(method, obj["result"])}
+        return {**obj, "result": self.view.filter_result(method, obj["result"])}
 
 
 def _process(st: FlowState, obj: Any) -> Any:

@@ -7,20 +7,89 @@ expiry, audience = the route's URL); a missing or refused one gets a 401 whose
 `WWW-Authenticate` points at the route's protected resource metadata. Whatever
 the kind, the client's `Authorization` header never travels upstream: no token
 passthrough.
+
+Access decisions (lockgate/access.py): the route's `access` lists admit the user or answer
+403; a token lacking the route's `access.scopes` gets 403 `insufficient_scope` with the
+scopes to ask for; the user's view of the route (what their item rules hide) is attached to
+the flow for the capabilities addon, which filters lists and refuses calls with it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from mitmproxy import http
 
 from lockgate import jsonrpc
+from lockgate.access import Principal, RouteAccess, admits, missing_scopes
 from lockgate.addons._flow import answer_rpc_error, guarded, state
 from lockgate.addons.config import Config
 from lockgate.addons.oauth_server import OAuthServer
+from lockgate.filters import Policy
 from lockgate.oauth import local_user
 from lockgate.profile import AccessSection
 from lockgate.routing import Route
 from lockgate.tokens import AccessClaims, TokenError, verify_access_token
+
+ACCESS_KEY = "lockgate.access"
+
+
+@dataclass(frozen=True, slots=True)
+class FlowAccess:
+    """What ClientAuth decided about a flow's user, for the addons after it."""
+
+    who: Principal
+    access: RouteAccess
+    policy: Policy  # the route's view for this user
+    resource_metadata: str | None  # the route's RFC 9728 URL; None with kind "none"
+
+
+def access_of(flow: http.HTTPFlow) -> FlowAccess | None:
+    found = flow.metadata.get(ACCESS_KEY)
+    return found if isinstance(found, FlowAccess) else None
+
+
+def refuse_scope(flow: http.HTTPFlow, fa: FlowAccess, needed: tuple[str, ...], what: str) -> None:
+    """403 `insufficient_scope` (RFC 6750 section 3.1, MCP step-up): the challenge names every
+    scope the request needs, so the client can re-authorize for them and retry."""
+    scope = " ".join(needed)
+    st = state(flow)
+    st.events.append(
+        {
+            "event": "auth.token_refused",
+            "route": fa.access.route,
+            "outcome": "denied",
+            "reason": "insufficient_scope",
+            "scope": scope,
+        }
+    )
+    if fa.resource_metadata is None:
+        answer_rpc_error(
+            flow,
+            403,
+            jsonrpc.INVALID_REQUEST,
+            f"{what} needs scope {scope!r}, which only a gateway access token carries; "
+            'set [identity] kind = "dev" or "oidc" in the profile.',
+            outcome="denied",
+        )
+        return
+    answer_rpc_error(
+        flow,
+        403,
+        jsonrpc.INVALID_REQUEST,
+        f"{what} needs scope {scope!r}; let your MCP client authorize again with that scope.",
+        outcome="denied",
+        data={"scope": scope},
+        headers={
+            "www-authenticate": (
+                f'Bearer error="insufficient_scope", scope="{scope}", '
+                f'resource_metadata="{fa.resource_metadata}", '
+                # Only profile-validated scope tokens go into the header, never a name
+                # the client chose (it could carry quotes or line breaks).
+                f'error_description="This request needs scope {scope}"'
+            )
+        },
+    )
 
 
 def _local_user() -> str:
@@ -43,6 +112,16 @@ class ClientAuth:
         self.config = config
         self.oauth = oauth
         self.local_user = _local_user()
+        # Per route: its compiled access rules, rebuilt when the profile's route changes.
+        self._access: dict[str, tuple[Route, RouteAccess]] = {}
+
+    def route_access(self, route: Route) -> RouteAccess:
+        cached = self._access.get(route.name)
+        if cached is not None and cached[0] is route:
+            return cached[1]
+        built = RouteAccess(route.name, route.config.access, route.policy)
+        self._access[route.name] = (route, built)
+        return built
 
     @guarded
     def requestheaders(self, flow: http.HTTPFlow) -> None:
@@ -56,10 +135,10 @@ class ClientAuth:
         assert profile is not None
         kind = profile.identity.kind
         st = state(flow)
-        groups: tuple[str, ...] | None = None  # None: this kind knows no groups
-        email: str | None = None
         if kind == "none":
             st.user = self.local_user
+            # No token, no provider: no groups, no roles, no scopes.
+            who = Principal(self.local_user)
         elif kind in ("dev", "oidc"):
             if st.route is None:
                 return  # the gateway's own endpoints: the OAuth server decides there
@@ -67,22 +146,45 @@ class ClientAuth:
             if claims is None:
                 return
             st.user = claims.sub
-            email = claims.email
-            # Only a provider vouches for groups; kind "dev" knows none.
-            groups = claims.groups if kind == "oidc" else None
+            # Only a provider vouches for groups and roles; kind "dev" knows none.
+            provider = kind == "oidc"
+            who = Principal(
+                claims.sub,
+                claims.email,
+                groups=claims.groups if provider else None,
+                roles=claims.roles if provider else None,
+                scopes=frozenset(claims.scope.split()),
+            )
         else:
             raise RuntimeError(f"identity kind {kind!r} is not available")
         route = st.route
-        user = st.user
-        if route is not None and not self._allowed(route.config.access, user, email, groups):
+        if route is None:
+            return
+        access = self.route_access(route)
+        if not access.admits_route(who):
             answer_rpc_error(
                 flow,
                 403,
                 jsonrpc.INVALID_REQUEST,
-                f"User {user!r} is not allowed on route {route.name!r}; "
+                f"User {who.user!r} is not allowed on route {route.name!r}; "
                 "ask whoever maintains the profile to add you to its access list.",
                 outcome="denied",
             )
+            return
+        fa = FlowAccess(
+            who,
+            access,
+            access.policy_for(who),
+            None if kind == "none" or self.oauth is None else self._metadata_url(route),
+        )
+        flow.metadata[ACCESS_KEY] = fa
+        missing = missing_scopes(access.scopes, who)
+        if missing:
+            refuse_scope(flow, fa, access.scopes, f"Route {route.name!r}")
+
+    def _metadata_url(self, route: Route) -> str:
+        assert self.oauth is not None
+        return self.oauth.resource_metadata_url(route.name)
 
     def _verify(
         self, flow: http.HTTPFlow, route: Route, presented: str | None
@@ -91,6 +193,10 @@ class ClientAuth:
         if self.oauth is None:
             raise RuntimeError("identity kinds 'dev' and 'oidc' need the OAuth server addon")
         challenge = f'Bearer resource_metadata="{self.oauth.resource_metadata_url(route.name)}"'
+        scopes = self.route_access(route).scopes
+        if scopes:
+            # MCP scope selection: a client asks for what the challenge names.
+            challenge += f', scope="{" ".join(scopes)}"'
         if presented is None:
             self._refuse(
                 flow,
@@ -154,16 +260,10 @@ class ClientAuth:
         user: str | None,
         email: str | None = None,
         groups: tuple[str, ...] | None = None,
+        roles: tuple[str, ...] | None = None,
     ) -> bool:
-        """No lists: everyone. Otherwise the user (by sub or email) must be on `users`, or
-        one of the provider's groups on `groups`. Kinds "none" and "dev" know no groups:
-        there a group list admits nobody."""
-        if user is None:
-            return False
-        if access.users is None and access.groups is None:
-            return True
-        if access.groups is not None and groups is None:
-            return False
-        if access.users is not None and (user in access.users or email in access.users):
-            return True
-        return access.groups is not None and bool(set(groups or ()) & set(access.groups))
+        """No lists: everyone. Otherwise the user (by sub or email) must be on `users`, in
+        one of the provider's groups on `groups`, or hold one of its roles on `roles`.
+        Kinds "none" and "dev" know no groups or roles: there such a list admits nobody."""
+        who = None if user is None else Principal(user, email, groups=groups, roles=roles)
+        return admits(access.users, access.groups, access.roles, who)

@@ -74,7 +74,7 @@ class Gateway:
         if self.profile.identity.kind in ("dev", "oidc"):
             # Fail at start, not at the first sign-in: gateway tokens are signed with a key
             # kept in the OS keyring (a locked or missing keyring says so here).
-            load_or_create_signing_key(default_key_source())
+            load_or_create_signing_key(default_key_source(self.profile.identity.signing_key))
         secret_ref = self.profile.identity.client_secret
         if self.profile.identity.kind == "oidc" and secret_ref is not None:
             entry = secret_ref.removeprefix("keyring:")

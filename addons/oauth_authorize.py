@@ -11,6 +11,7 @@ from mitmproxy import http
 
 from lockgate.addons._flow import state
 from lockgate.addons.oauth_common import NO_STORE, Redirect, form_params, page, query_params
+from lockgate.login import ProviderUnavailable, SessionEnded, session_for
 from lockgate.oauth import AuthorizeRequest, OAuthError, consent_page, parse_form
 from lockgate.oidc import (
     LOGIN_COOKIE,
@@ -23,12 +24,14 @@ from lockgate.oidc import (
     session_cookie,
     validate_id_token,
 )
+from lockgate.profile import is_loopback_host
 from lockgate.tokens import UserClaims
 
 if TYPE_CHECKING:
     from lockgate.addons.oauth_server import OAuthServer
 
 _CHALLENGE_RE = re.compile(r"[A-Za-z0-9_-]{43}")
+CLI_USER = "lockgate.cli_user"  # flow.metadata: the user `lockgate login` signed in
 
 
 class Authorization:
@@ -64,6 +67,16 @@ class Authorization:
         route = self.server.route_of_resource(request.resource)
         if route is None:
             return redirect.error(flow, "invalid_target", "resource is not a route of this gateway")
+        declared = self.server.route_scopes(route)
+        unknown = [s for s in (request.scope or "").split() if s not in declared]
+        if declared and unknown:
+            # A route that declares scopes grants only those (a route without any: as asked).
+            return redirect.error(
+                flow,
+                "invalid_scope",
+                f"scope {unknown[0]!r} is not offered on route {route!r}; "
+                f"it offers {' '.join(declared)}",
+            )
         fields: dict[str, Any] = {
             "client_id": client.client_id,
             "client_name": client.client_name or client.client_id,
@@ -78,6 +91,7 @@ class Authorization:
         assert profile is not None
         if profile.identity.kind == "oidc":
             user = self.server.sessions.get(cookie_value(flow.request.headers.get("cookie")))
+            user = user or flow.metadata.get(CLI_USER)  # set by `cli_session`, just before
             if user is None:
                 return self._to_provider(flow, fields)
         else:
@@ -181,6 +195,7 @@ class Authorization:
                 "client_id": identity.client_id or "",
                 "nonce": login.nonce,
                 "groups_claim": identity.groups_claim,
+                "roles_claim": identity.roles_claim,
             }
             try:
                 user = validate_id_token(body["id_token"], provider.keys, **check)
@@ -192,6 +207,11 @@ class Authorization:
             self.server.event(flow, "auth.login", outcome="denied", reason=e.message)
             raise OAuthError("access_denied", f"{e.message}; sign in again.", 403) from None
         self.server.event(flow, "auth.login", user=user.sub, outcome="success")
+        # The provider's refresh token outlives the browser session: the gateway asks the
+        # provider again before it refreshes this user's grants (oauth_tokens).
+        await self.server.keeper().put(
+            session_for(provider.metadata.issuer, identity.client_id or "", user, body)
+        )
         sid = self.server.sessions.create(user)
         self._continue(flow, fields, user)
         assert flow.response is not None
@@ -202,6 +222,32 @@ class Authorization:
                 login_cookie("", 0, secure=self.server.secure),  # spent: the browser drops it
             ],
         )
+
+    async def cli_session(self, flow: http.HTTPFlow) -> None:
+        """Before `/oauth/authorize` without a gateway session, on a loopback-only gateway:
+        the user `lockgate login` signed in, when the provider still honours their session
+        (asked again when the last answer is a few minutes old). The consent page follows."""
+        if not is_loopback_host(urlsplit(self.server.config.base_url).hostname or ""):
+            return
+        if self.server.sessions.get(cookie_value(flow.request.headers.get("cookie"))):
+            return
+        provider = self.server.provider()
+        keeper = self.server.keeper()
+        sub = await keeper.current(provider.metadata.issuer)
+        if sub is None:
+            return
+        try:
+            session = await keeper.fresh(provider, sub)
+        except SessionEnded:
+            self.server.event(
+                flow, "auth.logout", user=sub, outcome="success", reason="provider_refused"
+            )
+            return  # off to the provider, as if nobody had signed in
+        except ProviderUnavailable:
+            return
+        if session is not None:
+            flow.metadata[CLI_USER] = session.user()
+            self.server.event(flow, "auth.login", user=sub, outcome="success", method="cli")
 
     def consent(self, flow: http.HTTPFlow) -> None:
         req = flow.request

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
 from mitmproxy import http
 
 from lockgate.addons._flow import answer
 from lockgate.addons.oauth_common import CORS, NO_STORE
-from lockgate.oauth import OAuthError, parse_registration
+from lockgate.oauth import OAuthError, RateLimiter, parse_registration
 
 if TYPE_CHECKING:
     from lockgate.addons.oauth_server import OAuthServer
@@ -18,8 +19,30 @@ if TYPE_CHECKING:
 class Registration:
     def __init__(self, server: OAuthServer) -> None:
         self.server = server
+        # Registration writes a row per call: a local page or a runaway client looping on
+        # it must not fill the database. Per client address, 20 a minute.
+        self.limiter = RateLimiter()
 
     def register(self, flow: http.HTTPFlow) -> None:
+        address = str(flow.client_conn.peername[0]) if flow.client_conn.peername else "?"
+        wait = self.limiter.hit(address)
+        if wait > 0:
+            retry = max(1, math.ceil(wait))
+            description = (
+                f"Too many client registrations from this address; try again in {retry} s."
+            )
+            self.server.event(
+                flow, "auth.client_registered", outcome="denied", reason="rate_limited"
+            )
+            answer(
+                flow,
+                429,
+                {"error": "temporarily_unavailable", "error_description": description},
+                outcome="denied",
+                reason="rate_limited",
+                headers={**NO_STORE, **CORS, "retry-after": str(retry)},
+            )
+            return
         try:
             data = json.loads(flow.request.get_content(strict=False) or b"")
         except (ValueError, UnicodeDecodeError) as e:
@@ -44,6 +67,7 @@ class Registration:
             client=client.client_id,
             client_name=client.client_name,
             redirect_uris=list(client.redirect_uris),
+            kind="dcr",
         )
         body: dict[str, Any] = {
             "client_id": client.client_id,

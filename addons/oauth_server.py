@@ -22,12 +22,15 @@ from typing import Any
 
 from mitmproxy import http
 
+from lockgate.access import scopes_supported
 from lockgate.addons._flow import answer, fail_closed, guarded, state
 from lockgate.addons.config import Config
 from lockgate.addons.oauth_authorize import Authorization
+from lockgate.addons.oauth_cimd import ClientDocuments, cimd_client_id
 from lockgate.addons.oauth_common import CORS, NO_STORE, PREFLIGHT, add_event, page
 from lockgate.addons.oauth_register import Registration
 from lockgate.addons.oauth_tokens import Tokens
+from lockgate.login import Client, SessionKeeper
 from lockgate.oauth import OAuthError, PendingAuthorizations, local_user, message_page
 from lockgate.oidc import PendingLogins, Provider, Sessions
 from lockgate.routing import route_name_of
@@ -68,9 +71,12 @@ class OAuthServer:
         self.oidc_secret: str | None = None
         self.logins = PendingLogins()
         self.sessions = Sessions()
+        self._keeper: SessionKeeper | None = None  # the users' provider sessions (keyring)
         # mitmproxy dispatches to children after their parent: the callback needs an async
         # hook (it calls the provider's token endpoint without blocking the event loop).
-        self.addons = [OIDCCallback(self)]
+        # Client ID metadata documents are fetched without blocking the loop: also a child.
+        self.documents = ClientDocuments(self)
+        self.addons = [OIDCCallback(self), self.documents]
         self.registration = Registration(self)
         self.authorization = Authorization(self)
         self.tokens = Tokens(self)
@@ -85,8 +91,19 @@ class OAuthServer:
         """The keyring's signing key; an unreadable keyring raises, and the hook fails closed."""
         with self._lock:
             if self._key is None:
-                self._key = load_or_create_signing_key(default_key_source())
+                profile = self.config.profile
+                setting = profile.identity.signing_key if profile is not None else "keyring"
+                self._key = load_or_create_signing_key(default_key_source(setting))
             return self._key
+
+    def keeper(self) -> SessionKeeper:
+        """The provider sessions, created once the gateway has read its client secret."""
+        profile = self.config.profile
+        assert profile is not None
+        with self._lock:
+            if self._keeper is None:
+                self._keeper = SessionKeeper(Client(profile.identity, self.oidc_secret))
+            return self._keeper
 
     def store(self) -> Store:
         with self._lock:
@@ -121,24 +138,36 @@ class OAuthServer:
         method = flow.request.method.upper()
         if profile.identity.kind == "none" or not is_own_path(path):
             raise RuntimeError(f"the router passed {path!r} on to the OAuth server")
-        if path == "/oauth/callback" and profile.identity.kind == "oidc":
+        if profile.identity.kind == "oidc" and (
+            path == "/oauth/callback" or PROVIDER_FIRST.get(path) == method
+        ):
             return  # answered by OIDCCallback, the child hook that runs right after this one
+        if cimd_client_id(flow) is not None:
+            return  # ClientDocuments, an async child hook, fetches the document first
+        self.answer_request(flow)
+
+    def answer_request(self, flow: http.HTTPFlow) -> None:
+        """Dispatch to the endpoint; an OAuthError becomes a page or a JSON error."""
+        path = flow.request.path.split("?", 1)[0]
         try:
-            self._dispatch(flow, method, path)
+            self._dispatch(flow, flow.request.method.upper(), path)
         except OAuthError as e:
-            if path in ("/oauth/authorize", "/oauth/consent"):
-                page(flow, e.status, message_page("lockgate: sign-in refused", e.description))
-            else:
-                answer(
-                    flow,
-                    e.status,
-                    e.body(),
-                    outcome="denied",
-                    reason=e.description,
-                    headers={**NO_STORE, **CORS},
-                )
-            state(flow).outcome = "denied"
-            state(flow).reason = e.description
+            self.refuse(flow, path, e)
+
+    def refuse(self, flow: http.HTTPFlow, path: str, e: OAuthError) -> None:
+        if path in ("/oauth/authorize", "/oauth/consent"):
+            page(flow, e.status, message_page("lockgate: sign-in refused", e.description))
+        else:
+            answer(
+                flow,
+                e.status,
+                e.body(),
+                outcome="denied",
+                reason=e.description,
+                headers={**NO_STORE, **CORS},
+            )
+        state(flow).outcome = "denied"
+        state(flow).reason = e.description
 
     def _dispatch(self, flow: http.HTTPFlow, method: str, path: str) -> None:
         gets = {
@@ -197,16 +226,26 @@ class OAuthServer:
             "token_endpoint_auth_methods_supported": ["none"],
             "revocation_endpoint_auth_methods_supported": ["none"],
             "authorization_response_iss_parameter_supported": True,
-            "client_id_metadata_document_supported": False,
+            "client_id_metadata_document_supported": True,
         }
 
     def _pr_metadata(self, route: str) -> dict[str, Any]:
-        return {
+        metadata: dict[str, Any] = {
             "resource": self.config.route_url(route),
             "authorization_servers": [self.issuer],
             "bearer_methods_supported": ["header"],
             "resource_name": f"lockgate route {route}",
         }
+        scopes = self.route_scopes(route)
+        if scopes:
+            metadata["scopes_supported"] = list(scopes)
+        return metadata
+
+    def route_scopes(self, route: str) -> tuple[str, ...]:
+        """The scopes a route declares (`access.scopes` and its rules'); none: any scope."""
+        profile = self.config.profile
+        section = profile.routes.get(route) if profile is not None else None
+        return scopes_supported(section.access) if section is not None else ()
 
     def provider(self) -> Provider:
         if self.oidc is None:
@@ -231,8 +270,14 @@ class OAuthServer:
         add_event(flow, event, **fields)
 
 
+# Kind "oidc": endpoints that may ask the identity provider before they answer.
+PROVIDER_FIRST = {"/oauth/authorize": "GET", "/oauth/token": "POST"}
+
+
 class OIDCCallback:
-    """`/oauth/callback` for kind "oidc", failing closed like every other hook."""
+    """Kind "oidc": `/oauth/callback`, and the provider's word before `/oauth/authorize`
+    (the user `lockgate login` signed in) and the refresh_token grant (is the user's provider
+    session still alive?); failing closed like every other hook."""
 
     def __init__(self, server: OAuthServer) -> None:
         self.server = server
@@ -244,7 +289,20 @@ class OIDCCallback:
             profile = self.server.config.profile
             if profile is None or profile.identity.kind != "oidc":
                 return
-            if flow.request.path.split("?", 1)[0] != "/oauth/callback":
+            path = flow.request.path.split("?", 1)[0]
+            if path != "/oauth/callback":
+                if PROVIDER_FIRST.get(path) != flow.request.method.upper():
+                    return
+                try:
+                    if path == "/oauth/authorize":
+                        await self.server.authorization.cli_session(flow)
+                    else:
+                        await self.server.tokens.provider_check(flow)
+                except OAuthError as e:
+                    self.server.refuse(flow, path, e)
+                    return
+                if cimd_client_id(flow) is None:  # else ClientDocuments answers, next
+                    self.server.answer_request(flow)
                 return
             try:
                 await self.server.callback(flow)

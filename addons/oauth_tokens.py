@@ -9,6 +9,7 @@ from mitmproxy import http
 
 from lockgate.addons._flow import answer
 from lockgate.addons.oauth_common import CORS, NO_STORE, form_params
+from lockgate.login import ProviderUnavailable, SessionEnded
 from lockgate.oauth import (
     REFRESH_TOKEN_TTL,
     CodeTokenRequest,
@@ -47,6 +48,47 @@ class Tokens:
         else:
             self._refresh_grant(flow, parse_form(RefreshTokenRequest, form))
 
+    async def provider_check(self, flow: http.HTTPFlow) -> None:
+        """Kind "oidc", before a refresh_token grant rotates anything: the provider must still
+        honour the user's session (asked again when the last answer is a few minutes old).
+        Refused: the session and every grant of the user end. Unreachable: fail closed."""
+        form = form_params(flow)
+        if form.get("grant_type") != "refresh_token":
+            return
+        grant = self.server.store().grant_of_refresh_token(form.get("refresh_token", ""))
+        if grant is None or grant.revoked or grant.client_id != form.get("client_id"):
+            return  # the token endpoint refuses it with its own reason
+        provider = self.server.provider()
+        try:
+            session = await self.server.keeper().fresh(provider, grant.user_sub)
+        except SessionEnded:
+            self.server.store().revoke_user_grants(grant.user_sub)
+            self.server.event(
+                flow,
+                "auth.logout",
+                user=grant.user_sub,
+                outcome="success",
+                reason="provider_refused",
+            )
+            self._refused(flow, grant.client_id, "refresh_token", "provider_refused")
+            raise OAuthError(
+                "invalid_grant",
+                "The identity provider ended this user's session; sign in again.",
+            ) from None
+        except ProviderUnavailable:
+            self._refused(flow, grant.client_id, "refresh_token", "provider_unreachable")
+            raise OAuthError(
+                "temporarily_unavailable",
+                "The identity provider could not confirm the session; try again later.",
+                503,
+            ) from None
+        if session is None:
+            self._refused(flow, grant.client_id, "refresh_token", "no_provider_session")
+            raise OAuthError(
+                "invalid_grant",
+                "The gateway holds no identity provider session for this user; sign in again.",
+            )
+
     def _code_grant(self, flow: http.HTTPFlow, request: CodeTokenRequest) -> None:
         try:
             grant = self.server.codes.redeem(
@@ -75,6 +117,7 @@ class Tokens:
             scopes=grant.scope,
             email=grant.user.email,
             groups=grant.user.groups,
+            roles=grant.user.roles,
         )
         self.server.codes.attach_grant(grant.code_id, record.grant_id)
         refresh = new_token()
@@ -103,7 +146,9 @@ class Tokens:
             raise OAuthError("invalid_target", "The route no longer exists on this gateway.")
         if request.resource and request.resource != route_url:
             raise OAuthError("invalid_target", "The resource differs from the authorized one.")
-        user = UserClaims(sub=grant.user_sub, email=grant.email, groups=grant.groups)
+        user = UserClaims(
+            sub=grant.user_sub, email=grant.email, groups=grant.groups, roles=grant.roles
+        )
         self._tokens(
             flow,
             user,

@@ -20,3 +20,8 @@ def register(app: typer.Typer) -> None:
     from lockgate.cli import clients
 
     app.add_typer(clients.app, name="clients")
+    from lockgate.cli import login
+
+    app.command("login")(login.login)
+    app.command("logout")(login.logout)
+    app.command("whoami")(login.whoami)

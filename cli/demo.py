@@ -1,7 +1,8 @@
 """`lockgate demo`: the bundled notes upstream behind a gateway on profiles/demo.toml.
 
 `--check` runs the same set-up headless, drives the official MCP client through
-it (list, call, a hidden call refused, the audit chain verified) and exits 0 or 1.
+it (a tokenless request refused with 401, OAuth sign-in with the consent page approved
+headlessly, list, call, a hidden call refused, the audit chain verified) and exits 0 or 1.
 """
 
 from __future__ import annotations
@@ -57,6 +58,24 @@ def connect_help(out: Console, gw: Gateway) -> None:
         soft_wrap=True,
     )
     out.print(f"The read-only view hides delete_note: {ro}", soft_wrap=True)
+    out.print("Signing in:", style="bold")
+    out.print(
+        "  The gateway asks every client to sign in (OAuth). The client opens a consent page "
+        "in your browser: check the client's name and redirect URI, then click Allow. "
+        "You are signed in as your local user; no password, no account.",
+        soft_wrap=True,
+    )
+    for client, how in (
+        ("Claude Code", "run /mcp, pick lockgate-notes, choose Authenticate"),
+        ("MCP Inspector", "click Connect (or Open Auth Settings, then Quick OAuth Flow)"),
+        ("Cursor, VS Code", "click the server's login / Auth prompt"),
+    ):
+        out.print(f"  {client:<15} {how}", soft_wrap=True, markup=False)
+    out.print(
+        "  The signing key lives in memory: after a restart, clients refresh or sign in again.",
+        soft_wrap=True,
+        style="dim",
+    )
     out.print("Events appear below as they happen. Ctrl-C stops.", style="dim")
     out.print()
     out.file.flush()
@@ -155,9 +174,35 @@ async def _check(profile: Path, listen: str, out: Console) -> bool:
 
 
 async def _drive(gw: Gateway, report: _Report) -> None:
-    from mcp import Client
+    import httpx
 
-    async with Client(gw.route_url(READONLY), mode="legacy", read_timeout_seconds=10) as client:
+    from lockgate.cli.headless_oauth import MemoryStorage, signed_in_client
+
+    # Without a token, the gateway answers 401 and names its protected resource metadata.
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as raw:
+        bare = await raw.post(
+            gw.route_url(FULL),
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"accept": "application/json, text/event-stream"},
+        )
+    challenge = bare.headers.get("www-authenticate", "")
+    report.step(
+        bare.status_code == 401 and "resource_metadata=" in challenge,
+        f"no token: HTTP {bare.status_code}, WWW-Authenticate names resource_metadata",
+    )
+    # The official SDK client with its OAuth provider: discovery, registration, consent
+    # (pressed headlessly), PKCE and the token exchange, once per route.
+    storage = MemoryStorage()
+    async with signed_in_client(
+        gw.route_url(READONLY),
+        client_name="lockgate demo --check",
+        storage=storage,
+        read_timeout_seconds=10,
+    ) as client:
+        report.step(
+            storage.tokens is not None and storage.client_info is not None,
+            "signed in: the SDK client registered, got consent and a token (OAuth, PKCE)",
+        )
         tools = {t.name for t in (await client.list_tools()).tools}
         report.step(
             "list_notes" in tools and "delete_note" not in tools and "add_note" not in tools,
@@ -170,7 +215,9 @@ async def _drive(gw: Gateway, report: _Report) -> None:
             refused is not None and "-32601" in refused,
             f"read-only route: delete_note refused by the gateway ({refused})",
         )
-    async with Client(gw.route_url(FULL), mode="legacy", read_timeout_seconds=10) as client:
+    async with signed_in_client(
+        gw.route_url(FULL), client_name="lockgate demo --check", read_timeout_seconds=10
+    ) as client:
         tools = {t.name for t in (await client.list_tools()).tools}
         report.step(
             "delete_note" in tools, f"full route lists {len(tools)} tools, delete_note included"

@@ -189,6 +189,35 @@ class Policy:
         """Nothing hidden, nothing overridden: callers may skip parsing list results."""
         return self._passthrough
 
+    def hiding(
+        self,
+        *,
+        tools: Iterable[str] = (),
+        prompts: Iterable[str] = (),
+        resources: Iterable[str] = (),
+        resource_templates: Iterable[str] = (),
+    ) -> Policy:
+        """This view with more deny patterns (one user's access rules); itself if none.
+
+        The same rules, memos and matching serve a per-user view as the route's own, so a
+        name is hidden from lists exactly when a call to it is refused."""
+        extra = (tuple(tools), tuple(prompts), tuple(resources), tuple(resource_templates))
+        if not any(extra):
+            return self
+
+        def more(rule: Rule, deny: tuple[str, ...]) -> Rule:
+            return rule if not deny else Rule(allow=rule.allow, deny=(*rule.deny, *deny))
+
+        return Policy(
+            tools=more(self.tools, extra[0]),
+            prompts=more(self.prompts, extra[1]),
+            resources=more(self.resources, extra[2]),
+            resource_templates=more(self.resource_templates, extra[3]),
+            tool_overrides=self.tool_overrides,
+            prompt_overrides=self.prompt_overrides,
+            resource_overrides=self.resource_overrides,
+        )
+
     def hidden_target(self, method: str, params: Mapping[str, Any] | None) -> str | None:
         """The name or uri a request targets when this view hides it, else None.
 

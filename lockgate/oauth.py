@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import hmac
 import html
+import re
 import secrets
 import threading
 import time
@@ -54,25 +55,116 @@ class OAuthError(Exception):
         return {"error": self.error, "error_description": self.description}
 
 
+# Private-use URI schemes of native MCP clients (RFC 8252 section 7.1): the editors' own
+# schemes, which predate the reverse-DNS advice, and any reverse-DNS scheme.
+NATIVE_SCHEMES = frozenset({"vscode", "vscode-insiders", "cursor", "claude", "windsurf"})
+_SCHEME_RE = re.compile(r"[a-z][a-z0-9+.-]*")
+_DNS_LABEL_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def is_reverse_dns_scheme(scheme: str) -> bool:
+    """``com.example.app``: two or more DNS labels, the first one a top-level domain."""
+    labels = scheme.split(".")
+    return (
+        len(labels) >= 2
+        and all(_DNS_LABEL_RE.fullmatch(label) for label in labels)
+        and not labels[0].isdigit()
+    )
+
+
+def is_private_use_scheme(scheme: str) -> bool:
+    """A native app's own scheme: a known MCP client's, or a reverse-DNS one."""
+    return scheme in NATIVE_SCHEMES or is_reverse_dns_scheme(scheme)
+
+
 def redirect_uri_problem(uri: str) -> str | None:
-    """Why a client's redirect URI is refused, or None: https, or http to a loopback host;
-    absolute, no fragment, no user info."""
+    """Why a client's redirect URI is refused, or None.
+
+    Accepted: https; http to a loopback host (RFC 8252 section 7.3); a native app's
+    private-use scheme (section 7.1: ``vscode:``, ``cursor:``, ``claude:``,
+    ``com.example.app:``). Always refused: fragments, user info, whitespace and control
+    characters, and every other scheme (``javascript:``, ``data:``, ``file:``...).
+    """
+    if any(ord(c) <= 0x20 or 0x7F <= ord(c) <= 0x9F for c in uri):
+        return f"redirect URI {uri!r} contains whitespace or control characters"
+    if "\\" in uri:
+        return f"redirect URI {uri!r} contains a backslash"
     try:
         parts = urlsplit(uri)
         host = parts.hostname
+        user = parts.username is not None or parts.password is not None
     except ValueError:
         return f"{uri!r} is not a URL"
     if parts.fragment or "#" in uri:
         return f"redirect URI {uri!r} has a fragment"
-    if not host:
-        return f"redirect URI {uri!r} has no host"
-    if parts.username is not None or parts.password is not None:
+    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
+    if not _SCHEME_RE.fullmatch(scheme):
+        return f"redirect URI {uri!r} is not an absolute URL"
+    if user or "@" in parts.netloc:
         return f"redirect URI {uri!r} carries user info"
-    if parts.scheme == "https":
+    if scheme in ("https", "http"):
+        if not host:
+            return f"redirect URI {uri!r} has no host"
+        if scheme == "https" or is_loopback_host(host):
+            return None
+        return f"redirect URI {uri!r} must be https, or http to a loopback address"
+    if is_private_use_scheme(scheme):
+        if not (parts.path or parts.netloc):
+            return f"redirect URI {uri!r} has nothing after its scheme"
         return None
-    if parts.scheme == "http" and is_loopback_host(host):
-        return None
-    return f"redirect URI {uri!r} must be https, or http to a loopback address"
+    return (
+        f"redirect URI {uri!r} must be https, http to a loopback address, or a native "
+        "app's own scheme (vscode:, cursor:, claude:, or reverse-DNS like com.example.app:)"
+    )
+
+
+def is_custom_scheme(uri: str) -> bool:
+    """True for a private-use scheme redirect: the consent page says which app opens it."""
+    return not uri.lower().startswith(("https:", "http:"))
+
+
+# --- registration rate limit ------------------------------------------------------------
+
+REGISTRATIONS_PER_WINDOW = 20
+REGISTRATION_WINDOW = 60.0
+MAX_TRACKED_ADDRESSES = 4096
+
+
+class RateLimiter:
+    """At most ``limit`` hits per ``window`` seconds per key (a sliding window).
+
+    ``hit`` answers 0 when the hit is allowed, else the seconds to wait. Keys are bounded:
+    the oldest are forgotten first, so a flood of addresses cannot grow memory.
+    """
+
+    def __init__(
+        self,
+        limit: int = REGISTRATIONS_PER_WINDOW,
+        window: float = REGISTRATION_WINDOW,
+        *,
+        max_keys: int = MAX_TRACKED_ADDRESSES,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self._max_keys = max_keys
+        self._clock = clock
+        self._hits: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, key: str) -> float:
+        now = self._clock()
+        with self._lock:
+            hits = [t for t in self._hits.pop(key, []) if t > now - self.window]
+            if len(hits) >= self.limit:
+                self._hits[key] = hits
+                oldest = hits[0] if hits else now
+                return max(oldest + self.window - now, 0.001)
+            hits.append(now)
+            self._hits[key] = hits  # re-inserted: dict order is least recently used first
+            while len(self._hits) > self._max_keys:
+                del self._hits[next(iter(self._hits))]
+            return 0.0
 
 
 class RegistrationRequest(BaseModel):
@@ -260,14 +352,39 @@ button{{font-size:1rem;padding:.5rem 1.2rem;margin:1.2rem .6rem 0 0}}</style>
 """
 
 
+def client_id_host(client_id: str) -> str | None:
+    """The host of a client ID metadata document URL, or None for a registered client."""
+    if not client_id.lower().startswith("https://"):
+        return None
+    try:
+        return urlsplit(client_id).hostname
+    except ValueError:
+        return None
+
+
 def consent_page(request_id: str, pending: Pending, action: str) -> str:
     """The consent page: who asks, where the answer goes, for which route; HTML-escaped."""
     e = html.escape
+    client = f"{e(pending.client_name)} <small>({e(pending.client_id)})</small>"
+    host = client_id_host(pending.client_id)
+    if host is not None:
+        # A metadata document names itself: the host that serves it is what vouches for it.
+        client = (
+            f"{e(pending.client_name)} <small>(described by <strong>{e(host)}</strong>: "
+            f"{e(pending.client_id)})</small>"
+        )
+    redirect = e(pending.redirect_uri)
+    if is_custom_scheme(pending.redirect_uri):
+        scheme = pending.redirect_uri.split(":", 1)[0].lower()
+        redirect += (
+            f"<br><strong>Opens the app registered for &quot;{e(scheme)}:&quot; on this "
+            "computer.</strong> Allow only if you started this sign-in from that app."
+        )
     body = f"""<h1>Allow {e(pending.client_name)} to use lockgate?</h1>
 <p>Signed in as <strong>{e(pending.user.sub)}</strong>.</p>
 <dl>
-<dt>Client</dt><dd>{e(pending.client_name)} <small>({e(pending.client_id)})</small></dd>
-<dt>Redirect URI</dt><dd>{e(pending.redirect_uri)}</dd>
+<dt>Client</dt><dd>{client}</dd>
+<dt>Redirect URI</dt><dd>{redirect}</dd>
 <dt>Route</dt><dd>{e(pending.route)} <small>({e(pending.resource)})</small></dd>
 </dl>
 <form method="post" action="{e(action)}">

@@ -14,7 +14,7 @@ import hashlib
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -304,6 +304,7 @@ def validate_id_token(
     client_id: str,
     nonce: str | None,
     groups_claim: str = "groups",
+    roles_claim: str = "roles",
     now: float | None = None,
 ) -> UserClaims:
     """Verify signature, iss, aud, exp and nonce; the user the provider vouches for.
@@ -343,10 +344,27 @@ def validate_id_token(
     email = claims.get("email")
     if claims.get("email_verified") is False:
         email = None  # `access.users` may name emails: never trust an unverified one
-    raw_groups = claims.get(groups_claim, [])
-    if isinstance(raw_groups, str):
-        raw_groups = [raw_groups]
-    if not isinstance(raw_groups, list):
-        raw_groups = []
-    groups = tuple(g for g in raw_groups if isinstance(g, str))
-    return UserClaims(sub=sub, email=email if isinstance(email, str) else None, groups=groups)
+    return UserClaims(
+        sub=sub,
+        email=email if isinstance(email, str) else None,
+        groups=claim_strings(claims, groups_claim),
+        roles=claim_strings(claims, roles_claim),
+    )
+
+
+def claim_strings(claims: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    """The strings of a claim holding one string or a list of them; anything else is none.
+
+    A claim with exactly this name wins; otherwise a dotted name is a path into nested
+    objects (Keycloak's `realm_access.roles`). Namespaced claims such as
+    `https://example.com/roles` contain dots too, hence the literal lookup first."""
+    value: Any = claims.get(name)
+    if value is None and "." in name:
+        value = claims
+        for part in name.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        return ()
+    return tuple(v for v in value if isinstance(v, str))

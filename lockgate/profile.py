@@ -15,10 +15,12 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -92,6 +94,22 @@ class IdentitySection(_Model):
     client_secret: str | None = None
     scopes: tuple[str, ...] = ("openid", "email", "profile", "offline_access")
     groups_claim: str = "groups"
+    # The ID token claim with the user's roles; a dotted path (`realm_access.roles`) reaches
+    # into nested claims when no claim has that literal name. Same for groups_claim.
+    roles_claim: str = Field(default="roles", min_length=1)
+    # Where the gateway's token signing key lives: the OS keyring, or (kind "dev" only) this
+    # process's memory, for machines without an unlocked keyring; tokens end at a restart.
+    signing_key: Literal["keyring", "memory"] = "keyring"
+
+    @field_validator("signing_key")
+    @classmethod
+    def _memory_key_only_for_dev(cls, v: str, info: ValidationInfo) -> str:
+        if v == "memory" and info.data.get("kind") != "dev":
+            raise ValueError(
+                'signing_key = "memory" is only allowed with kind = "dev"; '
+                'use "keyring" (the default)'
+            )
+        return v
 
     @field_validator("client_secret")
     @classmethod
@@ -119,11 +137,23 @@ class UpstreamSection(_Model):
     header: str = "Authorization"
     value: str = "Bearer {secret}"
     timeout: float | None = Field(default=None, gt=0)
+    # auth = "oauth": a client pre-registered at the upstream's authorization server
+    # (else lockgate registers itself), its secret in the keyring, the scopes to ask for.
+    client_id: str | None = Field(default=None, min_length=1)
+    client_secret: str | None = None
+    scopes: tuple[Pattern, ...] | None = None
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
         _check_url(v)
+        return v
+
+    @field_validator("client_secret")
+    @classmethod
+    def _upstream_secret_in_keyring(cls, v: str | None) -> str | None:
+        if v is not None and (not v.startswith("keyring:") or v == "keyring:"):
+            raise ValueError('secrets stay out of profiles: use "keyring:<entry name>"')
         return v
 
     @field_validator("header")
@@ -137,6 +167,12 @@ class UpstreamSection(_Model):
     def _value_has_secret(self) -> UpstreamSection:
         if self.auth == "header" and "{secret}" not in self.value:
             raise ValueError('value must contain "{secret}", where the keyring secret goes')
+        if self.auth != "oauth":
+            for key in ("client_id", "client_secret", "scopes"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f'{key} is only used with auth = "oauth"')
+        elif self.client_secret is not None and self.client_id is None:
+            raise ValueError("client_secret needs the client_id it belongs to")
         return self
 
 
@@ -165,9 +201,47 @@ class OverridesSection(_Model):
     resources: dict[str, OverrideSection] = {}
 
 
+def _scope_token(v: str) -> str:
+    # RFC 6749 section 3.3: a scope token is printable ASCII without space, `"` or `\`.
+    if not re.fullmatch(r"[\x21\x23-\x5b\x5d-\x7e]+", v):
+        raise ValueError(f'expected an OAuth scope without spaces, quotes or "\\", got {v!r}')
+    return v
+
+
+ScopeToken = Annotated[str, AfterValidator(_scope_token)]
+
+
+class AccessRuleSection(_Model):
+    """`[[routes.X.access.tools]]`: who may see and call the items `match` names, and the
+    scopes a call needs. Every rule matching an item must admit the user; an item no rule
+    matches is open to everyone the route admits."""
+
+    match: tuple[Pattern, ...] = Field(min_length=1)
+    users: tuple[str, ...] | None = None
+    groups: tuple[str, ...] | None = None
+    roles: tuple[str, ...] | None = None
+    scopes: tuple[ScopeToken, ...] = ()
+
+    @model_validator(mode="after")
+    def _says_something(self) -> AccessRuleSection:
+        if self.users is None and self.groups is None and self.roles is None and not self.scopes:
+            raise ValueError(
+                "a rule needs users, groups, roles or scopes; to hide items from everyone "
+                "use the route's deny list"
+            )
+        return self
+
+
 class AccessSection(_Model):
     groups: tuple[str, ...] | None = None
     users: tuple[str, ...] | None = None
+    roles: tuple[str, ...] | None = None
+    # Scopes every token for this route must carry (OAuth scope, with step-up on a 403).
+    scopes: tuple[ScopeToken, ...] = ()
+    tools: tuple[AccessRuleSection, ...] = ()
+    prompts: tuple[AccessRuleSection, ...] = ()
+    resources: tuple[AccessRuleSection, ...] = ()
+    resource_templates: tuple[AccessRuleSection, ...] = ()
 
 
 class RouteSection(_Model):
@@ -252,15 +326,29 @@ class _KeyedError(ValueError):
 def _find_line(text: str, loc: tuple[str | int, ...]) -> int | None:
     """Best-effort line of a key path in TOML text: the table header, then the key."""
     keys = [str(k) for k in loc if not isinstance(k, int)]
+    # An index after a key path names one of its `[[array.of.tables]]` headers.
+    index_after: dict[int, int] = {}
+    seen_keys = 0
+    for k in loc:
+        if isinstance(k, int):
+            index_after[seen_keys] = k
+        else:
+            seen_keys += 1
     lines = text.splitlines()
     best: int | None = None
     # Try the longest table prefix that has a header, then the next key below it.
     for cut in range(len(keys), 0, -1):
         header = re.compile(
-            r"^\s*\[\s*" + r"\s*\.\s*".join(_key_re(k) for k in keys[:cut]) + r"\s*\]\s*(#.*)?$"
+            r"^\s*\[\[?\s*"
+            + r"\s*\.\s*".join(_key_re(k) for k in keys[:cut])
+            + r"\s*\]\]?\s*(#.*)?$"
         )
+        skip = index_after.get(cut, 0)
         for i, line in enumerate(lines):
             if header.match(line):
+                if skip > 0:
+                    skip -= 1
+                    continue
                 best = i + 1
                 rest = keys[cut:]
                 if rest:

@@ -207,6 +207,7 @@ class Grant(BaseModel):
     revoked_at: float | None = None
     email: str | None = None
     groups: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
 
     @property
     def revoked(self) -> bool:
@@ -415,6 +416,7 @@ class Store:
         scopes: str | Sequence[str] = "",
         email: str | None = None,
         groups: Sequence[str] = (),
+        roles: Sequence[str] = (),
     ) -> Grant:
         """A new grant; the client must be registered."""
         grant = Grant(
@@ -426,8 +428,10 @@ class Store:
             created_at=self._clock(),
             email=email,
             groups=tuple(groups),
+            roles=tuple(roles),
         )
-        claims = json.dumps({"email": email, "groups": list(groups)})
+        # Roles ride in the same JSON column as groups (m003): no schema change needed.
+        claims = json.dumps({"email": email, "groups": list(groups), "roles": list(roles)})
         try:
             with self._tx() as db:
                 db.execute(
@@ -461,6 +465,26 @@ class Store:
         or already revoked."""
         with self._tx() as db:
             return self._revoke(db, grant_id, self._clock())
+
+    def revoke_user_grants(self, user_sub: str) -> int:
+        """Revoke every live grant of one user (their provider session ended); how many."""
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE grants SET revoked_at = ? WHERE user_sub = ? AND revoked_at IS NULL",
+                (self._clock(), user_sub),
+            )
+            return cursor.rowcount
+
+    def grant_of_refresh_token(self, token: str) -> Grant | None:
+        """The grant a refresh token belongs to, without using the token: the token endpoint
+        asks the identity provider about the user before it rotates anything."""
+        rows = self._read(
+            "SELECT g.grant_id, g.user_sub, g.client_id, g.route, g.scopes, g.created_at,"
+            " g.revoked_at, g.claims FROM refresh_tokens t JOIN grants g"
+            " ON g.grant_id = t.grant_id WHERE t.token_hash = ?",
+            (hash_token(token),),
+        )
+        return _grant(rows[0]) if rows else None
 
     @staticmethod
     def _revoke(db: sqlite3.Connection, grant_id: str, now: float) -> bool:
@@ -588,6 +612,7 @@ def _grant(row: Sequence[Any]) -> Grant:
     return Grant(
         email=extra.get("email"),
         groups=tuple(extra.get("groups") or ()),
+        roles=tuple(extra.get("roles") or ()),
         grant_id=grant_id,
         user_sub=user_sub,
         client_id=client_id,

@@ -216,9 +216,12 @@ SIGNING_KEY_SOURCE_ENV = "LOCKGATE_SIGNING_KEY_SOURCE"
 _MEMORY_SOURCE = MemoryKeySource()
 
 
-def default_key_source() -> KeySource:
-    """The OS keyring; ``LOCKGATE_SIGNING_KEY_SOURCE=memory`` (tests only) keeps the key in
+def default_key_source(profile_setting: str = "keyring") -> KeySource:
+    """The OS keyring; memory when the profile says ``[identity] signing_key = "memory"``
+    (kind "dev" only) or ``LOCKGATE_SIGNING_KEY_SOURCE=memory`` (tests): the key lives in
     this process's memory, so tokens die with the gateway. Nothing else, never a file."""
+    if profile_setting == "memory":
+        return _MEMORY_SOURCE
     choice = os.environ.get(SIGNING_KEY_SOURCE_ENV, "keyring").strip().lower()
     if choice in ("", "keyring"):
         return KeyringKeySource()
@@ -267,6 +270,7 @@ class UserClaims(BaseModel):
     sub: str = Field(min_length=1)
     email: str | None = None
     groups: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
 
 
 class AccessClaims(BaseModel):
@@ -283,6 +287,7 @@ class AccessClaims(BaseModel):
     jti: str = Field(min_length=1)
     email: str | None = None
     groups: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
     client_id: str = Field(min_length=1)
     scope: str = ""
 
@@ -308,6 +313,7 @@ def issue_access_token(
         "iat": iat,
         "jti": secrets.token_urlsafe(16),
         "groups": list(user.groups),
+        "roles": list(user.roles),
         "client_id": client_id,
         "scope": scope,
     }

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import httpx
@@ -73,5 +75,70 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
 def test_demo_check_passes() -> None:
     result = lockgate("demo", "--check", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "6/6 checks passed" in result.stdout, result.stdout
+    assert "8/8 checks passed" in result.stdout, result.stdout
     assert "delete_note refused by the gateway (-32601" in result.stdout
+    # The demo signs clients in (kind "dev") with its key in memory: no keyring needed.
+    assert "no token: HTTP 401, WWW-Authenticate names resource_metadata" in result.stdout
+    assert "signed in: the SDK client registered, got consent and a token" in result.stdout
+
+
+def test_demo_check_needs_no_keyring(tmp_path: Path) -> None:
+    """The demo profile keeps its signing key in memory: with every keyring call failing
+    (no Secret Service), the demo still signs clients in."""
+    env = {
+        "LOCKGATE_HOME": str(tmp_path),
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+    }
+    env_clean = {k: v for k, v in os.environ.items() if k != "LOCKGATE_SIGNING_KEY_SOURCE"}
+    result = subprocess.run(
+        [sys.executable, "-m", "lockgate.cli", "demo", "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env_clean, **env},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "8/8 checks passed" in result.stdout
+
+
+def test_demo_prints_how_clients_sign_in(tmp_path: Path) -> None:
+    """`lockgate demo` (no --check) starts, tells the user how each client signs in, and
+    the route it prints asks for a token; SIGINT stops it cleanly."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lockgate.cli", "demo", "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "LOCKGATE_HOME": str(tmp_path), "NO_COLOR": "1", "COLUMNS": "200"},
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C stops" in line:
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        assert ready.wait(60), "".join(lines)
+        text = "".join(lines)
+        assert "opens a consent page in your browser" in text, text
+        assert "Claude Code     run /mcp, pick lockgate-notes, choose Authenticate" in text
+        assert "MCP Inspector   click Connect" in text
+        url = re.search(r"route notes: (http://\S+)", text)
+        assert url is not None, text
+        r = httpx.post(url.group(1), json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        assert r.status_code == 401 and "resource_metadata=" in r.headers["www-authenticate"]
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, "".join(lines)

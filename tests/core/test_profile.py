@@ -114,3 +114,15 @@ def test_bad_url_and_listen() -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ProfileError, match="no such profile file"):
         load_profile(tmp_path / "absent.toml")
+
+
+def test_memory_signing_key_only_for_kind_dev() -> None:
+    base = '[upstreams.a]\nurl = "https://a.example/mcp"\n[routes.a]\nupstream = "a"\n'
+    dev = parse_profile(f'[identity]\nkind = "dev"\nsigning_key = "memory"\n{base}', "p.toml")
+    assert dev.identity.signing_key == "memory"
+    assert parse_profile(base, "p.toml").identity.signing_key == "keyring"
+    msg = _error(f'[identity]\nkind = "none"\nsigning_key = "memory"\n{base}')
+    assert msg.startswith("p.toml:3: identity.signing_key:"), msg
+    assert 'only allowed with kind = "dev"' in msg
+    msg = _error(f'[identity]\nkind = "dev"\nsigning_key = "file"\n{base}')
+    assert msg.startswith("p.toml:3: identity.signing_key:"), msg

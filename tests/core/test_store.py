@@ -340,3 +340,28 @@ def test_state_survives_reopen(db_path: Path, clock: FakeClock) -> None:
         s.add_refresh_token(grant_id, token, 3600)
     with Store.open(db_path, clock=clock) as s:
         assert s.use_refresh_token(token).ok
+
+
+def test_revoke_user_grants_ends_only_that_users_grants(store: Store) -> None:
+    """The provider refused alice's refresh: every grant of hers dies, bob's live on."""
+    a1, a2, b = _grant(store, "alice"), _grant(store, "alice"), _grant(store, "bob")
+    ta, tb = new_token(), new_token()
+    store.add_refresh_token(a1, ta, 3600)
+    store.add_refresh_token(b, tb, 3600)
+    assert store.revoke_user_grants("alice") == 2
+    assert store.revoke_user_grants("alice") == 0  # already revoked
+    for grant_id in (a1, a2):
+        grant = store.get_grant(grant_id)
+        assert grant is not None and grant.revoked
+    assert store.use_refresh_token(ta).outcome == "revoked"
+    assert store.use_refresh_token(tb).ok
+
+
+def test_grant_of_refresh_token_peeks_without_rotating(store: Store) -> None:
+    grant_id = _grant(store, "alice")
+    token = new_token()
+    store.add_refresh_token(grant_id, token, 3600)
+    grant = store.grant_of_refresh_token(token)
+    assert grant is not None and grant.grant_id == grant_id and grant.user_sub == "alice"
+    assert store.grant_of_refresh_token(new_token()) is None
+    assert store.use_refresh_token(token).ok  # the peek left it unused

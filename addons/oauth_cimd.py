@@ -1,0 +1,203 @@
+"""Client ID metadata documents at `/oauth/authorize` and `/oauth/token`.
+
+When a client_id is an https URL, the document behind it is fetched (under the SSRF rules,
+without blocking the event loop: this is an async hook, a child of `OAuthServer`, which
+leaves such requests to it), validated, cached, and recorded in the store as a client of
+kind "cimd"; then the endpoint answers as for any registered client. A refusal is a
+denied page at /oauth/authorize and a JSON OAuth error at /oauth/token, each audited.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
+
+from mitmproxy import ctx, http
+
+from lockgate.addons._flow import fail_closed, state
+from lockgate.cimd import (
+    ClientDocument,
+    DocumentCache,
+    allow_loopback_from_env,
+    fetch_document,
+    looks_like_cimd,
+    tls_context,
+)
+from lockgate.oauth import OAuthError, RateLimiter
+
+if TYPE_CHECKING:
+    import ssl
+
+    from lockgate.addons.oauth_server import OAuthServer
+
+logger = logging.getLogger(__name__)
+
+AUTHORIZE, TOKEN = "/oauth/authorize", "/oauth/token"
+
+
+def _one(values: dict[str, list[str]], key: str) -> str | None:
+    found = values.get(key)
+    return found[0] if found and len(found) == 1 else None
+
+
+def cimd_client_id(flow: http.HTTPFlow) -> str | None:
+    """The metadata document URL this request names as its client, or None."""
+    path, _, query = flow.request.path.partition("?")
+    method = flow.request.method.upper()
+    if path == AUTHORIZE and method == "GET":
+        client_id = _one(parse_qs(query), "client_id")
+    elif path == TOKEN and method == "POST":
+        try:
+            body = (flow.request.get_content(strict=False) or b"").decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        client_id = _one(parse_qs(body), "client_id")
+    else:
+        return None
+    return client_id if client_id is not None and looks_like_cimd(client_id) else None
+
+
+class Throttled(OAuthError):
+    """Too many document fetches for one client address: 429 with Retry-After."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "temporarily_unavailable",
+            "Too many client metadata documents fetched for this address; "
+            f"try again in {retry_after} s.",
+            429,
+        )
+        self.retry_after = retry_after
+
+
+class ClientDocuments:
+    """Resolves metadata document clients before their request is dispatched."""
+
+    def __init__(self, server: OAuthServer) -> None:
+        self.server = server
+        self.cache = DocumentCache()
+        # Each cache miss makes the gateway fetch a URL someone else chose: per client
+        # address, as many fetches a minute as registrations.
+        self.limiter = RateLimiter()
+        self._verify: ssl.SSLContext | None = None
+
+    def verify(self) -> ssl.SSLContext:
+        """certifi's bundle plus `gateway.upstream_ca`, built once."""
+        if self._verify is None:
+            profile = self.server.config.profile
+            ca = profile.gateway.upstream_ca if profile is not None else None
+            extra: str | None = None
+            if ca is not None:
+                path = Path(ca).expanduser()
+                profile_file = ctx.options.lockgate_profile
+                if not path.is_absolute() and profile_file:
+                    path = Path(profile_file).parent / path  # as the gateway resolves it
+                extra = str(path)
+            self._verify = tls_context(extra)
+        return self._verify
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        try:
+            if flow.response is not None or state(flow).route is not None:
+                return
+            profile = self.server.config.profile
+            if profile is None or profile.identity.kind == "none":
+                return
+            client_id = cimd_client_id(flow)
+            if client_id is None:
+                return
+            path = flow.request.path.split("?", 1)[0]
+            try:
+                document = await self.resolve(flow, client_id)
+                if path == AUTHORIZE:
+                    redirect_uri = _one(
+                        parse_qs(flow.request.path.partition("?")[2]), "redirect_uri"
+                    )
+                    if redirect_uri not in document.redirect_uris:
+                        raise OAuthError(
+                            "invalid_request",
+                            f"The redirect_uri is not listed in the client's metadata document "
+                            f"at {client_id}, so the gateway will not send anything there.",
+                        )
+            except OAuthError as e:
+                self._refused(flow, path, client_id, e)
+                self.server.refuse(flow, path, e)
+                if isinstance(e, Throttled) and flow.response is not None:
+                    flow.response.headers["retry-after"] = str(e.retry_after)
+                return
+            self.server.answer_request(flow)
+        except Exception as e:  # the fail-closed boundary, as in `guarded`
+            logger.error(
+                "lockgate: ClientDocuments.request failed (%s); the exchange was refused",
+                type(e).__name__,
+            )
+            fail_closed(flow, "ClientDocuments.request", "request")
+
+    async def resolve(self, flow: http.HTTPFlow, url: str) -> ClientDocument:
+        """The client's document, from the cache or fetched; recorded in the store."""
+        document = self.cache.get(url)
+        if document is not None:
+            return document
+        address = str(flow.client_conn.peername[0]) if flow.client_conn.peername else "?"
+        wait = self.limiter.hit(address)
+        if wait > 0:
+            raise Throttled(max(1, math.ceil(wait)))
+        document, ttl = await fetch_document(
+            url, verify=self.verify(), allow_loopback=allow_loopback_from_env()
+        )
+        store = self.server.store()
+        known = store.get_client(url)
+        if known is not None and known.kind != "cimd":
+            raise OAuthError("invalid_client", "This client_id is taken by another client.")
+        store.register_client(
+            kind="cimd",
+            client_id=url,
+            client_name=document.client_name,
+            redirect_uris=document.redirect_uris,
+            grant_types=document.grant_types,
+            token_endpoint_auth_method="none",
+            metadata=document.metadata(),
+        )
+        self.cache.put(url, document, ttl)
+        if known is None:
+            self.server.event(
+                flow,
+                "auth.client_registered",
+                client=url,
+                client_name=document.client_name,
+                redirect_uris=list(document.redirect_uris),
+                kind="cimd",
+                host=document.host,
+            )
+        elif tuple(known.redirect_uris) != document.redirect_uris:
+            self.server.event(
+                flow,
+                "auth.client_updated",
+                client=url,
+                redirect_uris=list(document.redirect_uris),
+                kind="cimd",
+            )
+        return document
+
+    def _refused(self, flow: http.HTTPFlow, path: str, client_id: str, e: OAuthError) -> None:
+        if path == TOKEN:
+            self.server.event(
+                flow,
+                "auth.token_refused",
+                client=client_id,
+                outcome="denied",
+                reason="client_metadata_refused",
+                detail=e.description,
+            )
+        else:
+            self.server.event(
+                flow,
+                "auth.authorize_refused",
+                client=client_id,
+                kind="cimd",
+                outcome="denied",
+                reason=e.description,
+            )
