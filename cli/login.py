@@ -13,6 +13,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from lockgate import audit
 from lockgate import login as core
 from lockgate.cli import views
 from lockgate.cli.up import default_profile
@@ -52,7 +53,7 @@ def _audit(out: Console, event: dict[str, Any]) -> None:
         return
     if where == "pending":
         out.print(
-            f"[dim]{event['event']} waits in {core.pending_path(audit_log_path())} "
+            f"[dim]{event['event']} waits in {audit.pending_path(audit_log_path())} "
             "until the running gateway's log is next opened.[/]"
         )
 

@@ -11,6 +11,7 @@ writing the same log fails at start instead of forking the chain.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -207,6 +208,31 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
 
 
+def pending_path(path: Path) -> Path:
+    """Where other processes (the CLI) queue events while a gateway holds the log's lock."""
+    return path.with_name(path.name + ".pending")
+
+
+def record(path: Path, event: Mapping[str, Any]) -> str:
+    """Append one event from a short-lived process: "written", or "pending" when a running
+    gateway holds the log (one writer keeps the hash chain whole). A pending event waits in
+    ``<log>.pending`` (mode 0600) and is chained by the next `AuditLog` opened on the file."""
+    try:
+        log = AuditLog(path)
+    except AuditLogBusy:
+        line = json.dumps({**event, "ts": _now()}, sort_keys=True) + "\n"
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(pending_path(path), flags, 0o600)
+        try:
+            os.write(fd, line.encode("utf-8"))
+        finally:
+            os.close(fd)
+        return "pending"
+    with log:
+        log.append(event)
+    return "written"
+
+
 class AuditLog:
     """Appends hash-chained events to a JSONL file; resumes the chain of an existing file."""
 
@@ -233,6 +259,24 @@ class AuditLog:
             os.close(fd)
             raise
         self._fd: int | None = fd
+        self._drain_pending()
+
+    def _drain_pending(self) -> None:
+        """Chain the events other processes queued while this file's lock was held."""
+        queued = pending_path(self.path)
+        taken = queued.with_name(queued.name + ".draining")
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(queued, taken)
+        try:
+            text = taken.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        for line in text.splitlines():
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                if isinstance(event, dict):
+                    self.append(event)
+        taken.unlink(missing_ok=True)
 
     @property
     def seq(self) -> int:

@@ -22,7 +22,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lockgate import audit
 from lockgate import secrets as keyring_store
 from lockgate.errors import KeyringUnavailable, LockgateError
 from lockgate.oidc import OIDCError, Provider, fetch_keys, pkce_pair, validate_id_token
@@ -740,65 +741,10 @@ async def finish_device(
 # --- audit events from the CLI -------------------------------------------------------------
 
 
-def pending_path(audit_path: Path) -> Path:
-    """Where the CLI leaves its events while a gateway holds the audit log's lock."""
-    return audit_path.with_name(audit_path.name + ".pending")
-
-
 def record_event(audit_path: Path, event: dict[str, Any]) -> str:
-    """Append one `auth.*` event to the audit log; "written", or "pending" when a running
-    gateway holds the log (one writer per file keeps the hash chain whole): then the event
-    waits in ``<log>.pending`` until the next writer drains it (:func:`drain_pending`)."""
-    from lockgate.audit import AuditLog, AuditLogBusy
-
-    event = {**event, "source": "cli"}
-    try:
-        log = AuditLog(audit_path)
-    except AuditLogBusy:
-        line = json.dumps({**event, "ts": _now()}, sort_keys=True) + "\n"
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(pending_path(audit_path), flags, 0o600)
-        try:
-            os.write(fd, line.encode("utf-8"))
-        finally:
-            os.close(fd)
-        return "pending"
-    with log:
-        drain_pending(log)
-        log.append(event)
-    return "written"
-
-
-def drain_pending(log: Any) -> int:
-    """Move events the CLI left in ``<log>.pending`` into the log (whose lock we hold)."""
-    path = pending_path(log.path)
-    taken = path.with_name(path.name + ".draining")
-    with contextlib.suppress(FileNotFoundError):
-        os.replace(path, taken)
-    count = 0
-    for event in _read_lines(taken):
-        log.append(event)
-        count += 1
-    with contextlib.suppress(FileNotFoundError):
-        taken.unlink()
-    return count
-
-
-def _read_lines(path: Path) -> Iterator[dict[str, Any]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return
-    for line in text.splitlines():
-        with contextlib.suppress(ValueError):
-            obj = json.loads(line)
-            if isinstance(obj, dict):
-                yield obj
-
-
-def _now() -> str:
-    ms = time.time_ns() // 1_000_000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+    """Append one `auth.*` event from the CLI: "written", or "pending" while a running
+    gateway holds the log (see :func:`lockgate.audit.record`)."""
+    return audit.record(audit_path, {**event, "source": "cli"})
 
 
 __all__ = [

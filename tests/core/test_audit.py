@@ -23,8 +23,10 @@ from lockgate.audit import (
     AuditLogBusy,
     follow,
     last_events,
+    pending_path,
     preview,
     read_events,
+    record,
     verify,
 )
 
@@ -407,3 +409,23 @@ def test_follow_stop_ends_iteration(log_path: Path) -> None:
     started = time.monotonic()
     assert list(follow(log_path, poll=0.01, stop=_deadline(0.1))) == []
     assert time.monotonic() - started < 2
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the single-writer lock is POSIX flock")
+def test_events_queued_while_the_log_is_held_are_chained_when_it_is_next_opened(
+    log_path: Path,
+) -> None:
+    with AuditLog(log_path) as gateway:
+        gateway.append({"event": "tool.call", "name": "a"})
+        assert record(log_path, {"event": "auth.login", "user": "alice"}) == "pending"
+        assert pending_path(log_path).stat().st_mode & 0o077 == 0
+        gateway.append({"event": "tool.call", "name": "b"})
+    assert [e["event"] for e in read_events(log_path)] == ["tool.call", "tool.call"]
+    with AuditLog(log_path):  # the next gateway start
+        pass
+    events = list(read_events(log_path))
+    assert [(e["seq"], e["event"]) for e in events][-1] == (3, "auth.login")
+    assert not pending_path(log_path).exists()
+    assert verify(log_path).ok
+    assert record(log_path, {"event": "auth.logout", "user": "alice"}) == "written"
+    assert verify(log_path).ok

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from lockgate import login
+from lockgate import audit, login
 from lockgate.audit import AuditLog, read_events, verify
 from lockgate.oidc import OIDCError, Provider, discover
 from lockgate.profile import IdentitySection
@@ -239,7 +239,7 @@ def test_cli_events_wait_while_a_gateway_holds_the_log_then_land_in_order(
         gateway.append({"event": "gateway.start"})
         assert login.record_event(path, {"event": "auth.login", "user": "alice"}) == "pending"
         assert login.record_event(path, {"event": "auth.logout", "user": "alice"}) == "pending"
-    assert login.pending_path(path).exists()
+    assert audit.pending_path(path).exists()
     assert login.record_event(path, {"event": "auth.login", "user": "bob"}) == "written"
     events = [(e["event"], e.get("user")) for e in read_events(path)]
     assert events == [
@@ -249,7 +249,7 @@ def test_cli_events_wait_while_a_gateway_holds_the_log_then_land_in_order(
         ("auth.login", "bob"),
     ]
     assert verify(path).ok
-    assert not login.pending_path(path).exists()
+    assert not audit.pending_path(path).exists()
 
 
 # --- the keyring (real Secret Service) -----------------------------------------------------

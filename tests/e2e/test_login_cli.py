@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from lockgate import login
+from lockgate import audit, login
 from lockgate.audit import read_events, verify
 from tests.core.test_login import mock_provider
 from tests.e2e.test_dev_signin import CALLBACK, ENV, hidden_fields, redirect_params
@@ -248,7 +248,7 @@ async def test_login_whoami_and_the_gateway_signs_in_the_cli_user(stack: Stack) 
     assert session.refresh_token not in printed
 
     # The gateway holds the audit log: the CLI's event waits beside it, without a token.
-    pending = login.pending_path(stack.gw.audit_path).read_text()
+    pending = audit.pending_path(stack.gw.audit_path).read_text()
     assert '"event": "auth.login"' in pending and '"user": "alice"' in pending
     assert session.refresh_token not in pending
 
@@ -322,7 +322,7 @@ def test_logout_forgets_the_session(stack: Stack) -> None:
     assert code == 1 and info["signed_in"] is False
     again = cli(stack, "logout")
     assert again.returncode == 0 and "Not signed in" in again.stdout
-    pending = login.pending_path(stack.gw.audit_path).read_text()
+    pending = audit.pending_path(stack.gw.audit_path).read_text()
     assert re.search(r'"event": "auth.logout".*"user": "alice"', pending)
 
 
