@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
 from lockgate import audit as audit_core
-from lockgate.addons.gateway import Gateway
 from lockgate.cli import views
 from lockgate.paths import data_dir
 from lockgate.profile import demo_profile_path
+
+if TYPE_CHECKING:  # mitmproxy takes seconds to import: only when the demo runs
+    from lockgate.addons.gateway import Gateway
 
 FULL, READONLY = "notes", "notes-readonly"
 
@@ -41,21 +42,18 @@ def demo_profile(upstream_url: str) -> Path:
     return path
 
 
-def connect_help(out: Console, gw: Gateway) -> None:
+def connect_help(out: Console, gw: Gateway, profile: Path) -> None:
+    from lockgate.cli import clients
+
     url = gw.route_url(FULL)
     ro = gw.route_url(READONLY)
     out.print()
-    out.print("Connect a client (any of these):", style="bold")
+    clients.connect_help(out, gw.profile, FULL, base=gw.base_url, profile_path=profile)
     out.print(
-        f"  Claude Code     claude mcp add --transport http lockgate-notes {url}", soft_wrap=True
-    )
-    cursor = json.dumps({"mcpServers": {"lockgate-notes": {"url": url}}})
-    vscode = json.dumps({"servers": {"lockgate-notes": {"type": "http", "url": url}}})
-    out.print(f"  Cursor          ~/.cursor/mcp.json: {cursor}", soft_wrap=True, markup=False)
-    out.print(f"  VS Code         .vscode/mcp.json: {vscode}", soft_wrap=True, markup=False)
-    out.print(
-        f"  MCP Inspector   npx @modelcontextprotocol/inspector  (Streamable HTTP, URL {url})",
+        f"  {'MCP Inspector':<15} npx @modelcontextprotocol/inspector"
+        f"  (Streamable HTTP, URL {url})",
         soft_wrap=True,
+        markup=False,
     )
     out.print(f"The read-only view hides delete_note: {ro}", soft_wrap=True)
     out.print("Signing in:", style="bold")
@@ -109,7 +107,7 @@ def demo(
 
         def started(gw: Gateway) -> None:
             views.print_started(out, gw.base_url, [(n, gw.route_url(n)) for n in gw.profile.routes])
-            connect_help(out, gw)
+            connect_help(out, gw, profile)
 
         from lockgate.cli.up import serve
 
@@ -135,6 +133,8 @@ class _Report:
 
 
 async def _check(profile: Path, listen: str, out: Console) -> bool:
+    from lockgate.addons.gateway import Gateway
+
     started = asyncio.Event()
     events: list[dict[str, Any]] = []
     gw = Gateway(profile, listen=listen, on_event=events.append)

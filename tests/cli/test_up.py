@@ -130,6 +130,7 @@ def test_demo_prints_how_clients_sign_in(tmp_path: Path) -> None:
         assert "opens a consent page in your browser" in text, text
         assert "Claude Code     run /mcp, pick lockgate-notes, choose Authenticate" in text
         assert "MCP Inspector   click Connect" in text
+        assert re.search(r"lockgate clients install cursor --route notes --profile \S+", text)
         url = re.search(r"route notes: (http://\S+)", text)
         assert url is not None, text
         r = httpx.post(url.group(1), json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
