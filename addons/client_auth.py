@@ -218,6 +218,8 @@ class ClientAuth:
                 audience=self.config.route_url(route.name),
                 issuer=self.oauth.issuer,
             )
+            if claims.gid is not None and self.oauth.grant_revoked(claims.gid):
+                raise TokenError("grant_revoked")
         except TokenError as e:
             self._refuse(
                 flow,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from mitmproxy import http
@@ -48,6 +49,7 @@ logger = logging.getLogger(__name__)
 AS_METADATA = "/.well-known/oauth-authorization-server"
 PR_METADATA = "/.well-known/oauth-protected-resource"
 OWN_PREFIXES = ("/.well-known/", "/oauth/")
+GRANT_RECHECK = 5.0
 
 
 def is_own_path(path: str) -> bool:
@@ -63,6 +65,7 @@ class OAuthServer:
         self.user = UserClaims(sub=local_user())
         self._key: SigningKey | None = None
         self._store: Store | None = None
+        self._grant_checks: dict[str, tuple[float, bool]] = {}
         self._lock = threading.Lock()
         # kind "oidc": the discovered provider (set by the gateway at start), its client
         # secret (read from the keyring at start), logins waiting for the provider's
@@ -116,6 +119,21 @@ class OAuthServer:
             if self._store is not None:
                 self._store.close()
                 self._store = None
+
+    def grant_revoked(self, grant_id: str) -> bool:
+        """Whether an access token's grant is gone (revoked, or its user's provider session
+        ended): the token is refused at once instead of living out its 15 minutes. A live
+        grant is re-read at most every GRANT_RECHECK seconds; a revoked one stays revoked."""
+        now = time.monotonic()
+        hit = self._grant_checks.get(grant_id)
+        if hit is not None and (hit[1] or now - hit[0] < GRANT_RECHECK):
+            return hit[1]
+        grant = self.store().get_grant(grant_id)
+        revoked = grant is None or grant.revoked
+        if len(self._grant_checks) > 10_000:
+            self._grant_checks.clear()
+        self._grant_checks[grant_id] = (now, revoked)
+        return revoked
 
     def resource_metadata_url(self, route: str) -> str:
         return f"{self.config.base_url}{PR_METADATA}/mcp/{route}"

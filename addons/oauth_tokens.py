@@ -123,7 +123,14 @@ class Tokens:
         refresh = new_token()
         self.server.store().add_refresh_token(record.grant_id, refresh, REFRESH_TOKEN_TTL)
         self._tokens(
-            flow, grant.user, grant.client_id, route, grant.scope, refresh, "authorization_code"
+            flow,
+            grant.user,
+            grant.client_id,
+            route,
+            grant.scope,
+            refresh,
+            "authorization_code",
+            record.grant_id,
         )
 
     def _refresh_grant(self, flow: http.HTTPFlow, request: RefreshTokenRequest) -> None:
@@ -157,6 +164,7 @@ class Tokens:
             grant.scopes,
             result.refresh_token,
             "refresh_token",
+            grant.grant_id,
         )
 
     def _tokens(
@@ -168,6 +176,7 @@ class Tokens:
         scope: str,
         refresh: str,
         grant_type: str,
+        grant_id: str,
     ) -> None:
         access = issue_access_token(
             self.server.signing_key(),
@@ -176,6 +185,7 @@ class Tokens:
             user=user,
             client_id=client_id,
             scope=scope,
+            grant_id=grant_id,
         )
         body: dict[str, Any] = {
             "access_token": access,

@@ -62,6 +62,7 @@ TokenReason = Literal[
     "pkce_mismatch",
     "redirect_mismatch",
     "client_mismatch",
+    "grant_revoked",
 ]
 
 _MESSAGES: dict[TokenReason, str] = {
@@ -79,6 +80,7 @@ _MESSAGES: dict[TokenReason, str] = {
     "pkce_mismatch": "The code verifier does not match the code challenge",
     "redirect_mismatch": "The redirect_uri does not match the authorization request",
     "client_mismatch": "The authorization code was issued to another client",
+    "grant_revoked": "The sign-in behind this token was revoked",
 }
 
 _B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
@@ -290,6 +292,7 @@ class AccessClaims(BaseModel):
     roles: tuple[str, ...] = ()
     client_id: str = Field(min_length=1)
     scope: str = ""
+    gid: str | None = None
 
 
 def issue_access_token(
@@ -300,10 +303,12 @@ def issue_access_token(
     user: UserClaims,
     client_id: str,
     scope: str = "",
+    grant_id: str | None = None,
     ttl: int = ACCESS_TOKEN_TTL,
     now: float | None = None,
 ) -> str:
-    """A signed JWT for one route (``audience`` is its resource URI)."""
+    """A signed JWT for one route (``audience`` is its resource URI). ``grant_id`` (claim
+    ``gid``) lets the resource server refuse the token once its grant is revoked."""
     iat = int(time.time() if now is None else now)
     claims: dict[str, Any] = {
         "iss": issuer,
@@ -319,6 +324,8 @@ def issue_access_token(
     }
     if user.email is not None:
         claims["email"] = user.email
+    if grant_id is not None:
+        claims["gid"] = grant_id
     header = {"alg": ALGORITHM, "kid": key.kid, "typ": "at+jwt"}
     return jwt.encode(header, claims, key.jwk, algorithms=[ALGORITHM], default_type=None)
 

@@ -22,6 +22,7 @@ import re
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
@@ -418,6 +419,8 @@ def test_a_reused_refresh_token_revokes_the_grant(stack: Stack) -> None:
 
 def test_revoking_a_refresh_token_ends_its_grant(stack: Stack) -> None:
     tokens = sign_in(stack, "notes")
+    route = stack.gw.route_url("notes")
+    assert mcp_post(route, tokens["access_token"]).status_code == 200
     r = httpx.post(
         f"{stack.base}/oauth/revoke",
         data={"token": tokens["refresh_token"], "client_id": tokens["client_id"]},
@@ -425,6 +428,18 @@ def test_revoking_a_refresh_token_ends_its_grant(stack: Stack) -> None:
     assert r.status_code == 200
     after = refresh(stack.base, tokens["client_id"], tokens["refresh_token"])
     assert after.status_code == 400 and after.json()["error"] == "invalid_grant"
+    # The access token of a revoked grant stops working too (within GRANT_RECHECK seconds),
+    # instead of living out its 15 minutes.
+    deadline = time.monotonic() + 15
+    while (cut := mcp_post(route, tokens["access_token"])).status_code == 200:
+        assert time.monotonic() < deadline, "the revoked grant's access token still works"
+        time.sleep(0.5)
+    assert cut.status_code == 401
+    assert 'error="invalid_token"' in cut.headers["www-authenticate"]
+    events = stack.gw.wait_for_events(
+        lambda evs: any(e.get("reason") == "grant_revoked" for e in evs)
+    )
+    assert any(e["event"] == "auth.token_refused" for e in events)
 
 
 # --- the consent page ---------------------------------------------------------------------
