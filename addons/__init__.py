@@ -8,6 +8,7 @@ from lockgate.addons.audit import Audit
 from lockgate.addons.capabilities import Capabilities
 from lockgate.addons.client_auth import ClientAuth
 from lockgate.addons.config import Config
+from lockgate.addons.connect import Connect
 from lockgate.addons.cors import Cors
 from lockgate.addons.credentials import Credentials
 from lockgate.addons.guard import Guard
@@ -21,16 +22,20 @@ def pipeline(config: Config | None = None) -> list[Any]:
     """The addons in DESIGN order; `config` first, since every other one reads it."""
     config = config or Config()
     oauth = OAuthServer(config)
+    credentials = Credentials(config)
+    connect = Connect(config, oauth)  # before oauth: it answers /connect/* first
+    connect.service.listeners.append(credentials.connected)
     return [
         config,
         Guard(config),
         Cors(config),
         Router(config),
+        connect,
         oauth,
         ClientAuth(config, oauth),
         Capabilities(),
         Guardrails(),
-        Credentials(config),
+        credentials,
         Upstream(config),
         Audit(),
     ]

@@ -12,7 +12,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,6 +161,29 @@ def guarded(hook: Callable[[Any, http.HTTPFlow], None]) -> Callable[[Any, http.H
             if phase == "response":
                 _keep_replacement(flow)
             hook(self, flow)
+        except Exception as e:  # the fail-closed boundary: every exception, by design
+            where = f"{type(self).__name__}.{hook.__name__}"
+            logger.error(
+                "lockgate: %s failed (%s); the exchange was refused",
+                where,
+                type(e).__name__,
+                exc_info=debug(),
+            )
+            fail_closed(flow, where, phase)
+
+    return wrapper
+
+
+def guarded_async(
+    hook: Callable[[Any, http.HTTPFlow], Awaitable[None]],
+) -> Callable[[Any, http.HTTPFlow], Awaitable[None]]:
+    """`guarded` for async hooks: an exception denies the exchange instead of forwarding it."""
+    phase = hook.__name__
+
+    @functools.wraps(hook)
+    async def wrapper(self: Any, flow: http.HTTPFlow) -> None:
+        try:
+            await hook(self, flow)
         except Exception as e:  # the fail-closed boundary: every exception, by design
             where = f"{type(self).__name__}.{hook.__name__}"
             logger.error(

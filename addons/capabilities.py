@@ -238,7 +238,7 @@ class Capabilities:
                 del headers["content-length"]
                 headers["transfer-encoding"] = "chunked"
             flow.response.stream = SseRewriter(
-                lambda ev: _rewrite_event(st, ev), on_error=lambda e: _stream_failed(flow, e)
+                lambda ev: rewrite_event(st, ev), on_error=lambda e: _stream_failed(flow, e)
             )
 
     @guarded
@@ -264,7 +264,7 @@ class Capabilities:
                 if st.transforms:
                     raise  # unreadable on a filtered route: fail closed (502), not unfiltered
                 return
-            out = _process(st, obj)
+            out = process_message(st, obj)
             if out is not obj:
                 resp.content = jsonrpc.encode(out) if out is not None else b""
 
@@ -298,7 +298,7 @@ class _ListFilter:
         return {**obj, "result": self.view.filter_result(method, obj["result"])}
 
 
-def _process(st: FlowState, obj: Any) -> Any:
+def process_message(st: FlowState, obj: Any) -> Any:
     """One decoded body (a message or a batch) through the flow's processors."""
     if isinstance(obj, dict):
         return st.process(obj)
@@ -311,7 +311,7 @@ def _process(st: FlowState, obj: Any) -> Any:
     return obj
 
 
-def _rewrite_event(st: FlowState, ev: SseEvent) -> SseEvent | None:
+def rewrite_event(st: FlowState, ev: SseEvent) -> SseEvent | None:
     if not ev.data:
         return ev
     try:
@@ -320,7 +320,7 @@ def _rewrite_event(st: FlowState, ev: SseEvent) -> SseEvent | None:
         # An event the gateway cannot read may be one the client can: on a filtered route
         # it is dropped rather than forwarded unfiltered.
         return None if st.transforms else ev
-    out = _process(st, obj)
+    out = process_message(st, obj)
     if out is obj:
         return ev
     if out is None or out == []:

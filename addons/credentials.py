@@ -3,30 +3,76 @@
 The client never sees it and never sends it. When the keyring holds none, or
 cannot be read, the request does not go upstream: the client gets a JSON-RPC
 error that says what to run.
+
+`auth = "header"`: a static secret (`lockgate secret set`). `auth = "oauth"`: the flow's
+user's tokens for that upstream (`lockgate connect`, or the gateway's `/connect/<upstream>`),
+refreshed ahead of expiry, one refresh at a time per user and upstream. When the upstream
+still answers 401, the token is refreshed once and the request replayed (its answer is
+buffered, then filtered like any other); when the refresh is refused the client gets
+-32042 with the connect URL.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from dataclasses import dataclass
 
+import anyio.to_thread
+import httpx
 from mitmproxy import http
 
-from lockgate import jsonrpc, secrets
-from lockgate.addons._flow import answer_rpc_error, guarded, pending_route
+from lockgate import jsonrpc, secrets, upstream_oauth, upstream_tokens
+from lockgate.addons._flow import (
+    JSON_HEADERS,
+    answer_rpc_error,
+    guarded_async,
+    pending_route,
+    state,
+)
+from lockgate.addons.capabilities import process_message, rewrite_event
 from lockgate.addons.config import Config
-from lockgate.errors import KeyringUnavailable, SecretMissing
+from lockgate.addons.connect import connect_url
+from lockgate.errors import KeyringUnavailable, LockgateError, SecretMissing
+from lockgate.sse import SseRewriter
+from lockgate.upstream_tokens import UpstreamTokens
+
+logger = logging.getLogger("lockgate")
 
 # Keyring reads cost a D-Bus round trip (or a Keychain prompt): keep a secret briefly.
 CACHE_SECONDS = 30.0
+REFRESH_AHEAD = upstream_oauth.REFRESH_AHEAD
+# A replayed answer is buffered before it is filtered and sent: at most this much.
+REPLAY_MAX_BYTES = 16 * 1024 * 1024
+OAUTH_KEY = "lockgate.oauth"
+# Toward the upstream on a replay: what httpx sets itself, and the refused token.
+_REPLAY_DROP = ("host", "content-length", "authorization", "accept-encoding", "connection")
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """What the request hook injected, for the 401 replay."""
+
+    upstream: str
+    user: str
+    token: str
 
 
 class Credentials:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._cache: dict[str, tuple[float, str | None]] = {}
+        self._tokens: dict[tuple[str, str], tuple[float, UpstreamTokens]] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def configure(self, updated: set[str]) -> None:
         self._cache.clear()
+        self._tokens.clear()
+
+    def connected(self, upstream: str, user: str, error: LockgateError | None) -> None:
+        """The connect flow stored new tokens (or failed): read them afresh next time."""
+        self._tokens.pop((upstream, user), None)
 
     def _secret(self, upstream: str) -> str | None:
         now = time.monotonic()
@@ -38,8 +84,8 @@ class Credentials:
             self._cache[upstream] = (now, value)
         return value
 
-    @guarded
-    def request(self, flow: http.HTTPFlow) -> None:
+    @guarded_async
+    async def request(self, flow: http.HTTPFlow) -> None:
         route = pending_route(flow)
         if route is None:
             return
@@ -48,13 +94,7 @@ class Credentials:
         if auth == "none":
             return
         if auth == "oauth":
-            self._not_connected(
-                flow,
-                target.name,
-                f"Upstream {target.name!r} uses OAuth, which this lockgate version cannot "
-                'connect yet; use auth = "header" with a token stored by '
-                f"`lockgate secret set {target.name}`.",
-            )
+            await self._oauth(flow, target.name)
             return
         try:
             secret = self._secret(target.name)
@@ -73,6 +113,230 @@ class Credentials:
             )
             return
         flow.request.headers[target.config.header] = target.config.value.replace("{secret}", secret)
+
+    # --- auth = "oauth" ---------------------------------------------------------------------
+
+    async def _oauth(self, flow: http.HTTPFlow, upstream: str) -> None:
+        user = state(flow).user
+        if user is None:
+            raise RuntimeError("an oauth upstream's request has no signed-in user")
+        try:
+            tokens = await self._load(upstream, user)
+            if tokens is not None and tokens.expires_within(REFRESH_AHEAD):
+                tokens = await self._refresh(flow, upstream, user, tokens.access_token)
+        except KeyringUnavailable as e:
+            answer_rpc_error(flow, 503, jsonrpc.INTERNAL_ERROR, str(e), outcome="error")
+            return
+        except SecretMissing as e:
+            self._oauth_not_connected(flow, upstream, str(e))
+            return
+        except upstream_oauth.UpstreamOAuthError as e:
+            answer_rpc_error(
+                flow,
+                502,
+                jsonrpc.INTERNAL_ERROR,
+                f"Upstream {upstream!r}: {e.message.rstrip('.')}; try again.",
+                outcome="upstream_error",
+                data={"upstream": upstream},
+            )
+            return
+        if tokens is None:
+            self._oauth_not_connected(
+                flow,
+                upstream,
+                f"Upstream {upstream!r} is not connected for user {user!r}; open "
+                f"{connect_url(self.config.base_url, upstream)} or run "
+                f"`lockgate connect {upstream}`.",
+            )
+            return
+        flow.request.headers["authorization"] = f"Bearer {tokens.access_token}"
+        flow.metadata[OAUTH_KEY] = _Sent(upstream, user, tokens.access_token)
+
+    async def _load(
+        self, upstream: str, user: str, *, fresh: bool = False
+    ) -> UpstreamTokens | None:
+        key = (upstream, user)
+        now = time.monotonic()
+        hit = self._tokens.get(key)
+        if not fresh and hit is not None and now - hit[0] < CACHE_SECONDS:
+            return hit[1]
+        tokens = await anyio.to_thread.run_sync(upstream_tokens.load, upstream, user)
+        if tokens is None:
+            self._tokens.pop(key, None)
+        else:
+            self._tokens[key] = (now, tokens)
+        return tokens
+
+    async def _refresh(
+        self, flow: http.HTTPFlow, upstream: str, user: str, refused: str
+    ) -> UpstreamTokens | None:
+        """New tokens in place of `refused` (expiring, or refused by the upstream).
+
+        One refresh at a time per user and upstream: whoever waited finds the new tokens
+        in the keyring and uses them. None when the authorization server refuses (audited);
+        other failures raise UpstreamOAuthError.
+        """
+        key = (upstream, user)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            current = await self._load(upstream, user, fresh=True)
+            if current is None:
+                return None
+            if current.access_token != refused and not current.expires_within(REFRESH_AHEAD):
+                return current  # another request refreshed while this one waited
+            try:
+                new = await upstream_oauth.refresh(current, upstream=upstream)
+            except upstream_oauth.RefreshRefused as e:
+                state(flow).events.append(
+                    {
+                        "event": "auth.upstream_refresh_failed",
+                        "upstream": upstream,
+                        "user": user,
+                        "outcome": "denied",
+                        "reason": e.message,
+                    }
+                )
+                self._tokens.pop(key, None)
+                if e.error == "invalid_grant":  # dead for good: show "needs connect"
+                    await anyio.to_thread.run_sync(upstream_tokens.delete, upstream, user)
+                return None
+            except upstream_oauth.UpstreamOAuthError as e:
+                state(flow).events.append(
+                    {
+                        "event": "auth.upstream_refresh_failed",
+                        "upstream": upstream,
+                        "user": user,
+                        "outcome": "error",
+                        "reason": e.message,
+                    }
+                )
+                if not current.expires_within(0):
+                    return current  # still valid: use it while the server is away
+                raise
+            await anyio.to_thread.run_sync(upstream_tokens.save, upstream, user, new)
+            self._tokens[key] = (time.monotonic(), new)
+            return new
+
+    def _oauth_not_connected(self, flow: http.HTTPFlow, upstream: str, message: str) -> None:
+        url = connect_url(self.config.base_url, upstream)
+        data = {"upstream": upstream, "connect_url": url, "command": f"lockgate connect {upstream}"}
+        answer_rpc_error(
+            flow, 200, jsonrpc.CONNECT_REQUIRED, message, outcome="connect_required", data=data
+        )
+
+    # --- the upstream refused the token: refresh once, replay once --------------------------
+
+    @guarded_async
+    async def responseheaders(self, flow: http.HTTPFlow) -> None:
+        sent = flow.metadata.get(OAUTH_KEY)
+        resp = flow.response
+        st = state(flow)
+        if not isinstance(sent, _Sent) or resp is None or st.local or resp.status_code != 401:
+            return
+        flow.metadata.pop(OAUTH_KEY, None)  # once
+        try:
+            tokens = await self._refresh(flow, sent.upstream, sent.user, sent.token)
+        except (KeyringUnavailable, SecretMissing, upstream_oauth.UpstreamOAuthError):
+            tokens = None
+        if tokens is None:
+            message = (
+                f"Upstream {sent.upstream!r} refused the stored token and it could not be "
+                f"refreshed; open {connect_url(self.config.base_url, sent.upstream)} or run "
+                f"`lockgate connect {sent.upstream}`."
+            )
+            url = connect_url(self.config.base_url, sent.upstream)
+            data = {
+                "upstream": sent.upstream,
+                "connect_url": url,
+                "command": f"lockgate connect {sent.upstream}",
+            }
+            ids = [m.id for m in st.messages if m.kind == "request"]
+            errors = [
+                jsonrpc.error_response(i, jsonrpc.CONNECT_REQUIRED, message, data) for i in ids
+            ] or [jsonrpc.error_response(None, jsonrpc.CONNECT_REQUIRED, message, data)]
+            body = jsonrpc.encode(errors if len(errors) > 1 else errors[0])
+            self._replace(flow, 200, body, dict(JSON_HEADERS))
+            st.outcome = "connect_required"
+            st.reason = message
+            return
+        if flow.request.method.upper() == "GET":
+            # A GET is an event stream that may never end: not buffered. The client opens
+            # it again, and then the new token is used.
+            message = (
+                f"Upstream {sent.upstream!r} refused the stored token; it was refreshed, "
+                "open the stream again."
+            )
+            body = jsonrpc.encode(jsonrpc.error_response(None, jsonrpc.INTERNAL_ERROR, message))
+            self._replace(flow, 503, body, {**JSON_HEADERS, "retry-after": "0"})
+            st.outcome = "upstream_error"
+            st.reason = message
+            return
+        status, headers, body = await self._replay(flow, tokens)
+        self._replace(flow, status, self._filtered(flow, headers, body), headers)
+
+    async def _replay(
+        self, flow: http.HTTPFlow, tokens: UpstreamTokens
+    ) -> tuple[int, dict[str, str], bytes]:
+        req = flow.request
+        headers = {k: v for k, v in req.headers.items() if k.lower() not in _REPLAY_DROP}
+        headers["authorization"] = f"Bearer {tokens.access_token}"
+        headers["accept-encoding"] = "identity"
+        profile = self.config.profile
+        verify: str | bool = True
+        timeout = 60.0
+        if profile is not None:
+            verify = profile.gateway.upstream_ca or True
+            route = state(flow).route
+            per_upstream = route.upstream.config.timeout if route is not None else None
+            timeout = per_upstream or profile.gateway.upstream_timeout
+        async with (
+            httpx.AsyncClient(
+                trust_env=False, verify=verify, timeout=timeout, follow_redirects=False
+            ) as client,
+            client.stream(
+                req.method, req.url, headers=headers, content=req.raw_content or b""
+            ) as response,
+        ):
+            body = bytearray()
+            async for chunk in response.aiter_raw():
+                body += chunk
+                if len(body) > REPLAY_MAX_BYTES:
+                    raise ValueError("the replayed answer is larger than the replay limit")
+            out = {
+                k: v
+                for k, v in response.headers.items()
+                if k.lower() not in ("content-length", "transfer-encoding", "connection")
+            }
+            return response.status_code, out, bytes(body)
+
+    @staticmethod
+    def _filtered(flow: http.HTTPFlow, headers: dict[str, str], body: bytes) -> bytes:
+        """The replayed answer through the route's filters, as Capabilities would do it."""
+        st = state(flow)
+        ctype = next((v for k, v in headers.items() if k.lower() == "content-type"), "").lower()
+        if ctype.startswith("text/event-stream"):
+            rewriter = SseRewriter(lambda ev: rewrite_event(st, ev))
+            parts = [rewriter(body) if body else [], rewriter(b"")]
+            return b"".join(p if isinstance(p, bytes) else b"".join(p) for p in parts)
+        if ctype.startswith("application/json") and body:
+            obj = jsonrpc.loads(body)  # unreadable: raises, and the hook fails closed
+            out = process_message(st, obj)
+            return jsonrpc.encode(out) if out is not None else b""
+        return body
+
+    @staticmethod
+    def _replace(flow: http.HTTPFlow, status: int, body: bytes, headers: dict[str, str]) -> None:
+        """Send `body` instead of the upstream's 401, whose own body is swallowed as it
+        arrives (as `fail_closed` does on this side of the exchange)."""
+        replacement = http.Response.make(status, body, headers)
+
+        def swallow(chunk: bytes) -> bytes | list[bytes]:
+            return body if chunk == b"" else []
+
+        replacement.stream = swallow
+        flow.response = replacement
+        st = state(flow)
+        st.replacement = body
 
     def _not_connected(self, flow: http.HTTPFlow, upstream: str, message: str) -> None:
         data = {"upstream": upstream, "command": f"lockgate secret set {upstream}"}

@@ -7,6 +7,7 @@ from mitmproxy import http
 from lockgate import jsonrpc
 from lockgate.addons._flow import answer, guarded, state
 from lockgate.addons.config import Config
+from lockgate.addons.connect import is_connect_path
 from lockgate.addons.oauth_server import is_own_path
 from lockgate.catalog import registry_servers
 from lockgate.routing import route_name_of
@@ -59,6 +60,8 @@ class Router:
             )
         elif path.rstrip("/") == "/registry/v0.1/servers":
             answer(flow, 200, registry_servers(profile, self.config.base_url), outcome="success")
+        elif is_connect_path(path):
+            return  # the connect addon answers these (upstream OAuth)
         elif profile.identity.kind != "none" and is_own_path(path):
             return  # the OAuth server answers these, once their body has arrived
         else:

@@ -6,12 +6,14 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from lockgate.cli import audit, demo, profile, secret, up
+    from lockgate.cli import audit, connect, demo, profile, secret, up
 
     app.command("up")(up.up)
     app.command("demo")(demo.demo)
     app.add_typer(profile.app, name="profile")
     app.add_typer(secret.app, name="secret")
+    app.command("connect")(connect.connect)
+    app.command("disconnect")(connect.disconnect)
     app.add_typer(audit.app, name="audit")
     from lockgate.cli import doctor, servers
 

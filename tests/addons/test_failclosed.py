@@ -15,6 +15,7 @@ Two kinds of breakage:
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
-from lockgate import secrets
+from lockgate import secrets, upstream_tokens
 from lockgate.addons import audit as audit_mod
 from lockgate.addons import capabilities as capabilities_mod
 from lockgate.addons import client_auth as client_auth_mod
@@ -33,7 +34,7 @@ from lockgate.addons import guard as guard_mod
 from lockgate.addons import pipeline
 from lockgate.addons import router as router_mod
 from lockgate.addons import upstream as upstream_mod
-from lockgate.addons._flow import guarded, state
+from lockgate.addons._flow import guarded, guarded_async, state
 from lockgate.addons.config import Config
 from lockgate.filters import Policy
 
@@ -62,6 +63,13 @@ tools.deny = ["delete_*"]
 
 [routes.secured]
 upstream = "secured"
+
+[upstreams.linked]
+url = "http://127.0.0.1:9003/mcp"
+auth = "oauth"
+
+[routes.linked]
+upstream = "linked"
 """
 HOOKS = ("requestheaders", "request", "responseheaders", "response", "error")
 REQUEST_SIDE = ("requestheaders", "request")
@@ -100,7 +108,9 @@ class Gateway:
             for addon in self.addons:
                 fn = getattr(addon, name, None)
                 if fn is not None:
-                    fn(f)
+                    result = fn(f)
+                    if inspect.isawaitable(result):  # async hooks (connect, credentials)
+                        await result
 
         self.tctx.master.event_loop.run_until_complete(run())
 
@@ -192,6 +202,13 @@ def replaced(status: int, body: bytes) -> None:
 # --- every hook is wrapped -----------------------------------------------------------------
 
 _WRAPPER_CODE = guarded(lambda self, flow: None).__code__
+
+
+async def _async_hook(self: Any, flow: http.HTTPFlow) -> None:
+    return None
+
+
+_ASYNC_WRAPPER_CODE = guarded_async(_async_hook).__code__
 # Neither can send anything on: Upstream.responseheaders only cancels its timer, and
 # Upstream.error only remembers the flow for the JSON error page mitmproxy then writes.
 UNGUARDED_BY_DESIGN = {("Upstream", "responseheaders"), ("Upstream", "error")}
@@ -215,7 +232,9 @@ def test_every_hook_of_the_pipeline_is_guarded() -> None:
             fn = getattr(type(addon), hook, None)
             if fn is None or (type(addon).__name__, hook) in UNGUARDED_BY_DESIGN:
                 continue
-            assert fn.__code__ is _WRAPPER_CODE, f"{type(addon).__name__}.{hook} is not @guarded"
+            assert fn.__code__ in (_WRAPPER_CODE, _ASYNC_WRAPPER_CODE), (
+                f"{type(addon).__name__}.{hook} is not @guarded"
+            )
 
 
 def break_body(monkeypatch: pytest.MonkeyPatch, gw: Gateway, addon_name: str, hook: str) -> None:
@@ -287,6 +306,10 @@ def _keyring(mp: pytest.MonkeyPatch, gw: Gateway) -> None:
     mp.setattr(secrets, "get_secret", boom)
 
 
+def _oauth_tokens(mp: pytest.MonkeyPatch, gw: Gateway) -> None:
+    mp.setattr(upstream_tokens, "load", boom)
+
+
 def _timer(mp: pytest.MonkeyPatch, gw: Gateway) -> None:
     mp.setattr(upstream_mod, "_timeout_of", boom)
 
@@ -304,6 +327,7 @@ def _audit_disk(mp: pytest.MonkeyPatch, gw: Gateway) -> None:
         (_policy, "curated", TOOLS_LIST, "Capabilities.request"),
         (_parser, "open", TOOLS_LIST, "Capabilities.request"),
         (_keyring, "secured", TOOLS_LIST, "Credentials.request"),
+        (_oauth_tokens, "linked", TOOLS_LIST, "Credentials.request"),
         (_timer, "open", TOOLS_LIST, "Upstream.request"),
         (_audit_disk, "open", [NOTIFICATION, TOOLS_LIST], "Audit.request"),
     ],
@@ -314,6 +338,7 @@ def _audit_disk(mp: pytest.MonkeyPatch, gw: Gateway) -> None:
         "policy",
         "parser",
         "keyring",
+        "oauth-tokens",
         "timer",
         "audit-disk",
     ],

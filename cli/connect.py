@@ -1,0 +1,237 @@
+"""`lockgate connect` / `lockgate disconnect`: an `auth = "oauth"` upstream's tokens.
+
+The redirect URI registered at the upstream is always the gateway's own
+`<base>/connect/<upstream>/callback`. When the gateway runs, the command opens its
+`/connect/<upstream>` page and waits until the keyring holds new tokens; otherwise it serves
+those two URLs itself on the profile's listen address for the duration of the flow (the
+logic is the gateway's: `lockgate.addons.connect.ConnectService`). Only the gateway's own
+URL is given to the browser (`webbrowser`, no shell); the upstream's authorization URL is
+reached by the gateway's redirect, after its SSRF checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import webbrowser
+from pathlib import Path
+
+import httpx
+import typer
+import uvicorn
+from rich.console import Console
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from lockgate import upstream_tokens
+from lockgate.addons.connect import ConnectService, connect_url
+from lockgate.audit import AuditLog
+from lockgate.cli.up import default_profile
+from lockgate.cli.views import console
+from lockgate.errors import GatewayError, LockgateError, SecretMissing
+from lockgate.oauth import local_user
+from lockgate.paths import audit_log_path
+from lockgate.profile import Profile, load_profile, split_listen
+
+UPSTREAM = typer.Argument(..., help="The upstream's name, as in the profile's upstreams.NAME.")
+PROFILE = typer.Option(
+    None, "--profile", "-p", help="The profile (default: $LOCKGATE_PROFILE or the installed one)."
+)
+POLL_SECONDS = 0.5
+
+
+def _oauth_profile(profile_path: Path | None, upstream: str) -> Profile:
+    profile = load_profile(profile_path or default_profile())
+    section = profile.upstreams.get(upstream)
+    if section is None:
+        known = ", ".join(sorted(profile.upstreams)) or "none"
+        raise LockgateError(
+            f"The profile has no upstream {upstream!r} (known: {known})",
+            "use the name of an [upstreams.NAME] table",
+        )
+    if section.auth != "oauth":
+        raise LockgateError(
+            f'Upstream {upstream!r} does not use auth = "oauth", so there is nothing to connect',
+            f"for a static secret use `lockgate secret set {upstream}`",
+        )
+    return profile
+
+
+def _local_base(profile: Profile) -> str:
+    host, port = split_listen(profile.gateway.listen)
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}"
+
+
+def gateway_running(profile: Profile) -> bool:
+    """Whether a gateway answers /healthz on the profile's listen address."""
+    try:
+        r = httpx.get(f"{_local_base(profile)}/healthz", timeout=2, trust_env=False)
+    except httpx.HTTPError:
+        return False
+    try:
+        return r.status_code == 200 and r.json().get("status") == "ok"
+    except ValueError:
+        return False
+
+
+def _obtained(upstream: str, user: str) -> float | None:
+    try:
+        tokens = upstream_tokens.load(upstream, user)
+    except SecretMissing:
+        return None
+    return None if tokens is None else tokens.obtained_at
+
+
+def connect(
+    upstream: str = UPSTREAM,
+    profile: Path | None = PROFILE,
+    no_browser: bool = typer.Option(
+        False, "--no-browser", help="Print the URL to open instead of opening a browser."
+    ),
+    timeout: float = typer.Option(600, "--timeout", help="Seconds to wait for the sign-in."),
+) -> None:
+    """Connect UPSTREAM (auth = "oauth") for you: sign in at its authorization server once;
+    its tokens go to the OS keyring, never to a client config.
+
+    Uses the running gateway when there is one, else serves the callback itself.
+
+    Example: lockgate connect linear --profile ~/lockgate/profile.toml
+    """
+    prof = _oauth_profile(profile, upstream)
+    out = console(stderr=True)
+    url = connect_url(prof.base_url(), upstream)
+    if prof.identity.kind == "oidc":
+        # The gateway knows who is signed in (its session); the CLI does not.
+        if not gateway_running(prof):
+            raise GatewayError(
+                'With [identity] kind = "oidc" the gateway connects upstreams for its '
+                "signed-in user, and it is not running",
+                "start it with `lockgate up`, then run this again",
+            )
+        _show(url, no_browser)
+        out.print("Finish in the browser; the gateway stores the tokens for your sign-in.")
+        return
+    user = local_user()
+    before = _obtained(upstream, user)
+    if gateway_running(prof):
+        out.print(f"Connecting [bold]{upstream}[/] through the running gateway.")
+        _show(url, no_browser)
+        with out.status(f"Waiting for the sign-in at {upstream}'s authorization server..."):
+            deadline = time.monotonic() + timeout
+            while _obtained(upstream, user) in (None, before):
+                if time.monotonic() > deadline:
+                    raise LockgateError(
+                        f"No tokens for {upstream!r} arrived within {timeout:g} seconds",
+                        f"run `lockgate connect {upstream}` again and finish the sign-in",
+                    )
+                time.sleep(POLL_SECONDS)
+    else:
+        out.print(f"Connecting [bold]{upstream}[/] (no gateway running: serving the callback).")
+        error = asyncio.run(_serve_flow(prof, upstream, user, url, no_browser, timeout, out))
+        if error is not None:
+            raise error
+    out.print(f"[green]Connected[/] {upstream} for {user}; its tokens are in the OS keyring.")
+
+
+def _show(url: str, no_browser: bool) -> None:
+    if no_browser:
+        typer.echo(f"Open this URL in your browser: {url}")
+        return
+    typer.echo(f"Opening {url}")
+    if not webbrowser.open(url):  # a list of arguments, never a shell
+        typer.echo(f"No browser could be opened; open this URL yourself: {url}")
+
+
+async def _serve_flow(
+    profile: Profile,
+    upstream: str,
+    user: str,
+    url: str,
+    no_browser: bool,
+    timeout: float,
+    out: Console,
+) -> LockgateError | None:
+    """Serve /connect/<upstream> and its callback until the flow ends; its error, if any."""
+    done: asyncio.Future[LockgateError | None] = asyncio.get_running_loop().create_future()
+
+    def finished(name: str, who: str, error: LockgateError | None) -> None:
+        if name == upstream and not done.done():
+            done.set_result(error)
+
+    service = ConnectService(lambda: profile, profile.base_url, lambda cookie, params: user)
+    service.listeners.append(finished)
+    log: list[dict[str, object]] = []
+
+    async def endpoint(request: Request) -> Response:
+        reply = await service.handle(
+            request.method, request.url.path, request.url.query, request.headers.get("cookie")
+        )
+        log.extend(reply.events)
+        response = Response(reply.body, status_code=reply.status, headers=reply.headers)
+        for cookie in reply.cookies:
+            response.headers.append("set-cookie", cookie)
+        return response
+
+    app = Starlette(routes=[Route("/connect/{rest:path}", endpoint, methods=["GET"])])
+    host, port = split_listen(profile.gateway.listen)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            raise GatewayError(
+                f"Could not listen on {profile.gateway.listen} for the connect callback",
+                "stop what uses that port, or start the gateway and connect through it",
+            )
+        await asyncio.sleep(0.02)
+    try:
+        _show(url, no_browser)
+        try:
+            return await asyncio.wait_for(done, timeout)
+        except TimeoutError:
+            return LockgateError(
+                f"The sign-in for {upstream!r} did not finish within {timeout:g} seconds",
+                f"run `lockgate connect {upstream}` again",
+            )
+    finally:
+        await asyncio.sleep(0.2)  # let the browser receive the final page
+        server.should_exit = True
+        await task
+        _record(log)
+
+
+def _record(events: list[dict[str, object]]) -> None:
+    """The flow's auth.* events into the audit log, as the gateway would have written them."""
+    if not events:
+        return
+    try:
+        with AuditLog(audit_log_path()) as log:
+            for event in events:
+                log.append(event)
+    except LockgateError as e:  # the tokens are stored; say so, and why the log is not
+        typer.echo(f"lockgate: the audit log was not written ({e.message})", err=True)
+
+
+def disconnect(
+    upstream: str = UPSTREAM,
+    profile: Path | None = PROFILE,
+    user: str | None = typer.Option(
+        None, "--user", help="Whose tokens (default: you; kind oidc: the user's sub)."
+    ),
+) -> None:
+    """Forget UPSTREAM's tokens from the OS keyring; the next call asks to connect again.
+
+    Example: lockgate disconnect linear
+    """
+    _oauth_profile(profile, upstream)
+    who = user or local_user()
+    out = console()
+    if upstream_tokens.delete(upstream, who):
+        out.print(f"Disconnected {upstream} for {who}: its tokens are gone from the keyring.")
+    else:
+        out.print(f"{upstream} was not connected for {who}; nothing to forget.")
