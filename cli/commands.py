@@ -19,6 +19,9 @@ def register(app: typer.Typer) -> None:
 
     app.command("servers")(servers.servers)
     app.command("doctor")(doctor.doctor)
+    from lockgate.cli import watch
+
+    app.command("watch")(watch.watch)
     from lockgate.cli import clients
 
     app.add_typer(clients.app, name="clients")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import re
 import signal
 from dataclasses import dataclass, field
@@ -42,11 +43,20 @@ def demo_profile(upstream_url: str) -> Path:
     return path
 
 
-def connect_help(out: Console, gw: Gateway, profile: Path) -> None:
+def connect_help(out: Console, gw: Gateway, profile: Path, *, short: bool = False) -> None:
+    """How to connect and sign in; `short` for the banner above the live view."""
     from lockgate.cli import clients
 
     url = gw.route_url(FULL)
     ro = gw.route_url(READONLY)
+    if short:
+        out.print(
+            f"Connect: lockgate clients install claude-code --route {FULL} --profile {profile}"
+            "  (or cursor, vscode, claude-desktop)"
+        )
+        out.print(f"  or any MCP client to {url}; the read-only view is {ro}")
+        out.print("  Clients sign in on a consent page in your browser: check the client, Allow.")
+        return
     out.print()
     clients.connect_help(out, gw.profile, FULL, base=gw.base_url, profile_path=profile)
     out.print(
@@ -105,11 +115,28 @@ def demo(
             ok = asyncio.run(_check(profile, listen or "127.0.0.1:0", out))
             raise typer.Exit(0 if ok else 1)
 
+        from lockgate.cli.up import serve
+        from lockgate.cli.watch import GatewayView
+
+        if GatewayView.wanted(out):  # a terminal: the live view under a short banner
+            view = GatewayView(out)
+
+            def started_view(gw: Gateway) -> None:
+                view.started(gw)
+                text = Console(file=io.StringIO(), width=400, color_system=None)
+                connect_help(text, gw, profile, short=True)
+                assert isinstance(text.file, io.StringIO)
+                view.set_banner([ln for ln in text.file.getvalue().splitlines() if ln.strip()])
+
+            view.run(
+                lambda: serve(profile, listen=listen, on_started=started_view, on_event=view.push)
+            )
+            out.print("lockgate: stopped")
+            return
+
         def started(gw: Gateway) -> None:
             views.print_started(out, gw.base_url, [(n, gw.route_url(n)) for n in gw.profile.routes])
             connect_help(out, gw, profile)
-
-        from lockgate.cli.up import serve
 
         serve(
             profile, listen=listen, on_started=started, on_event=lambda r: views.print_event(out, r)

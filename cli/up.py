@@ -69,12 +69,20 @@ def up(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print events as they happen."),
 ) -> None:
-    """Start the gateway and print each audited event as it happens.
+    """Start the gateway and show each audited event as it happens: the live view of
+    `lockgate watch` on a terminal (q stops), plain lines when piped.
 
     Example: lockgate up --profile profiles/demo.toml
     """
     path = profile or default_profile()
     out = views.console()
+    from lockgate.cli.watch import GatewayView
+
+    if not quiet and GatewayView.wanted(out):  # a terminal: the live view, q stops
+        view = GatewayView(out)
+        view.run(lambda: serve(path, listen=listen, on_started=view.started, on_event=view.push))
+        out.print("lockgate: stopped")
+        return
 
     def started(gw: Gateway) -> None:
         views.print_started(

@@ -1,0 +1,634 @@
+"""The model behind `lockgate watch`: events in, filtered rows, counts, rates and selection out.
+
+Pure and terminal-free, so the view (cli/watch.py) only draws what this decides, and tests
+drive it key by key. Costs are per event (O(1) ingest) and per frame (the visible rows), never
+per event per frame, so the view keeps up with a busy log: the ring of rows is bounded, the
+counts cover every event ingested.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import json
+import re
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from lockgate.filters import glob_match
+
+__all__ = [
+    "FIELDS",
+    "OUTCOME_CYCLE",
+    "Counts",
+    "Detail",
+    "Filter",
+    "LagStats",
+    "Row",
+    "RowCells",
+    "Section",
+    "WatchModel",
+    "cells",
+    "clean",
+    "detail",
+    "event_time",
+    "matches_pattern",
+    "parse_query",
+]
+
+# The fields a filter can name, in the order `Filter.query()` writes them.
+FIELDS = ("route", "user", "outcome", "name")
+# What `o` steps through; "!success" is every failure at once.
+OUTCOME_CYCLE = (
+    "",
+    "!success",
+    "success",
+    "denied",
+    "blocked",
+    "error",
+    "upstream_error",
+    "connect_required",
+)
+CALL_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
+DENIED = frozenset({"denied", "blocked"})
+ERRORS = frozenset({"error", "upstream_error"})
+RATE_WINDOW = 60  # seconds: rates are events/s over the last minute
+
+# C0/C1 control characters (ESC included) from upstream-controlled names must not reach a
+# terminal: a tool named "\x1b]..." could rewrite what the reviewer sees.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Fields every detail view lists first, in this order; the rest follow sorted.
+_DETAIL_ORDER = (
+    "ts",
+    "seq",
+    "event",
+    "route",
+    "upstream",
+    "user",
+    "client",
+    "session",
+    "direction",
+    "method",
+    "name",
+    "path",
+    "id",
+    "outcome",
+    "status",
+    "reason",
+    "latency_ms",
+    "count",
+    "progress",
+)
+_DETAIL_SECTIONS = ("args", "findings", "error", "result")  # what a reviewer reads first
+_DETAIL_TAIL = ("prev", "hash")
+_SECTION_LIMIT = 4000
+
+
+def clean(value: object, *, multiline: bool = False) -> str:
+    """`value` as text with control characters replaced, safe to put on a terminal."""
+    pattern = _CONTROL if multiline else _CONTROL_LINE
+    return pattern.sub("?", value if isinstance(value, str) else str(value))
+
+
+# ---------------------------------------------------------------------------- filters
+
+
+def matches_pattern(pattern: str, value: str) -> bool:
+    """Case-insensitive: a glob (`*`, `?`) matches the whole value, other text any part of it.
+
+    An empty pattern matches everything; a leading `!` negates the rest.
+    """
+    if not pattern:
+        return True
+    if pattern.startswith("!"):
+        return not matches_pattern(pattern[1:], value) if len(pattern) > 1 else True
+    p, v = pattern.lower(), value.lower()
+    if "*" in p or "?" in p:
+        return glob_match(p, v)
+    return p in v
+
+
+def _text_fields(event: Mapping[str, Any]) -> Iterable[str]:
+    for key in ("route", "user", "client", "method", "name", "outcome", "event", "path"):
+        value = event.get(key)
+        if value is not None:
+            yield str(value)
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which events the table shows: one pattern per field, and free text over all of them."""
+
+    route: str = ""
+    user: str = ""
+    outcome: str = ""
+    name: str = ""
+    text: str = ""
+
+    def __bool__(self) -> bool:
+        return any((self.route, self.user, self.outcome, self.name, self.text))
+
+    def matches(self, event: Mapping[str, Any]) -> bool:
+        for key in FIELDS:
+            pattern: str = getattr(self, key)
+            if pattern:
+                raw = event.get(key)
+                if key == "name" and raw is None:
+                    raw = event.get("path")
+                if not matches_pattern(pattern, "" if raw is None else str(raw)):
+                    return False
+        if self.text:
+            for word in self.text.split():
+                if word.startswith("!"):
+                    if any(matches_pattern(word[1:], v) for v in _text_fields(event)):
+                        return False
+                elif not any(matches_pattern(word, v) for v in _text_fields(event)):
+                    return False
+        return True
+
+    def query(self) -> str:
+        """The filter as `/` query text: `route:lin* outcome:!success free words`."""
+        parts = [f"{key}:{getattr(self, key)}" for key in FIELDS if getattr(self, key)]
+        if self.text:
+            parts.append(self.text)
+        return " ".join(parts)
+
+
+def parse_query(text: str) -> Filter:
+    """Parse what the user typed after `/`: `field:pattern` (or `field=pattern`) and words.
+
+    Fields are route, user, outcome, name (or their first letters); a field given twice keeps
+    the last; other words filter on any column. Never raises.
+    """
+    found: dict[str, str] = {}
+    words: list[str] = []
+    for token in text.split():
+        key, sep, value = token.partition(":")
+        if not sep:
+            key, sep, value = token.partition("=")
+        full = next((f for f in FIELDS if key.lower() in (f, f[0])), None) if sep else None
+        if full is not None and value:
+            found[full] = value
+        elif full is None or value:
+            words.append(token)
+    return Filter(text=" ".join(words), **found)
+
+
+# ---------------------------------------------------------------------------- events
+
+
+@functools.lru_cache(maxsize=4096)
+def _second(prefix: str) -> float | None:
+    try:
+        return datetime.fromisoformat(prefix).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
+def event_time(event: Mapping[str, Any]) -> float | None:
+    """The event's `ts` as a Unix time, or None when it has none or it does not parse."""
+    ts = event.get("ts")
+    if not isinstance(ts, str) or len(ts) < 19:
+        return None
+    if ts.endswith("Z") and (len(ts) == 19 + 1 or ts[19:20] == "."):
+        base = _second(ts[:19])  # our own format, cached per second: the hot path
+        if base is None:
+            return None
+        frac = ts[20:-1]
+        return base + (int(frac) / 10 ** len(frac) if frac.isdigit() else 0.0)
+    try:
+        parsed = datetime.fromisoformat(ts)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def _findings(event: Mapping[str, Any]) -> int:
+    found = event.get("findings")
+    if isinstance(found, (list, tuple)):
+        return len(found)
+    if found:
+        return 1
+    return 1 if str(event.get("event", "")).startswith("guardrail.") else 0
+
+
+class RowCells(NamedTuple):
+    """One table row's text, cleaned; the view adds colour by `outcome`."""
+
+    time: str
+    user: str
+    client: str
+    route: str
+    method: str
+    name: str
+    outcome: str
+    latency: str
+
+
+def _latency(event: Mapping[str, Any]) -> str:
+    latency = event.get("latency_ms")
+    total = latency.get("total") if isinstance(latency, Mapping) else latency
+    if isinstance(total, bool) or not isinstance(total, (int, float)):
+        return "-"
+    return f"{total:.1f} ms"
+
+
+def cells(event: Mapping[str, Any]) -> RowCells:
+    """The table cells of one event: time (UTC), user, client, route, method, name, ..."""
+    ts = str(event.get("ts", ""))
+    time_cell = ts[11:23] if len(ts) >= 23 and ts[10:11] == "T" else ts
+
+    def get(key: str) -> str:
+        value = event.get(key)
+        return "-" if value is None or value == "" else clean(value)
+
+    name = event.get("name")
+    if name is None:
+        name = event.get("path")
+    return RowCells(
+        time=clean(time_cell) or "-",
+        user=get("user"),
+        client=get("client"),
+        route=get("route"),
+        method=get("method"),
+        name="-" if name is None else clean(name),
+        outcome=get("outcome"),
+        latency=_latency(event),
+    )
+
+
+class Section(NamedTuple):
+    """A JSON part of an event (args, findings, error, result), indented and on one line."""
+
+    title: str
+    pretty: str
+    compact: str
+
+
+class Detail(NamedTuple):
+    """The detail view of one event: labelled fields, then JSON sections (args, result...)."""
+
+    fields: list[tuple[str, str]]
+    sections: list[Section]
+
+
+def _json(value: object, indent: int | None) -> str:
+    try:
+        text = json.dumps(
+            value,
+            indent=indent,
+            ensure_ascii=False,
+            default=str,
+            separators=None if indent else (", ", ": "),
+        )
+    except ValueError:
+        text = str(value)
+    if len(text) > _SECTION_LIMIT:
+        text = f"{text[:_SECTION_LIMIT]}\n… (+{len(text) - _SECTION_LIMIT} chars)"
+    return clean(text, multiline=indent is not None)
+
+
+def _scalar(key: str, value: object) -> str:
+    if key == "latency_ms" and isinstance(value, Mapping):
+        return "  ".join(f"{k} {v:.1f} ms" for k, v in value.items() if isinstance(v, (int, float)))
+    if isinstance(value, (dict, list)):
+        return clean(json.dumps(value, ensure_ascii=False, default=str))
+    return clean(value)
+
+
+def detail(event: Mapping[str, Any]) -> Detail:
+    """Every field of the event (as the log holds it: args and result are already redacted)."""
+    seen = set(_DETAIL_ORDER) | set(_DETAIL_SECTIONS) | set(_DETAIL_TAIL)
+    keys = [k for k in _DETAIL_ORDER if k in event]
+    keys += sorted(k for k in event if k not in seen)
+    keys += [k for k in _DETAIL_TAIL if k in event]
+    fields = [(clean(k), _scalar(k, event[k])) for k in keys]
+    sections = [
+        Section(k, _json(event[k], 2), _json(event[k], None))
+        for k in _DETAIL_SECTIONS
+        if event.get(k) is not None
+    ]
+    return Detail(fields, sections)
+
+
+# ---------------------------------------------------------------------------- counters
+
+
+@dataclass
+class Counts:
+    """Totals over every event ingested (not only the rows still in the ring)."""
+
+    events: int = 0
+    calls: int = 0
+    denied: int = 0
+    errors: int = 0
+    findings: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+    def add(self, event: Mapping[str, Any]) -> None:
+        self.events += 1
+        outcome = event.get("outcome")
+        if isinstance(outcome, str):
+            self.outcomes[outcome] += 1
+            if outcome in DENIED:
+                self.denied += 1
+            elif outcome in ERRORS:
+                self.errors += 1
+        if event.get("method") in CALL_METHODS:
+            self.calls += 1
+        self.findings += _findings(event)
+
+
+class _Rates:
+    """Per-route events per second over the last minute, from the events' own timestamps."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, dict[int, int]] = {}
+
+    def add(self, route: str, when: float) -> None:
+        buckets = self._buckets.setdefault(route, {})
+        second = int(when)
+        buckets[second] = buckets.get(second, 0) + 1
+        if len(buckets) > 4 * RATE_WINDOW:
+            newest = max(buckets)
+            for old in [s for s in buckets if s <= newest - RATE_WINDOW]:
+                del buckets[old]
+
+    def per_route(self, now: float) -> list[tuple[str, float]]:
+        """(route, events/s) for routes with events in the last minute, busiest first."""
+        out = []
+        lo, hi = now - RATE_WINDOW, now
+        for route, buckets in self._buckets.items():
+            count = sum(n for s, n in buckets.items() if lo < s <= hi)
+            if count:
+                out.append((route, count / RATE_WINDOW))
+        out.sort(key=lambda item: (-item[1], item[0]))
+        return out
+
+
+class LagStats:
+    """How late events reached the screen: count, max and p95, in bounded memory (1 ms bins)."""
+
+    _BINS = 60_000  # one minute of 1 ms bins; later lands in the last one
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.max = 0.0
+        self._hist = [0] * (self._BINS + 1)
+
+    def add(self, seconds: float) -> None:
+        seconds = max(seconds, 0.0)
+        self.count += 1
+        self.max = max(self.max, seconds)
+        self._hist[min(int(seconds * 1000), self._BINS)] += 1
+
+    def quantile(self, q: float) -> float:
+        """The q-quantile in seconds (upper edge of its 1 ms bin); 0 when empty."""
+        if not self.count:
+            return 0.0
+        rank = max(1, int(q * self.count + 0.999999))
+        seen = 0
+        for ms, n in enumerate(self._hist):
+            seen += n
+            if seen >= rank:
+                return min((ms + 1) / 1000, self.max)
+        return self.max
+
+
+# ---------------------------------------------------------------------------- the model
+
+
+@dataclass(slots=True)
+class Row:
+    """One ingested event; `n` numbers events in arrival order (seq restarts on rotation)."""
+
+    n: int
+    event: dict[str, Any]
+
+
+class WatchModel:
+    """Everything the live view shows, driven by `ingest` and `key`."""
+
+    def __init__(
+        self, filt: Filter | None = None, *, ring: int = 5000, live_since: float = 0.0
+    ) -> None:
+        self.filter = filt or Filter()
+        self.live_since = live_since  # lag is measured for events written after this
+        self.ring = max(ring, 1)
+        self.rows: deque[Row] = deque(maxlen=self.ring)
+        self.shown: list[Row] = []
+        self.counts = Counts()
+        self.rates = _Rates()
+        self.routes: set[str] = set()
+        self.users: set[str] = set()
+        self.selected: int | None = None  # row n; None: follow the newest
+        self.detail_row: Row | None = None
+        self.typing: str | None = None  # the `/` prompt's text while typing
+        self.quit = False
+        self._before_typing = self.filter
+        self._top: int | None = None
+        self._follow_after_detail = False
+        self._n = 0
+        self._unshown: list[float] = []
+
+    # --- events ---------------------------------------------------------------------
+
+    def ingest(self, event: dict[str, Any], *, live: bool = True) -> None:
+        """Take one event: count it, rate it, keep it in the ring, show it if it matches."""
+        self._n += 1
+        row = Row(self._n, event)
+        self.rows.append(row)
+        self.counts.add(event)
+        route = event.get("route")
+        when = event_time(event)
+        if isinstance(route, str):
+            self.routes.add(route)
+            if when is not None:
+                self.rates.add(route, when)
+        user = event.get("user")
+        if isinstance(user, str):
+            self.users.add(user)
+        if live and when is not None and when >= self.live_since:
+            self._unshown.append(when)
+        if self.filter.matches(event):
+            self.shown.append(row)
+            if len(self.shown) > 2 * self.ring:
+                del self.shown[: len(self.shown) - self.ring]
+
+    def ingest_many(self, events: Iterable[dict[str, Any]], *, live: bool = True) -> int:
+        n = 0
+        for event in events:
+            self.ingest(event, live=live)
+            n += 1
+        return n
+
+    def drawn(self, now: float) -> list[float]:
+        """Call when a frame showing every ingested event is on screen: their lags (s)."""
+        lags = [now - t for t in self._unshown]
+        self._unshown.clear()
+        return lags
+
+    def set_filter(self, filt: Filter) -> None:
+        """Show the ring's rows that match; keep the selection when it still shows."""
+        self.filter = filt
+        self.shown = [row for row in self.rows if filt.matches(row.event)]
+        if self.selected is not None and self._index(self.selected) is None:
+            self.selected = None
+        self._top = None
+
+    def rate_lines(self, now: float) -> list[tuple[str, float]]:
+        return self.rates.per_route(now)
+
+    # --- selection and scrolling ----------------------------------------------------
+
+    def _index(self, n: int) -> int | None:
+        i = bisect.bisect_left(self.shown, n, key=lambda row: row.n)
+        return i if i < len(self.shown) and self.shown[i].n == n else None
+
+    def selected_index(self) -> int | None:
+        if self.selected is None:
+            return None
+        i = self._index(self.selected)
+        if i is None:  # trimmed out of the ring: hold on to the oldest row still shown
+            if not self.shown:
+                self.selected = None
+                return None
+            self.selected = self.shown[0].n
+            i = 0
+        return i
+
+    def move(self, delta: int) -> None:
+        """Select `delta` rows down (negative: up); from follow mode, start at the newest."""
+        if not self.shown:
+            return
+        i = self.selected_index()
+        i = len(self.shown) - 1 if i is None else i + delta
+        i = min(max(i, 0), len(self.shown) - 1)
+        self.selected = self.shown[i].n
+
+    def follow(self) -> None:
+        self.selected = None
+        self._top = None
+
+    def window(self, height: int) -> tuple[list[Row], int | None]:
+        """The rows to draw in `height` lines, and which of them is selected."""
+        height = max(height, 1)
+        total = len(self.shown)
+        i = self.selected_index()
+        if i is None:
+            self._top = None
+            return self.shown[max(0, total - height) :], None
+        if self._top is not None:
+            top = bisect.bisect_left(self.shown, self._top, key=lambda row: row.n)
+        else:  # leaving follow mode: start from the window it showed
+            top = max(0, total - height)
+        if i < top:
+            top = i
+        elif i >= top + height:
+            top = i - height + 1
+        top = max(0, min(top, total - height))  # no blank lines while older rows exist
+        self._top = self.shown[top].n if top < total else None
+        return self.shown[top : top + height], i - top
+
+    # --- keys -----------------------------------------------------------------------
+
+    def key(self, key: str, *, page: int = 10) -> None:
+        """One key press: a printable character, or up, down, pgup, pgdn, home, end, enter,
+        esc, backspace, tab."""
+        if self.typing is not None:
+            self._type(key)
+        elif self.detail_row is not None:
+            self._detail_key(key)
+        else:
+            self._list_key(key, page)
+
+    def _type(self, key: str) -> None:
+        assert self.typing is not None
+        if key == "enter":
+            self.typing = None
+            return
+        if key == "esc":
+            self.typing = None
+            self.set_filter(self._before_typing)
+            return
+        if key == "backspace":
+            self.typing = self.typing[:-1]
+        elif len(key) == 1 and key.isprintable():
+            self.typing += key
+        else:
+            return
+        self.set_filter(parse_query(self.typing))  # live: the table narrows as you type
+
+    def edit_query(self, text: str) -> None:
+        """The `/` prompt's whole text after an edit (a text input edits it, not only keys)."""
+        if self.typing is None or text == self.typing:
+            return
+        self.typing = text
+        self.set_filter(parse_query(text))  # live: the table narrows as you type
+
+    def _detail_key(self, key: str) -> None:
+        if key in ("esc", "q", "enter", "backspace"):
+            self.detail_row = None
+            if self._follow_after_detail:
+                self.follow()
+        elif key in ("up", "k", "down", "j"):
+            self.move(-1 if key in ("up", "k") else 1)
+            i = self.selected_index()
+            if i is not None:
+                self.detail_row = self.shown[i]
+
+    def _list_key(self, key: str, page: int) -> None:
+        if key == "q":
+            self.quit = True
+        elif key in ("up", "k"):
+            self.move(-1)
+        elif key in ("down", "j"):
+            self.move(1)
+        elif key == "pgup":
+            self.move(-page)
+        elif key == "pgdn":
+            self.move(page)
+        elif key in ("home", "g"):
+            if self.shown:
+                self.selected = self.shown[0].n
+        elif key in ("end", "G", "esc", "f"):
+            self.follow()
+        elif key == "enter":
+            i = self.selected_index()
+            self._follow_after_detail = i is None
+            if i is None and self.shown:
+                i = len(self.shown) - 1
+            if i is not None:
+                self.detail_row = self.shown[i]
+                self.selected = self.detail_row.n
+        elif key == "/":
+            self._before_typing = self.filter
+            query = self.filter.query()
+            self.typing = f"{query} " if query else ""
+        elif key == "c":
+            self.set_filter(Filter())
+        elif key == "r":
+            self.set_filter(replace(self.filter, route=_next(self.filter.route, self.routes)))
+        elif key == "u":
+            self.set_filter(replace(self.filter, user=_next(self.filter.user, self.users)))
+        elif key == "o":
+            self.set_filter(
+                replace(
+                    self.filter, outcome=_next(self.filter.outcome, OUTCOME_CYCLE, ordered=True)
+                )
+            )
+
+
+def _next(current: str, choices: Iterable[str], *, ordered: bool = False) -> str:
+    """The choice after `current` (sorted unless `ordered`), then "" (no filter), and around."""
+    rest = [c for c in dict.fromkeys(choices) if c]
+    cycle = [""] + (rest if ordered else sorted(rest))
+    if current not in cycle:
+        return cycle[1] if len(cycle) > 1 else ""
+    return cycle[(cycle.index(current) + 1) % len(cycle)]

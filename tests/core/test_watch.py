@@ -1,0 +1,510 @@
+"""The watch model: filters, query parsing, counts, rates, the ring, selection and keys."""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from lockgate.watch import (
+    FIELDS,
+    OUTCOME_CYCLE,
+    Filter,
+    LagStats,
+    WatchModel,
+    cells,
+    clean,
+    detail,
+    event_time,
+    matches_pattern,
+    parse_query,
+)
+
+T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+
+
+def ts(seconds: float) -> str:
+    """An audit `ts` string (as AuditLog writes it) for Unix time `seconds`."""
+    import time
+
+    ms = round(seconds * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+def ev(i: int = 0, **fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "ts": ts(T0 + i * 0.01),
+        "seq": i + 1,
+        "event": "tool.call",
+        "route": "linear",
+        "user": "alice@example.com",
+        "client": "claude-code",
+        "method": "tools/call",
+        "name": f"search_{i}",
+        "outcome": "success",
+        "latency_ms": {"total": 12.34, "upstream": 10.0},
+    }
+    base.update(fields)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+# --- patterns -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "expected"),
+    [
+        ("", "anything", True),
+        ("lin", "linear", True),
+        ("LIN", "linear", True),
+        ("ear", "linear", True),
+        ("lin*", "linear", True),
+        ("lin*", "xlinear", False),  # a glob matches the whole value
+        ("*ear", "linear", True),
+        ("l?near", "linear", True),
+        ("error", "upstream_error", True),  # text matches any part
+        ("!success", "denied", True),
+        ("!success", "success", False),
+        ("!lin*", "github", True),
+        ("!", "x", True),
+        ("gh", "linear", False),
+    ],
+)
+def test_matches_pattern(pattern: str, value: str, expected: bool) -> None:
+    assert matches_pattern(pattern, value) is expected
+
+
+text = st.text(alphabet=string.ascii_letters + string.digits + "_-./*?", max_size=12)
+
+
+@given(text, text)
+def test_negation_is_the_complement(pattern: str, value: str) -> None:
+    assume(pattern and not pattern.startswith("!"))
+    assert matches_pattern("!" + pattern, value) is not matches_pattern(pattern, value)
+
+
+@given(text, text)
+def test_matching_ignores_case(pattern: str, value: str) -> None:
+    assert matches_pattern(pattern.upper(), value.lower()) is matches_pattern(pattern, value)
+
+
+@given(st.text(alphabet=string.ascii_letters + "_", min_size=1, max_size=8), text, text)
+def test_a_literal_matches_whenever_it_occurs(needle: str, before: str, after: str) -> None:
+    assert matches_pattern(needle, before + needle + after)
+
+
+# --- filters and queries --------------------------------------------------------------------
+
+
+def test_filter_fields_combine_with_and() -> None:
+    f = Filter(route="lin*", outcome="!success")
+    assert f.matches(ev(outcome="denied"))
+    assert not f.matches(ev(outcome="success"))
+    assert not f.matches(ev(route="github", outcome="denied"))
+
+
+def test_filter_name_falls_back_to_the_path_and_missing_fields_are_empty() -> None:
+    gateway_event = {"event": "gateway.request", "path": "/oauth/token", "outcome": "error"}
+    assert Filter(name="/oauth/*").matches(gateway_event)
+    assert not Filter(user="alice").matches(gateway_event)
+    assert Filter(user="!alice").matches(gateway_event)
+
+
+def test_filter_words_match_any_column_and_all_words_must_match() -> None:
+    f = parse_query("claude search_1")
+    assert f.matches(ev(1))
+    assert not f.matches(ev(2))
+    assert not parse_query("claude !search_1").matches(ev(1))
+    assert parse_query("claude !search_1").matches(ev(2))
+
+
+def test_parse_query_fields_aliases_and_words() -> None:
+    assert parse_query("route:lin* o:!success hello u=bob") == Filter(
+        route="lin*", outcome="!success", user="bob", text="hello"
+    )
+    assert parse_query("name:") == Filter()  # a field still being typed filters nothing
+    assert parse_query("  ") == Filter()
+    assert parse_query("route:a route:b") == Filter(route="b")
+    assert parse_query("http://x") == Filter(text="http://x")  # not a field: a word
+
+
+pattern = st.text(
+    alphabet=string.ascii_letters + string.digits + "_-.*?!/@", min_size=0, max_size=10
+)
+word = st.text(alphabet=string.ascii_letters + string.digits + "_*", min_size=1, max_size=8)
+
+
+@given(pattern, pattern, pattern, pattern, st.lists(word, max_size=3))
+def test_query_round_trips(
+    route: str, user: str, outcome: str, name: str, words: list[str]
+) -> None:
+    assume(all(w.lower() not in {f for f in FIELDS} for w in words))
+    f = Filter(route=route, user=user, outcome=outcome, name=name, text=" ".join(words))
+    assert parse_query(f.query()) == f
+
+
+@given(st.text(max_size=40))
+def test_parse_query_never_raises_and_is_stable(query: str) -> None:
+    f = parse_query(query)
+    assert parse_query(f.query()) == f
+
+
+event_values = st.sampled_from(["linear", "github", "alice", "bob", "success", "denied", "x"])
+
+
+@given(
+    st.fixed_dictionaries(
+        {"route": event_values, "user": event_values, "outcome": event_values, "name": event_values}
+    ),
+    st.fixed_dictionaries({"route": pattern, "user": pattern, "outcome": pattern, "name": pattern}),
+)
+def test_a_filter_is_the_conjunction_of_its_fields(
+    event: dict[str, str], patterns: dict[str, str]
+) -> None:
+    f = Filter(**patterns)
+    expected = all(matches_pattern(patterns[k], event[k]) for k in FIELDS)
+    assert f.matches(event) is expected
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+def test_event_time_parses_our_format_and_iso() -> None:
+    assert event_time({"ts": ts(T0 + 0.123)}) == pytest.approx(T0 + 0.123)
+    assert event_time({"ts": "2027-01-15T08:00:00Z"}) == T0
+    assert event_time({"ts": "2027-01-15T09:00:00+01:00"}) == T0
+    assert event_time({"ts": "yesterday"}) is None
+    assert event_time({}) is None
+
+
+def test_cells_are_clean_and_complete() -> None:
+    c = cells(ev(3, name="evil\x1b]0;pwned\x07", user=None))
+    assert c.time == "08:00:00.030"
+    assert c.user == "-"
+    assert "\x1b" not in c.name and c.name.startswith("evil?")
+    assert c.latency == "12.3 ms"
+    assert cells({"event": "gateway.request", "path": "/healthz"}).name == "/healthz"
+
+
+def test_detail_lists_fields_in_order_then_sections_then_chain() -> None:
+    event = ev(
+        1,
+        args={"q": "hi", "token": "[redacted]"},
+        result={"content": [{"type": "text", "text": "ok\x1b[2J"}]},
+        findings=[{"kind": "pii", "detail": "email"}],
+        prev="0" * 64,
+        hash="a" * 64,
+        extra_field=7,
+    )
+    d = detail(event)
+    labels = [label for label, _ in d.fields]
+    assert labels[:3] == ["ts", "seq", "event"]
+    assert labels[-2:] == ["prev", "hash"]
+    assert "extra_field" in labels
+    assert dict(d.fields)["latency_ms"] == "total 12.3 ms  upstream 10.0 ms"
+    sections = {title: pretty for title, pretty, _ in d.sections}
+    assert list(sections) == ["args", "findings", "result"]  # findings before the result
+    assert d.sections[0].compact == '{"q": "hi", "token": "[redacted]"}'
+    assert '"token": "[redacted]"' in sections["args"]
+    assert "\x1b" not in sections["result"]
+    assert '"kind": "pii"' in sections["findings"]
+
+
+def test_clean_keeps_newlines_only_when_multiline() -> None:
+    assert clean("a\nb\x1b") == "a?b?"
+    assert clean("a\nb\x1b", multiline=True) == "a\nb?"
+
+
+# --- counts, rates, lag ---------------------------------------------------------------------
+
+
+def test_counts_cover_every_event_not_only_the_ring() -> None:
+    m = WatchModel(ring=10)
+    for i in range(100):
+        outcome = ["success", "denied", "blocked", "error", "upstream_error"][i % 5]
+        m.ingest(ev(i, outcome=outcome))
+    m.ingest(ev(100, event="capability.list", method="tools/list"))
+    m.ingest(ev(101, event="guardrail.injection", method=None))
+    m.ingest(ev(102, findings=[{"kind": "pii"}, {"kind": "secret"}]))
+    assert len(m.rows) == 10
+    c = m.counts
+    assert c.events == 103
+    assert c.calls == 101  # tools/list is not a call; the guardrail event has no method
+    assert c.denied == 40 and c.errors == 40
+    assert c.findings == 3
+    assert c.outcomes["success"] == 20 + 3
+
+
+def test_rates_are_per_route_over_the_last_minute() -> None:
+    m = WatchModel()
+    for i in range(120):  # linear: 2 events/s from T0 to T0+60
+        m.ingest({"ts": ts(T0 + i * 0.5), "route": "linear"})
+    for _ in range(30):  # github: 30 events in the last second
+        m.ingest({"ts": ts(T0 + 59.5), "route": "github"})
+    m.ingest({"ts": ts(T0 - 300), "route": "old"})
+    rates = dict(m.rate_lines(now=T0 + 60))
+    assert rates["linear"] == pytest.approx(2.0, abs=0.05)
+    assert rates["github"] == pytest.approx(0.5)
+    assert "old" not in rates
+    assert [r for r, _ in m.rate_lines(now=T0 + 60)] == ["linear", "github"]
+    assert m.rate_lines(now=T0 + 200) == []
+
+
+def test_rate_buckets_stay_bounded() -> None:
+    m = WatchModel()
+    for i in range(5000):
+        m.ingest({"ts": ts(T0 + i), "route": "linear"})
+    assert len(m.rates._buckets["linear"]) <= 4 * 60 + 1
+    assert dict(m.rate_lines(now=T0 + 4999))["linear"] == pytest.approx(1.0)
+
+
+def test_lag_stats_quantiles() -> None:
+    lag = LagStats()
+    assert lag.quantile(0.95) == 0.0
+    for ms in range(1, 101):
+        lag.add(ms / 1000)
+    assert lag.count == 100
+    assert lag.max == pytest.approx(0.1)
+    assert lag.quantile(0.95) == pytest.approx(0.095, abs=0.0015)
+    lag.add(120.0)  # beyond the histogram: counted, and the max is exact
+    assert lag.max == 120.0
+
+
+def test_drawn_reports_lag_of_live_events_only() -> None:
+    m = WatchModel()
+    m.ingest(ev(0), live=False)
+    m.ingest(ev(1))
+    m.ingest({"event": "x"})  # no ts: no lag to measure
+    lags = m.drawn(now=T0 + 1.01)
+    assert lags == [pytest.approx(1.0)]
+    assert m.drawn(now=T0 + 2) == []
+    later = WatchModel(live_since=T0 + 0.5)  # events older than the view: no lag to report
+    later.ingest(ev(1))
+    later.ingest(ev(100))
+    assert later.drawn(now=T0 + 1.5) == [pytest.approx(0.5)]
+
+
+# --- ring, filters, selection ---------------------------------------------------------------
+
+
+def test_the_ring_is_bounded_and_shown_rows_follow_the_filter() -> None:
+    m = WatchModel(Filter(outcome="denied"), ring=50)
+    for i in range(1000):
+        m.ingest(ev(i, outcome="denied" if i % 2 else "success"))
+    assert len(m.rows) == 50
+    assert len(m.shown) <= 100
+    assert all(r.event["outcome"] == "denied" for r in m.shown)
+    m.set_filter(Filter())
+    assert [r.n for r in m.shown] == [r.n for r in m.rows]
+
+
+@given(
+    st.lists(st.sampled_from(["success", "denied", "error"]), max_size=60),
+    st.sampled_from(["", "denied", "!success", "err*"]),
+    st.integers(min_value=1, max_value=20),
+)
+def test_shown_is_always_the_matching_tail_of_the_ring(
+    outcomes: list[str], outcome_filter: str, ring: int
+) -> None:
+    m = WatchModel(Filter(outcome=outcome_filter), ring=ring)
+    for i, o in enumerate(outcomes):
+        m.ingest(ev(i, outcome=o))
+    in_ring = [r.n for r in m.rows if m.filter.matches(r.event)]
+    shown = [r.n for r in m.shown]
+    assert shown[-len(in_ring) :] == in_ring if in_ring else True
+    assert shown == sorted(shown)
+
+
+def test_window_follows_the_newest_rows() -> None:
+    m = WatchModel()
+    for i in range(30):
+        m.ingest(ev(i))
+    rows, sel = m.window(10)
+    assert [r.n for r in rows] == list(range(21, 31))
+    assert sel is None
+
+
+def test_selection_scrolls_and_stays_put_while_rows_arrive() -> None:
+    m = WatchModel()
+    for i in range(30):
+        m.ingest(ev(i))
+    m.key("k")  # select the newest
+    assert m.selected == 30
+    for _ in range(12):
+        m.key("up")
+    assert m.selected == 18
+    rows, sel = m.window(10)
+    assert sel is not None and rows[sel].n == 18
+    assert rows[0].n == 18  # scrolled up just enough
+    for i in range(30, 40):
+        m.ingest(ev(i))
+    rows2, sel2 = m.window(10)
+    assert [r.n for r in rows2] == [r.n for r in rows]  # paused: new rows do not scroll it
+    assert sel2 == sel
+    m.key("end")
+    assert m.selected is None
+    assert m.window(10)[0][-1].n == 40
+
+
+def test_keys_move_page_home_and_clamp() -> None:
+    m = WatchModel()
+    m.key("up")  # nothing to select
+    assert m.selected is None
+    for i in range(50):
+        m.ingest(ev(i))
+    m.key("home")
+    assert m.selected == 1
+    m.key("up")
+    assert m.selected == 1
+    m.key("pgdn", page=20)
+    assert m.selected == 21
+    m.key("j")
+    assert m.selected == 22
+    m.key("pgdn", page=100)
+    assert m.selected == 50
+
+
+def test_selection_survives_the_ring_dropping_its_row() -> None:
+    m = WatchModel(ring=10)
+    for i in range(10):
+        m.ingest(ev(i))
+    m.key("home")
+    for i in range(10, 30):
+        m.ingest(ev(i))
+    m.set_filter(Filter())  # rebuilt from the ring: the selected row is gone
+    assert m.selected is None
+    m.key("home")
+    for i in range(30, 60):
+        m.ingest(ev(i))
+    assert m.selected_index() is not None  # still inside what is shown
+
+
+def test_enter_opens_the_detail_of_the_selected_row_and_esc_closes_it() -> None:
+    m = WatchModel()
+    for i in range(5):
+        m.ingest(ev(i))
+    m.key("enter")  # nothing selected: the newest
+    assert m.detail_row is not None and m.detail_row.n == 5
+    m.key("k")  # in the detail view: the previous event
+    assert m.detail_row.n == 4
+    m.key("q")  # q leaves the detail view, not the program
+    assert m.detail_row is None and not m.quit
+    assert m.selected is None  # opened from follow mode: back to following
+    m.key("k")
+    m.key("enter")
+    m.key("esc")
+    assert m.selected == 5  # opened on a selection: it stays
+    m.key("q")
+    assert m.quit
+
+
+def test_slash_types_a_filter_live_esc_restores_enter_keeps() -> None:
+    m = WatchModel(Filter(route="linear"))
+    for i in range(10):
+        m.ingest(ev(i, outcome="denied" if i < 3 else "success"))
+    m.key("/")
+    assert m.typing == "route:linear "
+    for ch in "o:den":
+        m.key(ch)
+    assert m.filter == Filter(route="linear", outcome="den")
+    assert len(m.shown) == 3
+    m.key("backspace")
+    assert m.typing == "route:linear o:de"
+    m.key("esc")
+    assert m.typing is None and m.filter == Filter(route="linear")
+    m.key("/")
+    for ch in "search_1":
+        m.key(ch)
+    m.key("enter")
+    assert m.typing is None
+    assert m.filter == Filter(route="linear", text="search_1")
+    assert [r.event["name"] for r in m.shown] == ["search_1"]
+    m.key("c")
+    assert m.filter == Filter()
+
+
+def test_edit_query_sets_the_whole_prompt_text_and_filters_live() -> None:
+    """What a text input sends (a cursor edit in the middle), not one key at a time."""
+    m = WatchModel()
+    for i in range(6):
+        m.ingest(ev(i, route="github" if i % 2 else "linear"))
+    m.edit_query("route:git")  # not typing: ignored
+    assert m.filter == Filter() and m.typing is None
+    m.key("/")
+    m.edit_query("route:git search_3")
+    assert m.typing == "route:git search_3"
+    assert m.filter == Filter(route="git", text="search_3")
+    assert [r.event["name"] for r in m.shown] == ["search_3"]
+    m.edit_query("route:lin")
+    assert [r.event["name"] for r in m.shown] == ["search_0", "search_2", "search_4"]
+    m.key("esc")
+    assert m.filter == Filter() and len(m.shown) == 6
+
+
+def test_r_u_o_cycle_through_seen_values_then_off() -> None:
+    m = WatchModel()
+    m.ingest(ev(0, route="linear", user="bob"))
+    m.ingest(ev(1, route="github", user="alice"))
+    seen = []
+    for _ in range(3):
+        m.key("r")
+        seen.append(m.filter.route)
+    assert seen == ["github", "linear", ""]
+    m.key("u")
+    assert m.filter.user == "alice"
+    m.key("c")
+    outcomes = []
+    for _ in range(len(OUTCOME_CYCLE)):
+        m.key("o")
+        outcomes.append(m.filter.outcome)
+    assert outcomes == [*OUTCOME_CYCLE[1:], ""]
+
+
+def test_filtering_drops_a_selection_that_no_longer_shows() -> None:
+    m = WatchModel()
+    for i in range(5):
+        m.ingest(ev(i, outcome="denied" if i == 0 else "success"))
+    m.key("k")
+    m.set_filter(Filter(outcome="denied"))
+    assert m.selected is None
+    m.key("k")
+    m.set_filter(Filter(outcome="!success"))
+    assert m.selected == 1
+
+
+actions = st.lists(
+    st.one_of(
+        st.sampled_from(["up", "down", "k", "j", "pgup", "pgdn", "home", "end", "enter", "esc"]),
+        st.sampled_from(["o", "r", "c"]),
+        st.integers(min_value=1, max_value=15),  # ingest this many events
+        st.sampled_from([Filter(outcome="denied"), Filter()]),
+    ),
+    max_size=40,
+)
+
+
+@given(actions, st.integers(min_value=1, max_value=12), st.integers(min_value=5, max_value=30))
+def test_window_invariants_under_any_keys(steps: list[Any], height: int, ring: int) -> None:
+    m = WatchModel(ring=ring)
+    n = 0
+    for step in steps:
+        if isinstance(step, int):
+            for _ in range(step):
+                m.ingest(ev(n, outcome="denied" if n % 3 == 0 else "success", route=f"r{n % 2}"))
+                n += 1
+        elif isinstance(step, Filter):
+            m.set_filter(step)
+        else:
+            m.key(step, page=height)
+        rows, sel = m.window(height)
+        assert len(rows) <= height
+        assert len(rows) == min(height, len(m.shown))
+        if m.selected is None:
+            assert sel is None
+            assert [r.n for r in rows] == [r.n for r in m.shown[-height:]]
+        else:
+            assert sel is not None and rows[sel].n == m.selected
+        assert all(m.filter.matches(r.event) for r in rows)
