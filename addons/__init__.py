@@ -25,6 +25,7 @@ def pipeline(config: Config | None = None) -> list[Any]:
     credentials = Credentials(config)
     connect = Connect(config, oauth)  # before oauth: it answers /connect/* first
     connect.service.listeners.append(credentials.connected)
+    oauth.connect = connect  # the consent page shows the upstream's state and a Connect link
     return [
         config,
         Guard(config),

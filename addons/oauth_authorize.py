@@ -122,7 +122,12 @@ class Authorization:
             )
             return redirect.send(flow, {"code": code})
         request_id, pending = self.server.pending.add(**fields, user=user)
-        page(flow, 200, consent_page(request_id, pending, "/oauth/consent"))
+        # After connecting, the browser comes back to this authorization request (from the
+        # provider's callback there is none to repeat: the link opens a tab of its own).
+        on_authorize = flow.request.path.startswith("/oauth/authorize?")
+        back = f"{self.server.issuer}{flow.request.path}" if on_authorize else None
+        row = self.server.upstream_row(route, user.sub, return_to=back)
+        page(flow, 200, consent_page(request_id, pending, "/oauth/consent", row))
 
     # --- kind "oidc": the browser goes through the identity provider ---------------------
 

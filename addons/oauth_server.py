@@ -19,10 +19,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mitmproxy import http
 
+from lockgate import secrets
 from lockgate.access import scopes_supported
 from lockgate.addons._flow import answer, fail_closed, guarded, state
 from lockgate.addons.config import Config
@@ -31,8 +32,9 @@ from lockgate.addons.oauth_cimd import ClientDocuments, cimd_client_id
 from lockgate.addons.oauth_common import CORS, NO_STORE, PREFLIGHT, add_event, page
 from lockgate.addons.oauth_register import Registration
 from lockgate.addons.oauth_tokens import Tokens
+from lockgate.errors import KeyringUnavailable, SecretMissing
 from lockgate.login import Client, SessionKeeper
-from lockgate.oauth import OAuthError, PendingAuthorizations, local_user, message_page
+from lockgate.oauth import OAuthError, PendingAuthorizations, UpstreamRow, local_user, message_page
 from lockgate.oidc import PendingLogins, Provider, Sessions
 from lockgate.routing import route_name_of
 from lockgate.store import Store
@@ -43,6 +45,9 @@ from lockgate.tokens import (
     default_key_source,
     load_or_create_signing_key,
 )
+
+if TYPE_CHECKING:
+    from lockgate.addons.connect import Connect
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +71,7 @@ class OAuthServer:
         self._key: SigningKey | None = None
         self._store: Store | None = None
         self._grant_checks: dict[str, tuple[float, bool]] = {}
+        self.connect: Connect | None = None  # set by the pipeline: the consent page's links
         self._lock = threading.Lock()
         # kind "oidc": the discovered provider (set by the gateway at start), its client
         # secret (read from the keyring at start), logins waiting for the provider's
@@ -134,6 +140,32 @@ class OAuthServer:
             self._grant_checks.clear()
         self._grant_checks[grant_id] = (now, revoked)
         return revoked
+
+    def upstream_row(self, route: str, user: str, *, return_to: str | None) -> UpstreamRow | None:
+        """What the consent page says about the route's upstream. A keyring read (a few ms,
+        on an interactive page); a keyring that cannot be read is shown, not raised."""
+        profile = self.config.profile
+        section = profile.routes.get(route) if profile is not None else None
+        if profile is None or section is None:
+            return None
+        name = section.upstream
+        auth = profile.upstreams[name].auth
+        if auth == "none":
+            return UpstreamRow(name, "no credential needed")
+        if auth == "header":
+            try:
+                held = secrets.has_secret(name)
+            except (KeyringUnavailable, SecretMissing):
+                held = False
+            state_ = "secret set" if held else f"secret missing (run lockgate secret set {name})"
+            return UpstreamRow(name, state_)
+        if self.connect is None:
+            return UpstreamRow(name, "needs connect")
+        state_ = self.connect.connection_state(name, user)
+        if state_ == "connected":
+            return UpstreamRow(name, "connected")
+        link = self.connect.connect_link(name, user, return_to)
+        return UpstreamRow(name, state_, link, new_tab=return_to is None)
 
     def resource_metadata_url(self, route: str) -> str:
         return f"{self.config.base_url}{PR_METADATA}/mcp/{route}"

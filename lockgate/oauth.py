@@ -362,8 +362,22 @@ def client_id_host(client_id: str) -> str | None:
         return None
 
 
-def consent_page(request_id: str, pending: Pending, action: str) -> str:
-    """The consent page: who asks, where the answer goes, for which route; HTML-escaped."""
+@dataclass(frozen=True)
+class UpstreamRow:
+    """The consent page's line about the route's upstream: its credential state, and the
+    link that connects it when the user still has to (auth = "oauth")."""
+
+    name: str
+    state: str
+    connect_link: str | None = None
+    new_tab: bool = False
+
+
+def consent_page(
+    request_id: str, pending: Pending, action: str, upstream: UpstreamRow | None = None
+) -> str:
+    """The consent page: who asks, where the answer goes, for which route and upstream;
+    HTML-escaped."""
     e = html.escape
     client = f"{e(pending.client_name)} <small>({e(pending.client_id)})</small>"
     host = client_id_host(pending.client_id)
@@ -386,7 +400,7 @@ def consent_page(request_id: str, pending: Pending, action: str) -> str:
 <dt>Client</dt><dd>{client}</dd>
 <dt>Redirect URI</dt><dd>{redirect}</dd>
 <dt>Route</dt><dd>{e(pending.route)} <small>({e(pending.resource)})</small></dd>
-</dl>
+{_upstream_row(upstream)}</dl>
 <form method="post" action="{e(action)}">
 <input type="hidden" name="request" value="{e(request_id)}">
 <input type="hidden" name="csrf" value="{e(pending.csrf)}">
@@ -394,6 +408,21 @@ def consent_page(request_id: str, pending: Pending, action: str) -> str:
 <button type="submit" name="decision" value="deny">Deny</button>
 </form>"""
     return _PAGE.format(title="lockgate: allow access?", body=body)
+
+
+def _upstream_row(row: UpstreamRow | None) -> str:
+    if row is None:
+        return ""
+    e = html.escape
+    text = f"{e(row.name)}: <strong>{e(row.state)}</strong>"
+    if row.connect_link is not None:
+        target = ' target="_blank" rel="noopener"' if row.new_tab else ""
+        text += (
+            f' <a href="{e(row.connect_link)}"{target}>Connect</a>'
+            "<br><small>Sign in to the upstream first, or allow now and connect later: "
+            "until then its calls are answered with the connect link.</small>"
+        )
+    return f"<dt>Upstream</dt><dd>{text}</dd>\n"
 
 
 def message_page(title: str, message: str) -> str:

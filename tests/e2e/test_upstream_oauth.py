@@ -20,6 +20,7 @@ tests skip without one, and fail under LOCKGATE_REQUIRE_ALL=1.
 from __future__ import annotations
 
 import contextlib
+import html
 import os
 import re
 import socket
@@ -40,7 +41,14 @@ import pytest
 from lockgate import upstream_tokens
 from lockgate.audit import verify
 from lockgate.oauth import local_user
-from tests.e2e.test_dev_signin import hidden_fields, mcp_post, redirect_params
+from tests.e2e.test_dev_signin import (
+    authorize_url,
+    hidden_fields,
+    mcp_post,
+    pkce,
+    redirect_params,
+    register,
+)
 from tests.e2e.test_dev_signin import sign_in as gateway_sign_in
 from tests.e2e.test_upstreams_direct import text_of
 from tests.support import keyring_env
@@ -308,6 +316,35 @@ def test_disconnect_forgets_the_tokens(stack: Stack, tmp_path: Path) -> None:
     assert not upstream_tokens.stored(name, USER)
     token = gateway_token(stack, "beta")
     assert rpc_error(mcp_post(stack.gw.route_url("beta"), token))["code"] == -32042
+
+
+def test_the_consent_page_shows_the_upstream_and_connects_it(stack: Stack) -> None:
+    """The gateway's consent page names the route's upstream and its state; its Connect link
+    runs the upstream's sign-in and comes back to the same authorization request."""
+    name = stack.names["beta"]  # disconnected by the test above
+    client_id = register(stack.base, name="Consent connect test")
+    auth_url = authorize_url(stack.base, client_id, stack.gw.route_url("beta"), pkce()[1])
+    with httpx.Client(follow_redirects=True, timeout=30) as browser:
+        page = browser.get(auth_url)
+        assert page.status_code == 200, page.text
+        assert f"{name}: <strong>needs connect</strong>" in page.text
+        link = re.search(r'<a href="([^"]+)">Connect</a>', page.text)
+        assert link is not None, page.text
+        target = html.unescape(link.group(1))
+        assert target.startswith(f"{stack.base}/connect/{name}?ticket=")
+        back = browser.get(target)  # the upstream's server approves at once, then back here
+        assert back.status_code == 200, back.text
+        assert str(back.url).startswith(f"{stack.base}/oauth/authorize?")
+        assert f"{name}: <strong>connected</strong>" in back.text
+        assert ">Connect</a>" not in back.text
+        allowed = browser.post(
+            f"{stack.base}/oauth/consent",
+            data={**hidden_fields(back.text), "decision": "approve"},
+            headers={"Origin": stack.base},
+            follow_redirects=False,
+        )
+        assert "code" in redirect_params(allowed)
+    assert upstream_tokens.stored(name, USER)
 
 
 def _free_port() -> int:
