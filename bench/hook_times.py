@@ -20,12 +20,14 @@ import argparse
 import asyncio
 import functools
 import gc
+import inspect
 import os
 import sys
 import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as bench
 from mitmproxy import addonmanager
 
+import lockgate.addons as addons_pkg
 import lockgate.addons.audit as audit_addon
-import lockgate.addons.gateway as gateway_mod
 import lockgate.audit as audit_core
 import lockgate.jsonrpc as jsonrpc
 from lockgate.addons.gateway import Gateway
@@ -62,19 +64,45 @@ def timed(name: str, func: Any) -> Any:
     return wrapper
 
 
+def timed_async(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    """Async hooks: thread time from call to return; they await only on a keyring read
+    or a token refresh, which this workload does not hit."""
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not ENABLED.is_set():
+            return await func(*args, **kwargs)
+        t0 = time.thread_time_ns()
+        try:
+            return await func(*args, **kwargs)
+        finally:
+            TOTALS[name] += time.thread_time_ns() - t0
+            COUNTS[name] += 1
+
+    return wrapper
+
+
 def instrument() -> None:
-    original_pipeline = gateway_mod.pipeline
+    """Time every hook of every pipeline addon (and their children, e.g. OAuthServer's)."""
+    original_pipeline = addons_pkg.pipeline
+
+    def wrap(addon: Any) -> None:
+        for hook in HOOKS:
+            fn = getattr(addon, hook, None)
+            if fn is None:
+                continue
+            name = f"{type(addon).__name__}.{hook}"
+            wrapper = timed_async if inspect.iscoroutinefunction(fn) else timed
+            setattr(addon, hook, wrapper(name, fn))
+        for child in getattr(addon, "addons", ()):
+            wrap(child)
 
     def pipeline(config: Any = None) -> list[Any]:
-        addons = original_pipeline(config)
-        for addon in addons:
-            for hook in HOOKS:
-                fn = getattr(addon, hook, None)
-                if fn is not None:
-                    setattr(addon, hook, timed(f"{type(addon).__name__}.{hook}", fn))
-        return addons
+        built = original_pipeline(config)
+        for addon in built:
+            wrap(addon)
+        return built
 
-    gateway_mod.pipeline = pipeline
+    addons_pkg.pipeline = pipeline  # what `Pipeline.__init__` calls
 
     original_lifecycle = addonmanager.AddonManager.handle_lifecycle
 
@@ -111,36 +139,6 @@ def instrument() -> None:
             COUNTS[f"(gc, gen {info['generation']}, anywhere)"] += 1
 
     gc.callbacks.append(on_gc)
-
-
-class Pipeline:
-    """One mitmproxy addon whose children are the pipeline: dispatched once per event."""
-
-    def __init__(self, children: list[Any]) -> None:
-        self.addons = children
-
-
-def nest_pipeline() -> None:
-    """Make `Gateway.run`'s `master.addons.add(core, ..., *pipeline, started)` nest the pipeline.
-
-    mitmproxy's AddonManager creates a coroutine and a `safecall` context per top-level addon
-    per event, whether or not the addon has the hook; children of one addon are walked inside
-    one such call. The pipeline's hooks are all `guarded` (they don't raise), so ordering and
-    fail-closed behaviour stay the same.
-    """
-    from lockgate.addons.config import Config
-
-    original_add = addonmanager.AddonManager.add
-
-    def add(self: Any, *addons: Any) -> None:
-        idx = [i for i, a in enumerate(addons) if isinstance(a, Config)]
-        if not idx:
-            return original_add(self, *addons)
-        first = idx[0]
-        last = len(addons) - 1  # gateway's _Started comes last
-        original_add(self, *addons[:first], Pipeline(list(addons[first:last])), addons[last])
-
-    addonmanager.AddonManager.add = add  # type: ignore[method-assign]
 
 
 async def run_lean(up_url: str, work: Path, box: dict[str, Any]) -> None:
@@ -180,11 +178,6 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=3000)
     ap.add_argument("--workload", choices=["call", "list", "list-filtered"], default="call")
     ap.add_argument(
-        "--nested",
-        action="store_true",
-        help="experiment: register the pipeline as one parent addon (children in `addons`)",
-    )
-    ap.add_argument(
         "--no-audit-write",
         action="store_true",
         help="experiment: AuditLog.append returns at once (measures what writing costs)",
@@ -196,8 +189,6 @@ def main() -> int:
     if args.no_audit_write:
         audit_core.AuditLog.append = lambda self, event: dict(event)  # type: ignore[method-assign]
     instrument()
-    if args.nested:
-        nest_pipeline()
     work = Path(tempfile.mkdtemp(prefix="lockgate-hooks-"))
     kind = "notes-json" if args.workload == "call" else "many-json"
     extra = 'tools.deny = ["tool_1*"]' if args.workload == "list-filtered" else ""
@@ -243,7 +234,6 @@ def main() -> int:
         up.stop()
     n = args.calls
     what = "lean master" if args.lean else "lockgate"
-    what += " (nested)" if args.nested else ""
     what += " (no audit write)" if args.no_audit_write else ""
     print(f"{what}, {args.workload}: CPU us per request over {n} sequential requests (thread time)")
     for name, total in sorted(TOTALS.items(), key=lambda kv: -kv[1]):
