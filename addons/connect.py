@@ -135,7 +135,7 @@ class ConnectService:
         self,
         profile: Callable[[], Profile],
         base_url: Callable[[], str],
-        user_of: Callable[[str | None, dict[str, str]], str | None],
+        user_of: Callable[[str, str | None, dict[str, str]], str | None],
         *,
         resolve: Any = None,
         verify: str | bool = True,
@@ -185,7 +185,7 @@ class ConnectService:
     async def _start(
         self, upstream: str, section: UpstreamSection, params: dict[str, str], cookie: str | None
     ) -> Reply:
-        user = self._user_of(cookie, params)
+        user = self._user_of(upstream, cookie, params)
         if user is None:
             return _page(
                 401,
@@ -416,7 +416,7 @@ class Connect:
         """See the module's `connection_state` (blocking: a keyring read)."""
         return connection_state(self._profile(), upstream, user)
 
-    def _user_of(self, cookie: str | None, params: dict[str, str]) -> str | None:
+    def _user_of(self, upstream: str, cookie: str | None, params: dict[str, str]) -> str | None:
         kind = self._profile().identity.kind
         if kind in ("none", "dev"):
             return local_user()
@@ -424,7 +424,8 @@ class Connect:
         if ticket:
             with self._lock:
                 entry = self._tickets.pop(ticket, None)
-            if entry is not None and entry[2] > time.time():
+            # A ticket stands for one user and one upstream, once, for a few minutes.
+            if entry is not None and entry[1] == upstream and entry[2] > time.time():
                 return entry[0]
             return None
         sessions = getattr(self.oauth, "sessions", None)

@@ -224,6 +224,9 @@ class Authorization:
             "set-cookie",
             [
                 session_cookie(sid, self.server.sessions.ttl, secure=self.server.secure),
+                session_cookie(
+                    sid, self.server.sessions.ttl, secure=self.server.secure, path="/connect"
+                ),
                 login_cookie("", 0, secure=self.server.secure),  # spent: the browser drops it
             ],
         )

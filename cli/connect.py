@@ -31,9 +31,11 @@ from lockgate.audit import AuditLog
 from lockgate.cli.up import default_profile
 from lockgate.cli.views import console
 from lockgate.errors import GatewayError, LockgateError, SecretMissing
+from lockgate.login import cli_user
 from lockgate.oauth import local_user
 from lockgate.paths import audit_log_path
 from lockgate.profile import Profile, load_profile, split_listen
+from lockgate.tokens import UserClaims
 
 UPSTREAM = typer.Argument(..., help="The upstream's name, as in the profile's upstreams.NAME.")
 PROFILE = typer.Option(
@@ -78,6 +80,14 @@ def gateway_running(profile: Profile) -> bool:
         return False
 
 
+def signed_in_user(profile: Profile) -> UserClaims | None:
+    """The user `lockgate login` signed in (a keyring read), or None when unknown."""
+    try:
+        return cli_user(profile.identity)
+    except LockgateError:  # no keyring or a damaged sign-in: the browser's user decides
+        return None
+
+
 def _obtained(upstream: str, user: str) -> float | None:
     try:
         tokens = upstream_tokens.load(upstream, user)
@@ -105,17 +115,21 @@ def connect(
     out = console(stderr=True)
     url = connect_url(prof.base_url(), upstream)
     if prof.identity.kind == "oidc":
-        # The gateway knows who is signed in (its session); the CLI does not.
         if not gateway_running(prof):
             raise GatewayError(
                 'With [identity] kind = "oidc" the gateway connects upstreams for its '
                 "signed-in user, and it is not running",
                 "start it with `lockgate up`, then run this again",
             )
-        _show(url, no_browser)
-        out.print("Finish in the browser; the gateway stores the tokens for your sign-in.")
-        return
-    user = local_user()
+        signed_in = signed_in_user(prof)
+        if signed_in is None:  # the gateway knows its browser's user; the CLI does not
+            _show(url, no_browser)
+            out.print("Finish in the browser; the gateway stores the tokens for your sign-in.")
+            return
+        user = signed_in.sub
+        out.print(f"Waiting for tokens for {signed_in.email or user} (`lockgate login`).")
+    else:
+        user = local_user()
     before = _obtained(upstream, user)
     if gateway_running(prof):
         out.print(f"Connecting [bold]{upstream}[/] through the running gateway.")
@@ -162,7 +176,9 @@ async def _serve_flow(
         if name == upstream and not done.done():
             done.set_result(error)
 
-    service = ConnectService(lambda: profile, profile.base_url, lambda cookie, params: user)
+    service = ConnectService(
+        lambda: profile, profile.base_url, lambda upstream, cookie, params: user
+    )
     service.listeners.append(finished)
     log: list[dict[str, object]] = []
 
@@ -228,8 +244,14 @@ def disconnect(
 
     Example: lockgate disconnect linear
     """
-    _oauth_profile(profile, upstream)
-    who = user or local_user()
+    prof = _oauth_profile(profile, upstream)
+    signed_in = cli_user(prof.identity) if user is None else None  # keyring errors say why
+    who = user or (signed_in.sub if signed_in is not None else None)
+    if who is None:
+        raise LockgateError(
+            "Nobody is signed in, so whose tokens to forget is not known",
+            f"run `lockgate login`, or name the user: `lockgate disconnect {upstream} --user SUB`",
+        )
     out = console()
     if upstream_tokens.delete(upstream, who):
         out.print(f"Disconnected {upstream} for {who}: its tokens are gone from the keyring.")

@@ -30,7 +30,9 @@ import argparse
 import asyncio
 import atexit
 import contextlib
+import hmac
 import json
+import os
 import socket
 import sys
 import threading
@@ -385,6 +387,32 @@ class BackgroundServer:
         self.stop()
 
 
+def require_bearer(app: ASGIApp, token: str) -> ASGIApp:
+    """Answer 401 unless the request carries `Authorization: Bearer <token>`: an upstream
+    with a static credential, for trying `auth = "header"` and `lockgate secret set`."""
+    expected = f"Bearer {token}".encode()
+
+    async def guarded(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            presented = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(presented, expected):
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"www-authenticate", b"Bearer"),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": b'{"error": "unauthorized"}'})
+                return
+        await app(scope, receive, send)
+
+    return guarded
+
+
 async def _serve_foreground(app: ASGIApp, port: int) -> None:
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
@@ -408,8 +436,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="port to bind (0: any free port)")
     parser.add_argument("--json", action="store_true", help="answer in JSON instead of SSE")
     parser.add_argument("--stateless", action="store_true", help="no sessions (stateless HTTP)")
+    parser.add_argument(
+        "--bearer-env",
+        metavar="VAR",
+        help="require `Authorization: Bearer <$VAR>` (read from the environment, not argv)",
+    )
     args = parser.parse_args(argv)
-    app = build_app(json_response=args.json, stateless=args.stateless)
+    app: ASGIApp = build_app(json_response=args.json, stateless=args.stateless)
+    if args.bearer_env:
+        token = os.environ.get(args.bearer_env, "")
+        if not token:
+            parser.error(f"--bearer-env {args.bearer_env}: that variable is empty or not set")
+        app = require_bearer(app, token)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve_foreground(app, args.port))
     return 0

@@ -92,7 +92,9 @@ def doctor(
     ] = False,
 ) -> None:
     """Check Python, mitmproxy, the keyring, the profile, the listen port, the identity
-    provider and every upstream; one line per check and a fix for each failure.
+    provider, the gateway's signing key and the provider's client secret (kinds dev and
+    oidc), and every upstream with its credential (for the user `lockgate login` signed
+    in, under kind oidc); one line per check and a fix for each failure.
 
     Checks run concurrently. Exit code 0 when all pass, 1 otherwise.
 

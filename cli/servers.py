@@ -13,8 +13,15 @@ from rich.table import Table
 from rich.text import Text
 
 from lockgate.cli.views import console
-from lockgate.profile import load_profile
-from lockgate.servers import ServerEntry, active_profile_path, catalog, keyring_lookup
+from lockgate.profile import Profile, load_profile
+from lockgate.servers import (
+    ServerEntry,
+    SignedIn,
+    active_profile_path,
+    catalog,
+    keyring_lookup,
+    signed_in,
+)
 
 _STATE_STYLE = {
     "none_needed": "green",
@@ -51,8 +58,29 @@ def server_line(entry: ServerEntry) -> str:
     )
 
 
-def print_servers(con: Console, entries: Sequence[ServerEntry]) -> None:
-    """A table on a terminal, plain lines when piped; then one fix per upstream that needs one."""
+def user_line(profile: Profile, who: SignedIn) -> str:
+    """Whom the oauth states are for, in one line above the list."""
+    if who.problem is not None:
+        return f"signed-in user unknown: {who.problem.text}"
+    if profile.identity.kind != "oidc":
+        return f"local user {who.shown} (identity kind {profile.identity.kind})"
+    if who.user is None:
+        return "nobody signed in: run `lockgate login`"
+    return f"signed in as {who.shown}"
+
+
+def user_json(profile: Profile, who: SignedIn) -> dict[str, object] | None:
+    """The "user" of --json: whose upstream tokens the states are about, or null."""
+    if who.user is None:
+        return None
+    return {"sub": who.user.sub, "email": who.user.email, "identity": profile.identity.kind}
+
+
+def print_servers(con: Console, entries: Sequence[ServerEntry], header: str | None = None) -> None:
+    """An optional header line, then a table on a terminal or plain lines when piped; then
+    one fix per upstream that needs one."""
+    if header is not None:
+        con.print(Text(header), soft_wrap=True)
     if con.is_terminal:
         con.print(servers_table(entries))
     else:
@@ -77,20 +105,24 @@ def servers(
     """List the routes of the active profile: upstream, credential state and route URL.
 
     The state is "no credential needed", "secret set" / "secret missing" (auth header),
-    or "connected" / "needs connect" (auth oauth). It never shows a secret.
+    or "connected" / "needs connect" (auth oauth, for the user `lockgate login` signed in
+    under kind oidc: "sign in first" when nobody is). It never shows a secret.
 
     Example: lockgate servers --profile profiles/demo.toml
     """
     path = active_profile_path(profile)
     loaded = load_profile(path)
     err = console(stderr=True)
-    lookup = keyring_lookup(loaded)
+    oauth = any(u.auth == "oauth" for u in loaded.upstreams.values())
     if err.is_terminal and not as_json:
         with err.status("Checking credentials in the OS keyring..."):
-            entries = catalog(loaded, lookup)
+            who = signed_in(loaded)
+            entries = catalog(loaded, keyring_lookup(loaded, user=who))
     else:
-        entries = catalog(loaded, lookup)
+        who = signed_in(loaded)
+        entries = catalog(loaded, keyring_lookup(loaded, user=who))
     if as_json:
-        typer.echo(json.dumps([e.as_dict() for e in entries], indent=2))
+        doc = {"user": user_json(loaded, who), "servers": [e.as_dict() for e in entries]}
+        typer.echo(json.dumps(doc, indent=2))
         return
-    print_servers(console(), entries)
+    print_servers(console(), entries, user_line(loaded, who) if oauth else None)

@@ -33,6 +33,7 @@ __all__ = [
     "Check",
     "CheckResult",
     "Status",
+    "check_client_secret",
     "check_credential",
     "check_identity",
     "check_keyring",
@@ -40,6 +41,7 @@ __all__ = [
     "check_port",
     "check_profile",
     "check_python",
+    "check_signing_key",
     "check_upstream",
     "needs_keyring",
     "plan",
@@ -309,6 +311,80 @@ async def check_identity(profile: Profile, *, timeout: float = DEFAULT_TIMEOUT) 
     )
 
 
+def _read_entry(entry: str) -> str | None:
+    from lockgate import secrets
+
+    return secrets.get_entry(entry)
+
+
+def check_signing_key(
+    profile: Profile, read: Callable[[str], str | None] | None = None
+) -> CheckResult:
+    """Kinds dev/oidc sign gateway tokens with a key kept in the keyring: it is there and
+    readable, or can be made at the first start (never made here). Its value is not shown."""
+    from lockgate.errors import KeyringUnavailable
+    from lockgate.tokens import KEYRING_USERNAME, SigningKey
+
+    name = "signing key"
+    if profile.identity.signing_key == "memory":
+        return CheckResult(name, "ok", "kept in memory: gateway tokens end when it stops")
+    with _KEYRING_LOCK:
+        try:
+            stored = (read or _read_entry)(KEYRING_USERNAME)
+        except KeyringUnavailable as e:
+            return CheckResult(
+                name,
+                "fail",
+                f"the keyring entry {KEYRING_USERNAME!r} cannot be read ({e.message.rstrip('.')})",
+                e.fix,
+            )
+    if stored is None:
+        return CheckResult(
+            name, "ok", f"not in the keyring yet; `lockgate up` creates {KEYRING_USERNAME!r}"
+        )
+    try:
+        SigningKey.from_text(stored)
+    except ValueError:
+        return CheckResult(
+            name,
+            "fail",
+            f"the keyring entry {KEYRING_USERNAME!r} is unreadable",
+            f"delete the keyring entry service 'lockgate', user '{KEYRING_USERNAME}'; "
+            "lockgate makes a new one and MCP clients sign in again",
+        )
+    return CheckResult(name, "ok", f"Ed25519 key held in the keyring ({KEYRING_USERNAME!r})")
+
+
+def check_client_secret(
+    profile: Profile, read: Callable[[str], str | None] | None = None
+) -> CheckResult:
+    """Kind oidc with `client_secret = "keyring:<entry>"`: the entry holds a value (which
+    is never shown)."""
+    from lockgate.errors import KeyringUnavailable
+
+    name = "client secret"
+    entry = (profile.identity.client_secret or "").removeprefix("keyring:")
+    with _KEYRING_LOCK:
+        try:
+            value = (read or _read_entry)(entry)
+        except KeyringUnavailable as e:
+            return CheckResult(
+                name,
+                "fail",
+                f"the keyring entry {entry!r} cannot be read ({e.message.rstrip('.')})",
+                e.fix,
+            )
+    if value:
+        return CheckResult(name, "ok", f"the identity provider's client secret is in {entry!r}")
+    return CheckResult(
+        name,
+        "fail",
+        f"the identity provider's client secret is not in the keyring (entry {entry!r})",
+        f"store it with `keyring set lockgate {entry}`, or remove [identity] client_secret "
+        "for a public client",
+    )
+
+
 # ---------------------------------------------------------------------------- upstreams
 
 
@@ -392,6 +468,8 @@ def check_credential(name: str, upstream: UpstreamSection, lookup: StateLookup) 
         state = lookup(name, upstream)
     label = f"credential {name}"
     detail = f"auth {upstream.auth}: {state.text}"
+    if state.user is not None:
+        detail += f" for {state.user}"
     if state.ready:
         return CheckResult(label, "ok", detail)
     if state.kind == "sign_in_first":
@@ -443,6 +521,10 @@ def plan(
         Check("listen port", lambda: check_port(listen or profile.gateway.listen, timeout=timeout))
     )
     checks.append(Check("identity provider", lambda: check_identity(profile, timeout=timeout)))
+    if profile.identity.kind in ("dev", "oidc"):
+        checks.append(_in_thread("signing key", lambda: check_signing_key(profile)))
+    if profile.identity.kind == "oidc" and profile.identity.client_secret is not None:
+        checks.append(_in_thread("client secret", lambda: check_client_secret(profile)))
     ca_file = _ca_file(profile, resolved)
     states = lookup or keyring_lookup(profile)
     for name in sorted(profile.upstreams):

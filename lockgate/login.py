@@ -142,6 +142,18 @@ def current_session(issuer: str) -> IdpSession | None:
     return load_session(issuer, sub) if sub else None
 
 
+def cli_user(identity: IdentitySection) -> UserClaims | None:
+    """Whom the CLI acts for, from the keyring alone (the provider is not asked): whoever
+    runs lockgate for kinds none/dev; for oidc the live session `lockgate login` left, or
+    None when nobody is signed in. Upstream tokens are stored under the returned sub."""
+    if identity.kind != "oidc":
+        from lockgate.oauth import local_user
+
+        return UserClaims(sub=local_user())
+    session = current_session(identity.issuer or "")
+    return session.user() if session is not None and session.alive() else None
+
+
 def delete_session(issuer: str, sub: str) -> bool:
     """Forget one user's session (and the `current` marker when it names them)."""
     removed = keyring_store.delete_chunked(session_entry(issuer, sub))

@@ -218,9 +218,11 @@ class Sessions:
         return entry[0]
 
 
-def session_cookie(sid: str, ttl: float, *, secure: bool = False) -> str:
+def session_cookie(sid: str, ttl: float, *, secure: bool = False, path: str = "/oauth") -> str:
+    """The gateway session. Set twice: for /oauth (sign-in) and for /connect (connecting
+    upstreams), never for /mcp, so it cannot travel upstream with a proxied request."""
     flags = "; Secure" if secure else ""
-    return f"{SESSION_COOKIE}={sid}; Path=/oauth; HttpOnly; SameSite=Lax; Max-Age={int(ttl)}{flags}"
+    return f"{SESSION_COOKIE}={sid}; Path={path}; HttpOnly; SameSite=Lax; Max-Age={int(ttl)}{flags}"
 
 
 def login_cookie(value: str, ttl: float, *, secure: bool = False) -> str:

@@ -3,27 +3,32 @@
 `catalog` is pure: it takes a Profile and a lookup that says, per upstream, what state its
 credential is in. `keyring_lookup` is the real lookup (the OS keyring, through
 `lockgate.secrets` and `lockgate.upstream_tokens`); tests and `lockgate doctor` reuse both.
-Nothing here reads or returns a secret's value: only whether one is held.
+Nothing here returns or shows a secret's value: only whether one is held. Under kind oidc the
+oauth states are for the user `lockgate login` signed in (`signed_in`, a keyring read; the
+provider is never asked).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from lockgate.errors import KeyringUnavailable, LockgateError, ProfileError
 from lockgate.profile import Profile, UpstreamSection
+from lockgate.tokens import UserClaims
 
 __all__ = [
     "CredentialState",
     "ServerEntry",
+    "SignedIn",
     "StateLookup",
     "active_profile_path",
     "catalog",
     "keyring_lookup",
+    "signed_in",
 ]
 
 StateKind = Literal[
@@ -48,6 +53,8 @@ class CredentialState:
     kind: StateKind
     text: str
     fix: str | None = None
+    # Whom an oauth state is for (the signed-in user's email or sub); not part of equality.
+    user: str | None = field(default=None, compare=False)
 
     @property
     def ready(self) -> bool:
@@ -107,27 +114,66 @@ def _keyring_state(e: KeyringUnavailable) -> CredentialState:
     return CredentialState("keyring_unavailable", "keyring unavailable", e.fix or e.message)
 
 
+SIGN_IN_FIRST = CredentialState("sign_in_first", "sign in first", "lockgate login")
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """Whom the oauth states are for: `user` (None: nobody signed in), or `problem` when the
+    keyring could not say (then every oauth upstream shows that state)."""
+
+    user: UserClaims | None
+    problem: CredentialState | None = None
+
+    @property
+    def shown(self) -> str | None:
+        """The name people see: the email when the provider gave one, else the sub."""
+        return None if self.user is None else self.user.email or self.user.sub
+
+
+def signed_in(
+    profile: Profile, read: Callable[[Profile], UserClaims | None] | None = None
+) -> SignedIn:
+    """The CLI's user for this profile (`lockgate.login.cli_user`: a keyring read, never a
+    call to the provider); a keyring that cannot be read or a damaged sign-in is a state."""
+    if read is None:
+        from lockgate.login import cli_user
+
+        def read(p: Profile) -> UserClaims | None:
+            return cli_user(p.identity)
+
+    try:
+        return SignedIn(read(profile))
+    except KeyringUnavailable as e:
+        return SignedIn(None, _keyring_state(e))
+    except LockgateError as e:  # a damaged session: sign in again
+        return SignedIn(None, CredentialState("sign_in_first", "sign in first", e.fix))
+
+
 def keyring_lookup(
     profile: Profile,
     *,
-    user: str | None = None,
+    user: SignedIn | None = None,
     has_secret: Callable[[str], bool] | None = None,
     stored: Callable[[str, str], bool] | None = None,
 ) -> StateLookup:
     """The real lookup: static secrets and upstream OAuth tokens in the OS keyring.
 
-    Upstream tokens are per signed-in user: for kind none/dev that is whoever runs lockgate
-    (`lockgate.oauth.local_user`); for kind oidc it is only known after sign-in, so the
-    state says "sign in first". A keyring that cannot be used becomes a state, not an error.
+    Upstream tokens are per user: `user`, by default `signed_in(profile)` read once at the
+    first oauth upstream: whoever runs lockgate for kind none/dev, the user `lockgate login`
+    signed in for kind oidc; nobody signed in says "sign in first". A keyring that cannot
+    be used becomes a state, not an error.
     """
     from lockgate import secrets, upstream_tokens
 
     check_secret = has_secret or secrets.has_secret
     check_tokens = stored or upstream_tokens.stored
-    if user is None and profile.identity.kind != "oidc":
-        from lockgate.oauth import local_user
+    known: list[SignedIn] = [] if user is None else [user]
 
-        user = local_user()
+    def who() -> SignedIn:
+        if not known:
+            known.append(signed_in(profile))
+        return known[0]
 
     def lookup(name: str, upstream: UpstreamSection) -> CredentialState:
         if upstream.auth == "none":
@@ -139,11 +185,7 @@ def keyring_lookup(
                 return CredentialState(
                     "secret_missing", "secret missing", f"lockgate secret set {name}"
                 )
-            if user is None:
-                return CredentialState("sign_in_first", "sign in first", "lockgate login")
-            if check_tokens(name, user):
-                return CredentialState("connected", "connected")
-            return CredentialState("needs_connect", "needs connect", f"lockgate connect {name}")
+            return replace(_oauth_state(name, who(), check_tokens), user=who().shown)
         except KeyringUnavailable as e:
             return _keyring_state(e)
         except LockgateError as e:  # an incomplete entry: stored again by its fix
@@ -151,6 +193,16 @@ def keyring_lookup(
             return CredentialState(kind, "incomplete in the keyring", e.fix)
 
     return lookup
+
+
+def _oauth_state(name: str, who: SignedIn, stored: Callable[[str, str], bool]) -> CredentialState:
+    if who.problem is not None:
+        return who.problem
+    if who.user is None:
+        return SIGN_IN_FIRST
+    if stored(name, who.user.sub):
+        return CredentialState("connected", "connected")
+    return CredentialState("needs_connect", "needs connect", f"lockgate connect {name}")
 
 
 def active_profile_path(explicit: Path | None = None) -> Path:

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import keyring.backends.fail
@@ -24,8 +24,10 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
+from lockgate import secrets
 from lockgate.cli import doctor as doctor_cli
 from lockgate.doctor import Check, CheckResult
+from tests.core.test_servers import login_session, oidc_profile_text, upstream_tokens_for
 from tests.e2e.test_oidc_signin import provider  # noqa: F401 (fixture)
 from tests.support import keyring_env
 from tests.support.gateway import profile_text
@@ -161,10 +163,75 @@ def test_oidc_provider_and_oauth_upstream(
     checks = {c["name"]: c for c in doc["checks"]}
     assert checks["identity provider"]["status"] == "ok"
     assert checks["identity provider"]["detail"].startswith(f"{provider}: discovery document OK")
-    assert checks["credential linear"]["status"] == "warn"
-    assert checks["credential linear"]["detail"].startswith("auth oauth: sign in first")
+    # Without a keyring nobody can be known to be signed in: the state says why.
+    assert checks["credential linear"]["status"] == "fail"
+    assert checks["credential linear"]["detail"] == "auth oauth: keyring unavailable"
+    assert checks["signing key"]["status"] == "fail"
+    assert "gnome-keyring" in checks["signing key"]["fix"]
     assert checks["keyring"]["status"] == "fail"
     assert doc["ok"] is False and result.exit_code == 1
+
+
+@pytest.fixture
+def new_name() -> Iterator[Callable[[], str]]:
+    yield from keyring_env.real_keyring()
+
+
+def _oidc_profile(tmp_path: Path, issuer: str, a: str, b: str, secret_entry: str) -> Path:
+    path = tmp_path / "oidc.toml"
+    text = oidc_profile_text(issuer, a, b).replace(
+        'client_id = "lockgate"',
+        f'client_id = "lockgate"\nclient_secret = "keyring:{secret_entry}"',
+    )
+    path.write_text(text.replace("127.0.0.1:9100", f"127.0.0.1:{_free_port()}"))
+    return path
+
+
+def test_real_keyring_oidc_signed_in_user_and_identity_secrets(
+    tmp_path: Path,
+    provider: str,  # noqa: F811
+    new_name: Callable[[], str],
+) -> None:
+    a, b, entry = new_name(), new_name(), new_name()
+    path = _oidc_profile(tmp_path, provider, a, b, entry)
+    # Nobody signed in, no client secret stored yet.
+    result = runner.invoke(app, ["--profile", str(path), "--timeout", "2"])
+    lines = _lines(result.output)
+    assert lines[f"credential {a}"] == (
+        f"! credential {a}: auth oauth: sign in first (tokens are per user)"
+    )
+    assert lines["client secret"] == (
+        f"✗ client secret: the identity provider's client secret is not in the keyring "
+        f"(entry {entry!r})"
+    )
+    assert f"    fix: store it with `keyring set lockgate {entry}`" in result.output
+    assert lines["signing key"].startswith("✓ signing key: ")
+    assert result.exit_code == 1
+
+    secrets.set_entry(entry, "idp-secret-never-printed")
+    try:
+        with (
+            login_session(provider, "alice-sub", "alice@example.com"),
+            upstream_tokens_for(a, "alice-sub"),
+        ):
+            result = runner.invoke(app, ["--profile", str(path), "--timeout", "2", "--json"])
+    finally:
+        secrets.delete_chunked(entry)
+    checks = {c["name"]: c for c in json.loads(result.output)["checks"]}
+    assert checks["client secret"]["status"] == "ok"
+    assert checks[f"credential {a}"] == {
+        "name": f"credential {a}",
+        "status": "ok",
+        "detail": "auth oauth: connected for alice@example.com",
+        "fix": None,
+    }
+    assert checks[f"credential {b}"] == {
+        "name": f"credential {b}",
+        "status": "fail",
+        "detail": "auth oauth: needs connect for alice@example.com",
+        "fix": f"lockgate connect {b}",
+    }
+    assert "never-printed" not in result.output
 
 
 ALL_PASS_SCRIPT = textwrap.dedent(
@@ -195,7 +262,10 @@ def test_all_pass_exits_0_in_a_real_keyring_session(tmp_path: Path, notes_url: s
     lines = _lines(proc.stdout)
     assert lines["keyring"].endswith("reachable and unlocked")
     assert lines["credential internal"] == "✓ credential internal: auth header: secret set"
-    assert proc.stdout.splitlines()[-1] == "All 10 checks passed."
+    assert lines["signing key"] == (
+        "✓ signing key: not in the keyring yet; `lockgate up` creates 'gateway:signing-key'"
+    )
+    assert proc.stdout.splitlines()[-1] == "All 11 checks passed."
     assert "never-printed-secret" not in proc.stdout + proc.stderr
 
 

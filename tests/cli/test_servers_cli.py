@@ -23,8 +23,16 @@ from typer.testing import CliRunner
 from lockgate import secrets
 from lockgate.cli import servers as servers_cli
 from lockgate.errors import ProfileError
+from lockgate.oauth import local_user
 from lockgate.profile import parse_profile
-from lockgate.servers import catalog, keyring_lookup
+from lockgate.servers import SignedIn, catalog, keyring_lookup
+from lockgate.tokens import UserClaims
+from tests.core.test_servers import (
+    login_session,
+    new_issuer,
+    oidc_profile_text,
+    upstream_tokens_for,
+)
 from tests.support import keyring_env
 
 runner = CliRunner()
@@ -53,6 +61,18 @@ upstream = "linear"
 """
 
 
+OIDC_HEADER = """
+[identity]
+kind = "oidc"
+issuer = "https://login.example.com"
+client_id = "lockgate"
+[upstreams.x]
+url = "https://x.example.com/mcp"
+[routes.x]
+upstream = "x"
+"""
+
+
 def _write(tmp_path: Path, static: str = "internal") -> Path:
     path = tmp_path / "profile.toml"
     path.write_text(PROFILE.format(static=static))
@@ -68,6 +88,7 @@ def test_lists_every_route_even_without_a_keyring(no_keyring: None, tmp_path: Pa
     result = runner.invoke(app, ["--profile", str(_write(tmp_path))])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [
+        f"local user {local_user()} (identity kind dev)",
         "internal -> internal (https://mcp.internal.example.com/mcp) [keyring unavailable] "
         "http://127.0.0.1:9100/mcp/internal",
         "linear-ro -> linear (https://mcp.linear.app/mcp) [keyring unavailable] "
@@ -87,6 +108,8 @@ def test_json(no_keyring: None, tmp_path: Path) -> None:
     result = runner.invoke(app, ["--profile", str(_write(tmp_path)), "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
+    assert doc["user"] == {"sub": local_user(), "email": None, "identity": "dev"}
+    doc = doc["servers"]
     assert [d["route"] for d in doc] == ["internal", "linear-ro", "notes"]
     assert doc[2] == {
         "route": "notes",
@@ -110,8 +133,11 @@ def test_table_on_a_terminal_is_pinned(tmp_path: Path) -> None:
         profile, has_secret=lambda n: False, stored=lambda u, user: u in me_tokens
     )
     con = Console(record=True, width=160, force_terminal=True, no_color=True)
-    servers_cli.print_servers(con, catalog(profile, lookup))
+    who = SignedIn(UserClaims(sub="alice-sub", email="alice@example.com"))
+    header = servers_cli.user_line(parse_profile(OIDC_HEADER), who)
+    servers_cli.print_servers(con, catalog(profile, lookup), header)
     assert [line.rstrip() for line in con.export_text().splitlines()] == [
+        "signed in as alice@example.com",
         "route      upstream  upstream URL                          state                 "
         "route URL",
         "internal   internal  https://mcp.internal.example.com/mcp  secret missing        "
@@ -136,7 +162,7 @@ def test_real_keyring_secret_set_and_missing(
     static = new_upstream()
     path = _write(tmp_path, static)
     result = runner.invoke(app, ["--profile", str(path), "--json"])
-    state = {d["route"]: d["state"] for d in json.loads(result.output)}
+    state = {d["route"]: d["state"] for d in json.loads(result.output)["servers"]}
     assert state["internal"] == "secret_missing"
     secrets.set_secret(static, "never-printed-secret")
     result = runner.invoke(app, ["--profile", str(path)])
@@ -145,6 +171,57 @@ def test_real_keyring_secret_set_and_missing(
         result.output
     )
     assert "never-printed-secret" not in result.output
+
+
+def _oidc(tmp_path: Path, issuer: str, a: str, b: str) -> Path:
+    path = tmp_path / "oidc.toml"
+    path.write_text(oidc_profile_text(issuer, a, b))
+    return path
+
+
+def test_real_keyring_oidc_signed_in_user_connected_and_needs_connect(
+    new_upstream: Callable[[], str], tmp_path: Path
+) -> None:
+    a, b, issuer = new_upstream(), new_upstream(), new_issuer()
+    path = _oidc(tmp_path, issuer, a, b)
+    with (
+        login_session(issuer, "alice-sub", "alice@example.com"),
+        upstream_tokens_for(a, "alice-sub"),
+    ):
+        result = runner.invoke(app, ["--profile", str(path)])
+        assert result.exit_code == 0, result.output
+        assert result.output.splitlines() == [
+            "signed in as alice@example.com",
+            f"a -> {a} (https://mcp.a.example.com/mcp) [connected] http://127.0.0.1:9100/mcp/a",
+            f"b -> {b} (https://mcp.b.example.com/mcp) [needs connect] http://127.0.0.1:9100/mcp/b",
+            f"{b}: needs connect; fix: lockgate connect {b}",
+        ]
+        doc = json.loads(runner.invoke(app, ["--profile", str(path), "--json"]).output)
+    assert doc["user"] == {"sub": "alice-sub", "email": "alice@example.com", "identity": "oidc"}
+    assert [(d["route"], d["state"], d["fix"]) for d in doc["servers"]] == [
+        ("a", "connected", None),
+        ("b", "needs_connect", f"lockgate connect {b}"),
+    ]
+    assert "never-printed" not in result.output + json.dumps(doc)
+
+
+def test_real_keyring_oidc_nobody_signed_in(
+    new_upstream: Callable[[], str], tmp_path: Path
+) -> None:
+    a, b, issuer = new_upstream(), new_upstream(), new_issuer()
+    path = _oidc(tmp_path, issuer, a, b)
+    with upstream_tokens_for(a, "alice-sub"):  # someone's tokens, but nobody is signed in
+        result = runner.invoke(app, ["--profile", str(path)])
+        doc = json.loads(runner.invoke(app, ["--profile", str(path), "--json"]).output)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "nobody signed in: run `lockgate login`"
+    assert f"a -> {a} (https://mcp.a.example.com/mcp) [sign in first] " in lines[1]
+    assert sorted(lines[-2:]) == sorted(
+        [f"{a}: sign in first; fix: lockgate login", f"{b}: sign in first; fix: lockgate login"]
+    )
+    assert doc["user"] is None
+    assert {d["state"] for d in doc["servers"]} == {"sign_in_first"}
 
 
 def test_no_profile_is_one_sentence_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:

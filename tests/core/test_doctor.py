@@ -14,17 +14,18 @@ import json
 import socket
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import keyring.backends.fail
 import pytest
 
-from lockgate import doctor
+from lockgate import doctor, secrets
 from lockgate.doctor import (
     Check,
     CheckResult,
+    check_client_secret,
     check_credential,
     check_identity,
     check_keyring,
@@ -32,13 +33,21 @@ from lockgate.doctor import (
     check_port,
     check_profile,
     check_python,
+    check_signing_key,
     check_upstream,
     plan,
     run_checks,
 )
 from lockgate.errors import KeyringUnavailable
-from lockgate.profile import UpstreamSection, parse_profile
-from lockgate.servers import CredentialState
+from lockgate.profile import Profile, UpstreamSection, parse_profile
+from lockgate.servers import CredentialState, keyring_lookup
+from lockgate.tokens import SigningKey
+from tests.core.test_servers import (
+    login_session,
+    new_issuer,
+    oidc_profile_text,
+    upstream_tokens_for,
+)
 from tests.e2e.test_https_upstream import https_upstream  # noqa: F401 (fixture)
 from tests.e2e.test_oidc_signin import provider  # noqa: F401 (fixture)
 from tests.support import keyring_env
@@ -294,6 +303,164 @@ def test_identity_kinds_without_a_provider() -> None:
         assert _run(check_identity(profile)).status == "ok"
 
 
+# ------------------------------------------------------------ signing key and client secret
+
+
+def _identity_text(identity: str) -> str:
+    return (
+        f"[identity]\n{identity}\n"
+        '[upstreams.a]\nurl = "http://127.0.0.1:9/mcp"\n[routes.a]\nupstream = "a"\n'
+    )
+
+
+def _identity(identity: str) -> Profile:
+    return parse_profile(_identity_text(identity))
+
+
+OIDC_WITH_SECRET = (
+    'kind = "oidc"\nissuer = "https://login.example.com"\nclient_id = "lockgate"\n'
+    'client_secret = "keyring:{entry}"'
+)
+
+
+def test_signing_key_check_from_what_the_keyring_holds() -> None:
+    profile = _identity('kind = "dev"')
+    asked: list[str] = []
+
+    def holding(value: str | None):  # type: ignore[no-untyped-def]
+        def read(entry: str) -> str | None:
+            asked.append(entry)
+            return value
+
+        return read
+
+    absent = check_signing_key(profile, holding(None))
+    assert (absent.status, absent.name) == ("ok", "signing key")
+    assert absent.detail == "not in the keyring yet; `lockgate up` creates 'gateway:signing-key'"
+    assert asked == ["gateway:signing-key"]
+    key = SigningKey.generate().to_text()
+    held = check_signing_key(profile, holding(key))
+    assert held.status == "ok" and key not in repr(held)
+    damaged = check_signing_key(profile, holding("ed25519:not-a-key-never-printed"))
+    assert damaged.status == "fail" and not damaged.passed
+    assert damaged.detail == "the keyring entry 'gateway:signing-key' is unreadable"
+    assert damaged.fix and "delete the keyring entry" in damaged.fix
+    assert "never-printed" not in repr(damaged)
+
+    def locked(entry: str) -> str | None:
+        raise KeyringUnavailable("The OS keyring is locked", "unlock your keyring")
+
+    failed = check_signing_key(profile, locked)
+    assert (failed.status, failed.fix) == ("fail", "unlock your keyring")
+    memory = check_signing_key(_identity('kind = "dev"\nsigning_key = "memory"'), locked)
+    assert memory.status == "ok" and "memory" in memory.detail  # the keyring is not read
+
+
+def test_client_secret_check_never_shows_the_secret() -> None:
+    profile = _identity(OIDC_WITH_SECRET.format(entry="idp-secret"))
+    present = check_client_secret(profile, lambda entry: "s3cret-never-printed")
+    assert present.status == "ok"
+    assert present.detail == "the identity provider's client secret is in 'idp-secret'"
+    missing = check_client_secret(profile, lambda entry: None)
+    assert missing.status == "fail"
+    assert missing.detail == (
+        "the identity provider's client secret is not in the keyring (entry 'idp-secret')"
+    )
+    assert missing.fix and missing.fix.startswith("store it with `keyring set lockgate idp-secret`")
+    assert "never-printed" not in repr(present) + repr(missing)
+
+
+def test_no_keyring_fails_both_checks(no_keyring: None) -> None:
+    for result in (
+        check_signing_key(_identity('kind = "dev"')),
+        check_client_secret(_identity(OIDC_WITH_SECRET.format(entry="idp-secret"))),
+    ):
+        assert result.status == "fail", result
+        assert result.fix and "gnome-keyring" in result.fix
+
+
+def test_plan_adds_the_identity_keyring_checks_by_kind(tmp_path: Path) -> None:
+    def names(identity: str) -> list[str]:
+        path = tmp_path / "p.toml"
+        path.write_text(_identity_text(identity))
+        return [c.name for c in plan(path)]
+
+    assert "signing key" not in names('kind = "none"')
+    assert "signing key" in names('kind = "dev"') and "client secret" not in names('kind = "dev"')
+    oidc = 'kind = "oidc"\nissuer = "https://login.example.com"\nclient_id = "lockgate"'
+    assert "client secret" not in names(oidc)  # a public client
+    assert names(OIDC_WITH_SECRET.format(entry="e"))[-4:] == [
+        "signing key",
+        "client secret",
+        "upstream a",
+        "credential a",
+    ]
+
+
+@pytest.fixture
+def new_name() -> Iterator[Callable[[], str]]:
+    yield from keyring_env.real_keyring()
+
+
+def test_real_keyring_client_secret_missing_then_stored(new_name: Callable[[], str]) -> None:
+    entry = new_name()
+    profile = _identity(OIDC_WITH_SECRET.format(entry=entry))
+    assert check_client_secret(profile).status == "fail"
+    secrets.set_entry(entry, "s3cret-never-printed")
+    try:
+        result = check_client_secret(profile)
+    finally:
+        secrets.delete_chunked(entry)
+    assert (result.status, result.detail) == (
+        "ok",
+        f"the identity provider's client secret is in {entry!r}",
+    )
+    assert "never-printed" not in repr(result)
+
+
+def test_real_keyring_signing_key_check_passes() -> None:
+    keyring_env.require_keyring()
+    result = check_signing_key(_identity('kind = "dev"'))  # read only: absent or held
+    assert result.status == "ok", result
+
+
+SIGNING_KEY_SCRIPT = textwrap.dedent(
+    """
+    import json
+    from lockgate import secrets
+    from lockgate.doctor import check_signing_key
+    from lockgate.profile import parse_profile
+    from lockgate.tokens import KEYRING_USERNAME, load_or_create_signing_key
+
+    profile = parse_profile(
+        '[identity]\\nkind = "dev"\\n[upstreams.a]\\nurl = "http://127.0.0.1:9/mcp"\\n'
+        '[routes.a]\\nupstream = "a"\\n'
+    )
+    out = {"absent": check_signing_key(profile).__dict__}
+    out["still_absent"] = secrets.get_entry(KEYRING_USERNAME) is None
+    load_or_create_signing_key()
+    out["created"] = check_signing_key(profile).__dict__
+    secrets.set_entry(KEYRING_USERNAME, "ed25519:damaged")
+    out["damaged"] = check_signing_key(profile).__dict__
+    print(json.dumps(out))
+    """
+)
+
+
+def test_private_keyring_signing_key_absent_created_damaged() -> None:
+    keyring_env.require_private_session()
+    proc = keyring_env.run_in_private_secret_service(SIGNING_KEY_SCRIPT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["absent"]["status"] == "ok"
+    assert out["absent"]["detail"].startswith("not in the keyring yet")
+    assert out["still_absent"] is True  # doctor never creates the key
+    assert out["created"]["status"] == "ok"
+    assert out["created"]["detail"] == "Ed25519 key held in the keyring ('gateway:signing-key')"
+    assert out["damaged"]["status"] == "fail"
+    assert out["damaged"]["fix"].startswith("delete the keyring entry service 'lockgate'")
+
+
 # ---------------------------------------------------------------------------- upstreams
 
 
@@ -357,6 +524,36 @@ def test_credential_states() -> None:
         "x", up, lookup_of(CredentialState("sign_in_first", "sign in first", "lockgate login"))
     )
     assert later.status == "warn" and later.passed
+    assert (later.detail, later.fix) == (
+        "auth header: sign in first (tokens are per user)",
+        "lockgate login",
+    )
+
+
+def test_real_keyring_credentials_for_the_signed_in_user(new_name: Callable[[], str]) -> None:
+    a, b, issuer = new_name(), new_name(), new_issuer()
+    profile = parse_profile(oidc_profile_text(issuer, a, b))
+
+    def check(name: str) -> CheckResult:
+        return check_credential(name, profile.upstreams[name], keyring_lookup(profile))
+
+    nobody = check(a)
+    assert (nobody.status, nobody.fix) == ("warn", "lockgate login")
+    assert nobody.detail == "auth oauth: sign in first (tokens are per user)"
+    with (
+        login_session(issuer, "alice-sub", "alice@example.com"),
+        upstream_tokens_for(a, "alice-sub"),
+    ):
+        connected, needs = check(a), check(b)
+    assert (connected.status, connected.detail) == (
+        "ok",
+        "auth oauth: connected for alice@example.com",
+    )
+    assert (needs.status, needs.detail, needs.fix) == (
+        "fail",
+        "auth oauth: needs connect for alice@example.com",
+        f"lockgate connect {b}",
+    )
 
 
 # ---------------------------------------------------------------------------- plan and run

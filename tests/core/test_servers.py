@@ -10,22 +10,28 @@ backend, as tests/support/keyring_env.py does for the other keyring tests.
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import keyring.backends.fail
 import pytest
 
-from lockgate import secrets, upstream_tokens
-from lockgate.errors import KeyringUnavailable, ProfileError, SecretMissing
+from lockgate import login, secrets, upstream_tokens
+from lockgate.errors import KeyringUnavailable, LockgateError, ProfileError, SecretMissing
 from lockgate.oauth import local_user
-from lockgate.profile import UpstreamSection, parse_profile
+from lockgate.profile import Profile, UpstreamSection, parse_profile
 from lockgate.servers import (
     CredentialState,
+    SignedIn,
     active_profile_path,
     catalog,
     keyring_lookup,
+    signed_in,
 )
+from lockgate.tokens import UserClaims
 from tests.support import keyring_env
 
 
@@ -118,12 +124,51 @@ def test_states_from_injected_keyring_answers() -> None:
 def test_oidc_profiles_ask_to_sign_in_before_oauth_state_is_known() -> None:
     profile = _profile("oidc")
     lookup = keyring_lookup(
-        profile, has_secret=lambda n: True, stored=lambda u, user: pytest.fail("no user yet")
+        profile,
+        user=SignedIn(None),
+        has_secret=lambda n: True,
+        stored=lambda u, user: pytest.fail("no user yet"),
     )
     states = {e.upstream: e.state for e in catalog(profile, lookup)}
-    assert states["linear"].kind == "sign_in_first"
-    assert states["linear"].text == "sign in first"
+    assert states["linear"] == CredentialState("sign_in_first", "sign in first", "lockgate login")
+    assert states["linear"].user is None
     assert states["static"].kind == "secret_set"
+
+
+def test_oidc_states_are_for_the_signed_in_sub() -> None:
+    profile = _profile("oidc")
+    alice = SignedIn(UserClaims(sub="alice-sub", email="alice@example.com"))
+    asked: list[tuple[str, str]] = []
+
+    def stored(upstream: str, user: str) -> bool:
+        asked.append((upstream, user))
+        return True
+
+    lookup = keyring_lookup(profile, user=alice, has_secret=lambda n: True, stored=stored)
+    state = lookup("linear", profile.upstreams["linear"])
+    assert (state.kind, state.user) == ("connected", "alice@example.com")
+    assert asked == [("linear", "alice-sub")]  # tokens are keyed by sub, not by email
+    assert SignedIn(UserClaims(sub="bob-sub")).shown == "bob-sub"
+
+
+def test_signed_in_turns_keyring_trouble_into_a_state() -> None:
+    profile = _profile("oidc")
+
+    def no_keyring(_: Profile) -> UserClaims | None:
+        raise KeyringUnavailable("No OS keyring is available", "install gnome-keyring")
+
+    def damaged(_: Profile) -> UserClaims | None:
+        raise LockgateError("damaged sign-in", "run `lockgate logout` and then `lockgate login`")
+
+    who = signed_in(profile, no_keyring)
+    assert who.user is None and who.problem is not None
+    assert (who.problem.kind, who.problem.fix) == ("keyring_unavailable", "install gnome-keyring")
+    lookup = keyring_lookup(profile, user=who, has_secret=lambda n: True)
+    assert lookup("linear", profile.upstreams["linear"]).kind == "keyring_unavailable"
+    broken = signed_in(profile, damaged).problem
+    assert broken is not None and broken.kind == "sign_in_first"
+    assert broken.fix == "run `lockgate logout` and then `lockgate login`"
+    assert signed_in(_profile("dev")).user == UserClaims(sub=local_user())  # no keyring read
 
 
 def test_incomplete_entries_say_how_to_store_them_again() -> None:
@@ -178,6 +223,123 @@ def test_real_keyring_states(new_upstream: Callable[[], str]) -> None:
         assert "s3cret-value" not in repr(states)
     finally:
         secrets.delete_chunked(entry)
+
+
+OIDC_PROFILE = """
+[gateway]
+listen = "127.0.0.1:9100"
+[identity]
+kind = "oidc"
+issuer = "{issuer}"
+client_id = "lockgate"
+[upstreams.{a}]
+url = "https://mcp.a.example.com/mcp"
+auth = "oauth"
+[upstreams.{b}]
+url = "https://mcp.b.example.com/mcp"
+auth = "oauth"
+[routes.a]
+upstream = "{a}"
+[routes.b]
+upstream = "{b}"
+"""
+
+
+def oidc_profile_text(issuer: str, a: str, b: str) -> str:
+    """A kind oidc profile with two oauth upstreams, routes "a" and "b"."""
+    return OIDC_PROFILE.format(issuer=issuer, a=a, b=b)
+
+
+def new_issuer() -> str:
+    return f"https://login-{uuid.uuid4().hex[:12]}.example.com"
+
+
+@contextmanager
+def login_session(
+    issuer: str, sub: str, email: str | None, *, expires_at: float | None = None
+) -> Iterator[login.IdpSession]:
+    """An IdP session stored as `lockgate login` stores it (and made current); removed after."""
+    now = time.time()
+    session = login.IdpSession(
+        issuer=issuer,
+        client_id="lockgate",
+        sub=sub,
+        email=email,
+        refresh_token=None if expires_at is not None else "rt-never-printed",
+        expires_at=expires_at,
+        signed_in_at=now,
+        refreshed_at=now,
+    )
+    login.save_session(session, make_current=True)
+    try:
+        yield session
+    finally:
+        login.delete_session(issuer, sub)
+
+
+@contextmanager
+def upstream_tokens_for(upstream: str, user: str) -> Iterator[None]:
+    """Tokens of `user` for `upstream` in the keyring, as a finished connect leaves them."""
+    upstream_tokens.save(
+        upstream,
+        user,
+        upstream_tokens.UpstreamTokens(
+            access_token="at-never-printed",
+            token_endpoint="https://as.example.com/token",
+            client_id="lockgate-client",
+            issuer="https://as.example.com",
+            resource="https://mcp.a.example.com/mcp",
+        ),
+    )
+    try:
+        yield
+    finally:
+        upstream_tokens.delete(upstream, user)
+
+
+def test_real_keyring_oidc_states_follow_lockgate_login(new_upstream: Callable[[], str]) -> None:
+    a, b, issuer = new_upstream(), new_upstream(), new_issuer()
+    profile = parse_profile(oidc_profile_text(issuer, a, b))
+    sub = f"sub-{uuid.uuid4().hex[:8]}"
+
+    def states() -> dict[str, CredentialState]:
+        return {e.upstream: e.state for e in catalog(profile, keyring_lookup(profile))}
+
+    nobody = states()
+    assert nobody[a] == CredentialState("sign_in_first", "sign in first", "lockgate login")
+    assert nobody[b].kind == "sign_in_first" and signed_in(profile) == SignedIn(None)
+    with login_session(issuer, sub, "alice@example.com"), upstream_tokens_for(a, sub):
+        assert login.cli_user(profile.identity) == UserClaims(sub=sub, email="alice@example.com")
+        alice = states()
+        assert alice[a] == CredentialState("connected", "connected")
+        assert alice[b] == CredentialState(
+            "needs_connect", "needs connect", f"lockgate connect {b}"
+        )
+        assert alice[a].user == alice[b].user == "alice@example.com"
+        assert "never-printed" not in repr(alice)
+        # Another user's tokens are not this user's: bob signs in, a needs a connect for him.
+        with login_session(issuer, "bob-sub", None):
+            bob = states()
+            assert bob[a].kind == "needs_connect" and bob[a].user == "bob-sub"
+    assert states()[a].kind == "sign_in_first"  # logged out: the current marker is gone
+
+
+def test_real_keyring_an_ended_session_is_nobody(new_upstream: Callable[[], str]) -> None:
+    a, b, issuer = new_upstream(), new_upstream(), new_issuer()
+    profile = parse_profile(oidc_profile_text(issuer, a, b))
+    with (
+        login_session(issuer, "carol-sub", "carol@example.com", expires_at=time.time() - 60),
+        upstream_tokens_for(a, "carol-sub"),
+    ):
+        assert login.current_sub(issuer) == "carol-sub"
+        assert login.cli_user(profile.identity) is None
+        assert keyring_lookup(profile)(a, profile.upstreams[a]).kind == "sign_in_first"
+
+
+def test_no_keyring_under_oidc_says_so(no_keyring: None) -> None:
+    profile = _profile("oidc")
+    state = keyring_lookup(profile)("linear", profile.upstreams["linear"])
+    assert state.kind == "keyring_unavailable"
 
 
 def test_active_profile_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
