@@ -62,11 +62,12 @@ class FlowState:
 
     def process(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """Run one upstream message through the transforms, then show it to the observers."""
-        out: dict[str, Any] | None = obj
+        out = obj
         for transform in self.transforms:
-            out = transform(out)
-            if out is None:
+            result = transform(out)
+            if result is None:
                 return None
+            out = result
         for observer in self.observers:
             observer(out)
         return out

@@ -7,6 +7,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
+from joserfc.jwk import KeySet
 from mitmproxy import http
 
 from lockgate.addons._flow import state
@@ -195,19 +196,24 @@ class Authorization:
                 client_id=identity.client_id or "",
                 client_secret=self.server.oidc_secret,
             )
-            check = {
-                "issuer": provider.metadata.issuer,
-                "client_id": identity.client_id or "",
-                "nonce": login.nonce,
-                "groups_claim": identity.groups_claim,
-                "roles_claim": identity.roles_claim,
-            }
+
+            def check(keys: KeySet) -> UserClaims:
+                return validate_id_token(
+                    body["id_token"],
+                    keys,
+                    issuer=provider.metadata.issuer,
+                    client_id=identity.client_id or "",
+                    nonce=login.nonce,
+                    groups_claim=identity.groups_claim,
+                    roles_claim=identity.roles_claim,
+                )
+
             try:
-                user = validate_id_token(body["id_token"], provider.keys, **check)
+                user = check(provider.keys)
             except OIDCError:
                 # The provider may have rotated its keys: fetch them once, then decide.
                 provider.keys = await fetch_keys(provider.metadata)
-                user = validate_id_token(body["id_token"], provider.keys, **check)
+                user = check(provider.keys)
         except OIDCError as e:
             self.server.event(flow, "auth.login", outcome="denied", reason=e.message)
             raise OAuthError("access_denied", f"{e.message}; sign in again.", 403) from None

@@ -84,11 +84,11 @@ def _assemble(resp: http.Response) -> bytes:
 
 def install_error_pages() -> None:
     """Swap mitmproxy's HTML error page for JSON (idempotent)."""
-    _http1.make_error_response = _json_error_response  # type: ignore[assignment]
+    _http1.make_error_response = _json_error_response
 
 
 def uninstall_error_pages() -> None:
-    _http1.make_error_response = _original_error_response  # type: ignore[assignment]
+    _http1.make_error_response = _original_error_response
 
 
 def _timeout_of(route: Route) -> float:
