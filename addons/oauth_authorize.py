@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from joserfc.jwk import KeySet
 from mitmproxy import http
@@ -14,6 +14,7 @@ from lockgate.addons._flow import state
 from lockgate.addons.oauth_common import NO_STORE, Redirect, form_params, page, query_params
 from lockgate.login import ProviderUnavailable, SessionEnded, session_for
 from lockgate.oauth import AuthorizeRequest, OAuthError, consent_page, parse_form
+from lockgate.oauth_client import authorization_url
 from lockgate.oidc import (
     LOGIN_COOKIE,
     LOGIN_TTL,
@@ -138,18 +139,15 @@ class Authorization:
         identity = profile.identity
         metadata = self.server.provider().metadata
         login_state, login = self.server.logins.add(fields)
-        params = {
-            "response_type": "code",
-            "client_id": identity.client_id or "",
-            "redirect_uri": f"{self.server.issuer}/oauth/callback",
-            "scope": " ".join(identity.scopes),
-            "state": login_state,
-            "nonce": login.nonce,
-            "code_challenge": login.challenge,
-            "code_challenge_method": "S256",
-        }
-        endpoint = metadata.authorization_endpoint
-        sep = "&" if urlsplit(endpoint).query else "?"
+        location = authorization_url(
+            metadata.authorization_endpoint,
+            client_id=identity.client_id or "",
+            redirect_uri=f"{self.server.issuer}/oauth/callback",
+            state=login_state,
+            challenge=login.challenge,
+            scope=" ".join(identity.scopes),
+            nonce=login.nonce,
+        )
         st = state(flow)
         st.local = True
         st.outcome = "success"
@@ -157,7 +155,7 @@ class Authorization:
             302,
             b"",
             {
-                "location": f"{endpoint}{sep}{urlencode(params)}",
+                "location": location,
                 "set-cookie": login_cookie(login.browser, LOGIN_TTL, secure=self.server.secure),
                 **NO_STORE,
             },

@@ -26,14 +26,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lockgate import audit
 from lockgate import secrets as keyring_store
 from lockgate.errors import KeyringUnavailable, LockgateError
-from lockgate.oidc import OIDCError, Provider, fetch_keys, pkce_pair, validate_id_token
+from lockgate.oauth_client import authorization_url, pkce_pair
+from lockgate.oidc import OIDCError, Provider, fetch_keys, validate_id_token
 from lockgate.profile import IdentitySection
 from lockgate.tokens import UserClaims
 from lockgate.urlcheck import FetchError, UnsafeUrl, post_form
@@ -617,19 +618,17 @@ async def login_browser(
     state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
     verifier, challenge = pkce_pair()
     async with LoopbackRedirect(state) as listener:
-        params = {
-            "response_type": "code",
-            "client_id": client.client_id,
-            "redirect_uri": listener.redirect_uri,
-            "scope": " ".join(client.identity.scopes),
-            "state": state,
-            "nonce": nonce,
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-        }
-        endpoint = browser_url(metadata.authorization_endpoint)
-        sep = "&" if urlsplit(endpoint).query else "?"
-        show(f"{endpoint}{sep}{urlencode(params)}")
+        show(
+            authorization_url(
+                browser_url(metadata.authorization_endpoint),
+                client_id=client.client_id,
+                redirect_uri=listener.redirect_uri,
+                state=state,
+                challenge=challenge,
+                scope=" ".join(client.identity.scopes),
+                nonce=nonce,
+            )
+        )
         answer = await listener.wait(timeout)
     if "error" in answer or not answer.get("code"):
         error = answer.get("error", "no code")[:60]

@@ -9,8 +9,6 @@ Nothing here logs or returns a token, code, verifier or secret.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import secrets
 import threading
 import time
@@ -24,6 +22,7 @@ from joserfc.jwk import KeySet
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lockgate.errors import LockgateError
+from lockgate.oauth_client import pkce_pair
 from lockgate.tokens import UserClaims
 from lockgate.urlcheck import FetchError, UnsafeUrl, check_url, fetch_json, post_form
 
@@ -129,12 +128,6 @@ async def fetch_keys(metadata: ProviderMetadata, *, timeout: float = 10) -> KeyS
 
 
 # --- PKCE, state, nonce -------------------------------------------------------------------
-
-
-def pkce_pair() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 @dataclass(frozen=True)

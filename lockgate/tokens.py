@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lockgate import secrets as keyring_secrets
 from lockgate.errors import LockgateError
+from lockgate.oauth_client import s256
 
 ALGORITHM = "Ed25519"
 KEYRING_USERNAME = "gateway:signing-key"
@@ -401,7 +402,7 @@ def pkce_s256(verifier: str) -> str:
     """The S256 code challenge of a verifier; ``ValueError`` for an invalid verifier."""
     if not is_valid_verifier(verifier):
         raise ValueError("a PKCE code verifier is 43-128 characters of [A-Za-z0-9-._~]")
-    return _b64url(hashlib.sha256(verifier.encode("ascii")).digest())
+    return s256(verifier)
 
 
 # --- authorization codes ----------------------------------------------------------------

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import json
 import secrets
 import threading
@@ -34,7 +33,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import anyio.to_thread
@@ -42,6 +41,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lockgate.errors import LockgateError
+from lockgate.oauth_client import authorization_url as authorization_url_for
+from lockgate.oauth_client import pkce_pair
 from lockgate.upstream_tokens import UpstreamTokens
 from lockgate.urlcheck import CheckedUrl, FetchError, Resolver, UnsafeUrl, check_url, fetch_json
 
@@ -161,13 +162,6 @@ def authorization_server_candidates(issuer: str) -> list[str]:
         f"{origin}{OIDC_WELL_KNOWN}{path}",
         f"{origin}{path}{OIDC_WELL_KNOWN}",
     ]
-
-
-def pkce_pair() -> tuple[str, str]:
-    """A PKCE verifier and its S256 challenge."""
-    verifier = secrets.token_urlsafe(48)
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 # --- metadata models ----------------------------------------------------------------------
@@ -585,19 +579,15 @@ async def authorization_url(
         await _checked(endpoint, resolve)
     except UnsafeUrl as e:
         raise _refused("authorization_endpoint", e) from None
-    params = {
-        "response_type": "code",
-        "client_id": pending.client.client_id,
-        "redirect_uri": pending.redirect_uri,
-        "state": state,
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        "resource": pending.discovery.resource,
-    }
-    if pending.discovery.scopes:
-        params["scope"] = " ".join(pending.discovery.scopes)
-    sep = "&" if urlsplit(endpoint).query else "?"
-    return f"{endpoint}{sep}{urlencode(params)}"
+    return authorization_url_for(
+        endpoint,
+        client_id=pending.client.client_id,
+        redirect_uri=pending.redirect_uri,
+        state=state,
+        challenge=challenge,
+        scope=" ".join(pending.discovery.scopes),
+        resource=pending.discovery.resource,
+    )
 
 
 def check_callback_issuer(pending: PendingConnect, iss: str | None) -> None:

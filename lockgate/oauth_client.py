@@ -1,0 +1,54 @@
+"""The OAuth client side, shared by `lockgate login`, the gateway's trip through the identity
+provider and `lockgate connect`: PKCE pairs and authorization URLs, built with authlib.
+
+Only the protocol pieces come from authlib; every network call goes through
+:mod:`lockgate.urlcheck` (re-checked and pinned to the checked addresses), which authlib's
+HTTP clients cannot do.
+"""
+
+from __future__ import annotations
+
+from authlib.common.security import generate_token
+from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+# RFC 7636 section 4.1: 43 to 128 characters; authlib's alphabet is letters and digits.
+VERIFIER_LENGTH = 64
+
+
+def s256(verifier: str) -> str:
+    """The S256 code challenge of a verifier (RFC 7636 section 4.2)."""
+    challenge: str = create_s256_code_challenge(verifier)
+    return challenge
+
+
+def pkce_pair() -> tuple[str, str]:
+    """A fresh PKCE verifier and its S256 challenge."""
+    verifier: str = generate_token(VERIFIER_LENGTH)
+    return verifier, s256(verifier)
+
+
+def authorization_url(
+    endpoint: str,
+    *,
+    client_id: str,
+    redirect_uri: str,
+    state: str,
+    challenge: str,
+    scope: str | None = None,
+    **extra: str | None,
+) -> str:
+    """An authorization code request with PKCE S256 (RFC 6749 4.1.1, RFC 7636 4.3), added to
+    whatever query the endpoint already has; `extra` values of None are left out."""
+    url: str = prepare_grant_uri(
+        endpoint,
+        client_id,
+        "code",
+        redirect_uri=redirect_uri,
+        scope=scope or None,
+        state=state,
+        code_challenge=challenge,
+        code_challenge_method="S256",
+        **extra,
+    )
+    return url
