@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -13,25 +12,15 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from lockgate.cli import views
-from lockgate.errors import ProfileError
+from lockgate.profile import active_profile_path
 
 if TYPE_CHECKING:  # mitmproxy takes seconds to import: only the commands that serve pay
     from lockgate.addons.gateway import Gateway
 
 
 def default_profile() -> Path:
-    env = os.environ.get("LOCKGATE_PROFILE")
-    if env:
-        return Path(env)
-    from lockgate.paths import data_dir
-
-    path = data_dir() / "profile.toml"
-    if not path.exists():
-        raise ProfileError(
-            "No profile given and none installed",
-            f"pass --profile FILE, set LOCKGATE_PROFILE, or copy one to {path}",
-        )
-    return path
+    """The profile to serve when none is given (see `lockgate.profile.active_profile_path`)."""
+    return active_profile_path()
 
 
 def serve(

@@ -29,9 +29,9 @@ from urllib.parse import urlsplit
 
 import anyio.to_thread
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError
 
-from lockgate.oauth import MAX_REDIRECT_URIS, OAuthError, redirect_uri_problem
+from lockgate.oauth import ClientMetadata, OAuthError, redirect_uri_problem
 from lockgate.urlcheck import FetchError, Resolver, UnsafeUrl, check_url, fetch_json
 
 # The draft suggests 5 KB: a client description is small, and the gateway reads it often.
@@ -96,34 +96,11 @@ def client_id_url_problem(client_id: str) -> str | None:
     return None
 
 
-class ClientDocument(BaseModel):
+class ClientDocument(ClientMetadata):
     """What the gateway keeps of a client's metadata document (RFC 7591 names)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
     client_id: str = Field(min_length=1, max_length=MAX_CLIENT_ID_LENGTH)
-    client_name: str | None = Field(default=None, max_length=200)
     client_uri: str | None = Field(default=None, max_length=2048)
-    redirect_uris: tuple[str, ...] = Field(min_length=1, max_length=MAX_REDIRECT_URIS)
-    grant_types: tuple[str, ...] = ("authorization_code", "refresh_token")
-    response_types: tuple[str, ...] = ("code",)
-    token_endpoint_auth_method: str = "none"
-    scope: str | None = Field(default=None, max_length=1000)
-
-    @field_validator("grant_types")
-    @classmethod
-    def _grants(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [g for g in v if g not in ("authorization_code", "refresh_token")]
-        if unknown or "authorization_code" not in v:
-            raise ValueError("grant_types may only be authorization_code and refresh_token")
-        return v
-
-    @field_validator("response_types")
-    @classmethod
-    def _responses(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        if tuple(v) != ("code",):
-            raise ValueError('response_types must be ["code"]')
-        return v
 
     @property
     def host(self) -> str:

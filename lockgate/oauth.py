@@ -167,8 +167,9 @@ class RateLimiter:
             return 0.0
 
 
-class RegistrationRequest(BaseModel):
-    """RFC 7591 client metadata; unknown members are ignored, public clients only."""
+class ClientMetadata(BaseModel):
+    """RFC 7591 client metadata, as registrations and client ID metadata documents carry it;
+    unknown members are ignored, public clients only."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -193,6 +194,10 @@ class RegistrationRequest(BaseModel):
         if tuple(v) != ("code",):
             raise ValueError('response_types must be ["code"]')
         return v
+
+
+class RegistrationRequest(ClientMetadata):
+    """A dynamic client registration (RFC 7591) body."""
 
 
 def parse_registration(data: object) -> RegistrationRequest:

@@ -8,6 +8,7 @@ from the message alone.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -438,3 +439,22 @@ def demo_profile_path() -> Path:
     from importlib.resources import files
 
     return Path(str(files("lockgate.profiles").joinpath("demo.toml")))
+
+
+def active_profile_path(explicit: Path | None = None) -> Path:
+    """The profile `lockgate up` would serve: --profile, else $LOCKGATE_PROFILE, else the
+    installed one in the data dir; ProfileError (exit 2) with the fix when there is none."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get("LOCKGATE_PROFILE")
+    if env:
+        return Path(env)
+    from lockgate.paths import data_dir
+
+    path = data_dir() / "profile.toml"
+    if not path.exists():
+        raise ProfileError(
+            "No profile given and none installed",
+            f"pass --profile FILE, set LOCKGATE_PROFILE, or copy one to {path}",
+        )
+    return path

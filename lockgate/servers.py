@@ -10,14 +10,12 @@ provider is never asked).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal
 
-from lockgate.errors import KeyringUnavailable, LockgateError, ProfileError
-from lockgate.profile import Profile, UpstreamSection
+from lockgate.errors import KeyringUnavailable, LockgateError
+from lockgate.profile import Profile, UpstreamSection, active_profile_path
 from lockgate.tokens import UserClaims
 
 __all__ = [
@@ -203,22 +201,3 @@ def _oauth_state(name: str, who: SignedIn, stored: Callable[[str, str], bool]) -
     if stored(name, who.user.sub):
         return CredentialState("connected", "connected")
     return CredentialState("needs_connect", "needs connect", f"lockgate connect {name}")
-
-
-def active_profile_path(explicit: Path | None = None) -> Path:
-    """The profile `lockgate up` would serve: --profile, else $LOCKGATE_PROFILE, else the
-    installed one in the data dir; ProfileError (exit 2) with the fix when there is none."""
-    if explicit is not None:
-        return explicit
-    env = os.environ.get("LOCKGATE_PROFILE")
-    if env:
-        return Path(env)
-    from lockgate.paths import data_dir
-
-    path = data_dir() / "profile.toml"
-    if not path.exists():
-        raise ProfileError(
-            "No profile given and none installed",
-            f"pass --profile FILE, set LOCKGATE_PROFILE, or copy one to {path}",
-        )
-    return path
