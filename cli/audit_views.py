@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from lockgate.audit import VerifyResult
+from lockgate.audit import VerifyResult, latency_text, time_text
 
 # C0/C1 control characters (ESC included) from upstream-controlled names must not reach a
 # terminal: a tool named "\x1b]..." could rewrite what the reviewer sees.
@@ -42,24 +42,15 @@ def _clean(value: object) -> str:
     return _CONTROL.sub("?", str(value))
 
 
-def _latency(event: Mapping[str, Any]) -> str:
-    latency = event.get("latency_ms")
-    total = latency.get("total") if isinstance(latency, Mapping) else latency
-    if isinstance(total, bool) or not isinstance(total, (int, float)):
-        return "-"
-    return f"{total:.1f} ms"
-
-
 def _time(event: Mapping[str, Any]) -> str:
-    ts = str(event.get("ts", ""))
-    return _clean(ts[11:23] if len(ts) >= 23 and ts[10:11] == "T" else ts) or "-"
+    return _clean(time_text(event)) or "-"
 
 
 def _cell(event: Mapping[str, Any], key: str) -> str:
     if key == "ts":
         return _time(event)
     if key == "latency_ms":
-        return _latency(event)
+        return latency_text(event)
     value = event.get(key)
     return "-" if value is None else _clean(value)
 

@@ -208,6 +208,21 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
 
 
+def latency_text(event: Mapping[str, Any]) -> str:
+    """An event's total latency for a table cell ("12.3 ms"), or "-"."""
+    latency = event.get("latency_ms")
+    total = latency.get("total") if isinstance(latency, Mapping) else latency
+    if isinstance(total, bool) or not isinstance(total, (int, float)):
+        return "-"
+    return f"{total:.1f} ms"
+
+
+def time_text(event: Mapping[str, Any]) -> str:
+    """An event's time of day (UTC, to the millisecond) for a table cell."""
+    ts = str(event.get("ts", ""))
+    return ts[11:23] if len(ts) >= 23 and ts[10:11] == "T" else ts
+
+
 def pending_path(path: Path) -> Path:
     """Where other processes (the CLI) queue events while a gateway holds the log's lock."""
     return path.with_name(path.name + ".pending")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from lockgate.audit import latency_text, time_text
 from lockgate.filters import glob_match
 
 __all__ = [
@@ -231,18 +232,9 @@ class RowCells(NamedTuple):
     latency: str
 
 
-def _latency(event: Mapping[str, Any]) -> str:
-    latency = event.get("latency_ms")
-    total = latency.get("total") if isinstance(latency, Mapping) else latency
-    if isinstance(total, bool) or not isinstance(total, (int, float)):
-        return "-"
-    return f"{total:.1f} ms"
-
-
 def cells(event: Mapping[str, Any]) -> RowCells:
     """The table cells of one event: time (UTC), user, client, route, method, name, ..."""
-    ts = str(event.get("ts", ""))
-    time_cell = ts[11:23] if len(ts) >= 23 and ts[10:11] == "T" else ts
+    time_cell = time_text(event)
 
     def get(key: str) -> str:
         value = event.get(key)
@@ -259,7 +251,7 @@ def cells(event: Mapping[str, Any]) -> RowCells:
         method=get("method"),
         name="-" if name is None else clean(name),
         outcome=get("outcome"),
-        latency=_latency(event),
+        latency=latency_text(event),
     )
 
 
