@@ -10,6 +10,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from lockgate.cli.clients import connect_help
 from lockgate.cli.main import main
 from lockgate.profile import demo_profile_path, load_profile
 from tests.support import require
-from tests.support.gateway import profile_text, running_gateway
+from tests.support.gateway import GatewayProcess, profile_text, running_gateway
 from tests.support.node import INSTALL_HINT, NODE_DIR, NODE_MODULES, node_bin, node_env
 from tests.support.upstreams import sdk_upstream
 
@@ -363,6 +365,19 @@ def _claude_bin() -> Path | None:
     return None
 
 
+@contextmanager
+def notes_gateway(tmp_path: Path) -> Iterator[tuple[GatewayProcess, tuple[str, ...]]]:
+    """A real gateway with route notes; yields it and the `install` arguments aimed at it."""
+    with (
+        sdk_upstream() as upstream,
+        running_gateway(
+            profile_text({"notes": upstream}, {"notes": "notes"}), tmp_path / "gw"
+        ) as gw,
+    ):
+        profile = str(tmp_path / "gw" / "profile.toml")
+        yield gw, ("--route", "notes", "--profile", profile, "--base-url", gw.base_url)
+
+
 def _client_env(home: Home) -> dict[str, str]:
     """The environment a client sees: this HOME, no settings of a client running these tests."""
     env = {
@@ -384,15 +399,8 @@ def test_real_claude_code_reads_the_entry_and_connects_through_the_gateway(
     claude = _claude_bin()
     require(claude is not None, f"Claude Code is not in tests/node: {INSTALL_HINT}")
     assert claude is not None
-    with (
-        sdk_upstream() as upstream,
-        running_gateway(
-            profile_text({"notes": upstream}, {"notes": "notes"}), tmp_path / "gw"
-        ) as gw,
-    ):
-        profile = str(tmp_path / "gw" / "profile.toml")
+    with notes_gateway(tmp_path) as (gw, args):
         home.place("claude.json", ".claude.json")
-        args = ("--route", "notes", "--profile", profile, "--base-url", gw.base_url)
         installed = home.run("install", "claude-code", *args)
         assert installed.returncode == 0, installed.stderr
 
@@ -428,15 +436,8 @@ def test_claude_desktop_bridge_entry_runs_as_written_through_the_gateway(
         f"mcp-remote or Node 22 is not in tests/node: {INSTALL_HINT}",
     )
     require(shutil.which("npx") is not None, "npx is not on PATH")
-    with (
-        sdk_upstream() as upstream,
-        running_gateway(
-            profile_text({"notes": upstream}, {"notes": "notes"}), tmp_path / "gw"
-        ) as gw,
-    ):
-        profile = str(tmp_path / "gw" / "profile.toml")
+    with notes_gateway(tmp_path) as (gw, args):
         home.place("claude_desktop_config.json", ".config/Claude/claude_desktop_config.json")
-        args = ("--route", "notes", "--profile", profile, "--base-url", gw.base_url)
         assert home.run("install", "claude-desktop", *args).returncode == 0
         config = home.path / ".config" / "Claude" / "claude_desktop_config.json"
         entry = json.loads(config.read_text())["mcpServers"]["lockgate-notes"]

@@ -29,6 +29,14 @@ NAME = "lockgate-notes"
 # An independent oracle
 
 
+def _string_end(text: str, i: int) -> int:
+    """Just past the JSON string that starts at `text[i]`."""
+    j = i + 1
+    while text[j] != '"':
+        j += 2 if text[j] == "\\" else 1
+    return j + 1
+
+
 def oracle(text: str) -> tuple[Any, list[str]]:
     """The value of a JSONC text and its comments, by a separate, simple route."""
     out: list[str] = []
@@ -37,11 +45,9 @@ def oracle(text: str) -> tuple[Any, list[str]]:
     while i < n:
         c = text[i]
         if c == '"':
-            j = i + 1
-            while text[j] != '"':
-                j += 2 if text[j] == "\\" else 1
-            out.append(text[i : j + 1])
-            i = j + 1
+            j = _string_end(text, i)
+            out.append(text[i:j])
+            i = j
         elif text.startswith("//", i):
             j = i
             while j < n and text[j] not in "\r\n":
@@ -62,11 +68,9 @@ def oracle(text: str) -> tuple[Any, list[str]]:
     while i < n:
         c = stripped[i]
         if c == '"':
-            j = i + 1
-            while stripped[j] != '"':
-                j += 2 if stripped[j] == "\\" else 1
-            kept.append(stripped[i : j + 1])
-            i = j + 1
+            j = _string_end(stripped, i)
+            kept.append(stripped[i:j])
+            i = j
             continue
         if c == ",":
             rest = stripped[i + 1 :].lstrip(" \t\r\n")
@@ -225,34 +229,40 @@ def test_scanner_never_crashes_and_agrees_with_the_oracle(text: str) -> None:
 # Examples: layout of the inserted text
 
 
-def test_inserted_entry_matches_the_files_indentation() -> None:
-    text = '{\n\t"servers": {\n\t\t"a": {"type": "stdio"}\n\t}\n}\n'
-    out = core.merge_entry(text, "servers", NAME, {"url": URL}, same=lambda e: False).text
-    assert out == (
+def merged(text: str, container: str) -> str:
+    """`text` with the URL entry for NAME added to `container` (nothing there is the same)."""
+    return core.merge_entry(text, container, NAME, {"url": URL}, same=lambda e: False).text
+
+
+LAYOUTS = {  # the file as found -> the file with the entry: its indentation and style kept
+    "tab-indented": (
+        '{\n\t"servers": {\n\t\t"a": {"type": "stdio"}\n\t}\n}\n',
         '{\n\t"servers": {\n\t\t"a": {"type": "stdio"},\n'
-        f'\t\t"{NAME}": {{\n\t\t\t"url": "{URL}"\n\t\t}}\n\t}}\n}}\n'
-    )
-
-
-def test_trailing_comma_style_and_line_comment_are_kept() -> None:
-    text = '{\n  "servers": {\n    "a": 1, // note\n  },\n}\n'
-    out = core.merge_entry(text, "servers", NAME, {"url": URL}, same=lambda e: False).text
-    assert out == (
+        f'\t\t"{NAME}": {{\n\t\t\t"url": "{URL}"\n\t\t}}\n\t}}\n}}\n',
+    ),
+    "trailing-comma-and-line-comment": (
+        '{\n  "servers": {\n    "a": 1, // note\n  },\n}\n',
         '{\n  "servers": {\n    "a": 1, // note\n'
-        f'    "{NAME}": {{\n      "url": "{URL}"\n    }},\n  }},\n}}\n'
-    )
+        f'    "{NAME}": {{\n      "url": "{URL}"\n    }},\n  }},\n}}\n',
+    ),
+}
+
+
+@pytest.mark.parametrize(("text", "want"), LAYOUTS.values(), ids=LAYOUTS.keys())
+def test_inserted_entry_keeps_the_files_indentation_and_style(text: str, want: str) -> None:
+    assert merged(text, "servers") == want
 
 
 def test_crlf_files_stay_crlf() -> None:
     text = '{\r\n  "mcpServers": {}\r\n}\r\n'
-    out = core.merge_entry(text, "mcpServers", NAME, {"url": URL}, same=lambda e: False).text
+    out = merged(text, "mcpServers")
     assert "\n" not in out.replace("\r\n", "")
 
 
 def test_empty_and_comment_only_files_get_a_document() -> None:
-    out = core.merge_entry("", "servers", NAME, {"url": URL}, same=lambda e: False).text
+    out = merged("", "servers")
     assert json.loads(out) == {"servers": {NAME: {"url": URL}}}
-    out = core.merge_entry("// mine\n", "servers", NAME, {"url": URL}, same=lambda e: False).text
+    out = merged("// mine\n", "servers")
     assert out.startswith("// mine\n") and core.loads(out) == {"servers": {NAME: {"url": URL}}}
 
 

@@ -11,15 +11,8 @@ Keyring tests use the real Secret Service (skipped locally without one, run by .
 from __future__ import annotations
 
 import asyncio
-import json
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -29,40 +22,7 @@ from lockgate.audit import AuditLog, read_events, verify
 from lockgate.oidc import OIDCError, Provider, discover
 from lockgate.profile import IdentitySection
 from tests.support import keyring_env
-
-ALICE = {"sub": "alice", "email": "a@example.com", "groups": ["eng"]}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def mock_provider(*users: dict[str, Any]) -> Iterator[str]:
-    """oidc-provider-mock on a free loopback port; yields its issuer URL."""
-    port = _free_port()
-    args = [sys.executable, "-m", "oidc_provider_mock", "--port", str(port)]
-    for user in users or (ALICE,):
-        args += ["--user-claims", json.dumps(user)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    issuer = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{issuer}/.well-known/openid-configuration").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("oidc-provider-mock did not start")
-            time.sleep(0.1)
-        yield issuer
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+from tests.support.oidc_mock import mock_provider
 
 
 async def sign_in_at_provider(browser: httpx.AsyncClient, url: str, sub: str = "alice") -> str:

@@ -15,9 +15,6 @@ wider scope) and retry by itself. The users' claims are set through the provider
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -32,15 +29,14 @@ from tests.e2e.test_dev_signin import (
     ENV,
     authorize_url,
     exchange,
-    hidden_fields,
     pkce,
     redirect_params,
     register,
 )
-from tests.e2e.test_oidc_signin import _free_port
 from tests.e2e.test_upstreams_direct import DEMO_TOOLS, text_of
-from tests.support.gateway import GatewayProcess, running_gateway
-from tests.support.oauth_client import MemoryStorage, signed_in_client
+from tests.support.gateway import running_gateway
+from tests.support.oauth_client import MemoryStorage, approve, signed_in_client
+from tests.support.oidc_mock import OidcMock, OidcStack, oidc_identity, oidc_mock
 from tests.support.recorder import Recorder, recording_upstream
 from tests.support.upstreams import sdk_upstream
 
@@ -56,52 +52,18 @@ ADMIN_TOOLS = {"add_note", "delete_note", "confirm_delete"}
 
 
 @dataclass
-class Stack:
-    gw: GatewayProcess
-    issuer: str
+class Stack(OidcStack):
     recorder: Recorder
 
-    @property
-    def base(self) -> str:
-        return self.gw.base_url
 
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+@pytest.fixture(scope="module")
+def provider() -> Iterator[OidcMock]:
+    with oidc_mock(claims=USERS) as mock:
+        yield mock
 
 
 @pytest.fixture(scope="module")
-def provider() -> Iterator[str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "oidc_provider_mock", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    issuer = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{issuer}/.well-known/openid-configuration").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("oidc-provider-mock did not start")
-            time.sleep(0.1)
-        for sub, claims in USERS.items():
-            r = httpx.put(f"{issuer}/users/{sub}", json=claims)
-            assert r.status_code == 204, r.text
-        yield issuer
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def stack(provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(provider: OidcMock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with ExitStack() as es:
         notes = es.enter_context(sdk_upstream())
         recorder = es.enter_context(recording_upstream())
@@ -115,12 +77,7 @@ def stack(provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         ]
         profile = "\n".join(
             [
-                "[identity]",
-                'kind = "oidc"',
-                f'issuer = "{provider}"',
-                'client_id = "lockgate-test"',
-                'scopes = ["openid", "email", "profile"]',
-                'roles_claim = "realm_access.roles"',
+                *oidc_identity(provider.issuer, 'roles_claim = "realm_access.roles"'),
                 "[upstreams.notes]",
                 f'url = "{notes}"',
                 "[upstreams.rec]",
@@ -147,22 +104,7 @@ def stack(provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 async def browse(browser: httpx.AsyncClient, stack: Stack, url: str, sub: str) -> httpx.Response:
     """Follow a sign-in as a browser would, signing in at the provider as `sub`; returns the
     answer that goes to the client's redirect URI."""
-    r = await browser.get(url)
-    while True:
-        if r.status_code == 302 and r.headers["location"].startswith(stack.issuer):
-            location = r.headers["location"]
-            r = await browser.post(location, data={"sub": sub})
-            assert r.status_code == 302, r.text[:300]
-            r = await browser.get(r.headers["location"])
-            continue
-        if r.status_code == 200 and "/oauth/consent" in r.text:
-            r = await browser.post(
-                f"{stack.base}/oauth/consent",
-                data={**hidden_fields(r.text), "decision": "approve"},
-                headers={"Origin": stack.base},
-            )
-            continue
-        return r
+    return await stack.mock.browse(browser, stack.base, url, sub)
 
 
 def sync_sign_in(stack: Stack, route: str, sub: str, scope: str = "") -> str:
@@ -174,15 +116,10 @@ def sync_sign_in(stack: Stack, route: str, sub: str, scope: str = "") -> str:
     with httpx.Client() as browser:
         r = browser.get(authorize_url(stack.base, client_id, resource, challenge, **extra))
         assert r.status_code == 302 and r.headers["location"].startswith(stack.issuer)
-        r = browser.post(r.headers["location"], data={"sub": sub})
+        r = stack.mock.login(browser, r.headers["location"], sub)
         r = browser.get(r.headers["location"])
         assert r.status_code == 200 and "/oauth/consent" in r.text, r.text[:300]
-        r = browser.post(
-            f"{stack.base}/oauth/consent",
-            data={**hidden_fields(r.text), "decision": "approve"},
-            headers={"Origin": stack.base},
-        )
-        code = redirect_params(r)["code"]
+        code = redirect_params(approve(browser, stack.base, r.text))["code"]
     token = exchange(stack.base, client_id, code, verifier, resource)
     assert token.status_code == 200, token.text
     return str(token.json()["access_token"])

@@ -19,7 +19,6 @@ import ssl
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -33,8 +32,8 @@ from lockgate.cli.headless_oauth import (
     signed_in_client,
 )
 from tests.core.test_urlcheck import Reply, Server
-from tests.e2e.test_dev_signin import pkce
-from tests.support.gateway import GatewayProcess, running_gateway
+from tests.e2e.test_dev_signin import authorize_url, pkce
+from tests.support.gateway import GatewayStack, profile_text, running_gateway
 from tests.support.tls import issue_certs
 from tests.support.upstreams import sdk_upstream
 
@@ -42,13 +41,8 @@ ENV = {"LOCKGATE_SIGNING_KEY_SOURCE": "memory", "LOCKGATE_CIMD_ALLOW_LOOPBACK": 
 
 
 @dataclass
-class Stack:
-    gw: GatewayProcess
+class Stack(GatewayStack):
     docs: Server
-
-    @property
-    def base(self) -> str:
-        return self.gw.base_url
 
     def publish(self, path: str, **fields: object) -> str:
         """Serve a metadata document at `path` (its own URL as client_id unless given)."""
@@ -66,11 +60,6 @@ class Stack:
         return url
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("cimd")
@@ -81,18 +70,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         notes = es.enter_context(sdk_upstream())
         docs = Server(server_tls)
         es.callback(docs.close)
-        profile = "\n".join(
-            [
-                "[gateway]",
-                f'upstream_ca = "{certs.ca}"',
-                "[identity]",
-                'kind = "dev"',
-                "[upstreams.notes]",
-                f'url = "{notes}"',
-                "[routes.notes]",
-                'upstream = "notes"',
-                "",
-            ]
+        profile = profile_text(
+            {"notes": notes},
+            {"notes": "notes"},
+            f'[gateway]\nupstream_ca = "{certs.ca}"\n',
+            kind="dev",
         )
         gw = es.enter_context(running_gateway(profile, tmp / "gw", env=ENV))
         yield Stack(gw, docs)
@@ -100,16 +82,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 def authorize(stack: Stack, client_id: str, redirect_uri: str = CALLBACK_URI) -> httpx.Response:
     _, challenge = pkce()
-    params = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": redirect_uri,
-        "state": "s",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        "resource": stack.gw.route_url("notes"),
-    }
-    return httpx.get(f"{stack.base}/oauth/authorize?{urlencode(params)}")
+    resource = stack.gw.route_url("notes")
+    return httpx.get(
+        authorize_url(
+            stack.base, client_id, resource, challenge, redirect_uri=redirect_uri, state="s"
+        )
+    )
 
 
 def events_for(stack: Stack, client: str, event: str) -> list[dict[str, object]]:

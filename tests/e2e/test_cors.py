@@ -29,17 +29,7 @@ EXPOSED = "mcp-session-id, www-authenticate, mcp-protocol-version"
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with ExitStack() as es:
         recorder = es.enter_context(recording_upstream())
-        profile = "\n".join(
-            [
-                "[identity]",
-                'kind = "dev"',
-                "[upstreams.rec]",
-                f'url = "{recorder.url}"',
-                "[routes.rec]",
-                'upstream = "rec"',
-                "",
-            ]
-        )
+        profile = profile_text({"rec": recorder.url}, {"rec": "rec"}, kind="dev")
         gw = es.enter_context(running_gateway(profile, tmp_path_factory.mktemp("cors"), env=ENV))
         yield Stack(gw, recorder)
 

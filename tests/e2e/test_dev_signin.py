@@ -37,8 +37,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from lockgate.audit import verify
 from lockgate.tokens import SigningKey, UserClaims, issue_access_token
 from tests.e2e.test_upstreams_direct import DEMO_TOOLS, text_of
-from tests.support.gateway import GatewayProcess, running_gateway
-from tests.support.oauth_client import MemoryStorage, signed_in_client
+from tests.support.gateway import GatewayStack, profile_text, running_gateway
+from tests.support.oauth_client import MemoryStorage, approve, signed_in_client
 from tests.support.recorder import Recorder, recording_upstream
 from tests.support.upstreams import sdk_upstream
 
@@ -47,18 +47,8 @@ ENV = {"LOCKGATE_SIGNING_KEY_SOURCE": "memory"}
 
 
 @dataclass
-class Stack:
-    gw: GatewayProcess
+class Stack(GatewayStack):
     recorder: Recorder
-
-    @property
-    def base(self) -> str:
-        return self.gw.base_url
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="module")
@@ -66,20 +56,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with ExitStack() as es:
         notes = es.enter_context(sdk_upstream())
         recorder = es.enter_context(recording_upstream())
-        profile = "\n".join(
-            [
-                "[identity]",
-                'kind = "dev"',
-                "[upstreams.notes]",
-                f'url = "{notes}"',
-                "[upstreams.rec]",
-                f'url = "{recorder.url}"',
-                "[routes.notes]",
-                'upstream = "notes"',
-                "[routes.rec]",
-                'upstream = "rec"',
-                "",
-            ]
+        profile = profile_text(
+            {"notes": notes, "rec": recorder.url}, {"notes": "notes", "rec": "rec"}, kind="dev"
         )
         gw = es.enter_context(
             running_gateway(profile, tmp_path_factory.mktemp("dev-signin"), env=ENV)
@@ -135,11 +113,7 @@ def get_code(base: str, client_id: str, resource: str, challenge: str) -> str:
     with httpx.Client() as browser:
         r = browser.get(authorize_url(base, client_id, resource, challenge))
         if r.status_code == 200:
-            r = browser.post(
-                f"{base}/oauth/consent",
-                data={**hidden_fields(r.text), "decision": "approve"},
-                headers={"Origin": base},
-            )
+            r = approve(browser, base, r.text)
         params = redirect_params(r)
     assert params["state"] == "st-1" and params["iss"] == base
     return params["code"]

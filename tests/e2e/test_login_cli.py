@@ -27,12 +27,12 @@ import pytest
 
 from lockgate import audit, login
 from lockgate.audit import read_events, verify
-from tests.core.test_login import mock_provider
-from tests.e2e.test_dev_signin import CALLBACK, ENV, hidden_fields, redirect_params
+from tests.e2e.test_dev_signin import CALLBACK, ENV, redirect_params
 from tests.e2e.test_upstreams_direct import DEMO_TOOLS
 from tests.support import keyring_env
-from tests.support.gateway import GatewayProcess, running_gateway
+from tests.support.gateway import GatewayStack, profile_text, running_gateway
 from tests.support.oauth_client import MemoryStorage, signed_in_client
+from tests.support.oidc_mock import OidcMock, mock_provider, oidc_identity
 from tests.support.upstreams import sdk_upstream
 
 USERS = (
@@ -42,19 +42,9 @@ USERS = (
 
 
 @dataclass
-class Stack:
-    gw: GatewayProcess
+class Stack(GatewayStack):
     issuer: str
     profile: Path
-
-    @property
-    def base(self) -> str:
-        return self.gw.base_url
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="module")
@@ -63,19 +53,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         with ExitStack() as es:
             issuer = es.enter_context(mock_provider(*USERS))
             notes = es.enter_context(sdk_upstream())
-            profile = "\n".join(
-                [
-                    "[identity]",
-                    'kind = "oidc"',
-                    f'issuer = "{issuer}"',
-                    'client_id = "lockgate-test"',
-                    'scopes = ["openid", "email", "profile"]',
-                    "[upstreams.notes]",
-                    f'url = "{notes}"',
-                    "[routes.notes]",
-                    'upstream = "notes"',
-                    "",
-                ]
+            profile = profile_text(
+                {"notes": notes}, {"notes": "notes"}, identity=oidc_identity(issuer)
             )
             tmp = tmp_path_factory.mktemp("login-cli")
             env = {**ENV, login.RECHECK_ENV: "0"}
@@ -127,8 +106,7 @@ def cli_login(stack: Stack, sub: str) -> str:
     assert url is not None, "".join(printed)
     with httpx.Client() as browser:
         assert browser.get(url).status_code == 200
-        signed = browser.post(url, data={"sub": sub})
-        assert signed.status_code == 302
+        signed = OidcMock(stack.issuer).login(browser, url, sub)
         assert "Signed in to lockgate" in browser.get(signed.headers["location"]).text
     rest = threading.Thread(target=lambda: printed.extend(proc.stdout or []))
     rest.start()
@@ -162,23 +140,29 @@ async def consent_or_provider(
 ) -> dict[str, str]:
     """A browser on the gateway's authorization URL: through the provider when sent there
     (signing in as `sub`), then the consent page, approved."""
-    r = await browser.get(url)
-    while True:
-        visited.append(str(r.request.url).split("?", 1)[0])
-        if r.status_code == 302 and r.headers["location"].startswith(stack.issuer):
-            location = r.headers["location"]
-            visited.append(location.split("?", 1)[0])
-            r = await browser.post(location, data={"sub": sub})
-            r = await browser.get(r.headers["location"])
-            continue
-        if r.status_code == 200 and "/oauth/consent" in r.text:
-            r = await browser.post(
-                f"{stack.base}/oauth/consent",
-                data={**hidden_fields(r.text), "decision": "approve"},
-                headers={"Origin": stack.base},
-            )
-            continue
-        return redirect_params(r)
+    r = await OidcMock(stack.issuer).browse(browser, stack.base, url, sub, visited)
+    return redirect_params(r)
+
+
+async def sdk_lists_tools(
+    stack: Stack, sub: str, client_name: str, storage: MemoryStorage, visited: list[str]
+) -> None:
+    """The SDK client signs in to route notes in a fresh browser (as `sub` if sent to the
+    provider) and lists the notes tools."""
+    async with httpx.AsyncClient() as browser:
+
+        async def sign_in(url: str) -> dict[str, str]:
+            return await consent_or_provider(browser, stack, url, sub, visited)
+
+        async with signed_in_client(
+            stack.gw.route_url("notes"),
+            sign_in,
+            client_name=client_name,
+            callback_uri=CALLBACK,
+            storage=storage,
+        ) as client:
+            tools = await client.list_tools()
+            assert {t.name for t in tools.tools} == DEMO_TOOLS
 
 
 def events(stack: Stack, name: str) -> list[dict[str, Any]]:
@@ -193,20 +177,7 @@ async def test_a_browser_sign_in_keeps_the_provider_session_and_its_refusal_ends
     grant asks the provider first, and once the provider refuses, the grant is refused."""
     storage = MemoryStorage()
     visited: list[str] = []
-    async with httpx.AsyncClient() as browser:
-
-        async def sign_in(url: str) -> dict[str, str]:
-            return await consent_or_provider(browser, stack, url, "bob", visited)
-
-        async with signed_in_client(
-            stack.gw.route_url("notes"),
-            sign_in,
-            client_name="SDK client (bob)",
-            callback_uri=CALLBACK,
-            storage=storage,
-        ) as client:
-            tools = await client.list_tools()
-            assert {t.name for t in tools.tools} == DEMO_TOOLS
+    await sdk_lists_tools(stack, "bob", "SDK client (bob)", storage, visited)
     assert any(v.startswith(stack.issuer) for v in visited)
 
     kept = login.load_session(stack.issuer, "bob")
@@ -257,20 +228,8 @@ async def test_login_whoami_and_the_gateway_signs_in_the_cli_user(stack: Stack) 
     assert (info["sub"], info["email"], info["groups"]) == ("alice", "a@example.com", ["eng"])
 
     storage = MemoryStorage()
-    visited: list[str] = []
-    async with httpx.AsyncClient() as browser:  # a fresh browser: no gateway cookie
-
-        async def sign_in(url: str) -> dict[str, str]:
-            return await consent_or_provider(browser, stack, url, "nobody", visited)
-
-        async with signed_in_client(
-            stack.gw.route_url("notes"),
-            sign_in,
-            client_name="SDK client (alice)",
-            callback_uri=CALLBACK,
-            storage=storage,
-        ) as client:
-            assert {t.name for t in (await client.list_tools()).tools} == DEMO_TOOLS
+    visited: list[str] = []  # a fresh browser: no gateway cookie
+    await sdk_lists_tools(stack, "nobody", "SDK client (alice)", storage, visited)
     assert not any(v.startswith(stack.issuer) for v in visited), visited
     consents = events(stack, "auth.consent")
     assert consents and consents[-1]["user"] == "alice"

@@ -10,13 +10,8 @@ provider is `oidc-provider-mock` started as a process; its sign-in form is submi
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -28,65 +23,28 @@ from tests.e2e.test_dev_signin import (
     ENV,
     authorize_url,
     exchange,
-    hidden_fields,
     mcp_post,
     pkce,
     redirect_params,
     register,
 )
 from tests.e2e.test_upstreams_direct import DEMO_TOOLS, text_of
-from tests.support.gateway import GatewayProcess, running_gateway
+from tests.support.gateway import running_gateway
 from tests.support.oauth_client import MemoryStorage, signed_in_client
+from tests.support.oidc_mock import OidcMock, OidcStack, oidc_identity, oidc_mock
 from tests.support.upstreams import sdk_upstream
 
-ALICE = '{"sub":"alice","email":"a@example.com","groups":["eng"]}'
+ALICE = {"sub": "alice", "email": "a@example.com", "groups": ["eng"]}
 
 
-@dataclass
-class Stack:
-    gw: GatewayProcess
-    issuer: str
-
-    @property
-    def base(self) -> str:
-        return self.gw.base_url
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+Stack = OidcStack
 
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "oidc_provider_mock", "--port", str(port), "--user-claims", ALICE],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    issuer = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{issuer}/.well-known/openid-configuration").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("oidc-provider-mock did not start")
-            time.sleep(0.1)
-        yield issuer
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    """The provider with alice; its issuer URL (tests/core/test_doctor.py uses it too)."""
+    with oidc_mock(ALICE) as mock:
+        yield mock.issuer
 
 
 @pytest.fixture(scope="module")
@@ -95,11 +53,7 @@ def stack(provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         notes = es.enter_context(sdk_upstream())
         profile = "\n".join(
             [
-                "[identity]",
-                'kind = "oidc"',
-                f'issuer = "{provider}"',
-                'client_id = "lockgate-test"',
-                'scopes = ["openid", "email", "profile"]',
+                *oidc_identity(provider),
                 "[upstreams.notes]",
                 f'url = "{notes}"',
                 "[routes.notes]",
@@ -116,36 +70,17 @@ def stack(provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         gw = es.enter_context(
             running_gateway(profile, tmp_path_factory.mktemp("oidc-signin"), env=ENV)
         )
-        yield Stack(gw, provider)
+        yield Stack(gw, OidcMock(provider))
 
 
 async def browse(
     browser: httpx.AsyncClient, stack: Stack, authorization_url: str
 ) -> tuple[httpx.Response, list[str]]:
-    """Follow the sign-in as a browser would; returns the answer that goes to the client's
-    redirect URI and the hosts visited."""
+    """Follow the sign-in as a browser would, as alice at the provider; returns the answer
+    that goes to the client's redirect URI and the hosts visited."""
     visited: list[str] = []
-    r = await browser.get(authorization_url)
-    while True:
-        visited.append(str(r.request.url).split("?", 1)[0])
-        if r.status_code == 302 and r.headers["location"].startswith(stack.issuer):
-            # The provider's sign-in form: POST the same URL with sub=alice.
-            location = r.headers["location"]
-            form = await browser.get(location)
-            assert form.status_code == 200, form.text[:300]
-            r = await browser.post(location, data={"sub": "alice"})
-            visited.append(location.split("?", 1)[0])
-            assert r.status_code == 302, r.text[:300]
-            r = await browser.get(r.headers["location"])
-            continue
-        if r.status_code == 200 and "/oauth/consent" in r.text:
-            r = await browser.post(
-                f"{stack.base}/oauth/consent",
-                data={**hidden_fields(r.text), "decision": "approve"},
-                headers={"Origin": stack.base},
-            )
-            continue
-        return r, visited
+    r = await stack.mock.browse(browser, stack.base, authorization_url, "alice", visited)
+    return r, visited
 
 
 @pytest.mark.anyio
@@ -240,7 +175,7 @@ def test_a_state_is_single_use(stack: Stack) -> None:
     with httpx.Client() as browser:
         r = browser.get(authorize_url(stack.base, client_id, resource, pkce()[1]))
         assert r.status_code == 302 and r.headers["location"].startswith(stack.issuer)
-        signed = browser.post(r.headers["location"], data={"sub": "alice"})
+        signed = stack.mock.login(browser, r.headers["location"], "alice")
         callback = signed.headers["location"]
         assert callback.startswith(f"{stack.base}/oauth/callback?")
         first = browser.get(callback)
@@ -259,7 +194,7 @@ def test_a_callback_in_another_browser_is_refused(stack: Stack) -> None:
         )
         assert "lockgate_login=" in r.headers["set-cookie"]
         assert "HttpOnly" in r.headers["set-cookie"]
-        callback = attacker.post(r.headers["location"], data={"sub": "alice"}).headers["location"]
+        callback = stack.mock.login(attacker, r.headers["location"], "alice").headers["location"]
     with httpx.Client() as victim:
         refused = victim.get(callback)
     assert refused.status_code == 400

@@ -23,9 +23,6 @@ from __future__ import annotations
 import contextlib
 import html
 import re
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -46,11 +43,17 @@ from tests.e2e.test_dev_signin import (
     redirect_params,
     register,
 )
-from tests.e2e.test_oidc_signin import _free_port
 from tests.e2e.test_upstreams_direct import text_of
 from tests.support import keyring_env
-from tests.support.gateway import GatewayProcess, running_gateway
-from tests.support.oauth_client import CALLBACK_URI, MemoryStorage, hidden_fields, signed_in_client
+from tests.support.gateway import running_gateway
+from tests.support.oauth_client import (
+    CALLBACK_URI,
+    MemoryStorage,
+    approve,
+    hidden_fields,
+    signed_in_client,
+)
+from tests.support.oidc_mock import OidcMock, OidcStack, oidc_identity, oidc_mock
 from tests.support.protected_upstream import ProtectedUpstream, protected_upstream
 
 pytestmark = pytest.mark.keyring
@@ -62,49 +65,16 @@ CONNECT_LINK = re.compile(r'<a href="([^"]+)"([^>]*)>Connect</a>')
 
 
 @dataclass
-class Stack:
-    gw: GatewayProcess
-    issuer: str
+class Stack(OidcStack):
     ups: dict[str, ProtectedUpstream]  # route -> its upstream
     names: dict[str, str]  # route -> upstream name in the profile
 
-    @property
-    def base(self) -> str:
-        return self.gw.base_url
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture(scope="module")
-def provider() -> Iterator[str]:
+def provider() -> Iterator[OidcMock]:
     """A real OpenID Connect provider process, alice registered with her groups."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "oidc_provider_mock", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    issuer = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{issuer}/.well-known/openid-configuration").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("oidc-provider-mock did not start")
-            time.sleep(0.1)
-        r = httpx.put(f"{issuer}/users/{USER}", json=CLAIMS)
-        assert r.status_code == 204, r.text
-        yield issuer
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with oidc_mock(claims={USER: CLAIMS}) as mock:
+        yield mock
 
 
 def _forget(names: list[str], issuer: str) -> None:
@@ -117,20 +87,14 @@ def _forget(names: list[str], issuer: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(provider: OidcMock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     keyring_env.require_keyring()
     run = uuid.uuid4().hex[:8]
     routes = ("alpha", "beta", "gamma")
     names = {r: f"lockgate-test-{run}-{r}" for r in routes}
     with ExitStack() as es:
         ups = {r: es.enter_context(protected_upstream(r)) for r in routes}
-        lines = [
-            "[identity]",
-            'kind = "oidc"',
-            f'issuer = "{provider}"',
-            'client_id = "lockgate-test"',
-            'scopes = ["openid", "email", "profile"]',
-        ]
+        lines = oidc_identity(provider.issuer)
         for r in routes:
             lines += [f'[upstreams."{names[r]}"]', f'url = "{ups[r].url}"', 'auth = "oauth"']
             lines += [f"[routes.{r}]", f'upstream = "{names[r]}"', 'access.groups = ["eng"]']
@@ -139,7 +103,7 @@ def stack(provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
                 "\n".join(lines) + "\n", tmp_path_factory.mktemp("oidc-two-upstreams"), env=ENV
             )
         )
-        es.callback(_forget, list(names.values()), provider)
+        es.callback(_forget, list(names.values()), provider.issuer)
         yield Stack(gw, provider, ups, names)
 
 
@@ -182,9 +146,8 @@ class Browser:
                 steps.append("provider")
                 form = await self.http.get(location)
                 assert form.status_code == 200, form.text[:300]
-                r = await self.http.post(location, data={"sub": USER})
+                r = await self.stack.mock.alogin(self.http, location, USER)
                 self.provider_logins += 1
-                assert r.status_code == 302, r.text[:300]
                 self._note(r)
                 r = await self.http.get(r.headers["location"])
                 continue
@@ -369,7 +332,7 @@ def test_a_ticket_stands_for_its_own_upstream_only(stack: Stack) -> None:
         url = authorize_url(stack.base, client_id, stack.gw.route_url("gamma"), pkce()[1])
         r = http.get(url)
         if r.status_code == 302 and r.headers["location"].startswith(stack.issuer):
-            r = http.post(r.headers["location"], data={"sub": USER})
+            r = stack.mock.login(http, r.headers["location"], USER)
             r = http.get(r.headers["location"])
         assert r.status_code == 200 and "needs connect" in r.text, r.text
         link = CONNECT_LINK.search(r.text)
@@ -394,14 +357,10 @@ def test_allow_now_connect_later_through_the_connect_url_of_a_refused_call(stack
     with httpx.Client(trust_env=False, timeout=30) as browser:
         r = browser.get(authorize_url(stack.base, client_id, resource, challenge))
         if r.status_code == 302 and r.headers["location"].startswith(stack.issuer):
-            r = browser.post(r.headers["location"], data={"sub": USER})
+            r = stack.mock.login(browser, r.headers["location"], USER)
             r = browser.get(r.headers["location"])
         assert r.status_code == 200 and f"{name}: <strong>needs connect</strong>" in r.text
-        allowed = browser.post(  # Allow without connecting
-            f"{stack.base}/oauth/consent",
-            data={**hidden_fields(r.text), "decision": "approve"},
-            headers={"Origin": stack.base},
-        )
+        allowed = approve(browser, stack.base, r.text)  # Allow without connecting
         code = redirect_params(allowed)["code"]
         token = exchange(stack.base, client_id, code, verifier, resource)
         assert token.status_code == 200, token.text

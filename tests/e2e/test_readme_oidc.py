@@ -43,11 +43,11 @@ from tests.e2e.test_dev_signin import (
     redirect_params,
     register,
 )
-from tests.e2e.test_oidc_signin import _free_port
 from tests.e2e.test_upstreams_direct import DEMO_TOOLS, text_of
 from tests.support import keyring_env
-from tests.support.gateway import GatewayProcess, running_gateway
-from tests.support.oauth_client import CALLBACK_URI, MemoryStorage, signed_in_client
+from tests.support.gateway import GatewayStack, running_gateway
+from tests.support.oauth_client import CALLBACK_URI, MemoryStorage, approve, signed_in_client
+from tests.support.oidc_mock import OidcMock, free_port
 
 pytestmark = pytest.mark.keyring
 
@@ -182,28 +182,18 @@ def _process(
 
 
 @dataclass
-class Stack:
+class Stack(GatewayStack):
     doc: Readme
-    gw: GatewayProcess
     issuer: str
     name: str  # the upstream name standing in for `private-notes`
     bearer_url: str
-
-    @property
-    def base(self) -> str:
-        return self.gw.base_url
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     doc = read_readme()
     keyring_env.require_keyring()
-    ports = {"provider": _free_port(), "plain": _free_port(), "bearer": _free_port()}
+    ports = {"provider": free_port(), "plain": free_port(), "bearer": free_port()}
     issuer = f"http://127.0.0.1:{ports['provider']}"
     name = f"{doc.secret_name}-{uuid.uuid4().hex[:10]}"
     demo = [sys.executable, "-m", "lockgate.cli.demo_server", "--port"]
@@ -256,7 +246,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 rewrite_profile(doc, ports, name), tmp_path_factory.mktemp("readme-oidc"), env=ENV
             )
         )
-        yield Stack(doc, gw, issuer, name, bearer_url)
+        yield Stack(gw, doc, issuer, name, bearer_url)
 
 
 def _forget(name: str) -> None:
@@ -287,9 +277,8 @@ class Browser:
             if r.status_code == 302 and location.startswith(self.stack.issuer):
                 form = await self.http.get(location)
                 assert form.status_code == 200 and "<form" in form.text, form.text[:300]
-                r = await self.http.post(location, data={"sub": self.user})
+                r = await OidcMock(self.stack.issuer).alogin(self.http, location, self.user)
                 self.provider_logins += 1
-                assert r.status_code == 302, r.text[:300]
                 r = await self.http.get(r.headers["location"])
                 continue
             if r.status_code == 200 and "/oauth/consent" in r.text:
@@ -380,15 +369,10 @@ def test_a_user_without_the_group_gets_403_on_private_notes(stack: Stack) -> Non
     with httpx.Client(trust_env=False, timeout=30) as browser:
         r = browser.get(authorize_url(stack.base, client_id, resource, challenge))
         assert r.status_code == 302 and r.headers["location"].startswith(stack.issuer), r.text
-        r = browser.post(r.headers["location"], data={"sub": "bob"})
-        assert r.status_code == 302, r.text[:300]
+        r = OidcMock(stack.issuer).login(browser, r.headers["location"], "bob")
         r = browser.get(r.headers["location"])
         if r.status_code == 200 and "/oauth/consent" in r.text:
-            r = browser.post(
-                f"{stack.base}/oauth/consent",
-                data={**hidden_fields(r.text), "decision": "approve"},
-                headers={"Origin": stack.base},
-            )
+            r = approve(browser, stack.base, r.text)
     code = redirect_params(r)["code"]
     token = exchange(stack.base, client_id, code, verifier, resource)
     assert token.status_code == 200, token.text

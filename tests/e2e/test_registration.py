@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
-from lockgate.cli.headless_oauth import hidden_fields
 from lockgate.oauth import REGISTRATIONS_PER_WINDOW
-from tests.e2e.test_dev_signin import pkce
-from tests.support.gateway import GatewayProcess, running_gateway
+from tests.e2e.test_dev_signin import authorize_url, pkce
+from tests.support.gateway import GatewayProcess, profile_text, running_gateway
+from tests.support.oauth_client import approve
 from tests.support.upstreams import sdk_upstream
 
 ENV = {"LOCKGATE_SIGNING_KEY_SOURCE": "memory"}
@@ -31,17 +31,7 @@ VSCODE = "vscode://vscode.github-authentication/did-authenticate"
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     with ExitStack() as es:
         notes = es.enter_context(sdk_upstream())
-        profile = "\n".join(
-            [
-                "[identity]",
-                'kind = "dev"',
-                "[upstreams.notes]",
-                f'url = "{notes}"',
-                "[routes.notes]",
-                'upstream = "notes"',
-                "",
-            ]
-        )
+        profile = profile_text({"notes": notes}, {"notes": "notes"}, kind="dev")
         yield es.enter_context(
             running_gateway(profile, tmp_path_factory.mktemp("register"), env=ENV)
         )
@@ -58,24 +48,14 @@ def test_native_app_scheme_is_accepted_and_shown_on_the_consent_page(gw: Gateway
     assert r.status_code == 201, r.text
     client_id = r.json()["client_id"]
     verifier, challenge = pkce()
-    params = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": VSCODE,
-        "state": "s1",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        "resource": gw.route_url("notes"),
-    }
+    url = authorize_url(
+        gw.base_url, client_id, gw.route_url("notes"), challenge, redirect_uri=VSCODE, state="s1"
+    )
     with httpx.Client() as browser:
-        page = browser.get(f"{gw.base_url}/oauth/authorize?{urlencode(params)}")
+        page = browser.get(url)
         assert page.status_code == 200, page.text
         assert "Opens the app registered for &quot;vscode:&quot;" in page.text
-        answer = browser.post(
-            f"{gw.base_url}/oauth/consent",
-            data={**hidden_fields(page.text), "decision": "approve"},
-            headers={"Origin": gw.base_url},
-        )
+        answer = approve(browser, gw.base_url, page.text)
     assert answer.status_code == 302
     location = answer.headers["location"]
     assert location.startswith(VSCODE + "?")

@@ -23,7 +23,6 @@ import contextlib
 import html
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -52,8 +51,10 @@ from tests.e2e.test_dev_signin import (
 from tests.e2e.test_dev_signin import sign_in as gateway_sign_in
 from tests.e2e.test_upstreams_direct import text_of
 from tests.support import keyring_env
-from tests.support.gateway import GatewayProcess, running_gateway
+from tests.support.gateway import GatewayStack, running_gateway
+from tests.support.oauth_client import approve as approve_page
 from tests.support.oauth_client import signed_in_client
+from tests.support.oidc_mock import free_port
 from tests.support.protected_upstream import ProtectedUpstream, protected_upstream
 
 pytestmark = pytest.mark.keyring
@@ -64,21 +65,11 @@ USER = local_user()
 
 
 @dataclass
-class Stack:
-    gw: GatewayProcess
+class Stack(GatewayStack):
     alpha: ProtectedUpstream
     beta: ProtectedUpstream
     names: dict[str, str]  # "alpha"/"beta" -> upstream name in the profile
     cli_profile: Path
-
-    @property
-    def base(self) -> str:
-        return self.gw.base_url
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def oauth_profile(names: dict[str, str], urls: dict[str, str], listen: str | None = None) -> str:
@@ -337,27 +328,16 @@ def test_the_consent_page_shows_the_upstream_and_connects_it(stack: Stack) -> No
         assert str(back.url).startswith(f"{stack.base}/oauth/authorize?")
         assert f"{name}: <strong>connected</strong>" in back.text
         assert ">Connect</a>" not in back.text
-        allowed = browser.post(
-            f"{stack.base}/oauth/consent",
-            data={**hidden_fields(back.text), "decision": "approve"},
-            headers={"Origin": stack.base},
-            follow_redirects=False,
-        )
+        allowed = approve_page(browser, stack.base, back.text)
         assert "code" in redirect_params(allowed)
     assert upstream_tokens.stored(name, USER)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_without_a_gateway_lockgate_connect_serves_the_callback_itself(tmp_path: Path) -> None:
     keyring_env.require_keyring()
     name = f"lockgate-test-{uuid.uuid4().hex[:8]}-solo"
     with protected_upstream("solo") as up:
-        listen = f"127.0.0.1:{_free_port()}"
+        listen = f"127.0.0.1:{free_port()}"
         profile = tmp_path / "solo.toml"
         profile.write_text(oauth_profile({"solo": name}, {"solo": up.url}, listen))
         proc = cli("connect", name, "--profile", str(profile), "--no-browser", home=tmp_path)

@@ -232,10 +232,7 @@ def test_the_detail_view_shows_one_event_with_its_hash(tmux: Tmux, tmp_path: Pat
 
 
 def test_rotation_is_followed(tmux: Tmux, tmp_path: Path) -> None:
-    log = tmp_path / "audit.jsonl"
-    with AuditLog(log) as writer:
-        for i in range(3):
-            writer.append(event(i))
+    log = log_of(tmp_path, 3)
     tmux.start(["watch", "--file", str(log)])
     tmux.wait_text("search_2 ")
     log.rename(tmp_path / "audit.jsonl.1")
@@ -262,51 +259,54 @@ def test_all_counts_the_whole_log_and_flags_filter_the_rows(tmux: Tmux, tmp_path
     assert shown[-1].split()[5] == "search_294"
 
 
-def test_q_quits_and_gives_the_terminal_back(tmux: Tmux, tmp_path: Path) -> None:
+def log_of(tmp_path: Path, n: int) -> Path:
+    """An audit log in `tmp_path` with events 0 to n-1."""
     log = tmp_path / "audit.jsonl"
     with AuditLog(log) as writer:
-        writer.append(event(0))
-    tmux.start(["watch", "--file", str(log)])
+        for i in range(n):
+            writer.append(event(i))
+    return log
+
+
+def watch_one_event(tmux: Tmux, tmp_path: Path) -> None:
+    """`lockgate watch` in the pane on a log of one event, once that event is on screen."""
+    tmux.start(["watch", "--file", str(log_of(tmp_path, 1))])
     tmux.wait_text("search_0 ")
-    tmux.keys("q")
+
+
+def terminal_given_back(
+    tmux: Tmux, exited: str, what: str = "the exit status and the terminal modes"
+) -> str:
+    """Wait for the pane's note `exited` and its terminal modes; assert canonical mode is
+    back (watch left raw mode behind it) and return the screen."""
     screen = tmux.wait_for(
-        lambda s: "watch exited 0" in s and {"icanon", "-icanon"} & set(s.split()) != set(),
-        "the exit status and the terminal modes",
+        lambda s: exited in s and {"icanon", "-icanon"} & set(s.split()) != set(), what
     )
     assert "icanon" in screen.split() and "-icanon" not in screen.split()
+    return screen
+
+
+def test_q_quits_and_gives_the_terminal_back(tmux: Tmux, tmp_path: Path) -> None:
+    watch_one_event(tmux, tmp_path)
+    tmux.keys("q")
+    screen = terminal_given_back(tmux, "watch exited 0")
     assert "search_0" not in screen  # the alternate screen is gone
 
 
 def test_ctrl_c_quits_and_gives_the_terminal_back(tmux: Tmux, tmp_path: Path) -> None:
-    log = tmp_path / "audit.jsonl"
-    with AuditLog(log) as writer:
-        writer.append(event(0))
-    tmux.start(["watch", "--file", str(log)])
-    tmux.wait_text("search_0 ")
+    watch_one_event(tmux, tmp_path)
     tmux.keys("C-c")
-    screen = tmux.wait_for(
-        lambda s: "watch exited" in s and {"icanon", "-icanon"} & set(s.split()) != set(),
-        "the exit status and the terminal modes",
-    )
-    assert "icanon" in screen.split() and "-icanon" not in screen.split()
+    terminal_given_back(tmux, "watch exited")
 
 
 def test_sigterm_quits_and_gives_the_terminal_back(tmux: Tmux, tmp_path: Path) -> None:
-    log = tmp_path / "audit.jsonl"
-    with AuditLog(log) as writer:
-        writer.append(event(0))
-    tmux.start(["watch", "--file", str(log)])
-    tmux.wait_text("search_0 ")
+    watch_one_event(tmux, tmp_path)
     shell = int(tmux.tmux("display", "-p", "-t", "w", "#{pane_pid}").strip())
     children = Path(f"/proc/{shell}/task/{shell}/children").read_text().split()
     assert len(children) == 1, children
     os.kill(int(children[0]), signal.SIGTERM)
-    screen = tmux.wait_for(
-        lambda s: "watch exited" in s and {"icanon", "-icanon"} & set(s.split()) != set(),
-        "the exit status and the terminal modes",
-    )
+    screen = terminal_given_back(tmux, "watch exited")
     assert "watch exited 0" in screen
-    assert "icanon" in screen.split() and "-icanon" not in screen.split()
     assert "search_0" not in screen  # the alternate screen is gone
 
 
@@ -407,8 +407,4 @@ def test_the_gateway_view_shows_live_calls_and_q_stops_the_gateway(
         assert row.split()[-6:-2] == ["notes", "tools/call", "list_notes", "success"]
         assert "calls 1" in screen
         tmux.keys("q")
-        screen = tmux.wait_for(
-            lambda s: "gateway stopped" in s and {"icanon", "-icanon"} & set(s.split()) != set(),
-            "the gateway to stop and the terminal modes",
-        )
-        assert "icanon" in screen.split() and "-icanon" not in screen.split()
+        terminal_given_back(tmux, "gateway stopped", "the gateway to stop and the terminal modes")

@@ -39,9 +39,28 @@ class GatewayProcess:
             time.sleep(0.02)
 
 
-def profile_text(upstreams: dict[str, str], routes: dict[str, str], extra: str = "") -> str:
-    """A kind = "none" profile: `upstreams` name -> url, `routes` name -> upstream name."""
-    lines = ["[identity]", 'kind = "none"', ""]
+@dataclass
+class GatewayStack:
+    """What a module's gateway fixture yields; test modules subclass it with their parts."""
+
+    gw: GatewayProcess
+
+    @property
+    def base(self) -> str:
+        return self.gw.base_url
+
+
+def profile_text(
+    upstreams: dict[str, str],
+    routes: dict[str, str],
+    extra: str = "",
+    *,
+    kind: str = "none",
+    identity: list[str] | None = None,
+) -> str:
+    """A profile: `upstreams` name -> url, `routes` name -> upstream; `[identity] kind`, or
+    the whole `identity` section's lines when given."""
+    lines = [*(identity or ["[identity]", f'kind = "{kind}"']), ""]
     for name, url in upstreams.items():
         lines += [f"[upstreams.{name}]", f'url = "{url}"', ""]
     for name, upstream in routes.items():

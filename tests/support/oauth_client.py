@@ -8,6 +8,8 @@ and returns the query parameters of the final redirect to the client's loopback 
 
 from __future__ import annotations
 
+import httpx
+
 from lockgate.cli.headless_oauth import (
     CALLBACK_URI,
     MemoryStorage,
@@ -16,4 +18,22 @@ from lockgate.cli.headless_oauth import (
     signed_in_client,
 )
 
-__all__ = ["CALLBACK_URI", "MemoryStorage", "approve_consent", "hidden_fields", "signed_in_client"]
+__all__ = [
+    "CALLBACK_URI",
+    "MemoryStorage",
+    "approve",
+    "approve_consent",
+    "hidden_fields",
+    "signed_in_client",
+]
+
+
+def approve(browser: httpx.Client, base: str, page: str) -> httpx.Response:
+    """Press Allow on the gateway's consent `page` (from `base`), as the browser it sits in;
+    the gateway's redirect itself (not followed: it carries the code for the client)."""
+    return browser.post(
+        f"{base}/oauth/consent",
+        data={**hidden_fields(page), "decision": "approve"},
+        headers={"Origin": base},
+        follow_redirects=False,
+    )

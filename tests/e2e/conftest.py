@@ -1,0 +1,10 @@
+"""End-to-end tests drive the `mcp` SDK on asyncio only."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
