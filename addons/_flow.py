@@ -151,26 +151,28 @@ def debug() -> bool:
     return bool(os.environ.get("LOCKGATE_DEBUG"))
 
 
+def _refuse_after(self: Any, hook: Callable[..., Any], flow: http.HTTPFlow, e: Exception) -> None:
+    where = f"{type(self).__name__}.{hook.__name__}"
+    logger.error(
+        "lockgate: %s failed (%s); the exchange was refused",
+        where,
+        type(e).__name__,
+        exc_info=debug(),
+    )
+    fail_closed(flow, where, hook.__name__)
+
+
 def guarded(hook: Callable[[Any, http.HTTPFlow], None]) -> Callable[[Any, http.HTTPFlow], None]:
     """Fail closed: an exception in a hook denies the exchange instead of forwarding it."""
-
-    phase = hook.__name__
 
     @functools.wraps(hook)
     def wrapper(self: Any, flow: http.HTTPFlow) -> None:
         try:
-            if phase == "response":
+            if hook.__name__ == "response":
                 _keep_replacement(flow)
             hook(self, flow)
         except Exception as e:  # the fail-closed boundary: every exception, by design
-            where = f"{type(self).__name__}.{hook.__name__}"
-            logger.error(
-                "lockgate: %s failed (%s); the exchange was refused",
-                where,
-                type(e).__name__,
-                exc_info=debug(),
-            )
-            fail_closed(flow, where, phase)
+            _refuse_after(self, hook, flow, e)
 
     return wrapper
 
@@ -179,21 +181,13 @@ def guarded_async(
     hook: Callable[[Any, http.HTTPFlow], Awaitable[None]],
 ) -> Callable[[Any, http.HTTPFlow], Awaitable[None]]:
     """`guarded` for async hooks: an exception denies the exchange instead of forwarding it."""
-    phase = hook.__name__
 
     @functools.wraps(hook)
     async def wrapper(self: Any, flow: http.HTTPFlow) -> None:
         try:
             await hook(self, flow)
         except Exception as e:  # the fail-closed boundary: every exception, by design
-            where = f"{type(self).__name__}.{hook.__name__}"
-            logger.error(
-                "lockgate: %s failed (%s); the exchange was refused",
-                where,
-                type(e).__name__,
-                exc_info=debug(),
-            )
-            fail_closed(flow, where, phase)
+            _refuse_after(self, hook, flow, e)
 
     return wrapper
 

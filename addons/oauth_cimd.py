@@ -9,7 +9,6 @@ denied page at /oauth/authorize and a JSON OAuth error at /oauth/token, each aud
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,7 +16,7 @@ from urllib.parse import parse_qs
 
 from mitmproxy import ctx, http
 
-from lockgate.addons._flow import fail_closed, state
+from lockgate.addons._flow import guarded_async, state
 from lockgate.cimd import (
     ClientDocument,
     DocumentCache,
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
 
     from lockgate.addons.oauth_server import OAuthServer
 
-logger = logging.getLogger(__name__)
 
 AUTHORIZE, TOKEN = "/oauth/authorize", "/oauth/token"
 
@@ -99,42 +97,34 @@ class ClientDocuments:
             self._verify = tls_context(extra)
         return self._verify
 
+    @guarded_async
     async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None or state(flow).route is not None:
+            return
+        profile = self.server.config.profile
+        if profile is None or profile.identity.kind == "none":
+            return
+        client_id = cimd_client_id(flow)
+        if client_id is None:
+            return
+        path = flow.request.path.split("?", 1)[0]
         try:
-            if flow.response is not None or state(flow).route is not None:
-                return
-            profile = self.server.config.profile
-            if profile is None or profile.identity.kind == "none":
-                return
-            client_id = cimd_client_id(flow)
-            if client_id is None:
-                return
-            path = flow.request.path.split("?", 1)[0]
-            try:
-                document = await self.resolve(flow, client_id)
-                if path == AUTHORIZE:
-                    redirect_uri = _one(
-                        parse_qs(flow.request.path.partition("?")[2]), "redirect_uri"
+            document = await self.resolve(flow, client_id)
+            if path == AUTHORIZE:
+                redirect_uri = _one(parse_qs(flow.request.path.partition("?")[2]), "redirect_uri")
+                if redirect_uri not in document.redirect_uris:
+                    raise OAuthError(
+                        "invalid_request",
+                        f"The redirect_uri is not listed in the client's metadata document "
+                        f"at {client_id}, so the gateway will not send anything there.",
                     )
-                    if redirect_uri not in document.redirect_uris:
-                        raise OAuthError(
-                            "invalid_request",
-                            f"The redirect_uri is not listed in the client's metadata document "
-                            f"at {client_id}, so the gateway will not send anything there.",
-                        )
-            except OAuthError as e:
-                self._refused(flow, path, client_id, e)
-                self.server.refuse(flow, path, e)
-                if isinstance(e, Throttled) and flow.response is not None:
-                    flow.response.headers["retry-after"] = str(e.retry_after)
-                return
-            self.server.answer_request(flow)
-        except Exception as e:  # the fail-closed boundary, as in `guarded`
-            logger.error(
-                "lockgate: ClientDocuments.request failed (%s); the exchange was refused",
-                type(e).__name__,
-            )
-            fail_closed(flow, "ClientDocuments.request", "request")
+        except OAuthError as e:
+            self._refused(flow, path, client_id, e)
+            self.server.refuse(flow, path, e)
+            if isinstance(e, Throttled) and flow.response is not None:
+                flow.response.headers["retry-after"] = str(e.retry_after)
+            return
+        self.server.answer_request(flow)
 
     async def resolve(self, flow: http.HTTPFlow, url: str) -> ClientDocument:
         """The client's document, from the cache or fetched; recorded in the store."""

@@ -16,7 +16,6 @@ carries a token, code, verifier or CSRF value.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,7 @@ from mitmproxy import http
 
 from lockgate import secrets
 from lockgate.access import scopes_supported
-from lockgate.addons._flow import answer, fail_closed, guarded, state
+from lockgate.addons._flow import answer, guarded, guarded_async, state
 from lockgate.addons.config import Config
 from lockgate.addons.oauth_authorize import Authorization
 from lockgate.addons.oauth_cimd import ClientDocuments, cimd_client_id
@@ -49,7 +48,6 @@ from lockgate.tokens import (
 if TYPE_CHECKING:
     from lockgate.addons.connect import Connect
 
-logger = logging.getLogger(__name__)
 
 AS_METADATA = "/.well-known/oauth-authorization-server"
 PR_METADATA = "/.well-known/oauth-protected-resource"
@@ -332,37 +330,31 @@ class OIDCCallback:
     def __init__(self, server: OAuthServer) -> None:
         self.server = server
 
+    @guarded_async
     async def request(self, flow: http.HTTPFlow) -> None:
-        try:
-            if flow.response is not None or state(flow).route is not None:
-                return
-            profile = self.server.config.profile
-            if profile is None or profile.identity.kind != "oidc":
-                return
-            path = flow.request.path.split("?", 1)[0]
-            if path != "/oauth/callback":
-                if PROVIDER_FIRST.get(path) != flow.request.method.upper():
-                    return
-                try:
-                    if path == "/oauth/authorize":
-                        await self.server.authorization.cli_session(flow)
-                    else:
-                        await self.server.tokens.provider_check(flow)
-                except OAuthError as e:
-                    self.server.refuse(flow, path, e)
-                    return
-                if cimd_client_id(flow) is None:  # else ClientDocuments answers, next
-                    self.server.answer_request(flow)
+        if flow.response is not None or state(flow).route is not None:
+            return
+        profile = self.server.config.profile
+        if profile is None or profile.identity.kind != "oidc":
+            return
+        path = flow.request.path.split("?", 1)[0]
+        if path != "/oauth/callback":
+            if PROVIDER_FIRST.get(path) != flow.request.method.upper():
                 return
             try:
-                await self.server.callback(flow)
+                if path == "/oauth/authorize":
+                    await self.server.authorization.cli_session(flow)
+                else:
+                    await self.server.tokens.provider_check(flow)
             except OAuthError as e:
-                page(flow, e.status, message_page("lockgate: sign-in refused", e.description))
-                state(flow).outcome = "denied"
-                state(flow).reason = e.description
-        except Exception as e:  # the fail-closed boundary, as in `guarded`
-            logger.error(
-                "lockgate: OIDCCallback.request failed (%s); the exchange was refused",
-                type(e).__name__,
-            )
-            fail_closed(flow, "OIDCCallback.request", "request")
+                self.server.refuse(flow, path, e)
+                return
+            if cimd_client_id(flow) is None:  # else ClientDocuments answers, next
+                self.server.answer_request(flow)
+            return
+        try:
+            await self.server.callback(flow)
+        except OAuthError as e:
+            page(flow, e.status, message_page("lockgate: sign-in refused", e.description))
+            state(flow).outcome = "denied"
+            state(flow).reason = e.description
