@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 
 from lockgate.errors import LockgateError
@@ -34,8 +33,18 @@ def _register() -> None:
     commands.register(app)
 
 
+def _debug() -> bool:
+    return bool(os.environ.get("LOCKGATE_DEBUG")) or "--debug" in sys.argv
+
+
 def main() -> None:
-    """Entry point: run the app, turn LockgateError into one line and an exit code."""
+    """Entry point and the CLI's one error boundary: every failure is one line and an exit code.
+
+    typer ships its own copy of click (`typer._click`), so its usage errors are
+    `typer.TyperException`s, not `click.ClickException`s: catching the latter let every typo
+    through as a traceback. Usage errors exit 2 (click's convention), LockgateErrors with their
+    own code, anything unexpected with 1 and a hint to rerun with --debug.
+    """
     _register()
     try:
         # With standalone_mode=False click *returns* a typer.Exit's code instead of raising.
@@ -43,17 +52,31 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except LockgateError as e:
-        if os.environ.get("LOCKGATE_DEBUG") or "--debug" in sys.argv:
+        if _debug():
             raise
         typer.echo(f"lockgate: {e}", err=True)
         sys.exit(e.exit_code)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except (typer.Exit, click.exceptions.Exit) as e:
+    except typer.Exit as e:
         sys.exit(e.exit_code)
     except typer.Abort:
         typer.echo("Aborted.", err=True)
         sys.exit(1)
+    except typer.TyperException as e:
+        show = getattr(e, "show", None)
+        if callable(show):
+            show()
+        else:
+            typer.echo(f"lockgate: {e}", err=True)
+        sys.exit(getattr(e, "exit_code", 2))
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as e:  # the last resort: a bug, not a usage error; never a bare traceback
+        if _debug():
+            raise
+        what = str(e).splitlines()[0] if str(e) else type(e).__name__
+        typer.echo(
+            f"lockgate: unexpected error ({type(e).__name__}: {what}); "
+            "rerun with --debug for the traceback and report it.",
+            err=True,
+        )
+        sys.exit(1)
