@@ -18,8 +18,10 @@ from mitmproxy import ctx, http
 
 from lockgate.addons._flow import FlowState, guarded, state
 from lockgate.audit import AuditLog, preview
+from lockgate.filters import RESOURCE_METHODS
 from lockgate.jsonrpc import Message
 from lockgate.paths import audit_log_path
+from lockgate.uris import normalised
 
 logger = logging.getLogger("lockgate")
 
@@ -32,6 +34,18 @@ def event_name(method: str | None) -> str:
     if method is not None and method.endswith("/list"):
         return "capability.list"
     return "mcp.request"
+
+
+def audit_name(m: Message) -> str | None:
+    """The item a message targets as the rules saw it: a resource URI in normal form (so
+    one resource has one name in the audit, however a client spelled it)."""
+    name = m.name
+    if name is None or m.method not in RESOURCE_METHODS:
+        return name
+    normal = normalised(name)
+    if normal is not None:
+        return normal
+    return name if len(name) <= 512 else f"{name[:512]}…(+{len(name) - 512} chars)"
 
 
 def _ms(seconds: float) -> float:
@@ -100,7 +114,7 @@ class Audit:
                     "event": "mcp.message",
                     "direction": "client",
                     "method": m.method or "response",
-                    "name": m.name,
+                    "name": audit_name(m),
                     "id": m.id,
                     "outcome": st.outcome or "success",
                 }
@@ -187,7 +201,7 @@ class Audit:
         event: dict[str, Any] = self._base(flow, st) | {
             "event": event_name(m.method),
             "method": m.method,
-            "name": m.name,
+            "name": audit_name(m),
             "id": m.id,
             "outcome": outcome,
             "status": status,
