@@ -31,7 +31,7 @@ IDLE_TTL = 24 * 3600.0  # seconds without a request before a session is forgotte
 
 def session_hash(session_id: str) -> str:
     """A short, stable name for a session id: enough to correlate events, useless to replay."""
-    return hashlib.sha256(session_id.encode("utf-8", "surrogateescape")).hexdigest()[:HASH_CHARS]
+    return hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_CHARS]
 
 
 def is_session_hash(value: object) -> bool:
@@ -44,7 +44,7 @@ def is_session_hash(value: object) -> bool:
 
 
 def _key(session_id: str) -> bytes:
-    return hashlib.sha256(session_id.encode("utf-8", "surrogateescape")).digest()
+    return hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).digest()
 
 
 @dataclass(frozen=True, slots=True)
