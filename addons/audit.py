@@ -21,6 +21,7 @@ from lockgate.audit import AuditLog, preview
 from lockgate.filters import RESOURCE_METHODS
 from lockgate.jsonrpc import Message
 from lockgate.paths import audit_log_path
+from lockgate.sessions import session_hash
 from lockgate.uris import normalised
 
 logger = logging.getLogger("lockgate")
@@ -179,9 +180,17 @@ class Audit:
             "upstream": route.upstream.name if route else None,
             "user": st.user,
             "client": st.client,
-            "session": flow.request.headers.get("mcp-session-id")
-            or (flow.response.headers.get("mcp-session-id") if flow.response else None),
+            "session": self._session(flow),
         }
+
+    @staticmethod
+    def _session(flow: http.HTTPFlow) -> str | None:
+        """The session's short hash: enough to correlate events; the id itself would let
+        anyone who reads the log or `watch` present it."""
+        sid = flow.request.headers.get("mcp-session-id") or (
+            flow.response.headers.get("mcp-session-id") if flow.response else None
+        )
+        return None if sid is None else session_hash(sid)
 
     def _request_event(
         self,
