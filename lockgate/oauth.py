@@ -12,13 +12,14 @@ import getpass
 import hashlib
 import hmac
 import html
+import ipaddress
 import re
 import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -36,6 +37,7 @@ CONSENT_COOKIE = "lockgate_consent"  # + a short hash of the request id: one per
 CONSENT_PATH = "/oauth/consent"
 REFRESH_TOKEN_TTL = 30 * 24 * 3600.0
 MAX_REDIRECT_URIS = 10
+MAX_URI_LENGTH = 2048
 
 Clock = Callable[[], float]
 
@@ -137,6 +139,19 @@ REGISTRATION_WINDOW = 60.0
 MAX_TRACKED_ADDRESSES = 4096
 
 
+def address_block(address: str) -> str:
+    """The block a client address belongs to for rate limits: its /24 (IPv4) or /64 (IPv6),
+    so that hopping between 127.x.y.z or the addresses of one prefix buys no new allowance."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    prefix = 24 if ip.version == 4 else 64
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
 class RateLimiter:
     """At most ``limit`` hits per ``window`` seconds per key (a sliding window).
 
@@ -180,11 +195,15 @@ class ClientMetadata(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    redirect_uris: tuple[str, ...] = Field(min_length=1, max_length=MAX_REDIRECT_URIS)
+    redirect_uris: tuple[Annotated[str, Field(max_length=MAX_URI_LENGTH)], ...] = Field(
+        min_length=1, max_length=MAX_REDIRECT_URIS
+    )
     client_name: str | None = Field(default=None, max_length=200)
-    grant_types: tuple[str, ...] = ("authorization_code", "refresh_token")
-    response_types: tuple[str, ...] = ("code",)
-    token_endpoint_auth_method: str = "none"
+    grant_types: tuple[str, ...] = Field(
+        default=("authorization_code", "refresh_token"), max_length=2
+    )
+    response_types: tuple[str, ...] = Field(default=("code",), max_length=1)
+    token_endpoint_auth_method: str = Field(default="none", max_length=64)
     scope: str | None = Field(default=None, max_length=1000)
 
     @field_validator("grant_types")
