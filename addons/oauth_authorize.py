@@ -27,6 +27,7 @@ from lockgate.oidc import (
     LOGIN_COOKIE,
     LOGIN_TTL,
     OIDCError,
+    TooManyLogins,
     cookie_value,
     exchange_code,
     fetch_keys,
@@ -153,7 +154,10 @@ class Authorization:
         assert profile is not None
         identity = profile.identity
         metadata = self.server.provider().metadata
-        login_state, login = self.server.logins.add(fields)
+        try:
+            login_state, login = self.server.logins.add(fields)
+        except TooManyLogins as e:
+            raise OAuthError("temporarily_unavailable", e.message, e.status) from None
         location = authorization_url(
             metadata.authorization_endpoint,
             client_id=identity.client_id or "",
