@@ -3,6 +3,7 @@ consent page (`/oauth/consent`): who the user is, and whether they let this clie
 
 from __future__ import annotations
 
+import hmac
 import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
 _CHALLENGE_RE = re.compile(r"[A-Za-z0-9_-]{43}")
 CLI_USER = "lockgate.cli_user"  # flow.metadata: the user `lockgate login` signed in
+CLI_COOKIE = "lockgate_cli"  # carries the secret `lockgate login` left in the user's keyring
 
 
 class Authorization:
@@ -257,18 +259,32 @@ class Authorization:
         )
 
     async def cli_session(self, flow: http.HTTPFlow) -> None:
-        """Before `/oauth/authorize` without a gateway session, on a loopback-only gateway:
-        the user `lockgate login` signed in, when the provider still honours their session
+        """Before `/oauth/authorize` without a gateway session, on a loopback-only gateway,
+        from a local process that presents the secret login left in the user's keyring
+        (cookie ``lockgate_cli``; other OS users cannot read it): the user `lockgate login`
+        signed in, when the provider still honours their session
         (asked again when the last answer is a few minutes old). The consent page follows."""
         if not is_loopback_host(urlsplit(self.server.config.base_url).hostname or ""):
             return
-        if self.server.sessions.get(cookie_value(flow.request.headers.get("cookie"))):
+        cookies = flow.request.headers.get("cookie")
+        if self.server.sessions.get(cookie_value(cookies)):
             return
+        presented = cookie_value(cookies, CLI_COOKIE)
+        if presented is None:
+            return  # any local process can reach loopback: no secret, no shortcut
         provider = self.server.provider()
         keeper = self.server.keeper()
         sub = await keeper.current(provider.metadata.issuer)
         if sub is None:
             return
+        secret = await keeper.cli_secret(provider.metadata.issuer)
+        if secret is None or not hmac.compare_digest(
+            secret.encode(), presented.encode("utf-8", "replace")
+        ):
+            self.server.event(
+                flow, "auth.login", user=sub, outcome="denied", reason="cli_secret_mismatch"
+            )
+            return  # off to the provider, as if nobody had signed in
         try:
             session = await keeper.fresh(provider, sub)
         except SessionEnded:
