@@ -7,8 +7,9 @@ The 32-byte key lives in the OS keyring (service ``lockgate``, user ``audit:chai
 made on first write, so nobody without it can forge, edit-and-re-chain or append a line.
 
 A checkpoint outside the log (``<data dir>/audit-checkpoints/<log id>.json``: last seq and
-mac, itself MAC'd) is rewritten atomically after every append, so a cut tail shows too; the
-log id is the start of the first keyed line's mac, so a copy of the log finds it as well.
+mac, itself MAC'd) is rewritten after every append, in one of two slots in turn so a torn
+write loses one slot only, and a cut tail shows too; the log id is the start of the first
+keyed line's mac, so a copy of the log finds it as well.
 
 Format 1 lines (before keys: `hash` = sha256 of the line without it) still read; `verify`
 reports such a log as unkeyed (legacy), which proves nothing. A legacy log continued by a
@@ -181,35 +182,64 @@ def _checkpoint_mac(key: bytes, body: Mapping[str, Any]) -> str:
     return hmac.new(key, _CHECKPOINT_TAG + _canonical(body), hashlib.sha256).hexdigest()
 
 
-def _read_checkpoint(directory: Path, log_id: str, key: bytes) -> dict[str, Any] | str | None:
-    """The checkpoint of `log_id`; a reason (str) when it is damaged or forged; None if absent."""
+_SLOT = 256  # bytes per checkpoint slot; a slot holds one canonical JSON object
+
+
+def _parse_slot(raw: bytes, key: bytes) -> dict[str, Any] | None:
     try:
-        body = json.loads(_checkpoint_path(directory, log_id).read_bytes())
-    except FileNotFoundError:
+        body = json.loads(raw)
+    except ValueError:
         return None
-    except (OSError, ValueError):
-        return "the checkpoint is unreadable"
     if not isinstance(body, dict):
-        return "the checkpoint is unreadable"
+        return None
     cmac = body.pop("cmac", None)
     if not isinstance(cmac, str) or not hmac.compare_digest(cmac, _checkpoint_mac(key, body)):
-        return "the checkpoint's mac does not match (forged, or written with another key)"
+        return None
     if type(body.get("seq")) is not int or not isinstance(body.get("mac"), str):
-        return "the checkpoint is unreadable"
+        return None
     return body
 
 
-def _write_checkpoint(directory: Path, log_id: str, key: bytes, seq: int, mac: str) -> None:
-    body: dict[str, Any] = {"log": log_id, "mac": mac, "seq": seq, "v": 1}
-    body["cmac"] = _checkpoint_mac(key, body)
-    target = _checkpoint_path(directory, log_id)
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+def _read_checkpoint(directory: Path, log_id: str, key: bytes) -> dict[str, Any] | str | None:
+    """The checkpoint of `log_id`; a reason (str) when it is damaged or forged; None if absent.
+
+    The file has two slots written in turn (seq odd, seq even), so a write torn by a crash
+    spoils one slot only: the newest slot whose mac checks wins."""
     try:
-        os.write(fd, _canonical(body) + b"\n")
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
+        data = _checkpoint_path(directory, log_id).read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return "the checkpoint is unreadable"
+    slots = [_parse_slot(data[i : i + _SLOT], key) for i in (0, _SLOT)]
+    good = [slot for slot in slots if slot is not None and slot.get("log") == log_id]
+    if not good:
+        return "the checkpoint's mac does not match (forged, or written with another key)"
+    return max(good, key=lambda slot: int(slot["seq"]))
+
+
+class _Checkpoint:
+    """The open checkpoint file of one log: one slot rewritten in place per append (no
+    rename: a rename per event costs ~170 µs, a seek and write a few)."""
+
+    def __init__(self, directory: Path, log_id: str, key: bytes) -> None:
+        self._key = key
+        self._log_id = log_id
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+        self._fd = os.open(_checkpoint_path(directory, log_id), flags, 0o600)
+
+    def write(self, seq: int, mac: str) -> None:
+        body: dict[str, Any] = {"log": self._log_id, "mac": mac, "seq": seq, "v": 1}
+        body["cmac"] = _checkpoint_mac(self._key, body)
+        data = _canonical(body).ljust(_SLOT - 1) + b"\n"
+        os.lseek(self._fd, (seq % 2) * _SLOT, os.SEEK_SET)  # pwrite is POSIX-only
+        os.write(self._fd, data)
+
+    def close(self) -> None:
+        try:
+            os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
 
 
 @dataclass(frozen=True)
@@ -414,6 +444,7 @@ class AuditLog:
             os.close(fd)
             raise
         self._fd: int | None = fd
+        self._checkpoint: _Checkpoint | None = None
         self._drain_pending()
 
     def _check_checkpoint(self) -> None:
@@ -519,9 +550,11 @@ class AuditLog:
             self._needs_newline = False
             self._seq += 1
             self._prev = digest
-            if self._log_id is None:
-                self._log_id = _log_id(digest)
-            _write_checkpoint(self._checkpoints, self._log_id, self._key, self._seq, digest)
+            if self._checkpoint is None:
+                if self._log_id is None:
+                    self._log_id = _log_id(digest)
+                self._checkpoint = _Checkpoint(self._checkpoints, self._log_id, self._key)
+            self._checkpoint.write(self._seq, digest)
         record["mac"] = digest
         return record
 
@@ -534,6 +567,9 @@ class AuditLog:
                 finally:
                     os.close(self._fd)
                     self._fd = None
+                    if self._checkpoint is not None:
+                        self._checkpoint.close()
+                        self._checkpoint = None
 
     def __enter__(self) -> AuditLog:
         return self
