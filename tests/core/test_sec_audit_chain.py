@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lockgate.audit import AuditLog, pending_path, read_events, verify
+from lockgate.audit import AuditLog, AuditLogDamaged, pending_path, read_events, verify
 
 
 def _event(i: int) -> dict[str, Any]:
@@ -128,3 +128,30 @@ def test_unkeyed_legacy_log_is_reported_not_crashing(log_path: Path) -> None:
     result = verify(log_path)
     assert not result.ok
     assert result.reason is not None and "unkeyed (legacy)" in result.reason
+
+
+def test_a_writer_refuses_to_chain_on_after_a_cut_tail(log_path: Path) -> None:
+    _write(log_path, 4)
+    lines = log_path.read_bytes().splitlines(keepends=True)
+    log_path.write_bytes(b"".join(lines[:-1]))
+    with pytest.raises(AuditLogDamaged, match="checkpoint says 4"):
+        AuditLog(log_path)
+    assert not verify(log_path).ok
+
+
+def test_a_legacy_log_continued_by_a_keyed_writer_verifies(log_path: Path) -> None:
+    prev = "0" * 64
+    out = []
+    for i in range(3):
+        obj = {**_event(i), "seq": i + 1, "prev": prev, "ts": "2026-01-01T00:00:00.000Z"}
+        line = _rehash(obj)
+        prev = json.loads(line)["hash"]
+        out.append(line)
+    log_path.write_bytes(b"".join(out))
+    with AuditLog(log_path) as log:
+        assert log.append(_event(3))["prev"] == prev
+    assert verify(log_path).ok
+    lines = log_path.read_bytes().splitlines(keepends=True)
+    lines[1] = lines[1].replace(b'"name":"t1"', b'"name":"tX"')  # edit a legacy line
+    log_path.write_bytes(b"".join(lines))
+    assert verify(log_path).first_bad_line == 2
