@@ -86,7 +86,7 @@ _DETAIL_ORDER = (
     "progress",
 )
 _DETAIL_SECTIONS = ("args", "findings", "error", "result")  # what a reviewer reads first
-_DETAIL_TAIL = ("prev", "hash")
+_DETAIL_TAIL = ("prev", "hash", "mac")
 _SECTION_LIMIT = 4000
 
 

@@ -287,7 +287,7 @@ def test_listeners_see_every_record_and_a_broken_one_is_ignored(env: Env) -> Non
     env.reply(f, result(1, {"content": []}))
     assert f.response is not None and f.response.status_code == 200
     assert [r["seq"] for r in seen] == [1]
-    assert seen[0]["hash"] == env.events()[0]["hash"]
+    assert seen[0]["mac"] == env.events()[0]["mac"]
 
 
 def test_client_credentials_are_never_written(env: Env) -> None:
