@@ -104,8 +104,24 @@ class Audit:
         if st.route is None:
             return
         st.observers.append(lambda obj: self._on_upstream_message(flow, st, obj))
+        forwarded = flow.response is None  # no addon before this one answered it
         for m in st.messages:
             if m.kind == "request":
+                if forwarded and m.method == "tools/call":
+                    # Written before the call goes upstream: a call cut off by a killed
+                    # gateway or a vanished client still shows, and its completion event
+                    # (same id and session) or the lack of one tells how it ended.
+                    self.record(
+                        self._base(flow, st)
+                        | {
+                            "event": "tool.call.started",
+                            "method": m.method,
+                            "name": audit_name(m),
+                            "id": m.id,
+                            "outcome": "started",
+                            "args": (m.params or {}).get("arguments"),
+                        }
+                    )
                 continue
             # Notifications and the client's answers to server requests have no reply of
             # their own: record them as they pass.

@@ -22,7 +22,6 @@ writing the same log fails at start instead of forking the chain.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import hmac
 import json
@@ -41,6 +40,7 @@ from typing import Any, BinaryIO
 from lockgate import paths
 from lockgate import secrets as keyring_store
 from lockgate.errors import LockgateError
+from lockgate.masking import MASK, is_secret_key, mask_text
 
 if sys.platform != "win32":
     import fcntl
@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 ZERO_HASH = "0" * 64
-REDACTED = "[redacted]"
+REDACTED = MASK
 FORMAT = 2
 KEY_ENTRY = "audit:chain-key"
 KEY_SOURCE_ENV = "LOCKGATE_AUDIT_KEY_SOURCE"
@@ -81,16 +81,6 @@ _PREVIEWED = frozenset({"args", "result"})
 _BLOCK = 64 * 1024
 _MAX_DEPTH = 8
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-# Matched against the key lowercased with "_" and "-" removed.
-_SECRET_KEY = re.compile(
-    r"token|secret|passw(?:or)?d|passphrase|authorization|cookie|codeverifier|apikey"
-    r"|privatekey|credential|jwt|bearer"
-)
-# Token-shaped values, whatever their key: bearer credentials and JWTs.
-_SECRET_VALUE = re.compile(
-    r"(?i:\bbearer\s+)[A-Za-z0-9._~+/=-]{16,}"
-    r"|\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"
-)
 
 
 class AuditLogError(LockgateError):
@@ -259,17 +249,6 @@ class VerifyResult:
 # ---------------------------------------------------------------------------- previews
 
 
-# Counts and limits that merely mention tokens (sampling's maxTokens) are not credentials.
-_COUNT_KEYS = frozenset({"maxtokens", "tokencount", "tokens", "inputtokens", "outputtokens"})
-
-
-@functools.lru_cache(maxsize=4096)
-def is_secret_key(key: str) -> bool:
-    """True for keys named like a credential (token, secret, password, cookie, ...)."""
-    folded = key.lower().replace("_", "").replace("-", "")
-    return folded not in _COUNT_KEYS and _SECRET_KEY.search(folded) is not None
-
-
 def preview(value: object, limit: int = 512) -> object:
     """A bounded, JSON-able, secret-free preview of `value` for the audit log.
 
@@ -325,7 +304,7 @@ def _preview(value: object, limit: int, budget: list[int], depth: int) -> object
 
 
 def _preview_str(value: str, limit: int, budget: list[int]) -> str:
-    head = _SECRET_VALUE.sub(REDACTED, value[: limit + 1024])
+    head = mask_text(value[: limit + 1024])
     if len(value) > limit:
         head = f"{head[:limit]}…(+{len(value) - limit} chars)"
     budget[0] -= min(len(head), limit)

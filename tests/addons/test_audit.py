@@ -45,7 +45,8 @@ class Env:
     log: Path
 
     def events(self) -> list[dict[str, Any]]:
-        return list(read_events(self.log))
+        # Completion events only (`tool.call.started`: tests/e2e/test_sec_masking.py).
+        return [e for e in read_events(self.log) if e.get("event") != "tool.call.started"]
 
     def hook(self, name: str, f: http.HTTPFlow) -> None:
         for addon in self.addons:
@@ -269,11 +270,11 @@ def test_the_log_is_a_valid_hash_chain(env: Env) -> None:
         f = env.send("/mcp/notes", rpc("tools/call", i, name="get_note"))
         env.reply(f, result(i, {"content": []}))
     env.send("/healthz", method="GET")
-    events = env.events()
-    assert [e["seq"] for e in events] == [1, 2, 3, 4]
+    events = list(read_events(env.log))  # each call: its started event, then its completion
+    assert [e["seq"] for e in events] == [1, 2, 3, 4, 5, 6, 7]
     env.audit.done()
     outcome = verify(env.log)
-    assert outcome.ok and outcome.lines == 4
+    assert outcome.ok and outcome.lines == 7
 
 
 def test_listeners_see_every_record_and_a_broken_one_is_ignored(env: Env) -> None:
@@ -286,8 +287,8 @@ def test_listeners_see_every_record_and_a_broken_one_is_ignored(env: Env) -> Non
     f = env.send("/mcp/notes", rpc("tools/call", 1, name="get_note"))
     env.reply(f, result(1, {"content": []}))
     assert f.response is not None and f.response.status_code == 200
-    assert [r["seq"] for r in seen] == [1]
-    assert seen[0]["mac"] == env.events()[0]["mac"]
+    assert [r["seq"] for r in seen] == [1, 2]  # started, then the completion
+    assert seen[-1]["mac"] == env.events()[0]["mac"]
 
 
 def test_client_credentials_are_never_written(env: Env) -> None:

@@ -197,7 +197,9 @@ def test_a_refused_call_is_403_naming_the_group_and_never_reaches_the_upstream(
     denied = [
         e
         for e in events
-        if e.get("route") == "rec" and e.get("name") in ("delete_note", "confirm_delete")
+        if e.get("event") == "tool.call"  # not the tool.call.started of alice's call
+        and e.get("route") == "rec"
+        and e.get("name") in ("delete_note", "confirm_delete")
     ]
     assert {(e["user"], e["name"], e["outcome"], e["status"]) for e in denied} >= {
         ("bob", "delete_note", "denied", 403),

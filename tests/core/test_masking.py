@@ -1,0 +1,96 @@
+"""Secret-named keys and credential-shaped strings masked in audit previews (issue 9, item 10).
+
+Why it exists: the audit log (and `watch`, which reads it) must never hold a credential an
+argument or a result carried. Unit cases for the key names and shapes the issue names, a
+property that a credential embedded in any text never survives, and that the audit's
+`preview` applies both.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lockgate.audit import preview
+from lockgate.masking import MASK, is_secret_key, mask_text
+
+PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----"
+CREDENTIALS = [
+    "AKIAIOSFODNN7EXAMPLE",
+    "ghp_" + "A1b2C3d4E5f6G7h8I9j0" * 2,
+    "gho_" + "A1b2C3d4E5f6G7h8I9j0" * 2,
+    "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz",
+    "sk-proj-abcdefghijklmnopqrstuvwx",
+    "sk-ant-api03-abcdefghijklmnopqrstuvwx",
+    "xoxb-1234567890-abcdefghij",
+    "xoxp-1234567890-abcdefghij",
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl",
+    "Bearer abcdefghijklmnop1234",
+    PEM,
+]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "key",
+        "pat",
+        "token",
+        "password",
+        "secret",
+        "api_key",
+        "API-KEY",
+        "apiKey",
+        "x-api-key",
+        "Authorization",
+        "github_pat",
+        "githubPat",
+        "access_key",
+        "refresh_token",
+        "client.secret",
+    ],
+)
+def test_secret_named_keys(key: str) -> None:
+    assert is_secret_key(key)
+
+
+@pytest.mark.parametrize(
+    "key", ["path", "monkey", "keyboard", "keyword", "title", "pattern", "maxTokens", "id", "body"]
+)
+def test_ordinary_keys(key: str) -> None:
+    assert not is_secret_key(key)
+
+
+@pytest.mark.parametrize("credential", CREDENTIALS)
+def test_credential_shapes_are_masked(credential: str) -> None:
+    masked = mask_text(f"before {credential} after")
+    assert credential not in masked
+    assert MASK in masked and masked.startswith("before ")
+
+
+def test_ordinary_text_is_kept() -> None:
+    for text in ("Milk, eggs, coffee beans", "sk-8", "AKIA1234", "ask-me-anything", "ghp_short"):
+        assert mask_text(text) == text
+
+
+@given(st.text(max_size=40), st.sampled_from(CREDENTIALS), st.text(max_size=40))
+def test_an_embedded_credential_never_survives(before: str, credential: str, after: str) -> None:
+    masked = mask_text(f"{before} {credential} {after}")
+    assert credential not in masked
+
+
+@given(st.text(max_size=200))
+def test_masking_never_crashes_and_is_stable(text: str) -> None:
+    once = mask_text(text)
+    assert mask_text(once) == once
+
+
+def test_preview_masks_keys_and_values() -> None:
+    args = {"pat": "anything", "nested": {"api_key": 1}, "body": "id AKIAIOSFODNN7EXAMPLE"}
+    assert preview(args) == {
+        "pat": MASK,
+        "nested": {"api_key": MASK},
+        "body": f"id {MASK}",
+    }
+    assert preview({"content": [{"text": PEM}]}) == {"content": [{"text": MASK}]}
