@@ -22,6 +22,7 @@ from typing import Any
 
 import h11
 from mitmproxy import ctx, http
+from mitmproxy.proxy import commands, events
 from mitmproxy.proxy.layers import http as http_layer
 from mitmproxy.proxy.layers.http import _http1
 
@@ -38,6 +39,11 @@ _failed_flow: contextvars.ContextVar[http.HTTPFlow | None] = contextvars.Context
 _original_error_response = _http1.make_error_response
 _original_check_body_size = http_layer.HttpStream.check_body_size
 _original_read_body = _http1.Http1Connection.read_body
+_original_read_headers = _http1.Http1Server.read_headers
+
+# A request head that has not ended within this many bytes is refused with a 431 (Guard
+# refuses complete heads over 64 KiB with a precise message; this catches heads that never end).
+MAX_HEAD_BYTES = 80 * 1024
 
 # An upstream's answer says nothing about the gateway's own cookies or sign-in: these would
 # reach the client with internal URLs or set state under the gateway's origin.
@@ -50,6 +56,15 @@ def error_body(status: int, message: str) -> tuple[int, bytes]:
     _failed_flow.set(None)
     st = state(flow) if flow is not None else None
     route = st.route if st is not None else None
+    if status == 431:
+        return status, jsonrpc.encode(
+            jsonrpc.error_response(
+                None,
+                jsonrpc.INVALID_REQUEST,
+                f"The request's headers exceed the gateway's limit of {MAX_HEAD_BYTES} bytes; "
+                "send fewer or shorter headers.",
+            )
+        )
     if status == 413 and route is None:
         return status, jsonrpc.encode(
             jsonrpc.error_response(None, jsonrpc.INVALID_REQUEST, too_large_message())
@@ -129,6 +144,22 @@ def _read_body_without_trailers(self: Any, event: Any) -> Generator[Any, Any, No
     yield from _original_read_body(self, event)
 
 
+def _bounded_read_headers(self: Any, event: Any) -> Generator[Any, Any, None]:
+    """mitmproxy buffers a request head until its blank line, however long: bound it."""
+    if (
+        isinstance(event, events.DataReceived)
+        and len(self.buf) > MAX_HEAD_BYTES
+        and b"\r\n\r\n" not in bytes(self.buf)[: MAX_HEAD_BYTES + 4]
+    ):
+        message = f"the request's headers are longer than {MAX_HEAD_BYTES} bytes"
+        yield commands.SendData(self.conn, _http1.make_error_response(431, message))
+        yield commands.CloseConnection(self.conn)
+        self.buf.clear()
+        self.state = self.done  # whatever else arrives on this connection is ignored
+        return
+    yield from _original_read_headers(self, event)
+
+
 def _json_error_response(status_code: int, message: str = "") -> bytes:
     flow = _failed_flow.get()
     status, body = error_body(status_code, message)
@@ -152,12 +183,14 @@ def install_error_pages() -> None:
     _http1.make_error_response = _json_error_response
     http_layer.HttpStream.check_body_size = _requests_only  # type: ignore[method-assign]
     _http1.Http1Connection.read_body = _read_body_without_trailers  # type: ignore[method-assign]
+    _http1.Http1Server.read_headers = _bounded_read_headers  # type: ignore[method-assign]
 
 
 def uninstall_error_pages() -> None:
     _http1.make_error_response = _original_error_response
     http_layer.HttpStream.check_body_size = _original_check_body_size  # type: ignore[method-assign]
     _http1.Http1Connection.read_body = _original_read_body  # type: ignore[method-assign]
+    _http1.Http1Server.read_headers = _original_read_headers  # type: ignore[method-assign]
 
 
 def _timeout_of(route: Route) -> float:

@@ -277,7 +277,8 @@ async def fetch_document(
             )
     except UnsafeUrl as e:
         raise _refused(
-            f"The gateway will not fetch the client's metadata document at {url[:200]}: {e.reason}."
+            f"The gateway will not fetch the client's metadata document at {url[:200]}: "
+            f"{e.public_reason}."
         ) from None
     except FetchError as e:
         last = seen[-1] if seen else None
@@ -305,5 +306,7 @@ async def _redirect_message(
         try:
             await anyio.to_thread.run_sync(check, abandon_on_cancel=True)
         except UnsafeUrl as e:
-            return f"{base}, into a refused address ({e.reason}); redirects are not followed."
+            return (
+                f"{base}, into a refused address ({e.public_reason}); redirects are not followed."
+            )
     return f"{base}; redirects are not followed, the document must be served at its own URL."

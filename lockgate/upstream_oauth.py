@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lockgate.errors import LockgateError
 from lockgate.oauth_client import authorization_url as authorization_url_for
 from lockgate.oauth_client import pkce_pair
+from lockgate.profile import is_loopback_host
 from lockgate.upstream_tokens import UpstreamTokens
 from lockgate.urlcheck import CheckedUrl, FetchError, Resolver, UnsafeUrl, check_url, fetch_json
 
@@ -234,9 +235,20 @@ def _first_error(e: ValidationError) -> str:
     return f"{where}: {first.get('msg', 'invalid')}"
 
 
-async def _checked(url: str, resolve: Resolver | None) -> CheckedUrl:
+def loopback_allowed(upstream_url: str) -> bool:
+    """Loopback metadata URLs only for an upstream that itself runs on this machine.
+
+    A remote upstream's 401 could otherwise point discovery at the user's own services.
+    """
+    host = (urlsplit(upstream_url).hostname or "").lower()
+    return is_loopback_host(host)
+
+
+async def _checked(
+    url: str, resolve: Resolver | None, *, allow_loopback: bool = True
+) -> CheckedUrl:
     """check_url off the event loop (it resolves DNS)."""
-    check = functools.partial(check_url, url, resolve=resolve)
+    check = functools.partial(check_url, url, resolve=resolve, allow_loopback_http=allow_loopback)
     return await anyio.to_thread.run_sync(check, abandon_on_cancel=True)
 
 
@@ -303,7 +315,10 @@ async def discover(
 
     `challenge` is the WWW-Authenticate header of the upstream's 401 (see `probe`).
     """
-    get: Fetcher = fetch or functools.partial(fetch_json, resolve=resolve)
+    loopback = loopback_allowed(upstream_url)
+    get: Fetcher = fetch or functools.partial(
+        fetch_json, resolve=resolve, allow_loopback_http=loopback
+    )
     params = parse_bearer_challenge(challenge)
     resource = canonical_resource(upstream_url)
 
@@ -356,7 +371,7 @@ async def discover(
         if url is None:
             continue
         try:
-            await _checked(url, resolve)
+            await _checked(url, resolve, allow_loopback=loopback)
         except UnsafeUrl as e:
             raise _refused(name, e) from None
 
@@ -575,8 +590,9 @@ async def authorization_url(
     """The URL the browser is sent to, built on an endpoint that passed the SSRF check
     (a `javascript:` or private-address endpoint is refused here, before any browser)."""
     endpoint = pending.discovery.metadata.authorization_endpoint
+    loopback = loopback_allowed(pending.discovery.upstream_url)
     try:
-        await _checked(endpoint, resolve)
+        await _checked(endpoint, resolve, allow_loopback=loopback)
     except UnsafeUrl as e:
         raise _refused("authorization_endpoint", e) from None
     return authorization_url_for(

@@ -81,7 +81,7 @@ _SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
 class UnsafeUrl(LockgateError):
     """A URL the gateway refuses to contact; `reason` says which rule it broke."""
 
-    def __init__(self, url: str, reason: str) -> None:
+    def __init__(self, url: str, reason: str, *, address: bool = False) -> None:
         shown = url if len(url) <= 200 else url[:200] + "..."
         super().__init__(
             f"Refused to contact {shown!r}: {reason}.",
@@ -89,6 +89,14 @@ class UnsafeUrl(LockgateError):
         )
         self.url = url
         self.reason = reason
+        # The refusal is about where the name points: shown to a stranger, only
+        # "address not allowed" (the reason would say what internal names resolve to).
+        self.address = address
+
+    @property
+    def public_reason(self) -> str:
+        """The reason as an outsider may read it."""
+        return "address not allowed" if self.address else self.reason
 
 
 class FetchError(LockgateError):
@@ -165,10 +173,12 @@ def _check(url: str, allow_loopback: bool, resolve: Resolver) -> CheckedUrl:
 
     if loopback_url:
         if not allow_loopback:
-            raise UnsafeUrl(url, "loopback addresses are not allowed here")
+            raise UnsafeUrl(url, "loopback addresses are not allowed here", address=True)
         for addr in addresses:
             if not _is_loopback_literal(addr):
-                raise UnsafeUrl(url, f"{host} resolves to {addr}, which is not loopback")
+                raise UnsafeUrl(
+                    url, f"{host} resolves to {addr}, which is not loopback", address=True
+                )
     else:
         if scheme != "https":
             raise UnsafeUrl(url, "plain http is only allowed to loopback")
@@ -176,7 +186,7 @@ def _check(url: str, allow_loopback: bool, resolve: Resolver) -> CheckedUrl:
             why = _non_public(addr)
             if why:
                 where = f"{host} resolves to {addr}" if literal is None else str(addr)
-                raise UnsafeUrl(url, f"{where} is a {why} address")
+                raise UnsafeUrl(url, f"{where} is a {why} address", address=True)
 
     path = _ascii(parts.path) or "/"
     if not path.startswith("/"):
@@ -255,15 +265,17 @@ def _resolve(url: str, host: str, port: int, resolve: Resolver) -> list[IPAddres
     try:
         found = resolve(host, port)
     except (OSError, UnicodeError, ValueError):
-        raise UnsafeUrl(url, f"{host} could not be resolved") from None
+        raise UnsafeUrl(url, f"{host} could not be resolved", address=True) from None
     if not found:
-        raise UnsafeUrl(url, f"{host} resolves to no address")
+        raise UnsafeUrl(url, f"{host} resolves to no address", address=True)
     out: list[IPAddress] = []
     for text in found:
         try:
             out.append(ipaddress.ip_address(text))
         except ValueError:
-            raise UnsafeUrl(url, f"{host} resolves to something that is not an address") from None
+            raise UnsafeUrl(
+                url, f"{host} resolves to something that is not an address", address=True
+            ) from None
     return out
 
 

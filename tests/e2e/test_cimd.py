@@ -165,7 +165,7 @@ def test_private_address_is_refused_without_contact(stack: Stack) -> None:
     r = authorize(stack, "https://10.20.30.40/client.json")
     assert r.status_code == 400
     assert "will not fetch the client&#x27;s metadata document" in r.text
-    assert "private or reserved address" in r.text
+    assert "address not allowed" in r.text  # nothing more (issue 9, item 11)
 
 
 def test_redirect_into_a_private_address_is_refused(stack: Stack) -> None:

@@ -119,7 +119,7 @@ def read_response(sock: socket.socket, timeout: float) -> tuple[int, dict[str, s
         if not chunk:
             break
         body += chunk
-    return int(lines[0].split()[1]), headers, body
+    return int(lines[0].split()[1]), headers, body[:length]
 
 
 def exchange(
@@ -263,3 +263,28 @@ def test_forwarding_and_hop_by_hop_headers_are_not_forwarded(env: Env) -> None:
     (seen,) = env.rec.seen()
     for name in ("x-forwarded-for", "x-forwarded-host", "forwarded", "x-private"):
         assert name not in seen.headers, name
+
+
+def test_request_head_that_never_ends_is_431(env: Env) -> None:
+    """A head without its blank line is not buffered forever: 431 once it passes the bound."""
+    line = b"X-Endless: " + b"a" * 8000 + b"\r\n"
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port_of(env.dev)), timeout=10) as sock:
+        sock.sendall(b"POST /oauth/register HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        answered = False
+        while sent < 64 * 1024 * 1024:
+            if select.select([sock], [], [], 0)[0]:
+                answered = True
+                break
+            try:
+                sock.sendall(line)
+            except OSError:
+                answered = True
+                break
+            sent += len(line)
+        assert answered or select.select([sock], [], [], 3)[0]
+        status, headers, body = read_response(sock, 5)
+    assert status == 431
+    assert headers["content-type"].startswith("application/json")
+    assert "headers" in json.loads(body)["error"]["message"]
+    assert sent < 64 * 1024 * 1024
