@@ -452,6 +452,20 @@ class Store:
             raise ValueError(f"unknown client_id {client_id!r}") from e
         return grant
 
+    def update_grant_claims(
+        self,
+        grant_id: str,
+        *,
+        email: str | None,
+        groups: Sequence[str] = (),
+        roles: Sequence[str] = (),
+    ) -> None:
+        """What the identity provider says about the user now (at a refresh), so the grant
+        never vouches for groups the user has lost."""
+        claims = json.dumps({"email": email, "groups": list(groups), "roles": list(roles)})
+        with self._tx() as db:
+            db.execute("UPDATE grants SET claims = ? WHERE grant_id = ?", (claims, grant_id))
+
     def get_grant(self, grant_id: str) -> Grant | None:
         rows = self._read(
             "SELECT grant_id, user_sub, client_id, route, scopes, created_at, revoked_at,"
@@ -514,10 +528,16 @@ class Store:
         return expires_at
 
     def use_refresh_token(
-        self, token: str, *, client_id: str | None = None, ttl: float | None = None
+        self,
+        token: str,
+        *,
+        client_id: str | None = None,
+        ttl: float | None = None,
+        keep_expiry: bool = False,
     ) -> RefreshResult:
         """Rotate a refresh token: a valid unused one is marked used and replaced by a new one
-        (living ``ttl`` seconds, by default as long as the old one did).
+        (living ``ttl`` seconds, by default as long as the old one did; with ``keep_expiry``
+        expiring when the old one would have, so rotation never extends a grant's life).
 
         A used one revokes its grant (``reused``); one of a revoked grant (``revoked``), an
         expired one (``expired``) and an unknown one are refused. With ``client_id``, a token
@@ -548,7 +568,10 @@ class Store:
                 return RefreshResult(outcome="expired")
             successor = new_token()
             successor_hash = hash_token(successor)
-            new_expiry = now + (ttl if ttl is not None else expires_at - created_at)
+            if keep_expiry:
+                new_expiry = expires_at
+            else:
+                new_expiry = now + (ttl if ttl is not None else expires_at - created_at)
             db.execute(
                 "UPDATE refresh_tokens SET used_at = ?, replaced_by = ? WHERE token_hash = ?",
                 (now, successor_hash, token_hash),
