@@ -104,7 +104,8 @@ class Authorization:
         """The signed-in user's next step: a remembered approval, else the consent page."""
         redirect = Redirect(fields["redirect_uri"], fields["state"], self.server.issuer)
         client_id, route = fields["client_id"], fields["route"]
-        if self.server.store().is_approved(user.sub, client_id, route):
+        identity = self.server.config.routes[route].identity
+        if self.server.store().is_approved(user.sub, client_id, route, identity):
             code = self.server.codes.issue(
                 client_id=client_id,
                 redirect_uri=fields["redirect_uri"],
@@ -288,7 +289,12 @@ class Authorization:
                 outcome="denied",
             )
             return redirect.error(flow, "access_denied", "the user denied access")
-        self.server.store().approve_client(pending.user.sub, pending.client_id, pending.route)
+        route = self.server.config.routes.get(pending.route)
+        if route is None:
+            raise OAuthError("invalid_target", "The route no longer exists on this gateway.", 403)
+        self.server.store().approve_client(
+            pending.user.sub, pending.client_id, pending.route, route.identity
+        )
         code = self.server.codes.issue(
             client_id=pending.client_id,
             redirect_uri=pending.redirect_uri,

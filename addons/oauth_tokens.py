@@ -125,6 +125,7 @@ class Tokens:
             email=grant.user.email,
             groups=grant.user.groups,
             roles=grant.user.roles,
+            route_id=self.server.config.routes[route].identity,
         )
         self.server.codes.attach_grant(grant.code_id, record.grant_id)
         refresh: str | None = None
@@ -160,6 +161,14 @@ class Tokens:
                 )
             if peeked.route not in self.server.config.routes:
                 raise OAuthError("invalid_target", "The route no longer exists on this gateway.")
+            if peeked.route_id != self.server.config.routes[peeked.route].identity:
+                # The route points at another upstream now (a switched profile).
+                self._refused(flow, request.client_id, "refresh_token", "wrong_route")
+                raise OAuthError(
+                    "invalid_grant",
+                    f"Route {peeked.route!r} points at another upstream than the one you "
+                    "signed in for; sign in again.",
+                )
             route_url = self.server.config.route_url(peeked.route)
             if request.resource and request.resource != route_url:
                 self._refused(flow, request.client_id, "refresh_token", "wrong_resource")
@@ -260,6 +269,7 @@ class Tokens:
             client_id=client_id,
             scope=scope,
             grant_id=grant_id,
+            route_id=self.server.config.routes[route].identity,
         )
         body: dict[str, Any] = {
             "access_token": access,
