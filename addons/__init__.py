@@ -15,6 +15,7 @@ from lockgate.addons.guard import Guard
 from lockgate.addons.guardrails import Guardrails
 from lockgate.addons.oauth_server import OAuthServer
 from lockgate.addons.router import Router
+from lockgate.addons.session_binding import SessionBinding
 from lockgate.addons.upstream import Upstream
 
 
@@ -34,6 +35,7 @@ def pipeline(config: Config | None = None) -> list[Any]:
         connect,
         oauth,
         ClientAuth(config, oauth),
+        SessionBinding(),  # after client_auth: it needs the user and client
         Capabilities(),
         Guardrails(),
         credentials,
@@ -46,7 +48,7 @@ class Pipeline:
     """The pipeline as one mitmproxy addon with the others as its children, in order.
 
     mitmproxy dispatches every event to every top-level addon (a coroutine and a safecall
-    context each, whether or not it has the hook); as children of one parent the eleven cost
+    context each, whether or not it has the hook); as children of one parent the twelve cost
     one such call per event. bench/hook_times.py measured about 125 µs saved per request.
     """
 

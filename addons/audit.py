@@ -18,8 +18,11 @@ from mitmproxy import ctx, http
 
 from lockgate.addons._flow import FlowState, guarded, state
 from lockgate.audit import AuditLog, preview
+from lockgate.filters import RESOURCE_METHODS
 from lockgate.jsonrpc import Message
 from lockgate.paths import audit_log_path
+from lockgate.sessions import session_hash
+from lockgate.uris import normalised
 
 logger = logging.getLogger("lockgate")
 
@@ -32,6 +35,18 @@ def event_name(method: str | None) -> str:
     if method is not None and method.endswith("/list"):
         return "capability.list"
     return "mcp.request"
+
+
+def audit_name(m: Message) -> str | None:
+    """The item a message targets as the rules saw it: a resource URI in normal form (so
+    one resource has one name in the audit, however a client spelled it)."""
+    name = m.name
+    if name is None or m.method not in RESOURCE_METHODS:
+        return name
+    normal = normalised(name)
+    if normal is not None:
+        return normal
+    return name if len(name) <= 512 else f"{name[:512]}…(+{len(name) - 512} chars)"
 
 
 def _ms(seconds: float) -> float:
@@ -100,7 +115,7 @@ class Audit:
                     "event": "mcp.message",
                     "direction": "client",
                     "method": m.method or "response",
-                    "name": m.name,
+                    "name": audit_name(m),
                     "id": m.id,
                     "outcome": st.outcome or "success",
                 }
@@ -165,9 +180,17 @@ class Audit:
             "upstream": route.upstream.name if route else None,
             "user": st.user,
             "client": st.client,
-            "session": flow.request.headers.get("mcp-session-id")
-            or (flow.response.headers.get("mcp-session-id") if flow.response else None),
+            "session": self._session(flow),
         }
+
+    @staticmethod
+    def _session(flow: http.HTTPFlow) -> str | None:
+        """The session's short hash: enough to correlate events; the id itself would let
+        anyone who reads the log or `watch` present it."""
+        sid = flow.request.headers.get("mcp-session-id") or (
+            flow.response.headers.get("mcp-session-id") if flow.response else None
+        )
+        return None if sid is None else session_hash(sid)
 
     def _request_event(
         self,
@@ -187,7 +210,7 @@ class Audit:
         event: dict[str, Any] = self._base(flow, st) | {
             "event": event_name(m.method),
             "method": m.method,
-            "name": m.name,
+            "name": audit_name(m),
             "id": m.id,
             "outcome": outcome,
             "status": status,

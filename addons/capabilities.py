@@ -24,9 +24,10 @@ from lockgate import jsonrpc
 from lockgate.access import denial_message, missing_scopes
 from lockgate.addons._flow import FlowState, answer_rpc_error, guarded, pending_route, state
 from lockgate.addons.client_auth import access_of, refuse_scope
-from lockgate.filters import Policy
+from lockgate.filters import RESOURCE_METHODS, Policy
 from lockgate.routing import Route
 from lockgate.sse import SseEvent, SseRewriter
+from lockgate.uris import UriError, normalise, normalise_template
 
 logger = logging.getLogger("lockgate")
 
@@ -152,6 +153,13 @@ class Capabilities:
             return
         policy = route.policy
         fa = access_of(flow)
+        if (
+            policy.restricts_resources
+            or view.restricts_resources
+            or (fa is not None and fa.access.restricts_resources)
+        ) and not _normal_uris(flow, st):
+            return
+        messages = st.messages
         for m in messages:
             if m.method is None or m.kind not in ("request", "notification"):
                 continue
@@ -267,6 +275,68 @@ class Capabilities:
             out = process_message(st, obj)
             if out is not obj:
                 resp.content = jsonrpc.encode(out) if out is not None else b""
+
+
+def _uri_of(m: jsonrpc.Message) -> tuple[dict[str, Any], str] | None:
+    """The object holding the URI a message targets (params, or a completion's ref)."""
+    params = m.params
+    if params is None:
+        return None
+    if m.method in RESOURCE_METHODS:
+        holder: object = params
+    elif m.method == "completion/complete":
+        holder = params.get("ref")
+        if not isinstance(holder, dict) or holder.get("type") != "ref/resource":
+            return None
+    else:
+        return None
+    uri = holder.get("uri") if isinstance(holder, dict) else None
+    return (holder, uri) if isinstance(holder, dict) and isinstance(uri, str) else None
+
+
+def _normal_uris(flow: http.HTTPFlow, st: FlowState) -> bool:
+    """On a route with resource rules: every URI in normal form, the body rewritten to it, so
+    the upstream reads the URI the rules matched; False (and answered) when one has none."""
+    changed = False
+    out: list[jsonrpc.Message] = []
+    for m in st.messages:
+        found = _uri_of(m)
+        if found is None:
+            out.append(m)
+            continue
+        holder, uri = found
+        try:
+            normal = normalise(uri) if m.method in RESOURCE_METHODS else normalise_template(uri)
+        except UriError as e:
+            shown = repr(uri if len(uri) <= 120 else uri[:120] + "…")
+            answer_rpc_error(
+                flow,
+                200,
+                jsonrpc.INVALID_PARAMS,
+                f"The resource URI {shown} has no normal form ({e}); send it with valid "
+                "percent-escapes and no encoded '/', backslash or control character.",
+                outcome="denied",
+            )
+            return False
+        if normal == uri:
+            out.append(m)
+            continue
+        changed = True
+        params = dict(m.params or {})
+        if holder is m.params:
+            params["uri"] = normal
+        else:
+            params["ref"] = {**holder, "uri": normal}
+        out.append(dataclasses.replace(m, params=params, raw={**m.raw, "params": params}))
+    if changed:
+        req = flow.request
+        batch = (req.raw_content or b"").lstrip()[:1] == b"["
+        raws = [m.raw for m in out]
+        req.content = jsonrpc.encode(raws if batch else raws[0])
+        if "mcp-name" in req.headers and len(out) == 1 and out[0].name is not None:
+            req.headers["mcp-name"] = out[0].name
+        st.messages = out
+    return True
 
 
 @contextlib.contextmanager

@@ -141,6 +141,9 @@ class Gateway:
                 mode=[f"reverse:{PLACEHOLDER_TARGET}@{bind}:{port}"],
                 connection_strategy="lazy",
                 keep_host_header=True,
+                # Request bodies are counted as they arrive and cut at the profile's limit
+                # (responses are exempt, see addons/upstream.py).
+                body_size_limit=str(self.profile.gateway.max_body_bytes),
                 confdir=str(paths.mitmproxy_confdir()),
                 lockgate_profile=str(self.profile_path),
                 lockgate_audit_log=str(self.audit_log),

@@ -15,6 +15,10 @@ from lockgate.addons._flow import answer_rpc_error, guarded
 from lockgate.addons.config import Config
 from lockgate.profile import is_loopback_host
 
+# Bounds on a request's head; a real MCP client sends a dozen headers of a few KiB in all.
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 64 * 1024
+
 
 def host_of(authority: str) -> str:
     """The host part of a Host header value, lowercased, IPv6 brackets removed."""
@@ -64,6 +68,19 @@ class Guard:
             )
             return
         req = flow.request
+        fields = req.headers.fields
+        if len(fields) > MAX_HEADERS or sum(len(k) + len(v) + 4 for k, v in fields) > (
+            MAX_HEADER_BYTES
+        ):
+            answer_rpc_error(
+                flow,
+                431,
+                jsonrpc.INVALID_REQUEST,
+                f"The request's headers exceed the gateway's limit of {MAX_HEADERS} headers "
+                f"or {MAX_HEADER_BYTES} bytes; send fewer or shorter headers.",
+                outcome="denied",
+            )
+            return
         host = host_of(req.host_header or "")
         if host not in self.config.allowed_hosts:
             answer_rpc_error(

@@ -3,6 +3,7 @@ consent page (`/oauth/consent`): who the user is, and whether they let this clie
 
 from __future__ import annotations
 
+import hmac
 import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -13,12 +14,21 @@ from mitmproxy import http
 from lockgate.addons._flow import state
 from lockgate.addons.oauth_common import NO_STORE, Redirect, form_params, page, query_params
 from lockgate.login import ProviderUnavailable, SessionEnded, session_for
-from lockgate.oauth import AuthorizeRequest, OAuthError, consent_page, parse_form
+from lockgate.oauth import (
+    AuthorizeRequest,
+    ConsentRefused,
+    OAuthError,
+    consent_cookie,
+    consent_cookie_name,
+    consent_page,
+    parse_form,
+)
 from lockgate.oauth_client import authorization_url
 from lockgate.oidc import (
     LOGIN_COOKIE,
     LOGIN_TTL,
     OIDCError,
+    TooManyLogins,
     cookie_value,
     exchange_code,
     fetch_keys,
@@ -34,6 +44,7 @@ if TYPE_CHECKING:
 
 _CHALLENGE_RE = re.compile(r"[A-Za-z0-9_-]{43}")
 CLI_USER = "lockgate.cli_user"  # flow.metadata: the user `lockgate login` signed in
+CLI_COOKIE = "lockgate_cli"  # carries the secret `lockgate login` left in the user's keyring
 
 
 class Authorization:
@@ -124,13 +135,20 @@ class Authorization:
                 remembered=True,
             )
             return redirect.send(flow, {"code": code})
-        request_id, pending = self.server.pending.add(**fields, user=user)
+        request_id, pending, browser = self.server.pending.add(**fields, user=user)
         # After connecting, the browser comes back to this authorization request (from the
         # provider's callback there is none to repeat: the link opens a tab of its own).
         on_authorize = flow.request.path.startswith("/oauth/authorize?")
         back = f"{self.server.issuer}{flow.request.path}" if on_authorize else None
         row = self.server.upstream_row(route, user.sub, return_to=back)
         page(flow, 200, consent_page(request_id, pending, "/oauth/consent", row))
+        assert flow.response is not None
+        # Ties the form to this browser: a process that learns the form's fields still
+        # lacks the cookie (HttpOnly, SameSite=Strict, sent to /oauth/consent only).
+        flow.response.headers.add(
+            "set-cookie",
+            consent_cookie(request_id, browser, self.server.pending.ttl, secure=self.server.secure),
+        )
 
     # --- kind "oidc": the browser goes through the identity provider ---------------------
 
@@ -139,7 +157,10 @@ class Authorization:
         assert profile is not None
         identity = profile.identity
         metadata = self.server.provider().metadata
-        login_state, login = self.server.logins.add(fields)
+        try:
+            login_state, login = self.server.logins.add(fields)
+        except TooManyLogins as e:
+            raise OAuthError("temporarily_unavailable", e.message, e.status) from None
         location = authorization_url(
             metadata.authorization_endpoint,
             client_id=identity.client_id or "",
@@ -225,9 +246,11 @@ class Authorization:
         sid = self.server.sessions.create(user)
         self._continue(flow, fields, user)
         assert flow.response is not None
+        consent_cookies = flow.response.headers.get_all("set-cookie")
         flow.response.headers.set_all(
             "set-cookie",
             [
+                *consent_cookies,
                 session_cookie(sid, self.server.sessions.ttl, secure=self.server.secure),
                 session_cookie(
                     sid, self.server.sessions.ttl, secure=self.server.secure, path="/connect"
@@ -237,18 +260,32 @@ class Authorization:
         )
 
     async def cli_session(self, flow: http.HTTPFlow) -> None:
-        """Before `/oauth/authorize` without a gateway session, on a loopback-only gateway:
-        the user `lockgate login` signed in, when the provider still honours their session
+        """Before `/oauth/authorize` without a gateway session, on a loopback-only gateway,
+        from a local process that presents the secret login left in the user's keyring
+        (cookie ``lockgate_cli``; other OS users cannot read it): the user `lockgate login`
+        signed in, when the provider still honours their session
         (asked again when the last answer is a few minutes old). The consent page follows."""
         if not is_loopback_host(urlsplit(self.server.config.base_url).hostname or ""):
             return
-        if self.server.sessions.get(cookie_value(flow.request.headers.get("cookie"))):
+        cookies = flow.request.headers.get("cookie")
+        if self.server.sessions.get(cookie_value(cookies)):
             return
+        presented = cookie_value(cookies, CLI_COOKIE)
+        if presented is None:
+            return  # any local process can reach loopback: no secret, no shortcut
         provider = self.server.provider()
         keeper = self.server.keeper()
         sub = await keeper.current(provider.metadata.issuer)
         if sub is None:
             return
+        secret = await keeper.cli_secret(provider.metadata.issuer)
+        if secret is None or not hmac.compare_digest(
+            secret.encode(), presented.encode("utf-8", "replace")
+        ):
+            self.server.event(
+                flow, "auth.login", user=sub, outcome="denied", reason="cli_secret_mismatch"
+            )
+            return  # off to the provider, as if nobody had signed in
         try:
             session = await keeper.fresh(provider, sub)
         except SessionEnded:
@@ -268,6 +305,7 @@ class Authorization:
         origin = (req.headers.get("origin") or "").rstrip("/").lower()
         fetch_site = req.headers.get("sec-fetch-site")
         if origin not in own or (fetch_site is not None and fetch_site != "same-origin"):
+            self.server.event(flow, "auth.consent", outcome="denied", reason="foreign_origin")
             raise OAuthError(
                 "access_denied",
                 "The consent form was not sent from this gateway's own page, so it was refused.",
@@ -277,7 +315,17 @@ class Authorization:
             fields = form_params(flow)
         except OAuthError as e:
             raise OAuthError("invalid_request", "The consent form is not UTF-8.", 403) from e
-        pending = self.server.pending.take(fields.get("request", ""), fields.get("csrf", ""))
+        request_id = fields.get("request", "")
+        browser = cookie_value(req.headers.get("cookie"), consent_cookie_name(request_id))
+        try:
+            pending = self.server.pending.take(request_id, fields.get("csrf", ""), browser)
+        except ConsentRefused as e:
+            who = e.pending
+            extra = (
+                {"client": who.client_id, "route": who.route, "user": who.user.sub} if who else {}
+            )
+            self.server.event(flow, "auth.consent", outcome="denied", reason=e.reason, **extra)
+            raise
         redirect = Redirect(pending.redirect_uri, pending.state, self.server.issuer)
         if fields.get("decision") != "approve":
             self.server.event(
@@ -288,7 +336,8 @@ class Authorization:
                 user=pending.user.sub,
                 outcome="denied",
             )
-            return redirect.error(flow, "access_denied", "the user denied access")
+            redirect.error(flow, "access_denied", "the user denied access")
+            return self._drop_consent_cookie(flow, request_id)
         route = self.server.config.routes.get(pending.route)
         if route is None:
             raise OAuthError("invalid_target", "The route no longer exists on this gateway.", 403)
@@ -312,3 +361,11 @@ class Authorization:
             outcome="success",
         )
         redirect.send(flow, {"code": code})
+        self._drop_consent_cookie(flow, request_id)
+
+    def _drop_consent_cookie(self, flow: http.HTTPFlow, request_id: str) -> None:
+        """The form is answered: its cookie is of no further use to the browser."""
+        assert flow.response is not None
+        flow.response.headers.add(
+            "set-cookie", consent_cookie(request_id, "", 0, secure=self.server.secure)
+        )

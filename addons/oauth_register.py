@@ -10,7 +10,10 @@ from mitmproxy import http
 
 from lockgate.addons._flow import answer
 from lockgate.addons.oauth_common import CORS, NO_STORE
-from lockgate.oauth import OAuthError, RateLimiter, parse_registration
+from lockgate.oauth import OAuthError, RateLimiter, address_block, parse_registration
+from lockgate.store import StoreFull
+
+AUDIT_URI_CHARS = 200  # what the audit keeps of each redirect URI
 
 if TYPE_CHECKING:
     from lockgate.addons.oauth_server import OAuthServer
@@ -20,16 +23,16 @@ class Registration:
     def __init__(self, server: OAuthServer) -> None:
         self.server = server
         # Registration writes a row per call: a local page or a runaway client looping on
-        # it must not fill the database. Per client address, 20 a minute.
+        # it must not fill the database. Per address block (/24, /64), 20 a minute.
         self.limiter = RateLimiter()
 
     def register(self, flow: http.HTTPFlow) -> None:
         address = str(flow.client_conn.peername[0]) if flow.client_conn.peername else "?"
-        wait = self.limiter.hit(address)
+        wait = self.limiter.hit(address_block(address))
         if wait > 0:
             retry = max(1, math.ceil(wait))
             description = (
-                f"Too many client registrations from this address; try again in {retry} s."
+                f"Too many client registrations from this address block; try again in {retry} s."
             )
             self.server.event(
                 flow, "auth.client_registered", outcome="denied", reason="rate_limited"
@@ -54,19 +57,28 @@ class Registration:
                 "invalid_client_metadata", "The registration body is not a JSON object."
             )
         request = parse_registration(data)
-        client = self.server.store().register_client(
-            redirect_uris=request.redirect_uris,
-            client_name=request.client_name,
-            grant_types=request.grant_types,
-            token_endpoint_auth_method="none",
-            metadata={"scope": request.scope} if request.scope else {},
-        )
+        try:
+            client = self.server.store().register_client(
+                redirect_uris=request.redirect_uris,
+                client_name=request.client_name,
+                grant_types=request.grant_types,
+                token_endpoint_auth_method="none",
+                metadata={"scope": request.scope} if request.scope else {},
+            )
+        except StoreFull:
+            self.server.event(flow, "auth.client_registered", outcome="denied", reason="full")
+            raise OAuthError(
+                "temporarily_unavailable",
+                "The gateway holds as many client registrations as it keeps; "
+                "try again tomorrow, when unused ones have expired.",
+                503,
+            ) from None
         self.server.event(
             flow,
             "auth.client_registered",
             client=client.client_id,
             client_name=client.client_name,
-            redirect_uris=list(client.redirect_uris),
+            redirect_uris=[u[:AUDIT_URI_CHARS] for u in client.redirect_uris],
             kind="dcr",
         )
         body: dict[str, Any] = {

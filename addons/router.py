@@ -15,6 +15,36 @@ from lockgate.routing import route_name_of
 # Toward the upstream the gateway is the client: these describe the user's browser or
 # the user's credentials and stay here.
 CLIENT_ONLY_HEADERS = ("origin", "referer", "cookie", "authorization", "proxy-authorization")
+# What a client claims about the path its request took (or hop-by-hop headers it names in
+# `Connection`) means nothing past the gateway: an upstream trusting it would be misled.
+FORWARDING_HEADERS = (
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-real-ip",
+    "via",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+)
+
+
+def strip_hop_headers(headers: http.Headers) -> None:
+    """Drop forwarding claims and every header the client's `Connection` lists.
+
+    `Connection: close` stays: mitmproxy reads it to close the client's connection.
+    """
+    listed = [t.strip().lower() for v in headers.get_all("connection") for t in v.split(",")]
+    for name in {*FORWARDING_HEADERS, *(t for t in listed if t and t != "close")}:
+        headers.pop(name, None)
+    if "connection" in headers:
+        if "close" in listed:
+            headers["connection"] = "close"
+        else:
+            del headers["connection"]
 
 
 class Router:
@@ -39,17 +69,16 @@ class Router:
         st.route = route
         st.client = req.headers.get("user-agent")
         target = route.upstream
-        query = req.path.split("?", 1)[1] if "?" in req.path else ""
-        if target.query:
-            query = f"{target.query}&{query}" if query else target.query
+        # The client's query string stays here: only the upstream URL's own query travels.
         req.scheme = target.scheme
         req.host = target.host
         req.port = target.port
-        req.path = f"{target.path}?{query}" if query else target.path
+        req.path = f"{target.path}?{target.query}" if target.query else target.path
         req.host_header = target.host_header
         for header in CLIENT_ONLY_HEADERS:
             if header != "authorization":  # client_auth reads it, then strips it
                 req.headers.pop(header, None)
+        strip_hop_headers(req.headers)
 
     def _own_endpoint(self, flow: http.HTTPFlow, path: str) -> None:
         profile = self.config.profile

@@ -17,12 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+from collections.abc import Generator
+from typing import Any
 
+import h11
 from mitmproxy import ctx, http
+from mitmproxy.proxy.layers import http as http_layer
 from mitmproxy.proxy.layers.http import _http1
 
 from lockgate import jsonrpc
-from lockgate.addons._flow import add_cors_headers, guarded, pending_route, state
+from lockgate.addons._flow import JSON_HEADERS, add_cors_headers, guarded, pending_route, state
 from lockgate.addons.config import Config
 from lockgate.routing import Route
 
@@ -32,6 +36,12 @@ _failed_flow: contextvars.ContextVar[http.HTTPFlow | None] = contextvars.Context
     "lockgate_failed_flow", default=None
 )
 _original_error_response = _http1.make_error_response
+_original_check_body_size = http_layer.HttpStream.check_body_size
+_original_read_body = _http1.Http1Connection.read_body
+
+# An upstream's answer says nothing about the gateway's own cookies or sign-in: these would
+# reach the client with internal URLs or set state under the gateway's origin.
+UPSTREAM_ONLY_HEADERS = ("set-cookie", "set-cookie2", "www-authenticate", "proxy-authenticate")
 
 
 def error_body(status: int, message: str) -> tuple[int, bytes]:
@@ -40,6 +50,10 @@ def error_body(status: int, message: str) -> tuple[int, bytes]:
     _failed_flow.set(None)
     st = state(flow) if flow is not None else None
     route = st.route if st is not None else None
+    if status == 413 and route is None:
+        return status, jsonrpc.encode(
+            jsonrpc.error_response(None, jsonrpc.INVALID_REQUEST, too_large_message())
+        )
     if flow is None or st is None or route is None:
         return status, jsonrpc.encode(
             jsonrpc.error_response(
@@ -47,6 +61,10 @@ def error_body(status: int, message: str) -> tuple[int, bytes]:
             )
         )
     up = route.upstream
+    if status == 413:
+        return status, jsonrpc.encode(
+            jsonrpc.error_response(None, jsonrpc.INVALID_REQUEST, too_large_message())
+        )
     if st.timed_out:
         status = 504
         text = (
@@ -63,6 +81,52 @@ def error_body(status: int, message: str) -> tuple[int, bytes]:
     rid = ids[0] if len(ids) == 1 else None
     data = {"upstream": up.name, "status": status}
     return status, jsonrpc.encode(jsonrpc.error_response(rid, jsonrpc.INTERNAL_ERROR, text, data))
+
+
+def too_large_message() -> str:
+    limit = ctx.options.body_size_limit if hasattr(ctx, "options") else None
+    return (
+        f"The request body is larger than the gateway's limit of {limit or 'max_body_bytes'} "
+        "bytes (gateway.max_body_bytes); send a smaller body or raise the limit in the profile."
+    )
+
+
+def _requests_only(self: Any, request: bool) -> Generator[Any, Any, bool]:
+    """mitmproxy's `body_size_limit`, for request bodies only (upstream answers may be larger).
+
+    mitmproxy counts a request body as it arrives and answers 413 once it passes the limit,
+    before any hook has the body: a client without a token cannot make the gateway buffer
+    more than `gateway.max_body_bytes`.
+    """
+    if not request:
+        return False
+    return (yield from _original_check_body_size(self, request))
+
+
+class _NoTrailers:
+    """An h11 body reader that drops chunked trailers.
+
+    mitmproxy's HTTP/1 layer raises NotImplementedError on trailers and the exchange hangs
+    until the client gives up; no MCP message uses them, so the body goes on without them.
+    """
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+
+    def __call__(self, buf: Any) -> Any:
+        event = self.reader(buf)
+        if isinstance(event, h11.EndOfMessage) and event.headers:
+            return h11.EndOfMessage()
+        return event
+
+    def read_eof(self) -> Any:
+        return self.reader.read_eof()
+
+
+def _read_body_without_trailers(self: Any, event: Any) -> Generator[Any, Any, None]:
+    if self.body_reader is not None and not isinstance(self.body_reader, _NoTrailers):
+        self.body_reader = _NoTrailers(self.body_reader)
+    yield from _original_read_body(self, event)
 
 
 def _json_error_response(status_code: int, message: str = "") -> bytes:
@@ -83,12 +147,17 @@ def _assemble(resp: http.Response) -> bytes:
 
 
 def install_error_pages() -> None:
-    """Swap mitmproxy's HTML error page for JSON (idempotent)."""
+    """Swap mitmproxy's HTML error page for JSON, bound request bodies while they arrive,
+    and drop chunked trailers (idempotent)."""
     _http1.make_error_response = _json_error_response
+    http_layer.HttpStream.check_body_size = _requests_only  # type: ignore[method-assign]
+    _http1.Http1Connection.read_body = _read_body_without_trailers  # type: ignore[method-assign]
 
 
 def uninstall_error_pages() -> None:
     _http1.make_error_response = _original_error_response
+    http_layer.HttpStream.check_body_size = _original_check_body_size  # type: ignore[method-assign]
+    _http1.Http1Connection.read_body = _original_read_body  # type: ignore[method-assign]
 
 
 def _timeout_of(route: Route) -> float:
@@ -109,8 +178,52 @@ class Upstream:
         handle = asyncio.get_running_loop().call_later(_timeout_of(route), self._expire, flow)
         flow.metadata["lockgate_timer"] = handle
 
+    @guarded
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         self._cancel(flow)
+        st = state(flow)
+        resp = flow.response
+        if st.local or st.route is None or resp is None:
+            return
+        for name in UPSTREAM_ONLY_HEADERS:
+            resp.headers.pop(name, None)
+        if 300 <= resp.status_code < 400:
+            self._refuse_redirect(flow, resp.status_code)
+
+    @guarded
+    def response(self, flow: http.HTTPFlow) -> None:
+        st = state(flow)
+        if st.local or st.route is None or flow.response is None:
+            return
+        for name in UPSTREAM_ONLY_HEADERS:
+            flow.response.headers.pop(name, None)
+
+    @staticmethod
+    def _refuse_redirect(flow: http.HTTPFlow, status: int) -> None:
+        """A redirect would send the client, and its request, somewhere no rule applies."""
+        st = state(flow)
+        assert st.route is not None
+        up = st.route.upstream
+        text = (
+            f"Upstream {up.name!r} ({up.host}:{up.port}) answered with a redirect ({status}); "
+            "the gateway does not follow or pass on redirects: fix the upstream's url in the "
+            "profile."
+        )
+        ids = [m.id for m in st.messages if m.kind == "request"]
+        data = {"upstream": up.name, "status": status}
+        errors = [jsonrpc.error_response(i, jsonrpc.INTERNAL_ERROR, text, data) for i in ids] or [
+            jsonrpc.error_response(None, jsonrpc.INTERNAL_ERROR, text, data)
+        ]
+        body = jsonrpc.encode(errors if len(errors) > 1 else errors[0])
+        replacement = http.Response.make(502, body, dict(JSON_HEADERS))
+        add_cors_headers(replacement, st.cors_origin)
+        # The upstream's own body is swallowed as it arrives; ours goes out at its end.
+        replacement.stream = lambda chunk: body if chunk == b"" else []
+        flow.response = replacement
+        st.replacement = body
+        st.local = True
+        st.outcome = "upstream_error"
+        st.reason = f"upstream redirect {status}"
 
     def error(self, flow: http.HTTPFlow) -> None:
         self._cancel(flow)

@@ -96,6 +96,8 @@ def verify_text(result: VerifyResult) -> Text:
     """The one-line verdict of `lockgate audit verify`."""
     if result.ok:
         return Text(f"audit log OK: {result.lines} events, chain intact", style="green")
+    if result.first_bad_line is None:
+        return Text(f"audit log NOT PROVEN: {_clean(result.reason)}", style="bold red")
     return Text(
         f"audit log BROKEN at line {result.first_bad_line}: {_clean(result.reason)}",
         style="bold red",

@@ -190,6 +190,14 @@ class RouteAccess:
     def restricts_items(self) -> bool:
         return bool(self._hiding)
 
+    @property
+    def restricts_resources(self) -> bool:
+        """Whether a rule (of any kind: one asking only for scopes too) matches URIs: they
+        must then have a normal form to be matched at all."""
+        return self.base.restricts_resources or any(
+            r.kind in ("resources", "resource_templates") for r in self.rules
+        )
+
     def admits_route(self, who: Principal) -> bool:
         s = self.section
         return admits(s.users, s.groups, s.roles, who)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
+
+from lockgate.uris import UriError, normalise, normalise_pattern, normalise_template
 
 
 def _translate(pattern: str) -> str:
@@ -150,6 +152,7 @@ class _View:
     rule: Rule
     overrides: Mapping[str, Override]
     annotations: bool  # only tools carry annotations
+    normal: Callable[[str], str] | None = None  # uris and templates: matched in normal form
 
     @property
     def is_passthrough(self) -> bool:
@@ -171,14 +174,27 @@ class Policy:
     _passthrough: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # Resource rules match URIs in normal form (lockgate.uris): so must their patterns.
+        object.__setattr__(self, "resources", _normal_rule(self.resources, template=False))
+        object.__setattr__(
+            self, "resource_templates", _normal_rule(self.resource_templates, template=True)
+        )
+        overrides = {normalise_pattern(k): v for k, v in self.resource_overrides.items()}
+        if list(overrides) != list(self.resource_overrides):
+            object.__setattr__(self, "resource_overrides", overrides)
         views = {
             "tools/list": _View("tools", "name", self.tools, self.tool_overrides, True),
             "prompts/list": _View("prompts", "name", self.prompts, self.prompt_overrides, False),
             "resources/list": _View(
-                "resources", "uri", self.resources, self.resource_overrides, False
+                "resources", "uri", self.resources, self.resource_overrides, False, normalise
             ),
             "resources/templates/list": _View(
-                "resourceTemplates", "uriTemplate", self.resource_templates, _NO_OVERRIDES, False
+                "resourceTemplates",
+                "uriTemplate",
+                self.resource_templates,
+                _NO_OVERRIDES,
+                False,
+                normalise_template,
             ),
         }
         object.__setattr__(self, "_views", views)
@@ -188,6 +204,12 @@ class Policy:
     def is_passthrough(self) -> bool:
         """Nothing hidden, nothing overridden: callers may skip parsing list results."""
         return self._passthrough
+
+    @property
+    def restricts_resources(self) -> bool:
+        """Whether some resource or template rule may hide a URI (which then must have a
+        normal form to be matched at all)."""
+        return not (self.resources.is_passthrough and self.resource_templates.is_passthrough)
 
     def hiding(
         self,
@@ -231,13 +253,21 @@ class Policy:
             return _target(self.tools, params, "name")
         if method == "prompts/get":
             return _target(self.prompts, params, "name")
-        if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
-            hidden = _target(self.resources, params, "uri")
-            if hidden is None and self._denied_templates is not None:
-                uri = params.get("uri") if isinstance(params, Mapping) else None
-                if isinstance(uri, str) and self._denied_templates.fullmatch(uri):
-                    return uri
-            return hidden
+        if method in RESOURCE_METHODS:
+            if not self.restricts_resources:
+                return None
+            uri = params.get("uri") if isinstance(params, Mapping) else None
+            if not isinstance(uri, str):
+                return "<invalid uri>"
+            try:
+                uri = normalise(uri)
+            except UriError:
+                return "<invalid uri>"  # no normal form: nothing to match it against
+            if not self.resources.visible(uri):
+                return uri
+            if self._denied_templates is not None and self._denied_templates.fullmatch(uri):
+                return uri
+            return None
         if method == "completion/complete":
             return self._completion_target(params)
         return None
@@ -259,8 +289,17 @@ class Policy:
         kind = ref.get("type") if isinstance(ref, Mapping) else None
         if kind == "ref/prompt":
             return _target(self.prompts, ref, "name")
-        if kind == "ref/resource":
-            return _target(self.resource_templates, ref, "uri")
+        if kind == "ref/resource" and isinstance(ref, Mapping):
+            if self.resource_templates.is_passthrough:
+                return None
+            uri = ref.get("uri")
+            if not isinstance(uri, str):
+                return "<invalid uri>"
+            try:
+                uri = normalise_template(uri)
+            except UriError:
+                return "<invalid uri>"
+            return None if self.resource_templates.visible(uri) else uri
         if isinstance(kind, str):
             # A reference kind this gateway does not know could point at anything hidden.
             return f"<unknown ref {kind}>"
@@ -278,7 +317,7 @@ class Policy:
         items = result[view.key]
         kept: list[Any] = []
         if isinstance(items, list):
-            match, overrides = view.match, view.overrides
+            match, overrides, normal = view.match, view.overrides, view.normal
             visible, memo = view.rule.visible, view.rule._memo.get
             for item in items:
                 if not isinstance(item, dict):
@@ -286,12 +325,33 @@ class Policy:
                 name = item.get(match)
                 if not isinstance(name, str):
                     continue
+                if normal is not None:
+                    try:
+                        name = normal(name)
+                    except UriError:
+                        continue  # no normal form: cannot tell whether it is hidden
                 verdict = memo(name)
                 if not (visible(name) if verdict is None else verdict):
                     continue
                 override = overrides.get(name) if overrides else None
                 kept.append(item if override is None else _apply(item, override, view.annotations))
         return {**result, view.key: kept}
+
+
+RESOURCE_METHODS = frozenset({"resources/read", "resources/subscribe", "resources/unsubscribe"})
+
+
+def _normal_rule(rule: Rule, *, template: bool) -> Rule:
+    """`rule` with its patterns in the normal form of the URIs they match (itself if so)."""
+
+    def normal(patterns: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(normalise_pattern(p, template=template) for p in patterns)
+
+    allow = None if rule.allow is None else normal(rule.allow)
+    deny = normal(rule.deny)
+    if allow == rule.allow and deny == rule.deny:
+        return rule
+    return Rule(allow=allow, deny=deny)
 
 
 def _template_regex(pattern: str) -> str:

@@ -105,6 +105,17 @@ def current_entry(issuer: str) -> str:
     return f"idp:{_issuer(issuer)}:current"
 
 
+def cli_secret_entry(issuer: str) -> str:
+    return f"idp:{_issuer(issuer)}:cli-secret"
+
+
+def cli_secret(issuer: str) -> str | None:
+    """The secret a local process presents (cookie ``lockgate_cli``) for the gateway to sign
+    it in as the user `lockgate login` signed in: in the OS user's keyring, which no other
+    OS user can read; a new one with every login."""
+    return keyring_store.get_entry(cli_secret_entry(issuer)) or None
+
+
 def _damaged(issuer: str) -> LockgateError:
     return LockgateError(
         f"The keyring holds a damaged sign-in for {_issuer(issuer)}",
@@ -118,6 +129,7 @@ def save_session(session: IdpSession, *, make_current: bool = False) -> None:
     )
     if make_current:
         keyring_store.set_entry(current_entry(session.issuer), session.sub)
+        keyring_store.set_entry(cli_secret_entry(session.issuer), secrets.token_urlsafe(32))
 
 
 def load_session(issuer: str, sub: str) -> IdpSession | None:
@@ -160,6 +172,7 @@ def delete_session(issuer: str, sub: str) -> bool:
     removed = keyring_store.delete_chunked(session_entry(issuer, sub))
     if current_sub(issuer) == sub:
         keyring_store.delete_chunked(current_entry(issuer))
+        keyring_store.delete_chunked(cli_secret_entry(issuer))
     return removed
 
 
@@ -436,6 +449,10 @@ class SessionKeeper:
     async def current(self, issuer: str) -> str | None:
         """The user `lockgate login` signed in on this machine (keyring only)."""
         return await self._keyring(lambda: current_sub(issuer))
+
+    async def cli_secret(self, issuer: str) -> str | None:
+        """The secret that login left for local processes (keyring only)."""
+        return await self._keyring(lambda: cli_secret(issuer))
 
     async def fresh(
         self, provider: Provider, sub: str, *, max_age: float | None = None

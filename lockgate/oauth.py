@@ -9,15 +9,17 @@ carrying the RFC 6749 error code and one sentence for the user.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import hmac
 import html
+import ipaddress
 import re
 import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -27,8 +29,15 @@ from lockgate.tokens import UserClaims
 
 # How long a consent page stays valid, and refresh tokens live.
 CONSENT_TTL = 300.0
+# Pending sign-in state is memory: bounded in total and per client, so a script looping on
+# /oauth/authorize cannot grow it (issue 9, item 11).
+MAX_PENDING = 1000
+MAX_PENDING_PER_CLIENT = 20
+CONSENT_COOKIE = "lockgate_consent"  # + a short hash of the request id: one per pending form
+CONSENT_PATH = "/oauth/consent"
 REFRESH_TOKEN_TTL = 30 * 24 * 3600.0
 MAX_REDIRECT_URIS = 10
+MAX_URI_LENGTH = 2048
 
 Clock = Callable[[], float]
 
@@ -130,6 +139,19 @@ REGISTRATION_WINDOW = 60.0
 MAX_TRACKED_ADDRESSES = 4096
 
 
+def address_block(address: str) -> str:
+    """The block a client address belongs to for rate limits: its /24 (IPv4) or /64 (IPv6),
+    so that hopping between 127.x.y.z or the addresses of one prefix buys no new allowance."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    prefix = 24 if ip.version == 4 else 64
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
 class RateLimiter:
     """At most ``limit`` hits per ``window`` seconds per key (a sliding window).
 
@@ -173,11 +195,15 @@ class ClientMetadata(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    redirect_uris: tuple[str, ...] = Field(min_length=1, max_length=MAX_REDIRECT_URIS)
+    redirect_uris: tuple[Annotated[str, Field(max_length=MAX_URI_LENGTH)], ...] = Field(
+        min_length=1, max_length=MAX_REDIRECT_URIS
+    )
     client_name: str | None = Field(default=None, max_length=200)
-    grant_types: tuple[str, ...] = ("authorization_code", "refresh_token")
-    response_types: tuple[str, ...] = ("code",)
-    token_endpoint_auth_method: str = "none"
+    grant_types: tuple[str, ...] = Field(
+        default=("authorization_code", "refresh_token"), max_length=2
+    )
+    response_types: tuple[str, ...] = Field(default=("code",), max_length=1)
+    token_endpoint_auth_method: str = Field(default="none", max_length=64)
     scope: str | None = Field(default=None, max_length=1000)
 
     @field_validator("grant_types")
@@ -293,51 +319,125 @@ class Pending:
     user: UserClaims
     csrf: str = field(repr=False)
     expires_at: float
+    # SHA-256 of the consent cookie's value: the browser that was shown the page.
+    browser: str = field(default="", repr=False)
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()
+
+
+def consent_cookie_name(request_id: str) -> str:
+    """The consent cookie of one pending authorization: several consent tabs may be open."""
+    return f"{CONSENT_COOKIE}_{_digest(request_id)[:16]}"
+
+
+def consent_cookie(request_id: str, value: str, ttl: float, *, secure: bool = False) -> str:
+    """HttpOnly (no script reads it), SameSite=Strict (no other site sends it), sent to the
+    consent endpoint only; ``value=""`` with ``ttl=0`` drops it."""
+    flags = "; Secure" if secure else ""
+    return (
+        f"{consent_cookie_name(request_id)}={value}; Path={CONSENT_PATH}; HttpOnly; "
+        f"SameSite=Strict; Max-Age={int(ttl)}{flags}"
+    )
+
+
+class ConsentRefused(OAuthError):
+    """A consent form refused; ``reason`` names why in the audit, ``pending`` whose it was."""
+
+    def __init__(self, reason: str, description: str, pending: Pending | None = None) -> None:
+        super().__init__("access_denied", description, 403)
+        self.reason = reason
+        self.pending = pending
 
 
 class PendingAuthorizations:
-    """Single-use, short-lived consent state, each bound to its own CSRF token."""
+    """Single-use, short-lived consent state, each bound to its own CSRF token and to the
+    browser that was shown the consent page (a cookie only that browser holds)."""
 
-    def __init__(self, *, ttl: float = CONSENT_TTL, clock: Clock = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        ttl: float = CONSENT_TTL,
+        clock: Clock = time.time,
+        max_total: int = MAX_PENDING,
+        max_per_client: int = MAX_PENDING_PER_CLIENT,
+    ) -> None:
         self._ttl = ttl
         self._clock = clock
+        self._max_total = max_total
+        self._max_per_client = max_per_client
         self._pending: dict[str, Pending] = {}
         self._lock = threading.Lock()
 
-    def add(self, **fields: object) -> tuple[str, Pending]:
-        """Keep a request; returns its id (the form's ``request`` field) and the record."""
+    @property
+    def ttl(self) -> float:
+        return self._ttl
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, **fields: object) -> tuple[str, Pending, str]:
+        """Keep a request; returns its id (the form's ``request`` field), the record and the
+        browser secret for the consent cookie (only its hash is kept).
+
+        Over the caps, OAuthError 429 (this client) or 503 (the gateway as a whole)."""
         now = self._clock()
+        browser = secrets.token_urlsafe(32)
         pending = Pending(
             csrf=secrets.token_urlsafe(32),
             expires_at=now + self._ttl,
+            browser=_digest(browser),
             **fields,  # type: ignore[arg-type]
         )
         request_id = secrets.token_urlsafe(24)
         with self._lock:
             for key in [k for k, p in self._pending.items() if p.expires_at <= now]:
                 del self._pending[key]
+            if len(self._pending) >= self._max_total:
+                raise OAuthError(
+                    "temporarily_unavailable",
+                    "Too many sign-ins are waiting for consent; try again in a few minutes.",
+                    503,
+                )
+            mine = sum(1 for p in self._pending.values() if p.client_id == pending.client_id)
+            if mine >= self._max_per_client:
+                raise OAuthError(
+                    "temporarily_unavailable",
+                    "This client has too many sign-ins waiting for consent; finish or close "
+                    "them, or try again in a few minutes.",
+                    429,
+                )
             self._pending[request_id] = pending
-        return request_id, pending
+        return request_id, pending, browser
 
-    def take(self, request_id: str, csrf: str) -> Pending:
-        """The pending request, consumed, if the CSRF token matches and it has not expired."""
+    def take(self, request_id: str, csrf: str, browser: str | None = None) -> Pending:
+        """The pending request, consumed, if the CSRF token matches, the browser presents
+        the consent cookie of this very request, and it has not expired. A refusal leaves
+        the request for the browser that holds the cookie."""
         with self._lock:
             pending = self._pending.get(request_id)
             if pending is None or not hmac.compare_digest(
                 pending.csrf.encode(), csrf.encode("utf-8", "replace")
             ):
-                raise OAuthError(
-                    "access_denied",
+                raise ConsentRefused(
+                    "unknown_form",
                     "This consent form is unknown, already used or forged; "
                     "start the sign-in again from your MCP client.",
-                    403,
+                )
+            if not hmac.compare_digest(pending.browser, _digest(browser or "")) or not browser:
+                raise ConsentRefused(
+                    "browser_mismatch",
+                    "This consent form was not opened in this browser, so it was refused; "
+                    "start the sign-in again from your MCP client.",
+                    pending,
                 )
             del self._pending[request_id]
         if self._clock() >= pending.expires_at:
-            raise OAuthError(
-                "access_denied",
+            raise ConsentRefused(
+                "expired",
                 "This consent form has expired; start the sign-in again from your MCP client.",
-                403,
+                pending,
             )
         return pending
 

@@ -142,12 +142,35 @@ class PendingLogin:
     expires_at: float
 
 
-class PendingLogins:
-    """Keyed by the `state` sent to the provider: single use, short-lived."""
+MAX_PENDING_LOGINS = 1000
+MAX_PENDING_LOGINS_PER_CLIENT = 20
 
-    def __init__(self, *, ttl: float = LOGIN_TTL, clock: Clock = time.time) -> None:
+
+class TooManyLogins(Exception):
+    """Over the cap of sign-ins waiting for the provider: ``status`` 429 (one client) or 503."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class PendingLogins:
+    """Keyed by the `state` sent to the provider: single use, short-lived, bounded in total
+    and per client (memory that anyone reaching /oauth/authorize can add to)."""
+
+    def __init__(
+        self,
+        *,
+        ttl: float = LOGIN_TTL,
+        clock: Clock = time.time,
+        max_total: int = MAX_PENDING_LOGINS,
+        max_per_client: int = MAX_PENDING_LOGINS_PER_CLIENT,
+    ) -> None:
         self._ttl = ttl
         self._clock = clock
+        self._max_total = max_total
+        self._max_per_client = max_per_client
         self._pending: dict[str, PendingLogin] = {}
         self._lock = threading.Lock()
 
@@ -166,6 +189,18 @@ class PendingLogins:
         with self._lock:
             for key in [k for k, p in self._pending.items() if p.expires_at <= now]:
                 del self._pending[key]
+            if len(self._pending) >= self._max_total:
+                raise TooManyLogins(
+                    503, "Too many sign-ins are in progress; try again in a few minutes."
+                )
+            client = request.get("client_id")
+            mine = sum(1 for p in self._pending.values() if p.request.get("client_id") == client)
+            if mine >= self._max_per_client:
+                raise TooManyLogins(
+                    429,
+                    "This client has too many sign-ins in progress; finish them, "
+                    "or try again in a few minutes.",
+                )
             self._pending[state] = login
         return state, login
 

@@ -271,6 +271,16 @@ def _create_private(path: Path) -> None:
 # --- the store --------------------------------------------------------------------------
 
 
+# Registrations are rows anyone on the listen address can add: at most this many, and the
+# dynamically registered ones that no user approved nor got a grant for expire after a day.
+MAX_CLIENTS = 1000
+UNUSED_CLIENT_TTL = 24 * 3600.0
+
+
+class StoreFull(ValueError):
+    """No room for another client registration."""
+
+
 class Store:
     """Thread-safe access to ``lockgate.db``: one connection, one lock, WAL journal."""
 
@@ -279,6 +289,7 @@ class Store:
         self._lock = threading.Lock()
         self._clock = clock
         self.applied_migrations: list[str] = []
+        self.max_clients = MAX_CLIENTS
 
     @classmethod
     def open(
@@ -298,6 +309,7 @@ class Store:
             db.execute("PRAGMA busy_timeout=10000")
             store = cls(db, clock=clock)
             store.applied_migrations = migrate(db, migrations, clock=clock)
+            store.prune_unused_clients()
         except BaseException:
             db.close()
             raise
@@ -382,8 +394,16 @@ class Store:
             )
         else:
             sql = f"INSERT {columns}"
+        self.prune_unused_clients()
         try:
             with self._tx() as db:
+                (count,) = db.execute("SELECT COUNT(*) FROM clients").fetchone()
+                if count >= self.max_clients:
+                    known = db.execute(
+                        "SELECT 1 FROM clients WHERE client_id = ?", (client.client_id,)
+                    ).fetchone()
+                    if known is None:
+                        raise StoreFull(f"too many registered clients ({count})")
                 inserted = db.execute(sql, row).rowcount == 1
         except sqlite3.IntegrityError:
             inserted = False
@@ -392,6 +412,18 @@ class Store:
         stored = self.get_client(client.client_id)
         assert stored is not None
         return stored
+
+    def prune_unused_clients(self) -> int:
+        """Forget dynamically registered clients never used (no approval, no grant) within
+        a day of registering; returns how many."""
+        cutoff = self._clock() - UNUSED_CLIENT_TTL
+        with self._tx() as db:
+            return db.execute(
+                "DELETE FROM clients WHERE kind = 'dcr' AND created_at < ?"
+                " AND client_id NOT IN (SELECT client_id FROM approvals)"
+                " AND client_id NOT IN (SELECT client_id FROM grants)",
+                (cutoff,),
+            ).rowcount
 
     def get_client(self, client_id: str) -> Client | None:
         rows = self._read(

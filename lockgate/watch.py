@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 from lockgate.audit import latency_text, time_text
 from lockgate.filters import glob_match
+from lockgate.sessions import is_session_hash, session_hash
 
 __all__ = [
     "FIELDS",
@@ -85,7 +86,7 @@ _DETAIL_ORDER = (
     "progress",
 )
 _DETAIL_SECTIONS = ("args", "findings", "error", "result")  # what a reviewer reads first
-_DETAIL_TAIL = ("prev", "hash")
+_DETAIL_TAIL = ("prev", "hash", "mac")
 _SECTION_LIMIT = 4000
 
 
@@ -287,6 +288,9 @@ def _json(value: object, indent: int | None) -> str:
 
 
 def _scalar(key: str, value: object) -> str:
+    if key == "session" and not is_session_hash(value):
+        # Logs written before sessions were hashed hold the id itself: show only its hash.
+        return session_hash(str(value))
     if key == "latency_ms" and isinstance(value, Mapping):
         return "  ".join(f"{k} {v:.1f} ms" for k, v in value.items() if isinstance(v, (int, float)))
     if isinstance(value, (dict, list)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,4 +16,7 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     monkeypatch.setenv("LOCKGATE_HOME", str(home))
     monkeypatch.setenv("LOCKGATE_AUDIT_LOG", str(home / "audit.jsonl"))
     monkeypatch.setenv("NO_COLOR", "1")
+    # The audit chain's key: one per test, shared with the test's subprocesses (never the
+    # machine's keyring; tests of the keyring path unset it).
+    monkeypatch.setenv("LOCKGATE_AUDIT_KEY_SOURCE", f"test:{secrets.token_hex(32)}")
     yield home

@@ -19,6 +19,7 @@ from lockgate.addons.client_auth import ClientAuth
 from lockgate.addons.config import Config
 from lockgate.addons.router import Router
 from lockgate.audit import read_events, verify
+from lockgate.sessions import session_hash
 
 PROFILE = """
 [identity]
@@ -151,7 +152,9 @@ def test_a_tool_call_is_one_event_with_its_outcome(env: Env) -> None:
         7,
     )
     assert ev["outcome"] == "success" and ev["status"] == 200
-    assert ev["user"] and ev["client"] == "claude-code/2.0" and ev["session"] == "sess-1"
+    # The session by its short hash: the id itself would let a reader of the log present it.
+    assert ev["user"] and ev["client"] == "claude-code/2.0"
+    assert ev["session"] == session_hash("sess-1") and "sess-1" not in env.log.read_text()
     assert ev["args"] == {"id": "1", "password": "[redacted]"}
     assert "note one" in json.dumps(ev["result"])
     assert ev["latency_ms"]["total"] >= 0
@@ -284,7 +287,7 @@ def test_listeners_see_every_record_and_a_broken_one_is_ignored(env: Env) -> Non
     env.reply(f, result(1, {"content": []}))
     assert f.response is not None and f.response.status_code == 200
     assert [r["seq"] for r in seen] == [1]
-    assert seen[0]["hash"] == env.events()[0]["hash"]
+    assert seen[0]["mac"] == env.events()[0]["mac"]
 
 
 def test_client_credentials_are_never_written(env: Env) -> None:

@@ -102,7 +102,8 @@ def test_https_upstream_keeps_its_query_and_drops_the_default_port(router: Route
     f = routed(router, flow("/mcp/remote/?cursor=2"))
     req = f.request
     assert (req.scheme, req.host, req.port) == ("https", "mcp.example.com", 443)
-    assert req.path == "/v1/mcp?tenant=acme&cursor=2"
+    # The client's own query string is dropped (issue 9, item 11): only the profile's travels.
+    assert req.path == "/v1/mcp?tenant=acme"
     assert req.host_header == "mcp.example.com"
 
 

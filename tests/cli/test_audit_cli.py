@@ -73,7 +73,7 @@ def test_verify_edited_file_exits_1_with_the_line(tmp_path: Path) -> None:
     path.write_bytes(b"".join(lines))
     result = runner.invoke(app, ["verify", "--file", str(path)])
     assert result.exit_code == 1
-    assert result.output.startswith("audit log BROKEN at line 7: hash mismatch")
+    assert result.output.startswith("audit log BROKEN at line 7: mac mismatch")
 
 
 def test_verify_missing_file_raises_a_lockgate_error(tmp_path: Path) -> None:

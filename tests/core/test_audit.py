@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import itertools
 import json
 import os
@@ -71,7 +72,7 @@ def test_chain_of_100_events_verifies(log_path: Path) -> None:
     assert [r["seq"] for r in records] == list(range(1, 101))
     assert records[0]["prev"] == ZERO_HASH
     for before, after in itertools.pairwise(records):
-        assert after["prev"] == before["hash"]
+        assert after["prev"] == before["mac"]
     assert "session" not in records[0]  # None values are omitted
 
 
@@ -82,10 +83,13 @@ def test_line_format_and_hash_are_canonical(log_path: Path) -> None:
     assert line.endswith(b'"}\n') and line.count(b"\n") == 1
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["ts"])
     body = dict(record)
-    digest = body.pop("hash")
+    digest = body.pop("mac")
+    assert body["v"] == 2
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    assert hashlib.sha256(canonical.encode()).hexdigest() == digest
-    assert line == canonical[:-1].encode() + f',"hash":"{digest}"}}\n'.encode()
+    key = bytes.fromhex(os.environ["LOCKGATE_AUDIT_KEY_SOURCE"].removeprefix("test:"))
+    mac = hmac.new(key, bytes.fromhex(body["prev"]) + canonical.encode(), hashlib.sha256)
+    assert mac.hexdigest() == digest
+    assert line == canonical[:-1].encode() + f',"mac":"{digest}"}}\n'.encode()
     assert "ünïcode".encode() in line  # ensure_ascii=False
     if sys.platform != "win32":
         assert log_path.stat().st_mode & 0o777 == 0o600
@@ -100,22 +104,22 @@ def test_edited_field_is_reported_at_its_line(log_path: Path) -> None:
     assert not result.ok
     assert result.first_bad_line == 50
     assert result.lines == 49
-    assert result.reason is not None and "hash" in result.reason
+    assert result.reason is not None and "mac mismatch" in result.reason
 
 
 def test_recomputed_hash_still_breaks_the_chain(log_path: Path) -> None:
     _write(log_path, 10)
     lines = _lines(log_path)
     record = json.loads(lines[4])
-    record.pop("hash")
+    record.pop("mac")
     record["outcome"] = "denied"
     canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     digest = hashlib.sha256(canonical.encode()).hexdigest()
     lines[4] = canonical[:-1].encode() + f',"hash":"{digest}"}}\n'.encode()
     log_path.write_bytes(b"".join(lines))
     result = verify(log_path)
-    assert result.first_bad_line == 6
-    assert result.reason is not None and "prev" in result.reason
+    assert result.first_bad_line == 5  # keyed: a recomputed sha256 is no mac
+    assert result.reason is not None and "no mac" in result.reason
 
 
 def test_reformatted_line_is_reported(log_path: Path) -> None:
@@ -155,7 +159,7 @@ def test_truncated_last_line_is_reported(log_path: Path) -> None:
         (b"not json\n", "not JSON", False),
         (b"[1,2]\n", "not a JSON object", False),
         (b"\n", "empty line", False),
-        (b"{}\n", "missing hash", True),
+        (b"{}\n", "no mac", True),
     ],
 )
 def test_garbage_line_is_reported(
@@ -185,10 +189,10 @@ def test_resume_after_reopen_continues_seq_and_prev(log_path: Path) -> None:
     _write(log_path, 3)
     last = list(read_events(log_path))[-1]
     with AuditLog(log_path) as log:
-        assert log.seq == 3 and log.last_hash == last["hash"]
+        assert log.seq == 3 and log.last_hash == last["mac"]
         record = log.append(_event(3))
     assert record["seq"] == 4
-    assert record["prev"] == last["hash"]
+    assert record["prev"] == last["mac"]
     assert verify(log_path).ok
 
 

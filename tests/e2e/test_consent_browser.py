@@ -160,6 +160,7 @@ def test_a_form_posted_from_another_loopback_port_is_refused(world: World) -> No
         f"{world.stack.base}/oauth/consent",
         data={**fields, "decision": "approve"},
         headers={"Origin": world.stack.base},
+        cookies=page.cookies,  # the consent cookie the page set, as the browser keeps it
     )
     assert ok.status_code == 302
 

@@ -26,6 +26,7 @@ import pytest
 from mcp import Client
 
 from lockgate.audit import verify
+from lockgate.sessions import session_hash
 from tests.e2e.test_upstreams_direct import (
     DEMO_TOOLS,
     JSON_DROPS_PROGRESS,
@@ -295,26 +296,30 @@ def test_session_id_is_the_upstreams(setup: Setup) -> None:
         )
         assert direct.status_code == 200
         assert {t["name"] for t in messages_of(direct)[0]["result"]["tools"]} == DEMO_TOOLS
-        # And a session the upstream opened directly works through the gateway.
+        # A session the upstream opened directly, behind the gateway's back, is unknown to
+        # the gateway: it vouches only for sessions it saw opened (issue 9, item 2).
         direct_sid = open_session(client, setup.upstream_url)
         via = client.post(
             setup.url, json=rpc("tools/list", rid=3), headers=session_headers(direct_sid)
         )
-        assert via.status_code == 200, via.text
-        assert via.headers.get("mcp-session-id") == direct_sid
+        assert via.status_code == 404, via.text
+        assert "start a new session" in via.json()["error"]["message"]
 
 
 def test_delete_passes_through_and_the_dead_session_gets_the_upstreams_404(setup: Setup) -> None:
     with httpx.Client(timeout=10) as client:
         if setup.stateless:
-            # Nothing to delete: whatever the upstream says about DELETE, the client hears.
+            # Nothing to delete; a session id the gateway never saw opened is unknown to it,
+            # and the upstream is not asked (issue 9, item 2).
             headers = session_headers("not-a-session")
             direct = client.delete(setup.upstream_url, headers=headers)
             via = client.delete(setup.url, headers=headers)
-            assert (via.status_code, via.content) == (direct.status_code, direct.content)
-            assert via.status_code >= 400
+            assert direct.status_code >= 400
+            assert via.status_code == 404
+            assert "start a new session" in via.json()["error"]["message"]
             return
         sid = open_session(client, setup.url)
+        assert sid
         headers = session_headers(sid)
         assert client.post(setup.url, json=rpc("tools/list", rid=2), headers=headers).is_success
 
@@ -324,14 +329,19 @@ def test_delete_passes_through_and_the_dead_session_gets_the_upstreams_404(setup
         via = client.post(setup.url, json=rpc("tools/list", rid=3), headers=headers)
         direct = client.post(setup.upstream_url, json=rpc("tools/list", rid=3), headers=headers)
         assert direct.status_code == 404  # the upstream really dropped it: DELETE reached it
+        # The gateway forgot the session with the DELETE: its own 404, a JSON-RPC error.
         assert via.status_code == 404
-        assert via.content == direct.content
         assert via.headers.get("content-type") == direct.headers.get("content-type")
+        assert "start a new session" in via.json()["error"]["message"]
 
+    # The audit names the session by its short hash, never by the id itself.
+    hashed = session_hash(sid)
     events = setup.gw.wait_for_events(
-        lambda evs: any(e.get("method") == "DELETE" and e.get("session") == sid for e in evs)
+        lambda evs: any(e.get("method") == "DELETE" and e.get("session") == hashed for e in evs)
     )
-    [delete_event] = [e for e in events if e.get("method") == "DELETE" and e.get("session") == sid]
+    [delete_event] = [
+        e for e in events if e.get("method") == "DELETE" and e.get("session") == hashed
+    ]
     assert delete_event["status"] == 200
     assert delete_event["outcome"] == "success"
 

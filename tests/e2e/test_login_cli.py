@@ -145,11 +145,16 @@ async def consent_or_provider(
 
 
 async def sdk_lists_tools(
-    stack: Stack, sub: str, client_name: str, storage: MemoryStorage, visited: list[str]
+    stack: Stack,
+    sub: str,
+    client_name: str,
+    storage: MemoryStorage,
+    visited: list[str],
+    cookies: dict[str, str] | None = None,
 ) -> None:
     """The SDK client signs in to route notes in a fresh browser (as `sub` if sent to the
-    provider) and lists the notes tools."""
-    async with httpx.AsyncClient() as browser:
+    provider; holding `cookies`) and lists the notes tools."""
+    async with httpx.AsyncClient(cookies=cookies) as browser:
 
         async def sign_in(url: str) -> dict[str, str]:
             return await consent_or_provider(browser, stack, url, sub, visited)
@@ -228,8 +233,12 @@ async def test_login_whoami_and_the_gateway_signs_in_the_cli_user(stack: Stack) 
     assert (info["sub"], info["email"], info["groups"]) == ("alice", "a@example.com", ["eng"])
 
     storage = MemoryStorage()
-    visited: list[str] = []  # a fresh browser: no gateway cookie
-    await sdk_lists_tools(stack, "nobody", "SDK client (alice)", storage, visited)
+    visited: list[str] = []  # a fresh browser: no gateway session, only the login's secret
+    secret = login.cli_secret(stack.issuer)
+    assert secret is not None and secret not in printed
+    await sdk_lists_tools(
+        stack, "nobody", "SDK client (alice)", storage, visited, {"lockgate_cli": secret}
+    )
     assert not any(v.startswith(stack.issuer) for v in visited), visited
     consents = events(stack, "auth.consent")
     assert consents and consents[-1]["user"] == "alice"

@@ -76,6 +76,9 @@ def _read_request(conn: socket.socket) -> Seen | None:
     return Seen(method, path, headers, body)
 
 
+SESSION_S = "mcp-session-id: s\r\n"
+
+
 def _http(status: str, ctype: str, body: bytes, extra: str = "") -> bytes:
     return (
         f"HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {len(body)}\r\n{extra}\r\n"
@@ -165,7 +168,21 @@ def test_get_stream_replayed_tools_list_is_filtered(scripted: Scripted, gw: Gate
     """
     result = {"jsonrpc": "2.0", "id": 1, "result": {"tools": TOOLS}}
     body = f"id: ev-2\ndata: {json.dumps(result)}\n\n".encode()
-    scripted.reply = lambda req: _http("200 OK", "text/event-stream", body)
+    init = {"jsonrpc": "2.0", "id": 0, "result": {"protocolVersion": "2025-11-25"}}
+
+    def reply(req: Seen) -> bytes:
+        if req.method == "POST":  # the initialize that opens session "s" (issue 9, item 2)
+            return _http("200 OK", "application/json", json.dumps(init).encode(), SESSION_S)
+        return _http("200 OK", "text/event-stream", body)
+
+    scripted.reply = reply
+    opened = httpx.post(
+        gw.route_url("curated"),
+        json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}},
+        headers={"accept": "application/json, text/event-stream"},
+        timeout=10,
+    )
+    assert opened.headers["mcp-session-id"] == "s"
     r = httpx.get(
         gw.route_url("curated"),
         headers={"accept": "text/event-stream", "last-event-id": "ev-1", "mcp-session-id": "s"},

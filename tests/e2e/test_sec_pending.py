@@ -1,0 +1,93 @@
+"""Issue 9, item 11 (pending sign-in state): the memory anyone on the listen address can add
+to by opening /oauth/authorize is bounded, in total and per client, and expires.
+
+Why it exists: every authorization request kept a pending consent (or, for kind oidc, a
+pending provider login) until it expired, with no cap, so a loop on /oauth/authorize grew
+the gateway without bound. Over the per-client cap the gateway answers 429, over the total
+cap 503, each with one sentence; the caps themselves are checked on the core's stores with
+a clock, the 429 over real HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+import httpx
+import pytest
+
+from lockgate.oauth import MAX_PENDING_PER_CLIENT, OAuthError, PendingAuthorizations
+from lockgate.oidc import PendingLogins, TooManyLogins
+from lockgate.tokens import UserClaims
+from tests.e2e.test_dev_signin import ENV, Stack, authorize_url, pkce, register
+from tests.support.gateway import profile_text, running_gateway
+from tests.support.recorder import recording_upstream
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with ExitStack() as es:
+        recorder = es.enter_context(recording_upstream())
+        profile = profile_text({"rec": recorder.url}, {"rec": "rec"}, kind="dev")
+        gw = es.enter_context(
+            running_gateway(profile, tmp_path_factory.mktemp("sec-pending"), env=ENV)
+        )
+        yield Stack(gw, recorder)
+
+
+def test_one_client_cannot_pile_up_pending_consents(stack: Stack) -> None:
+    flooder = register(stack.base, name="flooder")
+    url = authorize_url(stack.base, flooder, stack.gw.route_url("rec"), pkce()[1])
+    answers = [httpx.get(url).status_code for _ in range(MAX_PENDING_PER_CLIENT + 2)]
+    assert answers[:MAX_PENDING_PER_CLIENT] == [200] * MAX_PENDING_PER_CLIENT
+    assert set(answers[MAX_PENDING_PER_CLIENT:]) == {429}, answers
+    over = httpx.get(url)
+    assert "too many sign-ins" in over.text
+    # Another client is not held up by this one.
+    other = register(stack.base, name="other")
+    ok = httpx.get(authorize_url(stack.base, other, stack.gw.route_url("rec"), pkce()[1]))
+    assert ok.status_code == 200
+
+
+def _fields(client_id: str) -> dict[str, object]:
+    return {
+        "client_id": client_id,
+        "client_name": client_id,
+        "redirect_uri": "http://127.0.0.1:9/cb",
+        "state": None,
+        "code_challenge": "c" * 43,
+        "resource": "http://127.0.0.1/mcp/rec",
+        "route": "rec",
+        "scope": "",
+        "user": UserClaims(sub="alice"),
+    }
+
+
+def test_pending_consents_are_capped_in_total_and_expire() -> None:
+    now = [0.0]
+    pending = PendingAuthorizations(ttl=300, clock=lambda: now[0], max_total=5, max_per_client=3)
+    for i in range(5):
+        pending.add(**_fields(f"c{i}"))
+    with pytest.raises(OAuthError) as full:
+        pending.add(**_fields("c9"))
+    assert full.value.status == 503
+    now[0] += 301  # all expired: room again
+    pending.add(**_fields("c9"))
+    assert len(pending) == 1
+
+
+def test_pending_provider_logins_are_capped_in_total_and_per_client() -> None:
+    now = [0.0]
+    logins = PendingLogins(ttl=600, clock=lambda: now[0], max_total=4, max_per_client=2)
+    logins.add({"client_id": "a"})
+    logins.add({"client_id": "a"})
+    with pytest.raises(TooManyLogins) as per_client:
+        logins.add({"client_id": "a"})
+    assert per_client.value.status == 429
+    logins.add({"client_id": "b"})
+    logins.add({"client_id": "c"})
+    with pytest.raises(TooManyLogins) as total:
+        logins.add({"client_id": "d"})
+    assert total.value.status == 503
+    now[0] += 601
+    logins.add({"client_id": "d"})
