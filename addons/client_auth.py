@@ -16,6 +16,7 @@ the flow for the capabilities addon, which filters lists and refuses calls with 
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 
 from mitmproxy import http
@@ -218,6 +219,8 @@ class ClientAuth:
                 audience=self.config.route_url(route.name),
                 issuer=self.oauth.issuer,
             )
+            if claims.rid is None or not hmac.compare_digest(claims.rid, route.identity):
+                raise TokenError("wrong_route")  # the route points elsewhere now
             if claims.gid is not None and self.oauth.grant_revoked(claims.gid):
                 raise TokenError("grant_revoked")
         except TokenError as e:

@@ -115,7 +115,8 @@ class Authorization:
         """The signed-in user's next step: a remembered approval, else the consent page."""
         redirect = Redirect(fields["redirect_uri"], fields["state"], self.server.issuer)
         client_id, route = fields["client_id"], fields["route"]
-        if self.server.store().is_approved(user.sub, client_id, route):
+        identity = self.server.config.routes[route].identity
+        if self.server.store().is_approved(user.sub, client_id, route, identity):
             code = self.server.codes.issue(
                 client_id=client_id,
                 redirect_uri=fields["redirect_uri"],
@@ -337,7 +338,12 @@ class Authorization:
             )
             redirect.error(flow, "access_denied", "the user denied access")
             return self._drop_consent_cookie(flow, request_id)
-        self.server.store().approve_client(pending.user.sub, pending.client_id, pending.route)
+        route = self.server.config.routes.get(pending.route)
+        if route is None:
+            raise OAuthError("invalid_target", "The route no longer exists on this gateway.", 403)
+        self.server.store().approve_client(
+            pending.user.sub, pending.client_id, pending.route, route.identity
+        )
         code = self.server.codes.issue(
             client_id=pending.client_id,
             redirect_uri=pending.redirect_uri,

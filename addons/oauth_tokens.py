@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from mitmproxy import http
 
+from lockgate.access import Principal, RouteAccess
 from lockgate.addons._flow import answer
 from lockgate.addons.oauth_common import CORS, NO_STORE, form_params
 from lockgate.login import ProviderUnavailable, SessionEnded
@@ -18,11 +19,14 @@ from lockgate.oauth import (
     RevokeRequest,
     parse_form,
 )
-from lockgate.store import new_token
+from lockgate.store import Grant, new_token
 from lockgate.tokens import ACCESS_TOKEN_TTL, TokenError, UserClaims, issue_access_token
 
 if TYPE_CHECKING:
     from lockgate.addons.oauth_server import OAuthServer
+
+# flow.metadata: the user's claims as the provider said them just now (kind "oidc").
+FRESH_CLAIMS = "lockgate.fresh_claims"
 
 
 class Tokens:
@@ -60,7 +64,9 @@ class Tokens:
             return  # the token endpoint refuses it with its own reason
         provider = self.server.provider()
         try:
-            session = await self.server.keeper().fresh(provider, grant.user_sub)
+            # Always asked (max_age 0): the refreshed token carries the provider's claims
+            # of now, never the groups it named at sign-in.
+            session = await self.server.keeper().fresh(provider, grant.user_sub, max_age=0)
         except SessionEnded:
             self.server.store().revoke_user_grants(grant.user_sub)
             self.server.event(
@@ -88,6 +94,7 @@ class Tokens:
                 "invalid_grant",
                 "The gateway holds no identity provider session for this user; sign in again.",
             )
+        flow.metadata[FRESH_CLAIMS] = session.user()
 
     def _code_grant(self, flow: http.HTTPFlow, request: CodeTokenRequest) -> None:
         try:
@@ -118,10 +125,13 @@ class Tokens:
             email=grant.user.email,
             groups=grant.user.groups,
             roles=grant.user.roles,
+            route_id=self.server.config.routes[route].identity,
         )
         self.server.codes.attach_grant(grant.code_id, record.grant_id)
-        refresh = new_token()
-        self.server.store().add_refresh_token(record.grant_id, refresh, REFRESH_TOKEN_TTL)
+        refresh: str | None = None
+        if self._may_refresh(request.client_id):
+            refresh = new_token()
+            self.server.store().add_refresh_token(record.grant_id, refresh, REFRESH_TOKEN_TTL)
         self._tokens(
             flow,
             grant.user,
@@ -133,9 +143,40 @@ class Tokens:
             record.grant_id,
         )
 
+    def _may_refresh(self, client_id: str) -> bool:
+        """Whether the client registered the refresh_token grant (RFC 7591 grant_types)."""
+        client = self.server.store().get_client(client_id)
+        return client is not None and "refresh_token" in client.grant_types
+
     def _refresh_grant(self, flow: http.HTTPFlow, request: RefreshTokenRequest) -> None:
+        # Everything that can fail this request alone is checked before the refresh token is
+        # rotated: a client retrying with it must not look like a replay.
+        peeked = self.server.store().grant_of_refresh_token(request.refresh_token)
+        if peeked is not None and not peeked.revoked and peeked.client_id == request.client_id:
+            if not self._may_refresh(request.client_id):
+                self._refused(flow, request.client_id, "refresh_token", "grant_type_not_registered")
+                raise OAuthError(
+                    "unauthorized_client",
+                    "This client did not register the refresh_token grant; sign in again.",
+                )
+            if peeked.route not in self.server.config.routes:
+                raise OAuthError("invalid_target", "The route no longer exists on this gateway.")
+            if peeked.route_id != self.server.config.routes[peeked.route].identity:
+                # The route points at another upstream now (a switched profile).
+                self._refused(flow, request.client_id, "refresh_token", "wrong_route")
+                raise OAuthError(
+                    "invalid_grant",
+                    f"Route {peeked.route!r} points at another upstream than the one you "
+                    "signed in for; sign in again.",
+                )
+            route_url = self.server.config.route_url(peeked.route)
+            if request.resource and request.resource != route_url:
+                self._refused(flow, request.client_id, "refresh_token", "wrong_resource")
+                raise OAuthError("invalid_target", "The resource differs from the authorized one.")
+            user = self._current_user(flow, peeked)
+            self._check_route_access(flow, peeked, user)
         result = self.server.store().use_refresh_token(
-            request.refresh_token, client_id=request.client_id, ttl=REFRESH_TOKEN_TTL
+            request.refresh_token, client_id=request.client_id, keep_expiry=True
         )
         if not result.ok or result.grant is None or result.refresh_token is None:
             self._refused(flow, request.client_id, "refresh_token", result.outcome)
@@ -148,13 +189,10 @@ class Tokens:
                 "invalid_grant", f"The refresh token is {result.outcome}; sign in again."
             )
         grant = result.grant
-        route_url = self.server.config.route_url(grant.route)
-        if grant.route not in self.server.config.routes:
-            raise OAuthError("invalid_target", "The route no longer exists on this gateway.")
-        if request.resource and request.resource != route_url:
-            raise OAuthError("invalid_target", "The resource differs from the authorized one.")
-        user = UserClaims(
-            sub=grant.user_sub, email=grant.email, groups=grant.groups, roles=grant.roles
+        if peeked is None or peeked.grant_id != grant.grant_id:
+            raise RuntimeError("the refresh token's grant changed while it was checked")
+        self.server.store().update_grant_claims(
+            grant.grant_id, email=user.email, groups=user.groups, roles=user.roles
         )
         self._tokens(
             flow,
@@ -167,6 +205,51 @@ class Tokens:
             grant.grant_id,
         )
 
+    def _current_user(self, flow: http.HTTPFlow, grant: Grant) -> UserClaims:
+        """Who the grant's user is now: with kind "oidc" what the provider just said (the
+        provider check set it; missing: fail closed), else the grant's own claims."""
+        profile = self.server.config.profile
+        if profile is None or profile.identity.kind != "oidc":
+            return UserClaims(
+                sub=grant.user_sub, email=grant.email, groups=grant.groups, roles=grant.roles
+            )
+        fresh = flow.metadata.get(FRESH_CLAIMS)
+        if not isinstance(fresh, UserClaims) or fresh.sub != grant.user_sub:
+            raise RuntimeError("the refresh grant has no fresh claims from the provider")
+        return fresh
+
+    def _check_route_access(self, flow: http.HTTPFlow, grant: Grant, user: UserClaims) -> None:
+        """Re-run the route's access rules on the fresh claims; a user no longer admitted
+        loses the grant (its access tokens stop working too) and gets invalid_grant. Item
+        rules read the new token's groups on every request."""
+        route = self.server.config.routes[grant.route]
+        profile = self.server.config.profile
+        provider = profile is not None and profile.identity.kind == "oidc"
+        who = Principal(
+            user.sub,
+            user.email,
+            groups=user.groups if provider else None,
+            roles=user.roles if provider else None,
+        )
+        if RouteAccess(route.name, route.config.access, route.policy).admits_route(who):
+            return
+        self.server.store().revoke_grant(grant.grant_id)
+        self.server.event(
+            flow,
+            "auth.token_refused",
+            client=grant.client_id,
+            route=grant.route,
+            user=user.sub,
+            grant_type="refresh_token",
+            outcome="denied",
+            reason="route_access",
+        )
+        raise OAuthError(
+            "invalid_grant",
+            f"User {user.sub!r} is no longer allowed on route {grant.route!r}; "
+            "ask whoever maintains the profile for access, then sign in again.",
+        )
+
     def _tokens(
         self,
         flow: http.HTTPFlow,
@@ -174,7 +257,7 @@ class Tokens:
         client_id: str,
         route: str,
         scope: str,
-        refresh: str,
+        refresh: str | None,
         grant_type: str,
         grant_id: str,
     ) -> None:
@@ -186,13 +269,15 @@ class Tokens:
             client_id=client_id,
             scope=scope,
             grant_id=grant_id,
+            route_id=self.server.config.routes[route].identity,
         )
         body: dict[str, Any] = {
             "access_token": access,
             "token_type": "Bearer",
             "expires_in": ACCESS_TOKEN_TTL,
-            "refresh_token": refresh,
         }
+        if refresh is not None:
+            body["refresh_token"] = refresh
         if scope:
             body["scope"] = scope
         self.server.event(

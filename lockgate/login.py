@@ -454,14 +454,18 @@ class SessionKeeper:
         """The secret that login left for local processes (keyring only)."""
         return await self._keyring(lambda: cli_secret(issuer))
 
-    async def fresh(self, provider: Provider, sub: str) -> IdpSession | None:
-        """The user's session, refreshed with the provider when stale; None when there is
-        none. SessionEnded (the session is deleted) and ProviderUnavailable pass through."""
+    async def fresh(
+        self, provider: Provider, sub: str, *, max_age: float | None = None
+    ) -> IdpSession | None:
+        """The user's session, refreshed with the provider when older than ``max_age`` (the
+        keeper's own by default; 0: always); None when there is none. SessionEnded (the
+        session is deleted) and ProviderUnavailable pass through."""
         issuer = _issuer(provider.metadata.issuer)
+        max_age = self.max_age if max_age is None else max_age
         lock = self._locks.setdefault((issuer, sub), asyncio.Lock())
         async with lock:
             session = await self.get(issuer, sub)
-            if session is None or not session.stale(max_age=self.max_age):
+            if session is None or not session.stale(max_age=max_age):
                 if session is not None and not session.alive():
                     await self.delete(issuer, sub)
                     raise SessionEnded(f"The session of {sub} has expired", "sign in again")

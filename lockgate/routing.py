@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from lockgate.filters import Policy
@@ -37,6 +39,21 @@ class Route:
     config: RouteSection
     passthrough: bool
     default_timeout: float
+    # What grants, approvals and tokens are bound to: the same route name pointing at
+    # another upstream (a switched profile) is another route.
+    identity: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.identity:
+            object.__setattr__(
+                self, "identity", route_identity(self.upstream.name, self.upstream.url)
+            )
+
+
+def route_identity(upstream_name: str, upstream_url: str) -> str:
+    """SHA-256 over the upstream's name and URL, hex: stable across restarts and machines."""
+    canonical = json.dumps([upstream_name, upstream_url], separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def target_of(name: str, upstream: UpstreamSection) -> Target:

@@ -123,6 +123,14 @@ def m003_grant_claims(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE grants ADD COLUMN claims TEXT")
 
 
+@migration
+def m004_route_identity(db: sqlite3.Connection) -> None:
+    # The route's identity (lockgate.routing.route_identity) a grant or an approval was
+    # given for; NULL for older rows, which match no route (consent is asked again).
+    db.execute("ALTER TABLE grants ADD COLUMN route_id TEXT")
+    db.execute("ALTER TABLE approvals ADD COLUMN route_id TEXT")
+
+
 def _ensure_migrations_table(db: sqlite3.Connection) -> None:
     db.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
@@ -208,6 +216,7 @@ class Grant(BaseModel):
     email: str | None = None
     groups: tuple[str, ...] = ()
     roles: tuple[str, ...] = ()
+    route_id: str | None = None
 
     @property
     def revoked(self) -> bool:
@@ -449,8 +458,9 @@ class Store:
         email: str | None = None,
         groups: Sequence[str] = (),
         roles: Sequence[str] = (),
+        route_id: str | None = None,
     ) -> Grant:
-        """A new grant; the client must be registered."""
+        """A new grant, for the route's identity ``route_id``; the client must be registered."""
         grant = Grant(
             grant_id=secrets.token_urlsafe(16),
             user_sub=user_sub,
@@ -461,15 +471,15 @@ class Store:
             email=email,
             groups=tuple(groups),
             roles=tuple(roles),
+            route_id=route_id,
         )
         # Roles ride in the same JSON column as groups (m003): no schema change needed.
         claims = json.dumps({"email": email, "groups": list(groups), "roles": list(roles)})
         try:
             with self._tx() as db:
                 db.execute(
-                    "INSERT INTO grants"
-                    " (grant_id, user_sub, client_id, route, scopes, created_at, claims)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO grants (grant_id, user_sub, client_id, route, scopes,"
+                    " created_at, claims, route_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         grant.grant_id,
                         grant.user_sub,
@@ -478,16 +488,31 @@ class Store:
                         grant.scopes,
                         grant.created_at,
                         claims,
+                        route_id,
                     ),
                 )
         except sqlite3.IntegrityError as e:
             raise ValueError(f"unknown client_id {client_id!r}") from e
         return grant
 
+    def update_grant_claims(
+        self,
+        grant_id: str,
+        *,
+        email: str | None,
+        groups: Sequence[str] = (),
+        roles: Sequence[str] = (),
+    ) -> None:
+        """What the identity provider says about the user now (at a refresh), so the grant
+        never vouches for groups the user has lost."""
+        claims = json.dumps({"email": email, "groups": list(groups), "roles": list(roles)})
+        with self._tx() as db:
+            db.execute("UPDATE grants SET claims = ? WHERE grant_id = ?", (claims, grant_id))
+
     def get_grant(self, grant_id: str) -> Grant | None:
         rows = self._read(
             "SELECT grant_id, user_sub, client_id, route, scopes, created_at, revoked_at,"
-            " claims FROM grants WHERE grant_id = ?",
+            " claims, route_id FROM grants WHERE grant_id = ?",
             (grant_id,),
         )
         return _grant(rows[0]) if rows else None
@@ -512,7 +537,7 @@ class Store:
         asks the identity provider about the user before it rotates anything."""
         rows = self._read(
             "SELECT g.grant_id, g.user_sub, g.client_id, g.route, g.scopes, g.created_at,"
-            " g.revoked_at, g.claims FROM refresh_tokens t JOIN grants g"
+            " g.revoked_at, g.claims, g.route_id FROM refresh_tokens t JOIN grants g"
             " ON g.grant_id = t.grant_id WHERE t.token_hash = ?",
             (hash_token(token),),
         )
@@ -546,10 +571,16 @@ class Store:
         return expires_at
 
     def use_refresh_token(
-        self, token: str, *, client_id: str | None = None, ttl: float | None = None
+        self,
+        token: str,
+        *,
+        client_id: str | None = None,
+        ttl: float | None = None,
+        keep_expiry: bool = False,
     ) -> RefreshResult:
         """Rotate a refresh token: a valid unused one is marked used and replaced by a new one
-        (living ``ttl`` seconds, by default as long as the old one did).
+        (living ``ttl`` seconds, by default as long as the old one did; with ``keep_expiry``
+        expiring when the old one would have, so rotation never extends a grant's life).
 
         A used one revokes its grant (``reused``); one of a revoked grant (``revoked``), an
         expired one (``expired``) and an unknown one are refused. With ``client_id``, a token
@@ -560,7 +591,8 @@ class Store:
             now = self._clock()
             row = db.execute(
                 "SELECT t.created_at, t.expires_at, t.used_at, g.grant_id, g.user_sub,"
-                " g.client_id, g.route, g.scopes, g.created_at, g.revoked_at, g.claims"
+                " g.client_id, g.route, g.scopes, g.created_at, g.revoked_at, g.claims,"
+                " g.route_id"
                 " FROM refresh_tokens t JOIN grants g ON g.grant_id = t.grant_id"
                 " WHERE t.token_hash = ?",
                 (token_hash,),
@@ -580,7 +612,10 @@ class Store:
                 return RefreshResult(outcome="expired")
             successor = new_token()
             successor_hash = hash_token(successor)
-            new_expiry = now + (ttl if ttl is not None else expires_at - created_at)
+            if keep_expiry:
+                new_expiry = expires_at
+            else:
+                new_expiry = now + (ttl if ttl is not None else expires_at - created_at)
             db.execute(
                 "UPDATE refresh_tokens SET used_at = ?, replaced_by = ? WHERE token_hash = ?",
                 (now, successor_hash, token_hash),
@@ -609,25 +644,34 @@ class Store:
 
     # --- approvals ----------------------------------------------------------------------
 
-    def approve_client(self, user_sub: str, client_id: str, route: str) -> None:
-        """Remember that the user approved this client on this route (consent is asked once)."""
+    def approve_client(
+        self, user_sub: str, client_id: str, route: str, route_id: str | None = None
+    ) -> None:
+        """Remember that the user approved this client on this route, as the route is now
+        (``route_id``, its identity): consent is asked once per definition of the route."""
         try:
             with self._tx() as db:
                 db.execute(
-                    "INSERT INTO approvals (user_sub, client_id, route, approved_at)"
-                    " VALUES (?, ?, ?, ?) ON CONFLICT (user_sub, client_id, route)"
-                    " DO UPDATE SET approved_at = excluded.approved_at",
-                    (user_sub, client_id, route, self._clock()),
+                    "INSERT INTO approvals (user_sub, client_id, route, approved_at, route_id)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_sub, client_id, route)"
+                    " DO UPDATE SET approved_at = excluded.approved_at,"
+                    " route_id = excluded.route_id",
+                    (user_sub, client_id, route, self._clock(), route_id),
                 )
         except sqlite3.IntegrityError as e:
             raise ValueError(f"unknown client_id {client_id!r}") from e
 
-    def is_approved(self, user_sub: str, client_id: str, route: str) -> bool:
+    def is_approved(
+        self, user_sub: str, client_id: str, route: str, route_id: str | None = None
+    ) -> bool:
+        """Whether the approval exists and was given for the route's identity ``route_id``
+        (an approval for another definition of the route, or from before identities were
+        stored, counts as none)."""
         rows = self._read(
-            "SELECT 1 FROM approvals WHERE user_sub = ? AND client_id = ? AND route = ?",
+            "SELECT route_id FROM approvals WHERE user_sub = ? AND client_id = ? AND route = ?",
             (user_sub, client_id, route),
         )
-        return bool(rows)
+        return bool(rows) and rows[0][0] == route_id
 
     def revoke_approval(self, user_sub: str, client_id: str, route: str) -> bool:
         with self._tx() as db:
@@ -639,7 +683,7 @@ class Store:
 
 
 def _grant(row: Sequence[Any]) -> Grant:
-    grant_id, user_sub, client_id, route, scopes, created_at, revoked_at, claims = row
+    grant_id, user_sub, client_id, route, scopes, created_at, revoked_at, claims, route_id = row
     extra = json.loads(claims) if claims else {}
     return Grant(
         email=extra.get("email"),
@@ -652,4 +696,5 @@ def _grant(row: Sequence[Any]) -> Grant:
         scopes=scopes,
         created_at=created_at,
         revoked_at=revoked_at,
+        route_id=route_id,
     )

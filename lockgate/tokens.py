@@ -64,6 +64,7 @@ TokenReason = Literal[
     "redirect_mismatch",
     "client_mismatch",
     "grant_revoked",
+    "wrong_route",
 ]
 
 _MESSAGES: dict[TokenReason, str] = {
@@ -82,6 +83,7 @@ _MESSAGES: dict[TokenReason, str] = {
     "redirect_mismatch": "The redirect_uri does not match the authorization request",
     "client_mismatch": "The authorization code was issued to another client",
     "grant_revoked": "The sign-in behind this token was revoked",
+    "wrong_route": "The token was issued for another upstream behind this route",
 }
 
 _B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
@@ -294,6 +296,7 @@ class AccessClaims(BaseModel):
     client_id: str = Field(min_length=1)
     scope: str = ""
     gid: str | None = None
+    rid: str | None = None  # the route's identity (lockgate.routing.route_identity)
 
 
 def issue_access_token(
@@ -305,11 +308,13 @@ def issue_access_token(
     client_id: str,
     scope: str = "",
     grant_id: str | None = None,
+    route_id: str | None = None,
     ttl: int = ACCESS_TOKEN_TTL,
     now: float | None = None,
 ) -> str:
     """A signed JWT for one route (``audience`` is its resource URI). ``grant_id`` (claim
-    ``gid``) lets the resource server refuse the token once its grant is revoked."""
+    ``gid``) lets the resource server refuse the token once its grant is revoked; ``route_id``
+    (claim ``rid``) binds it to the route's identity, checked on every request."""
     iat = int(time.time() if now is None else now)
     claims: dict[str, Any] = {
         "iss": issuer,
@@ -327,6 +332,8 @@ def issue_access_token(
         claims["email"] = user.email
     if grant_id is not None:
         claims["gid"] = grant_id
+    if route_id is not None:
+        claims["rid"] = route_id
     header = {"alg": ALGORITHM, "kid": key.kid, "typ": "at+jwt"}
     return jwt.encode(header, claims, key.jwk, algorithms=[ALGORITHM], default_type=None)
 

@@ -124,6 +124,7 @@ class Env:
             user=UserClaims(**({"sub": "dev-user"} | user)),
             client_id="lg-test",
             scope=scope,
+            route_id=self.cfg.routes[route].identity,
         )
 
     def send(self, route: str, body: object, token: str | None) -> http.HTTPFlow:

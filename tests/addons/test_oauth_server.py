@@ -76,6 +76,7 @@ class Env:
             "audience": f"{BASE}/mcp/{route}",
             "user": UserClaims(sub="dev-user"),
             "client_id": "lg-test",
+            "route_id": self.router.config.routes[route].identity,
         } | kw
         return issue_access_token(self.key, **args)  # type: ignore[arg-type]
 

@@ -142,6 +142,7 @@ def test_schema_has_the_documented_columns(store: Store, db_path: Path) -> None:
         "created_at",
         "revoked_at",
         "claims",
+        "route_id",
     ]
     assert columns("refresh_tokens") == [
         "token_hash",
@@ -151,7 +152,7 @@ def test_schema_has_the_documented_columns(store: Store, db_path: Path) -> None:
         "used_at",
         "replaced_by",
     ]
-    assert columns("approvals") == ["user_sub", "client_id", "route", "approved_at"]
+    assert columns("approvals") == ["user_sub", "client_id", "route", "approved_at", "route_id"]
 
 
 # --- clients, grants, approvals ---------------------------------------------------------

@@ -70,9 +70,15 @@ def profile_text(
 
 @contextmanager
 def running_gateway(
-    profile: str, tmp_path: Path, *, env: dict[str, str] | None = None, timeout: float = 30.0
+    profile: str,
+    tmp_path: Path,
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    listen: str = "127.0.0.1:0",
 ) -> Iterator[GatewayProcess]:
-    """Start `lockgate up` on 127.0.0.1:0 with `profile` (TOML text); yield once it listens."""
+    """Start `lockgate up` on `listen` (a free port by default) with `profile` (TOML text);
+    yield once it listens."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     profile_path = tmp_path / "profile.toml"
     profile_path.write_text(profile, encoding="utf-8")
@@ -95,7 +101,7 @@ def running_gateway(
             "--profile",
             str(profile_path),
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--quiet",
         ],
         stdout=subprocess.PIPE,
