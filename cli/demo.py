@@ -3,6 +3,13 @@
 `--check` runs the same set-up headless, drives the official MCP client through
 it (a tokenless request refused with 401, OAuth sign-in with the consent page approved
 headlessly, list, call, a hidden call refused, the audit chain verified) and exits 0 or 1.
+It also shows four attacks refused the way a new user would try them: a consent form
+posted by a process without the page's cookie, a denied resource read by percent-encoding
+its URI, one route's session id presented on another, and a copy of the audit log with its
+last line cut off.
+
+The demo must run on any machine, also one without a usable OS keyring: there the audit
+chain's key is kept in memory and each run writes a fresh log of its own, and it says so.
 """
 
 from __future__ import annotations
@@ -10,8 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
 import re
 import signal
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +31,7 @@ from rich.console import Console
 
 from lockgate import audit as audit_core
 from lockgate.cli import views
+from lockgate.errors import KeyringUnavailable
 from lockgate.paths import data_dir
 from lockgate.profile import demo_profile_path
 
@@ -41,6 +52,27 @@ def demo_profile(upstream_url: str) -> Path:
     path = data_dir() / "demo-profile.toml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def demo_audit_log(out: Console) -> Path | None:
+    """None (the usual log, keyed from the OS keyring) when the keyring can hold the audit
+    key; else a fresh log for this run, keyed in memory, which `audit verify` cannot check
+    once the demo stops: a memory key must never continue a log another key began."""
+    try:
+        audit_core.load_key(create=True)
+        return None
+    except KeyringUnavailable:
+        os.environ[audit_core.KEY_SOURCE_ENV] = "memory"
+        path = data_dir() / "demo-audit" / f"audit-{time.strftime('%Y%m%dT%H%M%S')}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        out.print(
+            f"No usable OS keyring (`lockgate doctor` says why): this run's audit log {path} "
+            "is keyed in memory, so `lockgate audit verify` cannot check it after the demo.",
+            soft_wrap=True,
+            markup=False,
+            style="yellow",
+        )
+        return path
 
 
 def connect_help(out: Console, gw: Gateway, profile: Path, *, short: bool = False) -> None:
@@ -111,8 +143,9 @@ def demo(
     out = views.console()
     with BackgroundServer(build_app()) as upstream:
         profile = demo_profile(f"{upstream.url}/mcp")
+        audit_log = demo_audit_log(out)
         if check:
-            ok = asyncio.run(_check(profile, listen or "127.0.0.1:0", out))
+            ok = asyncio.run(_check(profile, listen or "127.0.0.1:0", out, audit_log))
             raise typer.Exit(0 if ok else 1)
 
         from lockgate.cli.up import serve
@@ -129,7 +162,13 @@ def demo(
                 view.set_banner([ln for ln in text.file.getvalue().splitlines() if ln.strip()])
 
             view.run(
-                lambda: serve(profile, listen=listen, on_started=started_view, on_event=view.push)
+                lambda: serve(
+                    profile,
+                    listen=listen,
+                    on_started=started_view,
+                    on_event=view.push,
+                    audit_log=audit_log,
+                )
             )
             out.print("lockgate: stopped")
             return
@@ -139,7 +178,11 @@ def demo(
             connect_help(out, gw, profile)
 
         serve(
-            profile, listen=listen, on_started=started, on_event=lambda r: views.print_event(out, r)
+            profile,
+            listen=listen,
+            on_started=started,
+            on_event=lambda r: views.print_event(out, r),
+            audit_log=audit_log,
         )
     out.print("lockgate: stopped")
 
@@ -159,12 +202,12 @@ class _Report:
         )
 
 
-async def _check(profile: Path, listen: str, out: Console) -> bool:
+async def _check(profile: Path, listen: str, out: Console, audit_log: Path | None) -> bool:
     from lockgate.addons.gateway import Gateway
 
     started = asyncio.Event()
     events: list[dict[str, Any]] = []
-    gw = Gateway(profile, listen=listen, on_event=events.append)
+    gw = Gateway(profile, listen=listen, on_event=events.append, audit_log=audit_log)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows
@@ -192,6 +235,11 @@ async def _check(profile: Path, listen: str, out: Console) -> bool:
         f"audit log: {len(events)} events written, hash chain "
         f"{'intact' if result.ok else f'BROKEN at line {result.first_bad_line}'}",
     )
+    cut = _verify_cut_copy(gw.audit_log)
+    report.step(
+        not cut.ok and "cut" in (cut.reason or ""),
+        f"audit log: a copy with its last line cut off is refused ({cut.reason})",
+    )
     passed = sum(ok for ok, _ in report.results)
     total = len(report.results)
     out.print(
@@ -200,10 +248,34 @@ async def _check(profile: Path, listen: str, out: Console) -> bool:
     return passed == total
 
 
+def _verify_cut_copy(log: Path) -> audit_core.VerifyResult:
+    """What `audit verify` says of a copy of the log without its last line: the checkpoint
+    outside the file, found by the log's id, knows how long it was."""
+    lines = log.read_bytes().splitlines(keepends=True)
+    with tempfile.TemporaryDirectory(prefix="lockgate-demo-") as tmp:
+        copy = Path(tmp) / "audit-cut.jsonl"
+        copy.write_bytes(b"".join(lines[:-1]))
+        return audit_core.verify(copy)
+
+
 async def _drive(gw: Gateway, report: _Report) -> None:
     import httpx
 
-    from lockgate.cli.headless_oauth import MemoryStorage, signed_in_client
+    from lockgate.cli.headless_oauth import MemoryStorage, approve_consent, signed_in_client
+
+    async def cookieless_post(url: str, form: dict[str, str]) -> None:
+        """Another local process submits the form it read, with the right Origin: no cookie."""
+        origin = gw.base_url
+        async with httpx.AsyncClient(trust_env=False, timeout=10) as script:
+            forged = await script.post(url, data=form, headers={"Origin": origin})
+        report.step(
+            forged.status_code == 403,
+            f"consent: Allow posted by a process without the consent page's cookie "
+            f"refused (HTTP {forged.status_code})",
+        )
+
+    async def approve_after_probe(authorization_url: str) -> dict[str, str]:
+        return await approve_consent(authorization_url, probe=cookieless_post)
 
     # Without a token, the gateway answers 401 and names its protected resource metadata.
     async with httpx.AsyncClient(trust_env=False, timeout=10) as raw:
@@ -222,6 +294,7 @@ async def _drive(gw: Gateway, report: _Report) -> None:
     storage = MemoryStorage()
     async with signed_in_client(
         gw.route_url(READONLY),
+        approve_after_probe,
         client_name="lockgate demo --check",
         storage=storage,
         read_timeout_seconds=10,
@@ -242,8 +315,19 @@ async def _drive(gw: Gateway, report: _Report) -> None:
             refused is not None and "-32601" in refused,
             f"read-only route: delete_note refused by the gateway ({refused})",
         )
+        note1 = await _refusal(client.read_resource("notes://note/1"))
+        hidden = await _refusal(client.read_resource("notes://note/%32"))
+        report.step(
+            note1 is None and hidden is not None,
+            f"read-only route: notes://note/1 read, the denied notes://note/2 spelled "
+            f"notes://note/%32 refused ({hidden})",
+        )
+    full = MemoryStorage()
     async with signed_in_client(
-        gw.route_url(FULL), client_name="lockgate demo --check", read_timeout_seconds=10
+        gw.route_url(FULL),
+        client_name="lockgate demo --check",
+        storage=full,
+        read_timeout_seconds=10,
     ) as client:
         tools = {t.name for t in (await client.list_tools()).tools}
         report.step(
@@ -251,6 +335,45 @@ async def _drive(gw: Gateway, report: _Report) -> None:
         )
         added = await client.call_tool("add_note", {"title": "from --check", "body": "hello"})
         report.step(not added.is_error, "full route: add_note called")
+    await _session_elsewhere(gw, full, storage, report)
+
+
+async def _session_elsewhere(gw: Gateway, full: Any, readonly: Any, report: _Report) -> None:
+    """A session opened on the full route, presented on the read-only one: the gateway binds
+    each session to the user, client and route that opened it."""
+    import httpx
+
+    def headers(storage: Any, sid: str | None = None) -> dict[str, str]:
+        h = {
+            "accept": "application/json, text/event-stream",
+            "authorization": f"Bearer {storage.tokens.access_token}",
+            "mcp-protocol-version": "2025-11-25",
+        }
+        return h | ({"mcp-session-id": sid} if sid else {})
+
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "lockgate demo --check", "version": "1"},
+        },
+    }
+    ready = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as raw:
+        opened = await raw.post(gw.route_url(FULL), json=init, headers=headers(full))
+        sid = opened.headers.get("mcp-session-id", "")
+        own = await raw.post(gw.route_url(FULL), json=ready, headers=headers(full, sid))
+        other = await raw.post(gw.route_url(READONLY), json=listing, headers=headers(readonly, sid))
+    report.step(
+        bool(sid) and own.status_code == 202 and other.status_code == 404,
+        f"session: the full route's Mcp-Session-Id used on its own route (HTTP "
+        f"{own.status_code}), presented on the read-only route refused (HTTP "
+        f"{other.status_code})",
+    )
 
 
 async def _refusal(call: Any) -> str | None:

@@ -7,7 +7,10 @@ it with an HTTP client and returns the query parameters of the final redirect to
 client's loopback callback, which nobody needs to listen on.
 
 `approve_consent` is that browser for kind "dev": it opens the consent page and presses
-Allow, the way a user would (same-origin form post with the page's CSRF token).
+Allow, the way a user would (same-origin form post with the page's CSRF token, and the
+HttpOnly consent cookie the page set, kept in its cookie jar like a browser's). ``probe``
+sees the filled-in form first, so `demo --check` can show that a process without the
+cookie cannot submit it.
 """
 
 from __future__ import annotations
@@ -73,8 +76,11 @@ def redirect_params(response: httpx.Response, callback_uri: str) -> dict[str, st
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
 
+ConsentProbe = Callable[[str, dict[str, str]], Awaitable[None]]
+
+
 async def approve_consent(
-    authorization_url: str, *, callback_uri: str = CALLBACK_URI
+    authorization_url: str, *, callback_uri: str = CALLBACK_URI, probe: ConsentProbe | None = None
 ) -> dict[str, str]:
     """Open the gateway's authorization URL and press Allow on its consent page (kind "dev",
     or an already signed-in session); returns the redirect's parameters (code, state, iss)."""
@@ -87,6 +93,8 @@ async def approve_consent(
         fields = hidden_fields(page.text)
         if "request" not in fields or "csrf" not in fields:
             raise ConsentError("the gateway's answer has no consent form")
+        if probe is not None:
+            await probe(f"{origin}/oauth/consent", {**fields, "decision": "approve"})
         answer = await browser.post(
             f"{origin}/oauth/consent",
             data={**fields, "decision": "approve"},

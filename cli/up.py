@@ -29,13 +29,14 @@ def serve(
     listen: str | None = None,
     on_started: Callable[[Gateway], None] | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
+    audit_log: Path | None = None,
 ) -> None:
     """Run a gateway in this process until SIGINT/SIGTERM."""
 
     async def main() -> None:
         from lockgate.addons.gateway import Gateway
 
-        gateway = Gateway(profile, listen=listen, on_event=on_event)
+        gateway = Gateway(profile, listen=listen, on_event=on_event, audit_log=audit_log)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             # Windows has no signal handlers in asyncio: Ctrl-C arrives as KeyboardInterrupt.

@@ -75,8 +75,13 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
 def test_demo_check_passes() -> None:
     result = lockgate("demo", "--check", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "8/8 checks passed" in result.stdout, result.stdout
+    assert "12/12 checks passed" in result.stdout, result.stdout
     assert "delete_note refused by the gateway (-32601" in result.stdout
+    # Issue 9: the four attacks a new user can watch being refused.
+    assert "without the consent page's cookie refused (HTTP 403)" in result.stdout
+    assert "spelled notes://note/%32 refused (-32601" in result.stdout
+    assert "presented on the read-only route refused (HTTP 404)" in result.stdout
+    assert "last line cut off is refused (tail cut" in result.stdout
     # The demo signs clients in (kind "dev") with its key in memory: no keyring needed.
     assert "no token: HTTP 401, WWW-Authenticate names resource_metadata" in result.stdout
     assert "signed in: the SDK client registered, got consent and a token" in result.stdout
@@ -84,12 +89,14 @@ def test_demo_check_passes() -> None:
 
 def test_demo_check_needs_no_keyring(tmp_path: Path) -> None:
     """The demo profile keeps its signing key in memory: with every keyring call failing
-    (no Secret Service), the demo still signs clients in."""
+    (no Secret Service), the demo still signs clients in, and keys a fresh audit log of its
+    own in memory (never the usual log), saying so."""
     env = {
         "LOCKGATE_HOME": str(tmp_path),
         "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
     }
-    env_clean = {k: v for k, v in os.environ.items() if k != "LOCKGATE_SIGNING_KEY_SOURCE"}
+    keys = ("LOCKGATE_SIGNING_KEY_SOURCE", "LOCKGATE_AUDIT_KEY_SOURCE")
+    env_clean = {k: v for k, v in os.environ.items() if k not in keys}
     result = subprocess.run(
         [sys.executable, "-m", "lockgate.cli", "demo", "--check"],
         capture_output=True,
@@ -98,7 +105,11 @@ def test_demo_check_needs_no_keyring(tmp_path: Path) -> None:
         env={**env_clean, **env},
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "8/8 checks passed" in result.stdout
+    assert "12/12 checks passed" in result.stdout
+    assert "No usable OS keyring" in result.stdout
+    assert "is keyed in memory" in result.stdout
+    assert not (tmp_path / "audit.jsonl").exists()
+    assert len(list((tmp_path / "demo-audit").glob("audit-*.jsonl"))) == 1
 
 
 def test_demo_prints_how_clients_sign_in(tmp_path: Path) -> None:
