@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-
 # One key for the whole run, set at import: module-scoped gateways start before any
 # function-scoped fixture, and their logs must verify with the key the test reads them with.
 AUDIT_TEST_KEY = f"test:{secrets.token_hex(32)}"

@@ -208,7 +208,7 @@ def test_a_filter_typed_with_keys_and_the_outcome_key(tmux: Tmux, tmp_path: Path
     assert {r.split()[6] for r in rows(screen)} == {"denied"}
 
 
-def test_the_detail_view_shows_one_event_with_its_hash(tmux: Tmux, tmp_path: Path) -> None:
+def test_the_detail_view_shows_one_event_with_its_mac(tmux: Tmux, tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
     with AuditLog(log) as writer:
         records = [writer.append(event(i)) for i in range(6)]
@@ -220,8 +220,8 @@ def test_the_detail_view_shows_one_event_with_its_hash(tmux: Tmux, tmp_path: Pat
     tmux.keys("Enter")
     screen = tmux.wait_text("── args")
     target = records[4]
-    assert f"hash        {target['hash']}" in screen
-    assert f"prev        {records[3]['hash']}" in screen
+    assert f"mac         {target['mac']}" in screen
+    assert f"prev        {records[3]['mac']}" in screen
     assert "seq         5" in screen
     assert '"api_token": "[redacted]"' in screen
     assert "sk-live-should-never-show" not in screen
