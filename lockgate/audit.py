@@ -765,7 +765,8 @@ def verify(
     lineno = 0
     keyed_from: int | None = None
     checkpoint: dict[str, Any] | None = None
-    directory = checkpoints if checkpoints is not None else checkpoint_dir()
+    places = [checkpoints] if checkpoints is not None else _checkpoint_places(path)
+    directory = places[0]
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             try:
@@ -775,6 +776,10 @@ def verify(
                     keyed_from = lineno
                 prev = _check_line(raw, lineno, prev, key if keyed_from is not None else None)
                 if keyed_from == lineno:
+                    directory = next(
+                        (d for d in places if _checkpoint_path(d, _log_id(prev)).exists()),
+                        places[0],
+                    )
                     cp = _read_checkpoint(directory, _log_id(prev), key)  # type: ignore[arg-type]
                     if cp is None:
                         return VerifyResult(
@@ -807,6 +812,15 @@ def verify(
             f"the file ends at seq {lineno} ({cut} line(s) cut off the end)",
         )
     return VerifyResult(True, lineno)
+
+
+def _checkpoint_places(path: Path) -> list[Path]:
+    """Where a log's checkpoint may be: this user's data dir, else the one the log sits in
+    (another home's log, e.g. `audit verify --file` on a gateway started with LOCKGATE_HOME);
+    a checkpoint is MAC'd, so where it is found does not make it trusted."""
+    mine = checkpoint_dir()
+    beside = path.resolve().parent / mine.name
+    return [mine] if beside == mine.resolve() else [mine, beside]
 
 
 def _verify_key() -> bytes:

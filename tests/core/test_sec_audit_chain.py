@@ -155,3 +155,21 @@ def test_a_legacy_log_continued_by_a_keyed_writer_verifies(log_path: Path) -> No
     lines[1] = lines[1].replace(b'"name":"t1"', b'"name":"tX"')  # edit a legacy line
     log_path.write_bytes(b"".join(lines))
     assert verify(log_path).first_bad_line == 2
+
+
+def test_a_log_in_another_home_is_checked_against_the_checkpoint_beside_it(
+    tmp_path: Path,
+) -> None:
+    """A gateway run with another LOCKGATE_HOME keeps log and checkpoints there: verify from
+    this home finds them, and still catches the cut tail."""
+    other = tmp_path / "other-home"
+    log = other / "audit.jsonl"
+    other.mkdir()
+    with AuditLog(log, checkpoints=other / "audit-checkpoints") as writer:
+        for i in range(4):
+            writer.append(_event(i))
+    assert verify(log).ok
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:-1]))
+    result = verify(log)
+    assert not result.ok and "tail cut" in (result.reason or "")
