@@ -9,6 +9,7 @@ counts cover every event ingested.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
 import json
 import re
@@ -400,6 +401,16 @@ class LagStats:
 # ---------------------------------------------------------------------------- the model
 
 
+STARTED = "tool.call.started"
+
+
+def _call_key(event: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """What ties a tool call's completion to its `tool.call.started` event."""
+    if event.get("event") not in (STARTED, "tool.call") or event.get("id") is None:
+        return None
+    return (event.get("route"), event.get("session"), event.get("user"), repr(event.get("id")))
+
+
 @dataclass(slots=True)
 class Row:
     """One ingested event; `n` numbers events in arrival order (seq restarts on rotation)."""
@@ -432,14 +443,53 @@ class WatchModel:
         self._follow_after_detail = False
         self._n = 0
         self._unshown: list[float] = []
+        self._running: dict[tuple[Any, ...], Row] = {}  # started calls not yet completed
 
     # --- events ---------------------------------------------------------------------
 
     def ingest(self, event: dict[str, Any], *, live: bool = True) -> None:
-        """Take one event: count it, rate it, keep it in the ring, show it if it matches."""
+        """Take one event: count it, rate it, keep it in the ring, show it if it matches.
+
+        A tool call is one row: its `tool.call.started` event shows (outcome "started")
+        until the completion takes its place; a call that never completed stays "started".
+        """
+        key = _call_key(event)
+        if key is not None and event.get("event") != STARTED:
+            running = self._running.pop(key, None)
+            if running is not None:
+                self._complete(running, event, live)
+                return
         self._n += 1
         row = Row(self._n, event)
         self.rows.append(row)
+        if key is not None:  # a started call: counted when it completes
+            self._running[key] = row
+            if len(self._running) > self.ring:
+                del self._running[next(iter(self._running))]
+            if self.filter.matches(event):
+                self._show(row)
+            return
+        self._account(event, live)
+        if self.filter.matches(event):
+            self._show(row)
+
+    def _complete(self, row: Row, event: dict[str, Any], live: bool) -> None:
+        was_shown = self.filter.matches(row.event)
+        row.event = event
+        self._account(event, live)
+        shown = self.filter.matches(event)
+        if shown and not was_shown:
+            bisect.insort(self.shown, row, key=lambda r: r.n)
+        elif was_shown and not shown:
+            with contextlib.suppress(ValueError):
+                self.shown.remove(row)
+
+    def _show(self, row: Row) -> None:
+        self.shown.append(row)
+        if len(self.shown) > 2 * self.ring:
+            del self.shown[: len(self.shown) - self.ring]
+
+    def _account(self, event: dict[str, Any], live: bool) -> None:
         self.counts.add(event)
         route = event.get("route")
         when = event_time(event)
@@ -452,10 +502,6 @@ class WatchModel:
             self.users.add(user)
         if live and when is not None and when >= self.live_since:
             self._unshown.append(when)
-        if self.filter.matches(event):
-            self.shown.append(row)
-            if len(self.shown) > 2 * self.ring:
-                del self.shown[: len(self.shown) - self.ring]
 
     def ingest_many(self, events: Iterable[dict[str, Any]], *, live: bool = True) -> int:
         n = 0

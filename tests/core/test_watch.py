@@ -508,3 +508,28 @@ def test_window_invariants_under_any_keys(steps: list[Any], height: int, ring: i
         else:
             assert sel is not None and rows[sel].n == m.selected
         assert all(m.filter.matches(r.event) for r in rows)
+
+
+def test_a_tool_call_is_one_row_its_started_event_replaced_by_the_completion() -> None:
+    """Issue 9 item 11: the started event shows while the call runs, then its completion
+    takes the row; a call that never completed stays `started`; calls are counted once."""
+    from lockgate.watch import WatchModel
+
+    base = {"route": "notes", "session": "a1b2c3d4e5f6", "user": "alice", "method": "tools/call"}
+    model = WatchModel()
+    model.ingest(
+        base | {"event": "tool.call.started", "id": 1, "name": "slow", "outcome": "started"}
+    )
+    model.ingest(
+        base | {"event": "tool.call.started", "id": 2, "name": "cut", "outcome": "started"}
+    )
+    assert [r.event["outcome"] for r in model.shown] == ["started", "started"]
+    model.ingest(base | {"event": "tool.call", "id": 1, "name": "slow", "outcome": "success"})
+    assert [(r.event["name"], r.event["outcome"]) for r in model.shown] == [
+        ("slow", "success"),
+        ("cut", "started"),
+    ]
+    assert model.counts.calls == 1
+    # The same id from another user is another call: its own row.
+    model.ingest(base | {"event": "tool.call", "id": 2, "user": "bob", "outcome": "denied"})
+    assert len(model.shown) == 3 and model.shown[1].event["outcome"] == "started"
