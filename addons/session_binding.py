@@ -61,16 +61,31 @@ class SessionBinding:
             return
         sent = flow.request.headers.get(SESSION_HEADER)
         if sent is None:
-            opened = resp.headers.get(SESSION_HEADER)
-            if opened and not self.table.bind(opened, self._owner(flow)):
-                # An upstream handing one session to two owners: pass neither this answer on.
-                raise RuntimeError("the upstream issued a session id another owner holds")
+            self._learn(flow, resp)
             return
         ended = resp.status_code == 404 or (
             flow.request.method == "DELETE" and 200 <= resp.status_code < 300
         )
         if ended:
             self.table.forget(sent)
+
+    @guarded
+    def response(self, flow: http.HTTPFlow) -> None:
+        """An answer another addon put in place after the headers (the credentials addon's
+        refresh-and-replay of an `initialize`) carries a session id too: bind it before the
+        buffered answer reaches the client."""
+        st = state(flow)
+        resp = flow.response
+        if resp is None or st.local or st.route is None:
+            return
+        if flow.request.headers.get(SESSION_HEADER) is None:
+            self._learn(flow, resp)
+
+    def _learn(self, flow: http.HTTPFlow, resp: http.Response) -> None:
+        opened = resp.headers.get(SESSION_HEADER)
+        if opened and not self.table.bind(opened, self._owner(flow)):
+            # An upstream handing one session to two owners: pass neither this answer on.
+            raise RuntimeError("the upstream issued a session id another owner holds")
 
     @staticmethod
     def _refuse(flow: http.HTTPFlow, reason: str) -> None:
