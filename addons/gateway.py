@@ -18,13 +18,14 @@ from mitmproxy import options
 from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
 
+from lockgate import audit as audit_core
 from lockgate import paths
 from lockgate.addons import Pipeline
 from lockgate.addons.audit import Audit
 from lockgate.addons.config import Config
 from lockgate.addons.oauth_server import OAuthServer
 from lockgate.addons.upstream import install_error_pages
-from lockgate.errors import GatewayError
+from lockgate.errors import GatewayError, KeyringUnavailable
 from lockgate.oidc import OIDCError, Provider, discover
 from lockgate.profile import Profile, is_loopback_host, load_profile, split_listen
 from lockgate.secrets import get_entry
@@ -104,6 +105,12 @@ class Gateway:
 
     async def run(self, started: Callable[[Gateway], None] | None = None) -> None:
         """Serve until `shutdown()`; raises GatewayError when the port cannot be bound."""
+        try:  # before mitmproxy, whose start-up error would name the port instead
+            audit_core.load_key(create=True)
+        except KeyringUnavailable as e:
+            raise KeyringUnavailable(
+                "The audit log's key lives in the OS keyring and none is usable", e.fix
+            ) from e
         install_error_pages()
         host, port = split_listen(self.listen)
         provider: Provider | None = None

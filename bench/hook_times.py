@@ -42,6 +42,9 @@ import lockgate.audit as audit_core
 import lockgate.jsonrpc as jsonrpc
 from lockgate.addons.gateway import Gateway
 
+# The same HMAC chain as with the keyring's key; the bench runs without a keyring.
+os.environ.setdefault(audit_core.KEY_SOURCE_ENV, "memory")
+
 HOOKS = ("requestheaders", "request", "responseheaders", "response", "error")
 TOTALS: dict[str, int] = defaultdict(int)
 COUNTS: dict[str, int] = defaultdict(int)

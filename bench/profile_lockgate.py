@@ -55,7 +55,11 @@ def main() -> int:
         profile.write_text(
             bench.lockgate_profile({"u": up_url}, {"r": ("u", extra)}), encoding="utf-8"
         )
-        env = {"LOCKGATE_HOME": str(home), "LOCKGATE_AUDIT_LOG": str(home / "audit.jsonl")}
+        env = {
+            "LOCKGATE_HOME": str(home),
+            "LOCKGATE_AUDIT_LOG": str(home / "audit.jsonl"),
+            "LOCKGATE_AUDIT_KEY_SOURCE": "memory",  # no keyring needed to measure
+        }
         lg = bench.spawn(
             "lockgate (cProfile)",
             [

@@ -234,7 +234,12 @@ def start_lockgate(name: str, profile: str, home: Path, *, patched: bool = False
     home.mkdir(parents=True, exist_ok=True)
     path = home / "profile.toml"
     path.write_text(profile, encoding="utf-8")
-    env = {"LOCKGATE_HOME": str(home), "LOCKGATE_AUDIT_LOG": str(home / "audit.jsonl")}
+    env = {
+        "LOCKGATE_HOME": str(home),
+        "LOCKGATE_AUDIT_LOG": str(home / "audit.jsonl"),
+        # The same HMAC chain as with the keyring's key; the bench runs without a keyring.
+        "LOCKGATE_AUDIT_KEY_SOURCE": "memory",
+    }
     launcher = (
         [sys.executable, str(HERE / "patched_gateway.py")] if patched else [str(BIN / "lockgate")]
     )

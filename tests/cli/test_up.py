@@ -154,3 +154,23 @@ def test_demo_prints_how_clients_sign_in(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode == 0, "".join(lines)
+
+
+def test_up_without_a_keyring_says_the_audit_key_needs_one(tmp_path: Path) -> None:
+    """The audit chain's key lives in the keyring: without one, `up` says so in one line
+    instead of blaming the port."""
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "LOCKGATE_AUDIT_KEY_SOURCE"},
+        "LOCKGATE_HOME": str(tmp_path),
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "lockgate.cli", "up", "--profile", str(demo_profile_path())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "The audit log's key lives in the OS keyring and none is usable" in result.stderr
+    assert "could not listen" not in result.stderr and "Traceback" not in result.stderr
