@@ -67,7 +67,8 @@ def demo_audit_log(out: Console) -> Path | None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         out.print(
             f"No usable OS keyring (`lockgate doctor` says why): this run's audit log {path} "
-            "is keyed in memory, so `lockgate audit verify` cannot check it after the demo.",
+            f"is keyed in memory (watch it with `lockgate watch --file {path}`); "
+            "`lockgate audit verify` cannot check it after the demo.",
             soft_wrap=True,
             markup=False,
             style="yellow",
