@@ -1,0 +1,116 @@
+"""The tree's rules, checked from the source: imports point cli -> addons -> lockgate, and
+packaging sees every subpackage (a subpackage missing from `packages=` would be silently
+missing from the wheel). Issue 10 moves the core into subpackages; these hold it to that."""
+
+from __future__ import annotations
+
+import ast
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# Source folder -> the package it is installed as (pyproject's package-dir).
+SOURCES = {"lockgate": "lockgate", "addons": "lockgate.addons", "cli": "lockgate.cli"}
+FRAMEWORKS = ("mitmproxy", "typer", "rich", "textual", "click")
+
+# Addons importing other addons today (issue 10 item 2 removes them: this set may only
+# shrink). The package's __init__ (the pipeline) and gateway.py (the master) assemble them.
+KNOWN_LATERAL = {
+    ("capabilities", "client_auth"),
+    ("client_auth", "config"),
+    ("client_auth", "oauth_server"),
+    ("connect", "config"),
+    ("cors", "config"),
+    ("cors", "guard"),
+    ("credentials", "capabilities"),
+    ("credentials", "config"),
+    ("credentials", "connect"),
+    ("guard", "config"),
+    ("oauth_authorize", "oauth_common"),
+    ("oauth_authorize", "oauth_server"),
+    ("oauth_cimd", "oauth_server"),
+    ("oauth_register", "oauth_common"),
+    ("oauth_register", "oauth_server"),
+    ("oauth_server", "config"),
+    ("oauth_server", "connect"),
+    ("oauth_server", "oauth_authorize"),
+    ("oauth_server", "oauth_cimd"),
+    ("oauth_server", "oauth_common"),
+    ("oauth_server", "oauth_register"),
+    ("oauth_server", "oauth_tokens"),
+    ("oauth_tokens", "oauth_common"),
+    ("oauth_tokens", "oauth_server"),
+    ("router", "config"),
+    ("router", "connect"),
+    ("router", "oauth_server"),
+    ("upstream", "config"),
+}
+
+
+def modules(source: str) -> Iterator[tuple[str, set[str]]]:
+    """Each module under `source` as installed, with every name it imports absolutely."""
+    base = ROOT / source
+    for path in sorted(base.rglob("*.py")):
+        parts = path.with_suffix("").relative_to(base).parts
+        name = ".".join((SOURCES[source], *parts))
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+                names |= {f"{node.module}.{a.name}" for a in node.names}
+        yield name, names
+
+
+def test_the_core_imports_no_framework_and_nothing_above_it() -> None:
+    bad = {
+        name: sorted(
+            n
+            for n in names
+            if n.split(".")[0] in FRAMEWORKS or n.startswith(("lockgate.addons", "lockgate.cli"))
+        )
+        for name, names in modules("lockgate")
+    }
+    assert {k: v for k, v in bad.items() if v} == {}
+
+
+def test_addons_never_import_the_cli() -> None:
+    bad = {
+        name: sorted(n for n in names if n.startswith("lockgate.cli"))
+        for name, names in modules("addons")
+    }
+    assert {k: v for k, v in bad.items() if v} == {}
+
+
+def test_addons_import_each_other_no_more_than_today() -> None:
+    found = set()
+    for name, names in modules("addons"):
+        mine = name.removeprefix("lockgate.addons.")
+        if mine in ("__init__", "gateway") or "." in mine:
+            continue
+        for n in names:
+            other = n.removeprefix("lockgate.addons.")
+            if (
+                n.startswith("lockgate.addons.")
+                and "." not in other
+                and other
+                not in (
+                    "_flow",
+                    mine,
+                )
+            ):
+                found.add((mine, other))
+    assert found <= KNOWN_LATERAL, sorted(found - KNOWN_LATERAL)
+
+
+def test_every_package_folder_is_in_the_wheel() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    packages = set(config["tool"]["setuptools"]["packages"])
+    folders = {
+        ".".join((SOURCES[source], *init.parent.relative_to(ROOT / source).parts))
+        for source in SOURCES
+        for init in (ROOT / source).rglob("__init__.py")
+    }
+    assert folders <= packages, sorted(folders - packages)
