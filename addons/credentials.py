@@ -33,7 +33,7 @@ from lockgate.addons._flow import (
 )
 from lockgate.addons.capabilities import process_message, rewrite_event
 from lockgate.addons.config import Config
-from lockgate.addons.connect import connect_url
+from lockgate.connect import connect_url
 from lockgate.errors import KeyringUnavailable, LockgateError, SecretMissing
 from lockgate.sse import SseRewriter
 from lockgate.upstream_tokens import UpstreamTokens

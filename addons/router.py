@@ -7,9 +7,9 @@ from mitmproxy import http
 from lockgate import jsonrpc
 from lockgate.addons._flow import answer, guarded, state
 from lockgate.addons.config import Config
-from lockgate.addons.connect import is_connect_path
 from lockgate.addons.oauth_server import is_own_path
 from lockgate.catalog import registry_servers
+from lockgate.connect import is_connect_path
 from lockgate.routing import route_name_of
 
 # Toward the upstream the gateway is the client: these describe the user's browser or

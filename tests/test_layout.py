@@ -25,7 +25,6 @@ KNOWN_LATERAL = {
     ("cors", "guard"),
     ("credentials", "capabilities"),
     ("credentials", "config"),
-    ("credentials", "connect"),
     ("guard", "config"),
     ("oauth_authorize", "oauth_common"),
     ("oauth_authorize", "oauth_server"),
@@ -42,7 +41,6 @@ KNOWN_LATERAL = {
     ("oauth_tokens", "oauth_common"),
     ("oauth_tokens", "oauth_server"),
     ("router", "config"),
-    ("router", "connect"),
     ("router", "oauth_server"),
     ("upstream", "config"),
 }
@@ -114,3 +112,25 @@ def test_every_package_folder_is_in_the_wheel() -> None:
         for init in (ROOT / source).rglob("__init__.py")
     }
     assert folders <= packages, sorted(folders - packages)
+
+
+def test_commands_that_do_not_serve_never_load_mitmproxy() -> None:
+    """mitmproxy takes about a second to import: `--help` and the non-serving commands' help
+    must not pay for it (`up` and `demo` import it when they serve)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import runpy, sys\n"
+        "sys.argv = ['lockgate', *sys.argv[1:]]\n"
+        "try:\n"
+        "    runpy.run_module('lockgate.cli', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('MITMPROXY', 'mitmproxy' in sys.modules)\n"
+    )
+    for args in (["--help"], ["connect", "--help"], ["audit", "--help"], ["servers", "--help"]):
+        out = subprocess.run(
+            [sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60
+        )
+        assert "MITMPROXY False" in out.stdout, (args, out.stdout[-300:], out.stderr[-300:])
