@@ -35,8 +35,9 @@ from lockgate.errors import KeyringUnavailable
 from lockgate.paths import data_dir
 from lockgate.profile import demo_profile_path
 
-if TYPE_CHECKING:  # mitmproxy takes seconds to import: only when the demo runs
+if TYPE_CHECKING:  # mitmproxy and the SDK take seconds to import: only when the demo runs
     from lockgate.addons.gateway import Gateway
+    from lockgate.cli.headless_oauth import MemoryStorage
 
 FULL, READONLY = "notes", "notes-readonly"
 
@@ -339,12 +340,15 @@ async def _drive(gw: Gateway, report: _Report) -> None:
     await _session_elsewhere(gw, full, storage, report)
 
 
-async def _session_elsewhere(gw: Gateway, full: Any, readonly: Any, report: _Report) -> None:
+async def _session_elsewhere(
+    gw: Gateway, full: MemoryStorage, readonly: MemoryStorage, report: _Report
+) -> None:
     """A session opened on the full route, presented on the read-only one: the gateway binds
     each session to the user, client and route that opened it."""
     import httpx
 
-    def headers(storage: Any, sid: str | None = None) -> dict[str, str]:
+    def headers(storage: MemoryStorage, sid: str | None = None) -> dict[str, str]:
+        assert storage.tokens is not None  # both clients signed in above
         h = {
             "accept": "application/json, text/event-stream",
             "authorization": f"Bearer {storage.tokens.access_token}",

@@ -36,6 +36,19 @@ def _link(obj: dict[str, Any]) -> str:
     return str(obj.get("mac") or obj.get("hash"))
 
 
+def _write_legacy(path: Path, n: int) -> str:
+    """A format-1 log (sha256 links, no key) of `n` events; returns its last hash."""
+    prev = "0" * 64
+    out = []
+    for i in range(n):
+        obj = {**_event(i), "seq": i + 1, "prev": prev, "ts": "2026-01-01T00:00:00.000Z"}
+        line = _rehash(obj)
+        prev = json.loads(line)["hash"]
+        out.append(line)
+    path.write_bytes(b"".join(out))
+    return prev
+
+
 @pytest.fixture
 def log_path(tmp_path: Path) -> Path:
     return tmp_path / "audit.jsonl"
@@ -117,14 +130,7 @@ def test_planted_pending_events_cannot_backdate_themselves(log_path: Path) -> No
 
 
 def test_unkeyed_legacy_log_is_reported_not_crashing(log_path: Path) -> None:
-    prev = "0" * 64
-    out = []
-    for i in range(3):
-        obj = {**_event(i), "seq": i + 1, "prev": prev, "ts": "2026-01-01T00:00:00.000Z"}
-        line = _rehash(obj)
-        prev = json.loads(line)["hash"]
-        out.append(line)
-    log_path.write_bytes(b"".join(out))
+    _write_legacy(log_path, 3)
     result = verify(log_path)
     assert not result.ok
     assert result.reason is not None and "unkeyed (legacy)" in result.reason
@@ -140,14 +146,7 @@ def test_a_writer_refuses_to_chain_on_after_a_cut_tail(log_path: Path) -> None:
 
 
 def test_a_legacy_log_continued_by_a_keyed_writer_verifies(log_path: Path) -> None:
-    prev = "0" * 64
-    out = []
-    for i in range(3):
-        obj = {**_event(i), "seq": i + 1, "prev": prev, "ts": "2026-01-01T00:00:00.000Z"}
-        line = _rehash(obj)
-        prev = json.loads(line)["hash"]
-        out.append(line)
-    log_path.write_bytes(b"".join(out))
+    prev = _write_legacy(log_path, 3)
     with AuditLog(log_path) as log:
         assert log.append(_event(3))["prev"] == prev
     assert verify(log_path).ok
