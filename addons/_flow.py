@@ -18,9 +18,9 @@ from typing import Any
 
 from mitmproxy import http
 
-from lockgate import jsonrpc
-from lockgate.jsonrpc import Message
-from lockgate.routing import Route
+from lockgate.mcp import jsonrpc
+from lockgate.mcp.jsonrpc import Message
+from lockgate.policy.routes import Route
 
 logger = logging.getLogger("lockgate")
 

@@ -17,12 +17,12 @@ from typing import Any
 from mitmproxy import ctx, http
 
 from lockgate.addons._flow import FlowState, guarded, state
-from lockgate.audit import AuditLog, preview
-from lockgate.filters import RESOURCE_METHODS
-from lockgate.jsonrpc import Message
+from lockgate.audit.log import AuditLog, preview
+from lockgate.mcp.jsonrpc import Message
+from lockgate.mcp.sessions import session_hash
+from lockgate.mcp.uris import normalised
 from lockgate.paths import audit_log_path
-from lockgate.sessions import session_hash
-from lockgate.uris import normalised
+from lockgate.policy.view import RESOURCE_METHODS
 
 logger = logging.getLogger("lockgate")
 

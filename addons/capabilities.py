@@ -20,14 +20,14 @@ from typing import Any
 
 from mitmproxy import http
 
-from lockgate import jsonrpc
-from lockgate.access import denial_message, missing_scopes
 from lockgate.addons._flow import FlowState, answer_rpc_error, guarded, pending_route, state
 from lockgate.addons.client_auth import access_of, refuse_scope
-from lockgate.filters import RESOURCE_METHODS, Policy
-from lockgate.routing import Route
-from lockgate.sse import SseEvent, SseRewriter
-from lockgate.uris import UriError, normalise, normalise_template
+from lockgate.mcp import jsonrpc
+from lockgate.mcp.sse import SseEvent, SseRewriter
+from lockgate.mcp.uris import UriError, normalise, normalise_template
+from lockgate.policy.access import denial_message, missing_scopes
+from lockgate.policy.routes import Route
+from lockgate.policy.view import RESOURCE_METHODS, Policy
 
 logger = logging.getLogger("lockgate")
 

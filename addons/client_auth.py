@@ -8,7 +8,7 @@ expiry, audience = the route's URL); a missing or refused one gets a 401 whose
 the kind, the client's `Authorization` header never travels upstream: no token
 passthrough.
 
-Access decisions (lockgate/access.py): the route's `access` lists admit the user or answer
+Access decisions (lockgate/policy/access.py): the route's `access` lists admit the user or answer
 403; a token lacking the route's `access.scopes` gets 403 `insufficient_scope` with the
 scopes to ask for; the user's view of the route (what their item rules hide) is attached to
 the flow for the capabilities addon, which filters lists and refuses calls with it.
@@ -21,18 +21,18 @@ from dataclasses import dataclass
 
 from mitmproxy import http
 
-from lockgate import jsonrpc
-from lockgate.access import Principal, RouteAccess, admits, missing_scopes
 from lockgate.addons._flow import answer_rpc_error, guarded, state
 from lockgate.addons.config import Config
 from lockgate.addons.oauth_server import OAuthServer
-from lockgate.filters import Policy
-from lockgate.oauth import local_user
-from lockgate.profile import AccessSection
-from lockgate.routing import Route
-from lockgate.tokens import AccessClaims, TokenError, verify_access_token
+from lockgate.authserver.requests import local_user
+from lockgate.authserver.tokens import AccessClaims, TokenError, verify_access_token
+from lockgate.mcp import jsonrpc
+from lockgate.policy.access import Principal, RouteAccess, admits, missing_scopes
+from lockgate.policy.routes import Route
+from lockgate.policy.view import Policy
+from lockgate.profile.model import AccessSection
 
-ACCESS_KEY = "lockgate.access"
+ACCESS_KEY = "lockgate.policy.access"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,8 @@ from pathlib import Path
 from mitmproxy import ctx, exceptions
 
 from lockgate.errors import LockgateError
-from lockgate.profile import Profile, is_loopback_host, load_profile
-from lockgate.routing import Route, build_routes
+from lockgate.policy.routes import Route, build_routes
+from lockgate.profile.model import Profile, is_loopback_host, load_profile
 
 logger = logging.getLogger("lockgate")
 

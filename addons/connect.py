@@ -1,4 +1,4 @@
-"""`/connect/<upstream>` on the gateway: adapts flows to `lockgate.connect.ConnectService`.
+"""`/connect/<upstream>` on the gateway: adapts flows to `lockgate.upstream.connect.ConnectService`.
 
 For the consent page: `Connect.connection_state(upstream, user)` says whether a user is
 connected, and `Connect.connect_link(upstream, user, return_to)` is the URL of its Connect
@@ -16,7 +16,10 @@ from mitmproxy import http
 
 from lockgate.addons._flow import guarded_async, state
 from lockgate.addons.config import Config
-from lockgate.connect import (
+from lockgate.authserver.requests import local_user
+from lockgate.identity.browser import cookie_value
+from lockgate.profile.model import Profile
+from lockgate.upstream.connect import (
     TICKET_TTL,
     ConnectService,
     State,
@@ -24,9 +27,6 @@ from lockgate.connect import (
     connection_state,
     is_connect_path,
 )
-from lockgate.oauth import local_user
-from lockgate.oidc import cookie_value
-from lockgate.profile import Profile
 
 
 class Connect:

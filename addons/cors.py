@@ -22,7 +22,7 @@ from mitmproxy import http
 from lockgate.addons._flow import add_cors_headers, guarded, state
 from lockgate.addons.config import Config
 from lockgate.addons.guard import origin_allowed
-from lockgate.routing import route_name_of
+from lockgate.policy.routes import route_name_of
 
 ALLOW_METHODS = "GET, POST, DELETE"
 ALLOW_HEADERS = (

@@ -23,7 +23,7 @@ import anyio.to_thread
 import httpx
 from mitmproxy import http
 
-from lockgate import jsonrpc, secrets, upstream_oauth, upstream_tokens
+from lockgate import keyring as secrets
 from lockgate.addons._flow import (
     JSON_HEADERS,
     answer_rpc_error,
@@ -33,10 +33,13 @@ from lockgate.addons._flow import (
 )
 from lockgate.addons.capabilities import process_message, rewrite_event
 from lockgate.addons.config import Config
-from lockgate.connect import connect_url
 from lockgate.errors import KeyringUnavailable, LockgateError, SecretMissing
-from lockgate.sse import SseRewriter
-from lockgate.upstream_tokens import UpstreamTokens
+from lockgate.mcp import jsonrpc
+from lockgate.mcp.sse import SseRewriter
+from lockgate.upstream import oauth as upstream_oauth
+from lockgate.upstream import tokens as upstream_tokens
+from lockgate.upstream.connect import connect_url
+from lockgate.upstream.tokens import UpstreamTokens
 
 logger = logging.getLogger("lockgate")
 
@@ -45,7 +48,7 @@ CACHE_SECONDS = 30.0
 REFRESH_AHEAD = upstream_oauth.REFRESH_AHEAD
 # A replayed answer is buffered before it is filtered and sent: at most this much.
 REPLAY_MAX_BYTES = 16 * 1024 * 1024
-OAUTH_KEY = "lockgate.oauth"
+OAUTH_KEY = "lockgate.authserver.requests"
 # Toward the upstream on a replay: what httpx sets itself, and the refused token.
 _REPLAY_DROP = ("host", "content-length", "authorization", "accept-encoding", "connection")
 

@@ -18,18 +18,18 @@ from mitmproxy import options
 from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
 
-from lockgate import audit as audit_core
 from lockgate import paths
 from lockgate.addons import Pipeline
 from lockgate.addons.audit import Audit
 from lockgate.addons.config import Config
 from lockgate.addons.oauth_server import OAuthServer
 from lockgate.addons.upstream import install_error_pages
+from lockgate.audit import log as audit_core
+from lockgate.authserver.tokens import default_key_source, load_or_create_signing_key
 from lockgate.errors import GatewayError, KeyringUnavailable
-from lockgate.oidc import OIDCError, Provider, discover
-from lockgate.profile import Profile, is_loopback_host, load_profile, split_listen
-from lockgate.secrets import get_entry
-from lockgate.tokens import default_key_source, load_or_create_signing_key
+from lockgate.identity.browser import OIDCError, Provider, discover
+from lockgate.keyring import get_entry
+from lockgate.profile.model import Profile, is_loopback_host, load_profile, split_listen
 
 # The reverse-mode target is never used: the router sends every routed request to its
 # upstream, and answers everything else itself. Port 9 is "discard".

@@ -10,10 +10,10 @@ from urllib.parse import urlsplit
 
 from mitmproxy import http
 
-from lockgate import jsonrpc
 from lockgate.addons._flow import answer_rpc_error, guarded
 from lockgate.addons.config import Config
-from lockgate.profile import is_loopback_host
+from lockgate.mcp import jsonrpc
+from lockgate.profile.model import is_loopback_host
 
 # Bounds on a request's head; a real MCP client sends a dozen headers of a few KiB in all.
 MAX_HEADERS = 100

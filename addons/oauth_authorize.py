@@ -13,8 +13,7 @@ from mitmproxy import http
 
 from lockgate.addons._flow import state
 from lockgate.addons.oauth_common import NO_STORE, Redirect, form_params, page, query_params
-from lockgate.login import ProviderUnavailable, SessionEnded, session_for
-from lockgate.oauth import (
+from lockgate.authserver.requests import (
     AuthorizeRequest,
     ConsentRefused,
     OAuthError,
@@ -23,8 +22,8 @@ from lockgate.oauth import (
     consent_page,
     parse_form,
 )
-from lockgate.oauth_client import authorization_url
-from lockgate.oidc import (
+from lockgate.authserver.tokens import UserClaims
+from lockgate.identity.browser import (
     LOGIN_COOKIE,
     LOGIN_TTL,
     OIDCError,
@@ -36,8 +35,9 @@ from lockgate.oidc import (
     session_cookie,
     validate_id_token,
 )
-from lockgate.profile import is_loopback_host
-from lockgate.tokens import UserClaims
+from lockgate.identity.session import ProviderUnavailable, SessionEnded, session_for
+from lockgate.net.oauth_client import authorization_url
+from lockgate.profile.model import is_loopback_host
 
 if TYPE_CHECKING:
     from lockgate.addons.oauth_server import OAuthServer

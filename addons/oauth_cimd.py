@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 from mitmproxy import ctx, http
 
 from lockgate.addons._flow import guarded_async, state
-from lockgate.cimd import (
+from lockgate.authserver.cimd import (
     ClientDocument,
     DocumentCache,
     allow_loopback_from_env,
@@ -25,7 +25,7 @@ from lockgate.cimd import (
     looks_like_cimd,
     tls_context,
 )
-from lockgate.oauth import OAuthError, RateLimiter
+from lockgate.authserver.requests import OAuthError, RateLimiter
 
 if TYPE_CHECKING:
     import ssl

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from mitmproxy import http
 
 from lockgate.addons._flow import state
-from lockgate.oauth import OAuthError, single_values
+from lockgate.authserver.requests import OAuthError, single_values
 
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 # What a browser may do with a page of ours: nothing but show it, never inside a frame.

@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from mitmproxy import http
 
-from lockgate import secrets
-from lockgate.access import scopes_supported
+from lockgate import keyring as secrets
 from lockgate.addons._flow import answer, guarded, guarded_async, state
 from lockgate.addons.config import Config
 from lockgate.addons.oauth_authorize import Authorization
@@ -31,19 +30,26 @@ from lockgate.addons.oauth_cimd import ClientDocuments, cimd_client_id
 from lockgate.addons.oauth_common import CORS, NO_STORE, PREFLIGHT, add_event, page
 from lockgate.addons.oauth_register import Registration
 from lockgate.addons.oauth_tokens import Tokens
-from lockgate.errors import KeyringUnavailable, SecretMissing
-from lockgate.login import Client, SessionKeeper
-from lockgate.oauth import OAuthError, PendingAuthorizations, UpstreamRow, local_user, message_page
-from lockgate.oidc import PendingLogins, Provider, Sessions
-from lockgate.routing import route_name_of
-from lockgate.store import Store
-from lockgate.tokens import (
+from lockgate.authserver.requests import (
+    OAuthError,
+    PendingAuthorizations,
+    UpstreamRow,
+    local_user,
+    message_page,
+)
+from lockgate.authserver.store import Store
+from lockgate.authserver.tokens import (
     CodeStore,
     SigningKey,
     UserClaims,
     default_key_source,
     load_or_create_signing_key,
 )
+from lockgate.errors import KeyringUnavailable, SecretMissing
+from lockgate.identity.browser import PendingLogins, Provider, Sessions
+from lockgate.identity.session import Client, SessionKeeper
+from lockgate.policy.access import scopes_supported
+from lockgate.policy.routes import route_name_of
 
 if TYPE_CHECKING:
     from lockgate.addons.connect import Connect

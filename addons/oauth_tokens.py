@@ -7,11 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from mitmproxy import http
 
-from lockgate.access import Principal, RouteAccess
 from lockgate.addons._flow import answer
 from lockgate.addons.oauth_common import CORS, NO_STORE, form_params
-from lockgate.login import ProviderUnavailable, SessionEnded
-from lockgate.oauth import (
+from lockgate.authserver.requests import (
     REFRESH_TOKEN_TTL,
     CodeTokenRequest,
     OAuthError,
@@ -19,8 +17,10 @@ from lockgate.oauth import (
     RevokeRequest,
     parse_form,
 )
-from lockgate.store import Grant, new_token
-from lockgate.tokens import ACCESS_TOKEN_TTL, TokenError, UserClaims, issue_access_token
+from lockgate.authserver.store import Grant, new_token
+from lockgate.authserver.tokens import ACCESS_TOKEN_TTL, TokenError, UserClaims, issue_access_token
+from lockgate.identity.session import ProviderUnavailable, SessionEnded
+from lockgate.policy.access import Principal, RouteAccess
 
 if TYPE_CHECKING:
     from lockgate.addons.oauth_server import OAuthServer

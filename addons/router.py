@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from mitmproxy import http
 
-from lockgate import jsonrpc
 from lockgate.addons._flow import answer, guarded, state
 from lockgate.addons.config import Config
 from lockgate.addons.oauth_server import is_own_path
-from lockgate.catalog import registry_servers
-from lockgate.connect import is_connect_path
-from lockgate.routing import route_name_of
+from lockgate.mcp import jsonrpc
+from lockgate.policy.routes import route_name_of
+from lockgate.profile.registry import registry_servers
+from lockgate.upstream.connect import is_connect_path
 
 # Toward the upstream the gateway is the client: these describe the user's browser or
 # the user's credentials and stay here.

@@ -9,16 +9,16 @@ audit event naming the session by its short hash. A session the gateway never sa
 refused the same way: only what it saw opened can it vouch for. A DELETE the upstream
 accepted, or an upstream 404 for the session, ends the binding.
 
-The table itself is `lockgate.sessions.SessionTable` (pure, bounded, thread-safe).
+The table itself is `lockgate.mcp.sessions.SessionTable` (pure, bounded, thread-safe).
 """
 
 from __future__ import annotations
 
 from mitmproxy import http
 
-from lockgate import jsonrpc
 from lockgate.addons._flow import answer_rpc_error, guarded, state
-from lockgate.sessions import Owner, SessionTable
+from lockgate.mcp import jsonrpc
+from lockgate.mcp.sessions import Owner, SessionTable
 
 SESSION_HEADER = "mcp-session-id"
 UNKNOWN_SESSION = (

@@ -26,10 +26,10 @@ from mitmproxy.proxy import commands, events
 from mitmproxy.proxy.layers import http as http_layer
 from mitmproxy.proxy.layers.http import _http1
 
-from lockgate import jsonrpc
 from lockgate.addons._flow import JSON_HEADERS, add_cors_headers, guarded, pending_route, state
 from lockgate.addons.config import Config
-from lockgate.routing import Route
+from lockgate.mcp import jsonrpc
+from lockgate.policy.routes import Route
 
 logger = logging.getLogger("lockgate")
 

@@ -28,7 +28,7 @@ from typing import Any
 
 os.environ["LOCKGATE_AUDIT_KEY_SOURCE"] = f"test:{secrets.token_hex(32)}"
 
-from lockgate import audit  # the key source above is read when the first log opens
+from lockgate.audit import log as audit  # the key source above is read when the first log opens
 
 
 def _event(i: int) -> dict[str, Any]:

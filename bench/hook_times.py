@@ -38,8 +38,8 @@ from mitmproxy import addonmanager
 
 import lockgate.addons as addons_pkg
 import lockgate.addons.audit as audit_addon
-import lockgate.audit as audit_core
-import lockgate.jsonrpc as jsonrpc
+import lockgate.audit.log as audit_core
+import lockgate.mcp.jsonrpc as jsonrpc
 from lockgate.addons.gateway import Gateway
 
 # The same HMAC chain as with the keyring's key; the bench runs without a keyring.

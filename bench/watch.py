@@ -3,7 +3,7 @@
     uv run python bench/watch.py [--rate 500] [--seconds 20] [--fps 8]
     uv run python bench/watch.py --compare-datatable [--rate 500] [--seconds 10]
 
-A writer thread appends real hash-chained events (lockgate.audit.AuditLog) at a steady rate
+A writer thread appends real hash-chained events (lockgate.audit.log.AuditLog) at a steady rate
 while the real `lockgate watch` process follows the file in a tmux window (private socket,
 160x50). An observer polls the screen every 50 ms and reads the header's "events N":
 
@@ -35,7 +35,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from lockgate.audit import AuditLog
+from lockgate.audit.log import AuditLog
 
 EVENTS = re.compile(r"events ([\d,]+)")
 
@@ -102,8 +102,8 @@ def compare_datatable(rate: int, seconds: float, fps: float) -> None:
     from textual.app import App, ComposeResult
     from textual.widgets import DataTable
 
+    from lockgate.audit.watch import WatchModel, cells
     from lockgate.cli.watch import ViewInfo, WatchApp, _Inbox
-    from lockgate.watch import WatchModel, cells
 
     ring = 5000
 

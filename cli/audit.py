@@ -13,7 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from lockgate import audit, audit_query
+from lockgate.audit import log as audit
+from lockgate.audit import query as audit_query
 from lockgate.cli import audit_views
 from lockgate.cli.views import console
 from lockgate.paths import audit_log_path

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from lockgate.audit import VerifyResult, latency_text, time_text
+from lockgate.audit.log import VerifyResult, latency_text, time_text
 
 # C0/C1 control characters (ESC included) from upstream-controlled names must not reach a
 # terminal: a tool named "\x1b]..." could rewrite what the reviewer sees.
@@ -163,7 +163,7 @@ def _ms(value: float | None) -> str:
 def stats_table(groups: Iterable[Any], by: str) -> Table:
     """`lockgate audit stats`: one row per tool, route or user, busiest first.
 
-    `groups` are `lockgate.audit_query.GroupStats`; an error rate above zero is red.
+    `groups` are `lockgate.audit.query.GroupStats`; an error rate above zero is red.
     """
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column(by, no_wrap=True, overflow="ellipsis", max_width=32)

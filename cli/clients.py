@@ -1,7 +1,7 @@
 """`lockgate clients`: connect Claude Code, Claude Desktop, Cursor and VS Code to the routes.
 
 The logic (entries, paths, the comment-preserving merge, backup and atomic write) lives in
-lockgate.clients; this module only picks the profile and routes and prints.
+lockgate.clients.registry; this module only picks the profile and routes and prints.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from lockgate import clients as core
 from lockgate.cli.views import console
+from lockgate.clients import registry as core
 from lockgate.errors import LockgateError
-from lockgate.profile import Profile, load_profile
+from lockgate.profile.model import Profile, load_profile
 
 app = typer.Typer(
     help=(

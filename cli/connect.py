@@ -4,7 +4,7 @@ The redirect URI registered at the upstream is always the gateway's own
 `<base>/connect/<upstream>/callback`. When the gateway runs, the command opens its
 `/connect/<upstream>` page and waits until the keyring holds new tokens; otherwise it serves
 those two URLs itself on the profile's listen address for the duration of the flow (the
-logic is the gateway's: `lockgate.connect.ConnectService`). Only the gateway's own
+logic is the gateway's: `lockgate.upstream.connect.ConnectService`). Only the gateway's own
 URL is given to the browser (`webbrowser`, no shell); the upstream's authorization URL is
 reached by the gateway's redirect, after its SSRF checks.
 """
@@ -25,17 +25,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from lockgate import upstream_tokens
-from lockgate.audit import AuditLog
+from lockgate.audit.log import AuditLog
+from lockgate.authserver.requests import local_user
+from lockgate.authserver.tokens import UserClaims
 from lockgate.cli.up import default_profile
 from lockgate.cli.views import console
-from lockgate.connect import ConnectService, connect_url
 from lockgate.errors import GatewayError, LockgateError, SecretMissing
-from lockgate.login import cli_user
-from lockgate.oauth import local_user
+from lockgate.identity.session import cli_user
 from lockgate.paths import audit_log_path
-from lockgate.profile import Profile, load_profile, split_listen
-from lockgate.tokens import UserClaims
+from lockgate.profile.model import Profile, load_profile, split_listen
+from lockgate.upstream import tokens as upstream_tokens
+from lockgate.upstream.connect import ConnectService, connect_url
 
 UPSTREAM = typer.Argument(..., help="The upstream's name, as in the profile's upstreams.NAME.")
 PROFILE = typer.Option(

@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 
-from lockgate import audit as audit_core
+from lockgate.audit import log as audit_core
 from lockgate.cli import views
 from lockgate.errors import KeyringUnavailable
 from lockgate.paths import data_dir
-from lockgate.profile import demo_profile_path
+from lockgate.profile.model import demo_profile_path
 
 if TYPE_CHECKING:  # mitmproxy and the SDK take seconds to import: only when the demo runs
     from lockgate.addons.gateway import Gateway

@@ -14,8 +14,8 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from lockgate import doctor as core
 from lockgate.cli.views import console
+from lockgate.ops import doctor as core
 
 MARK = {"ok": "✓", "fail": "✗", "warn": "!"}
 STYLE = {"ok": "green", "fail": "red", "warn": "yellow"}

@@ -1,5 +1,5 @@
 """`lockgate login`, `lockgate logout`, `lockgate whoami`: the user's own session with the
-profile's identity provider, kept in the OS keyring (logic in lockgate.login)."""
+profile's identity provider, kept in the OS keyring (logic in lockgate.identity.session)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from lockgate import audit
-from lockgate import login as core
+from lockgate.audit import log as audit
+from lockgate.authserver.requests import local_user
 from lockgate.cli import views
 from lockgate.cli.up import default_profile
 from lockgate.errors import LockgateError
-from lockgate.oauth import local_user
-from lockgate.oidc import OIDCError, Provider, discover
+from lockgate.identity import session as core
+from lockgate.identity.browser import OIDCError, Provider, discover
 from lockgate.paths import audit_log_path
-from lockgate.profile import IdentitySection, load_profile
+from lockgate.profile.model import IdentitySection, load_profile
 
 PROFILE = typer.Option(
     None,

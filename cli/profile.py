@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from lockgate.cli.views import console
-from lockgate.profile import load_profile
+from lockgate.profile.model import load_profile
 
 app = typer.Typer(
     help="Check lockgate profiles.\n\nExample: lockgate profile validate profiles/demo.toml",

@@ -1,4 +1,4 @@
-"""`lockgate secret`: static upstream secrets in the OS keyring (logic in lockgate.secrets)."""
+"""`lockgate secret`: static upstream secrets in the OS keyring (logic in lockgate.keyring)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from lockgate import secrets
+from lockgate import keyring as secrets
 from lockgate.errors import LockgateError
 
 app = typer.Typer(

@@ -13,8 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from lockgate.cli.views import console
-from lockgate.profile import Profile, load_profile
-from lockgate.servers import (
+from lockgate.profile.model import Profile, load_profile
+from lockgate.upstream.state import (
     ServerEntry,
     SignedIn,
     active_profile_path,

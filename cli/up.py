@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from lockgate.cli import views
-from lockgate.profile import active_profile_path
+from lockgate.profile.model import active_profile_path
 
 if TYPE_CHECKING:  # mitmproxy takes seconds to import: only the commands that serve pay
     from lockgate.addons.gateway import Gateway
 
 
 def default_profile() -> Path:
-    """The profile to serve when none is given (see `lockgate.profile.active_profile_path`)."""
+    """The profile to serve when none is given (`lockgate.profile.model.active_profile_path`)."""
     return active_profile_path()
 
 

@@ -1,7 +1,7 @@
 """`lockgate watch`: the live view of the audit log (and of `lockgate up` in a terminal).
 
-The model (lockgate/watch.py) decides what shows; this module draws it. The interactive view is
-a Textual app: Textual reads the keys, owns the screen and gives the terminal back on any exit.
+The model (lockgate/audit/watch.py) decides what shows; this module draws it. The interactive
+view is a Textual app: Textual reads the keys, owns the screen and gives the terminal back on exit.
 Its widgets render only the visible window of the model (plain rich renderables, also pinned
 on a recording console in tests), on a timer at the `--fps` cap: events come from a reader
 thread (following the log file, across rotation) or from a gateway's listener through an inbox
@@ -37,10 +37,10 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Input, Static
 
-from lockgate import audit
+from lockgate.audit import log as audit
+from lockgate.audit.watch import Filter, LagStats, WatchModel, cells, clean, detail
 from lockgate.cli import audit_views, views
 from lockgate.paths import audit_log_path
-from lockgate.watch import Filter, LagStats, WatchModel, cells, clean, detail
 
 HINTS = (
     "↑↓/jk select  Enter detail  / filter  r route  u user  o outcome  c clear  End follow  q quit"
@@ -401,7 +401,7 @@ class QueryInput(Input):
     """
 
 
-# Textual's key names -> the model's (lockgate.watch.WatchModel.key).
+# Textual's key names -> the model's (lockgate.audit.watch.WatchModel.key).
 KEYMAP: dict[str, str] = {
     "up": "up",
     "k": "k",

@@ -23,8 +23,8 @@ from lockgate.addons.client_auth import ClientAuth
 from lockgate.addons.config import Config
 from lockgate.addons.oauth_server import OAuthServer
 from lockgate.addons.router import Router
-from lockgate.profile import AccessSection
-from lockgate.tokens import SigningKey, UserClaims, issue_access_token
+from lockgate.authserver.tokens import SigningKey, UserClaims, issue_access_token
+from lockgate.profile.model import AccessSection
 
 allowed = ClientAuth._allowed
 

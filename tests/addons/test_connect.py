@@ -7,7 +7,7 @@ of the test's choosing: the redirect carries PKCE S256, the resource indicator a
 bound to the browser by a cookie; a callback from another browser, a replayed state, a
 foreign return URL, an unsafe authorization endpoint are each refused; a kind "oidc" user
 arrives through a single-use ticket (the consent page's Connect button). The keyring is an
-in-memory backend running the real `lockgate.secrets` code.
+in-memory backend running the real `lockgate.keyring` code.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
-from lockgate import upstream_tokens
 from lockgate.addons._flow import state
 from lockgate.addons.config import Config
 from lockgate.addons.connect import Connect, connection_state
-from lockgate.oauth import local_user
+from lockgate.authserver.requests import local_user
+from lockgate.upstream import tokens as upstream_tokens
 from tests.addons.test_credentials import MemoryKeyring
 from tests.core.test_upstream_oauth import docs_server
 from tests.support import keyring_env

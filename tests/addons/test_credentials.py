@@ -1,6 +1,6 @@
 """addons/credentials.py: the upstream's own credential from the keyring, or no request at all.
 
-Most tests force an in-memory keyring backend, so the real `lockgate.secrets` code (entry
+Most tests force an in-memory keyring backend, so the real `lockgate.keyring` code (entry
 names, chunking, error translation) runs without touching this machine's keyring; one test
 uses the real OS keyring and is skipped (failed in CI) without one.
 """
@@ -23,13 +23,14 @@ from jaraco.classes import properties
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
-from lockgate import secrets, upstream_tokens
+from lockgate import keyring as secrets
 from lockgate.addons._flow import state
 from lockgate.addons.client_auth import ClientAuth
 from lockgate.addons.config import Config
 from lockgate.addons.credentials import Credentials
 from lockgate.addons.router import Router
-from lockgate.upstream_tokens import UpstreamTokens
+from lockgate.upstream import tokens as upstream_tokens
+from lockgate.upstream.tokens import UpstreamTokens
 from tests.support import keyring_env
 from tests.support.protected_upstream import (
     ProtectedUpstream,

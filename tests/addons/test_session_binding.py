@@ -17,7 +17,7 @@ from lockgate.addons.client_auth import ClientAuth
 from lockgate.addons.config import Config
 from lockgate.addons.router import Router
 from lockgate.addons.session_binding import SessionBinding
-from lockgate.sessions import Owner, session_hash
+from lockgate.mcp.sessions import Owner, session_hash
 from tests.addons.test_audit import PROFILE, Env, result, rpc
 
 INIT = rpc("initialize", 1, protocolVersion="2025-11-25", capabilities={})

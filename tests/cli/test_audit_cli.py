@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from lockgate.audit import AuditLog, AuditLogMissing
+from lockgate.audit.log import AuditLog, AuditLogMissing
 from lockgate.cli import audit_views
 from lockgate.cli.audit import app
 from lockgate.paths import audit_log_path

@@ -2,7 +2,7 @@
 
 Why it exists: these are the commands a reviewer pipes into a spreadsheet or a ticket. The
 tests run the real typer commands (CliRunner, and the installed entry point for exit codes
-and error lines) on hash-chained logs from lockgate.audit.AuditLog.
+and error lines) on hash-chained logs from lockgate.audit.log.AuditLog.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from lockgate.audit import AuditLog, AuditLogDamaged, AuditLogMissing
-from lockgate.audit_query import stats as compute_stats
+from lockgate.audit.log import AuditLog, AuditLogDamaged, AuditLogMissing
+from lockgate.audit.query import stats as compute_stats
 from lockgate.cli import audit_views
 from lockgate.cli.audit import QueryError, app
 from lockgate.paths import audit_log_path

@@ -20,10 +20,10 @@ import pytest
 from mcp import Client, StdioServerParameters
 from rich.console import Console
 
-from lockgate import clients as core
 from lockgate.cli.clients import connect_help
 from lockgate.cli.main import main
-from lockgate.profile import demo_profile_path, load_profile
+from lockgate.clients import registry as core
+from lockgate.profile.model import demo_profile_path, load_profile
 from tests.support import require
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
 from tests.support.node import INSTALL_HINT, NODE_DIR, NODE_MODULES, node_bin, node_env

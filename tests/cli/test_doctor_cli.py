@@ -24,9 +24,9 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from lockgate import secrets
+from lockgate import keyring as secrets
 from lockgate.cli import doctor as doctor_cli
-from lockgate.doctor import Check, CheckResult
+from lockgate.ops.doctor import Check, CheckResult
 from tests.core.test_servers import login_session, oidc_profile_text, upstream_tokens_for
 from tests.e2e.test_oidc_signin import provider  # noqa: F401 (fixture)
 from tests.support import keyring_env
@@ -237,7 +237,7 @@ def test_real_keyring_oidc_signed_in_user_and_identity_secrets(
 ALL_PASS_SCRIPT = textwrap.dedent(
     """
     import sys
-    from lockgate import secrets
+    from lockgate import keyring as secrets
     from lockgate.cli.main import main
 
     secrets.set_secret("internal", "never-printed-secret")

@@ -13,7 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from lockgate.audit import AuditLog
+from lockgate.audit.log import AuditLog
 from tests.support import keyring_env
 
 
@@ -91,7 +91,8 @@ def test_the_key_is_made_in_the_keyring_on_first_write(tmp_path: Path) -> None:
         import os, subprocess, sys
         from pathlib import Path
         os.environ.pop("LOCKGATE_AUDIT_KEY_SOURCE", None)
-        from lockgate import audit, secrets
+        from lockgate.audit import log as audit
+        from lockgate import keyring as secrets
         assert secrets.get_entry(audit.KEY_ENTRY) is None
         with audit.AuditLog(Path({str(log)!r})) as log:
             log.append({{"event": "tool.call", "name": "a"}})

@@ -9,7 +9,7 @@ import keyring.backends.fail
 import pytest
 from typer.testing import CliRunner
 
-from lockgate import secrets
+from lockgate import keyring as secrets
 from lockgate.cli.secret import app
 from lockgate.errors import KeyringUnavailable, LockgateError
 from tests.support import keyring_env

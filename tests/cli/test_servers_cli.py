@@ -20,13 +20,13 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from lockgate import secrets
+from lockgate import keyring as secrets
+from lockgate.authserver.requests import local_user
+from lockgate.authserver.tokens import UserClaims
 from lockgate.cli import servers as servers_cli
 from lockgate.errors import ProfileError
-from lockgate.oauth import local_user
-from lockgate.profile import parse_profile
-from lockgate.servers import SignedIn, catalog, keyring_lookup
-from lockgate.tokens import UserClaims
+from lockgate.profile.model import parse_profile
+from lockgate.upstream.state import SignedIn, catalog, keyring_lookup
 from tests.core.test_servers import (
     login_session,
     new_issuer,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from lockgate.profile import demo_profile_path
+from lockgate.profile.model import demo_profile_path
 from tests.support.gateway import running_gateway
 
 

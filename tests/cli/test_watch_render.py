@@ -23,7 +23,8 @@ from rich.text import Text
 from textual import events
 from textual.pilot import Pilot
 
-from lockgate.audit import AuditLog
+from lockgate.audit.log import AuditLog
+from lockgate.audit.watch import Filter, WatchModel
 from lockgate.cli.watch import (
     DETAIL_HINTS,
     HINTS,
@@ -41,7 +42,6 @@ from lockgate.cli.watch import (
     header_lines,
 )
 from lockgate.errors import LockgateError
-from lockgate.watch import Filter, WatchModel
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 OUTCOMES = ["success", "denied", "error", "upstream_error", "connect_required", "blocked"]

@@ -1,4 +1,4 @@
-"""lockgate/access.py: who a route and each of its items admit, and the scopes a request needs.
+"""lockgate/policy/access.py: who a route and its items admit, and the scopes a request needs.
 
 Why it exists: a profile hands dangerous tools to a team by groups, roles, users and scopes.
 A user's view must hide exactly what their rules keep from them, from lists and from calls
@@ -16,7 +16,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lockgate.access import (
+from lockgate.authserver.store import Store
+from lockgate.authserver.tokens import (
+    SigningKey,
+    UserClaims,
+    issue_access_token,
+    verify_access_token,
+)
+from lockgate.errors import ProfileError
+from lockgate.identity.browser import claim_strings
+from lockgate.policy.access import (
     Principal,
     RouteAccess,
     admits,
@@ -24,12 +33,8 @@ from lockgate.access import (
     missing_scopes,
     scopes_supported,
 )
-from lockgate.errors import ProfileError
-from lockgate.filters import Policy, Rule
-from lockgate.oidc import claim_strings
-from lockgate.profile import AccessRuleSection, AccessSection, parse_profile
-from lockgate.store import Store
-from lockgate.tokens import SigningKey, UserClaims, issue_access_token, verify_access_token
+from lockgate.policy.view import Policy, Rule
+from lockgate.profile.model import AccessRuleSection, AccessSection, parse_profile
 
 PROFILE = """\
 [identity]

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from lockgate.audit import (
+from lockgate.audit.log import (
     REDACTED,
     ZERO_HASH,
     AuditLog,

@@ -1,9 +1,9 @@
-"""lockgate.audit_query: time parsing, filters, CSV and exact percentiles.
+"""lockgate.audit.query: time parsing, filters, CSV and exact percentiles.
 
 Why it exists: `lockgate audit query` and `stats` are how a reviewer answers "what did this
 user do in the last hour" and "which tool is slow"; a filter that drops or keeps the wrong
 event, or a percentile that is off by one rank, gives a wrong answer that looks right.
-The log files here are written by lockgate.audit's real writer.
+The log files here are written by lockgate.audit.log's real writer.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lockgate.audit import AuditLog
-from lockgate.audit_query import (
+from lockgate.audit.log import AuditLog
+from lockgate.audit.query import (
     CSV_COLUMNS,
     EventFilter,
     csv_header,

@@ -20,7 +20,7 @@ from cryptography import x509
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lockgate.cimd import (
+from lockgate.authserver.cimd import (
     MAX_DOCUMENT_BYTES,
     MAX_TTL,
     MIN_TTL,
@@ -33,7 +33,7 @@ from lockgate.cimd import (
     parse_document,
     tls_context,
 )
-from lockgate.oauth import OAuthError
+from lockgate.authserver.requests import OAuthError
 from tests.core.test_urlcheck import Reply, Server
 from tests.support.tls import issue_certs
 
@@ -169,7 +169,7 @@ def test_any_document_is_accepted_or_refused_cleanly(
 
 @given(uris=st.lists(st.text(max_size=30), min_size=1, max_size=3))
 def test_documents_never_admit_a_bad_redirect_uri(uris: list[str]) -> None:
-    from lockgate.oauth import redirect_uri_problem
+    from lockgate.authserver.requests import redirect_uri_problem
 
     try:
         parsed = parse_document(doc(redirect_uris=uris), URL)

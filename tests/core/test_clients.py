@@ -1,4 +1,4 @@
-"""lockgate.clients: entries, paths, the JSONC scanner and the text-preserving merge.
+"""lockgate.clients.registry: entries, paths, the JSONC scanner and the text-preserving merge.
 
 The property tests check the merge against an independent oracle written here (strip
 comments and trailing commas, then json.loads), not against the scanner under test.
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lockgate import clients as core
+from lockgate.clients import registry as core
 from lockgate.errors import LockgateError
 
 URL = "http://127.0.0.1:8787/mcp/notes"

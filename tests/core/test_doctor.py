@@ -1,4 +1,4 @@
-"""lockgate.doctor: each check against the real thing it checks.
+"""lockgate.ops.doctor: each check against the real thing it checks.
 
 Why it exists: `lockgate doctor` is what a user runs when something is wrong; a check that
 passes on a broken setup, or fails without a fix, sends them nowhere. Upstreams are real
@@ -21,8 +21,11 @@ from pathlib import Path
 import keyring.backends.fail
 import pytest
 
-from lockgate import doctor, secrets
-from lockgate.doctor import (
+from lockgate import keyring as secrets
+from lockgate.authserver.tokens import SigningKey
+from lockgate.errors import KeyringUnavailable
+from lockgate.ops import doctor
+from lockgate.ops.doctor import (
     Check,
     CheckResult,
     check_client_secret,
@@ -38,10 +41,8 @@ from lockgate.doctor import (
     plan,
     run_checks,
 )
-from lockgate.errors import KeyringUnavailable
-from lockgate.profile import Profile, UpstreamSection, parse_profile
-from lockgate.servers import CredentialState, keyring_lookup
-from lockgate.tokens import SigningKey
+from lockgate.profile.model import Profile, UpstreamSection, parse_profile
+from lockgate.upstream.state import CredentialState, keyring_lookup
 from tests.core.test_servers import (
     login_session,
     new_issuer,
@@ -179,7 +180,7 @@ LOCK_SCRIPT = textwrap.dedent(
     """
     import json
     import secretstorage
-    from lockgate.doctor import check_keyring
+    from lockgate.ops.doctor import check_keyring
 
     out = {"before": check_keyring().__dict__}
     connection = secretstorage.dbus_init()
@@ -427,10 +428,10 @@ def test_real_keyring_signing_key_check_passes() -> None:
 SIGNING_KEY_SCRIPT = textwrap.dedent(
     """
     import json
-    from lockgate import secrets
-    from lockgate.doctor import check_signing_key
-    from lockgate.profile import parse_profile
-    from lockgate.tokens import KEYRING_USERNAME, load_or_create_signing_key
+    from lockgate import keyring as secrets
+    from lockgate.ops.doctor import check_signing_key
+    from lockgate.profile.model import parse_profile
+    from lockgate.authserver.tokens import KEYRING_USERNAME, load_or_create_signing_key
 
     profile = parse_profile(
         '[identity]\\nkind = "dev"\\n[upstreams.a]\\nurl = "http://127.0.0.1:9/mcp"\\n'

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lockgate.filters import Override, Policy, Rule, glob_match
+from lockgate.policy.view import Override, Policy, Rule, glob_match
 
 
 def reference_glob(pattern: str, name: str) -> bool:

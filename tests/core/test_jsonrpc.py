@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lockgate import jsonrpc
-from lockgate.jsonrpc import encode, error_response, parse_body, parse_message
+from lockgate.mcp import jsonrpc
+from lockgate.mcp.jsonrpc import encode, error_response, parse_body, parse_message
 
 
 def test_request_is_classified_with_its_fields() -> None:
@@ -210,7 +210,7 @@ def test_encode_never_writes_non_json_numbers(value: float) -> None:
 
 
 def test_loads_refuses_non_json_numbers() -> None:
-    from lockgate.jsonrpc import loads
+    from lockgate.mcp.jsonrpc import loads
 
     with pytest.raises(ValueError):
         loads(b'{"x": NaN}')

@@ -1,4 +1,4 @@
-"""lockgate.login against a real OpenID provider (`oidc-provider-mock`, started as a process).
+"""lockgate.identity.session against a real OpenID provider (`oidc-provider-mock`, a process).
 
 Why it exists: `lockgate login` must sign the user in with PKCE, state and nonce through a
 loopback redirect, keep the provider's refresh token in the OS keyring, and end the session
@@ -17,10 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lockgate import audit, login
-from lockgate.audit import AuditLog, read_events, verify
-from lockgate.oidc import OIDCError, Provider, discover
-from lockgate.profile import IdentitySection
+from lockgate.audit import log as audit
+from lockgate.audit.log import AuditLog, read_events, verify
+from lockgate.identity import session as login
+from lockgate.identity.browser import OIDCError, Provider, discover
+from lockgate.profile.model import IdentitySection
 from tests.support import keyring_env
 from tests.support.oidc_mock import mock_provider
 

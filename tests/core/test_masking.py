@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lockgate.audit import preview
-from lockgate.masking import MASK, is_secret_key, mask_text
+from lockgate.audit.log import preview
+from lockgate.audit.masking import MASK, is_secret_key, mask_text
 
 PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----"
 CREDENTIALS = [

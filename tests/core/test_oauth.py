@@ -1,4 +1,4 @@
-"""Redirect URI rules, the registration rate limit and the consent page of lockgate/oauth.py.
+"""Redirect URI rules, the registration rate limit and the consent page (lockgate/authserver/).
 
 Why it exists: a redirect URI is where the gateway sends an authorization code, so the rule
 that accepts native apps' own schemes (RFC 8252 section 7.1) must never let through a
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lockgate.oauth import (
+from lockgate.authserver.requests import (
     OAuthError,
     Pending,
     RateLimiter,
@@ -23,7 +23,7 @@ from lockgate.oauth import (
     parse_registration,
     redirect_uri_problem,
 )
-from lockgate.tokens import UserClaims
+from lockgate.authserver.tokens import UserClaims
 
 ACCEPTED = [
     "https://client.example.com/callback",

@@ -1,4 +1,4 @@
-"""lockgate.oidc: discovery checks and ID token validation, with tokens signed here.
+"""lockgate.identity.browser: discovery checks and ID token validation, with tokens signed here.
 
 Why it exists: the ID token is the only proof of who signed in. A token for another client,
 from another issuer, replayed into another sign-in (nonce), expired or signed by another
@@ -21,7 +21,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
-from lockgate.oidc import (
+from lockgate.identity.browser import (
     OIDCError,
     PendingLogins,
     Sessions,
@@ -125,7 +125,7 @@ def test_logins_are_single_use_and_expire() -> None:
 
 
 def test_sessions_expire_and_the_cookie_is_locked_down() -> None:
-    from lockgate.tokens import UserClaims
+    from lockgate.authserver.tokens import UserClaims
 
     now = [1000.0]
     sessions = Sessions(ttl=60, clock=lambda: now[0])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lockgate.errors import ProfileError
-from lockgate.profile import demo_profile_path, load_profile, parse_profile
+from lockgate.profile.model import demo_profile_path, load_profile, parse_profile
 
 GOOD = """\
 [gateway]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lockgate.audit import AuditLog, AuditLogDamaged, pending_path, read_events, verify
+from lockgate.audit.log import AuditLog, AuditLogDamaged, pending_path, read_events, verify
 
 
 def _event(i: int) -> dict[str, Any]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from lockgate.cimd import fetch_document
-from lockgate.oauth import OAuthError
+from lockgate.authserver.cimd import fetch_document
+from lockgate.authserver.requests import OAuthError
 
 URL = "https://docs.example.com/client.json"
 

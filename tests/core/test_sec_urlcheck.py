@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lockgate.upstream_oauth import UpstreamOAuthError, discover
+from lockgate.upstream.oauth import UpstreamOAuthError, discover
 from tests.core.test_urlcheck import Reply, Server
 
 

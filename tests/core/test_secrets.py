@@ -1,4 +1,4 @@
-"""lockgate.secrets against the real Secret Service, and its message for each keyring failure."""
+"""lockgate.keyring against the real Secret Service, and its message for each keyring failure."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import keyring.backends.fail
 import keyring.backends.null
 import pytest
 
-from lockgate import secrets
+from lockgate import keyring as secrets
 from lockgate.errors import KeyringUnavailable, LockgateError, SecretMissing
 from tests.support import keyring_env
 
@@ -201,7 +201,7 @@ NO_BUS_SCRIPT = textwrap.dedent(
     """
     import json, sys
     import keyring
-    from lockgate import secrets
+    from lockgate import keyring as secrets
     from lockgate.errors import KeyringUnavailable
 
     if sys.argv[1] == "instance":
@@ -252,7 +252,7 @@ LOCKED_SCRIPT = textwrap.dedent(
     """
     import json
     import secretstorage
-    from lockgate import secrets
+    from lockgate import keyring as secrets
     from lockgate.errors import KeyringUnavailable
 
     secrets.set_secret("lockgate-test-locked", "SECRET-VALUE")

@@ -1,4 +1,4 @@
-"""lockgate.servers: the route catalog and each upstream's credential state.
+"""lockgate.upstream.state: the route catalog and each upstream's credential state.
 
 Why it exists: `lockgate servers` and `lockgate doctor` tell a developer which upstream
 still needs a secret or a connect; a wrong state sends them to fix the wrong thing, and a
@@ -19,11 +19,14 @@ from pathlib import Path
 import keyring.backends.fail
 import pytest
 
-from lockgate import login, secrets, upstream_tokens
+from lockgate import keyring as secrets
+from lockgate.authserver.requests import local_user
+from lockgate.authserver.tokens import UserClaims
 from lockgate.errors import KeyringUnavailable, LockgateError, ProfileError, SecretMissing
-from lockgate.oauth import local_user
-from lockgate.profile import Profile, UpstreamSection, parse_profile
-from lockgate.servers import (
+from lockgate.identity import session as login
+from lockgate.profile.model import Profile, UpstreamSection, parse_profile
+from lockgate.upstream import tokens as upstream_tokens
+from lockgate.upstream.state import (
     CredentialState,
     SignedIn,
     active_profile_path,
@@ -31,7 +34,6 @@ from lockgate.servers import (
     keyring_lookup,
     signed_in,
 )
-from lockgate.tokens import UserClaims
 from tests.support import keyring_env
 
 

@@ -1,4 +1,4 @@
-"""lockgate/sessions.py: who opened each MCP session; bounded, forgetting, never the raw id."""
+"""lockgate/mcp/sessions.py: who opened each MCP session; bounded, forgetting, never the raw id."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lockgate.sessions import Owner, SessionTable, is_session_hash, session_hash
+from lockgate.mcp.sessions import Owner, SessionTable, is_session_hash, session_hash
 
 ALICE = Owner("alice", "client-1", "notes")
 
@@ -129,7 +129,7 @@ def test_is_session_hash() -> None:
 
 
 def test_watch_shows_a_hash_even_for_old_events_holding_the_id() -> None:
-    from lockgate.watch import detail
+    from lockgate.audit.watch import detail
 
     hashed = dict(detail({"event": "tool.call", "session": session_hash("abc")}).fields)
     assert hashed["session"] == session_hash("abc")

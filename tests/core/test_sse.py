@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lockgate.sse import SseEvent, SseParser, SseRewriter, serialize
+from lockgate.mcp.sse import SseEvent, SseParser, SseRewriter, serialize
 
 BOM = b"\xef\xbb\xbf"
 

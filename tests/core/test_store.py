@@ -1,4 +1,4 @@
-"""lockgate.store: migrations recorded in the database, clients, grants, refresh rotation."""
+"""lockgate.authserver.store: migrations in the database, clients, grants, refresh rotation."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from lockgate.authserver.store import MIGRATIONS, Migration, Store, hash_token, migrate, new_token
 from lockgate.errors import LockgateError
 from lockgate.paths import data_dir
-from lockgate.store import MIGRATIONS, Migration, Store, hash_token, migrate, new_token
 
 ROUTE = "notes"
 REDIRECT = "http://127.0.0.1:33418/callback"

@@ -1,4 +1,4 @@
-"""lockgate.tokens: the signing key, access tokens, authorization codes and PKCE."""
+"""lockgate.authserver.tokens: the signing key, access tokens, authorization codes and PKCE."""
 
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ from hypothesis import strategies as st
 from joserfc import jws
 from joserfc.jwk import OctKey
 
-from lockgate.errors import KeyringUnavailable, LockgateError
-from lockgate.tokens import (
+from lockgate.authserver.tokens import (
     ACCESS_TOKEN_TTL,
     AccessClaims,
     CodeStore,
@@ -37,6 +36,7 @@ from lockgate.tokens import (
     pkce_s256,
     verify_access_token,
 )
+from lockgate.errors import KeyringUnavailable, LockgateError
 from tests.support import keyring_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,8 +160,8 @@ def test_signing_key_persists_in_the_real_keyring(keyring_user: str) -> None:
     token = _token(first)
     script = textwrap.dedent(
         f"""
-        from lockgate.tokens import KeyringKeySource, load_or_create_signing_key
-        from lockgate.tokens import verify_access_token
+        from lockgate.authserver.tokens import KeyringKeySource, load_or_create_signing_key
+        from lockgate.authserver.tokens import verify_access_token
         key = load_or_create_signing_key(KeyringKeySource({keyring_user!r}))
         claims = verify_access_token(
             {token!r}, keys=key, audience={AUDIENCE!r}, issuer={ISSUER!r}, now={NOW + 1}

@@ -1,4 +1,4 @@
-"""lockgate/upstream_oauth.py: MCP authorization discovery, registration, PKCE and tokens.
+"""lockgate/upstream/oauth.py: MCP authorization discovery, registration, PKCE and tokens.
 
 Why it exists: the gateway follows URLs a third party chose. These tests serve the
 upstream's metadata from real HTTP servers on 127.0.0.1 and check that discovery walks the
@@ -27,8 +27,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from lockgate import upstream_oauth as uo
 from lockgate.cli.demo_server import BackgroundServer
+from lockgate.upstream import oauth as uo
 from tests.support.protected_upstream import protected_upstream
 
 
@@ -457,7 +457,7 @@ def test_profile_oauth_keys_are_checked_with_file_and_line(
     extra: str, line: int, expected: str
 ) -> None:
     from lockgate.errors import ProfileError
-    from lockgate.profile import parse_profile
+    from lockgate.profile.model import parse_profile
 
     with pytest.raises(ProfileError) as e:
         parse_profile(PROFILE_HEAD + extra, "p.toml")
@@ -466,7 +466,7 @@ def test_profile_oauth_keys_are_checked_with_file_and_line(
 
 
 def test_profile_oauth_keys_are_read() -> None:
-    from lockgate.profile import parse_profile
+    from lockgate.profile.model import parse_profile
 
     profile = parse_profile(
         PROFILE_HEAD

@@ -1,9 +1,9 @@
-"""lockgate/upstream_tokens.py: one user's tokens for one upstream, as JSON in the keyring.
+"""lockgate/upstream/tokens.py: one user's tokens for one upstream, as JSON in the keyring.
 
 Why it exists: the gateway reads these on every call to an `auth = "oauth"` upstream and
 `lockgate servers` asks `stored()`. A damaged entry must read as "connect again", never as
 half a token; long tokens must survive the chunking; secrets must not show in a repr.
-Most tests force an in-memory keyring backend (the real `lockgate.secrets` code runs); one
+Most tests force an in-memory keyring backend (the real `lockgate.keyring` code runs); one
 uses the real OS keyring (skipped, failed in CI, without one).
 """
 
@@ -13,9 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from lockgate import secrets, upstream_tokens
+from lockgate import keyring as secrets
 from lockgate.errors import SecretMissing
-from lockgate.upstream_tokens import UpstreamTokens
+from lockgate.upstream import tokens as upstream_tokens
+from lockgate.upstream.tokens import UpstreamTokens
 from tests.addons.test_credentials import MemoryKeyring
 from tests.support import keyring_env
 

@@ -14,14 +14,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lockgate.filters import Policy, Rule
-from lockgate.uris import (
+from lockgate.mcp.uris import (
     UriError,
     normalise,
     normalise_pattern,
     normalise_template,
     normalised,
 )
+from lockgate.policy.view import Policy, Rule
 
 UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 

@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lockgate.errors import LockgateError
-from lockgate.urlcheck import (
+from lockgate.net.urlcheck import (
     CheckedUrl,
     FetchError,
     UnsafeUrl,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from lockgate.watch import (
+from lockgate.audit.watch import (
     FIELDS,
     OUTCOME_CYCLE,
     Filter,
@@ -513,7 +513,7 @@ def test_window_invariants_under_any_keys(steps: list[Any], height: int, ring: i
 def test_a_tool_call_is_one_row_its_started_event_replaced_by_the_completion() -> None:
     """Issue 9 item 11: the started event shows while the call runs, then its completion
     takes the row; a call that never completed stays `started`; calls are counted once."""
-    from lockgate.watch import WatchModel
+    from lockgate.audit.watch import WatchModel
 
     base = {"route": "notes", "session": "a1b2c3d4e5f6", "user": "alice", "method": "tools/call"}
     model = WatchModel()

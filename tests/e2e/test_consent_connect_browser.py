@@ -22,8 +22,8 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from lockgate import upstream_tokens
-from lockgate.oauth import local_user
+from lockgate.authserver.requests import local_user
+from lockgate.upstream import tokens as upstream_tokens
 from tests.e2e.test_dev_signin import ENV, pkce
 from tests.support import keyring_env, require
 from tests.support.browser import chromium, serve_pages

@@ -34,8 +34,8 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from lockgate.audit import verify
-from lockgate.tokens import SigningKey, UserClaims, issue_access_token
+from lockgate.audit.log import verify
+from lockgate.authserver.tokens import SigningKey, UserClaims, issue_access_token
 from tests.e2e.test_upstreams_direct import DEMO_TOOLS, text_of
 from tests.support.gateway import GatewayStack, profile_text, running_gateway
 from tests.support.oauth_client import MemoryStorage, approve, signed_in_client

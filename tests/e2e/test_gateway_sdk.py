@@ -25,8 +25,8 @@ import mcp_types as types
 import pytest
 from mcp import Client
 
-from lockgate.audit import verify
-from lockgate.sessions import session_hash
+from lockgate.audit.log import verify
+from lockgate.mcp.sessions import session_hash
 from tests.e2e.test_upstreams_direct import (
     DEMO_TOOLS,
     JSON_DROPS_PROGRESS,

@@ -25,8 +25,9 @@ from typing import Any
 import httpx
 import pytest
 
-from lockgate import audit, login
-from lockgate.audit import read_events, verify
+from lockgate.audit import log as audit
+from lockgate.audit.log import read_events, verify
+from lockgate.identity import session as login
 from tests.e2e.test_dev_signin import CALLBACK, ENV, redirect_params
 from tests.e2e.test_upstreams_direct import DEMO_TOOLS
 from tests.support import keyring_env

@@ -24,10 +24,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lockgate import login
-from lockgate.audit import read_events, verify
-from lockgate.oidc import OIDCError, discover
-from lockgate.profile import IdentitySection
+from lockgate.audit.log import read_events, verify
+from lockgate.identity import session as login
+from lockgate.identity.browser import OIDCError, discover
+from lockgate.profile.model import IdentitySection
 from tests.support import keyring_env, require
 from tests.support.oidc_node import (
     CLIENT_ID,

@@ -32,9 +32,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from lockgate import upstream_tokens
-from lockgate.audit import verify
-from lockgate.login import delete_session
+from lockgate.audit.log import verify
+from lockgate.identity.session import delete_session
+from lockgate.upstream import tokens as upstream_tokens
 from tests.e2e.test_dev_signin import (
     authorize_url,
     exchange,

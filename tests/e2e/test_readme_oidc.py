@@ -32,8 +32,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lockgate import secrets
-from lockgate.audit import verify
+from lockgate import keyring as secrets
+from lockgate.audit.log import verify
 from tests.e2e.test_dev_signin import (
     authorize_url,
     exchange,

@@ -16,7 +16,7 @@ from contextlib import ExitStack
 import httpx
 import pytest
 
-from lockgate import login
+from lockgate.identity import session as login
 from tests.e2e.test_dev_signin import ENV, authorize_url, pkce, redirect_params, register
 from tests.e2e.test_login_cli import USERS, Stack, cli, cli_login
 from tests.support import keyring_env

@@ -16,9 +16,9 @@ from contextlib import ExitStack
 import httpx
 import pytest
 
-from lockgate.oauth import MAX_PENDING_PER_CLIENT, OAuthError, PendingAuthorizations
-from lockgate.oidc import PendingLogins, TooManyLogins
-from lockgate.tokens import UserClaims
+from lockgate.authserver.requests import MAX_PENDING_PER_CLIENT, OAuthError, PendingAuthorizations
+from lockgate.authserver.tokens import UserClaims
+from lockgate.identity.browser import PendingLogins, TooManyLogins
 from tests.e2e.test_dev_signin import ENV, Stack, authorize_url, pkce, register
 from tests.support.gateway import profile_text, running_gateway
 from tests.support.recorder import recording_upstream

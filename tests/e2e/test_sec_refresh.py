@@ -29,8 +29,8 @@ from typing import Any
 import httpx
 import pytest
 
-from lockgate import login
-from lockgate.store import Store
+from lockgate.authserver.store import Store
+from lockgate.identity import session as login
 from tests.e2e.test_dev_signin import (
     CALLBACK,
     ENV,

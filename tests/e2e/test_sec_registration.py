@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lockgate.store import Store
+from lockgate.authserver.store import Store
 from tests.e2e.test_dev_signin import CALLBACK, ENV
 from tests.support.gateway import GatewayProcess as Gateway
 from tests.support.gateway import profile_text, running_gateway

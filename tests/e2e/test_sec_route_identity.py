@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lockgate import secrets
-from lockgate.tokens import KEYRING_USERNAME
+from lockgate import keyring as secrets
+from lockgate.authserver.tokens import KEYRING_USERNAME
 from tests.e2e.test_dev_signin import (
     authorize_url,
     exchange,

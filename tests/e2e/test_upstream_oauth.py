@@ -37,9 +37,9 @@ from typing import Any
 import httpx
 import pytest
 
-from lockgate import upstream_tokens
-from lockgate.audit import verify
-from lockgate.oauth import local_user
+from lockgate.audit.log import verify
+from lockgate.authserver.requests import local_user
+from lockgate.upstream import tokens as upstream_tokens
 from tests.e2e.test_dev_signin import (
     authorize_url,
     hidden_fields,

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from lockgate.audit import AuditLog
+from lockgate.audit.log import AuditLog
 from tests.support import require
 
 WIDTH, HEIGHT = 140, 40

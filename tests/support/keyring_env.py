@@ -26,7 +26,7 @@ import keyring.backends.fail
 import keyring.backends.null
 import keyring.core
 
-from lockgate import secrets
+from lockgate import keyring as secrets
 from tests.support import require
 
 REASON = "no unlocked Secret Service (run under dbus-run-session with gnome-keyring, see .ci/run)"

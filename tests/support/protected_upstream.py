@@ -40,7 +40,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 from lockgate.cli.demo_server import LOOPBACK_SECURITY, BackgroundServer
-from lockgate.upstream_tokens import UpstreamTokens
+from lockgate.upstream.tokens import UpstreamTokens
 
 SUBJECT = "alice"
 
@@ -246,7 +246,7 @@ async def connect_directly(up: ProtectedUpstream, upstream: str = "up") -> Upstr
     the browser step walked with an HTTP client: for tests of what uses the tokens."""
     import httpx
 
-    from lockgate import upstream_oauth as uo
+    from lockgate.upstream import oauth as uo
 
     found = await uo.discover(up.url, await uo.probe(up.url))
     redirect_uri = f"http://127.0.0.1:9/connect/{upstream}/callback"

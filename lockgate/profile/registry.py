@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lockgate.profile import Profile
+from lockgate.profile.model import Profile
 
 
 def registry_servers(profile: Profile, base_url: str) -> dict[str, Any]:

@@ -7,8 +7,8 @@ import json
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from lockgate.filters import Policy
-from lockgate.profile import Profile, RouteSection, UpstreamSection
+from lockgate.policy.view import Policy
+from lockgate.profile.model import Profile, RouteSection, UpstreamSection
 
 MCP_PREFIX = "/mcp/"
 

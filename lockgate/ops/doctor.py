@@ -26,8 +26,8 @@ from typing import Literal
 import httpx
 
 from lockgate.errors import LockgateError
-from lockgate.profile import Profile, UpstreamSection, load_profile, split_listen
-from lockgate.servers import StateLookup, active_profile_path, keyring_lookup
+from lockgate.profile.model import Profile, UpstreamSection, load_profile, split_listen
+from lockgate.upstream.state import StateLookup, active_profile_path, keyring_lookup
 
 __all__ = [
     "Check",
@@ -169,7 +169,7 @@ def check_keyring(probe: Callable[[], object] | None = None, *, needed: bool = T
 
     With `needed=False` (a profile that keeps nothing in the keyring) a failure is a note.
     """
-    from lockgate import secrets
+    from lockgate import keyring as secrets
     from lockgate.errors import KeyringUnavailable
 
     read = probe or (lambda: secrets.get_entry(PROBE_ENTRY))
@@ -290,7 +290,7 @@ async def check_identity(profile: Profile, *, timeout: float = DEFAULT_TIMEOUT) 
         return CheckResult(name, "ok", 'kind "none": no sign-in, local user only')
     if identity.kind == "dev":
         return CheckResult(name, "ok", 'kind "dev": local sign-in on this machine')
-    from lockgate.oidc import OIDCError, discover
+    from lockgate.identity.browser import OIDCError, discover
 
     issuer = identity.issuer or ""
     try:
@@ -312,7 +312,7 @@ async def check_identity(profile: Profile, *, timeout: float = DEFAULT_TIMEOUT) 
 
 
 def _read_entry(entry: str) -> str | None:
-    from lockgate import secrets
+    from lockgate import keyring as secrets
 
     return secrets.get_entry(entry)
 
@@ -322,8 +322,8 @@ def check_signing_key(
 ) -> CheckResult:
     """Kinds dev/oidc sign gateway tokens with a key kept in the keyring: it is there and
     readable, or can be made at the first start (never made here). Its value is not shown."""
+    from lockgate.authserver.tokens import KEYRING_USERNAME, SigningKey
     from lockgate.errors import KeyringUnavailable
-    from lockgate.tokens import KEYRING_USERNAME, SigningKey
 
     name = "signing key"
     if profile.identity.signing_key == "memory":

@@ -16,7 +16,7 @@ MCP authorization (spec revision 2025-11-25), in the spec's order:
    `resource` indicator (RFC 8707) = the upstream's canonical URL, and a single-use state.
 
 Every URL taken from metadata is a third party's choice: each passes
-`lockgate.urlcheck.check_url` before it is fetched, posted to, or shown to a browser, and
+`lockgate.net.urlcheck.check_url` before it is fetched, posted to, or shown to a browser, and
 each request goes to the addresses that were checked (no second DNS lookup). Nothing here
 logs or puts in an error message a token, code, verifier or secret; error messages never
 quote a response body.
@@ -41,11 +41,11 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lockgate.errors import LockgateError
-from lockgate.oauth_client import authorization_url as authorization_url_for
-from lockgate.oauth_client import pkce_pair
-from lockgate.profile import is_loopback_host
-from lockgate.upstream_tokens import UpstreamTokens
-from lockgate.urlcheck import CheckedUrl, FetchError, Resolver, UnsafeUrl, check_url, fetch_json
+from lockgate.net.oauth_client import authorization_url as authorization_url_for
+from lockgate.net.oauth_client import pkce_pair
+from lockgate.net.urlcheck import CheckedUrl, FetchError, Resolver, UnsafeUrl, check_url, fetch_json
+from lockgate.profile.model import is_loopback_host
+from lockgate.upstream.tokens import UpstreamTokens
 
 CONNECT_TTL = 600.0  # a browser has ten minutes to come back from the upstream's sign-in
 REFRESH_AHEAD = 60.0  # refresh this long before the access token expires

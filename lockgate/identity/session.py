@@ -2,14 +2,14 @@
 
 The CLI signs the user in (authorization code + PKCE S256 through the browser with a
 loopback redirect, RFC 8252; or the device authorization grant, RFC 8628), validates the ID
-token (JWKS signature, iss, aud, exp, nonce) with `lockgate.oidc`, and keeps an
+token (JWKS signature, iss, aud, exp, nonce) with `lockgate.identity.browser`, and keeps an
 :class:`IdpSession` (the provider's refresh token and who the user is) in the keyring under
 ``idp:<issuer>:sub:<sub>``; ``idp:<issuer>:current`` names the user `lockgate login` signed
 in. The gateway refreshes that session with the provider before it refreshes its own grants:
 when the provider refuses (``invalid_grant``), the session is deleted and the user's gateway
 session ends with it.
 
-Every provider URL is called through `lockgate.urlcheck.post_form` (checked under the SSRF
+Every provider URL is called through `lockgate.net.urlcheck.post_form` (checked under the SSRF
 rules right before the call and pinned to the checked addresses). Nothing here prints, logs
 or puts into an error a token, code, verifier, user code's device code or secret.
 """
@@ -30,14 +30,14 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lockgate import audit
-from lockgate import secrets as keyring_store
+from lockgate import keyring as keyring_store
+from lockgate.audit import log as audit
+from lockgate.authserver.tokens import UserClaims
 from lockgate.errors import KeyringUnavailable, LockgateError
-from lockgate.oauth_client import authorization_url, pkce_pair
-from lockgate.oidc import OIDCError, Provider, fetch_keys, validate_id_token
-from lockgate.profile import IdentitySection
-from lockgate.tokens import UserClaims
-from lockgate.urlcheck import FetchError, UnsafeUrl, post_form
+from lockgate.identity.browser import OIDCError, Provider, fetch_keys, validate_id_token
+from lockgate.net.oauth_client import authorization_url, pkce_pair
+from lockgate.net.urlcheck import FetchError, UnsafeUrl, post_form
+from lockgate.profile.model import IdentitySection
 
 REFRESH_AFTER = 300.0  # a provider refresh older than this is repeated before it is relied on
 RECHECK_ENV = "LOCKGATE_IDP_RECHECK"  # seconds, overriding REFRESH_AFTER for the gateway
@@ -160,7 +160,7 @@ def cli_user(identity: IdentitySection) -> UserClaims | None:
     runs lockgate for kinds none/dev; for oidc the live session `lockgate login` left, or
     None when nobody is signed in. Upstream tokens are stored under the returned sub."""
     if identity.kind != "oidc":
-        from lockgate.oauth import local_user
+        from lockgate.authserver.requests import local_user
 
         return UserClaims(sub=local_user())
     session = current_session(identity.issuer or "")
@@ -775,7 +775,7 @@ async def finish_device(
 
 def record_event(audit_path: Path, event: dict[str, Any]) -> str:
     """Append one `auth.*` event from the CLI: "written", or "pending" while a running
-    gateway holds the log (see :func:`lockgate.audit.record`)."""
+    gateway holds the log (see :func:`lockgate.audit.log.record`)."""
     return audit.record(audit_path, {**event, "source": "cli"})
 
 

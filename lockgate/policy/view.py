@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from lockgate.uris import UriError, normalise, normalise_pattern, normalise_template
+from lockgate.mcp.uris import UriError, normalise, normalise_pattern, normalise_template
 
 
 def _translate(pattern: str) -> str:
@@ -174,7 +174,7 @@ class Policy:
     _passthrough: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Resource rules match URIs in normal form (lockgate.uris): so must their patterns.
+        # Resource rules match URIs in normal form (lockgate.mcp.uris): so must their patterns.
         object.__setattr__(self, "resources", _normal_rule(self.resources, template=False))
         object.__setattr__(
             self, "resource_templates", _normal_rule(self.resource_templates, template=True)

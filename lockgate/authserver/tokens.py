@@ -34,9 +34,9 @@ from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import OKPKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lockgate import secrets as keyring_secrets
+from lockgate import keyring as keyring_secrets
 from lockgate.errors import LockgateError
-from lockgate.oauth_client import s256
+from lockgate.net.oauth_client import s256
 
 ALGORITHM = "Ed25519"
 KEYRING_USERNAME = "gateway:signing-key"
@@ -296,7 +296,7 @@ class AccessClaims(BaseModel):
     client_id: str = Field(min_length=1)
     scope: str = ""
     gid: str | None = None
-    rid: str | None = None  # the route's identity (lockgate.routing.route_identity)
+    rid: str | None = None  # the route's identity (lockgate.policy.routes.route_identity)
 
 
 def issue_access_token(

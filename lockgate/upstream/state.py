@@ -2,7 +2,7 @@
 
 `catalog` is pure: it takes a Profile and a lookup that says, per upstream, what state its
 credential is in. `keyring_lookup` is the real lookup (the OS keyring, through
-`lockgate.secrets` and `lockgate.upstream_tokens`); tests and `lockgate doctor` reuse both.
+`lockgate.keyring` and `lockgate.upstream.tokens`); tests and `lockgate doctor` reuse both.
 Nothing here returns or shows a secret's value: only whether one is held. Under kind oidc the
 oauth states are for the user `lockgate login` signed in (`signed_in`, a keyring read; the
 provider is never asked).
@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from lockgate.authserver.tokens import UserClaims
 from lockgate.errors import KeyringUnavailable, LockgateError
-from lockgate.profile import Profile, UpstreamSection, active_profile_path
-from lockgate.tokens import UserClaims
+from lockgate.profile.model import Profile, UpstreamSection, active_profile_path
 
 __all__ = [
     "CredentialState",
@@ -132,10 +132,10 @@ class SignedIn:
 def signed_in(
     profile: Profile, read: Callable[[Profile], UserClaims | None] | None = None
 ) -> SignedIn:
-    """The CLI's user for this profile (`lockgate.login.cli_user`: a keyring read, never a
+    """The CLI's user for this profile (`identity.session.cli_user`: a keyring read, never a
     call to the provider); a keyring that cannot be read or a damaged sign-in is a state."""
     if read is None:
-        from lockgate.login import cli_user
+        from lockgate.identity.session import cli_user
 
         def read(p: Profile) -> UserClaims | None:
             return cli_user(p.identity)
@@ -162,7 +162,8 @@ def keyring_lookup(
     signed in for kind oidc; nobody signed in says "sign in first". A keyring that cannot
     be used becomes a state, not an error.
     """
-    from lockgate import secrets, upstream_tokens
+    from lockgate import keyring as secrets
+    from lockgate.upstream import tokens as upstream_tokens
 
     check_secret = has_secret or secrets.has_secret
     check_tokens = stored or upstream_tokens.stored

@@ -1,7 +1,7 @@
 """Upstream OAuth tokens in the OS keyring, one entry per (signed-in user, upstream).
 
 Stored as JSON under the keyring username ``oauth:<upstream>:<user sub>`` through the
-chunked store of :mod:`lockgate.secrets` (tokens from some providers exceed one entry).
+chunked store of :mod:`lockgate.keyring` (tokens from some providers exceed one entry).
 A stored record that is not valid JSON of the expected shape reads as "incomplete": the
 user connects again, nothing half-read is ever sent upstream.
 """
@@ -12,7 +12,7 @@ import time
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lockgate import secrets
+from lockgate import keyring as secrets
 from lockgate.errors import SecretMissing
 
 

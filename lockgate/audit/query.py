@@ -1,6 +1,6 @@
 """Queries and statistics over the audit log: time parsing, filters, exact percentiles.
 
-Pure functions over event dicts as `lockgate.audit` writes them, so `lockgate audit query`
+Pure functions over event dicts as `lockgate.audit.log` writes them, so `lockgate audit query`
 and `lockgate audit stats` are thin, and the same filter can drive other views. Times in
 the log are UTC (`2026-11-27T06:40:01.123Z`); every time here is an aware UTC datetime.
 """

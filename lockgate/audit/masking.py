@@ -2,7 +2,7 @@
 
 Why it exists: tool arguments named `key` or `pat`, and results holding `AKIA…`, `ghp_…` or
 `sk-…` keys, were stored in the audit log and shown by `watch` as they were. The audit's
-previews (`lockgate.audit.preview`) ask this module which keys name a secret and mask
+previews (`lockgate.audit.log.preview`) ask this module which keys name a secret and mask
 credential shapes in every string they keep. Only the audit path runs it, with regexes
 compiled once. The guardrails issue widens this to full redaction.
 """

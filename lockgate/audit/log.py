@@ -37,10 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from lockgate import keyring as keyring_store
 from lockgate import paths
-from lockgate import secrets as keyring_store
+from lockgate.audit.masking import MASK, is_secret_key, mask_text
 from lockgate.errors import LockgateError
-from lockgate.masking import MASK, is_secret_key, mask_text
 
 if sys.platform != "win32":
     import fcntl

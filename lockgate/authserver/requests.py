@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lockgate.profile import is_loopback_host
-from lockgate.tokens import UserClaims
+from lockgate.authserver.tokens import UserClaims
+from lockgate.profile.model import is_loopback_host
 
 # How long a consent page stays valid, and refresh tokens live.
 CONSENT_TTL = 300.0

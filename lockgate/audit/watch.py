@@ -19,9 +19,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from lockgate.audit import latency_text, time_text
-from lockgate.filters import glob_match
-from lockgate.sessions import is_session_hash, session_hash
+from lockgate.audit.log import latency_text, time_text
+from lockgate.mcp.sessions import is_session_hash, session_hash
+from lockgate.policy.view import glob_match
 
 __all__ = [
     "FIELDS",

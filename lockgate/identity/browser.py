@@ -1,7 +1,7 @@
 """Sign-in through the profile's OpenID Connect provider (`[identity] kind = "oidc"`).
 
 Discovery (`<issuer>/.well-known/openid-configuration` and its JWKS) is fetched under the
-SSRF rules of `lockgate.urlcheck` and validated; the gateway's `/oauth/authorize` sends
+SSRF rules of `lockgate.net.urlcheck` and validated; the gateway's `/oauth/authorize` sends
 the browser to the provider (code flow, PKCE S256, state, nonce), and `/oauth/callback`
 exchanges the code and validates the ID token (JWKS signature, iss, aud, exp, nonce).
 Nothing here logs or returns a token, code, verifier or secret.
@@ -21,10 +21,10 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from lockgate.authserver.tokens import UserClaims
 from lockgate.errors import LockgateError
-from lockgate.oauth_client import pkce_pair
-from lockgate.tokens import UserClaims
-from lockgate.urlcheck import FetchError, UnsafeUrl, check_url, fetch_json, post_form
+from lockgate.net.oauth_client import pkce_pair
+from lockgate.net.urlcheck import FetchError, UnsafeUrl, check_url, fetch_json, post_form
 
 LOGIN_TTL = 300.0
 SESSION_TTL = 30 * 60.0

@@ -125,7 +125,7 @@ def m003_grant_claims(db: sqlite3.Connection) -> None:
 
 @migration
 def m004_route_identity(db: sqlite3.Connection) -> None:
-    # The route's identity (lockgate.routing.route_identity) a grant or an approval was
+    # The route's identity (lockgate.policy.routes.route_identity) a grant or an approval was
     # given for; NULL for older rows, which match no route (consent is asked again).
     db.execute("ALTER TABLE grants ADD COLUMN route_id TEXT")
     db.execute("ALTER TABLE approvals ADD COLUMN route_id TEXT")

@@ -30,8 +30,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lockgate.filters import Policy, Rule
-from lockgate.profile import AccessRuleSection, AccessSection
+from lockgate.policy.view import Policy, Rule
+from lockgate.profile.model import AccessRuleSection, AccessSection
 
 Kind = Literal["tools", "prompts", "resources", "resource_templates"]
 KINDS: tuple[Kind, ...] = ("tools", "prompts", "resources", "resource_templates")

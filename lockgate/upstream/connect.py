@@ -1,11 +1,11 @@
 """Connecting an `auth = "oauth"` upstream: the gateway as that upstream's OAuth client.
 
 `ConnectService` runs MCP authorization discovery against the upstream (see
-`lockgate.upstream_oauth`), registers the gateway there, and sends the browser to the
+`lockgate.upstream.oauth`), registers the gateway there, and sends the browser to the
 upstream's authorization server with PKCE, the resource indicator and a state that is
 single-use, short-lived and bound to this browser by a cookie; its callback checks all that,
 exchanges the code, and stores the tokens in the OS keyring under the signed-in user
-(`lockgate.upstream_tokens`). The gateway's client ID metadata document, used when the
+(`lockgate.upstream.tokens`). The gateway's client ID metadata document, used when the
 gateway has an https public URL and the upstream's server supports them, is served at
 `/connect/_client-metadata.json`.
 
@@ -24,13 +24,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import anyio.to_thread
 
-from lockgate import jsonrpc, upstream_oauth, upstream_tokens
+from lockgate.authserver.requests import message_page
 from lockgate.errors import KeyringUnavailable, LockgateError, SecretMissing
-from lockgate.oauth import message_page
-from lockgate.oidc import cookie_value
-from lockgate.profile import Profile, UpstreamSection
-from lockgate.secrets import get_entry
-from lockgate.upstream_oauth import (
+from lockgate.identity.browser import cookie_value
+from lockgate.keyring import get_entry
+from lockgate.mcp import jsonrpc
+from lockgate.profile.model import Profile, UpstreamSection
+from lockgate.upstream import oauth as upstream_oauth
+from lockgate.upstream import tokens as upstream_tokens
+from lockgate.upstream.oauth import (
     METADATA_DOCUMENT_PATH,
     Client,
     PendingConnects,

@@ -2,7 +2,7 @@
 
 An MCP client may skip registration and use an https URL as its ``client_id``: the URL
 serves a JSON document describing the client (name, redirect URIs). The gateway fetches it
-under the SSRF rules of :mod:`lockgate.urlcheck` (public https only, every address checked,
+under the SSRF rules of :mod:`lockgate.net.urlcheck` (public https only, every address checked,
 the connection pinned; no redirects followed, as the draft requires), validates it
 (its ``client_id`` is the URL, no client secret, redirect URIs by the same rules as dynamic
 registration), and caches it, bounded in entries and in time, honouring the server's cache
@@ -10,7 +10,7 @@ headers within limits.
 
 Pure parsing and validation here, plus one fetch function; the `oauth_cimd` addon decides
 when to resolve and records the client in the store as kind "cimd". Every refusal is an
-:class:`~lockgate.oauth.OAuthError` (``invalid_client``) with one sentence for the user.
+:class:`~lockgate.authserver.requests.OAuthError` (``invalid_client``), one sentence for the user.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import anyio.to_thread
 import httpx
 from pydantic import Field, ValidationError
 
-from lockgate.oauth import ClientMetadata, OAuthError, redirect_uri_problem
-from lockgate.urlcheck import FetchError, Resolver, UnsafeUrl, check_url, fetch_json
+from lockgate.authserver.requests import ClientMetadata, OAuthError, redirect_uri_problem
+from lockgate.net.urlcheck import FetchError, Resolver, UnsafeUrl, check_url, fetch_json
 
 # The draft suggests 5 KB: a client description is small, and the gateway reads it often.
 MAX_DOCUMENT_BYTES = 5 * 1024

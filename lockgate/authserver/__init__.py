@@ -1,0 +1,3 @@
+"""The gateway as the OAuth 2.1 authorization server its MCP clients expect."""
+
+__all__ = ["cimd", "requests", "store", "tokens"]

@@ -1,0 +1,3 @@
+"""Outbound HTTP under the SSRF rules."""
+
+__all__ = ["oauth_client", "urlcheck"]

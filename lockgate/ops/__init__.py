@@ -1,0 +1,3 @@
+"""Operating the gateway: doctor's checks."""
+
+__all__ = ["doctor"]

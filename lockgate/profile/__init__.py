@@ -1,0 +1,3 @@
+"""What IT writes: the profile's data model and the MCP Registry shape."""
+
+__all__ = ["model", "registry"]

@@ -1,0 +1,3 @@
+"""The gateway toward upstreams: discovery, OAuth, stored credentials and their state."""
+
+__all__ = ["connect", "oauth", "state", "tokens"]
