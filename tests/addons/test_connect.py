@@ -31,7 +31,7 @@ from lockgate.addons.connect import Connect, connection_state
 from lockgate.authserver.requests import local_user
 from lockgate.upstream import tokens as upstream_tokens
 from tests.addons.test_credentials import MemoryKeyring
-from tests.core.test_upstream_oauth import docs_server
+from tests.core.upstream.test_upstream_oauth import docs_server
 from tests.support import keyring_env
 from tests.support.protected_upstream import protected_upstream
 

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from lockgate import keyring as secrets
 from lockgate.cli import doctor as doctor_cli
 from lockgate.ops.doctor import Check, CheckResult
-from tests.core.test_servers import login_session, oidc_profile_text, upstream_tokens_for
+from tests.core.upstream.test_servers import login_session, oidc_profile_text, upstream_tokens_for
 from tests.e2e.test_oidc_signin import provider  # noqa: F401 (fixture)
 from tests.support import keyring_env
 from tests.support.gateway import profile_text

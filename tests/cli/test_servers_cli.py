@@ -27,7 +27,7 @@ from lockgate.cli import servers as servers_cli
 from lockgate.errors import ProfileError
 from lockgate.profile.model import parse_profile
 from lockgate.upstream.state import SignedIn, catalog, keyring_lookup
-from tests.core.test_servers import (
+from tests.core.upstream.test_servers import (
     login_session,
     new_issuer,
     oidc_profile_text,

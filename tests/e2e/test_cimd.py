@@ -8,7 +8,7 @@ event. The official `mcp` SDK client uses its `client_metadata_url` here; the do
 from a real HTTPS server on 127.0.0.1 with a throwaway CA (the profile's `upstream_ca`).
 
 Loopback documents are allowed only because the test sets LOCKGATE_CIMD_ALLOW_LOOPBACK=1; a
-real gateway refuses them (tests/core/test_cimd.py).
+real gateway refuses them (tests/core/authserver/test_cimd.py).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from lockgate.cli.headless_oauth import (
     approve_consent,
     signed_in_client,
 )
-from tests.core.test_urlcheck import Reply, Server
+from tests.core.net.test_urlcheck import Reply, Server
 from tests.e2e.test_dev_signin import authorize_url, pkce
 from tests.support.gateway import GatewayStack, profile_text, running_gateway
 from tests.support.tls import issue_certs

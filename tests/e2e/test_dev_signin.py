@@ -10,7 +10,7 @@ the redirect to a loopback callback URL nobody listens on. Then every refusal th
 lists is checked over real HTTP, each with its status and error.
 
 The signing key lives in memory for these tests (`LOCKGATE_SIGNING_KEY_SOURCE=memory`,
-test-only): the gateway's keyring path is covered by tests/core/test_tokens.py.
+test-only): the gateway's keyring path is covered by tests/core/authserver/test_tokens.py.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ Stack = OidcStack
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[str]:
-    """The provider with alice; its issuer URL (tests/core/test_doctor.py uses it too)."""
+    """The provider with alice; its issuer URL (tests/core/ops/test_doctor.py uses it too)."""
     with oidc_mock(ALICE) as mock:
         yield mock.issuer
 

@@ -43,7 +43,7 @@ from lockgate.ops.doctor import (
 )
 from lockgate.profile.model import Profile, UpstreamSection, parse_profile
 from lockgate.upstream.state import CredentialState, keyring_lookup
-from tests.core.test_servers import (
+from tests.core.upstream.test_servers import (
     login_session,
     new_issuer,
     oidc_profile_text,

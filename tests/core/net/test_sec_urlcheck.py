@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from lockgate.upstream.oauth import UpstreamOAuthError, discover
-from tests.core.test_urlcheck import Reply, Server
+from tests.core.net.test_urlcheck import Reply, Server
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ from lockgate.authserver.tokens import (
 from lockgate.errors import KeyringUnavailable, LockgateError
 from tests.support import keyring_env
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ISSUER = "http://127.0.0.1:8787"
 AUDIENCE = "http://127.0.0.1:8787/mcp/notes"
 NOW = 1_800_000_000.0
