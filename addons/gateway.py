@@ -27,7 +27,7 @@ from lockgate.addons.upstream import install_error_pages
 from lockgate.audit import log as audit_core
 from lockgate.authserver.tokens import default_key_source, load_or_create_signing_key
 from lockgate.errors import GatewayError, KeyringUnavailable
-from lockgate.identity.browser import OIDCError, Provider, discover
+from lockgate.identity.provider import OIDCError, Provider, discover
 from lockgate.keyring import get_entry
 from lockgate.profile.model import Profile, is_loopback_host, load_profile, split_listen
 

@@ -26,15 +26,12 @@ from lockgate.authserver.tokens import UserClaims
 from lockgate.identity.browser import (
     LOGIN_COOKIE,
     LOGIN_TTL,
-    OIDCError,
     TooManyLogins,
     cookie_value,
-    exchange_code,
-    fetch_keys,
     login_cookie,
     session_cookie,
-    validate_id_token,
 )
+from lockgate.identity.provider import OIDCError, exchange_code, fetch_keys, validate_id_token
 from lockgate.identity.session import ProviderUnavailable, SessionEnded, session_for
 from lockgate.net.oauth_client import authorization_url
 from lockgate.profile.model import is_loopback_host

@@ -46,7 +46,8 @@ from lockgate.authserver.tokens import (
     load_or_create_signing_key,
 )
 from lockgate.errors import KeyringUnavailable, SecretMissing
-from lockgate.identity.browser import PendingLogins, Provider, Sessions
+from lockgate.identity.browser import PendingLogins, Sessions
+from lockgate.identity.provider import Provider
 from lockgate.identity.session import Client, SessionKeeper
 from lockgate.policy.access import scopes_supported
 from lockgate.policy.routes import route_name_of

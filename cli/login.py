@@ -19,7 +19,7 @@ from lockgate.cli import views
 from lockgate.cli.up import default_profile
 from lockgate.errors import LockgateError
 from lockgate.identity import session as core
-from lockgate.identity.browser import OIDCError, Provider, discover
+from lockgate.identity.provider import OIDCError, Provider, discover
 from lockgate.paths import audit_log_path
 from lockgate.profile.model import IdentitySection, load_profile
 

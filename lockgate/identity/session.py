@@ -34,7 +34,7 @@ from lockgate import keyring as keyring_store
 from lockgate.audit import log as audit
 from lockgate.authserver.tokens import UserClaims
 from lockgate.errors import KeyringUnavailable, LockgateError
-from lockgate.identity.browser import OIDCError, Provider, fetch_keys, validate_id_token
+from lockgate.identity.provider import OIDCError, Provider, fetch_keys, validate_id_token
 from lockgate.net.oauth_client import authorization_url, pkce_pair
 from lockgate.net.urlcheck import FetchError, UnsafeUrl, post_form
 from lockgate.profile.model import IdentitySection

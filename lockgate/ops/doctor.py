@@ -290,7 +290,7 @@ async def check_identity(profile: Profile, *, timeout: float = DEFAULT_TIMEOUT) 
         return CheckResult(name, "ok", 'kind "none": no sign-in, local user only')
     if identity.kind == "dev":
         return CheckResult(name, "ok", 'kind "dev": local sign-in on this machine')
-    from lockgate.identity.browser import OIDCError, discover
+    from lockgate.identity.provider import OIDCError, discover
 
     issuer = identity.issuer or ""
     try:

@@ -26,7 +26,7 @@ import pytest
 
 from lockgate.audit.log import read_events, verify
 from lockgate.identity import session as login
-from lockgate.identity.browser import OIDCError, discover
+from lockgate.identity.provider import OIDCError, discover
 from lockgate.profile.model import IdentitySection
 from tests.support import keyring_env, require
 from tests.support.oidc_node import (

@@ -20,7 +20,7 @@ import pytest
 from lockgate.audit import log as audit
 from lockgate.audit.log import AuditLog, read_events, verify
 from lockgate.identity import session as login
-from lockgate.identity.browser import OIDCError, Provider, discover
+from lockgate.identity.provider import OIDCError, Provider, discover
 from lockgate.profile.model import IdentitySection
 from tests.support import keyring_env
 from tests.support.oidc_mock import mock_provider

@@ -24,7 +24,7 @@ from lockgate.authserver.tokens import (
     verify_access_token,
 )
 from lockgate.errors import ProfileError
-from lockgate.identity.browser import claim_strings
+from lockgate.identity.provider import claim_strings
 from lockgate.policy.access import (
     Principal,
     RouteAccess,

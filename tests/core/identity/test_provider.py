@@ -1,4 +1,4 @@
-"""lockgate.identity.browser: discovery checks and ID token validation, with tokens signed here.
+"""lockgate.identity.provider: discovery checks and ID token validation, with tokens signed here.
 
 Why it exists: the ID token is the only proof of who signed in. A token for another client,
 from another issuer, replayed into another sign-in (nonce), expired or signed by another
@@ -21,15 +21,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
-from lockgate.identity.browser import (
-    OIDCError,
-    PendingLogins,
-    Sessions,
-    cookie_value,
-    discover,
-    session_cookie,
-    validate_id_token,
-)
+from lockgate.identity.provider import OIDCError, discover, validate_id_token
 
 ISSUER = "https://login.example.com"
 CLIENT = "lockgate"
@@ -107,36 +99,6 @@ def test_an_unsigned_token_is_refused() -> None:
     body = base64.urlsafe_b64encode(json.dumps({"sub": "alice"}).encode()).rstrip(b"=").decode()
     with pytest.raises(OIDCError):
         check(f"{header}.{body}.")
-
-
-def test_logins_are_single_use_and_expire() -> None:
-    now = [1000.0]
-    logins = PendingLogins(ttl=60, clock=lambda: now[0])
-    state, login = logins.add({"client_id": "c"})
-    assert login.nonce and login.verifier and len(login.challenge) == 43
-    assert logins.take(state, login.browser) is not None
-    assert logins.take(state, login.browser) is None
-    state, login = logins.add({"client_id": "c"})
-    assert logins.take(state, "another-browser") is None  # login CSRF
-    assert logins.take(state, login.browser) is None  # and the state is spent
-    state, login = logins.add({"client_id": "c"})
-    now[0] += 61
-    assert logins.take(state, login.browser) is None
-
-
-def test_sessions_expire_and_the_cookie_is_locked_down() -> None:
-    from lockgate.authserver.tokens import UserClaims
-
-    now = [1000.0]
-    sessions = Sessions(ttl=60, clock=lambda: now[0])
-    sid = sessions.create(UserClaims(sub="alice"))
-    cookie = session_cookie(sid, 60)
-    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/oauth" in cookie
-    assert cookie_value(f"other=1; {cookie.split(';')[0]}") == sid
-    assert sessions.get(sid) is not None
-    assert sessions.get("forged") is None
-    now[0] += 61
-    assert sessions.get(sid) is None
 
 
 # --- discovery ------------------------------------------------------------------------------
