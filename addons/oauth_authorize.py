@@ -32,7 +32,7 @@ from lockgate.identity.browser import (
     session_cookie,
 )
 from lockgate.identity.provider import OIDCError, exchange_code, fetch_keys, validate_id_token
-from lockgate.identity.session import ProviderUnavailable, SessionEnded, session_for
+from lockgate.identity.refresh import ProviderUnavailable, SessionEnded, session_for
 from lockgate.net.oauth_client import authorization_url
 from lockgate.profile.model import is_loopback_host
 

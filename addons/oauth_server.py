@@ -48,7 +48,7 @@ from lockgate.authserver.tokens import (
 from lockgate.errors import KeyringUnavailable, SecretMissing
 from lockgate.identity.browser import PendingLogins, Sessions
 from lockgate.identity.provider import Provider
-from lockgate.identity.session import Client, SessionKeeper
+from lockgate.identity.refresh import IdpClient, SessionKeeper
 from lockgate.policy.access import scopes_supported
 from lockgate.policy.routes import route_name_of
 
@@ -116,7 +116,7 @@ class OAuthServer:
         assert profile is not None
         with self._lock:
             if self._keeper is None:
-                self._keeper = SessionKeeper(Client(profile.identity, self.oidc_secret))
+                self._keeper = SessionKeeper(IdpClient(profile.identity, self.oidc_secret))
             return self._keeper
 
     def store(self) -> Store:

@@ -19,7 +19,7 @@ from lockgate.authserver.requests import (
 )
 from lockgate.authserver.store import Grant, new_token
 from lockgate.authserver.tokens import ACCESS_TOKEN_TTL, TokenError, UserClaims, issue_access_token
-from lockgate.identity.session import ProviderUnavailable, SessionEnded
+from lockgate.identity.refresh import ProviderUnavailable, SessionEnded
 from lockgate.policy.access import Principal, RouteAccess
 
 if TYPE_CHECKING:

@@ -18,6 +18,7 @@ from lockgate.authserver.requests import local_user
 from lockgate.cli import views
 from lockgate.cli.up import default_profile
 from lockgate.errors import LockgateError
+from lockgate.identity import cli_login, refresh
 from lockgate.identity import session as core
 from lockgate.identity.provider import OIDCError, Provider, discover
 from lockgate.paths import audit_log_path
@@ -40,14 +41,14 @@ def _issuer(identity: IdentitySection) -> str:
     return identity.issuer.rstrip("/")
 
 
-def _client(identity: IdentitySection) -> core.Client:
-    return core.Client(identity=identity, secret=core.client_secret(identity))
+def _client(identity: IdentitySection) -> refresh.IdpClient:
+    return refresh.IdpClient(identity=identity, secret=core.client_secret(identity))
 
 
 def _audit(out: Console, event: dict[str, Any]) -> None:
     """Record an auth event; say so when it waits for a running gateway to release the log."""
     try:
-        where = core.record_event(audit_log_path(), event)
+        where = cli_login.record_event(audit_log_path(), event)
     except (OSError, LockgateError) as e:
         out.print(f"[yellow]The audit log could not record {event['event']} ({e}).[/]")
         return
@@ -109,7 +110,7 @@ def login(
 
 
 async def _browser(
-    out: Console, provider: Provider, client: core.Client, no_browser: bool
+    out: Console, provider: Provider, client: refresh.IdpClient, no_browser: bool
 ) -> core.IdpSession:
     def show(url: str) -> None:
         if no_browser or not webbrowser.open(url):
@@ -120,13 +121,13 @@ async def _browser(
             out.print(url, soft_wrap=True, markup=False, highlight=False)
 
     with out.status("Waiting for the sign-in to finish in the browser..."):
-        return await core.login_browser(provider, client, show=show)
+        return await cli_login.login_browser(provider, client, show=show)
 
 
 async def _device(
-    out: Console, provider: Provider, client: core.Client, no_browser: bool
+    out: Console, provider: Provider, client: refresh.IdpClient, no_browser: bool
 ) -> core.IdpSession:
-    grant = await core.start_device(provider, client)
+    grant = await cli_login.start_device(provider, client)
     out.print("To sign in, open:")
     out.print(grant.verification_uri, soft_wrap=True, markup=False, highlight=False)
     out.print(f"and enter the code [bold]{grant.user_code}[/]")
@@ -135,7 +136,7 @@ async def _device(
         webbrowser.open(grant.verification_uri_complete or grant.verification_uri)
     minutes = max(1, round(grant.expires_in / 60))
     with out.status(f"Waiting for the approval (the code expires in {minutes} min)..."):
-        return await core.finish_device(provider, client, grant)
+        return await cli_login.finish_device(provider, client, grant)
 
 
 def _event(name: str, identity: IdentitySection, **fields: Any) -> dict[str, Any]:
@@ -165,7 +166,7 @@ def logout(profile: Path | None = PROFILE) -> None:
             provider = await discover(issuer)
         except OIDCError:
             return False
-        return await core.revoke_session(provider, client, session)
+        return await refresh.revoke_session(provider, client, session)
 
     revoked = asyncio.run(revoke())
     core.delete_session(issuer, session.sub)
@@ -234,11 +235,11 @@ def _check(identity: IdentitySection, session: core.IdpSession) -> tuple[str, co
 
     async def run() -> core.IdpSession:
         provider = await discover(_issuer(identity))
-        return await core.refresh_stored(provider, client, session, max_age=0)
+        return await refresh.refresh_stored(provider, client, session, max_age=0)
 
     try:
         return "alive", asyncio.run(run())
-    except core.SessionEnded:
+    except refresh.SessionEnded:
         return "ended", session
     except OIDCError:
         return "unknown", session

@@ -28,6 +28,7 @@ import pytest
 from lockgate.audit import log as audit
 from lockgate.audit.log import read_events, verify
 from lockgate.identity import session as login
+from lockgate.identity.refresh import RECHECK_ENV
 from tests.e2e.test_dev_signin import CALLBACK, ENV, redirect_params
 from tests.e2e.test_upstreams_direct import DEMO_TOOLS
 from tests.support import keyring_env
@@ -58,7 +59,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 {"notes": notes}, {"notes": "notes"}, identity=oidc_identity(issuer)
             )
             tmp = tmp_path_factory.mktemp("login-cli")
-            env = {**ENV, login.RECHECK_ENV: "0"}
+            env = {**ENV, RECHECK_ENV: "0"}
             gw = es.enter_context(running_gateway(profile, tmp, env=env))
             try:
                 yield Stack(gw, issuer, tmp / "profile.toml")

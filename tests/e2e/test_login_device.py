@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from lockgate.audit.log import read_events, verify
+from lockgate.identity import cli_login, refresh
 from lockgate.identity import session as login
 from lockgate.identity.provider import OIDCError, discover
 from lockgate.profile.model import IdentitySection
@@ -182,8 +183,8 @@ async def test_polling_waits_while_pending_and_stops_when_the_code_expires(setup
     identity = IdentitySection(
         kind="oidc", issuer=setup.issuer, client_id=CLIENT_ID, scopes=("openid",)
     )
-    client = login.Client(identity)
-    device = await login.start_device(provider, client)
+    client = refresh.IdpClient(identity)
+    device = await cli_login.start_device(provider, client)
     assert device.verification_uri == f"{setup.issuer}/device" and device.interval == 5
     now = [0.0]
     waits: list[float] = []
@@ -194,5 +195,5 @@ async def test_polling_waits_while_pending_and_stops_when_the_code_expires(setup
 
     short = dataclasses.replace(device, expires_in=22)
     with pytest.raises(OIDCError, match="expired before the sign-in was approved"):
-        await login.finish_device(provider, client, short, sleep=sleep, clock=lambda: now[0])
+        await cli_login.finish_device(provider, client, short, sleep=sleep, clock=lambda: now[0])
     assert waits == [5, 5, 5, 5, 5]  # four polls answered "pending", the fifth wait ran out
