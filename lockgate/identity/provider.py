@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from joserfc import jwt
-from joserfc.errors import JoseError
+from joserfc import jws, jwt
+from joserfc.errors import BadSignatureError, InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -33,6 +33,12 @@ ID_TOKEN_ALGS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA", 
 
 class OIDCError(LockgateError):
     """The provider could not be used, or its answer was refused."""
+
+
+class UnknownSigningKey(OIDCError):
+    """The ID token is signed with a key the provider's key set, as last fetched, does not
+    hold (its `kid` is not there, or it names none and the set's one key does not verify it):
+    the provider may have rotated its keys since."""
 
 
 class ProviderMetadata(BaseModel):
@@ -179,6 +185,42 @@ async def exchange_code(
     return body
 
 
+async def verify_id_token(
+    provider: Provider,
+    token: str,
+    *,
+    client_id: str,
+    nonce: str | None,
+    groups_claim: str = "groups",
+    roles_claim: str = "roles",
+    now: float | None = None,
+) -> UserClaims:
+    """The ID-token check of every sign-in (the gateway's callback, `lockgate login`, each
+    refresh): :func:`validate_id_token` against the provider's keys, for its issuer. A token
+    signed with a key the provider published after its keys were fetched (a rotation) is
+    checked once more against the keys fetched again; any other refusal is final."""
+
+    def check(keys: KeySet) -> UserClaims:
+        return validate_id_token(
+            token,
+            keys,
+            issuer=provider.metadata.issuer,
+            client_id=client_id,
+            nonce=nonce,
+            groups_claim=groups_claim,
+            roles_claim=roles_claim,
+            now=now,
+        )
+
+    try:
+        return check(provider.keys)
+    except UnknownSigningKey:
+        # The provider may have rotated its keys: fetch them once, then decide.
+        provider.keys = await fetch_keys(provider.metadata)
+        provider.fetched_at = time.time()
+        return check(provider.keys)
+
+
 def validate_id_token(
     token: str,
     keys: KeySet,
@@ -190,7 +232,8 @@ def validate_id_token(
     roles_claim: str = "roles",
     now: float | None = None,
 ) -> UserClaims:
-    """Verify signature, iss, aud, exp and nonce; the user the provider vouches for.
+    """Verify signature, iss, aud, exp and nonce against ``keys``; the user the provider
+    vouches for. Sign-ins call :func:`verify_id_token`, which adds the key-rotation retry.
 
     ``nonce=None`` is for ID tokens the token endpoint answered to a request that carried no
     nonce (a refresh, the device grant): they come over the back channel, and their nonce
@@ -198,7 +241,11 @@ def validate_id_token(
     try:
         decoded = jwt.decode(token, keys, algorithms=ID_TOKEN_ALGS)
     except (JoseError, ValueError, TypeError) as e:
-        raise OIDCError(f"The ID token's signature was refused ({type(e).__name__})", "") from None
+        unknown = isinstance(e, InvalidKeyIdError) or (
+            isinstance(e, BadSignatureError) and _kid(token) is None
+        )
+        error = UnknownSigningKey if unknown else OIDCError
+        raise error(f"The ID token's signature was refused ({type(e).__name__})", "") from None
     claims = decoded.claims
     registry = jwt.JWTClaimsRegistry(
         now=int(time.time() if now is None else now),
@@ -233,6 +280,15 @@ def validate_id_token(
         groups=claim_strings(claims, groups_claim),
         roles=claim_strings(claims, roles_claim),
     )
+
+
+def _kid(token: str) -> str | None:
+    """The `kid` a compact JWS names in its protected header, if any."""
+    try:
+        kid = jws.extract_compact(token.encode("ascii")).headers().get("kid")
+    except (JoseError, ValueError, TypeError, UnicodeError):
+        return None
+    return kid if isinstance(kid, str) else None
 
 
 def claim_strings(claims: Mapping[str, Any], name: str) -> tuple[str, ...]:

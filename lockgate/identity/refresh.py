@@ -23,7 +23,7 @@ from typing import Any
 
 from lockgate.authserver.tokens import UserClaims
 from lockgate.errors import KeyringUnavailable, LockgateError
-from lockgate.identity.provider import OIDCError, Provider, fetch_keys, validate_id_token
+from lockgate.identity.provider import OIDCError, Provider, verify_id_token
 from lockgate.identity.session import (
     REFRESH_AFTER,
     IdpSession,
@@ -119,19 +119,14 @@ def error_code(body: dict[str, Any]) -> str:
 async def _validated(
     provider: Provider, client: IdpClient, id_token: str, nonce: str | None
 ) -> UserClaims:
-    check: dict[str, Any] = {
-        "issuer": provider.metadata.issuer,
-        "client_id": client.client_id,
-        "nonce": nonce,
-        "groups_claim": client.identity.groups_claim,
-        "roles_claim": client.identity.roles_claim,
-    }
-    try:
-        return validate_id_token(id_token, provider.keys, **check)
-    except OIDCError:
-        # The provider may have rotated its keys: fetch them once, then decide.
-        provider.keys = await fetch_keys(provider.metadata)
-        return validate_id_token(id_token, provider.keys, **check)
+    return await verify_id_token(
+        provider,
+        id_token,
+        client_id=client.client_id,
+        nonce=nonce,
+        groups_claim=client.identity.groups_claim,
+        roles_claim=client.identity.roles_claim,
+    )
 
 
 def _expiry(body: dict[str, Any], now: float, fallback: float | None) -> float | None:

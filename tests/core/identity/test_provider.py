@@ -21,7 +21,14 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
-from lockgate.identity.provider import OIDCError, discover, validate_id_token
+from lockgate.identity.provider import (
+    OIDCError,
+    Provider,
+    UnknownSigningKey,
+    discover,
+    validate_id_token,
+    verify_id_token,
+)
 
 ISSUER = "https://login.example.com"
 CLIENT = "lockgate"
@@ -104,9 +111,10 @@ def test_an_unsigned_token_is_refused() -> None:
 # --- discovery ------------------------------------------------------------------------------
 
 
-def _serve(documents: dict[str, Any]) -> Iterator[str]:
+def _serve(documents: dict[str, Any], hits: list[str]) -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            hits.append(self.path)
             doc = documents.get(self.path)
             body = json.dumps(doc).encode()
             self.send_response(200 if doc is not None else 404)
@@ -128,9 +136,15 @@ def _serve(documents: dict[str, Any]) -> Iterator[str]:
 
 
 @pytest.fixture
-def idp() -> Iterator[tuple[str, dict[str, Any]]]:
+def hits() -> list[str]:
+    """The paths the test provider was asked for, in order."""
+    return []
+
+
+@pytest.fixture
+def idp(hits: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
     documents: dict[str, Any] = {}
-    for base in _serve(documents):
+    for base in _serve(documents, hits):
         documents["/.well-known/openid-configuration"] = {
             "issuer": base,
             "authorization_endpoint": f"{base}/authorize",
@@ -182,3 +196,85 @@ def test_discovery_without_pkce_s256_is_refused(idp: tuple[str, dict[str, Any]])
 def test_an_unreachable_provider_is_one_sentence() -> None:
     with pytest.raises(OIDCError, match="could not be reached"):
         anyio.run(discover, "http://127.0.0.1:9")
+
+
+# --- key rotation: the provider's JWKS served over HTTP, changed between calls ----------------
+
+NEW = RSAKey.generate_key(2048, parameters={"kid": "k2"})
+
+
+def signed_at(base: str, key: RSAKey, kid: str | None, **overrides: Any) -> str:
+    """An ID token from the test provider at `base`, its header naming `kid` (or none)."""
+    now = int(time.time())
+    claims = {"iss": base, "sub": "alice", "aud": CLIENT, "exp": now + 300, "nonce": NONCE}
+    header = {"alg": "RS256", **({"kid": kid} if kid else {})}
+    return jwt.encode(header, {**claims, **overrides}, key)
+
+
+def verify(
+    idp: tuple[str, dict[str, Any]],
+    token: str,
+    hits: list[str],
+    *,
+    then: list[RSAKey] | None = None,
+) -> tuple[Any, int, Provider]:
+    """Discover the provider (it publishes KEY), then, once it publishes `then` instead (its
+    rotation), verify `token`: the user, the JWKS fetches made after discovery (each one a
+    real request to the provider) and the provider as the gateway keeps it."""
+    base, docs = idp
+
+    async def run() -> tuple[Any, int, Provider]:
+        provider = await discover(base)
+        if then is not None:
+            docs["/jwks"] = KeySet(then).as_dict(private=False)
+        before = hits.count("/jwks")
+        try:
+            user = await verify_id_token(provider, token, client_id=CLIENT, nonce=NONCE)
+        finally:
+            fetched = hits.count("/jwks") - before
+        return user, fetched, provider
+
+    return anyio.run(run)
+
+
+def test_a_rotated_key_is_fetched_once_and_signs_the_user_in(
+    idp: tuple[str, dict[str, Any]], hits: list[str]
+) -> None:
+    token = signed_at(idp[0], NEW, "k2")
+    user, fetched, provider = verify(idp, token, hits, then=[KEY, NEW])
+    assert user.sub == "alice" and fetched == 1
+    assert provider.keys.get_by_kid("k2") is not None  # kept for the next sign-in
+
+
+def test_a_provider_without_kids_that_replaced_its_key_still_signs_users_in(
+    idp: tuple[str, dict[str, Any]], hits: list[str]
+) -> None:
+    user, fetched, _ = verify(idp, signed_at(idp[0], NEW, None), hits, then=[NEW])
+    assert user.sub == "alice" and fetched == 1
+
+
+def test_a_key_the_provider_never_published_is_refused_after_one_fetch(
+    idp: tuple[str, dict[str, Any]], hits: list[str]
+) -> None:
+    with pytest.raises(UnknownSigningKey, match="signature was refused"):
+        verify(idp, signed_at(idp[0], NEW, "k2"), hits)
+    assert hits.count("/jwks") == 2  # discovery, then the one retry
+
+
+def test_other_refusals_fetch_no_keys(idp: tuple[str, dict[str, Any]], hits: list[str]) -> None:
+    base = idp[0]
+    expired = signed_at(base, KEY, "k1", exp=int(time.time()) - 3600)
+    forged = signed_at(base, OTHER, "k1")  # a known kid, another key: not a rotation
+    for token, reason in ((expired, "exp"), (forged, "signature")):
+        with pytest.raises(OIDCError, match=reason) as e:
+            verify(idp, token, hits)
+        assert not isinstance(e.value, UnknownSigningKey)
+    assert hits.count("/jwks") == 2  # one per discovery, none for the refusals
+
+
+def test_validate_id_token_tells_an_unknown_key_from_a_bad_signature() -> None:
+    with pytest.raises(UnknownSigningKey):
+        check(signed_at(ISSUER, NEW, "k2"))
+    with pytest.raises(OIDCError) as e:
+        check(sign(OTHER))
+    assert not isinstance(e.value, UnknownSigningKey)

@@ -13,6 +13,7 @@ import asyncio
 
 import httpx
 import pytest
+from joserfc.jwk import KeySet, RSAKey
 
 from lockgate.identity import refresh
 from lockgate.identity import session as login
@@ -75,3 +76,22 @@ async def test_the_gateway_keeper_refreshes_once_for_concurrent_callers(
             assert await keeper.get(issuer, "alice") is None
         finally:
             login.delete_session(issuer, "alice")
+
+
+@pytest.mark.anyio
+async def test_a_provider_that_rotated_its_keys_since_discovery_still_signs_the_user_in(
+    issuer: str, client: refresh.IdpClient
+) -> None:
+    """The keys lockgate holds are the provider's old ones (as if it rotated after
+    discovery): the ID token names a key they lack, so they are fetched once again."""
+    provider = await discover(issuer)
+    old = KeySet([RSAKey.generate_key(2048, parameters={"kid": "retired"})])
+    provider.keys = old
+    session = await browser_login(provider, client)
+    assert session.sub == "alice"
+    assert provider.keys is not old and provider.keys.keys
+    assert all(key.kid != "retired" for key in provider.keys)
+    # And its refreshed ID token, checked the same way.
+    provider.keys = old
+    fresh = await refresh.refresh_session(provider, client, session, now=session.refreshed_at + 1)
+    assert fresh.sub == "alice" and provider.keys is not old
