@@ -24,8 +24,8 @@ from mitmproxy import http
 from lockgate.addons._flow import answer_rpc_error, guarded, state
 from lockgate.addons.config import Config
 from lockgate.addons.oauth_server import OAuthServer
-from lockgate.authserver.requests import local_user
 from lockgate.authserver.tokens import AccessClaims, TokenError, verify_access_token
+from lockgate.identity.claims import local_user
 from lockgate.mcp import jsonrpc
 from lockgate.policy.access import Principal, RouteAccess, admits, missing_scopes
 from lockgate.policy.routes import Route

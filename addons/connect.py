@@ -16,8 +16,8 @@ from mitmproxy import http
 
 from lockgate.addons._flow import guarded_async, state
 from lockgate.addons.config import Config
-from lockgate.authserver.requests import local_user
 from lockgate.identity.browser import cookie_value
+from lockgate.identity.claims import local_user
 from lockgate.profile.model import Profile
 from lockgate.upstream.connect import (
     TICKET_TTL,

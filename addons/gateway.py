@@ -25,7 +25,7 @@ from lockgate.addons.config import Config
 from lockgate.addons.oauth_server import OAuthServer
 from lockgate.addons.upstream import install_error_pages
 from lockgate.audit import log as audit_core
-from lockgate.authserver.tokens import default_key_source, load_or_create_signing_key
+from lockgate.authserver.keys import default_key_source, load_or_create_signing_key
 from lockgate.errors import GatewayError, KeyringUnavailable
 from lockgate.identity.provider import OIDCError, Provider, discover
 from lockgate.keyring import get_entry

@@ -13,16 +13,13 @@ from mitmproxy import http
 
 from lockgate.addons._flow import state
 from lockgate.addons.oauth_common import NO_STORE, Redirect, form_params, page, query_params
-from lockgate.authserver.requests import (
-    AuthorizeRequest,
+from lockgate.authserver.consent import (
     ConsentRefused,
-    OAuthError,
     consent_cookie,
     consent_cookie_name,
     consent_page,
-    parse_form,
 )
-from lockgate.authserver.tokens import UserClaims
+from lockgate.authserver.requests import AuthorizeRequest, OAuthError, parse_form
 from lockgate.identity.browser import (
     LOGIN_COOKIE,
     LOGIN_TTL,
@@ -31,6 +28,7 @@ from lockgate.identity.browser import (
     login_cookie,
     session_cookie,
 )
+from lockgate.identity.claims import UserClaims
 from lockgate.identity.provider import OIDCError, exchange_code, fetch_keys, validate_id_token
 from lockgate.identity.refresh import ProviderUnavailable, SessionEnded, session_for
 from lockgate.net.oauth_client import authorization_url

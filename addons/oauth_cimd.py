@@ -25,7 +25,8 @@ from lockgate.authserver.cimd import (
     looks_like_cimd,
     tls_context,
 )
-from lockgate.authserver.requests import OAuthError, RateLimiter
+from lockgate.authserver.ratelimit import RateLimiter
+from lockgate.authserver.requests import OAuthError
 
 if TYPE_CHECKING:
     import ssl

@@ -10,7 +10,8 @@ from mitmproxy import http
 
 from lockgate.addons._flow import answer
 from lockgate.addons.oauth_common import CORS, NO_STORE
-from lockgate.authserver.requests import OAuthError, RateLimiter, address_block, parse_registration
+from lockgate.authserver.ratelimit import RateLimiter, address_block
+from lockgate.authserver.requests import OAuthError, parse_registration
 from lockgate.authserver.store import StoreFull
 
 AUDIT_URI_CHARS = 200  # what the audit keeps of each redirect URI

@@ -30,23 +30,14 @@ from lockgate.addons.oauth_cimd import ClientDocuments, cimd_client_id
 from lockgate.addons.oauth_common import CORS, NO_STORE, PREFLIGHT, add_event, page
 from lockgate.addons.oauth_register import Registration
 from lockgate.addons.oauth_tokens import Tokens
-from lockgate.authserver.requests import (
-    OAuthError,
-    PendingAuthorizations,
-    UpstreamRow,
-    local_user,
-    message_page,
-)
+from lockgate.authserver.codes import CodeStore
+from lockgate.authserver.consent import PendingAuthorizations, UpstreamRow, message_page
+from lockgate.authserver.keys import SigningKey, default_key_source, load_or_create_signing_key
+from lockgate.authserver.requests import OAuthError
 from lockgate.authserver.store import Store
-from lockgate.authserver.tokens import (
-    CodeStore,
-    SigningKey,
-    UserClaims,
-    default_key_source,
-    load_or_create_signing_key,
-)
 from lockgate.errors import KeyringUnavailable, SecretMissing
 from lockgate.identity.browser import PendingLogins, Sessions
+from lockgate.identity.claims import UserClaims, local_user
 from lockgate.identity.provider import Provider
 from lockgate.identity.refresh import IdpClient, SessionKeeper
 from lockgate.policy.access import scopes_supported

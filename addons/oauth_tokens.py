@@ -10,7 +10,6 @@ from mitmproxy import http
 from lockgate.addons._flow import answer
 from lockgate.addons.oauth_common import CORS, NO_STORE, form_params
 from lockgate.authserver.requests import (
-    REFRESH_TOKEN_TTL,
     CodeTokenRequest,
     OAuthError,
     RefreshTokenRequest,
@@ -18,7 +17,13 @@ from lockgate.authserver.requests import (
     parse_form,
 )
 from lockgate.authserver.store import Grant, new_token
-from lockgate.authserver.tokens import ACCESS_TOKEN_TTL, TokenError, UserClaims, issue_access_token
+from lockgate.authserver.tokens import (
+    ACCESS_TOKEN_TTL,
+    REFRESH_TOKEN_TTL,
+    TokenError,
+    issue_access_token,
+)
+from lockgate.identity.claims import UserClaims
 from lockgate.identity.refresh import ProviderUnavailable, SessionEnded
 from lockgate.policy.access import Principal, RouteAccess
 

@@ -26,11 +26,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from lockgate.audit.log import AuditLog
-from lockgate.authserver.requests import local_user
-from lockgate.authserver.tokens import UserClaims
 from lockgate.cli.up import default_profile
 from lockgate.cli.views import console
 from lockgate.errors import GatewayError, LockgateError, SecretMissing
+from lockgate.identity.claims import UserClaims, local_user
 from lockgate.identity.session import cli_user
 from lockgate.paths import audit_log_path
 from lockgate.profile.model import Profile, load_profile, split_listen

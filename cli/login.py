@@ -14,12 +14,12 @@ import typer
 from rich.console import Console
 
 from lockgate.audit import log as audit
-from lockgate.authserver.requests import local_user
 from lockgate.cli import views
 from lockgate.cli.up import default_profile
 from lockgate.errors import LockgateError
 from lockgate.identity import cli_login, refresh
 from lockgate.identity import session as core
+from lockgate.identity.claims import local_user
 from lockgate.identity.provider import OIDCError, Provider, discover
 from lockgate.paths import audit_log_path
 from lockgate.profile.model import IdentitySection, load_profile

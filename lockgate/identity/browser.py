@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lockgate.authserver.tokens import UserClaims
+from lockgate.identity.claims import UserClaims
 from lockgate.net.oauth_client import pkce_pair
 
 LOGIN_TTL = 300.0

@@ -23,8 +23,8 @@ from joserfc.errors import BadSignatureError, InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from lockgate.authserver.tokens import UserClaims
 from lockgate.errors import LockgateError
+from lockgate.identity.claims import UserClaims
 from lockgate.net.urlcheck import FetchError, UnsafeUrl, check_url, fetch_json, post_form
 
 CLOCK_SKEW = 60

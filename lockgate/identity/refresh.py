@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lockgate.authserver.tokens import UserClaims
 from lockgate.errors import KeyringUnavailable, LockgateError
+from lockgate.identity.claims import UserClaims
 from lockgate.identity.provider import OIDCError, Provider, verify_id_token
 from lockgate.identity.session import (
     REFRESH_AFTER,

@@ -18,8 +18,8 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lockgate import keyring as keyring_store
-from lockgate.authserver.tokens import UserClaims
 from lockgate.errors import LockgateError
+from lockgate.identity.claims import UserClaims
 from lockgate.profile.model import IdentitySection
 
 REFRESH_AFTER = 300.0  # a provider refresh older than this is repeated before it is relied on
@@ -129,7 +129,7 @@ def cli_user(identity: IdentitySection) -> UserClaims | None:
     runs lockgate for kinds none/dev; for oidc the live session `lockgate login` left, or
     None when nobody is signed in. Upstream tokens are stored under the returned sub."""
     if identity.kind != "oidc":
-        from lockgate.authserver.requests import local_user
+        from lockgate.identity.claims import local_user
 
         return UserClaims(sub=local_user())
     session = current_session(identity.issuer or "")

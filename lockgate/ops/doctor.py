@@ -322,7 +322,7 @@ def check_signing_key(
 ) -> CheckResult:
     """Kinds dev/oidc sign gateway tokens with a key kept in the keyring: it is there and
     readable, or can be made at the first start (never made here). Its value is not shown."""
-    from lockgate.authserver.tokens import KEYRING_USERNAME, SigningKey
+    from lockgate.authserver.keys import KEYRING_USERNAME, SigningKey
     from lockgate.errors import KeyringUnavailable
 
     name = "signing key"

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import anyio.to_thread
 
-from lockgate.authserver.requests import message_page
+from lockgate.authserver.consent import message_page
 from lockgate.errors import KeyringUnavailable, LockgateError, SecretMissing
 from lockgate.identity.browser import cookie_value
 from lockgate.keyring import get_entry

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from lockgate.authserver.tokens import UserClaims
 from lockgate.errors import KeyringUnavailable, LockgateError
+from lockgate.identity.claims import UserClaims
 from lockgate.profile.model import Profile, UpstreamSection, active_profile_path
 
 __all__ = [

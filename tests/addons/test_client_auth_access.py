@@ -23,7 +23,9 @@ from lockgate.addons.client_auth import ClientAuth
 from lockgate.addons.config import Config
 from lockgate.addons.oauth_server import OAuthServer
 from lockgate.addons.router import Router
-from lockgate.authserver.tokens import SigningKey, UserClaims, issue_access_token
+from lockgate.authserver.keys import SigningKey
+from lockgate.authserver.tokens import issue_access_token
+from lockgate.identity.claims import UserClaims
 from lockgate.profile.model import AccessSection
 
 allowed = ClientAuth._allowed

@@ -28,7 +28,7 @@ from mitmproxy.test import taddons, tflow
 from lockgate.addons._flow import state
 from lockgate.addons.config import Config
 from lockgate.addons.connect import Connect, connection_state
-from lockgate.authserver.requests import local_user
+from lockgate.identity.claims import local_user
 from lockgate.upstream import tokens as upstream_tokens
 from tests.addons.test_credentials import MemoryKeyring
 from tests.core.upstream.test_upstream_oauth import docs_server

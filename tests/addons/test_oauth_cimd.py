@@ -17,7 +17,7 @@ from mitmproxy import http
 
 from lockgate.addons._flow import state
 from lockgate.addons.oauth_cimd import cimd_client_id
-from lockgate.authserver.requests import RateLimiter
+from lockgate.authserver.ratelimit import RateLimiter
 from tests.addons.test_oauth_server import Env, _env
 
 

@@ -21,10 +21,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from lockgate import keyring as secrets
-from lockgate.authserver.requests import local_user
-from lockgate.authserver.tokens import UserClaims
 from lockgate.cli import servers as servers_cli
 from lockgate.errors import ProfileError
+from lockgate.identity.claims import UserClaims, local_user
 from lockgate.profile.model import parse_profile
 from lockgate.upstream.state import SignedIn, catalog, keyring_lookup
 from tests.core.upstream.test_servers import (

@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from lockgate.authserver.requests import local_user
+from lockgate.identity.claims import local_user
 from lockgate.upstream import tokens as upstream_tokens
 from tests.e2e.test_dev_signin import ENV, pkce
 from tests.support import keyring_env, require

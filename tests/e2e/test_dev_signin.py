@@ -35,7 +35,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lockgate.audit.log import verify
-from lockgate.authserver.tokens import SigningKey, UserClaims, issue_access_token
+from lockgate.authserver.keys import SigningKey
+from lockgate.authserver.tokens import issue_access_token
+from lockgate.identity.claims import UserClaims
 from tests.e2e.test_upstreams_direct import DEMO_TOOLS, text_of
 from tests.support.gateway import GatewayStack, profile_text, running_gateway
 from tests.support.oauth_client import MemoryStorage, approve, signed_in_client

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from lockgate.authserver.requests import REGISTRATIONS_PER_WINDOW
+from lockgate.authserver.ratelimit import REGISTRATIONS_PER_WINDOW
 from tests.e2e.test_dev_signin import authorize_url, pkce
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
 from tests.support.oauth_client import approve

@@ -16,9 +16,10 @@ from contextlib import ExitStack
 import httpx
 import pytest
 
-from lockgate.authserver.requests import MAX_PENDING_PER_CLIENT, OAuthError, PendingAuthorizations
-from lockgate.authserver.tokens import UserClaims
+from lockgate.authserver.consent import MAX_PENDING_PER_CLIENT, PendingAuthorizations
+from lockgate.authserver.requests import OAuthError
 from lockgate.identity.browser import PendingLogins, TooManyLogins
+from lockgate.identity.claims import UserClaims
 from tests.e2e.test_dev_signin import ENV, Stack, authorize_url, pkce, register
 from tests.support.gateway import profile_text, running_gateway
 from tests.support.recorder import recording_upstream

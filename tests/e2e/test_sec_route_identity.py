@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from lockgate import keyring as secrets
-from lockgate.authserver.tokens import KEYRING_USERNAME
+from lockgate.authserver.keys import KEYRING_USERNAME
 from tests.e2e.test_dev_signin import (
     authorize_url,
     exchange,

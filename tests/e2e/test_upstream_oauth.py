@@ -38,7 +38,7 @@ import httpx
 import pytest
 
 from lockgate.audit.log import verify
-from lockgate.authserver.requests import local_user
+from lockgate.identity.claims import local_user
 from lockgate.upstream import tokens as upstream_tokens
 from tests.e2e.test_dev_signin import (
     authorize_url,

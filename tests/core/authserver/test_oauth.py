@@ -14,16 +14,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lockgate.authserver.consent import Pending, consent_page
+from lockgate.authserver.ratelimit import RateLimiter
 from lockgate.authserver.requests import (
     OAuthError,
-    Pending,
-    RateLimiter,
-    consent_page,
     is_private_use_scheme,
     parse_registration,
     redirect_uri_problem,
 )
-from lockgate.authserver.tokens import UserClaims
+from lockgate.identity.claims import UserClaims
 
 ACCEPTED = [
     "https://client.example.com/callback",

@@ -19,24 +19,24 @@ from hypothesis import strategies as st
 from joserfc import jws
 from joserfc.jwk import OctKey
 
-from lockgate.authserver.tokens import (
-    ACCESS_TOKEN_TTL,
-    AccessClaims,
-    CodeStore,
+from lockgate.authserver.codes import CodeStore, is_valid_verifier, pkce_s256
+from lockgate.authserver.keys import (
     KeyringKeySource,
     MemoryKeySource,
     SigningKey,
-    TokenError,
-    UserClaims,
-    is_valid_verifier,
-    issue_access_token,
     jwk_thumbprint,
     jwks,
     load_or_create_signing_key,
-    pkce_s256,
+)
+from lockgate.authserver.tokens import (
+    ACCESS_TOKEN_TTL,
+    AccessClaims,
+    TokenError,
+    issue_access_token,
     verify_access_token,
 )
 from lockgate.errors import KeyringUnavailable, LockgateError
+from lockgate.identity.claims import UserClaims
 from tests.support import keyring_env
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -160,7 +160,7 @@ def test_signing_key_persists_in_the_real_keyring(keyring_user: str) -> None:
     token = _token(first)
     script = textwrap.dedent(
         f"""
-        from lockgate.authserver.tokens import KeyringKeySource, load_or_create_signing_key
+        from lockgate.authserver.keys import KeyringKeySource, load_or_create_signing_key
         from lockgate.authserver.tokens import verify_access_token
         key = load_or_create_signing_key(KeyringKeySource({keyring_user!r}))
         claims = verify_access_token(

@@ -8,8 +8,8 @@ SameSite.
 
 from __future__ import annotations
 
-from lockgate.authserver.tokens import UserClaims
 from lockgate.identity.browser import PendingLogins, Sessions, cookie_value, session_cookie
+from lockgate.identity.claims import UserClaims
 
 
 def test_logins_are_single_use_and_expire() -> None:

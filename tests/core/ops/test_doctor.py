@@ -22,7 +22,7 @@ import keyring.backends.fail
 import pytest
 
 from lockgate import keyring as secrets
-from lockgate.authserver.tokens import SigningKey
+from lockgate.authserver.keys import SigningKey
 from lockgate.errors import KeyringUnavailable
 from lockgate.ops import doctor
 from lockgate.ops.doctor import (
@@ -431,7 +431,7 @@ SIGNING_KEY_SCRIPT = textwrap.dedent(
     from lockgate import keyring as secrets
     from lockgate.ops.doctor import check_signing_key
     from lockgate.profile.model import parse_profile
-    from lockgate.authserver.tokens import KEYRING_USERNAME, load_or_create_signing_key
+    from lockgate.authserver.keys import KEYRING_USERNAME, load_or_create_signing_key
 
     profile = parse_profile(
         '[identity]\\nkind = "dev"\\n[upstreams.a]\\nurl = "http://127.0.0.1:9/mcp"\\n'

@@ -16,14 +16,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lockgate.authserver.keys import SigningKey
 from lockgate.authserver.store import Store
-from lockgate.authserver.tokens import (
-    SigningKey,
-    UserClaims,
-    issue_access_token,
-    verify_access_token,
-)
+from lockgate.authserver.tokens import issue_access_token, verify_access_token
 from lockgate.errors import ProfileError
+from lockgate.identity.claims import UserClaims
 from lockgate.identity.provider import claim_strings
 from lockgate.policy.access import (
     Principal,

@@ -20,10 +20,9 @@ import keyring.backends.fail
 import pytest
 
 from lockgate import keyring as secrets
-from lockgate.authserver.requests import local_user
-from lockgate.authserver.tokens import UserClaims
 from lockgate.errors import KeyringUnavailable, LockgateError, ProfileError, SecretMissing
 from lockgate.identity import session as login
+from lockgate.identity.claims import UserClaims, local_user
 from lockgate.profile.model import Profile, UpstreamSection, parse_profile
 from lockgate.upstream import tokens as upstream_tokens
 from lockgate.upstream.state import (
