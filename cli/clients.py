@@ -16,6 +16,7 @@ from rich.console import Console
 
 from lockgate.cli.views import console
 from lockgate.clients import registry as core
+from lockgate.clients.install import apply_install, plan_install
 from lockgate.errors import LockgateError
 from lockgate.profile.model import Profile, load_profile
 
@@ -76,7 +77,7 @@ def _flags(profile_path: Path | None, base: str | None) -> str:
 
 
 def print_snippets(
-    out: Console, client: core.Client, entries: list[tuple[str, str, str]], flags: str = ""
+    out: Console, client: core.ClientApp, entries: list[tuple[str, str, str]], flags: str = ""
 ) -> None:
     """The exact entry (and for Claude Code the command) for each route."""
     path = core.config_path(client)
@@ -210,7 +211,7 @@ def install(
     prof = _profile(profile)
     entries = route_entries(prof, route, name, base_url)
     path = (config or core.config_path(c)).expanduser()
-    plan = core.plan_install(c, path, [(n, url) for _, n, url in entries], force=force)
+    plan = plan_install(c, path, [(n, url) for _, n, url in entries], force=force)
     out = console()
     out.print(f"{c.name}: {path}", style="bold", soft_wrap=True, markup=False)
     urls = {n: url for _, n, url in entries}
@@ -237,7 +238,7 @@ def install(
             typer.echo(line.rstrip("\r\n"))
         out.print("Dry run: nothing was written.")
         return
-    backup = core.apply_install(plan)
+    backup = apply_install(plan)
     if backup is not None:
         out.print(f"Backup: {backup}", soft_wrap=True, markup=False)
     else:

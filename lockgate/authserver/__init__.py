@@ -1,3 +1,13 @@
 """The gateway as the OAuth 2.1 authorization server its MCP clients expect."""
 
-__all__ = ["cimd", "codes", "consent", "keys", "ratelimit", "requests", "store", "tokens"]
+__all__ = [
+    "cimd",
+    "codes",
+    "consent",
+    "keys",
+    "migrations",
+    "ratelimit",
+    "requests",
+    "store",
+    "tokens",
+]

@@ -1,3 +1,3 @@
 """Setting up MCP client applications to use the gateway."""
 
-__all__ = ["registry"]
+__all__ = ["install", "jsonc", "merge", "registry"]

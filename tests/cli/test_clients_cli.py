@@ -22,7 +22,7 @@ from rich.console import Console
 
 from lockgate.cli.clients import connect_help
 from lockgate.cli.main import main
-from lockgate.clients import registry as core
+from lockgate.clients import jsonc
 from lockgate.profile.model import demo_profile_path, load_profile
 from tests.support import require
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
@@ -166,10 +166,10 @@ def test_vscode_jsonc_keeps_comments_trailing_commas_and_inputs(home: Home) -> N
 
     assert result.returncode == 0, result.stderr
     after = path.read_text()
-    assert core.comment_texts(after) == core.comment_texts(before)
-    assert len(core.comment_texts(before)) == 7
+    assert jsonc.comment_texts(after) == jsonc.comment_texts(before)
+    assert len(jsonc.comment_texts(before)) == 7
     only_additions(before, after)
-    value, old = core.loads(after), core.loads(before)
+    value, old = jsonc.loads(after), jsonc.loads(before)
     assert value["inputs"] == old["inputs"]
     assert value["servers"] == {**old["servers"], "lockgate-notes": {"type": "http", "url": NOTES}}
     # Inserted in the file's own style: tabs, trailing comma, after the last comment.
@@ -252,7 +252,7 @@ def test_config_option_points_at_another_file(home: Home, tmp_path: Path) -> Non
     path = tmp_path / "project" / ".vscode" / "mcp.json"
     result = home.run("install", "vscode", "--route", "notes", "--config", str(path))
     assert result.returncode == 0, result.stderr
-    assert core.loads(path.read_text()) == {
+    assert jsonc.loads(path.read_text()) == {
         "servers": {"lockgate-notes": {"type": "http", "url": NOTES}}
     }
     assert not (home.path / ".config").exists()

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lockgate.authserver.store import MIGRATIONS, Migration, Store, hash_token, migrate, new_token
+from lockgate.authserver.migrations import MIGRATIONS, Migration, migrate
+from lockgate.authserver.store import Store, hash_token, new_token
 from lockgate.errors import LockgateError
 from lockgate.paths import data_dir
 

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lockgate.clients import install, jsonc, merge
 from lockgate.clients import registry as core
 from lockgate.errors import LockgateError
 
@@ -180,17 +181,17 @@ def test_merge_adds_exactly_the_entry_and_keeps_every_comment(doc: tuple[str, An
     text, base = doc
     value, comments = oracle(text)
     assert value == base  # the generator and the oracle agree
-    assert core.loads(text) == base  # the scanner agrees with the oracle
-    assert core.comment_texts(text) == comments
+    assert jsonc.loads(text) == base  # the scanner agrees with the oracle
+    assert jsonc.comment_texts(text) == comments
     entry = {"type": "http", "url": URL}
 
-    merged = core.merge_entry(text, "servers", NAME, entry, same=lambda e: False)
+    merged = merge.merge_entry(text, "servers", NAME, entry, same=lambda e: False)
 
     assert merged.status == "added"
     after, after_comments = oracle(merged.text)
     assert after == _expected(base, "servers", entry)
     assert after_comments == comments  # byte for byte, in order
-    again = core.merge_entry(merged.text, "servers", NAME, entry, same=lambda e: False)
+    again = merge.merge_entry(merged.text, "servers", NAME, entry, same=lambda e: False)
     assert again.status == "unchanged" and again.text == merged.text
 
 
@@ -199,11 +200,11 @@ def test_merge_adds_exactly_the_entry_and_keeps_every_comment(doc: tuple[str, An
 def test_force_replaces_only_that_entry(doc: tuple[str, Any]) -> None:
     text, base = doc
     old = {"command": "npx", "args": ["-y", "mcp-remote", "http://elsewhere/mcp"]}
-    first = core.merge_entry(text, "mcpServers", NAME, old, same=lambda e: False).text
+    first = merge.merge_entry(text, "mcpServers", NAME, old, same=lambda e: False).text
     new = {"url": URL}
-    with pytest.raises(core.EntryConflict):
-        core.merge_entry(first, "mcpServers", NAME, new, same=lambda e: False)
-    forced = core.merge_entry(first, "mcpServers", NAME, new, same=lambda e: False, force=True)
+    with pytest.raises(merge.EntryConflict):
+        merge.merge_entry(first, "mcpServers", NAME, new, same=lambda e: False)
+    forced = merge.merge_entry(first, "mcpServers", NAME, new, same=lambda e: False, force=True)
     assert forced.status == "replaced"
     value, comments = oracle(forced.text)
     assert value == _expected(base, "mcpServers", new)
@@ -213,8 +214,8 @@ def test_force_replaces_only_that_entry(doc: tuple[str, Any]) -> None:
 @given(st.text(alphabet=st.sampled_from('{}[]",:/* \n1a\\tn'), max_size=30))
 def test_scanner_never_crashes_and_agrees_with_the_oracle(text: str) -> None:
     try:
-        got = core.loads(text)
-    except core.JsoncError as e:
+        got = jsonc.loads(text)
+    except jsonc.JsoncError as e:
         assert e.line >= 1 and e.column >= 1
         return
     try:
@@ -231,7 +232,7 @@ def test_scanner_never_crashes_and_agrees_with_the_oracle(text: str) -> None:
 
 def merged(text: str, container: str) -> str:
     """`text` with the URL entry for NAME added to `container` (nothing there is the same)."""
-    return core.merge_entry(text, container, NAME, {"url": URL}, same=lambda e: False).text
+    return merge.merge_entry(text, container, NAME, {"url": URL}, same=lambda e: False).text
 
 
 LAYOUTS = {  # the file as found -> the file with the entry: its indentation and style kept
@@ -263,7 +264,7 @@ def test_empty_and_comment_only_files_get_a_document() -> None:
     out = merged("", "servers")
     assert json.loads(out) == {"servers": {NAME: {"url": URL}}}
     out = merged("// mine\n", "servers")
-    assert out.startswith("// mine\n") and core.loads(out) == {"servers": {NAME: {"url": URL}}}
+    assert out.startswith("// mine\n") and jsonc.loads(out) == {"servers": {NAME: {"url": URL}}}
 
 
 @pytest.mark.parametrize(
@@ -277,13 +278,13 @@ def test_empty_and_comment_only_files_get_a_document() -> None:
     ],
 )
 def test_malformed_or_unexpected_files_are_refused(text: str, where: str) -> None:
-    with pytest.raises(core.JsoncError, match=re.escape(where)):
-        core.merge_entry(text, "servers", NAME, {"url": URL}, same=lambda e: False)
+    with pytest.raises(jsonc.JsoncError, match=re.escape(where)):
+        merge.merge_entry(text, "servers", NAME, {"url": URL}, same=lambda e: False)
 
 
 def test_error_position_is_line_and_column() -> None:
-    with pytest.raises(core.JsoncError) as info:
-        core.loads('{\n  "a": 1\n  "b": 2\n}')
+    with pytest.raises(jsonc.JsoncError) as info:
+        jsonc.loads('{\n  "a": 1\n  "b": 2\n}')
     assert (info.value.line, info.value.column) == (3, 3)
 
 
@@ -371,8 +372,8 @@ def test_snippet_has_the_claude_command_and_the_document() -> None:
 
 def test_install_creates_the_file_and_folder_private(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "mcp.json"
-    plan = core.plan_install(core.get_client("cursor"), path, [(NAME, URL)])
-    assert core.apply_install(plan) is None
+    plan = install.plan_install(core.get_client("cursor"), path, [(NAME, URL)])
+    assert install.apply_install(plan) is None
     assert json.loads(path.read_text()) == {"mcpServers": {NAME: {"url": URL}}}
     if os.name == "posix":
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -387,22 +388,22 @@ def test_install_backs_up_keeps_mode_and_is_idempotent(tmp_path: Path) -> None:
     path.chmod(0o640)
     client = core.get_client("cursor")
     now = datetime(2026, 11, 27, 9, 30, 0, tzinfo=UTC)
-    backup = core.apply_install(core.plan_install(client, path, [(NAME, URL)]), now)
+    backup = install.apply_install(install.plan_install(client, path, [(NAME, URL)]), now)
     assert backup == tmp_path / "mcp.json.lockgate-backup-20261127T093000Z"
     assert backup.read_text() == original
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
-    second = core.plan_install(client, path, [(NAME, URL)])
+    second = install.plan_install(client, path, [(NAME, URL)])
     assert not second.changed and second.results == ((NAME, "unchanged"),)
-    assert core.apply_install(second, now) is None
+    assert install.apply_install(second, now) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([backup.name, "mcp.json"])
 
 
 def test_backup_names_never_collide(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    first = core.backup_path(path, now)
+    first = install.backup_path(path, now)
     first.write_text("x")
-    assert core.backup_path(path, now) == tmp_path / f"{first.name}-1"
+    assert install.backup_path(path, now) == tmp_path / f"{first.name}-1"
 
 
 @pytest.mark.skipif(os.name != "posix", reason="symlinks")
@@ -412,7 +413,7 @@ def test_a_symlinked_config_is_written_through_the_link(tmp_path: Path) -> None:
     real.write_text('{"mcpServers": {}}')
     link = tmp_path / "mcp.json"
     link.symlink_to(real)
-    core.apply_install(core.plan_install(core.get_client("cursor"), link, [(NAME, URL)]))
+    install.apply_install(install.plan_install(core.get_client("cursor"), link, [(NAME, URL)]))
     assert link.is_symlink()
     assert json.loads(real.read_text())["mcpServers"][NAME] == {"url": URL}
 
@@ -422,10 +423,10 @@ def test_a_file_changed_after_planning_is_left_alone(tmp_path: Path) -> None:
     tmp_path.mkdir()
     path = tmp_path / "claude.json"
     path.write_text('{"numStartups": 1}')
-    plan = core.plan_install(core.get_client("claude-code"), path, [(NAME, URL)])
+    plan = install.plan_install(core.get_client("claude-code"), path, [(NAME, URL)])
     path.write_text('{"numStartups": 2}')  # the client rewrote it meanwhile
     with pytest.raises(LockgateError, match="changed while"):
-        core.apply_install(plan)
+        install.apply_install(plan)
     assert path.read_text() == '{"numStartups": 2}'
     assert [p.name for p in tmp_path.iterdir()] == ["claude.json"]
 
@@ -433,15 +434,15 @@ def test_a_file_changed_after_planning_is_left_alone(tmp_path: Path) -> None:
 def test_conflict_names_the_file_and_the_fix(tmp_path: Path) -> None:
     path = tmp_path / "mcp.json"
     path.write_text(json.dumps({"servers": {NAME: {"type": "http", "url": "https://other/"}}}))
-    with pytest.raises(core.EntryConflict) as info:
-        core.plan_install(core.get_client("vscode"), path, [(NAME, URL)])
+    with pytest.raises(merge.EntryConflict) as info:
+        install.plan_install(core.get_client("vscode"), path, [(NAME, URL)])
     assert str(path) in str(info.value) and "--force" in str(info.value)
 
 
 def test_same_url_in_another_shape_counts_as_installed(tmp_path: Path) -> None:
     path = tmp_path / "mcp.json"
     path.write_text(json.dumps({"mcpServers": {NAME: {"url": URL, "type": "http"}}}))
-    plan = core.plan_install(core.get_client("cursor"), path, [(NAME, URL)])
+    plan = install.plan_install(core.get_client("cursor"), path, [(NAME, URL)])
     assert not plan.changed and plan.results == ((NAME, "unchanged"),)
 
 
@@ -449,15 +450,15 @@ def test_invalid_json_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "mcp.json"
     path.write_text('{\n  "mcpServers": {\n    "a": 1,,\n  }\n}\n')
     with pytest.raises(LockgateError, match=r"not valid JSON .*line 3"):
-        core.plan_install(core.get_client("cursor"), path, [(NAME, URL)])
+        install.plan_install(core.get_client("cursor"), path, [(NAME, URL)])
 
 
 @pytest.mark.parametrize("text", ["", "\n", "// nothing yet\n", "\ufeff{}"])
 def test_empty_comment_only_and_bom_files_are_merged(tmp_path: Path, text: str) -> None:
     path = tmp_path / "mcp.json"
     path.write_text(text, encoding="utf-8")
-    plan = core.plan_install(core.get_client("vscode"), path, [(NAME, URL)])
-    core.apply_install(plan)
+    plan = install.plan_install(core.get_client("vscode"), path, [(NAME, URL)])
+    install.apply_install(plan)
     after = path.read_text(encoding="utf-8")
-    assert core.loads(after) == {"servers": {NAME: {"type": "http", "url": URL}}}
+    assert jsonc.loads(after) == {"servers": {NAME: {"type": "http", "url": URL}}}
     assert after.startswith(text.rstrip("{}"))
