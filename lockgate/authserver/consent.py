@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import html
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 
 from lockgate.authserver.requests import OAuthError, is_custom_scheme
 from lockgate.identity.claims import UserClaims
+from lockgate.util.expiring import Expired, ExpiringMap, MapFull
 
 # How long a consent page stays valid.
 CONSENT_TTL = 300.0
@@ -92,16 +92,18 @@ class PendingAuthorizations:
         max_total: int = MAX_PENDING,
         max_per_client: int = MAX_PENDING_PER_CLIENT,
     ) -> None:
-        self._ttl = ttl
-        self._clock = clock
-        self._max_total = max_total
-        self._max_per_client = max_per_client
-        self._pending: dict[str, Pending] = {}
-        self._lock = threading.Lock()
+        self._pending: ExpiringMap[Pending] = ExpiringMap(
+            ttl=ttl,
+            clock=clock,
+            max_total=max_total,
+            max_per_group=max_per_client,
+            group=lambda p: p.client_id,
+            key_bytes=24,
+        )
 
     @property
     def ttl(self) -> float:
-        return self._ttl
+        return self._pending.ttl
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -111,49 +113,39 @@ class PendingAuthorizations:
         browser secret for the consent cookie (only its hash is kept).
 
         Over the caps, OAuthError 429 (this client) or 503 (the gateway as a whole)."""
-        now = self._clock()
+        now = self._pending.now()
         browser = secrets.token_urlsafe(32)
         pending = Pending(
             csrf=secrets.token_urlsafe(32),
-            expires_at=now + self._ttl,
+            expires_at=now + self._pending.ttl,
             browser=_digest(browser),
             **fields,  # type: ignore[arg-type]
         )
-        request_id = secrets.token_urlsafe(24)
-        with self._lock:
-            for key in [k for k, p in self._pending.items() if p.expires_at <= now]:
-                del self._pending[key]
-            if len(self._pending) >= self._max_total:
+        try:
+            request_id = self._pending.add(pending, now=now)
+        except MapFull as e:
+            if e.scope == "total":
                 raise OAuthError(
                     "temporarily_unavailable",
                     "Too many sign-ins are waiting for consent; try again in a few minutes.",
                     503,
-                )
-            mine = sum(1 for p in self._pending.values() if p.client_id == pending.client_id)
-            if mine >= self._max_per_client:
-                raise OAuthError(
-                    "temporarily_unavailable",
-                    "This client has too many sign-ins waiting for consent; finish or close "
-                    "them, or try again in a few minutes.",
-                    429,
-                )
-            self._pending[request_id] = pending
+                ) from None
+            raise OAuthError(
+                "temporarily_unavailable",
+                "This client has too many sign-ins waiting for consent; finish or close "
+                "them, or try again in a few minutes.",
+                429,
+            ) from None
         return request_id, pending, browser
 
     def take(self, request_id: str, csrf: str, browser: str | None = None) -> Pending:
         """The pending request, consumed, if the CSRF token matches, the browser presents
         the consent cookie of this very request, and it has not expired. A refusal leaves
         the request for the browser that holds the cookie."""
-        with self._lock:
-            pending = self._pending.get(request_id)
-            if pending is None or not hmac.compare_digest(
-                pending.csrf.encode(), csrf.encode("utf-8", "replace")
-            ):
-                raise ConsentRefused(
-                    "unknown_form",
-                    "This consent form is unknown, already used or forged; "
-                    "start the sign-in again from your MCP client.",
-                )
+
+        def check(pending: Pending) -> None:
+            if not hmac.compare_digest(pending.csrf.encode(), csrf.encode("utf-8", "replace")):
+                raise _unknown_form()
             if not hmac.compare_digest(pending.browser, _digest(browser or "")) or not browser:
                 raise ConsentRefused(
                     "browser_mismatch",
@@ -161,14 +153,26 @@ class PendingAuthorizations:
                     "start the sign-in again from your MCP client.",
                     pending,
                 )
-            del self._pending[request_id]
-        if self._clock() >= pending.expires_at:
+
+        try:
+            pending = self._pending.take(request_id, check, report_expired=True)
+        except Expired as e:
             raise ConsentRefused(
                 "expired",
                 "This consent form has expired; start the sign-in again from your MCP client.",
-                pending,
-            )
+                e.value,
+            ) from None
+        if pending is None:
+            raise _unknown_form()
         return pending
+
+
+def _unknown_form() -> ConsentRefused:
+    return ConsentRefused(
+        "unknown_form",
+        "This consent form is unknown, already used or forged; "
+        "start the sign-in again from your MCP client.",
+    )
 
 
 # --- pages ------------------------------------------------------------------------------
