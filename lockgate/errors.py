@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class LockgateError(Exception):
     """An error meant for the user: one sentence of what went wrong, one of how to fix it."""
@@ -35,3 +40,20 @@ class SecretMissing(LockgateError):
 
 class GatewayError(LockgateError):
     """The gateway could not start (busy port, bad listen address)."""
+
+
+class FieldProblem(NamedTuple):
+    """The first thing pydantic refused, in the words an error message needs."""
+
+    where: str  # the dotted field location, or the caller's name for the whole input
+    message: str  # pydantic's message, without the "Value error, " it adds to validators'
+    kind: str  # pydantic's error type: "missing", "string_too_long", ...
+
+
+def first_validation_error(error: ValidationError, whole: str = "input") -> FieldProblem:
+    """The first error of a pydantic ``ValidationError``; ``whole`` names the input when the
+    error is about all of it (no field location)."""
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or whole
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    return FieldProblem(where, message, str(first.get("type", "")))

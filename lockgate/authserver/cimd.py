@@ -32,6 +32,7 @@ import httpx
 from pydantic import Field, ValidationError
 
 from lockgate.authserver.requests import ClientMetadata, OAuthError, redirect_uri_problem
+from lockgate.errors import first_validation_error
 from lockgate.net.urlcheck import FetchError, Resolver, UnsafeUrl, check_url, fetch_json
 
 # The draft suggests 5 KB: a client description is small, and the gateway reads it often.
@@ -138,9 +139,7 @@ def parse_document(data: object, url: str) -> ClientDocument:
     try:
         document = ClientDocument.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        field = ".".join(str(p) for p in first.get("loc", ())) or "document"
-        msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        field, msg, _ = first_validation_error(e, "document")
         raise _refused(f"{where} is not valid: {field}: {msg}.") from e
     if document.token_endpoint_auth_method != "none":
         raise _refused(

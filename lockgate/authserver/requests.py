@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from lockgate.errors import first_validation_error
 from lockgate.profile.model import is_loopback_host
 
 MAX_REDIRECT_URIS = 10
@@ -145,9 +146,7 @@ def parse_registration(data: object) -> RegistrationRequest:
     try:
         request = RegistrationRequest.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
-        msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        where, msg, _ = first_validation_error(e, "body")
         raise OAuthError("invalid_client_metadata", f"{where}: {msg}.") from e
     for uri in request.redirect_uris:
         problem = redirect_uri_problem(uri)
@@ -208,8 +207,7 @@ def parse_form[M: _Form](model: type[M], form: Mapping[str, str]) -> M:
     try:
         return model.model_validate(dict(form))
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "request"
-        if first.get("type") == "missing":
+        where, _, kind = first_validation_error(e, "request")
+        if kind == "missing":
             raise OAuthError("invalid_request", f"Parameter {where!r} is missing.") from e
         raise OAuthError("invalid_request", f"Parameter {where!r} is invalid.") from e
