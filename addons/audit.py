@@ -17,7 +17,8 @@ from typing import Any
 from mitmproxy import ctx, http
 
 from lockgate.addons._flow import FlowState, guarded, state
-from lockgate.audit.log import AuditLog, preview
+from lockgate.audit.log import AuditLog
+from lockgate.audit.redact import preview
 from lockgate.mcp.jsonrpc import Message
 from lockgate.mcp.sessions import session_hash
 from lockgate.mcp.uris import normalised

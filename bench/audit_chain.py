@@ -29,6 +29,7 @@ from typing import Any
 os.environ["LOCKGATE_AUDIT_KEY_SOURCE"] = f"test:{secrets.token_hex(32)}"
 
 from lockgate.audit import log as audit  # the key source above is read when the first log opens
+from lockgate.audit import verify as audit_verify
 
 
 def _event(i: int) -> dict[str, Any]:
@@ -93,7 +94,7 @@ def main() -> None:
         keyed = _raw_chain(root / "hmac.jsonl", n, key)
         full = _auditlog(root / "log.jsonl", n, cps)
         started = time.perf_counter()
-        result = audit.verify(root / "log.jsonl", checkpoints=cps)
+        result = audit_verify.verify(root / "log.jsonl", checkpoints=cps)
         verified = time.perf_counter() - started
         assert result.ok, result
     print(f"audit chain, {n} events of a tool.call (one write per line, no fsync)")

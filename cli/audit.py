@@ -15,6 +15,8 @@ import typer
 
 from lockgate.audit import log as audit
 from lockgate.audit import query as audit_query
+from lockgate.audit import read as audit_read
+from lockgate.audit import verify as audit_verify
 from lockgate.cli import audit_views
 from lockgate.cli.views import console
 from lockgate.paths import audit_log_path
@@ -90,11 +92,11 @@ def tail(
     except OSError as e:
         raise _unreadable(path, e) from None
     try:
-        past = audit.last_events(path, lines, end=size) if size else []
+        past = audit_read.last_events(path, lines, end=size) if size else []
         _emit(past, as_json=as_json, header=True)
         if not follow:
             return
-        for event in audit.follow(path, offset=size):
+        for event in audit_read.follow(path, offset=size):
             _emit([event], as_json=as_json, header=False)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
@@ -114,7 +116,7 @@ def verify(file: FileOption = None) -> None:
     """
     path = file or audit_log_path()
     try:
-        result = audit.verify(path)
+        result = audit_verify.verify(path)
     except FileNotFoundError:
         raise _missing(path) from None
     except OSError as e:

@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from lockgate.audit.log import VerifyResult, latency_text, time_text
+from lockgate.audit.events import latency_text, time_text
+from lockgate.audit.verify import VerifyResult
 
 # C0/C1 control characters (ESC included) from upstream-controlled names must not reach a
 # terminal: a tool named "\x1b]..." could rewrite what the reviewer sees.

@@ -30,6 +30,7 @@ import typer
 from rich.console import Console
 
 from lockgate.audit import log as audit_core
+from lockgate.audit import verify as audit_verify
 from lockgate.cli import views
 from lockgate.errors import KeyringUnavailable
 from lockgate.paths import data_dir
@@ -231,7 +232,7 @@ async def _check(profile: Path, listen: str, out: Console, audit_log: Path | Non
         gw.shutdown()
         await task
         await gw.stopped()
-    result = audit_core.verify(gw.audit_log)
+    result = audit_verify.verify(gw.audit_log)
     report.step(
         result.ok and len(events) > 0,
         f"audit log: {len(events)} events written, hash chain "
@@ -250,14 +251,14 @@ async def _check(profile: Path, listen: str, out: Console, audit_log: Path | Non
     return passed == total
 
 
-def _verify_cut_copy(log: Path) -> audit_core.VerifyResult:
+def _verify_cut_copy(log: Path) -> audit_verify.VerifyResult:
     """What `audit verify` says of a copy of the log without its last line: the checkpoint
     outside the file, found by the log's id, knows how long it was."""
     lines = log.read_bytes().splitlines(keepends=True)
     with tempfile.TemporaryDirectory(prefix="lockgate-demo-") as tmp:
         copy = Path(tmp) / "audit-cut.jsonl"
         copy.write_bytes(b"".join(lines[:-1]))
-        return audit_core.verify(copy)
+        return audit_verify.verify(copy)
 
 
 async def _drive(gw: Gateway, report: _Report) -> None:

@@ -38,6 +38,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Static
 
 from lockgate.audit import log as audit
+from lockgate.audit import read as audit_read
 from lockgate.audit.watch import Filter, LagStats, WatchModel, cells, clean, detail
 from lockgate.cli import audit_views, views
 from lockgate.paths import audit_log_path
@@ -621,7 +622,7 @@ def _follow_into(
     """The reader thread: follow the log (across rotation) into the inbox until `stop`."""
     while not stop.is_set():
         try:
-            for event in audit.follow(path, poll=poll, stop=stop.is_set, offset=offset):
+            for event in audit_read.follow(path, poll=poll, stop=stop.is_set, offset=offset):
                 inbox.put(event)
             return
         except ValueError as e:  # a damaged line: say so, and carry on from the file's end
@@ -645,7 +646,7 @@ def _backlog(path: Path, lines: int) -> tuple[list[dict[str, Any]], int]:
             "check the path and its permissions",
         ) from None
     try:
-        return (audit.last_events(path, lines, end=size) if size and lines else []), size
+        return (audit_read.last_events(path, lines, end=size) if size and lines else []), size
     except ValueError as e:
         raise audit.AuditLogDamaged(
             f"Damaged audit log: {e}.", "run `lockgate audit verify`"
@@ -660,7 +661,7 @@ def _plain(path: Path, filt: Filter, past: list[dict[str, Any]], offset: int) ->
             out.print(Text(audit_views.event_line(event)), soft_wrap=True)
     out.file.flush()
     try:
-        for event in audit.follow(path, poll=0.05, offset=offset):
+        for event in audit_read.follow(path, poll=0.05, offset=offset):
             if filt.matches(event):
                 out.print(Text(audit_views.event_line(event)), soft_wrap=True)
                 out.file.flush()

@@ -17,6 +17,10 @@ keyed writer verifies: its old lines are then anchored by the first keyed line.
 
 One writer per file: `AuditLog` takes an exclusive advisory lock (POSIX) so a second gateway
 writing the same log fails at start instead of forking the chain.
+
+This module writes the chain (the key, checkpoints, `AuditLog`, `record`); reading it is
+`lockgate.audit.read`, proving it `lockgate.audit.verify`, bounding and masking what it keeps
+`lockgate.audit.redact`.
 """
 
 from __future__ import annotations
@@ -25,28 +29,26 @@ import contextlib
 import hashlib
 import hmac
 import json
-import math
 import os
 import re
 import secrets as _random
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from lockgate import keyring as keyring_store
 from lockgate import paths
-from lockgate.audit.masking import MASK, is_secret_key, mask_text
+from lockgate.audit.read import _reverse_lines
+from lockgate.audit.redact import REDACTED, _scrub, is_secret_key, preview
 from lockgate.errors import LockgateError
 
 if sys.platform != "win32":
     import fcntl
 
 __all__ = [
-    "REDACTED",
     "ZERO_HASH",
     "AuditKeyMissing",
     "AuditLog",
@@ -54,18 +56,12 @@ __all__ = [
     "AuditLogDamaged",
     "AuditLogError",
     "AuditLogMissing",
-    "VerifyResult",
-    "follow",
-    "is_secret_key",
-    "last_events",
     "load_key",
-    "preview",
-    "read_events",
-    "verify",
+    "pending_path",
+    "record",
 ]
 
 ZERO_HASH = "0" * 64
-REDACTED = MASK
 FORMAT = 2
 KEY_ENTRY = "audit:chain-key"
 KEY_SOURCE_ENV = "LOCKGATE_AUDIT_KEY_SOURCE"
@@ -78,8 +74,6 @@ _CHECKPOINT_TAG = b"lockgate-audit-checkpoint\0"
 # Keys whose values are caller data: bounded and redacted by `preview` on append.
 _PREVIEWED = frozenset({"args", "result"})
 
-_BLOCK = 64 * 1024
-_MAX_DEPTH = 8
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -232,96 +226,6 @@ class _Checkpoint:
             os.close(self._fd)
 
 
-@dataclass(frozen=True)
-class VerifyResult:
-    """The outcome of `verify`.
-
-    `lines` is the number of events when `ok`, else the number of intact lines before
-    `first_bad_line` (1-based, as `sed -n Lp` counts them).
-    """
-
-    ok: bool
-    lines: int
-    first_bad_line: int | None = None
-    reason: str | None = None
-
-
-# ---------------------------------------------------------------------------- previews
-
-
-def preview(value: object, limit: int = 512) -> object:
-    """A bounded, JSON-able, secret-free preview of `value` for the audit log.
-
-    Strings are cut at `limit` characters, a container keeps at most `max(16, limit // 8)`
-    items, and all stop once about `4 * limit` characters of content have been kept;
-    nesting stops at depth 8. Values under secret-like keys and
-    token-shaped strings (bearer credentials, JWTs) become "[redacted]". Never raises.
-    """
-    return _preview(value, limit, [4 * limit], 0)
-
-
-def _room(budget: list[int], i: int, limit: int) -> bool:
-    """Whether a container may keep its item `i`: total budget left, and a per-container cap."""
-    return budget[0] > 0 and i < max(16, limit // 8)
-
-
-def _preview(value: object, limit: int, budget: list[int], depth: int) -> object:
-    budget[0] -= 1
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return value if value.bit_length() <= 64 else f"<int of {value.bit_length()} bits>"
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, str):
-        return _preview_str(value, limit, budget)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return f"<{len(value)} bytes>"
-    if isinstance(value, Mapping):
-        if depth >= _MAX_DEPTH:
-            return f"{{object of {len(value)} keys}}"
-        out: dict[str, object] = {}
-        for i, (k, v) in enumerate(value.items()):
-            if not _room(budget, i, limit):
-                out["…"] = f"+{len(value) - i} more keys"
-                break
-            key = k if isinstance(k, str) else str(k)
-            key = _preview_str(key, limit, budget) if len(key) > limit else key
-            budget[0] -= len(key)
-            out[key] = REDACTED if is_secret_key(key) else _preview(v, limit, budget, depth + 1)
-        return out
-    if isinstance(value, (list, tuple, set, frozenset)):
-        if depth >= _MAX_DEPTH:
-            return f"[list of {len(value)} items]"
-        items: list[object] = []
-        for i, v in enumerate(value):
-            if not _room(budget, i, limit):
-                items.append(f"… +{len(value) - i} more items")
-                break
-            items.append(_preview(v, limit, budget, depth + 1))
-        return items
-    return f"<{type(value).__name__}>"
-
-
-def _preview_str(value: str, limit: int, budget: list[int]) -> str:
-    head = mask_text(value[: limit + 1024])
-    if len(value) > limit:
-        head = f"{head[:limit]}…(+{len(value) - limit} chars)"
-    budget[0] -= min(len(head), limit)
-    return head
-
-
-def _scrub(value: Any) -> Any:
-    """Replace lone surrogates (not encodable as UTF-8) so a record can always be written."""
-    if isinstance(value, str):
-        return value.encode("utf-8", "replace").decode("utf-8")
-    if isinstance(value, dict):
-        return {_scrub(k): _scrub(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(v) for v in value]
-    return value
-
-
 # ---------------------------------------------------------------------------- writing
 
 
@@ -340,21 +244,6 @@ def _line(canonical: bytes, digest: str, field: str = "hash") -> bytes:
 def _now() -> str:
     ms = time.time_ns() // 1_000_000
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
-
-
-def latency_text(event: Mapping[str, Any]) -> str:
-    """An event's total latency for a table cell ("12.3 ms"), or "-"."""
-    latency = event.get("latency_ms")
-    total = latency.get("total") if isinstance(latency, Mapping) else latency
-    if isinstance(total, bool) or not isinstance(total, (int, float)):
-        return "-"
-    return f"{total:.1f} ms"
-
-
-def time_text(event: Mapping[str, Any]) -> str:
-    """An event's time of day (UTC, to the millisecond) for a table cell."""
-    ts = str(event.get("ts", ""))
-    return ts[11:23] if len(ts) >= 23 and ts[10:11] == "T" else ts
 
 
 def pending_path(path: Path) -> Path:
@@ -601,289 +490,3 @@ def _first_mac(path: Path) -> str | None:
                 if isinstance(mac, str) and _HEX64.fullmatch(mac):
                     return _log_id(mac)
     return None
-
-
-# ---------------------------------------------------------------------------- reading
-
-
-def _reverse_lines(f: BinaryIO, end: int) -> Iterator[tuple[bytes, bool]]:
-    """Lines of f[:end] from last to first, without "\\n", with whether one followed."""
-    pos = end
-    buf = b""
-    at_end = True
-    while pos > 0:
-        size = min(_BLOCK, pos)
-        pos -= size
-        f.seek(pos)
-        buf = f.read(size) + buf
-        parts = buf.split(b"\n")
-        buf = parts[0]
-        for part in reversed(parts[1:]):
-            if at_end:
-                at_end = False
-                if part:
-                    yield part, False
-                continue
-            yield part, True
-    if at_end:
-        if buf:
-            yield buf, False
-    else:
-        yield buf, True
-
-
-def _parse(raw: bytes, where: str) -> dict[str, Any]:
-    try:
-        obj = json.loads(raw)
-    except ValueError as e:
-        raise ValueError(f"{where}: not JSON ({e})") from None
-    if not isinstance(obj, dict):
-        raise ValueError(f"{where}: not a JSON object")
-    return obj
-
-
-def read_events(path: Path) -> Iterator[dict[str, Any]]:
-    """Every event of the log, in order; a line that is not a JSON object raises ValueError."""
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            yield _parse(raw.rstrip(b"\n"), f"{path} line {lineno}")
-
-
-def last_events(path: Path, n: int, *, end: int | None = None) -> list[dict[str, Any]]:
-    """The last `n` events (of the first `end` bytes), read from the end of the file."""
-    out: list[dict[str, Any]] = []
-    if n <= 0:
-        return out
-    with open(path, "rb") as f:
-        if end is None:
-            end = f.seek(0, os.SEEK_END)
-        for back, (raw, _terminated) in enumerate(_reverse_lines(f, end)):
-            out.append(_parse(raw, f"{path} line {back + 1} from the end"))
-            if len(out) == n:
-                break
-    out.reverse()
-    return out
-
-
-def follow(
-    path: Path,
-    poll: float = 0.1,
-    stop: Callable[[], bool] | None = None,
-    *,
-    offset: int | None = None,
-) -> Iterator[dict[str, Any]]:
-    """Yield events as they are appended, like `tail -F`.
-
-    Starts at the end of the file (or at byte `offset`; 0 for the whole file), waits for the
-    file if it does not exist yet, yields complete lines only, and starts over when the file
-    is truncated or replaced (rotation). `stop` is polled while idle; when it returns True
-    the iterator ends. A line that is not a JSON object raises ValueError.
-    """
-    f: BinaryIO | None = None
-    buf = b""
-    skip_first = False
-    try:
-        while True:
-            if f is None:
-                try:
-                    f = open(path, "rb", buffering=0)  # noqa: SIM115 (closed in finally)
-                except FileNotFoundError:
-                    if stop is not None and stop():
-                        return
-                    time.sleep(poll)
-                    offset = 0
-                    continue
-                size = os.fstat(f.fileno()).st_size
-                start = size if offset is None or offset > size else offset
-                if start > 0:
-                    f.seek(start - 1)
-                    skip_first = f.read(1) != b"\n"
-                offset, buf = 0, b""
-            chunk = f.read(_BLOCK)
-            if chunk:
-                buf += chunk
-                *lines, buf = buf.split(b"\n")
-                for raw in lines:
-                    if skip_first:
-                        skip_first = False
-                        continue
-                    yield _parse(raw, f"{path}: line before byte {f.tell() - len(buf)}")
-                continue
-            if stop is not None and stop():
-                return
-            try:
-                st = os.stat(path)
-            except FileNotFoundError:
-                st = None
-            if st is not None:
-                current = os.fstat(f.fileno())
-                if (st.st_dev, st.st_ino) != (current.st_dev, current.st_ino):
-                    # Rotated: finish the old file (lines written just before), then switch.
-                    rest = f.read()
-                    while rest:
-                        buf += rest
-                        rest = f.read()
-                    *lines, _ = buf.split(b"\n")
-                    for raw in lines[1 if skip_first else 0 :]:
-                        yield _parse(raw, f"{path} (rotated)")
-                    f.close()
-                    f, buf, skip_first = None, b"", False
-                    continue
-                if st.st_size < f.tell():  # truncated in place
-                    f.seek(0)
-                    buf, skip_first = b"", False
-                    continue
-            time.sleep(poll)
-    finally:
-        if f is not None:
-            f.close()
-
-
-# ---------------------------------------------------------------------------- verifying
-
-
-class _BadLine(Exception):
-    """Why one line breaks the chain (internal to `verify`)."""
-
-
-_UNKEYED = (
-    "unkeyed (legacy), cannot prove integrity: the chain links up, but anyone can "
-    "recompute it; a gateway of this version keys every line it appends"
-)
-
-
-def verify(
-    path: Path, *, key: bytes | None = None, checkpoints: Path | None = None
-) -> VerifyResult:
-    """Check every line's mac, seq and prev link and the file's end against its checkpoint.
-
-    Not ok at the first bad line (and why), when the tail was cut, and for a log with no keyed
-    line (legacy, proves nothing). The key is read from the OS keyring on the first keyed line;
-    raises AuditKeyMissing when it is not there.
-    """
-    prev = ZERO_HASH
-    lineno = 0
-    keyed_from: int | None = None
-    checkpoint: dict[str, Any] | None = None
-    places = [checkpoints] if checkpoints is not None else _checkpoint_places(path)
-    directory = places[0]
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            try:
-                if keyed_from is None and b'"mac":"' in raw:
-                    if key is None:
-                        key = _verify_key()
-                    keyed_from = lineno
-                prev = _check_line(raw, lineno, prev, key if keyed_from is not None else None)
-                if keyed_from == lineno:
-                    directory = next(
-                        (d for d in places if _checkpoint_path(d, _log_id(prev)).exists()),
-                        places[0],
-                    )
-                    cp = _read_checkpoint(directory, _log_id(prev), key)  # type: ignore[arg-type]
-                    if cp is None:
-                        return VerifyResult(
-                            False,
-                            0,
-                            None,
-                            f"no checkpoint for this log in {directory}: a cut tail cannot "
-                            "be ruled out (a copy, or the checkpoint was deleted)",
-                        )
-                    if isinstance(cp, str):
-                        return VerifyResult(False, 0, None, cp)
-                    checkpoint = cp
-                if (
-                    checkpoint is not None
-                    and lineno == checkpoint["seq"]
-                    and not hmac.compare_digest(prev, checkpoint["mac"])
-                ):
-                    raise _BadLine("the checkpoint names another line at this seq")
-            except _BadLine as e:
-                return VerifyResult(False, lineno - 1, lineno, str(e))
-    if lineno and keyed_from is None:
-        return VerifyResult(False, lineno, None, _UNKEYED)
-    if checkpoint is not None and checkpoint["seq"] > lineno:
-        cut = checkpoint["seq"] - lineno
-        return VerifyResult(
-            False,
-            lineno,
-            lineno + 1,
-            f"tail cut: the checkpoint says {checkpoint['seq']} events were written, "
-            f"the file ends at seq {lineno} ({cut} line(s) cut off the end)",
-        )
-    return VerifyResult(True, lineno)
-
-
-def _checkpoint_places(path: Path) -> list[Path]:
-    """Where a log's checkpoint may be: this user's data dir, else the one the log sits in
-    (another home's log, e.g. `audit verify --file` on a gateway started with LOCKGATE_HOME);
-    a checkpoint is MAC'd, so where it is found does not make it trusted."""
-    mine = checkpoint_dir()
-    beside = path.resolve().parent / mine.name
-    return [mine] if beside == mine.resolve() else [mine, beside]
-
-
-def _verify_key() -> bytes:
-    key = load_key(create=False)
-    if key is None:
-        raise AuditKeyMissing(
-            "The audit log is keyed but its key is not in this OS keyring "
-            f"(service 'lockgate', user '{KEY_ENTRY}')",
-            "run `lockgate audit verify` as the OS user that runs the gateway, "
-            "in a session where that user's keyring is unlocked",
-        )
-    return key
-
-
-def _check_line(raw: bytes, expected_seq: int, prev: str, key: bytes | None) -> str:
-    """The line's mac (legacy: hash) when it is intact and chains on to `prev`; raises
-    _BadLine if not. With a key, only keyed lines are accepted."""
-    if not raw.endswith(b"\n"):
-        raise _BadLine("truncated last line (no trailing newline)")
-    line = raw[:-1]
-    if not line:
-        raise _BadLine("empty line")
-    try:
-        obj = json.loads(line)
-    except ValueError as e:
-        raise _BadLine(f"not JSON ({e})") from None
-    if not isinstance(obj, dict):
-        raise _BadLine("not a JSON object")
-    field = "mac" if key is not None else "hash"
-    if key is not None and "mac" not in obj:
-        raise _BadLine("unkeyed line after keyed ones: forged or inserted (no mac)")
-    digest = obj.pop(field, None)
-    if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
-        raise _BadLine(f"missing {field} (or not a sha256 hex digest)")
-    try:
-        canonical = _canonical(obj)
-    except ValueError:
-        raise _BadLine(
-            f"{field} mismatch: values canonical JSON cannot hold (line edited)"
-        ) from None
-    if key is not None:
-        prev_field = obj.get("prev")
-        if not isinstance(prev_field, str) or not _HEX64.fullmatch(prev_field):
-            raise _BadLine("missing prev")
-        if not hmac.compare_digest(_mac(key, prev_field, canonical), digest):
-            raise _BadLine(
-                "mac mismatch: the line was edited, forged or re-chained (or written with "
-                "another key)"
-            )
-    elif hashlib.sha256(canonical).hexdigest() != digest:
-        raise _BadLine("hash mismatch: the line was edited")
-    if line != _line(canonical, digest, field):
-        raise _BadLine(f"{field} matches but the line is not in canonical form (line edited)")
-    seq = obj.get("seq")
-    if type(seq) is not int:
-        raise _BadLine("missing seq")
-    if seq > expected_seq:
-        gap = seq - expected_seq
-        raise _BadLine(f"seq gap: expected seq {expected_seq}, found {seq} ({gap} line(s) deleted)")
-    if seq < expected_seq:
-        raise _BadLine(
-            f"seq out of order: expected seq {expected_seq}, found {seq} (line repeated)"
-        )
-    if obj.get("prev") != prev:
-        raise _BadLine("prev mismatch: the line does not chain to the line before it")
-    return digest

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from lockgate.audit.log import latency_text, time_text
+from lockgate.audit.events import latency_text, time_text
 from lockgate.mcp.sessions import is_session_hash, session_hash
 from lockgate.policy.view import glob_match
 

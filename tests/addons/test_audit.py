@@ -18,7 +18,8 @@ from lockgate.addons.capabilities import Capabilities
 from lockgate.addons.client_auth import ClientAuth
 from lockgate.addons.config import Config
 from lockgate.addons.router import Router
-from lockgate.audit.log import read_events, verify
+from lockgate.audit.read import read_events
+from lockgate.audit.verify import verify
 from lockgate.mcp.sessions import session_hash
 
 PROFILE = """

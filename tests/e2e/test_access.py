@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from lockgate.audit.log import verify
+from lockgate.audit.verify import verify
 from tests.e2e.test_dev_signin import (
     ENV,
     authorize_url,

@@ -24,7 +24,7 @@ import httpx
 import pytest
 from cryptography import x509
 
-from lockgate.audit.log import verify
+from lockgate.audit.verify import verify
 from lockgate.cli.headless_oauth import (
     CALLBACK_URI,
     MemoryStorage,

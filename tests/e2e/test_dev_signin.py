@@ -34,7 +34,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from lockgate.audit.log import verify
+from lockgate.audit.verify import verify
 from lockgate.authserver.keys import SigningKey
 from lockgate.authserver.tokens import issue_access_token
 from lockgate.identity.claims import UserClaims

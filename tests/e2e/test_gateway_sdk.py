@@ -25,7 +25,7 @@ import mcp_types as types
 import pytest
 from mcp import Client
 
-from lockgate.audit.log import verify
+from lockgate.audit.verify import verify
 from lockgate.mcp.sessions import session_hash
 from tests.e2e.test_upstreams_direct import (
     DEMO_TOOLS,

@@ -26,7 +26,8 @@ import httpx
 import pytest
 
 from lockgate.audit import log as audit
-from lockgate.audit.log import read_events, verify
+from lockgate.audit.read import read_events
+from lockgate.audit.verify import verify
 from lockgate.identity import session as login
 from lockgate.identity.refresh import RECHECK_ENV
 from tests.e2e.test_dev_signin import CALLBACK, ENV, redirect_params

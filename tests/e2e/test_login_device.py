@@ -24,7 +24,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lockgate.audit.log import read_events, verify
+from lockgate.audit.read import read_events
+from lockgate.audit.verify import verify
 from lockgate.identity import cli_login, refresh
 from lockgate.identity import session as login
 from lockgate.identity.provider import OIDCError, discover

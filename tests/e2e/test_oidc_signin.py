@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from lockgate.audit.log import verify
+from lockgate.audit.verify import verify
 from tests.e2e.test_dev_signin import (
     CALLBACK,
     ENV,

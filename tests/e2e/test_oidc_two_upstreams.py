@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from lockgate.audit.log import verify
+from lockgate.audit.verify import verify
 from lockgate.identity.session import delete_session
 from lockgate.upstream import tokens as upstream_tokens
 from tests.e2e.test_dev_signin import (

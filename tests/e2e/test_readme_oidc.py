@@ -33,7 +33,7 @@ import httpx
 import pytest
 
 from lockgate import keyring as secrets
-from lockgate.audit.log import verify
+from lockgate.audit.verify import verify
 from tests.e2e.test_dev_signin import (
     authorize_url,
     exchange,

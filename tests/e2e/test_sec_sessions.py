@@ -32,7 +32,7 @@ from mcp import Client
 from mcp.client.session import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 
-from lockgate.audit.log import verify
+from lockgate.audit.verify import verify
 from tests.e2e.test_access import sync_sign_in
 from tests.e2e.test_dev_signin import ENV
 from tests.e2e.test_upstreams_direct import text_of

@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 import pytest
 
-from lockgate.audit.log import verify
+from lockgate.audit.verify import verify
 from lockgate.identity.claims import local_user
 from lockgate.upstream import tokens as upstream_tokens
 from tests.e2e.test_dev_signin import (

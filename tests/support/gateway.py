@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lockgate.audit.log import read_events
+from lockgate.audit.read import read_events
 
 
 @dataclass

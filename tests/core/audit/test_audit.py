@@ -17,19 +17,10 @@ from typing import Any
 
 import pytest
 
-from lockgate.audit.log import (
-    REDACTED,
-    ZERO_HASH,
-    AuditLog,
-    AuditLogBusy,
-    follow,
-    last_events,
-    pending_path,
-    preview,
-    read_events,
-    record,
-    verify,
-)
+from lockgate.audit.log import ZERO_HASH, AuditLog, AuditLogBusy, pending_path, record
+from lockgate.audit.read import follow, last_events, read_events
+from lockgate.audit.redact import REDACTED, preview
+from lockgate.audit.verify import verify
 
 
 def _event(i: int) -> dict[str, Any]:

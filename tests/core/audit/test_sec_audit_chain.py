@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from lockgate.audit.log import AuditLog, AuditLogDamaged, pending_path, read_events, verify
+from lockgate.audit.log import AuditLog, AuditLogDamaged, pending_path
+from lockgate.audit.read import read_events
+from lockgate.audit.verify import verify
 
 
 def _event(i: int) -> dict[str, Any]:

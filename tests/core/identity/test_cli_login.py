@@ -15,7 +15,9 @@ import httpx
 import pytest
 
 from lockgate.audit import log as audit
-from lockgate.audit.log import AuditLog, read_events, verify
+from lockgate.audit.log import AuditLog
+from lockgate.audit.read import read_events
+from lockgate.audit.verify import verify
 from lockgate.identity import cli_login, refresh
 from lockgate.identity.provider import OIDCError, discover
 from tests.core.identity.signin import browser_login, sign_in_at_provider

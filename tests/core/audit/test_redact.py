@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lockgate.audit.log import preview
-from lockgate.audit.masking import MASK, is_secret_key, mask_text
+from lockgate.audit.redact import REDACTED, is_secret_key, mask_text, preview
 
 PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----"
 CREDENTIALS = [
@@ -66,7 +65,7 @@ def test_ordinary_keys(key: str) -> None:
 def test_credential_shapes_are_masked(credential: str) -> None:
     masked = mask_text(f"before {credential} after")
     assert credential not in masked
-    assert MASK in masked and masked.startswith("before ")
+    assert REDACTED in masked and masked.startswith("before ")
 
 
 def test_ordinary_text_is_kept() -> None:
@@ -89,8 +88,8 @@ def test_masking_never_crashes_and_is_stable(text: str) -> None:
 def test_preview_masks_keys_and_values() -> None:
     args = {"pat": "anything", "nested": {"api_key": 1}, "body": "id AKIAIOSFODNN7EXAMPLE"}
     assert preview(args) == {
-        "pat": MASK,
-        "nested": {"api_key": MASK},
-        "body": f"id {MASK}",
+        "pat": REDACTED,
+        "nested": {"api_key": REDACTED},
+        "body": f"id {REDACTED}",
     }
-    assert preview({"content": [{"text": PEM}]}) == {"content": [{"text": MASK}]}
+    assert preview({"content": [{"text": PEM}]}) == {"content": [{"text": REDACTED}]}

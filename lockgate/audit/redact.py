@@ -1,0 +1,140 @@
+"""Secrets out of the audit log: bounded previews, secret-named keys and credential shapes masked.
+
+Why it exists: tool arguments named `key` or `pat`, and results holding `AKIA…`, `ghp_…` or
+`sk-…` keys, were stored in the audit log and shown by `watch` as they were. Everything the
+log keeps of caller data (`args`, `result`, values under secret-like keys) passes through
+here on append: `preview` bounds it, `is_secret_key` names the keys whose values are never
+kept, `mask_text` masks credential shapes in every string kept; regexes compiled once, and
+one mask string, `REDACTED`. The guardrails issue widens this to full redaction.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["REDACTED", "is_secret_key", "mask_text", "preview"]
+
+_MAX_DEPTH = 8
+
+REDACTED = "[redacted]"
+
+# Matched against the key lowercased with "_", "-", "." and spaces removed.
+_SECRET_KEY = re.compile(
+    r"token|secret|passw(?:or)?d|passphrase|authorization|cookie|codeverifier|apikey"
+    r"|privatekey|accesskey|credential|jwt|bearer"
+)
+# Whole words of a key (split at separators and camelCase) that name a secret on their own.
+_SECRET_WORDS = frozenset({"key", "pat", "pwd", "pass", "auth", "apikey", "otp", "pin"})
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+# Counts and limits that merely mention tokens (sampling's maxTokens) are not credentials.
+_COUNT_KEYS = frozenset({"maxtokens", "tokencount", "tokens", "inputtokens", "outputtokens"})
+
+# Credential shapes, whatever their key.
+_SECRET_VALUE = re.compile(
+    r"(?i:\bbearer\s+)[A-Za-z0-9._~+/=-]{16,}"  # an Authorization header's value
+    r"|\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"  # a JWT
+    r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"  # AWS access key ids
+    r"|\bgh[pousr]_[A-Za-z0-9]{20,}"  # GitHub tokens
+    r"|\bgithub_pat_[A-Za-z0-9_]{20,}"  # GitHub fine-grained tokens
+    r"|\bsk-(?:[A-Za-z0-9]+-)*[A-Za-z0-9_-]{16,}"  # OpenAI / Anthropic style keys
+    r"|\bxox[abposr]-[A-Za-z0-9-]{10,}"  # Slack tokens
+    r"|-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY-----|.*)",
+    re.DOTALL,
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def is_secret_key(key: str) -> bool:
+    """True for keys named like a credential: `token`, `api_key`, `Authorization`, `pat`,
+    `x-api-key`, `githubPat`, ... (case-insensitive, any separators)."""
+    folded = re.sub(r"[_\-. ]", "", key.lower())
+    if folded in _COUNT_KEYS:
+        return False
+    if _SECRET_KEY.search(folded) is not None:
+        return True
+    return any(w.lower() in _SECRET_WORDS for w in _WORDS.findall(key))
+
+
+def mask_text(text: str) -> str:
+    """`text` with every credential-shaped run replaced by the mask."""
+    return _SECRET_VALUE.sub(REDACTED, text)
+
+
+# ---------------------------------------------------------------------------- previews
+
+
+def preview(value: object, limit: int = 512) -> object:
+    """A bounded, JSON-able, secret-free preview of `value` for the audit log.
+
+    Strings are cut at `limit` characters, a container keeps at most `max(16, limit // 8)`
+    items, and all stop once about `4 * limit` characters of content have been kept;
+    nesting stops at depth 8. Values under secret-like keys and
+    token-shaped strings (bearer credentials, JWTs) become "[redacted]". Never raises.
+    """
+    return _preview(value, limit, [4 * limit], 0)
+
+
+def _room(budget: list[int], i: int, limit: int) -> bool:
+    """Whether a container may keep its item `i`: total budget left, and a per-container cap."""
+    return budget[0] > 0 and i < max(16, limit // 8)
+
+
+def _preview(value: object, limit: int, budget: list[int], depth: int) -> object:
+    budget[0] -= 1
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if value.bit_length() <= 64 else f"<int of {value.bit_length()} bits>"
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return _preview_str(value, limit, budget)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, Mapping):
+        if depth >= _MAX_DEPTH:
+            return f"{{object of {len(value)} keys}}"
+        out: dict[str, object] = {}
+        for i, (k, v) in enumerate(value.items()):
+            if not _room(budget, i, limit):
+                out["…"] = f"+{len(value) - i} more keys"
+                break
+            key = k if isinstance(k, str) else str(k)
+            key = _preview_str(key, limit, budget) if len(key) > limit else key
+            budget[0] -= len(key)
+            out[key] = REDACTED if is_secret_key(key) else _preview(v, limit, budget, depth + 1)
+        return out
+    if isinstance(value, (list, tuple, set, frozenset)):
+        if depth >= _MAX_DEPTH:
+            return f"[list of {len(value)} items]"
+        items: list[object] = []
+        for i, v in enumerate(value):
+            if not _room(budget, i, limit):
+                items.append(f"… +{len(value) - i} more items")
+                break
+            items.append(_preview(v, limit, budget, depth + 1))
+        return items
+    return f"<{type(value).__name__}>"
+
+
+def _preview_str(value: str, limit: int, budget: list[int]) -> str:
+    head = mask_text(value[: limit + 1024])
+    if len(value) > limit:
+        head = f"{head[:limit]}…(+{len(value) - limit} chars)"
+    budget[0] -= min(len(head), limit)
+    return head
+
+
+def _scrub(value: Any) -> Any:
+    """Replace lone surrogates (not encodable as UTF-8) so a record can always be written."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
