@@ -3,7 +3,8 @@
 Requests are recorded when their answer is known (so the event carries outcome
 and latency): from the upstream's JSON body, from the SSE event that carries
 it, or from the gateway's own answer. Listeners (the live view of `lockgate up`)
-see every record as it is written.
+see every record as it is written. This addon only translates flows: what an event
+holds is `lockgate.audit.events`.
 """
 
 from __future__ import annotations
@@ -12,46 +13,27 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from mitmproxy import ctx, http
 
 from lockgate.addons._flow import FlowState, guarded, state
+from lockgate.audit import events
+from lockgate.audit.events import Outcome
 from lockgate.audit.log import AuditLog
-from lockgate.audit.redact import preview
 from lockgate.mcp.jsonrpc import Message
 from lockgate.mcp.sessions import session_hash
-from lockgate.mcp.uris import normalised
 from lockgate.paths import audit_log_path
-from lockgate.policy.view import RESOURCE_METHODS
 
 logger = logging.getLogger("lockgate")
 
 Listener = Callable[[dict[str, Any]], None]
 
 
-def event_name(method: str | None) -> str:
-    if method == "tools/call":
-        return "tool.call"
-    if method is not None and method.endswith("/list"):
-        return "capability.list"
-    return "mcp.request"
-
-
-def audit_name(m: Message) -> str | None:
-    """The item a message targets as the rules saw it: a resource URI in normal form (so
-    one resource has one name in the audit, however a client spelled it)."""
-    name = m.name
-    if name is None or m.method not in RESOURCE_METHODS:
-        return name
-    normal = normalised(name)
-    if normal is not None:
-        return normal
-    return name if len(name) <= 512 else f"{name[:512]}…(+{len(name) - 512} chars)"
-
-
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 2)
+def _outcome(st: FlowState) -> Outcome | None:
+    """The outcome an addon set on the flow (FlowState.outcome is a plain str until it is
+    typed as `Outcome`; every addon sets one of them)."""
+    return cast("Outcome | None", st.outcome)
 
 
 class Audit:
@@ -109,34 +91,11 @@ class Audit:
         for m in st.messages:
             if m.kind == "request":
                 if forwarded and m.method == "tools/call":
-                    # Written before the call goes upstream: a call cut off by a killed
-                    # gateway or a vanished client still shows, and its completion event
-                    # (same id and session) or the lack of one tells how it ended.
-                    self.record(
-                        self._base(flow, st)
-                        | {
-                            "event": "tool.call.started",
-                            "method": m.method,
-                            "name": audit_name(m),
-                            "id": m.id,
-                            "outcome": "started",
-                            "args": (m.params or {}).get("arguments"),
-                        }
-                    )
+                    self.record(events.started(self._base(flow, st), m))
                 continue
             # Notifications and the client's answers to server requests have no reply of
             # their own: record them as they pass.
-            self.record(
-                self._base(flow, st)
-                | {
-                    "event": "mcp.message",
-                    "direction": "client",
-                    "method": m.method or "response",
-                    "name": audit_name(m),
-                    "id": m.id,
-                    "outcome": st.outcome or "success",
-                }
-            )
+            self.record(events.client_message(self._base(flow, st), m, _outcome(st) or "success"))
 
     @guarded
     def response(self, flow: http.HTTPFlow) -> None:
@@ -149,28 +108,21 @@ class Audit:
         pending = [m for m in st.messages if m.kind == "request" and m.id not in st.handled_ids]
         if pending:
             for m in pending:
-                outcome = st.outcome or (
-                    "success"
-                    if status is not None and status < 400
-                    else "upstream_error"
-                    if status and status >= 500
-                    else "error"
-                )
+                outcome = _outcome(st) or events.http_outcome(status)
                 self._request_event(flow, st, m, outcome, status, None, None)
         elif not st.messages:
             # GET streams, DELETE, own endpoints, refused bodies: one event for the exchange.
-            outcome = st.outcome or ("success" if status is not None and status < 400 else "error")
             self.record(
-                self._base(flow, st)
-                | {
-                    "event": "mcp.request" if st.route is not None else "gateway.request",
-                    "method": flow.request.method,
-                    "path": flow.request.path.split("?", 1)[0] if st.route is None else None,
-                    "outcome": outcome,
-                    "status": status,
-                    "reason": st.reason,
-                    "latency_ms": {"total": _ms(time.monotonic() - st.started)},
-                }
+                events.exchange(
+                    self._base(flow, st),
+                    routed=st.route is not None,
+                    method=flow.request.method,
+                    path=flow.request.path,
+                    outcome=_outcome(st) or events.http_outcome(status, upstream=False),
+                    status=status,
+                    reason=st.reason,
+                    total_ms=events.ms(time.monotonic() - st.started),
+                )
             )
 
     @guarded
@@ -182,7 +134,7 @@ class Audit:
                     flow,
                     st,
                     m,
-                    st.outcome or "upstream_error",
+                    _outcome(st) or "upstream_error",
                     504 if st.timed_out else 502,
                     None,
                     None,
@@ -214,68 +166,43 @@ class Audit:
         flow: http.HTTPFlow,
         st: FlowState,
         m: Message,
-        outcome: str,
+        outcome: Outcome,
         status: int | None,
         reply: dict[str, Any] | None,
         upstream_ms: float | None,
     ) -> None:
         if m.id is not None:
             st.handled_ids.add(m.id)
-        args = (
-            (m.params or {}).get("arguments") if m.method in ("tools/call", "prompts/get") else None
+        self.record(
+            events.request(
+                self._base(flow, st),
+                m,
+                outcome=outcome,
+                status=status,
+                reason=st.reason,
+                total_ms=events.ms(time.monotonic() - st.started),
+                upstream_ms=upstream_ms,
+                reply=reply,
+            )
         )
-        event: dict[str, Any] = self._base(flow, st) | {
-            "event": event_name(m.method),
-            "method": m.method,
-            "name": audit_name(m),
-            "id": m.id,
-            "outcome": outcome,
-            "status": status,
-            "reason": st.reason if outcome != "success" else None,
-            "latency_ms": {"total": _ms(time.monotonic() - st.started), "upstream": upstream_ms},
-            "args": args,
-        }
-        if reply is not None:
-            if "error" in reply:
-                event["error"] = preview(reply["error"])
-            elif m.method and m.method.endswith("/list") and isinstance(reply.get("result"), dict):
-                result = reply["result"]
-                event["count"] = next(
-                    (len(v) for v in result.values() if isinstance(v, list)), None
-                )
-            else:
-                event["result"] = reply.get("result")
-        self.record(event)
 
     def _on_upstream_message(self, flow: http.HTTPFlow, st: FlowState, obj: dict[str, Any]) -> None:
         rid = obj.get("id")
         if ("result" in obj or "error" in obj) and isinstance(rid, (str, int)):
             match = next((m for m in st.messages if m.kind == "request" and m.id == rid), None)
             if match is not None and rid not in st.handled_ids:
-                outcome = "success"
-                result = obj.get("result")
-                if "error" in obj or (isinstance(result, dict) and result.get("isError") is True):
-                    outcome = "error"
                 resp = flow.response
                 upstream_ms = None
                 if resp is not None and resp.timestamp_start and flow.request.timestamp_end:
-                    upstream_ms = _ms(resp.timestamp_start - flow.request.timestamp_end)
+                    upstream_ms = events.ms(resp.timestamp_start - flow.request.timestamp_end)
                 self._request_event(
-                    flow, st, match, outcome, resp.status_code if resp else None, obj, upstream_ms
+                    flow,
+                    st,
+                    match,
+                    events.reply_outcome(obj),
+                    resp.status_code if resp else None,
+                    obj,
+                    upstream_ms,
                 )
                 return
-        method = obj.get("method")
-        params = obj.get("params")
-        self.record(
-            self._base(flow, st)
-            | {
-                "event": "mcp.message",
-                "direction": "server",
-                "method": method if isinstance(method, str) else "response",
-                "id": rid if isinstance(rid, (str, int)) else None,
-                "outcome": "success",
-                "progress": params.get("progress")
-                if isinstance(params, dict) and method == "notifications/progress"
-                else None,
-            }
-        )
+        self.record(events.server_message(self._base(flow, st), obj))

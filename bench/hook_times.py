@@ -37,7 +37,7 @@ import run as bench
 from mitmproxy import addonmanager
 
 import lockgate.addons as addons_pkg
-import lockgate.addons.audit as audit_addon
+import lockgate.audit.events as audit_events
 import lockgate.audit.log as audit_core
 import lockgate.mcp.jsonrpc as jsonrpc
 from lockgate.addons.gateway import Gateway
@@ -125,7 +125,7 @@ def instrument() -> None:
     audit_core.preview = timed("    preview() in append", audit_core.preview)
     audit_core._canonical = timed("    _canonical() in append", audit_core._canonical)
     os.write = timed("    os.write (audit line)", os.write)
-    audit_addon.preview = timed("  preview() in addon", audit_addon.preview)
+    audit_events.preview = timed("  preview() in addon", audit_events.preview)
     jsonrpc.parse_body = timed("  jsonrpc.parse_body", jsonrpc.parse_body)
 
     gc_start: list[int] = []

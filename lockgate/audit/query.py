@@ -22,16 +22,15 @@ from typing import Any, Literal
 
 import orjson
 
+from lockgate.audit.events import DENIED, ERRORS, TOOL_CALL, event_time
+
 __all__ = [
     "CSV_COLUMNS",
-    "DENIED_OUTCOMES",
-    "ERROR_OUTCOMES",
     "EventFilter",
     "GroupStats",
     "StatsBy",
     "csv_header",
     "csv_row",
-    "event_time",
     "iter_log",
     "latency_total",
     "parse_time",
@@ -41,10 +40,6 @@ __all__ = [
 ]
 
 StatsBy = Literal["tool", "route", "user"]
-
-# Outcomes (DESIGN "Audit events") grouped the way a reviewer reads them.
-ERROR_OUTCOMES = frozenset({"error", "upstream_error"})
-DENIED_OUTCOMES = frozenset({"denied", "blocked", "connect_required"})
 
 _RELATIVE = re.compile(r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -87,18 +82,6 @@ def parse_time(text: str, now: datetime) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def event_time(event: Mapping[str, Any]) -> datetime | None:
-    """The event's `ts` as an aware UTC datetime, or None when absent or malformed."""
-    ts = event.get("ts")
-    if not isinstance(ts, str) or not ts:
-        return None
-    try:
-        parsed = datetime.fromisoformat(ts[:-1] + "+00:00" if ts.endswith("Z") else ts)
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
 def latency_total(event: Mapping[str, Any]) -> float | None:
     """`latency_ms.total` when it is a finite number, else None."""
     latency = event.get("latency_ms")
@@ -136,9 +119,9 @@ class EventFilter:
             ts = event_time(event)
             if ts is None:
                 return False
-            if self.since is not None and ts < self.since:
+            if self.since is not None and ts < self.since.timestamp():
                 return False
-            if self.until is not None and ts >= self.until:
+            if self.until is not None and ts >= self.until.timestamp():
                 return False
         return (
             _any_glob(event.get("user"), self.users)
@@ -327,7 +310,7 @@ def _group_key(event: Mapping[str, Any], by: StatsBy) -> str | None:
     gateway answered (events that carry `latency_ms`), "-" when the field is absent.
     """
     if by == "tool":
-        if event.get("event") != "tool.call":
+        if event.get("event") != TOOL_CALL:
             return None
         name = event.get("name")
         return str(name) if name is not None else NO_KEY
@@ -356,9 +339,9 @@ def stats(
         outcome = event.get("outcome")
         if outcome == "success":
             group.success += 1
-        elif outcome in ERROR_OUTCOMES:
+        elif outcome in ERRORS:
             group.errors += 1
-        elif outcome in DENIED_OUTCOMES:
+        elif outcome in DENIED:
             group.denied += 1
         total = latency_total(event)
         if total is not None:

@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import functools
 import json
 import re
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from lockgate.audit.events import latency_text, time_text
+from lockgate.audit.events import (
+    DENIED,
+    ERRORS,
+    TOOL_CALL,
+    TOOL_CALL_STARTED,
+    event_time,
+    latency_text,
+    time_text,
+)
 from lockgate.mcp.sessions import is_session_hash, session_hash
 from lockgate.policy.view import glob_match
 
@@ -37,7 +43,6 @@ __all__ = [
     "cells",
     "clean",
     "detail",
-    "event_time",
     "matches_pattern",
     "parse_query",
 ]
@@ -56,8 +61,6 @@ OUTCOME_CYCLE = (
     "connect_required",
 )
 CALL_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
-DENIED = frozenset({"denied", "blocked"})
-ERRORS = frozenset({"error", "upstream_error"})
 RATE_WINDOW = 60  # seconds: rates are events/s over the last minute
 
 # C0/C1 control characters (ESC included) from upstream-controlled names must not reach a
@@ -182,34 +185,6 @@ def parse_query(text: str) -> Filter:
 
 
 # ---------------------------------------------------------------------------- events
-
-
-@functools.lru_cache(maxsize=4096)
-def _second(prefix: str) -> float | None:
-    try:
-        return datetime.fromisoformat(prefix).replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return None
-
-
-def event_time(event: Mapping[str, Any]) -> float | None:
-    """The event's `ts` as a Unix time, or None when it has none or it does not parse."""
-    ts = event.get("ts")
-    if not isinstance(ts, str) or len(ts) < 19:
-        return None
-    if ts.endswith("Z") and (len(ts) == 19 + 1 or ts[19:20] == "."):
-        base = _second(ts[:19])  # our own format, cached per second: the hot path
-        if base is None:
-            return None
-        frac = ts[20:-1]
-        return base + (int(frac) / 10 ** len(frac) if frac.isdigit() else 0.0)
-    try:
-        parsed = datetime.fromisoformat(ts)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 def _findings(event: Mapping[str, Any]) -> int:
@@ -401,12 +376,9 @@ class LagStats:
 # ---------------------------------------------------------------------------- the model
 
 
-STARTED = "tool.call.started"
-
-
 def _call_key(event: Mapping[str, Any]) -> tuple[Any, ...] | None:
     """What ties a tool call's completion to its `tool.call.started` event."""
-    if event.get("event") not in (STARTED, "tool.call") or event.get("id") is None:
+    if event.get("event") not in (TOOL_CALL_STARTED, TOOL_CALL) or event.get("id") is None:
         return None
     return (event.get("route"), event.get("session"), event.get("user"), repr(event.get("id")))
 
@@ -454,7 +426,7 @@ class WatchModel:
         until the completion takes its place; a call that never completed stays "started".
         """
         key = _call_key(event)
-        if key is not None and event.get("event") != STARTED:
+        if key is not None and event.get("event") != TOOL_CALL_STARTED:
             running = self._running.pop(key, None)
             if running is not None:
                 self._complete(running, event, live)

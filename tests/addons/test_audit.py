@@ -13,11 +13,12 @@ from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
 from lockgate.addons._flow import state
-from lockgate.addons.audit import Audit, event_name
+from lockgate.addons.audit import Audit
 from lockgate.addons.capabilities import Capabilities
 from lockgate.addons.client_auth import ClientAuth
 from lockgate.addons.config import Config
 from lockgate.addons.router import Router
+from lockgate.audit.events import event_name
 from lockgate.audit.read import read_events
 from lockgate.audit.verify import verify
 from lockgate.mcp.sessions import session_hash

@@ -357,7 +357,8 @@ async def test_app_shows_header_table_and_hints(colour: None) -> None:
         await pilot.pause()
         lines_ = screen_lines(app)
         assert lines_[0].startswith("lockgate watch  following  /logs/audit.jsonl")
-        assert lines_[1] == "events 6   calls 6   denied 2   errors 2   findings 0"
+        # denied counts the DENIED group (denied, blocked, connect_required), as `audit stats`.
+        assert lines_[1] == "events 6   calls 6   denied 3   errors 2   findings 0"
         assert lines_[-1] == HINTS
         header = row_at(app, "outcome")[1]
         _, row = row_at(app, "search_1 ")
@@ -369,8 +370,8 @@ async def test_app_shows_header_table_and_hints(colour: None) -> None:
         assert style_of(app, "search_0 ", "success").color.name == "green"
         assert style_of(app, "search_4 ", "connect_required").color.name == "magenta"
         assert style_of(app, "search_1 ", "08:00:01").dim
-        assert style_of(app, "events 6", "2").bold  # denied 2
-        assert style_of(app, "events 6", "2").color.name == "yellow"
+        assert style_of(app, "events 6", "3").bold  # denied 3
+        assert style_of(app, "events 6", "3").color.name == "yellow"
         # The SVG export carries the same cells.
         svg = app.export_screenshot()
         assert "connect_required" in svg and "findings" in svg

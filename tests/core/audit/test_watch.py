@@ -9,6 +9,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from lockgate.audit.events import event_time
 from lockgate.audit.watch import (
     FIELDS,
     OUTCOME_CYCLE,
@@ -18,7 +19,6 @@ from lockgate.audit.watch import (
     cells,
     clean,
     detail,
-    event_time,
     matches_pattern,
     parse_query,
 )
