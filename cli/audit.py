@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from lockgate.audit import filter as audit_filter
 from lockgate.audit import log as audit
 from lockgate.audit import query as audit_query
 from lockgate.audit import read as audit_read
@@ -207,9 +208,9 @@ def _filter(
     name: list[str] | None,
     outcome: list[str] | None,
     event: list[str] | None,
-) -> audit_query.EventFilter:
+) -> audit_filter.EventFilter:
     now = datetime.now(UTC)
-    flt = audit_query.EventFilter(
+    flt = audit_filter.EventFilter(
         since=_time_option("--since", since, now),
         until=_time_option("--until", until, now),
         users=tuple(user or ()),

@@ -39,7 +39,8 @@ from textual.widgets import Input, Static
 
 from lockgate.audit import log as audit
 from lockgate.audit import read as audit_read
-from lockgate.audit.watch import Filter, LagStats, WatchModel, cells, clean, detail
+from lockgate.audit.filter import EventFilter
+from lockgate.audit.watch import LagStats, WatchModel, cells, clean, detail
 from lockgate.cli import audit_views, views
 from lockgate.paths import audit_log_path
 
@@ -653,7 +654,7 @@ def _backlog(path: Path, lines: int) -> tuple[list[dict[str, Any]], int]:
         ) from None
 
 
-def _plain(path: Path, filt: Filter, past: list[dict[str, Any]], offset: int) -> None:
+def _plain(path: Path, filt: EventFilter, past: list[dict[str, Any]], offset: int) -> None:
     """Piped output: matching events as the plain lines `lockgate audit tail` prints."""
     out = views.console()
     for event in past:
@@ -682,16 +683,14 @@ def watch(
             help="Audit log to watch (default: the gateway's, or $LOCKGATE_AUDIT_LOG).",
         ),
     ] = None,
-    route: Annotated[
-        str, typer.Option("--route", help="Only routes matching (glob or text).")
-    ] = "",
-    user: Annotated[str, typer.Option("--user", help="Only users matching (glob or text).")] = "",
+    route: Annotated[str, typer.Option("--route", help="Only this route (a glob: lin*).")] = "",
+    user: Annotated[str, typer.Option("--user", help="Only this user (a glob).")] = "",
     outcome: Annotated[
         str,
-        typer.Option("--outcome", help="Only outcomes matching, e.g. denied, error, '!success'."),
+        typer.Option("--outcome", help="Only this outcome, e.g. denied, '*error', '!success'."),
     ] = "",
     name: Annotated[
-        str, typer.Option("--name", help="Only tool/prompt/resource names matching.")
+        str, typer.Option("--name", help="Only this tool/prompt/resource name (a glob).")
     ] = "",
     lines: Annotated[
         int, typer.Option("-n", "--lines", min=0, help="Past events to load at start.")
@@ -719,8 +718,9 @@ def watch(
 ) -> None:
     """Watch the audit log live: every call with user, route, outcome and latency.
 
-    Filters take a glob (lin*) or any part of the value (lin); '!' negates. While it runs:
-    / type a filter (route:lin* outcome:!success words), r route, u user, o outcome, c clear,
+    Filters take a glob (lin*) matched against the whole value, as in `lockgate audit
+    query`; '!' negates. While it runs: / type a filter (route:lin* outcome:!success words;
+    a word searches any part of every column), r route, u user, o outcome, c clear,
     ↑↓ or j/k select, Enter details (args, result, findings, hash), Esc back, End follow,
     q quit. Counts cover the events loaded (-n past ones, or the whole log with --all) and
     every one since. Piped, it prints one plain line per matching event.
@@ -728,7 +728,12 @@ def watch(
     Example: lockgate watch --route linear --outcome '!success'
     """
     path = file or audit_log_path()
-    filt = Filter(route=route, user=user, outcome=outcome, name=name)
+    filt = EventFilter(
+        routes=(route,) if route else (),
+        users=(user,) if user else (),
+        outcomes=(outcome,) if outcome else (),
+        names=(name,) if name else (),
+    )
     past, offset = _backlog(path, 0 if whole else lines)
     if whole:
         offset = 0  # the reader takes it all, and the view shows it catching up
@@ -779,7 +784,7 @@ class GatewayView:
         self,
         out: Console | None = None,
         *,
-        filt: Filter | None = None,
+        filt: EventFilter | None = None,
         banner: list[str] | None = None,
         ring: int = 5000,
         fps: float = 8.0,

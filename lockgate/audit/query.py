@@ -1,14 +1,14 @@
 """Queries and statistics over the audit log: time parsing, filters, exact percentiles.
 
 Pure functions over event dicts as `lockgate.audit.log` writes them, so `lockgate audit query`
-and `lockgate audit stats` are thin, and the same filter can drive other views. Times in
+and `lockgate audit stats` are thin; which events they keep is `lockgate.audit.filter`, the
+filter `lockgate watch` uses too. Times in
 the log are UTC (`2026-11-27T06:40:01.123Z`); every time here is an aware UTC datetime.
 """
 
 from __future__ import annotations
 
 import csv
-import fnmatch
 import io
 import json
 import math
@@ -22,11 +22,11 @@ from typing import Any, Literal
 
 import orjson
 
-from lockgate.audit.events import DENIED, ERRORS, TOOL_CALL, event_time
+from lockgate.audit.events import DENIED, ERRORS, TOOL_CALL
+from lockgate.audit.filter import EventFilter
 
 __all__ = [
     "CSV_COLUMNS",
-    "EventFilter",
     "GroupStats",
     "StatsBy",
     "csv_header",
@@ -89,47 +89,6 @@ def latency_total(event: Mapping[str, Any]) -> float | None:
     if isinstance(total, bool) or not isinstance(total, int | float):
         return None
     return float(total) if math.isfinite(total) else None
-
-
-def _any_glob(value: object, patterns: tuple[str, ...]) -> bool:
-    if not patterns:
-        return True
-    if value is None:
-        return False
-    text = str(value)
-    return any(fnmatch.fnmatchcase(text, p) for p in patterns)
-
-
-@dataclass(frozen=True)
-class EventFilter:
-    """Which events to keep. Each field is a list of glob patterns (`*`, `?`), OR-ed within
-    a field and AND-ed across fields; an empty field keeps everything. `since` is inclusive,
-    `until` exclusive; an event without a readable `ts` fails any time bound."""
-
-    since: datetime | None = None
-    until: datetime | None = None
-    users: tuple[str, ...] = ()
-    routes: tuple[str, ...] = ()
-    names: tuple[str, ...] = ()
-    outcomes: tuple[str, ...] = ()
-    events: tuple[str, ...] = ()
-
-    def matches(self, event: Mapping[str, Any]) -> bool:
-        if self.since is not None or self.until is not None:
-            ts = event_time(event)
-            if ts is None:
-                return False
-            if self.since is not None and ts < self.since.timestamp():
-                return False
-            if self.until is not None and ts >= self.until.timestamp():
-                return False
-        return (
-            _any_glob(event.get("user"), self.users)
-            and _any_glob(event.get("route"), self.routes)
-            and _any_glob(event.get("name"), self.names)
-            and _any_glob(event.get("outcome"), self.outcomes)
-            and _any_glob(event.get("event"), self.events)
-        )
 
 
 def select(

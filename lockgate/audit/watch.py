@@ -26,15 +26,13 @@ from lockgate.audit.events import (
     latency_text,
     time_text,
 )
+from lockgate.audit.filter import EventFilter, parse_query
 from lockgate.mcp.sessions import is_session_hash, session_hash
-from lockgate.policy.view import glob_match
 
 __all__ = [
-    "FIELDS",
     "OUTCOME_CYCLE",
     "Counts",
     "Detail",
-    "Filter",
     "LagStats",
     "Row",
     "RowCells",
@@ -43,12 +41,8 @@ __all__ = [
     "cells",
     "clean",
     "detail",
-    "matches_pattern",
-    "parse_query",
 ]
 
-# The fields a filter can name, in the order `Filter.query()` writes them.
-FIELDS = ("route", "user", "outcome", "name")
 # What `o` steps through; "!success" is every failure at once.
 OUTCOME_CYCLE = (
     "",
@@ -98,90 +92,6 @@ def clean(value: object, *, multiline: bool = False) -> str:
     """`value` as text with control characters replaced, safe to put on a terminal."""
     pattern = _CONTROL if multiline else _CONTROL_LINE
     return pattern.sub("?", value if isinstance(value, str) else str(value))
-
-
-# ---------------------------------------------------------------------------- filters
-
-
-def matches_pattern(pattern: str, value: str) -> bool:
-    """Case-insensitive: a glob (`*`, `?`) matches the whole value, other text any part of it.
-
-    An empty pattern matches everything; a leading `!` negates the rest.
-    """
-    if not pattern:
-        return True
-    if pattern.startswith("!"):
-        return not matches_pattern(pattern[1:], value) if len(pattern) > 1 else True
-    p, v = pattern.lower(), value.lower()
-    if "*" in p or "?" in p:
-        return glob_match(p, v)
-    return p in v
-
-
-def _text_fields(event: Mapping[str, Any]) -> Iterable[str]:
-    for key in ("route", "user", "client", "method", "name", "outcome", "event", "path"):
-        value = event.get(key)
-        if value is not None:
-            yield str(value)
-
-
-@dataclass(frozen=True)
-class Filter:
-    """Which events the table shows: one pattern per field, and free text over all of them."""
-
-    route: str = ""
-    user: str = ""
-    outcome: str = ""
-    name: str = ""
-    text: str = ""
-
-    def __bool__(self) -> bool:
-        return any((self.route, self.user, self.outcome, self.name, self.text))
-
-    def matches(self, event: Mapping[str, Any]) -> bool:
-        for key in FIELDS:
-            pattern: str = getattr(self, key)
-            if pattern:
-                raw = event.get(key)
-                if key == "name" and raw is None:
-                    raw = event.get("path")
-                if not matches_pattern(pattern, "" if raw is None else str(raw)):
-                    return False
-        if self.text:
-            for word in self.text.split():
-                if word.startswith("!"):
-                    if any(matches_pattern(word[1:], v) for v in _text_fields(event)):
-                        return False
-                elif not any(matches_pattern(word, v) for v in _text_fields(event)):
-                    return False
-        return True
-
-    def query(self) -> str:
-        """The filter as `/` query text: `route:lin* outcome:!success free words`."""
-        parts = [f"{key}:{getattr(self, key)}" for key in FIELDS if getattr(self, key)]
-        if self.text:
-            parts.append(self.text)
-        return " ".join(parts)
-
-
-def parse_query(text: str) -> Filter:
-    """Parse what the user typed after `/`: `field:pattern` (or `field=pattern`) and words.
-
-    Fields are route, user, outcome, name (or their first letters); a field given twice keeps
-    the last; other words filter on any column. Never raises.
-    """
-    found: dict[str, str] = {}
-    words: list[str] = []
-    for token in text.split():
-        key, sep, value = token.partition(":")
-        if not sep:
-            key, sep, value = token.partition("=")
-        full = next((f for f in FIELDS if key.lower() in (f, f[0])), None) if sep else None
-        if full is not None and value:
-            found[full] = value
-        elif full is None or value:
-            words.append(token)
-    return Filter(text=" ".join(words), **found)
 
 
 # ---------------------------------------------------------------------------- events
@@ -395,9 +305,9 @@ class WatchModel:
     """Everything the live view shows, driven by `ingest` and `key`."""
 
     def __init__(
-        self, filt: Filter | None = None, *, ring: int = 5000, live_since: float = 0.0
+        self, filt: EventFilter | None = None, *, ring: int = 5000, live_since: float = 0.0
     ) -> None:
-        self.filter = filt or Filter()
+        self.filter = filt or EventFilter()
         self.live_since = live_since  # lag is measured for events written after this
         self.ring = max(ring, 1)
         self.rows: deque[Row] = deque(maxlen=self.ring)
@@ -488,7 +398,7 @@ class WatchModel:
         self._unshown.clear()
         return lags
 
-    def set_filter(self, filt: Filter) -> None:
+    def set_filter(self, filt: EventFilter) -> None:
         """Show the ring's rows that match; keep the selection when it still shows."""
         self.filter = filt
         self.shown = [row for row in self.rows if filt.matches(row.event)]
@@ -626,23 +536,26 @@ class WatchModel:
             query = self.filter.query()
             self.typing = f"{query} " if query else ""
         elif key == "c":
-            self.set_filter(Filter())
+            self.set_filter(EventFilter())
         elif key == "r":
-            self.set_filter(replace(self.filter, route=_next(self.filter.route, self.routes)))
+            self.set_filter(replace(self.filter, routes=_next(self.filter.routes, self.routes)))
         elif key == "u":
-            self.set_filter(replace(self.filter, user=_next(self.filter.user, self.users)))
+            self.set_filter(replace(self.filter, users=_next(self.filter.users, self.users)))
         elif key == "o":
-            self.set_filter(
-                replace(
-                    self.filter, outcome=_next(self.filter.outcome, OUTCOME_CYCLE, ordered=True)
-                )
-            )
+            outcomes = _next(self.filter.outcomes, OUTCOME_CYCLE, ordered=True)
+            self.set_filter(replace(self.filter, outcomes=outcomes))
 
 
-def _next(current: str, choices: Iterable[str], *, ordered: bool = False) -> str:
-    """The choice after `current` (sorted unless `ordered`), then "" (no filter), and around."""
+def _next(
+    current: tuple[str, ...], choices: Iterable[str], *, ordered: bool = False
+) -> tuple[str, ...]:
+    """The one pattern after `current`'s (sorted unless `ordered`), then none (no filter),
+    and around; several patterns step to the first choice."""
     rest = [c for c in dict.fromkeys(choices) if c]
     cycle = [""] + (rest if ordered else sorted(rest))
-    if current not in cycle:
-        return cycle[1] if len(cycle) > 1 else ""
-    return cycle[(cycle.index(current) + 1) % len(cycle)]
+    now = current[0] if len(current) == 1 else "" if not current else None
+    if now not in cycle:
+        chosen = cycle[1] if len(cycle) > 1 else ""
+    else:
+        chosen = cycle[(cycle.index(now) + 1) % len(cycle)]
+    return (chosen,) if chosen else ()

@@ -286,3 +286,65 @@ def test_reading_shows_progress_on_a_terminal(log: Path, monkeypatch: pytest.Mon
     assert result.exit_code == 0, result.output
     assert "reading audit.jsonl" in result.stderr
     assert json.loads(result.stdout)["groups"][0]["key"] == "search_issues"
+
+
+# ---------------------------------------------------------------------------- one filter
+
+AGREE_EVENTS: list[dict[str, Any]] = [
+    *EVENTS,
+    _call(3, "carol", "linear-admin", "search_issues", "blocked", 5.0),
+    _call(2.5, "Alice", "Linear", "add_note", "connect_required", 1.0),
+    {"ts": _ts(2), "event": "gateway.request", "path": "/oauth/token", "outcome": "error"},
+]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--route", "linear"],  # the whole value: not linear-admin (but Linear: case is ignored)
+        ["--route", "lin*"],
+        ["--route", "!linear"],
+        ["--user", "alice"],
+        ["--outcome", "denied"],
+        ["--outcome", "!success"],  # every failure (watch's `o` key steps to it first)
+        ["--outcome", "*error"],  # the errors group: error and upstream_error
+        ["--name", "search_*"],
+        ["--name", "/oauth/*"],  # a gateway request's name is its path, in both
+        ["--user", "alice", "--route", "notes", "--outcome", "!success"],
+    ],
+)
+def test_watch_and_query_keep_the_same_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: list[str]
+) -> None:
+    """Issue 10: `lockgate watch` and `lockgate audit query` share one EventFilter, so the
+    same options keep the same events (they used to differ: watch matched any part of the
+    value, ignoring case; query a case-sensitive glob)."""
+    import typer
+
+    from lockgate.audit import read as audit_read
+    from lockgate.cli.watch import watch
+
+    log = _log(tmp_path / "audit.jsonl", AGREE_EVENTS)
+    queried = [
+        json.loads(line)["seq"] for line in _query(log, *options, "--format", "jsonl").splitlines()
+    ]
+    monkeypatch.setattr(audit_read, "follow", lambda *a, **k: iter(()))  # no live tail
+    watch_app = typer.Typer()
+    watch_app.command()(watch)
+    result = runner.invoke(watch_app, ["--file", str(log), *options])
+    assert result.exit_code == 0, result.output
+    by_ts = {e["ts"]: i + 1 for i, e in enumerate(AGREE_EVENTS)}
+    watched = [by_ts[line.split(" ", 1)[0]] for line in result.output.splitlines()]
+    assert watched == queried
+    assert 0 < len(queried) < len(AGREE_EVENTS)  # each case keeps some events, not all
+
+
+def test_watch_denied_count_is_the_stats_denied_column(tmp_path: Path) -> None:
+    """One DENIED group: watch's header count and `audit stats`' column agree."""
+    from lockgate.audit.watch import WatchModel
+
+    model = WatchModel()
+    model.ingest_many([dict(e) for e in AGREE_EVENTS if "latency_ms" in e])
+    groups = compute_stats(AGREE_EVENTS, "route")
+    assert model.counts.denied == sum(g.denied for g in groups) == 3
+    assert model.counts.errors == sum(g.errors for g in groups)

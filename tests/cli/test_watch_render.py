@@ -23,8 +23,9 @@ from rich.text import Text
 from textual import events
 from textual.pilot import Pilot
 
+from lockgate.audit.filter import EventFilter
 from lockgate.audit.log import AuditLog
-from lockgate.audit.watch import Filter, WatchModel
+from lockgate.audit.watch import WatchModel
 from lockgate.cli.watch import (
     DETAIL_HINTS,
     HINTS,
@@ -220,7 +221,7 @@ def test_filter_line_shows_only_when_filtering() -> None:
     con = make_console(140, color=False)
     m = model_with(OUTCOMES)
     assert not any(text_of(x).startswith("filter ") for x in lines(con, m))
-    m.set_filter(Filter(outcome="!success", route="lin*"))
+    m.set_filter(EventFilter(outcomes=("!success",), routes=("lin*",)))
     rendered = lines(con, m)
     assert text_of(line_with(rendered, "filter  ")) == (
         "filter  route:lin* outcome:!success   showing 5 of 6"
@@ -430,7 +431,7 @@ async def test_slash_opens_a_prompt_that_filters_as_you_type() -> None:
         query = app.query_one(QueryInput)
         assert app.focused is query and m.typing == ""
         await pilot.press(*"den")
-        assert m.filter == Filter(text="den")
+        assert m.filter == EventFilter(text="den")
         assert [r.event["name"] for r in m.shown] == ["search_1"]
         assert "filter  den   showing 1 of 6" in screen_lines(app)
         assert screen_lines(app)[-1].startswith("/ den")
@@ -438,18 +439,18 @@ async def test_slash_opens_a_prompt_that_filters_as_you_type() -> None:
             "Enter keep · Esc cancel · route: user: outcome: name: words"
         )
         await pilot.press("escape")  # cancel: the filter before the prompt comes back
-        assert m.typing is None and m.filter == Filter() and len(m.shown) == 6
+        assert m.typing is None and m.filter == EventFilter() and len(m.shown) == 6
         assert app.focused is None and screen_lines(app)[-1] == HINTS
         await pilot.press("slash", *"o:!success q", "enter")  # q is typed, not quit
         assert app.is_running
-        assert m.filter == Filter(outcome="!success", text="q")
+        assert m.filter == EventFilter(outcomes=("!success",), text="q")
         await pilot.press("slash")
         assert query.value == "outcome:!success q "  # the prompt starts from the filter
         await pilot.press("backspace", "backspace", "backspace", "enter")
-        assert m.filter == Filter(outcome="!success")
+        assert m.filter == EventFilter(outcomes=("!success",))
         assert "filter  outcome:!success   showing 5 of 6" in screen_lines(app)
         await pilot.press("c")
-        assert m.filter == Filter()
+        assert m.filter == EventFilter()
         assert not any(line.startswith("filter ") for line in screen_lines(app))
 
 
@@ -461,16 +462,16 @@ async def test_keys_typed_before_the_prompt_has_focus_are_not_lost() -> None:
     m.ingest(ev(6, route="github", outcome="denied"), live=False)
     app = app_with(m)
     async with app.run_test(size=(140, 24)) as pilot:
-        burst = [("slash", "/"), *((c, c) for c in "route:lin"), ("space", " ")]
+        burst = [("slash", "/"), *((c, c) for c in "route:lin*"), ("space", " ")]
         burst += [(c, c) for c in "o:deniedx"] + [("backspace", None), ("enter", "\r")]
         for key, char in burst:  # all queued at once, as one read from the terminal delivers
             app.post_message(events.Key(key, char))
         await pilot.pause()
         await pilot.pause()
         assert m.typing is None
-        assert m.filter == Filter(route="lin", outcome="denied")
+        assert m.filter == EventFilter(routes=("lin*",), outcomes=("denied",))
         assert [r.event["name"] for r in m.shown] == ["search_1"]
-        assert "filter  route:lin outcome:denied   showing 1 of 7" in screen_lines(app)
+        assert "filter  route:lin* outcome:denied   showing 1 of 7" in screen_lines(app)
         assert screen_lines(app)[-1] == HINTS
 
 
@@ -482,12 +483,12 @@ async def test_route_user_outcome_keys_cycle() -> None:
     app = app_with(m)
     async with app.run_test(size=(140, 24)) as pilot:
         await pilot.press("r")
-        assert m.filter.route == "github"
+        assert m.filter.routes == ("github",)
         assert "filter  route:github   showing 1 of 2" in screen_lines(app)
         await pilot.press("u", "u")
-        assert m.filter.user == "bob"
+        assert m.filter.users == ("bob",)
         await pilot.press("c", "o")
-        assert m.filter == Filter(outcome="!success")
+        assert m.filter == EventFilter(outcomes=("!success",))
         assert [r.event["name"] for r in m.shown] == ["search_0"]
 
 

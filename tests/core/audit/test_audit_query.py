@@ -20,10 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lockgate.audit.events import event_time
+from lockgate.audit.filter import EventFilter
 from lockgate.audit.log import AuditLog
 from lockgate.audit.query import (
     CSV_COLUMNS,
-    EventFilter,
     csv_header,
     csv_row,
     iter_log,

@@ -10,18 +10,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from lockgate.audit.events import event_time
-from lockgate.audit.watch import (
-    FIELDS,
-    OUTCOME_CYCLE,
-    Filter,
-    LagStats,
-    WatchModel,
-    cells,
-    clean,
-    detail,
-    matches_pattern,
-    parse_query,
-)
+from lockgate.audit.filter import FIELDS, EventFilter, matches_field, matches_pattern, parse_query
+from lockgate.audit.watch import OUTCOME_CYCLE, LagStats, WatchModel, cells, clean, detail
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
@@ -65,7 +55,7 @@ def ev(i: int = 0, **fields: Any) -> dict[str, Any]:
         ("lin*", "xlinear", False),  # a glob matches the whole value
         ("*ear", "linear", True),
         ("l?near", "linear", True),
-        ("error", "upstream_error", True),  # text matches any part
+        ("error", "upstream_error", True),  # a search word matches any part
         ("!success", "denied", True),
         ("!success", "success", False),
         ("!lin*", "github", True),
@@ -100,7 +90,7 @@ def test_a_literal_matches_whenever_it_occurs(needle: str, before: str, after: s
 
 
 def test_filter_fields_combine_with_and() -> None:
-    f = Filter(route="lin*", outcome="!success")
+    f = EventFilter(routes=("lin*",), outcomes=("!success",))
     assert f.matches(ev(outcome="denied"))
     assert not f.matches(ev(outcome="success"))
     assert not f.matches(ev(route="github", outcome="denied"))
@@ -108,9 +98,9 @@ def test_filter_fields_combine_with_and() -> None:
 
 def test_filter_name_falls_back_to_the_path_and_missing_fields_are_empty() -> None:
     gateway_event = {"event": "gateway.request", "path": "/oauth/token", "outcome": "error"}
-    assert Filter(name="/oauth/*").matches(gateway_event)
-    assert not Filter(user="alice").matches(gateway_event)
-    assert Filter(user="!alice").matches(gateway_event)
+    assert EventFilter(names=("/oauth/*",)).matches(gateway_event)
+    assert not EventFilter(users=("alice",)).matches(gateway_event)
+    assert EventFilter(users=("!alice",)).matches(gateway_event)
 
 
 def test_filter_words_match_any_column_and_all_words_must_match() -> None:
@@ -122,13 +112,14 @@ def test_filter_words_match_any_column_and_all_words_must_match() -> None:
 
 
 def test_parse_query_fields_aliases_and_words() -> None:
-    assert parse_query("route:lin* o:!success hello u=bob") == Filter(
-        route="lin*", outcome="!success", user="bob", text="hello"
+    assert parse_query("route:lin* o:!success hello u=bob") == EventFilter(
+        routes=("lin*",), outcomes=("!success",), users=("bob",), text="hello"
     )
-    assert parse_query("name:") == Filter()  # a field still being typed filters nothing
-    assert parse_query("  ") == Filter()
-    assert parse_query("route:a route:b") == Filter(route="b")
-    assert parse_query("http://x") == Filter(text="http://x")  # not a field: a word
+    assert parse_query("name:") == EventFilter()  # a field still being typed filters nothing
+    assert parse_query("  ") == EventFilter()
+    assert parse_query("route:a route:b") == EventFilter(routes=("a", "b"))  # either
+    assert parse_query("e:auth.*") == EventFilter(events=("auth.*",))
+    assert parse_query("http://x") == EventFilter(text="http://x")  # not a field: a word
 
 
 pattern = st.text(
@@ -142,7 +133,14 @@ def test_query_round_trips(
     route: str, user: str, outcome: str, name: str, words: list[str]
 ) -> None:
     assume(all(w.lower() not in {f for f in FIELDS} for w in words))
-    f = Filter(route=route, user=user, outcome=outcome, name=name, text=" ".join(words))
+
+    def one(p: str) -> tuple[str, ...]:
+        return (p,) if p else ()
+
+    f = EventFilter(
+        routes=one(route), users=one(user), outcomes=one(outcome), names=one(name),
+        text=" ".join(words),
+    )  # fmt: skip
     assert parse_query(f.query()) == f
 
 
@@ -164,8 +162,8 @@ event_values = st.sampled_from(["linear", "github", "alice", "bob", "success", "
 def test_a_filter_is_the_conjunction_of_its_fields(
     event: dict[str, str], patterns: dict[str, str]
 ) -> None:
-    f = Filter(**patterns)
-    expected = all(matches_pattern(patterns[k], event[k]) for k in FIELDS)
+    f = EventFilter(**{f"{k}s": (p,) for k, p in patterns.items()})
+    expected = all(matches_field((patterns[k],), event[k]) for k in FIELDS if k in patterns)
     assert f.matches(event) is expected
 
 
@@ -291,13 +289,13 @@ def test_drawn_reports_lag_of_live_events_only() -> None:
 
 
 def test_the_ring_is_bounded_and_shown_rows_follow_the_filter() -> None:
-    m = WatchModel(Filter(outcome="denied"), ring=50)
+    m = WatchModel(EventFilter(outcomes=("denied",)), ring=50)
     for i in range(1000):
         m.ingest(ev(i, outcome="denied" if i % 2 else "success"))
     assert len(m.rows) == 50
     assert len(m.shown) <= 100
     assert all(r.event["outcome"] == "denied" for r in m.shown)
-    m.set_filter(Filter())
+    m.set_filter(EventFilter())
     assert [r.n for r in m.shown] == [r.n for r in m.rows]
 
 
@@ -309,7 +307,7 @@ def test_the_ring_is_bounded_and_shown_rows_follow_the_filter() -> None:
 def test_shown_is_always_the_matching_tail_of_the_ring(
     outcomes: list[str], outcome_filter: str, ring: int
 ) -> None:
-    m = WatchModel(Filter(outcome=outcome_filter), ring=ring)
+    m = WatchModel(EventFilter(outcomes=(outcome_filter,)), ring=ring)
     for i, o in enumerate(outcomes):
         m.ingest(ev(i, outcome=o))
     in_ring = [r.n for r in m.rows if m.filter.matches(r.event)]
@@ -374,7 +372,7 @@ def test_selection_survives_the_ring_dropping_its_row() -> None:
     m.key("home")
     for i in range(10, 30):
         m.ingest(ev(i))
-    m.set_filter(Filter())  # rebuilt from the ring: the selected row is gone
+    m.set_filter(EventFilter())  # rebuilt from the ring: the selected row is gone
     assert m.selected is None
     m.key("home")
     for i in range(30, 60):
@@ -402,28 +400,30 @@ def test_enter_opens_the_detail_of_the_selected_row_and_esc_closes_it() -> None:
 
 
 def test_slash_types_a_filter_live_esc_restores_enter_keeps() -> None:
-    m = WatchModel(Filter(route="linear"))
+    m = WatchModel(EventFilter(routes=("linear",)))
     for i in range(10):
         m.ingest(ev(i, outcome="denied" if i < 3 else "success"))
     m.key("/")
     assert m.typing == "route:linear "
     for ch in "o:den":
         m.key(ch)
-    assert m.filter == Filter(route="linear", outcome="den")
+    assert m.filter == EventFilter(routes=("linear",), outcomes=("den",))
+    assert len(m.shown) == 0  # a field pattern is the whole value (or a glob)
+    m.key("*")
     assert len(m.shown) == 3
     m.key("backspace")
-    assert m.typing == "route:linear o:de"
+    assert m.typing == "route:linear o:den"
     m.key("esc")
-    assert m.typing is None and m.filter == Filter(route="linear")
+    assert m.typing is None and m.filter == EventFilter(routes=("linear",))
     m.key("/")
     for ch in "search_1":
         m.key(ch)
     m.key("enter")
     assert m.typing is None
-    assert m.filter == Filter(route="linear", text="search_1")
+    assert m.filter == EventFilter(routes=("linear",), text="search_1")
     assert [r.event["name"] for r in m.shown] == ["search_1"]
     m.key("c")
-    assert m.filter == Filter()
+    assert m.filter == EventFilter()
 
 
 def test_edit_query_sets_the_whole_prompt_text_and_filters_live() -> None:
@@ -432,16 +432,16 @@ def test_edit_query_sets_the_whole_prompt_text_and_filters_live() -> None:
     for i in range(6):
         m.ingest(ev(i, route="github" if i % 2 else "linear"))
     m.edit_query("route:git")  # not typing: ignored
-    assert m.filter == Filter() and m.typing is None
+    assert m.filter == EventFilter() and m.typing is None
     m.key("/")
-    m.edit_query("route:git search_3")
-    assert m.typing == "route:git search_3"
-    assert m.filter == Filter(route="git", text="search_3")
+    m.edit_query("route:git* search_3")
+    assert m.typing == "route:git* search_3"
+    assert m.filter == EventFilter(routes=("git*",), text="search_3")
     assert [r.event["name"] for r in m.shown] == ["search_3"]
-    m.edit_query("route:lin")
+    m.edit_query("route:lin*")
     assert [r.event["name"] for r in m.shown] == ["search_0", "search_2", "search_4"]
     m.key("esc")
-    assert m.filter == Filter() and len(m.shown) == 6
+    assert m.filter == EventFilter() and len(m.shown) == 6
 
 
 def test_r_u_o_cycle_through_seen_values_then_off() -> None:
@@ -451,16 +451,16 @@ def test_r_u_o_cycle_through_seen_values_then_off() -> None:
     seen = []
     for _ in range(3):
         m.key("r")
-        seen.append(m.filter.route)
-    assert seen == ["github", "linear", ""]
+        seen.append(m.filter.routes)
+    assert seen == [("github",), ("linear",), ()]
     m.key("u")
-    assert m.filter.user == "alice"
+    assert m.filter.users == ("alice",)
     m.key("c")
     outcomes = []
     for _ in range(len(OUTCOME_CYCLE)):
         m.key("o")
-        outcomes.append(m.filter.outcome)
-    assert outcomes == [*OUTCOME_CYCLE[1:], ""]
+        outcomes.append(m.filter.outcomes)
+    assert outcomes == [*((o,) for o in OUTCOME_CYCLE[1:]), ()]
 
 
 def test_filtering_drops_a_selection_that_no_longer_shows() -> None:
@@ -468,10 +468,10 @@ def test_filtering_drops_a_selection_that_no_longer_shows() -> None:
     for i in range(5):
         m.ingest(ev(i, outcome="denied" if i == 0 else "success"))
     m.key("k")
-    m.set_filter(Filter(outcome="denied"))
+    m.set_filter(EventFilter(outcomes=("denied",)))
     assert m.selected is None
     m.key("k")
-    m.set_filter(Filter(outcome="!success"))
+    m.set_filter(EventFilter(outcomes=("!success",)))
     assert m.selected == 1
 
 
@@ -480,7 +480,7 @@ actions = st.lists(
         st.sampled_from(["up", "down", "k", "j", "pgup", "pgdn", "home", "end", "enter", "esc"]),
         st.sampled_from(["o", "r", "c"]),
         st.integers(min_value=1, max_value=15),  # ingest this many events
-        st.sampled_from([Filter(outcome="denied"), Filter()]),
+        st.sampled_from([EventFilter(outcomes=("denied",)), EventFilter()]),
     ),
     max_size=40,
 )
@@ -495,7 +495,7 @@ def test_window_invariants_under_any_keys(steps: list[Any], height: int, ring: i
             for _ in range(step):
                 m.ingest(ev(n, outcome="denied" if n % 3 == 0 else "success", route=f"r{n % 2}"))
                 n += 1
-        elif isinstance(step, Filter):
+        elif isinstance(step, EventFilter):
             m.set_filter(step)
         else:
             m.key(step, page=height)
