@@ -102,7 +102,8 @@ def compare_datatable(rate: int, seconds: float, fps: float) -> None:
     from textual.app import App, ComposeResult
     from textual.widgets import DataTable
 
-    from lockgate.audit.watch import WatchModel, cells
+    from lockgate.audit.cells import cells
+    from lockgate.audit.watch import WatchModel
     from lockgate.cli.watch import ViewInfo, WatchApp, _Inbox
 
     ring = 5000

@@ -39,8 +39,9 @@ from textual.widgets import Input, Static
 
 from lockgate.audit import log as audit
 from lockgate.audit import read as audit_read
+from lockgate.audit.cells import cells, clean, detail
 from lockgate.audit.filter import EventFilter
-from lockgate.audit.watch import LagStats, WatchModel, cells, clean, detail
+from lockgate.audit.watch import LagStats, WatchModel
 from lockgate.cli import audit_views, views
 from lockgate.paths import audit_log_path
 

@@ -1,6 +1,7 @@
 """The model behind `lockgate watch`: events in, filtered rows, counts, rates and selection out.
 
-Pure and terminal-free, so the view (cli/watch.py) only draws what this decides, and tests
+Pure and terminal-free, so the view (cli/views/watch_app.py) only draws what this decides
+(what one event's cells and detail say is `lockgate.audit.cells`), and tests
 drive it key by key. Costs are per event (O(1) ingest) and per frame (the visible rows), never
 per event per frame, so the view keeps up with a busy log: the ring of rows is bounded, the
 counts cover every event ingested.
@@ -10,38 +11,15 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import json
-import re
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from typing import Any
 
-from lockgate.audit.events import (
-    DENIED,
-    ERRORS,
-    TOOL_CALL,
-    TOOL_CALL_STARTED,
-    event_time,
-    latency_text,
-    time_text,
-)
+from lockgate.audit.events import DENIED, ERRORS, TOOL_CALL, TOOL_CALL_STARTED, event_time
 from lockgate.audit.filter import EventFilter, parse_query
-from lockgate.mcp.sessions import is_session_hash, session_hash
 
-__all__ = [
-    "OUTCOME_CYCLE",
-    "Counts",
-    "Detail",
-    "LagStats",
-    "Row",
-    "RowCells",
-    "Section",
-    "WatchModel",
-    "cells",
-    "clean",
-    "detail",
-]
+__all__ = ["CALL_METHODS", "OUTCOME_CYCLE", "Counts", "LagStats", "Row", "WatchModel"]
 
 # What `o` steps through; "!success" is every failure at once.
 OUTCOME_CYCLE = (
@@ -57,45 +35,6 @@ OUTCOME_CYCLE = (
 CALL_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
 RATE_WINDOW = 60  # seconds: rates are events/s over the last minute
 
-# C0/C1 control characters (ESC included) from upstream-controlled names must not reach a
-# terminal: a tool named "\x1b]..." could rewrite what the reviewer sees.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_CONTROL_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-# Fields every detail view lists first, in this order; the rest follow sorted.
-_DETAIL_ORDER = (
-    "ts",
-    "seq",
-    "event",
-    "route",
-    "upstream",
-    "user",
-    "client",
-    "session",
-    "direction",
-    "method",
-    "name",
-    "path",
-    "id",
-    "outcome",
-    "status",
-    "reason",
-    "latency_ms",
-    "count",
-    "progress",
-)
-_DETAIL_SECTIONS = ("args", "findings", "error", "result")  # what a reviewer reads first
-_DETAIL_TAIL = ("prev", "hash", "mac")
-_SECTION_LIMIT = 4000
-
-
-def clean(value: object, *, multiline: bool = False) -> str:
-    """`value` as text with control characters replaced, safe to put on a terminal."""
-    pattern = _CONTROL if multiline else _CONTROL_LINE
-    return pattern.sub("?", value if isinstance(value, str) else str(value))
-
-
-# ---------------------------------------------------------------------------- events
-
 
 def _findings(event: Mapping[str, Any]) -> int:
     found = event.get("findings")
@@ -104,99 +43,6 @@ def _findings(event: Mapping[str, Any]) -> int:
     if found:
         return 1
     return 1 if str(event.get("event", "")).startswith("guardrail.") else 0
-
-
-class RowCells(NamedTuple):
-    """One table row's text, cleaned; the view adds colour by `outcome`."""
-
-    time: str
-    user: str
-    client: str
-    route: str
-    method: str
-    name: str
-    outcome: str
-    latency: str
-
-
-def cells(event: Mapping[str, Any]) -> RowCells:
-    """The table cells of one event: time (UTC), user, client, route, method, name, ..."""
-    time_cell = time_text(event)
-
-    def get(key: str) -> str:
-        value = event.get(key)
-        return "-" if value is None or value == "" else clean(value)
-
-    name = event.get("name")
-    if name is None:
-        name = event.get("path")
-    return RowCells(
-        time=clean(time_cell) or "-",
-        user=get("user"),
-        client=get("client"),
-        route=get("route"),
-        method=get("method"),
-        name="-" if name is None else clean(name),
-        outcome=get("outcome"),
-        latency=latency_text(event),
-    )
-
-
-class Section(NamedTuple):
-    """A JSON part of an event (args, findings, error, result), indented and on one line."""
-
-    title: str
-    pretty: str
-    compact: str
-
-
-class Detail(NamedTuple):
-    """The detail view of one event: labelled fields, then JSON sections (args, result...)."""
-
-    fields: list[tuple[str, str]]
-    sections: list[Section]
-
-
-def _json(value: object, indent: int | None) -> str:
-    try:
-        text = json.dumps(
-            value,
-            indent=indent,
-            ensure_ascii=False,
-            default=str,
-            separators=None if indent else (", ", ": "),
-        )
-    except ValueError:
-        text = str(value)
-    if len(text) > _SECTION_LIMIT:
-        text = f"{text[:_SECTION_LIMIT]}\n… (+{len(text) - _SECTION_LIMIT} chars)"
-    return clean(text, multiline=indent is not None)
-
-
-def _scalar(key: str, value: object) -> str:
-    if key == "session" and not is_session_hash(value):
-        # Logs written before sessions were hashed hold the id itself: show only its hash.
-        return session_hash(str(value))
-    if key == "latency_ms" and isinstance(value, Mapping):
-        return "  ".join(f"{k} {v:.1f} ms" for k, v in value.items() if isinstance(v, (int, float)))
-    if isinstance(value, (dict, list)):
-        return clean(json.dumps(value, ensure_ascii=False, default=str))
-    return clean(value)
-
-
-def detail(event: Mapping[str, Any]) -> Detail:
-    """Every field of the event (as the log holds it: args and result are already redacted)."""
-    seen = set(_DETAIL_ORDER) | set(_DETAIL_SECTIONS) | set(_DETAIL_TAIL)
-    keys = [k for k in _DETAIL_ORDER if k in event]
-    keys += sorted(k for k in event if k not in seen)
-    keys += [k for k in _DETAIL_TAIL if k in event]
-    fields = [(clean(k), _scalar(k, event[k])) for k in keys]
-    sections = [
-        Section(k, _json(event[k], 2), _json(event[k], None))
-        for k in _DETAIL_SECTIONS
-        if event.get(k) is not None
-    ]
-    return Detail(fields, sections)
 
 
 # ---------------------------------------------------------------------------- counters

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from lockgate.audit.cells import cells, clean, detail
 from lockgate.audit.events import event_time
 from lockgate.audit.filter import FIELDS, EventFilter, matches_field, matches_pattern, parse_query
-from lockgate.audit.watch import OUTCOME_CYCLE, LagStats, WatchModel, cells, clean, detail
+from lockgate.audit.watch import OUTCOME_CYCLE, LagStats, WatchModel
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 

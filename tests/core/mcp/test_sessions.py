@@ -129,7 +129,7 @@ def test_is_session_hash() -> None:
 
 
 def test_watch_shows_a_hash_even_for_old_events_holding_the_id() -> None:
-    from lockgate.audit.watch import detail
+    from lockgate.audit.cells import detail
 
     hashed = dict(detail({"event": "tool.call", "session": session_hash("abc")}).fields)
     assert hashed["session"] == session_hash("abc")
