@@ -104,7 +104,8 @@ def compare_datatable(rate: int, seconds: float, fps: float) -> None:
 
     from lockgate.audit.cells import cells
     from lockgate.audit.watch import WatchModel
-    from lockgate.cli.watch import ViewInfo, WatchApp, _Inbox
+    from lockgate.cli.views.watch_app import WatchApp, _Inbox
+    from lockgate.cli.views.watch_render import ViewInfo
 
     ring = 5000
 

@@ -18,7 +18,7 @@ from lockgate.audit import log as audit
 from lockgate.audit import query as audit_query
 from lockgate.audit import read as audit_read
 from lockgate.audit import verify as audit_verify
-from lockgate.cli import audit_views
+from lockgate.cli.views import audit as audit_views
 from lockgate.cli.views import console
 from lockgate.paths import audit_log_path
 

@@ -152,7 +152,7 @@ def demo(
             raise typer.Exit(0 if ok else 1)
 
         from lockgate.cli.up import serve
-        from lockgate.cli.watch import GatewayView
+        from lockgate.cli.views.watch_app import GatewayView
 
         if GatewayView.wanted(out):  # a terminal: the live view under a short banner
             view = GatewayView(out)

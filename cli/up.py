@@ -66,7 +66,7 @@ def up(
     """
     path = profile or default_profile()
     out = views.console()
-    from lockgate.cli.watch import GatewayView
+    from lockgate.cli.views.watch_app import GatewayView
 
     if not quiet and GatewayView.wanted(out):  # a terminal: the live view, q stops
         view = GatewayView(out)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Final
 
 from rich.console import Console
+
+from lockgate.audit.events import Outcome
 
 
 def console(stderr: bool = False, width: int | None = None, color: bool | None = None) -> Console:
@@ -16,7 +20,8 @@ def console(stderr: bool = False, width: int | None = None, color: bool | None =
     return Console(stderr=stderr, width=width, no_color=no_color, highlight=False)
 
 
-OUTCOME_STYLE = {
+# The one outcome colour map: `watch`, `audit tail`/`query` and `lockgate up`'s lines.
+OUTCOME_STYLE: Final[Mapping[Outcome, str]] = {
     "success": "green",
     "denied": "yellow",
     "blocked": "yellow",
@@ -24,6 +29,12 @@ OUTCOME_STYLE = {
     "error": "red",
     "upstream_error": "red",
 }
+_STYLE_OF: Final[dict[str, str]] = {outcome: style for outcome, style in OUTCOME_STYLE.items()}
+
+
+def outcome_style(outcome: object) -> str:
+    """The style of an event's outcome ("" for none, or one it does not know)."""
+    return _STYLE_OF.get(str(outcome), "")
 
 
 def print_started(out: Console, base_url: str, routes: list[tuple[str, str]]) -> None:
@@ -52,6 +63,6 @@ def event_line(rec: dict[str, object]) -> str:
 
 
 def print_event(out: Console, rec: dict[str, object]) -> None:
-    style = OUTCOME_STYLE.get(str(rec.get("outcome")), "")
+    style = outcome_style(rec.get("outcome"))
     out.print(event_line(rec), style=style, soft_wrap=True, markup=False)
     out.file.flush()

@@ -10,8 +10,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from lockgate.audit.log import AuditLog, AuditLogMissing
-from lockgate.cli import audit_views
 from lockgate.cli.audit import app
+from lockgate.cli.views import audit as audit_views
 from lockgate.paths import audit_log_path
 
 runner = CliRunner()

@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 
 from lockgate.audit.log import AuditLog, AuditLogDamaged, AuditLogMissing
 from lockgate.audit.query import stats as compute_stats
-from lockgate.cli import audit_views
 from lockgate.cli.audit import QueryError, app
+from lockgate.cli.views import audit as audit_views
 from lockgate.paths import audit_log_path
 
 runner = CliRunner()

@@ -26,7 +26,7 @@ from textual.pilot import Pilot
 from lockgate.audit.filter import EventFilter
 from lockgate.audit.log import AuditLog
 from lockgate.audit.watch import WatchModel
-from lockgate.cli.watch import (
+from lockgate.cli.views.watch_app import (
     DETAIL_HINTS,
     HINTS,
     KEYMAP,
@@ -35,13 +35,10 @@ from lockgate.cli.watch import (
     GatewayView,
     QueryInput,
     Stats,
-    ViewInfo,
     WatchApp,
     _Inbox,
-    detail_view,
-    events_table,
-    header_lines,
 )
+from lockgate.cli.views.watch_render import ViewInfo, detail_view, events_table, header_lines
 from lockgate.errors import LockgateError
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z

@@ -350,7 +350,7 @@ from pathlib import Path
 
 from lockgate.cli import views
 from lockgate.cli.up import serve
-from lockgate.cli.watch import GatewayView
+from lockgate.cli.views.watch_app import GatewayView
 
 out = views.console()
 view = GatewayView(out)

@@ -1,8 +1,8 @@
-"""rich views of the audit log: a compact table for terminals, plain lines for pipes."""
+"""rich views of the audit log (`audit tail`, `query`, `stats`, `verify`): a compact table for
+terminals, plain lines for pipes; outcomes coloured by the one map, `OUTCOME_STYLE`."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -10,21 +10,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from lockgate.audit.cells import clean
 from lockgate.audit.events import latency_text, time_text
 from lockgate.audit.verify import VerifyResult
-
-# C0/C1 control characters (ESC included) from upstream-controlled names must not reach a
-# terminal: a tool named "\x1b]..." could rewrite what the reviewer sees.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-_OUTCOME_STYLE = {
-    "success": "green",
-    "denied": "red",
-    "blocked": "red",
-    "error": "red",
-    "upstream_error": "yellow",
-    "connect_required": "yellow",
-}
+from lockgate.cli.views import outcome_style
 
 # (header, event key, width): fixed widths so rows printed one by one (--follow) line up.
 _COLUMNS: tuple[tuple[str, str, int], ...] = (
@@ -40,7 +29,7 @@ _COLUMNS: tuple[tuple[str, str, int], ...] = (
 
 
 def _clean(value: object) -> str:
-    return _CONTROL.sub("?", str(value))
+    return clean(value)
 
 
 def _time(event: Mapping[str, Any]) -> str:
@@ -71,7 +60,7 @@ def events_table(events: Iterable[Mapping[str, Any]], *, show_header: bool = Tru
         cells = [_cell(event, key) for _, key, _ in _COLUMNS]
         outcome = str(event.get("outcome", ""))
         row = [Text(c) for c in cells]
-        row[5].stylize(_OUTCOME_STYLE.get(outcome, ""))
+        row[5].stylize(outcome_style(outcome))
         table.add_row(*row)
     return table
 
@@ -82,6 +71,11 @@ def event_line(event: Mapping[str, Any]) -> str:
     return " ".join([ts, *(_cell(event, key) for _, key, _ in _COLUMNS[1:])])
 
 
+def print_line(con: Console, event: Mapping[str, Any]) -> None:
+    """One event as its plain line (`event_line`), as piped output prints it."""
+    con.print(Text(event_line(event)), soft_wrap=True)
+
+
 def print_events(con: Console, events: list[dict[str, Any]], *, header: bool = True) -> None:
     """A table on a terminal, plain lines otherwise (piped output stays greppable)."""
     if not events:
@@ -90,7 +84,7 @@ def print_events(con: Console, events: list[dict[str, Any]], *, header: bool = T
         con.print(events_table(events, show_header=header))
         return
     for event in events:
-        con.print(Text(event_line(event)), soft_wrap=True)
+        print_line(con, event)
 
 
 def verify_text(result: VerifyResult) -> Text:
@@ -134,7 +128,7 @@ def query_table(events: Iterable[Mapping[str, Any]]) -> Table:
     outcome_col = [key for _, key, _ in QUERY_COLUMNS].index("outcome")
     for event in events:
         row = [Text(_cell(event, key)) for _, key, _ in QUERY_COLUMNS]
-        row[outcome_col].stylize(_OUTCOME_STYLE.get(str(event.get("outcome", "")), ""))
+        row[outcome_col].stylize(outcome_style(event.get("outcome", "")))
         table.add_row(*row)
     return table
 
