@@ -16,22 +16,20 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lockgate.audit.events import DENIED, ERRORS, TOOL_CALL, TOOL_CALL_STARTED, event_time
+from lockgate.audit.events import (
+    DENIED,
+    ERRORS,
+    OUTCOMES,
+    TOOL_CALL,
+    TOOL_CALL_STARTED,
+    event_time,
+)
 from lockgate.audit.filter import EventFilter, parse_query
 
 __all__ = ["CALL_METHODS", "OUTCOME_CYCLE", "Counts", "LagStats", "Row", "WatchModel"]
 
-# What `o` steps through; "!success" is every failure at once.
-OUTCOME_CYCLE = (
-    "",
-    "!success",
-    "success",
-    "denied",
-    "blocked",
-    "error",
-    "upstream_error",
-    "connect_required",
-)
+# What `o` steps through: no filter, every failure at once, then each outcome a call ends with.
+OUTCOME_CYCLE: tuple[str, ...] = ("", "!success", *(o for o in OUTCOMES if o != "started"))
 CALL_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
 RATE_WINDOW = 60  # seconds: rates are events/s over the last minute
 
