@@ -185,10 +185,10 @@ def test_a_filter_typed_with_keys_and_the_outcome_key(tmux: Tmux, tmp_path: Path
         tmux.start(["watch", "--file", str(log)])
         tmux.wait_text("search_11 ")
         tmux.keys("/")
-        tmux.keys("route:lin outcome:denied", literal=True)
+        tmux.keys("route:lin* outcome:denied", literal=True)
         tmux.keys("Enter")
         screen = tmux.wait_text("showing 2 of 12")
-        assert "filter  route:lin outcome:denied" in screen
+        assert "filter  route:lin* outcome:denied" in screen
         assert [r.split()[5] for r in rows(screen)] == ["search_0", "search_6"]
         # New matching events join the filtered table as they arrive; others do not.
         writer.append(event(12, outcome="denied"))
