@@ -38,6 +38,7 @@ from lockgate.mcp import jsonrpc
 from lockgate.mcp.sse import SseRewriter
 from lockgate.upstream import oauth as upstream_oauth
 from lockgate.upstream import tokens as upstream_tokens
+from lockgate.upstream._errors import RefreshRefused, UpstreamOAuthError
 from lockgate.upstream.connect import connect_url
 from lockgate.upstream.tokens import UpstreamTokens
 
@@ -133,7 +134,7 @@ class Credentials:
         except SecretMissing as e:
             self._oauth_not_connected(flow, upstream, str(e))
             return
-        except upstream_oauth.UpstreamOAuthError as e:
+        except UpstreamOAuthError as e:
             answer_rpc_error(
                 flow,
                 502,
@@ -189,7 +190,7 @@ class Credentials:
                 return current  # another request refreshed while this one waited
             try:
                 new = await upstream_oauth.refresh(current, upstream=upstream)
-            except upstream_oauth.RefreshRefused as e:
+            except RefreshRefused as e:
                 state(flow).events.append(
                     {
                         "event": "auth.upstream_refresh_failed",
@@ -203,7 +204,7 @@ class Credentials:
                 if e.error == "invalid_grant":  # dead for good: show "needs connect"
                     await anyio.to_thread.run_sync(upstream_tokens.delete, upstream, user)
                 return None
-            except upstream_oauth.UpstreamOAuthError as e:
+            except UpstreamOAuthError as e:
                 state(flow).events.append(
                     {
                         "event": "auth.upstream_refresh_failed",
@@ -239,7 +240,7 @@ class Credentials:
         flow.metadata.pop(OAUTH_KEY, None)  # once
         try:
             tokens = await self._refresh(flow, sent.upstream, sent.user, sent.token)
-        except (KeyringUnavailable, SecretMissing, upstream_oauth.UpstreamOAuthError):
+        except (KeyringUnavailable, SecretMissing, UpstreamOAuthError):
             tokens = None
         if tokens is None:
             message = (

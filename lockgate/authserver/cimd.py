@@ -33,7 +33,8 @@ from pydantic import Field, ValidationError
 
 from lockgate.authserver.requests import ClientMetadata, OAuthError, redirect_uri_problem
 from lockgate.errors import first_validation_error
-from lockgate.net.urlcheck import FetchError, Resolver, UnsafeUrl, check_url, fetch_json
+from lockgate.net.fetch import FetchError, fetch_json
+from lockgate.net.urlcheck import Resolver, UnsafeUrl, check_url
 
 # The draft suggests 5 KB: a client description is small, and the gateway reads it often.
 MAX_DOCUMENT_BYTES = 5 * 1024

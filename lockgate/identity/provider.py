@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lockgate.errors import LockgateError
 from lockgate.identity.claims import UserClaims
-from lockgate.net.urlcheck import FetchError, UnsafeUrl, check_url, fetch_json, post_form
+from lockgate.net.fetch import FetchError, fetch_json, post_form
+from lockgate.net.urlcheck import UnsafeUrl, check_url
 
 CLOCK_SKEW = 60
 ID_TOKEN_ALGS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA", "Ed25519"]

@@ -34,7 +34,8 @@ from lockgate.identity.session import (
     load_session,
     save_session,
 )
-from lockgate.net.urlcheck import FetchError, UnsafeUrl, post_form
+from lockgate.net.fetch import FetchError, post_form
+from lockgate.net.urlcheck import UnsafeUrl
 from lockgate.profile.model import IdentitySection
 
 RECHECK_ENV = "LOCKGATE_IDP_RECHECK"  # seconds, overriding REFRESH_AFTER for the gateway

@@ -1,3 +1,3 @@
 """Outbound HTTP under the SSRF rules."""
 
-__all__ = ["oauth_client", "urlcheck"]
+__all__ = ["fetch", "oauth_client", "tls", "urlcheck"]

@@ -1,10 +1,10 @@
-"""Checks for URLs the gateway learns from metadata, and a fetcher that honours them.
+"""Checks for URLs the gateway learns from metadata (`lockgate.net.fetch` calls them).
 
 Upstream OAuth discovery and client ID metadata documents hand the gateway URLs that a
 third party chose. Fetching them blindly lets a malicious server point the gateway at the
 laptop's or the company's internal network (SSRF), so every such URL goes through
 `check_url` before use, every redirect hop included, and the connection is pinned to the
-addresses that were checked (no second DNS lookup that could rebind).
+addresses that were checked (no second DNS lookup that could rebind; see `lockgate.net.fetch`).
 
 Numeric hosts: a dotted quad in canonical form (`93.184.216.34`) and bracketed IPv6 literals
 are IP literals. Any other host whose last label is numeric (`2130706433`, `0x7f000001`,
@@ -14,20 +14,14 @@ those mean, so none of them is guessed at.
 
 from __future__ import annotations
 
-import base64
-import functools
 import ipaddress
-import json
 import re
 import socket
 import string
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import quote, quote_plus, urldefrag, urlencode, urljoin, urlsplit
+from urllib.parse import quote, urlsplit
 
-import anyio
-import anyio.to_thread
-import httpx
 import idna
 
 from lockgate.errors import LockgateError
@@ -35,8 +29,7 @@ from lockgate.errors import LockgateError
 Resolver = Callable[[str, int], list[str]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_DEFAULT_PORTS = {"https": 443, "http": 80}
+DEFAULT_PORTS = {"https": 443, "http": 80}
 _LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 _NUMERIC_LABEL = re.compile(r"^(?:0[x][0-9a-f]*|[0-9]+)$")
 _CANONICAL_OCTET = re.compile(r"^(?:0|[1-9][0-9]{0,2})$")
@@ -99,10 +92,6 @@ class UnsafeUrl(LockgateError):
         return "address not allowed" if self.address else self.reason
 
 
-class FetchError(LockgateError):
-    """A metadata document that could not be fetched or was not acceptable JSON."""
-
-
 @dataclass(frozen=True, slots=True)
 class CheckedUrl:
     """A URL that passed `check_url`: connect only to `addresses`, never re-resolve `host`."""
@@ -154,7 +143,7 @@ def _check(url: str, allow_loopback: bool, resolve: Resolver) -> CheckedUrl:
         raise UnsafeUrl(url, "it has a fragment")
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
+    if scheme not in DEFAULT_PORTS:
         raise UnsafeUrl(url, f"scheme {scheme or '(none)'!r} is not https")
     if not url[len(scheme) + 1 :].startswith("//"):
         raise UnsafeUrl(url, "it has no host")
@@ -192,7 +181,7 @@ def _check(url: str, allow_loopback: bool, resolve: Resolver) -> CheckedUrl:
     if not path.startswith("/"):
         raise UnsafeUrl(url, "its path is not absolute")
     shown_host = f"[{host}]" if ":" in host else host
-    netloc_out = shown_host if port == _DEFAULT_PORTS[scheme] else f"{shown_host}:{port}"
+    netloc_out = shown_host if port == DEFAULT_PORTS[scheme] else f"{shown_host}:{port}"
     query = f"?{_ascii(parts.query)}" if parts.query else ""
     unique = tuple(dict.fromkeys(str(a) for a in addresses))
     return CheckedUrl(f"{scheme}://{netloc_out}{path}{query}", host, port, unique)
@@ -218,7 +207,7 @@ def _split_netloc(url: str, netloc: str, scheme: str) -> tuple[str, int]:
         host, sep, port_text_ = netloc.partition(":")
         port_text = port_text_ if sep else None
     if port_text is None:
-        return host, _DEFAULT_PORTS[scheme]
+        return host, DEFAULT_PORTS[scheme]
     if not _PORT.match(port_text) or not 0 < int(port_text) < 65536:
         raise UnsafeUrl(url, "its port is not a number from 1 to 65535")
     return host, int(port_text)
@@ -329,244 +318,3 @@ def _v6_kind(addr: ipaddress.IPv6Address) -> str:
     if addr in _V6_ULA:
         return "unique-local"
     return "reserved"
-
-
-async def fetch_json(
-    url: str,
-    *,
-    client: httpx.AsyncClient | None = None,
-    max_bytes: int = 256 * 1024,
-    max_redirects: int = 3,
-    timeout: float = 10,
-    allow_loopback_http: bool = True,
-    resolve: Resolver | None = None,
-) -> object:
-    """GET a metadata document, checking every hop before it is contacted.
-
-    httpx never follows redirects itself: each Location is run through `check_url` first,
-    and each connection goes to the checked addresses only. `timeout` bounds the whole
-    fetch, redirects and slow bodies included. Errors never quote the response body.
-    """
-    try:
-        with anyio.fail_after(timeout):
-            if client is not None:
-                return await _fetch(
-                    client, url, max_bytes, max_redirects, allow_loopback_http, resolve
-                )
-            async with httpx.AsyncClient(trust_env=False, timeout=timeout) as own:
-                return await _fetch(
-                    own, url, max_bytes, max_redirects, allow_loopback_http, resolve
-                )
-    except TimeoutError:
-        raise FetchError(
-            f"Fetching {_short(url)} took longer than {timeout:g} seconds.",
-            "Check that the upstream's metadata server is reachable.",
-        ) from None
-
-
-async def _fetch(
-    client: httpx.AsyncClient,
-    url: str,
-    max_bytes: int,
-    max_redirects: int,
-    allow_loopback: bool,
-    resolve: Resolver | None,
-) -> object:
-    current = url
-    for hop in range(max_redirects + 1):
-        check = functools.partial(
-            check_url, current, allow_loopback_http=allow_loopback, resolve=resolve
-        )
-        checked = await anyio.to_thread.run_sync(check, abandon_on_cancel=True)
-        status, location, body = await _get_pinned(client, checked, max_bytes)
-        if status in _REDIRECTS:
-            if location is None:
-                raise FetchError(
-                    f"{_short(checked.url)} answered a redirect without a Location.",
-                    "Check the upstream's metadata URL.",
-                )
-            if hop == max_redirects:
-                break
-            current = urldefrag(urljoin(checked.url, location)).url  # fragments stay client-side
-            continue
-        try:
-            return json.loads(body)
-        except (ValueError, RecursionError):
-            raise FetchError(
-                f"{_short(checked.url)} did not return valid JSON.",
-                "Check the upstream's metadata URL.",
-            ) from None
-    raise FetchError(
-        f"{_short(url)} redirected more than {max_redirects} times.",
-        "Check the upstream's metadata URL; it may redirect in a loop.",
-    )
-
-
-async def _get_pinned(
-    client: httpx.AsyncClient, checked: CheckedUrl, max_bytes: int
-) -> tuple[int, str | None, bytes]:
-    """GET a metadata document from the checked addresses."""
-
-    async def read(response: httpx.Response) -> tuple[int, str | None, bytes]:
-        body = await _read_capped(checked, response, max_bytes)
-        return response.status_code, response.headers.get("location"), body
-
-    return await _pinned(client, checked, "GET", {"Accept": "application/json"}, None, read)
-
-
-async def _pinned[T](
-    client: httpx.AsyncClient,
-    checked: CheckedUrl,
-    method: str,
-    headers: dict[str, str],
-    content: bytes | None,
-    read: Callable[[httpx.Response], Awaitable[T]],
-) -> T:
-    """Connect to the checked addresses in turn, keeping the real Host and TLS name."""
-    default_port = _DEFAULT_PORTS[checked.scheme]
-    shown_host = f"[{checked.host}]" if ":" in checked.host else checked.host
-    host_header = shown_host if checked.port == default_port else f"{shown_host}:{checked.port}"
-    path_query = checked.url.split("/", 3)[3]  # check_url always emits scheme://host/...
-    extensions = {"sni_hostname": checked.host} if checked.scheme == "https" else {}
-    headers = {
-        "Host": host_header,
-        "Accept-Encoding": "identity",
-        "Connection": "close",  # a pooled connection to this IP may carry another TLS name
-        **headers,
-    }
-    last_error: Exception | None = None
-    for address in checked.addresses:
-        ip = f"[{address}]" if ":" in address else address
-        target = f"{checked.scheme}://{ip}:{checked.port}/{path_query}"
-        try:
-            async with client.stream(
-                method,
-                target,
-                headers=headers,
-                content=content,
-                extensions=extensions,
-                follow_redirects=False,
-            ) as response:
-                return await read(response)
-        except httpx.ConnectError as exc:  # nothing was sent to that address: try the next
-            last_error = exc
-            continue
-        except httpx.HTTPError as exc:
-            raise FetchError(
-                f"Calling {_short(checked.url)} failed ({type(exc).__name__}).",
-                "Check that the server is reachable.",
-            ) from None
-    raise FetchError(
-        f"Could not connect to {_short(checked.url)}"
-        + (f" ({type(last_error).__name__})." if last_error else "."),
-        "Check that the server is reachable.",
-    )
-
-
-async def post_form(
-    url: str,
-    form: dict[str, str],
-    *,
-    basic_auth: tuple[str, str] | None = None,
-    client: httpx.AsyncClient | None = None,
-    max_bytes: int = 256 * 1024,
-    timeout: float = 10,
-    allow_loopback_http: bool = True,
-    resolve: Resolver | None = None,
-) -> tuple[int, object | None]:
-    """POST a form (a token or revocation request) to a URL learned from metadata.
-
-    The URL is checked again right before the call, since a name may resolve elsewhere by
-    now, and the connection goes to the checked addresses only. Redirects are not followed
-    (a token endpoint has no reason to redirect). Returns the status and the JSON body, or
-    None when the body is not JSON; errors never quote the body.
-    """
-    content = urlencode(form).encode("ascii")
-    headers = {
-        "Accept": "application/json",
-        "Content-Type": "application/x-www-form-urlencoded",
-    }
-    if basic_auth is not None:
-        pair = f"{quote_plus(basic_auth[0])}:{quote_plus(basic_auth[1])}"
-        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
-
-    async def read(response: httpx.Response) -> tuple[int, object | None]:
-        body = bytearray()
-        async for chunk in response.aiter_raw():
-            body += chunk
-            if len(body) > max_bytes:
-                raise FetchError(
-                    f"{_short(url)} returned more than {max_bytes} bytes.",
-                    "Check the server's token endpoint.",
-                )
-        try:
-            return response.status_code, json.loads(bytes(body))
-        except (ValueError, RecursionError):
-            return response.status_code, None
-
-    async def call(http_client: httpx.AsyncClient) -> tuple[int, object | None]:
-        check = functools.partial(
-            check_url, url, allow_loopback_http=allow_loopback_http, resolve=resolve
-        )
-        checked = await anyio.to_thread.run_sync(check, abandon_on_cancel=True)
-        return await _pinned(http_client, checked, "POST", headers, content, read)
-
-    try:
-        with anyio.fail_after(timeout):
-            if client is not None:
-                return await call(client)
-            async with httpx.AsyncClient(trust_env=False, timeout=timeout) as own:
-                return await call(own)
-    except TimeoutError:
-        raise FetchError(
-            f"Calling {_short(url)} took longer than {timeout:g} seconds.",
-            "Check that the server is reachable.",
-        ) from None
-
-
-async def _read_capped(checked: CheckedUrl, response: httpx.Response, max_bytes: int) -> bytes:
-    if response.status_code in _REDIRECTS:
-        return b""
-    too_big = FetchError(
-        f"{_short(checked.url)} returned more than {max_bytes} bytes.",
-        "Metadata documents are small; check the upstream's metadata URL.",
-    )
-    _check_headers(checked, response)
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > max_bytes:
-        raise too_big
-    body = bytearray()
-    async for chunk in response.aiter_raw():
-        body += chunk
-        if len(body) > max_bytes:
-            raise too_big
-    return bytes(body)
-
-
-def _check_headers(checked: CheckedUrl, response: httpx.Response) -> None:
-    if response.status_code != 200:
-        raise FetchError(
-            f"{_short(checked.url)} answered HTTP {response.status_code}.",
-            "Check the upstream's metadata URL.",
-        )
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
-        raise FetchError(
-            f"{_short(checked.url)} sent a compressed body that was not asked for.",
-            "Check the upstream's metadata server.",
-        )
-    media = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if not (
-        media == "application/json"
-        or (media.startswith("application/") and media.endswith("+json"))
-    ):
-        raise FetchError(
-            f"{_short(checked.url)} did not answer with JSON (content type {media or 'none'!r}).",
-            "Check the upstream's metadata URL.",
-        )
-
-
-def _short(url: str) -> str:
-    """The URL without its query, for messages: metadata URLs may carry tokens there."""
-    base = url.split("?", 1)[0]
-    return base if len(base) <= 200 else base[:200] + "..."

@@ -1,3 +1,3 @@
 """The gateway toward upstreams: discovery, OAuth, stored credentials and their state."""
 
-__all__ = ["connect", "oauth", "state", "tokens"]
+__all__ = ["connect", "discovery", "oauth", "registration", "state", "tokens"]

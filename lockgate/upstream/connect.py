@@ -1,8 +1,8 @@
 """Connecting an `auth = "oauth"` upstream: the gateway as that upstream's OAuth client.
 
 `ConnectService` runs MCP authorization discovery against the upstream (see
-`lockgate.upstream.oauth`), registers the gateway there, and sends the browser to the
-upstream's authorization server with PKCE, the resource indicator and a state that is
+`lockgate.upstream.discovery`), registers the gateway there (`.registration`), and sends the
+browser to the upstream's authorization server with PKCE, the resource indicator and a state that is
 single-use, short-lived and bound to this browser by a cookie; its callback checks all that,
 exchanges the code, and stores the tokens in the OS keyring under the signed-in user
 (`lockgate.upstream.tokens`). The gateway's client ID metadata document, used when the
@@ -17,8 +17,10 @@ is running without loading the proxy (the `Connect` addon adapts flows to it).
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,15 +31,13 @@ from lockgate.errors import KeyringUnavailable, LockgateError, SecretMissing
 from lockgate.identity.browser import cookie_value
 from lockgate.keyring import get_entry
 from lockgate.mcp import jsonrpc
+from lockgate.net.tls import profile_ca, trust_store
 from lockgate.profile.model import Profile, UpstreamSection
-from lockgate.upstream import oauth as upstream_oauth
+from lockgate.upstream import discovery, oauth, registration
 from lockgate.upstream import tokens as upstream_tokens
-from lockgate.upstream.oauth import (
-    METADATA_DOCUMENT_PATH,
-    Client,
-    PendingConnects,
-    UpstreamOAuthError,
-)
+from lockgate.upstream._errors import UpstreamOAuthError
+from lockgate.upstream.oauth import PendingConnects
+from lockgate.upstream.registration import METADATA_DOCUMENT_PATH, UpstreamClient
 
 logger = logging.getLogger("lockgate")
 
@@ -132,7 +132,7 @@ class ConnectService:
         user_of: Callable[[str, str | None, dict[str, str]], str | None],
         *,
         resolve: Any = None,
-        verify: str | bool = True,
+        verify: ssl.SSLContext | None = None,
     ) -> None:
         self._profile = profile
         self._base_url = base_url
@@ -140,7 +140,7 @@ class ConnectService:
         self.pending = PendingConnects()
         self.listeners: list[Connected] = []
         self.resolve = resolve
-        self.verify = verify
+        self.verify = verify  # None: certifi's bundle plus the profile's upstream_ca
 
     async def handle(self, method: str, path: str, query: str, cookie: str | None) -> Reply:
         try:
@@ -198,27 +198,32 @@ class ConnectService:
         base = self._base_url()
         redirect_uri = callback_url(base, upstream)
         try:
-            verify = self._profile().gateway.upstream_ca or self.verify
-            challenge = await upstream_oauth.probe(section.url, verify=verify)
-            discovery = await upstream_oauth.discover(
-                section.url, challenge, configured_scopes=section.scopes, resolve=self.resolve
+            verify = self._trust()
+            challenge = await discovery.probe(section.url, verify=verify)
+            found = await discovery.discover(
+                section.url,
+                challenge,
+                configured_scopes=section.scopes,
+                resolve=self.resolve,
+                verify=verify,
             )
-            client = await upstream_oauth.register(
-                discovery,
+            client = await registration.register(
+                found,
                 redirect_uri=redirect_uri,
                 preregistered=await self._preregistered(upstream, section),
                 base_url=base,
                 resolve=self.resolve,
+                verify=verify,
             )
             state_, pkce_challenge, pending = self.pending.add(
                 upstream=upstream,
                 user=user,
-                discovery=discovery,
+                discovery=found,
                 client=client,
                 redirect_uri=redirect_uri,
                 return_to=return_to,
             )
-            location = await upstream_oauth.authorization_url(
+            location = await oauth.authorization_url(
                 pending, state_, pkce_challenge, resolve=self.resolve
             )
         except LockgateError as e:
@@ -233,8 +238,7 @@ class ConnectService:
         secure = base.startswith("https://")
         cookie_out = (
             f"{COOKIE_PREFIX}{upstream}={pending.browser}; Path={PREFIX}{upstream}; HttpOnly; "
-            f"SameSite=Lax; Max-Age={int(upstream_oauth.CONNECT_TTL)}"
-            + ("; Secure" if secure else "")
+            f"SameSite=Lax; Max-Age={int(oauth.CONNECT_TTL)}" + ("; Secure" if secure else "")
         )
         return Reply(
             302,
@@ -243,7 +247,24 @@ class ConnectService:
             user=user,
         )
 
-    async def _preregistered(self, upstream: str, section: UpstreamSection) -> Client | None:
+    def _trust(self) -> ssl.SSLContext:
+        """What upstream TLS is verified against: `lockgate.net.tls.trust_store` with the
+        profile's upstream_ca (next to the profile file, as the gateway reads it)."""
+        if self.verify is not None:
+            return self.verify
+        profile = self._profile()
+        ca_file = profile_ca(profile.gateway.upstream_ca, Path(profile.source))
+        try:
+            return trust_store(ca_file)
+        except (OSError, ssl.SSLError) as e:
+            raise UpstreamOAuthError(
+                f"cannot load gateway.upstream_ca {ca_file} ({type(e).__name__})",
+                "point gateway.upstream_ca at a PEM file of the CA that signs your upstreams",
+            ) from None
+
+    async def _preregistered(
+        self, upstream: str, section: UpstreamSection
+    ) -> UpstreamClient | None:
         if section.client_id is None:
             return None
         secret: str | None = None
@@ -255,7 +276,7 @@ class ConnectService:
                     f"The keyring holds no client secret {entry!r} for upstream {upstream!r}",
                     "store it there, or remove client_secret for a public client",
                 )
-        return Client(section.client_id, secret)
+        return UpstreamClient(section.client_id, secret)
 
     def _own_consent_url(self, url: str) -> bool:
         """Only the gateway's own consent page may be returned to: no open redirect."""
@@ -301,9 +322,9 @@ class ConnectService:
                     "The upstream's authorization server did not grant access",
                     f"start again with `lockgate connect {upstream}`",
                 )
-            upstream_oauth.check_callback_issuer(pending, params.get("iss"))
-            tokens = await upstream_oauth.exchange_code(
-                pending, params["code"], resolve=self.resolve
+            oauth.check_callback_issuer(pending, params.get("iss"))
+            tokens = await oauth.exchange_code(
+                pending, params["code"], resolve=self.resolve, verify=self._trust()
             )
             await anyio.to_thread.run_sync(upstream_tokens.save, upstream, user, tokens)
         except LockgateError as e:
@@ -363,7 +384,7 @@ class ConnectService:
             )
         profile = self._profile()
         uris = [callback_url(base, n) for n, u in profile.upstreams.items() if u.auth == "oauth"]
-        doc = upstream_oauth.client_metadata_document(base, uris)
+        doc = registration.client_metadata_document(base, uris)
         return Reply(
             200,
             {"content-type": "application/json", "cache-control": "max-age=300"},

@@ -246,17 +246,17 @@ async def connect_directly(up: ProtectedUpstream, upstream: str = "up") -> Upstr
     the browser step walked with an HTTP client: for tests of what uses the tokens."""
     import httpx
 
-    from lockgate.upstream import oauth as uo
+    from lockgate.upstream import discovery, oauth, registration
 
-    found = await uo.discover(up.url, await uo.probe(up.url))
+    found = await discovery.discover(up.url, await discovery.probe(up.url))
     redirect_uri = f"http://127.0.0.1:9/connect/{upstream}/callback"
-    client = await uo.register(found, redirect_uri=redirect_uri)
-    pending = uo.PendingConnects()
+    client = await registration.register(found, redirect_uri=redirect_uri)
+    pending = oauth.PendingConnects()
     state, challenge, record = pending.add(
         upstream=upstream, user=SUBJECT, discovery=found, client=client, redirect_uri=redirect_uri
     )
     async with httpx.AsyncClient() as browser:
-        answer = await browser.get(await uo.authorization_url(record, state, challenge))
+        answer = await browser.get(await oauth.authorization_url(record, state, challenge))
     location = answer.headers["location"]
     code = parse_qs(urlsplit(location).query)["code"][0]
-    return await uo.exchange_code(record, code)
+    return await oauth.exchange_code(record, code)

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from lockgate.upstream.oauth import UpstreamOAuthError, discover
+from lockgate.upstream._errors import UpstreamOAuthError
+from lockgate.upstream.discovery import discover
 from tests.core.net.test_urlcheck import Reply, Server
 
 

@@ -25,14 +25,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lockgate.errors import LockgateError
-from lockgate.net.urlcheck import (
-    CheckedUrl,
-    FetchError,
-    UnsafeUrl,
-    check_url,
-    fetch_json,
-    post_form,
-)
+from lockgate.net.fetch import FetchError, fetch_json, post_form
+from lockgate.net.urlcheck import CheckedUrl, UnsafeUrl, check_url
 from tests.support.tls import issue_certs
 
 PUBLIC4 = "93.184.216.34"

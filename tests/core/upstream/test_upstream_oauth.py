@@ -28,7 +28,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from lockgate.cli.demo_server import BackgroundServer
-from lockgate.upstream import oauth as uo
+from lockgate.upstream import discovery, oauth, registration
+from lockgate.upstream._errors import RefreshRefused, UpstreamOAuthError
 from tests.support.protected_upstream import protected_upstream
 
 
@@ -96,7 +97,7 @@ def test_the_bearer_challenge_is_parsed_with_quotes_and_commas() -> None:
         'resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp", '
         'scope="files:read files:write", error_description="a, \\"quoted\\" text"'
     )
-    params = uo.parse_bearer_challenge(header)
+    params = discovery.parse_bearer_challenge(header)
     assert params["resource_metadata"].endswith("/oauth-protected-resource/mcp")
     assert params["scope"] == "files:read files:write"
     assert params["error_description"] == 'a, "quoted" text'
@@ -105,36 +106,36 @@ def test_the_bearer_challenge_is_parsed_with_quotes_and_commas() -> None:
 
 @given(st.text(alphabet=st.sampled_from(' \t,="\\abBearer'), max_size=60) | st.text(max_size=300))
 def test_the_challenge_parser_never_raises_nor_hangs(header: str) -> None:
-    assert isinstance(uo.parse_bearer_challenge(header), dict)
+    assert isinstance(discovery.parse_bearer_challenge(header), dict)
 
 
 @pytest.mark.parametrize("header", ["=", ", =x", "Bearer =", 'Bearer a=1, = , b="2"'])
 def test_a_stray_equals_sign_is_skipped(header: str) -> None:
-    params = uo.parse_bearer_challenge(header)  # once looped forever on "="
+    params = discovery.parse_bearer_challenge(header)  # once looped forever on "="
     assert params.get("b", "2") == "2"
 
 
 @given(st.from_regex(r"[A-Za-z0-9:/._~ -]{0,80}", fullmatch=True))
 def test_a_quoted_value_comes_back_intact(value: str) -> None:
-    params = uo.parse_bearer_challenge(f'Bearer scope="{value}", realm=r')
+    params = discovery.parse_bearer_challenge(f'Bearer scope="{value}", realm=r')
     assert params["scope"] == value and params["realm"] == "r"
 
 
 def test_well_known_candidates_follow_the_spec_order() -> None:
-    assert uo.protected_resource_candidates("https://Mcp.Example.com/public/mcp") == [
+    assert discovery.protected_resource_candidates("https://Mcp.Example.com/public/mcp") == [
         "https://mcp.example.com/.well-known/oauth-protected-resource/public/mcp",
         "https://mcp.example.com/.well-known/oauth-protected-resource",
     ]
-    assert uo.authorization_server_candidates("https://auth.example.com/tenant1") == [
+    assert discovery.authorization_server_candidates("https://auth.example.com/tenant1") == [
         "https://auth.example.com/.well-known/oauth-authorization-server/tenant1",
         "https://auth.example.com/.well-known/openid-configuration/tenant1",
         "https://auth.example.com/tenant1/.well-known/openid-configuration",
     ]
-    assert uo.authorization_server_candidates("https://auth.example.com/") == [
+    assert discovery.authorization_server_candidates("https://auth.example.com/") == [
         "https://auth.example.com/.well-known/oauth-authorization-server",
         "https://auth.example.com/.well-known/openid-configuration",
     ]
-    assert uo.canonical_resource("HTTPS://MCP.Example.com/mcp/#frag") == (
+    assert discovery.canonical_resource("HTTPS://MCP.Example.com/mcp/#frag") == (
         "https://mcp.example.com/mcp"
     )
 
@@ -148,7 +149,7 @@ async def test_resource_metadata_from_the_challenge_comes_first() -> None:
         docs.json("/custom/prm", {"authorization_servers": [docs.base]})
         docs.json("/.well-known/oauth-authorization-server", docs.as_doc())
         challenge = f'Bearer resource_metadata="{docs.base}/custom/prm", scope="a b"'
-        found = await uo.discover(f"{docs.base}/mcp", challenge)
+        found = await discovery.discover(f"{docs.base}/mcp", challenge)
     assert docs.hits == ["/custom/prm", "/.well-known/oauth-authorization-server"]
     assert found.scopes == ("a", "b")  # the challenge's scope wins over scopes_supported
     assert found.resource == f"{docs.base}/mcp"
@@ -163,7 +164,7 @@ async def test_without_a_challenge_path_inserted_then_root() -> None:
             {"authorization_servers": [f"{docs.base}/tenant1"], "scopes_supported": ["x"]},
         )
         docs.json("/tenant1/.well-known/openid-configuration", docs.as_doc(f"{docs.base}/tenant1"))
-        found = await uo.discover(f"{docs.base}/public/mcp", "Bearer")
+        found = await discovery.discover(f"{docs.base}/public/mcp", "Bearer")
     assert docs.hits == [
         "/.well-known/oauth-protected-resource/public/mcp",
         "/.well-known/oauth-protected-resource",
@@ -184,7 +185,7 @@ async def test_the_first_document_found_ends_the_search() -> None:
         docs.json("/.well-known/oauth-protected-resource", {"authorization_servers": ["bad"]})
         docs.json("/.well-known/oauth-authorization-server", docs.as_doc())
         docs.json("/.well-known/openid-configuration", docs.as_doc(issuer="elsewhere"))
-        await uo.discover(f"{docs.base}/mcp", None)
+        await discovery.discover(f"{docs.base}/mcp", None)
     assert docs.hits == [
         "/.well-known/oauth-protected-resource/mcp",
         "/.well-known/oauth-authorization-server",
@@ -200,8 +201,8 @@ async def _refused(docs: Docs, as_doc: dict[str, Any] | None = None, prm: Any = 
     )
     if as_doc is not None:
         docs.json("/.well-known/oauth-authorization-server", as_doc)
-    with pytest.raises(uo.UpstreamOAuthError) as e:
-        await uo.discover(f"{docs.base}/", None)
+    with pytest.raises(UpstreamOAuthError) as e:
+        await discovery.discover(f"{docs.base}/", None)
     assert "Traceback" not in str(e.value)
     return str(e.value)
 
@@ -227,8 +228,8 @@ async def test_an_authorization_server_at_a_private_address_is_refused(server: s
 async def test_metadata_redirecting_into_a_private_address_is_refused() -> None:
     with docs_server() as docs:
         docs.redirect("/.well-known/oauth-protected-resource/mcp", "https://10.1.2.3/prm")
-        with pytest.raises(uo.UpstreamOAuthError) as e:
-            await uo.discover(f"{docs.base}/mcp", None)
+        with pytest.raises(UpstreamOAuthError) as e:
+            await discovery.discover(f"{docs.base}/mcp", None)
     assert "10.1.2.3" in str(e.value) and "private" in str(e.value)
 
 
@@ -272,8 +273,8 @@ async def test_a_javascript_authorization_url_never_reaches_a_browser() -> None:
     with docs_server() as docs:
         docs.json("/.well-known/oauth-protected-resource", {"authorization_servers": [docs.base]})
         docs.json("/.well-known/oauth-authorization-server", docs.as_doc())
-        found = await uo.discover(f"{docs.base}/", None)
-    evil = uo.Discovery(
+        found = await discovery.discover(f"{docs.base}/", None)
+    evil = discovery.Discovery(
         **{
             **found.__dict__,
             "metadata": found.metadata.model_copy(
@@ -281,16 +282,16 @@ async def test_a_javascript_authorization_url_never_reaches_a_browser() -> None:
             ),
         }
     )
-    pending = uo.PendingConnects()
+    pending = oauth.PendingConnects()
     state, challenge, record = pending.add(
         upstream="u",
         user="alice",
         discovery=evil,
-        client=uo.Client("c"),
+        client=registration.UpstreamClient("c"),
         redirect_uri="http://127.0.0.1:1/connect/u/callback",
     )
-    with pytest.raises(uo.UpstreamOAuthError, match="authorization_endpoint"):
-        await uo.authorization_url(record, state, challenge)
+    with pytest.raises(UpstreamOAuthError, match="authorization_endpoint"):
+        await oauth.authorization_url(record, state, challenge)
 
 
 @pytest.mark.anyio
@@ -299,29 +300,29 @@ async def test_a_token_endpoint_that_redirects_is_not_followed() -> None:
         docs.redirect("/token", "http://10.0.0.1/token")
         docs.json("/.well-known/oauth-protected-resource", {"authorization_servers": [docs.base]})
         docs.json("/.well-known/oauth-authorization-server", docs.as_doc())
-        found = await uo.discover(f"{docs.base}/", None)
-        pending = uo.PendingConnects()
+        found = await discovery.discover(f"{docs.base}/", None)
+        pending = oauth.PendingConnects()
         _, _, record = pending.add(
             upstream="u",
             user="alice",
             discovery=found,
-            client=uo.Client("c"),
+            client=registration.UpstreamClient("c"),
             redirect_uri="http://127.0.0.1:1/cb",
         )
-        with pytest.raises(uo.UpstreamOAuthError, match="redirect"):
-            await uo.exchange_code(record, "some-code")
+        with pytest.raises(UpstreamOAuthError, match="redirect"):
+            await oauth.exchange_code(record, "some-code")
         assert "/token" in docs.hits
 
 
 def test_pending_flows_are_single_use_browser_bound_and_short_lived() -> None:
     now = [1000.0]
-    pending = uo.PendingConnects(ttl=60, clock=lambda: now[0])
-    discovery = uo.Discovery(
+    pending = oauth.PendingConnects(ttl=60, clock=lambda: now[0])
+    found = discovery.Discovery(
         "http://x/mcp",
         "http://x/mcp",
         "http://x/prm",
         "http://x",
-        uo.ServerMetadata(
+        discovery.ServerMetadata(
             issuer="http://x", authorization_endpoint="http://x/a", token_endpoint="http://x/t"
         ),
         (),
@@ -329,8 +330,8 @@ def test_pending_flows_are_single_use_browser_bound_and_short_lived() -> None:
     fields = {
         "upstream": "u",
         "user": "alice",
-        "discovery": discovery,
-        "client": uo.Client("c"),
+        "discovery": found,
+        "client": registration.UpstreamClient("c"),
         "redirect_uri": "http://127.0.0.1:1/cb",
     }
     state, _, record = pending.add(**fields)  # type: ignore[arg-type]
@@ -351,13 +352,13 @@ def test_pending_flows_are_single_use_browser_bound_and_short_lived() -> None:
 @pytest.mark.anyio
 async def test_dcr_pkce_resource_code_exchange_and_refresh_against_the_sdk() -> None:
     with protected_upstream("alpha") as up:
-        challenge = await uo.probe(up.url)
+        challenge = await discovery.probe(up.url)
         assert "resource_metadata=" in challenge
-        found = await uo.discover(up.url, challenge)
+        found = await discovery.discover(up.url, challenge)
         redirect_uri = "http://127.0.0.1:9/connect/alpha/callback"
-        client = await uo.register(found, redirect_uri=redirect_uri)
+        client = await registration.register(found, redirect_uri=redirect_uri)
         assert client.auth_method == "none" and client.client_id in up.provider.clients
-        pending = uo.PendingConnects()
+        pending = oauth.PendingConnects()
         state, pkce, record = pending.add(
             upstream="alpha",
             user="alice",
@@ -365,7 +366,7 @@ async def test_dcr_pkce_resource_code_exchange_and_refresh_against_the_sdk() -> 
             client=client,
             redirect_uri=redirect_uri,
         )
-        url = await uo.authorization_url(record, state, pkce)
+        url = await oauth.authorization_url(record, state, pkce)
         async with httpx.AsyncClient() as browser:
             answer = await browser.get(url)
         assert answer.status_code == 302
@@ -375,7 +376,7 @@ async def test_dcr_pkce_resource_code_exchange_and_refresh_against_the_sdk() -> 
         assert params["state"] == state
         taken = pending.take(params["state"], record.browser)
         assert taken is record
-        tokens = await uo.exchange_code(record, params["code"])
+        tokens = await oauth.exchange_code(record, params["code"])
         [asked] = up.provider.authorizations
         assert asked.resource == up.url  # the resource indicator is the upstream's URL
         assert asked.code_challenge == pkce
@@ -383,28 +384,32 @@ async def test_dcr_pkce_resource_code_exchange_and_refresh_against_the_sdk() -> 
         assert tokens.refresh_token in up.provider.issued_refresh
         assert tokens.expires_at is not None and tokens.resource == up.url
         assert tokens.issuer == up.issuer
-        with pytest.raises(uo.UpstreamOAuthError):
-            await uo.exchange_code(record, params["code"])  # a code is single use
+        with pytest.raises(UpstreamOAuthError):
+            await oauth.exchange_code(record, params["code"])  # a code is single use
 
-        again = await uo.refresh(tokens, upstream="alpha")
+        again = await oauth.refresh(tokens, upstream="alpha")
         assert again.access_token != tokens.access_token
         assert again.access_token in up.provider.issued and up.provider.refreshes == 1
-        with pytest.raises(uo.RefreshRefused):
-            await uo.refresh(tokens, upstream="alpha")  # the rotated-away refresh token
+        with pytest.raises(RefreshRefused):
+            await oauth.refresh(tokens, upstream="alpha")  # the rotated-away refresh token
         up.provider.refuse_refresh = True
-        with pytest.raises(uo.RefreshRefused) as e:
-            await uo.refresh(again, upstream="alpha")
+        with pytest.raises(RefreshRefused) as e:
+            await oauth.refresh(again, upstream="alpha")
         assert again.refresh_token is not None and again.refresh_token not in str(e.value)
 
 
 @pytest.mark.anyio
 async def test_a_preregistered_client_is_used_as_is() -> None:
     with protected_upstream("beta") as up:
-        found = await uo.discover(up.url, await uo.probe(up.url))
-        client = await uo.register(
-            found, redirect_uri="http://127.0.0.1:9/cb", preregistered=uo.Client("pre", "s3")
+        found = await discovery.discover(up.url, await discovery.probe(up.url))
+        client = await registration.register(
+            found,
+            redirect_uri="http://127.0.0.1:9/cb",
+            preregistered=registration.UpstreamClient("pre", "s3"),
         )
-    assert client == uo.Client("pre", "s3", "client_secret_basic")  # basic when offered
+    assert client == registration.UpstreamClient(
+        "pre", "s3", "client_secret_basic"
+    )  # basic when offered
     assert up.provider.clients == {}  # nothing was registered
 
 
@@ -416,8 +421,8 @@ async def test_a_client_id_metadata_document_when_the_server_supports_it() -> No
             "/.well-known/oauth-authorization-server",
             docs.as_doc(client_id_metadata_document_supported=True),
         )
-        found = await uo.discover(f"{docs.base}/", None)
-        https = await uo.register(
+        found = await discovery.discover(f"{docs.base}/", None)
+        https = await registration.register(
             found,
             redirect_uri="https://gw.example.com/connect/u/callback",
             base_url="https://gw.example.com",
@@ -425,8 +430,10 @@ async def test_a_client_id_metadata_document_when_the_server_supports_it() -> No
         assert https.client_id == "https://gw.example.com/connect/_client-metadata.json"
         assert "/register" not in docs.hits
         # Without an https public URL there is no document to point at: DCR.
-        with pytest.raises(uo.UpstreamOAuthError, match="register"):
-            await uo.register(found, redirect_uri="http://127.0.0.1:1/cb", base_url="http://x")
+        with pytest.raises(UpstreamOAuthError, match="register"):
+            await registration.register(
+                found, redirect_uri="http://127.0.0.1:1/cb", base_url="http://x"
+            )
         assert "/register" in docs.hits
 
 
@@ -434,8 +441,8 @@ async def test_a_client_id_metadata_document_when_the_server_supports_it() -> No
 async def test_an_upstream_that_answers_without_a_token_is_not_oauth() -> None:
     with docs_server() as docs:
         docs.json("/mcp", {"jsonrpc": "2.0", "id": 0, "result": {}})
-        with pytest.raises(uo.UpstreamOAuthError, match="does not ask for OAuth"):
-            await uo.probe(f"{docs.base}/mcp")
+        with pytest.raises(UpstreamOAuthError, match="does not ask for OAuth"):
+            await discovery.probe(f"{docs.base}/mcp")
 
 
 # --- the profile's keys for auth = "oauth" ------------------------------------------------------
