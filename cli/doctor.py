@@ -16,12 +16,13 @@ from rich.text import Text
 
 from lockgate.cli.views import console
 from lockgate.ops import doctor as core
+from lockgate.ops.checks import DEFAULT_TIMEOUT, CheckResult
 
 MARK = {"ok": "✓", "fail": "✗", "warn": "!"}
 STYLE = {"ok": "green", "fail": "red", "warn": "yellow"}
 
 
-def result_text(result: core.CheckResult) -> Text:
+def result_text(result: CheckResult) -> Text:
     """One check as one line: mark, name, detail; the fix on the next line when it failed."""
     text = Text()
     text.append(MARK[result.status], style=STYLE[result.status])
@@ -33,7 +34,7 @@ def result_text(result: core.CheckResult) -> Text:
     return text
 
 
-def summary_text(results: Sequence[core.CheckResult]) -> Text:
+def summary_text(results: Sequence[CheckResult]) -> Text:
     failed = sum(1 for r in results if r.status == "fail")
     warned = sum(1 for r in results if r.status == "warn")
     if failed:
@@ -45,7 +46,7 @@ def summary_text(results: Sequence[core.CheckResult]) -> Text:
     return Text(f"All {len(results)} checks passed{extra}.", style="bold green")
 
 
-def _progress(checks: Sequence[core.Check], done: dict[int, core.CheckResult]) -> Table:
+def _progress(checks: Sequence[core.Check], done: dict[int, CheckResult]) -> Table:
     """The live view: finished checks with their mark, running ones with a spinner."""
     grid = Table.grid(padding=(0, 1))
     grid.add_column()
@@ -57,14 +58,14 @@ def _progress(checks: Sequence[core.Check], done: dict[int, core.CheckResult]) -
     return grid
 
 
-def run_with_display(out: Console, checks: Sequence[core.Check]) -> list[core.CheckResult]:
+def run_with_display(out: Console, checks: Sequence[core.Check]) -> list[CheckResult]:
     """Run the checks concurrently; on a terminal, show each as it finishes."""
     if not out.is_terminal:
         return asyncio.run(core.run_checks(checks))
-    done: dict[int, core.CheckResult] = {}
+    done: dict[int, CheckResult] = {}
     with Live(_progress(checks, done), console=out, refresh_per_second=12, transient=True) as live:
 
-        def finished(index: int, result: core.CheckResult) -> None:
+        def finished(index: int, result: CheckResult) -> None:
             done[index] = result
             live.update(_progress(checks, done))
 
@@ -86,7 +87,7 @@ def doctor(
     timeout: Annotated[
         float,
         typer.Option("--timeout", min=0.1, help="Seconds to wait for each network check."),
-    ] = core.DEFAULT_TIMEOUT,
+    ] = DEFAULT_TIMEOUT,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the results as JSON instead of lines.")
     ] = False,

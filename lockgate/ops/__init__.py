@@ -1,3 +1,3 @@
-"""Operating the gateway: doctor's checks."""
+"""Operating the gateway: doctor's checks, and the plan that runs them."""
 
-__all__ = ["doctor"]
+__all__ = ["checks", "doctor"]

@@ -26,7 +26,8 @@ from typer.testing import CliRunner
 
 from lockgate import keyring as secrets
 from lockgate.cli import doctor as doctor_cli
-from lockgate.ops.doctor import Check, CheckResult
+from lockgate.ops.checks import CheckResult
+from lockgate.ops.doctor import Check
 from tests.core.upstream.test_servers import login_session, oidc_profile_text, upstream_tokens_for
 from tests.e2e.test_oidc_signin import provider  # noqa: F401 (fixture)
 from tests.support import keyring_env

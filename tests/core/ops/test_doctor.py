@@ -24,9 +24,8 @@ import pytest
 from lockgate import keyring as secrets
 from lockgate.authserver.keys import SigningKey
 from lockgate.errors import KeyringUnavailable
-from lockgate.ops import doctor
-from lockgate.ops.doctor import (
-    Check,
+from lockgate.ops import checks, doctor
+from lockgate.ops.checks import (
     CheckResult,
     check_client_secret,
     check_credential,
@@ -38,9 +37,8 @@ from lockgate.ops.doctor import (
     check_python,
     check_signing_key,
     check_upstream,
-    plan,
-    run_checks,
 )
+from lockgate.ops.doctor import Check, plan, run_checks
 from lockgate.profile.model import Profile, UpstreamSection, parse_profile
 from lockgate.upstream.state import CredentialState, keyring_lookup
 from tests.core.upstream.test_servers import (
@@ -158,7 +156,7 @@ def test_no_keyring_is_only_a_note_when_the_profile_needs_none(no_keyring: None)
 )
 def test_needs_keyring(extra: str, needed: bool) -> None:
     text = extra + '[upstreams.a]\nurl = "http://h/mcp"\n[routes.a]\nupstream = "a"\n'
-    assert doctor.needs_keyring(parse_profile(text)) is needed
+    assert checks.needs_keyring(parse_profile(text)) is needed
 
 
 def test_a_probe_that_finds_the_keyring_locked() -> None:
@@ -180,7 +178,7 @@ LOCK_SCRIPT = textwrap.dedent(
     """
     import json
     import secretstorage
-    from lockgate.ops.doctor import check_keyring
+    from lockgate.ops.checks import check_keyring
 
     out = {"before": check_keyring().__dict__}
     connection = secretstorage.dbus_init()
@@ -429,7 +427,7 @@ SIGNING_KEY_SCRIPT = textwrap.dedent(
     """
     import json
     from lockgate import keyring as secrets
-    from lockgate.ops.doctor import check_signing_key
+    from lockgate.ops.checks import check_signing_key
     from lockgate.profile.model import parse_profile
     from lockgate.authserver.keys import KEYRING_USERNAME, load_or_create_signing_key
 
