@@ -23,7 +23,6 @@ import anyio.to_thread
 import httpx
 from mitmproxy import http
 
-from lockgate import keyring as secrets
 from lockgate.addons._flow import (
     JSON_HEADERS,
     answer_rpc_error,
@@ -37,6 +36,7 @@ from lockgate.errors import KeyringUnavailable, LockgateError, SecretMissing
 from lockgate.mcp import jsonrpc
 from lockgate.mcp.sse import SseRewriter
 from lockgate.upstream import oauth as upstream_oauth
+from lockgate.upstream import secrets
 from lockgate.upstream import tokens as upstream_tokens
 from lockgate.upstream._errors import RefreshRefused, UpstreamOAuthError
 from lockgate.upstream.connect import connect_url

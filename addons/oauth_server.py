@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from mitmproxy import http
 
-from lockgate import keyring as secrets
 from lockgate.addons._flow import answer, guarded, guarded_async, state
 from lockgate.addons.config import Config
 from lockgate.addons.oauth_authorize import Authorization
@@ -42,6 +41,7 @@ from lockgate.identity.provider import Provider
 from lockgate.identity.refresh import IdpClient, SessionKeeper
 from lockgate.policy.access import scopes_supported
 from lockgate.policy.routes import route_name_of
+from lockgate.upstream import secrets
 
 if TYPE_CHECKING:
     from lockgate.addons.connect import Connect

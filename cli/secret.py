@@ -6,8 +6,8 @@ import sys
 
 import typer
 
-from lockgate import keyring as secrets
 from lockgate.errors import LockgateError
+from lockgate.upstream import secrets
 
 app = typer.Typer(
     help=(

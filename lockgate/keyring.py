@@ -1,10 +1,12 @@
-"""Static upstream secrets in the OS keyring (Keychain, Credential Manager, Secret Service).
+"""lockgate's entries in the OS keyring (Keychain, Credential Manager, Secret Service).
 
-Entries live under the service ``lockgate`` with the username ``upstream:<name>``. Windows
-Credential Manager caps one secret at 2,560 bytes (UTF-16), so a long value is split into
-numbered chunks ``upstream:<name>#1``, ``#2``, ... and the main entry holds a count marker
-with a digest of the whole value. This happens on every OS, so a keyring moved between
-machines and a test on Linux see the same layout.
+Entries live under the service ``lockgate``: short ones of lockgate's own (`get_entry`,
+`set_entry`: the signing key, the audit key), and values of any length (`read_chunked`,
+`write_chunked`: upstream secrets in `lockgate.upstream.secrets`, upstream tokens, sign-in
+sessions). Windows Credential Manager caps one secret at 2,560 bytes (UTF-16), so a long
+value is split into numbered chunks ``<user>#1``, ``#2``, ... and the main entry holds a
+count marker with a digest of the whole value. This happens on every OS, so a keyring moved
+between machines and a test on Linux see the same layout.
 
 Every keyring failure becomes one :class:`KeyringUnavailable` sentence that says what to do;
 a raw library exception never reaches the user and a secret never appears in a message.
@@ -27,7 +29,7 @@ import keyring.backends.fail
 import keyring.backends.null
 import keyring.errors
 
-from lockgate.errors import KeyringUnavailable, LockgateError, SecretMissing
+from lockgate.errors import KeyringUnavailable, LockgateError
 
 SERVICE = "lockgate"
 
@@ -35,7 +37,6 @@ SERVICE = "lockgate"
 CHUNK_BYTES = 2_000
 _MARKER_PREFIX = "lockgate-chunked:v1:"
 _MARKER_RE = re.compile(r"lockgate-chunked:v1:(?P<count>[1-9][0-9]{0,5}):(?P<digest>[0-9a-f]{32})")
-_BAD_NAME_RE = re.compile(r"[#\s\x00-\x1f\x7f]")
 
 
 def _backend_errors() -> tuple[type[BaseException], ...]:
@@ -63,19 +64,6 @@ def _backend_errors() -> tuple[type[BaseException], ...]:
 
 
 _BACKEND_ERRORS = _backend_errors()
-
-
-def username(upstream: str) -> str:
-    """The keyring username of an upstream's secret (its first chunk's base name)."""
-    return f"upstream:{upstream}"
-
-
-def _check_name(upstream: str) -> None:
-    if not upstream or _BAD_NAME_RE.search(upstream):
-        raise LockgateError(
-            f"{upstream!r} is not a valid upstream name",
-            "use the name of an [upstreams.NAME] table of your profile (no spaces or '#')",
-        )
 
 
 def _no_keyring_fix() -> str:
@@ -275,36 +263,3 @@ def delete_chunked(user: str) -> bool:
     for index in range(1, count + 1):
         _delete(backend, _chunk_user(user, index))
     return _delete(backend, user)
-
-
-def get_secret(upstream: str) -> str | None:
-    """The upstream's static secret, or None when the keyring holds none."""
-    _check_name(upstream)
-    incomplete = SecretMissing(
-        f"The keyring holds an incomplete secret for upstream '{upstream}'",
-        f"store it again with `lockgate secret set {upstream}`",
-    )
-    return read_chunked(username(upstream), incomplete)
-
-
-def set_secret(upstream: str, value: str) -> None:
-    """Store (or replace) the upstream's static secret, chunked when it is long."""
-    _check_name(upstream)
-    if not value:
-        raise LockgateError(
-            f"Refusing to store an empty secret for upstream '{upstream}'",
-            f"pass the secret on stdin or at the prompt; to remove it use "
-            f"`lockgate secret rm {upstream}`",
-        )
-    write_chunked(username(upstream), value)
-
-
-def delete_secret(upstream: str) -> bool:
-    """Remove the upstream's secret and its chunks; False when there was none."""
-    _check_name(upstream)
-    return delete_chunked(username(upstream))
-
-
-def has_secret(upstream: str) -> bool:
-    """Whether the keyring holds a secret for the upstream (reads it, never returns it)."""
-    return get_secret(upstream) is not None

@@ -135,10 +135,10 @@ def check_keyring(probe: Callable[[], object] | None = None, *, needed: bool = T
 
     With `needed=False` (a profile that keeps nothing in the keyring) a failure is a note.
     """
-    from lockgate import keyring as secrets
     from lockgate.errors import KeyringUnavailable
+    from lockgate.keyring import get_entry
 
-    read = probe or (lambda: secrets.get_entry(PROBE_ENTRY))
+    read = probe or (lambda: get_entry(PROBE_ENTRY))
     with _KEYRING_LOCK:
         name = _backend_name()
         try:
@@ -278,9 +278,9 @@ async def check_identity(profile: Profile, *, timeout: float = DEFAULT_TIMEOUT) 
 
 
 def _read_entry(entry: str) -> str | None:
-    from lockgate import keyring as secrets
+    from lockgate.keyring import get_entry
 
-    return secrets.get_entry(entry)
+    return get_entry(entry)
 
 
 def check_signing_key(

@@ -162,7 +162,7 @@ def keyring_lookup(
     signed in for kind oidc; nobody signed in says "sign in first". A keyring that cannot
     be used becomes a state, not an error.
     """
-    from lockgate import keyring as secrets
+    from lockgate.upstream import secrets
     from lockgate.upstream import tokens as upstream_tokens
 
     check_secret = has_secret or secrets.has_secret

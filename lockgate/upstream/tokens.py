@@ -12,7 +12,7 @@ import time
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lockgate import keyring as secrets
+from lockgate import keyring
 from lockgate.errors import SecretMissing
 
 
@@ -57,13 +57,13 @@ def _incomplete(upstream: str) -> SecretMissing:
 
 def stored(upstream: str, user: str) -> bool:
     """Whether the keyring holds tokens of ``user`` for ``upstream`` (never returns them)."""
-    return secrets.read_chunked(entry_user(upstream, user), _incomplete(upstream)) is not None
+    return keyring.read_chunked(entry_user(upstream, user), _incomplete(upstream)) is not None
 
 
 def load(upstream: str, user: str) -> UpstreamTokens | None:
     """The user's tokens for the upstream, or None; SecretMissing when the entry is damaged,
     KeyringUnavailable when the keyring cannot be read."""
-    raw = secrets.read_chunked(entry_user(upstream, user), _incomplete(upstream))
+    raw = keyring.read_chunked(entry_user(upstream, user), _incomplete(upstream))
     if raw is None:
         return None
     try:
@@ -74,9 +74,9 @@ def load(upstream: str, user: str) -> UpstreamTokens | None:
 
 def save(upstream: str, user: str, tokens: UpstreamTokens) -> None:
     """Store (or replace) the user's tokens for the upstream."""
-    secrets.write_chunked(entry_user(upstream, user), tokens.model_dump_json())
+    keyring.write_chunked(entry_user(upstream, user), tokens.model_dump_json())
 
 
 def delete(upstream: str, user: str) -> bool:
     """Forget the user's tokens for the upstream; False when none were stored."""
-    return secrets.delete_chunked(entry_user(upstream, user))
+    return keyring.delete_chunked(entry_user(upstream, user))

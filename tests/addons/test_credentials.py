@@ -23,12 +23,13 @@ from jaraco.classes import properties
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
-from lockgate import keyring as secrets
 from lockgate.addons._flow import state
 from lockgate.addons.client_auth import ClientAuth
 from lockgate.addons.config import Config
 from lockgate.addons.credentials import Credentials
 from lockgate.addons.router import Router
+from lockgate.keyring import CHUNK_BYTES, SERVICE
+from lockgate.upstream import secrets
 from lockgate.upstream import tokens as upstream_tokens
 from lockgate.upstream.tokens import UpstreamTokens
 from tests.support import keyring_env
@@ -177,7 +178,7 @@ def test_custom_header_and_template(env: Env, memory: MemoryKeyring) -> None:
 
 def test_long_chunked_secret_is_reassembled(env: Env, memory: MemoryKeyring) -> None:
     cfg, creds, tctx = env
-    long = "t" * (secrets.CHUNK_BYTES * 2)
+    long = "t" * (CHUNK_BYTES * 2)
     secrets.set_secret("bearer", long)
     f = flow(cfg, "bearer")
     run(tctx, creds.request(f))
@@ -238,8 +239,8 @@ def test_unreadable_keyring_is_503_with_a_sentence(env: Env, backend: Callable[[
 
 def test_an_incomplete_secret_is_not_forwarded(env: Env, memory: MemoryKeyring) -> None:
     cfg, creds, tctx = env
-    secrets.set_secret("bearer", "x" * (secrets.CHUNK_BYTES * 2))
-    del memory.entries[(secrets.SERVICE, "upstream:bearer#2")]
+    secrets.set_secret("bearer", "x" * (CHUNK_BYTES * 2))
+    del memory.entries[(SERVICE, "upstream:bearer#2")]
     f = flow(cfg, "bearer")
     run(tctx, creds.request(f))
     assert f.response is not None
@@ -510,7 +511,7 @@ def test_a_401_with_a_refused_refresh_is_connect_required(
 
 def test_a_damaged_token_entry_is_connect_required(tmp_path: Path, memory: MemoryKeyring) -> None:
     with oauth_env(tmp_path) as ((cfg, creds, tctx), _):
-        memory.set_password(secrets.SERVICE, "oauth:up:alice", "{not json")
+        memory.set_password(SERVICE, "oauth:up:alice", "{not json")
         f = oauth_flow(cfg)
         run(tctx, creds.request(f))
         error = rpc_error(f, 200, -32042)

@@ -26,7 +26,6 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
-from lockgate import keyring as secrets
 from lockgate.addons import audit as audit_mod
 from lockgate.addons import capabilities as capabilities_mod
 from lockgate.addons import client_auth as client_auth_mod
@@ -37,6 +36,7 @@ from lockgate.addons import upstream as upstream_mod
 from lockgate.addons._flow import guarded, guarded_async, state
 from lockgate.addons.config import Config
 from lockgate.policy.view import Policy
+from lockgate.upstream import secrets
 from lockgate.upstream import tokens as upstream_tokens
 
 LIMIT = 2048

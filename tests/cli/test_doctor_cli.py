@@ -24,8 +24,8 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from lockgate import keyring as secrets
 from lockgate.cli import doctor as doctor_cli
+from lockgate.keyring import delete_chunked, set_entry
 from lockgate.ops.checks import CheckResult
 from lockgate.ops.doctor import Check
 from tests.core.upstream.test_servers import login_session, oidc_profile_text, upstream_tokens_for
@@ -209,7 +209,7 @@ def test_real_keyring_oidc_signed_in_user_and_identity_secrets(
     assert lines["signing key"].startswith("✓ signing key: ")
     assert result.exit_code == 1
 
-    secrets.set_entry(entry, "idp-secret-never-printed")
+    set_entry(entry, "idp-secret-never-printed")
     try:
         with (
             login_session(provider, "alice-sub", "alice@example.com"),
@@ -217,7 +217,7 @@ def test_real_keyring_oidc_signed_in_user_and_identity_secrets(
         ):
             result = runner.invoke(app, ["--profile", str(path), "--timeout", "2", "--json"])
     finally:
-        secrets.delete_chunked(entry)
+        delete_chunked(entry)
     checks = {c["name"]: c for c in json.loads(result.output)["checks"]}
     assert checks["client secret"]["status"] == "ok"
     assert checks[f"credential {a}"] == {
@@ -238,7 +238,7 @@ def test_real_keyring_oidc_signed_in_user_and_identity_secrets(
 ALL_PASS_SCRIPT = textwrap.dedent(
     """
     import sys
-    from lockgate import keyring as secrets
+    from lockgate.upstream import secrets
     from lockgate.cli.main import main
 
     secrets.set_secret("internal", "never-printed-secret")

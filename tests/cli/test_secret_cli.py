@@ -9,9 +9,9 @@ import keyring.backends.fail
 import pytest
 from typer.testing import CliRunner
 
-from lockgate import keyring as secrets
 from lockgate.cli.secret import app
 from lockgate.errors import KeyringUnavailable, LockgateError
+from lockgate.upstream import secrets
 from tests.support import keyring_env
 
 runner = CliRunner()

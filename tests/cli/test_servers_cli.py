@@ -20,11 +20,11 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from lockgate import keyring as secrets
 from lockgate.cli import servers as servers_cli
 from lockgate.errors import ProfileError
 from lockgate.identity.claims import UserClaims, local_user
 from lockgate.profile.model import parse_profile
+from lockgate.upstream import secrets
 from lockgate.upstream.state import SignedIn, catalog, keyring_lookup
 from tests.core.upstream.test_servers import (
     login_session,

@@ -17,8 +17,9 @@ import keyring.backends.fail
 import keyring.backends.null
 import pytest
 
-from lockgate import keyring as secrets
 from lockgate.errors import KeyringUnavailable, LockgateError, SecretMissing
+from lockgate.keyring import split_chunks
+from lockgate.upstream import secrets
 from tests.support import keyring_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,10 +137,10 @@ def test_empty_secret_and_bad_names_are_refused(upstream: str) -> None:
 
 def test_split_chunks_respects_utf16_budget() -> None:
     value = ("ab🔑é" * 2_000)[:7_001]
-    chunks = secrets.split_chunks(value, limit=100)
+    chunks = split_chunks(value, limit=100)
     assert "".join(chunks) == value
     assert all(0 < len(c.encode("utf-16-le")) <= 100 for c in chunks)
-    assert secrets.split_chunks("short") == ["short"]
+    assert split_chunks("short") == ["short"]
 
 
 # --- failure modes: one clear sentence, never the secret ----------------------------------
@@ -201,7 +202,7 @@ NO_BUS_SCRIPT = textwrap.dedent(
     """
     import json, sys
     import keyring
-    from lockgate import keyring as secrets
+    from lockgate.upstream import secrets
     from lockgate.errors import KeyringUnavailable
 
     if sys.argv[1] == "instance":
@@ -252,7 +253,7 @@ LOCKED_SCRIPT = textwrap.dedent(
     """
     import json
     import secretstorage
-    from lockgate import keyring as secrets
+    from lockgate.upstream import secrets
     from lockgate.errors import KeyringUnavailable
 
     secrets.set_secret("lockgate-test-locked", "SECRET-VALUE")

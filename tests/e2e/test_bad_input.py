@@ -23,7 +23,7 @@ import httpx
 import keyring
 import pytest
 
-from lockgate import keyring as secrets
+from lockgate.upstream import secrets
 from tests.support import keyring_env
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
 from tests.support.recorder import Recorder, recording_upstream

@@ -32,8 +32,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lockgate import keyring as secrets
 from lockgate.audit.verify import verify
+from lockgate.upstream import secrets
 from tests.e2e.test_dev_signin import (
     authorize_url,
     exchange,

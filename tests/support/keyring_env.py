@@ -26,7 +26,8 @@ import keyring.backends.fail
 import keyring.backends.null
 import keyring.core
 
-from lockgate import keyring as secrets
+from lockgate.keyring import SERVICE
+from lockgate.upstream.secrets import username
 from tests.support import require
 
 REASON = "no unlocked Secret Service (run under dbus-run-session with gnome-keyring, see .ci/run)"
@@ -66,10 +67,10 @@ def keyring_available() -> bool:
     user = f"{PROBE_PREFIX}probe-{uuid.uuid4().hex[:12]}"
     value = uuid.uuid4().hex
     try:
-        backend.set_password(secrets.SERVICE, user, value)
-        ok = backend.get_password(secrets.SERVICE, user) == value
-        backend.delete_password(secrets.SERVICE, user)
-        return ok and backend.get_password(secrets.SERVICE, user) is None
+        backend.set_password(SERVICE, user, value)
+        ok = backend.get_password(SERVICE, user) == value
+        backend.delete_password(SERVICE, user)
+        return ok and backend.get_password(SERVICE, user) is None
     except Exception:  # a probe: locked, no bus, no daemon all mean "not available"
         return False
 
@@ -108,10 +109,10 @@ def real_keyring() -> Iterator[Callable[[], str]]:
 
 def _remove_all(backend: keyring.backend.KeyringBackend, name: str) -> None:
     """Remove an upstream's entry and any chunk a test left behind, whatever its state."""
-    for user in [secrets.username(name)] + [f"{secrets.username(name)}#{i}" for i in range(1, 64)]:
+    for user in [username(name)] + [f"{username(name)}#{i}" for i in range(1, 64)]:
         try:
-            if backend.get_password(secrets.SERVICE, user) is not None:
-                backend.delete_password(secrets.SERVICE, user)
+            if backend.get_password(SERVICE, user) is not None:
+                backend.delete_password(SERVICE, user)
         except Exception:  # cleanup: never mask the test's own outcome
             pass
 

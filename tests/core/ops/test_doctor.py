@@ -21,7 +21,7 @@ from pathlib import Path
 import keyring.backends.fail
 import pytest
 
-from lockgate import keyring as secrets
+from lockgate import keyring as keyring_store
 from lockgate.authserver.keys import SigningKey
 from lockgate.errors import KeyringUnavailable
 from lockgate.ops import checks, doctor
@@ -405,11 +405,11 @@ def test_real_keyring_client_secret_missing_then_stored(new_name: Callable[[], s
     entry = new_name()
     profile = _identity(OIDC_WITH_SECRET.format(entry=entry))
     assert check_client_secret(profile).status == "fail"
-    secrets.set_entry(entry, "s3cret-never-printed")
+    keyring_store.set_entry(entry, "s3cret-never-printed")
     try:
         result = check_client_secret(profile)
     finally:
-        secrets.delete_chunked(entry)
+        keyring_store.delete_chunked(entry)
     assert (result.status, result.detail) == (
         "ok",
         f"the identity provider's client secret is in {entry!r}",
@@ -426,7 +426,7 @@ def test_real_keyring_signing_key_check_passes() -> None:
 SIGNING_KEY_SCRIPT = textwrap.dedent(
     """
     import json
-    from lockgate import keyring as secrets
+    from lockgate import keyring as keyring_store
     from lockgate.ops.checks import check_signing_key
     from lockgate.profile.model import parse_profile
     from lockgate.authserver.keys import KEYRING_USERNAME, load_or_create_signing_key
@@ -436,10 +436,10 @@ SIGNING_KEY_SCRIPT = textwrap.dedent(
         '[routes.a]\\nupstream = "a"\\n'
     )
     out = {"absent": check_signing_key(profile).__dict__}
-    out["still_absent"] = secrets.get_entry(KEYRING_USERNAME) is None
+    out["still_absent"] = keyring_store.get_entry(KEYRING_USERNAME) is None
     load_or_create_signing_key()
     out["created"] = check_signing_key(profile).__dict__
-    secrets.set_entry(KEYRING_USERNAME, "ed25519:damaged")
+    keyring_store.set_entry(KEYRING_USERNAME, "ed25519:damaged")
     out["damaged"] = check_signing_key(profile).__dict__
     print(json.dumps(out))
     """

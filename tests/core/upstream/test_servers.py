@@ -19,11 +19,12 @@ from pathlib import Path
 import keyring.backends.fail
 import pytest
 
-from lockgate import keyring as secrets
 from lockgate.errors import KeyringUnavailable, LockgateError, ProfileError, SecretMissing
 from lockgate.identity import session as login
 from lockgate.identity.claims import UserClaims, local_user
+from lockgate.keyring import delete_chunked, write_chunked
 from lockgate.profile.model import Profile, UpstreamSection, parse_profile
+from lockgate.upstream import secrets
 from lockgate.upstream import tokens as upstream_tokens
 from lockgate.upstream.state import (
     CredentialState,
@@ -216,14 +217,14 @@ def test_real_keyring_states(new_upstream: Callable[[], str]) -> None:
     assert lookup(linear, profile.upstreams[linear]).kind == "needs_connect"
     secrets.set_secret(static, "s3cret-value")
     entry = upstream_tokens.entry_user(linear, local_user())
-    secrets.write_chunked(entry, json.dumps({"access_token": "a" * 3000}))
+    write_chunked(entry, json.dumps({"access_token": "a" * 3000}))
     try:
         states = {e.upstream: e.state for e in catalog(profile, keyring_lookup(profile))}
         assert states[static].kind == "secret_set"
         assert states[linear].kind == "connected"
         assert "s3cret-value" not in repr(states)
     finally:
-        secrets.delete_chunked(entry)
+        delete_chunked(entry)
 
 
 OIDC_PROFILE = """

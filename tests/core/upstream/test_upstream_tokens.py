@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from lockgate import keyring as secrets
 from lockgate.errors import SecretMissing
+from lockgate.keyring import CHUNK_BYTES, SERVICE
 from lockgate.upstream import tokens as upstream_tokens
 from lockgate.upstream.tokens import UpstreamTokens
 from tests.addons.test_credentials import MemoryKeyring
@@ -52,25 +52,25 @@ def test_save_load_delete(memory: MemoryKeyring) -> None:
     assert not upstream_tokens.stored("github", "alice")  # per upstream
     loaded = upstream_tokens.load("linear", "alice")
     assert loaded == tokens(obtained_at=loaded.obtained_at if loaded else 0)
-    assert (secrets.SERVICE, "oauth:linear:alice") in memory.entries
+    assert (SERVICE, "oauth:linear:alice") in memory.entries
     assert upstream_tokens.delete("linear", "alice")
     assert not upstream_tokens.delete("linear", "alice")
     assert upstream_tokens.load("linear", "alice") is None
 
 
 def test_long_tokens_are_chunked_and_reassembled(memory: MemoryKeyring) -> None:
-    long = "j" * (secrets.CHUNK_BYTES * 3)
+    long = "j" * (CHUNK_BYTES * 3)
     upstream_tokens.save("linear", "alice", tokens(access_token=long))
-    assert (secrets.SERVICE, "oauth:linear:alice#2") in memory.entries
+    assert (SERVICE, "oauth:linear:alice#2") in memory.entries
     loaded = upstream_tokens.load("linear", "alice")
     assert loaded is not None and loaded.access_token == long
     upstream_tokens.save("linear", "alice", tokens())  # shorter again: old chunks go
-    assert (secrets.SERVICE, "oauth:linear:alice#2") not in memory.entries
+    assert (SERVICE, "oauth:linear:alice#2") not in memory.entries
 
 
 @pytest.mark.parametrize("raw", ["not json", '{"access_token": "x"}', "[]"])
 def test_a_damaged_entry_reads_as_connect_again(memory: MemoryKeyring, raw: str) -> None:
-    memory.set_password(secrets.SERVICE, "oauth:linear:alice", raw)
+    memory.set_password(SERVICE, "oauth:linear:alice", raw)
     with pytest.raises(SecretMissing) as e:
         upstream_tokens.load("linear", "alice")
     assert "lockgate connect linear" in str(e.value)
