@@ -13,15 +13,9 @@ from rich.table import Table
 from rich.text import Text
 
 from lockgate.cli.views import console
-from lockgate.profile.model import Profile, load_profile
-from lockgate.upstream.state import (
-    ServerEntry,
-    SignedIn,
-    active_profile_path,
-    catalog,
-    keyring_lookup,
-    signed_in,
-)
+from lockgate.profile.model import Profile, active_profile_path, load_profile
+from lockgate.upstream.catalog import ServerEntry, catalog
+from lockgate.upstream.state import SignedIn, keyring_lookup, signed_in
 
 _STATE_STYLE = {
     "none_needed": "green",

@@ -1,3 +1,12 @@
 """The gateway toward upstreams: discovery, OAuth, stored credentials and their state."""
 
-__all__ = ["connect", "discovery", "oauth", "registration", "state", "tokens"]
+__all__ = [
+    "catalog",
+    "connect",
+    "discovery",
+    "oauth",
+    "registration",
+    "secrets",
+    "state",
+    "tokens",
+]

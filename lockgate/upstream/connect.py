@@ -11,7 +11,8 @@ gateway has an https public URL and the upstream's server supports them, is serv
 
 Free of mitmproxy, so `lockgate connect` serves the same two URLs itself when no gateway
 is running without loading the proxy (the `Connect` addon adapts flows to it).
-`connection_state(profile, upstream, user)` says whether a user is connected.
+`connection_state(profile, upstream, user)` says whether a user is connected, in the words of
+`lockgate.upstream.state` (whose `user_state` the consent page should read directly).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 import anyio.to_thread
 
 from lockgate.authserver.consent import message_page
-from lockgate.errors import KeyringUnavailable, LockgateError, SecretMissing
+from lockgate.errors import LockgateError
 from lockgate.identity.browser import cookie_value
 from lockgate.keyring import get_entry
 from lockgate.mcp import jsonrpc
@@ -38,6 +39,7 @@ from lockgate.upstream import tokens as upstream_tokens
 from lockgate.upstream._errors import UpstreamOAuthError
 from lockgate.upstream.oauth import PendingConnects
 from lockgate.upstream.registration import METADATA_DOCUMENT_PATH, UpstreamClient
+from lockgate.upstream.state import StateKind, user_state
 
 logger = logging.getLogger("lockgate")
 
@@ -58,6 +60,11 @@ PAGE_HEADERS = {
 }
 
 State = Literal["connected", "needs connect", "keyring unavailable", "not oauth"]
+# An oauth upstream's CredentialState kind, as the consent page's words (what State says).
+_STATE_OF: dict[StateKind, State] = {
+    "connected": "connected",
+    "keyring_unavailable": "keyring unavailable",
+}
 
 
 def is_connect_path(path: str) -> bool:
@@ -76,19 +83,16 @@ def callback_url(base_url: str, upstream: str) -> str:
 
 
 def connection_state(profile: Profile, upstream: str, user: str) -> State:
-    """What the consent page shows for one upstream: reads the keyring, never a token.
+    """What the consent page shows for one oauth upstream: `lockgate.upstream.state.user_state`
+    in the page's words (every state that is neither connected nor a keyring problem is
+    "needs connect"). Reads the keyring, never a token.
 
     Blocking (a keyring round trip): call it off the event loop.
     """
     section = profile.upstreams.get(upstream)
     if section is None or section.auth != "oauth":
         return "not oauth"
-    try:
-        return "connected" if upstream_tokens.stored(upstream, user) else "needs connect"
-    except SecretMissing:
-        return "needs connect"
-    except KeyringUnavailable:
-        return "keyring unavailable"
+    return _STATE_OF.get(user_state(profile, upstream, user).kind, "needs connect")
 
 
 # --- the flow, free of mitmproxy -------------------------------------------------------------

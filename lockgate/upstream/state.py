@@ -1,33 +1,26 @@
-"""The catalog of a profile's routes: upstream, credential state and the URL a client uses.
+"""The one credential-state vocabulary: can this user use this upstream yet?
 
-`catalog` is pure: it takes a Profile and a lookup that says, per upstream, what state its
-credential is in. `keyring_lookup` is the real lookup (the OS keyring, through
-`lockgate.keyring` and `lockgate.upstream.tokens`); tests and `lockgate doctor` reuse both.
-Nothing here returns or shows a secret's value: only whether one is held. Under kind oidc the
-oauth states are for the user `lockgate login` signed in (`signed_in`, a keyring read; the
-provider is never asked).
+`CredentialState` says what the gateway holds for one upstream: `kind` for programs, `text`
+for people, `fix` when something is missing. `lockgate servers` (through
+`lockgate.upstream.catalog`), `lockgate doctor`, the consent page (`user_state`) and
+`lockgate.upstream.connect.connection_state` all answer with it.
+
+`keyring_lookup` is the real lookup (the OS keyring, through `lockgate.upstream.secrets` and
+`lockgate.upstream.tokens`) for the CLI's user: under kind oidc the oauth states are for the
+user `lockgate login` signed in (`signed_in`, a keyring read; the provider is never asked).
+`user_state` asks the same for one gateway user (the consent page's signed-in user). Nothing
+here returns or shows a secret's value: only whether one is held.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from lockgate.errors import KeyringUnavailable, LockgateError
 from lockgate.identity.claims import UserClaims
-from lockgate.profile.model import Profile, UpstreamSection, active_profile_path
-
-__all__ = [
-    "CredentialState",
-    "ServerEntry",
-    "SignedIn",
-    "StateLookup",
-    "active_profile_path",
-    "catalog",
-    "keyring_lookup",
-    "signed_in",
-]
+from lockgate.profile.model import Profile, UpstreamSection
 
 StateKind = Literal[
     "none_needed",
@@ -60,52 +53,6 @@ class CredentialState:
 
 
 StateLookup = Callable[[str, UpstreamSection], CredentialState]
-
-
-@dataclass(frozen=True)
-class ServerEntry:
-    """One route of the catalog."""
-
-    route: str
-    upstream: str
-    upstream_url: str
-    auth: str
-    state: CredentialState
-    route_url: str
-    description: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["state"] = self.state.kind
-        out["state_text"] = self.state.text
-        out["fix"] = self.state.fix
-        out["ready"] = self.state.ready
-        return out
-
-
-def catalog(
-    profile: Profile, lookup: StateLookup, base_url: str | None = None
-) -> list[ServerEntry]:
-    """Every route of the profile, sorted by name; `lookup` runs once per upstream used."""
-    states: dict[str, CredentialState] = {}
-    entries: list[ServerEntry] = []
-    for name in sorted(profile.routes):
-        route = profile.routes[name]
-        upstream = profile.upstreams[route.upstream]
-        if route.upstream not in states:
-            states[route.upstream] = lookup(route.upstream, upstream)
-        entries.append(
-            ServerEntry(
-                route=name,
-                upstream=route.upstream,
-                upstream_url=upstream.url,
-                auth=upstream.auth,
-                state=states[route.upstream],
-                route_url=profile.route_url(name, base_url),
-                description=route.description,
-            )
-        )
-    return entries
 
 
 def _keyring_state(e: KeyringUnavailable) -> CredentialState:
@@ -202,3 +149,23 @@ def _oauth_state(name: str, who: SignedIn, stored: Callable[[str, str], bool]) -
     if stored(name, who.user.sub):
         return CredentialState("connected", "connected")
     return CredentialState("needs_connect", "needs connect", f"lockgate connect {name}")
+
+
+def user_state(
+    profile: Profile,
+    upstream: str,
+    user: str,
+    *,
+    has_secret: Callable[[str], bool] | None = None,
+    stored: Callable[[str, str], bool] | None = None,
+) -> CredentialState:
+    """The state of `upstream` for the gateway user whose sub is `user` (the consent page's
+    question): as `keyring_lookup`, for that user instead of the CLI's.
+
+    Blocking (a keyring round trip): call it off the event loop. KeyError for an upstream
+    the profile does not have.
+    """
+    lookup = keyring_lookup(
+        profile, user=SignedIn(UserClaims(sub=user)), has_secret=has_secret, stored=stored
+    )
+    return lookup(upstream, profile.upstreams[upstream])

@@ -25,7 +25,8 @@ from lockgate.errors import ProfileError
 from lockgate.identity.claims import UserClaims, local_user
 from lockgate.profile.model import parse_profile
 from lockgate.upstream import secrets
-from lockgate.upstream.state import SignedIn, catalog, keyring_lookup
+from lockgate.upstream.catalog import catalog
+from lockgate.upstream.state import SignedIn, keyring_lookup
 from tests.core.upstream.test_servers import (
     login_session,
     new_issuer,

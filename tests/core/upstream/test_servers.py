@@ -23,16 +23,16 @@ from lockgate.errors import KeyringUnavailable, LockgateError, ProfileError, Sec
 from lockgate.identity import session as login
 from lockgate.identity.claims import UserClaims, local_user
 from lockgate.keyring import delete_chunked, write_chunked
-from lockgate.profile.model import Profile, UpstreamSection, parse_profile
+from lockgate.profile.model import Profile, UpstreamSection, active_profile_path, parse_profile
 from lockgate.upstream import secrets
 from lockgate.upstream import tokens as upstream_tokens
+from lockgate.upstream.catalog import catalog
 from lockgate.upstream.state import (
     CredentialState,
     SignedIn,
-    active_profile_path,
-    catalog,
     keyring_lookup,
     signed_in,
+    user_state,
 )
 from tests.support import keyring_env
 
@@ -151,6 +151,28 @@ def test_oidc_states_are_for_the_signed_in_sub() -> None:
     assert (state.kind, state.user) == ("connected", "alice@example.com")
     assert asked == [("linear", "alice-sub")]  # tokens are keyed by sub, not by email
     assert SignedIn(UserClaims(sub="bob-sub")).shown == "bob-sub"
+
+
+def test_user_state_is_the_same_vocabulary_for_one_gateway_user() -> None:
+    """The consent page's question, for the gateway's signed-in user (not the CLI's)."""
+    profile = _profile("oidc")
+    asked: list[tuple[str, str]] = []
+
+    def stored(name: str, sub: str) -> bool:
+        asked.append((name, sub))
+        return sub == "alice"
+
+    def has_secret(name: str) -> bool:
+        return False
+
+    alice = user_state(profile, "linear", "alice", has_secret=has_secret, stored=stored)
+    bob = user_state(profile, "linear", "bob", has_secret=has_secret, stored=stored)
+    assert (alice.kind, alice.text, alice.user) == ("connected", "connected", "alice")
+    assert (bob.kind, bob.fix) == ("needs_connect", "lockgate connect linear")
+    assert asked == [("linear", "alice"), ("linear", "bob")]
+    static = user_state(profile, "static", "alice", has_secret=has_secret, stored=stored)
+    assert (static.kind, static.fix) == ("secret_missing", "lockgate secret set static")
+    assert user_state(profile, "open", "alice").kind == "none_needed"
 
 
 def test_signed_in_turns_keyring_trouble_into_a_state() -> None:
