@@ -2,7 +2,7 @@
 provider and `lockgate connect`: PKCE pairs and authorization URLs, built with authlib.
 
 Only the protocol pieces come from authlib; every network call goes through
-:mod:`lockgate.net.urlcheck` (re-checked and pinned to the checked addresses), which authlib's
+:mod:`lockgate.net.fetch` (re-checked and pinned to the checked addresses), which authlib's
 HTTP clients cannot do.
 """
 

@@ -2,8 +2,8 @@
 
 `ConnectService` runs MCP authorization discovery against the upstream (see
 `lockgate.upstream.discovery`), registers the gateway there (`.registration`), and sends the
-browser to the upstream's authorization server with PKCE, the resource indicator and a state that is
-single-use, short-lived and bound to this browser by a cookie; its callback checks all that,
+browser to the upstream's authorization server with PKCE, the resource indicator and a state
+that is single-use, short-lived and bound to this browser by a cookie; its callback checks all that,
 exchanges the code, and stores the tokens in the OS keyring under the signed-in user
 (`lockgate.upstream.tokens`). The gateway's client ID metadata document, used when the
 gateway has an https public URL and the upstream's server supports them, is served at

@@ -34,7 +34,7 @@ from lockgate.authserver.cimd import (
     tls_context,
 )
 from lockgate.authserver.requests import OAuthError
-from tests.core.net.test_urlcheck import Reply, Server
+from tests.core.net.test_fetch import Reply, Server
 from tests.support.tls import issue_certs
 
 URL = "https://app.example.com/oauth/client.json"
