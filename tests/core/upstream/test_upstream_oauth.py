@@ -314,6 +314,39 @@ async def test_a_token_endpoint_that_redirects_is_not_followed() -> None:
         assert "/token" in docs.hits
 
 
+@pytest.mark.anyio
+async def test_an_unreachable_token_endpoint_is_an_upstream_error_naming_the_step() -> None:
+    """Token calls go through net.fetch's pinned client; its errors come back in the
+    upstream's words (the step named, no body, no query)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    found = discovery.Discovery(
+        "http://127.0.0.1:9/mcp",
+        "http://127.0.0.1:9/mcp",
+        "http://127.0.0.1:9/prm",
+        "http://127.0.0.1:9",
+        discovery.ServerMetadata(
+            issuer="http://127.0.0.1:9",
+            authorization_endpoint="http://127.0.0.1:9/a",
+            token_endpoint=f"http://127.0.0.1:{port}/token?secret=q",
+        ),
+        (),
+    )
+    _, _, record = oauth.PendingConnects().add(
+        upstream="u",
+        user="alice",
+        discovery=found,
+        client=registration.UpstreamClient("c"),
+        redirect_uri="http://127.0.0.1:1/cb",
+    )
+    with pytest.raises(UpstreamOAuthError, match="token_endpoint failed") as e:
+        await oauth.exchange_code(record, "some-code")
+    assert "secret=q" not in str(e.value) and "some-code" not in str(e.value)
+
+
 def test_pending_flows_are_single_use_browser_bound_and_short_lived() -> None:
     now = [1000.0]
     pending = oauth.PendingConnects(ttl=60, clock=lambda: now[0])
