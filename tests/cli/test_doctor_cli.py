@@ -28,7 +28,7 @@ from lockgate.cli import doctor as doctor_cli
 from lockgate.keyring import delete_chunked, set_entry
 from lockgate.ops.checks import CheckResult
 from lockgate.ops.doctor import Check
-from tests.core.upstream.test_servers import login_session, oidc_profile_text, upstream_tokens_for
+from tests.core.upstream.test_state import login_session, oidc_profile_text, upstream_tokens_for
 from tests.e2e.test_oidc_signin import provider  # noqa: F401 (fixture)
 from tests.support import keyring_env
 from tests.support.gateway import profile_text

@@ -27,7 +27,7 @@ from lockgate.profile.model import parse_profile
 from lockgate.upstream import secrets
 from lockgate.upstream.catalog import catalog
 from lockgate.upstream.state import SignedIn, keyring_lookup
-from tests.core.upstream.test_servers import (
+from tests.core.upstream.test_state import (
     login_session,
     new_issuer,
     oidc_profile_text,

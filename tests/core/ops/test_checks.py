@@ -38,7 +38,7 @@ from lockgate.ops.checks import (
 from lockgate.ops.doctor import plan
 from lockgate.profile.model import Profile, UpstreamSection, parse_profile
 from lockgate.upstream.state import CredentialState, keyring_lookup
-from tests.core.upstream.test_servers import (
+from tests.core.upstream.test_state import (
     login_session,
     new_issuer,
     oidc_profile_text,

@@ -1,4 +1,4 @@
-"""lockgate.upstream.state: the route catalog and each upstream's credential state.
+"""lockgate.upstream.state and .catalog: each upstream's credential state, and the route catalog.
 
 Why it exists: `lockgate servers` and `lockgate doctor` tell a developer which upstream
 still needs a secret or a connect; a wrong state sends them to fix the wrong thing, and a
