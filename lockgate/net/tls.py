@@ -1,10 +1,12 @@
-"""The one TLS trust store for calls to upstreams: certifi's bundle plus the profile's CA.
+"""The TLS trust stores for outbound calls, built in one place.
 
-Every outbound https call of the core (metadata and token requests in `lockgate.net.fetch`,
-the upstream OAuth probe, doctor's upstream checks) verifies against `trust_store`, so a
-profile's `gateway.upstream_ca` means the same thing everywhere and a change to the trust
-rules lands in one place. `profile_ca` resolves that setting the way the gateway does
-(relative to the profile file).
+Two rules, one per kind of peer, so `gateway.upstream_ca` means the same thing everywhere:
+- `upstream_trust`: an MCP upstream itself. With `upstream_ca` set only that CA is trusted,
+  exactly as the gateway's own proxy path does (mitmproxy's `ssl_verify_upstream_trusted_ca`),
+  so doctor and the connect probe never pass an upstream the gateway would refuse.
+- `trust_store`: the OAuth servers and metadata documents around it (`lockgate.net.fetch`),
+  which may be public: certifi's bundle plus the profile's CA.
+`profile_ca` resolves the setting the way the gateway does (relative to the profile file).
 """
 
 from __future__ import annotations
@@ -31,6 +33,19 @@ def _trust_store(ca_file: str | None) -> ssl.SSLContext:
     if ca_file is not None:
         context.load_verify_locations(cafile=ca_file)
     return context
+
+
+def upstream_trust(ca_file: str | Path | None = None) -> ssl.SSLContext:
+    """The profile's CA alone when given (what the gateway trusts for upstreams), else certifi.
+
+    Raises OSError or ssl.SSLError when `ca_file` cannot be loaded.
+    """
+    return _upstream_trust(None if ca_file is None else str(ca_file))
+
+
+@functools.lru_cache(maxsize=8)
+def _upstream_trust(ca_file: str | None) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=ca_file if ca_file is not None else certifi.where())
 
 
 def profile_ca(upstream_ca: str | None, profile_path: Path | None) -> Path | None:

@@ -3,7 +3,7 @@
 
 Versions, the OS keyring, the profile, the listen port, the identity provider, the signing
 key and client secret, each upstream (reachable, TLS trusted through
-`lockgate.net.tls.trust_store`) and its credential (the one vocabulary of
+`lockgate.net.tls.upstream_trust`) and its credential (the one vocabulary of
 `lockgate.upstream.state`). Nothing here prints, and nothing reads or returns a secret's
 value. `lockgate.ops.doctor` plans and runs them.
 """
@@ -26,7 +26,7 @@ from typing import Literal
 import httpx
 
 from lockgate.errors import LockgateError
-from lockgate.net.tls import trust_store
+from lockgate.net.tls import upstream_trust
 from lockgate.profile.model import (
     Profile,
     UpstreamSection,
@@ -378,7 +378,7 @@ async def check_upstream(
     label = f"upstream {name}"
     url = upstream.url
     try:
-        verify = trust_store(ca_file)
+        verify = upstream_trust(ca_file)
     except (OSError, ssl.SSLError) as e:
         return CheckResult(
             label,

@@ -32,7 +32,7 @@ from lockgate.errors import LockgateError
 from lockgate.identity.browser import cookie_value
 from lockgate.keyring import get_entry
 from lockgate.mcp import jsonrpc
-from lockgate.net.tls import profile_ca, trust_store
+from lockgate.net.tls import profile_ca, trust_store, upstream_trust
 from lockgate.profile.model import Profile, UpstreamSection
 from lockgate.upstream import discovery, oauth, registration
 from lockgate.upstream import tokens as upstream_tokens
@@ -203,7 +203,7 @@ class ConnectService:
         redirect_uri = callback_url(base, upstream)
         try:
             verify = self._trust()
-            challenge = await discovery.probe(section.url, verify=verify)
+            challenge = await discovery.probe(section.url, verify=self._trust(upstream_trust))
             found = await discovery.discover(
                 section.url,
                 challenge,
@@ -251,15 +251,18 @@ class ConnectService:
             user=user,
         )
 
-    def _trust(self) -> ssl.SSLContext:
-        """What upstream TLS is verified against: `lockgate.net.tls.trust_store` with the
-        profile's upstream_ca (next to the profile file, as the gateway reads it)."""
+    def _trust(
+        self, build: Callable[[Path | None], ssl.SSLContext] = trust_store
+    ) -> ssl.SSLContext:
+        """What TLS is verified against: `build` (`lockgate.net.tls`: `trust_store` for the
+        OAuth servers, `upstream_trust` for the upstream itself) with the profile's
+        upstream_ca (next to the profile file, as the gateway reads it)."""
         if self.verify is not None:
             return self.verify
         profile = self._profile()
         ca_file = profile_ca(profile.gateway.upstream_ca, Path(profile.source))
         try:
-            return trust_store(ca_file)
+            return build(ca_file)
         except (OSError, ssl.SSLError) as e:
             raise UpstreamOAuthError(
                 f"cannot load gateway.upstream_ca {ca_file} ({type(e).__name__})",

@@ -1,4 +1,4 @@
-"""lockgate.net.tls: one trust store, certifi's bundle plus the profile's CA file."""
+"""lockgate.net.tls: an upstream trusts the profile's CA alone; OAuth servers certifi too."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import certifi
 import pytest
 from cryptography import x509
 
-from lockgate.net.tls import profile_ca, trust_store
+from lockgate.net.tls import profile_ca, trust_store, upstream_trust
 from tests.support.tls import issue_certs
 
 
@@ -50,3 +50,14 @@ def test_profile_ca_resolves_next_to_the_profile(tmp_path: Path) -> None:
     assert profile_ca("/etc/ca.pem", profile) == Path("/etc/ca.pem")
     assert profile_ca("~/ca.pem", profile) == Path("~/ca.pem").expanduser()
     assert profile_ca("ca.pem", None) == Path("ca.pem")
+
+
+def test_the_upstream_itself_trusts_the_profiles_ca_alone(tmp_path: Path) -> None:
+    """As the gateway's proxy path does: doctor and the connect probe must not pass an
+    upstream (signed by a public CA) that the gateway would refuse."""
+    certs = issue_certs(tmp_path, x509.IPAddress(ipaddress.ip_address("127.0.0.1")), "x")
+    assert _subjects(upstream_trust(certs.ca)) == {"lockgate test CA"}
+    assert _subjects(upstream_trust()) == _subjects(trust_store())
+    assert upstream_trust(certs.ca).verify_mode == ssl.CERT_REQUIRED
+    with pytest.raises(OSError):
+        upstream_trust(tmp_path / "missing.pem")
