@@ -11,7 +11,6 @@ returns a token, code, verifier or secret.
 from __future__ import annotations
 
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 from lockgate.identity.claims import UserClaims
 from lockgate.net.oauth_client import pkce_pair
+from lockgate.util.expiring import ExpiringMap, MapFull, same_secret
 
 LOGIN_TTL = 300.0
 SESSION_TTL = 30 * 60.0
@@ -69,14 +69,16 @@ class PendingLogins:
         max_per_client: int = MAX_PENDING_LOGINS_PER_CLIENT,
     ) -> None:
         self._ttl = ttl
-        self._clock = clock
-        self._max_total = max_total
-        self._max_per_client = max_per_client
-        self._pending: dict[str, PendingLogin] = {}
-        self._lock = threading.Lock()
+        self._pending: ExpiringMap[PendingLogin] = ExpiringMap(
+            ttl=ttl,
+            clock=clock,
+            max_total=max_total,
+            max_per_group=max_per_client,
+            group=lambda login: login.request.get("client_id"),
+        )
 
     def add(self, request: dict[str, Any]) -> tuple[str, PendingLogin]:
-        now = self._clock()
+        now = self._pending.now()
         verifier, challenge = pkce_pair()
         login = PendingLogin(
             request=request,
@@ -86,35 +88,25 @@ class PendingLogins:
             browser=secrets.token_urlsafe(24),
             expires_at=now + self._ttl,
         )
-        state = secrets.token_urlsafe(32)
-        with self._lock:
-            for key in [k for k, p in self._pending.items() if p.expires_at <= now]:
-                del self._pending[key]
-            if len(self._pending) >= self._max_total:
+        try:
+            state = self._pending.add(login, now=now)
+        except MapFull as e:
+            if e.scope == "total":
                 raise TooManyLogins(
                     503, "Too many sign-ins are in progress; try again in a few minutes."
-                )
-            client = request.get("client_id")
-            mine = sum(1 for p in self._pending.values() if p.request.get("client_id") == client)
-            if mine >= self._max_per_client:
-                raise TooManyLogins(
-                    429,
-                    "This client has too many sign-ins in progress; finish them, "
-                    "or try again in a few minutes.",
-                )
-            self._pending[state] = login
+                ) from None
+            raise TooManyLogins(
+                429,
+                "This client has too many sign-ins in progress; finish them, "
+                "or try again in a few minutes.",
+            ) from None
         return state, login
 
     def take(self, state: str, browser: str | None) -> PendingLogin | None:
         """The login, consumed; None if unknown, expired, or from another browser (the
         login cookie set with the redirect to the provider must come back: no login CSRF)."""
-        with self._lock:
-            login = self._pending.pop(state, None)
-        if login is None or self._clock() >= login.expires_at:
-            return None
-        if not browser or not secrets.compare_digest(
-            login.browser.encode(), browser.encode("utf-8", "replace")
-        ):
+        login = self._pending.take(state)
+        if login is None or not same_secret(login.browser, browser):
             return None
         return login
 
@@ -124,27 +116,13 @@ class Sessions:
 
     def __init__(self, *, ttl: float = SESSION_TTL, clock: Clock = time.time) -> None:
         self.ttl = ttl
-        self._clock = clock
-        self._sessions: dict[str, tuple[UserClaims, float]] = {}
-        self._lock = threading.Lock()
+        self._sessions: ExpiringMap[UserClaims] = ExpiringMap(ttl=ttl, clock=clock, max_total=None)
 
     def create(self, user: UserClaims) -> str:
-        now = self._clock()
-        sid = secrets.token_urlsafe(32)
-        with self._lock:
-            for key in [k for k, (_, exp) in self._sessions.items() if exp <= now]:
-                del self._sessions[key]
-            self._sessions[sid] = (user, now + self.ttl)
-        return sid
+        return self._sessions.add(user)
 
     def get(self, sid: str | None) -> UserClaims | None:
-        if not sid:
-            return None
-        with self._lock:
-            entry = self._sessions.get(sid)
-        if entry is None or self._clock() >= entry[1]:
-            return None
-        return entry[0]
+        return self._sessions.get(sid)
 
 
 def session_cookie(sid: str, ttl: float, *, secure: bool = False, path: str = "/oauth") -> str:

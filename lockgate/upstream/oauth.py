@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import secrets
 import ssl
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from lockgate.upstream._errors import RefreshRefused, UpstreamOAuthError, oauth_
 from lockgate.upstream.discovery import Discovery, Document, loopback_allowed
 from lockgate.upstream.registration import UpstreamClient
 from lockgate.upstream.tokens import UpstreamTokens
+from lockgate.util.expiring import ExpiringMap, same_secret
 
 CONNECT_TTL = 600.0  # a browser has ten minutes to come back from the upstream's sign-in
 REFRESH_AHEAD = 60.0  # refresh this long before the access token expires
@@ -62,9 +62,9 @@ class PendingConnects:
 
     def __init__(self, *, ttl: float = CONNECT_TTL, clock: Clock = time.time) -> None:
         self._ttl = ttl
-        self._clock = clock
-        self._pending: dict[str, PendingConnect] = {}
-        self._lock = threading.Lock()
+        self._pending: ExpiringMap[PendingConnect] = ExpiringMap(
+            ttl=ttl, clock=clock, max_total=None
+        )
 
     def add(
         self,
@@ -77,7 +77,7 @@ class PendingConnects:
         return_to: str | None = None,
     ) -> tuple[str, str, PendingConnect]:
         """Keep a flow; returns its state, its PKCE challenge, and the record."""
-        now = self._clock()
+        now = self._pending.now()
         verifier, challenge = pkce_pair()
         pending = PendingConnect(
             upstream=upstream,
@@ -90,32 +90,14 @@ class PendingConnects:
             return_to=return_to,
             expires_at=now + self._ttl,
         )
-        state = secrets.token_urlsafe(32)
-        with self._lock:
-            for key in [k for k, p in self._pending.items() if p.expires_at <= now]:
-                del self._pending[key]
-            self._pending[state] = pending
-        return state, challenge, pending
+        return self._pending.add(pending, now=now), challenge, pending
 
     def take(self, state: str, browser: str | None) -> PendingConnect | None:
         """The flow, consumed; None if unknown, expired, or from another browser."""
-        with self._lock:
-            pending = self._pending.pop(state, None)
-        if pending is None or self._clock() >= pending.expires_at:
-            return None
-        if not browser or not secrets.compare_digest(
-            pending.browser.encode(), browser.encode("utf-8", "replace")
-        ):
+        pending = self._pending.take(state)
+        if pending is None or not same_secret(pending.browser, browser):
             return None
         return pending
-
-    def waiting(self, upstream: str, user: str) -> bool:
-        now = self._clock()
-        with self._lock:
-            return any(
-                p.upstream == upstream and p.user == user and p.expires_at > now
-                for p in self._pending.values()
-            )
 
 
 async def authorization_url(

@@ -155,3 +155,11 @@ class ExpiringMap[V]:
         self._groups[slot.group] -= 1
         if self._groups[slot.group] <= 0:
             del self._groups[slot.group]
+
+
+def same_secret(expected: str, sent: str | None) -> bool:
+    """A secret a browser carries back (a binding cookie) is the one handed out, compared in
+    constant time; a missing one never matches."""
+    if not sent:
+        return False
+    return secrets.compare_digest(expected.encode(), sent.encode("utf-8", "replace"))
