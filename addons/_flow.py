@@ -1,5 +1,8 @@
 """What every addon shares: the per-flow state, JSON answers, and the fail-closed wrapper.
 
+The one addon-support module: addons import it and the core, never each other. The state
+itself (`FlowState`) is the core's, `lockgate.mcp.exchange`.
+
 mitmproxy forwards a request unchanged when a hook raises. Every hook of the
 pipeline is wrapped by `guarded`, which turns an exception into a JSON error
 response (request side) or replaces the upstream's response (response side):
@@ -11,15 +14,13 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from mitmproxy import http
 
 from lockgate.mcp import jsonrpc
-from lockgate.mcp.jsonrpc import Message
+from lockgate.mcp.exchange import FlowAccess, FlowState, scope_refusal
 from lockgate.policy.routes import Route
 
 logger = logging.getLogger("lockgate")
@@ -29,48 +30,6 @@ JSON_HEADERS = {"content-type": "application/json", "cache-control": "no-store"}
 
 # What a browser page may read from a response (CORS), and what it may send (preflight).
 CORS_EXPOSE_HEADERS = "mcp-session-id, www-authenticate, mcp-protocol-version"
-
-# A response-side processor: takes a decoded JSON-RPC object, returns it (maybe changed) or
-# None to drop it. Observers only look.
-Transform = Callable[[dict[str, Any]], dict[str, Any] | None]
-Observer = Callable[[dict[str, Any]], None]
-
-
-@dataclass(slots=True)
-class FlowState:
-    """What the pipeline learned about one HTTP exchange."""
-
-    route: Route | None = None
-    user: str | None = None
-    client: str | None = None
-    messages: list[Message] = field(default_factory=list)
-    methods: dict[str | int, str] = field(default_factory=dict)
-    transforms: list[Transform] = field(default_factory=list)
-    observers: list[Observer] = field(default_factory=list)
-    outcome: str | None = None
-    reason: str | None = None
-    local: bool = False
-    timed_out: bool = False
-    started: float = field(default_factory=time.monotonic)
-    handled_ids: set[str | int] = field(default_factory=set)
-    replacement: bytes | None = None
-    # auth.* decisions taken on this exchange, recorded by the audit addon (never a secret).
-    events: list[dict[str, Any]] = field(default_factory=list)
-    # The request's Origin when Guard's rule allows it (set by the cors addon): every
-    # response to this exchange, the gateway's own included, carries CORS headers for it.
-    cors_origin: str | None = None
-
-    def process(self, obj: dict[str, Any]) -> dict[str, Any] | None:
-        """Run one upstream message through the transforms, then show it to the observers."""
-        out = obj
-        for transform in self.transforms:
-            result = transform(out)
-            if result is None:
-                return None
-            out = result
-        for observer in self.observers:
-            observer(out)
-        return out
 
 
 def state(flow: http.HTTPFlow) -> FlowState:
@@ -127,6 +86,21 @@ def answer_rpc_error(
     ]
     body: object = errors if len(errors) > 1 else errors[0]
     answer(flow, status, body, outcome=outcome, reason=message, headers=headers)
+
+
+def refuse_scope(flow: http.HTTPFlow, fa: FlowAccess, needed: tuple[str, ...], what: str) -> None:
+    """403 `insufficient_scope` (`lockgate.mcp.exchange.scope_refusal`), audited."""
+    refusal = scope_refusal(fa, needed, what)
+    state(flow).events.append(refusal.event)
+    answer_rpc_error(
+        flow,
+        403,
+        jsonrpc.INVALID_REQUEST,
+        refusal.message,
+        outcome="denied",
+        data=refusal.data,
+        headers=refusal.headers,
+    )
 
 
 def add_cors_headers(resp: http.Response, origin: str | None) -> None:

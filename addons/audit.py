@@ -17,10 +17,11 @@ from typing import Any, cast
 
 from mitmproxy import ctx, http
 
-from lockgate.addons._flow import FlowState, guarded, state
+from lockgate.addons._flow import guarded, state
 from lockgate.audit import events
 from lockgate.audit.events import Outcome
 from lockgate.audit.log import AuditLog
+from lockgate.mcp.exchange import FlowState
 from lockgate.mcp.jsonrpc import Message
 from lockgate.mcp.sessions import session_hash
 from lockgate.paths import audit_log_path

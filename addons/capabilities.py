@@ -12,78 +12,35 @@ HTTP 403 naming the group or role it needs; a call lacking a rule's scope is HTT
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import logging
 from collections.abc import Iterator
-from typing import Any
 
 from mitmproxy import http
 
-from lockgate.addons._flow import FlowState, answer_rpc_error, guarded, pending_route, state
-from lockgate.addons.client_auth import access_of, refuse_scope
+from lockgate.addons._flow import answer_rpc_error, guarded, pending_route, refuse_scope, state
 from lockgate.mcp import jsonrpc
-from lockgate.mcp.sse import SseEvent, SseRewriter
-from lockgate.mcp.uris import UriError, normalise, normalise_template
+from lockgate.mcp.exchange import (
+    FlowState,
+    NoNormalForm,
+    list_filter,
+    normal_form,
+    process_message,
+    rewrite_event,
+    view_of,
+)
+from lockgate.mcp.sse import SseRewriter
 from lockgate.policy.access import denial_message, missing_scopes
-from lockgate.policy.routes import Route
-from lockgate.policy.view import RESOURCE_METHODS, Policy
 
 logger = logging.getLogger("lockgate")
 
 UNPARSED_PASSTHROUGH_BYTES = 256 * 1024
 
-LIST_KEYS = {
-    "tools": "tools/list",
-    "prompts": "prompts/list",
-    "resources": "resources/list",
-    "resourceTemplates": "resources/templates/list",
-}
-LIST_METHODS = frozenset(LIST_KEYS.values())
 KIND_OF = {
     "tools/call": "Tool",
     "prompts/get": "Prompt",
     "completion/complete": "Completion target",
 }
-
-
-def list_method_of(state_methods: dict[str | int, str], obj: dict[str, Any]) -> str | None:
-    """Which list a response answers: by the request id seen in this flow, else by its shape."""
-    result = obj.get("result")
-    if not isinstance(result, dict):
-        return None
-    rid = obj.get("id")
-    if isinstance(rid, (str, int)) and rid in state_methods:
-        method = state_methods[rid]
-        return method if method in LIST_METHODS else None
-    # Responses on a GET stream (resumed with Last-Event-ID) have no request in this flow.
-    for key, method in LIST_KEYS.items():
-        if isinstance(result.get(key), list):
-            return method
-    return None
-
-
-def _has_rules(route: Route) -> bool:
-    access = route.config.access
-    return bool(
-        access.scopes
-        or access.tools
-        or access.prompts
-        or access.resources
-        or access.resource_templates
-    )
-
-
-def view_of(flow: http.HTTPFlow, route: Route) -> Policy:
-    """The user's view of the route (ClientAuth's), else the route's own.
-
-    A route with item rules or scopes and no decision from ClientAuth fails closed."""
-    fa = access_of(flow)
-    if fa is not None:
-        return fa.policy
-    if _has_rules(route):
-        raise RuntimeError(f"route {route.name!r} has access rules but no access decision")
-    return route.policy
 
 
 class Capabilities:
@@ -93,7 +50,7 @@ class Capabilities:
         if route is None:
             return
         st = state(flow)
-        view = view_of(flow, route)
+        view = view_of(state(flow), route)
         req = flow.request
         if req.method != "POST":
             if req.method not in ("GET", "DELETE", "OPTIONS", "HEAD"):
@@ -116,7 +73,7 @@ class Capabilities:
                 )
             elif not view.is_passthrough:
                 # A GET stream carries list results too (replayed with Last-Event-ID).
-                st.transforms.append(_ListFilter(st, view))
+                st.transforms.append(list_filter(st, view))
             return
         try:
             messages = jsonrpc.parse_body(req.raw_content or b"")
@@ -152,7 +109,7 @@ class Capabilities:
         if self._headers_disagree(flow, messages):
             return
         policy = route.policy
-        fa = access_of(flow)
+        fa = state(flow).access
         if (
             policy.restricts_resources
             or view.restricts_resources
@@ -196,7 +153,7 @@ class Capabilities:
                 refuse_scope(flow, fa, needed, f"{KIND_OF.get(m.method, 'Resource')} {name!r}")
                 return
         if not view.is_passthrough:
-            st.transforms.append(_ListFilter(st, view))
+            st.transforms.append(list_filter(st, view))
 
     @staticmethod
     def _headers_disagree(flow: http.HTTPFlow, messages: list[jsonrpc.Message]) -> bool:
@@ -257,7 +214,7 @@ class Capabilities:
             return
         if not resp.headers.get("content-type", "").lower().startswith("application/json"):
             return
-        passthrough = view_of(flow, st.route).is_passthrough
+        passthrough = view_of(st, st.route).is_passthrough
         if passthrough and len(resp.raw_content or b"") > UNPARSED_PASSTHROUGH_BYTES:
             # Nothing to filter: decoding a large list only to count it for the audit costs
             # more than the proxying (the audit records such answers by their status).
@@ -277,58 +234,24 @@ class Capabilities:
                 resp.content = jsonrpc.encode(out) if out is not None else b""
 
 
-def _uri_of(m: jsonrpc.Message) -> tuple[dict[str, Any], str] | None:
-    """The object holding the URI a message targets (params, or a completion's ref)."""
-    params = m.params
-    if params is None:
-        return None
-    if m.method in RESOURCE_METHODS:
-        holder: object = params
-    elif m.method == "completion/complete":
-        holder = params.get("ref")
-        if not isinstance(holder, dict) or holder.get("type") != "ref/resource":
-            return None
-    else:
-        return None
-    uri = holder.get("uri") if isinstance(holder, dict) else None
-    return (holder, uri) if isinstance(holder, dict) and isinstance(uri, str) else None
-
-
 def _normal_uris(flow: http.HTTPFlow, st: FlowState) -> bool:
     """On a route with resource rules: every URI in normal form, the body rewritten to it, so
     the upstream reads the URI the rules matched; False (and answered) when one has none."""
-    changed = False
-    out: list[jsonrpc.Message] = []
-    for m in st.messages:
-        found = _uri_of(m)
-        if found is None:
-            out.append(m)
-            continue
-        holder, uri = found
-        try:
-            normal = normalise(uri) if m.method in RESOURCE_METHODS else normalise_template(uri)
-        except UriError as e:
-            shown = repr(uri if len(uri) <= 120 else uri[:120] + "…")
-            answer_rpc_error(
-                flow,
-                200,
-                jsonrpc.INVALID_PARAMS,
-                f"The resource URI {shown} has no normal form ({e}); send it with valid "
-                "percent-escapes and no encoded '/', backslash or control character.",
-                outcome="denied",
-            )
-            return False
-        if normal == uri:
-            out.append(m)
-            continue
-        changed = True
-        params = dict(m.params or {})
-        if holder is m.params:
-            params["uri"] = normal
-        else:
-            params["ref"] = {**holder, "uri": normal}
-        out.append(dataclasses.replace(m, params=params, raw={**m.raw, "params": params}))
-    if changed:
+    try:
+        out = normal_form(st.messages)
+    except NoNormalForm as e:
+        uri = e.uri
+        shown = repr(uri if len(uri) <= 120 else uri[:120] + "…")
+        answer_rpc_error(
+            flow,
+            200,
+            jsonrpc.INVALID_PARAMS,
+            f"The resource URI {shown} has no normal form ({e.cause}); send it with valid "
+            "percent-escapes and no encoded '/', backslash or control character.",
+            outcome="denied",
+        )
+        return False
+    if out is not None:
         req = flow.request
         batch = (req.raw_content or b"").lstrip()[:1] == b"["
         raws = [m.raw for m in out]
@@ -350,52 +273,6 @@ def _no_cyclic_gc() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-class _ListFilter:
-    """The user's view of the route applied to list results; anything else passes untouched."""
-
-    __slots__ = ("st", "view")
-
-    def __init__(self, st: FlowState, view: Policy) -> None:
-        self.st = st
-        self.view = view
-
-    def __call__(self, obj: dict[str, Any]) -> dict[str, Any] | None:
-        method = list_method_of(self.st.methods, obj)
-        if method is None:
-            return obj
-        return {**obj, "result": self.view.filter_result(method, obj["result"])}
-
-
-def process_message(st: FlowState, obj: Any) -> Any:
-    """One decoded body (a message or a batch) through the flow's processors."""
-    if isinstance(obj, dict):
-        return st.process(obj)
-    if isinstance(obj, list):
-        out = [st.process(o) if isinstance(o, dict) else o for o in obj]
-        kept = [o for o in out if o is not None]
-        if len(kept) == len(obj) and all(a is b for a, b in zip(kept, obj, strict=True)):
-            return obj
-        return kept
-    return obj
-
-
-def rewrite_event(st: FlowState, ev: SseEvent) -> SseEvent | None:
-    if not ev.data:
-        return ev
-    try:
-        obj = jsonrpc.loads(ev.data)
-    except ValueError:
-        # An event the gateway cannot read may be one the client can: on a filtered route
-        # it is dropped rather than forwarded unfiltered.
-        return None if st.transforms else ev
-    out = process_message(st, obj)
-    if out is obj:
-        return ev
-    if out is None or out == []:
-        return None
-    return dataclasses.replace(ev, data=jsonrpc.encode(out).decode("utf-8"))
 
 
 def _stream_failed(flow: http.HTTPFlow, exc: BaseException) -> None:

@@ -17,80 +17,19 @@ the flow for the capabilities addon, which filters lists and refuses calls with 
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
 
 from mitmproxy import http
 
-from lockgate.addons._flow import answer_rpc_error, guarded, state
-from lockgate.addons.config import Config
+from lockgate.addons._flow import answer_rpc_error, guarded, refuse_scope, state
 from lockgate.addons.oauth_server import OAuthServer
 from lockgate.authserver.tokens import AccessClaims, TokenError, verify_access_token
 from lockgate.identity.claims import local_user
 from lockgate.mcp import jsonrpc
+from lockgate.mcp.exchange import FlowAccess
 from lockgate.policy.access import Principal, RouteAccess, admits, missing_scopes
+from lockgate.policy.gateway import GatewayConfig
 from lockgate.policy.routes import Route
-from lockgate.policy.view import Policy
 from lockgate.profile.model import AccessSection
-
-ACCESS_KEY = "lockgate.policy.access"
-
-
-@dataclass(frozen=True, slots=True)
-class FlowAccess:
-    """What ClientAuth decided about a flow's user, for the addons after it."""
-
-    who: Principal
-    access: RouteAccess
-    policy: Policy  # the route's view for this user
-    resource_metadata: str | None  # the route's RFC 9728 URL; None with kind "none"
-
-
-def access_of(flow: http.HTTPFlow) -> FlowAccess | None:
-    found = flow.metadata.get(ACCESS_KEY)
-    return found if isinstance(found, FlowAccess) else None
-
-
-def refuse_scope(flow: http.HTTPFlow, fa: FlowAccess, needed: tuple[str, ...], what: str) -> None:
-    """403 `insufficient_scope` (RFC 6750 section 3.1, MCP step-up): the challenge names every
-    scope the request needs, so the client can re-authorize for them and retry."""
-    scope = " ".join(needed)
-    st = state(flow)
-    st.events.append(
-        {
-            "event": "auth.token_refused",
-            "route": fa.access.route,
-            "outcome": "denied",
-            "reason": "insufficient_scope",
-            "scope": scope,
-        }
-    )
-    if fa.resource_metadata is None:
-        answer_rpc_error(
-            flow,
-            403,
-            jsonrpc.INVALID_REQUEST,
-            f"{what} needs scope {scope!r}, which only a gateway access token carries; "
-            'set [identity] kind = "dev" or "oidc" in the profile.',
-            outcome="denied",
-        )
-        return
-    answer_rpc_error(
-        flow,
-        403,
-        jsonrpc.INVALID_REQUEST,
-        f"{what} needs scope {scope!r}; let your MCP client authorize again with that scope.",
-        outcome="denied",
-        data={"scope": scope},
-        headers={
-            "www-authenticate": (
-                f'Bearer error="insufficient_scope", scope="{scope}", '
-                f'resource_metadata="{fa.resource_metadata}", '
-                # Only profile-validated scope tokens go into the header, never a name
-                # the client chose (it could carry quotes or line breaks).
-                f'error_description="This request needs scope {scope}"'
-            )
-        },
-    )
 
 
 def _local_user() -> str:
@@ -109,7 +48,7 @@ def bearer_token(header: str | None) -> str | None:
 
 
 class ClientAuth:
-    def __init__(self, config: Config, oauth: OAuthServer | None = None) -> None:
+    def __init__(self, config: GatewayConfig, oauth: OAuthServer | None = None) -> None:
         self.config = config
         self.oauth = oauth
         self.local_user = _local_user()
@@ -178,7 +117,7 @@ class ClientAuth:
             access.policy_for(who),
             None if kind == "none" or self.oauth is None else self._metadata_url(route),
         )
-        flow.metadata[ACCESS_KEY] = fa
+        st.access = fa
         missing = missing_scopes(access.scopes, who)
         if missing:
             refuse_scope(flow, fa, access.scopes, f"Route {route.name!r}")

@@ -15,9 +15,9 @@ from typing import Any
 from mitmproxy import http
 
 from lockgate.addons._flow import guarded_async, state
-from lockgate.addons.config import Config
 from lockgate.identity.browser import cookie_value
 from lockgate.identity.claims import local_user
+from lockgate.policy.gateway import GatewayConfig
 from lockgate.profile.model import Profile
 from lockgate.upstream.connect import (
     TICKET_TTL,
@@ -32,7 +32,7 @@ from lockgate.upstream.connect import (
 class Connect:
     """Answers `/connect/*` on the gateway; the user is the gateway's signed-in user."""
 
-    def __init__(self, config: Config, oauth: Any = None) -> None:
+    def __init__(self, config: GatewayConfig, oauth: Any = None) -> None:
         self.config = config
         self.oauth = oauth  # the OAuthServer: its `sessions` know kind "oidc" users
         self.service = ConnectService(self._profile, lambda: self.config.base_url, self._user_of)

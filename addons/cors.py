@@ -20,8 +20,7 @@ from __future__ import annotations
 from mitmproxy import http
 
 from lockgate.addons._flow import add_cors_headers, guarded, state
-from lockgate.addons.config import Config
-from lockgate.addons.guard import origin_allowed
+from lockgate.policy.gateway import GatewayConfig
 from lockgate.policy.routes import route_name_of
 
 ALLOW_METHODS = "GET, POST, DELETE"
@@ -30,7 +29,6 @@ ALLOW_HEADERS = (
     "mcp-method, mcp-name"
 )
 MAX_AGE = "600"  # seconds; Chromium caps it at 7200
-PREFLIGHT_KEY = "lockgate_cors_preflight"
 
 
 def is_preflight(req: http.Request) -> bool:
@@ -42,7 +40,7 @@ def is_preflight(req: http.Request) -> bool:
 
 
 class Cors:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: GatewayConfig) -> None:
         self.config = config
 
     @guarded
@@ -50,7 +48,7 @@ class Cors:
         req = flow.request
         name = route_name_of(req.path)
         origin = req.headers.get("origin")
-        if name is None or origin is None or not origin_allowed(self.config, origin):
+        if name is None or origin is None or not self.config.origin_allowed(origin):
             return
         st = state(flow)
         st.cors_origin = origin
@@ -61,7 +59,7 @@ class Cors:
             return  # the router's 404 names the known routes
         st.route = route  # for the audit event
         st.local = True
-        flow.metadata[PREFLIGHT_KEY] = True
+        st.preflight = True
         st.outcome = "success"
         flow.response = http.Response.make(204, b"", {"cache-control": "no-store"})
         add_cors_headers(flow.response, origin)
@@ -80,9 +78,9 @@ class Cors:
 
     def _add(self, flow: http.HTTPFlow) -> None:
         resp = flow.response
-        if resp is None or flow.metadata.get(PREFLIGHT_KEY):
-            return  # a preflight was answered above, with its own headers
         st = state(flow)
+        if resp is None or st.preflight:
+            return  # a preflight was answered above, with its own headers
         if st.route is None and route_name_of(flow.request.path) is None:
             return  # the gateway's own endpoints
         add_cors_headers(resp, st.cors_origin)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 
 import anyio.to_thread
 import httpx
@@ -30,11 +29,11 @@ from lockgate.addons._flow import (
     pending_route,
     state,
 )
-from lockgate.addons.capabilities import process_message, rewrite_event
-from lockgate.addons.config import Config
 from lockgate.errors import KeyringUnavailable, LockgateError, SecretMissing
 from lockgate.mcp import jsonrpc
+from lockgate.mcp.exchange import InjectedToken, process_message, rewrite_event
 from lockgate.mcp.sse import SseRewriter
+from lockgate.policy.gateway import GatewayConfig
 from lockgate.upstream import oauth as upstream_oauth
 from lockgate.upstream import secrets
 from lockgate.upstream import tokens as upstream_tokens
@@ -49,22 +48,12 @@ CACHE_SECONDS = 30.0
 REFRESH_AHEAD = upstream_oauth.REFRESH_AHEAD
 # A replayed answer is buffered before it is filtered and sent: at most this much.
 REPLAY_MAX_BYTES = 16 * 1024 * 1024
-OAUTH_KEY = "lockgate.authserver.requests"
 # Toward the upstream on a replay: what httpx sets itself, and the refused token.
 _REPLAY_DROP = ("host", "content-length", "authorization", "accept-encoding", "connection")
 
 
-@dataclass(frozen=True)
-class _Sent:
-    """What the request hook injected, for the 401 replay."""
-
-    upstream: str
-    user: str
-    token: str
-
-
 class Credentials:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self._cache: dict[str, tuple[float, str | None]] = {}
         self._tokens: dict[tuple[str, str], tuple[float, UpstreamTokens]] = {}
@@ -154,7 +143,7 @@ class Credentials:
             )
             return
         flow.request.headers["authorization"] = f"Bearer {tokens.access_token}"
-        flow.metadata[OAUTH_KEY] = _Sent(upstream, user, tokens.access_token)
+        state(flow).injected = InjectedToken(upstream, user, tokens.access_token)
 
     async def _load(
         self, upstream: str, user: str, *, fresh: bool = False
@@ -232,12 +221,12 @@ class Credentials:
 
     @guarded_async
     async def responseheaders(self, flow: http.HTTPFlow) -> None:
-        sent = flow.metadata.get(OAUTH_KEY)
-        resp = flow.response
         st = state(flow)
-        if not isinstance(sent, _Sent) or resp is None or st.local or resp.status_code != 401:
+        sent = st.injected
+        resp = flow.response
+        if sent is None or resp is None or st.local or resp.status_code != 401:
             return
-        flow.metadata.pop(OAUTH_KEY, None)  # once
+        st.injected = None  # once
         try:
             tokens = await self._refresh(flow, sent.upstream, sent.user, sent.token)
         except (KeyringUnavailable, SecretMissing, UpstreamOAuthError):

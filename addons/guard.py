@@ -6,14 +6,11 @@ browser or an oversized body never reaches the rest of the pipeline.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from mitmproxy import http
 
 from lockgate.addons._flow import answer_rpc_error, guarded
-from lockgate.addons.config import Config
 from lockgate.mcp import jsonrpc
-from lockgate.profile.model import is_loopback_host
+from lockgate.policy.gateway import GatewayConfig
 
 # Bounds on a request's head; a real MCP client sends a dozen headers of a few KiB in all.
 MAX_HEADERS = 100
@@ -28,31 +25,8 @@ def host_of(authority: str) -> str:
     return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
 
 
-def origin_allowed(config: Config, origin: str) -> bool:
-    """Whether a browser page from `origin` may use this gateway (Guard's Origin rule).
-
-    Listed in gateway.allowed_origins, the origin of gateway.public_url, or any loopback
-    page when the gateway itself listens on loopback. Cors answers exactly these origins.
-    """
-    origin = origin.strip().rstrip("/").lower()
-    if origin in config.allowed_origins:
-        return True
-    parts = urlsplit(origin)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return False
-    profile = config.profile
-    if profile is None:
-        return False
-    if profile.gateway.public_url:
-        pub = urlsplit(profile.gateway.public_url.lower())
-        if (parts.scheme, parts.netloc) == (pub.scheme, pub.netloc):
-            return True
-    # A page served from this machine may use a gateway that listens on this machine.
-    return is_loopback_host(parts.hostname) and is_loopback_host(profile.gateway.host)
-
-
 class Guard:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: GatewayConfig) -> None:
         self.config = config
 
     @guarded
@@ -129,7 +103,7 @@ class Guard:
             self._too_large(flow, limit)
 
     def _origin_ok(self, origin: str) -> bool:
-        return origin_allowed(self.config, origin)
+        return self.config.origin_allowed(origin)
 
     @staticmethod
     def _too_large(flow: http.HTTPFlow, limit: int) -> None:

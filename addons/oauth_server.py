@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from mitmproxy import http
 
 from lockgate.addons._flow import answer, guarded, guarded_async, state
-from lockgate.addons.config import Config
 from lockgate.addons.oauth_authorize import Authorization
 from lockgate.addons.oauth_cimd import ClientDocuments, cimd_client_id
 from lockgate.addons.oauth_common import CORS, NO_STORE, PREFLIGHT, add_event, page
@@ -40,6 +39,7 @@ from lockgate.identity.claims import UserClaims, local_user
 from lockgate.identity.provider import Provider
 from lockgate.identity.refresh import IdpClient, SessionKeeper
 from lockgate.policy.access import scopes_supported
+from lockgate.policy.gateway import GatewayConfig, is_own_path
 from lockgate.policy.routes import route_name_of
 from lockgate.upstream import secrets
 
@@ -49,17 +49,11 @@ if TYPE_CHECKING:
 
 AS_METADATA = "/.well-known/oauth-authorization-server"
 PR_METADATA = "/.well-known/oauth-protected-resource"
-OWN_PREFIXES = ("/.well-known/", "/oauth/")
 GRANT_RECHECK = 5.0
 
 
-def is_own_path(path: str) -> bool:
-    """Paths this addon answers when the profile signs users in."""
-    return path.startswith(OWN_PREFIXES)
-
-
 class OAuthServer:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.codes = CodeStore()
         self.pending = PendingAuthorizations()
@@ -164,7 +158,7 @@ class OAuthServer:
         return UpstreamRow(name, state_, link, new_tab=return_to is None)
 
     def resource_metadata_url(self, route: str) -> str:
-        return f"{self.config.base_url}{PR_METADATA}/mcp/{route}"
+        return self.config.resource_metadata_url(route)
 
     def route_of_resource(self, resource: str) -> str | None:
         for name in self.config.routes:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from mitmproxy import http
 
 from lockgate.addons._flow import answer, guarded, state
-from lockgate.addons.config import Config
-from lockgate.addons.oauth_server import is_own_path
 from lockgate.mcp import jsonrpc
+from lockgate.policy.gateway import GatewayConfig, is_own_path
 from lockgate.policy.routes import route_name_of
 from lockgate.profile.registry import registry_servers
 from lockgate.upstream.connect import is_connect_path
@@ -49,7 +48,7 @@ def strip_hop_headers(headers: http.Headers) -> None:
 
 
 class Router:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: GatewayConfig) -> None:
         self.config = config
 
     @guarded

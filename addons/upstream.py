@@ -27,8 +27,8 @@ from mitmproxy.proxy.layers import http as http_layer
 from mitmproxy.proxy.layers.http import _http1
 
 from lockgate.addons._flow import JSON_HEADERS, add_cors_headers, guarded, pending_route, state
-from lockgate.addons.config import Config
 from lockgate.mcp import jsonrpc
+from lockgate.policy.gateway import GatewayConfig
 from lockgate.policy.routes import Route
 
 logger = logging.getLogger("lockgate")
@@ -200,7 +200,7 @@ def _timeout_of(route: Route) -> float:
 
 
 class Upstream:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: GatewayConfig) -> None:
         self.config = config
 
     @guarded
@@ -209,7 +209,7 @@ class Upstream:
         if route is None:
             return
         handle = asyncio.get_running_loop().call_later(_timeout_of(route), self._expire, flow)
-        flow.metadata["lockgate_timer"] = handle
+        state(flow).timer = handle
 
     @guarded
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -268,12 +268,13 @@ class Upstream:
 
     @staticmethod
     def _cancel(flow: http.HTTPFlow) -> None:
-        handle = flow.metadata.pop("lockgate_timer", None)
+        st = state(flow)
+        handle, st.timer = st.timer, None
         if handle is not None:
             handle.cancel()
 
     def _expire(self, flow: http.HTTPFlow) -> None:
-        flow.metadata.pop("lockgate_timer", None)
+        state(flow).timer = None
         if flow.response is not None or not flow.live:
             return
         st = state(flow)

@@ -17,21 +17,12 @@ FRAMEWORKS = ("mitmproxy", "typer", "rich", "textual", "click")
 # Addons importing other addons today (issue 10 item 2 removes them: this set may only
 # shrink). The package's __init__ (the pipeline) and gateway.py (the master) assemble them.
 KNOWN_LATERAL = {
-    ("capabilities", "client_auth"),
-    ("client_auth", "config"),
     ("client_auth", "oauth_server"),
-    ("connect", "config"),
-    ("cors", "config"),
-    ("cors", "guard"),
-    ("credentials", "capabilities"),
-    ("credentials", "config"),
-    ("guard", "config"),
     ("oauth_authorize", "oauth_common"),
     ("oauth_authorize", "oauth_server"),
     ("oauth_cimd", "oauth_server"),
     ("oauth_register", "oauth_common"),
     ("oauth_register", "oauth_server"),
-    ("oauth_server", "config"),
     ("oauth_server", "connect"),
     ("oauth_server", "oauth_authorize"),
     ("oauth_server", "oauth_cimd"),
@@ -40,9 +31,6 @@ KNOWN_LATERAL = {
     ("oauth_server", "oauth_tokens"),
     ("oauth_tokens", "oauth_common"),
     ("oauth_tokens", "oauth_server"),
-    ("router", "config"),
-    ("router", "oauth_server"),
-    ("upstream", "config"),
 }
 
 

@@ -1,3 +1,3 @@
 """The wire: JSON-RPC, SSE, resource URIs and MCP session ownership."""
 
-__all__ = ["jsonrpc", "sessions", "sse", "uris"]
+__all__ = ["exchange", "jsonrpc", "sessions", "sse", "uris"]

@@ -1,3 +1,3 @@
 """What a route shows, and to whom."""
 
-__all__ = ["access", "routes", "view"]
+__all__ = ["access", "gateway", "routes", "view"]

@@ -16,7 +16,7 @@ from mitmproxy.test import taddons, tflow
 from lockgate.addons._flow import fail_closed, state
 from lockgate.addons.config import Config
 from lockgate.addons.cors import ALLOW_HEADERS, Cors
-from lockgate.addons.guard import Guard, origin_allowed
+from lockgate.addons.guard import Guard
 from lockgate.addons.router import Router
 
 PROFILE = """
@@ -240,4 +240,4 @@ def test_public_gateway_answers_only_its_listed_origins(tmp_path: Path) -> None:
 
 
 def test_origin_allowed_without_a_profile_is_false() -> None:
-    assert not origin_allowed(Config(), INSPECTOR)
+    assert not Config().origin_allowed(INSPECTOR)

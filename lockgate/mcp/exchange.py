@@ -1,0 +1,294 @@
+"""One MCP exchange as the pipeline sees it: the per-flow state and the response-side processing.
+
+Why it exists: what the pipeline learns about an exchange (route, user, the parsed messages,
+the user's view) and how an upstream answer runs through the route's filters are pure logic.
+The addons translate mitmproxy flows to these and back; here they are tested without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lockgate.identity.claims import UserClaims
+from lockgate.mcp import jsonrpc
+from lockgate.mcp.jsonrpc import Message
+from lockgate.mcp.sse import SseEvent
+from lockgate.mcp.uris import UriError, normalise, normalise_template
+from lockgate.policy.access import Principal, RouteAccess
+from lockgate.policy.routes import Route
+from lockgate.policy.view import RESOURCE_METHODS, Policy
+
+# A response-side processor: takes a decoded JSON-RPC object, returns it (maybe changed) or
+# None to drop it. Observers only look.
+Transform = Callable[[dict[str, Any]], dict[str, Any] | None]
+Observer = Callable[[dict[str, Any]], None]
+
+LIST_KEYS = {
+    "tools": "tools/list",
+    "prompts": "prompts/list",
+    "resources": "resources/list",
+    "resourceTemplates": "resources/templates/list",
+}
+LIST_METHODS = frozenset(LIST_KEYS.values())
+
+
+@dataclass(frozen=True, slots=True)
+class FlowAccess:
+    """What ClientAuth decided about a flow's user, for the addons after it."""
+
+    who: Principal
+    access: RouteAccess
+    policy: Policy  # the route's view for this user
+    resource_metadata: str | None  # the route's RFC 9728 URL; None with kind "none"
+
+
+@dataclass(frozen=True, slots=True)
+class InjectedToken:
+    """What the credentials addon sent upstream for an `auth = "oauth"` route (the 401 replay)."""
+
+    upstream: str
+    user: str
+    token: str
+
+
+@dataclass(slots=True)
+class FlowState:
+    """What the pipeline learned about one HTTP exchange."""
+
+    route: Route | None = None
+    user: str | None = None
+    client: str | None = None
+    messages: list[Message] = field(default_factory=list)
+    methods: dict[str | int, str] = field(default_factory=dict)
+    transforms: list[Transform] = field(default_factory=list)
+    observers: list[Observer] = field(default_factory=list)
+    outcome: str | None = None
+    reason: str | None = None
+    local: bool = False
+    timed_out: bool = False
+    started: float = field(default_factory=time.monotonic)
+    handled_ids: set[str | int] = field(default_factory=set)
+    replacement: bytes | None = None
+    # auth.* decisions taken on this exchange, recorded by the audit addon (never a secret).
+    events: list[dict[str, Any]] = field(default_factory=list)
+    # The request's Origin when Guard's rule allows it (set by the cors addon): every
+    # response to this exchange, the gateway's own included, carries CORS headers for it.
+    cors_origin: str | None = None
+    # A CORS preflight the cors addon answered, with its own headers.
+    preflight: bool = False
+    # ClientAuth's decision about the user, for Capabilities.
+    access: FlowAccess | None = None
+    # The upstream token the credentials addon injected, until a 401 replay spends it.
+    injected: InjectedToken | None = None
+    # The upstream's answer timer (the upstream addon cancels it at the response headers).
+    timer: asyncio.TimerHandle | None = None
+    # Kind "oidc": the user `lockgate login` signed in (before `/oauth/authorize`), and the
+    # user's claims as the provider said them just now (before a refresh_token grant).
+    cli_user: UserClaims | None = None
+    fresh_claims: UserClaims | None = None
+
+    def process(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Run one upstream message through the transforms, then show it to the observers."""
+        out = obj
+        for transform in self.transforms:
+            result = transform(out)
+            if result is None:
+                return None
+            out = result
+        for observer in self.observers:
+            observer(out)
+        return out
+
+
+def _has_rules(route: Route) -> bool:
+    access = route.config.access
+    return bool(
+        access.scopes
+        or access.tools
+        or access.prompts
+        or access.resources
+        or access.resource_templates
+    )
+
+
+def view_of(st: FlowState, route: Route) -> Policy:
+    """The user's view of the route (ClientAuth's), else the route's own.
+
+    A route with item rules or scopes and no decision from ClientAuth fails closed."""
+    if st.access is not None:
+        return st.access.policy
+    if _has_rules(route):
+        raise RuntimeError(f"route {route.name!r} has access rules but no access decision")
+    return route.policy
+
+
+def list_method_of(state_methods: dict[str | int, str], obj: dict[str, Any]) -> str | None:
+    """Which list a response answers: by the request id seen in this flow, else by its shape."""
+    result = obj.get("result")
+    if not isinstance(result, dict):
+        return None
+    rid = obj.get("id")
+    if isinstance(rid, (str, int)) and rid in state_methods:
+        method = state_methods[rid]
+        return method if method in LIST_METHODS else None
+    # Responses on a GET stream (resumed with Last-Event-ID) have no request in this flow.
+    for key, method in LIST_KEYS.items():
+        if isinstance(result.get(key), list):
+            return method
+    return None
+
+
+class _ListFilter:
+    """The user's view of the route applied to list results; anything else passes untouched."""
+
+    __slots__ = ("st", "view")
+
+    def __init__(self, st: FlowState, view: Policy) -> None:
+        self.st = st
+        self.view = view
+
+    def __call__(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        method = list_method_of(self.st.methods, obj)
+        if method is None:
+            return obj
+        return {**obj, "result": self.view.filter_result(method, obj["result"])}
+
+
+def list_filter(st: FlowState, view: Policy) -> Transform:
+    """The transform that shows list results through `view`."""
+    return _ListFilter(st, view)
+
+
+def process_message(st: FlowState, obj: Any) -> Any:
+    """One decoded body (a message or a batch) through the flow's processors."""
+    if isinstance(obj, dict):
+        return st.process(obj)
+    if isinstance(obj, list):
+        out = [st.process(o) if isinstance(o, dict) else o for o in obj]
+        kept = [o for o in out if o is not None]
+        if len(kept) == len(obj) and all(a is b for a, b in zip(kept, obj, strict=True)):
+            return obj
+        return kept
+    return obj
+
+
+def rewrite_event(st: FlowState, ev: SseEvent) -> SseEvent | None:
+    if not ev.data:
+        return ev
+    try:
+        obj = jsonrpc.loads(ev.data)
+    except ValueError:
+        # An event the gateway cannot read may be one the client can: on a filtered route
+        # it is dropped rather than forwarded unfiltered.
+        return None if st.transforms else ev
+    out = process_message(st, obj)
+    if out is obj:
+        return ev
+    if out is None or out == []:
+        return None
+    return dataclasses.replace(ev, data=jsonrpc.encode(out).decode("utf-8"))
+
+
+def _uri_of(m: Message) -> tuple[dict[str, Any], str] | None:
+    """The object holding the URI a message targets (params, or a completion's ref)."""
+    params = m.params
+    if params is None:
+        return None
+    if m.method in RESOURCE_METHODS:
+        holder: object = params
+    elif m.method == "completion/complete":
+        holder = params.get("ref")
+        if not isinstance(holder, dict) or holder.get("type") != "ref/resource":
+            return None
+    else:
+        return None
+    uri = holder.get("uri") if isinstance(holder, dict) else None
+    return (holder, uri) if isinstance(holder, dict) and isinstance(uri, str) else None
+
+
+class NoNormalForm(ValueError):
+    """A targeted resource URI that has no normal form (the request is refused)."""
+
+    def __init__(self, uri: str, cause: UriError) -> None:
+        super().__init__(str(cause))
+        self.uri = uri
+        self.cause = cause
+
+
+def normal_form(messages: list[Message]) -> list[Message] | None:
+    """On a route with resource rules: the messages with every URI in normal form, so the
+    upstream reads the URI the rules matched; None when none changed. NoNormalForm when one
+    has none."""
+    changed = False
+    out: list[Message] = []
+    for m in messages:
+        found = _uri_of(m)
+        if found is None:
+            out.append(m)
+            continue
+        holder, uri = found
+        try:
+            normal = normalise(uri) if m.method in RESOURCE_METHODS else normalise_template(uri)
+        except UriError as e:
+            raise NoNormalForm(uri, e) from e
+        if normal == uri:
+            out.append(m)
+            continue
+        changed = True
+        params = dict(m.params or {})
+        if holder is m.params:
+            params["uri"] = normal
+        else:
+            params["ref"] = {**holder, "uri": normal}
+        out.append(dataclasses.replace(m, params=params, raw={**m.raw, "params": params}))
+    return out if changed else None
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeRefusal:
+    """A 403 `insufficient_scope` answer, as the addons send it (a JSON-RPC error)."""
+
+    event: dict[str, Any]
+    message: str
+    data: object
+    headers: dict[str, str] | None
+
+
+def scope_refusal(fa: FlowAccess, needed: tuple[str, ...], what: str) -> ScopeRefusal:
+    """403 `insufficient_scope` (RFC 6750 section 3.1, MCP step-up): the challenge names every
+    scope the request needs, so the client can re-authorize for them and retry."""
+    scope = " ".join(needed)
+    event = {
+        "event": "auth.token_refused",
+        "route": fa.access.route,
+        "outcome": "denied",
+        "reason": "insufficient_scope",
+        "scope": scope,
+    }
+    if fa.resource_metadata is None:
+        return ScopeRefusal(
+            event,
+            f"{what} needs scope {scope!r}, which only a gateway access token carries; "
+            'set [identity] kind = "dev" or "oidc" in the profile.',
+            None,
+            None,
+        )
+    return ScopeRefusal(
+        event,
+        f"{what} needs scope {scope!r}; let your MCP client authorize again with that scope.",
+        {"scope": scope},
+        {
+            "www-authenticate": (
+                f'Bearer error="insufficient_scope", scope="{scope}", '
+                f'resource_metadata="{fa.resource_metadata}", '
+                # Only profile-validated scope tokens go into the header, never a name
+                # the client chose (it could carry quotes or line breaks).
+                f'error_description="This request needs scope {scope}"'
+            )
+        },
+    )
