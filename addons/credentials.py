@@ -14,11 +14,8 @@ buffered, then filtered like any other); when the refresh is refused the client 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 
-import anyio.to_thread
 import httpx
 from mitmproxy import http
 
@@ -34,18 +31,13 @@ from lockgate.mcp import jsonrpc
 from lockgate.mcp.exchange import InjectedToken, process_message, rewrite_event
 from lockgate.mcp.sse import SseRewriter
 from lockgate.policy.gateway import GatewayConfig
-from lockgate.upstream import oauth as upstream_oauth
-from lockgate.upstream import secrets
-from lockgate.upstream import tokens as upstream_tokens
-from lockgate.upstream._errors import RefreshRefused, UpstreamOAuthError
+from lockgate.upstream._errors import UpstreamOAuthError
 from lockgate.upstream.connect import connect_url
+from lockgate.upstream.credentials import REFRESH_AHEAD, CredentialCache
 from lockgate.upstream.tokens import UpstreamTokens
 
 logger = logging.getLogger("lockgate")
 
-# Keyring reads cost a D-Bus round trip (or a Keychain prompt): keep a secret briefly.
-CACHE_SECONDS = 30.0
-REFRESH_AHEAD = upstream_oauth.REFRESH_AHEAD
 # A replayed answer is buffered before it is filtered and sent: at most this much.
 REPLAY_MAX_BYTES = 16 * 1024 * 1024
 # Toward the upstream on a replay: what httpx sets itself, and the refused token.
@@ -55,27 +47,14 @@ _REPLAY_DROP = ("host", "content-length", "authorization", "accept-encoding", "c
 class Credentials:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self._cache: dict[str, tuple[float, str | None]] = {}
-        self._tokens: dict[tuple[str, str], tuple[float, UpstreamTokens]] = {}
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.cache = CredentialCache()
 
     def configure(self, updated: set[str]) -> None:
-        self._cache.clear()
-        self._tokens.clear()
+        self.cache.clear()
 
     def connected(self, upstream: str, user: str, error: LockgateError | None) -> None:
         """The connect flow stored new tokens (or failed): read them afresh next time."""
-        self._tokens.pop((upstream, user), None)
-
-    def _secret(self, upstream: str) -> str | None:
-        now = time.monotonic()
-        hit = self._cache.get(upstream)
-        if hit is not None and now - hit[0] < CACHE_SECONDS:
-            return hit[1]
-        value = secrets.get_secret(upstream)
-        if value is not None:
-            self._cache[upstream] = (now, value)
-        return value
+        self.cache.forget(upstream, user)
 
     @guarded_async
     async def request(self, flow: http.HTTPFlow) -> None:
@@ -90,7 +69,7 @@ class Credentials:
             await self._oauth(flow, target.name)
             return
         try:
-            secret = self._secret(target.name)
+            secret = self.cache.secret(target.name)
         except KeyringUnavailable as e:
             answer_rpc_error(flow, 503, jsonrpc.INTERNAL_ERROR, str(e), outcome="error")
             return
@@ -114,9 +93,11 @@ class Credentials:
         if user is None:
             raise RuntimeError("an oauth upstream's request has no signed-in user")
         try:
-            tokens = await self._load(upstream, user)
+            tokens = await self.cache.load(upstream, user)
             if tokens is not None and tokens.expires_within(REFRESH_AHEAD):
-                tokens = await self._refresh(flow, upstream, user, tokens.access_token)
+                tokens = await self.cache.refresh(
+                    upstream, user, tokens.access_token, state(flow).events
+                )
         except KeyringUnavailable as e:
             answer_rpc_error(flow, 503, jsonrpc.INTERNAL_ERROR, str(e), outcome="error")
             return
@@ -145,71 +126,6 @@ class Credentials:
         flow.request.headers["authorization"] = f"Bearer {tokens.access_token}"
         state(flow).injected = InjectedToken(upstream, user, tokens.access_token)
 
-    async def _load(
-        self, upstream: str, user: str, *, fresh: bool = False
-    ) -> UpstreamTokens | None:
-        key = (upstream, user)
-        now = time.monotonic()
-        hit = self._tokens.get(key)
-        if not fresh and hit is not None and now - hit[0] < CACHE_SECONDS:
-            return hit[1]
-        tokens = await anyio.to_thread.run_sync(upstream_tokens.load, upstream, user)
-        if tokens is None:
-            self._tokens.pop(key, None)
-        else:
-            self._tokens[key] = (now, tokens)
-        return tokens
-
-    async def _refresh(
-        self, flow: http.HTTPFlow, upstream: str, user: str, refused: str
-    ) -> UpstreamTokens | None:
-        """New tokens in place of `refused` (expiring, or refused by the upstream).
-
-        One refresh at a time per user and upstream: whoever waited finds the new tokens
-        in the keyring and uses them. None when the authorization server refuses (audited);
-        other failures raise UpstreamOAuthError.
-        """
-        key = (upstream, user)
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            current = await self._load(upstream, user, fresh=True)
-            if current is None:
-                return None
-            if current.access_token != refused and not current.expires_within(REFRESH_AHEAD):
-                return current  # another request refreshed while this one waited
-            try:
-                new = await upstream_oauth.refresh(current, upstream=upstream)
-            except RefreshRefused as e:
-                state(flow).events.append(
-                    {
-                        "event": "auth.upstream_refresh_failed",
-                        "upstream": upstream,
-                        "user": user,
-                        "outcome": "denied",
-                        "reason": e.message,
-                    }
-                )
-                self._tokens.pop(key, None)
-                if e.error == "invalid_grant":  # dead for good: show "needs connect"
-                    await anyio.to_thread.run_sync(upstream_tokens.delete, upstream, user)
-                return None
-            except UpstreamOAuthError as e:
-                state(flow).events.append(
-                    {
-                        "event": "auth.upstream_refresh_failed",
-                        "upstream": upstream,
-                        "user": user,
-                        "outcome": "error",
-                        "reason": e.message,
-                    }
-                )
-                if not current.expires_within(0):
-                    return current  # still valid: use it while the server is away
-                raise
-            await anyio.to_thread.run_sync(upstream_tokens.save, upstream, user, new)
-            self._tokens[key] = (time.monotonic(), new)
-            return new
-
     def _oauth_not_connected(self, flow: http.HTTPFlow, upstream: str, message: str) -> None:
         url = connect_url(self.config.base_url, upstream)
         data = {"upstream": upstream, "connect_url": url, "command": f"lockgate connect {upstream}"}
@@ -228,7 +144,7 @@ class Credentials:
             return
         st.injected = None  # once
         try:
-            tokens = await self._refresh(flow, sent.upstream, sent.user, sent.token)
+            tokens = await self.cache.refresh(sent.upstream, sent.user, sent.token, st.events)
         except (KeyringUnavailable, SecretMissing, UpstreamOAuthError):
             tokens = None
         if tokens is None:

@@ -3,6 +3,7 @@
 __all__ = [
     "catalog",
     "connect",
+    "credentials",
     "discovery",
     "oauth",
     "registration",

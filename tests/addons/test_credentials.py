@@ -265,16 +265,6 @@ def test_a_secret_is_cached_briefly_and_configure_forgets_it(
     assert f.request.headers["authorization"] == "Bearer two"
 
 
-def test_a_missing_secret_is_not_cached(env: Env, memory: MemoryKeyring) -> None:
-    cfg, creds, tctx = env
-    run(tctx, creds.request(flow(cfg, "bearer")))
-    secrets.set_secret("bearer", "now-stored")
-    f = flow(cfg, "bearer")
-    run(tctx, creds.request(f))
-    assert f.response is None
-    assert f.request.headers["authorization"] == "Bearer now-stored"
-
-
 def test_an_earlier_answer_is_left_alone(env: Env, memory: MemoryKeyring) -> None:
     cfg, creds, tctx = env
     secrets.set_secret("bearer", "s")
