@@ -13,20 +13,24 @@ from lockgate.addons.cors import Cors
 from lockgate.addons.credentials import Credentials
 from lockgate.addons.guard import Guard
 from lockgate.addons.guardrails import Guardrails
-from lockgate.addons.oauth_server import OAuthServer
+from lockgate.addons.oauth import OAuthServer
 from lockgate.addons.router import Router
 from lockgate.addons.session_binding import SessionBinding
 from lockgate.addons.upstream import Upstream
+from lockgate.authserver.endpoints import AuthServer
 
 
 def pipeline(config: Config | None = None) -> list[Any]:
     """The addons in DESIGN order; `config` first, since every other one reads it."""
     config = config or Config()
-    oauth = OAuthServer(config)
+    # The authorization server's state, shared by the addons that need it (none imports
+    # another): the OAuth endpoints, the resource server, and /connect's browser sessions.
+    auth = AuthServer(config)
     credentials = Credentials(config)
-    connect = Connect(config, oauth)  # before oauth: it answers /connect/* first
+    connect = Connect(config, auth.sessions)  # before oauth: it answers /connect/* first
     connect.service.listeners.append(credentials.connected)
-    oauth.connect = connect  # the consent page shows the upstream's state and a Connect link
+    # The consent page shows the upstream's state and a Connect link.
+    oauth = OAuthServer(config, auth, connect_link=connect.connect_link)
     return [
         config,
         Guard(config),
@@ -34,7 +38,7 @@ def pipeline(config: Config | None = None) -> list[Any]:
         Router(config),
         connect,
         oauth,
-        ClientAuth(config, oauth),
+        ClientAuth(config, auth),
         SessionBinding(),  # after client_auth: it needs the user and client
         Capabilities(),
         Guardrails(),

@@ -21,7 +21,7 @@ import hmac
 from mitmproxy import http
 
 from lockgate.addons._flow import answer_rpc_error, guarded, refuse_scope, state
-from lockgate.addons.oauth_server import OAuthServer
+from lockgate.authserver.endpoints import AuthServer
 from lockgate.authserver.tokens import AccessClaims, TokenError, verify_access_token
 from lockgate.identity.claims import local_user
 from lockgate.mcp import jsonrpc
@@ -48,7 +48,7 @@ def bearer_token(header: str | None) -> str | None:
 
 
 class ClientAuth:
-    def __init__(self, config: GatewayConfig, oauth: OAuthServer | None = None) -> None:
+    def __init__(self, config: GatewayConfig, oauth: AuthServer | None = None) -> None:
         self.config = config
         self.oauth = oauth
         self.local_user = _local_user()
@@ -123,8 +123,7 @@ class ClientAuth:
             refuse_scope(flow, fa, access.scopes, f"Route {route.name!r}")
 
     def _metadata_url(self, route: Route) -> str:
-        assert self.oauth is not None
-        return self.oauth.resource_metadata_url(route.name)
+        return self.config.resource_metadata_url(route.name)
 
     def _verify(
         self, flow: http.HTTPFlow, route: Route, presented: str | None
@@ -132,7 +131,7 @@ class ClientAuth:
         """The token's claims, or None after answering 401."""
         if self.oauth is None:
             raise RuntimeError("identity kinds 'dev' and 'oidc' need the OAuth server addon")
-        challenge = f'Bearer resource_metadata="{self.oauth.resource_metadata_url(route.name)}"'
+        challenge = f'Bearer resource_metadata="{self.config.resource_metadata_url(route.name)}"'
         scopes = self.route_access(route).scopes
         if scopes:
             # MCP scope selection: a client asks for what the challenge names.

@@ -10,12 +10,11 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from typing import Any
 
 from mitmproxy import http
 
 from lockgate.addons._flow import guarded_async, state
-from lockgate.identity.browser import cookie_value
+from lockgate.identity.browser import Sessions, cookie_value
 from lockgate.identity.claims import local_user
 from lockgate.policy.gateway import GatewayConfig
 from lockgate.profile.model import Profile
@@ -32,9 +31,9 @@ from lockgate.upstream.connect import (
 class Connect:
     """Answers `/connect/*` on the gateway; the user is the gateway's signed-in user."""
 
-    def __init__(self, config: GatewayConfig, oauth: Any = None) -> None:
+    def __init__(self, config: GatewayConfig, sessions: Sessions | None = None) -> None:
         self.config = config
-        self.oauth = oauth  # the OAuthServer: its `sessions` know kind "oidc" users
+        self.sessions = sessions  # the gateway's browser sessions: kind "oidc" users
         self.service = ConnectService(self._profile, lambda: self.config.base_url, self._user_of)
         self._tickets: dict[str, tuple[str, str, float]] = {}
         self._lock = threading.Lock()
@@ -77,10 +76,9 @@ class Connect:
             if entry is not None and entry[1] == upstream and entry[2] > time.time():
                 return entry[0]
             return None
-        sessions = getattr(self.oauth, "sessions", None)
-        if sessions is None:
+        if self.sessions is None:
             return None
-        claims = sessions.get(cookie_value(cookie))
+        claims = self.sessions.get(cookie_value(cookie))
         return None if claims is None else str(claims.sub)
 
     @guarded_async

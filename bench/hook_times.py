@@ -40,7 +40,7 @@ import lockgate.addons as addons_pkg
 import lockgate.audit.events as audit_events
 import lockgate.audit.log as audit_core
 import lockgate.mcp.jsonrpc as jsonrpc
-from lockgate.addons.gateway import Gateway
+from lockgate.addons.master import Gateway
 
 # The same HMAC chain as with the keyring's key; the bench runs without a keyring.
 os.environ.setdefault(audit_core.KEY_SOURCE_ENV, "memory")

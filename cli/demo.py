@@ -37,7 +37,7 @@ from lockgate.paths import data_dir
 from lockgate.profile.model import demo_profile_path
 
 if TYPE_CHECKING:  # mitmproxy and the SDK take seconds to import: only when the demo runs
-    from lockgate.addons.gateway import Gateway
+    from lockgate.addons.master import Gateway
     from lockgate.cli.headless_oauth import MemoryStorage
 
 FULL, READONLY = "notes", "notes-readonly"
@@ -206,7 +206,7 @@ class _Report:
 
 
 async def _check(profile: Path, listen: str, out: Console, audit_log: Path | None) -> bool:
-    from lockgate.addons.gateway import Gateway
+    from lockgate.addons.master import Gateway
 
     started = asyncio.Event()
     events: list[dict[str, Any]] = []

@@ -15,7 +15,7 @@ from lockgate.cli import views
 from lockgate.profile.model import active_profile_path
 
 if TYPE_CHECKING:  # mitmproxy takes seconds to import: only the commands that serve pay
-    from lockgate.addons.gateway import Gateway
+    from lockgate.addons.master import Gateway
 
 
 def default_profile() -> Path:
@@ -34,7 +34,7 @@ def serve(
     """Run a gateway in this process until SIGINT/SIGTERM."""
 
     async def main() -> None:
-        from lockgate.addons.gateway import Gateway
+        from lockgate.addons.master import Gateway
 
         gateway = Gateway(profile, listen=listen, on_event=on_event, audit_log=audit_log)
         loop = asyncio.get_running_loop()

@@ -4,6 +4,8 @@ __all__ = [
     "cimd",
     "codes",
     "consent",
+    "endpoints",
+    "grants",
     "keys",
     "migrations",
     "ratelimit",

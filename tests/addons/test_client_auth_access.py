@@ -21,7 +21,7 @@ from lockgate.addons._flow import state
 from lockgate.addons.capabilities import Capabilities
 from lockgate.addons.client_auth import ClientAuth
 from lockgate.addons.config import Config
-from lockgate.addons.oauth_server import OAuthServer
+from lockgate.addons.oauth import OAuthServer
 from lockgate.addons.router import Router
 from lockgate.authserver.keys import SigningKey
 from lockgate.authserver.tokens import issue_access_token
@@ -149,9 +149,9 @@ def _env(tmp_path: Path, kind: str) -> Iterator[Env]:
     cfg = Config()
     oauth = OAuthServer(cfg)
     env = Env(
-        cfg, Router(cfg), oauth, ClientAuth(cfg, oauth), Capabilities(), SigningKey.generate()
+        cfg, Router(cfg), oauth, ClientAuth(cfg, oauth.auth), Capabilities(), SigningKey.generate()
     )
-    oauth._key = env.key
+    oauth.auth._key = env.key
     path = tmp_path / "profile.toml"
     identity = OIDC if kind == "oidc" else ""
     path.write_text(PROFILE.format(kind=kind, identity=identity), encoding="utf-8")

@@ -103,10 +103,11 @@ class Gateway:
     tctx: taddons.context
 
     def hook(self, name: str, f: http.HTTPFlow) -> None:
-        """One mitmproxy hook on every addon, inside the event loop (upstream's timer needs it)."""
+        """One mitmproxy hook on every addon, children after their parent as mitmproxy calls
+        them, inside the event loop (upstream's timer needs it)."""
 
         async def run() -> None:
-            for addon in self.addons:
+            for addon in with_children(self.addons):
                 fn = getattr(addon, name, None)
                 if fn is not None:
                     result = fn(f)
@@ -215,9 +216,16 @@ _ASYNC_WRAPPER_CODE = guarded_async(_async_hook).__code__
 UNGUARDED_BY_DESIGN = {("Upstream", "responseheaders"), ("Upstream", "error")}
 
 
+def with_children(addons: list[Any]) -> Iterator[Any]:
+    """Every addon and, depth first, its child addons (mitmproxy's `addons` attribute)."""
+    for addon in addons:
+        yield addon
+        yield from with_children(getattr(addon, "addons", []))
+
+
 def guarded_hooks() -> list[tuple[str, str]]:
     out = []
-    for addon in pipeline(Config()):
+    for addon in with_children(pipeline(Config())):
         for hook in HOOKS:
             fn = getattr(type(addon), hook, None)
             if fn is not None and (type(addon).__name__, hook) not in UNGUARDED_BY_DESIGN:
@@ -228,7 +236,9 @@ def guarded_hooks() -> list[tuple[str, str]]:
 def test_every_hook_of_the_pipeline_is_guarded() -> None:
     hooks = guarded_hooks()
     assert len(hooks) >= 12
-    for addon in pipeline(Config()):
+    # The OAuth composite's children are hooks too: each must be guarded like its parent.
+    assert {("OIDCCallback", "request"), ("ClientDocuments", "request")} <= set(hooks)
+    for addon in with_children(pipeline(Config())):
         for hook in HOOKS:
             fn = getattr(type(addon), hook, None)
             if fn is None or (type(addon).__name__, hook) in UNGUARDED_BY_DESIGN:
@@ -240,7 +250,7 @@ def test_every_hook_of_the_pipeline_is_guarded() -> None:
 
 def break_body(monkeypatch: pytest.MonkeyPatch, gw: Gateway, addon_name: str, hook: str) -> None:
     """Make the hook's own body raise, keeping its `guarded` wrapper."""
-    addon = next(a for a in gw.addons if type(a).__name__ == addon_name)
+    addon = next(a for a in with_children(gw.addons) if type(a).__name__ == addon_name)
     wrapper = getattr(type(addon), hook)
     cell = next(c for c in wrapper.__closure__ if c.cell_contents is wrapper.__wrapped__)
 

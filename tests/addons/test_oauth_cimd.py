@@ -1,4 +1,4 @@
-"""addons/oauth_cimd.py in-process: the hand-over from OAuthServer, refusals, failing closed.
+"""addons/oauth/documents.py in-process: the hand-over from OAuthServer, refusals, failing closed.
 
 Why it exists: a metadata-document client's request is left unanswered by the synchronous
 OAuthServer hook and answered by the async ClientDocuments child. If that child raised, the
@@ -16,7 +16,7 @@ import pytest
 from mitmproxy import http
 
 from lockgate.addons._flow import state
-from lockgate.addons.oauth_cimd import cimd_client_id
+from lockgate.addons.oauth.documents import cimd_client_id
 from lockgate.authserver.ratelimit import RateLimiter
 from tests.addons.test_oauth_server import Env, _env
 

@@ -1,4 +1,4 @@
-"""addons/oauth_server.py and the kind = "dev" side of addons/client_auth.py, in-process.
+"""addons/oauth/ (the OAuthServer composite) and client_auth.py's kind = "dev" side, in-process.
 
 Why it exists: what the end-to-end test (tests/e2e/test_dev_signin.py) cannot reach from
 outside: tokens signed with the gateway's own key but expired, or for another issuer; the
@@ -21,7 +21,7 @@ from mitmproxy.test import taddons, tflow
 from lockgate.addons._flow import state
 from lockgate.addons.client_auth import ClientAuth, bearer_token
 from lockgate.addons.config import Config
-from lockgate.addons.oauth_server import OAuthServer
+from lockgate.addons.oauth import OAuthServer
 from lockgate.addons.router import Router
 from lockgate.authserver.keys import SigningKey
 from lockgate.authserver.tokens import issue_access_token
@@ -86,8 +86,8 @@ class Env:
 def _env(tmp_path: Path, kind: str) -> Iterator[Env]:
     cfg = Config()
     oauth = OAuthServer(cfg)
-    env = Env(Router(cfg), oauth, ClientAuth(cfg, oauth), SigningKey.generate())
-    oauth._key = env.key
+    env = Env(Router(cfg), oauth, ClientAuth(cfg, oauth.auth), SigningKey.generate())
+    oauth.auth._key = env.key
     path = tmp_path / "profile.toml"
     path.write_text(PROFILE.format(kind=kind), encoding="utf-8")
     with taddons.context(cfg, env.router, oauth, env.auth) as tctx:

@@ -1,4 +1,4 @@
-"""The embedded gateway: a lean mitmproxy master in reverse mode with our pipeline.
+"""The embedded gateway: a lean mitmproxy master in reverse mode with our pipeline (not an addon).
 
 Only the addons that serve traffic are loaded (core, proxyserver, next_layer,
 tlsconfig): mitmproxy's default set costs CPU on every flow, and that CPU is
@@ -22,7 +22,7 @@ from lockgate import paths
 from lockgate.addons import Pipeline
 from lockgate.addons.audit import Audit
 from lockgate.addons.config import Config
-from lockgate.addons.oauth_server import OAuthServer
+from lockgate.addons.oauth import OAuthServer
 from lockgate.addons.upstream import install_error_pages
 from lockgate.audit import log as audit_core
 from lockgate.authserver.keys import default_key_source, load_or_create_signing_key
@@ -129,8 +129,8 @@ class Gateway:
         chain = Pipeline(config)
         audit = next(a for a in chain.addons if isinstance(a, Audit))
         oauth = next(a for a in chain.addons if isinstance(a, OAuthServer))
-        oauth.oidc = provider
-        oauth.oidc_secret = self.oidc_secret
+        oauth.auth.oidc = provider
+        oauth.auth.oidc_secret = self.oidc_secret
         if self.on_event is not None:
             audit.listeners.append(self.on_event)
         master.addons.add(

@@ -1,18 +1,25 @@
-"""What the authorization server's endpoint modules share: headers, pages, redirects, forms.
+"""What the OAuth composite's children share: their narrow context, headers, pages, redirects,
+forms and refusals.
 
-No hooks here; `oauth_server` owns the dispatch and the state, the endpoint modules
-(`oauth_register`, `oauth_authorize`, `oauth_tokens`) answer one concern each.
+No hooks here; the parent (`OAuthServer`, in `__init__`) owns the dispatch, the core
+`AuthServer` owns the state. Each child gets an `OAuthContext`, never the parent: the
+package has no import circle.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from mitmproxy import http
 
-from lockgate.addons._flow import state
+from lockgate.addons._flow import answer, state
+from lockgate.authserver.consent import message_page
+from lockgate.authserver.endpoints import AuthServer
 from lockgate.authserver.requests import OAuthError, single_values
+from lockgate.policy.gateway import GatewayConfig
 
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 # What a browser may do with a page of ours: nothing but show it, never inside a frame.
@@ -59,9 +66,36 @@ def form_params(flow: http.HTTPFlow) -> dict[str, str]:
     return single_values(parse_qs(text, keep_blank_values=True))
 
 
-def add_event(flow: http.HTTPFlow, event: str, **fields: Any) -> None:
-    fields.setdefault("outcome", "success")
-    state(flow).events.append({"event": event, **fields})
+def refuse(flow: http.HTTPFlow, path: str, e: OAuthError) -> None:
+    """An OAuthError as a page (browser endpoints) or a JSON error (the others)."""
+    if path in ("/oauth/authorize", "/oauth/consent"):
+        page(flow, e.status, message_page("lockgate: sign-in refused", e.description))
+    else:
+        answer(
+            flow,
+            e.status,
+            e.body(),
+            outcome="denied",
+            reason=e.description,
+            headers={**NO_STORE, **CORS},
+        )
+    state(flow).outcome = "denied"
+    state(flow).reason = e.description
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthContext:
+    """What an endpoint child may use: the core server, the config, the parent's dispatch
+    (for a child that resolves a request before it is answered) and the consent page's
+    Connect links."""
+
+    auth: AuthServer
+    config: GatewayConfig
+    answer_request: Callable[[http.HTTPFlow], None]
+    connect_link: Callable[[str, str, str | None], str] | None = None
+
+    def event(self, flow: http.HTTPFlow, event: str, **fields: Any) -> None:
+        self.auth.event(state(flow).events, event, **fields)
 
 
 class Redirect:

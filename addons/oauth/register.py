@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mitmproxy import http
 
 from lockgate.addons._flow import answer
-from lockgate.addons.oauth_common import CORS, NO_STORE
+from lockgate.addons.oauth._http import CORS, NO_STORE, OAuthContext
 from lockgate.authserver.ratelimit import RateLimiter, address_block
 from lockgate.authserver.requests import OAuthError, parse_registration
 from lockgate.authserver.store import StoreFull
 
 AUDIT_URI_CHARS = 200  # what the audit keeps of each redirect URI
 
-if TYPE_CHECKING:
-    from lockgate.addons.oauth_server import OAuthServer
-
 
 class Registration:
-    def __init__(self, server: OAuthServer) -> None:
-        self.server = server
+    def __init__(self, ctx: OAuthContext) -> None:
+        self.ctx = ctx
         # Registration writes a row per call: a local page or a runaway client looping on
         # it must not fill the database. Per address block (/24, /64), 20 a minute.
         self.limiter = RateLimiter()
@@ -35,9 +32,7 @@ class Registration:
             description = (
                 f"Too many client registrations from this address block; try again in {retry} s."
             )
-            self.server.event(
-                flow, "auth.client_registered", outcome="denied", reason="rate_limited"
-            )
+            self.ctx.event(flow, "auth.client_registered", outcome="denied", reason="rate_limited")
             answer(
                 flow,
                 429,
@@ -59,7 +54,7 @@ class Registration:
             )
         request = parse_registration(data)
         try:
-            client = self.server.store().register_client(
+            client = self.ctx.auth.store().register_client(
                 redirect_uris=request.redirect_uris,
                 client_name=request.client_name,
                 grant_types=request.grant_types,
@@ -67,14 +62,14 @@ class Registration:
                 metadata={"scope": request.scope} if request.scope else {},
             )
         except StoreFull:
-            self.server.event(flow, "auth.client_registered", outcome="denied", reason="full")
+            self.ctx.event(flow, "auth.client_registered", outcome="denied", reason="full")
             raise OAuthError(
                 "temporarily_unavailable",
                 "The gateway holds as many client registrations as it keeps; "
                 "try again tomorrow, when unused ones have expired.",
                 503,
             ) from None
-        self.server.event(
+        self.ctx.event(
             flow,
             "auth.client_registered",
             client=client.client_id,

@@ -1,4 +1,5 @@
-"""Client ID metadata documents at `/oauth/authorize` and `/oauth/token`.
+"""Client ID metadata documents at `/oauth/authorize` and `/oauth/token` (the metadata
+documents the gateway reads; its own RFC 8414/9728 metadata is `AuthServer.as_metadata`).
 
 When a client_id is an https URL, the document behind it is fetched (under the SSRF rules,
 without blocking the event loop: this is an async hook, a child of `OAuthServer`, which
@@ -17,6 +18,7 @@ from urllib.parse import parse_qs
 from mitmproxy import ctx, http
 
 from lockgate.addons._flow import guarded_async, state
+from lockgate.addons.oauth._http import OAuthContext, refuse
 from lockgate.authserver.cimd import (
     ClientDocument,
     DocumentCache,
@@ -30,8 +32,6 @@ from lockgate.authserver.requests import OAuthError
 
 if TYPE_CHECKING:
     import ssl
-
-    from lockgate.addons.oauth_server import OAuthServer
 
 
 AUTHORIZE, TOKEN = "/oauth/authorize", "/oauth/token"
@@ -75,8 +75,8 @@ class Throttled(OAuthError):
 class ClientDocuments:
     """Resolves metadata document clients before their request is dispatched."""
 
-    def __init__(self, server: OAuthServer) -> None:
-        self.server = server
+    def __init__(self, ctx: OAuthContext) -> None:
+        self.ctx = ctx
         self.cache = DocumentCache()
         # Each cache miss makes the gateway fetch a URL someone else chose: per client
         # address, as many fetches a minute as registrations.
@@ -86,7 +86,7 @@ class ClientDocuments:
     def verify(self) -> ssl.SSLContext:
         """certifi's bundle plus `gateway.upstream_ca`, built once."""
         if self._verify is None:
-            profile = self.server.config.profile
+            profile = self.ctx.config.profile
             ca = profile.gateway.upstream_ca if profile is not None else None
             extra: str | None = None
             if ca is not None:
@@ -102,7 +102,7 @@ class ClientDocuments:
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None or state(flow).route is not None:
             return
-        profile = self.server.config.profile
+        profile = self.ctx.config.profile
         if profile is None or profile.identity.kind == "none":
             return
         client_id = cimd_client_id(flow)
@@ -121,11 +121,11 @@ class ClientDocuments:
                     )
         except OAuthError as e:
             self._refused(flow, path, client_id, e)
-            self.server.refuse(flow, path, e)
+            refuse(flow, path, e)
             if isinstance(e, Throttled) and flow.response is not None:
                 flow.response.headers["retry-after"] = str(e.retry_after)
             return
-        self.server.answer_request(flow)
+        self.ctx.answer_request(flow)
 
     async def resolve(self, flow: http.HTTPFlow, url: str) -> ClientDocument:
         """The client's document, from the cache or fetched; recorded in the store."""
@@ -139,7 +139,7 @@ class ClientDocuments:
         document, ttl = await fetch_document(
             url, verify=self.verify(), allow_loopback=allow_loopback_from_env()
         )
-        store = self.server.store()
+        store = self.ctx.auth.store()
         known = store.get_client(url)
         if known is not None and known.kind != "cimd":
             raise OAuthError("invalid_client", "This client_id is taken by another client.")
@@ -154,7 +154,7 @@ class ClientDocuments:
         )
         self.cache.put(url, document, ttl)
         if known is None:
-            self.server.event(
+            self.ctx.event(
                 flow,
                 "auth.client_registered",
                 client=url,
@@ -164,7 +164,7 @@ class ClientDocuments:
                 host=document.host,
             )
         elif tuple(known.redirect_uris) != document.redirect_uris:
-            self.server.event(
+            self.ctx.event(
                 flow,
                 "auth.client_updated",
                 client=url,
@@ -175,7 +175,7 @@ class ClientDocuments:
 
     def _refused(self, flow: http.HTTPFlow, path: str, client_id: str, e: OAuthError) -> None:
         if path == TOKEN:
-            self.server.event(
+            self.ctx.event(
                 flow,
                 "auth.token_refused",
                 client=client_id,
@@ -184,7 +184,7 @@ class ClientDocuments:
                 detail=e.description,
             )
         else:
-            self.server.event(
+            self.ctx.event(
                 flow,
                 "auth.authorize_refused",
                 client=client_id,
