@@ -237,7 +237,3 @@ def test_public_gateway_answers_only_its_listed_origins(tmp_path: Path) -> None:
         c.request(f)
         assert f.response is not None and f.response.status_code == 204
         assert f.response.headers["access-control-allow-origin"] == "https://mcp.example.com"
-
-
-def test_origin_allowed_without_a_profile_is_false() -> None:
-    assert not Config().origin_allowed(INSPECTOR)
