@@ -48,9 +48,9 @@ def bearer_token(header: str | None) -> str | None:
 
 
 class ClientAuth:
-    def __init__(self, config: GatewayConfig, oauth: AuthServer | None = None) -> None:
+    def __init__(self, config: GatewayConfig, auth: AuthServer | None = None) -> None:
         self.config = config
-        self.oauth = oauth
+        self.auth = auth
         self.local_user = _local_user()
         # Per route: its compiled access rules, rebuilt when the profile's route changes.
         self._access: dict[str, tuple[Route, RouteAccess]] = {}
@@ -115,7 +115,7 @@ class ClientAuth:
             who,
             access,
             access.policy_for(who),
-            None if kind == "none" or self.oauth is None else self._metadata_url(route),
+            None if kind == "none" or self.auth is None else self._metadata_url(route),
         )
         st.access = fa
         missing = missing_scopes(access.scopes, who)
@@ -129,8 +129,8 @@ class ClientAuth:
         self, flow: http.HTTPFlow, route: Route, presented: str | None
     ) -> AccessClaims | None:
         """The token's claims, or None after answering 401."""
-        if self.oauth is None:
-            raise RuntimeError("identity kinds 'dev' and 'oidc' need the OAuth server addon")
+        if self.auth is None:
+            raise RuntimeError("identity kinds 'dev' and 'oidc' need the authorization server")
         challenge = f'Bearer resource_metadata="{self.config.resource_metadata_url(route.name)}"'
         scopes = self.route_access(route).scopes
         if scopes:
@@ -153,13 +153,13 @@ class ClientAuth:
                 raise TokenError("malformed")
             claims = verify_access_token(
                 token,
-                keys=self.oauth.signing_key(),
+                keys=self.auth.signing_key(),
                 audience=self.config.route_url(route.name),
-                issuer=self.oauth.issuer,
+                issuer=self.auth.issuer,
             )
             if claims.rid is None or not hmac.compare_digest(claims.rid, route.identity):
                 raise TokenError("wrong_route")  # the route points elsewhere now
-            if claims.gid is not None and self.oauth.grant_revoked(claims.gid):
+            if claims.gid is not None and self.auth.grant_revoked(claims.gid):
                 raise TokenError("grant_revoked")
         except TokenError as e:
             self._refuse(
