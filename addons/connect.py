@@ -1,8 +1,9 @@
 """`/connect/<upstream>` on the gateway: adapts flows to `lockgate.upstream.connect.ConnectService`.
 
-For the consent page: `Connect.connection_state(upstream, user)` says whether a user is
-connected, and `Connect.connect_link(upstream, user, return_to)` is the URL of its Connect
-button.
+For the consent page: `Connect.connect_link(upstream, user, return_to)` is the URL of its
+Connect button (the pipeline hands the bound method to the OAuth composite's context: no
+addon imports another), and `Connect.connection_state(upstream, user)` says whether a user
+is connected.
 """
 
 from __future__ import annotations
