@@ -2,15 +2,10 @@
 
 For the consent page: `Connect.connect_link(upstream, user, return_to)` is the URL of its
 Connect button (the pipeline hands the bound method to the OAuth composite's context: no
-addon imports another), and `Connect.connection_state(upstream, user)` says whether a user
-is connected.
+addon imports another); whether a user is connected is `lockgate.upstream.state.user_state`.
 """
 
 from __future__ import annotations
-
-import secrets
-import threading
-import time
 
 from mitmproxy import http
 
@@ -22,11 +17,10 @@ from lockgate.profile.model import Profile
 from lockgate.upstream.connect import (
     TICKET_TTL,
     ConnectService,
-    State,
     connect_url,
-    connection_state,
     is_connect_path,
 )
+from lockgate.util.expiring import ExpiringMap
 
 
 class Connect:
@@ -36,8 +30,10 @@ class Connect:
         self.config = config
         self.sessions = sessions  # the gateway's browser sessions: kind "oidc" users
         self.service = ConnectService(self._profile, lambda: self.config.base_url, self._user_of)
-        self._tickets: dict[str, tuple[str, str, float]] = {}
-        self._lock = threading.Lock()
+        # A ticket stands for one user and one upstream, once, for a few minutes.
+        self._tickets: ExpiringMap[tuple[str, str]] = ExpiringMap(
+            ttl=TICKET_TTL, max_total=None, key_bytes=24
+        )
 
     def _profile(self) -> Profile:
         profile = self.config.profile
@@ -50,20 +46,11 @@ class Connect:
         and does not reach /connect/), and the page to come back to."""
         from urllib.parse import urlencode
 
-        ticket = secrets.token_urlsafe(24)
-        now = time.time()
-        with self._lock:
-            for key in [k for k, (_, _, exp) in self._tickets.items() if exp <= now]:
-                del self._tickets[key]
-            self._tickets[ticket] = (user, upstream, now + TICKET_TTL)
+        ticket = self._tickets.add((user, upstream))
         params = {"ticket": ticket}
         if return_to is not None:
             params["return"] = return_to
         return f"{connect_url(self.config.base_url, upstream)}?{urlencode(params)}"
-
-    def connection_state(self, upstream: str, user: str) -> State:
-        """See the module's `connection_state` (blocking: a keyring read)."""
-        return connection_state(self._profile(), upstream, user)
 
     def _user_of(self, upstream: str, cookie: str | None, params: dict[str, str]) -> str | None:
         kind = self._profile().identity.kind
@@ -71,12 +58,8 @@ class Connect:
             return local_user()
         ticket = params.get("ticket")
         if ticket:
-            with self._lock:
-                entry = self._tickets.pop(ticket, None)
-            # A ticket stands for one user and one upstream, once, for a few minutes.
-            if entry is not None and entry[1] == upstream and entry[2] > time.time():
-                return entry[0]
-            return None
+            entry = self._tickets.take(ticket)
+            return entry[0] if entry is not None and entry[1] == upstream else None
         if self.sessions is None:
             return None
         claims = self.sessions.get(cookie_value(cookie))

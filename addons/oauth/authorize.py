@@ -27,7 +27,6 @@ from lockgate.authserver.consent import (
 )
 from lockgate.authserver.endpoints import RedirectRefusal
 from lockgate.authserver.requests import OAuthError
-from lockgate.errors import KeyringUnavailable, SecretMissing
 from lockgate.identity.browser import (
     LOGIN_COOKIE,
     LOGIN_TTL,
@@ -40,8 +39,7 @@ from lockgate.identity.claims import UserClaims
 from lockgate.identity.refresh import ProviderUnavailable, SessionEnded
 from lockgate.net.oauth_client import authorization_url
 from lockgate.profile.model import is_loopback_host
-from lockgate.upstream import secrets
-from lockgate.upstream.connect import connection_state
+from lockgate.upstream.state import user_state
 
 CLI_COOKIE = "lockgate_cli"  # carries the secret `lockgate login` left in the user's keyring
 
@@ -243,30 +241,22 @@ class Authorization:
         self._drop_consent_cookie(flow, request_id)
 
     def upstream_row(self, route: str, user: str, *, return_to: str | None) -> UpstreamRow | None:
-        """What the consent page says about the route's upstream. A keyring read (a few ms,
-        on an interactive page); a keyring that cannot be read is shown, not raised."""
+        """What the consent page says about the route's upstream: its `CredentialState` for
+        this user (`lockgate.upstream.state`, the words `lockgate servers` uses), with a
+        Connect button when it needs connecting. A keyring read (a few ms, on an interactive
+        page); a keyring that cannot be read is shown, not raised."""
         profile = self.ctx.config.profile
         section = profile.routes.get(route) if profile is not None else None
         if profile is None or section is None:
             return None
         name = section.upstream
-        auth = profile.upstreams[name].auth
-        if auth == "none":
-            return UpstreamRow(name, "no credential needed")
-        if auth == "header":
-            try:
-                held = secrets.has_secret(name)
-            except (KeyringUnavailable, SecretMissing):
-                held = False
-            state_ = "secret set" if held else f"secret missing (run lockgate secret set {name})"
-            return UpstreamRow(name, state_)
-        if self.ctx.connect_link is None:
-            return UpstreamRow(name, "needs connect")
-        state_ = connection_state(profile, name, user)
-        if state_ == "connected":
-            return UpstreamRow(name, "connected")
-        link = self.ctx.connect_link(name, user, return_to)
-        return UpstreamRow(name, state_, link, new_tab=return_to is None)
+        held = user_state(profile, name, user)
+        if held.kind == "needs_connect" and self.ctx.connect_link is not None:
+            link = self.ctx.connect_link(name, user, return_to)
+            return UpstreamRow(name, held.text, link, new_tab=return_to is None)
+        if held.kind == "secret_missing" and held.fix:
+            return UpstreamRow(name, f"{held.text} (run {held.fix})")
+        return UpstreamRow(name, held.text)
 
     def _drop_consent_cookie(self, flow: http.HTTPFlow, request_id: str) -> None:
         """The form is answered: its cookie is of no further use to the browser."""

@@ -16,8 +16,6 @@ import threading
 import time
 from typing import Any
 
-from joserfc.jwk import KeySet
-
 from lockgate.authserver.codes import CodeStore
 from lockgate.authserver.consent import PendingAuthorizations
 from lockgate.authserver.keys import SigningKey, default_key_source, load_or_create_signing_key
@@ -29,8 +27,7 @@ from lockgate.identity.provider import (
     OIDCError,
     Provider,
     exchange_code,
-    fetch_keys,
-    validate_id_token,
+    verify_id_token,
 )
 from lockgate.identity.refresh import IdpClient, SessionKeeper, session_for
 from lockgate.policy.access import scopes_supported
@@ -288,23 +285,14 @@ class AuthServer:
                 client_secret=self.oidc_secret,
             )
 
-            def check(keys: KeySet) -> UserClaims:
-                return validate_id_token(
-                    body["id_token"],
-                    keys,
-                    issuer=provider.metadata.issuer,
-                    client_id=identity.client_id or "",
-                    nonce=login.nonce,
-                    groups_claim=identity.groups_claim,
-                    roles_claim=identity.roles_claim,
-                )
-
-            try:
-                user = check(provider.keys)
-            except OIDCError:
-                # The provider may have rotated its keys: fetch them once, then decide.
-                provider.keys = await fetch_keys(provider.metadata)
-                user = check(provider.keys)
+            user = await verify_id_token(
+                provider,
+                body["id_token"],
+                client_id=identity.client_id or "",
+                nonce=login.nonce,
+                groups_claim=identity.groups_claim,
+                roles_claim=identity.roles_claim,
+            )
         except OIDCError as e:
             self.event(events, "auth.login", outcome="denied", reason=e.message)
             raise OAuthError("access_denied", f"{e.message}; sign in again.", 403) from None

@@ -11,8 +11,7 @@ gateway has an https public URL and the upstream's server supports them, is serv
 
 Free of mitmproxy, so `lockgate connect` serves the same two URLs itself when no gateway
 is running without loading the proxy (the `Connect` addon adapts flows to it).
-`connection_state(profile, upstream, user)` says whether a user is connected, in the words of
-`lockgate.upstream.state` (whose `user_state` the consent page should read directly).
+Whether a user is connected is `lockgate.upstream.state.user_state` (the one vocabulary).
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import anyio.to_thread
@@ -39,7 +38,6 @@ from lockgate.upstream import tokens as upstream_tokens
 from lockgate.upstream._errors import UpstreamOAuthError
 from lockgate.upstream.oauth import PendingConnects
 from lockgate.upstream.registration import METADATA_DOCUMENT_PATH, UpstreamClient
-from lockgate.upstream.state import StateKind, user_state
 
 logger = logging.getLogger("lockgate")
 
@@ -59,13 +57,6 @@ PAGE_HEADERS = {
     "pragma": "no-cache",
 }
 
-State = Literal["connected", "needs connect", "keyring unavailable", "not oauth"]
-# An oauth upstream's CredentialState kind, as the consent page's words (what State says).
-_STATE_OF: dict[StateKind, State] = {
-    "connected": "connected",
-    "keyring_unavailable": "keyring unavailable",
-}
-
 
 def is_connect_path(path: str) -> bool:
     """Paths this addon answers (the router leaves them to it)."""
@@ -80,19 +71,6 @@ def connect_url(base_url: str, upstream: str) -> str:
 def callback_url(base_url: str, upstream: str) -> str:
     """The redirect URI registered at the upstream: always the gateway's own."""
     return f"{connect_url(base_url, upstream)}/callback"
-
-
-def connection_state(profile: Profile, upstream: str, user: str) -> State:
-    """What the consent page shows for one oauth upstream: `lockgate.upstream.state.user_state`
-    in the page's words (every state that is neither connected nor a keyring problem is
-    "needs connect"). Reads the keyring, never a token.
-
-    Blocking (a keyring round trip): call it off the event loop.
-    """
-    section = profile.upstreams.get(upstream)
-    if section is None or section.auth != "oauth":
-        return "not oauth"
-    return _STATE_OF.get(user_state(profile, upstream, user).kind, "needs connect")
 
 
 # --- the flow, free of mitmproxy -------------------------------------------------------------

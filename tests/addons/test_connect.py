@@ -27,9 +27,10 @@ from mitmproxy.test import taddons, tflow
 
 from lockgate.addons._flow import state
 from lockgate.addons.config import Config
-from lockgate.addons.connect import Connect, connection_state
+from lockgate.addons.connect import Connect
 from lockgate.identity.claims import local_user
 from lockgate.upstream import tokens as upstream_tokens
+from lockgate.upstream.state import user_state
 from tests.addons.test_credentials import MemoryKeyring
 from tests.core.upstream.test_upstream_oauth import docs_server
 from tests.support import keyring_env
@@ -257,11 +258,12 @@ def test_the_client_id_metadata_document_with_an_https_public_url(
 
 def test_connection_state_for_the_consent_page(tmp_path: Path, memory: MemoryKeyring) -> None:
     with gateway(tmp_path, {"up": "http://127.0.0.1:9/mcp"}) as (connect, _):
-        assert connect.connection_state("up", "alice") == "needs connect"
-        assert connect.connection_state("plain", "alice") == "not oauth"
-        memory.set_password("lockgate", "oauth:up:alice", "{}")
-        assert connect.connection_state("up", "alice") == "connected"
         profile = connect.config.profile
         assert profile is not None
+        assert user_state(profile, "up", "alice").kind == "needs_connect"
+        assert user_state(profile, "plain", "alice").kind == "none_needed"
+        memory.set_password("lockgate", "oauth:up:alice", "{}")
+        assert user_state(profile, "up", "alice").kind == "connected"
+        assert user_state(profile, "up", "bob").kind == "needs_connect"  # per user
         for _ in keyring_env.forced_keyring(keyring.backends.fail.Keyring()):
-            assert connection_state(profile, "up", "alice") == "keyring unavailable"
+            assert user_state(profile, "up", "alice").kind == "keyring_unavailable"
