@@ -14,11 +14,12 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from lockgate.cli._options import ProfileOption
 from lockgate.cli.views import console
 from lockgate.clients import registry as core
 from lockgate.clients.install import apply_install, plan_install
 from lockgate.errors import LockgateError
-from lockgate.profile.model import Profile, load_profile
+from lockgate.profile.model import Profile, active_profile_path, load_profile
 
 app = typer.Typer(
     help=(
@@ -35,9 +36,6 @@ CLIENT = typer.Argument(
 ROUTE = typer.Option(
     None, "--route", "-r", help="Only this route (default: every route of the profile)."
 )
-PROFILE = typer.Option(
-    None, "--profile", "-p", help="The profile whose routes to use (default: $LOCKGATE_PROFILE)."
-)
 BASE_URL = typer.Option(
     None,
     "--base-url",
@@ -49,9 +47,7 @@ NAME = typer.Option(
 
 
 def _profile(path: Path | None) -> Profile:
-    from lockgate.cli.up import default_profile
-
-    return load_profile(path or default_profile())
+    return load_profile(active_profile_path(path))
 
 
 def route_entries(
@@ -165,7 +161,7 @@ def list_clients() -> None:
 def show(
     client: str = CLIENT,
     route: str | None = ROUTE,
-    profile: Path | None = PROFILE,
+    profile: ProfileOption = None,
     name: str | None = NAME,
     base_url: str | None = BASE_URL,
 ) -> None:
@@ -191,7 +187,7 @@ def install(
     force: bool = typer.Option(
         False, "--force", help="Replace an entry of the same name that points elsewhere."
     ),
-    profile: Path | None = PROFILE,
+    profile: ProfileOption = None,
     name: str | None = NAME,
     base_url: str | None = BASE_URL,
 ) -> None:

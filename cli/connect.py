@@ -26,25 +26,22 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from lockgate.audit.log import AuditLog
-from lockgate.cli.up import default_profile
+from lockgate.cli._options import ProfileOption
 from lockgate.cli.views import console
 from lockgate.errors import GatewayError, LockgateError, SecretMissing
 from lockgate.identity.claims import UserClaims, local_user
 from lockgate.identity.session import cli_user
 from lockgate.paths import audit_log_path
-from lockgate.profile.model import Profile, load_profile, split_listen
+from lockgate.profile.model import Profile, active_profile_path, load_profile, split_listen
 from lockgate.upstream import tokens as upstream_tokens
 from lockgate.upstream.connect import ConnectService, connect_url
 
 UPSTREAM = typer.Argument(..., help="The upstream's name, as in the profile's upstreams.NAME.")
-PROFILE = typer.Option(
-    None, "--profile", "-p", help="The profile (default: $LOCKGATE_PROFILE or the installed one)."
-)
 POLL_SECONDS = 0.5
 
 
 def _oauth_profile(profile_path: Path | None, upstream: str) -> Profile:
-    profile = load_profile(profile_path or default_profile())
+    profile = load_profile(active_profile_path(profile_path))
     section = profile.upstreams.get(upstream)
     if section is None:
         known = ", ".join(sorted(profile.upstreams)) or "none"
@@ -97,7 +94,7 @@ def _obtained(upstream: str, user: str) -> float | None:
 
 def connect(
     upstream: str = UPSTREAM,
-    profile: Path | None = PROFILE,
+    profile: ProfileOption = None,
     no_browser: bool = typer.Option(
         False, "--no-browser", help="Print the URL to open instead of opening a browser."
     ),
@@ -234,7 +231,7 @@ def _record(events: list[dict[str, object]]) -> None:
 
 def disconnect(
     upstream: str = UPSTREAM,
-    profile: Path | None = PROFILE,
+    profile: ProfileOption = None,
     user: str | None = typer.Option(
         None, "--user", help="Whose tokens (default: you; kind oidc: the user's sub)."
     ),

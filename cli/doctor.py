@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,6 +13,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from lockgate.cli._options import ProfileOption
 from lockgate.cli.views import console
 from lockgate.ops import doctor as core
 from lockgate.ops.checks import DEFAULT_TIMEOUT, CheckResult
@@ -74,12 +74,7 @@ def run_with_display(out: Console, checks: Sequence[core.Check]) -> list[CheckRe
 
 
 def doctor(
-    profile: Annotated[
-        Path | None,
-        typer.Option(
-            "--profile", "-p", help="The profile to check (default: the one `lockgate up` serves)."
-        ),
-    ] = None,
+    profile: ProfileOption = None,
     listen: Annotated[
         str | None,
         typer.Option("--listen", help="Check this host:port instead of the profile's listen."),

@@ -15,25 +15,18 @@ from rich.console import Console
 
 from lockgate.audit import log as audit
 from lockgate.cli import views
-from lockgate.cli.up import default_profile
+from lockgate.cli._options import ProfileOption
 from lockgate.errors import LockgateError
 from lockgate.identity import cli_login, refresh
 from lockgate.identity import session as core
 from lockgate.identity.claims import local_user
 from lockgate.identity.provider import OIDCError, Provider, discover
 from lockgate.paths import audit_log_path
-from lockgate.profile.model import IdentitySection, load_profile
-
-PROFILE = typer.Option(
-    None,
-    "--profile",
-    "-p",
-    help="The profile whose identity provider to use (default: $LOCKGATE_PROFILE).",
-)
+from lockgate.profile.model import IdentitySection, active_profile_path, load_profile
 
 
 def _identity(profile: Path | None) -> IdentitySection:
-    return load_profile(profile or default_profile()).identity
+    return load_profile(active_profile_path(profile)).identity
 
 
 def _issuer(identity: IdentitySection) -> str:
@@ -67,7 +60,7 @@ def _local(out: Console, identity: IdentitySection, verb: str) -> None:
 
 
 def login(
-    profile: Path | None = PROFILE,
+    profile: ProfileOption = None,
     device: bool = typer.Option(
         False, "--device", help="Sign in with a code on another device (RFC 8628)."
     ),
@@ -144,7 +137,7 @@ def _event(name: str, identity: IdentitySection, **fields: Any) -> dict[str, Any
     return {"event": name, "issuer": _issuer(identity), **fields}
 
 
-def logout(profile: Path | None = PROFILE) -> None:
+def logout(profile: ProfileOption = None) -> None:
     """End your session with the identity provider and forget it in the keyring.
 
     Example: lockgate logout
@@ -176,7 +169,7 @@ def logout(profile: Path | None = PROFILE) -> None:
 
 
 def whoami(
-    profile: Path | None = PROFILE,
+    profile: ProfileOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Show who you are signed in as, and whether the provider still honours the session.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from lockgate.cli._options import ProfileOption
 from lockgate.cli.views import console
 from lockgate.profile.model import Profile, active_profile_path, load_profile
 from lockgate.upstream.catalog import ServerEntry, catalog
@@ -86,12 +86,7 @@ def print_servers(con: Console, entries: Sequence[ServerEntry], header: str | No
 
 
 def servers(
-    profile: Annotated[
-        Path | None,
-        typer.Option(
-            "--profile", "-p", help="The profile to list (default: the one `lockgate up` serves)."
-        ),
-    ] = None,
+    profile: ProfileOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON list instead of a table.")
     ] = False,

@@ -12,15 +12,11 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from lockgate.cli import views
+from lockgate.cli._options import ProfileOption
 from lockgate.profile.model import active_profile_path
 
 if TYPE_CHECKING:  # mitmproxy takes seconds to import: only the commands that serve pay
     from lockgate.addons.gateway import Gateway
-
-
-def default_profile() -> Path:
-    """The profile to serve when none is given (`lockgate.profile.model.active_profile_path`)."""
-    return active_profile_path()
 
 
 def serve(
@@ -51,9 +47,7 @@ def serve(
 
 
 def up(
-    profile: Path | None = typer.Option(
-        None, "--profile", "-p", help="The profile to serve (default: $LOCKGATE_PROFILE)."
-    ),
+    profile: ProfileOption = None,
     listen: str | None = typer.Option(
         None, "--listen", help="host:port to listen on, overriding the profile (port 0: any free)."
     ),
@@ -64,7 +58,7 @@ def up(
 
     Example: lockgate up --profile profiles/demo.toml
     """
-    path = profile or default_profile()
+    path = active_profile_path(profile)
     out = views.console()
     from lockgate.cli.views.watch_app import GatewayView
 
