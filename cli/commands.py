@@ -6,7 +6,8 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from lockgate.cli import audit, connect, demo, profile, secret, up
+    from lockgate.cli import audit, connect, profile, secret, up
+    from lockgate.cli.demo import command as demo
 
     app.command("up")(up.up)
     app.command("demo")(demo.demo)

@@ -38,7 +38,7 @@ from lockgate.profile.model import demo_profile_path
 
 if TYPE_CHECKING:  # mitmproxy and the SDK take seconds to import: only when the demo runs
     from lockgate.addons.gateway import Gateway
-    from lockgate.cli.headless_oauth import MemoryStorage
+    from lockgate.cli.demo.headless_oauth import MemoryStorage
 
 FULL, READONLY = "notes", "notes-readonly"
 
@@ -141,7 +141,7 @@ def demo(
     Example: lockgate demo            (then connect a client to the printed URL)
     Example: lockgate demo --check    (a self-test that exits 0 or 1)
     """
-    from lockgate.cli.demo_server import BackgroundServer, build_app  # the SDK: only for the demo
+    from lockgate.cli.demo.server import BackgroundServer, build_app  # the SDK: only for the demo
 
     out = views.console()
     with BackgroundServer(build_app()) as upstream:
@@ -264,7 +264,7 @@ def _verify_cut_copy(log: Path) -> audit_verify.VerifyResult:
 async def _drive(gw: Gateway, report: _Report) -> None:
     import httpx
 
-    from lockgate.cli.headless_oauth import MemoryStorage, approve_consent, signed_in_client
+    from lockgate.cli.demo.headless_oauth import MemoryStorage, approve_consent, signed_in_client
 
     async def cookieless_post(url: str, form: dict[str, str]) -> None:
         """Another local process submits the form it read, with the right Origin: no cookie."""
