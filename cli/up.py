@@ -11,9 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from lockgate.cli import views
 from lockgate.cli._options import ProfileOption
-from lockgate.profile.model import active_profile_path
 
 if TYPE_CHECKING:  # mitmproxy takes seconds to import: only the commands that serve pay
     from lockgate.addons.gateway import Gateway
@@ -58,6 +56,9 @@ def up(
 
     Example: lockgate up --profile profiles/demo.toml
     """
+    from lockgate.cli import views
+    from lockgate.profile.model import active_profile_path
+
     path = active_profile_path(profile)
     out = views.console()
     from lockgate.cli.views.watch_app import GatewayView
