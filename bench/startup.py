@@ -7,7 +7,7 @@ numbers include the interpreter's own start (shown as `python -c pass`).
 
     uv run python bench/startup.py            # 7 runs per command
     uv run python bench/startup.py -n 3       # quicker
-    uv run python bench/startup.py --json     # one JSON object: command -> median seconds
+    uv run python bench/startup.py --json     # one JSON object: command -> wall, cpu
 
 `servers --json` runs on the shipped demo profile with an in-memory keyring key source, so it
 needs no OS keyring. To see what a command pays for: `python -X importtime -m lockgate.cli
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -52,14 +53,21 @@ COMMANDS: list[list[str]] = [
 ]
 
 
-def _once(argv: list[str], env: dict[str, str]) -> float:
+def _once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one run; CPU time barely moves when other
+    processes load the machine, wall time does."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(argv, env=env, capture_output=True, check=False, timeout=60)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
-def measure(runs: int) -> dict[str, float]:
-    """The median seconds per command (and of a bare interpreter, the floor)."""
+def measure(runs: int) -> dict[str, tuple[float, float]]:
+    """The median wall and CPU seconds per command (and of a bare interpreter, the floor).
+    The commands take turns, round after round, so background load hits them alike."""
     with tempfile.TemporaryDirectory(prefix="lockgate-startup-") as home:
         env = {
             **os.environ,
@@ -75,9 +83,16 @@ def measure(runs: int) -> dict[str, float]:
             shown = " ".join(a if a != str(DEMO) else "profiles/demo.toml" for a in args)
             results[f"lockgate {shown}"] = [sys.executable, "-m", "lockgate.cli", *args]
         _once(results["lockgate --help"], env)  # warm the file cache and .pyc files
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in results}
+        for _ in range(runs):
+            for name, argv in results.items():
+                times[name].append(_once(argv, env))
         return {
-            name: statistics.median(_once(argv, env) for _ in range(runs))
-            for name, argv in results.items()
+            name: (
+                statistics.median(w for w, _ in runs_),
+                statistics.median(c for _, c in runs_),
+            )
+            for name, runs_ in times.items()
         }
 
 
@@ -88,12 +103,13 @@ def main() -> None:
     args = parser.parse_args()
     medians = measure(max(1, min(args.runs, 50)))
     if args.json:
-        print(json.dumps({k: round(v, 3) for k, v in medians.items()}, indent=2))
+        doc = {k: {"wall": round(w, 3), "cpu": round(c, 3)} for k, (w, c) in medians.items()}
+        print(json.dumps(doc, indent=2))
         return
     width = max(map(len, medians))
-    print(f"median of {args.runs} runs each")
-    for name, seconds in medians.items():
-        print(f"  {name:<{width}}  {seconds:6.3f} s")
+    print(f"median of {args.runs} runs each: wall and CPU (user + system) seconds")
+    for name, (wall, cpu) in medians.items():
+        print(f"  {name:<{width}}  {wall:6.3f}  {cpu:6.3f}")
 
 
 if __name__ == "__main__":
