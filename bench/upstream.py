@@ -25,7 +25,7 @@ import uvicorn
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from lockgate.cli.demo_server import MCP_PATH, build_app, build_many_tools_app, build_server
+from lockgate.cli.demo.server import MCP_PATH, build_app, build_many_tools_app, build_server
 
 
 def make_app(kind: str):  # type: ignore[no-untyped-def]

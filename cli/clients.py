@@ -10,15 +10,15 @@ import difflib
 import shlex
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 
-from lockgate.cli.views import console
-from lockgate.clients import registry as core
-from lockgate.clients.install import apply_install, plan_install
-from lockgate.errors import LockgateError
-from lockgate.profile.model import Profile, load_profile
+from lockgate.cli._options import ProfileOption
+
+if TYPE_CHECKING:  # pydantic and rich load when a command runs, not for --help
+    from lockgate.cli.views import Console
+    from lockgate.profile.model import Profile
 
 app = typer.Typer(
     help=(
@@ -35,9 +35,6 @@ CLIENT = typer.Argument(
 ROUTE = typer.Option(
     None, "--route", "-r", help="Only this route (default: every route of the profile)."
 )
-PROFILE = typer.Option(
-    None, "--profile", "-p", help="The profile whose routes to use (default: $LOCKGATE_PROFILE)."
-)
 BASE_URL = typer.Option(
     None,
     "--base-url",
@@ -49,9 +46,9 @@ NAME = typer.Option(
 
 
 def _profile(path: Path | None) -> Profile:
-    from lockgate.cli.up import default_profile
+    from lockgate.profile.model import active_profile_path, load_profile
 
-    return load_profile(path or default_profile())
+    return load_profile(active_profile_path(path))
 
 
 def route_entries(
@@ -61,6 +58,9 @@ def route_entries(
 
     `base` is the gateway's base URL when it is not the profile's (`up --listen`, the demo).
     """
+    from lockgate.clients import registry as core
+    from lockgate.errors import LockgateError
+
     if route is not None and route not in profile.routes:
         known = ", ".join(sorted(profile.routes))
         raise LockgateError(f"The profile has no route {route!r}", f"use one of: {known}")
@@ -76,33 +76,6 @@ def _flags(profile_path: Path | None, base: str | None) -> str:
     return extra + (f" --base-url {shlex.quote(base)}" if base else "")
 
 
-def print_snippets(
-    out: Console, client: core.ClientApp, entries: list[tuple[str, str, str]], flags: str = ""
-) -> None:
-    """The exact entry (and for Claude Code the command) for each route."""
-    path = core.config_path(client)
-    for route, name, url in entries:
-        snip = core.snippet(client, route, url, name)
-        out.print(
-            f"{client.name} · route {route} → {url}", style="bold", soft_wrap=True, markup=False
-        )
-        if snip.command:
-            out.print("  Run:", soft_wrap=True)
-            out.print(f"    {shlex.join(snip.command)}", soft_wrap=True, markup=False)
-            out.print(f"  or merge into {path}:", soft_wrap=True, markup=False)
-        else:
-            out.print(f"  Merge into {path}:", soft_wrap=True, markup=False)
-        for line in snip.document.splitlines():
-            out.print(f"    {line}", soft_wrap=True, markup=False)
-        out.print(
-            f"  or let lockgate do it: lockgate clients install {client.id} --route {route}{flags}",
-            soft_wrap=True,
-            markup=False,
-        )
-        out.print()
-    out.print(f"Note: {client.note}.", style="dim", soft_wrap=True)
-
-
 def connect_help(
     out: Console,
     profile: Profile,
@@ -116,25 +89,11 @@ def connect_help(
     `profile_path` and `base` are repeated in the printed commands when the running gateway
     uses a profile or address that `lockgate clients` would not find by itself.
     """
+    from lockgate.cli.views import clients as view
+
     differs = base is not None and base.rstrip("/") != profile.base_url()
     extra = _flags(profile_path, base if differs else None)
-    for r, name, url in route_entries(profile, route, base=base):
-        out.print(
-            f"Connect a client to route {r} ({url}):", style="bold", soft_wrap=True, markup=False
-        )
-        for client in core.CLIENTS.values():
-            out.print(
-                f"  {client.name:<15} lockgate clients install {client.id} --route {r}{extra}",
-                soft_wrap=True,
-                markup=False,
-            )
-        code = shlex.join(core.claude_add_command(name, url))
-        out.print(f"  {'or Claude Code':<15} {code}", soft_wrap=True, markup=False)
-        out.print(
-            f"  {'(see them all)':<15} lockgate clients show CLIENT --route {r}{extra}",
-            soft_wrap=True,
-            markup=False,
-        )
+    view.print_connect_help(out, route_entries(profile, route, base=base), extra)
 
 
 @app.command("list")
@@ -143,20 +102,11 @@ def list_clients() -> None:
 
     Example: lockgate clients list
     """
-    out = console()
-    from rich.table import Table
+    from lockgate.cli.views import clients as view
+    from lockgate.cli.views import console
 
-    table = Table(box=None, pad_edge=False)
-    table.add_column("client")
-    table.add_column("name")
-    table.add_column("connects")
-    table.add_column("config file", overflow="fold")
-    table.add_column("exists")
-    for client in core.CLIENTS.values():
-        path = core.config_path(client)
-        how = "native http" if client.native_http else "mcp-remote bridge"
-        table.add_row(client.id, client.name, how, str(path), "yes" if path.exists() else "no")
-    out.print(table)
+    out = console()
+    out.print(view.clients_table())
     if shutil.which("claude"):
         out.print("The claude command is on PATH: `clients show claude-code` prints its command.")
 
@@ -165,7 +115,7 @@ def list_clients() -> None:
 def show(
     client: str = CLIENT,
     route: str | None = ROUTE,
-    profile: Path | None = PROFILE,
+    profile: ProfileOption = None,
     name: str | None = NAME,
     base_url: str | None = BASE_URL,
 ) -> None:
@@ -173,9 +123,13 @@ def show(
 
     Example: lockgate clients show claude-code --route notes
     """
+    from lockgate.cli.views import clients as view
+    from lockgate.cli.views import console
+    from lockgate.clients import registry as core
+
     c = core.get_client(client)
     entries = route_entries(_profile(profile), route, name, base_url)
-    print_snippets(console(), c, entries, _flags(profile, base_url))
+    view.print_snippets(console(), c, entries, _flags(profile, base_url))
 
 
 @app.command("install")
@@ -191,7 +145,7 @@ def install(
     force: bool = typer.Option(
         False, "--force", help="Replace an entry of the same name that points elsewhere."
     ),
-    profile: Path | None = PROFILE,
+    profile: ProfileOption = None,
     name: str | None = NAME,
     base_url: str | None = BASE_URL,
 ) -> None:
@@ -207,6 +161,11 @@ def install(
 
     Example: lockgate clients install cursor --route notes --dry-run
     """
+    from lockgate.cli.views import clients as view
+    from lockgate.cli.views import console
+    from lockgate.clients import registry as core
+    from lockgate.clients.install import apply_install, plan_install
+
     c = core.get_client(client)
     prof = _profile(profile)
     entries = route_entries(prof, route, name, base_url)
@@ -215,14 +174,7 @@ def install(
     out = console()
     out.print(f"{c.name}: {path}", style="bold", soft_wrap=True, markup=False)
     urls = {n: url for _, n, url in entries}
-    for entry, status in plan.results:
-        style = {"added": "green", "replaced": "yellow"}.get(status, "dim")
-        word: str = "already installed" if status == "unchanged" else status
-        if dry_run and status != "unchanged":
-            word = f"would be {status}"
-        out.print(
-            f"  {word:<17} {entry} → {urls[entry]}", style=style, soft_wrap=True, markup=False
-        )
+    view.print_plan(out, plan.results, urls, dry_run)
     if not plan.changed:
         out.print("Nothing to change: the file has these entries already.")
         return

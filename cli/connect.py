@@ -15,36 +15,27 @@ import asyncio
 import time
 import webbrowser
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 import typer
-import uvicorn
-from rich.console import Console
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from lockgate.audit.log import AuditLog
-from lockgate.cli.up import default_profile
-from lockgate.cli.views import console
-from lockgate.errors import GatewayError, LockgateError, SecretMissing
-from lockgate.identity.claims import UserClaims, local_user
-from lockgate.identity.session import cli_user
-from lockgate.paths import audit_log_path
-from lockgate.profile.model import Profile, load_profile, split_listen
-from lockgate.upstream import tokens as upstream_tokens
-from lockgate.upstream.connect import ConnectService, connect_url
+from lockgate.cli._options import ProfileOption
+
+if TYPE_CHECKING:  # httpx, uvicorn and the OAuth modules load when a command runs, not for --help
+    from lockgate.cli.views import Console
+    from lockgate.errors import LockgateError
+    from lockgate.identity.claims import UserClaims
+    from lockgate.profile.model import Profile
 
 UPSTREAM = typer.Argument(..., help="The upstream's name, as in the profile's upstreams.NAME.")
-PROFILE = typer.Option(
-    None, "--profile", "-p", help="The profile (default: $LOCKGATE_PROFILE or the installed one)."
-)
 POLL_SECONDS = 0.5
 
 
 def _oauth_profile(profile_path: Path | None, upstream: str) -> Profile:
-    profile = load_profile(profile_path or default_profile())
+    from lockgate.errors import LockgateError
+    from lockgate.profile.model import active_profile_path, load_profile
+
+    profile = load_profile(active_profile_path(profile_path))
     section = profile.upstreams.get(upstream)
     if section is None:
         known = ", ".join(sorted(profile.upstreams)) or "none"
@@ -61,6 +52,8 @@ def _oauth_profile(profile_path: Path | None, upstream: str) -> Profile:
 
 
 def _local_base(profile: Profile) -> str:
+    from lockgate.profile.model import split_listen
+
     host, port = split_listen(profile.gateway.listen)
     host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     host = f"[{host}]" if ":" in host else host
@@ -69,6 +62,8 @@ def _local_base(profile: Profile) -> str:
 
 def gateway_running(profile: Profile) -> bool:
     """Whether a gateway answers /healthz on the profile's listen address."""
+    import httpx
+
     try:
         r = httpx.get(f"{_local_base(profile)}/healthz", timeout=2, trust_env=False)
     except httpx.HTTPError:
@@ -81,6 +76,9 @@ def gateway_running(profile: Profile) -> bool:
 
 def signed_in_user(profile: Profile) -> UserClaims | None:
     """The user `lockgate login` signed in (a keyring read), or None when unknown."""
+    from lockgate.errors import LockgateError
+    from lockgate.identity.session import cli_user
+
     try:
         return cli_user(profile.identity)
     except LockgateError:  # no keyring or a damaged sign-in: the browser's user decides
@@ -88,6 +86,9 @@ def signed_in_user(profile: Profile) -> UserClaims | None:
 
 
 def _obtained(upstream: str, user: str) -> float | None:
+    from lockgate.errors import SecretMissing
+    from lockgate.upstream import tokens as upstream_tokens
+
     try:
         tokens = upstream_tokens.load(upstream, user)
     except SecretMissing:
@@ -97,7 +98,7 @@ def _obtained(upstream: str, user: str) -> float | None:
 
 def connect(
     upstream: str = UPSTREAM,
-    profile: Path | None = PROFILE,
+    profile: ProfileOption = None,
     no_browser: bool = typer.Option(
         False, "--no-browser", help="Print the URL to open instead of opening a browser."
     ),
@@ -110,6 +111,11 @@ def connect(
 
     Example: lockgate connect linear --profile ~/lockgate/profile.toml
     """
+    from lockgate.cli.views import console
+    from lockgate.errors import GatewayError, LockgateError
+    from lockgate.identity.claims import local_user
+    from lockgate.upstream.connect import connect_url
+
     prof = _oauth_profile(profile, upstream)
     out = console(stderr=True)
     url = connect_url(prof.base_url(), upstream)
@@ -169,6 +175,16 @@ async def _serve_flow(
     out: Console,
 ) -> LockgateError | None:
     """Serve /connect/<upstream> and its callback until the flow ends; its error, if any."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from lockgate.errors import GatewayError, LockgateError
+    from lockgate.profile.model import split_listen
+    from lockgate.upstream.connect import ConnectService
+
     done: asyncio.Future[LockgateError | None] = asyncio.get_running_loop().create_future()
 
     def finished(name: str, who: str, error: LockgateError | None) -> None:
@@ -222,6 +238,10 @@ async def _serve_flow(
 
 def _record(events: list[dict[str, object]]) -> None:
     """The flow's auth.* events into the audit log, as the gateway would have written them."""
+    from lockgate.audit.log import AuditLog
+    from lockgate.errors import LockgateError
+    from lockgate.paths import audit_log_path
+
     if not events:
         return
     try:
@@ -234,7 +254,7 @@ def _record(events: list[dict[str, object]]) -> None:
 
 def disconnect(
     upstream: str = UPSTREAM,
-    profile: Path | None = PROFILE,
+    profile: ProfileOption = None,
     user: str | None = typer.Option(
         None, "--user", help="Whose tokens (default: you; kind oidc: the user's sub)."
     ),
@@ -243,6 +263,11 @@ def disconnect(
 
     Example: lockgate disconnect linear
     """
+    from lockgate.cli.views import console
+    from lockgate.errors import LockgateError
+    from lockgate.identity.session import cli_user
+    from lockgate.upstream import tokens as upstream_tokens
+
     prof = _oauth_profile(profile, upstream)
     signed_in = cli_user(prof.identity) if user is None else None  # keyring errors say why
     who = user or (signed_in.sub if signed_in is not None else None)

@@ -3,83 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.live import Live
-from rich.spinner import Spinner
-from rich.table import Table
-from rich.text import Text
 
-from lockgate.cli.views import console
-from lockgate.ops import doctor as core
-from lockgate.ops.checks import DEFAULT_TIMEOUT, CheckResult
+from lockgate.cli._options import ProfileOption
 
-MARK = {"ok": "✓", "fail": "✗", "warn": "!"}
-STYLE = {"ok": "green", "fail": "red", "warn": "yellow"}
-
-
-def result_text(result: CheckResult) -> Text:
-    """One check as one line: mark, name, detail; the fix on the next line when it failed."""
-    text = Text()
-    text.append(MARK[result.status], style=STYLE[result.status])
-    text.append(f" {result.name}: ", style="bold")
-    text.append(result.detail)
-    if result.fix and result.status != "ok":
-        text.append("\n    fix: ", style=STYLE[result.status])
-        text.append(result.fix)
-    return text
-
-
-def summary_text(results: Sequence[CheckResult]) -> Text:
-    failed = sum(1 for r in results if r.status == "fail")
-    warned = sum(1 for r in results if r.status == "warn")
-    if failed:
-        return Text(
-            f"{failed} of {len(results)} checks failed; fix them and run lockgate doctor again.",
-            style="bold red",
-        )
-    extra = f" ({warned} with a note)" if warned else ""
-    return Text(f"All {len(results)} checks passed{extra}.", style="bold green")
-
-
-def _progress(checks: Sequence[core.Check], done: dict[int, CheckResult]) -> Table:
-    """The live view: finished checks with their mark, running ones with a spinner."""
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column()
-    for i, check in enumerate(checks):
-        if i in done:
-            grid.add_row(result_text(done[i]))
-        else:
-            grid.add_row(Spinner("dots", text=Text(f"{check.name}...", style="dim")))
-    return grid
-
-
-def run_with_display(out: Console, checks: Sequence[core.Check]) -> list[CheckResult]:
-    """Run the checks concurrently; on a terminal, show each as it finishes."""
-    if not out.is_terminal:
-        return asyncio.run(core.run_checks(checks))
-    done: dict[int, CheckResult] = {}
-    with Live(_progress(checks, done), console=out, refresh_per_second=12, transient=True) as live:
-
-        def finished(index: int, result: CheckResult) -> None:
-            done[index] = result
-            live.update(_progress(checks, done))
-
-        results = asyncio.run(core.run_checks(checks, finished))
-    return results
+# lockgate.ops.checks.DEFAULT_TIMEOUT, repeated so `--help` need not import the checks (httpx,
+# the keyring); tests/cli/test_doctor_cli.py holds the two equal.
+DEFAULT_TIMEOUT = 5.0
 
 
 def doctor(
-    profile: Annotated[
-        Path | None,
-        typer.Option(
-            "--profile", "-p", help="The profile to check (default: the one `lockgate up` serves)."
-        ),
-    ] = None,
+    profile: ProfileOption = None,
     listen: Annotated[
         str | None,
         typer.Option("--listen", help="Check this host:port instead of the profile's listen."),
@@ -101,15 +37,19 @@ def doctor(
 
     Example: lockgate doctor --profile profiles/demo.toml
     """
+    from lockgate.cli.views import console
+    from lockgate.cli.views import doctor as view
+    from lockgate.ops import doctor as core
+
     checks = core.plan(profile, timeout=timeout, listen=listen)
     if as_json:
         results = asyncio.run(core.run_checks(checks))
         typer.echo(core.report_json(results))
     else:
         out = console()
-        results = run_with_display(out, checks)
+        results = view.run_with_display(out, checks)
         for result in results:
-            out.print(result_text(result), soft_wrap=True)
-        out.print(summary_text(results))
+            out.print(view.result_text(result), soft_wrap=True)
+        out.print(view.summary_text(results))
     if not all(r.passed for r in results):
         raise typer.Exit(1)

@@ -5,35 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import webbrowser
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 
-from lockgate.audit import log as audit
-from lockgate.cli import views
-from lockgate.cli.up import default_profile
-from lockgate.errors import LockgateError
-from lockgate.identity import cli_login, refresh
-from lockgate.identity import session as core
-from lockgate.identity.claims import local_user
-from lockgate.identity.provider import OIDCError, Provider, discover
-from lockgate.paths import audit_log_path
-from lockgate.profile.model import IdentitySection, load_profile
+from lockgate.cli._options import ProfileOption
 
-PROFILE = typer.Option(
-    None,
-    "--profile",
-    "-p",
-    help="The profile whose identity provider to use (default: $LOCKGATE_PROFILE).",
-)
+if TYPE_CHECKING:  # the OIDC client, pydantic and rich load when a command runs, not for --help
+    from lockgate.cli.views import Console
+    from lockgate.identity import refresh
+    from lockgate.identity import session as core
+    from lockgate.identity.provider import Provider
+    from lockgate.profile.model import IdentitySection
 
 
 def _identity(profile: Path | None) -> IdentitySection:
-    return load_profile(profile or default_profile()).identity
+    from lockgate.profile.model import active_profile_path, load_profile
+
+    return load_profile(active_profile_path(profile)).identity
 
 
 def _issuer(identity: IdentitySection) -> str:
@@ -42,32 +33,38 @@ def _issuer(identity: IdentitySection) -> str:
 
 
 def _client(identity: IdentitySection) -> refresh.IdpClient:
+    from lockgate.identity import refresh
+    from lockgate.identity import session as core
+
     return refresh.IdpClient(identity=identity, secret=core.client_secret(identity))
 
 
 def _audit(out: Console, event: dict[str, Any]) -> None:
     """Record an auth event; say so when it waits for a running gateway to release the log."""
+    from lockgate.audit import log as audit
+    from lockgate.cli.views import login as view
+    from lockgate.errors import LockgateError
+    from lockgate.identity import cli_login
+    from lockgate.paths import audit_log_path
+
     try:
         where = cli_login.record_event(audit_log_path(), event)
     except (OSError, LockgateError) as e:
-        out.print(f"[yellow]The audit log could not record {event['event']} ({e}).[/]")
+        view.audit_failed(out, event, e)
         return
     if where == "pending":
-        out.print(
-            f"[dim]{event['event']} waits in {audit.pending_path(audit_log_path())} "
-            "until the running gateway's log is next opened.[/]"
-        )
+        view.audit_pending(out, event, audit.pending_path(audit_log_path()))
 
 
 def _local(out: Console, identity: IdentitySection, verb: str) -> None:
-    out.print(
-        f"This profile signs in as the local user [bold]{local_user()}[/] ([identity] kind = "
-        f'"{identity.kind}"); there is nothing to {verb}.'
-    )
+    from lockgate.cli.views import login as view
+    from lockgate.identity.claims import local_user
+
+    view.local(out, local_user(), identity.kind, verb)
 
 
 def login(
-    profile: Path | None = PROFILE,
+    profile: ProfileOption = None,
     device: bool = typer.Option(
         False, "--device", help="Sign in with a code on another device (RFC 8628)."
     ),
@@ -79,6 +76,11 @@ def login(
 
     Example: lockgate login --profile ~/.config/lockgate/profile.toml
     """
+    from lockgate.cli import views
+    from lockgate.cli.views import login as view
+    from lockgate.identity import session as core
+    from lockgate.identity.provider import OIDCError, discover
+
     identity = _identity(profile)
     out = views.console()
     if identity.kind != "oidc":
@@ -100,26 +102,16 @@ def login(
         raise
     core.save_session(session, make_current=True)
     _audit(out, _event("auth.login", identity, user=session.sub, method=method))
-    who = f"{session.sub} ({session.email})" if session.email else session.sub
-    out.print(f"[green]Signed in[/] as [bold]{who}[/] at {session.issuer}.")
-    if session.refresh_token is None:
-        out.print(
-            "[yellow]The provider gave no refresh token, so this session ends when its ID "
-            'token expires; add "offline_access" to [identity] scopes to keep it.[/]'
-        )
+    view.signed_in(out, session)
 
 
 async def _browser(
     out: Console, provider: Provider, client: refresh.IdpClient, no_browser: bool
 ) -> core.IdpSession:
-    def show(url: str) -> None:
-        if no_browser or not webbrowser.open(url):
-            out.print("Open this URL in your browser to sign in:")
-            out.print(url, soft_wrap=True, markup=False, highlight=False)
-        else:
-            out.print("Your browser was opened to sign in; if it did not, open:")
-            out.print(url, soft_wrap=True, markup=False, highlight=False)
+    from lockgate.cli.views import login as view
+    from lockgate.identity import cli_login
 
+    show = view.browser_shower(out, lambda url: not no_browser and webbrowser.open(url))
     with out.status("Waiting for the sign-in to finish in the browser..."):
         return await cli_login.login_browser(provider, client, show=show)
 
@@ -127,11 +119,11 @@ async def _browser(
 async def _device(
     out: Console, provider: Provider, client: refresh.IdpClient, no_browser: bool
 ) -> core.IdpSession:
+    from lockgate.cli.views import login as view
+    from lockgate.identity import cli_login
+
     grant = await cli_login.start_device(provider, client)
-    out.print("To sign in, open:")
-    out.print(grant.verification_uri, soft_wrap=True, markup=False, highlight=False)
-    out.print(f"and enter the code [bold]{grant.user_code}[/]")
-    out.print(f"user_code: {grant.user_code}", markup=False, highlight=False)
+    view.device_code(out, grant)
     if not no_browser:
         webbrowser.open(grant.verification_uri_complete or grant.verification_uri)
     minutes = max(1, round(grant.expires_in / 60))
@@ -144,11 +136,17 @@ def _event(name: str, identity: IdentitySection, **fields: Any) -> dict[str, Any
     return {"event": name, "issuer": _issuer(identity), **fields}
 
 
-def logout(profile: Path | None = PROFILE) -> None:
+def logout(profile: ProfileOption = None) -> None:
     """End your session with the identity provider and forget it in the keyring.
 
     Example: lockgate logout
     """
+    from lockgate.cli import views
+    from lockgate.cli.views import login as view
+    from lockgate.identity import refresh
+    from lockgate.identity import session as core
+    from lockgate.identity.provider import OIDCError, discover
+
     identity = _identity(profile)
     out = views.console()
     if identity.kind != "oidc":
@@ -171,18 +169,22 @@ def logout(profile: Path | None = PROFILE) -> None:
     revoked = asyncio.run(revoke())
     core.delete_session(issuer, session.sub)
     _audit(out, _event("auth.logout", identity, user=session.sub, reason="user"))
-    told = "the provider revoked its refresh token" if revoked else "the provider was not told"
-    out.print(f"Signed out [bold]{session.sub}[/] from {issuer} ({told}).")
+    view.signed_out(out, session.sub, issuer, revoked)
 
 
 def whoami(
-    profile: Path | None = PROFILE,
+    profile: ProfileOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Show who you are signed in as, and whether the provider still honours the session.
 
     Example: lockgate whoami --json
     """
+    from lockgate.cli import views
+    from lockgate.cli.views import login as view
+    from lockgate.identity import session as core
+    from lockgate.identity.claims import local_user
+
     identity = _identity(profile)
     out = views.console()
     if identity.kind != "oidc":
@@ -215,22 +217,16 @@ def whoami(
     if as_json:
         typer.echo(json.dumps(info))
     else:
-        out.print(f"[bold]{session.sub}[/]" + (f" <{session.email}>" if session.email else ""))
-        out.print(f"  issuer:  {issuer}")
-        out.print(f"  groups:  {', '.join(session.groups) or '(none)'}")
-        ago = int(time.time() - session.refreshed_at)
-        label = {
-            "alive": "[green]alive[/]",
-            "ended": "[red]ended by the provider: run `lockgate login`[/]",
-            "unknown": "[yellow]unknown (the provider could not be reached)[/]",
-        }[status]
-        out.print(f"  session: {label} (last checked {ago} s ago)")
+        view.whoami(out, session, issuer, status)
     if status == "ended":
         raise typer.Exit(1)
 
 
 def _check(identity: IdentitySection, session: core.IdpSession) -> tuple[str, core.IdpSession]:
     """Ask the provider now (a refresh): whoami is the user's explicit check."""
+    from lockgate.identity import refresh
+    from lockgate.identity.provider import OIDCError, discover
+
     client = _client(identity)
 
     async def run() -> core.IdpSession:

@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from lockgate.cli.commands import LazyGroup
 from lockgate.errors import LockgateError
 
 app = typer.Typer(
@@ -15,6 +16,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=LazyGroup,
 )
 
 

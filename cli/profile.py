@@ -6,9 +6,6 @@ from pathlib import Path
 
 import typer
 
-from lockgate.cli.views import console
-from lockgate.profile.model import load_profile
-
 app = typer.Typer(
     help="Check lockgate profiles.\n\nExample: lockgate profile validate profiles/demo.toml",
     no_args_is_help=True,
@@ -23,6 +20,9 @@ def validate(
 
     Example: lockgate profile validate profiles/demo.toml
     """
+    from lockgate.cli.views import console  # pydantic and rich load when the command runs
+    from lockgate.profile.model import load_profile
+
     profile = load_profile(file)
     out = console()
     out.print(f"{file}: OK")

@@ -1,13 +1,11 @@
-"""`lockgate secret`: static upstream secrets in the OS keyring (logic in lockgate.keyring)."""
+"""`lockgate secret`: static upstream secrets in the OS keyring (logic in
+lockgate.upstream.secrets)."""
 
 from __future__ import annotations
 
 import sys
 
 import typer
-
-from lockgate.errors import LockgateError
-from lockgate.upstream import secrets
 
 app = typer.Typer(
     help=(
@@ -50,6 +48,9 @@ def set_secret(upstream: str = UPSTREAM) -> None:
 
     Example: printf %s "$TOKEN" | lockgate secret set internal
     """
+    from lockgate.errors import LockgateError
+    from lockgate.upstream import secrets  # the keyring loads when a command runs
+
     value = _read_secret(upstream)
     if not value:
         raise LockgateError(
@@ -67,6 +68,8 @@ def rm_secret(upstream: str = UPSTREAM) -> None:
 
     Example: lockgate secret rm internal
     """
+    from lockgate.upstream import secrets
+
     if secrets.delete_secret(upstream):
         typer.echo(f"Removed the secret for upstream '{upstream}' from the OS keyring.")
     else:
@@ -79,4 +82,6 @@ def status(upstream: str = UPSTREAM) -> None:
 
     Example: lockgate secret status internal
     """
+    from lockgate.upstream import secrets
+
     typer.echo("set" if secrets.has_secret(upstream) else "not set")

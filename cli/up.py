@@ -11,16 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from lockgate.cli import views
-from lockgate.profile.model import active_profile_path
+from lockgate.cli._options import ProfileOption
 
 if TYPE_CHECKING:  # mitmproxy takes seconds to import: only the commands that serve pay
     from lockgate.addons.master import Gateway
-
-
-def default_profile() -> Path:
-    """The profile to serve when none is given (`lockgate.profile.model.active_profile_path`)."""
-    return active_profile_path()
 
 
 def serve(
@@ -51,9 +45,7 @@ def serve(
 
 
 def up(
-    profile: Path | None = typer.Option(
-        None, "--profile", "-p", help="The profile to serve (default: $LOCKGATE_PROFILE)."
-    ),
+    profile: ProfileOption = None,
     listen: str | None = typer.Option(
         None, "--listen", help="host:port to listen on, overriding the profile (port 0: any free)."
     ),
@@ -64,7 +56,10 @@ def up(
 
     Example: lockgate up --profile profiles/demo.toml
     """
-    path = profile or default_profile()
+    from lockgate.cli import views
+    from lockgate.profile.model import active_profile_path
+
+    path = active_profile_path(profile)
     out = views.console()
     from lockgate.cli.views.watch_app import GatewayView
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Final
 
-from rich.console import Console
+from rich.console import Console as Console  # the type every view takes: commands name it here
 
 from lockgate.audit.events import Outcome
 

@@ -1,4 +1,4 @@
-"""`python -m lockgate.cli.demo_server --bearer-env VAR`: an upstream with a static credential.
+"""`python -m lockgate.cli.demo.server --bearer-env VAR`: an upstream with a static credential.
 
 Why it exists: the README's "Try it with a stand-in identity provider" runs a demo server
 that answers 401 without its token, to show `auth = "header"` and `lockgate secret set`.
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from lockgate.cli.demo_server import BackgroundServer, build_app, require_bearer
+from lockgate.cli.demo.server import BackgroundServer, build_app, require_bearer
 
 TOKEN = "demo-bearer-token-4f2a"
 INIT = {
@@ -70,7 +70,7 @@ def test_an_empty_or_unset_variable_is_refused_at_start(value: str | None) -> No
         [
             sys.executable,
             "-m",
-            "lockgate.cli.demo_server",
+            "lockgate.cli.demo.server",
             "--bearer-env",
             "LOCKGATE_TEST_DEMO_TOKEN",
         ],
@@ -89,7 +89,7 @@ def test_an_empty_or_unset_variable_is_refused_at_start(value: str | None) -> No
 def test_the_command_line_serves_with_the_token_from_the_environment() -> None:
     """The process as the README starts it: the token comes from the environment only."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lockgate.cli.demo_server", "--bearer-env", "NOTES_TOKEN"],
+        [sys.executable, "-m", "lockgate.cli.demo.server", "--bearer-env", "NOTES_TOKEN"],
         env={**os.environ, "NOTES_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

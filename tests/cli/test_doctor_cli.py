@@ -25,6 +25,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from lockgate.cli import doctor as doctor_cli
+from lockgate.cli.views import doctor as doctor_view
 from lockgate.keyring import delete_chunked, set_entry
 from lockgate.ops.checks import CheckResult
 from lockgate.ops.doctor import Check
@@ -279,7 +280,7 @@ def test_live_display_on_a_terminal_shows_running_checks() -> None:
         return CheckResult("broken thing", "fail", "it broke", "mend it")
 
     con = Console(record=True, width=100, force_terminal=True, no_color=True)
-    results = doctor_cli.run_with_display(
+    results = doctor_view.run_with_display(
         con, [Check("slow thing", slow), Check("broken thing", broken)]
     )
     assert [r.status for r in results] == ["ok", "fail"]
@@ -288,14 +289,22 @@ def test_live_display_on_a_terminal_shows_running_checks() -> None:
 
 
 def test_result_and_summary_text() -> None:
-    fail = doctor_cli.result_text(CheckResult("port", "fail", "busy", "change it"))
+    fail = doctor_view.result_text(CheckResult("port", "fail", "busy", "change it"))
     assert fail.plain == "✗ port: busy\n    fix: change it"
-    assert doctor_cli.result_text(CheckResult("x", "warn", "later", "do y")).plain.startswith("! x")
+    assert doctor_view.result_text(CheckResult("x", "warn", "later", "do y")).plain.startswith(
+        "! x"
+    )
     ok = [CheckResult("a", "ok", "fine"), CheckResult("b", "warn", "note")]
-    assert doctor_cli.summary_text(ok).plain == "All 2 checks passed (1 with a note)."
+    assert doctor_view.summary_text(ok).plain == "All 2 checks passed (1 with a note)."
 
 
 def test_help_shows_an_example() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
     assert "Example: lockgate doctor" in result.output
+
+
+def test_the_commands_default_timeout_is_the_checks() -> None:
+    from lockgate.ops import checks
+
+    assert doctor_cli.DEFAULT_TIMEOUT == checks.DEFAULT_TIMEOUT

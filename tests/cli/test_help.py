@@ -36,3 +36,16 @@ def test_every_command_has_an_example_in_its_help() -> None:
         if "Example" not in result.output:
             missing.append(" ".join(path))
     assert missing == [], f"--help without an example: {missing}"
+
+
+def test_lazy_commands_are_listed_with_their_own_help() -> None:
+    """`lockgate --help` lists watch and audit without importing them: the one-line help it
+    shows must be the loaded command's first paragraph."""
+    from lockgate.cli import commands
+
+    _register()
+    root = typer.main.get_command(app)
+    for name, (_, _, listed) in commands.LAZY.items():
+        loaded = commands.load(name)
+        assert (loaded.help or "").split("\n\n")[0].strip() == listed, name
+        assert name in root.list_commands(type(root).context_class(root))

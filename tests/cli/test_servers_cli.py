@@ -21,6 +21,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from lockgate.cli import servers as servers_cli
+from lockgate.cli.views import servers as servers_view
 from lockgate.errors import ProfileError
 from lockgate.identity.claims import UserClaims, local_user
 from lockgate.profile.model import parse_profile
@@ -134,8 +135,8 @@ def test_table_on_a_terminal_is_pinned(tmp_path: Path) -> None:
     )
     con = Console(record=True, width=160, force_terminal=True, no_color=True)
     who = SignedIn(UserClaims(sub="alice-sub", email="alice@example.com"))
-    header = servers_cli.user_line(parse_profile(OIDC_HEADER), who)
-    servers_cli.print_servers(con, catalog(profile, lookup), header)
+    header = servers_view.user_line(parse_profile(OIDC_HEADER), who)
+    servers_view.print_servers(con, catalog(profile, lookup), header)
     assert [line.rstrip() for line in con.export_text().splitlines()] == [
         "signed in as alice@example.com",
         "route      upstream  upstream URL                          state                 "

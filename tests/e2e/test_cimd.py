@@ -25,7 +25,7 @@ import pytest
 from cryptography import x509
 
 from lockgate.audit.verify import verify
-from lockgate.cli.headless_oauth import (
+from lockgate.cli.demo.headless_oauth import (
     CALLBACK_URI,
     MemoryStorage,
     approve_consent,

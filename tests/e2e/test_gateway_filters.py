@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from lockgate.cli.demo_server import LOOPBACK_SECURITY, MCP_PATH, BackgroundServer
+from lockgate.cli.demo.server import LOOPBACK_SECURITY, MCP_PATH, BackgroundServer
 from tests.e2e.test_gateway_sdk import messages_of, open_session
 from tests.e2e.test_upstreams_direct import DEMO_TOOLS, text_of
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway

@@ -18,7 +18,7 @@ import pytest
 import uvicorn
 from cryptography import x509
 
-from lockgate.cli.demo_server import build_app
+from lockgate.cli.demo.server import build_app
 from tests.support.gateway import profile_text, running_gateway
 from tests.support.tls import issue_certs
 from tests.support.upstreams import sdk_upstream

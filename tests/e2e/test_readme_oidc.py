@@ -96,7 +96,7 @@ def read_readme() -> Readme:
     commands = _console_commands(text, at)
 
     [mock] = [c for c in commands if "oidc-provider-mock" in c]
-    demos = [c for c in commands if "lockgate.cli.demo_server" in c]
+    demos = [c for c in commands if "lockgate.cli.demo.server" in c]
     assert len(demos) == 2, f"README.md: expected two demo_server commands, got {demos}"
     [plain] = [c for c in demos if "--bearer-env" not in c]
     [bearer] = [c for c in demos if "--bearer-env" in c]
@@ -196,7 +196,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ports = {"provider": free_port(), "plain": free_port(), "bearer": free_port()}
     issuer = f"http://127.0.0.1:{ports['provider']}"
     name = f"{doc.secret_name}-{uuid.uuid4().hex[:10]}"
-    demo = [sys.executable, "-m", "lockgate.cli.demo_server", "--port"]
+    demo = [sys.executable, "-m", "lockgate.cli.demo.server", "--port"]
     with ExitStack() as es:
         mock = es.enter_context(
             _process(

@@ -39,7 +39,7 @@ from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, Re
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
-from lockgate.cli.demo_server import LOOPBACK_SECURITY, BackgroundServer
+from lockgate.cli.demo.server import LOOPBACK_SECURITY, BackgroundServer
 from lockgate.upstream.tokens import UpstreamTokens
 
 SUBJECT = "alice"

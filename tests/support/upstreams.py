@@ -2,7 +2,7 @@
 
 Why it exists: DESIGN.md asks for real upstreams in tests, in JSON and SSE response modes,
 stateful and stateless. `sdk_upstream` serves the bundled demo notes server
-(`lockgate.cli.demo_server`, built with the official `mcp` SDK) in a background thread and
+(`lockgate.cli.demo.server`, built with the official `mcp` SDK) in a background thread and
 yields its MCP endpoint URL; the server and its socket are gone when the block exits.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from lockgate.cli.demo_server import MCP_PATH, BackgroundServer, build_app
+from lockgate.cli.demo.server import MCP_PATH, BackgroundServer, build_app
 
 
 @contextmanager

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from lockgate.cli.demo_server import BackgroundServer
+from lockgate.cli.demo.server import BackgroundServer
 from lockgate.upstream import discovery, oauth, registration
 from lockgate.upstream._errors import RefreshRefused, UpstreamOAuthError
 from tests.support.protected_upstream import protected_upstream

@@ -16,35 +16,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import os
 import re
 import signal
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 
-from lockgate.audit import log as audit_core
-from lockgate.audit import verify as audit_verify
-from lockgate.cli import views
-from lockgate.errors import KeyringUnavailable
-from lockgate.paths import data_dir
-from lockgate.profile.model import demo_profile_path
-
-if TYPE_CHECKING:  # mitmproxy and the SDK take seconds to import: only when the demo runs
+if TYPE_CHECKING:  # mitmproxy, the SDK and rich take seconds to import: only when the demo runs
     from lockgate.addons.master import Gateway
-    from lockgate.cli.headless_oauth import MemoryStorage
+    from lockgate.audit.verify import VerifyResult
+    from lockgate.cli.demo.headless_oauth import MemoryStorage
+    from lockgate.cli.views import Console
+    from lockgate.cli.views.demo import Report
 
 FULL, READONLY = "notes", "notes-readonly"
 
 
 def demo_profile(upstream_url: str) -> Path:
     """The shipped demo profile, pointed at the demo upstream that was just started."""
+    from lockgate.paths import data_dir
+    from lockgate.profile.model import demo_profile_path
+
     text = demo_profile_path().read_text(encoding="utf-8")
     text, count = re.subn(
         r'(?m)^(\[upstreams\.notes\]\s*\nurl\s*=\s*)"[^"]*"', rf'\1"{upstream_url}"', text
@@ -60,6 +56,11 @@ def demo_audit_log(out: Console) -> Path | None:
     """None (the usual log, keyed from the OS keyring) when the keyring can hold the audit
     key; else a fresh log for this run, keyed in memory, which `audit verify` cannot check
     once the demo stops: a memory key must never continue a log another key began."""
+    from lockgate.audit import log as audit_core
+    from lockgate.cli.views import demo as view
+    from lockgate.errors import KeyringUnavailable
+    from lockgate.paths import data_dir
+
     try:
         audit_core.load_key(create=True)
         return None
@@ -67,61 +68,18 @@ def demo_audit_log(out: Console) -> Path | None:
         os.environ[audit_core.KEY_SOURCE_ENV] = "memory"
         path = data_dir() / "demo-audit" / f"audit-{time.strftime('%Y%m%dT%H%M%S')}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        out.print(
-            f"No usable OS keyring (`lockgate doctor` says why): this run's audit log {path} "
-            f"is keyed in memory (watch it with `lockgate watch --file {path}`); "
-            "`lockgate audit verify` cannot check it after the demo.",
-            soft_wrap=True,
-            markup=False,
-            style="yellow",
-        )
+        view.print_no_keyring(out, path)
         return path
 
 
-def connect_help(out: Console, gw: Gateway, profile: Path, *, short: bool = False) -> None:
-    """How to connect and sign in; `short` for the banner above the live view."""
+def connect_help(out: Console, gw: Gateway, profile: Path) -> None:
+    """How to connect and sign in, printed above the event lines."""
     from lockgate.cli import clients
+    from lockgate.cli.views import demo as view
 
-    url = gw.route_url(FULL)
-    ro = gw.route_url(READONLY)
-    if short:
-        out.print(
-            f"Connect: lockgate clients install claude-code --route {FULL} --profile {profile}"
-            "  (or cursor, vscode, claude-desktop)"
-        )
-        out.print(f"  or any MCP client to {url}; the read-only view is {ro}")
-        out.print("  Clients sign in on a consent page in your browser: check the client, Allow.")
-        return
     out.print()
     clients.connect_help(out, gw.profile, FULL, base=gw.base_url, profile_path=profile)
-    out.print(
-        f"  {'MCP Inspector':<15} npx @modelcontextprotocol/inspector"
-        f"  (Streamable HTTP, URL {url})",
-        soft_wrap=True,
-        markup=False,
-    )
-    out.print(f"The read-only view hides delete_note: {ro}", soft_wrap=True)
-    out.print("Signing in:", style="bold")
-    out.print(
-        "  The gateway asks every client to sign in (OAuth). The client opens a consent page "
-        "in your browser: check the client's name and redirect URI, then click Allow. "
-        "You are signed in as your local user; no password, no account.",
-        soft_wrap=True,
-    )
-    for client, how in (
-        ("Claude Code", "run /mcp, pick lockgate-notes, choose Authenticate"),
-        ("MCP Inspector", "click Connect (or Open Auth Settings, then Quick OAuth Flow)"),
-        ("Cursor, VS Code", "click the server's login / Auth prompt"),
-    ):
-        out.print(f"  {client:<15} {how}", soft_wrap=True, markup=False)
-    out.print(
-        "  The signing key lives in memory: after a restart, clients refresh or sign in again.",
-        soft_wrap=True,
-        style="dim",
-    )
-    out.print("Events appear below as they happen. Ctrl-C stops.", style="dim")
-    out.print()
-    out.file.flush()
+    view.print_signin_help(out, gw.route_url(FULL), gw.route_url(READONLY))
 
 
 def demo(
@@ -141,7 +99,9 @@ def demo(
     Example: lockgate demo            (then connect a client to the printed URL)
     Example: lockgate demo --check    (a self-test that exits 0 or 1)
     """
-    from lockgate.cli.demo_server import BackgroundServer, build_app  # the SDK: only for the demo
+    from lockgate.cli import views
+    from lockgate.cli.demo.server import BackgroundServer, build_app  # the SDK: only for the demo
+    from lockgate.cli.views import demo as view
 
     out = views.console()
     with BackgroundServer(build_app()) as upstream:
@@ -155,21 +115,20 @@ def demo(
         from lockgate.cli.views.watch_app import GatewayView
 
         if GatewayView.wanted(out):  # a terminal: the live view under a short banner
-            view = GatewayView(out)
+            live = GatewayView(out)
 
             def started_view(gw: Gateway) -> None:
-                view.started(gw)
-                text = Console(file=io.StringIO(), width=400, color_system=None)
-                connect_help(text, gw, profile, short=True)
-                assert isinstance(text.file, io.StringIO)
-                view.set_banner([ln for ln in text.file.getvalue().splitlines() if ln.strip()])
+                live.started(gw)
+                live.set_banner(
+                    view.banner(profile, gw.route_url(FULL), gw.route_url(READONLY), FULL)
+                )
 
-            view.run(
+            live.run(
                 lambda: serve(
                     profile,
                     listen=listen,
                     on_started=started_view,
-                    on_event=view.push,
+                    on_event=live.push,
                     audit_log=audit_log,
                 )
             )
@@ -190,23 +149,10 @@ def demo(
     out.print("lockgate: stopped")
 
 
-@dataclass
-class _Report:
-    out: Console
-    results: list[tuple[bool, str]] = field(default_factory=list)
-
-    def step(self, ok: bool, text: str) -> None:
-        self.results.append((ok, text))
-        self.out.print(
-            f"  {'PASS' if ok else 'FAIL'}  {text}",
-            style="green" if ok else "red",
-            markup=False,
-            soft_wrap=True,
-        )
-
-
 async def _check(profile: Path, listen: str, out: Console, audit_log: Path | None) -> bool:
     from lockgate.addons.master import Gateway
+    from lockgate.audit import verify as audit_verify
+    from lockgate.cli.views.demo import Report
 
     started = asyncio.Event()
     events: list[dict[str, Any]] = []
@@ -222,7 +168,7 @@ async def _check(profile: Path, listen: str, out: Console, audit_log: Path | Non
         waiter.cancel()
         await task  # raises the GatewayError
         return False
-    report = _Report(out)
+    report = Report(out)
     out.print(f"lockgate demo --check: gateway on {gw.base_url}", soft_wrap=True)
     try:
         await _drive(gw, report)
@@ -243,17 +189,14 @@ async def _check(profile: Path, listen: str, out: Console, audit_log: Path | Non
         not cut.ok and "cut" in (cut.reason or ""),
         f"audit log: a copy with its last line cut off is refused ({cut.reason})",
     )
-    passed = sum(ok for ok, _ in report.results)
-    total = len(report.results)
-    out.print(
-        f"{passed}/{total} checks passed", style="bold green" if passed == total else "bold red"
-    )
-    return passed == total
+    return report.summary()
 
 
-def _verify_cut_copy(log: Path) -> audit_verify.VerifyResult:
+def _verify_cut_copy(log: Path) -> VerifyResult:
     """What `audit verify` says of a copy of the log without its last line: the checkpoint
     outside the file, found by the log's id, knows how long it was."""
+    from lockgate.audit import verify as audit_verify
+
     lines = log.read_bytes().splitlines(keepends=True)
     with tempfile.TemporaryDirectory(prefix="lockgate-demo-") as tmp:
         copy = Path(tmp) / "audit-cut.jsonl"
@@ -261,10 +204,10 @@ def _verify_cut_copy(log: Path) -> audit_verify.VerifyResult:
         return audit_verify.verify(copy)
 
 
-async def _drive(gw: Gateway, report: _Report) -> None:
+async def _drive(gw: Gateway, report: Report) -> None:
     import httpx
 
-    from lockgate.cli.headless_oauth import MemoryStorage, approve_consent, signed_in_client
+    from lockgate.cli.demo.headless_oauth import MemoryStorage, approve_consent, signed_in_client
 
     async def cookieless_post(url: str, form: dict[str, str]) -> None:
         """Another local process submits the form it read, with the right Origin: no cookie."""
@@ -342,7 +285,7 @@ async def _drive(gw: Gateway, report: _Report) -> None:
 
 
 async def _session_elsewhere(
-    gw: Gateway, full: MemoryStorage, readonly: MemoryStorage, report: _Report
+    gw: Gateway, full: MemoryStorage, readonly: MemoryStorage, report: Report
 ) -> None:
     """A session opened on the full route, presented on the read-only one: the gateway binds
     each session to the user, client and route that opened it."""

@@ -429,9 +429,9 @@ async def _serve_foreground(app: ASGIApp, port: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m lockgate.cli.demo_server",
+        prog="python -m lockgate.cli.demo.server",
         description="Serve the demo notes MCP server on 127.0.0.1 (streamable HTTP at /mcp).",
-        epilog="example: python -m lockgate.cli.demo_server --port 9000 --json",
+        epilog="example: python -m lockgate.cli.demo.server --port 9000 --json",
     )
     parser.add_argument("--port", type=int, default=0, help="port to bind (0: any free port)")
     parser.add_argument("--json", action="store_true", help="answer in JSON instead of SSE")
