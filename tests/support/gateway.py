@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import re
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lockgate.audit.read import read_events
+from tests.support.process import terminate_group, watch_lines
 
 
 @dataclass
@@ -110,32 +108,13 @@ def running_gateway(
         env=full_env,
         start_new_session=True,
     )
-    output: list[str] = []
-    found = threading.Event()
-    url: list[str] = []
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            output.append(line)
-            m = re.search(r"listening on (http://\S+)", line)
-            if m and not found.is_set():
-                url.append(m.group(1))
-                found.set()
-        found.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    if not found.wait(timeout) or not url:
+    listening = watch_lines(proc.stdout, r"listening on (http://\S+)")
+    url = listening.wait(timeout)
+    if url is None:
         proc.kill()
-        raise RuntimeError("the gateway did not start:\n" + "".join(output))
-    gw = GatewayProcess(url[0], audit_path, proc, output)
+        raise RuntimeError("the gateway did not start:\n" + "".join(listening.lines))
+    gw = GatewayProcess(url, audit_path, proc, listening.lines)
     try:
         yield gw
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        terminate_group(proc, timeout=10)
