@@ -18,6 +18,7 @@ import pytest
 
 from tests.e2e.test_dev_signin import ENV, Stack, mcp_post, sign_in
 from tests.support.gateway import profile_text, running_gateway
+from tests.support.mcp_http import initialize_request
 from tests.support.recorder import recording_upstream
 from tests.support.upstreams import sdk_upstream
 
@@ -94,16 +95,7 @@ def test_the_401_and_the_upstreams_answer_carry_cors_headers(stack: Stack) -> No
     stack.recorder.clear()
     r = httpx.post(
         url,
-        json={
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "inspector", "version": "0"},
-            },
-        },
+        json=initialize_request(client="inspector"),
         headers={
             "Origin": INSPECTOR,
             "Authorization": f"Bearer {token}",
@@ -150,16 +142,7 @@ def test_a_streamed_sse_answer_carries_cors_headers(
     ):
         r = httpx.post(
             gw.route_url("notes"),
-            json={
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-06-18",
-                    "capabilities": {},
-                    "clientInfo": {"name": "inspector", "version": "0"},
-                },
-            },
+            json=initialize_request("2025-06-18", client="inspector"),
             headers={"Origin": INSPECTOR, "Accept": "application/json, text/event-stream"},
         )
     assert r.status_code == 200, r.text

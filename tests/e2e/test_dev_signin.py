@@ -38,7 +38,7 @@ from lockgate.audit.verify import verify
 from lockgate.authserver.keys import SigningKey
 from lockgate.authserver.tokens import issue_access_token
 from lockgate.identity.claims import UserClaims
-from tests.e2e.test_upstreams_direct import DEMO_TOOLS, text_of
+from tests.support.demo_mcp import DEMO_TOOLS, text_of
 from tests.support.gateway import GatewayStack, profile_text, running_gateway
 from tests.support.oauth_client import MemoryStorage, approve, signed_in_client
 from tests.support.recorder import Recorder, recording_upstream

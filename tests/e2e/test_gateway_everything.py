@@ -23,8 +23,8 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from tests.e2e.test_upstreams_direct import text_of
 from tests.support import require
+from tests.support.demo_mcp import text_of
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
 from tests.support.node import INSTALL_HINT, everything_cmd, everything_upstream
 

@@ -37,9 +37,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from lockgate.cli.demo_server import LOOPBACK_SECURITY, MCP_PATH, BackgroundServer
-from tests.e2e.test_gateway_sdk import messages_of, open_session
-from tests.e2e.test_upstreams_direct import DEMO_TOOLS, text_of
+from tests.support.demo_mcp import DEMO_TOOLS, read_welcome_note, text_of
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
+from tests.support.mcp_http import messages_of, open_session
 from tests.support.upstreams import sdk_upstream
 
 METHOD_NOT_FOUND = -32601
@@ -394,12 +394,7 @@ async def test_prompts_and_hidden_resources_are_refused(
         assert refused.value.code == METHOD_NOT_FOUND
 
         # Only notes://index is denied: the template and the notes it names stay readable.
-        templates = await c.list_resource_templates()
-        assert [t.uri_template for t in templates.resource_templates] == ["notes://note/{id}"]
-        read = await c.read_resource("notes://note/1")
-        content = read.contents[0]
-        assert isinstance(content, types.TextResourceContents)
-        assert content.text.startswith("# Welcome")
+        await read_welcome_note(c)
 
 
 @pytest.mark.anyio

@@ -31,8 +31,8 @@ from lockgate.audit.verify import verify
 from lockgate.identity import session as login
 from lockgate.identity.refresh import RECHECK_ENV
 from tests.e2e.test_dev_signin import CALLBACK, ENV, redirect_params
-from tests.e2e.test_upstreams_direct import DEMO_TOOLS
 from tests.support import keyring_env
+from tests.support.demo_mcp import DEMO_TOOLS
 from tests.support.gateway import GatewayStack, profile_text, running_gateway
 from tests.support.oauth_client import MemoryStorage, signed_in_client
 from tests.support.oidc_mock import OidcMock, mock_provider, oidc_identity

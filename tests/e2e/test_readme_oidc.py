@@ -43,8 +43,8 @@ from tests.e2e.test_dev_signin import (
     redirect_params,
     register,
 )
-from tests.e2e.test_upstreams_direct import DEMO_TOOLS, text_of
 from tests.support import keyring_env
+from tests.support.demo_mcp import DEMO_TOOLS, text_of
 from tests.support.gateway import GatewayStack, running_gateway
 from tests.support.oauth_client import CALLBACK_URI, MemoryStorage, approve, signed_in_client
 from tests.support.oidc_mock import OidcMock, free_port

@@ -49,8 +49,8 @@ from tests.e2e.test_dev_signin import (
     register,
 )
 from tests.e2e.test_dev_signin import sign_in as gateway_sign_in
-from tests.e2e.test_upstreams_direct import text_of
 from tests.support import keyring_env
+from tests.support.demo_mcp import text_of
 from tests.support.gateway import GatewayStack, running_gateway
 from tests.support.oauth_client import approve as approve_page
 from tests.support.oauth_client import signed_in_client
