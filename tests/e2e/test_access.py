@@ -25,7 +25,9 @@ import httpx
 import pytest
 
 from lockgate.audit.verify import verify
-from tests.e2e.test_dev_signin import (
+from tests.support.demo_mcp import DEMO_TOOLS, text_of
+from tests.support.gateway import running_gateway
+from tests.support.oauth import (
     ENV,
     authorize_url,
     exchange,
@@ -33,8 +35,6 @@ from tests.e2e.test_dev_signin import (
     redirect_params,
     register,
 )
-from tests.support.demo_mcp import DEMO_TOOLS, text_of
-from tests.support.gateway import running_gateway
 from tests.support.oauth_client import MemoryStorage, approve, signed_in_client
 from tests.support.oidc_mock import OidcMock, OidcStack, oidc_identity, oidc_mock
 from tests.support.recorder import Recorder, recording_upstream

@@ -30,10 +30,10 @@ from lockgate.audit.read import read_events
 from lockgate.audit.verify import verify
 from lockgate.identity import session as login
 from lockgate.identity.refresh import RECHECK_ENV
-from tests.e2e.test_dev_signin import CALLBACK, ENV, redirect_params
 from tests.support import keyring_env
 from tests.support.demo_mcp import DEMO_TOOLS
 from tests.support.gateway import GatewayStack, profile_text, running_gateway
+from tests.support.oauth import CALLBACK, ENV, redirect_params
 from tests.support.oauth_client import MemoryStorage, signed_in_client
 from tests.support.oidc_mock import OidcMock, mock_provider, oidc_identity
 from tests.support.upstreams import sdk_upstream
@@ -263,7 +263,7 @@ async def test_login_whoami_and_the_gateway_signs_in_the_cli_user(stack: Stack) 
 def _authorize_url(stack: Stack, storage: MemoryStorage) -> str:
     from urllib.parse import urlencode
 
-    from tests.e2e.test_dev_signin import pkce
+    from tests.support.oauth import pkce
 
     assert storage.client_info is not None
     return f"{stack.base}/oauth/authorize?" + urlencode(

@@ -18,7 +18,9 @@ import httpx
 import pytest
 
 from lockgate.audit.verify import verify
-from tests.e2e.test_dev_signin import (
+from tests.support.demo_mcp import DEMO_TOOLS, text_of
+from tests.support.gateway import running_gateway
+from tests.support.oauth import (
     CALLBACK,
     ENV,
     authorize_url,
@@ -28,8 +30,6 @@ from tests.e2e.test_dev_signin import (
     redirect_params,
     register,
 )
-from tests.support.demo_mcp import DEMO_TOOLS, text_of
-from tests.support.gateway import running_gateway
 from tests.support.oauth_client import MemoryStorage, signed_in_client
 from tests.support.oidc_mock import OidcMock, OidcStack, oidc_identity, oidc_mock
 from tests.support.upstreams import sdk_upstream

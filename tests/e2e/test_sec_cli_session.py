@@ -17,10 +17,10 @@ import httpx
 import pytest
 
 from lockgate.identity import session as login
-from tests.e2e.test_dev_signin import ENV, authorize_url, pkce, redirect_params, register
 from tests.e2e.test_login_cli import USERS, Stack, cli, cli_login
 from tests.support import keyring_env
 from tests.support.gateway import profile_text, running_gateway
+from tests.support.oauth import ENV, authorize_url, pkce, redirect_params, register
 from tests.support.oauth_client import approve
 from tests.support.oidc_mock import mock_provider, oidc_identity
 from tests.support.upstreams import sdk_upstream

@@ -31,7 +31,8 @@ import pytest
 
 from lockgate.authserver.store import Store
 from lockgate.identity import session as login
-from tests.e2e.test_dev_signin import (
+from tests.support.gateway import running_gateway
+from tests.support.oauth import (
     CALLBACK,
     ENV,
     authorize_url,
@@ -40,7 +41,6 @@ from tests.e2e.test_dev_signin import (
     redirect_params,
     refresh,
 )
-from tests.support.gateway import running_gateway
 from tests.support.oidc_mock import OidcStack, oidc_identity, oidc_mock
 from tests.support.upstreams import sdk_upstream
 

@@ -34,9 +34,9 @@ from mcp.client.streamable_http import streamable_http_client
 
 from lockgate.audit.verify import verify
 from tests.e2e.test_access import sync_sign_in
-from tests.e2e.test_dev_signin import ENV
 from tests.support.demo_mcp import text_of
 from tests.support.gateway import running_gateway
+from tests.support.oauth import ENV
 from tests.support.oidc_mock import OidcMock, OidcStack, oidc_identity, oidc_mock
 from tests.support.upstreams import sdk_upstream
 

@@ -66,6 +66,14 @@ def profile_text(
     return "\n".join(lines) + "\n" + extra
 
 
+def lockgate_up_args(
+    profile: Path, listen: str = "127.0.0.1:0", *, quiet: bool = False
+) -> list[str]:
+    """The arguments after the Python executable that run `lockgate up` on `profile`."""
+    args = ["-m", "lockgate.cli", "up", "--profile", str(profile), "--listen", listen]
+    return [*args, "--quiet"] if quiet else args
+
+
 @contextmanager
 def running_gateway(
     profile: str,
@@ -91,17 +99,7 @@ def running_gateway(
         **(env or {}),
     }
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lockgate.cli",
-            "up",
-            "--profile",
-            str(profile_path),
-            "--listen",
-            listen,
-            "--quiet",
-        ],
+        [sys.executable, *lockgate_up_args(profile_path, listen, quiet=True)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
