@@ -26,16 +26,16 @@ import pytest
 
 from lockgate.audit.verify import verify
 from tests.support.demo_mcp import DEMO_TOOLS, text_of
-from tests.support.gateway import running_gateway
+from tests.support.gateway import profile_text, running_gateway
 from tests.support.oauth import (
     ENV,
     authorize_url,
-    exchange,
     pkce,
     redirect_params,
     register,
+    sync_sign_in,
 )
-from tests.support.oauth_client import MemoryStorage, approve, signed_in_client
+from tests.support.oauth_client import MemoryStorage, signed_in_client
 from tests.support.oidc_mock import OidcMock, OidcStack, oidc_identity, oidc_mock
 from tests.support.recorder import Recorder, recording_upstream
 from tests.support.upstreams import sdk_upstream
@@ -75,27 +75,19 @@ def stack(provider: OidcMock, tmp_path_factory: pytest.TempPathFactory) -> Itera
             'match = ["confirm_*"]',
             'roles = ["editor"]',
         ]
-        profile = "\n".join(
-            [
-                *oidc_identity(provider.issuer, 'roles_claim = "realm_access.roles"'),
-                "[upstreams.notes]",
-                f'url = "{notes}"',
-                "[upstreams.rec]",
-                f'url = "{recorder.url}"',
-                "[routes.notes]",
-                'upstream = "notes"',
-                *(line.format(r="notes") for line in rules),
-                "[routes.rec]",
-                'upstream = "rec"',
-                *(line.format(r="rec") for line in rules),
-                "[routes.scoped]",
-                'upstream = "notes"',
+        routes = {r: [r, *(line.format(r=r) for line in rules)] for r in ("notes", "rec")} | {
+            "scoped": [
+                "notes",
                 'access.scopes = ["notes.read"]',
                 "[[routes.scoped.access.tools]]",
                 'match = ["delete_*"]',
                 'scopes = ["notes.write"]',
-                "",
             ]
+        }
+        profile = profile_text(
+            {"notes": notes, "rec": recorder.url},
+            routes,
+            identity=oidc_identity(provider.issuer, 'roles_claim = "realm_access.roles"'),
         )
         gw = es.enter_context(running_gateway(profile, tmp_path_factory.mktemp("access"), env=ENV))
         yield Stack(gw, provider, recorder)
@@ -105,24 +97,6 @@ async def browse(browser: httpx.AsyncClient, stack: Stack, url: str, sub: str) -
     """Follow a sign-in as a browser would, signing in at the provider as `sub`; returns the
     answer that goes to the client's redirect URI."""
     return await stack.mock.browse(browser, stack.base, url, sub)
-
-
-def sync_sign_in(stack: Stack, route: str, sub: str, scope: str = "") -> str:
-    """A raw flow for one route as `sub`: register, provider, consent, exchange; the token."""
-    client_id = register(stack.base)
-    verifier, challenge = pkce()
-    resource = stack.gw.route_url(route)
-    extra = {"scope": scope} if scope else {}
-    with httpx.Client() as browser:
-        r = browser.get(authorize_url(stack.base, client_id, resource, challenge, **extra))
-        assert r.status_code == 302 and r.headers["location"].startswith(stack.issuer)
-        r = stack.mock.login(browser, r.headers["location"], sub)
-        r = browser.get(r.headers["location"])
-        assert r.status_code == 200 and "/oauth/consent" in r.text, r.text[:300]
-        code = redirect_params(approve(browser, stack.base, r.text))["code"]
-    token = exchange(stack.base, client_id, code, verifier, resource)
-    assert token.status_code == 200, token.text
-    return str(token.json()["access_token"])
 
 
 def post(url: str, token: str, message: dict[str, Any]) -> httpx.Response:

@@ -19,7 +19,7 @@ import pytest
 
 from lockgate.audit.verify import verify
 from tests.support.demo_mcp import DEMO_TOOLS, text_of
-from tests.support.gateway import running_gateway
+from tests.support.gateway import profile_text, running_gateway
 from tests.support.oauth import (
     CALLBACK,
     ENV,
@@ -51,22 +51,12 @@ def provider() -> Iterator[str]:
 def stack(provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with ExitStack() as es:
         notes = es.enter_context(sdk_upstream())
-        profile = "\n".join(
-            [
-                *oidc_identity(provider),
-                "[upstreams.notes]",
-                f'url = "{notes}"',
-                "[routes.notes]",
-                'upstream = "notes"',
-                "[routes.eng]",
-                'upstream = "notes"',
-                'access.groups = ["eng"]',
-                "[routes.fin]",
-                'upstream = "notes"',
-                'access.groups = ["finance"]',
-                "",
-            ]
-        )
+        routes = {
+            "notes": "notes",
+            "eng": ["notes", 'access.groups = ["eng"]'],
+            "fin": ["notes", 'access.groups = ["finance"]'],
+        }
+        profile = profile_text({"notes": notes}, routes, identity=oidc_identity(provider))
         gw = es.enter_context(
             running_gateway(profile, tmp_path_factory.mktemp("oidc-signin"), env=ENV)
         )

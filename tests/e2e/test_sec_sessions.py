@@ -33,11 +33,10 @@ from mcp.client.session import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 
 from lockgate.audit.verify import verify
-from tests.e2e.test_access import sync_sign_in
 from tests.support.demo_mcp import text_of
-from tests.support.gateway import running_gateway
-from tests.support.oauth import ENV
-from tests.support.oidc_mock import OidcMock, OidcStack, oidc_identity, oidc_mock
+from tests.support.gateway import profile_text, running_gateway
+from tests.support.oauth import ENV, sync_sign_in
+from tests.support.oidc_mock import OidcStack, oidc_identity, oidc_mock
 from tests.support.upstreams import sdk_upstream
 
 USERS = {
@@ -54,33 +53,18 @@ class Stack(OidcStack):
 
 
 @pytest.fixture(scope="module")
-def provider() -> Iterator[OidcMock]:
-    with oidc_mock(claims=USERS) as mock:
-        yield mock
-
-
-@pytest.fixture(scope="module")
-def stack(provider: OidcMock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with ExitStack() as es:
+        mock = es.enter_context(oidc_mock(claims=USERS))
         notes = es.enter_context(sdk_upstream())
-        profile = "\n".join(
-            [
-                *oidc_identity(provider.issuer),
-                "[upstreams.notes]",
-                f'url = "{notes}"',
-                # Two routes in front of one upstream: the upstream itself would honour a
-                # session id opened on either of them.
-                "[routes.notes]",
-                'upstream = "notes"',
-                "[routes.notes-too]",
-                'upstream = "notes"',
-                "",
-            ]
-        )
+        # Two routes in front of one upstream: the upstream itself would honour a session id
+        # opened on either of them.
+        routes = {"notes": "notes", "notes-too": "notes"}
+        profile = profile_text({"notes": notes}, routes, identity=oidc_identity(mock.issuer))
         gw = es.enter_context(
             running_gateway(profile, tmp_path_factory.mktemp("sessions"), env=ENV)
         )
-        yield Stack(gw, provider, notes)
+        yield Stack(gw, mock, notes)
 
 
 @pytest.fixture(scope="module")

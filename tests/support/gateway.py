@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,19 +50,20 @@ class GatewayStack:
 
 def profile_text(
     upstreams: dict[str, str],
-    routes: dict[str, str],
+    routes: Mapping[str, str | Sequence[str]],
     extra: str = "",
     *,
     kind: str = "none",
     identity: list[str] | None = None,
 ) -> str:
-    """A profile: `upstreams` name -> url, `routes` name -> upstream; `[identity] kind`, or
-    the whole `identity` section's lines when given."""
+    """A profile: `upstreams` name -> url, `routes` name -> upstream, or -> [upstream, the
+    route's other lines...]; `[identity] kind`, or the whole `identity` section's lines."""
     lines = [*(identity or ["[identity]", f'kind = "{kind}"']), ""]
     for name, url in upstreams.items():
         lines += [f"[upstreams.{name}]", f'url = "{url}"', ""]
-    for name, upstream in routes.items():
-        lines += [f'[routes."{name}"]', f'upstream = "{upstream}"', ""]
+    for name, route in routes.items():
+        upstream, *settings = [route] if isinstance(route, str) else route
+        lines += [f'[routes."{name}"]', f'upstream = "{upstream}"', *settings, ""]
     return "\n".join(lines) + "\n" + extra
 
 

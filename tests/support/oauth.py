@@ -26,6 +26,7 @@ import httpx
 from tests.support.gateway import GatewayStack, profile_text, running_gateway
 from tests.support.mcp_http import initialize_request
 from tests.support.oauth_client import approve
+from tests.support.oidc_mock import OidcStack
 from tests.support.recorder import Recorder, recording_upstream
 from tests.support.upstreams import sdk_upstream
 
@@ -145,3 +146,21 @@ def mcp_post(url: str, token: str | None) -> httpx.Response:
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     return httpx.post(url, json=initialize_request(client="raw"), headers=headers)
+
+
+def sync_sign_in(stack: OidcStack, route: str, sub: str, scope: str = "") -> str:
+    """A raw flow for one route as `sub`: register, provider, consent, exchange; the token."""
+    client_id = register(stack.base)
+    verifier, challenge = pkce()
+    resource = stack.gw.route_url(route)
+    extra = {"scope": scope} if scope else {}
+    with httpx.Client() as browser:
+        r = browser.get(authorize_url(stack.base, client_id, resource, challenge, **extra))
+        assert r.status_code == 302 and r.headers["location"].startswith(stack.issuer)
+        r = stack.mock.login(browser, r.headers["location"], sub)
+        r = browser.get(r.headers["location"])
+        assert r.status_code == 200 and "/oauth/consent" in r.text, r.text[:300]
+        code = redirect_params(approve(browser, stack.base, r.text))["code"]
+    token = exchange(stack.base, client_id, code, verifier, resource)
+    assert token.status_code == 200, token.text
+    return str(token.json()["access_token"])
