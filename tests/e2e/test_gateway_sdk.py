@@ -26,14 +26,9 @@ from lockgate.audit.verify import VerifyResult, verify
 from lockgate.mcp.sessions import session_hash
 from tests.support.demo_mcp import (
     DEMO_TOOLS,
-    MODES,
     SHAPES,
+    DemoExercises,
     Shape,
-    exercise_elicitation,
-    exercise_no_way_back,
-    exercise_progress,
-    exercise_sampling,
-    exercise_session,
     full_client,
 )
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
@@ -87,25 +82,22 @@ def setup(request: pytest.FixtureRequest, stack: tuple[GatewayProcess, dict[str,
 # --- the SDK client through the gateway ---------------------------------------------------
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("mode", MODES)
-async def test_session_lists_calls_and_reads(setup: Setup, mode: str) -> None:
-    await exercise_session(setup, mode, title=f"via gateway {mode}")
+class TestThroughTheGateway(DemoExercises):
+    """Every exercise through the gateway route in front of each shape."""
 
+    note_title = "via gateway"
+    progress_delay_ms = 80
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("mode", MODES)
-async def test_progress_streams_through_before_the_result(setup: Setup, mode: str) -> None:
-    await exercise_progress(setup, mode, delay_ms=80)
+    @pytest.fixture
+    def shape(self, setup: Setup) -> Shape:
+        return setup
 
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("mode", MODES)
-async def test_sampling_round_trip(setup: Setup, mode: str) -> None:
-    await exercise_sampling(setup, mode)
-    if mode == "legacy":
+    def after_sampling(self, shape: Shape, mode: str) -> None:
+        if mode != "legacy":
+            return
+        assert isinstance(shape, Setup)
         # The server's request rode the POST's stream out; the client's answer came back in.
-        events = setup.gw.wait_for_events(
+        events = shape.gw.wait_for_events(
             lambda evs: any(
                 e.get("direction") == "client" and e.get("method") == "response" for e in evs
             )
@@ -113,18 +105,6 @@ async def test_sampling_round_trip(setup: Setup, mode: str) -> None:
         methods = {(e.get("direction"), e.get("method")) for e in events}
         assert ("server", "sampling/createMessage") in methods
         assert ("client", "response") in methods
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("mode", MODES)
-async def test_elicitation_round_trip(setup: Setup, mode: str) -> None:
-    await exercise_elicitation(setup, mode)
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("mode", MODES)
-async def test_without_a_way_back_the_tools_fail_clearly(setup: Setup, mode: str) -> None:
-    await exercise_no_way_back(setup, mode)
 
 
 # --- sessions, DELETE and GET over raw HTTP -------------------------------------------------

@@ -15,16 +15,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support.demo_mcp import (
-    MODES,
-    SHAPES,
-    Shape,
-    exercise_elicitation,
-    exercise_no_way_back,
-    exercise_progress,
-    exercise_sampling,
-    exercise_session,
-)
+from tests.support.demo_mcp import SHAPES, DemoExercises, Shape
 from tests.support.mcp_http import ACCEPT, initialize_request
 from tests.support.upstreams import sdk_upstream
 
@@ -36,34 +27,12 @@ def upstream(request: pytest.FixtureRequest) -> Iterator[Shape]:
         yield Shape(url, json_response, stateless)
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("mode", MODES)
-async def test_session_lists_calls_and_reads(upstream: Shape, mode: str) -> None:
-    await exercise_session(upstream, mode, title=f"from {mode}")
+class TestDirect(DemoExercises):
+    """Every exercise on the upstream itself."""
 
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("mode", MODES)
-async def test_progress_arrives_before_the_result(upstream: Shape, mode: str) -> None:
-    await exercise_progress(upstream, mode, delay_ms=60)
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("mode", MODES)
-async def test_sampling_returns_the_clients_text(upstream: Shape, mode: str) -> None:
-    await exercise_sampling(upstream, mode)
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("mode", MODES)
-async def test_elicitation_confirms_the_delete(upstream: Shape, mode: str) -> None:
-    await exercise_elicitation(upstream, mode)
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("mode", MODES)
-async def test_without_a_way_back_the_tools_fail_clearly(upstream: Shape, mode: str) -> None:
-    await exercise_no_way_back(upstream, mode)
+    @pytest.fixture
+    def shape(self, upstream: Shape) -> Shape:
+        return upstream
 
 
 def test_host_and_origin_checks_admit_a_local_gateway() -> None:

@@ -219,3 +219,44 @@ async def exercise_no_way_back(shape: Shape, mode: str) -> None:
             assert f"{capability} is unavailable" in text_of(result)
             assert reason in text_of(result)
         assert not (await client.call_tool("get_note", {"id": "3"})).is_error
+
+
+class DemoExercises:
+    """The exercises as tests, for a `Test...` class in a test module to inherit.
+
+    The module gives the class a `shape` fixture: the URL to exercise (the upstream itself, or
+    a gateway route in front of it) and its shape. `after_sampling` is where a subclass adds
+    what only its side can check once a sampling round trip worked.
+    """
+
+    note_title = "from"
+    progress_delay_ms = 60
+
+    def after_sampling(self, shape: Shape, mode: str) -> None:
+        """Nothing more to check by default."""
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("mode", MODES)
+    async def test_session_lists_calls_and_reads(self, shape: Shape, mode: str) -> None:
+        await exercise_session(shape, mode, title=f"{self.note_title} {mode}")
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("mode", MODES)
+    async def test_progress_arrives_before_the_result(self, shape: Shape, mode: str) -> None:
+        await exercise_progress(shape, mode, delay_ms=self.progress_delay_ms)
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("mode", MODES)
+    async def test_sampling_returns_the_clients_text(self, shape: Shape, mode: str) -> None:
+        await exercise_sampling(shape, mode)
+        self.after_sampling(shape, mode)
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("mode", MODES)
+    async def test_elicitation_confirms_the_delete(self, shape: Shape, mode: str) -> None:
+        await exercise_elicitation(shape, mode)
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("mode", MODES)
+    async def test_without_a_way_back_the_tools_fail_clearly(self, shape: Shape, mode: str) -> None:
+        await exercise_no_way_back(shape, mode)
