@@ -18,6 +18,7 @@ import json
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -38,6 +39,7 @@ from tests.support.oauth import (
 from tests.support.oauth_client import MemoryStorage, signed_in_client
 from tests.support.oidc_mock import OidcMock, OidcStack, oidc_identity, oidc_mock
 from tests.support.recorder import Recorder, recording_upstream
+from tests.support.scripted import HEADERS
 from tests.support.upstreams import sdk_upstream
 
 USERS = {
@@ -265,3 +267,29 @@ async def test_the_sdk_client_steps_up_when_a_tool_needs_more_scope(stack: Stack
     ]
     assert ("denied", 403) in outcomes and ("success", 200) in outcomes
     assert json.dumps(events).find(storage.tokens.access_token) == -1
+
+
+# --- a route's access list holds for the local user of `kind = "none"` too -----------------
+
+
+def test_route_access_list_is_enforced(tmp_path: Path) -> None:
+    """DESIGN: "user not allowed on route -> 403". A route restricted to another user is
+    served to the local user anyway: nothing reads `RouteSection.access`."""
+    with recording_upstream() as rec:
+        profile = profile_text(
+            upstreams={"rec": rec.url},
+            routes={},
+            extra=(
+                '\n[routes.admins]\nupstream = "rec"\naccess.users = ["someone-else"]\n'
+                'access.groups = ["admins"]\n'
+            ),
+        )
+        with running_gateway(profile, tmp_path) as g:
+            r = httpx.post(
+                g.route_url("admins"),
+                content=b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}',
+                headers=HEADERS,
+                timeout=10,
+            )
+            assert rec.seen() == [], f"the upstream was contacted (gateway said {r.status_code})"
+            assert r.status_code == 403

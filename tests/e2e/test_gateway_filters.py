@@ -40,6 +40,17 @@ from lockgate.cli.demo_server import LOOPBACK_SECURITY, MCP_PATH, BackgroundServ
 from tests.support.demo_mcp import DEMO_TOOLS, read_welcome_note, text_of
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
 from tests.support.mcp_http import messages_of, open_session
+from tests.support.scripted import (
+    HEADERS,
+    HIDDEN,
+    SESSION_S,
+    TOOLS,
+    Scripted,
+    Seen,
+    http_response,
+    sse_payloads,
+    tool_names,
+)
 from tests.support.upstreams import sdk_upstream
 
 METHOD_NOT_FOUND = -32601
@@ -536,3 +547,90 @@ def _headers(sid: str | None) -> dict[str, str]:
     if sid is not None:
         headers["Mcp-Session-Id"] = sid
     return headers
+
+
+# --- a scripted upstream: replayed, unparseable and mis-encoded list results --------------
+
+
+def test_get_stream_replayed_tools_list_is_filtered(
+    scripted: Scripted, scripted_gw: GatewayProcess
+) -> None:
+    """A client resuming a tools/list stream with GET + Last-Event-ID gets the replayed result.
+
+    DESIGN: list results are filtered "in JSON and in SSE responses"; `list_method_of` even
+    says "Responses on a GET stream (resumed with Last-Event-ID) have no request in this
+    flow" — but `Capabilities.request` returns before adding the list filter for non-POST.
+    """
+    result = {"jsonrpc": "2.0", "id": 1, "result": {"tools": TOOLS}}
+    body = f"id: ev-2\ndata: {json.dumps(result)}\n\n".encode()
+    init = {"jsonrpc": "2.0", "id": 0, "result": {"protocolVersion": "2025-11-25"}}
+
+    def reply(req: Seen) -> bytes:
+        if req.method == "POST":  # the initialize that opens session "s" (issue 9, item 2)
+            return http_response("200 OK", "application/json", json.dumps(init).encode(), SESSION_S)
+        return http_response("200 OK", "text/event-stream", body)
+
+    scripted.reply = reply
+    opened = httpx.post(
+        scripted_gw.route_url("curated"),
+        json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}},
+        headers={"accept": "application/json, text/event-stream"},
+        timeout=10,
+    )
+    assert opened.headers["mcp-session-id"] == "s"
+    r = httpx.get(
+        scripted_gw.route_url("curated"),
+        headers={"accept": "text/event-stream", "last-event-id": "ev-1", "mcp-session-id": "s"},
+        timeout=10,
+    )
+    assert r.status_code == 200
+    names = [n for p in sse_payloads(r.text) for n in tool_names(p)]
+    assert "list_notes" in names
+    assert HIDDEN not in names
+
+
+@pytest.mark.parametrize("mode", ["json", "sse", "sse-utf16"])
+def test_unparseable_list_result_is_not_forwarded_unfiltered(
+    scripted: Scripted, scripted_gw: GatewayProcess, mode: str
+) -> None:
+    """`jsonrpc.loads` refuses NaN/Infinity; the JSON and SSE paths then forward the body
+    unchanged. The SDK client (pydantic) accepts NaN and shows the hidden tool."""
+    from mcp_types import jsonrpc_message_adapter
+
+    text = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {"tools": TOOLS, "x": float("nan")}})
+    assert "NaN" in text
+    if mode == "json":
+        scripted.reply = lambda req: http_response("200 OK", "application/json", text.encode())
+    elif mode == "sse":
+        scripted.reply = lambda req: http_response(
+            "200 OK", "text/event-stream", f"data: {text}\n\n".encode()
+        )
+    else:  # valid JSON, but in the charset the content-type names: the gateway reads UTF-8
+        text = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {"tools": TOOLS}})
+        scripted.reply = lambda req: http_response(
+            "200 OK",
+            "text/event-stream; charset=utf-16",
+            f"data: {text}\n\n".encode("utf-16"),
+        )
+    r = httpx.post(
+        scripted_gw.route_url("curated"),
+        content=b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}',
+        headers=HEADERS,
+        timeout=10,
+    )
+    assert "NaN" in text or mode == "sse-utf16"
+    raw = (
+        r.text
+        if mode == "json"
+        else "\n".join(ln[5:].lstrip() for ln in r.text.splitlines() if ln.startswith("data:"))
+    )
+    if not raw.strip():
+        return  # dropped: fine
+    try:
+        msg = jsonrpc_message_adapter.validate_json(raw, by_name=False)
+    except Exception:
+        return  # the client cannot read it either: fine
+    dumped = msg.model_dump(by_alias=True)
+    result = dumped.get("result")
+    names = [t["name"] for t in (result or {}).get("tools", [])] if isinstance(result, dict) else []
+    assert HIDDEN not in names, f"the SDK client sees the hidden tool: {names}"
