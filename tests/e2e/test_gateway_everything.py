@@ -122,8 +122,7 @@ async def test_echo_sum_and_read_a_resource(everything: Everything) -> None:
     def mine(e: dict[str, Any]) -> bool:
         return e.get("event") == "tool.call" and (e.get("args") or {}).get("message") == marker
 
-    events = everything.gw.wait_for_events(lambda evs: any(mine(e) for e in evs))
-    [event] = [e for e in events if mine(e)]
+    [event] = everything.gw.matching_events(mine)
     assert event["outcome"] == "success"
     assert event["name"] == "echo"
     assert event["route"] == "everything"

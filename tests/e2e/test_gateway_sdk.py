@@ -213,8 +213,7 @@ async def test_tool_call_is_audited_with_latency_and_the_log_verifies(setup: Set
     def mine(e: dict[str, Any]) -> bool:
         return e.get("event") == "tool.call" and (e.get("args") or {}).get("query") == marker
 
-    events = setup.gw.wait_for_events(lambda evs: any(mine(e) for e in evs))
-    [event] = [e for e in events if mine(e)]
+    [event] = setup.gw.matching_events(mine)
     assert event["name"] == "search_notes"
     assert event["method"] == "tools/call"
     assert event["route"] == setup.route and event["upstream"] == setup.route

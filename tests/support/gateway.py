@@ -36,6 +36,11 @@ class GatewayProcess:
                 return events
             time.sleep(0.02)
 
+    def matching_events(self, match, timeout: float = 5.0) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+        """The events for which `match(event)` holds, once there is one (or at the timeout)."""
+        events = self.wait_for_events(lambda evs: any(match(e) for e in evs), timeout)
+        return [e for e in events if match(e)]
+
 
 @dataclass
 class GatewayStack:
