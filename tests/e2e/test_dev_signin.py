@@ -31,7 +31,6 @@ from lockgate.audit.verify import verify
 from lockgate.authserver.keys import SigningKey
 from lockgate.authserver.tokens import issue_access_token
 from lockgate.identity.claims import UserClaims
-from tests.support.demo_mcp import DEMO_TOOLS, text_of
 from tests.support.gateway import lockgate_up_args
 from tests.support.oauth import (
     CALLBACK,
@@ -44,12 +43,13 @@ from tests.support.oauth import (
     hidden_fields,
     mcp_post,
     pkce,
+    read_notes_signed_in,
     redirect_params,
     refresh,
     register,
     sign_in,
 )
-from tests.support.oauth_client import MemoryStorage, signed_in_client
+from tests.support.oauth_client import MemoryStorage
 from tests.support.process import wait_until
 
 
@@ -82,17 +82,7 @@ async def test_the_sdk_client_signs_in_and_calls_tools(stack: DevStack) -> None:
             redirects.append(redirect_params(answer))
             return redirects[-1]
 
-    async with signed_in_client(
-        url,
-        open_browser,
-        client_name="SDK <test> client",
-        callback_uri=CALLBACK,
-        storage=storage,
-    ) as client:
-        tools = await client.list_tools()
-        assert {t.name for t in tools.tools} == DEMO_TOOLS
-        result = await client.call_tool("get_note", {"id": "1"})
-        assert not result.is_error and text_of(result)
+    await read_notes_signed_in(url, open_browser, client_name="SDK <test> client", storage=storage)
 
     # The consent page named the client (escaped), its redirect URI and the route.
     [page] = pages

@@ -18,19 +18,18 @@ import httpx
 import pytest
 
 from lockgate.audit.verify import verify
-from tests.support.demo_mcp import DEMO_TOOLS, text_of
 from tests.support.gateway import profile_text, running_gateway
 from tests.support.oauth import (
-    CALLBACK,
     ENV,
     authorize_url,
     exchange,
     mcp_post,
     pkce,
+    read_notes_signed_in,
     redirect_params,
     register,
 )
-from tests.support.oauth_client import MemoryStorage, signed_in_client
+from tests.support.oauth_client import MemoryStorage
 from tests.support.oidc_mock import OidcMock, OidcStack, oidc_identity, oidc_mock
 from tests.support.upstreams import sdk_upstream
 
@@ -90,17 +89,9 @@ async def test_the_sdk_client_signs_in_through_the_provider_and_calls_tools(
             redirects.append(redirect_params(answer))
             return redirects[-1]
 
-        async with signed_in_client(
-            url,
-            open_browser,
-            client_name="SDK oidc client",
-            callback_uri=CALLBACK,
-            storage=storage,
-        ) as client:
-            tools = await client.list_tools()
-            assert {t.name for t in tools.tools} == DEMO_TOOLS
-            result = await client.call_tool("get_note", {"id": "1"})
-            assert not result.is_error and text_of(result)
+        await read_notes_signed_in(
+            url, open_browser, client_name="SDK oidc client", storage=storage
+        )
 
         # The browser went through the provider, and the gateway set its session cookie.
         [visited] = visits

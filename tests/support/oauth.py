@@ -14,7 +14,7 @@ import base64
 import hashlib
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +23,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
+from tests.support.demo_mcp import DEMO_TOOLS, text_of
 from tests.support.gateway import GatewayStack, profile_text, running_gateway
 from tests.support.mcp_http import initialize_request
-from tests.support.oauth_client import approve
+from tests.support.oauth_client import MemoryStorage, approve, signed_in_client
 from tests.support.oidc_mock import OidcStack
 from tests.support.recorder import Recorder, recording_upstream
 from tests.support.upstreams import sdk_upstream
@@ -50,6 +51,24 @@ def dev_gateway(tmp: Path, *, notes: bool = False) -> Iterator[DevStack]:
         profile = profile_text(upstreams, {name: name for name in upstreams}, kind="dev")
         gw = es.enter_context(running_gateway(profile, tmp, env=ENV))
         yield DevStack(gw, recorder)
+
+
+async def read_notes_signed_in(
+    url: str,
+    open_browser: Callable[[str], Awaitable[dict[str, str]]],
+    *,
+    client_name: str,
+    storage: MemoryStorage,
+) -> None:
+    """The SDK client signs in to route `url` through `open_browser` (which returns the
+    callback's query), then lists the demo tools and reads note 1."""
+    async with signed_in_client(
+        url, open_browser, client_name=client_name, callback_uri=CALLBACK, storage=storage
+    ) as client:
+        tools = await client.list_tools()
+        assert {t.name for t in tools.tools} == DEMO_TOOLS
+        result = await client.call_tool("get_note", {"id": "1"})
+        assert not result.is_error and text_of(result)
 
 
 # --- a headless browser and client, over plain HTTP ---------------------------------------
