@@ -134,6 +134,12 @@ def refused_events(stack: Stack, sid: str, user: str, n: int = 1) -> list[dict[s
     return [e for e in events if mine(e)]
 
 
+def alices_session(stack: Stack, tokens: dict[str, str]) -> tuple[str, str]:
+    """Alice opens a session on route `notes`: the route's URL and the session id."""
+    url = stack.gw.route_url("notes")
+    return url, open_session(url, tokens["alice"])
+
+
 def assert_404(r: httpx.Response) -> None:
     assert r.status_code == 404, (r.status_code, r.text[:300])
     body = r.json()
@@ -143,8 +149,7 @@ def assert_404(r: httpx.Response) -> None:
 def test_another_user_presenting_a_session_id_gets_404(
     stack: Stack, tokens: dict[str, str]
 ) -> None:
-    url = stack.gw.route_url("notes")
-    sid = open_session(url, tokens["alice"])
+    url, sid = alices_session(stack, tokens)
     assert list_tools(url, tokens["alice"], sid).status_code == 200
 
     # Bob holds a valid token for the same route, and alice's session id.
@@ -168,8 +173,7 @@ def test_another_user_presenting_a_session_id_gets_404(
 
 
 def test_the_same_users_other_client_gets_404(stack: Stack, tokens: dict[str, str]) -> None:
-    url = stack.gw.route_url("notes")
-    sid = open_session(url, tokens["alice"])
+    url, sid = alices_session(stack, tokens)
     assert_404(list_tools(url, tokens["alice-other-client"], sid))
     [event] = refused_events(stack, sid, "alice")
     assert event["reason"] == "other_client"
@@ -212,8 +216,7 @@ def test_a_session_the_gateway_never_saw_opened_gets_404(
 
 
 def test_the_owners_delete_ends_the_binding(stack: Stack, tokens: dict[str, str]) -> None:
-    url = stack.gw.route_url("notes")
-    sid = open_session(url, tokens["alice"])
+    url, sid = alices_session(stack, tokens)
     assert httpx.delete(url, headers=headers(tokens["alice"], sid)).status_code == 200
     assert_404(list_tools(url, tokens["alice"], sid))
     [event] = refused_events(stack, sid, "alice")
@@ -277,8 +280,7 @@ async def test_another_user_cannot_answer_a_pending_elicitation(
 def test_the_audit_carries_a_short_hash_never_the_session_id(
     stack: Stack, tokens: dict[str, str]
 ) -> None:
-    url = stack.gw.route_url("notes")
-    sid = open_session(url, tokens["alice"])
+    url, sid = alices_session(stack, tokens)
     assert list_tools(url, tokens["alice"], sid).status_code == 200
     assert_404(list_tools(url, tokens["bob"], sid))
     refused_events(stack, sid, "bob")
