@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -240,17 +240,25 @@ def client(url: str, mode: str = "legacy", **kwargs: Any) -> Client:
     return Client(url, mode=mode, read_timeout_seconds=10, **kwargs)
 
 
+def each_mode_and_client(test: Callable[..., Any]) -> Callable[..., Any]:
+    """An async test, run for each response mode `m` of the upstreams and each `client_mode`."""
+    test = pytest.mark.parametrize("m", MODES)(test)
+    return pytest.mark.anyio(pytest.mark.parametrize("client_mode", CLIENT_MODES)(test))
+
+
+async def tools_by_name(c: Client) -> dict[str, types.Tool]:
+    return {t.name: t for t in (await c.list_tools()).tools}
+
+
 # --- the curated view of the demo upstream ----------------------------------------------
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("client_mode", CLIENT_MODES)
-@pytest.mark.parametrize("m", MODES)
+@each_mode_and_client
 async def test_tools_list_shows_exactly_the_allowed_tools_with_overrides(
     stack: Stack, m: str, client_mode: str
 ) -> None:
     async with client(stack.url(f"curated-{m}"), client_mode) as c:
-        tools = {t.name: t for t in (await c.list_tools()).tools}
+        tools = await tools_by_name(c)
     assert set(tools) == CURATED_TOOLS
     assert tools["search_notes"].description == SEARCH_DESCRIPTION
     got = tools["get_note"]
@@ -290,9 +298,7 @@ def test_raw_tools_list_result_keeps_its_other_keys(stack: Stack, m: str) -> Non
     assert {t["name"] for t in full["result"]["tools"]} == DEMO_TOOLS
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("client_mode", CLIENT_MODES)
-@pytest.mark.parametrize("m", MODES)
+@each_mode_and_client
 async def test_hidden_tool_is_refused_and_never_reaches_the_upstream(
     stack: Stack, m: str, client_mode: str
 ) -> None:
@@ -386,9 +392,7 @@ def test_hidden_tool_call_never_reaches_a_recording_upstream(stack: Stack, m: st
         assert box.calls == [*before, "tool_a"]
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("client_mode", CLIENT_MODES)
-@pytest.mark.parametrize("m", MODES)
+@each_mode_and_client
 async def test_prompts_and_hidden_resources_are_refused(
     stack: Stack, m: str, client_mode: str
 ) -> None:
@@ -407,14 +411,12 @@ async def test_prompts_and_hidden_resources_are_refused(
         await read_welcome_note(c)
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("client_mode", CLIENT_MODES)
-@pytest.mark.parametrize("m", MODES)
+@each_mode_and_client
 async def test_full_route_on_the_same_upstream_shows_everything(
     stack: Stack, m: str, client_mode: str
 ) -> None:
     async with client(stack.url(f"full-{m}"), client_mode) as c:
-        tools = {t.name: t for t in (await c.list_tools()).tools}
+        tools = await tools_by_name(c)
         assert set(tools) == DEMO_TOOLS
         # The curated route's overrides stay on the curated route.
         assert tools["search_notes"].description is not None
