@@ -22,8 +22,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import run as bench
+
+from tests.support.gateway import lockgate_up_args
 
 
 def main() -> int:
@@ -68,14 +71,7 @@ def main() -> int:
                 "cProfile",
                 "-o",
                 str(prof),
-                "-m",
-                "lockgate.cli",
-                "up",
-                "--profile",
-                str(profile),
-                "--listen",
-                "127.0.0.1:0",
-                "--quiet",
+                *lockgate_up_args(profile, quiet=True),
             ],
             pattern=r"listening on (http://\S+)",
             env=env,

@@ -18,6 +18,7 @@ import json
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,19 +26,20 @@ import httpx
 import pytest
 
 from lockgate.audit.verify import verify
-from tests.e2e.test_dev_signin import (
+from tests.support.demo_mcp import DEMO_TOOLS, text_of
+from tests.support.gateway import profile_text, running_gateway
+from tests.support.oauth import (
     ENV,
     authorize_url,
-    exchange,
     pkce,
     redirect_params,
     register,
+    sync_sign_in,
 )
-from tests.e2e.test_upstreams_direct import DEMO_TOOLS, text_of
-from tests.support.gateway import running_gateway
-from tests.support.oauth_client import MemoryStorage, approve, signed_in_client
+from tests.support.oauth_client import MemoryStorage, signed_in_client
 from tests.support.oidc_mock import OidcMock, OidcStack, oidc_identity, oidc_mock
 from tests.support.recorder import Recorder, recording_upstream
+from tests.support.scripted import HEADERS
 from tests.support.upstreams import sdk_upstream
 
 USERS = {
@@ -75,27 +77,19 @@ def stack(provider: OidcMock, tmp_path_factory: pytest.TempPathFactory) -> Itera
             'match = ["confirm_*"]',
             'roles = ["editor"]',
         ]
-        profile = "\n".join(
-            [
-                *oidc_identity(provider.issuer, 'roles_claim = "realm_access.roles"'),
-                "[upstreams.notes]",
-                f'url = "{notes}"',
-                "[upstreams.rec]",
-                f'url = "{recorder.url}"',
-                "[routes.notes]",
-                'upstream = "notes"',
-                *(line.format(r="notes") for line in rules),
-                "[routes.rec]",
-                'upstream = "rec"',
-                *(line.format(r="rec") for line in rules),
-                "[routes.scoped]",
-                'upstream = "notes"',
+        routes = {r: [r, *(line.format(r=r) for line in rules)] for r in ("notes", "rec")} | {
+            "scoped": [
+                "notes",
                 'access.scopes = ["notes.read"]',
                 "[[routes.scoped.access.tools]]",
                 'match = ["delete_*"]',
                 'scopes = ["notes.write"]',
-                "",
             ]
+        }
+        profile = profile_text(
+            {"notes": notes, "rec": recorder.url},
+            routes,
+            identity=oidc_identity(provider.issuer, 'roles_claim = "realm_access.roles"'),
         )
         gw = es.enter_context(running_gateway(profile, tmp_path_factory.mktemp("access"), env=ENV))
         yield Stack(gw, provider, recorder)
@@ -105,24 +99,6 @@ async def browse(browser: httpx.AsyncClient, stack: Stack, url: str, sub: str) -
     """Follow a sign-in as a browser would, signing in at the provider as `sub`; returns the
     answer that goes to the client's redirect URI."""
     return await stack.mock.browse(browser, stack.base, url, sub)
-
-
-def sync_sign_in(stack: Stack, route: str, sub: str, scope: str = "") -> str:
-    """A raw flow for one route as `sub`: register, provider, consent, exchange; the token."""
-    client_id = register(stack.base)
-    verifier, challenge = pkce()
-    resource = stack.gw.route_url(route)
-    extra = {"scope": scope} if scope else {}
-    with httpx.Client() as browser:
-        r = browser.get(authorize_url(stack.base, client_id, resource, challenge, **extra))
-        assert r.status_code == 302 and r.headers["location"].startswith(stack.issuer)
-        r = stack.mock.login(browser, r.headers["location"], sub)
-        r = browser.get(r.headers["location"])
-        assert r.status_code == 200 and "/oauth/consent" in r.text, r.text[:300]
-        code = redirect_params(approve(browser, stack.base, r.text))["code"]
-    token = exchange(stack.base, client_id, code, verifier, resource)
-    assert token.status_code == 200, token.text
-    return str(token.json()["access_token"])
 
 
 def post(url: str, token: str, message: dict[str, Any]) -> httpx.Response:
@@ -291,3 +267,29 @@ async def test_the_sdk_client_steps_up_when_a_tool_needs_more_scope(stack: Stack
     ]
     assert ("denied", 403) in outcomes and ("success", 200) in outcomes
     assert json.dumps(events).find(storage.tokens.access_token) == -1
+
+
+# --- a route's access list holds for the local user of `kind = "none"` too -----------------
+
+
+def test_route_access_list_is_enforced(tmp_path: Path) -> None:
+    """DESIGN: "user not allowed on route -> 403". A route restricted to another user is
+    served to the local user anyway: nothing reads `RouteSection.access`."""
+    with recording_upstream() as rec:
+        profile = profile_text(
+            upstreams={"rec": rec.url},
+            routes={},
+            extra=(
+                '\n[routes.admins]\nupstream = "rec"\naccess.users = ["someone-else"]\n'
+                'access.groups = ["admins"]\n'
+            ),
+        )
+        with running_gateway(profile, tmp_path) as g:
+            r = httpx.post(
+                g.route_url("admins"),
+                content=b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}',
+                headers=HEADERS,
+                timeout=10,
+            )
+            assert rec.seen() == [], f"the upstream was contacted (gateway said {r.status_code})"
+            assert r.status_code == 403

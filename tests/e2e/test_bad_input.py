@@ -328,3 +328,23 @@ def test_every_refusal_is_audited(e: Env) -> None:
     events = e.gw.wait_for_events(lambda evs: any(ev.get("status") == 403 for ev in evs))
     denied = [ev for ev in events if ev.get("status") == 403]
     assert denied and all(ev["outcome"] == "denied" for ev in denied)
+
+
+# --- a batch that reuses an id must not steer the list filter to the wrong method ----------
+
+
+def test_batch_with_duplicate_ids_still_filters_tools_list(e: Env) -> None:
+    """[tools/list id=1, prompts/list id=1]: `st.methods[1]` would end up "prompts/list", so the
+    tools/list answer (id 1) would be filtered with the prompts view, which leaves `tools`."""
+    batch = [
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 1, "method": "prompts/list"},
+    ]
+    r = e.post("curated", json.dumps(batch).encode())
+    # Refused outright: answers are matched to requests by id.
+    assert r.status_code == 400, r.text
+    body = r.json()
+    answers = body if isinstance(body, list) else [body]
+    assert answers and all(a["error"]["code"] == -32600 for a in answers), body
+    assert "delete_note" not in r.text
+    assert not [q for q in e.rec.seen() if b"tools/list" in q.body]

@@ -32,8 +32,8 @@ from lockgate.cli.demo.headless_oauth import (
     signed_in_client,
 )
 from tests.core.net.test_fetch import Reply, Server
-from tests.e2e.test_dev_signin import authorize_url, pkce
 from tests.support.gateway import GatewayStack, profile_text, running_gateway
+from tests.support.oauth import authorize_url, pkce
 from tests.support.tls import issue_certs
 from tests.support.upstreams import sdk_upstream
 

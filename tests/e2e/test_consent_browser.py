@@ -28,18 +28,16 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from tests.e2e.test_dev_signin import ENV, Stack, hidden_fields, pkce, sign_in
 from tests.support import require
 from tests.support.browser import Browser, PageServer, Tab, chromium, serve_pages
-from tests.support.gateway import running_gateway
-from tests.support.recorder import recording_upstream
+from tests.support.oauth import DevStack, dev_gateway, hidden_fields, pkce, sign_in
 
 CLIENT_NAME = "Browser <b>test</b> client"
 
 
 @dataclass
 class World:
-    stack: Stack
+    stack: DevStack
     browser: Browser
     callback: PageServer  # the client's redirect URI lives here
     other: PageServer  # another loopback "site"
@@ -79,24 +77,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "Debian chromium missing: apt-get install chromium (.ci/run does)",
     )
     with ExitStack() as es:
-        recorder = es.enter_context(recording_upstream())
-        profile = "\n".join(
-            [
-                "[identity]",
-                'kind = "dev"',
-                "[upstreams.rec]",
-                f'url = "{recorder.url}"',
-                "[routes.rec]",
-                'upstream = "rec"',
-                "",
-            ]
-        )
         tmp = tmp_path_factory.mktemp("consent-browser")
-        gw = es.enter_context(running_gateway(profile, tmp / "gw", env=ENV))
+        stack = es.enter_context(dev_gateway(tmp / "gw"))
         callback = es.enter_context(serve_pages())
         other = es.enter_context(serve_pages(host="localhost"))
         browser = es.enter_context(chromium(tmp / "browser"))
-        yield World(Stack(gw, recorder), browser, callback, other)
+        yield World(stack, browser, callback, other)
 
 
 # The page is served with `Referrer-Policy: same-origin`: with `no-referrer` Chromium posts

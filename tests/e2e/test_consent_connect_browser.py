@@ -24,10 +24,10 @@ import pytest
 
 from lockgate.identity.claims import local_user
 from lockgate.upstream import tokens as upstream_tokens
-from tests.e2e.test_dev_signin import ENV, pkce
 from tests.support import keyring_env, require
 from tests.support.browser import chromium, serve_pages
 from tests.support.gateway import running_gateway
+from tests.support.oauth import ENV, pkce
 from tests.support.protected_upstream import protected_upstream
 
 pytestmark = pytest.mark.keyring

@@ -11,14 +11,13 @@ Guard's 403, with nothing that would let it read the answer.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack
 
 import httpx
 import pytest
 
-from tests.e2e.test_dev_signin import ENV, Stack, mcp_post, sign_in
 from tests.support.gateway import profile_text, running_gateway
-from tests.support.recorder import recording_upstream
+from tests.support.mcp_http import initialize_request
+from tests.support.oauth import DevStack, dev_gateway, mcp_post, sign_in
 from tests.support.upstreams import sdk_upstream
 
 INSPECTOR = "http://localhost:6274"
@@ -26,12 +25,9 @@ EXPOSED = "mcp-session-id, www-authenticate, mcp-protocol-version"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with ExitStack() as es:
-        recorder = es.enter_context(recording_upstream())
-        profile = profile_text({"rec": recorder.url}, {"rec": "rec"}, kind="dev")
-        gw = es.enter_context(running_gateway(profile, tmp_path_factory.mktemp("cors"), env=ENV))
-        yield Stack(gw, recorder)
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    with dev_gateway(tmp_path_factory.mktemp("cors")) as stack:
+        yield stack
 
 
 def preflight(url: str, origin: str) -> httpx.Response:
@@ -51,7 +47,7 @@ def assert_cors(r: httpx.Response, origin: str) -> None:
     assert "Origin" in r.headers["vary"]
 
 
-def test_a_preflight_is_answered_by_the_gateway_without_a_token(stack: Stack) -> None:
+def test_a_preflight_is_answered_by_the_gateway_without_a_token(stack: DevStack) -> None:
     stack.recorder.clear()
     url = stack.gw.route_url("rec")
     for origin in (INSPECTOR, "http://127.0.0.1:6274"):
@@ -67,7 +63,7 @@ def test_a_preflight_is_answered_by_the_gateway_without_a_token(stack: Stack) ->
     assert stack.recorder.seen() == []
 
 
-def test_a_foreign_origin_gets_guards_403_without_cors_headers(stack: Stack) -> None:
+def test_a_foreign_origin_gets_guards_403_without_cors_headers(stack: DevStack) -> None:
     stack.recorder.clear()
     url = stack.gw.route_url("rec")
     for r in (
@@ -79,7 +75,7 @@ def test_a_foreign_origin_gets_guards_403_without_cors_headers(stack: Stack) -> 
     assert stack.recorder.seen() == []
 
 
-def test_the_401_and_the_upstreams_answer_carry_cors_headers(stack: Stack) -> None:
+def test_the_401_and_the_upstreams_answer_carry_cors_headers(stack: DevStack) -> None:
     url = stack.gw.route_url("rec")
     unauth = httpx.post(
         url,
@@ -94,16 +90,7 @@ def test_the_401_and_the_upstreams_answer_carry_cors_headers(stack: Stack) -> No
     stack.recorder.clear()
     r = httpx.post(
         url,
-        json={
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "inspector", "version": "0"},
-            },
-        },
+        json=initialize_request(client="inspector"),
         headers={
             "Origin": INSPECTOR,
             "Authorization": f"Bearer {token}",
@@ -150,16 +137,7 @@ def test_a_streamed_sse_answer_carries_cors_headers(
     ):
         r = httpx.post(
             gw.route_url("notes"),
-            json={
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-06-18",
-                    "capabilities": {},
-                    "clientInfo": {"name": "inspector", "version": "0"},
-                },
-            },
+            json=initialize_request("2025-06-18", client="inspector"),
             headers={"Origin": INSPECTOR, "Accept": "application/json, text/event-stream"},
         )
     assert r.status_code == 200, r.text

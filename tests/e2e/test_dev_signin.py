@@ -15,20 +15,13 @@ test-only): the gateway's keyring path is covered by tests/core/authserver/test_
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
-import re
-import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from contextlib import ExitStack, closing
-from dataclasses import dataclass
+from contextlib import closing
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -38,144 +31,39 @@ from lockgate.audit.verify import verify
 from lockgate.authserver.keys import SigningKey
 from lockgate.authserver.tokens import issue_access_token
 from lockgate.identity.claims import UserClaims
-from tests.e2e.test_upstreams_direct import DEMO_TOOLS, text_of
-from tests.support.gateway import GatewayStack, profile_text, running_gateway
-from tests.support.oauth_client import MemoryStorage, approve, signed_in_client
-from tests.support.recorder import Recorder, recording_upstream
-from tests.support.upstreams import sdk_upstream
-
-CALLBACK = "http://127.0.0.1:9/callback"  # nothing listens: the test reads the redirect
-ENV = {"LOCKGATE_SIGNING_KEY_SOURCE": "memory"}
-
-
-@dataclass
-class Stack(GatewayStack):
-    recorder: Recorder
+from tests.support.gateway import lockgate_up_args
+from tests.support.oauth import (
+    CALLBACK,
+    ENV,
+    DevStack,
+    authorize_url,
+    dev_gateway,
+    exchange,
+    get_code,
+    hidden_fields,
+    mcp_post,
+    pkce,
+    read_notes_signed_in,
+    redirect_params,
+    refresh,
+    register,
+    sign_in,
+)
+from tests.support.oauth_client import MemoryStorage
+from tests.support.process import wait_until
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with ExitStack() as es:
-        notes = es.enter_context(sdk_upstream())
-        recorder = es.enter_context(recording_upstream())
-        profile = profile_text(
-            {"notes": notes, "rec": recorder.url}, {"notes": "notes", "rec": "rec"}, kind="dev"
-        )
-        gw = es.enter_context(
-            running_gateway(profile, tmp_path_factory.mktemp("dev-signin"), env=ENV)
-        )
-        yield Stack(gw, recorder)
-
-
-# --- a headless browser and client, over plain HTTP ---------------------------------------
-
-
-def hidden_fields(page: str) -> dict[str, str]:
-    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page))
-
-
-def pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
-def register(base: str, redirect_uris: list[str] | None = None, name: str = "raw client") -> str:
-    r = httpx.post(
-        f"{base}/oauth/register",
-        json={"client_name": name, "redirect_uris": redirect_uris or [CALLBACK]},
-    )
-    assert r.status_code == 201, r.text
-    return str(r.json()["client_id"])
-
-
-def authorize_url(base: str, client_id: str, resource: str, challenge: str, **extra: str) -> str:
-    params = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": CALLBACK,
-        "state": "st-1",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        "resource": resource,
-        **extra,
-    }
-    return f"{base}/oauth/authorize?{urlencode(params)}"
-
-
-def redirect_params(resp: httpx.Response) -> dict[str, str]:
-    assert resp.status_code == 302, (resp.status_code, resp.text[:300])
-    location = resp.headers["location"]
-    assert location.startswith(CALLBACK + "?")
-    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
-
-
-def get_code(base: str, client_id: str, resource: str, challenge: str) -> str:
-    """Authorize as the local user; approve the consent page if one is shown."""
-    with httpx.Client() as browser:
-        r = browser.get(authorize_url(base, client_id, resource, challenge))
-        if r.status_code == 200:
-            r = approve(browser, base, r.text)
-        params = redirect_params(r)
-    assert params["state"] == "st-1" and params["iss"] == base
-    return params["code"]
-
-
-def exchange(base: str, client_id: str, code: str, verifier: str, resource: str) -> httpx.Response:
-    return httpx.post(
-        f"{base}/oauth/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": CALLBACK,
-            "client_id": client_id,
-            "code_verifier": verifier,
-            "resource": resource,
-        },
-    )
-
-
-def refresh(base: str, client_id: str, token: str) -> httpx.Response:
-    return httpx.post(
-        f"{base}/oauth/token",
-        data={"grant_type": "refresh_token", "refresh_token": token, "client_id": client_id},
-    )
-
-
-def sign_in(stack: Stack, route: str) -> dict[str, Any]:
-    """A whole raw flow for one route: register, consent, exchange; the token response."""
-    client_id = register(stack.base)
-    verifier, challenge = pkce()
-    resource = stack.gw.route_url(route)
-    code = get_code(stack.base, client_id, resource, challenge)
-    r = exchange(stack.base, client_id, code, verifier, resource)
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    body["client_id"] = client_id
-    return body
-
-
-def mcp_post(url: str, token: str | None) -> httpx.Response:
-    headers = {"Accept": "application/json, text/event-stream"}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    init = {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "0"},
-    }
-    return httpx.post(
-        url,
-        json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init},
-        headers=headers,
-    )
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    with dev_gateway(tmp_path_factory.mktemp("dev-signin"), notes=True) as stack:
+        yield stack
 
 
 # --- the SDK client, end to end -----------------------------------------------------------
 
 
 @pytest.mark.anyio
-async def test_the_sdk_client_signs_in_and_calls_tools(stack: Stack) -> None:
+async def test_the_sdk_client_signs_in_and_calls_tools(stack: DevStack) -> None:
     url = stack.gw.route_url("notes")
     pages: list[httpx.Response] = []
     redirects: list[dict[str, str]] = []
@@ -194,17 +82,7 @@ async def test_the_sdk_client_signs_in_and_calls_tools(stack: Stack) -> None:
             redirects.append(redirect_params(answer))
             return redirects[-1]
 
-    async with signed_in_client(
-        url,
-        open_browser,
-        client_name="SDK <test> client",
-        callback_uri=CALLBACK,
-        storage=storage,
-    ) as client:
-        tools = await client.list_tools()
-        assert {t.name for t in tools.tools} == DEMO_TOOLS
-        result = await client.call_tool("get_note", {"id": "1"})
-        assert not result.is_error and text_of(result)
+    await read_notes_signed_in(url, open_browser, client_name="SDK <test> client", storage=storage)
 
     # The consent page named the client (escaped), its redirect URI and the route.
     [page] = pages
@@ -232,7 +110,7 @@ async def test_the_sdk_client_signs_in_and_calls_tools(stack: Stack) -> None:
     assert verify(stack.gw.audit_path).ok
 
 
-def test_the_upstream_never_sees_the_gateway_token(stack: Stack) -> None:
+def test_the_upstream_never_sees_the_gateway_token(stack: DevStack) -> None:
     tokens = sign_in(stack, "rec")
     stack.recorder.clear()
     r = mcp_post(stack.gw.route_url("rec"), tokens["access_token"])
@@ -245,7 +123,7 @@ def test_the_upstream_never_sees_the_gateway_token(stack: Stack) -> None:
 
 
 def test_a_second_authorization_of_an_approved_client_skips_the_consent_page(
-    stack: Stack,
+    stack: DevStack,
 ) -> None:
     client_id = register(stack.base)
     resource = stack.gw.route_url("notes")
@@ -257,7 +135,7 @@ def test_a_second_authorization_of_an_approved_client_skips_the_consent_page(
 # --- the resource server's refusals -------------------------------------------------------
 
 
-def test_no_token_is_a_401_pointing_at_the_resource_metadata(stack: Stack) -> None:
+def test_no_token_is_a_401_pointing_at_the_resource_metadata(stack: DevStack) -> None:
     url = stack.gw.route_url("notes")
     r = mcp_post(url, None)
     assert r.status_code == 401
@@ -282,7 +160,7 @@ def _refused(r: httpx.Response) -> str:
     return challenge
 
 
-def test_a_token_for_another_route_is_refused(stack: Stack) -> None:
+def test_a_token_for_another_route_is_refused(stack: DevStack) -> None:
     tokens = sign_in(stack, "rec")
     stack.recorder.clear()
     _refused(mcp_post(stack.gw.route_url("notes"), tokens["access_token"]))
@@ -294,7 +172,7 @@ def test_a_token_for_another_route_is_refused(stack: Stack) -> None:
     )
 
 
-def test_garbage_foreign_and_expired_tokens_are_refused(stack: Stack) -> None:
+def test_garbage_foreign_and_expired_tokens_are_refused(stack: DevStack) -> None:
     url = stack.gw.route_url("notes")
     _refused(mcp_post(url, "not-a-token"))
     foreign = SigningKey(Ed25519PrivateKey.generate())
@@ -314,7 +192,7 @@ def test_garbage_foreign_and_expired_tokens_are_refused(stack: Stack) -> None:
 # --- the authorization server's refusals --------------------------------------------------
 
 
-def test_a_replayed_code_is_invalid_grant_and_revokes_the_grant(stack: Stack) -> None:
+def test_a_replayed_code_is_invalid_grant_and_revokes_the_grant(stack: DevStack) -> None:
     client_id = register(stack.base)
     verifier, challenge = pkce()
     resource = stack.gw.route_url("notes")
@@ -328,7 +206,7 @@ def test_a_replayed_code_is_invalid_grant_and_revokes_the_grant(stack: Stack) ->
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
 
 
-def test_a_wrong_pkce_verifier_is_invalid_grant(stack: Stack) -> None:
+def test_a_wrong_pkce_verifier_is_invalid_grant(stack: DevStack) -> None:
     client_id = register(stack.base)
     _, challenge = pkce()
     resource = stack.gw.route_url("notes")
@@ -338,7 +216,7 @@ def test_a_wrong_pkce_verifier_is_invalid_grant(stack: Stack) -> None:
     assert r.headers["cache-control"] == "no-store"
 
 
-def test_an_unregistered_redirect_uri_is_a_400_without_redirect(stack: Stack) -> None:
+def test_an_unregistered_redirect_uri_is_a_400_without_redirect(stack: DevStack) -> None:
     client_id = register(stack.base)
     url = authorize_url(
         stack.base,
@@ -354,7 +232,7 @@ def test_an_unregistered_redirect_uri_is_a_400_without_redirect(stack: Stack) ->
     assert "redirect_uri" in r.text
 
 
-def test_registration_refuses_bad_redirect_uris(stack: Stack) -> None:
+def test_registration_refuses_bad_redirect_uris(stack: DevStack) -> None:
     for uri in ("http://evil.example/cb", "https://ok.example/cb#frag", "javascript:alert(1)"):
         r = httpx.post(f"{stack.base}/oauth/register", json={"redirect_uris": [uri]})
         assert r.status_code == 400, uri
@@ -365,7 +243,7 @@ def test_registration_refuses_bad_redirect_uris(stack: Stack) -> None:
     assert r.status_code == 400 and r.json()["error"] == "invalid_client_metadata"
 
 
-def test_authorize_requires_pkce_and_a_route_resource(stack: Stack) -> None:
+def test_authorize_requires_pkce_and_a_route_resource(stack: DevStack) -> None:
     client_id = register(stack.base)
     base = stack.base
     no_pkce = authorize_url(
@@ -376,7 +254,7 @@ def test_authorize_requires_pkce_and_a_route_resource(stack: Stack) -> None:
     assert redirect_params(httpx.get(elsewhere))["error"] == "invalid_target"
 
 
-def test_a_reused_refresh_token_revokes_the_grant(stack: Stack) -> None:
+def test_a_reused_refresh_token_revokes_the_grant(stack: DevStack) -> None:
     tokens = sign_in(stack, "notes")
     first = tokens["refresh_token"]
     rotated = refresh(stack.base, tokens["client_id"], first)
@@ -393,7 +271,7 @@ def test_a_reused_refresh_token_revokes_the_grant(stack: Stack) -> None:
     assert any(e["event"] == "auth.token_refused" and e["reason"] == "reused" for e in events)
 
 
-def test_revoking_a_refresh_token_ends_its_grant(stack: Stack) -> None:
+def test_revoking_a_refresh_token_ends_its_grant(stack: DevStack) -> None:
     tokens = sign_in(stack, "notes")
     route = stack.gw.route_url("notes")
     assert mcp_post(route, tokens["access_token"]).status_code == 200
@@ -406,10 +284,12 @@ def test_revoking_a_refresh_token_ends_its_grant(stack: Stack) -> None:
     assert after.status_code == 400 and after.json()["error"] == "invalid_grant"
     # The access token of a revoked grant stops working too (within GRANT_RECHECK seconds),
     # instead of living out its 15 minutes.
-    deadline = time.monotonic() + 15
-    while (cut := mcp_post(route, tokens["access_token"])).status_code == 200:
-        assert time.monotonic() < deadline, "the revoked grant's access token still works"
-        time.sleep(0.5)
+
+    def refused() -> httpx.Response | None:
+        r = mcp_post(route, tokens["access_token"])
+        return r if r.status_code != 200 else None
+
+    cut = wait_until(refused, "the revoked grant's access token to stop", timeout=15, interval=0.5)
     assert cut.status_code == 401
     assert 'error="invalid_token"' in cut.headers["www-authenticate"]
     events = stack.gw.wait_for_events(
@@ -421,7 +301,7 @@ def test_revoking_a_refresh_token_ends_its_grant(stack: Stack) -> None:
 # --- the consent page ---------------------------------------------------------------------
 
 
-def _consent_page(stack: Stack) -> tuple[httpx.Client, dict[str, str]]:
+def _consent_page(stack: DevStack) -> tuple[httpx.Client, dict[str, str]]:
     client_id = register(stack.base, name="Consent test")
     browser = httpx.Client()
     page = browser.get(authorize_url(stack.base, client_id, stack.gw.route_url("rec"), pkce()[1]))
@@ -431,7 +311,7 @@ def _consent_page(stack: Stack) -> tuple[httpx.Client, dict[str, str]]:
     return browser, hidden_fields(page.text)
 
 
-def test_consent_from_a_foreign_origin_is_refused(stack: Stack) -> None:
+def test_consent_from_a_foreign_origin_is_refused(stack: DevStack) -> None:
     browser, fields = _consent_page(stack)
     with closing(browser):
         for origin in ("http://127.0.0.1:1", "https://evil.example", None):
@@ -460,7 +340,7 @@ def test_consent_from_a_foreign_origin_is_refused(stack: Stack) -> None:
 
 
 def test_consent_without_the_csrf_token_is_refused_and_forms_are_single_use(
-    stack: Stack,
+    stack: DevStack,
 ) -> None:
     browser, fields = _consent_page(stack)
     with closing(browser):
@@ -481,7 +361,7 @@ def test_consent_without_the_csrf_token_is_refused_and_forms_are_single_use(
         assert again.status_code == 403
 
 
-def test_an_unknown_oauth_path_is_a_json_404(stack: Stack) -> None:
+def test_an_unknown_oauth_path_is_a_json_404(stack: DevStack) -> None:
     r = httpx.get(f"{stack.base}/oauth/nothing")
     assert r.status_code == 404 and r.json()["error"] == "not_found"
 
@@ -496,16 +376,7 @@ def _up(tmp_path: Path, identity: str, env: dict[str, str]) -> subprocess.Comple
         '[routes.a]\nupstream = "a"\n'
     )
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lockgate.cli",
-            "up",
-            "--profile",
-            str(profile),
-            "--listen",
-            "127.0.0.1:0",
-        ],
+        [sys.executable, *lockgate_up_args(profile)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -23,8 +23,8 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from tests.e2e.test_upstreams_direct import text_of
 from tests.support import require
+from tests.support.demo_mcp import text_of
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
 from tests.support.node import INSTALL_HINT, everything_cmd, everything_upstream
 
@@ -122,8 +122,7 @@ async def test_echo_sum_and_read_a_resource(everything: Everything) -> None:
     def mine(e: dict[str, Any]) -> bool:
         return e.get("event") == "tool.call" and (e.get("args") or {}).get("message") == marker
 
-    events = everything.gw.wait_for_events(lambda evs: any(mine(e) for e in evs))
-    [event] = [e for e in events if mine(e)]
+    [event] = everything.gw.matching_events(mine)
     assert event["outcome"] == "success"
     assert event["name"] == "echo"
     assert event["route"] == "everything"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,9 +37,20 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from lockgate.cli.demo.server import LOOPBACK_SECURITY, MCP_PATH, BackgroundServer
-from tests.e2e.test_gateway_sdk import messages_of, open_session
-from tests.e2e.test_upstreams_direct import DEMO_TOOLS, text_of
+from tests.support.demo_mcp import DEMO_TOOLS, read_welcome_note, text_of
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
+from tests.support.mcp_http import messages_of, open_session
+from tests.support.scripted import (
+    HEADERS,
+    HIDDEN,
+    SESSION_S,
+    TOOLS,
+    Scripted,
+    Seen,
+    http_response,
+    sse_payloads,
+    tool_names,
+)
 from tests.support.upstreams import sdk_upstream
 
 METHOD_NOT_FOUND = -32601
@@ -229,17 +240,25 @@ def client(url: str, mode: str = "legacy", **kwargs: Any) -> Client:
     return Client(url, mode=mode, read_timeout_seconds=10, **kwargs)
 
 
+def each_mode_and_client(test: Callable[..., Any]) -> Callable[..., Any]:
+    """An async test, run for each response mode `m` of the upstreams and each `client_mode`."""
+    test = pytest.mark.parametrize("m", MODES)(test)
+    return pytest.mark.anyio(pytest.mark.parametrize("client_mode", CLIENT_MODES)(test))
+
+
+async def tools_by_name(c: Client) -> dict[str, types.Tool]:
+    return {t.name: t for t in (await c.list_tools()).tools}
+
+
 # --- the curated view of the demo upstream ----------------------------------------------
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("client_mode", CLIENT_MODES)
-@pytest.mark.parametrize("m", MODES)
+@each_mode_and_client
 async def test_tools_list_shows_exactly_the_allowed_tools_with_overrides(
     stack: Stack, m: str, client_mode: str
 ) -> None:
     async with client(stack.url(f"curated-{m}"), client_mode) as c:
-        tools = {t.name: t for t in (await c.list_tools()).tools}
+        tools = await tools_by_name(c)
     assert set(tools) == CURATED_TOOLS
     assert tools["search_notes"].description == SEARCH_DESCRIPTION
     got = tools["get_note"]
@@ -279,9 +298,7 @@ def test_raw_tools_list_result_keeps_its_other_keys(stack: Stack, m: str) -> Non
     assert {t["name"] for t in full["result"]["tools"]} == DEMO_TOOLS
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("client_mode", CLIENT_MODES)
-@pytest.mark.parametrize("m", MODES)
+@each_mode_and_client
 async def test_hidden_tool_is_refused_and_never_reaches_the_upstream(
     stack: Stack, m: str, client_mode: str
 ) -> None:
@@ -311,8 +328,7 @@ async def test_hidden_tool_is_refused_and_never_reaches_the_upstream(
             and (e.get("args") or {}).get("id") == note_id
         )
 
-    events = stack.gw.wait_for_events(lambda evs: any(refused_delete(e) for e in evs))
-    [event] = [e for e in events if refused_delete(e)]
+    [event] = stack.gw.matching_events(refused_delete)
     assert event["outcome"] == "denied"
     assert event["latency_ms"]["total"] >= 0
     assert event["latency_ms"].get("upstream") is None  # no upstream exchange to time
@@ -376,9 +392,7 @@ def test_hidden_tool_call_never_reaches_a_recording_upstream(stack: Stack, m: st
         assert box.calls == [*before, "tool_a"]
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("client_mode", CLIENT_MODES)
-@pytest.mark.parametrize("m", MODES)
+@each_mode_and_client
 async def test_prompts_and_hidden_resources_are_refused(
     stack: Stack, m: str, client_mode: str
 ) -> None:
@@ -394,22 +408,15 @@ async def test_prompts_and_hidden_resources_are_refused(
         assert refused.value.code == METHOD_NOT_FOUND
 
         # Only notes://index is denied: the template and the notes it names stay readable.
-        templates = await c.list_resource_templates()
-        assert [t.uri_template for t in templates.resource_templates] == ["notes://note/{id}"]
-        read = await c.read_resource("notes://note/1")
-        content = read.contents[0]
-        assert isinstance(content, types.TextResourceContents)
-        assert content.text.startswith("# Welcome")
+        await read_welcome_note(c)
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("client_mode", CLIENT_MODES)
-@pytest.mark.parametrize("m", MODES)
+@each_mode_and_client
 async def test_full_route_on_the_same_upstream_shows_everything(
     stack: Stack, m: str, client_mode: str
 ) -> None:
     async with client(stack.url(f"full-{m}"), client_mode) as c:
-        tools = {t.name: t for t in (await c.list_tools()).tools}
+        tools = await tools_by_name(c)
         assert set(tools) == DEMO_TOOLS
         # The curated route's overrides stay on the curated route.
         assert tools["search_notes"].description is not None
@@ -541,3 +548,90 @@ def _headers(sid: str | None) -> dict[str, str]:
     if sid is not None:
         headers["Mcp-Session-Id"] = sid
     return headers
+
+
+# --- a scripted upstream: replayed, unparseable and mis-encoded list results --------------
+
+
+def test_get_stream_replayed_tools_list_is_filtered(
+    scripted: Scripted, scripted_gw: GatewayProcess
+) -> None:
+    """A client resuming a tools/list stream with GET + Last-Event-ID gets the replayed result.
+
+    DESIGN: list results are filtered "in JSON and in SSE responses"; `list_method_of` even
+    says "Responses on a GET stream (resumed with Last-Event-ID) have no request in this
+    flow" — but `Capabilities.request` returns before adding the list filter for non-POST.
+    """
+    result = {"jsonrpc": "2.0", "id": 1, "result": {"tools": TOOLS}}
+    body = f"id: ev-2\ndata: {json.dumps(result)}\n\n".encode()
+    init = {"jsonrpc": "2.0", "id": 0, "result": {"protocolVersion": "2025-11-25"}}
+
+    def reply(req: Seen) -> bytes:
+        if req.method == "POST":  # the initialize that opens session "s" (issue 9, item 2)
+            return http_response("200 OK", "application/json", json.dumps(init).encode(), SESSION_S)
+        return http_response("200 OK", "text/event-stream", body)
+
+    scripted.reply = reply
+    opened = httpx.post(
+        scripted_gw.route_url("curated"),
+        json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}},
+        headers={"accept": "application/json, text/event-stream"},
+        timeout=10,
+    )
+    assert opened.headers["mcp-session-id"] == "s"
+    r = httpx.get(
+        scripted_gw.route_url("curated"),
+        headers={"accept": "text/event-stream", "last-event-id": "ev-1", "mcp-session-id": "s"},
+        timeout=10,
+    )
+    assert r.status_code == 200
+    names = [n for p in sse_payloads(r.text) for n in tool_names(p)]
+    assert "list_notes" in names
+    assert HIDDEN not in names
+
+
+@pytest.mark.parametrize("mode", ["json", "sse", "sse-utf16"])
+def test_unparseable_list_result_is_not_forwarded_unfiltered(
+    scripted: Scripted, scripted_gw: GatewayProcess, mode: str
+) -> None:
+    """`jsonrpc.loads` refuses NaN/Infinity; the JSON and SSE paths then forward the body
+    unchanged. The SDK client (pydantic) accepts NaN and shows the hidden tool."""
+    from mcp_types import jsonrpc_message_adapter
+
+    text = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {"tools": TOOLS, "x": float("nan")}})
+    assert "NaN" in text
+    if mode == "json":
+        scripted.reply = lambda req: http_response("200 OK", "application/json", text.encode())
+    elif mode == "sse":
+        scripted.reply = lambda req: http_response(
+            "200 OK", "text/event-stream", f"data: {text}\n\n".encode()
+        )
+    else:  # valid JSON, but in the charset the content-type names: the gateway reads UTF-8
+        text = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {"tools": TOOLS}})
+        scripted.reply = lambda req: http_response(
+            "200 OK",
+            "text/event-stream; charset=utf-16",
+            f"data: {text}\n\n".encode("utf-16"),
+        )
+    r = httpx.post(
+        scripted_gw.route_url("curated"),
+        content=b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}',
+        headers=HEADERS,
+        timeout=10,
+    )
+    assert "NaN" in text or mode == "sse-utf16"
+    raw = (
+        r.text
+        if mode == "json"
+        else "\n".join(ln[5:].lstrip() for ln in r.text.splitlines() if ln.startswith("data:"))
+    )
+    if not raw.strip():
+        return  # dropped: fine
+    try:
+        msg = jsonrpc_message_adapter.validate_json(raw, by_name=False)
+    except Exception:
+        return  # the client cannot read it either: fine
+    dumped = msg.model_dump(by_alias=True)
+    result = dumped.get("result")
+    names = [t["name"] for t in (result or {}).get("tools", [])] if isinstance(result, dict) else []
+    assert HIDDEN not in names, f"the SDK client sees the hidden tool: {names}"

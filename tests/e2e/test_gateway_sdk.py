@@ -13,7 +13,6 @@ the file stays fast.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -21,53 +20,36 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import mcp_types as types
 import pytest
-from mcp import Client
 
-from lockgate.audit.verify import verify
+from lockgate.audit.verify import VerifyResult, verify
 from lockgate.mcp.sessions import session_hash
-from tests.e2e.test_upstreams_direct import (
+from tests.support.demo_mcp import (
     DEMO_TOOLS,
-    JSON_DROPS_PROGRESS,
-    MODES,
-    NO_BACK_CHANNEL,
-    SAMPLED_TEXT,
     SHAPES,
-    can_ask_client,
+    DemoExercises,
+    Shape,
     full_client,
-    text_of,
 )
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
+from tests.support.mcp_http import messages_of, open_session, rpc, session_headers
+from tests.support.process import wait_until
 from tests.support.upstreams import sdk_upstream
 
-LEGACY_VERSION = "2025-11-25"
-ACCEPT = {"Accept": "application/json, text/event-stream"}
 STATEFUL_ONLY = "a stateless upstream issues no Mcp-Session-Id"
 
 
 @dataclass(frozen=True)
-class Setup:
-    """One shape of the demo upstream, and the gateway route in front of it."""
+class Setup(Shape):
+    """One shape of the demo upstream (`url`: the gateway route in front of it)."""
 
     upstream_url: str
-    json_response: bool
-    stateless: bool
     gw: GatewayProcess
     route: str
-
-    @property
-    def url(self) -> str:
-        return self.gw.route_url(self.route)
 
 
 def shape_name(json_response: bool, stateless: bool) -> str:
     return f"{'json' if json_response else 'sse'}-{'stateless' if stateless else 'stateful'}"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="module")
@@ -94,150 +76,28 @@ def setup(request: pytest.FixtureRequest, stack: tuple[GatewayProcess, dict[str,
     json_response, stateless = request.param
     gw, urls = stack
     name = shape_name(json_response, stateless)
-    return Setup(urls[name], json_response, stateless, gw, name)
-
-
-# --- raw HTTP helpers ------------------------------------------------------------------
-
-
-def rpc(method: str, params: dict[str, Any] | None = None, rid: int = 1) -> dict[str, Any]:
-    msg: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
-    if params is not None:
-        msg["params"] = params
-    return msg
-
-
-INITIALIZE = rpc(
-    "initialize",
-    {
-        "protocolVersion": LEGACY_VERSION,
-        "capabilities": {},
-        "clientInfo": {"name": "raw-httpx", "version": "0"},
-    },
-)
-INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-
-
-def messages_of(resp: httpx.Response) -> list[dict[str, Any]]:
-    """The JSON-RPC messages of a response, whether a JSON body or an SSE stream."""
-    ctype = resp.headers.get("content-type", "")
-    if ctype.startswith("application/json"):
-        obj = resp.json()
-        return obj if isinstance(obj, list) else [obj]
-    assert ctype.startswith("text/event-stream"), ctype
-    out = []
-    for block in resp.text.replace("\r\n", "\n").split("\n\n"):
-        data = "\n".join(
-            line[5:].removeprefix(" ") for line in block.split("\n") if line.startswith("data:")
-        )
-        if data:
-            out.append(json.loads(data))
-    return out
-
-
-def open_session(client: httpx.Client, url: str) -> str | None:
-    """A 2025-era initialize handshake over raw HTTP; the session id the answer carried."""
-    resp = client.post(url, json=INITIALIZE, headers=ACCEPT)
-    assert resp.status_code == 200, resp.text
-    [reply] = messages_of(resp)
-    assert reply["result"]["protocolVersion"] == LEGACY_VERSION
-    sid = resp.headers.get("mcp-session-id")
-    headers = session_headers(sid)
-    assert client.post(url, json=INITIALIZED, headers=headers).status_code == 202
-    return sid
-
-
-def session_headers(sid: str | None) -> dict[str, str]:
-    headers = ACCEPT | {"MCP-Protocol-Version": LEGACY_VERSION}
-    if sid is not None:
-        headers["Mcp-Session-Id"] = sid
-    return headers
+    return Setup(gw.route_url(name), json_response, stateless, urls[name], gw, name)
 
 
 # --- the SDK client through the gateway ---------------------------------------------------
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("mode", MODES)
-async def test_session_lists_calls_and_reads(setup: Setup, mode: str) -> None:
-    async with full_client(setup.url, mode) as client:
-        assert client.protocol_version == (LEGACY_VERSION if mode == "legacy" else "2026-07-28")
-        if mode == "legacy":  # a 2026-07-28 client pinned without discover knows no serverInfo
-            assert client.server_info is not None and client.server_info.name == "demo-notes"
+class TestThroughTheGateway(DemoExercises):
+    """Every exercise through the gateway route in front of each shape."""
 
-        tools = await client.list_tools()
-        assert {t.name for t in tools.tools} == DEMO_TOOLS
-        delete = next(t for t in tools.tools if t.name == "delete_note")
-        assert delete.annotations is not None and delete.annotations.destructive_hint is True
+    note_title = "via gateway"
+    progress_delay_ms = 80
 
-        added = await client.call_tool("add_note", {"title": f"via gateway {mode}", "body": "hi"})
-        assert not added.is_error
-        new_id = (added.structured_content or {})["id"]
-        listed = await client.call_tool("list_notes", {})
-        assert new_id in {n["id"] for n in (listed.structured_content or {})["result"]}
-        fetched = await client.call_tool("get_note", {"id": new_id})
-        assert (fetched.structured_content or {})["title"] == f"via gateway {mode}"
+    @pytest.fixture
+    def shape(self, setup: Setup) -> Shape:
+        return setup
 
-        prompts = await client.list_prompts()
-        assert [p.name for p in prompts.prompts] == ["note_prompt"]
-        prompt = await client.get_prompt("note_prompt", {"topic": "gateways"})
-        assert "gateways" in str(prompt.messages[0].content)
-
-        resources = await client.list_resources()
-        assert [str(r.uri) for r in resources.resources] == ["notes://index"]
-        templates = await client.list_resource_templates()
-        assert [t.uri_template for t in templates.resource_templates] == ["notes://note/{id}"]
-
-        read = await client.read_resource("notes://note/1")
-        content = read.contents[0]
-        assert isinstance(content, types.TextResourceContents)
-        assert content.text.startswith("# Welcome")
-        index = await client.read_resource("notes://index")
-        index_content = index.contents[0]
-        assert isinstance(index_content, types.TextResourceContents)
-        assert new_id in {n["id"] for n in json.loads(index_content.text)}
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("mode", MODES)
-async def test_progress_streams_through_before_the_result(setup: Setup, mode: str) -> None:
-    if setup.json_response:
-        pytest.skip(JSON_DROPS_PROGRESS)
-    delay_ms = 80
-    seen: list[tuple[float, float, float | None, str | None]] = []
-
-    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        seen.append((time.monotonic(), progress, total, message))
-
-    async with full_client(setup.url, mode) as client:
-        result = await client.call_tool(
-            "slow_count", {"n": 3, "delay_ms": delay_ms}, progress_callback=on_progress
-        )
-        done = time.monotonic()
-
-    assert text_of(result) == "counted to 3"
-    assert [(p, t, m) for _, p, t, m in seen] == [
-        (1, 3, "counted 1 of 3"),
-        (2, 3, "counted 2 of 3"),
-        (3, 3, "counted 3 of 3"),
-    ]
-    # Streamed, not buffered: the first notification reached the client while the upstream
-    # still had two steps of `delay_ms` to count; a buffering gateway delivers all at once.
-    assert done - seen[0][0] >= delay_ms / 1000
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("mode", MODES)
-async def test_sampling_round_trip(setup: Setup, mode: str) -> None:
-    if not can_ask_client(mode, setup.json_response, setup.stateless):
-        pytest.skip(NO_BACK_CHANNEL)
-    async with full_client(setup.url, mode) as client:
-        result = await client.call_tool("summarize_note", {"id": "2"})
-    assert not result.is_error, text_of(result)
-    assert text_of(result) == SAMPLED_TEXT
-    if mode == "legacy":
+    def after_sampling(self, shape: Shape, mode: str) -> None:
+        if mode != "legacy":
+            return
+        assert isinstance(shape, Setup)
         # The server's request rode the POST's stream out; the client's answer came back in.
-        events = setup.gw.wait_for_events(
+        events = shape.gw.wait_for_events(
             lambda evs: any(
                 e.get("direction") == "client" and e.get("method") == "response" for e in evs
             )
@@ -245,39 +105,6 @@ async def test_sampling_round_trip(setup: Setup, mode: str) -> None:
         methods = {(e.get("direction"), e.get("method")) for e in events}
         assert ("server", "sampling/createMessage") in methods
         assert ("client", "response") in methods
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("mode", MODES)
-async def test_elicitation_round_trip(setup: Setup, mode: str) -> None:
-    if not can_ask_client(mode, setup.json_response, setup.stateless):
-        pytest.skip(NO_BACK_CHANNEL)
-    async with full_client(setup.url, mode) as client:
-        added = await client.call_tool("add_note", {"title": "doomed", "body": "delete me"})
-        note_id = (added.structured_content or {})["id"]
-        result = await client.call_tool("confirm_delete", {"id": note_id})
-        assert not result.is_error, text_of(result)
-        assert text_of(result) == f"deleted note {note_id} (doomed)"
-        gone = await client.call_tool("get_note", {"id": note_id})
-        assert gone.is_error
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("mode", MODES)
-async def test_without_a_way_back_the_tools_fail_clearly(setup: Setup, mode: str) -> None:
-    if can_ask_client(mode, setup.json_response, setup.stateless):
-        client = Client(setup.url, mode=mode, read_timeout_seconds=10)
-        reason = "the client did not declare that capability"
-    else:
-        client = full_client(setup.url, mode)
-        reason = "has no channel for a server-to-client request"
-    async with client:
-        for tool, capability in [("summarize_note", "sampling"), ("confirm_delete", "elicitation")]:
-            result = await client.call_tool(tool, {"id": "3"})
-            assert result.is_error
-            assert f"{capability} is unavailable" in text_of(result)
-            assert reason in text_of(result)
-        assert not (await client.call_tool("get_note", {"id": "3"})).is_error
 
 
 # --- sessions, DELETE and GET over raw HTTP -------------------------------------------------
@@ -386,8 +213,7 @@ async def test_tool_call_is_audited_with_latency_and_the_log_verifies(setup: Set
     def mine(e: dict[str, Any]) -> bool:
         return e.get("event") == "tool.call" and (e.get("args") or {}).get("query") == marker
 
-    events = setup.gw.wait_for_events(lambda evs: any(mine(e) for e in evs))
-    [event] = [e for e in events if mine(e)]
+    [event] = setup.gw.matching_events(mine)
     assert event["name"] == "search_notes"
     assert event["method"] == "tools/call"
     assert event["route"] == setup.route and event["upstream"] == setup.route
@@ -402,10 +228,11 @@ async def test_tool_call_is_audited_with_latency_and_the_log_verifies(setup: Set
 
     # The gateway may be appending a line for another exchange while we read: a torn last
     # line is retried, anything else is a broken chain.
-    for _ in range(20):
+    def settled() -> VerifyResult | None:
         checked = verify(setup.gw.audit_path)
-        if checked.ok or not (checked.reason or "").startswith("truncated last line"):
-            break
-        time.sleep(0.05)
+        torn = (checked.reason or "").startswith("truncated last line")
+        return None if torn and not checked.ok else checked
+
+    checked = wait_until(settled, "a whole last line in the audit log", timeout=1.0)
     assert checked.ok, checked
     assert checked.lines >= event["seq"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,19 +19,12 @@ from cryptography import x509
 
 from lockgate.cli.demo.server import build_app
 from tests.support.gateway import profile_text, running_gateway
+from tests.support.mcp_http import initialize_request
+from tests.support.process import wait_until
 from tests.support.tls import issue_certs
 from tests.support.upstreams import sdk_upstream
 
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "test", "version": "1"},
-    },
-}
+INIT = initialize_request("2025-06-18", client="test", client_version="1")
 HEADERS = {"accept": "application/json, text/event-stream"}
 
 
@@ -56,10 +48,7 @@ def https_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the https upstream did not start"
-        time.sleep(0.01)
+    wait_until(lambda: server.started, "the https upstream to start", timeout=10, interval=0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     yield f"https://127.0.0.1:{port}/mcp", ca
     server.should_exit = True

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,10 +30,10 @@ from lockgate.audit.read import read_events
 from lockgate.audit.verify import verify
 from lockgate.identity import session as login
 from lockgate.identity.refresh import RECHECK_ENV
-from tests.e2e.test_dev_signin import CALLBACK, ENV, redirect_params
-from tests.e2e.test_upstreams_direct import DEMO_TOOLS
 from tests.support import keyring_env
+from tests.support.demo_mcp import DEMO_TOOLS
 from tests.support.gateway import GatewayStack, profile_text, running_gateway
+from tests.support.oauth import CALLBACK, ENV, redirect_params
 from tests.support.oauth_client import MemoryStorage, signed_in_client
 from tests.support.oidc_mock import OidcMock, mock_provider, oidc_identity
 from tests.support.upstreams import sdk_upstream
@@ -50,8 +50,10 @@ class Stack(GatewayStack):
     profile: Path
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@contextmanager
+def cli_stack(tmp: Path, env: dict[str, str]) -> Iterator[Stack]:
+    """A `kind = "oidc"` gateway in front of the mock with USERS and the demo upstream; the
+    USERS' CLI sessions are deleted at the end. Skips without a real Secret Service."""
     for _ in keyring_env.real_keyring():  # the real Secret Service, or skip (fail in CI)
         with ExitStack() as es:
             issuer = es.enter_context(mock_provider(*USERS))
@@ -59,14 +61,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             profile = profile_text(
                 {"notes": notes}, {"notes": "notes"}, identity=oidc_identity(issuer)
             )
-            tmp = tmp_path_factory.mktemp("login-cli")
-            env = {**ENV, RECHECK_ENV: "0"}
             gw = es.enter_context(running_gateway(profile, tmp, env=env))
             try:
                 yield Stack(gw, issuer, tmp / "profile.toml")
             finally:
                 for user in USERS:
                     login.delete_session(issuer, str(user["sub"]))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    env = {**ENV, RECHECK_ENV: "0"}
+    with cli_stack(tmp_path_factory.mktemp("login-cli"), env) as stack:
+        yield stack
 
 
 def cli_env(stack: Stack) -> dict[str, str]:
@@ -263,7 +270,7 @@ async def test_login_whoami_and_the_gateway_signs_in_the_cli_user(stack: Stack) 
 def _authorize_url(stack: Stack, storage: MemoryStorage) -> str:
     from urllib.parse import urlencode
 
-    from tests.e2e.test_dev_signin import pkce
+    from tests.support.oauth import pkce
 
     assert storage.client_info is not None
     return f"{stack.base}/oauth/authorize?" + urlencode(

@@ -18,19 +18,18 @@ import httpx
 import pytest
 
 from lockgate.audit.verify import verify
-from tests.e2e.test_dev_signin import (
-    CALLBACK,
+from tests.support.gateway import profile_text, running_gateway
+from tests.support.oauth import (
     ENV,
     authorize_url,
     exchange,
     mcp_post,
     pkce,
+    read_notes_signed_in,
     redirect_params,
     register,
 )
-from tests.e2e.test_upstreams_direct import DEMO_TOOLS, text_of
-from tests.support.gateway import running_gateway
-from tests.support.oauth_client import MemoryStorage, signed_in_client
+from tests.support.oauth_client import MemoryStorage
 from tests.support.oidc_mock import OidcMock, OidcStack, oidc_identity, oidc_mock
 from tests.support.upstreams import sdk_upstream
 
@@ -51,22 +50,12 @@ def provider() -> Iterator[str]:
 def stack(provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with ExitStack() as es:
         notes = es.enter_context(sdk_upstream())
-        profile = "\n".join(
-            [
-                *oidc_identity(provider),
-                "[upstreams.notes]",
-                f'url = "{notes}"',
-                "[routes.notes]",
-                'upstream = "notes"',
-                "[routes.eng]",
-                'upstream = "notes"',
-                'access.groups = ["eng"]',
-                "[routes.fin]",
-                'upstream = "notes"',
-                'access.groups = ["finance"]',
-                "",
-            ]
-        )
+        routes = {
+            "notes": "notes",
+            "eng": ["notes", 'access.groups = ["eng"]'],
+            "fin": ["notes", 'access.groups = ["finance"]'],
+        }
+        profile = profile_text({"notes": notes}, routes, identity=oidc_identity(provider))
         gw = es.enter_context(
             running_gateway(profile, tmp_path_factory.mktemp("oidc-signin"), env=ENV)
         )
@@ -100,17 +89,9 @@ async def test_the_sdk_client_signs_in_through_the_provider_and_calls_tools(
             redirects.append(redirect_params(answer))
             return redirects[-1]
 
-        async with signed_in_client(
-            url,
-            open_browser,
-            client_name="SDK oidc client",
-            callback_uri=CALLBACK,
-            storage=storage,
-        ) as client:
-            tools = await client.list_tools()
-            assert {t.name for t in tools.tools} == DEMO_TOOLS
-            result = await client.call_tool("get_note", {"id": "1"})
-            assert not result.is_error and text_of(result)
+        await read_notes_signed_in(
+            url, open_browser, client_name="SDK oidc client", storage=storage
+        )
 
         # The browser went through the provider, and the gateway set its session cookie.
         [visited] = visits

@@ -35,7 +35,10 @@ import pytest
 from lockgate.audit.verify import verify
 from lockgate.identity.session import delete_session
 from lockgate.upstream import tokens as upstream_tokens
-from tests.e2e.test_dev_signin import (
+from tests.support import keyring_env
+from tests.support.demo_mcp import text_of
+from tests.support.gateway import running_gateway
+from tests.support.oauth import (
     authorize_url,
     exchange,
     mcp_post,
@@ -43,9 +46,6 @@ from tests.e2e.test_dev_signin import (
     redirect_params,
     register,
 )
-from tests.e2e.test_upstreams_direct import text_of
-from tests.support import keyring_env
-from tests.support.gateway import running_gateway
 from tests.support.oauth_client import (
     CALLBACK_URI,
     MemoryStorage,

@@ -34,7 +34,10 @@ import pytest
 
 from lockgate.audit.verify import verify
 from lockgate.upstream import secrets
-from tests.e2e.test_dev_signin import (
+from tests.support import keyring_env
+from tests.support.demo_mcp import DEMO_TOOLS, text_of
+from tests.support.gateway import GatewayStack, running_gateway
+from tests.support.oauth import (
     authorize_url,
     exchange,
     hidden_fields,
@@ -43,9 +46,6 @@ from tests.e2e.test_dev_signin import (
     redirect_params,
     register,
 )
-from tests.e2e.test_upstreams_direct import DEMO_TOOLS, text_of
-from tests.support import keyring_env
-from tests.support.gateway import GatewayStack, running_gateway
 from tests.support.oauth_client import CALLBACK_URI, MemoryStorage, approve, signed_in_client
 from tests.support.oidc_mock import OidcMock, free_port
 

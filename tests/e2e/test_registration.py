@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from lockgate.authserver.ratelimit import REGISTRATIONS_PER_WINDOW
-from tests.e2e.test_dev_signin import authorize_url, pkce
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
+from tests.support.oauth import authorize_url, pkce
 from tests.support.oauth_client import approve
 from tests.support.upstreams import sdk_upstream
 

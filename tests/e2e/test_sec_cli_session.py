@@ -11,37 +11,20 @@ Real `lockgate` CLI and gateway processes, `oidc-provider-mock`, the real Secret
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack
 
 import httpx
 import pytest
 
 from lockgate.identity import session as login
-from tests.e2e.test_dev_signin import ENV, authorize_url, pkce, redirect_params, register
-from tests.e2e.test_login_cli import USERS, Stack, cli, cli_login
-from tests.support import keyring_env
-from tests.support.gateway import profile_text, running_gateway
+from tests.e2e.test_login_cli import Stack, cli, cli_login, cli_stack
+from tests.support.oauth import ENV, authorize_url, pkce, redirect_params, register
 from tests.support.oauth_client import approve
-from tests.support.oidc_mock import mock_provider, oidc_identity
-from tests.support.upstreams import sdk_upstream
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    for _ in keyring_env.real_keyring():  # the real Secret Service, or skip (fail in CI)
-        with ExitStack() as es:
-            issuer = es.enter_context(mock_provider(*USERS))
-            notes = es.enter_context(sdk_upstream())
-            profile = profile_text(
-                {"notes": notes}, {"notes": "notes"}, identity=oidc_identity(issuer)
-            )
-            tmp = tmp_path_factory.mktemp("sec-cli-session")
-            gw = es.enter_context(running_gateway(profile, tmp, env=ENV))
-            try:
-                yield Stack(gw, issuer, tmp / "profile.toml")
-            finally:
-                for user in USERS:
-                    login.delete_session(issuer, str(user["sub"]))
+    with cli_stack(tmp_path_factory.mktemp("sec-cli-session"), ENV) as stack:
+        yield stack
 
 
 def test_the_cli_shortcut_needs_the_secret_only_the_signed_in_user_can_read(

@@ -11,42 +11,31 @@ gateway over real HTTP; httpx clients play the browser (their cookie jar is the 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack, closing
+from contextlib import closing
 from http.cookies import SimpleCookie
 
 import httpx
 import pytest
 
-from tests.e2e.test_dev_signin import (
-    ENV,
-    Stack,
+from tests.support.oauth import (
+    DevStack,
     authorize_url,
+    dev_gateway,
     exchange,
     hidden_fields,
     pkce,
     redirect_params,
     register,
 )
-from tests.support.gateway import profile_text, running_gateway
-from tests.support.recorder import recording_upstream
-from tests.support.upstreams import sdk_upstream
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with ExitStack() as es:
-        notes = es.enter_context(sdk_upstream())
-        recorder = es.enter_context(recording_upstream())
-        profile = profile_text(
-            {"notes": notes, "rec": recorder.url}, {"notes": "notes", "rec": "rec"}, kind="dev"
-        )
-        gw = es.enter_context(
-            running_gateway(profile, tmp_path_factory.mktemp("sec-consent"), env=ENV)
-        )
-        yield Stack(gw, recorder)
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    with dev_gateway(tmp_path_factory.mktemp("sec-consent"), notes=True) as stack:
+        yield stack
 
 
-def open_consent(stack: Stack, name: str = "Cookie test") -> tuple[httpx.Client, httpx.Response]:
+def open_consent(stack: DevStack, name: str = "Cookie test") -> tuple[httpx.Client, httpx.Response]:
     """A fresh browser on a fresh authorization request: the consent page it got."""
     client_id = register(stack.base, name=name)
     browser = httpx.Client()
@@ -55,11 +44,11 @@ def open_consent(stack: Stack, name: str = "Cookie test") -> tuple[httpx.Client,
     return browser, page
 
 
-def consent_events(stack: Stack) -> list[dict[str, object]]:
+def consent_events(stack: DevStack) -> list[dict[str, object]]:
     return [e for e in stack.gw.events() if e.get("event") == "auth.consent"]
 
 
-def test_a_cookieless_post_with_the_right_origin_and_form_is_refused(stack: Stack) -> None:
+def test_a_cookieless_post_with_the_right_origin_and_form_is_refused(stack: DevStack) -> None:
     browser, page = open_consent(stack)
     with closing(browser):
         fields = hidden_fields(page.text)
@@ -87,7 +76,7 @@ def test_a_cookieless_post_with_the_right_origin_and_form_is_refused(stack: Stac
         assert "code" in redirect_params(ok)
 
 
-def test_the_cookie_of_another_pending_authorization_is_refused(stack: Stack) -> None:
+def test_the_cookie_of_another_pending_authorization_is_refused(stack: DevStack) -> None:
     mine, my_page = open_consent(stack, "Mine")
     other, other_page = open_consent(stack, "Other")
     with closing(mine), closing(other):
@@ -116,7 +105,7 @@ def test_the_cookie_of_another_pending_authorization_is_refused(stack: Stack) ->
         )
 
 
-def test_the_consent_cookie_is_httponly_samesite_strict_and_path_scoped(stack: Stack) -> None:
+def test_the_consent_cookie_is_httponly_samesite_strict_and_path_scoped(stack: DevStack) -> None:
     browser, page = open_consent(stack)
     with closing(browser):
         [header] = [h for h in page.headers.get_list("set-cookie") if "lockgate_consent" in h]
@@ -137,7 +126,7 @@ def test_the_consent_cookie_is_httponly_samesite_strict_and_path_scoped(stack: S
         assert dropped and "Max-Age=0" in dropped[0]
 
 
-def test_the_browser_that_opened_the_page_gets_its_code_and_token(stack: Stack) -> None:
+def test_the_browser_that_opened_the_page_gets_its_code_and_token(stack: DevStack) -> None:
     client_id = register(stack.base, name="Happy path")
     verifier, challenge = pkce()
     resource = stack.gw.route_url("notes")

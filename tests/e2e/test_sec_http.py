@@ -8,7 +8,11 @@ hundreds of headers.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import json
+import os
 import select
 import socket
 import threading
@@ -22,7 +26,9 @@ from typing import Any
 import pytest
 
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
+from tests.support.process import wait_until
 from tests.support.recorder import Recorder, recording_upstream
+from tests.support.scripted import HIDDEN, Scripted, Seen
 
 LIMIT = 65536
 ENV = {"LOCKGATE_SIGNING_KEY_SOURCE": "memory"}
@@ -288,3 +294,73 @@ def test_request_head_that_never_ends_is_431(env: Env) -> None:
     assert headers["content-type"].startswith("application/json")
     assert "headers" in json.loads(body)["error"]["message"]
     assert sent < 64 * 1024 * 1024
+
+
+# --- an HTTP Upgrade must not turn a route into an unchecked tunnel ------------------------
+
+
+def _ws_frame(payload: bytes) -> bytes:
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    n = len(payload)
+    header = bytes([0x81, 0x80 | n]) if n < 126 else bytes([0x81, 0xFE]) + n.to_bytes(2, "big")
+    return header + mask + masked
+
+
+def _ws_payloads(data: bytes) -> bytes:
+    """Unmask the client frames an upstream received (enough for short text frames)."""
+    out = b""
+    while len(data) >= 2:
+        n = data[1] & 0x7F
+        i = 2
+        if n == 126:
+            n, i = int.from_bytes(data[2:4], "big"), 4
+        mask, i = (data[i : i + 4], i + 4) if data[1] & 0x80 else (b"\0\0\0\0", i)
+        out += bytes(b ^ mask[k % 4] for k, b in enumerate(data[i : i + n]))
+        data = data[i + n :]
+    return out
+
+
+def test_upgrade_to_websocket_does_not_bypass_the_pipeline(
+    scripted: Scripted, scripted_gw: GatewayProcess
+) -> None:
+    """GET with `Upgrade: websocket` has no body, so Capabilities lets it through; once the
+    upstream answers 101, mitmproxy relays frames that no hook of the pipeline inspects."""
+
+    def accept(req: Seen) -> bytes:
+        key = req.headers.get("sec-websocket-key", "")
+        acc = base64.b64encode(
+            hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+        ).decode()
+        return (
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+            f"sec-websocket-accept: {acc}\r\n\r\n"
+        ).encode()
+
+    scripted.reply = accept
+    port = int(scripted_gw.base_url.rsplit(":", 1)[1])
+    hidden_call = json.dumps(
+        {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": HIDDEN}}
+    ).encode()
+
+    def leaked() -> bool:
+        return any(HIDDEN.encode() in _ws_payloads(r.after_upgrade) for r in scripted.seen)
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        key = base64.b64encode(os.urandom(16)).decode()
+        s.sendall(
+            (
+                "GET /mcp/curated HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        head = s.recv(65536)
+
+        if head.startswith(b"HTTP/1.1 101"):
+            s.sendall(_ws_frame(hidden_call))
+            with contextlib.suppress(TimeoutError):  # nothing leaked within 3 s: the pass case
+                wait_until(leaked, "the hidden call to reach the upstream", timeout=3)
+    upgraded = any(req.headers.get("upgrade") for req in scripted.seen)
+    assert not leaked(), "a hidden tools/call reached the upstream through a WebSocket tunnel"
+    assert not upgraded, "an Upgrade request reached the upstream"

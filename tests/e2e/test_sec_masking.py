@@ -10,15 +10,14 @@ land masked. And a tool call whose client disconnects mid-call still has its
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.test_gateway_sdk import messages_of, open_session, session_headers
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
+from tests.support.mcp_http import messages_of, open_session, rpc, session_headers
 from tests.support.upstreams import sdk_upstream
 
 AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
@@ -37,24 +36,15 @@ def test_secret_arguments_and_credential_results_land_masked(gw: GatewayProcess)
     url = gw.route_url("notes")
     with httpx.Client(timeout=10) as http:
         sid = open_session(http, url)
-        call = {
-            "jsonrpc": "2.0",
-            "id": "mask-1",
-            "method": "tools/call",
-            "params": {
-                "name": "add_note",
-                "arguments": {"title": "keys", "body": f"aws {AWS_KEY} here", "pat": GITHUB_PAT},
-            },
-        }
+        arguments = {"title": "keys", "body": f"aws {AWS_KEY} here", "pat": GITHUB_PAT}
+        call = rpc("tools/call", {"name": "add_note", "arguments": arguments}, rid="mask-1")
         resp = http.post(url, json=call, headers=session_headers(sid))
         [reply] = messages_of(resp)
     assert AWS_KEY in json.dumps(reply)  # the client gets its answer unchanged
 
-    def done(evs: list[dict[str, Any]]) -> bool:
-        return any(e.get("event") == "tool.call" and e.get("id") == "mask-1" for e in evs)
-
-    events = gw.wait_for_events(done)
-    [event] = [e for e in events if e.get("event") == "tool.call" and e.get("id") == "mask-1"]
+    [event] = gw.matching_events(
+        lambda e: e.get("event") == "tool.call" and e.get("id") == "mask-1"
+    )
     assert event["args"]["pat"] == "[redacted]"
     assert event["args"]["body"] == "aws [redacted] here"
     text = gw.audit_path.read_text(encoding="utf-8")
@@ -66,23 +56,18 @@ def test_a_call_whose_client_disconnects_still_has_its_started_event(gw: Gateway
     url = gw.route_url("notes")
     with httpx.Client(timeout=10) as http:
         sid = open_session(http, url)
-    call = {
-        "jsonrpc": "2.0",
-        "id": "cut-1",
-        "method": "tools/call",
-        "params": {"name": "slow_count", "arguments": {"n": 40, "delay_ms": 100}},
-    }
+    arguments = {"n": 40, "delay_ms": 100}
+    call = rpc("tools/call", {"name": "slow_count", "arguments": arguments}, rid="cut-1")
     with (
         pytest.raises(httpx.TimeoutException),
         httpx.Client(timeout=httpx.Timeout(10, read=0.5)) as http,
     ):
         http.post(url, json=call, headers=session_headers(sid))  # gives up mid-call
-    time.sleep(0.5)
 
-    def started(evs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [e for e in evs if e.get("event") == "tool.call.started" and e.get("id") == "cut-1"]
+    def started(e: dict[str, Any]) -> bool:
+        return e.get("event") == "tool.call.started" and e.get("id") == "cut-1"
 
-    [event] = started(gw.wait_for_events(lambda evs: bool(started(evs))))
+    [event] = gw.matching_events(started)
     assert event["route"] == "notes"
     assert event["name"] == "slow_count"
     assert event["method"] == "tools/call"

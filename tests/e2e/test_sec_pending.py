@@ -11,7 +11,6 @@ a clock, the 429 over real HTTP.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack
 
 import httpx
 import pytest
@@ -20,23 +19,16 @@ from lockgate.authserver.consent import MAX_PENDING_PER_CLIENT, PendingAuthoriza
 from lockgate.authserver.requests import OAuthError
 from lockgate.identity.browser import PendingLogins, TooManyLogins
 from lockgate.identity.claims import UserClaims
-from tests.e2e.test_dev_signin import ENV, Stack, authorize_url, pkce, register
-from tests.support.gateway import profile_text, running_gateway
-from tests.support.recorder import recording_upstream
+from tests.support.oauth import DevStack, authorize_url, dev_gateway, pkce, register
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with ExitStack() as es:
-        recorder = es.enter_context(recording_upstream())
-        profile = profile_text({"rec": recorder.url}, {"rec": "rec"}, kind="dev")
-        gw = es.enter_context(
-            running_gateway(profile, tmp_path_factory.mktemp("sec-pending"), env=ENV)
-        )
-        yield Stack(gw, recorder)
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    with dev_gateway(tmp_path_factory.mktemp("sec-pending")) as stack:
+        yield stack
 
 
-def test_one_client_cannot_pile_up_pending_consents(stack: Stack) -> None:
+def test_one_client_cannot_pile_up_pending_consents(stack: DevStack) -> None:
     flooder = register(stack.base, name="flooder")
     url = authorize_url(stack.base, flooder, stack.gw.route_url("rec"), pkce()[1])
     answers = [httpx.get(url).status_code for _ in range(MAX_PENDING_PER_CLIENT + 2)]

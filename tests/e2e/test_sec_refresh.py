@@ -31,7 +31,8 @@ import pytest
 
 from lockgate.authserver.store import Store
 from lockgate.identity import session as login
-from tests.e2e.test_dev_signin import (
+from tests.support.gateway import profile_text, running_gateway
+from tests.support.oauth import (
     CALLBACK,
     ENV,
     authorize_url,
@@ -40,7 +41,6 @@ from tests.e2e.test_dev_signin import (
     redirect_params,
     refresh,
 )
-from tests.support.gateway import running_gateway
 from tests.support.oidc_mock import OidcStack, oidc_identity, oidc_mock
 from tests.support.upstreams import sdk_upstream
 
@@ -57,20 +57,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with ExitStack() as es:
         mock = es.enter_context(oidc_mock())
         notes = es.enter_context(sdk_upstream())
-        profile = "\n".join(
-            [
-                *oidc_identity(mock.issuer),
-                "[upstreams.notes]",
-                f'url = "{notes}"',
-                "[routes.eng]",
-                'upstream = "notes"',
-                'access.groups = ["eng"]',
-                "[[routes.eng.access.tools]]",
-                'match = ["get_note"]',
-                'groups = ["ops"]',
-                "",
-            ]
-        )
+        eng = ["notes", 'access.groups = ["eng"]', "[[routes.eng.access.tools]]"]
+        eng += ['match = ["get_note"]', 'groups = ["ops"]']
+        profile = profile_text({"notes": notes}, {"eng": eng}, identity=oidc_identity(mock.issuer))
         tmp = tmp_path_factory.mktemp("sec-refresh")
         gw = es.enter_context(running_gateway(profile, tmp, env=ENV))
         try:

@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from lockgate.authserver.store import Store
-from tests.e2e.test_dev_signin import CALLBACK, ENV
 from tests.support.gateway import GatewayProcess as Gateway
 from tests.support.gateway import profile_text, running_gateway
+from tests.support.oauth import CALLBACK, ENV
 from tests.support.upstreams import sdk_upstream
 
 

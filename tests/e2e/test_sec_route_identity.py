@@ -23,7 +23,9 @@ import pytest
 
 from lockgate import keyring as secrets
 from lockgate.authserver.keys import KEYRING_USERNAME
-from tests.e2e.test_dev_signin import (
+from tests.support import keyring_env
+from tests.support.gateway import profile_text, running_gateway
+from tests.support.oauth import (
     authorize_url,
     exchange,
     get_code,
@@ -32,8 +34,6 @@ from tests.e2e.test_dev_signin import (
     refresh,
     register,
 )
-from tests.support import keyring_env
-from tests.support.gateway import profile_text, running_gateway
 from tests.support.oidc_mock import free_port
 from tests.support.recorder import recording_upstream
 from tests.support.upstreams import sdk_upstream

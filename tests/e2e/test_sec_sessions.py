@@ -33,11 +33,10 @@ from mcp.client.session import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 
 from lockgate.audit.verify import verify
-from tests.e2e.test_access import sync_sign_in
-from tests.e2e.test_dev_signin import ENV
-from tests.e2e.test_upstreams_direct import text_of
-from tests.support.gateway import running_gateway
-from tests.support.oidc_mock import OidcMock, OidcStack, oidc_identity, oidc_mock
+from tests.support.demo_mcp import text_of
+from tests.support.gateway import profile_text, running_gateway
+from tests.support.oauth import ENV, sync_sign_in
+from tests.support.oidc_mock import OidcStack, oidc_identity, oidc_mock
 from tests.support.upstreams import sdk_upstream
 
 USERS = {
@@ -54,33 +53,18 @@ class Stack(OidcStack):
 
 
 @pytest.fixture(scope="module")
-def provider() -> Iterator[OidcMock]:
-    with oidc_mock(claims=USERS) as mock:
-        yield mock
-
-
-@pytest.fixture(scope="module")
-def stack(provider: OidcMock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with ExitStack() as es:
+        mock = es.enter_context(oidc_mock(claims=USERS))
         notes = es.enter_context(sdk_upstream())
-        profile = "\n".join(
-            [
-                *oidc_identity(provider.issuer),
-                "[upstreams.notes]",
-                f'url = "{notes}"',
-                # Two routes in front of one upstream: the upstream itself would honour a
-                # session id opened on either of them.
-                "[routes.notes]",
-                'upstream = "notes"',
-                "[routes.notes-too]",
-                'upstream = "notes"',
-                "",
-            ]
-        )
+        # Two routes in front of one upstream: the upstream itself would honour a session id
+        # opened on either of them.
+        routes = {"notes": "notes", "notes-too": "notes"}
+        profile = profile_text({"notes": notes}, routes, identity=oidc_identity(mock.issuer))
         gw = es.enter_context(
             running_gateway(profile, tmp_path_factory.mktemp("sessions"), env=ENV)
         )
-        yield Stack(gw, provider, notes)
+        yield Stack(gw, mock, notes)
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +134,12 @@ def refused_events(stack: Stack, sid: str, user: str, n: int = 1) -> list[dict[s
     return [e for e in events if mine(e)]
 
 
+def alices_session(stack: Stack, tokens: dict[str, str]) -> tuple[str, str]:
+    """Alice opens a session on route `notes`: the route's URL and the session id."""
+    url = stack.gw.route_url("notes")
+    return url, open_session(url, tokens["alice"])
+
+
 def assert_404(r: httpx.Response) -> None:
     assert r.status_code == 404, (r.status_code, r.text[:300])
     body = r.json()
@@ -159,8 +149,7 @@ def assert_404(r: httpx.Response) -> None:
 def test_another_user_presenting_a_session_id_gets_404(
     stack: Stack, tokens: dict[str, str]
 ) -> None:
-    url = stack.gw.route_url("notes")
-    sid = open_session(url, tokens["alice"])
+    url, sid = alices_session(stack, tokens)
     assert list_tools(url, tokens["alice"], sid).status_code == 200
 
     # Bob holds a valid token for the same route, and alice's session id.
@@ -184,8 +173,7 @@ def test_another_user_presenting_a_session_id_gets_404(
 
 
 def test_the_same_users_other_client_gets_404(stack: Stack, tokens: dict[str, str]) -> None:
-    url = stack.gw.route_url("notes")
-    sid = open_session(url, tokens["alice"])
+    url, sid = alices_session(stack, tokens)
     assert_404(list_tools(url, tokens["alice-other-client"], sid))
     [event] = refused_events(stack, sid, "alice")
     assert event["reason"] == "other_client"
@@ -228,8 +216,7 @@ def test_a_session_the_gateway_never_saw_opened_gets_404(
 
 
 def test_the_owners_delete_ends_the_binding(stack: Stack, tokens: dict[str, str]) -> None:
-    url = stack.gw.route_url("notes")
-    sid = open_session(url, tokens["alice"])
+    url, sid = alices_session(stack, tokens)
     assert httpx.delete(url, headers=headers(tokens["alice"], sid)).status_code == 200
     assert_404(list_tools(url, tokens["alice"], sid))
     [event] = refused_events(stack, sid, "alice")
@@ -293,8 +280,7 @@ async def test_another_user_cannot_answer_a_pending_elicitation(
 def test_the_audit_carries_a_short_hash_never_the_session_id(
     stack: Stack, tokens: dict[str, str]
 ) -> None:
-    url = stack.gw.route_url("notes")
-    sid = open_session(url, tokens["alice"])
+    url, sid = alices_session(stack, tokens)
     assert list_tools(url, tokens["alice"], sid).status_code == 200
     assert_404(list_tools(url, tokens["bob"], sid))
     refused_events(stack, sid, "bob")

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.test_gateway_sdk import messages_of, open_session, session_headers
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
+from tests.support.mcp_http import messages_of, open_session, session_headers
 from tests.support.upstreams import sdk_upstream
 
 METHOD_NOT_FOUND = -32601

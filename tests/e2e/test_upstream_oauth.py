@@ -40,7 +40,10 @@ import pytest
 from lockgate.audit.verify import verify
 from lockgate.identity.claims import local_user
 from lockgate.upstream import tokens as upstream_tokens
-from tests.e2e.test_dev_signin import (
+from tests.support import keyring_env
+from tests.support.demo_mcp import text_of
+from tests.support.gateway import GatewayStack, running_gateway
+from tests.support.oauth import (
     authorize_url,
     hidden_fields,
     mcp_post,
@@ -48,10 +51,7 @@ from tests.e2e.test_dev_signin import (
     redirect_params,
     register,
 )
-from tests.e2e.test_dev_signin import sign_in as gateway_sign_in
-from tests.e2e.test_upstreams_direct import text_of
-from tests.support import keyring_env
-from tests.support.gateway import GatewayStack, running_gateway
+from tests.support.oauth import sign_in as gateway_sign_in
 from tests.support.oauth_client import approve as approve_page
 from tests.support.oauth_client import signed_in_client
 from tests.support.oidc_mock import free_port

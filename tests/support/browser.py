@@ -16,22 +16,22 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import re
 import shutil
-import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.sync.client import ClientConnection, connect
+
+from tests.support.httpd import http_server
+from tests.support.process import terminate_group, wait_until, watch_lines
 
 FLAGS = [
     "--headless",
@@ -167,17 +167,17 @@ class Tab:
 
     def wait_until(self, expression: str, timeout: float = 15.0) -> Any:
         """Poll `expression` in the page (across navigations) until it is truthy."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def value() -> Any:
             try:
-                value = self.evaluate(expression)
+                return self.evaluate(expression)
             except CdpError:
-                value = None  # mid-navigation: no context yet
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise CdpError(f"{expression!r} stayed falsy for {timeout}s")
-            time.sleep(0.05)
+                return None  # mid-navigation: no context yet
+
+        try:
+            return wait_until(value, repr(expression), timeout=timeout)
+        except TimeoutError:
+            raise CdpError(f"{expression!r} stayed falsy for {timeout}s") from None
 
     def click(self, selector: str) -> None:
         """A real mouse click in the middle of the element (trusted input, not JS)."""
@@ -239,34 +239,16 @@ def chromium(tmp_path: Path, timeout: float = 30.0) -> Iterator[Browser]:
         text=True,
         start_new_session=True,
     )
-    found = threading.Event()
-    url: list[str] = []
-    lines: list[str] = []
-
-    def pump() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line)
-            m = re.search(r"DevTools listening on (ws://\S+)", line)
-            if m and not found.is_set():
-                url.append(m.group(1))
-                found.set()
-        found.set()
-
-    threading.Thread(target=pump, daemon=True).start()
+    devtools = watch_lines(proc.stderr, r"DevTools listening on (ws://\S+)")
     try:
-        if not found.wait(timeout) or not url:
-            raise RuntimeError("chromium did not start:\n" + "".join(lines[-30:]))
-        with connect(url[0], max_size=None, open_timeout=timeout) as ws:
+        url = devtools.wait(timeout)
+        if url is None:
+            raise RuntimeError("chromium did not start:\n" + "".join(devtools.lines[-30:]))
+        with connect(url, max_size=None, open_timeout=timeout) as ws:
             yield Browser(ws)
     finally:
         # Its own process group (start_new_session): the renderers go with it.
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        terminate_group(proc, timeout=10)
 
 
 @dataclass
@@ -338,16 +320,6 @@ def serve_pages(
 
         do_GET = do_POST = _handle
 
-    server = ThreadingHTTPServer((host, 0), Handler)
-    server.daemon_threads = True
-    server_state.origin = f"http://{host}:{server.server_address[1]}"
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
+    with http_server(Handler, host) as server:
+        server_state.origin = f"http://{host}:{server.server_address[1]}"
         yield server_state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)

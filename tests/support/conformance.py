@@ -31,7 +31,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from tests.support.node import NODE_DIR, conformance_cmd, node_env, terminate_group
+from tests.support.node import NODE_DIR, conformance_cmd, node_env
+from tests.support.process import terminate_group
 
 SPEC_VERSION = "2025-11-25"
 SUITE = "all"

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import os
-import re
-import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lockgate.audit.read import read_events
+from tests.support.process import terminate_group, watch_lines
 
 
 @dataclass
@@ -38,6 +36,11 @@ class GatewayProcess:
                 return events
             time.sleep(0.02)
 
+    def matching_events(self, match, timeout: float = 5.0) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+        """The events for which `match(event)` holds, once there is one (or at the timeout)."""
+        events = self.wait_for_events(lambda evs: any(match(e) for e in evs), timeout)
+        return [e for e in events if match(e)]
+
 
 @dataclass
 class GatewayStack:
@@ -52,20 +55,29 @@ class GatewayStack:
 
 def profile_text(
     upstreams: dict[str, str],
-    routes: dict[str, str],
+    routes: Mapping[str, str | Sequence[str]],
     extra: str = "",
     *,
     kind: str = "none",
     identity: list[str] | None = None,
 ) -> str:
-    """A profile: `upstreams` name -> url, `routes` name -> upstream; `[identity] kind`, or
-    the whole `identity` section's lines when given."""
+    """A profile: `upstreams` name -> url, `routes` name -> upstream, or -> [upstream, the
+    route's other lines...]; `[identity] kind`, or the whole `identity` section's lines."""
     lines = [*(identity or ["[identity]", f'kind = "{kind}"']), ""]
     for name, url in upstreams.items():
         lines += [f"[upstreams.{name}]", f'url = "{url}"', ""]
-    for name, upstream in routes.items():
-        lines += [f'[routes."{name}"]', f'upstream = "{upstream}"', ""]
+    for name, route in routes.items():
+        upstream, *settings = [route] if isinstance(route, str) else route
+        lines += [f'[routes."{name}"]', f'upstream = "{upstream}"', *settings, ""]
     return "\n".join(lines) + "\n" + extra
+
+
+def lockgate_up_args(
+    profile: Path, listen: str = "127.0.0.1:0", *, quiet: bool = False
+) -> list[str]:
+    """The arguments after the Python executable that run `lockgate up` on `profile`."""
+    args = ["-m", "lockgate.cli", "up", "--profile", str(profile), "--listen", listen]
+    return [*args, "--quiet"] if quiet else args
 
 
 @contextmanager
@@ -93,49 +105,20 @@ def running_gateway(
         **(env or {}),
     }
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lockgate.cli",
-            "up",
-            "--profile",
-            str(profile_path),
-            "--listen",
-            listen,
-            "--quiet",
-        ],
+        [sys.executable, *lockgate_up_args(profile_path, listen, quiet=True)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=full_env,
         start_new_session=True,
     )
-    output: list[str] = []
-    found = threading.Event()
-    url: list[str] = []
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            output.append(line)
-            m = re.search(r"listening on (http://\S+)", line)
-            if m and not found.is_set():
-                url.append(m.group(1))
-                found.set()
-        found.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    if not found.wait(timeout) or not url:
+    listening = watch_lines(proc.stdout, r"listening on (http://\S+)")
+    url = listening.wait(timeout)
+    if url is None:
         proc.kill()
-        raise RuntimeError("the gateway did not start:\n" + "".join(output))
-    gw = GatewayProcess(url[0], audit_path, proc, output)
+        raise RuntimeError("the gateway did not start:\n" + "".join(listening.lines))
+    gw = GatewayProcess(url, audit_path, proc, listening.lines)
     try:
         yield gw
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        terminate_group(proc, timeout=10)

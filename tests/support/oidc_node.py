@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import subprocess
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from html import unescape
@@ -20,7 +19,8 @@ from urllib.parse import urljoin
 
 import httpx
 
-from tests.support.node import NODE_DIR, NODE_MODULES, node_bin, node_env, terminate_group
+from tests.support.node import NODE_DIR, NODE_MODULES, node_bin, node_env
+from tests.support.process import terminate_group, watch_lines
 
 SCRIPT = NODE_DIR / "oidc_provider.mjs"
 CLIENT_ID = "lockgate-device"
@@ -51,24 +51,13 @@ def node_provider(*, startup_timeout: float = 30.0) -> Iterator[str]:
             text=True,
             start_new_session=True,
         )
-        found: list[str] = []
-        ready = threading.Event()
-
-        def pump() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                m = re.match(r"ready (http://127\.0\.0\.1:\d+)", line)
-                if m and not found:
-                    found.append(m.group(1))
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
+        ready = watch_lines(proc.stdout, r"^ready (http://127\.0\.0\.1:\d+)")
         try:
-            if not ready.wait(startup_timeout) or not found:
+            issuer = ready.wait(startup_timeout)
+            if issuer is None:
                 log.seek(0)
                 raise RuntimeError(f"oidc-provider did not start: {log.read()[-2000:]!r}")
-            yield found[0]
+            yield issuer
         finally:
             terminate_group(proc)
 

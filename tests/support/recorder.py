@@ -16,8 +16,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.support.httpd import http_server
 
 MCP_PATH = "/mcp"
 
@@ -169,16 +171,6 @@ def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
 def recording_upstream() -> Iterator[Recorder]:
     """Yield a Recorder whose `url` is `http://127.0.0.1:PORT/mcp`; stopped on exit."""
     recorder = Recorder(url="")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(recorder))
-    server.daemon_threads = True
-    recorder.url = f"http://127.0.0.1:{server.server_address[1]}{MCP_PATH}"
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
+    with http_server(_handler(recorder)) as server:
+        recorder.url = f"http://127.0.0.1:{server.server_address[1]}{MCP_PATH}"
         yield recorder
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
