@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mitmproxy import http
-from mitmproxy.test import taddons, tflow
+from mitmproxy.test import tflow
 
 from lockgate.addons._flow import state
 from lockgate.addons.audit import Audit
@@ -22,39 +21,25 @@ from lockgate.audit.events import event_name
 from lockgate.audit.read import read_events
 from lockgate.audit.verify import verify
 from lockgate.mcp.sessions import session_hash
+from tests.addons.conftest import NOTES_URL, Chain, mcp_flow, running
+from tests.support.gateway import profile_text
 
-PROFILE = """
-[identity]
-kind = "none"
-
-[upstreams.notes]
-url = "http://127.0.0.1:9001/mcp"
-
-[routes.notes]
-upstream = "notes"
-
-[routes.curated]
-upstream = "notes"
-tools.deny = ["delete_*"]
-"""
+PROFILE = profile_text(
+    {"notes": NOTES_URL},
+    {"notes": "notes", "curated": ["notes", 'tools.deny = ["delete_*"]']},
+)
 TOOLS = [{"name": n, "inputSchema": {}} for n in ("list_notes", "get_note", "delete_note")]
 
 
-@dataclass
-class Env:
-    addons: list[Any]
-    audit: Audit
-    log: Path
+class Env(Chain):
+    def __init__(self, addons: list[Any], audit: Audit, log: Path) -> None:
+        super().__init__(addons)
+        self.audit = audit
+        self.log = log
 
     def events(self) -> list[dict[str, Any]]:
         # Completion events only (`tool.call.started`: tests/e2e/test_sec_masking.py).
         return [e for e in read_events(self.log) if e.get("event") != "tool.call.started"]
-
-    def hook(self, name: str, f: http.HTTPFlow) -> None:
-        for addon in self.addons:
-            fn = getattr(addon, name, None)
-            if fn is not None:
-                fn(f)
 
     def send(
         self,
@@ -64,19 +49,8 @@ class Env:
         headers: dict[str, str] | None = None,
     ) -> http.HTTPFlow:
         """The request side, as mitmproxy runs it: requestheaders on all, then request on all."""
-        f = tflow.tflow()
-        f.request.method = method
-        f.request.path = path
-        f.request.headers["user-agent"] = "claude-code/2.0"
-        for k, v in (headers or {}).items():
-            f.request.headers[k] = v
-        f.request.content = b"" if body is None else json.dumps(body).encode()
-        self.hook("requestheaders", f)
-        self.hook("request", f)
-        if f.response is not None:  # a local answer: mitmproxy emulates the response side
-            self.hook("responseheaders", f)
-            self.hook("response", f)
-        return f
+        headers = {"user-agent": "claude-code/2.0", **(headers or {})}
+        return self.request(mcp_flow(path, b"" if body is None else body, method, headers))
 
     def reply(
         self,
@@ -85,19 +59,9 @@ class Env:
         status: int = 200,
         content_type: str = "application/json",
     ) -> http.HTTPFlow:
-        assert f.response is None, "the gateway answered this one itself"
-        f.response = http.Response.make(
-            status, b"", {"content-type": content_type, "mcp-session-id": "sess-1"}
-        )
-        self.hook("responseheaders", f)
+        headers = {"content-type": content_type, "mcp-session-id": "sess-1"}
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        if callable(f.response.stream):
-            f.response.stream(raw)
-            f.response.stream(b"")
-        else:
-            f.response.content = raw
-        self.hook("response", f)
-        return f
+        return self.answer(f, http.Response.make(status, b"", headers), raw)
 
 
 @pytest.fixture
@@ -105,13 +69,9 @@ def env(tmp_path: Path) -> Iterator[Env]:
     cfg = Config()
     audit = Audit()
     addons = [Router(cfg), ClientAuth(cfg), Capabilities(), audit]
-    path = tmp_path / "profile.toml"
-    path.write_text(PROFILE, encoding="utf-8")
     log = tmp_path / "audit.jsonl"
-    with taddons.context(cfg, *addons) as tctx:
-        tctx.configure(cfg, lockgate_profile=str(path), lockgate_audit_log=str(log))
+    with running(tmp_path, PROFILE, cfg, *addons, lockgate_audit_log=str(log)):
         yield Env(addons, audit, log)
-        audit.done()
 
 
 def rpc(method: str, rid: int | None = 1, **params: Any) -> dict[str, Any]:

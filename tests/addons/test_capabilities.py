@@ -10,31 +10,26 @@ from typing import Any
 
 import pytest
 from mitmproxy import http
-from mitmproxy.test import taddons, tflow
 
 from lockgate.addons._flow import state
 from lockgate.addons.capabilities import Capabilities
 from lockgate.addons.config import Config
+from tests.addons.conftest import NOTES_URL, mcp_flow, running
+from tests.support.gateway import profile_text
 
-PROFILE = """
-[identity]
-kind = "none"
-
-[upstreams.notes]
-url = "http://127.0.0.1:9001/mcp"
-
-[routes.open]
-upstream = "notes"
-
-[routes.curated]
-upstream = "notes"
-tools.deny = ["delete_*"]
-prompts.allow = []
-resources.deny = ["file:///secret/*"]
-
-[routes.curated.overrides.tools.list_notes]
-description = "List notes (curated)."
-"""
+PROFILE = profile_text(
+    {"notes": NOTES_URL},
+    {
+        "open": "notes",
+        "curated": [
+            "notes",
+            'tools.deny = ["delete_*"]',
+            "prompts.allow = []",
+            'resources.deny = ["file:///secret/*"]',
+        ],
+    },
+    '[routes.curated.overrides.tools.list_notes]\ndescription = "List notes (curated)."\n',
+)
 TOOLS = [
     {"name": n, "description": f"{n} upstream", "inputSchema": {"type": "object"}}
     for n in ("list_notes", "get_note", "add_note", "delete_note")
@@ -46,10 +41,7 @@ VISIBLE = ["list_notes", "get_note", "add_note"]
 def env(tmp_path: Path) -> Iterator[tuple[Config, Capabilities]]:
     cfg = Config()
     caps = Capabilities()
-    path = tmp_path / "profile.toml"
-    path.write_text(PROFILE, encoding="utf-8")
-    with taddons.context(cfg, caps) as tctx:
-        tctx.configure(cfg, lockgate_profile=str(path))
+    with running(tmp_path, PROFILE, cfg, caps):
         yield cfg, caps
 
 
@@ -60,14 +52,16 @@ def request(
     method: str = "POST",
     headers: dict[str, str] | None = None,
 ) -> http.HTTPFlow:
-    f = tflow.tflow()
-    f.request.method = method
-    f.request.path = "/mcp"
-    f.request.headers["content-type"] = "application/json"
-    for k, v in (headers or {}).items():
-        f.request.headers[k] = v
-    f.request.content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    f = mcp_flow("/mcp", body, method, {"content-type": "application/json", **(headers or {})})
     state(f).route = cfg.routes[route]
+    return f
+
+
+def sent(env: tuple[Config, Capabilities], route: str, body: object, **kw: Any) -> http.HTTPFlow:
+    """A request on `route`, through Capabilities' request hook."""
+    cfg, caps = env
+    f = request(cfg, route, body, **kw)
+    caps.request(f)
     return f
 
 
@@ -112,9 +106,7 @@ def respond(
 
 @pytest.mark.parametrize("body", [b"not json", b'{"jsonrpc":"2.0"', b"\xff", b"[1, 2,]", b"NaN"])
 def test_unparsable_body_is_a_parse_error(env: tuple[Config, Capabilities], body: bytes) -> None:
-    cfg, caps = env
-    f = request(cfg, "open", body)
-    caps.request(f)
+    f = sent(env, "open", body)
     assert answered(f, 400)["error"]["code"] == -32700
     assert state(f).outcome == "denied"
 
@@ -146,9 +138,7 @@ def test_unparsable_body_is_a_parse_error(env: tuple[Config, Capabilities], body
 )
 def test_wrong_shape_is_an_invalid_request(env: tuple[Config, Capabilities], body: object) -> None:
     """JSON that parses but is not JSON-RPC 2.0 is -32600, not -32700 (JSON-RPC 2.0 §5.1)."""
-    cfg, caps = env
-    f = request(cfg, "open", body)
-    caps.request(f)
+    f = sent(env, "open", body)
     assert answered(f, 400)["error"]["code"] == -32600
 
 
@@ -176,9 +166,7 @@ def test_wrong_shape_is_an_invalid_request(env: tuple[Config, Capabilities], bod
 def test_hidden_targets_are_method_not_found(
     env: tuple[Config, Capabilities], msg: dict[str, Any], what: str
 ) -> None:
-    cfg, caps = env
-    f = request(cfg, "curated", msg)
-    caps.request(f)
+    f = sent(env, "curated", msg)
     body = answered(f, 200)
     assert body["id"] == "abc"
     assert body["error"]["code"] == -32601
@@ -189,10 +177,8 @@ def test_hidden_targets_are_method_not_found(
 def test_a_hidden_call_in_a_batch_refuses_every_request_of_it(
     env: tuple[Config, Capabilities],
 ) -> None:
-    cfg, caps = env
     note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {}}
-    f = request(cfg, "curated", [tools_list(1), call("delete_note", 2), note])
-    caps.request(f)
+    f = sent(env, "curated", [tools_list(1), call("delete_note", 2), note])
     body = answered(f, 200)
     assert [(m["id"], m["error"]["code"]) for m in body] == [(1, -32601), (2, -32601)]
 
@@ -201,9 +187,7 @@ def test_a_hidden_call_in_a_batch_refuses_every_request_of_it(
 def test_visible_calls_pass_and_are_remembered(
     env: tuple[Config, Capabilities], route: str
 ) -> None:
-    cfg, caps = env
-    f = request(cfg, route, [call("get_note", 1), tools_list("L")])
-    caps.request(f)
+    f = sent(env, route, [call("get_note", 1), tools_list("L")])
     assert f.response is None
     st = state(f)
     assert st.methods == {1: "tools/call", "L": "tools/list"}
@@ -211,9 +195,7 @@ def test_visible_calls_pass_and_are_remembered(
 
 
 def test_everything_passes_on_an_open_route(env: tuple[Config, Capabilities]) -> None:
-    cfg, caps = env
-    f = request(cfg, "open", call("delete_note"))
-    caps.request(f)
+    f = sent(env, "open", call("delete_note"))
     assert f.response is None
     assert state(f).transforms == []  # nothing to filter: list results are not parsed
 
@@ -230,25 +212,18 @@ def test_everything_passes_on_an_open_route(env: tuple[Config, Capabilities]) ->
 def test_mcp_headers_must_match_the_body(
     env: tuple[Config, Capabilities], headers: dict[str, str]
 ) -> None:
-    cfg, caps = env
-    f = request(cfg, "open", call("get_note"), headers=headers)
-    caps.request(f)
+    f = sent(env, "open", call("get_note"), headers=headers)
     assert answered(f, 400)["error"]["code"] == -32600
 
 
 def test_mcp_headers_on_a_batch_are_refused(env: tuple[Config, Capabilities]) -> None:
-    cfg, caps = env
-    f = request(cfg, "open", [tools_list(1), tools_list(2)], headers={"mcp-method": "tools/list"})
-    caps.request(f)
+    f = sent(env, "open", [tools_list(1), tools_list(2)], headers={"mcp-method": "tools/list"})
     assert [(m["id"], m["error"]["code"]) for m in answered(f, 400)] == [(1, -32600), (2, -32600)]
 
 
 def test_matching_mcp_headers_pass(env: tuple[Config, Capabilities]) -> None:
-    cfg, caps = env
-    f = request(
-        cfg, "open", call("get_note"), headers={"mcp-method": "tools/call", "mcp-name": "get_note"}
-    )
-    caps.request(f)
+    headers = {"mcp-method": "tools/call", "mcp-name": "get_note"}
+    f = sent(env, "open", call("get_note"), headers=headers)
     assert f.response is None
 
 
@@ -257,18 +232,14 @@ def test_a_body_on_another_method_is_not_forwarded_unread(
     env: tuple[Config, Capabilities], method: str, status: int
 ) -> None:
     """GET streams and DELETE carry no JSON-RPC; a hidden call in their body must not pass."""
-    cfg, caps = env
-    f = request(cfg, "curated", call("delete_note"), method=method)
-    caps.request(f)
+    f = sent(env, "curated", call("delete_note"), method=method)
     assert answered(f, status)["error"]["code"] == -32600
     assert state(f).outcome == "denied"
 
 
 @pytest.mark.parametrize("method", ["GET", "DELETE"])
 def test_a_bodiless_stream_or_delete_passes(env: tuple[Config, Capabilities], method: str) -> None:
-    cfg, caps = env
-    f = request(cfg, "curated", b"", method=method)
-    caps.request(f)
+    f = sent(env, "curated", b"", method=method)
     assert f.response is None
 
 
@@ -289,9 +260,8 @@ def listed(resp: http.Response) -> list[str]:
 
 
 def test_tools_list_json_is_filtered_and_overridden(env: tuple[Config, Capabilities]) -> None:
-    cfg, caps = env
-    f = request(cfg, "curated", tools_list(5))
-    caps.request(f)
+    _, caps = env
+    f = sent(env, "curated", tools_list(5))
     resp = respond(caps, f, json.dumps(tools_result(5)).encode())
     body = json.loads(resp.content or b"")
     assert body["id"] == 5
@@ -303,9 +273,8 @@ def test_tools_list_json_is_filtered_and_overridden(env: tuple[Config, Capabilit
 
 
 def test_a_batch_response_is_filtered(env: tuple[Config, Capabilities]) -> None:
-    cfg, caps = env
-    f = request(cfg, "curated", [tools_list(1), call("get_note", 2)])
-    caps.request(f)
+    _, caps = env
+    f = sent(env, "curated", [tools_list(1), call("get_note", 2)])
     other = {"jsonrpc": "2.0", "id": 2, "result": {"tools": TOOLS}}  # a call result, not a list
     resp = respond(caps, f, json.dumps([tools_result(1), other]).encode())
     out = json.loads(resp.content or b"")
@@ -314,17 +283,15 @@ def test_a_batch_response_is_filtered(env: tuple[Config, Capabilities]) -> None:
 
 
 def test_an_open_route_passes_the_body_byte_for_byte(env: tuple[Config, Capabilities]) -> None:
-    cfg, caps = env
-    f = request(cfg, "open", tools_list())
-    caps.request(f)
+    _, caps = env
+    f = sent(env, "open", tools_list())
     raw = b'{"jsonrpc": "2.0", "id": 1, "result": {"tools": []}}'
     assert respond(caps, f, raw).content == raw
 
 
 def test_an_error_response_passes(env: tuple[Config, Capabilities]) -> None:
-    cfg, caps = env
-    f = request(cfg, "curated", tools_list())
-    caps.request(f)
+    _, caps = env
+    f = sent(env, "curated", tools_list())
     raw = b'{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"boom"}}'
     assert respond(caps, f, raw).content == raw
 
@@ -334,9 +301,8 @@ def test_a_compressed_json_list_is_filtered_too(
     env: tuple[Config, Capabilities], encoding: str
 ) -> None:
     """The guard drops Accept-Encoding, but an upstream may compress anyway: fail closed."""
-    cfg, caps = env
-    f = request(cfg, "curated", tools_list())
-    caps.request(f)
+    _, caps = env
+    f = sent(env, "curated", tools_list())
     resp = respond(caps, f, json.dumps(tools_result()).encode(), **{"content-encoding": encoding})
     assert "delete_note" not in resp.get_text(strict=False) or resp.status_code >= 500
 
@@ -346,17 +312,15 @@ def test_content_type_is_matched_case_insensitively(
     env: tuple[Config, Capabilities], content_type: str
 ) -> None:
     """Clients (the mcp SDK among them) lowercase the media type before matching it."""
-    cfg, caps = env
-    f = request(cfg, "curated", tools_list())
-    caps.request(f)
+    _, caps = env
+    f = sent(env, "curated", tools_list())
     resp = respond(caps, f, json.dumps(tools_result()).encode(), content_type)
     assert listed(resp) == VISIBLE
 
 
 def test_local_answers_are_not_filtered(env: tuple[Config, Capabilities]) -> None:
-    cfg, caps = env
-    f = request(cfg, "curated", call("delete_note"))
-    caps.request(f)
+    _, caps = env
+    f = sent(env, "curated", call("delete_note"))
     before = f.response.content if f.response else None
     caps.responseheaders(f)
     caps.response(f)
@@ -417,9 +381,8 @@ def test_sse_list_results_are_filtered_across_arbitrary_chunks(
 
 
 def test_sse_content_type_is_matched_case_insensitively(env: tuple[Config, Capabilities]) -> None:
-    cfg, caps = env
-    f = request(cfg, "curated", tools_list(9))
-    caps.request(f)
+    _, caps = env
+    f = sent(env, "curated", tools_list(9))
     f.response = http.Response.make(200, b"", {"content-type": "Text/Event-Stream"})
     caps.responseheaders(f)
     assert callable(f.response.stream), "an SSE response must be streamed and filtered"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from mitmproxy import http
-from mitmproxy.test import taddons, tflow
+from mitmproxy.test import tflow
 
 from lockgate.addons.audit import Audit
 from lockgate.addons.capabilities import Capabilities
@@ -18,6 +18,7 @@ from lockgate.addons.config import Config
 from lockgate.addons.router import Router
 from lockgate.addons.session_binding import SessionBinding
 from lockgate.mcp.sessions import Owner, session_hash
+from tests.addons.conftest import running
 from tests.addons.test_audit import PROFILE, Env, result, rpc
 
 INIT = rpc("initialize", 1, protocolVersion="2025-11-25", capabilities={})
@@ -29,25 +30,18 @@ def env(tmp_path: Path) -> Iterator[tuple[Env, SessionBinding]]:
     audit = Audit()
     binding = SessionBinding()
     addons = [Router(cfg), ClientAuth(cfg), binding, Capabilities(), audit]
-    path = tmp_path / "profile.toml"
-    path.write_text(PROFILE, encoding="utf-8")
     log = tmp_path / "audit.jsonl"
-    with taddons.context(cfg, *addons) as tctx:
-        tctx.configure(cfg, lockgate_profile=str(path), lockgate_audit_log=str(log))
+    with running(tmp_path, PROFILE, cfg, *addons, lockgate_audit_log=str(log)):
         yield Env(addons, audit, log), binding
-        audit.done()
 
 
 def answer(env: Env, f: http.HTTPFlow, status: int = 200, sid: str | None = None) -> None:
     """The upstream's answer (JSON), with `sid` as its Mcp-Session-Id."""
-    assert f.response is None
     headers = {"content-type": "application/json"}
     if sid is not None:
         headers["mcp-session-id"] = sid
-    f.response = http.Response.make(status, b"", headers)
-    env.hook("responseheaders", f)
-    f.response.content = b'{"jsonrpc": "2.0", "id": 1, "result": {}}'
-    env.hook("response", f)
+    body = b'{"jsonrpc": "2.0", "id": 1, "result": {}}'
+    env.answer(f, http.Response.make(status, b"", headers), body)
 
 
 def refused(f: http.HTTPFlow) -> bool:

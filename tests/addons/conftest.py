@@ -1,0 +1,101 @@
+"""The addon harness: addons in mitmproxy's test context on a profile, flows through their hooks.
+
+Why it exists: every test here builds addons with `mitmproxy.test.taddons`, loads a profile
+into the Config, builds `tflow` flows and runs them through the hooks in mitmproxy's order.
+One definition of each lives here (the test modules import it), so a test file holds only
+what it tests.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import http
+from mitmproxy.test import taddons, tflow
+
+from lockgate.addons.config import Config
+
+LISTEN = "127.0.0.1:8787"
+BASE = f"http://{LISTEN}"
+NOTES_URL = "http://127.0.0.1:9001/mcp"  # the upstream most profiles here route to
+
+
+@contextmanager
+def running(
+    tmp_path: Path, profile: str, cfg: Config, *addons: object, **options: object
+) -> Iterator[Any]:
+    """`cfg` and `addons` in mitmproxy's test context, `cfg` loaded with `profile` (TOML text)
+    and any other `options`; yields the context. At the end every addon with a `done` hook
+    is done (the audit log closed), as mitmproxy does on shutdown."""
+    path = tmp_path / "profile.toml"
+    path.write_text(profile, encoding="utf-8")
+    with taddons.context(cfg, *addons) as tctx:
+        tctx.configure(cfg, lockgate_profile=str(path), **options)
+        yield tctx
+        for addon in addons:
+            done = getattr(addon, "done", None)
+            if done is not None:
+                done()
+
+
+def mcp_flow(
+    path: str = "/mcp",
+    body: object = b"",
+    method: str = "POST",
+    headers: Mapping[str, str] | None = None,
+    *,
+    host: str | None = None,
+) -> http.HTTPFlow:
+    """A client's request: `body` as is (bytes) or as JSON, `headers` set last."""
+    f = tflow.tflow()
+    f.request.method = method
+    f.request.path = path
+    if host is not None:
+        f.request.host_header = host
+    f.request.content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    for k, v in (headers or {}).items():
+        f.request.headers[k] = v
+    return f
+
+
+class Chain:
+    """Addons on one flow, hook by hook in mitmproxy's order."""
+
+    def __init__(self, addons: Sequence[object]) -> None:
+        self.addons = list(addons)
+
+    def hook(self, name: str, f: http.HTTPFlow) -> None:
+        for addon in self.addons:
+            fn = getattr(addon, name, None)
+            if fn is not None:
+                fn(f)
+
+    def request(self, f: http.HTTPFlow) -> http.HTTPFlow:
+        """The request side: requestheaders on all, then request on all."""
+        self.hook("requestheaders", f)
+        self.hook("request", f)
+        if f.response is not None:  # a local answer: mitmproxy emulates the response side
+            self.hook("responseheaders", f)
+            self.hook("response", f)
+        return f
+
+    def answer(
+        self, f: http.HTTPFlow, response: http.Response, body: bytes | None = None
+    ) -> http.HTTPFlow:
+        """The upstream's answer: `response`, then `body` once responseheaders ran (to the
+        stream when an addon streams it), then response."""
+        assert f.response is None, "the gateway answered instead of forwarding"
+        f.response = response
+        self.hook("responseheaders", f)
+        if body is not None:
+            if callable(f.response.stream):
+                f.response.stream(body)
+                f.response.stream(b"")
+            else:
+                f.response.content = body
+        self.hook("response", f)
+        return f
