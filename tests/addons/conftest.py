@@ -24,6 +24,11 @@ BASE = f"http://{LISTEN}"
 NOTES_URL = "http://127.0.0.1:9001/mcp"  # the upstream most profiles here route to
 
 
+def gateway_section(*lines: str) -> str:
+    """A profile's `[gateway]` table, listening on LISTEN, with `lines` added."""
+    return "\n".join(["[gateway]", f'listen = "{LISTEN}"', *lines, ""])
+
+
 @contextmanager
 def running(
     tmp_path: Path, profile: str, cfg: Config, *addons: object, **options: object

@@ -11,57 +11,25 @@ from pathlib import Path
 
 import pytest
 from mitmproxy import http
-from mitmproxy.test import taddons, tflow
+from mitmproxy.test import tflow
 
 from lockgate.addons._flow import fail_closed, state
 from lockgate.addons.config import Config
 from lockgate.addons.cors import ALLOW_HEADERS, Cors
 from lockgate.addons.guard import Guard
 from lockgate.addons.router import Router
+from tests.addons.conftest import NOTES_URL, Chain, gateway_section, running
+from tests.support.gateway import profile_text
 
-PROFILE = """
-[gateway]
-listen = "127.0.0.1:8787"
-max_body_bytes = 1024
-allowed_origins = ["https://Inspector.Example.com/"]
-
-[identity]
-kind = "none"
-
-[upstreams.notes]
-url = "http://127.0.0.1:9001/mcp"
-
-[routes.notes]
-upstream = "notes"
-"""
+PROFILE = profile_text(
+    {"notes": NOTES_URL},
+    {"notes": "notes"},
+    gateway_section(
+        "max_body_bytes = 1024", 'allowed_origins = ["https://Inspector.Example.com/"]'
+    ),
+)
 INSPECTOR = "http://localhost:6274"
 EXPOSED = "mcp-session-id, www-authenticate, mcp-protocol-version"
-
-
-class Chain:
-    def __init__(self, *addons: object) -> None:
-        self.addons = addons
-
-    def hook(self, name: str, f: http.HTTPFlow) -> None:
-        for addon in self.addons:
-            fn = getattr(addon, name, None)
-            if fn is not None:
-                fn(f)
-
-    def request(self, f: http.HTTPFlow) -> http.HTTPFlow:
-        self.hook("requestheaders", f)
-        self.hook("request", f)
-        if f.response is not None:  # answered by the gateway: mitmproxy emulates both
-            self.hook("responseheaders", f)
-            self.hook("response", f)
-        return f
-
-    def upstream_answers(self, f: http.HTTPFlow, resp: http.Response) -> http.HTTPFlow:
-        assert f.response is None, "the gateway answered instead of forwarding"
-        f.response = resp
-        self.hook("responseheaders", f)
-        self.hook("response", f)
-        return f
 
 
 @pytest.fixture
@@ -71,12 +39,9 @@ def chain(tmp_path: Path) -> Iterator[Chain]:
 
 def configured(tmp_path: Path, profile: str) -> Iterator[Chain]:
     cfg = Config()
-    addons = (cfg, Guard(cfg), Cors(cfg), Router(cfg))
-    path = tmp_path / "profile.toml"
-    path.write_text(profile, encoding="utf-8")
-    with taddons.context(*addons) as tctx:
-        tctx.configure(cfg, lockgate_profile=str(path))
-        yield Chain(*addons[1:])
+    addons = (Guard(cfg), Cors(cfg), Router(cfg))
+    with running(tmp_path, profile, cfg, *addons):
+        yield Chain(addons)
 
 
 def flow(
@@ -171,7 +136,7 @@ def test_options_without_origin_is_not_a_preflight(chain: Chain) -> None:
 def test_an_upstream_response_carries_cors_for_the_exact_origin(chain: Chain) -> None:
     f = chain.request(flow(headers={"origin": INSPECTOR}))
     assert "origin" not in f.request.headers  # the router keeps it from the upstream
-    chain.upstream_answers(
+    chain.answer(
         f,
         upstream_response(
             {
@@ -191,7 +156,7 @@ def test_an_upstream_response_carries_cors_for_the_exact_origin(chain: Chain) ->
 
 def test_without_origin_no_cors_headers_and_the_upstreams_are_dropped(chain: Chain) -> None:
     f = chain.request(flow())
-    chain.upstream_answers(f, upstream_response({"access-control-allow-origin": "*"}))
+    chain.answer(f, upstream_response({"access-control-allow-origin": "*"}))
     assert f.response is not None
     assert_no_cors(f.response)
 

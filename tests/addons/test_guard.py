@@ -13,33 +13,24 @@ from mitmproxy.test import taddons, tflow
 from lockgate.addons._flow import state
 from lockgate.addons.config import Config
 from lockgate.addons.guard import Guard, host_of
+from tests.addons.conftest import NOTES_URL, gateway_section, running
+from tests.support.gateway import profile_text
 
 LIMIT = 1024
-PROFILE = f"""
-[gateway]
-listen = "127.0.0.1:8787"
-max_body_bytes = {LIMIT}
-allowed_origins = ["https://Inspector.Example.com/"]
-
-[identity]
-kind = "none"
-
-[upstreams.notes]
-url = "http://127.0.0.1:9001/mcp"
-
-[routes.notes]
-upstream = "notes"
-"""
+PROFILE = profile_text(
+    {"notes": NOTES_URL},
+    {"notes": "notes"},
+    gateway_section(
+        f"max_body_bytes = {LIMIT}", 'allowed_origins = ["https://Inspector.Example.com/"]'
+    ),
+)
 BODY = b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
 
 
 def configured(tmp_path: Path, profile: str = PROFILE) -> Iterator[Guard]:
     cfg = Config()
     guard = Guard(cfg)
-    path = tmp_path / "profile.toml"
-    path.write_text(profile, encoding="utf-8")
-    with taddons.context(cfg, guard) as tctx:
-        tctx.configure(cfg, lockgate_profile=str(path))
+    with running(tmp_path, profile, cfg, guard):
         yield guard
 
 
