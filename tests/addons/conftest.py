@@ -29,6 +29,15 @@ def gateway_section(*lines: str) -> str:
     return "\n".join(["[gateway]", f'listen = "{LISTEN}"', *lines, ""])
 
 
+def upstream_tables(upstreams: Mapping[str, Mapping[str, str]]) -> str:
+    """`[upstreams.<name>]` tables with more than a url (auth, header, value): profile_text's
+    `extra`, which takes TOML text (JSON strings are TOML strings)."""
+    lines: list[str] = []
+    for name, keys in upstreams.items():
+        lines += [f"[upstreams.{name}]", *(f"{k} = {json.dumps(v)}" for k, v in keys.items()), ""]
+    return "\n".join(lines)
+
+
 @contextmanager
 def running(
     tmp_path: Path, profile: str, cfg: Config, *addons: object, **options: object

@@ -21,7 +21,7 @@ import keyring.errors
 import pytest
 from jaraco.classes import properties
 from mitmproxy import http
-from mitmproxy.test import taddons, tflow
+from mitmproxy.test import tflow
 
 from lockgate.addons._flow import state
 from lockgate.addons.client_auth import ClientAuth
@@ -32,46 +32,31 @@ from lockgate.keyring import CHUNK_BYTES, SERVICE
 from lockgate.upstream import secrets
 from lockgate.upstream import tokens as upstream_tokens
 from lockgate.upstream.tokens import UpstreamTokens
+from tests.addons.conftest import NOTES_URL, running, upstream_tables
 from tests.support import keyring_env
+from tests.support.gateway import profile_text
 from tests.support.protected_upstream import (
     ProtectedUpstream,
     connect_directly,
     protected_upstream,
 )
 
-PROFILE = """
-[identity]
-kind = "none"
-
-[upstreams.open]
-url = "http://127.0.0.1:9001/mcp"
-
-[upstreams.bearer]
-url = "http://127.0.0.1:9002/mcp"
-auth = "header"
-
-[upstreams.apikey]
-url = "http://127.0.0.1:9003/mcp"
-auth = "header"
-header = "X-Api-Key"
-value = "key={secret};v=1"
-
-[upstreams.linear]
-url = "https://mcp.linear.app/mcp"
-auth = "oauth"
-
-[routes.open]
-upstream = "open"
-
-[routes.bearer]
-upstream = "bearer"
-
-[routes.apikey]
-upstream = "apikey"
-
-[routes.linear]
-upstream = "linear"
-"""
+PROFILE = profile_text(
+    {"open": NOTES_URL},
+    {name: name for name in ("open", "bearer", "apikey", "linear")},
+    upstream_tables(
+        {
+            "bearer": {"url": "http://127.0.0.1:9002/mcp", "auth": "header"},
+            "apikey": {
+                "url": "http://127.0.0.1:9003/mcp",
+                "auth": "header",
+                "header": "X-Api-Key",
+                "value": "key={secret};v=1",
+            },
+            "linear": {"url": "https://mcp.linear.app/mcp", "auth": "oauth"},
+        }
+    ),
+)
 
 
 class MemoryKeyring(keyring.backend.KeyringBackend):
@@ -124,10 +109,7 @@ def run(tctx: Any, coro: Awaitable[None]) -> None:
 def env(tmp_path: Path) -> Iterator[Env]:
     cfg = Config()
     creds = Credentials(cfg)
-    path = tmp_path / "profile.toml"
-    path.write_text(PROFILE, encoding="utf-8")
-    with taddons.context(cfg, creds) as tctx:
-        tctx.configure(cfg, lockgate_profile=str(path))
+    with running(tmp_path, PROFILE, cfg, creds) as tctx:
         yield cfg, creds, tctx
 
 
@@ -189,11 +171,8 @@ def test_client_token_is_replaced_not_kept(tmp_path: Path, memory: MemoryKeyring
     """Through router, client_auth and credentials: the upstream sees only its own secret."""
     cfg = Config()
     addons = [Router(cfg), ClientAuth(cfg), Credentials(cfg)]
-    path = tmp_path / "profile.toml"
-    path.write_text(PROFILE, encoding="utf-8")
     secrets.set_secret("bearer", "upstream-secret")
-    with taddons.context(cfg, *addons) as tctx:
-        tctx.configure(cfg, lockgate_profile=str(path))
+    with running(tmp_path, PROFILE, cfg, *addons) as tctx:
         f = tflow.tflow()
         f.request.method = "POST"
         f.request.path = "/mcp/bearer"
@@ -280,17 +259,12 @@ def test_an_earlier_answer_is_left_alone(env: Env, memory: MemoryKeyring) -> Non
 def test_real_keyring_secret_is_injected(tmp_path: Path) -> None:
     for new_name in keyring_env.real_keyring():
         name = new_name()
-        path = tmp_path / "real.toml"
-        path.write_text(
-            PROFILE.replace("upstreams.bearer", f'upstreams."{name}"').replace(
-                'upstream = "bearer"', f'upstream = "{name}"'
-            ),
-            encoding="utf-8",
+        profile = PROFILE.replace("upstreams.bearer", f'upstreams."{name}"').replace(
+            'upstream = "bearer"', f'upstream = "{name}"'
         )
         cfg = Config()
         creds = Credentials(cfg)
-        with taddons.context(cfg, creds) as tctx:
-            tctx.configure(cfg, lockgate_profile=str(path))
+        with running(tmp_path, profile, cfg, creds) as tctx:
             secrets.set_secret(name, "from-the-os-keyring")
             f = flow(cfg, "bearer")
             run(tctx, creds.request(f))
@@ -333,20 +307,9 @@ def oauth_env(tmp_path: Path, name: str = "alpha") -> Iterator[tuple[Env, Protec
     with protected_upstream(name) as up:
         cfg = Config()
         creds = Credentials(cfg)
-        path = tmp_path / "oauth.toml"
-        path.write_text(
-            f'''[identity]
-kind = "none"
-[upstreams.up]
-url = "{up.url}"
-auth = "oauth"
-[routes.up]
-upstream = "up"
-''',
-            encoding="utf-8",
-        )
-        with taddons.context(cfg, creds) as tctx:
-            tctx.configure(cfg, lockgate_profile=str(path))
+        up_table = {"up": {"url": up.url, "auth": "oauth"}}
+        profile = profile_text({}, {"up": "up"}, upstream_tables(up_table))
+        with running(tmp_path, profile, cfg, creds) as tctx:
             yield (cfg, creds, tctx), up
 
 

@@ -9,43 +9,29 @@ from typing import Any
 
 import pytest
 from mitmproxy import http
-from mitmproxy.test import taddons, tflow
+from mitmproxy.test import tflow
 
 from lockgate.addons._flow import state
 from lockgate.addons.client_auth import ClientAuth
 from lockgate.addons.config import Config
 from lockgate.addons.router import Router
+from tests.addons.conftest import BASE, NOTES_URL, gateway_section, running
+from tests.support.gateway import profile_text
 
-PROFILE = """
-[gateway]
-listen = "127.0.0.1:8787"
-
-[identity]
-kind = "none"
-
-[upstreams.notes]
-url = "http://127.0.0.1:9001/mcp"
-
-[upstreams.remote]
-url = "https://mcp.example.com/v1/mcp?tenant=acme"
-
-[upstreams.v6]
-url = "http://[::1]:9002/"
-
-[routes.notes]
-upstream = "notes"
-
-[routes."notes.ro"]
-upstream = "notes"
-description = "read-only notes"
-tools.allow = ["list_*"]
-
-[routes.remote]
-upstream = "remote"
-
-[routes.v6]
-upstream = "v6"
-"""
+PROFILE = profile_text(
+    {
+        "notes": NOTES_URL,
+        "remote": "https://mcp.example.com/v1/mcp?tenant=acme",
+        "v6": "http://[::1]:9002/",
+    },
+    {
+        "notes": "notes",
+        "notes.ro": ["notes", 'description = "read-only notes"', 'tools.allow = ["list_*"]'],
+        "remote": "remote",
+        "v6": "v6",
+    },
+    gateway_section(),
+)
 ROUTES = {"notes", "notes.ro", "remote", "v6"}
 
 
@@ -53,11 +39,8 @@ ROUTES = {"notes", "notes.ro", "remote", "v6"}
 def router(tmp_path: Path) -> Iterator[Router]:
     cfg = Config()
     router = Router(cfg)
-    path = tmp_path / "profile.toml"
-    path.write_text(PROFILE, encoding="utf-8")
-    with taddons.context(cfg, router) as tctx:
-        tctx.configure(cfg, lockgate_profile=str(path))
-        cfg.base_url = "http://127.0.0.1:8787"
+    with running(tmp_path, PROFILE, cfg, router):
+        cfg.base_url = BASE
         yield router
 
 
@@ -145,10 +128,7 @@ def test_browser_headers_stay_at_the_gateway(router: Router, method: str) -> Non
 def test_authorization_is_left_to_client_auth_which_strips_it(tmp_path: Path) -> None:
     cfg = Config()
     router, auth = Router(cfg), ClientAuth(cfg)
-    path = tmp_path / "profile.toml"
-    path.write_text(PROFILE, encoding="utf-8")
-    with taddons.context(cfg, router, auth) as tctx:
-        tctx.configure(cfg, lockgate_profile=str(path))
+    with running(tmp_path, PROFILE, cfg, router, auth):
         f = flow("/mcp/notes", headers={"authorization": "Bearer client-token"})
         router.requestheaders(f)
         assert f.request.headers["authorization"] == "Bearer client-token"
