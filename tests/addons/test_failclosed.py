@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,40 +38,26 @@ from lockgate.addons.config import Config
 from lockgate.policy.view import Policy
 from lockgate.upstream import secrets
 from lockgate.upstream import tokens as upstream_tokens
+from tests.addons.conftest import NOTES_URL, gateway_section, running, upstream_tables
+from tests.support.gateway import profile_text
 
 LIMIT = 2048
-PROFILE = f"""
-[gateway]
-listen = "127.0.0.1:8787"
-max_body_bytes = {LIMIT}
-
-[identity]
-kind = "none"
-
-[upstreams.notes]
-url = "http://127.0.0.1:9001/mcp"
-
-[upstreams.secured]
-url = "http://127.0.0.1:9002/mcp"
-auth = "header"
-
-[routes.open]
-upstream = "notes"
-
-[routes.curated]
-upstream = "notes"
-tools.deny = ["delete_*"]
-
-[routes.secured]
-upstream = "secured"
-
-[upstreams.linked]
-url = "http://127.0.0.1:9003/mcp"
-auth = "oauth"
-
-[routes.linked]
-upstream = "linked"
-"""
+PROFILE = profile_text(
+    {"notes": NOTES_URL},
+    {
+        "open": "notes",
+        "curated": ["notes", 'tools.deny = ["delete_*"]'],
+        "secured": "secured",
+        "linked": "linked",
+    },
+    gateway_section(f"max_body_bytes = {LIMIT}")
+    + upstream_tables(
+        {
+            "secured": {"url": "http://127.0.0.1:9002/mcp", "auth": "header"},
+            "linked": {"url": "http://127.0.0.1:9003/mcp", "auth": "oauth"},
+        }
+    ),
+)
 HOOKS = ("requestheaders", "request", "responseheaders", "response", "error")
 REQUEST_SIDE = ("requestheaders", "request")
 MARKER = "UPSTREAM-ONLY"  # in every upstream answer; a client must never see it after a failure
@@ -164,18 +150,11 @@ class Gateway:
 
 @pytest.fixture
 def gw(tmp_path: Path) -> Iterator[Gateway]:
-    cfg = Config()
-    addons = pipeline(cfg)
-    path = tmp_path / "profile.toml"
-    path.write_text(PROFILE, encoding="utf-8")
-    with taddons.context(*addons) as tctx:
-        tctx.configure(
-            cfg, lockgate_profile=str(path), lockgate_audit_log=str(tmp_path / "audit.jsonl")
-        )
+    addons = pipeline(Config())
+    with running(
+        tmp_path, PROFILE, *addons, lockgate_audit_log=str(tmp_path / "audit.jsonl")
+    ) as tctx:
         yield Gateway(addons, tctx)
-        for addon in addons:
-            if hasattr(addon, "done"):
-                addon.done()
 
 
 def denied_locally(f: http.HTTPFlow, where: str | None = None) -> dict[str, Any]:
@@ -290,57 +269,18 @@ def test_a_hook_that_raises_fails_closed(
 # --- realistic failures, request side ------------------------------------------------------
 
 
-Breaker = Callable[[pytest.MonkeyPatch, Gateway], None]
-
-
-def _guard_host(mp: pytest.MonkeyPatch, gw: Gateway) -> None:
-    mp.setattr(guard_mod, "host_of", boom)
-
-
-def _router_paths(mp: pytest.MonkeyPatch, gw: Gateway) -> None:
-    mp.setattr(router_mod, "route_name_of", boom)
-
-
-def _client_auth_state(mp: pytest.MonkeyPatch, gw: Gateway) -> None:
-    mp.setattr(client_auth_mod, "state", boom)
-
-
-def _policy(mp: pytest.MonkeyPatch, gw: Gateway) -> None:
-    mp.setattr(Policy, "hidden_target", boom)
-
-
-def _parser(mp: pytest.MonkeyPatch, gw: Gateway) -> None:
-    mp.setattr(capabilities_mod.jsonrpc, "parse_body", boom)
-
-
-def _keyring(mp: pytest.MonkeyPatch, gw: Gateway) -> None:
-    mp.setattr(secrets, "get_secret", boom)
-
-
-def _oauth_tokens(mp: pytest.MonkeyPatch, gw: Gateway) -> None:
-    mp.setattr(upstream_tokens, "load", boom)
-
-
-def _timer(mp: pytest.MonkeyPatch, gw: Gateway) -> None:
-    mp.setattr(upstream_mod, "_timeout_of", boom)
-
-
-def _audit_disk(mp: pytest.MonkeyPatch, gw: Gateway) -> None:
-    mp.setattr(audit_mod.Audit, "record", boom)
-
-
 @pytest.mark.parametrize(
-    ("breaker", "route", "body", "where"),
+    ("target", "name", "route", "body", "where"),
     [
-        (_guard_host, "open", TOOLS_LIST, "Guard.requestheaders"),
-        (_router_paths, "open", TOOLS_LIST, "Router.requestheaders"),
-        (_client_auth_state, "open", TOOLS_LIST, "ClientAuth.requestheaders"),
-        (_policy, "curated", TOOLS_LIST, "Capabilities.request"),
-        (_parser, "open", TOOLS_LIST, "Capabilities.request"),
-        (_keyring, "secured", TOOLS_LIST, "Credentials.request"),
-        (_oauth_tokens, "linked", TOOLS_LIST, "Credentials.request"),
-        (_timer, "open", TOOLS_LIST, "Upstream.request"),
-        (_audit_disk, "open", [NOTIFICATION, TOOLS_LIST], "Audit.request"),
+        (guard_mod, "host_of", "open", TOOLS_LIST, "Guard.requestheaders"),
+        (router_mod, "route_name_of", "open", TOOLS_LIST, "Router.requestheaders"),
+        (client_auth_mod, "state", "open", TOOLS_LIST, "ClientAuth.requestheaders"),
+        (Policy, "hidden_target", "curated", TOOLS_LIST, "Capabilities.request"),
+        (capabilities_mod.jsonrpc, "parse_body", "open", TOOLS_LIST, "Capabilities.request"),
+        (secrets, "get_secret", "secured", TOOLS_LIST, "Credentials.request"),
+        (upstream_tokens, "load", "linked", TOOLS_LIST, "Credentials.request"),
+        (upstream_mod, "_timeout_of", "open", TOOLS_LIST, "Upstream.request"),
+        (audit_mod.Audit, "record", "open", [NOTIFICATION, TOOLS_LIST], "Audit.request"),
     ],
     ids=[
         "guard-host",
@@ -357,12 +297,14 @@ def _audit_disk(mp: pytest.MonkeyPatch, gw: Gateway) -> None:
 def test_a_failure_on_the_request_side_is_a_json_error(
     monkeypatch: pytest.MonkeyPatch,
     gw: Gateway,
-    breaker: Breaker,
+    target: object,
+    name: str,
     route: str,
     body: object,
     where: str,
 ) -> None:
-    breaker(monkeypatch, gw)
+    """What a hook calls raises (the policy, the parser, the keyring, the audit disk)."""
+    monkeypatch.setattr(target, name, boom)
     f = gw.send(route, body)
     denied_locally(f, where)
     assert "authorization" not in f.request.headers  # stripped before anything else
