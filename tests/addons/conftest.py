@@ -17,7 +17,13 @@ from typing import Any
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
+from lockgate.addons.client_auth import ClientAuth
 from lockgate.addons.config import Config
+from lockgate.addons.oauth import OAuthServer
+from lockgate.addons.router import Router
+from lockgate.authserver.keys import SigningKey
+from lockgate.authserver.tokens import issue_access_token
+from lockgate.identity.claims import UserClaims
 
 LISTEN = "127.0.0.1:8787"
 BASE = f"http://{LISTEN}"
@@ -29,13 +35,11 @@ def gateway_section(*lines: str) -> str:
     return "\n".join(["[gateway]", f'listen = "{LISTEN}"', *lines, ""])
 
 
-def upstream_tables(upstreams: Mapping[str, Mapping[str, str]]) -> str:
-    """`[upstreams.<name>]` tables with more than a url (auth, header, value): profile_text's
-    `extra`, which takes TOML text (JSON strings are TOML strings)."""
-    lines: list[str] = []
-    for name, keys in upstreams.items():
-        lines += [f"[upstreams.{name}]", *(f"{k} = {json.dumps(v)}" for k, v in keys.items()), ""]
-    return "\n".join(lines)
+def toml_table(header: str, /, **keys: object) -> str:
+    """One TOML table (`[upstreams.x]`, `[[routes.x.access.tools]]`) with `keys`, for
+    profile_text's `extra`; values are written as JSON, whose strings, numbers and arrays
+    of them TOML reads alike."""
+    return "\n".join([header, *(f"{k} = {json.dumps(v)}" for k, v in keys.items()), ""])
 
 
 @contextmanager
@@ -88,10 +92,15 @@ class Chain:
             if fn is not None:
                 fn(f)
 
-    def request(self, f: http.HTTPFlow) -> http.HTTPFlow:
-        """The request side: requestheaders on all, then request on all."""
+    def request_side(self, f: http.HTTPFlow) -> http.HTTPFlow:
+        """requestheaders on all, then request on all."""
         self.hook("requestheaders", f)
         self.hook("request", f)
+        return f
+
+    def request(self, f: http.HTTPFlow) -> http.HTTPFlow:
+        """The request side; a local answer then goes through the response side too."""
+        self.request_side(f)
         if f.response is not None:  # a local answer: mitmproxy emulates the response side
             self.hook("responseheaders", f)
             self.hook("response", f)
@@ -113,3 +122,36 @@ class Chain:
                 f.response.content = body
         self.hook("response", f)
         return f
+
+
+class OAuthStack(Chain):
+    """Router, ClientAuth and the OAuth server on one Config (plus `extra` addons after them),
+    with the gateway's signing key at hand: tokens the gateway accepts, or refuses."""
+
+    def __init__(self, *extra: object) -> None:
+        self.cfg = Config()
+        self.oauth = OAuthServer(self.cfg)
+        self.router = Router(self.cfg)
+        self.auth = ClientAuth(self.cfg, self.oauth.auth)
+        self.key = SigningKey.generate()
+        self.oauth.auth._key = self.key
+        self.extra = extra
+        super().__init__([self.router, self.auth, self.oauth, *extra])
+
+    @contextmanager
+    def running(self, tmp_path: Path, profile: str) -> Iterator[None]:
+        """In mitmproxy's test context on `profile`, its public URL BASE."""
+        with running(tmp_path, profile, self.cfg, self.router, self.oauth, self.auth, *self.extra):
+            self.cfg.base_url = BASE
+            yield
+
+    def token(self, route: str = "notes", **claims: Any) -> str:
+        """An access token for `route` from client lg-test for dev-user; `claims` override."""
+        args: dict[str, Any] = {
+            "issuer": BASE,
+            "audience": f"{BASE}/mcp/{route}",
+            "user": UserClaims(sub="dev-user"),
+            "client_id": "lg-test",
+            "route_id": self.cfg.routes[route].identity,
+        } | claims
+        return issue_access_token(self.key, **args)

@@ -9,24 +9,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mitmproxy import http
-from mitmproxy.test import taddons, tflow
+from mitmproxy.test import tflow
 
 from lockgate.addons._flow import state
 from lockgate.addons.capabilities import Capabilities
 from lockgate.addons.client_auth import ClientAuth
-from lockgate.addons.config import Config
-from lockgate.addons.oauth import OAuthServer
-from lockgate.addons.router import Router
-from lockgate.authserver.keys import SigningKey
-from lockgate.authserver.tokens import issue_access_token
 from lockgate.identity.claims import UserClaims
 from lockgate.profile.model import AccessSection
+from tests.addons.conftest import (
+    BASE,
+    LISTEN,
+    NOTES_URL,
+    OAuthStack,
+    gateway_section,
+    mcp_flow,
+    toml_table,
+)
+from tests.support.gateway import profile_text
 
 allowed = ClientAuth._allowed
 
@@ -61,105 +65,53 @@ def test_users_match_by_sub_or_email() -> None:
 # tokens signed by the gateway's key: what a user sees in list results (JSON and SSE), what
 # a call gets refused with before anything goes upstream, and the scope challenges.
 
-BASE = "http://127.0.0.1:8787"
-PROFILE = """
-[gateway]
-listen = "127.0.0.1:8787"
-
-[identity]
-kind = "{kind}"
-{identity}
-
-[upstreams.notes]
-url = "http://127.0.0.1:9001/mcp"
-
-[routes.notes]
-upstream = "notes"
-
-[[routes.notes.access.tools]]
-match = ["delete_*", "add_*"]
-groups = ["notes-admins"]
-roles = ["editor"]
-
-[[routes.notes.access.tools]]
-match = ["add_*"]
-users = ["dev-user", "alice"]
-
-[[routes.notes.access.tools]]
-match = ["purge_*"]
-scopes = ["notes.admin"]
-
-[[routes.notes.access.prompts]]
-match = ["summarize_*"]
-roles = ["editor"]
-
-[routes.editors]
-upstream = "notes"
-access.roles = ["editor"]
-
-[routes.scoped]
-upstream = "notes"
-access.scopes = ["notes.read"]
-
-[[routes.scoped.access.tools]]
-match = ["delete_*"]
-scopes = ["notes.write"]
-"""
-OIDC = 'issuer = "http://127.0.0.1:9"\nclient_id = "lockgate-test"'
+OIDC = ['issuer = "http://127.0.0.1:9"', 'client_id = "lockgate-test"']
+RULES = (
+    toml_table(
+        "[[routes.notes.access.tools]]",
+        match=["delete_*", "add_*"],
+        groups=["notes-admins"],
+        roles=["editor"],
+    )
+    + toml_table("[[routes.notes.access.tools]]", match=["add_*"], users=["dev-user", "alice"])
+    + toml_table("[[routes.notes.access.tools]]", match=["purge_*"], scopes=["notes.admin"])
+    + toml_table("[[routes.notes.access.prompts]]", match=["summarize_*"], roles=["editor"])
+    + toml_table("[[routes.scoped.access.tools]]", match=["delete_*"], scopes=["notes.write"])
+)
 TOOLS = ["list_notes", "add_note", "delete_note", "purge_notes"]
 
 
-@dataclass
-class Env:
-    cfg: Config
-    router: Router
-    oauth: OAuthServer
-    auth: ClientAuth
-    caps: Capabilities
-    key: SigningKey
+def profile(kind: str) -> str:
+    routes = {
+        "notes": "notes",
+        "editors": ["notes", 'access.roles = ["editor"]'],
+        "scoped": ["notes", 'access.scopes = ["notes.read"]'],
+    }
+    identity = ["[identity]", f'kind = "{kind}"', *(OIDC if kind == "oidc" else [])]
+    extra = gateway_section() + RULES
+    return profile_text({"notes": NOTES_URL}, routes, extra, identity=identity)
+
+
+class Env(OAuthStack):
+    def __init__(self) -> None:
+        self.caps = Capabilities()
+        super().__init__(self.caps)
 
     def token(self, route: str = "notes", scope: str = "", **user: Any) -> str:
-        return issue_access_token(
-            self.key,
-            issuer=BASE,
-            audience=f"{BASE}/mcp/{route}",
-            user=UserClaims(**({"sub": "dev-user"} | user)),
-            client_id="lg-test",
-            scope=scope,
-            route_id=self.cfg.routes[route].identity,
-        )
+        claims = UserClaims(**({"sub": "dev-user"} | user))
+        return super().token(route, scope=scope, user=claims)
 
     def send(self, route: str, body: object, token: str | None) -> http.HTTPFlow:
-        f = tflow.tflow()
-        f.request.method = "POST"
-        f.request.path = f"/mcp/{route}"
-        f.request.host_header = "127.0.0.1:8787"
-        f.request.headers["content-type"] = "application/json"
+        headers = {"content-type": "application/json"}
         if token is not None:
-            f.request.headers["authorization"] = f"Bearer {token}"
-        f.request.content = json.dumps(body).encode()
-        self.router.requestheaders(f)
-        self.auth.requestheaders(f)
-        self.oauth.request(f)
-        self.caps.request(f)
-        return f
+            headers["authorization"] = f"Bearer {token}"
+        return self.request_side(mcp_flow(f"/mcp/{route}", body, headers=headers, host=LISTEN))
 
 
 def _env(tmp_path: Path, kind: str) -> Iterator[Env]:
-    cfg = Config()
-    oauth = OAuthServer(cfg)
-    env = Env(
-        cfg, Router(cfg), oauth, ClientAuth(cfg, oauth.auth), Capabilities(), SigningKey.generate()
-    )
-    oauth.auth._key = env.key
-    path = tmp_path / "profile.toml"
-    identity = OIDC if kind == "oidc" else ""
-    path.write_text(PROFILE.format(kind=kind, identity=identity), encoding="utf-8")
-    with taddons.context(cfg, env.router, oauth, env.auth, env.caps) as tctx:
-        tctx.configure(cfg, lockgate_profile=str(path))
-        cfg.base_url = BASE
+    env = Env()
+    with env.running(tmp_path, profile(kind)):
         yield env
-        oauth.done()
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from lockgate.keyring import CHUNK_BYTES, SERVICE
 from lockgate.upstream import secrets
 from lockgate.upstream import tokens as upstream_tokens
 from lockgate.upstream.tokens import UpstreamTokens
-from tests.addons.conftest import NOTES_URL, running, upstream_tables
+from tests.addons.conftest import NOTES_URL, running, toml_table
 from tests.support import keyring_env
 from tests.support.gateway import profile_text
 from tests.support.protected_upstream import (
@@ -44,18 +44,15 @@ from tests.support.protected_upstream import (
 PROFILE = profile_text(
     {"open": NOTES_URL},
     {name: name for name in ("open", "bearer", "apikey", "linear")},
-    upstream_tables(
-        {
-            "bearer": {"url": "http://127.0.0.1:9002/mcp", "auth": "header"},
-            "apikey": {
-                "url": "http://127.0.0.1:9003/mcp",
-                "auth": "header",
-                "header": "X-Api-Key",
-                "value": "key={secret};v=1",
-            },
-            "linear": {"url": "https://mcp.linear.app/mcp", "auth": "oauth"},
-        }
-    ),
+    toml_table("[upstreams.bearer]", url="http://127.0.0.1:9002/mcp", auth="header")
+    + toml_table(
+        "[upstreams.apikey]",
+        url="http://127.0.0.1:9003/mcp",
+        auth="header",
+        header="X-Api-Key",
+        value="key={secret};v=1",
+    )
+    + toml_table("[upstreams.linear]", url="https://mcp.linear.app/mcp", auth="oauth"),
 )
 
 
@@ -307,8 +304,8 @@ def oauth_env(tmp_path: Path, name: str = "alpha") -> Iterator[tuple[Env, Protec
     with protected_upstream(name) as up:
         cfg = Config()
         creds = Credentials(cfg)
-        up_table = {"up": {"url": up.url, "auth": "oauth"}}
-        profile = profile_text({}, {"up": "up"}, upstream_tables(up_table))
+        up_table = toml_table("[upstreams.up]", url=up.url, auth="oauth")
+        profile = profile_text({}, {"up": "up"}, up_table)
         with running(tmp_path, profile, cfg, creds) as tctx:
             yield (cfg, creds, tctx), up
 

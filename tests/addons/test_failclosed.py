@@ -38,7 +38,7 @@ from lockgate.addons.config import Config
 from lockgate.policy.view import Policy
 from lockgate.upstream import secrets
 from lockgate.upstream import tokens as upstream_tokens
-from tests.addons.conftest import NOTES_URL, gateway_section, running, upstream_tables
+from tests.addons.conftest import NOTES_URL, gateway_section, running, toml_table
 from tests.support.gateway import profile_text
 
 LIMIT = 2048
@@ -51,12 +51,8 @@ PROFILE = profile_text(
         "linked": "linked",
     },
     gateway_section(f"max_body_bytes = {LIMIT}")
-    + upstream_tables(
-        {
-            "secured": {"url": "http://127.0.0.1:9002/mcp", "auth": "header"},
-            "linked": {"url": "http://127.0.0.1:9003/mcp", "auth": "oauth"},
-        }
-    ),
+    + toml_table("[upstreams.secured]", url="http://127.0.0.1:9002/mcp", auth="header")
+    + toml_table("[upstreams.linked]", url="http://127.0.0.1:9003/mcp", auth="oauth"),
 )
 HOOKS = ("requestheaders", "request", "responseheaders", "response", "error")
 REQUEST_SIDE = ("requestheaders", "request")

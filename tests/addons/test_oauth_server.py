@@ -11,48 +11,30 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from mitmproxy import http
-from mitmproxy.test import taddons, tflow
 
 from lockgate.addons._flow import state
-from lockgate.addons.client_auth import ClientAuth, bearer_token
-from lockgate.addons.config import Config
-from lockgate.addons.oauth import OAuthServer
-from lockgate.addons.router import Router
-from lockgate.authserver.keys import SigningKey
-from lockgate.authserver.tokens import issue_access_token
-from lockgate.identity.claims import UserClaims
-
-BASE = "http://127.0.0.1:8787"
-PROFILE = """
-[gateway]
-listen = "127.0.0.1:8787"
-
-[identity]
-kind = "{kind}"
-
-[upstreams.notes]
-url = "http://127.0.0.1:9001/mcp"
-
-[routes.notes]
-upstream = "notes"
-
-[routes.other]
-upstream = "notes"
-"""
+from lockgate.addons.client_auth import bearer_token
+from tests.addons.conftest import (
+    BASE,
+    LISTEN,
+    NOTES_URL,
+    OAuthStack,
+    gateway_section,
+    mcp_flow,
+)
+from tests.support.gateway import profile_text
 
 
-@dataclass
-class Env:
-    router: Router
-    oauth: OAuthServer
-    auth: ClientAuth
-    key: SigningKey
+def profile(kind: str) -> str:
+    routes = {"notes": "notes", "other": "notes"}
+    return profile_text({"notes": NOTES_URL}, routes, gateway_section(), kind=kind)
 
+
+class Env(OAuthStack):
     def send(
         self,
         path: str,
@@ -60,41 +42,13 @@ class Env:
         headers: dict[str, str] | None = None,
         body: bytes = b"",
     ) -> http.HTTPFlow:
-        f = tflow.tflow()
-        f.request.method = method
-        f.request.path = path
-        f.request.host_header = "127.0.0.1:8787"
-        f.request.content = body
-        for k, v in (headers or {}).items():
-            f.request.headers[k] = v
-        self.router.requestheaders(f)
-        self.auth.requestheaders(f)
-        self.oauth.request(f)
-        return f
-
-    def token(self, route: str = "notes", **kw: object) -> str:
-        args: dict[str, object] = {
-            "issuer": BASE,
-            "audience": f"{BASE}/mcp/{route}",
-            "user": UserClaims(sub="dev-user"),
-            "client_id": "lg-test",
-            "route_id": self.router.config.routes[route].identity,
-        } | kw
-        return issue_access_token(self.key, **args)  # type: ignore[arg-type]
+        return self.request_side(mcp_flow(path, body, method, headers, host=LISTEN))
 
 
 def _env(tmp_path: Path, kind: str) -> Iterator[Env]:
-    cfg = Config()
-    oauth = OAuthServer(cfg)
-    env = Env(Router(cfg), oauth, ClientAuth(cfg, oauth.auth), SigningKey.generate())
-    oauth.auth._key = env.key
-    path = tmp_path / "profile.toml"
-    path.write_text(PROFILE.format(kind=kind), encoding="utf-8")
-    with taddons.context(cfg, env.router, oauth, env.auth) as tctx:
-        tctx.configure(cfg, lockgate_profile=str(path))
-        cfg.base_url = BASE
+    env = Env()
+    with env.running(tmp_path, profile(kind)):
         yield env
-        oauth.done()
 
 
 @pytest.fixture
