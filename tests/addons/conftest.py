@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow
@@ -138,12 +138,11 @@ class OAuthStack(Chain):
         self.extra = extra
         super().__init__([self.router, self.auth, self.oauth, *extra])
 
-    @contextmanager
-    def running(self, tmp_path: Path, profile: str) -> Iterator[None]:
-        """In mitmproxy's test context on `profile`, its public URL BASE."""
+    def started(self, tmp_path: Path, profile: str) -> Iterator[Self]:
+        """For a fixture: in mitmproxy's test context on `profile`, its public URL BASE."""
         with running(tmp_path, profile, self.cfg, self.router, self.oauth, self.auth, *self.extra):
             self.cfg.base_url = BASE
-            yield
+            yield self
 
     def token(self, route: str = "notes", **claims: Any) -> str:
         """An access token for `route` from client lg-test for dev-user; `claims` override."""

@@ -289,6 +289,15 @@ def test_an_open_route_passes_the_body_byte_for_byte(env: tuple[Config, Capabili
     assert respond(caps, f, raw).content == raw
 
 
+def full_list_answered(
+    env: tuple[Config, Capabilities], content_type: str = "application/json", **headers: str
+) -> http.Response:
+    """A tools/list on the curated route, answered by the upstream with every tool."""
+    _, caps = env
+    f = sent(env, "curated", tools_list())
+    return respond(caps, f, json.dumps(tools_result()).encode(), content_type, **headers)
+
+
 def test_an_error_response_passes(env: tuple[Config, Capabilities]) -> None:
     _, caps = env
     f = sent(env, "curated", tools_list())
@@ -301,9 +310,7 @@ def test_a_compressed_json_list_is_filtered_too(
     env: tuple[Config, Capabilities], encoding: str
 ) -> None:
     """The guard drops Accept-Encoding, but an upstream may compress anyway: fail closed."""
-    _, caps = env
-    f = sent(env, "curated", tools_list())
-    resp = respond(caps, f, json.dumps(tools_result()).encode(), **{"content-encoding": encoding})
+    resp = full_list_answered(env, **{"content-encoding": encoding})
     assert "delete_note" not in resp.get_text(strict=False) or resp.status_code >= 500
 
 
@@ -312,9 +319,7 @@ def test_content_type_is_matched_case_insensitively(
     env: tuple[Config, Capabilities], content_type: str
 ) -> None:
     """Clients (the mcp SDK among them) lowercase the media type before matching it."""
-    _, caps = env
-    f = sent(env, "curated", tools_list())
-    resp = respond(caps, f, json.dumps(tools_result()).encode(), content_type)
+    resp = full_list_answered(env, content_type)
     assert listed(resp) == VISIBLE
 
 

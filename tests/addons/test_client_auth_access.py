@@ -109,9 +109,7 @@ class Env(OAuthStack):
 
 
 def _env(tmp_path: Path, kind: str) -> Iterator[Env]:
-    env = Env()
-    with env.running(tmp_path, profile(kind)):
-        yield env
+    return Env().started(tmp_path, profile(kind))
 
 
 @pytest.fixture

@@ -18,14 +18,7 @@ from mitmproxy import http
 
 from lockgate.addons._flow import state
 from lockgate.addons.client_auth import bearer_token
-from tests.addons.conftest import (
-    BASE,
-    LISTEN,
-    NOTES_URL,
-    OAuthStack,
-    gateway_section,
-    mcp_flow,
-)
+from tests.addons.conftest import BASE, LISTEN, NOTES_URL, OAuthStack, gateway_section, mcp_flow
 from tests.support.gateway import profile_text
 
 
@@ -46,9 +39,7 @@ class Env(OAuthStack):
 
 
 def _env(tmp_path: Path, kind: str) -> Iterator[Env]:
-    env = Env()
-    with env.running(tmp_path, profile(kind)):
-        yield env
+    return Env().started(tmp_path, profile(kind))
 
 
 @pytest.fixture
