@@ -23,7 +23,7 @@ import httpx
 import keyring.backends.fail
 import pytest
 from mitmproxy import http
-from mitmproxy.test import taddons, tflow
+from mitmproxy.test import tflow
 
 from lockgate.addons._flow import state
 from lockgate.addons.config import Config
@@ -31,9 +31,11 @@ from lockgate.addons.connect import Connect
 from lockgate.identity.claims import local_user
 from lockgate.upstream import tokens as upstream_tokens
 from lockgate.upstream.state import user_state
+from tests.addons.conftest import gateway_section, running, toml_table
 from tests.addons.test_credentials import MemoryKeyring
 from tests.core.upstream.test_upstream_oauth import docs_server
 from tests.support import keyring_env
+from tests.support.gateway import profile_text
 from tests.support.protected_upstream import protected_upstream
 
 
@@ -74,18 +76,16 @@ class Browser:
 def gateway(
     tmp_path: Path, upstreams: dict[str, str], identity: str = 'kind = "none"', gateway: str = ""
 ) -> Iterator[tuple[Connect, Browser]]:
-    lines = ["[gateway]", 'listen = "127.0.0.1:8787"', gateway, "[identity]", identity]
-    for name, url in upstreams.items():
-        lines += [f"[upstreams.{name}]", f'url = "{url}"', 'auth = "oauth"']
-        lines += [f"[routes.{name}]", f'upstream = "{name}"']
-    lines += ["[upstreams.plain]", 'url = "http://127.0.0.1:9/mcp"', "[routes.plain]"]
-    lines += ['upstream = "plain"']
-    path = tmp_path / "profile.toml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    oauth = [toml_table(f"[upstreams.{n}]", url=url, auth="oauth") for n, url in upstreams.items()]
+    profile = profile_text(
+        {"plain": "http://127.0.0.1:9/mcp"},
+        {**{name: name for name in upstreams}, "plain": "plain"},
+        gateway_section(gateway) + "".join(oauth),
+        identity=["[identity]", identity],
+    )
     cfg = Config()
     connect = Connect(cfg)
-    with taddons.context(cfg, connect) as tctx:
-        tctx.configure(cfg, lockgate_profile=str(path))
+    with running(tmp_path, profile, cfg, connect) as tctx:
         yield connect, Browser(connect, tctx)
 
 
