@@ -62,19 +62,21 @@ def running(
 
 def mcp_flow(
     path: str = "/mcp",
-    body: object = b"",
+    body: object = None,
     method: str = "POST",
     headers: Mapping[str, str] | None = None,
     *,
     host: str | None = None,
 ) -> http.HTTPFlow:
-    """A client's request: `body` as is (bytes) or as JSON, `headers` set last."""
+    """A client's request: `body` as is (bytes) or as JSON (None: tflow's placeholder),
+    `headers` set last."""
     f = tflow.tflow()
     f.request.method = method
     f.request.path = path
     if host is not None:
         f.request.host_header = host
-    f.request.content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    if body is not None:
+        f.request.content = body if isinstance(body, bytes) else json.dumps(body).encode()
     for k, v in (headers or {}).items():
         f.request.headers[k] = v
     return f

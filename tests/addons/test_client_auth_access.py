@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from mitmproxy import http
-from mitmproxy.test import tflow
 
 from lockgate.addons._flow import state
 from lockgate.addons.capabilities import Capabilities
@@ -297,10 +296,9 @@ def test_a_rules_scope_is_needed_to_call_not_to_list(oidc: Env) -> None:
 
 def test_protected_resource_metadata_lists_the_routes_scopes(oidc: Env) -> None:
     def metadata(route: str) -> dict[str, Any]:
-        f = tflow.tflow()
-        f.request.method = "GET"
-        f.request.path = f"/.well-known/oauth-protected-resource/mcp/{route}"
-        f.request.host_header = "127.0.0.1:8787"
+        f = mcp_flow(
+            f"/.well-known/oauth-protected-resource/mcp/{route}", method="GET", host=LISTEN
+        )
         oidc.router.requestheaders(f)
         oidc.auth.requestheaders(f)
         oidc.oauth.request(f)

@@ -23,7 +23,6 @@ import httpx
 import keyring.backends.fail
 import pytest
 from mitmproxy import http
-from mitmproxy.test import tflow
 
 from lockgate.addons._flow import state
 from lockgate.addons.config import Config
@@ -31,7 +30,7 @@ from lockgate.addons.connect import Connect
 from lockgate.identity.claims import local_user
 from lockgate.upstream import tokens as upstream_tokens
 from lockgate.upstream.state import user_state
-from tests.addons.conftest import gateway_section, running, toml_table
+from tests.addons.conftest import gateway_section, mcp_flow, running, toml_table
 from tests.addons.test_credentials import MemoryKeyring
 from tests.core.upstream.test_upstream_oauth import docs_server
 from tests.support import keyring_env
@@ -55,15 +54,10 @@ class Browser:
         self.cookies: dict[str, str] = {}
 
     def get(self, path: str, *, cookie: str | None = None) -> http.HTTPFlow:
-        f = tflow.tflow()
-        f.request.method = "GET"
-        f.request.path = path
-        f.request.content = b""
         sent = (
             cookie if cookie is not None else "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         )
-        if sent:
-            f.request.headers["cookie"] = sent
+        f = mcp_flow(path, b"", "GET", {"cookie": sent} if sent else None)
         self.tctx.master.event_loop.run_until_complete(self.connect.request(f))
         assert f.response is not None and state(f).local
         for value in f.response.headers.get_all("set-cookie"):
@@ -228,13 +222,10 @@ def test_unknown_and_non_oauth_upstreams_and_other_methods(
         ):
             f = browser.get(path)
             assert f.response is not None and f.response.status_code == status, path
-        f = tflow.tflow()
-        f.request.method = "POST"
-        f.request.path = "/connect/up"
+        f = mcp_flow("/connect/up")
         browser.tctx.master.event_loop.run_until_complete(connect.request(f))
         assert f.response is not None and f.response.status_code == 405
-        routed = tflow.tflow()
-        routed.request.path = "/connect/up"
+        routed = mcp_flow("/connect/up", method="GET")
         state(routed).route = connect.config.routes["up"]  # a route's flow: not ours
         browser.tctx.master.event_loop.run_until_complete(connect.request(routed))
         assert routed.response is None

@@ -32,7 +32,7 @@ from lockgate.keyring import CHUNK_BYTES, SERVICE
 from lockgate.upstream import secrets
 from lockgate.upstream import tokens as upstream_tokens
 from lockgate.upstream.tokens import UpstreamTokens
-from tests.addons.conftest import NOTES_URL, running, toml_table
+from tests.addons.conftest import NOTES_URL, mcp_flow, running, toml_table
 from tests.support import keyring_env
 from tests.support.gateway import profile_text
 from tests.support.protected_upstream import (
@@ -170,10 +170,7 @@ def test_client_token_is_replaced_not_kept(tmp_path: Path, memory: MemoryKeyring
     addons = [Router(cfg), ClientAuth(cfg), Credentials(cfg)]
     secrets.set_secret("bearer", "upstream-secret")
     with running(tmp_path, PROFILE, cfg, *addons) as tctx:
-        f = tflow.tflow()
-        f.request.method = "POST"
-        f.request.path = "/mcp/bearer"
-        f.request.headers["authorization"] = "Bearer client-token"
+        f = mcp_flow("/mcp/bearer", headers={"authorization": "Bearer client-token"})
         for a in addons:
             if hasattr(a, "requestheaders"):
                 a.requestheaders(f)

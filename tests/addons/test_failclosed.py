@@ -38,7 +38,7 @@ from lockgate.addons.config import Config
 from lockgate.policy.view import Policy
 from lockgate.upstream import secrets
 from lockgate.upstream import tokens as upstream_tokens
-from tests.addons.conftest import NOTES_URL, gateway_section, running, toml_table
+from tests.addons.conftest import LISTEN, NOTES_URL, gateway_section, mcp_flow, running, toml_table
 from tests.support.gateway import profile_text
 
 LIMIT = 2048
@@ -104,15 +104,8 @@ class Gateway:
         body: object = TOOLS_LIST,
         headers: dict[str, str] | None = None,
     ) -> http.HTTPFlow:
-        f = tflow.tflow()
-        f.request.method = "POST"
-        f.request.path = f"/mcp/{route}"
-        f.request.host_header = "127.0.0.1:8787"
-        f.request.headers["content-type"] = "application/json"
-        f.request.headers["authorization"] = "Bearer client-token"
-        for k, v in (headers or {}).items():
-            f.request.headers[k] = v
-        f.request.content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        sent = {"content-type": "application/json", "authorization": "Bearer client-token"}
+        f = mcp_flow(f"/mcp/{route}", body, headers=sent | (headers or {}), host=LISTEN)
         for hook in REQUEST_SIDE:
             self.hook(hook, f)
         return f
@@ -309,10 +302,7 @@ def test_a_failure_on_the_request_side_is_a_json_error(
 def test_a_failing_refusal_still_refuses(monkeypatch: pytest.MonkeyPatch, gw: Gateway) -> None:
     """Even the oversized-body answer failing leaves an answer, not a forwarded body."""
     monkeypatch.setattr(guard_mod.Guard, "_too_large", staticmethod(boom))
-    f = tflow.tflow()
-    f.request.method = "POST"
-    f.request.path = "/mcp/open"
-    f.request.host_header = "127.0.0.1:8787"
+    f = mcp_flow("/mcp/open", host=LISTEN)
     del f.request.headers["content-length"]
     gw.hook("requestheaders", f)
     f.request.raw_content = b"x" * (LIMIT + 1)  # chunked: the size is known only now

@@ -9,13 +9,12 @@ from typing import Any
 
 import pytest
 from mitmproxy import http
-from mitmproxy.test import tflow
 
 from lockgate.addons._flow import state
 from lockgate.addons.client_auth import ClientAuth
 from lockgate.addons.config import Config
 from lockgate.addons.router import Router
-from tests.addons.conftest import BASE, NOTES_URL, gateway_section, running
+from tests.addons.conftest import BASE, LISTEN, NOTES_URL, gateway_section, mcp_flow, running
 from tests.support.gateway import profile_text
 
 PROFILE = profile_text(
@@ -45,14 +44,8 @@ def router(tmp_path: Path) -> Iterator[Router]:
 
 
 def flow(path: str, method: str = "POST", headers: dict[str, str] | None = None) -> http.HTTPFlow:
-    f = tflow.tflow()
-    f.request.method = method
-    f.request.path = path
-    f.request.host_header = "127.0.0.1:8787"
-    f.request.headers["user-agent"] = "test-client/1.0"
-    for k, v in (headers or {}).items():
-        f.request.headers[k] = v
-    return f
+    sent = {"user-agent": "test-client/1.0", **(headers or {})}
+    return mcp_flow(path, method=method, headers=sent, host=LISTEN)
 
 
 def routed(router: Router, f: http.HTTPFlow) -> http.HTTPFlow:
