@@ -19,6 +19,7 @@ from typing import Any
 
 from mitmproxy import http
 
+from lockgate.audit.events import Outcome
 from lockgate.mcp import jsonrpc
 from lockgate.mcp.exchange import FlowAccess, FlowState, scope_refusal
 from lockgate.policy.routes import Route
@@ -55,7 +56,7 @@ def answer(
     status: int,
     body: object,
     *,
-    outcome: str,
+    outcome: Outcome,
     reason: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> None:
@@ -75,7 +76,7 @@ def answer_rpc_error(
     code: int,
     message: str,
     *,
-    outcome: str,
+    outcome: Outcome,
     data: object = None,
     headers: dict[str, str] | None = None,
 ) -> None:

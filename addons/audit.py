@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from mitmproxy import ctx, http
 
@@ -29,12 +29,6 @@ from lockgate.paths import audit_log_path
 logger = logging.getLogger("lockgate")
 
 Listener = Callable[[dict[str, Any]], None]
-
-
-def _outcome(st: FlowState) -> Outcome | None:
-    """The outcome an addon set on the flow (FlowState.outcome is a plain str until it is
-    typed as `Outcome`; every addon sets one of them)."""
-    return cast("Outcome | None", st.outcome)
 
 
 class Audit:
@@ -96,7 +90,7 @@ class Audit:
                 continue
             # Notifications and the client's answers to server requests have no reply of
             # their own: record them as they pass.
-            self.record(events.client_message(self._base(flow, st), m, _outcome(st) or "success"))
+            self.record(events.client_message(self._base(flow, st), m, st.outcome or "success"))
 
     @guarded
     def response(self, flow: http.HTTPFlow) -> None:
@@ -109,7 +103,7 @@ class Audit:
         pending = [m for m in st.messages if m.kind == "request" and m.id not in st.handled_ids]
         if pending:
             for m in pending:
-                outcome = _outcome(st) or events.http_outcome(status)
+                outcome = st.outcome or events.http_outcome(status)
                 self._request_event(flow, st, m, outcome, status, None, None)
         elif not st.messages:
             # GET streams, DELETE, own endpoints, refused bodies: one event for the exchange.
@@ -119,7 +113,7 @@ class Audit:
                     routed=st.route is not None,
                     method=flow.request.method,
                     path=flow.request.path,
-                    outcome=_outcome(st) or events.http_outcome(status, upstream=False),
+                    outcome=st.outcome or events.http_outcome(status, upstream=False),
                     status=status,
                     reason=st.reason,
                     total_ms=events.ms(time.monotonic() - st.started),
@@ -135,7 +129,7 @@ class Audit:
                     flow,
                     st,
                     m,
-                    _outcome(st) or "upstream_error",
+                    st.outcome or "upstream_error",
                     504 if st.timed_out else 502,
                     None,
                     None,

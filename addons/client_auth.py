@@ -26,10 +26,9 @@ from lockgate.authserver.tokens import AccessClaims, TokenError, verify_access_t
 from lockgate.identity.claims import local_user
 from lockgate.mcp import jsonrpc
 from lockgate.mcp.exchange import FlowAccess
-from lockgate.policy.access import Principal, RouteAccess, admits, missing_scopes
+from lockgate.policy.access import Principal, RouteAccess, missing_scopes
 from lockgate.policy.gateway import GatewayConfig
 from lockgate.policy.routes import Route
-from lockgate.profile.model import AccessSection
 
 
 def _local_user() -> str:
@@ -196,17 +195,3 @@ class ClientAuth:
             outcome="denied",
             headers={"www-authenticate": challenge},
         )
-
-    @staticmethod
-    def _allowed(
-        access: AccessSection,
-        user: str | None,
-        email: str | None = None,
-        groups: tuple[str, ...] | None = None,
-        roles: tuple[str, ...] | None = None,
-    ) -> bool:
-        """No lists: everyone. Otherwise the user (by sub or email) must be on `users`, in
-        one of the provider's groups on `groups`, or hold one of its roles on `roles`.
-        Kinds "none" and "dev" know no groups or roles: there such a list admits nobody."""
-        who = None if user is None else Principal(user, email, groups=groups, roles=roles)
-        return admits(access.users, access.groups, access.roles, who)

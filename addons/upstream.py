@@ -36,7 +36,6 @@ logger = logging.getLogger("lockgate")
 _failed_flow: contextvars.ContextVar[http.HTTPFlow | None] = contextvars.ContextVar(
     "lockgate_failed_flow", default=None
 )
-_original_error_response = _http1.make_error_response
 _original_check_body_size = http_layer.HttpStream.check_body_size
 _original_read_body = _http1.Http1Connection.read_body
 _original_read_headers = _http1.Http1Server.read_headers
@@ -184,13 +183,6 @@ def install_error_pages() -> None:
     http_layer.HttpStream.check_body_size = _requests_only  # type: ignore[method-assign]
     _http1.Http1Connection.read_body = _read_body_without_trailers  # type: ignore[method-assign]
     _http1.Http1Server.read_headers = _bounded_read_headers  # type: ignore[method-assign]
-
-
-def uninstall_error_pages() -> None:
-    _http1.make_error_response = _original_error_response
-    http_layer.HttpStream.check_body_size = _original_check_body_size  # type: ignore[method-assign]
-    _http1.Http1Connection.read_body = _original_read_body  # type: ignore[method-assign]
-    _http1.Http1Server.read_headers = _original_read_headers  # type: ignore[method-assign]
 
 
 def _timeout_of(route: Route) -> float:

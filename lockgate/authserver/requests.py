@@ -1,7 +1,7 @@
 """What the gateway's OAuth 2.1 endpoints accept: request models, redirect URI rules, refusals.
 
-Pure logic, no HTTP: the `oauth_server` addon parses requests into these models. Every
-refusal is a :class:`OAuthError` carrying the RFC 6749 error code and one sentence for the
+Pure logic, no HTTP: the OAuth server addon (`addons/oauth`) parses requests into these models.
+Every refusal is a :class:`OAuthError` carrying the RFC 6749 error code and one sentence for the
 user. Consent state and its page live in `consent`, the registration rate limit in
 `ratelimit`.
 """

@@ -6,7 +6,7 @@ its own grants, and `lockgate login` and `lockgate logout` use the same calls; w
 provider refuses (``invalid_grant``), the session is deleted and the user's gateway session
 ends with it. ID tokens are checked by `lockgate.identity.provider.verify_id_token` (the one
 validator, with its key-rotation retry). Every provider URL is called through
-`lockgate.net.urlcheck.post_form` (checked under the SSRF rules right before the call and
+`lockgate.net.fetch.post_form` (checked under the SSRF rules right before the call and
 pinned to the checked addresses). Nothing here prints, logs or puts into an error a token,
 code or secret.
 """

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lockgate.audit.events import Outcome
 from lockgate.identity.claims import UserClaims
 from lockgate.mcp import jsonrpc
 from lockgate.mcp.jsonrpc import Message
@@ -67,7 +68,7 @@ class FlowState:
     methods: dict[str | int, str] = field(default_factory=dict)
     transforms: list[Transform] = field(default_factory=list)
     observers: list[Observer] = field(default_factory=list)
-    outcome: str | None = None
+    outcome: Outcome | None = None
     reason: str | None = None
     local: bool = False
     timed_out: bool = False

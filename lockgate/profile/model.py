@@ -30,7 +30,6 @@ from lockgate.errors import ProfileError
 from lockgate.policy.view import Override, Policy, Rule
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 Pattern = Annotated[str, Field(min_length=1)]
 

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import anyio.to_thread
 
+from lockgate.audit.events import Outcome
 from lockgate.authserver.consent import message_page
 from lockgate.errors import LockgateError
 from lockgate.identity.browser import cookie_value
@@ -86,7 +87,7 @@ class Reply:
     cookies: list[str] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     user: str | None = None
-    outcome: str = "success"
+    outcome: Outcome = "success"
     reason: str | None = None
 
 

@@ -17,8 +17,9 @@ from mitmproxy import http
 
 from lockgate.addons._flow import state
 from lockgate.addons.capabilities import Capabilities
-from lockgate.addons.client_auth import ClientAuth
 from lockgate.identity.claims import UserClaims
+from lockgate.policy.access import Principal, RouteAccess, admits
+from lockgate.policy.view import Policy
 from lockgate.profile.model import AccessSection
 from tests.addons.conftest import (
     BASE,
@@ -31,12 +32,20 @@ from tests.addons.conftest import (
 )
 from tests.support.gateway import profile_text
 
-allowed = ClientAuth._allowed
+
+def allowed(
+    access: AccessSection,
+    user: str,
+    email: str | None = None,
+    groups: tuple[str, ...] | None = None,
+) -> bool:
+    who = Principal(user, email, groups=groups)
+    return RouteAccess("r", access, Policy()).admits_route(who)
 
 
 def test_no_lists_admit_everyone_signed_in() -> None:
     assert allowed(AccessSection(), "alice")
-    assert not allowed(AccessSection(), None)
+    assert not admits(None, None, None, None)
 
 
 def test_groups_intersect_for_provider_users() -> None:
