@@ -23,9 +23,10 @@ from joserfc.errors import BadSignatureError, InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from lockgate.errors import LockgateError
+from lockgate.errors import LockgateError, first_validation_error
 from lockgate.identity.claims import UserClaims
 from lockgate.net.fetch import FetchError, fetch_json, post_form
+from lockgate.net.oauth_client import client_authentication
 from lockgate.net.urlcheck import UnsafeUrl, check_url
 
 CLOCK_SKEW = 60
@@ -82,10 +83,9 @@ async def discover(issuer: str, *, timeout: float = 10) -> Provider:
     try:
         metadata = ProviderMetadata.model_validate(raw)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "document"
+        where, message, _ = first_validation_error(e, "document")
         raise OIDCError(
-            f"The identity provider's discovery document is not usable ({where}: {first['msg']})",
+            f"The identity provider's discovery document is not usable ({where}: {message})",
             "check [identity] issuer in the profile",
         ) from None
     if metadata.issuer.rstrip("/") != issuer:
@@ -143,20 +143,17 @@ async def exchange_code(
     timeout: float = 10,
 ) -> dict[str, Any]:
     """The provider's token response; OIDCError never quotes the response body."""
-    form = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": redirect_uri,
-        "code_verifier": verifier,
-    }
-    basic: tuple[str, str] | None = None
-    if client_secret is None:
-        form["client_id"] = client_id
-    elif "client_secret_basic" in metadata.token_endpoint_auth_methods_supported:
-        basic = (client_id, client_secret)
-    else:
-        form["client_id"] = client_id
-        form["client_secret"] = client_secret
+    form, basic = client_authentication(
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": verifier,
+        },
+        client_id,
+        client_secret,
+        metadata.token_endpoint_auth_methods_supported,
+    )
     try:
         # Checked again and pinned: the name may resolve elsewhere since discovery.
         status, body = await post_form(

@@ -35,6 +35,7 @@ from lockgate.identity.session import (
     save_session,
 )
 from lockgate.net.fetch import FetchError, post_form
+from lockgate.net.oauth_client import client_authentication
 from lockgate.net.urlcheck import UnsafeUrl
 from lockgate.profile.model import IdentitySection
 
@@ -64,21 +65,6 @@ class IdpClient:
         return self.identity.client_id or ""
 
 
-def _auth(
-    provider: Provider, client: IdpClient, form: dict[str, str]
-) -> tuple[dict[str, str], tuple[str, str] | None]:
-    """Client authentication as `provider.exchange_code` does it: basic when offered, else post."""
-    form = dict(form)
-    if client.secret is None:
-        form["client_id"] = client.client_id
-        return form, None
-    if "client_secret_basic" in provider.metadata.token_endpoint_auth_methods_supported:
-        return form, (client.client_id, client.secret)
-    form["client_id"] = client.client_id
-    form["client_secret"] = client.secret
-    return form, None
-
-
 async def post_to_provider(
     provider: Provider,
     client: IdpClient,
@@ -89,7 +75,12 @@ async def post_to_provider(
     want_json: bool = True,
 ) -> tuple[int, dict[str, Any]]:
     """POST to a provider endpoint; errors name the endpoint, never quote the body."""
-    form, basic = _auth(provider, client, form)
+    form, basic = client_authentication(
+        form,
+        client.client_id,
+        client.secret,
+        provider.metadata.token_endpoint_auth_methods_supported,
+    )
     try:
         status, body = await post_form(url, form, basic_auth=basic)
     except UnsafeUrl as e:

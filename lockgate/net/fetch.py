@@ -11,18 +11,18 @@ the pinning lands once. TLS is verified against `lockgate.net.tls.trust_store`.
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
 import ssl
 from collections.abc import Awaitable, Callable
-from urllib.parse import quote_plus, urldefrag, urlencode, urljoin
+from urllib.parse import urldefrag, urlencode, urljoin
 
 import anyio
 import anyio.to_thread
 import httpx
 
 from lockgate.errors import LockgateError
+from lockgate.net.oauth_client import basic_authorization
 from lockgate.net.tls import trust_store
 from lockgate.net.urlcheck import DEFAULT_PORTS, CheckedUrl, Resolver, check_url
 
@@ -248,8 +248,7 @@ async def post_form(
         "Content-Type": "application/x-www-form-urlencoded",
     }
     if basic_auth is not None:
-        pair = f"{quote_plus(basic_auth[0])}:{quote_plus(basic_auth[1])}"
-        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+        headers["Authorization"] = basic_authorization(*basic_auth)
     status, body = await post(
         url,
         content,

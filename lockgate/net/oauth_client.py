@@ -1,5 +1,6 @@
 """The OAuth client side, shared by `lockgate login`, the gateway's trip through the identity
-provider and `lockgate connect`: PKCE pairs and authorization URLs, built with authlib.
+provider and `lockgate connect`: PKCE pairs and authorization URLs, built with authlib, and
+client authentication at a token endpoint (RFC 6749 section 2.3.1).
 
 Only the protocol pieces come from authlib; every network call goes through
 :mod:`lockgate.net.fetch` (re-checked and pinned to the checked addresses), which authlib's
@@ -7,6 +8,10 @@ HTTP clients cannot do.
 """
 
 from __future__ import annotations
+
+import base64
+from collections.abc import Collection
+from urllib.parse import quote_plus
 
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
@@ -52,3 +57,30 @@ def authorization_url(
         **extra,
     )
     return url
+
+
+def basic_authorization(client_id: str, secret: str) -> str:
+    """The value of an HTTP Basic ``Authorization`` header for a client: id and secret
+    form-encoded first (RFC 6749 section 2.3.1)."""
+    pair = f"{quote_plus(client_id)}:{quote_plus(secret)}"
+    return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+
+
+def client_authentication(
+    form: dict[str, str],
+    client_id: str,
+    secret: str | None,
+    methods_supported: Collection[str],
+) -> tuple[dict[str, str], tuple[str, str] | None]:
+    """A token request's form and Basic credentials for a client of an identity provider:
+    a public client names itself in the form; a confidential one uses ``client_secret_basic``
+    when the provider offers it, else ``client_secret_post``. ``form`` is not changed."""
+    form = dict(form)
+    if secret is None:
+        form["client_id"] = client_id
+        return form, None
+    if "client_secret_basic" in methods_supported:
+        return form, (client_id, secret)
+    form["client_id"] = client_id
+    form["client_secret"] = secret
+    return form, None

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 
-from pydantic import ValidationError
-
 from lockgate.errors import LockgateError
 from lockgate.net.urlcheck import UnsafeUrl
 
@@ -38,13 +36,6 @@ def refused(what: str, e: UnsafeUrl) -> UpstreamOAuthError:
         "lockgate only follows public https URLs (or loopback http) from metadata; "
         "ask the upstream's operator to fix its OAuth metadata",
     )
-
-
-def first_error(e: ValidationError) -> str:
-    """The first validation problem as `where: what` (never the value)."""
-    first = e.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ())) or "document"
-    return f"{where}: {first.get('msg', 'invalid')}"
 
 
 def oauth_error(raw: bytes) -> str:

@@ -23,11 +23,12 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lockgate.errors import first_validation_error
 from lockgate.net.fetch import FetchError, checked, fetch_json
 from lockgate.net.tls import trust_store
 from lockgate.net.urlcheck import Resolver, UnsafeUrl
 from lockgate.profile.model import is_loopback_host
-from lockgate.upstream._errors import UpstreamOAuthError, first_error, refused, short
+from lockgate.upstream._errors import UpstreamOAuthError, refused, short
 
 CLIENT_NAME = "lockgate"
 
@@ -245,13 +246,7 @@ async def discover(
         else protected_resource_candidates(upstream_url)
     )
     prm, prm_url = await _first_document(get, candidates, "protected resource metadata")
-    try:
-        resource_md = ResourceMetadata.model_validate(prm)
-    except ValidationError as e:
-        raise UpstreamOAuthError(
-            f"The upstream's protected resource metadata is not usable ({first_error(e)})",
-            "ask the upstream's operator to fix its OAuth metadata",
-        ) from None
+    resource_md = _parse(ResourceMetadata, prm, "protected resource metadata")
     if resource_md.resource is not None and not _covers(resource_md.resource, resource):
         raise UpstreamOAuthError(
             f"The upstream's protected resource metadata is for {short(resource_md.resource)}, "
@@ -263,13 +258,7 @@ async def discover(
     as_doc, _ = await _first_document(
         get, authorization_server_candidates(issuer), "authorization server metadata"
     )
-    try:
-        metadata = ServerMetadata.model_validate(as_doc)
-    except ValidationError as e:
-        raise UpstreamOAuthError(
-            f"The upstream's authorization server metadata is not usable ({first_error(e)})",
-            "ask the upstream's operator to fix its OAuth metadata",
-        ) from None
+    metadata = _parse(ServerMetadata, as_doc, "authorization server metadata")
     if metadata.issuer.rstrip("/") != issuer.rstrip("/"):
         raise UpstreamOAuthError(
             f"The authorization server calls itself {short(metadata.issuer)}, not {short(issuer)}",
@@ -305,6 +294,19 @@ async def discover(
         metadata=metadata,
         scopes=scopes,
     )
+
+
+def _parse[M: BaseModel](model: type[M], document: object, what: str) -> M:
+    """The upstream's metadata document `what` as `model`; the refusal names the first
+    problem's place, never a value."""
+    try:
+        return model.model_validate(document)
+    except ValidationError as e:
+        where, message, _ = first_validation_error(e, "document")
+        raise UpstreamOAuthError(
+            f"The upstream's {what} is not usable ({where}: {message})",
+            "ask the upstream's operator to fix its OAuth metadata",
+        ) from None
 
 
 def _covers(declared: str, resource: str) -> bool:

@@ -15,7 +15,6 @@ quote a response body.
 
 from __future__ import annotations
 
-import base64
 import secrets
 import ssl
 import time
@@ -26,7 +25,7 @@ from pydantic import Field, ValidationError
 
 from lockgate.net.fetch import checked
 from lockgate.net.oauth_client import authorization_url as authorization_url_for
-from lockgate.net.oauth_client import pkce_pair
+from lockgate.net.oauth_client import basic_authorization, pkce_pair
 from lockgate.net.urlcheck import Resolver, UnsafeUrl
 from lockgate.upstream._endpoint import post_endpoint
 from lockgate.upstream._errors import RefreshRefused, UpstreamOAuthError, oauth_error, refused
@@ -283,8 +282,7 @@ async def _token_request(
 ) -> tuple[int, bytes]:
     headers: dict[str, str] = {}
     if client.auth_method == "client_secret_basic" and client.client_secret is not None:
-        pair = f"{_form_quote(client.client_id)}:{_form_quote(client.client_secret)}"
-        headers["authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+        headers["authorization"] = basic_authorization(client.client_id, client.client_secret)
     else:
         form = {**form, "client_id": client.client_id}
         if client.auth_method == "client_secret_post" and client.client_secret is not None:
@@ -292,9 +290,3 @@ async def _token_request(
     return await post_endpoint(
         endpoint, "token_endpoint", form=form, headers=headers, resolve=resolve, verify=verify
     )
-
-
-def _form_quote(text: str) -> str:
-    from urllib.parse import quote_plus
-
-    return quote_plus(text)
