@@ -16,9 +16,8 @@ from lockgate.audit.verify import VerifyResult
 from lockgate.cli.views import outcome_style
 
 # (header, event key, width): fixed widths so rows printed one by one (--follow) line up.
-_COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("time", "ts", 12),
-    ("event", "event", 16),
+Columns = tuple[tuple[str, str, int], ...]
+_WHAT_AND_HOW: Columns = (
     ("route", "route", 14),
     ("method", "method", 16),
     ("name", "name", 24),
@@ -26,6 +25,9 @@ _COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("status", "status", 6),
     ("latency", "latency_ms", 10),
 )
+_COLUMNS: Columns = (("time", "ts", 12), ("event", "event", 16), *_WHAT_AND_HOW)
+# `lockgate audit query` adds the user: a query is often "what did this person do".
+QUERY_COLUMNS: Columns = (("time", "ts", 12), ("user", "user", 14), *_WHAT_AND_HOW)
 
 
 def _clean(value: object) -> str:
@@ -45,10 +47,12 @@ def _cell(event: Mapping[str, Any], key: str) -> str:
     return "-" if value is None else _clean(value)
 
 
-def events_table(events: Iterable[Mapping[str, Any]], *, show_header: bool = True) -> Table:
-    """A compact table: time (UTC), event, route, method, name, outcome, status, latency."""
+def _table(
+    events: Iterable[Mapping[str, Any]], columns: Columns, *, show_header: bool = True
+) -> Table:
+    """Events in fixed-width `columns`, the outcome in its style."""
     table = Table(box=None, show_header=show_header, pad_edge=False, header_style="bold")
-    for header, key, width in _COLUMNS:
+    for header, key, width in columns:
         table.add_column(
             header,
             width=width,
@@ -56,19 +60,28 @@ def events_table(events: Iterable[Mapping[str, Any]], *, show_header: bool = Tru
             overflow="ellipsis",
             justify="right" if key in ("status", "latency_ms") else "left",
         )
+    outcome_col = [key for _, key, _ in columns].index("outcome")
     for event in events:
-        cells = [_cell(event, key) for _, key, _ in _COLUMNS]
-        outcome = str(event.get("outcome", ""))
-        row = [Text(c) for c in cells]
-        row[5].stylize(outcome_style(outcome))
+        row = [Text(_cell(event, key)) for _, key, _ in columns]
+        row[outcome_col].stylize(outcome_style(event.get("outcome", "")))
         table.add_row(*row)
     return table
 
 
+def _line(event: Mapping[str, Any], columns: Columns) -> str:
+    """One plain line for pipes: full ts, then the other columns, '-' when absent."""
+    ts = _clean(event.get("ts", "-"))
+    return " ".join([ts, *(_cell(event, key) for _, key, _ in columns[1:])])
+
+
+def events_table(events: Iterable[Mapping[str, Any]], *, show_header: bool = True) -> Table:
+    """A compact table: time (UTC), event, route, method, name, outcome, status, latency."""
+    return _table(events, _COLUMNS, show_header=show_header)
+
+
 def event_line(event: Mapping[str, Any]) -> str:
     """One plain line per event for pipes: full ts, then the table's columns, '-' when absent."""
-    ts = _clean(event.get("ts", "-"))
-    return " ".join([ts, *(_cell(event, key) for _, key, _ in _COLUMNS[1:])])
+    return _line(event, _COLUMNS)
 
 
 def print_line(con: Console, event: Mapping[str, Any]) -> None:
@@ -101,42 +114,15 @@ def verify_text(result: VerifyResult) -> Text:
 
 # ---------------------------------------------------------------------------- query and stats
 
-# `lockgate audit query` adds the user: a query is often "what did this person do".
-QUERY_COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("time", "ts", 12),
-    ("user", "user", 14),
-    ("route", "route", 14),
-    ("method", "method", 16),
-    ("name", "name", 24),
-    ("outcome", "outcome", 16),
-    ("status", "status", 6),
-    ("latency", "latency_ms", 10),
-)
-
 
 def query_table(events: Iterable[Mapping[str, Any]]) -> Table:
     """The table of `lockgate audit query`: the tail table with the user instead of the event."""
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for header, key, width in QUERY_COLUMNS:
-        table.add_column(
-            header,
-            width=width,
-            no_wrap=True,
-            overflow="ellipsis",
-            justify="right" if key in ("status", "latency_ms") else "left",
-        )
-    outcome_col = [key for _, key, _ in QUERY_COLUMNS].index("outcome")
-    for event in events:
-        row = [Text(_cell(event, key)) for _, key, _ in QUERY_COLUMNS]
-        row[outcome_col].stylize(outcome_style(event.get("outcome", "")))
-        table.add_row(*row)
-    return table
+    return _table(events, QUERY_COLUMNS)
 
 
 def query_line(event: Mapping[str, Any]) -> str:
     """One plain line per event for pipes: full ts, then the query table's columns."""
-    ts = _clean(event.get("ts", "-"))
-    return " ".join([ts, *(_cell(event, key) for _, key, _ in QUERY_COLUMNS[1:])])
+    return _line(event, QUERY_COLUMNS)
 
 
 def print_query(con: Console, events: list[Mapping[str, Any]]) -> None:
