@@ -21,11 +21,16 @@ import sys
 import time
 from typing import Annotated, Any
 
-import uvicorn
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from lockgate.cli.demo.server import MCP_PATH, build_app, build_many_tools_app, build_server
+from lockgate.cli.demo.server import (
+    build_app,
+    build_many_tools_app,
+    build_server,
+    count_with_progress,
+    serve_foreground,
+)
 
 
 def make_app(kind: str):  # type: ignore[no-untyped-def]
@@ -43,33 +48,17 @@ def make_app(kind: str):  # type: ignore[no-untyped-def]
             delay_ms: Annotated[int, Field(ge=0, le=10_000)] = 20,
         ) -> str:
             """slow_count whose progress messages carry the send time (monotonic ns)."""
-            for i in range(1, n + 1):
-                await asyncio.sleep(delay_ms / 1000)
-                await ctx.report_progress(i, n, str(time.monotonic_ns()))
-            return f"counted to {n}"
+            return await count_with_progress(
+                ctx, n, delay_ms, lambda i, n: str(time.monotonic_ns())
+            )
 
         return build_app(json_response=False, server=server)
     raise SystemExit(f"unknown upstream kind {kind!r}")
 
 
 async def serve(kind: str, port: int) -> None:
-    config = uvicorn.Config(
-        make_app(kind),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        timeout_keep_alive=600,  # interleaved rounds leave connections idle
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started and not task.done():
-        await asyncio.sleep(0.005)
-    if server.started:
-        bound = server.servers[0].sockets[0].getsockname()[1]
-        print(f"bench upstream listening on http://127.0.0.1:{bound}{MCP_PATH}", flush=True)
-    await task
+    # interleaved rounds leave connections idle: keep them open
+    await serve_foreground(make_app(kind), port, label="bench upstream", timeout_keep_alive=600)
 
 
 def main() -> int:

@@ -37,7 +37,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Annotated, Any, Literal, Self
@@ -132,6 +132,17 @@ class NoteStore:
         return note
 
 
+async def count_with_progress(
+    ctx: Context[Any, Any], n: int, delay_ms: int, say: Callable[[int, int], str]
+) -> str:
+    """Count to n, one progress notification per step, delay_ms apart; `say(i, n)` is each
+    notification's message."""
+    for i in range(1, n + 1):
+        await asyncio.sleep(delay_ms / 1000)
+        await ctx.report_progress(i, n, say(i, n))
+    return f"counted to {n}"
+
+
 def _require_client_request(
     ctx: Context[Any, Any], capability: Literal["sampling", "elicitation"]
 ) -> None:
@@ -198,10 +209,7 @@ def build_server(name: str = "demo-notes") -> MCPServer:
         delay_ms: Annotated[int, Field(ge=0, le=10_000)] = 50,
     ) -> str:
         """Count to n, sending one progress notification per step, delay_ms apart."""
-        for i in range(1, n + 1):
-            await asyncio.sleep(delay_ms / 1000)
-            await ctx.report_progress(i, n, f"counted {i} of {n}")
-        return f"counted to {n}"
+        return await count_with_progress(ctx, n, delay_ms, lambda i, n: f"counted {i} of {n}")
 
     async def ask_for_summary(id: str, ctx: Context[Any, Any]) -> Sample:
         note = store.get(id)
@@ -413,9 +421,19 @@ def require_bearer(app: ASGIApp, token: str) -> ASGIApp:
     return guarded
 
 
-async def _serve_foreground(app: ASGIApp, port: int) -> None:
+async def serve_foreground(
+    app: ASGIApp, port: int, *, label: str = "demo upstream", **options: Any
+) -> None:
+    """Serve `app` on 127.0.0.1 until stopped, saying `<label> listening on <url>` once bound;
+    `options` go to uvicorn.Config."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        **options,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -423,7 +441,7 @@ async def _serve_foreground(app: ASGIApp, port: int) -> None:
         await asyncio.sleep(0.005)
     if server.started:
         bound = server.servers[0].sockets[0].getsockname()[1]
-        print(f"demo upstream listening on http://127.0.0.1:{bound}{MCP_PATH}", flush=True)
+        print(f"{label} listening on http://127.0.0.1:{bound}{MCP_PATH}", flush=True)
     await task
 
 
@@ -449,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--bearer-env {args.bearer_env}: that variable is empty or not set")
         app = require_bearer(app, token)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_foreground(app, args.port))
+        asyncio.run(serve_foreground(app, args.port))
     return 0
 
 
