@@ -148,26 +148,12 @@ async def run_lean(up_url: str, work: Path, box: dict[str, Any]) -> None:
     """bench/lean_master.py's master, in this loop; `box["gw"].shutdown()` stops it."""
     from urllib.parse import urlsplit
 
-    from lean_master import OneLine
-    from mitmproxy import options
-    from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
-    from mitmproxy.master import Master
+    import lean_master
 
     port = bench.free_port()
     parts = urlsplit(up_url)
-    opts = options.Options()
-    master = Master(opts, event_loop=asyncio.get_running_loop())
-    master.addons.add(
-        core.Core(),
-        proxyserver.Proxyserver(),
-        next_layer.NextLayer(),
-        tlsconfig.TlsConfig(),
-        OneLine(),
-    )
-    opts.update(
-        mode=[f"reverse:{parts.scheme}://{parts.netloc}@127.0.0.1:{port}"],
-        connection_strategy="lazy",
-        confdir=str(work / "mitmproxy"),
+    master = lean_master.build(
+        f"{parts.scheme}://{parts.netloc}", port, confdir=str(work / "mitmproxy")
     )
     box["gw"] = master
     task = asyncio.ensure_future(master.run())

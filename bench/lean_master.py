@@ -25,7 +25,8 @@ class OneLine:
     responseheaders = staticmethod(oneline_addon.responseheaders)
 
 
-async def main(target: str, port: int, confdir: str) -> None:
+def build(target: str, port: int, confdir: str) -> Master:
+    """The lean master on 127.0.0.1:port in front of `target`, in the running loop."""
     opts = options.Options()
     master = Master(opts, event_loop=asyncio.get_running_loop())
     master.addons.add(
@@ -38,6 +39,11 @@ async def main(target: str, port: int, confdir: str) -> None:
     opts.update(
         mode=[f"reverse:{target}@127.0.0.1:{port}"], connection_strategy="lazy", confdir=confdir
     )
+    return master
+
+
+async def main(target: str, port: int, confdir: str) -> None:
+    master = build(target, port, confdir)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, master.shutdown)
