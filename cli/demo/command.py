@@ -291,25 +291,18 @@ async def _session_elsewhere(
     each session to the user, client and route that opened it."""
     import httpx
 
+    from lockgate.mcp import jsonrpc
+
     def headers(storage: MemoryStorage, sid: str | None = None) -> dict[str, str]:
         assert storage.tokens is not None  # both clients signed in above
         h = {
             "accept": "application/json, text/event-stream",
             "authorization": f"Bearer {storage.tokens.access_token}",
-            "mcp-protocol-version": "2025-11-25",
+            "mcp-protocol-version": jsonrpc.PROTOCOL_VERSION,
         }
         return h | ({"mcp-session-id": sid} if sid else {})
 
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "lockgate demo --check", "version": "1"},
-        },
-    }
+    init = jsonrpc.initialize_request("lockgate demo --check", version="1")
     ready = {"jsonrpc": "2.0", "method": "notifications/initialized"}
     listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
     async with httpx.AsyncClient(trust_env=False, timeout=10) as raw:

@@ -21,6 +21,8 @@ INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 CONNECT_REQUIRED = -32042
 
+PROTOCOL_VERSION = "2025-11-25"  # the MCP revision of the requests lockgate itself sends
+
 
 class InvalidJson(ValueError):
     """The body is not UTF-8 JSON at all (answer PARSE_ERROR), as opposed to a bad message."""
@@ -159,6 +161,20 @@ def parse_body(body: bytes, *, reject_duplicate_keys: bool = True) -> list[Messa
             raise ValueError("an empty JSON-RPC batch is invalid")
         return [parse_message(item) for item in decoded]
     return [parse_message(decoded)]
+
+
+def initialize_request(client_name: str, *, id: int = 1, version: str = "0") -> dict[str, Any]:
+    """An MCP ``initialize`` request from a client with no capabilities."""
+    return {
+        "jsonrpc": "2.0",
+        "id": id,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": client_name, "version": version},
+        },
+    }
 
 
 def error_response(

@@ -24,6 +24,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lockgate.errors import first_validation_error
+from lockgate.mcp import jsonrpc
 from lockgate.net.fetch import FetchError, checked, fetch_json
 from lockgate.net.tls import trust_store
 from lockgate.net.urlcheck import Resolver, UnsafeUrl
@@ -183,16 +184,7 @@ async def probe(
     The upstream URL comes from the profile (trusted), so this is the one request not
     made under the SSRF rules.
     """
-    init = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": CLIENT_NAME, "version": "0"},
-        },
-    }
+    init = jsonrpc.initialize_request(CLIENT_NAME, id=0)
     try:
         async with httpx.AsyncClient(
             trust_env=False,
