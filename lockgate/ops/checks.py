@@ -283,27 +283,47 @@ def _read_entry(entry: str) -> str | None:
     return get_entry(entry)
 
 
+class _Failed(Exception):
+    """A check that has already failed, with its result."""
+
+    def __init__(self, result: CheckResult) -> None:
+        super().__init__(result.detail)
+        self.result = result
+
+
+def _read_keyring(name: str, entry: str, read: Callable[[str], str | None] | None) -> str | None:
+    """The keyring entry's value for check `name` (one keyring call at a time); raises
+    `_Failed` when the keyring cannot be read."""
+    from lockgate.errors import KeyringUnavailable
+
+    with _KEYRING_LOCK:
+        try:
+            return (read or _read_entry)(entry)
+        except KeyringUnavailable as e:
+            raise _Failed(
+                CheckResult(
+                    name,
+                    "fail",
+                    f"the keyring entry {entry!r} cannot be read ({e.message.rstrip('.')})",
+                    e.fix,
+                )
+            ) from None
+
+
 def check_signing_key(
     profile: Profile, read: Callable[[str], str | None] | None = None
 ) -> CheckResult:
     """Kinds dev/oidc sign gateway tokens with a key kept in the keyring: it is there and
     readable, or can be made at the first start (never made here). Its value is not shown."""
     from lockgate.authserver.keys import KEYRING_USERNAME, SigningKey
-    from lockgate.errors import KeyringUnavailable
 
     name = "signing key"
     if profile.identity.signing_key == "memory":
         return CheckResult(name, "ok", "kept in memory: gateway tokens end when it stops")
-    with _KEYRING_LOCK:
-        try:
-            stored = (read or _read_entry)(KEYRING_USERNAME)
-        except KeyringUnavailable as e:
-            return CheckResult(
-                name,
-                "fail",
-                f"the keyring entry {KEYRING_USERNAME!r} cannot be read ({e.message.rstrip('.')})",
-                e.fix,
-            )
+    try:
+        stored = _read_keyring(name, KEYRING_USERNAME, read)
+    except _Failed as failed:
+        return failed.result
     if stored is None:
         return CheckResult(
             name, "ok", f"not in the keyring yet; `lockgate up` creates {KEYRING_USERNAME!r}"
@@ -326,20 +346,12 @@ def check_client_secret(
 ) -> CheckResult:
     """Kind oidc with `client_secret = "keyring:<entry>"`: the entry holds a value (which
     is never shown)."""
-    from lockgate.errors import KeyringUnavailable
-
     name = "client secret"
     entry = (profile.identity.client_secret or "").removeprefix("keyring:")
-    with _KEYRING_LOCK:
-        try:
-            value = (read or _read_entry)(entry)
-        except KeyringUnavailable as e:
-            return CheckResult(
-                name,
-                "fail",
-                f"the keyring entry {entry!r} cannot be read ({e.message.rstrip('.')})",
-                e.fix,
-            )
+    try:
+        value = _read_keyring(name, entry, read)
+    except _Failed as failed:
+        return failed.result
     if value:
         return CheckResult(name, "ok", f"the identity provider's client secret is in {entry!r}")
     return CheckResult(
