@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import re
 from collections import deque
@@ -20,10 +19,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-import orjson
-
 from lockgate.audit.events import DENIED, ERRORS, TOOL_CALL
 from lockgate.audit.filter import EventFilter
+from lockgate.audit.read import parse_line
 
 __all__ = [
     "CSV_COLUMNS",
@@ -120,17 +118,7 @@ def iter_log(path: Path, progress: Callable[[int], None] | None = None) -> Itera
                 progress(done)
             if not raw.endswith(b"\n"):
                 break
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                # orjson refuses what the stdlib writer may emit (integers beyond 64 bits).
-                try:
-                    obj = json.loads(raw)
-                except ValueError as e:
-                    raise ValueError(f"{path} line {lineno}: not JSON ({e})") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"{path} line {lineno}: not a JSON object")
-            yield obj
+            yield parse_line(raw, f"{path} line {lineno}")
     if progress is not None:
         progress(done)
 

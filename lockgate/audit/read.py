@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import orjson
+
 __all__ = ["follow", "last_events", "read_events"]
 
 _BLOCK = 64 * 1024
@@ -45,11 +47,17 @@ def _reverse_lines(f: BinaryIO, end: int) -> Iterator[tuple[bytes, bool]]:
         yield buf, True
 
 
-def _parse(raw: bytes, where: str) -> dict[str, Any]:
+def parse_line(raw: bytes, where: str) -> dict[str, Any]:
+    """One line of the log as its event; ValueError names `where` when it is not a JSON
+    object."""
     try:
-        obj = json.loads(raw)
-    except ValueError as e:
-        raise ValueError(f"{where}: not JSON ({e})") from None
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # orjson refuses what the stdlib writer may emit (integers beyond 64 bits).
+        try:
+            obj = json.loads(raw)
+        except ValueError as e:
+            raise ValueError(f"{where}: not JSON ({e})") from None
     if not isinstance(obj, dict):
         raise ValueError(f"{where}: not a JSON object")
     return obj
@@ -59,7 +67,7 @@ def read_events(path: Path) -> Iterator[dict[str, Any]]:
     """Every event of the log, in order; a line that is not a JSON object raises ValueError."""
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
-            yield _parse(raw.rstrip(b"\n"), f"{path} line {lineno}")
+            yield parse_line(raw.rstrip(b"\n"), f"{path} line {lineno}")
 
 
 def last_events(path: Path, n: int, *, end: int | None = None) -> list[dict[str, Any]]:
@@ -71,7 +79,7 @@ def last_events(path: Path, n: int, *, end: int | None = None) -> list[dict[str,
         if end is None:
             end = f.seek(0, os.SEEK_END)
         for back, (raw, _terminated) in enumerate(_reverse_lines(f, end)):
-            out.append(_parse(raw, f"{path} line {back + 1} from the end"))
+            out.append(parse_line(raw, f"{path} line {back + 1} from the end"))
             if len(out) == n:
                 break
     out.reverse()
@@ -120,7 +128,7 @@ def follow(
                     if skip_first:
                         skip_first = False
                         continue
-                    yield _parse(raw, f"{path}: line before byte {f.tell() - len(buf)}")
+                    yield parse_line(raw, f"{path}: line before byte {f.tell() - len(buf)}")
                 continue
             if stop is not None and stop():
                 return
@@ -138,7 +146,7 @@ def follow(
                         rest = f.read()
                     *lines, _ = buf.split(b"\n")
                     for raw in lines[1 if skip_first else 0 :]:
-                        yield _parse(raw, f"{path} (rotated)")
+                        yield parse_line(raw, f"{path} (rotated)")
                     f.close()
                     f, buf, skip_first = None, b"", False
                     continue
