@@ -218,22 +218,12 @@ class Authorization:
         try:
             pending = self.auth.pending.take(request_id, fields.get("csrf", ""), browser)
         except ConsentRefused as e:
-            who = e.pending
-            extra = (
-                {"client": who.client_id, "route": who.route, "user": who.user.sub} if who else {}
-            )
+            extra = e.pending.audit_fields() if e.pending else {}
             self.ctx.event(flow, "auth.consent", outcome="denied", reason=e.reason, **extra)
             raise
         redirect = Redirect(pending.redirect_uri, pending.state, self.auth.issuer)
         if fields.get("decision") != "approve":
-            self.ctx.event(
-                flow,
-                "auth.consent",
-                client=pending.client_id,
-                route=pending.route,
-                user=pending.user.sub,
-                outcome="denied",
-            )
+            self.ctx.event(flow, "auth.consent", **pending.audit_fields(), outcome="denied")
             redirect.error(flow, "access_denied", "the user denied access")
             return self._drop_consent_cookie(flow, request_id)
         code = self.auth.approve(pending, state(flow).events)

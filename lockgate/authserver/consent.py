@@ -51,6 +51,10 @@ class Pending:
     # SHA-256 of the consent cookie's value: the browser that was shown the page.
     browser: str = field(default="", repr=False)
 
+    def audit_fields(self) -> dict[str, str]:
+        """Who the decision is about, as the `auth.consent` event names them."""
+        return {"client": self.client_id, "route": self.route, "user": self.user.sub}
+
 
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()

@@ -320,12 +320,5 @@ class AuthServer:
             resource=pending.resource,
             scope=pending.scope,
         )
-        self.event(
-            events,
-            "auth.consent",
-            client=pending.client_id,
-            route=pending.route,
-            user=pending.user.sub,
-            outcome="success",
-        )
+        self.event(events, "auth.consent", **pending.audit_fields(), outcome="success")
         return code
