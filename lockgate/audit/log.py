@@ -169,12 +169,18 @@ def _checkpoint_mac(key: bytes, body: Mapping[str, Any]) -> str:
 _SLOT = 256  # bytes per checkpoint slot; a slot holds one canonical JSON object
 
 
-def _parse_slot(raw: bytes, key: bytes) -> dict[str, Any] | None:
+def _json_object(raw: bytes | str) -> dict[str, Any] | None:
+    """The JSON object `raw` holds; None when it is not JSON or not an object."""
     try:
-        body = json.loads(raw)
+        obj = json.loads(raw)
     except ValueError:
         return None
-    if not isinstance(body, dict):
+    return obj if isinstance(obj, dict) else None
+
+
+def _parse_slot(raw: bytes, key: bytes) -> dict[str, Any] | None:
+    body = _json_object(raw)
+    if body is None:
         return None
     cmac = body.pop("cmac", None)
     if not isinstance(cmac, str) or not hmac.compare_digest(cmac, _checkpoint_mac(key, body)):
@@ -349,14 +355,14 @@ class AuditLog:
         except FileNotFoundError:
             return
         for line in text.splitlines():
-            with contextlib.suppress(ValueError):
-                event = json.loads(line)
-                if isinstance(event, dict):
-                    claimed = event.get("ts")
-                    queued_event = {k: v for k, v in event.items() if k not in _DRAIN_OWNED}
-                    queued_event["via"] = "pending"
-                    if claimed is not None:
-                        queued_event["claimed_ts"] = str(claimed)[:64]
+            event = _json_object(line)
+            if event is not None:
+                claimed = event.get("ts")
+                queued_event = {k: v for k, v in event.items() if k not in _DRAIN_OWNED}
+                queued_event["via"] = "pending"
+                if claimed is not None:
+                    queued_event["claimed_ts"] = str(claimed)[:64]
+                with contextlib.suppress(ValueError):  # one the log refuses (NaN, a reserved key)
                     self.append(queued_event)
         taken.unlink(missing_ok=True)
 
@@ -447,11 +453,8 @@ class AuditLog:
 
 
 def _chain_state(raw: bytes) -> tuple[int, str] | None:
-    try:
-        obj = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(obj, dict):
+    obj = _json_object(raw)
+    if obj is None:
         return None
     seq, digest = obj.get("seq"), obj.get("mac", obj.get("hash"))
     if type(seq) is not int or not isinstance(digest, str) or not _HEX64.fullmatch(digest):
@@ -484,9 +487,8 @@ def _first_mac(path: Path) -> str | None:
         for raw in f:
             if b'"mac":"' not in raw:
                 continue
-            with contextlib.suppress(ValueError):
-                obj = json.loads(raw)
-                mac = obj.get("mac") if isinstance(obj, dict) else None
-                if isinstance(mac, str) and _HEX64.fullmatch(mac):
-                    return _log_id(mac)
+            obj = _json_object(raw)
+            mac = obj.get("mac") if obj is not None else None
+            if isinstance(mac, str) and _HEX64.fullmatch(mac):
+                return _log_id(mac)
     return None
