@@ -100,11 +100,6 @@ class SigningKey:
         return self._jwk
 
 
-def jwks(*keys: SigningKey) -> dict[str, list[dict[str, str]]]:
-    """The public JWK set of the given keys (the current one, plus any still verifying)."""
-    return {"keys": [key.public_jwk() for key in keys]}
-
-
 class KeySource(Protocol):
     """Where the signing key lives; the OS keyring in the gateway, a dict in tests."""
 

@@ -525,14 +525,6 @@ class Store:
         )
         return bool(rows) and rows[0][0] == route_id
 
-    def revoke_approval(self, user_sub: str, client_id: str, route: str) -> bool:
-        with self._tx() as db:
-            cursor = db.execute(
-                "DELETE FROM approvals WHERE user_sub = ? AND client_id = ? AND route = ?",
-                (user_sub, client_id, route),
-            )
-            return cursor.rowcount == 1
-
 
 def _grant(row: Sequence[Any]) -> Grant:
     grant_id, user_sub, client_id, route, scopes, created_at, revoked_at, claims, route_id = row

@@ -15,7 +15,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from joserfc import jws, jwt
@@ -66,7 +66,6 @@ class Provider:
 
     metadata: ProviderMetadata
     keys: KeySet
-    fetched_at: float = field(default_factory=time.time)
 
 
 async def discover(issuer: str, *, timeout: float = 10) -> Provider:
@@ -215,7 +214,6 @@ async def verify_id_token(
     except UnknownSigningKey:
         # The provider may have rotated its keys: fetch them once, then decide.
         provider.keys = await fetch_keys(provider.metadata)
-        provider.fetched_at = time.time()
         return check(provider.keys)
 
 

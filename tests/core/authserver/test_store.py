@@ -218,8 +218,6 @@ def test_approvals(store: Store) -> None:
     assert store.is_approved("alice", client.client_id, ROUTE)
     assert not store.is_approved("bob", client.client_id, ROUTE)
     assert not store.is_approved("alice", client.client_id, "other")
-    assert store.revoke_approval("alice", client.client_id, ROUTE)
-    assert not store.is_approved("alice", client.client_id, ROUTE)
 
 
 # --- refresh tokens ---------------------------------------------------------------------
