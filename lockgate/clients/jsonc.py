@@ -141,14 +141,7 @@ class _Scanner:
                 raise self.fail("expected ':' after the property name", j)
             value = self.value(self.skip(j + 1), depth + 1)
             node.members.append(Member(key, i, value))
-            i = self.skip(value.end)
-            if i < len(self.text) and self.text[i] == ",":
-                comma = i
-                i = self.skip(i + 1)
-                if i < len(self.text) and self.text[i] == "}":
-                    node.trailing_comma = comma
-            elif i >= len(self.text) or self.text[i] != "}":
-                raise self.fail("expected ',' or '}'", i)
+            i = self.after_item(node, value.end, "}")
 
     def arr(self, start: int, depth: int) -> Node:
         node = Node("array", start, start)
@@ -159,14 +152,20 @@ class _Scanner:
                 return node
             item = self.value(i, depth + 1)
             node.items.append(item)
-            i = self.skip(item.end)
-            if i < len(self.text) and self.text[i] == ",":
-                comma = i
-                i = self.skip(i + 1)
-                if i < len(self.text) and self.text[i] == "]":
-                    node.trailing_comma = comma
-            elif i >= len(self.text) or self.text[i] != "]":
-                raise self.fail("expected ',' or ']'", i)
+            i = self.after_item(node, item.end, "]")
+
+    def after_item(self, node: Node, end: int, close: str) -> int:
+        """Where the next member or item (or `close`) starts, past the comma after the one
+        ending at `end`; a comma right before `close` is the node's trailing comma."""
+        i = self.skip(end)
+        if i < len(self.text) and self.text[i] == ",":
+            comma = i
+            i = self.skip(i + 1)
+            if i < len(self.text) and self.text[i] == close:
+                node.trailing_comma = comma
+        elif i >= len(self.text) or self.text[i] != close:
+            raise self.fail(f"expected ',' or '{close}'", i)
+        return i
 
 
 @dataclass(frozen=True)
