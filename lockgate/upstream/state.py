@@ -2,8 +2,8 @@
 
 `CredentialState` says what the gateway holds for one upstream: `kind` for programs, `text`
 for people, `fix` when something is missing. `lockgate servers` (through
-`lockgate.upstream.catalog`), `lockgate doctor`, the consent page (`user_state`) and
-`lockgate.upstream.connect.connection_state` all answer with it.
+`lockgate.upstream.catalog`), `lockgate doctor` and the consent page (`user_state`) all
+answer with it.
 
 `keyring_lookup` is the real lookup (the OS keyring, through `lockgate.upstream.secrets` and
 `lockgate.upstream.tokens`) for the CLI's user: under kind oidc the oauth states are for the
