@@ -23,9 +23,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from lockgate.audit import log as audit
 from lockgate.identity.provider import OIDCError, Provider
-from lockgate.identity.refresh import IdpClient, error_code, post_to_provider, session_from_tokens
+from lockgate.identity.refresh import IdpClient, post_to_provider, session_from_tokens
 from lockgate.identity.session import IdpSession
-from lockgate.net.oauth_client import authorization_url, pkce_pair
+from lockgate.net.oauth_client import authorization_url, error_code, pkce_pair
 
 LOGIN_TIMEOUT = 300.0
 CALLBACK_PATH = "/callback"
@@ -184,8 +184,9 @@ async def login_browser(
         },
     )
     if status != 200:
+        refusal = error_code(body, "unknown_error")
         raise OIDCError(
-            f"The identity provider refused the code exchange ({status}: {error_code(body)})",
+            f"The identity provider refused the code exchange ({status}: {refusal})",
             "run `lockgate login` again",
         )
     return await session_from_tokens(provider, client, body, nonce=nonce)
@@ -219,8 +220,9 @@ async def start_device(provider: Provider, client: IdpClient) -> DeviceAuthoriza
         {"scope": " ".join(client.identity.scopes)},
     )
     if status != 200:
+        refusal = error_code(body, "unknown_error")
         raise OIDCError(
-            f"The identity provider refused the device sign-in ({status}: {error_code(body)})",
+            f"The identity provider refused the device sign-in ({status}: {refusal})",
             "check that the profile's client may use the device grant at the provider",
         )
     device_code, user_code = body.get("device_code"), body.get("user_code")
@@ -264,7 +266,7 @@ async def finish_device(
         )
         if status == 200:
             return await session_from_tokens(provider, client, body, nonce=None)
-        error = error_code(body)
+        error = error_code(body, "unknown_error")
         if error == "authorization_pending":
             continue
         if error == "slow_down":

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from lockgate.errors import LockgateError, first_validation_error
 from lockgate.identity.claims import UserClaims
 from lockgate.net.fetch import FetchError, fetch_json, post_form
-from lockgate.net.oauth_client import client_authentication
+from lockgate.net.oauth_client import client_authentication, error_code
 from lockgate.net.urlcheck import UnsafeUrl, check_url
 
 CLOCK_SKEW = 60
@@ -168,9 +168,8 @@ async def exchange_code(
             "try signing in again",
         ) from None
     if status != 200:
-        error = ""
-        if isinstance(body, dict) and isinstance(body.get("error"), str):
-            error = f": {body['error'][:60]}"
+        refusal = error_code(body, None)
+        error = "" if refusal is None else f": {refusal}"
         raise OIDCError(
             f"The identity provider refused the code exchange ({status}{error})",
             "try signing in again",

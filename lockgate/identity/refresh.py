@@ -35,7 +35,7 @@ from lockgate.identity.session import (
     save_session,
 )
 from lockgate.net.fetch import FetchError, post_form
-from lockgate.net.oauth_client import client_authentication
+from lockgate.net.oauth_client import client_authentication, error_code
 from lockgate.net.urlcheck import UnsafeUrl
 from lockgate.profile.model import IdentitySection
 
@@ -101,11 +101,6 @@ async def post_to_provider(
             "try again later",
         )
     return status, body
-
-
-def error_code(body: dict[str, Any]) -> str:
-    error = body.get("error")
-    return error[:60] if isinstance(error, str) else "unknown_error"
 
 
 async def _validated(
@@ -186,10 +181,11 @@ async def refresh_session(
         {"grant_type": "refresh_token", "refresh_token": session.refresh_token},
     )
     if status != 200:
-        if error_code(body) in ("invalid_grant", "unauthorized_client", "invalid_client"):
+        refusal = error_code(body, "unknown_error")
+        if refusal in ("invalid_grant", "unauthorized_client", "invalid_client"):
             raise ended
         raise ProviderUnavailable(
-            f"The identity provider refused the refresh ({status}: {error_code(body)})",
+            f"The identity provider refused the refresh ({status}: {refusal})",
             "try again later",
         )
     user = session.user()

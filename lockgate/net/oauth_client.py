@@ -84,3 +84,10 @@ def client_authentication(
     form["client_id"] = client_id
     form["client_secret"] = secret
     return form, None
+
+
+def error_code[D](body: object, default: D) -> str | D:
+    """The OAuth error code of a JSON error answer (RFC 6749 section 5.2), at most 60
+    characters; `default` when the answer names none."""
+    error = body.get("error") if isinstance(body, dict) else None
+    return error[:60] if isinstance(error, str) else default

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 from lockgate.errors import LockgateError
+from lockgate.net.oauth_client import error_code
 from lockgate.net.urlcheck import UnsafeUrl
 
 
@@ -44,10 +45,10 @@ def oauth_error(raw: bytes) -> str:
         body = json.loads(raw)
     except (ValueError, RecursionError):
         return ""
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        code = "".join(c for c in body["error"][:60] if c.isalnum() or c in "_-.")
-        return f": {code}"
-    return ""
+    code = error_code(body, None)
+    if code is None:
+        return ""
+    return ": " + "".join(c for c in code if c.isalnum() or c in "_-.")
 
 
 def short(url: str) -> str:
