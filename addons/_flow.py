@@ -178,6 +178,20 @@ def _keep_replacement(flow: http.HTTPFlow) -> None:
         flow.response.content = st.replacement
 
 
+def replace_upstream_answer(flow: http.HTTPFlow, body: bytes) -> None:
+    """At `responseheaders` (headers not sent yet, body not read): answer 502 with `body`
+    instead, swallowing the upstream's body as it arrives; ours goes out at its end
+    (mitmproxy writes a bodiless answer's body into the response, so `guarded` puts ours
+    back before the response hooks)."""
+    st = state(flow)
+    replacement = http.Response.make(502, body, JSON_HEADERS)
+    add_cors_headers(replacement, st.cors_origin)
+    replacement.stream = lambda chunk: body if chunk == b"" else []
+    flow.response = replacement
+    st.replacement = body
+    st.local = True
+
+
 def fail_closed(flow: http.HTTPFlow, where: str, phase: str) -> None:
     message = f"The gateway refused this message because {where} failed; see the gateway log."
     body = jsonrpc.encode(jsonrpc.error_response(None, jsonrpc.INTERNAL_ERROR, message))
@@ -185,15 +199,7 @@ def fail_closed(flow: http.HTTPFlow, where: str, phase: str) -> None:
     if flow.response is None:
         answer_rpc_error(flow, 500, jsonrpc.INTERNAL_ERROR, message, outcome="error")
     elif phase == "responseheaders":
-        # Headers not sent yet, body not read: send ours instead, and swallow the upstream's
-        # body as it arrives (mitmproxy writes a bodiless answer's body into the response,
-        # so `guarded` puts ours back before the response hooks).
-        replacement = http.Response.make(502, body, JSON_HEADERS)
-        add_cors_headers(replacement, st.cors_origin)
-        replacement.stream = lambda chunk: body if chunk == b"" else []
-        flow.response = replacement
-        st.replacement = body
-        st.local = True
+        replace_upstream_answer(flow, body)
     elif callable(flow.response.stream):
         # Streaming is under way: cut it rather than pass anything more on.
         flow.response.stream = _drop_all

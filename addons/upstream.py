@@ -26,7 +26,13 @@ from mitmproxy.proxy import commands, events
 from mitmproxy.proxy.layers import http as http_layer
 from mitmproxy.proxy.layers.http import _http1
 
-from lockgate.addons._flow import JSON_HEADERS, add_cors_headers, guarded, pending_route, state
+from lockgate.addons._flow import (
+    add_cors_headers,
+    guarded,
+    pending_route,
+    replace_upstream_answer,
+    state,
+)
 from lockgate.mcp import jsonrpc
 from lockgate.policy.gateway import GatewayConfig
 from lockgate.policy.routes import Route
@@ -239,14 +245,7 @@ class Upstream:
         errors = [jsonrpc.error_response(i, jsonrpc.INTERNAL_ERROR, text, data) for i in ids] or [
             jsonrpc.error_response(None, jsonrpc.INTERNAL_ERROR, text, data)
         ]
-        body = jsonrpc.encode(errors if len(errors) > 1 else errors[0])
-        replacement = http.Response.make(502, body, dict(JSON_HEADERS))
-        add_cors_headers(replacement, st.cors_origin)
-        # The upstream's own body is swallowed as it arrives; ours goes out at its end.
-        replacement.stream = lambda chunk: body if chunk == b"" else []
-        flow.response = replacement
-        st.replacement = body
-        st.local = True
+        replace_upstream_answer(flow, jsonrpc.encode(errors if len(errors) > 1 else errors[0]))
         st.outcome = "upstream_error"
         st.reason = f"upstream redirect {status}"
 

@@ -16,25 +16,17 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from mitmproxy import http
 
 from lockgate.addons._flow import answer, state
+from lockgate.authserver import consent as consent_pages
 from lockgate.authserver.consent import message_page
 from lockgate.authserver.endpoints import AuthServer
 from lockgate.authserver.requests import OAuthError, single_values
 from lockgate.policy.gateway import GatewayConfig
 
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
-# What a browser may do with a page of ours: nothing but show it, never inside a frame.
-PAGE_HEADERS = {
-    "content-type": "text/html; charset=utf-8",
-    "x-frame-options": "DENY",
-    "content-security-policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    # same-origin, not no-referrer: with no-referrer Chromium posts the consent form with
-    # `Origin: null`, which Guard refuses. The redirect to the client carries no referrer.
-    "referrer-policy": "same-origin",
-    "x-content-type-options": "nosniff",
-    **NO_STORE,
-}
+# The pages of `lockgate.authserver.consent`, referrer same-origin, not no-referrer: with
+# no-referrer Chromium posts the consent form with `Origin: null`, which Guard refuses. The
+# redirect to the client carries no referrer.
+PAGE_HEADERS = {**consent_pages.PAGE_HEADERS, "referrer-policy": "same-origin"}
 # Browser-based MCP clients read metadata and call register/token/revoke cross-origin.
 CORS = {"access-control-allow-origin": "*"}
 PREFLIGHT = {

@@ -267,6 +267,20 @@ def _upstream_row(row: UpstreamRow | None) -> str:
     return f"<dt>Upstream</dt><dd>{text}</dd>\n"
 
 
+# What a browser may do with a page of ours: show it, never inside a frame, never keep it.
+PAGE_HEADERS = {
+    "content-type": "text/html; charset=utf-8",
+    "x-frame-options": "DENY",
+    "content-security-policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "referrer-policy": "no-referrer",
+    "x-content-type-options": "nosniff",
+    "cache-control": "no-store",
+    "pragma": "no-cache",
+}
+
+
 def message_page(title: str, message: str) -> str:
     """A plain page for a refusal that must not redirect (unknown client, bad redirect URI)."""
     e = html.escape

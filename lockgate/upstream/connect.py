@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 import anyio.to_thread
 
 from lockgate.audit.events import Outcome
-from lockgate.authserver.consent import message_page
+from lockgate.authserver.consent import PAGE_HEADERS, message_page
 from lockgate.errors import LockgateError
 from lockgate.identity.browser import cookie_value
 from lockgate.keyring import get_entry
@@ -45,18 +45,6 @@ logger = logging.getLogger("lockgate")
 PREFIX = "/connect/"
 COOKIE_PREFIX = "lockgate_connect_"
 TICKET_TTL = 300.0
-# What a browser may do with a page of ours: show it, never inside a frame.
-PAGE_HEADERS = {
-    "content-type": "text/html; charset=utf-8",
-    "x-frame-options": "DENY",
-    "content-security-policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "referrer-policy": "no-referrer",
-    "x-content-type-options": "nosniff",
-    "cache-control": "no-store",
-    "pragma": "no-cache",
-}
 
 
 def is_connect_path(path: str) -> bool:
