@@ -33,7 +33,8 @@ from lockgate.mcp.sse import SseRewriter
 from lockgate.policy.gateway import GatewayConfig
 from lockgate.upstream._errors import UpstreamOAuthError
 from lockgate.upstream.connect import connect_url
-from lockgate.upstream.credentials import REFRESH_AHEAD, CredentialCache
+from lockgate.upstream.credentials import CredentialCache
+from lockgate.upstream.oauth import REFRESH_AHEAD
 from lockgate.upstream.tokens import UpstreamTokens
 
 logger = logging.getLogger("lockgate")

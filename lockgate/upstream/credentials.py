@@ -21,7 +21,6 @@ from lockgate.upstream.tokens import UpstreamTokens
 
 # Keyring reads cost a D-Bus round trip (or a Keychain prompt): keep a secret briefly.
 CACHE_SECONDS = 30.0
-REFRESH_AHEAD = upstream_oauth.REFRESH_AHEAD
 
 
 class CredentialCache:
@@ -79,7 +78,9 @@ class CredentialCache:
             current = await self.load(upstream, user, fresh=True)
             if current is None:
                 return None
-            if current.access_token != refused and not current.expires_within(REFRESH_AHEAD):
+            if current.access_token != refused and not current.expires_within(
+                upstream_oauth.REFRESH_AHEAD
+            ):
                 return current  # another request refreshed while this one waited
             try:
                 new = await upstream_oauth.refresh(current, upstream=upstream)
