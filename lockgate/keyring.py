@@ -15,19 +15,17 @@ There is no plaintext fallback.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
 import re
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import keyring
-import keyring.backend
-import keyring.backends.chainer
-import keyring.backends.fail
-import keyring.backends.null
-import keyring.errors
+if TYPE_CHECKING:  # the keyring package loads its backends (~60 ms): only when one is used
+    import keyring.backend
 
 from lockgate.errors import KeyringUnavailable, LockgateError
 
@@ -39,8 +37,11 @@ _MARKER_PREFIX = "lockgate-chunked:v1:"
 _MARKER_RE = re.compile(r"lockgate-chunked:v1:(?P<count>[1-9][0-9]{0,5}):(?P<digest>[0-9a-f]{32})")
 
 
+@functools.cache
 def _backend_errors() -> tuple[type[BaseException], ...]:
     """Exceptions a keyring backend lets escape, named: keyring's own, D-Bus's, the OS's."""
+    import keyring.errors
+
     errors: list[type[BaseException]] = [keyring.errors.KeyringError, RuntimeError, OSError]
     try:  # Linux only: secretstorage and jeepney are the Secret Service backend's libraries.
         from secretstorage.exceptions import SecretStorageException
@@ -61,9 +62,6 @@ def _backend_errors() -> tuple[type[BaseException], ...]:
     except ImportError:  # pragma: no cover - not on Windows
         pass
     return tuple(errors)
-
-
-_BACKEND_ERRORS = _backend_errors()
 
 
 def _no_keyring_fix() -> str:
@@ -109,6 +107,8 @@ def _no_bus() -> KeyringUnavailable:
 
 def _translate(error: BaseException, action: str) -> KeyringUnavailable:
     """One clear sentence for a keyring failure; never the library's text, never a secret."""
+    import keyring.errors
+
     if isinstance(error, keyring.errors.KeyringLocked):
         return _locked()
     if isinstance(error, keyring.errors.NoKeyringError):
@@ -125,9 +125,14 @@ def _translate(error: BaseException, action: str) -> KeyringUnavailable:
 
 def _backend() -> keyring.backend.KeyringBackend:
     """The active backend, refusing the ones that would lose or refuse every secret."""
+    import keyring
+    import keyring.backends.chainer
+    import keyring.backends.fail
+    import keyring.backends.null
+
     try:
         backend = keyring.get_keyring()
-    except _BACKEND_ERRORS as e:
+    except _backend_errors() as e:
         raise _translate(e, "start") from e
     if isinstance(backend, keyring.backends.fail.Keyring | keyring.backends.null.Keyring):
         raise _no_keyring()
@@ -139,7 +144,7 @@ def _backend() -> keyring.backend.KeyringBackend:
 def _call[T](action: str, operation: Callable[[], T]) -> T:
     try:
         return operation()
-    except _BACKEND_ERRORS as e:
+    except _backend_errors() as e:
         raise _translate(e, action) from e
 
 
@@ -163,11 +168,13 @@ def set_entry(user: str, value: str) -> None:
 
 def _delete(backend: keyring.backend.KeyringBackend, user: str) -> bool:
     """Delete one entry; False when it was not there."""
+    import keyring.errors
+
     try:
         backend.delete_password(SERVICE, user)
     except keyring.errors.PasswordDeleteError:
         return False
-    except _BACKEND_ERRORS as e:
+    except _backend_errors() as e:
         raise _translate(e, "delete a secret") from e
     return True
 
