@@ -28,13 +28,13 @@ from lockgate.profile.model import parse_profile
 from lockgate.upstream import secrets
 from lockgate.upstream.catalog import catalog
 from lockgate.upstream.state import SignedIn, keyring_lookup
-from tests.core.upstream.test_state import (
+from tests.support import keyring_env
+from tests.support.doubles import (
     login_session,
     new_issuer,
     oidc_profile_text,
     upstream_tokens_for,
 )
-from tests.support import keyring_env
 
 runner = CliRunner()
 app = typer.Typer()

@@ -40,34 +40,15 @@ from lockgate.cli.views.watch_app import (
 )
 from lockgate.cli.views.watch_render import ViewInfo, detail_view, events_table, header_lines
 from lockgate.errors import LockgateError
+from tests.support.doubles import T0, audit_event, ts
 
-T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 OUTCOMES = ["success", "denied", "error", "upstream_error", "connect_required", "blocked"]
 
 
-def ts(seconds: float) -> str:
-    ms = round(seconds * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
-
-
 def ev(i: int, **fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "ts": ts(T0 + i),
-        "seq": i + 1,
-        "event": "tool.call",
-        "route": "linear",
-        "user": "alice@example.com",
-        "client": "claude-code",
-        "method": "tools/call",
-        "name": f"search_{i}",
-        "outcome": "success",
-        "status": 200,
-        "latency_ms": {"total": 12.34, "upstream": 10.0},
-        "prev": "0" * 64,
-        "hash": f"{i:064x}",
-    }
-    base.update(fields)
-    return base
+    """One event a second, chained as a log writes them."""
+    base: dict[str, Any] = {"status": 200, "prev": "0" * 64, "hash": f"{i:064x}"}
+    return audit_event(i, step=1.0, **{**base, **fields})
 
 
 def model_with(outcomes: list[str], **kwargs: Any) -> WatchModel:

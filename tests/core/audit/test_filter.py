@@ -14,7 +14,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from lockgate.audit.filter import FIELDS, EventFilter, matches_field, matches_pattern, parse_query
-from tests.core.audit.test_watch import ev
+from tests.support.doubles import audit_event as ev
 
 # --- patterns -----------------------------------------------------------------------------
 

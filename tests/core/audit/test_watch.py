@@ -12,34 +12,8 @@ from lockgate.audit.cells import cells, clean, detail
 from lockgate.audit.events import event_time
 from lockgate.audit.filter import EventFilter
 from lockgate.audit.watch import OUTCOME_CYCLE, LagStats, WatchModel
-
-T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
-
-
-def ts(seconds: float) -> str:
-    """An audit `ts` string (as AuditLog writes it) for Unix time `seconds`."""
-    import time
-
-    ms = round(seconds * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
-
-
-def ev(i: int = 0, **fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "ts": ts(T0 + i * 0.01),
-        "seq": i + 1,
-        "event": "tool.call",
-        "route": "linear",
-        "user": "alice@example.com",
-        "client": "claude-code",
-        "method": "tools/call",
-        "name": f"search_{i}",
-        "outcome": "success",
-        "latency_ms": {"total": 12.34, "upstream": 10.0},
-    }
-    base.update(fields)
-    return {k: v for k, v in base.items() if v is not None}
-
+from tests.support.doubles import T0, ts
+from tests.support.doubles import audit_event as ev
 
 # --- events ---------------------------------------------------------------------------------
 

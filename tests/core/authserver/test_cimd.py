@@ -34,7 +34,7 @@ from lockgate.authserver.cimd import (
     tls_context,
 )
 from lockgate.authserver.requests import OAuthError
-from tests.core.net.test_fetch import Reply, Server
+from tests.support.doubles import Reply, Server, started_servers
 from tests.support.tls import issue_certs
 
 URL = "https://app.example.com/oauth/client.json"
@@ -239,15 +239,7 @@ def tls(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
 
 @pytest.fixture
 def servers() -> Iterator[Callable[..., Server]]:
-    started: list[Server] = []
-
-    def start(tls: ssl.SSLContext) -> Server:
-        started.append(Server(tls))
-        return started[-1]
-
-    yield start
-    for s in started:
-        s.close()
+    yield from started_servers()
 
 
 def _serve(servers: Callable[..., Server], tls: tuple[ssl.SSLContext, Path]) -> Server:

@@ -4,14 +4,10 @@ connection pinned to the checked addresses, bodies capped, no redirect followed 
 from __future__ import annotations
 
 import base64
-import contextlib
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -20,70 +16,10 @@ from cryptography import x509
 
 from lockgate.net.fetch import FetchError, fetch_json, post_form
 from lockgate.net.urlcheck import UnsafeUrl
-from tests.core.net.test_urlcheck import fake_resolve, resolver
+from tests.support.doubles import Reply, Server, fake_resolve, resolver, started_servers
 from tests.support.tls import issue_certs
 
 # --------------------------------------------------------------------------- real servers
-
-
-@dataclass
-class Reply:
-    status: int = 200
-    body: bytes = b'{"issuer": "https://as.example"}'
-    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
-    content_length: bool = True
-    delay: float = 0.0
-
-
-class Server:
-    """A stdlib HTTP(S) server on 127.0.0.1:0 that records every request it receives."""
-
-    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
-        self.routes: dict[str, Reply] = {}
-        self.requests: list[tuple[str, str | None]] = []
-        self.posts: list[tuple[bytes, str | None]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                server.posts.append((self.rfile.read(length), self.headers.get("Authorization")))
-                self.do_GET()
-
-            def do_GET(self) -> None:
-                server.requests.append((self.path, self.headers.get("Host")))
-                reply = server.routes.get(self.path, Reply(404, b"{}"))
-                if reply.delay:
-                    time.sleep(reply.delay)
-                self.send_response(reply.status)
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                if reply.content_length:
-                    self.send_header("Content-Length", str(len(reply.body)))
-                self.end_headers()
-                with contextlib.suppress(OSError):  # the client may hang up on a capped body
-                    self.wfile.write(reply.body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        if tls is not None:
-            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
-        self.port = self.httpd.server_address[1]
-        self.scheme = "https" if tls else "http"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self.thread.start()
-
-    def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"{self.scheme}://{host}:{self.port}{path}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
@@ -93,16 +29,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def servers() -> Iterator[Callable[..., Server]]:
-    started: list[Server] = []
-
-    def start(tls: ssl.SSLContext | None = None) -> Server:
-        s = Server(tls)
-        started.append(s)
-        return s
-
-    yield start
-    for s in started:
-        s.close()
+    yield from started_servers()
 
 
 @pytest.mark.anyio

@@ -14,7 +14,7 @@ import pytest
 
 from lockgate.upstream._errors import UpstreamOAuthError
 from lockgate.upstream.discovery import discover
-from tests.core.net.test_fetch import Reply, Server
+from tests.support.doubles import Reply, Server
 
 
 @pytest.fixture

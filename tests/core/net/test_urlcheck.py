@@ -7,8 +7,6 @@ real servers in test_fetch.py.
 from __future__ import annotations
 
 import ipaddress
-import socket
-from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -16,40 +14,7 @@ from hypothesis import strategies as st
 
 from lockgate.errors import LockgateError
 from lockgate.net.urlcheck import CheckedUrl, UnsafeUrl, check_url
-
-PUBLIC4 = "93.184.216.34"
-PUBLIC6 = "2606:2800:220:1:248:1893:25c8:1946"
-DNS: dict[str, list[str]] = {
-    "example.com": [PUBLIC4],
-    "dual.example": [PUBLIC4, PUBLIC6],
-    "xn--bcher-kva.de": [PUBLIC4],
-    "localhost": ["127.0.0.1", "::1"],
-    "internal.test": ["10.0.0.5"],
-    "mixed.test": [PUBLIC4, "10.0.0.5"],
-    "mixed6.test": [PUBLIC6, "fd00::5"],
-    "rebind.test": ["127.0.0.1"],
-    "metadata.test": ["169.254.169.254"],
-    "cgnat.test": ["100.64.1.1"],
-    "mapped.test": ["::ffff:192.168.1.1"],
-    "empty.test": [],
-    "garbage.test": ["not-an-ip"],
-}
-
-
-def fake_resolve(host: str, port: int) -> list[str]:
-    if host == "nxdomain.test":
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-    return list(DNS.get(host, [PUBLIC4]))
-
-
-def resolver(table: dict[str, list[str]]) -> Callable[[str, int], list[str]]:
-    def resolve(host: str, port: int) -> list[str]:
-        if host in table:
-            return list(table[host])
-        return fake_resolve(host, port)
-
-    return resolve
-
+from tests.support.doubles import PUBLIC4, PUBLIC6, fake_resolve, resolver
 
 # --------------------------------------------------------------------------- check_url
 

@@ -38,15 +38,15 @@ from lockgate.ops.checks import (
 from lockgate.ops.doctor import plan
 from lockgate.profile.model import Profile, UpstreamSection, parse_profile
 from lockgate.upstream.state import CredentialState, keyring_lookup
-from tests.core.upstream.test_state import (
+from tests.e2e.test_https_upstream import https_upstream  # noqa: F401 (fixture)
+from tests.e2e.test_oidc_signin import provider  # noqa: F401 (fixture)
+from tests.support import keyring_env
+from tests.support.doubles import (
     login_session,
     new_issuer,
     oidc_profile_text,
     upstream_tokens_for,
 )
-from tests.e2e.test_https_upstream import https_upstream  # noqa: F401 (fixture)
-from tests.e2e.test_oidc_signin import provider  # noqa: F401 (fixture)
-from tests.support import keyring_env
 from tests.support.gateway import profile_text, running_gateway
 from tests.support.upstreams import sdk_upstream
 

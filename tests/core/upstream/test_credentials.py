@@ -19,8 +19,8 @@ from lockgate.upstream import tokens as upstream_tokens
 from lockgate.upstream._errors import RefreshRefused
 from lockgate.upstream.credentials import CredentialCache
 from tests.addons.test_credentials import MemoryKeyring
-from tests.core.upstream.test_tokens import tokens
 from tests.support import keyring_env
+from tests.support.doubles import tokens
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import keyring.backends.fail
@@ -35,6 +34,7 @@ from lockgate.upstream.state import (
     user_state,
 )
 from tests.support import keyring_env
+from tests.support.doubles import login_session, new_issuer, oidc_profile_text, upstream_tokens_for
 
 
 def _profile(kind: str = "none", names: tuple[str, str, str] = ("open", "static", "linear")):
@@ -247,78 +247,6 @@ def test_real_keyring_states(new_upstream: Callable[[], str]) -> None:
         assert "s3cret-value" not in repr(states)
     finally:
         delete_chunked(entry)
-
-
-OIDC_PROFILE = """
-[gateway]
-listen = "127.0.0.1:9100"
-[identity]
-kind = "oidc"
-issuer = "{issuer}"
-client_id = "lockgate"
-[upstreams.{a}]
-url = "https://mcp.a.example.com/mcp"
-auth = "oauth"
-[upstreams.{b}]
-url = "https://mcp.b.example.com/mcp"
-auth = "oauth"
-[routes.a]
-upstream = "{a}"
-[routes.b]
-upstream = "{b}"
-"""
-
-
-def oidc_profile_text(issuer: str, a: str, b: str) -> str:
-    """A kind oidc profile with two oauth upstreams, routes "a" and "b"."""
-    return OIDC_PROFILE.format(issuer=issuer, a=a, b=b)
-
-
-def new_issuer() -> str:
-    return f"https://login-{uuid.uuid4().hex[:12]}.example.com"
-
-
-@contextmanager
-def login_session(
-    issuer: str, sub: str, email: str | None, *, expires_at: float | None = None
-) -> Iterator[login.IdpSession]:
-    """An IdP session stored as `lockgate login` stores it (and made current); removed after."""
-    now = time.time()
-    session = login.IdpSession(
-        issuer=issuer,
-        client_id="lockgate",
-        sub=sub,
-        email=email,
-        refresh_token=None if expires_at is not None else "rt-never-printed",
-        expires_at=expires_at,
-        signed_in_at=now,
-        refreshed_at=now,
-    )
-    login.save_session(session, make_current=True)
-    try:
-        yield session
-    finally:
-        login.delete_session(issuer, sub)
-
-
-@contextmanager
-def upstream_tokens_for(upstream: str, user: str) -> Iterator[None]:
-    """Tokens of `user` for `upstream` in the keyring, as a finished connect leaves them."""
-    upstream_tokens.save(
-        upstream,
-        user,
-        upstream_tokens.UpstreamTokens(
-            access_token="at-never-printed",
-            token_endpoint="https://as.example.com/token",
-            client_id="lockgate-client",
-            issuer="https://as.example.com",
-            resource="https://mcp.a.example.com/mcp",
-        ),
-    )
-    try:
-        yield
-    finally:
-        upstream_tokens.delete(upstream, user)
 
 
 def test_real_keyring_oidc_states_follow_lockgate_login(new_upstream: Callable[[], str]) -> None:

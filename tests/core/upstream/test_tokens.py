@@ -16,9 +16,9 @@ import pytest
 from lockgate.errors import SecretMissing
 from lockgate.keyring import CHUNK_BYTES, SERVICE
 from lockgate.upstream import tokens as upstream_tokens
-from lockgate.upstream.tokens import UpstreamTokens
 from tests.addons.test_credentials import MemoryKeyring
 from tests.support import keyring_env
+from tests.support.doubles import tokens
 
 
 @pytest.fixture
@@ -26,21 +26,6 @@ def memory() -> Iterator[MemoryKeyring]:
     backend = MemoryKeyring()
     for _ in keyring_env.forced_keyring(backend):
         yield backend
-
-
-def tokens(**over: object) -> UpstreamTokens:
-    fields: dict[str, object] = {
-        "access_token": "at-secret",
-        "refresh_token": "rt-secret",
-        "expires_at": 4_000_000_000.0,
-        "token_endpoint": "https://as.example.com/token",
-        "client_id": "client-1",
-        "issuer": "https://as.example.com",
-        "resource": "https://mcp.example.com/mcp",
-        "scopes": ("read",),
-        **over,
-    }
-    return UpstreamTokens.model_validate(fields)
 
 
 def test_save_load_delete(memory: MemoryKeyring) -> None:
