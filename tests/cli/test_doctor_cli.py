@@ -18,7 +18,6 @@ import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import keyring.backends.fail
 import pytest
 import typer
 from rich.console import Console
@@ -129,11 +128,6 @@ def test_bad_profile_is_reported_and_the_rest_skipped(tmp_path: Path) -> None:
     assert lines["profile"].startswith(f'✗ profile: {bad}: identity.kind: kind = "none" is only')
     assert lines["listen port"] == "! listen port: skipped: needs a valid profile"
     assert lines["upstreams"] == "! upstreams: skipped: needs a valid profile"
-
-
-@pytest.fixture
-def no_keyring() -> Iterator[None]:
-    yield from keyring_env.forced_keyring(keyring.backends.fail.Keyring())
 
 
 def test_oidc_provider_and_oauth_upstream(

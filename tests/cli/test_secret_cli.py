@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
-import keyring
-import keyring.backends.fail
 import pytest
 from typer.testing import CliRunner
 
 from lockgate.cli.secret import app
 from lockgate.errors import KeyringUnavailable, LockgateError
 from lockgate.upstream import secrets
-from tests.support import keyring_env
 
 runner = CliRunner()
 SECRET = "tok-1234567890-never-printed"
-
-
-@pytest.fixture
-def new_upstream() -> Iterator[Callable[[], str]]:
-    yield from keyring_env.real_keyring()
-
-
-@pytest.fixture
-def upstream(new_upstream: Callable[[], str]) -> str:
-    return new_upstream()
 
 
 def test_set_from_stdin_then_status_then_rm(upstream: str) -> None:
@@ -69,11 +54,6 @@ def test_empty_secret_is_refused(upstream: str, stdin: str) -> None:
     assert isinstance(result.exception, LockgateError)
     assert "empty secret" in str(result.exception)
     assert secrets.get_secret(upstream) is None
-
-
-@pytest.fixture
-def no_keyring() -> Iterator[None]:
-    yield from keyring_env.forced_keyring(keyring.backends.fail.Keyring())
 
 
 @pytest.mark.parametrize("args", [["status", "internal"], ["rm", "internal"], ["set", "internal"]])

@@ -11,10 +11,9 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import keyring.backends.fail
 import pytest
 import typer
 from rich.console import Console
@@ -28,7 +27,6 @@ from lockgate.profile.model import parse_profile
 from lockgate.upstream import secrets
 from lockgate.upstream.catalog import catalog
 from lockgate.upstream.state import SignedIn, keyring_lookup
-from tests.support import keyring_env
 from tests.support.doubles import (
     login_session,
     new_issuer,
@@ -78,11 +76,6 @@ def _write(tmp_path: Path, static: str = "internal") -> Path:
     path = tmp_path / "profile.toml"
     path.write_text(PROFILE.format(static=static))
     return path
-
-
-@pytest.fixture
-def no_keyring() -> Iterator[None]:
-    yield from keyring_env.forced_keyring(keyring.backends.fail.Keyring())
 
 
 def test_lists_every_route_even_without_a_keyring(no_keyring: None, tmp_path: Path) -> None:
@@ -150,11 +143,6 @@ def test_table_on_a_terminal_is_pinned(tmp_path: Path) -> None:
         "internal: secret missing; fix: lockgate secret set internal",
         "linear: needs connect; fix: lockgate connect linear",
     ]
-
-
-@pytest.fixture
-def new_upstream() -> Iterator[Callable[[], str]]:
-    yield from keyring_env.real_keyring()
 
 
 def test_real_keyring_secret_set_and_missing(

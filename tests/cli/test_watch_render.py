@@ -288,11 +288,6 @@ def test_detail_view_cuts_a_long_result_to_the_pane_and_says_so() -> None:
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def colour(monkeypatch: pytest.MonkeyPatch) -> None:
     """Colours on (conftest sets NO_COLOR, which Textual honours)."""
     monkeypatch.delenv("NO_COLOR", raising=False)

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import keyring
@@ -24,16 +24,6 @@ from tests.support import keyring_env
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-value-never-in-messages"
-
-
-@pytest.fixture
-def new_upstream() -> Iterator[Callable[[], str]]:
-    yield from keyring_env.real_keyring()
-
-
-@pytest.fixture
-def upstream(new_upstream: Callable[[], str]) -> str:
-    return new_upstream()
 
 
 # --- the real keyring -------------------------------------------------------------------

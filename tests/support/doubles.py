@@ -19,9 +19,39 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import keyring.backends.fail
+import pytest
+
 from lockgate.identity import session as login
 from lockgate.upstream import tokens as upstream_tokens
 from lockgate.upstream.tokens import UpstreamTokens
+from tests.support import keyring_env
+
+# --------------------------------------------------------------------------- fixtures
+# Registered by tests/core/conftest.py and tests/cli/conftest.py, which import them.
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def no_keyring() -> Iterator[None]:
+    """keyring's fail backend: every keyring call raises, as on a machine without one."""
+    yield from keyring_env.forced_keyring(keyring.backends.fail.Keyring())
+
+
+@pytest.fixture
+def new_upstream() -> Iterator[Callable[[], str]]:
+    """The real keyring: a factory of fresh upstream names, their entries removed after."""
+    yield from keyring_env.real_keyring()
+
+
+@pytest.fixture
+def upstream(new_upstream: Callable[[], str]) -> str:
+    return new_upstream()
+
 
 # --------------------------------------------------------------------------- fake DNS
 

@@ -225,11 +225,6 @@ def test_cache_is_bounded_and_expires() -> None:
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def tls(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
     certs = issue_certs(tmp_path, x509.IPAddress(ipaddress.ip_address("127.0.0.1")), "docs")
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -129,11 +129,6 @@ def test_unreadable_stored_key_is_an_error_not_a_new_key() -> None:
     assert source.value == "ed25519:c2VjcmV0LWJ1dC1ub3QtYS1rZXk"
 
 
-@pytest.fixture
-def no_keyring() -> Iterator[None]:
-    yield from keyring_env.forced_keyring(keyring.backends.fail.Keyring())
-
-
 def test_no_keyring_fails_closed(no_keyring: None) -> None:
     with pytest.raises(KeyringUnavailable):
         load_or_create_signing_key()

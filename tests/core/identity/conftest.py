@@ -20,11 +20,6 @@ def issuer() -> Iterator[str]:
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def client(issuer: str) -> refresh.IdpClient:
     identity = IdentitySection(
         kind="oidc", issuer=issuer, client_id="lockgate-cli", scopes=("openid", "email")

@@ -23,11 +23,6 @@ from tests.support.tls import issue_certs
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def servers() -> Iterator[Callable[..., Server]]:
     yield from started_servers()
 

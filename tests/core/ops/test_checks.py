@@ -15,7 +15,6 @@ import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import keyring.backends.fail
 import pytest
 
 from lockgate import keyring as keyring_store
@@ -81,11 +80,6 @@ def test_installed_mitmproxy_passes() -> None:
 
 
 # ---------------------------------------------------------------------------- keyring
-
-
-@pytest.fixture
-def no_keyring() -> Iterator[None]:
-    yield from keyring_env.forced_keyring(keyring.backends.fail.Keyring())
 
 
 def test_no_keyring_fails_with_the_fix(no_keyring: None) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,15 +18,7 @@ from lockgate.upstream import tokens as upstream_tokens
 from lockgate.upstream._errors import RefreshRefused
 from lockgate.upstream.credentials import CredentialCache
 from tests.addons.test_credentials import MemoryKeyring
-from tests.support import keyring_env
 from tests.support.doubles import tokens
-
-
-@pytest.fixture
-def memory() -> Iterator[MemoryKeyring]:
-    backend = MemoryKeyring()
-    for _ in keyring_env.forced_keyring(backend):
-        yield backend
 
 
 def test_a_secret_is_cached_and_a_missing_one_is_not(memory: MemoryKeyring) -> None:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import keyring.backends.fail
 import pytest
 
 from lockgate.errors import KeyringUnavailable, LockgateError, ProfileError, SecretMissing
@@ -33,7 +32,6 @@ from lockgate.upstream.state import (
     signed_in,
     user_state,
 )
-from tests.support import keyring_env
 from tests.support.doubles import login_session, new_issuer, oidc_profile_text, upstream_tokens_for
 
 
@@ -207,11 +205,6 @@ def test_incomplete_entries_say_how_to_store_them_again() -> None:
     assert states["linear"].kind == "needs_connect"
 
 
-@pytest.fixture
-def no_keyring() -> Iterator[None]:
-    yield from keyring_env.forced_keyring(keyring.backends.fail.Keyring())
-
-
 def test_no_keyring_is_a_state_not_an_error(no_keyring: None) -> None:
     with pytest.raises(KeyringUnavailable):  # the real call raises...
         secrets.has_secret("static")
@@ -224,11 +217,6 @@ def test_no_keyring_is_a_state_not_an_error(no_keyring: None) -> None:
         assert states[name].kind == "keyring_unavailable"
         assert states[name].text == "keyring unavailable"
         assert states[name].fix and "Secret Service" in states[name].fix
-
-
-@pytest.fixture
-def new_upstream() -> Iterator[Callable[[], str]]:
-    yield from keyring_env.real_keyring()
 
 
 def test_real_keyring_states(new_upstream: Callable[[], str]) -> None:

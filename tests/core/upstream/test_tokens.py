@@ -9,8 +9,6 @@ uses the real OS keyring (skipped, failed in CI, without one).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from lockgate.errors import SecretMissing
@@ -19,13 +17,6 @@ from lockgate.upstream import tokens as upstream_tokens
 from tests.addons.test_credentials import MemoryKeyring
 from tests.support import keyring_env
 from tests.support.doubles import tokens
-
-
-@pytest.fixture
-def memory() -> Iterator[MemoryKeyring]:
-    backend = MemoryKeyring()
-    for _ in keyring_env.forced_keyring(backend):
-        yield backend
 
 
 def test_save_load_delete(memory: MemoryKeyring) -> None:

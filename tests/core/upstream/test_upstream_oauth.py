@@ -32,12 +32,6 @@ from lockgate.upstream import discovery, oauth, registration
 from lockgate.upstream._errors import RefreshRefused, UpstreamOAuthError
 from tests.support.protected_upstream import protected_upstream
 
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 # --- a metadata server whose documents each test chooses --------------------------------------
 
 

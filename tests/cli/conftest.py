@@ -1,0 +1,5 @@
+"""Fixtures every tests/cli module may use: one definition each, in tests/support/doubles.py."""
+
+from tests.support.doubles import anyio_backend, new_upstream, no_keyring, upstream
+
+__all__ = ["anyio_backend", "new_upstream", "no_keyring", "upstream"]
