@@ -31,34 +31,13 @@ from tests.support.doubles import (
     login_session,
     new_issuer,
     oidc_profile_text,
+    three_upstreams_text,
     upstream_tokens_for,
 )
 
 runner = CliRunner()
 app = typer.Typer()
 app.command()(servers_cli.servers)
-
-PROFILE = """
-[gateway]
-listen = "127.0.0.1:9100"
-[identity]
-kind = "dev"
-[upstreams.notes]
-url = "http://127.0.0.1:9/mcp"
-[upstreams.{static}]
-url = "https://mcp.internal.example.com/mcp"
-auth = "header"
-[upstreams.linear]
-url = "https://mcp.linear.app/mcp"
-auth = "oauth"
-[routes.notes]
-upstream = "notes"
-[routes.internal]
-upstream = "{static}"
-[routes.linear-ro]
-upstream = "linear"
-"""
-
 
 OIDC_HEADER = """
 [identity]
@@ -72,9 +51,14 @@ upstream = "x"
 """
 
 
+def _profile_text(static: str) -> str:
+    routes = {"notes": "notes", "internal": static, "linear-ro": "linear"}
+    return three_upstreams_text('kind = "dev"', ("notes", static, "linear"), routes)
+
+
 def _write(tmp_path: Path, static: str = "internal") -> Path:
     path = tmp_path / "profile.toml"
-    path.write_text(PROFILE.format(static=static))
+    path.write_text(_profile_text(static))
     return path
 
 
@@ -121,7 +105,7 @@ def test_json(no_keyring: None, tmp_path: Path) -> None:
 
 
 def test_table_on_a_terminal_is_pinned(tmp_path: Path) -> None:
-    profile = parse_profile(PROFILE.format(static="internal"))
+    profile = parse_profile(_profile_text("internal"))
     me_tokens: set[str] = set()
     lookup = keyring_lookup(
         profile, has_secret=lambda n: False, stored=lambda u, user: u in me_tokens

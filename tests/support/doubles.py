@@ -214,6 +214,41 @@ def tokens(**over: object) -> UpstreamTokens:
     return UpstreamTokens.model_validate(fields)
 
 
+# --------------------------------------------------------------------------- profiles
+
+THREE_UPSTREAMS = """
+[gateway]
+listen = "127.0.0.1:9100"
+[identity]
+{identity}
+[upstreams.{open}]
+url = "http://127.0.0.1:9/mcp"
+[upstreams.{static}]
+url = "https://mcp.internal.example.com/mcp"
+auth = "header"
+[upstreams.{linear}]
+url = "https://mcp.linear.app/mcp"
+auth = "oauth"
+"""
+
+
+def three_upstreams_text(
+    identity: str,
+    names: tuple[str, str, str],
+    routes: dict[str, str],
+    descriptions: dict[str, str] | None = None,
+) -> str:
+    """A profile with one upstream of each auth (none, header, oauth) named `names`, the
+    `identity` section's lines, and `routes` (name -> upstream, in order)."""
+    open_, static, linear = names
+    text = THREE_UPSTREAMS.format(identity=identity, open=open_, static=static, linear=linear)
+    for route, upstream in routes.items():
+        text += f'[routes.{route}]\nupstream = "{upstream}"\n'
+        if descriptions and route in descriptions:
+            text += f'description = "{descriptions[route]}"\n'
+    return text
+
+
 # --------------------------------------------------------------------------- oidc profiles
 
 OIDC_PROFILE = """

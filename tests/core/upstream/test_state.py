@@ -32,7 +32,13 @@ from lockgate.upstream.state import (
     signed_in,
     user_state,
 )
-from tests.support.doubles import login_session, new_issuer, oidc_profile_text, upstream_tokens_for
+from tests.support.doubles import (
+    login_session,
+    new_issuer,
+    oidc_profile_text,
+    three_upstreams_text,
+    upstream_tokens_for,
+)
 
 
 def _profile(kind: str = "none", names: tuple[str, str, str] = ("open", "static", "linear")):
@@ -42,30 +48,9 @@ def _profile(kind: str = "none", names: tuple[str, str, str] = ("open", "static"
         else f'kind = "{kind}"'
     )
     open_, static, linear = names
+    routes = {"zeta": open_, "alpha": linear, "alpha-ro": linear, "internal": static}
     return parse_profile(
-        f"""
-[gateway]
-listen = "127.0.0.1:9100"
-[identity]
-{identity}
-[upstreams.{open_}]
-url = "http://127.0.0.1:9/mcp"
-[upstreams.{static}]
-url = "https://mcp.internal.example.com/mcp"
-auth = "header"
-[upstreams.{linear}]
-url = "https://mcp.linear.app/mcp"
-auth = "oauth"
-[routes.zeta]
-upstream = "{open_}"
-[routes.alpha]
-upstream = "{linear}"
-description = "Linear, full."
-[routes.alpha-ro]
-upstream = "{linear}"
-[routes.internal]
-upstream = "{static}"
-"""
+        three_upstreams_text(identity, names, routes, descriptions={"alpha": "Linear, full."})
     )
 
 
