@@ -188,6 +188,26 @@ def test_chainer_without_backends_is_no_keyring(empty_chainer: None) -> None:
     _assert_clear(info.value, "No OS keyring is available")
 
 
+def _try_each_op(upstream: str) -> str:
+    """The end of a subprocess script: get, set and delete `upstream`'s secret, and print
+    what each raised (KeyringUnavailable's message) into the script's `out` as JSON."""
+    return textwrap.dedent(
+        f"""
+        for op, call in [
+            ("get", lambda: secrets.get_secret({upstream!r})),
+            ("set", lambda: secrets.set_secret({upstream!r}, "SECRET-VALUE")),
+            ("delete", lambda: secrets.delete_secret({upstream!r})),
+        ]:
+            try:
+                call()
+                out[op] = "no error"
+            except KeyringUnavailable as e:
+                out[op] = str(e)
+        print(json.dumps(out))
+        """
+    )
+
+
 NO_BUS_SCRIPT = textwrap.dedent(
     """
     import json, sys
@@ -199,19 +219,8 @@ NO_BUS_SCRIPT = textwrap.dedent(
         import keyring.backends.SecretService
         keyring.set_keyring(keyring.backends.SecretService.Keyring())
     out = {}
-    for op, call in [
-        ("get", lambda: secrets.get_secret("internal")),
-        ("set", lambda: secrets.set_secret("internal", "SECRET-VALUE")),
-        ("delete", lambda: secrets.delete_secret("internal")),
-    ]:
-        try:
-            call()
-            out[op] = "no error"
-        except KeyringUnavailable as e:
-            out[op] = str(e)
-    print(json.dumps(out))
     """
-)
+) + _try_each_op("internal")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Secret Service is Linux-only")
@@ -252,19 +261,8 @@ LOCKED_SCRIPT = textwrap.dedent(
     collection = secretstorage.get_default_collection(connection)
     collection.lock()
     out = {"locked": collection.is_locked()}
-    for op, call in [
-        ("get", lambda: secrets.get_secret("lockgate-test-locked")),
-        ("set", lambda: secrets.set_secret("lockgate-test-locked", "SECRET-VALUE")),
-        ("delete", lambda: secrets.delete_secret("lockgate-test-locked")),
-    ]:
-        try:
-            call()
-            out[op] = "no error"
-        except KeyringUnavailable as e:
-            out[op] = str(e)
-    print(json.dumps(out))
     """
-)
+) + _try_each_op("lockgate-test-locked")
 
 
 def test_locked_collection() -> None:
