@@ -54,13 +54,23 @@ def test_one_event() -> None:
     assert not ev.blank
 
 
-def test_incomplete_event_waits_for_its_blank_line() -> None:
+@pytest.mark.parametrize(
+    ("first", "second", "last"),
+    [
+        # An incomplete event waits for its blank line.
+        (b"data: a\n", b"data: b\n", b"\n"),
+        # A CRLF split inside an event stays one line ending.
+        (b"data: a\r", b"\ndata: b\r", b"\n\r\n"),
+    ],
+    ids=["incomplete-event-waits-for-its-blank-line", "crlf-split-stays-one-line-ending"],
+)
+def test_an_event_fed_in_pieces_is_one_event(first: bytes, second: bytes, last: bytes) -> None:
     p = SseParser()
-    assert p.feed(b"data: a\n") == []
-    assert p.feed(b"data: b\n") == []
-    [ev] = p.feed(b"\n")
+    assert p.feed(first) == []
+    assert p.feed(second) == []
+    [ev] = p.feed(last)
     assert ev.data == "a\nb"
-    assert ev.raw == b"data: a\ndata: b\n\n"
+    assert ev.raw == first + second + last
 
 
 @pytest.mark.parametrize(
@@ -127,15 +137,6 @@ def test_every_line_ending(ending: bytes) -> None:
     [ev] = SseParser().feed(body)
     assert ev.data == "a\nb"
     assert ev.raw == body
-
-
-def test_crlf_split_inside_an_event_stays_one_line_ending() -> None:
-    p = SseParser()
-    assert p.feed(b"data: a\r") == []
-    assert p.feed(b"\ndata: b\r") == []
-    [ev] = p.feed(b"\n\r\n")
-    assert ev.data == "a\nb"
-    assert ev.raw == b"data: a\r\ndata: b\r\n\r\n"
 
 
 def test_lone_cr_at_chunk_end_completes_the_event_at_once() -> None:

@@ -261,6 +261,19 @@ async def test_an_issuer_that_names_another_server_is_refused() -> None:
     assert "calls itself" in message
 
 
+def _pending(
+    found: discovery.Discovery, redirect_uri: str = "http://127.0.0.1:1/cb"
+) -> tuple[str, str, oauth.PendingConnect]:
+    """A connect of alice to upstream "u" (client "c"), pending in a fresh PendingConnects."""
+    return oauth.PendingConnects().add(
+        upstream="u",
+        user="alice",
+        discovery=found,
+        client=registration.UpstreamClient("c"),
+        redirect_uri=redirect_uri,
+    )
+
+
 @pytest.mark.anyio
 async def test_a_javascript_authorization_url_never_reaches_a_browser() -> None:
     """Even if metadata changed after discovery, the URL is checked when it is built."""
@@ -276,14 +289,7 @@ async def test_a_javascript_authorization_url_never_reaches_a_browser() -> None:
             ),
         }
     )
-    pending = oauth.PendingConnects()
-    state, challenge, record = pending.add(
-        upstream="u",
-        user="alice",
-        discovery=evil,
-        client=registration.UpstreamClient("c"),
-        redirect_uri="http://127.0.0.1:1/connect/u/callback",
-    )
+    state, challenge, record = _pending(evil, "http://127.0.0.1:1/connect/u/callback")
     with pytest.raises(UpstreamOAuthError, match="authorization_endpoint"):
         await oauth.authorization_url(record, state, challenge)
 
@@ -295,14 +301,7 @@ async def test_a_token_endpoint_that_redirects_is_not_followed() -> None:
         docs.json("/.well-known/oauth-protected-resource", {"authorization_servers": [docs.base]})
         docs.json("/.well-known/oauth-authorization-server", docs.as_doc())
         found = await discovery.discover(f"{docs.base}/", None)
-        pending = oauth.PendingConnects()
-        _, _, record = pending.add(
-            upstream="u",
-            user="alice",
-            discovery=found,
-            client=registration.UpstreamClient("c"),
-            redirect_uri="http://127.0.0.1:1/cb",
-        )
+        _, _, record = _pending(found)
         with pytest.raises(UpstreamOAuthError, match="redirect"):
             await oauth.exchange_code(record, "some-code")
         assert "/token" in docs.hits
@@ -329,13 +328,7 @@ async def test_an_unreachable_token_endpoint_is_an_upstream_error_naming_the_ste
         ),
         (),
     )
-    _, _, record = oauth.PendingConnects().add(
-        upstream="u",
-        user="alice",
-        discovery=found,
-        client=registration.UpstreamClient("c"),
-        redirect_uri="http://127.0.0.1:1/cb",
-    )
+    _, _, record = _pending(found)
     with pytest.raises(UpstreamOAuthError, match="token_endpoint failed") as e:
         await oauth.exchange_code(record, "some-code")
     assert "secret=q" not in str(e.value) and "some-code" not in str(e.value)
