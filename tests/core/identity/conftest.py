@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from lockgate.identity import refresh
+from lockgate.identity.provider import Provider, discover
 from lockgate.profile.model import IdentitySection
 from tests.support import keyring_env
 from tests.support.oidc_mock import mock_provider
@@ -17,6 +18,12 @@ from tests.support.oidc_mock import mock_provider
 def issuer() -> Iterator[str]:
     with mock_provider() as url:
         yield url
+
+
+@pytest.fixture
+async def provider(issuer: str) -> Provider:
+    """The mock provider, discovered (for anyio tests)."""
+    return await discover(issuer)
 
 
 @pytest.fixture

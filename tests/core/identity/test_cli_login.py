@@ -19,15 +19,14 @@ from lockgate.audit.log import AuditLog
 from lockgate.audit.read import read_events
 from lockgate.audit.verify import verify
 from lockgate.identity import cli_login, refresh
-from lockgate.identity.provider import OIDCError, discover
+from lockgate.identity.provider import OIDCError, Provider
 from tests.core.identity.signin import browser_login, sign_in_at_provider
 
 
 @pytest.mark.anyio
 async def test_browser_login_validates_the_id_token_and_keeps_the_refresh_token(
-    issuer: str, client: refresh.IdpClient
+    issuer: str, client: refresh.IdpClient, provider: Provider
 ) -> None:
-    provider = await discover(issuer)
     session = await browser_login(provider, client)
     assert (session.sub, session.email, session.groups) == ("alice", "a@example.com", ("eng",))
     assert session.issuer == issuer and session.client_id == "lockgate-cli"
@@ -37,9 +36,8 @@ async def test_browser_login_validates_the_id_token_and_keeps_the_refresh_token(
 
 @pytest.mark.anyio
 async def test_the_authorization_url_carries_pkce_state_nonce_and_a_loopback_redirect(
-    issuer: str, client: refresh.IdpClient
+    client: refresh.IdpClient, provider: Provider
 ) -> None:
-    provider = await discover(issuer)
     urls: asyncio.Queue[str] = asyncio.Queue()
     task = asyncio.create_task(
         cli_login.login_browser(provider, client, show=urls.put_nowait, timeout=30)
@@ -70,8 +68,9 @@ async def test_the_authorization_url_carries_pkce_state_nonce_and_a_loopback_red
 
 
 @pytest.mark.anyio
-async def test_a_denied_sign_in_is_a_clear_error(issuer: str, client: refresh.IdpClient) -> None:
-    provider = await discover(issuer)
+async def test_a_denied_sign_in_is_a_clear_error(
+    client: refresh.IdpClient, provider: Provider
+) -> None:
     urls: asyncio.Queue[str] = asyncio.Queue()
     task = asyncio.create_task(cli_login.login_browser(provider, client, show=urls.put_nowait))
     url = await asyncio.wait_for(urls.get(), 30)
@@ -84,17 +83,17 @@ async def test_a_denied_sign_in_is_a_clear_error(issuer: str, client: refresh.Id
 
 
 @pytest.mark.anyio
-async def test_an_unfinished_sign_in_times_out(issuer: str, client: refresh.IdpClient) -> None:
-    provider = await discover(issuer)
+async def test_an_unfinished_sign_in_times_out(
+    client: refresh.IdpClient, provider: Provider
+) -> None:
     with pytest.raises(OIDCError, match="not finished within"):
         await cli_login.login_browser(provider, client, show=lambda url: None, timeout=0.2)
 
 
 @pytest.mark.anyio
 async def test_the_device_grant_is_refused_clearly_when_the_provider_has_none(
-    issuer: str, client: refresh.IdpClient
+    client: refresh.IdpClient, provider: Provider
 ) -> None:
-    provider = await discover(issuer)
     assert provider.metadata.device_authorization_endpoint is None
     with pytest.raises(OIDCError, match="does not offer the device authorization grant"):
         await cli_login.start_device(provider, client)

@@ -17,17 +17,16 @@ from joserfc.jwk import KeySet, RSAKey
 
 from lockgate.identity import refresh
 from lockgate.identity import session as login
-from lockgate.identity.provider import discover
+from lockgate.identity.provider import Provider, discover
 from tests.core.identity.signin import browser_login, identity_at
 from tests.support.oidc_mock import mock_provider
 
 
 @pytest.mark.anyio
 async def test_refresh_and_a_refusal_without_storage(
-    issuer: str, client: refresh.IdpClient
+    issuer: str, client: refresh.IdpClient, provider: Provider
 ) -> None:
     """refresh_session itself stores nothing: a refresh rotates, a refusal says SessionEnded."""
-    provider = await discover(issuer)
     session = await browser_login(provider, client)
     later = session.refreshed_at + 1
     fresh = await refresh.refresh_session(provider, client, session, now=later)
@@ -80,11 +79,10 @@ async def test_the_gateway_keeper_refreshes_once_for_concurrent_callers(
 
 @pytest.mark.anyio
 async def test_a_provider_that_rotated_its_keys_since_discovery_still_signs_the_user_in(
-    issuer: str, client: refresh.IdpClient
+    client: refresh.IdpClient, provider: Provider
 ) -> None:
     """The keys lockgate holds are the provider's old ones (as if it rotated after
     discovery): the ID token names a key they lack, so they are fetched once again."""
-    provider = await discover(issuer)
     old = KeySet([RSAKey.generate_key(2048, parameters={"kid": "retired"})])
     provider.keys = old
     session = await browser_login(provider, client)
