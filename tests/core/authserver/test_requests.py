@@ -1,4 +1,4 @@
-"""Redirect URI rules, the registration rate limit and the consent page (lockgate/authserver/).
+"""lockgate.authserver.requests: the redirect URI rules and client registration.
 
 Why it exists: a redirect URI is where the gateway sends an authorization code, so the rule
 that accepts native apps' own schemes (RFC 8252 section 7.1) must never let through a
@@ -14,15 +14,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lockgate.authserver.consent import ConsentRefused, Pending, PendingAuthorizations, consent_page
-from lockgate.authserver.ratelimit import RateLimiter
 from lockgate.authserver.requests import (
     OAuthError,
     is_private_use_scheme,
     parse_registration,
     redirect_uri_problem,
 )
-from lockgate.identity.claims import UserClaims
 
 ACCEPTED = [
     "https://client.example.com/callback",
@@ -130,107 +127,3 @@ def test_a_fragment_is_refused_on_every_scheme(host: str, path: str, frag: str) 
 def test_reverse_dns_schemes_are_accepted(labels: list[str]) -> None:
     scheme = ".".join(labels)
     assert redirect_uri_problem(f"{scheme}:/callback") is None
-
-
-# --- the registration rate limit -----------------------------------------------------------
-
-
-def test_rate_limiter_allows_the_limit_then_says_how_long_to_wait() -> None:
-    now = [1000.0]
-    limiter = RateLimiter(3, 60.0, clock=lambda: now[0])
-    assert [limiter.hit("a") for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert limiter.hit("a") == pytest.approx(60.0)
-    assert limiter.hit("b") == 0.0  # per address
-    now[0] += 30
-    assert limiter.hit("a") == pytest.approx(30.0)
-    now[0] += 30.5
-    assert limiter.hit("a") == 0.0
-
-
-def test_rate_limiter_forgets_the_oldest_addresses_first() -> None:
-    limiter = RateLimiter(1, 60.0, max_keys=2, clock=lambda: 0.0)
-    assert limiter.hit("a") == 0.0
-    assert limiter.hit("b") == 0.0
-    assert limiter.hit("c") == 0.0  # "a" is forgotten to keep at most two
-    assert limiter.hit("b") > 0 and limiter.hit("c") > 0
-    assert limiter.hit("a") == 0.0
-
-
-# --- the consent page ----------------------------------------------------------------------
-
-
-def _pending(client_id: str, redirect_uri: str, name: str = "Some <b>client</b>") -> Pending:
-    return Pending(
-        client_id=client_id,
-        client_name=name,
-        redirect_uri=redirect_uri,
-        state=None,
-        code_challenge="x" * 43,
-        resource="http://127.0.0.1:8787/mcp/notes",
-        route="notes",
-        scope="",
-        user=UserClaims(sub="alice"),
-        csrf="c",
-        expires_at=0.0,
-    )
-
-
-def test_consent_page_shows_a_custom_scheme_and_a_metadata_document_host() -> None:
-    page = consent_page(
-        "r",
-        _pending("https://apps.example.com/mcp/client.json", "vscode://vs.mcp/cb"),
-        "/oauth/consent",
-    )
-    assert "described by <strong>apps.example.com</strong>" in page
-    assert "Opens the app registered for &quot;vscode:&quot;" in page
-    assert "Some &lt;b&gt;client&lt;/b&gt;" in page and "<b>client" not in page
-    plain = consent_page("r", _pending("lg-abc", "https://c.example/cb"), "/oauth/consent")
-    assert "described by" not in plain and "Opens the app" not in plain
-
-
-def test_a_zero_limit_refuses_everything() -> None:
-    limiter = RateLimiter(0, 60.0, clock=lambda: 5.0)
-    assert limiter.hit("a") == pytest.approx(60.0)
-
-
-def _consent_fields() -> dict[str, object]:
-    return {
-        "client_id": "c1",
-        "client_name": "c1",
-        "redirect_uri": "http://127.0.0.1:9/cb",
-        "state": None,
-        "code_challenge": "c" * 43,
-        "resource": "http://127.0.0.1/mcp/rec",
-        "route": "rec",
-        "scope": "",
-        "user": UserClaims(sub="alice"),
-    }
-
-
-def test_a_consent_form_is_taken_once_by_its_own_browser_and_csrf() -> None:
-    """A refused form (forged CSRF, another browser) stays for the browser that holds the
-    cookie; the right one takes it once; an expired one says so (with whose it was)."""
-    now = [1000.0]
-    pending = PendingAuthorizations(ttl=300, clock=lambda: now[0])
-    request_id, record, browser = pending.add(**_consent_fields())
-    for csrf, cookie, reason in (
-        ("forged", browser, "unknown_form"),
-        (record.csrf, "another-browser", "browser_mismatch"),
-        (record.csrf, None, "browser_mismatch"),
-    ):
-        with pytest.raises(ConsentRefused) as info:
-            pending.take(request_id, csrf, cookie)
-        assert info.value.reason == reason
-    assert pending.take(request_id, record.csrf, browser) == record
-    with pytest.raises(ConsentRefused) as info:
-        pending.take(request_id, record.csrf, browser)
-    assert info.value.reason == "unknown_form"
-
-    request_id, record, browser = pending.add(**_consent_fields())
-    now[0] += 300
-    with pytest.raises(ConsentRefused) as info:
-        pending.take(request_id, record.csrf, browser)
-    assert info.value.reason == "expired" and info.value.pending == record
-    with pytest.raises(ConsentRefused) as info:
-        pending.take(request_id, record.csrf, browser)
-    assert info.value.reason == "unknown_form"
