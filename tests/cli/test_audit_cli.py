@@ -13,6 +13,7 @@ from lockgate.audit.log import AuditLog, AuditLogMissing
 from lockgate.cli.audit import app
 from lockgate.cli.views import audit as audit_views
 from lockgate.paths import audit_log_path
+from tests.cli.process import run_lockgate
 
 runner = CliRunner()
 
@@ -135,26 +136,14 @@ def test_verify_truncated_last_line(tmp_path: Path) -> None:
 
 def test_verify_exit_code_through_the_real_command(tmp_path: Path) -> None:
     """The installed entry point keeps exit code 1 (typer.Exit under standalone_mode=False)."""
-    import subprocess
-    import sys
 
     path = tmp_path / "a.jsonl"
     _write(path, 3)
-    ok = subprocess.run(
-        [sys.executable, "-m", "lockgate.cli", "audit", "verify", "--file", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    ok = run_lockgate("audit", "verify", "--file", str(path))
     assert ok.returncode == 0, ok.stderr
     lines = path.read_bytes().splitlines(keepends=True)
     path.write_bytes(lines[0] + lines[2])
-    broken = subprocess.run(
-        [sys.executable, "-m", "lockgate.cli", "audit", "verify", "--file", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    broken = run_lockgate("audit", "verify", "--file", str(path))
     assert broken.returncode == 1
     assert "BROKEN at line 2: seq gap" in broken.stdout
     assert "Traceback" not in broken.stderr

@@ -10,8 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,9 +23,9 @@ from lockgate.audit.query import stats as compute_stats
 from lockgate.cli.audit import QueryError, app
 from lockgate.cli.views import audit as audit_views
 from lockgate.paths import audit_log_path
+from tests.cli.process import run_lockgate
 
 runner = CliRunner()
-LOCKGATE = [sys.executable, "-m", "lockgate.cli"]
 
 
 def _ts(minutes_ago: float) -> str:
@@ -202,12 +200,7 @@ def test_bad_times_are_one_sentence_with_the_fix(log: Path, args: list[str], mes
 
 
 def test_bad_time_through_the_real_command(log: Path) -> None:
-    proc = subprocess.run(
-        [*LOCKGATE, "audit", "query", "--file", str(log), "--since", "yesterday"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = run_lockgate("audit", "query", "--file", str(log), "--since", "yesterday")
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr.splitlines() == [

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.cli.process import run_lockgate
 
 # (arguments, exit code, text the one-line message must contain)
 BAD = [
@@ -38,14 +39,7 @@ def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
         "NO_COLOR": "1",
         "COLUMNS": "200",
     }
-    return subprocess.run(
-        [sys.executable, "-m", "lockgate.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    return run_lockgate(*args, env=env)
 
 
 @pytest.mark.parametrize(("args", "code", "says"), BAD, ids=[" ".join(a) for a, _, _ in BAD])

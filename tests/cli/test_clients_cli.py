@@ -24,6 +24,7 @@ from lockgate.cli.clients import connect_help
 from lockgate.cli.main import main
 from lockgate.clients import jsonc
 from lockgate.profile.model import demo_profile_path, load_profile
+from tests.cli.process import run_lockgate
 from tests.support import require
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
 from tests.support.node import INSTALL_HINT, NODE_DIR, NODE_MODULES, node_bin, node_env
@@ -64,14 +65,7 @@ class Home:
 
     def run_process(self, *args: str) -> subprocess.CompletedProcess[str]:
         """The same in a subprocess, for what a user sees on a real stderr."""
-        return subprocess.run(
-            [sys.executable, "-m", "lockgate.cli", "clients", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return run_lockgate("clients", *args, env=self.env, timeout=120)
 
     def place(self, fixture: str, rel: str) -> Path:
         target = self.path / rel

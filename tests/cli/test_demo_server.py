@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from lockgate.cli.demo.server import BackgroundServer, build_app, require_bearer
+from tests.cli.process import run_lockgate
 
 TOKEN = "demo-bearer-token-4f2a"
 INIT = {
@@ -66,19 +67,8 @@ def test_an_empty_or_unset_variable_is_refused_at_start(value: str | None) -> No
     env = {k: v for k, v in os.environ.items() if k != "LOCKGATE_TEST_DEMO_TOKEN"}
     if value is not None:
         env["LOCKGATE_TEST_DEMO_TOKEN"] = value
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lockgate.cli.demo.server",
-            "--bearer-env",
-            "LOCKGATE_TEST_DEMO_TOKEN",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = run_lockgate(
+        "--bearer-env", "LOCKGATE_TEST_DEMO_TOKEN", env=env, module="lockgate.cli.demo.server"
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "LOCKGATE_TEST_DEMO_TOKEN" in done.stderr

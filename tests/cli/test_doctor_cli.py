@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import subprocess
-import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +26,7 @@ from lockgate.cli.views import doctor as doctor_view
 from lockgate.keyring import delete_chunked, set_entry
 from lockgate.ops.checks import CheckResult
 from lockgate.ops.doctor import Check
+from tests.cli.process import run_lockgate, with_environ
 from tests.e2e.test_oidc_signin import provider  # noqa: F401 (fixture)
 from tests.support import keyring_env
 from tests.support.doubles import login_session, oidc_profile_text, upstream_tokens_for
@@ -54,14 +53,7 @@ def notes_url() -> Iterator[str]:
 
 
 def _doctor(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lockgate.cli", "doctor", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, **(env or {})},
-        timeout=120,
-    )
+    return run_lockgate("doctor", *args, env=with_environ(env), timeout=120)
 
 
 def _lines(out: str) -> dict[str, str]:

@@ -7,25 +7,17 @@ gateway writes and verify in a private Secret Service, where the key is made in 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 from lockgate.audit.log import AuditLog
+from tests.cli.process import run_lockgate, with_environ
 from tests.support import keyring_env
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lockgate.cli", *args],
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_lockgate(*args, env=with_environ(env))
 
 
 def _write(path: Path, n: int) -> None:

@@ -8,9 +8,6 @@ gone, and never print a secret.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +24,7 @@ from lockgate.profile.model import parse_profile
 from lockgate.upstream import secrets
 from lockgate.upstream.catalog import catalog
 from lockgate.upstream.state import SignedIn, keyring_lookup
+from tests.cli.process import run_lockgate, with_environ
 from tests.support.doubles import (
     login_session,
     new_issuer,
@@ -204,16 +202,13 @@ def test_no_profile_is_one_sentence_with_the_fix(monkeypatch: pytest.MonkeyPatch
     assert str(result.exception).startswith("No profile given and none installed: pass --profile")
 
 
+NO_KEYRING_ENV = with_environ({"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"})
+
+
 def test_real_command_bad_profile_exits_2_without_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[upstreams.x]\nurl = "ftp://nope"\n[routes.x]\nupstream = "x"\n')
-    proc = subprocess.run(
-        [sys.executable, "-m", "lockgate.cli", "servers", "--profile", str(bad)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"},
-    )
+    proc = run_lockgate("servers", "--profile", str(bad), env=NO_KEYRING_ENV)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"lockgate: {bad}:2: upstreams.x.url: expected an http(s) URL")
@@ -221,13 +216,7 @@ def test_real_command_bad_profile_exits_2_without_traceback(tmp_path: Path) -> N
 
 
 def test_real_command_lists_routes(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "lockgate.cli", "servers", "--profile", str(_write(tmp_path))],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"},
-    )
+    proc = run_lockgate("servers", "--profile", str(_write(tmp_path)), env=NO_KEYRING_ENV)
     assert proc.returncode == 0, proc.stderr
     assert "notes -> notes (http://127.0.0.1:9/mcp) [no credential needed]" in proc.stdout
 

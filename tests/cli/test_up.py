@@ -14,19 +14,14 @@ from pathlib import Path
 import httpx
 
 from lockgate.profile.model import demo_profile_path
+from tests.cli.process import run_lockgate, stop_group, with_environ
 from tests.support.gateway import running_gateway
 
 
 def lockgate(
     *args: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lockgate.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+    return run_lockgate(*args, env=with_environ(env), timeout=timeout)
 
 
 def test_bad_profile_exits_2_with_file_line_and_key(tmp_path: Path) -> None:
@@ -97,13 +92,7 @@ def test_demo_check_needs_no_keyring(tmp_path: Path) -> None:
     }
     keys = ("LOCKGATE_SIGNING_KEY_SOURCE", "LOCKGATE_AUDIT_KEY_SOURCE")
     env_clean = {k: v for k, v in os.environ.items() if k not in keys}
-    result = subprocess.run(
-        [sys.executable, "-m", "lockgate.cli", "demo", "--check"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**env_clean, **env},
-    )
+    result = run_lockgate("demo", "--check", env={**env_clean, **env}, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "12/12 checks passed" in result.stdout
     assert "No usable OS keyring" in result.stdout
@@ -147,12 +136,7 @@ def test_demo_prints_how_clients_sign_in(tmp_path: Path) -> None:
         r = httpx.post(url.group(1), json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
         assert r.status_code == 401 and "resource_metadata=" in r.headers["www-authenticate"]
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, signal.SIGINT, wait=15)
     assert proc.returncode == 0, "".join(lines)
 
 
