@@ -214,17 +214,29 @@ def _tls(tmp: Path, dns_name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return server, client
 
 
+def _tls_server(
+    servers: Callable[..., Server], tmp: Path, dns_name: str, reply: Reply
+) -> tuple[Server, ssl.SSLContext]:
+    """A server with a certificate for `dns_name` answering /doc; the client's context."""
+    server_ctx, client_ctx = _tls(tmp, dns_name)
+    a = servers(server_ctx)
+    a.routes["/doc"] = reply
+    return a, client_ctx
+
+
+async def _fetch_doc_as_localhost(a: Server, client_ctx: ssl.SSLContext) -> object:
+    """fetch_json of /doc at `a`, named localhost (resolved to 127.0.0.1) over TLS."""
+    resolve = resolver({"localhost": ["127.0.0.1"]})
+    async with httpx.AsyncClient(verify=client_ctx) as client:
+        return await fetch_json(a.url("/doc", host="localhost"), client=client, resolve=resolve)
+
+
 @pytest.mark.anyio
 async def test_https_is_pinned_but_verified_against_the_name(
     servers: Callable[..., Server], tmp_path: Path
 ) -> None:
-    server_ctx, client_ctx = _tls(tmp_path, "localhost")
-    a = servers(server_ctx)
-    a.routes["/doc"] = Reply(body=b'{"tls": true}')
-    resolve = resolver({"localhost": ["127.0.0.1"]})
-    async with httpx.AsyncClient(verify=client_ctx) as client:
-        got = await fetch_json(a.url("/doc", host="localhost"), client=client, resolve=resolve)
-    assert got == {"tls": True}
+    a, client_ctx = _tls_server(servers, tmp_path, "localhost", Reply(body=b'{"tls": true}'))
+    assert await _fetch_doc_as_localhost(a, client_ctx) == {"tls": True}
     assert a.requests == [("/doc", f"localhost:{a.port}")]
 
 
@@ -232,13 +244,9 @@ async def test_https_is_pinned_but_verified_against_the_name(
 async def test_https_certificate_for_another_name_is_refused(
     servers: Callable[..., Server], tmp_path: Path
 ) -> None:
-    server_ctx, client_ctx = _tls(tmp_path, "other.example")
-    a = servers(server_ctx)
-    a.routes["/doc"] = Reply()
-    resolve = resolver({"localhost": ["127.0.0.1"]})
-    async with httpx.AsyncClient(verify=client_ctx) as client:
-        with pytest.raises(FetchError):
-            await fetch_json(a.url("/doc", host="localhost"), client=client, resolve=resolve)
+    a, client_ctx = _tls_server(servers, tmp_path, "other.example", Reply())
+    with pytest.raises(FetchError):
+        await _fetch_doc_as_localhost(a, client_ctx)
     assert a.requests == []
 
 
