@@ -21,19 +21,7 @@ from lockgate import keyring as keyring_store
 from lockgate.authserver.keys import SigningKey
 from lockgate.errors import KeyringUnavailable
 from lockgate.ops import checks
-from lockgate.ops.checks import (
-    CheckResult,
-    check_client_secret,
-    check_credential,
-    check_identity,
-    check_keyring,
-    check_mitmproxy,
-    check_port,
-    check_profile,
-    check_python,
-    check_signing_key,
-    check_upstream,
-)
+from lockgate.ops.checks import CheckResult
 from lockgate.ops.doctor import plan
 from lockgate.profile.model import Profile, UpstreamSection, parse_profile
 from lockgate.upstream.state import CredentialState, keyring_lookup
@@ -58,9 +46,9 @@ def _run(coro):  # type: ignore[no-untyped-def]
 
 
 def test_python_version() -> None:
-    assert check_python().status == "ok"
-    assert check_python((3, 12, 0)).status == "ok"
-    old = check_python((3, 11, 9))
+    assert checks.check_python().status == "ok"
+    assert checks.check_python((3, 12, 0)).status == "ok"
+    old = checks.check_python((3, 11, 9))
     assert old.status == "fail" and "3.11.9 is too old" in old.detail and old.fix
 
 
@@ -69,13 +57,13 @@ def test_python_version() -> None:
     [("12.3.1", "ok"), ("12.3.0", "ok"), ("12.9", "ok"), ("12.2.9", "fail"), ("13.0.0", "fail")],
 )
 def test_mitmproxy_version(version: str, status: str) -> None:
-    result = check_mitmproxy(version)
+    result = checks.check_mitmproxy(version)
     assert result.status == status
     assert (result.fix is None) == (status == "ok")
 
 
 def test_installed_mitmproxy_passes() -> None:
-    result = check_mitmproxy()
+    result = checks.check_mitmproxy()
     assert result.status == "ok" and result.detail.startswith("mitmproxy 12.")
 
 
@@ -83,14 +71,14 @@ def test_installed_mitmproxy_passes() -> None:
 
 
 def test_no_keyring_fails_with_the_fix(no_keyring: None) -> None:
-    result = check_keyring()
+    result = checks.check_keyring()
     assert result.status == "fail"
     assert result.detail == "No OS keyring is available to hold upstream secrets (fail.Keyring)"
     assert result.fix and "gnome-keyring" in result.fix
 
 
 def test_no_keyring_is_only_a_note_when_the_profile_needs_none(no_keyring: None) -> None:
-    result = check_keyring(needed=False)
+    result = checks.check_keyring(needed=False)
     assert result.status == "warn" and result.passed
     assert result.detail.endswith("(fail.Keyring); this profile does not need it")
 
@@ -113,14 +101,14 @@ def test_a_probe_that_finds_the_keyring_locked() -> None:
     def locked() -> None:
         raise KeyringUnavailable("The OS keyring is locked", "unlock your keyring")
 
-    result = check_keyring(locked)
+    result = checks.check_keyring(locked)
     assert (result.status, result.fix) == ("fail", "unlock your keyring")
     assert result.detail.startswith("The OS keyring is locked (")
 
 
 def test_real_keyring_passes() -> None:
     keyring_env.require_keyring()
-    result = check_keyring()
+    result = checks.check_keyring()
     assert result.status == "ok" and result.detail.endswith("reachable and unlocked")
 
 
@@ -128,12 +116,12 @@ LOCK_SCRIPT = textwrap.dedent(
     """
     import json
     import secretstorage
-    from lockgate.ops.checks import check_keyring
+    from lockgate.ops import checks
 
-    out = {"before": check_keyring().__dict__}
+    out = {"before": checks.check_keyring().__dict__}
     connection = secretstorage.dbus_init()
     secretstorage.get_default_collection(connection).lock()
-    out["after"] = check_keyring().__dict__
+    out["after"] = checks.check_keyring().__dict__
     print(json.dumps(out))
     """
 )
@@ -157,43 +145,43 @@ def test_private_gnome_keyring_unlocked_then_locked() -> None:
 def test_profile_valid_bad_and_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     good = tmp_path / "good.toml"
     good.write_text(profile_text({"a": "http://127.0.0.1:9/mcp"}, {"a": "a", "b": "a"}))
-    result, profile = check_profile(good)
+    result, profile = checks.check_profile(good)
     assert result.status == "ok" and profile is not None
     assert result.detail == f"{good} is valid (2 routes, 1 upstream, identity none)"
 
     bad = tmp_path / "bad.toml"
     bad.write_text('[upstreams.a]\nurl = "http://x/mcp"\n[routes.a]\nupstream = "nope"\n')
-    result, profile = check_profile(bad)
+    result, profile = checks.check_profile(bad)
     assert profile is None and result.status == "fail"
     assert result.detail.startswith(f"{bad}:4: routes.a.upstream: names upstream 'nope'")
     assert result.fix and "lockgate profile validate" in result.fix
 
     monkeypatch.delenv("LOCKGATE_PROFILE", raising=False)
-    result, profile = check_profile(None)
+    result, profile = checks.check_profile(None)
     assert result.status == "fail" and result.detail == "No profile given and none installed"
     assert result.fix and "--profile" in result.fix
     monkeypatch.setenv("LOCKGATE_PROFILE", str(good))
-    assert check_profile(None)[0].status == "ok"
+    assert checks.check_profile(None)[0].status == "ok"
 
 
 # ---------------------------------------------------------------------------- listen port
 
 
 def test_free_port(closed_port: int) -> None:
-    result = _run(check_port(f"127.0.0.1:{closed_port}"))
+    result = _run(checks.check_port(f"127.0.0.1:{closed_port}"))
     assert (result.status, result.detail) == ("ok", f"127.0.0.1:{closed_port} is free")
-    assert _run(check_port("127.0.0.1:0")).status == "ok"
+    assert _run(checks.check_port("127.0.0.1:0")).status == "ok"
 
 
 def test_busy_port_silent_listener(silent_listener: int) -> None:
-    result = _run(check_port(f"127.0.0.1:{silent_listener}", timeout=0.5))
+    result = _run(checks.check_port(f"127.0.0.1:{silent_listener}", timeout=0.5))
     assert result.status == "fail"
     assert result.detail == f"127.0.0.1:{silent_listener} is in use by another program"
     assert result.fix and "gateway.listen" in result.fix
 
 
 def test_busy_port_other_http_server(other_http_server: int) -> None:
-    result = _run(check_port(f"127.0.0.1:{other_http_server}"))
+    result = _run(checks.check_port(f"127.0.0.1:{other_http_server}"))
     assert result.status == "fail" and "in use by another program" in result.detail
 
 
@@ -203,12 +191,12 @@ def test_port_already_serving_lockgate(tmp_path: Path) -> None:
         running_gateway(profile_text({"n": url}, {"n": "n"}), tmp_path) as gw,
     ):
         listen = gw.base_url.removeprefix("http://")
-        result = _run(check_port(listen))
+        result = _run(checks.check_port(listen))
     assert (result.status, result.detail) == ("ok", f"{listen} is already serving lockgate")
 
 
 def test_address_not_on_this_machine() -> None:
-    result = _run(check_port("192.0.2.1:8787"))  # TEST-NET-1: never a local address
+    result = _run(checks.check_port("192.0.2.1:8787"))  # TEST-NET-1: never a local address
     assert result.status == "fail" and result.detail.startswith("cannot listen on 192.0.2.1:8787")
 
 
@@ -223,21 +211,21 @@ def _oidc(issuer: str):  # type: ignore[no-untyped-def]
 
 
 def test_identity_provider_discovery(provider: str) -> None:  # noqa: F811
-    result = _run(check_identity(_oidc(provider)))
+    result = _run(checks.check_identity(_oidc(provider)))
     assert result.status == "ok", result
     assert result.detail.startswith(f"{provider}: discovery document OK, ")
 
 
 def test_identity_provider_down(closed_port: int) -> None:
     issuer = f"http://127.0.0.1:{closed_port}"
-    result = _run(check_identity(_oidc(issuer), timeout=2))
+    result = _run(checks.check_identity(_oidc(issuer), timeout=2))
     assert result.status == "fail"
     assert result.detail.startswith(f"The identity provider {issuer} could not be reached")
     assert result.fix == "check [identity] issuer in the profile and that the provider is up"
 
 
 def test_identity_provider_that_is_not_one(other_http_server: int) -> None:
-    result = _run(check_identity(_oidc(f"http://127.0.0.1:{other_http_server}")))
+    result = _run(checks.check_identity(_oidc(f"http://127.0.0.1:{other_http_server}")))
     assert result.status == "fail"
     assert result.detail.startswith("The identity provider's discovery document is not usable")
     assert result.fix == "check [identity] issuer in the profile"
@@ -249,7 +237,7 @@ def test_identity_kinds_without_a_provider() -> None:
             f'[identity]\nkind = "{kind}"\n[upstreams.a]\nurl = "http://127.0.0.1:9/mcp"\n'
             '[routes.a]\nupstream = "a"\n'
         )
-        assert _run(check_identity(profile)).status == "ok"
+        assert _run(checks.check_identity(profile)).status == "ok"
 
 
 # ------------------------------------------------------------ signing key and client secret
@@ -283,14 +271,14 @@ def test_signing_key_check_from_what_the_keyring_holds() -> None:
 
         return read
 
-    absent = check_signing_key(profile, holding(None))
+    absent = checks.check_signing_key(profile, holding(None))
     assert (absent.status, absent.name) == ("ok", "signing key")
     assert absent.detail == "not in the keyring yet; `lockgate up` creates 'gateway:signing-key'"
     assert asked == ["gateway:signing-key"]
     key = SigningKey.generate().to_text()
-    held = check_signing_key(profile, holding(key))
+    held = checks.check_signing_key(profile, holding(key))
     assert held.status == "ok" and key not in repr(held)
-    damaged = check_signing_key(profile, holding("ed25519:not-a-key-never-printed"))
+    damaged = checks.check_signing_key(profile, holding("ed25519:not-a-key-never-printed"))
     assert damaged.status == "fail" and not damaged.passed
     assert damaged.detail == "the keyring entry 'gateway:signing-key' is unreadable"
     assert damaged.fix and "delete the keyring entry" in damaged.fix
@@ -299,18 +287,18 @@ def test_signing_key_check_from_what_the_keyring_holds() -> None:
     def locked(entry: str) -> str | None:
         raise KeyringUnavailable("The OS keyring is locked", "unlock your keyring")
 
-    failed = check_signing_key(profile, locked)
+    failed = checks.check_signing_key(profile, locked)
     assert (failed.status, failed.fix) == ("fail", "unlock your keyring")
-    memory = check_signing_key(_identity('kind = "dev"\nsigning_key = "memory"'), locked)
+    memory = checks.check_signing_key(_identity('kind = "dev"\nsigning_key = "memory"'), locked)
     assert memory.status == "ok" and "memory" in memory.detail  # the keyring is not read
 
 
 def test_client_secret_check_never_shows_the_secret() -> None:
     profile = _identity(OIDC_WITH_SECRET.format(entry="idp-secret"))
-    present = check_client_secret(profile, lambda entry: "s3cret-never-printed")
+    present = checks.check_client_secret(profile, lambda entry: "s3cret-never-printed")
     assert present.status == "ok"
     assert present.detail == "the identity provider's client secret is in 'idp-secret'"
-    missing = check_client_secret(profile, lambda entry: None)
+    missing = checks.check_client_secret(profile, lambda entry: None)
     assert missing.status == "fail"
     assert missing.detail == (
         "the identity provider's client secret is not in the keyring (entry 'idp-secret')"
@@ -321,8 +309,8 @@ def test_client_secret_check_never_shows_the_secret() -> None:
 
 def test_no_keyring_fails_both_checks(no_keyring: None) -> None:
     for result in (
-        check_signing_key(_identity('kind = "dev"')),
-        check_client_secret(_identity(OIDC_WITH_SECRET.format(entry="idp-secret"))),
+        checks.check_signing_key(_identity('kind = "dev"')),
+        checks.check_client_secret(_identity(OIDC_WITH_SECRET.format(entry="idp-secret"))),
     ):
         assert result.status == "fail", result
         assert result.fix and "gnome-keyring" in result.fix
@@ -354,10 +342,10 @@ def new_name() -> Iterator[Callable[[], str]]:
 def test_real_keyring_client_secret_missing_then_stored(new_name: Callable[[], str]) -> None:
     entry = new_name()
     profile = _identity(OIDC_WITH_SECRET.format(entry=entry))
-    assert check_client_secret(profile).status == "fail"
+    assert checks.check_client_secret(profile).status == "fail"
     keyring_store.set_entry(entry, "s3cret-never-printed")
     try:
-        result = check_client_secret(profile)
+        result = checks.check_client_secret(profile)
     finally:
         keyring_store.delete_chunked(entry)
     assert (result.status, result.detail) == (
@@ -369,7 +357,7 @@ def test_real_keyring_client_secret_missing_then_stored(new_name: Callable[[], s
 
 def test_real_keyring_signing_key_check_passes() -> None:
     keyring_env.require_keyring()
-    result = check_signing_key(_identity('kind = "dev"'))  # read only: absent or held
+    result = checks.check_signing_key(_identity('kind = "dev"'))  # read only: absent or held
     assert result.status == "ok", result
 
 
@@ -377,7 +365,7 @@ SIGNING_KEY_SCRIPT = textwrap.dedent(
     """
     import json
     from lockgate import keyring as keyring_store
-    from lockgate.ops.checks import check_signing_key
+    from lockgate.ops import checks
     from lockgate.profile.model import parse_profile
     from lockgate.authserver.keys import KEYRING_USERNAME, load_or_create_signing_key
 
@@ -385,12 +373,12 @@ SIGNING_KEY_SCRIPT = textwrap.dedent(
         '[identity]\\nkind = "dev"\\n[upstreams.a]\\nurl = "http://127.0.0.1:9/mcp"\\n'
         '[routes.a]\\nupstream = "a"\\n'
     )
-    out = {"absent": check_signing_key(profile).__dict__}
+    out = {"absent": checks.check_signing_key(profile).__dict__}
     out["still_absent"] = keyring_store.get_entry(KEYRING_USERNAME) is None
     load_or_create_signing_key()
-    out["created"] = check_signing_key(profile).__dict__
+    out["created"] = checks.check_signing_key(profile).__dict__
     keyring_store.set_entry(KEYRING_USERNAME, "ed25519:damaged")
-    out["damaged"] = check_signing_key(profile).__dict__
+    out["damaged"] = checks.check_signing_key(profile).__dict__
     print(json.dumps(out))
     """
 )
@@ -419,19 +407,19 @@ def _up(url: str) -> UpstreamSection:
 
 def test_reachable_upstream() -> None:
     with sdk_upstream() as url:
-        result = _run(check_upstream("notes", _up(url)))
+        result = _run(checks.check_upstream("notes", _up(url)))
     assert result.status == "ok", result
     assert result.detail.startswith(f"{url} answered HTTP ")
 
 
 def test_an_upstream_answering_any_status_is_reachable(other_http_server: int) -> None:
     url = f"http://127.0.0.1:{other_http_server}/anything"
-    assert _run(check_upstream("x", _up(url))).status == "ok"
+    assert _run(checks.check_upstream("x", _up(url))).status == "ok"
 
 
 def test_unreachable_upstream(closed_port: int) -> None:
     url = f"http://127.0.0.1:{closed_port}/mcp"
-    result = _run(check_upstream("dead", _up(url)))
+    result = _run(checks.check_upstream("dead", _up(url)))
     assert result.name == "upstream dead" and result.status == "fail"
     assert result.detail == f"{url} is unreachable (ConnectError)"
     assert result.fix and "URL in the profile" in result.fix
@@ -439,19 +427,19 @@ def test_unreachable_upstream(closed_port: int) -> None:
 
 def test_upstream_that_never_answers(silent_listener: int) -> None:
     url = f"http://127.0.0.1:{silent_listener}/mcp"
-    result = _run(check_upstream("slow", _up(url), timeout=0.3))
+    result = _run(checks.check_upstream("slow", _up(url), timeout=0.3))
     assert (result.status, result.detail) == ("fail", f"{url} did not answer within 0.3 s")
 
 
 def test_tls_upstream_trusted_only_with_its_ca(https_upstream: tuple[str, Path]) -> None:  # noqa: F811
     url, ca = https_upstream
-    untrusted = _run(check_upstream("secure", _up(url)))
+    untrusted = _run(checks.check_upstream("secure", _up(url)))
     assert untrusted.status == "fail"
     assert untrusted.detail == f"{url}: its TLS certificate is not trusted"
     assert untrusted.fix and "gateway.upstream_ca" in untrusted.fix
-    trusted = _run(check_upstream("secure", _up(url), ca_file=ca))
+    trusted = _run(checks.check_upstream("secure", _up(url), ca_file=ca))
     assert trusted.status == "ok", trusted
-    missing_ca = _run(check_upstream("secure", _up(url), ca_file=ca.parent / "nope.pem"))
+    missing_ca = _run(checks.check_upstream("secure", _up(url), ca_file=ca.parent / "nope.pem"))
     assert missing_ca.status == "fail" and "cannot load gateway.upstream_ca" in missing_ca.detail
 
 
@@ -461,15 +449,15 @@ def test_credential_states() -> None:
     def lookup_of(state: CredentialState):  # type: ignore[no-untyped-def]
         return lambda name, upstream: state
 
-    ok = check_credential("x", up, lookup_of(CredentialState("secret_set", "secret set")))
+    ok = checks.check_credential("x", up, lookup_of(CredentialState("secret_set", "secret set")))
     assert (ok.status, ok.detail) == ("ok", "auth header: secret set")
-    missing = check_credential(
+    missing = checks.check_credential(
         "x",
         up,
         lookup_of(CredentialState("secret_missing", "secret missing", "lockgate secret set x")),
     )
     assert (missing.status, missing.fix) == ("fail", "lockgate secret set x")
-    later = check_credential(
+    later = checks.check_credential(
         "x", up, lookup_of(CredentialState("sign_in_first", "sign in first", "lockgate login"))
     )
     assert later.status == "warn" and later.passed
@@ -484,7 +472,7 @@ def test_real_keyring_credentials_for_the_signed_in_user(new_name: Callable[[], 
     profile = parse_profile(oidc_profile_text(issuer, a, b))
 
     def check(name: str) -> CheckResult:
-        return check_credential(name, profile.upstreams[name], keyring_lookup(profile))
+        return checks.check_credential(name, profile.upstreams[name], keyring_lookup(profile))
 
     nobody = check(a)
     assert (nobody.status, nobody.fix) == ("warn", "lockgate login")
