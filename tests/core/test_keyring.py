@@ -21,6 +21,7 @@ from lockgate.errors import KeyringUnavailable, LockgateError, SecretMissing
 from lockgate.keyring import split_chunks
 from lockgate.upstream import secrets
 from tests.support import keyring_env
+from tests.support.doubles import private_keyring_json
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-value-never-in-messages"
@@ -267,10 +268,7 @@ LOCKED_SCRIPT = textwrap.dedent(
 
 def test_locked_collection() -> None:
     """Lock the login collection of a private gnome-keyring: every call says 'unlock'."""
-    keyring_env.require_private_session()
-    proc = keyring_env.run_in_private_secret_service(LOCKED_SCRIPT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = private_keyring_json(LOCKED_SCRIPT)
     assert out["locked"] is True
     for op in ("get", "set", "delete"):
         message = out[op]

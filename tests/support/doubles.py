@@ -8,6 +8,7 @@ profile with a stored login. One definition each lives here.
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import ssl
 import threading
@@ -51,6 +52,18 @@ def new_upstream() -> Iterator[Callable[[], str]]:
 @pytest.fixture
 def upstream(new_upstream: Callable[[], str]) -> str:
     return new_upstream()
+
+
+# --------------------------------------------------------------------------- private keyring
+
+
+def private_keyring_json(script: str) -> Any:
+    """Run `script` against a private, unlocked gnome-keyring (skipped where there is none)
+    and return the JSON of its last output line."""
+    keyring_env.require_private_session()
+    proc = keyring_env.run_in_private_secret_service(script)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # --------------------------------------------------------------------------- fake DNS

@@ -10,7 +10,6 @@ keyring is keyring's fail backend, the real one, or a private locked gnome-keyri
 from __future__ import annotations
 
 import asyncio
-import json
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from tests.support.doubles import (
     login_session,
     new_issuer,
     oidc_profile_text,
+    private_keyring_json,
     upstream_tokens_for,
 )
 from tests.support.gateway import profile_text, running_gateway
@@ -128,10 +128,7 @@ LOCK_SCRIPT = textwrap.dedent(
 
 
 def test_private_gnome_keyring_unlocked_then_locked() -> None:
-    keyring_env.require_private_session()
-    proc = keyring_env.run_in_private_secret_service(LOCK_SCRIPT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = private_keyring_json(LOCK_SCRIPT)
     assert out["before"]["status"] == "ok", out
     assert "SecretService" in out["before"]["detail"]
     assert out["after"]["status"] == "fail"
@@ -385,10 +382,7 @@ SIGNING_KEY_SCRIPT = textwrap.dedent(
 
 
 def test_private_keyring_signing_key_absent_created_damaged() -> None:
-    keyring_env.require_private_session()
-    proc = keyring_env.run_in_private_secret_service(SIGNING_KEY_SCRIPT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = private_keyring_json(SIGNING_KEY_SCRIPT)
     assert out["absent"]["status"] == "ok"
     assert out["absent"]["detail"].startswith("not in the keyring yet")
     assert out["still_absent"] is True  # doctor never creates the key
