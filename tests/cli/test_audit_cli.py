@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -109,29 +110,39 @@ def test_table_view_on_a_terminal() -> None:
     assert "\x1b" not in text and "evil?]0;pwned?" in text
 
 
-def test_verify_deleted_line_reports_the_gap(tmp_path: Path) -> None:
-    path = tmp_path / "a.jsonl"
-    _write(path, 10)
-    lines = path.read_bytes().splitlines(keepends=True)
+def _delete_line_4(data: bytes) -> bytes:
+    lines = data.splitlines(keepends=True)
     del lines[3]  # seq 4 gone
-    path.write_bytes(b"".join(lines))
-    result = runner.invoke(app, ["verify", "--file", str(path)])
-    assert result.exit_code == 1
-    assert result.output.strip() == (
-        "audit log BROKEN at line 4: seq gap: expected seq 4, found 5 (1 line(s) deleted)"
-    )
+    return b"".join(lines)
 
 
-def test_verify_truncated_last_line(tmp_path: Path) -> None:
+def _cut_the_last_line(data: bytes) -> bytes:
+    return data[: len(data) - 20]  # the last line cut mid-way
+
+
+@pytest.mark.parametrize(
+    ("damage", "report"),
+    [
+        (
+            _delete_line_4,
+            "audit log BROKEN at line 4: seq gap: expected seq 4, found 5 (1 line(s) deleted)",
+        ),
+        (
+            _cut_the_last_line,
+            "audit log BROKEN at line 10: truncated last line (no trailing newline)",
+        ),
+    ],
+    ids=["deleted-line-reports-the-gap", "truncated-last-line"],
+)
+def test_verify_reports_the_damage(
+    tmp_path: Path, damage: Callable[[bytes], bytes], report: str
+) -> None:
     path = tmp_path / "a.jsonl"
     _write(path, 10)
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) - 20])  # the last line cut mid-way
+    path.write_bytes(damage(path.read_bytes()))
     result = runner.invoke(app, ["verify", "--file", str(path)])
     assert result.exit_code == 1
-    assert result.output.strip() == (
-        "audit log BROKEN at line 10: truncated last line (no trailing newline)"
-    )
+    assert result.output.strip() == report
 
 
 def test_verify_exit_code_through_the_real_command(tmp_path: Path) -> None:
