@@ -237,34 +237,38 @@ def servers() -> Iterator[Callable[..., Server]]:
     yield from started_servers()
 
 
-def _serve(servers: Callable[..., Server], tls: tuple[ssl.SSLContext, Path]) -> Server:
-    return servers(tls[0])
+@pytest.fixture
+def docs(
+    servers: Callable[..., Server], tls: tuple[ssl.SSLContext, Path]
+) -> tuple[Server, ssl.SSLContext]:
+    """An HTTPS server for client metadata documents, and the context that trusts it."""
+    return servers(tls[0]), tls_context(str(tls[1]))
 
 
 @pytest.mark.anyio
 async def test_fetch_validates_and_reports_the_cache_lifetime(
-    servers: Callable[..., Server], tls: tuple[ssl.SSLContext, Path]
+    docs: tuple[Server, ssl.SSLContext],
 ) -> None:
-    s = _serve(servers, tls)
+    s, verify = docs
     url = s.url("/client.json")
     body = json.dumps({**doc(), "client_id": url}).encode()
     s.routes["/client.json"] = Reply(
         body=body,
         headers={"Content-Type": "application/json", "Cache-Control": "max-age=900"},
     )
-    got, ttl = await fetch_document(url, verify=tls_context(str(tls[1])), allow_loopback=True)
+    got, ttl = await fetch_document(url, verify=verify, allow_loopback=True)
     assert got.client_id == url and ttl == 900.0
     assert len(s.requests) == 1
 
 
 @pytest.mark.anyio
 async def test_loopback_is_refused_unless_allowed(
-    servers: Callable[..., Server], tls: tuple[ssl.SSLContext, Path]
+    docs: tuple[Server, ssl.SSLContext],
 ) -> None:
-    s = _serve(servers, tls)
+    s, verify = docs
     # Address refusals say only "address not allowed" (issue 9, item 11).
     with pytest.raises(OAuthError, match="address not allowed"):
-        await fetch_document(s.url("/client.json"), verify=tls_context(str(tls[1])))
+        await fetch_document(s.url("/client.json"), verify=verify)
     assert s.requests == []
 
 
@@ -280,10 +284,9 @@ async def test_private_and_http_client_ids_contact_nothing() -> None:
 
 @pytest.mark.anyio
 async def test_redirects_are_not_followed_and_a_private_target_is_named(
-    servers: Callable[..., Server], tls: tuple[ssl.SSLContext, Path]
+    docs: tuple[Server, ssl.SSLContext],
 ) -> None:
-    s = _serve(servers, tls)
-    verify = tls_context(str(tls[1]))
+    s, verify = docs
     s.routes["/to-private"] = Reply(302, b"", {"Location": "https://169.254.169.254/latest"})
     s.routes["/to-self"] = Reply(302, b"", {"Location": "/client.json"})
     with pytest.raises(OAuthError) as info:
@@ -298,10 +301,9 @@ async def test_redirects_are_not_followed_and_a_private_target_is_named(
 
 @pytest.mark.anyio
 async def test_big_wrong_type_and_untrusted_documents_are_refused(
-    servers: Callable[..., Server], tls: tuple[ssl.SSLContext, Path]
+    docs: tuple[Server, ssl.SSLContext],
 ) -> None:
-    s = _serve(servers, tls)
-    verify = tls_context(str(tls[1]))
+    s, verify = docs
     s.routes["/big"] = Reply(body=b"{" + b" " * MAX_DOCUMENT_BYTES + b"}")
     s.routes["/html"] = Reply(body=b"<html>", headers={"Content-Type": "text/html"})
     s.routes["/404"] = Reply(404, b"{}")
