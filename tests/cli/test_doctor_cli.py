@@ -31,6 +31,7 @@ from tests.e2e.test_oidc_signin import provider  # noqa: F401 (fixture)
 from tests.support import keyring_env
 from tests.support.doubles import login_session, oidc_profile_text, upstream_tokens_for
 from tests.support.gateway import profile_text
+from tests.support.oidc_mock import free_port
 from tests.support.upstreams import sdk_upstream
 
 runner = CliRunner()
@@ -38,12 +39,6 @@ app = typer.Typer()
 app.command()(doctor_cli.doctor)
 
 NO_KEYRING = {"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -66,10 +61,10 @@ def _lines(out: str) -> dict[str, str]:
 
 
 def test_failures_each_get_a_fix_and_exit_1(tmp_path: Path, notes_url: str) -> None:
-    dead = f"http://127.0.0.1:{_free_port()}/mcp"
+    dead = f"http://127.0.0.1:{free_port()}/mcp"
     path = tmp_path / "p.toml"
     path.write_text(profile_text({"notes": notes_url, "dead": dead}, {"n": "notes", "d": "dead"}))
-    proc = _doctor("--profile", str(path), "--listen", f"127.0.0.1:{_free_port()}", env=NO_KEYRING)
+    proc = _doctor("--profile", str(path), "--listen", f"127.0.0.1:{free_port()}", env=NO_KEYRING)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     lines = _lines(proc.stdout)
@@ -133,7 +128,7 @@ def test_oidc_provider_and_oauth_upstream(
         textwrap.dedent(
             f"""
             [gateway]
-            listen = "127.0.0.1:{_free_port()}"
+            listen = "127.0.0.1:{free_port()}"
             [identity]
             kind = "oidc"
             issuer = "{provider}"
@@ -171,7 +166,7 @@ def _oidc_profile(tmp_path: Path, issuer: str, a: str, b: str, secret_entry: str
         'client_id = "lockgate"',
         f'client_id = "lockgate"\nclient_secret = "keyring:{secret_entry}"',
     )
-    path.write_text(text.replace("127.0.0.1:9100", f"127.0.0.1:{_free_port()}"))
+    path.write_text(text.replace("127.0.0.1:9100", f"127.0.0.1:{free_port()}"))
     return path
 
 
@@ -239,7 +234,7 @@ def test_all_pass_exits_0_in_a_real_keyring_session(tmp_path: Path, notes_url: s
     keyring_env.require_private_session()
     path = tmp_path / "p.toml"
     path.write_text(
-        f'[gateway]\nlisten = "127.0.0.1:{_free_port()}"\n[identity]\nkind = "dev"\n'
+        f'[gateway]\nlisten = "127.0.0.1:{free_port()}"\n[identity]\nkind = "dev"\n'
         f'[upstreams.notes]\nurl = "{notes_url}"\n'
         f'[upstreams.internal]\nurl = "{notes_url}"\nauth = "header"\n'
         '[routes.notes]\nupstream = "notes"\n[routes.internal]\nupstream = "internal"\n'

@@ -4,7 +4,6 @@ connection pinned to the checked addresses, bodies capped, no redirect followed 
 from __future__ import annotations
 
 import base64
-import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from cryptography import x509
 from lockgate.net.fetch import FetchError, fetch_json, post_form
 from lockgate.net.urlcheck import UnsafeUrl
 from tests.support.doubles import Reply, Server, fake_resolve, resolver, started_servers
+from tests.support.oidc_mock import free_port
 from tests.support.tls import issue_certs
 
 # --------------------------------------------------------------------------- real servers
@@ -189,9 +189,7 @@ async def test_timeout_bounds_the_whole_fetch(servers: Callable[..., Server]) ->
 
 @pytest.mark.anyio
 async def test_connection_refused_is_a_fetch_error() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     with pytest.raises(FetchError, match="Could not connect"):
         await fetch_json(f"http://127.0.0.1:{port}/doc")
 

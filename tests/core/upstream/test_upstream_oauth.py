@@ -30,6 +30,7 @@ from starlette.routing import Route
 from lockgate.cli.demo.server import BackgroundServer
 from lockgate.upstream import discovery, oauth, registration
 from lockgate.upstream._errors import RefreshRefused, UpstreamOAuthError
+from tests.support.oidc_mock import free_port
 from tests.support.protected_upstream import protected_upstream
 
 # --- a metadata server whose documents each test chooses --------------------------------------
@@ -311,11 +312,7 @@ async def test_a_token_endpoint_that_redirects_is_not_followed() -> None:
 async def test_an_unreachable_token_endpoint_is_an_upstream_error_naming_the_step() -> None:
     """Token calls go through net.fetch's pinned client; its errors come back in the
     upstream's words (the step named, no body, no query)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     found = discovery.Discovery(
         "http://127.0.0.1:9/mcp",
         "http://127.0.0.1:9/mcp",
