@@ -23,7 +23,7 @@ from lockgate.audit.query import stats as compute_stats
 from lockgate.cli.audit import QueryError, app
 from lockgate.cli.views import audit as audit_views
 from lockgate.paths import audit_log_path
-from tests.cli.process import run_lockgate
+from tests.cli.real_cli import run_lockgate
 
 runner = CliRunner()
 

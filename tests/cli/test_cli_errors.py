@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.process import run_lockgate
+from tests.cli.real_cli import run_lockgate
 
 # (arguments, exit code, text the one-line message must contain)
 BAD = [

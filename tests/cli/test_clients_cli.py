@@ -24,7 +24,7 @@ from lockgate.cli.clients import connect_help
 from lockgate.cli.main import main
 from lockgate.clients import jsonc
 from lockgate.profile.model import demo_profile_path, load_profile
-from tests.cli.process import run_lockgate
+from tests.cli.real_cli import run_lockgate
 from tests.support import require
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
 from tests.support.node import INSTALL_HINT, NODE_DIR, NODE_MODULES, node_bin, node_env

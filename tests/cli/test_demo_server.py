@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from lockgate.cli.demo.server import BackgroundServer, build_app, require_bearer
-from tests.cli.process import run_lockgate
+from tests.cli.real_cli import run_lockgate
 
 TOKEN = "demo-bearer-token-4f2a"
 INIT = {

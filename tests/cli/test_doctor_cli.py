@@ -26,12 +26,12 @@ from lockgate.cli.views import doctor as doctor_view
 from lockgate.keyring import delete_chunked, set_entry
 from lockgate.ops.checks import CheckResult
 from lockgate.ops.doctor import Check
-from tests.cli.process import run_lockgate, with_environ
+from tests.cli.real_cli import run_lockgate, with_environ
 from tests.e2e.test_oidc_signin import provider  # noqa: F401 (fixture)
 from tests.support import keyring_env
 from tests.support.doubles import login_session, oidc_profile_text, upstream_tokens_for
 from tests.support.gateway import profile_text
-from tests.support.oidc_mock import free_port
+from tests.support.process import free_port
 from tests.support.upstreams import sdk_upstream
 
 runner = CliRunner()

@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 from lockgate.audit.log import AuditLog
-from tests.cli.process import run_lockgate, with_environ
+from tests.cli.real_cli import run_lockgate, with_environ
 from tests.support import keyring_env
 
 

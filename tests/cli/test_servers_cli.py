@@ -24,7 +24,7 @@ from lockgate.profile.model import parse_profile
 from lockgate.upstream import secrets
 from lockgate.upstream.catalog import catalog
 from lockgate.upstream.state import SignedIn, keyring_lookup
-from tests.cli.process import run_lockgate, with_environ
+from tests.cli.real_cli import run_lockgate, with_environ
 from tests.support.doubles import (
     login_session,
     new_issuer,

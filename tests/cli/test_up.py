@@ -14,8 +14,9 @@ from pathlib import Path
 import httpx
 
 from lockgate.profile.model import demo_profile_path
-from tests.cli.process import run_lockgate, stop_group, with_environ
+from tests.cli.real_cli import run_lockgate, with_environ
 from tests.support.gateway import running_gateway
+from tests.support.process import terminate_group
 
 
 def lockgate(
@@ -136,7 +137,7 @@ def test_demo_prints_how_clients_sign_in(tmp_path: Path) -> None:
         r = httpx.post(url.group(1), json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
         assert r.status_code == 401 and "resource_metadata=" in r.headers["www-authenticate"]
     finally:
-        stop_group(proc, signal.SIGINT, wait=15)
+        terminate_group(proc, timeout=15, sig=signal.SIGINT)
     assert proc.returncode == 0, "".join(lines)
 
 

@@ -16,7 +16,7 @@ from cryptography import x509
 from lockgate.net.fetch import FetchError, fetch_json, post_form
 from lockgate.net.urlcheck import UnsafeUrl
 from tests.support.doubles import Reply, Server, fake_resolve, resolver, started_servers
-from tests.support.oidc_mock import free_port
+from tests.support.process import free_port
 from tests.support.tls import issue_certs
 
 # --------------------------------------------------------------------------- real servers

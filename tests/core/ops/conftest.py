@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.support.oidc_mock import free_port
+from tests.support.process import free_port
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from starlette.routing import Route
 from lockgate.cli.demo.server import BackgroundServer
 from lockgate.upstream import discovery, oauth, registration
 from lockgate.upstream._errors import RefreshRefused, UpstreamOAuthError
-from tests.support.oidc_mock import free_port
+from tests.support.process import free_port
 from tests.support.protected_upstream import protected_upstream
 
 # --- a metadata server whose documents each test chooses --------------------------------------

@@ -1,10 +1,9 @@
-"""The real `lockgate` in a subprocess, as a user runs it: how the CLI tests start it, and
-stop a server they started in its own process group (one definition for every test file)."""
+"""The real `lockgate` in a subprocess, as a user runs it: the one way the CLI tests run it
+and read what it printed (tests/support/process.py stops the servers they start)."""
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -31,13 +30,3 @@ def run_lockgate(
 def with_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment with `extra` on top."""
     return {**os.environ, **(extra or {})}
-
-
-def stop_group(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, wait: float = 10) -> None:
-    """Send `sig` to the process group `proc` leads; SIGKILL it if it is not gone in `wait`."""
-    os.killpg(proc.pid, sig)
-    try:
-        proc.wait(wait)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
