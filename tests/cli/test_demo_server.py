@@ -18,18 +18,10 @@ import pytest
 
 from lockgate.cli.demo.server import BackgroundServer, build_app, require_bearer
 from tests.cli.real_cli import run_lockgate
+from tests.support.mcp_http import ACCEPT, initialize_request
 
 TOKEN = "demo-bearer-token-4f2a"
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "test", "version": "0"},
-    },
-}
+INIT = initialize_request("2025-06-18", client="test")
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +31,7 @@ def guarded_url() -> Iterator[str]:
 
 
 def _post(url: str, authorization: str | None) -> httpx.Response:
-    headers = {"Accept": "application/json, text/event-stream"}
+    headers = dict(ACCEPT)
     if authorization is not None:
         headers["Authorization"] = authorization
     return httpx.post(url, json=INIT, headers=headers, timeout=10)
