@@ -10,10 +10,9 @@ are signed here against a key set the test controls.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import anyio
@@ -29,6 +28,7 @@ from lockgate.identity.provider import (
     validate_id_token,
     verify_id_token,
 )
+from tests.support.httpd import http_server
 
 ISSUER = "https://login.example.com"
 CLIENT = "lockgate"
@@ -126,13 +126,8 @@ def _serve(documents: dict[str, Any], hits: list[str]) -> Iterator[str]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with http_server(Handler) as server:
         yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from tests.support.httpd import http_server
 from tests.support.process import free_port
 
 
@@ -41,11 +41,5 @@ class _NotLockgate(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def other_http_server() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotLockgate)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with http_server(_NotLockgate) as server:
         yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
