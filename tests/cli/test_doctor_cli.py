@@ -27,7 +27,6 @@ from lockgate.keyring import delete_chunked, set_entry
 from lockgate.ops.checks import CheckResult
 from lockgate.ops.doctor import Check
 from tests.cli.real_cli import run_lockgate, with_environ
-from tests.e2e.test_oidc_signin import provider  # noqa: F401 (fixture)
 from tests.support import keyring_env
 from tests.support.doubles import login_session, oidc_profile_text, upstream_tokens_for
 from tests.support.gateway import profile_text
@@ -119,7 +118,7 @@ def test_bad_profile_is_reported_and_the_rest_skipped(tmp_path: Path) -> None:
 
 def test_oidc_provider_and_oauth_upstream(
     tmp_path: Path,
-    provider: str,  # noqa: F811
+    oidc_issuer: str,
     notes_url: str,
     no_keyring: None,
 ) -> None:
@@ -131,7 +130,7 @@ def test_oidc_provider_and_oauth_upstream(
             listen = "127.0.0.1:{free_port()}"
             [identity]
             kind = "oidc"
-            issuer = "{provider}"
+            issuer = "{oidc_issuer}"
             client_id = "lockgate-test"
             [upstreams.linear]
             url = "{notes_url}"
@@ -145,7 +144,7 @@ def test_oidc_provider_and_oauth_upstream(
     doc = json.loads(result.output)
     checks = {c["name"]: c for c in doc["checks"]}
     assert checks["identity provider"]["status"] == "ok"
-    assert checks["identity provider"]["detail"].startswith(f"{provider}: discovery document OK")
+    assert checks["identity provider"]["detail"].startswith(f"{oidc_issuer}: discovery document OK")
     # Without a keyring nobody can be known to be signed in: the state says why.
     assert checks["credential linear"]["status"] == "fail"
     assert checks["credential linear"]["detail"] == "auth oauth: keyring unavailable"
@@ -172,11 +171,11 @@ def _oidc_profile(tmp_path: Path, issuer: str, a: str, b: str, secret_entry: str
 
 def test_real_keyring_oidc_signed_in_user_and_identity_secrets(
     tmp_path: Path,
-    provider: str,  # noqa: F811
+    oidc_issuer: str,
     new_name: Callable[[], str],
 ) -> None:
     a, b, entry = new_name(), new_name(), new_name()
-    path = _oidc_profile(tmp_path, provider, a, b, entry)
+    path = _oidc_profile(tmp_path, oidc_issuer, a, b, entry)
     # Nobody signed in, no client secret stored yet.
     result = runner.invoke(app, ["--profile", str(path), "--timeout", "2"])
     lines = _lines(result.output)
@@ -194,7 +193,7 @@ def test_real_keyring_oidc_signed_in_user_and_identity_secrets(
     set_entry(entry, "idp-secret-never-printed")
     try:
         with (
-            login_session(provider, "alice-sub", "alice@example.com"),
+            login_session(oidc_issuer, "alice-sub", "alice@example.com"),
             upstream_tokens_for(a, "alice-sub"),
         ):
             result = runner.invoke(app, ["--profile", str(path), "--timeout", "2", "--json"])

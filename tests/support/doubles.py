@@ -27,6 +27,7 @@ from lockgate.identity import session as login
 from lockgate.upstream import tokens as upstream_tokens
 from lockgate.upstream.tokens import UpstreamTokens
 from tests.support import keyring_env
+from tests.support.oidc_mock import ALICE, oidc_mock
 
 # --------------------------------------------------------------------------- fixtures
 # Registered by tests/core/conftest.py and tests/cli/conftest.py, which import them.
@@ -35,6 +36,13 @@ from tests.support import keyring_env
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def oidc_issuer() -> Iterator[str]:
+    """oidc-provider-mock with alice (tests.support.oidc_mock.ALICE); its issuer URL."""
+    with oidc_mock(ALICE) as mock:
+        yield mock.issuer
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from lockgate.ops.doctor import plan
 from lockgate.profile.model import Profile, UpstreamSection, parse_profile
 from lockgate.upstream.state import CredentialState, keyring_lookup
 from tests.e2e.test_https_upstream import https_upstream  # noqa: F401 (fixture)
-from tests.e2e.test_oidc_signin import provider  # noqa: F401 (fixture)
 from tests.support import keyring_env
 from tests.support.doubles import (
     login_session,
@@ -207,10 +206,10 @@ def _oidc(issuer: str):  # type: ignore[no-untyped-def]
     )
 
 
-def test_identity_provider_discovery(provider: str) -> None:  # noqa: F811
-    result = _run(checks.check_identity(_oidc(provider)))
+def test_identity_provider_discovery(oidc_issuer: str) -> None:
+    result = _run(checks.check_identity(_oidc(oidc_issuer)))
     assert result.status == "ok", result
-    assert result.detail.startswith(f"{provider}: discovery document OK, ")
+    assert result.detail.startswith(f"{oidc_issuer}: discovery document OK, ")
 
 
 def test_identity_provider_down(closed_port: int) -> None:

@@ -15,8 +15,6 @@ from lockgate.ops.checks import (
 )
 from lockgate.ops.doctor import Check, plan, run_checks
 from lockgate.upstream.state import CredentialState
-from tests.e2e.test_https_upstream import https_upstream  # noqa: F401 (fixture)
-from tests.e2e.test_oidc_signin import provider  # noqa: F401 (fixture)
 from tests.support.gateway import profile_text
 from tests.support.upstreams import sdk_upstream
 
