@@ -8,11 +8,16 @@ property that a credential embedded in any text never survives, and that the aud
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lockgate.audit.log import AuditLog
 from lockgate.audit.redact import REDACTED, is_secret_key, mask_text, preview
+from lockgate.audit.verify import verify
 
 PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----"
 CREDENTIALS = [
@@ -93,3 +98,61 @@ def test_preview_masks_keys_and_values() -> None:
         "body": f"id {REDACTED}",
     }
     assert preview({"content": [{"text": PEM}]}) == {"content": [{"text": REDACTED}]}
+
+
+# --- previews written to the log -----------------------------------------------------------
+
+
+def test_secret_like_keys_are_redacted_in_previews(log_path: Path) -> None:
+    args = {
+        "query": "ok",
+        "access_token": "quux-access",
+        "Authorization": "Bearer quux-auth",
+        "nested": [{"client_secret": "quux-s", "password": "quux-pw", "Cookie": "a=quux"}],
+        "code_verifier": "quux-v",
+        "X-Api-Key": "quux-k",
+        "note": "use Bearer abcdefghijklmnopqrstuvwxyz123456 here",
+        "jwt_like": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl",
+    }
+    out = preview(args)
+    assert out == {
+        "query": "ok",
+        "access_token": REDACTED,
+        "Authorization": REDACTED,
+        "nested": [{"client_secret": REDACTED, "password": REDACTED, "Cookie": REDACTED}],
+        "code_verifier": REDACTED,
+        "X-Api-Key": REDACTED,
+        "note": f"use {REDACTED} here",
+        "jwt_like": REDACTED,
+    }
+    with AuditLog(log_path) as log:
+        log.append({"event": "tool.call", "args": args, "result": {"refresh_token": "quux-r"}})
+        log.append({"event": "auth.token", "token": "quux-raw", "user": "alice"})
+    text = log_path.read_text()
+    # Secrets carry "quux", which no hex hash can contain.
+    assert "quux" not in text and "abcdefghijklmnop" not in text
+    assert '"token":"[redacted]"' in text
+    assert verify(log_path).ok
+
+
+def test_preview_bounds_size_and_is_json_able() -> None:
+    huge = {
+        "text": "x" * 100_000,
+        "items": list(range(100_000)),
+        "deep": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": 1}}}}}}}}},
+        "blob": b"\x00" * 10,
+        "big": 10**100,
+        "nan": float("nan"),
+        "obj": object(),
+        "tuple": (1, 2),
+    }
+    out = preview(huge, limit=100)
+    encoded = json.dumps(out, allow_nan=False)
+    assert len(encoded) < 4000
+    assert isinstance(out, dict)
+    assert out["text"].startswith("x" * 100) and out["text"].endswith("…(+99900 chars)")
+    assert out["items"][-1].startswith("… +")
+    assert "object of 1 keys" in json.dumps(out["deep"])
+    assert out["blob"] == "<10 bytes>" and out["big"].startswith("<int of")
+    assert out["nan"] == "nan" and out["obj"] == "<object>" and out["tuple"] == [1, 2]
+    assert preview("short") == "short" and preview(None) is None and preview(3) == 3

@@ -1,0 +1,110 @@
+"""lockgate.audit.log: the writer: resume, concurrent appends, one writer, queued events."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from lockgate.audit.log import AuditLog, AuditLogBusy, pending_path, record
+from lockgate.audit.read import last_events, read_events
+from lockgate.audit.verify import verify
+from tests.core.audit.logs import log_lines, tool_event, write_log
+
+
+def test_resume_after_reopen_continues_seq_and_prev(log_path: Path) -> None:
+    write_log(log_path, 3)
+    last = list(read_events(log_path))[-1]
+    with AuditLog(log_path) as log:
+        assert log.seq == 3 and log.last_hash == last["mac"]
+        record = log.append(tool_event(3))
+    assert record["seq"] == 4
+    assert record["prev"] == last["mac"]
+    assert verify(log_path).ok
+
+
+def test_resume_reads_only_the_tail_of_a_large_file(log_path: Path) -> None:
+    write_log(log_path, 1)
+    big = {"event": "tool.call", "result": "x" * 300}
+    with AuditLog(log_path, preview_limit=400) as log:
+        for _ in range(2000):  # ~0.8 MB, more than one read block
+            log.append(big)
+    with AuditLog(log_path) as log:
+        assert log.seq == 2001
+    assert verify(log_path).ok
+    assert [e["seq"] for e in last_events(log_path, 3)] == [1999, 2000, 2001]
+
+
+def test_resume_after_a_truncated_tail_starts_a_fresh_line(log_path: Path) -> None:
+    write_log(log_path, 3)
+    with open(log_path, "ab") as f:
+        f.write(b'{"event":"tool.c')  # a crash mid-write
+    with AuditLog(log_path) as log:
+        record = log.append(tool_event(9))
+    assert record["seq"] == 4  # resumed from the last line that parses
+    lines = log_lines(log_path)
+    assert lines[3] == b'{"event":"tool.c\n'
+    assert json.loads(lines[4])["seq"] == 4
+    result = verify(log_path)
+    assert result.first_bad_line == 4 and result.reason is not None
+    assert "not JSON" in result.reason
+
+
+def test_concurrent_appends_keep_the_chain(log_path: Path) -> None:
+    with AuditLog(log_path) as log:
+
+        def worker(k: int) -> None:
+            for i in range(250):
+                log.append({**tool_event(i), "client": f"thread-{k}"})
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    result = verify(log_path)
+    assert result.ok and result.lines == 1000
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the writer lock is POSIX flock")
+def test_second_writer_is_refused(log_path: Path) -> None:
+    with AuditLog(log_path), pytest.raises(AuditLogBusy, match="Another process"):
+        AuditLog(log_path)
+
+
+def test_reserved_keys_and_closed_log(log_path: Path) -> None:
+    log = AuditLog(log_path)
+    with pytest.raises(ValueError, match="reserved"):
+        log.append({"event": "x", "seq": 7})
+    log.close()
+    with pytest.raises(ValueError, match="closed"):
+        log.append({"event": "x"})
+
+
+def test_lone_surrogates_are_scrubbed(log_path: Path) -> None:
+    with AuditLog(log_path) as log:
+        log.append({"event": "tool.call", "name": "bad\ud800name"})
+    assert verify(log_path).ok
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the single-writer lock is POSIX flock")
+def test_events_queued_while_the_log_is_held_are_chained_when_it_is_next_opened(
+    log_path: Path,
+) -> None:
+    with AuditLog(log_path) as gateway:
+        gateway.append({"event": "tool.call", "name": "a"})
+        assert record(log_path, {"event": "auth.login", "user": "alice"}) == "pending"
+        assert pending_path(log_path).stat().st_mode & 0o077 == 0
+        gateway.append({"event": "tool.call", "name": "b"})
+    assert [e["event"] for e in read_events(log_path)] == ["tool.call", "tool.call"]
+    with AuditLog(log_path):  # the next gateway start
+        pass
+    events = list(read_events(log_path))
+    assert [(e["seq"], e["event"]) for e in events][-1] == (3, "auth.login")
+    assert not pending_path(log_path).exists()
+    assert verify(log_path).ok
+    assert record(log_path, {"event": "auth.logout", "user": "alice"}) == "written"
+    assert verify(log_path).ok
