@@ -126,3 +126,47 @@ def test_memory_signing_key_only_for_kind_dev() -> None:
     assert 'only allowed with kind = "dev"' in msg
     msg = _error(f'[identity]\nkind = "dev"\nsigning_key = "file"\n{base}')
     assert msg.startswith("p.toml:3: identity.signing_key:"), msg
+
+
+# --- the keys of auth = "oauth" -----------------------------------------------------------
+
+PROFILE_HEAD = '[routes.a]\nupstream = "a"\n\n[upstreams.a]\nurl = "https://mcp.example.com/mcp"\n'
+
+
+@pytest.mark.parametrize(
+    ("extra", "line", "expected"),
+    [
+        ('auth = "oauth"\nclient_secret = "hunter2"\n', 7, 'use "keyring:<entry name>"'),
+        ('auth = "oauth"\nclient_id = "c"\nclient_secret = "keyring:"\n', 8, "keyring:"),
+        ('auth = "header"\nclient_id = "c"\n', 4, 'only used with auth = "oauth"'),
+        ('auth = "oauth"\nclient_secret = "keyring:x"\n', 4, "needs the client_id"),
+        ('auth = "oauth"\nscopes = "read"\n', 7, "expected a list"),
+    ],
+)
+def test_profile_oauth_keys_are_checked_with_file_and_line(
+    extra: str, line: int, expected: str
+) -> None:
+    from lockgate.errors import ProfileError
+    from lockgate.profile.model import parse_profile
+
+    with pytest.raises(ProfileError) as e:
+        parse_profile(PROFILE_HEAD + extra, "p.toml")
+    assert str(e.value).startswith(f"p.toml:{line}: upstreams.a")
+    assert expected in str(e.value)
+
+
+def test_profile_oauth_keys_are_read() -> None:
+    from lockgate.profile.model import parse_profile
+
+    profile = parse_profile(
+        PROFILE_HEAD
+        + 'auth = "oauth"\nclient_id = "lockgate"\nclient_secret = "keyring:linear-client"\n'
+        + 'scopes = ["read", "write"]\n',
+        "p.toml",
+    )
+    up = profile.upstreams["a"]
+    assert (up.client_id, up.client_secret, up.scopes) == (
+        "lockgate",
+        "keyring:linear-client",
+        ("read", "write"),
+    )
