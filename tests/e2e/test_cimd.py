@@ -31,7 +31,7 @@ from lockgate.cli.demo.headless_oauth import (
     approve_consent,
     signed_in_client,
 )
-from tests.core.net.test_fetch import Reply, Server
+from tests.support.doubles import Reply, Server
 from tests.support.gateway import GatewayStack, profile_text, running_gateway
 from tests.support.oauth import authorize_url, pkce
 from tests.support.tls import issue_certs
