@@ -24,6 +24,7 @@ import keyring.backends.fail
 import pytest
 
 from lockgate.identity import session as login
+from lockgate.identity.claims import UserClaims
 from lockgate.upstream import tokens as upstream_tokens
 from lockgate.upstream.tokens import UpstreamTokens
 from tests.support import keyring_env
@@ -215,6 +216,24 @@ def audit_event(i: int = 0, *, step: float = 0.01, **fields: Any) -> dict[str, A
     }
     base.update(fields)
     return {k: v for k, v in base.items() if v is not None}
+
+
+# --------------------------------------------------------------------------- pending consents
+
+
+def pending_fields(client_id: str = "c1") -> dict[str, object]:
+    """What PendingAuthorizations.add takes for alice's request of `client_id` to route rec."""
+    return {
+        "client_id": client_id,
+        "client_name": client_id,
+        "redirect_uri": "http://127.0.0.1:9/cb",
+        "state": None,
+        "code_challenge": "c" * 43,
+        "resource": "http://127.0.0.1/mcp/rec",
+        "route": "rec",
+        "scope": "",
+        "user": UserClaims(sub="alice"),
+    }
 
 
 # --------------------------------------------------------------------------- upstream tokens

@@ -6,6 +6,7 @@ import pytest
 
 from lockgate.authserver.consent import ConsentRefused, Pending, PendingAuthorizations, consent_page
 from lockgate.identity.claims import UserClaims
+from tests.support.doubles import pending_fields
 
 # --- the consent page ----------------------------------------------------------------------
 
@@ -39,26 +40,12 @@ def test_consent_page_shows_a_custom_scheme_and_a_metadata_document_host() -> No
     assert "described by" not in plain and "Opens the app" not in plain
 
 
-def _consent_fields() -> dict[str, object]:
-    return {
-        "client_id": "c1",
-        "client_name": "c1",
-        "redirect_uri": "http://127.0.0.1:9/cb",
-        "state": None,
-        "code_challenge": "c" * 43,
-        "resource": "http://127.0.0.1/mcp/rec",
-        "route": "rec",
-        "scope": "",
-        "user": UserClaims(sub="alice"),
-    }
-
-
 def test_a_consent_form_is_taken_once_by_its_own_browser_and_csrf() -> None:
     """A refused form (forged CSRF, another browser) stays for the browser that holds the
     cookie; the right one takes it once; an expired one says so (with whose it was)."""
     now = [1000.0]
     pending = PendingAuthorizations(ttl=300, clock=lambda: now[0])
-    request_id, record, browser = pending.add(**_consent_fields())
+    request_id, record, browser = pending.add(**pending_fields())
     for csrf, cookie, reason in (
         ("forged", browser, "unknown_form"),
         (record.csrf, "another-browser", "browser_mismatch"),
@@ -72,7 +59,7 @@ def test_a_consent_form_is_taken_once_by_its_own_browser_and_csrf() -> None:
         pending.take(request_id, record.csrf, browser)
     assert info.value.reason == "unknown_form"
 
-    request_id, record, browser = pending.add(**_consent_fields())
+    request_id, record, browser = pending.add(**pending_fields())
     now[0] += 300
     with pytest.raises(ConsentRefused) as info:
         pending.take(request_id, record.csrf, browser)
