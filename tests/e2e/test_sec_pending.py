@@ -18,7 +18,7 @@ import pytest
 from lockgate.authserver.consent import MAX_PENDING_PER_CLIENT, PendingAuthorizations
 from lockgate.authserver.requests import OAuthError
 from lockgate.identity.browser import PendingLogins, TooManyLogins
-from lockgate.identity.claims import UserClaims
+from tests.support.doubles import pending_fields
 from tests.support.oauth import DevStack, authorize_url, dev_gateway, pkce, register
 
 
@@ -42,30 +42,16 @@ def test_one_client_cannot_pile_up_pending_consents(stack: DevStack) -> None:
     assert ok.status_code == 200
 
 
-def _fields(client_id: str) -> dict[str, object]:
-    return {
-        "client_id": client_id,
-        "client_name": client_id,
-        "redirect_uri": "http://127.0.0.1:9/cb",
-        "state": None,
-        "code_challenge": "c" * 43,
-        "resource": "http://127.0.0.1/mcp/rec",
-        "route": "rec",
-        "scope": "",
-        "user": UserClaims(sub="alice"),
-    }
-
-
 def test_pending_consents_are_capped_in_total_and_expire() -> None:
     now = [0.0]
     pending = PendingAuthorizations(ttl=300, clock=lambda: now[0], max_total=5, max_per_client=3)
     for i in range(5):
-        pending.add(**_fields(f"c{i}"))
+        pending.add(**pending_fields(f"c{i}"))
     with pytest.raises(OAuthError) as full:
-        pending.add(**_fields("c9"))
+        pending.add(**pending_fields("c9"))
     assert full.value.status == 503
     now[0] += 301  # all expired: room again
-    pending.add(**_fields("c9"))
+    pending.add(**pending_fields("c9"))
     assert len(pending) == 1
 
 
