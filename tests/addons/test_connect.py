@@ -31,10 +31,10 @@ from lockgate.identity.claims import local_user
 from lockgate.upstream import tokens as upstream_tokens
 from lockgate.upstream.state import user_state
 from tests.addons.conftest import gateway_section, mcp_flow, running, toml_table
-from tests.addons.test_credentials import MemoryKeyring
 from tests.core.upstream.metadata_docs import docs_server
 from tests.support import keyring_env
 from tests.support.gateway import profile_text
+from tests.support.keyring_env import MemoryKeyring
 from tests.support.protected_upstream import protected_upstream
 
 

@@ -19,7 +19,6 @@ import keyring.backend
 import keyring.backends.fail
 import keyring.errors
 import pytest
-from jaraco.classes import properties
 from mitmproxy import http
 from mitmproxy.test import tflow
 
@@ -35,6 +34,7 @@ from lockgate.upstream.tokens import UpstreamTokens
 from tests.addons.conftest import NOTES_URL, mcp_flow, running, toml_table
 from tests.support import keyring_env
 from tests.support.gateway import profile_text
+from tests.support.keyring_env import MemoryKeyring
 from tests.support.protected_upstream import (
     ProtectedUpstream,
     connect_directly,
@@ -54,32 +54,6 @@ PROFILE = profile_text(
     )
     + toml_table("[upstreams.linear]", url="https://mcp.linear.app/mcp", auth="oauth"),
 )
-
-
-class MemoryKeyring(keyring.backend.KeyringBackend):
-    """A real keyring backend that keeps its entries in a dict and counts reads."""
-
-    @properties.classproperty
-    def priority(cls) -> float:  # type: ignore[override]
-        # Not viable for keyring's own detection: a test backend must never become (part of)
-        # the default that tests of the real keyring find.
-        raise RuntimeError("a test backend, forced explicitly where used")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entries: dict[tuple[str, str], str] = {}
-        self.reads = 0
-
-    def get_password(self, service: str, username: str) -> str | None:
-        self.reads += 1
-        return self.entries.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.entries[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if self.entries.pop((service, username), None) is None:
-            raise keyring.errors.PasswordDeleteError(username)
 
 
 class LockedKeyring(MemoryKeyring):

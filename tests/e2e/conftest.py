@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
 from tests.support.scripted import Scripted, scripted_upstream
+from tests.support.upstreams import https_upstream  # noqa: F401 (a fixture of test_https_upstream)
 
 
 @pytest.fixture

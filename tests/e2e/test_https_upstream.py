@@ -6,53 +6,16 @@ gateway verifies it; without, the client gets a 502 JSON error, never a forwarde
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
-import uvicorn
-from cryptography import x509
 
-from lockgate.cli.demo.server import build_app
 from tests.support.gateway import profile_text, running_gateway
 from tests.support.mcp_http import initialize_request
-from tests.support.process import wait_until
-from tests.support.tls import issue_certs
 from tests.support.upstreams import sdk_upstream
 
 INIT = initialize_request("2025-06-18", client="test", client_version="1")
 HEADERS = {"accept": "application/json, text/event-stream"}
-
-
-def _make_certs(tmp: Path) -> tuple[Path, Path, Path]:
-    certs = issue_certs(tmp, x509.IPAddress(ipaddress.ip_address("127.0.0.1")), "127.0.0.1")
-    return certs.ca, certs.cert, certs.key
-
-
-@pytest.fixture(scope="module")
-def https_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    tmp = tmp_path_factory.mktemp("tls")
-    ca, cert, key = _make_certs(tmp)
-    config = uvicorn.Config(
-        build_app(json_response=True),
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
-        ssl_certfile=str(cert),
-        ssl_keyfile=str(key),
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, "the https upstream to start", timeout=10, interval=0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"https://127.0.0.1:{port}/mcp", ca
-    server.should_exit = True
-    thread.join(10)
 
 
 def _tools(url: str) -> tuple[int, dict[str, object]]:

@@ -25,6 +25,8 @@ import keyring.backends.chainer
 import keyring.backends.fail
 import keyring.backends.null
 import keyring.core
+import keyring.errors
+from jaraco.classes import properties
 
 from lockgate.keyring import SERVICE
 from lockgate.upstream.secrets import username
@@ -207,3 +209,29 @@ def run_in_private_secret_service(
             timeout=timeout,
             check=False,
         )
+
+
+class MemoryKeyring(keyring.backend.KeyringBackend):
+    """A real keyring backend that keeps its entries in a dict and counts reads."""
+
+    @properties.classproperty
+    def priority(cls) -> float:  # type: ignore[override]
+        # Not viable for keyring's own detection: a test backend must never become (part of)
+        # the default that tests of the real keyring find.
+        raise RuntimeError("a test backend, forced explicitly where used")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: dict[tuple[str, str], str] = {}
+        self.reads = 0
+
+    def get_password(self, service: str, username: str) -> str | None:
+        self.reads += 1
+        return self.entries.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.entries[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        if self.entries.pop((service, username), None) is None:
+            raise keyring.errors.PasswordDeleteError(username)

@@ -24,7 +24,6 @@ from lockgate.ops.checks import CheckResult
 from lockgate.ops.doctor import plan
 from lockgate.profile.model import Profile, UpstreamSection, parse_profile
 from lockgate.upstream.state import CredentialState, keyring_lookup
-from tests.e2e.test_https_upstream import https_upstream  # noqa: F401 (fixture)
 from tests.support import keyring_env
 from tests.support.doubles import (
     login_session,
@@ -34,7 +33,10 @@ from tests.support.doubles import (
     upstream_tokens_for,
 )
 from tests.support.gateway import profile_text, running_gateway
-from tests.support.upstreams import sdk_upstream
+from tests.support.upstreams import (
+    https_upstream,  # noqa: F401 (fixture)
+    sdk_upstream,
+)
 
 
 def _run(coro):  # type: ignore[no-untyped-def]

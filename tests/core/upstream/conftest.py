@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.addons.test_credentials import MemoryKeyring
 from tests.support import keyring_env
+from tests.support.keyring_env import MemoryKeyring
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from lockgate.upstream import secrets
 from lockgate.upstream import tokens as upstream_tokens
 from lockgate.upstream._errors import RefreshRefused
 from lockgate.upstream.credentials import CredentialCache
-from tests.addons.test_credentials import MemoryKeyring
 from tests.support.doubles import tokens
+from tests.support.keyring_env import MemoryKeyring
 
 
 def test_a_secret_is_cached_and_a_missing_one_is_not(memory: MemoryKeyring) -> None:

@@ -14,9 +14,9 @@ import pytest
 from lockgate.errors import SecretMissing
 from lockgate.keyring import CHUNK_BYTES, SERVICE
 from lockgate.upstream import tokens as upstream_tokens
-from tests.addons.test_credentials import MemoryKeyring
 from tests.support import keyring_env
 from tests.support.doubles import tokens
+from tests.support.keyring_env import MemoryKeyring
 
 
 def test_save_load_delete(memory: MemoryKeyring) -> None:
