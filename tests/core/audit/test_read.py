@@ -69,15 +69,38 @@ def test_follow_yields_only_complete_lines(log_path: Path) -> None:
     assert got == [{"event": "x", "seq": 1}]
 
 
+class Idle:
+    """`follow`'s `stop` hook, which it calls each time it has nothing to read: a writer
+    waits on it for the follower to have caught up, instead of sleeping and hoping."""
+
+    def __init__(self, seconds: float) -> None:
+        self._deadline = _deadline(seconds)
+        self._count = 0
+        self._changed = threading.Condition()
+
+    def __call__(self) -> bool:
+        with self._changed:
+            self._count += 1
+            self._changed.notify_all()
+        return bool(self._deadline())
+
+    def caught_up(self) -> None:
+        """Two idle polls from now: at least one full read after everything written so far."""
+        with self._changed:
+            target = self._count + 2
+            assert self._changed.wait_for(lambda: self._count >= target, timeout=10)
+
+
 def test_follow_survives_rotation(log_path: Path) -> None:
-    events = follow(log_path, poll=0.01, stop=_deadline(10))  # the file does not exist yet
+    idle = Idle(10)
+    events = follow(log_path, poll=0.01, stop=idle)  # the file does not exist yet
 
     def writer() -> None:
-        time.sleep(0.05)
+        idle.caught_up()  # waiting for the file
         with AuditLog(log_path) as log:
             log.append({"event": "gateway.start", "name": "first"})
             log.append({"event": "tool.call", "name": "old-1"})
-        time.sleep(0.1)
+        idle.caught_up()  # read both, at the end of the first file
         os.replace(log_path, log_path.with_suffix(".1"))
         with AuditLog(log_path) as log:
             log.append({"event": "tool.call", "name": "new-1"})
@@ -93,12 +116,13 @@ def test_follow_survives_rotation(log_path: Path) -> None:
 
 def test_follow_handles_truncation(log_path: Path) -> None:
     write_log(log_path, 3)
-    events = follow(log_path, poll=0.01, stop=_deadline(10))
+    idle = Idle(10)
+    events = follow(log_path, poll=0.01, stop=idle)
 
     def writer() -> None:
-        time.sleep(0.05)
+        idle.caught_up()  # the follower sits at the end of the three events
         log_path.write_bytes(b"")
-        time.sleep(0.1)
+        idle.caught_up()  # and has seen the file shrink
         with AuditLog(log_path) as log:
             log.append({"event": "after"})
 
