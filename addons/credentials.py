@@ -15,6 +15,8 @@ buffered, then filtered like any other); when the refresh is refused the client 
 from __future__ import annotations
 
 import logging
+import ssl
+from pathlib import Path
 
 import httpx
 from mitmproxy import http
@@ -30,6 +32,7 @@ from lockgate.errors import KeyringUnavailable, LockgateError, SecretMissing
 from lockgate.mcp import jsonrpc
 from lockgate.mcp.exchange import InjectedToken, process_message, rewrite_event
 from lockgate.mcp.sse import SseRewriter
+from lockgate.net.tls import profile_ca, upstream_trust
 from lockgate.policy.gateway import GatewayConfig
 from lockgate.upstream._errors import UpstreamOAuthError
 from lockgate.upstream.connect import connect_url
@@ -192,10 +195,12 @@ class Credentials:
         headers["authorization"] = f"Bearer {tokens.access_token}"
         headers["accept-encoding"] = "identity"
         profile = self.config.profile
-        verify: str | bool = True
+        verify: ssl.SSLContext | bool = True
         timeout = 60.0
         if profile is not None:
-            verify = profile.gateway.upstream_ca or True
+            # What the proxy path trusts: the profile's CA alone when set, next to the profile.
+            ca = profile_ca(profile.gateway.upstream_ca, Path(profile.source))
+            verify = upstream_trust(ca) if ca is not None else True
             route = state(flow).route
             per_upstream = route.upstream.config.timeout if route is not None else None
             timeout = per_upstream or profile.gateway.upstream_timeout

@@ -25,10 +25,10 @@ from lockgate.authserver.cimd import (
     allow_loopback_from_env,
     fetch_document,
     looks_like_cimd,
-    tls_context,
 )
 from lockgate.authserver.ratelimit import RateLimiter
 from lockgate.authserver.requests import OAuthError
+from lockgate.net.tls import profile_ca, trust_store
 
 if TYPE_CHECKING:
     import ssl
@@ -84,18 +84,12 @@ class ClientDocuments:
         self._verify: ssl.SSLContext | None = None
 
     def verify(self) -> ssl.SSLContext:
-        """certifi's bundle plus `gateway.upstream_ca`, built once."""
+        """certifi's bundle plus `gateway.upstream_ca` (`lockgate.net.tls.trust_store`)."""
         if self._verify is None:
             profile = self.ctx.config.profile
             ca = profile.gateway.upstream_ca if profile is not None else None
-            extra: str | None = None
-            if ca is not None:
-                path = Path(ca).expanduser()
-                profile_file = ctx.options.lockgate_profile
-                if not path.is_absolute() and profile_file:
-                    path = Path(profile_file).parent / path  # as the gateway resolves it
-                extra = str(path)
-            self._verify = tls_context(extra)
+            profile_file = ctx.options.lockgate_profile
+            self._verify = trust_store(profile_ca(ca, Path(profile_file) if profile_file else None))
         return self._verify
 
     @guarded_async

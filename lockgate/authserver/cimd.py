@@ -231,16 +231,6 @@ def allow_loopback_from_env() -> bool:
     return os.environ.get(ALLOW_LOOPBACK_ENV, "").strip() == "1"
 
 
-def tls_context(extra_ca: str | None = None) -> ssl.SSLContext:
-    """The system's trust store (certifi's bundle), plus the profile's own CA when it has one."""
-    import certifi
-
-    context = ssl.create_default_context(cafile=certifi.where())
-    if extra_ca is not None:
-        context.load_verify_locations(cafile=extra_ca)
-    return context
-
-
 async def fetch_document(
     url: str,
     *,

@@ -31,9 +31,9 @@ from lockgate.authserver.cimd import (
     fetch_document,
     looks_like_cimd,
     parse_document,
-    tls_context,
 )
 from lockgate.authserver.requests import OAuthError
+from lockgate.net.tls import trust_store
 from tests.support.doubles import Reply, Server, started_servers
 from tests.support.tls import issue_certs
 
@@ -242,7 +242,7 @@ def docs(
     servers: Callable[..., Server], tls: tuple[ssl.SSLContext, Path]
 ) -> tuple[Server, ssl.SSLContext]:
     """An HTTPS server for client metadata documents, and the context that trusts it."""
-    return servers(tls[0]), tls_context(str(tls[1]))
+    return servers(tls[0]), trust_store(str(tls[1]))
 
 
 @pytest.mark.anyio
@@ -317,4 +317,4 @@ async def test_big_wrong_type_and_untrusted_documents_are_refused(
         assert why in info.value.description, info.value.description
     # Without the test CA, the certificate is not trusted.
     with pytest.raises(OAuthError, match="could not be fetched"):
-        await fetch_document(s.url("/big"), verify=tls_context(), allow_loopback=True)
+        await fetch_document(s.url("/big"), verify=trust_store(), allow_loopback=True)
