@@ -244,17 +244,8 @@ def _reading(path: Path) -> Iterator[Callable[[int], None] | None]:
     if size < _PROGRESS_MIN_BYTES or not err.is_terminal:
         yield None
         return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
-
-    with Progress(
-        TextColumn("reading {task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        console=err,
-        transient=True,
-    ) as progress:
-        task = progress.add_task(path.name, total=size)
-        yield lambda done: progress.update(task, completed=done)
+    with audit_views.reading_progress(err, path.name, size) as update:
+        yield update
 
 
 def _events(path: Path, progress: Callable[[int], None] | None) -> Iterator[dict[str, Any]]:

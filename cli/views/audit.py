@@ -3,7 +3,8 @@ terminals, plain lines for pipes; outcomes coloured by the one map, `OUTCOME_STY
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -163,3 +164,19 @@ def stats_table(groups: Iterable[Any], by: str) -> Table:
             _ms(g.p95),
         )
     return table
+
+
+@contextmanager
+def reading_progress(err: Console, name: str, size: int) -> Iterator[Callable[[int], None]]:
+    """A transient bar on stderr while `size` bytes of the log called `name` are read."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("reading {task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(name, total=size)
+        yield lambda done: progress.update(task, completed=done)
