@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from lockgate.identity import session as login
-from tests.e2e.test_login_cli import Stack, cli, cli_login, cli_stack
+from tests.support.cli_stack import Stack, cli, cli_login, cli_stack
 from tests.support.oauth import ENV, authorize_url, pkce, redirect_params, register
 from tests.support.oauth_client import approve
 
