@@ -1,0 +1,5 @@
+"""Guardrails: what the gateway finds and changes in the content that crosses it (secrets and
+personal data today; poisoning findings, tool pinning and rate limits to come, issue 11).
+Pure: no mitmproxy, no network, testable on plain strings."""
+
+__all__ = ["detectors"]

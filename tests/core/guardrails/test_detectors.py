@@ -1,0 +1,152 @@
+"""The redaction engine: positives and hard negatives per type, and its properties."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lockgate.guardrails.detectors import find, placeholder, redact
+
+NPM = "npm_a1B2c3D4e5a1B2c3D4e5a1B2c3D4e5F6g7H8"
+GH = "ghp_" + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5"
+SG = "SG." + "aB1c2D3e4F5g6H7i8J9k0L" + "." + "Z1y2X3w4V5u6T7s8R9q0P1o2N3m4L5k6J7i8H9g0F1e"
+JWT_TOKEN = (
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+)
+PEM = (
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA1234567890abcdef\n"
+    "-----END RSA PRIVATE KEY-----"
+)
+
+# (text, the secret inside it, its type)
+POSITIVES = [
+    ("card 4111 1111 1111 1111 ok", "4111 1111 1111 1111", "CARD"),
+    ("amex 378282246310005.", "378282246310005", "CARD"),
+    ("mc 5555-5555-5555-4444", "5555-5555-5555-4444", "CARD"),
+    ("iban DE89 3704 0044 0532 0130 00 x", "DE89 3704 0044 0532 0130 00", "IBAN"),
+    ("to GB82WEST12345698765432", "GB82WEST12345698765432", "IBAN"),
+    ("ssn 536-22-1234", "536-22-1234", "SSN"),
+    ("mail bob.smith@acme.io today", "bob.smith@acme.io", "EMAIL"),
+    ("mailto:ann@corp.de", "ann@corp.de", "EMAIL"),
+    ("from 10.1.2.3 port", "10.1.2.3", "IP"),
+    ("host 2a00:1450:4001:80b::200e up", "2a00:1450:4001:80b::200e", "IP"),
+    ("id AKIAQWERTYUIOPASDFGH", "AKIAQWERTYUIOPASDFGH", "AWS_ACCESS_KEY"),
+    (
+        "aws_secret_access_key = Xb9aZk3Lm0pQrStUvWxYz1234567890ABCDEFGhi",
+        "Xb9aZk3Lm0pQrStUvWxYz1234567890ABCDEFGhi",
+        "AWS_SECRET_KEY",
+    ),
+    (f"GITHUB_TOKEN {GH}", GH, "GITHUB_TOKEN"),
+    ("glpat-AbCdEfGh1234567890ab", "glpat-AbCdEfGh1234567890ab", "GITLAB_TOKEN"),
+    ("xoxb-123456789012-abcdefABCDEF", "xoxb-123456789012-abcdefABCDEF", "SLACK_TOKEN"),
+    ("sk_live_a1B2c3D4e5F6g7H8i9J0k1L2", "sk_live_a1B2c3D4e5F6g7H8i9J0k1L2", "STRIPE_KEY"),
+    ("sk-ant-api03-" + "Ab1" * 15, "sk-ant-api03-" + "Ab1" * 15, "ANTHROPIC_KEY"),
+    ("key sk-proj-" + "Ab1_x" * 6, "sk-proj-" + "Ab1_x" * 6, "OPENAI_KEY"),
+    (
+        "AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q",
+        "AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q",
+        "GOOGLE_API_KEY",
+    ),
+    (
+        "npm_a1B2c3D4e5a1B2c3D4e5a1B2c3D4e5F6g7H8",
+        "npm_a1B2c3D4e5a1B2c3D4e5a1B2c3D4e5F6g7H8",
+        "NPM_TOKEN",
+    ),
+    (SG, SG, "SENDGRID_KEY"),
+    (f"token {JWT_TOKEN}", JWT_TOKEN, "JWT"),
+    ("curl -H 'Authorization: Bearer abc123def456ghi'", "abc123def456ghi", "AUTH_HEADER"),
+    ('{"Authorization": "Basic dXNlcjpwYXNz"}', "dXNlcjpwYXNz", "AUTH_HEADER"),
+    ("postgres://admin:s3cr3tP4ss@db.internal:5432/x", "s3cr3tP4ss", "URL_PASSWORD"),
+    (PEM, PEM, "PRIVATE_KEY"),
+    ('{"key": "' + PEM.replace("\n", "\\n") + '"}', PEM.replace("\n", "\\n"), "PRIVATE_KEY"),
+    ("api_key=zq8Xv0Lp3Rt5&x=1", "zq8Xv0Lp3Rt5", "SECRET_VALUE"),
+    ('{"client_secret": "Qw9Er8Ty7Ui6"}', "Qw9Er8Ty7Ui6", "SECRET_VALUE"),
+    ("X-Api-Key: Zx1Cv2Bn3Mm4", "Zx1Cv2Bn3Mm4", "SECRET_VALUE"),
+    ("password: hunter2XY", "hunter2XY", "SECRET_VALUE"),
+]
+
+NEGATIVES = [
+    "card 4111111111111112 and 1234 5678 9012 3456",
+    "epoch 1700000000000 order 12345678901234",
+    "uuid 123e4567-e89b-12d3-a456-426614174000",
+    "commit da39a3ee5e6b4b0d3255bfef95601890afd80709",
+    "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    "version 4.17.21 and 1.2.3-beta.4",
+    "mac 00:1a:2b:3c:4d:5e at 12:30:45",
+    "logo@2x.png lodash@4.17.21 @scope/pkg@1.2.3",
+    "a@example.com b@mail.example.org c@foo.test d@x.invalid e@y.example f@example.net",
+    "127.0.0.1 192.0.2.5 198.51.100.7 203.0.113.9 ::1 2001:db8::1 0.0.0.0",
+    "AKIAIOSFODNN7EXAMPLE wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "api_key=<YOUR_API_KEY> token=${TOKEN} password: ****1234 ghp_xxxx",
+    "Authorization: Bearer <token> and Authorization: Bearer $TOKEN",
+    f"secret = {placeholder('SECRET_VALUE')}",
+    "iban DE89 3704 0044 0532 0130 01",
+    "ssn 000-12-3456 666-12-3456 912-12-3456 123-00-4567 123-45-0000",
+    "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A\n-----END PUBLIC KEY-----",
+    "max_tokens: 512, token_count: 3",
+]
+
+
+@pytest.mark.parametrize(("text", "secret", "type_"), POSITIVES)
+def test_positive(text: str, secret: str, type_: str) -> None:
+    start = text.index(secret)
+    assert [(s.start, s.end, s.type) for s in find(text)] == [(start, start + len(secret), type_)]
+    assert redact(text) == text.replace(secret, f"[REDACTED:{type_}]")
+
+
+@pytest.mark.parametrize("text", NEGATIVES)
+def test_hard_negative(text: str) -> None:
+    assert find(text) == []
+    assert redact(text) is text
+
+
+def test_actions_mask_only_masked_types() -> None:
+    text = "bob@acme.io paid with 4111 1111 1111 1111"
+    assert redact(text, {"CARD": "mask", "EMAIL": "log"}) == "bob@acme.io paid with [REDACTED:CARD]"
+    assert redact(text, {}) == text
+
+
+PIECES = st.sampled_from([s for _, s, _ in POSITIVES] + NEGATIVES + [" ", "\n", ":", "@", "="])
+TEXTS = st.lists(st.one_of(PIECES, st.text(max_size=20)), max_size=8).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(TEXTS)
+def test_redact_is_idempotent(text: str) -> None:
+    once = redact(text)
+    assert redact(once) == once
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_text_without_spans_is_unchanged(text: str) -> None:
+    if not find(text):
+        assert redact(text) == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(PIECES, st.text(max_size=20)), max_size=8).map(" ".join))
+def test_redact_changes_only_found_spans(text: str) -> None:
+    """With secrets apart (the usual case) one pass of `find` is the whole story."""
+    spans = find(text)
+    expected, pos = [], 0
+    for s in spans:
+        assert pos <= s.start < s.end
+        expected += [text[pos : s.start], placeholder(s.type)]
+        pos = s.end
+    assert redact(text) == "".join([*expected, text[pos:]])
+
+
+@settings(max_examples=300, deadline=None)
+@given(TEXTS)
+def test_redact_changes_only_text_inside_spans(text: str) -> None:
+    """Whatever `redact` keeps is the original text: it only ever replaces spans."""
+    pieces = re.split(r"\[REDACTED:[A-Z_]+\]", redact(text))
+    assert re.fullmatch("(?s)" + ".+?".join(map(re.escape, pieces)), text)
+
+
+def test_card_next_to_other_digits_is_still_found() -> None:
+    assert redact("4111 1111 1111 1111 10.1.2.3") == "[REDACTED:CARD] [REDACTED:IP]"
