@@ -158,6 +158,8 @@ _FILE_TLDS: Final = frozenset(
 
 
 def _email(m: re.Match[str]) -> bool:
+    if m.group().startswith("git@"):
+        return False  # an SSH remote (git@github.com:org/repo), not a person
     domain = m.group(1).lower()
     labels = domain.split(".")
     if labels[-1] in _RESERVED_TLDS or labels[-1] in _FILE_TLDS:
