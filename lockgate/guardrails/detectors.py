@@ -198,12 +198,26 @@ def _token(m: re.Match[str]) -> bool:
 _B = r"(?<![\w\]])(?<![\w\]]-)"
 _E = r"(?![\w\[])(?!-[\w\[])"
 
+
+def _lit(prefix: str, rest: str) -> str:
+    """A token that starts with a literal, edges as `_B`/`_E`. The lookbehinds go after the
+    literal (checking the characters before it) so that `re` can scan for the literal first,
+    which is several times faster than trying a lookbehind at every position."""
+    p = re.escape(prefix)
+    return p + rf"(?<![\w\]]{p})(?<![\w\]]-{p})" + rest + _E
+
+
+# A digit at a token edge, checked after it for the same reason.
+_DIGIT = r"\d(?<![\w\]]\d)(?<![\w\]]-\d)"
+
 # A detector: a compiled pattern, the type, the group that is the span (0 = whole match) and a
 # validator of the match. Order is priority when two spans are identical.
 Detector = tuple[re.Pattern[str], str, int, Callable[[re.Match[str]], bool] | None]
 
+# The secret word ends the key (`client_secret`, `X-Api-Key`); any words before it are not
+# matched, only required to end in `_` or `-`, which keeps this pattern cheap.
 _SECRET_KEY = (
-    r"(?:[a-z0-9]+[_-])*(?:api[_-]?key|apikey|client[_-]?secret|secret[_-]?key|secret"
+    r"(?:api[_-]?key|apikey|client[_-]?secret|secret[_-]?key|secret"
     r"|access[_-]?token|auth[_-]?token|refresh[_-]?token|token|password|passwd|pwd"
     r"|private[_-]?key|credentials?)"
 )
@@ -233,60 +247,52 @@ DETECTORS: Final[tuple[Detector, ...]] = (
         1,
         _token,
     ),
+    (re.compile(_lit("gh", r"[pousr]_[A-Za-z0-9]{36,251}")), GITHUB_TOKEN, 0, _token),
+    (re.compile(_lit("github_pat_", r"\w{82}")), GITHUB_TOKEN, 0, _token),
     (
-        re.compile(_B + r"(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_\w{82})" + _E),
-        GITHUB_TOKEN,
-        0,
-        _token,
-    ),
-    (
-        re.compile(_B + r"gl(?:pat|dt|rt|ptt|ft|soat|cbt)-[\w-]{20,}" + _E),
+        re.compile(_lit("gl", r"(?:pat|dt|rt|ptt|ft|soat|cbt)-[\w-]{20,}")),
         GITLAB_TOKEN,
         0,
         _token,
     ),
+    (re.compile(_lit("xox", r"[abposr]-[A-Za-z0-9-]{10,}")), SLACK_TOKEN, 0, _token),
     (
-        re.compile(
-            _B
-            + r"xox[abposr]-[A-Za-z0-9-]{10,}"
-            + _E
-            + r"|https://hooks\.slack\.com/services/[A-Z0-9]+/[A-Z0-9]+/[A-Za-z0-9]+"
-        ),
+        re.compile(r"https://hooks\.slack\.com/services/[A-Z0-9]+/[A-Z0-9]+/[A-Za-z0-9]+"),
         SLACK_TOKEN,
         0,
         _token,
     ),
+    (re.compile(_lit("sk_", r"(?:live|test)_[A-Za-z0-9]{24,}")), STRIPE_KEY, 0, _token),
+    (re.compile(_lit("rk_", r"(?:live|test)_[A-Za-z0-9]{24,}")), STRIPE_KEY, 0, _token),
+    (re.compile(_lit("whsec_", r"[A-Za-z0-9]{24,}")), STRIPE_KEY, 0, _token),
     (
-        re.compile(_B + r"(?:(?:sk|rk)_(?:live|test)|whsec)_[A-Za-z0-9]{24,}" + _E),
-        STRIPE_KEY,
-        0,
-        _token,
-    ),
-    (
-        re.compile(_B + r"sk-ant-(?:api|admin)\d\d-[\w-]{32,}" + _E),
+        re.compile(_lit("sk-ant-", r"(?:api|admin)\d\d-[\w-]{32,}")),
         ANTHROPIC_KEY,
         0,
         _token,
     ),
     (
         re.compile(
-            _B + r"sk-(?:(?:proj|svcacct|admin)-[\w-]{20,}"
-            r"|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|[A-Za-z0-9]{48})" + _E
+            _lit(
+                "sk-",
+                r"(?:(?:proj|svcacct|admin)-[\w-]{20,}"
+                r"|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|[A-Za-z0-9]{48})",
+            )
         ),
         OPENAI_KEY,
         0,
         _token,
     ),
-    (re.compile(_B + r"AIza[\w-]{35}" + _E), GOOGLE_API_KEY, 0, _token),
-    (re.compile(_B + r"npm_[A-Za-z0-9]{36}" + _E), NPM_TOKEN, 0, _token),
+    (re.compile(_lit("AIza", r"[\w-]{35}")), GOOGLE_API_KEY, 0, _token),
+    (re.compile(_lit("npm_", r"[A-Za-z0-9]{36}")), NPM_TOKEN, 0, _token),
     (
-        re.compile(_B + r"SG\.[\w-]{22}\.[\w-]{43}" + _E),
+        re.compile(_lit("SG.", r"[\w-]{22}\.[\w-]{43}")),
         SENDGRID_KEY,
         0,
         _token,
     ),
     (
-        re.compile(_B + r"eyJ[\w-]{5,}\.eyJ[\w-]{5,}\.[\w-]*" + _E),
+        re.compile(_lit("eyJ", r"[\w-]{5,}\.eyJ[\w-]{5,}\.[\w-]*")),
         JWT,
         0,
         None,
@@ -308,7 +314,7 @@ DETECTORS: Final[tuple[Detector, ...]] = (
     ),
     (
         re.compile(
-            r"(?i)(?<![a-z0-9])([\"']?)" + _SECRET_KEY + r"\1\s*[:=]\s*"
+            r"(?i)(?:(?<=[_-])|(?<![a-z0-9]))" + _SECRET_KEY + r"[\"']?\s*[:=]\s*"
             r"(?:\"([^\"\\\n]{3,512})\"|'([^'\\\n]{3,512})'|([^\s\"',;&<>{}\[\]()]{3,512}))"
         ),
         SECRET_VALUE,
@@ -317,8 +323,8 @@ DETECTORS: Final[tuple[Detector, ...]] = (
     ),
     (
         re.compile(
-            _B + r"(?:\d{13,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{4}(?:\1\d{3})?"
-            r"|\d{4}([ -])\d{6}\2\d{4,5})" + _E
+            _DIGIT + r"(?:\d{12,18}|\d{3}([ -])\d{4}\1\d{4}\1\d{4}(?:\1\d{3})?"
+            r"|\d{3}([ -])\d{6}\2\d{4,5})" + _E
         ),
         CARD,
         0,
@@ -334,7 +340,7 @@ DETECTORS: Final[tuple[Detector, ...]] = (
         _iban,
     ),
     (
-        re.compile(_B + r"(\d{3})-(\d{2})-(\d{4})" + _E),
+        re.compile(r"(" + _DIGIT + r"\d{2})-(\d{2})-(\d{4})" + _E),
         SSN,
         0,
         _ssn,
@@ -373,7 +379,7 @@ DETECTORS: Final[tuple[Detector, ...]] = (
 
 def _secret_value(m: re.Match[str]) -> Span | None:
     """The value group of a secret-named key, if it is a real value."""
-    for g in (2, 3, 4):
+    for g in (1, 2, 3):
         value = m.group(g)
         if value is not None:
             return Span(m.start(g), m.end(g), SECRET_VALUE) if _real(value.strip()) else None
