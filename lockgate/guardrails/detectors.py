@@ -386,8 +386,24 @@ def _secret_value(m: re.Match[str]) -> Span | None:
     return None
 
 
+# Substrings (of the lowercased text) without which a detector cannot match: a string value
+# that has none of them skips that detector's scan, which is most values for most detectors.
+_GATES: Final[Mapping[str, tuple[str, ...]]] = {
+    PRIVATE_KEY: ("private key",),
+    AWS_SECRET_KEY: ("secret",),
+    AUTH_HEADER: ("authorization",),
+    URL_PASSWORD: ("://",),
+    SECRET_VALUE: ("key", "secret", "token", "passw", "pwd", "credential"),
+    EMAIL: ("@",),
+}
+
+
 def _candidates(text: str) -> Iterable[tuple[Span, int]]:
+    lowered = text.lower()
     for priority, (pattern, type_, group, valid) in enumerate(DETECTORS):
+        gate = _GATES.get(type_)
+        if gate is not None and not any(needle in lowered for needle in gate):
+            continue
         for m in pattern.finditer(text):
             if group < 0:
                 span = _secret_value(m)
