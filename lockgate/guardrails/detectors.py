@@ -10,7 +10,7 @@ network and no per-call allocation beyond the spans. The validators and the nega
 example keys) are what keep precision up on logs full of hashes, UUIDs and versions.
 
 Not here yet: phone numbers (they need a real parser, the `phonenumbers` package, not a digit
-regex) and custom detectors from the profile.
+regex).
 """
 
 from __future__ import annotations
@@ -44,6 +44,33 @@ AUTH_HEADER: Final = "AUTH_HEADER"
 URL_PASSWORD: Final = "URL_PASSWORD"
 PRIVATE_KEY: Final = "PRIVATE_KEY"
 SECRET_VALUE: Final = "SECRET_VALUE"
+PHONE: Final = "PHONE"
+
+# The groups a profile names actions by (`secret = "mask"`); a type's own key beats its group.
+GROUPS: Final[Mapping[str, tuple[str, ...]]] = {
+    "secret": (
+        AWS_ACCESS_KEY,
+        AWS_SECRET_KEY,
+        GITHUB_TOKEN,
+        GITLAB_TOKEN,
+        SLACK_TOKEN,
+        STRIPE_KEY,
+        OPENAI_KEY,
+        ANTHROPIC_KEY,
+        GOOGLE_API_KEY,
+        NPM_TOKEN,
+        SENDGRID_KEY,
+        JWT,
+        AUTH_HEADER,
+        URL_PASSWORD,
+        PRIVATE_KEY,
+        SECRET_VALUE,
+    ),
+    "financial": (CARD, IBAN),
+    "national": (SSN,),
+    "contact": (EMAIL, PHONE, IP),
+}
+TYPES: Final[tuple[str, ...]] = tuple(t for types in GROUPS.values() for t in types)
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,22 +440,91 @@ def _candidates(text: str) -> Iterable[tuple[Span, int]]:
                 yield Span(m.start(group), m.end(group), type_), priority
 
 
-def find(text: str) -> list[Span]:
-    """Every entity in `text`, sorted, without overlaps (the earliest, then longest, wins)."""
-    found = sorted(_candidates(text), key=lambda c: (c[0].start, c[0].start - c[0].end, c[1]))
+@dataclass(frozen=True, slots=True)
+class Custom:
+    """A detector from the profile: a type name, a regex, and an optional validator of the
+    match. ValueError (at profile load, never per message) when the pattern does not compile."""
+
+    name: str
+    pattern: str
+    validator: Literal["luhn", "mod97"] | None = None
+
+    def compiled(self) -> Detector:
+        try:
+            rx = re.compile(self.pattern)
+        except re.error as e:
+            raise ValueError(f"the pattern of detector {self.name} does not compile: {e}") from e
+        valid = _CUSTOM_VALIDATORS[self.validator] if self.validator else None
+        return (rx, self.name, 0, valid)
+
+
+def _luhn_match(m: re.Match[str]) -> bool:
+    digits = "".join(c for c in m.group() if c.isdigit())
+    return len(digits) > 1 and _luhn(digits)
+
+
+def _mod97_match(m: re.Match[str]) -> bool:
+    s = "".join(c for c in m.group().upper() if c.isalnum())
+    if len(s) < 5 or not s.isascii():
+        return False
+    rotated = s[4:] + s[:4]
+    return int("".join(str(int(c, 36)) for c in rotated)) % 97 == 1
+
+
+_CUSTOM_VALIDATORS: Final[Mapping[str, Callable[[re.Match[str]], bool]]] = {
+    "luhn": _luhn_match,
+    "mod97": _mod97_match,
+}
+
+
+def _resolve(found: Iterable[tuple[Span, int]]) -> list[Span]:
+    ordered = sorted(found, key=lambda c: (c[0].start, c[0].start - c[0].end, c[1]))
     spans: list[Span] = []
     end = -1
-    for span, _ in found:
+    for span, _ in ordered:
         if span.start >= end:
             spans.append(span)
             end = span.end
     return spans
 
 
-def _mask(text: str, actions: Mapping[str, Action] | None) -> str:
+def find(text: str) -> list[Span]:
+    """Every entity in `text`, sorted, without overlaps (the earliest, then longest, wins)."""
+    return _resolve(_candidates(text))
+
+
+def _custom_candidates(text: str, custom: tuple[Detector, ...]) -> Iterable[tuple[Span, int]]:
+    base = len(DETECTORS)
+    for i, (pattern, type_, group, valid) in enumerate(custom):
+        for m in pattern.finditer(text):
+            if m.end() > m.start() and (valid is None or valid(m)):
+                yield Span(m.start(group), m.end(group), type_), base + i
+
+
+class Detectors:
+    """The built-in detectors plus a profile's custom ones (built once per policy)."""
+
+    __slots__ = ("custom",)
+
+    def __init__(self, custom: Iterable[Custom] = ()) -> None:
+        self.custom = tuple(c.compiled() for c in custom)
+
+    def find(self, text: str) -> list[Span]:
+        if not self.custom:
+            return find(text)
+        return _resolve([*_candidates(text), *_custom_candidates(text, self.custom)])
+
+    def redact(self, text: str, actions: Mapping[str, Action] | None = None) -> str:
+        """As the module's `redact`, with the custom detectors too."""
+        return _redact(text, actions, self.find)
+
+
+def _mask(
+    text: str, actions: Mapping[str, Action] | None, finder: Callable[[str], list[Span]]
+) -> str:
     out: list[str] = []
     pos = 0
-    for span in find(text):
+    for span in finder(text):
         if actions is not None and actions.get(span.type) != "mask":
             continue
         out.append(text[pos : span.start])
@@ -452,8 +548,14 @@ def redact(text: str, actions: Mapping[str, Action] | None = None) -> str:
     neighbour's edge; masking it exposes that edge, so `redact` runs `find` again on what it
     produced until nothing changes. That makes it idempotent, at the cost of one more pass
     over text in which something was masked (none over clean text)."""
+    return _redact(text, actions, find)
+
+
+def _redact(
+    text: str, actions: Mapping[str, Action] | None, finder: Callable[[str], list[Span]]
+) -> str:
     for _ in range(_MAX_PASSES):
-        masked = _mask(text, actions)
+        masked = _mask(text, actions, finder)
         if masked is text:
             break
         text = masked
