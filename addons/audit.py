@@ -90,7 +90,11 @@ class Audit:
                 continue
             # Notifications and the client's answers to server requests have no reply of
             # their own: record them as they pass.
-            self.record(events.client_message(self._base(flow, st), m, st.outcome or "success"))
+            self.record(
+                _with_findings(
+                    st, events.client_message(self._base(flow, st), m, st.outcome or "success")
+                )
+            )
 
     @guarded
     def response(self, flow: http.HTTPFlow) -> None:
@@ -108,15 +112,18 @@ class Audit:
         elif not st.messages:
             # GET streams, DELETE, own endpoints, refused bodies: one event for the exchange.
             self.record(
-                events.exchange(
-                    self._base(flow, st),
-                    routed=st.route is not None,
-                    method=flow.request.method,
-                    path=flow.request.path,
-                    outcome=st.outcome or events.http_outcome(status, upstream=False),
-                    status=status,
-                    reason=st.reason,
-                    total_ms=events.ms(time.monotonic() - st.started),
+                _with_findings(
+                    st,
+                    events.exchange(
+                        self._base(flow, st),
+                        routed=st.route is not None,
+                        method=flow.request.method,
+                        path=flow.request.path,
+                        outcome=st.outcome or events.http_outcome(status, upstream=False),
+                        status=status,
+                        reason=st.reason,
+                        total_ms=events.ms(time.monotonic() - st.started),
+                    ),
                 )
             )
 
@@ -169,15 +176,18 @@ class Audit:
         if m.id is not None:
             st.handled_ids.add(m.id)
         self.record(
-            events.request(
-                self._base(flow, st),
-                m,
-                outcome=outcome,
-                status=status,
-                reason=st.reason,
-                total_ms=events.ms(time.monotonic() - st.started),
-                upstream_ms=upstream_ms,
-                reply=reply,
+            _with_findings(
+                st,
+                events.request(
+                    self._base(flow, st),
+                    m,
+                    outcome=outcome,
+                    status=status,
+                    reason=st.reason,
+                    total_ms=events.ms(time.monotonic() - st.started),
+                    upstream_ms=upstream_ms,
+                    reply=reply,
+                ),
             )
         )
 
@@ -200,4 +210,12 @@ class Audit:
                     upstream_ms,
                 )
                 return
-        self.record(events.server_message(self._base(flow, st), obj))
+        self.record(_with_findings(st, events.server_message(self._base(flow, st), obj)))
+
+
+def _with_findings(st: FlowState, event: dict[str, Any]) -> dict[str, Any]:
+    """What the guardrails found on the exchange so far goes with the next event recorded."""
+    if st.findings:
+        event["findings"] = st.findings
+        st.findings = []
+    return event

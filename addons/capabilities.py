@@ -214,10 +214,9 @@ class Capabilities:
             return
         if not resp.headers.get("content-type", "").lower().startswith("application/json"):
             return
-        passthrough = view_of(st, st.route).is_passthrough
-        if passthrough and len(resp.raw_content or b"") > UNPARSED_PASSTHROUGH_BYTES:
-            # Nothing to filter: decoding a large list only to count it for the audit costs
-            # more than the proxying (the audit records such answers by their status).
+        if not st.transforms and len(resp.raw_content or b"") > UNPARSED_PASSTHROUGH_BYTES:
+            # Nothing to filter or guard: decoding a large list only to count it for the audit
+            # costs more than the proxying (the audit records such answers by their status).
             return
         raw = resp.content  # decoded; an undecodable body raises, and fails closed
         if not raw:

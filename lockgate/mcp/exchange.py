@@ -92,6 +92,9 @@ class FlowState:
     # user's claims as the provider said them just now (before a refresh_token grant).
     cli_user: UserClaims | None = None
     fresh_claims: UserClaims | None = None
+    # What the guardrails found or did on this exchange (audit `findings` items, never a
+    # secret), attached by the audit addon to the next event it records for the exchange.
+    findings: list[dict[str, Any]] = field(default_factory=list)
 
     def process(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """Run one upstream message through the transforms, then show it to the observers."""

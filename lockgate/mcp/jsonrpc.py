@@ -20,6 +20,10 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 CONNECT_REQUIRED = -32042
+# The gateway's guardrails refused a message (the rule is in `data.rule`).
+GUARDRAIL_BLOCKED = -32003
+# A rate limit refused a request (with HTTP 429 and Retry-After).
+RATE_LIMITED = -32029
 
 PROTOCOL_VERSION = "2025-11-25"  # the MCP revision of the requests lockgate itself sends
 
