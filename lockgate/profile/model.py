@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from lockgate.errors import ProfileError
+from lockgate.guardrails.policy import GuardrailsSection, KeyedError
 from lockgate.policy.view import Override, Policy, Rule
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -253,6 +254,8 @@ class RouteSection(_Model):
     resource_templates: ListSection = ListSection()
     overrides: OverridesSection = OverridesSection()
     access: AccessSection = AccessSection()
+    # Merged key by key over the profile's [guardrails] (Profile.guardrails_for).
+    guardrails: GuardrailsSection | None = None
 
     def policy(self) -> Policy:
         return Policy(
@@ -269,6 +272,7 @@ class RouteSection(_Model):
 class Profile(_Model):
     gateway: GatewaySection = GatewaySection()
     identity: IdentitySection = IdentitySection()
+    guardrails: GuardrailsSection = GuardrailsSection()
     upstreams: dict[str, UpstreamSection]
     routes: dict[str, RouteSection]
     source: str = Field(default="<profile>", exclude=True)
@@ -294,6 +298,7 @@ class Profile(_Model):
                     ("routes", name, "upstream"),
                     f"names upstream {route.upstream!r}, which is not defined (known: {known})",
                 )
+        self._check_guardrails()
         if self.identity.kind in ("none", "dev") and not is_loopback_host(self.gateway.host):
             raise _KeyedError(
                 ("identity", "kind"),
@@ -301,6 +306,33 @@ class Profile(_Model):
                 'loopback address; use kind = "oidc" to listen beyond this machine',
             )
         return self
+
+    def _check_guardrails(self) -> None:
+        sections: list[tuple[tuple[str, ...], GuardrailsSection, tuple[str, ...]]] = [
+            (("guardrails",), self.guardrails, ())
+        ]
+        inherited = self.guardrails.custom_names()
+        for name, route in self.routes.items():
+            if route.guardrails is not None:
+                sections.append((("routes", name, "guardrails"), route.guardrails, inherited))
+        for prefix, section, custom in sections:
+            try:
+                section.check_names(custom)
+            except KeyedError as e:
+                raise _KeyedError((*prefix, *e.loc), e.message) from None
+            for upstream in section.pinning.pins:
+                if upstream not in self.upstreams:
+                    known = ", ".join(sorted(self.upstreams))
+                    raise _KeyedError(
+                        (*prefix, "pinning", "pins", upstream),
+                        f"pins tools of upstream {upstream!r}, which is not defined "
+                        f"(known: {known})",
+                    )
+
+    def guardrails_for(self, route: str) -> GuardrailsSection:
+        """The guardrails of one route: its override merged over the defaults; resolve it
+        with lockgate.guardrails.policy.resolve."""
+        return self.guardrails.merged(self.routes[route].guardrails)
 
     def route_url(self, route: str, base: str | None = None) -> str:
         """The URL a client uses for a route."""
@@ -314,13 +346,9 @@ class Profile(_Model):
         return f"http://{host}:{port}"
 
 
-class _KeyedError(ValueError):
-    """A cross-field error that knows its key path, so the message can point at the line."""
-
-    def __init__(self, loc: tuple[str, ...], message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
-        self.message = message
+# A cross-field error that knows its key path (relative to the model that raised it), so
+# the message can point at the line.
+_KeyedError = KeyedError
 
 
 def _find_line(text: str, loc: tuple[str | int, ...]) -> int | None:
@@ -414,7 +442,7 @@ def parse_profile(text: str, source: str = "<profile>") -> Profile:
         message = _describe(dict(first))
         ctx_err = (first.get("ctx") or {}).get("error")
         if isinstance(ctx_err, _KeyedError):
-            loc, message = ctx_err.loc, ctx_err.message
+            loc, message = (*loc, *ctx_err.loc), ctx_err.message
         path = ".".join(str(p) for p in loc) or "(top level)"
         line = _find_line(text, loc)
         where = f"{source}:{line}" if line else source
