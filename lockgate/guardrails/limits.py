@@ -39,7 +39,7 @@ UNITS: Final = {
     "day": 86400.0,
 }
 _CANONICAL: Final = {1.0: "second", 60.0: "minute", 3600.0: "hour", 86400.0: "day"}
-_RATE_RE: Final = re.compile(r"\s*(\d{1,9})\s*/\s*([A-Za-z]+)\s*")
+_RATE_RE: Final = re.compile(r"[ \t]*([0-9]{1,9})[ \t]*/[ \t]*([A-Za-z]+)[ \t]*")
 MAX_BURST: Final = 1_000_000_000
 
 # Methods that are never limited: the handshake and liveness checks (every notification,
@@ -158,9 +158,15 @@ class _Buckets:
         if bucket is None:
             self.table[key] = [tokens - 1.0, now]
         else:
-            bucket[0] = tokens - 1.0
-            bucket[1] = max(bucket[1], now)
-            self.table.move_to_end(key)
+            self.touch(key, bucket, tokens - 1.0, now)
+
+    def touch(self, key: _Key, bucket: list[float], tokens: float, now: float) -> None:
+        """Store the bucket's refilled state as of `now` and mark it most recently used (a
+        refused key too: else a client could push its own throttled bucket out by LRU)."""
+        if now > bucket[1]:
+            bucket[1] = now
+        bucket[0] = tokens
+        self.table.move_to_end(key)
 
     def expire(self, now: float) -> list[_Key]:
         """Drop the buckets unused long enough to be full (the oldest come first)."""
@@ -226,6 +232,9 @@ class RateLimiter:
                     hit = Hit(scope, buckets.limit, wait)
             looked.append((buckets, key, bucket, tokens))
         if hit is not None:
+            for buckets, key, bucket, tokens in looked:
+                if bucket is not None:
+                    buckets.touch(key, bucket, tokens, now)
             return hit
         for buckets, key, bucket, tokens in looked:
             if bucket is None and key[2]:

@@ -170,3 +170,93 @@ def test_profile_oauth_keys_are_read() -> None:
         "keyring:linear-client",
         ("read", "write"),
     )
+
+
+# --- [guardrails] and [routes.X.guardrails] (issue 11) ------------------------------------
+
+GUARDED = """\
+[upstreams.linear]
+url = "https://mcp.linear.app/mcp"
+
+[routes.linear]
+upstream = "linear"
+
+[routes.linear-readonly]
+upstream = "linear"
+
+[guardrails.redact]
+secret = "mask"
+EMAIL = "log"
+
+[guardrails.redact.up]
+CARD = "block"
+
+[[guardrails.detectors]]
+name = "EMPLOYEE_ID"
+pattern = 'EMP-\\d{6}'
+validator = "luhn"
+
+[guardrails.findings]
+definitions = { high = "hide", medium = "warn", low = "warn" }
+rules = { EXCESSIVE_LENGTH = "off" }
+
+[guardrails.pinning.pins.linear]
+create_issue = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+[guardrails.limits]
+user = "120/minute"
+tool = "30/minute"
+
+[routes.linear-readonly.guardrails]
+findings.results = "withhold"
+redact.EMPLOYEE_ID = "off"
+"""
+
+
+def test_guardrails_section_loads_and_merges_per_route() -> None:
+    from lockgate.guardrails.limits import Rate
+    from lockgate.guardrails.policy import resolve
+
+    profile = parse_profile(GUARDED, "p.toml")
+    full = resolve(profile.guardrails_for("linear"))
+    ro = resolve(profile.guardrails_for("linear-readonly"))
+    assert full.results == "warn" and ro.results == "withhold"
+    assert full.up["EMPLOYEE_ID"] == "mask" and ro.up["EMPLOYEE_ID"] == "off"
+    assert ro.up["CARD"] == "block" and ro.up["EMAIL"] == "log"  # inherited key by key
+    assert ro.limits is not None and ro.limits.tool == Rate(30, 60.0)
+    assert ro.pins["linear"]["create_issue"].startswith("0123")
+    # a profile without the section gets the defaults
+    plain = parse_profile(GOOD, "good.toml")
+    assert plain.guardrails.enabled and resolve(plain.guardrails_for("linear")).up["CARD"] == "mask"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where", "says"),
+    [
+        ('EMAIL = "log"', 'EMAL = "log"', "p.toml:12: guardrails.redact.EMAL", "unknown type"),
+        ('EMAIL = "log"', 'EMAIL = "hide"', "p.toml:12: guardrails.redact.EMAIL", "'mask'"),
+        ('CARD = "block"', 'CADR = "block"', "p.toml:15: guardrails.redact.up.CADR", "unknown"),
+        ('"120/minute"', '"60/minit"', "p.toml:30: guardrails.limits.user", '"60/minute"'),
+        ("'EMP-\\d{6}'", "'EMP-(\\d{6}'", "p.toml:19: guardrails.detectors.0.pattern", "compile"),
+        ('"EMPLOYEE_ID"', '"EMAIL"', "p.toml:18: guardrails.detectors.0.name", "built-in"),
+        ('"luhn"', '"crc32"', "p.toml:20: guardrails.detectors.0.validator", "'mod97'"),
+        ('"0123456789abcdef0123', '"0123', "p.toml:27: guardrails.pinning.pins.linear.", "64 hex"),
+        ("pins.linear]", "pins.jira]", "p.toml:26: guardrails.pinning.pins.jira", "'jira'"),
+        ("EXCESSIVE_LENGTH", "TOO_LONG", "p.toml:24: guardrails.findings.rules", "unknown rule"),
+        ('results = "withhold"', 'results = "drop"', "p.toml:34: routes.linear-readonly", "'warn'"),
+        (
+            "redact.EMPLOYEE_ID",
+            "redact.EMPLOYEE",
+            "p.toml:35: routes.linear-readonly.guardrails.redact.EMPLOYEE",
+            "unknown type",
+        ),
+        ("[guardrails.limits]", "[guardrails.limit]", "p.toml:29: guardrails.limit", "unknown key"),
+    ],
+)
+def test_guardrails_errors_name_line_and_key_path(
+    old: str, new: str, where: str, says: str
+) -> None:
+    assert old in GUARDED
+    msg = _error(GUARDED.replace(old, new, 1))
+    assert msg.startswith(where), msg
+    assert says in msg, msg
