@@ -23,6 +23,11 @@ LAZY: dict[str, tuple[str, str, str]] = {
         "Watch the audit log live: every call with user, route, outcome and latency.",
     ),
     "audit": ("lockgate.cli.audit", "app", "Read, query and verify the audit log."),
+    "redact": (
+        "lockgate.cli.redact",
+        "redact",
+        "Redact secrets and personal data in text or JSONL, as the gateway would.",
+    ),
 }
 
 # The order `lockgate --help` lists the commands in (commands first, then groups).
@@ -39,6 +44,7 @@ ORDER = (
     "whoami",
     "profile",
     "secret",
+    "redact",
     "audit",
     "clients",
 )

@@ -216,7 +216,9 @@ class GuardrailsSection(_Model):
     def merged(self, override: GuardrailsSection | None) -> GuardrailsSection:
         """This section with `override`'s keys on top, key by key: a route's
         `redact.EMAIL` keeps the other redact keys, its `limits.tool` the other limits;
-        detectors merge by name."""
+        detectors merge by name. The merged tables then resolve as one, so a route's group
+        key (`contact = "mask"`) does not beat a type key of the defaults (`EMAIL = "log"`):
+        the route names the type to change it."""
         if override is None:
             return self
         base = self.model_dump(exclude_unset=True)

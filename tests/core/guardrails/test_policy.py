@@ -296,3 +296,13 @@ def test_merge_equals_applying_the_override_keys_over_the_defaults(
     assert merged.up == expected.up and merged.down == expected.down
     # and every action is one of the four, for every type
     assert set(merged.up.values()) <= set(ACTIONS) and set(merged.up) == set(TYPES)
+
+
+def test_a_route_group_key_does_not_beat_a_default_type_key() -> None:
+    """Key by key: the merged section holds both keys, and a type beats its group, so a route
+    that wants EMAIL masked while the defaults log it names EMAIL (documented in `merged`)."""
+    defaults = section({"redact": {"EMAIL": "log"}})
+    by_group = resolve(defaults.merged(section({"redact": {"contact": "mask"}})))
+    assert by_group.up["EMAIL"] == "log" and by_group.up["PHONE"] == "mask"
+    by_type = resolve(defaults.merged(section({"redact": {"EMAIL": "mask"}})))
+    assert by_type.up["EMAIL"] == "mask"
