@@ -18,6 +18,7 @@ shared overflow bucket, and a hard cap on all buckets evicts the least recently 
 
 from __future__ import annotations
 
+import math
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -125,6 +126,11 @@ class Hit:
     scope: Scope
     limit: Rate
     retry_after: float
+
+    @property
+    def retry_after_header(self) -> str:
+        """The `Retry-After` value: whole seconds, rounded up, at least 1."""
+        return str(max(1, math.ceil(self.retry_after)))
 
 
 # The tool key that tool names beyond the per-user cap share.

@@ -82,6 +82,13 @@ class RedactTable(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
     __pydantic_extra__: dict[str, Action] = Field(init=False)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _a_table(cls, data: Any) -> Any:
+        if not isinstance(data, (dict, BaseModel)):
+            raise ValueError('expected a table of actions such as { CARD = "block" }')
+        return data
+
     def actions(self) -> dict[str, Action]:
         return dict(self.__pydantic_extra__ or {})
 

@@ -302,3 +302,10 @@ def test_waiting_retry_after_is_enough(count: int, burst: int, start: float) -> 
     assert hit is not None
     assert limiter.check("r", "u", None, now + hit.retry_after * 0.9) is not None
     assert limiter.check("r", "u", None, now + hit.retry_after * 1.0001 + 1e-9) is None
+
+
+@pytest.mark.parametrize(("wait", "header"), [(0.001, "1"), (1.0, "1"), (1.2, "2"), (59.5, "60")])
+def test_retry_after_header_is_whole_seconds_rounded_up(wait: float, header: str) -> None:
+    from lockgate.guardrails.limits import Hit
+
+    assert Hit("user", Rate(1, 60.0), wait).retry_after_header == header

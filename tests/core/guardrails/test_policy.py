@@ -306,3 +306,9 @@ def test_a_route_group_key_does_not_beat_a_default_type_key() -> None:
     assert by_group.up["EMAIL"] == "log" and by_group.up["PHONE"] == "mask"
     by_type = resolve(defaults.merged(section({"redact": {"EMAIL": "mask"}})))
     assert by_type.up["EMAIL"] == "mask"
+
+
+@pytest.mark.parametrize("up", ["mask", ["CARD"], 1])
+def test_a_direction_must_be_a_table(up: object) -> None:
+    with pytest.raises(ValidationError, match=r"expected a table of actions"):
+        section({"redact": {"up": up}})
