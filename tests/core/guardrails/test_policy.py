@@ -312,3 +312,64 @@ def test_a_route_group_key_does_not_beat_a_default_type_key() -> None:
 def test_a_direction_must_be_a_table(up: object) -> None:
     with pytest.raises(ValidationError, match=r"expected a table of actions"):
         section({"redact": {"up": up}})
+
+
+KEYS = st.sampled_from(
+    [
+        "enabled",
+        "redact",
+        "up",
+        "down",
+        "EMAIL",
+        "secret",
+        "CARD",
+        "X",
+        "detectors",
+        "name",
+        "pattern",
+        "validator",
+        "action",
+        "findings",
+        "results",
+        "rules",
+        "definitions",
+        "high",
+        "pinning",
+        "mode",
+        "pins",
+        "limits",
+        "user",
+        "tool",
+        "route",
+        "burst",
+        "HIDDEN_INSTRUCTIONS",
+    ]
+)
+VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 100)
+    | st.sampled_from(["mask", "log", "off", "block", "hide", "warn", "60/minute", "x(", "A" * 64])
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(KEYS, VALUES, max_size=5), st.dictionaries(KEYS, VALUES, max_size=5))
+def test_any_input_validates_or_is_refused_cleanly(
+    base: dict[str, object], top: dict[str, object]
+) -> None:
+    """Whatever a profile holds, the section validates or raises ValidationError (KeyedError
+    for names), and whatever validates merges and resolves."""
+    try:
+        defaults = section(base)
+        override = section(top)
+        defaults.check_names()
+        override.check_names(defaults.custom_names())
+    except (ValidationError, KeyedError):
+        return
+    policy = resolve(defaults.merged(override))
+    assert set(policy.up) >= set(TYPES)
+    assert set(policy.up.values()) | set(policy.down.values()) <= set(ACTIONS)
