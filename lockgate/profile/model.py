@@ -308,26 +308,35 @@ class Profile(_Model):
         return self
 
     def _check_guardrails(self) -> None:
-        sections: list[tuple[tuple[str, ...], GuardrailsSection, tuple[str, ...]]] = [
-            (("guardrails",), self.guardrails, ())
-        ]
+        # (key path, section, custom names it inherits, the upstreams its pins may name)
+        everyone = tuple(self.upstreams)
+        sections: list[tuple[tuple[str, ...], GuardrailsSection, tuple[str, ...], tuple[str, ...]]]
+        sections = [(("guardrails",), self.guardrails, (), everyone)]
         inherited = self.guardrails.custom_names()
         for name, route in self.routes.items():
             if route.guardrails is not None:
-                sections.append((("routes", name, "guardrails"), route.guardrails, inherited))
-        for prefix, section, custom in sections:
+                where = ("routes", name, "guardrails")
+                sections.append((where, route.guardrails, inherited, (route.upstream,)))
+        for prefix, section, custom, upstreams in sections:
             try:
                 section.check_names(custom)
             except KeyedError as e:
                 raise _KeyedError((*prefix, *e.loc), e.message) from None
             for upstream in section.pinning.pins:
-                if upstream not in self.upstreams:
-                    known = ", ".join(sorted(self.upstreams))
-                    raise _KeyedError(
-                        (*prefix, "pinning", "pins", upstream),
-                        f"pins tools of upstream {upstream!r}, which is not defined "
-                        f"(known: {known})",
+                if upstream in upstreams:
+                    continue
+                if upstream in self.upstreams:  # a route's override pins its own upstream only
+                    message = (
+                        f"pins tools of upstream {upstream!r}, but route {prefix[1]!r} serves "
+                        f"{upstreams[0]!r}; move these pins to [guardrails.pinning.pins]"
                     )
+                else:
+                    known = ", ".join(sorted(self.upstreams))
+                    message = (
+                        f"pins tools of upstream {upstream!r}, which is not defined "
+                        f"(known: {known})"
+                    )
+                raise _KeyedError((*prefix, "pinning", "pins", upstream), message)
 
     def guardrails_for(self, route: str) -> GuardrailsSection:
         """The guardrails of one route: its override merged over the defaults; resolve it

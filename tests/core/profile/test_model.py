@@ -260,3 +260,16 @@ def test_guardrails_errors_name_line_and_key_path(
     msg = _error(GUARDED.replace(old, new, 1))
     assert msg.startswith(where), msg
     assert says in msg, msg
+
+
+def test_a_route_override_pins_only_its_own_upstream() -> None:
+    two = GUARDED.replace(
+        "[routes.linear]",
+        '[upstreams.jira]\nurl = "https://jira.example.com/mcp"\n\n[routes.linear]',
+    )
+    pin = "a" * 64
+    ok = parse_profile(two + f'pinning.pins.linear.create_issue = "{pin}"\n', "p.toml")
+    assert ok.guardrails_for("linear-readonly").pinning.pins["linear"]["create_issue"] == pin
+    msg = _error(two + f'pinning.pins.jira.create_issue = "{pin}"\n')
+    assert msg.startswith("p.toml:39: routes.linear-readonly.guardrails.pinning.pins.jira"), msg
+    assert "serves 'linear'" in msg
