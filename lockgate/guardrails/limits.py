@@ -243,7 +243,7 @@ class RateLimiter:
                     buckets.touch(key, bucket, tokens, now)
             return hit
         for buckets, key, bucket, tokens in looked:
-            if bucket is None and key[2]:
+            if bucket is None and buckets is self.tool:
                 self._per_user[key[:2]] = self._per_user.get(key[:2], 0) + 1
             buckets.take(key, bucket, tokens, now)
         self._checks += 1

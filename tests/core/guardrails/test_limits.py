@@ -237,7 +237,7 @@ def test_hard_cap_evicts_the_least_recently_used() -> None:
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.text(min_size=1, max_size=3), min_size=1, max_size=400))
+@given(st.lists(st.text(max_size=3), min_size=1, max_size=400))
 def test_memory_is_bounded_for_any_key_stream(names: list[str]) -> None:
     limiter = RateLimiter(
         LimitsSpec(route=Rate(5, 1.0), user=Rate(5, 1.0), tool=Rate(5, 1.0)),
