@@ -32,7 +32,7 @@ from lockgate.errors import KeyringUnavailable, LockgateError, SecretMissing
 from lockgate.mcp import jsonrpc
 from lockgate.mcp.exchange import InjectedToken, process_message, rewrite_event
 from lockgate.mcp.sse import SseRewriter
-from lockgate.net.tls import profile_ca, upstream_trust
+from lockgate.net.tls import upstream_verify
 from lockgate.policy.gateway import GatewayConfig
 from lockgate.upstream._errors import UpstreamOAuthError
 from lockgate.upstream.connect import connect_url
@@ -89,6 +89,31 @@ class Credentials:
             )
             return
         flow.request.headers[target.config.header] = target.config.value.replace("{secret}", secret)
+
+    async def headers_for(self, flow: http.HTTPFlow) -> dict[str, str] | None:
+        """The credential header this flow's upstream request would carry, for a request the
+        gateway makes itself on the flow's behalf (the guardrails' own `tools/list`); None
+        when none is held (the flow itself is then refused here)."""
+        route = state(flow).route
+        if route is None:
+            return None
+        target = route.upstream
+        auth = target.config.auth
+        if auth == "none":
+            return {}
+        try:
+            if auth == "oauth":
+                user = state(flow).user
+                tokens = await self.cache.load(target.name, user) if user is not None else None
+                if tokens is None or tokens.expires_within(0):
+                    return None
+                return {"authorization": f"Bearer {tokens.access_token}"}
+            secret = self.cache.secret(target.name)
+        except (KeyringUnavailable, SecretMissing):
+            return None
+        if secret is None:
+            return None
+        return {target.config.header: target.config.value.replace("{secret}", secret)}
 
     # --- auth = "oauth" ---------------------------------------------------------------------
 
@@ -199,8 +224,7 @@ class Credentials:
         timeout = 60.0
         if profile is not None:
             # What the proxy path trusts: the profile's CA alone when set, next to the profile.
-            ca = profile_ca(profile.gateway.upstream_ca, Path(profile.source))
-            verify = upstream_trust(ca) if ca is not None else True
+            verify = upstream_verify(profile.gateway.upstream_ca, Path(profile.source))
             route = state(flow).route
             per_upstream = route.upstream.config.timeout if route is not None else None
             timeout = per_upstream or profile.gateway.upstream_timeout

@@ -16,30 +16,22 @@ from typing import Any
 from mitmproxy import http
 
 from lockgate.addons._flow import answer_rpc_error, guarded, pending_route, state
-from lockgate.guardrails.detectors import GROUPS, Action, Detectors
+from lockgate.guardrails.policy import GuardrailPolicy, resolve
 from lockgate.guardrails.redaction import Redactions, Redactor
 from lockgate.mcp import jsonrpc
 from lockgate.mcp.exchange import FlowState
 from lockgate.policy.gateway import GatewayConfig
 from lockgate.policy.routes import Route
 
-_DEFAULTS: dict[str, Action] = {"secret": "mask", "financial": "mask", "national": "mask"}
-
-
-def _default_actions() -> dict[str, Action]:
-    return {t: _DEFAULTS.get(g, "log") for g, types in GROUPS.items() for t in types}
-
 
 class _RouteGuard:
-    """One route's guardrails, built once per route."""
+    """One route's guardrails, built once per route from its resolved policy."""
 
     __slots__ = ("down", "up")
 
-    def __init__(self, route: Route) -> None:
-        detectors = Detectors()
-        actions = _default_actions()
-        self.up = Redactor(detectors, actions)
-        self.down = Redactor(detectors, actions)
+    def __init__(self, policy: GuardrailPolicy) -> None:
+        self.up = Redactor(policy.detectors, policy.up if policy.redacts_up else {})
+        self.down = Redactor(policy.detectors, policy.down if policy.redacts_down else {})
 
 
 class Guardrails:
@@ -51,7 +43,8 @@ class Guardrails:
         held = self._guards.get(route.name)
         if held is not None and held[0] is route:
             return held[1]
-        guard = _RouteGuard(route)
+        profile = self.config.profile if self.config is not None else None
+        guard = _RouteGuard(resolve(profile.guardrails_for(route.name) if profile else None))
         self._guards[route.name] = (route, guard)
         return guard
 

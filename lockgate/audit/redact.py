@@ -5,7 +5,9 @@ Why it exists: tool arguments named `key` or `pat`, and results holding `AKIA…
 log keeps of caller data (`args`, `result`, values under secret-like keys) passes through
 here on append: `preview` bounds it, `is_secret_key` names the keys whose values are never
 kept, `mask_text` masks credential shapes in every string kept; regexes compiled once, and
-one mask string, `REDACTED`. The guardrails issue widens this to full redaction.
+one mask string, `REDACTED`.
+`mask_text` also runs the guardrails' detectors (`lockgate.guardrails.detectors`), masking
+every type they know: the log records a route's findings, never the values.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import math
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from lockgate.guardrails.detectors import redact
 
 __all__ = ["REDACTED", "is_secret_key", "mask_text", "preview"]
 
@@ -60,8 +64,10 @@ def is_secret_key(key: str) -> bool:
 
 
 def mask_text(text: str) -> str:
-    """`text` with every credential-shaped run replaced by the mask."""
-    return _SECRET_VALUE.sub(REDACTED, text)
+    """`text` with every credential-shaped run replaced by the mask, and every entity the
+    guardrails' detectors find (secrets, cards, contact data...) by its placeholder: the
+    audit log keeps what was found, never the value, whatever the route's action was."""
+    return redact(_SECRET_VALUE.sub(REDACTED, text))
 
 
 # ---------------------------------------------------------------------------- previews

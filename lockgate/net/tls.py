@@ -56,3 +56,10 @@ def profile_ca(upstream_ca: str | None, profile_path: Path | None) -> Path | Non
     if not path.is_absolute() and profile_path is not None:
         path = profile_path.parent / path
     return path
+
+
+def upstream_verify(upstream_ca: str | None, profile_path: Path | None) -> ssl.SSLContext | bool:
+    """What a request of the gateway's own to an upstream trusts, as the proxy path does:
+    the profile's CA alone when set (relative to the profile), else the default store."""
+    ca = profile_ca(upstream_ca, profile_path)
+    return upstream_trust(ca) if ca is not None else True

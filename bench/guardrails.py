@@ -1,0 +1,131 @@
+"""What the guardrail stage costs through the gateway: the same gateway, guardrails on and off.
+
+    uv run python bench/guardrails.py            # about a minute
+    uv run python bench/guardrails.py --quick    # smoke run
+
+One `lockgate up` serves the 2,000-tool upstream (bench/upstream.py `many-json`) on two routes:
+`on` with the default guardrail policy (secrets masked, contact data logged, definitions
+scanned, tools pinned on first use) and `off` with `[routes.off.guardrails] enabled = false`;
+`direct` is the upstream itself. Measured in interleaved rounds:
+
+1. a 1 KB `tools/call` (`tool_0001`, whose echo answers the ~1 KB text back: 1 KB up and
+   1 KB down through the redactor), p50 per path and the added p50 of `on` over `off`
+   (budget: 0.1 ms);
+2. `tools/list` of the 2,000 tools, scanned and pinned on `on`: p50 per path and the ratio
+   on/off (budget: 1.3x).
+
+Prints a table and writes bench/guardrails.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import run  # noqa: E402  (bench/run.py: the processes, the raw client, the statistics)
+
+TEXT = (
+    "Quarterly planning notes: the team reviewed the roadmap, agreed on the release train and "
+    "moved the search rewrite to the next cycle; action items are tracked in the usual board. "
+) * 6
+CALL = {"name": "tool_0001", "arguments": {"text": TEXT[:1000]}}
+
+
+def measure_calls(urls: dict[str, str], calls: int, rounds: int) -> dict[str, list[float]]:
+    sessions = {name: run.Session(url).initialize() for name, url in urls.items()}
+    lat: dict[str, list[float]] = {name: [] for name in urls}
+    for order in run.rotations(list(urls), rounds):
+        for name in order:
+            sess = sessions[name]
+            for _ in range(20):
+                sess.rpc("tools/call", CALL)
+            bodies = [sess.request_bytes("tools/call", CALL) for _ in range(calls // rounds)]
+            with run.no_gc():
+                for body in bodies:
+                    t0 = time.perf_counter_ns()
+                    res = sess.post(body)
+                    lat[name].append((time.perf_counter_ns() - t0) / 1e6)
+                    run.result_of(*res)
+    for sess in sessions.values():
+        sess.close()
+    return lat
+
+
+def measure_lists(urls: dict[str, str], calls: int) -> dict[str, list[float]]:
+    sessions = {name: run.Session(url).initialize() for name, url in urls.items()}
+    lat: dict[str, list[float]] = {name: [] for name in urls}
+    for sess in sessions.values():
+        for _ in range(2):
+            sess.rpc("tools/list", {})
+    for order in run.rotations(list(urls), max(1, calls // 5)):
+        for name in order:
+            sess = sessions[name]
+            for _ in range(5):
+                body = sess.request_bytes("tools/list", {})
+                with run.no_gc():
+                    t0 = time.perf_counter_ns()
+                    res = sess.post(body)
+                    lat[name].append((time.perf_counter_ns() - t0) / 1e6)
+                assert len(run.result_of(*res)["tools"]) == 2000, name
+    for sess in sessions.values():
+        sess.close()
+    return lat
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    calls, rounds, lists = (400, 4, 10) if args.quick else (4000, 20, 60)
+    try:
+        up = run.start_upstream("many-json", run.free_port())
+        upstream = run.wait_url(up)
+        profile = run.lockgate_profile(
+            {"many": upstream},
+            {"on": ("many", ""), "off": ("many", "")},
+        )
+        profile += "\n[routes.off.guardrails]\nenabled = false\n"
+        with tempfile.TemporaryDirectory() as tmp:
+            gw = run.start_lockgate("lockgate", profile, Path(tmp))
+            base = run.wait_url(gw)
+            urls = {"direct": upstream, "off": f"{base}/mcp/off", "on": f"{base}/mcp/on"}
+            call_lat = measure_calls(urls, calls, rounds)
+            list_lat = measure_lists(urls, lists)
+    finally:
+        for proc in run.RUNNING:
+            proc.stop()
+    p = {name: run.pct(v, 50) for name, v in call_lat.items()}
+    lp = {name: run.pct(v, 50) for name, v in list_lat.items()}
+    res: dict[str, Any] = {
+        "call_1kb": {
+            "request_bytes": len(json.dumps({"method": "tools/call", "params": CALL})),
+            "p50_ms": {k: run.r(v) for k, v in p.items()},
+            "added_p50_ms_on_over_off": run.r(p["on"] - p["off"], 4),
+            "budget_ms": 0.1,
+        },
+        "tools_list_2000": {
+            "p50_ms": {k: run.r(v) for k, v in lp.items()},
+            "ratio_on_off": run.r(lp["on"] / lp["off"]),
+            "budget_ratio": 1.3,
+        },
+    }
+    (HERE / "guardrails.json").write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    c, t = res["call_1kb"], res["tools_list_2000"]
+    cp, tp = c["p50_ms"], t["p50_ms"]
+    print(f"1 KB tools/call p50 ms: direct {cp['direct']}  off {cp['off']}  on {cp['on']}")
+    print(f"  guardrails add {c['added_p50_ms_on_over_off']} ms p50 (budget 0.1)")
+    print(f"tools/list 2,000 p50 ms: direct {tp['direct']}  off {tp['off']}  on {tp['on']}")
+    print(f"  on/off {t['ratio_on_off']}x (budget 1.3x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
