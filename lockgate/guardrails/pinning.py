@@ -1,0 +1,397 @@
+"""Tool pinning: what a tool definition's pin is, and what a listed definition means against
+the pins a user (or IT) approved. No silent rug pulls (issue 11, section 3).
+
+Why it exists: the store (`pinstore`) keeps pins per upstream; this module holds what is pure
+about them, so the gateway's hot path, the CLI and the tests share one truth:
+
+- :func:`pin_of`: SHA-256 (hex) of the RFC 8785 (JCS) canonical JSON of the whole definition
+  except ``_meta``. Key order and whitespace never count; any value does.
+- :func:`decide`: the verdict on one listed definition (pass, pin now, or hold and why).
+- :func:`changed_fields`, :func:`pretty`, :func:`diff_lines`: what changed, for messages
+  and the ``lockgate tools diff`` view; :func:`refusal_message`: the sentence a refused call
+  gets; :func:`skeleton` / :func:`confusable_with`: tool-name spoofing.
+
+The canonical form, measured (``bench/pinning.py``, 2,000 realistic tools, ~1.7 MB): the
+pure-Python ``rfc8785`` package takes ~95 ms per list, too slow for every ``tools/list``;
+``orjson`` with ``OPT_SORT_KEYS`` takes ~4 ms and yields the very same bytes as long as the
+value holds no float (JCS writes ECMAScript numbers: ``1.0`` is ``1``, ``-0.0`` is ``0``), no
+integer beyond ±(2**53 - 1) (JCS refuses them) and no object key outside the BMP (JCS sorts
+keys by UTF-16 code units, orjson by code points; the two orders agree within the BMP). So
+the hot path checks those three things in one walk (~3 µs a tool) and uses orjson; anything
+else goes through ``rfc8785``. ``tests/core/guardrails/test_pinning.py`` proves the two equal
+with hypothesis over arbitrary JSON values. What JCS cannot represent at all (NaN, huge
+integers, lone surrogates) is pinned over a plain sorted-keys JSON dump behind a prefix byte
+(0xff, never the start of UTF-8), so it still pins and never collides with a JCS form.
+A repeated list costs even less: pins are cached by the definition's unsorted orjson bytes
+(equal bytes, equal value), so an unchanged list costs one serialisation and a dict lookup
+per tool.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import json
+import re
+import shlex
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import orjson
+import rfc8785
+
+__all__ = [
+    "META",
+    "Decision",
+    "Held",
+    "HoldReason",
+    "Kind",
+    "Mode",
+    "canonical",
+    "changed_fields",
+    "confusable_with",
+    "decide",
+    "diff_lines",
+    "pin_of",
+    "pretty",
+    "refusal_message",
+    "skeleton",
+]
+
+META: Final = "_meta"
+Mode = Literal["tofu", "approve"]
+# What an observation reports: pinned now, or held (new in approve mode, changed, spoofing).
+Kind = Literal["new", "pending", "changed", "spoofing"]
+# Why a listed tool is hidden and its calls refused.
+HoldReason = Literal["pending", "changed", "spoofing", "rejected", "profile"]
+
+_INT_MAX: Final = 2**53 - 1
+_FALLBACK: Final = b"\xff"  # never the first byte of UTF-8, so never equal to a JCS form
+_CACHE_MAX: Final = 16_384
+_cache: dict[bytes, str] = {}
+
+
+# ---------------------------------------------------------------------------- the pin
+
+
+def _body(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """The definition without ``_meta``, as a plain dict (the same object when possible)."""
+    if type(definition) is dict and META not in definition:
+        return definition
+    return {k: v for k, v in definition.items() if k != META}
+
+
+def _jcs_safe(value: Any) -> bool:
+    """Whether orjson's sorted output of ``value`` is byte-equal to RFC 8785's."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(-_INT_MAX <= value <= _INT_MAX)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or (not key.isascii() and max(key) > "\uffff"):
+                return False
+            if not _jcs_safe(item):
+                return False
+        return True
+    if kind is list:
+        return all(_jcs_safe(item) for item in value)
+    return False  # floats, tuples, subclasses: the slow, exact path
+
+
+def canonical(definition: Mapping[str, Any]) -> bytes:
+    """RFC 8785 canonical JSON of the definition without ``_meta`` (the bytes a pin hashes).
+
+    What JCS cannot represent (NaN, integers beyond 2**53, lone surrogates, non-string keys)
+    comes back as 0xff + a sorted-keys JSON dump; ValueError when nested too deeply."""
+    body = _body(definition)
+    try:
+        return rfc8785.dumps(body)
+    except (rfc8785.CanonicalizationError, UnicodeError, TypeError):
+        pass
+    except RecursionError:
+        raise ValueError("the definition is nested too deeply to pin") from None
+    try:
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as e:
+        raise ValueError(f"the definition cannot be pinned ({type(e).__name__})") from None
+    return _FALLBACK + text.encode("utf-8", "surrogatepass")
+
+
+def pin_of(definition: Mapping[str, Any]) -> str:
+    """The pin of a tool definition: SHA-256 hex of :func:`canonical` (see the module doc for
+    the fast path). ValueError only for a definition nested too deeply to serialise."""
+    body = _body(definition)
+    try:
+        raw = orjson.dumps(body)
+    except orjson.JSONEncodeError:  # > 64-bit ints, surrogates, nesting > 255: exact path
+        return hashlib.sha256(canonical(body)).hexdigest()
+    hit = _cache.get(raw)
+    if hit is not None:
+        return hit
+    if _jcs_safe(body):
+        pin = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    else:
+        pin = hashlib.sha256(canonical(body)).hexdigest()
+    if len(_cache) >= _CACHE_MAX:
+        _cache.clear()
+    _cache[raw] = pin
+    return pin
+
+
+# ---------------------------------------------------------------------------- what changed
+
+# The order fields are named in (the ones a reviewer cares about first); others sorted.
+_FIELD_ORDER: Final = ("name", "title", "description", "inputSchema", "outputSchema")
+_MISSING: Final = object()
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is _MISSING or b is _MISSING:
+        return a is b
+    try:
+        return canonical({"v": a}) == canonical({"v": b})
+    except ValueError:
+        return bool(a == b)
+
+
+def changed_fields(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tuple[str, ...]:
+    """The top-level fields (``_meta`` aside) whose values differ, added or removed;
+    () when the old definition is unknown."""
+    if old is None:
+        return ()
+    keys = (set(old) | set(new)) - {META}
+    changed = {k for k in keys if not _same(old.get(k, _MISSING), new.get(k, _MISSING))}
+    first = [k for k in _FIELD_ORDER if k in changed]
+    return (*first, *sorted(changed - set(first)))
+
+
+def _visible(text: str) -> str:
+    """Escape what a terminal would not show (controls, format and bidi characters, private
+    use, line separators) as ``\\uXXXX``, so a reviewer sees hidden characters."""
+    out = []
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if (cat[0] == "C" and ch != "\n") or cat in ("Zl", "Zp"):  # json escapes \n in strings
+            code = ord(ch)
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def pretty(definition: Mapping[str, Any] | None) -> str:
+    """The definition (``_meta`` aside) as indented JSON with sorted keys, every invisible
+    character escaped; "" for None."""
+    if definition is None:
+        return ""
+    text = json.dumps(_body(definition), sort_keys=True, indent=2, ensure_ascii=False)
+    return _visible(text)
+
+
+def diff_lines(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any], *, context: int = 3
+) -> list[str]:
+    """A unified diff of the two definitions' :func:`pretty` forms (lines without endings);
+    with no old definition, every line of the new one as added."""
+    before = pretty(old).splitlines() if old is not None else []
+    after = pretty(new).splitlines()
+    return list(
+        difflib.unified_diff(
+            before,
+            after,
+            "approved" if old is not None else "(none)",
+            "listed",
+            lineterm="",
+            n=context,
+        )
+    )
+
+
+# ---------------------------------------------------------------------------- spoofing
+
+
+@functools.cache
+def _prototypes() -> dict[str, str]:
+    """Each confusable character -> one representative of its class (union of the Unicode
+    confusables data the ``confusable-homoglyphs`` package ships; an ASCII letter when the
+    class has one). Built once, on the first new tool name."""
+    from confusable_homoglyphs.confusables import confusables_data
+
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for key, glyphs in confusables_data.items():
+        for glyph in glyphs:
+            other = str(glyph["c"]).strip("\u200e")
+            if len(key) == 1 and len(other) == 1:
+                parent[find(key)] = find(other)
+    parent[find("0")] = find("o")  # UTS 39 keeps them apart; a tool name should not
+    classes: dict[str, list[str]] = {}
+    for ch in list(parent):
+        classes.setdefault(find(ch), []).append(ch)
+
+    def rank(ch: str) -> tuple[int, str]:
+        return (0 if ch.isascii() and ch.islower() else 1 if ch.isascii() else 2, ch)
+
+    table: dict[str, str] = {}
+    for members in classes.values():
+        rep = min(members, key=rank)
+        table.update((ch, rep) for ch in members)
+    return table
+
+
+def _proto(text: str) -> str:
+    table = _prototypes()
+    return "".join(table.get(ch, ch) for ch in text)
+
+
+def skeleton(name: str) -> tuple[str, str]:
+    """Two keys under which confusable names meet: compatibility-decomposed, without marks,
+    separators, punctuation and invisible characters, every homoglyph replaced by its class
+    representative, case-folded before and after (``fIle`` meets ``file`` by case,
+    ``fiIe`` by glyph)."""
+    base = "".join(
+        ch
+        for ch in unicodedata.normalize("NFKD", name)
+        if unicodedata.category(ch)[0] not in "MPZC"
+    )
+    return _proto(base.casefold()).casefold(), _proto(_proto(base).casefold())
+
+
+def confusable_with(name: str, others: Iterable[str]) -> str | None:
+    """The first of ``others`` that ``name`` can be mistaken for (not itself), or None."""
+    mine = set(skeleton(name))
+    for other in others:
+        if other != name and mine & set(skeleton(other)):
+            return other
+    return None
+
+
+# ---------------------------------------------------------------------------- the verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A definition waiting for a decision (or rejected), as the store keeps it."""
+
+    pin: str
+    kind: Kind
+    rejected: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do with one listed definition: ``pass`` (as pinned), ``pin`` (new, pin it now
+    and pass), or ``hold`` (hide it and refuse its calls, for ``reason``)."""
+
+    action: Literal["pass", "pin", "hold"]
+    reason: HoldReason | None = None
+    fresh: bool = False  # a hold the store has not recorded yet (a new pending event)
+
+
+PASS: Final = Decision("pass")
+PIN: Final = Decision("pin")
+
+
+def decide(
+    pin: str,
+    *,
+    pinned: str | None,
+    held: Held | None,
+    mode: Mode,
+    shipped: str | None = None,
+    similar: str | None = None,
+) -> Decision:
+    """The verdict on a listed definition with pin ``pin``, given the approved pin, what the
+    store holds for the name, the mode, the profile's shipped pin (which wins over the
+    store) and the pinned name it is confusable with, if any."""
+    if shipped is not None:
+        if pin == shipped:
+            return PASS
+        fresh = held is None or held.pin != pin
+        return Decision("hold", "profile", fresh)
+    if pinned is not None and pin == pinned:
+        return PASS
+    if held is not None and held.pin == pin:
+        return Decision("hold", "rejected" if held.rejected else _reason(held.kind))
+    if pinned is not None:
+        return Decision("hold", "changed", True)
+    if similar is not None:
+        return Decision("hold", "spoofing", True)
+    if mode == "approve":
+        return Decision("hold", "pending", True)
+    return PIN
+
+
+def _reason(kind: Kind) -> HoldReason:
+    return "pending" if kind == "new" else kind
+
+
+def _quoted(name: str) -> str:
+    shown = name if len(name) <= 80 else name[:77] + "..."
+    return repr(shown)  # repr escapes controls, bidi and other invisible characters
+
+
+_SAFE_WORD: Final = re.compile(r"[A-Za-z0-9_.:/@+=-]+")
+
+
+def _shell_word(name: str) -> str:
+    """The name as one shell word a user can paste (quoted unless plainly safe)."""
+    return name if _SAFE_WORD.fullmatch(name) else shlex.quote(name)
+
+
+def refusal_message(
+    upstream: str,
+    name: str,
+    reason: HoldReason | Literal["unlisted", "duplicate"],
+    *,
+    fields: Iterable[str] = (),
+    similar: str | None = None,
+) -> str:
+    """The one sentence a refused call gets: what is wrong and which command fixes it."""
+    tool = f"Tool {_quoted(name)} of upstream {upstream!r}"
+    shell = f"{upstream} {_shell_word(name)}"
+    approve = f"`lockgate tools approve {shell}`"
+    review = f"review it with `lockgate tools diff {shell}`"
+    if not name.isprintable() or len(name) > 80:  # not a word one can type: list it instead
+        approve = f"`lockgate tools approve {upstream} --all` after `lockgate tools pending`"
+        review = f"review it with `lockgate tools diff {upstream}`"
+    what = ", ".join(fields)
+    if reason == "changed":
+        changed = f" ({what})" if what else ""
+        return (
+            f"{tool} changed since it was approved{changed} and is blocked: {review}, "
+            f"then approve it with {approve}."
+        )
+    if reason == "pending":
+        return f"{tool} is new and waits for approval: {review}, then run {approve}."
+    if reason == "spoofing":
+        like = f" the pinned tool {_quoted(similar)}" if similar else " a pinned tool"
+        return (
+            f"{tool} has a name confusable with{like} and is blocked: {review}, "
+            f"and approve it with {approve} only if it is genuine."
+        )
+    if reason == "rejected":
+        return f"{tool} was rejected and stays blocked until someone approves it with {approve}."
+    if reason == "profile":
+        differs = f" ({what})" if what else ""
+        return (
+            f"{tool} differs from the pin your profile ships for it{differs} and is blocked: "
+            f"ask your IT team to update [guardrails.pinning.pins.{upstream}]."
+        )
+    if reason == "duplicate":
+        return f"{tool} is listed with more than one definition, so it is blocked."
+    return (
+        f"{tool} was never listed by the upstream, so its definition cannot be checked: "
+        "list the tools first."
+    )
