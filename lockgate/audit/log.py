@@ -265,16 +265,36 @@ def record(path: Path, event: Mapping[str, Any]) -> str:
         log = AuditLog(path)
     except AuditLogBusy:
         line = json.dumps({**event, "ts": _now()}, sort_keys=True) + "\n"
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(pending_path(path), flags, 0o600)
-        try:
-            os.write(fd, line.encode("utf-8"))
-        finally:
-            os.close(fd)
+        _enqueue(pending_path(path), line.encode("utf-8"))
         return "pending"
     with log:
         log.append(event)
     return "written"
+
+
+def _enqueue(queued: Path, data: bytes) -> None:
+    """Append one line to the pending queue, never to a queue file a drainer already read.
+
+    The drainer renames the queue away, then takes its flock before reading it; a writer
+    takes the flock before writing and writes only if its file is still the one at the
+    queue's path (else it was renamed away meanwhile: open the new one). Without this a line
+    written between the drainer's rename and its read was lost."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        fd = os.open(queued, flags, 0o600)
+        try:
+            if sys.platform != "win32":
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    current = os.stat(queued).st_ino == os.fstat(fd).st_ino
+                except FileNotFoundError:
+                    current = False
+                if not current:
+                    continue
+            os.write(fd, data)
+            return
+        finally:
+            os.close(fd)  # and with it the flock
 
 
 class AuditLog:
@@ -348,12 +368,20 @@ class AuditLog:
         keeps the time it claims only as ``claimed_ts``: it cannot backdate itself."""
         queued = pending_path(self.path)
         taken = queued.with_name(queued.name + ".draining")
-        with contextlib.suppress(FileNotFoundError):
-            os.replace(queued, taken)
+        if not taken.exists():  # else a drain cut short left it: drain that first
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(queued, taken)
         try:
-            text = taken.read_text(encoding="utf-8")
+            fd = os.open(taken, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             return
+        try:
+            if sys.platform != "win32":
+                fcntl.flock(fd, fcntl.LOCK_EX)  # a writer still writing to it finishes first
+            with os.fdopen(os.dup(fd), "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        finally:
+            os.close(fd)
         for line in text.splitlines():
             event = _json_object(line)
             if event is not None:
