@@ -28,6 +28,12 @@ LAZY: dict[str, tuple[str, str, str]] = {
         "redact",
         "Redact secrets and personal data in text or JSONL, as the gateway would.",
     ),
+    "tools": (
+        "lockgate.cli.tools",
+        "app",
+        "Review tool pins: definitions changed since approval (rug pulls), new tools waiting "
+        "for approval, names confusable with pinned ones.",
+    ),
 }
 
 # The order `lockgate --help` lists the commands in (commands first, then groups).
@@ -47,6 +53,7 @@ ORDER = (
     "redact",
     "audit",
     "clients",
+    "tools",
 )
 
 

@@ -59,6 +59,7 @@ __all__ = [
     "pretty",
     "refusal_message",
     "skeleton",
+    "visible",
 ]
 
 META: Final = "_meta"
@@ -85,21 +86,30 @@ def _body(definition: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _jcs_safe(value: Any) -> bool:
-    """Whether orjson's sorted output of ``value`` is byte-equal to RFC 8785's."""
+    """Whether orjson's sorted output of ``value`` is byte-equal to RFC 8785's: no float, no
+    integer beyond ±(2**53 - 1), no key outside the BMP, nothing but JSON's own types.
+    Strings and booleans, most of a definition, are skipped without a call."""
     kind = type(value)
-    if kind is str or kind is bool or value is None:
-        return True
-    if kind is int:
-        return bool(-_INT_MAX <= value <= _INT_MAX)
     if kind is dict:
         for key, item in value.items():
             if type(key) is not str or (not key.isascii() and max(key) > "\uffff"):
                 return False
+            if type(item) is str or type(item) is bool:
+                continue
             if not _jcs_safe(item):
                 return False
         return True
     if kind is list:
-        return all(_jcs_safe(item) for item in value)
+        for item in value:
+            if type(item) is str or type(item) is bool:
+                continue
+            if not _jcs_safe(item):
+                return False
+        return True
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(-_INT_MAX <= value <= _INT_MAX)
     return False  # floats, tuples, subclasses: the slow, exact path
 
 
@@ -170,7 +180,7 @@ def changed_fields(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tup
     return (*first, *sorted(changed - set(first)))
 
 
-def _visible(text: str) -> str:
+def visible(text: str) -> str:
     """Escape what a terminal would not show (controls, format and bidi characters, private
     use, line separators) as ``\\uXXXX``, so a reviewer sees hidden characters."""
     out = []
@@ -190,7 +200,7 @@ def pretty(definition: Mapping[str, Any] | None) -> str:
     if definition is None:
         return ""
     text = json.dumps(_body(definition), sort_keys=True, indent=2, ensure_ascii=False)
-    return _visible(text)
+    return visible(text)
 
 
 def diff_lines(
