@@ -2,4 +2,12 @@
 personal data today; poisoning findings, tool pinning and rate limits to come, issue 11).
 Pure: no mitmproxy, no network, testable on plain strings."""
 
-__all__ = ["detectors", "limits", "pinning", "pinstore", "policy", "redaction"]
+__all__ = [
+    "detectors",
+    "limits",
+    "pinning",
+    "pinschema",
+    "pinstore",
+    "policy",
+    "redaction",
+]

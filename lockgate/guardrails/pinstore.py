@@ -14,33 +14,41 @@ on one file never pin two definitions of one tool. The verdict itself is
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Self
 
-from lockgate.authserver.migrations import Migration, migrate
+from lockgate.authserver.migrations import migrate
 from lockgate.errors import LockgateError
 from lockgate.guardrails.pinning import (
+    Change,
+    Decided,
     Decision,
     Held,
-    HoldReason,
     Kind,
     Mode,
+    Observation,
+    Pending,
+    Pin,
     changed_fields,
     decide,
     pin_of,
     refusal_message,
     skeleton,
 )
-from lockgate.paths import data_dir
+from lockgate.guardrails.pinschema import DB_NAME, MIGRATIONS, default_path
+from lockgate.guardrails.pinschema import create_private as _create_private
+from lockgate.guardrails.pinschema import key as _key
+from lockgate.guardrails.pinschema import stored as _stored
+from lockgate.guardrails.pinschema import unkey as _unkey
 
+# The records live in `pinning` (pure); they are re-exported here for the store's callers.
 __all__ = [
     "DB_NAME",
     "Change",
@@ -53,106 +61,22 @@ __all__ = [
     "default_path",
 ]
 
-DB_NAME: Final = "pins.db"
 Clock = Callable[[], float]
-Source = Literal["tofu", "approved", "profile"]
 _EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
 _DUP: Final = "duplicate"  # a seen "pin" no sha256 hex can equal: listed twice, differently
 _BAD: Final = "unpinnable"
 
 
+def _lowered(shipped: Mapping[str, str]) -> Mapping[str, str]:
+    """The profile's pins with lower-case hex (IT may write capitals); the same object when
+    they already are."""
+    if all(v == v.lower() for v in shipped.values()):
+        return shipped
+    return {k: v.lower() for k, v in shipped.items()}
+
+
 class NothingPending(LockgateError):
     """Approve or reject named a tool that waits for no decision."""
-
-
-# --- records ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One thing an observation did for the first time: pinned a tool (``new``) or held it
-    (``pending`` in approve mode, ``changed``, ``spoofing``)."""
-
-    name: str
-    kind: Kind
-    pin: str
-    old_pin: str | None = None
-    fields: tuple[str, ...] = ()
-    similar: str | None = None  # spoofing: the pinned name it is confusable with
-
-
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """What to do with one ``tools/list``: the names to drop, the new events, every pin."""
-
-    hidden: frozenset[str]
-    changes: tuple[Change, ...] = ()
-    pins: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Pin:
-    upstream: str
-    name: str
-    pin: str
-    source: Source  # tofu: first sight; approved: someone approved it; profile: IT shipped it
-    by: str | None
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Pending:
-    """A definition held for a decision, with what it would replace."""
-
-    upstream: str
-    name: str
-    kind: Kind
-    pin: str
-    old_pin: str | None
-    fields: tuple[str, ...]
-    similar: str | None
-    rejected: bool
-    source: Literal["store", "profile"]  # profile: differs from a shipped pin (IT decides)
-    seen_at: float
-    decided_by: str | None
-    definition: dict[str, Any]
-    old_definition: dict[str, Any] | None
-
-    @property
-    def reason(self) -> HoldReason:
-        if self.source == "profile":
-            return "profile"
-        if self.rejected:
-            return "rejected"
-        return "pending" if self.kind == "new" else self.kind
-
-
-@dataclass(frozen=True, slots=True)
-class Decided:
-    """One approval or rejection, as the audit log records it."""
-
-    verb: Literal["approved", "rejected"]
-    upstream: str
-    name: str
-    kind: Kind
-    new_pin: str
-    old_pin: str | None
-    by: str
-
-    def event(self) -> dict[str, Any]:
-        """The audit event. The pins go as ``old_sha256``/``new_sha256``: the audit log
-        masks top-level keys named like secrets, and ``pin`` is one (``old_pin`` would be
-        written as "[redacted]")."""
-        return {
-            "event": f"pin.{self.verb}",
-            "upstream": self.upstream,
-            "name": self.name,
-            "kind": self.kind,
-            "old_sha256": self.old_pin,
-            "new_sha256": self.new_pin,
-            "user": self.by,
-            "outcome": "success",
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,81 +88,6 @@ class _Row:
     fields: tuple[str, ...]
     similar: str | None
     source: str
-
-
-# --- schema -----------------------------------------------------------------------------
-
-
-def _m001_initial(db: sqlite3.Connection) -> None:
-    db.execute(
-        """
-        CREATE TABLE pins (
-            upstream TEXT NOT NULL,
-            name TEXT NOT NULL,
-            pin TEXT NOT NULL,
-            definition TEXT NOT NULL,
-            source TEXT NOT NULL CHECK (source IN ('tofu', 'approved', 'profile')),
-            approved_by TEXT,
-            at REAL NOT NULL,
-            PRIMARY KEY (upstream, name)
-        )
-        """
-    )
-    db.execute(
-        """
-        CREATE TABLE held (
-            upstream TEXT NOT NULL,
-            name TEXT NOT NULL,
-            pin TEXT NOT NULL,
-            definition TEXT NOT NULL,
-            kind TEXT NOT NULL CHECK (kind IN ('pending', 'changed', 'spoofing')),
-            old_pin TEXT,
-            fields TEXT NOT NULL,
-            similar TEXT,
-            source TEXT NOT NULL CHECK (source IN ('store', 'profile')),
-            seen_at REAL NOT NULL,
-            rejected_by TEXT,
-            rejected_at REAL,
-            PRIMARY KEY (upstream, name)
-        )
-        """
-    )
-
-
-MIGRATIONS: Final = (Migration("m001_initial", _m001_initial),)
-
-
-def default_path() -> Path:
-    return data_dir() / DB_NAME
-
-
-def _create_private(path: Path) -> None:
-    """Create the file owner-only before SQLite does (its -wal/-shm files copy the mode)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    os.close(fd)
-
-
-def _key(name: str) -> str:
-    """A tool name as SQLite can store it: itself, or (lone surrogates) an escaped form that
-    no real name starts with."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return "\x00" + json.dumps(name)
-    return name
-
-
-def _unkey(key: str) -> str:
-    return str(json.loads(key[1:])) if key.startswith("\x00") else key
-
-
-def _stored(definition: Mapping[str, Any]) -> str:
-    body = {k: v for k, v in definition.items() if k != "_meta"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"))  # ASCII: always storable
 
 
 # --- the store --------------------------------------------------------------------------
@@ -372,6 +221,7 @@ class PinStore:
         """Check one ``tools/list`` of ``upstream``: pin what is new (tofu), hold what changed,
         waits for approval or spoofs a pinned name. ``hidden``: the names to drop from this
         list; ``changes``: what happened for the first time (audit those)."""
+        shipped = _lowered(shipped)
         with self._lock:
             self._refresh()
             cache = self._cache(upstream, mode, shipped)
@@ -380,6 +230,8 @@ class PinStore:
             odd: dict[str, str] = {}
             todo: list[tuple[str, str, Mapping[str, Any]]] = []
             for tool in tools:
+                if type(tool) is not dict and not isinstance(tool, Mapping):
+                    continue  # not a tool: the list's validator is not ours
                 name = tool.get("name")
                 if type(name) is not str:
                     continue  # nothing can call it
@@ -552,13 +404,16 @@ class PinStore:
     ) -> str | None:
         """None when a call of ``name`` may go to the upstream; else the one sentence that
         refuses it (changed, waiting for approval, confusable, rejected, never listed)."""
+        shipped = _lowered(shipped)
         with self._lock:
             self._refresh()
             pin = self._seen.get(upstream, {}).get(name)
             if pin is None:
                 return refusal_message(upstream, name, "unlisted")
-            if pin in (_DUP, _BAD):
+            if pin == _DUP:
                 return refusal_message(upstream, name, "duplicate")
+            if pin == _BAD:
+                return refusal_message(upstream, name, "unpinnable")
             decision = self._decide(upstream, name, pin, mode, shipped)
             if decision.action != "hold" or decision.reason is None:
                 return None

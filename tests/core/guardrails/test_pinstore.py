@@ -353,3 +353,21 @@ def test_a_newer_schema_is_refused(db: Path) -> None:
         raw.execute("INSERT INTO _migrations (name, applied_at) VALUES ('m999_future', 0)")
     with pytest.raises(LockgateError, match="newer lockgate"):
         PinStore.open(db)
+
+
+def test_shipped_pins_in_capitals_match(store: PinStore) -> None:
+    good = tool("create_issue")
+    shipped = {"create_issue": pin_of(good).upper()}
+    assert store.observe("u", [good], shipped=shipped).hidden == frozenset()
+    assert store.refusal("u", "create_issue", shipped=shipped) is None
+
+
+def test_what_is_not_a_tool_is_skipped_and_too_deep_is_blocked(store: PinStore) -> None:
+    deep: Any = "x"
+    for _ in range(5000):
+        deep = {"a": deep}
+    listed: list[Any] = ["junk", {"name": 3}, {"name": "deep", "inputSchema": deep}, BASE[0]]
+    obs = store.observe("u", listed)
+    assert obs.hidden == {"deep"} and [c.name for c in obs.changes] == ["list_issues"]
+    message = store.refusal("u", "deep")
+    assert message is not None and "too deeply nested" in message
