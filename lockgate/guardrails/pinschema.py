@@ -76,8 +76,11 @@ def create_private(path: Path) -> None:
 
 
 def key(name: str) -> str:
-    """A tool name as SQLite can store it: itself, or (lone surrogates) an escaped form that
-    no real name starts with."""
+    """A tool name as SQLite can store it: itself, or an escaped form (NUL + its JSON) for a
+    name SQLite cannot hold (lone surrogates) and for one that starts with NUL itself, so
+    that no name can pose as another's escaped form."""
+    if name.startswith("\x00"):
+        return "\x00" + json.dumps(name)
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:

@@ -371,3 +371,19 @@ def test_what_is_not_a_tool_is_skipped_and_too_deep_is_blocked(store: PinStore) 
     assert obs.hidden == {"deep"} and [c.name for c in obs.changes] == ["list_issues"]
     message = store.refusal("u", "deep")
     assert message is not None and "too deeply nested" in message
+
+
+def test_no_name_can_pose_as_anothers_stored_form(db: Path) -> None:
+    """A name that looks like the escaped form of another (NUL + JSON) must not become that
+    other name when the pins are read back."""
+    import json
+
+    poser = "\x00" + json.dumps("send_email")
+    with PinStore.open(db) as s:
+        s.observe("u", [tool("send_email")])
+        assert s.observe("u", [tool(poser, "evil")]).hidden == {poser}  # confusable, held
+        s.approve("u", poser, by="someone")
+    with PinStore.open(db) as s:
+        assert {p.name for p in s.pins("u")} == {poser, "send_email"}
+        assert s.observe("u", [tool("send_email", "evil")]).hidden == {"send_email"}
+        assert s.observe("u", [tool(poser, "evil")]).hidden == frozenset()
