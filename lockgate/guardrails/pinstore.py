@@ -106,8 +106,9 @@ class PinStore:
         self._held: dict[str, dict[str, _Row]] = {}
         self._seen: dict[str, dict[str, str]] = {}  # upstream -> name -> the pin last listed
         self._index: dict[str, dict[str, str]] = {}  # upstream -> skeleton -> pinned name
-        # upstream -> ((mode, shipped), name -> (pin, decision)); reset when the state reloads
-        self._verdicts: dict[str, tuple[tuple[str, dict[str, str]], dict[str, Any]]] = {}
+        # upstream -> [(mode, shipped, name -> (pin, decision))], one per way routes pin it
+        # (a few at most); reset when the state reloads or this store writes.
+        self._verdicts: dict[str, list[tuple[str, dict[str, str], dict[str, Any]]]] = {}
 
     @classmethod
     def open(cls, path: Path | str | None = None, *, clock: Clock = time.time) -> Self:
@@ -201,11 +202,14 @@ class PinStore:
         return decide(pin, pinned=pinned, held=held, mode=mode, shipped=mine, similar=similar)
 
     def _cache(self, upstream: str, mode: Mode, shipped: Mapping[str, str]) -> dict[str, Any]:
-        context = self._verdicts.get(upstream)
-        if context is not None and context[0][0] == mode and context[0][1] == shipped:
-            return context[1]
+        """The decisions known for this upstream under this mode and these shipped pins."""
+        contexts = self._verdicts.setdefault(upstream, [])
+        for their_mode, their_shipped, cache in contexts:
+            if their_mode == mode and their_shipped == shipped:
+                return cache
         fresh: dict[str, Any] = {}
-        self._verdicts[upstream] = ((mode, dict(shipped)), fresh)
+        contexts.append((mode, dict(shipped), fresh))
+        del contexts[:-4]  # two routes of one upstream pinning differently: both stay cached
         return fresh
 
     # --- the hot path -------------------------------------------------------------------
@@ -292,6 +296,8 @@ class PinStore:
         changes: list[Change] = []
         with self._tx():
             cache = self._cache(upstream, mode, shipped)
+            # what other contexts decided may rest on what is written now
+            self._verdicts[upstream] = [c for c in self._verdicts[upstream] if c[2] is cache]
             for name, pin, tool in todo:
                 decision = self._decide(upstream, name, pin, mode, shipped)
                 change = self._apply(upstream, name, pin, tool, decision, shipped)

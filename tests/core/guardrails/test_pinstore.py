@@ -387,3 +387,15 @@ def test_no_name_can_pose_as_anothers_stored_form(db: Path) -> None:
         assert {p.name for p in s.pins("u")} == {poser, "send_email"}
         assert s.observe("u", [tool("send_email", "evil")]).hidden == {"send_email"}
         assert s.observe("u", [tool(poser, "evil")]).hidden == frozenset()
+
+
+def test_two_routes_pinning_one_upstream_differently(store: PinStore) -> None:
+    """linear in tofu, linear-readonly in approve mode: a tool the approve route holds first
+    stays held for both; one the tofu route pinned first passes on both."""
+    store.observe("u", BASE[:1])  # tofu route pins list_issues
+    assert store.observe("u", BASE, mode="approve").hidden == {"create_issue", "send_email"}
+    assert store.observe("u", BASE).hidden == {"create_issue", "send_email"}  # held: stays
+    assert store.observe("u", BASE, mode="approve").hidden == {"create_issue", "send_email"}
+    store.approve("u", None, by="a")
+    for mode in ("tofu", "approve", "tofu"):
+        assert store.observe("u", BASE, mode=mode).hidden == frozenset()  # type: ignore[arg-type]
