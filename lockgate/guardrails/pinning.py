@@ -435,6 +435,37 @@ class Change:
     fields: tuple[str, ...] = ()
     similar: str | None = None  # spoofing: the pinned name it is confusable with
 
+    @property
+    def rule(self) -> str:
+        """The audit rule id: PIN_NEW, PIN_PENDING, PIN_CHANGED or PIN_SPOOFING."""
+        return f"PIN_{self.kind.upper()}"
+
+    def finding(self) -> dict[str, Any]:
+        """The item for a message event's ``findings`` list (contract: kind "pin")."""
+        return {
+            "kind": "pin",
+            "rule": self.rule,
+            "target": f"tool:{self.name}",
+            "action": "log" if self.kind == "new" else "hide",
+        }
+
+    def event(self, upstream: str) -> dict[str, Any]:
+        """The standalone audit event: ``pin.new`` (pinned, or held in approve mode) or
+        ``pin.changed`` (changed, confusable). The pins go as ``old_sha256``/``new_sha256``:
+        the audit log masks top-level keys named like secrets, and ``pin`` is one."""
+        held = self.kind != "new"
+        return {
+            "event": "pin.new" if self.kind in ("new", "pending") else "pin.changed",
+            "upstream": upstream,
+            "name": self.name,
+            "rule": self.rule,
+            "old_sha256": self.old_pin,
+            "new_sha256": self.pin,
+            "fields": list(self.fields) or None,
+            "similar": self.similar,
+            "outcome": "blocked" if held else "success",
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Observation:

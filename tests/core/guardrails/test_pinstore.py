@@ -399,3 +399,26 @@ def test_two_routes_pinning_one_upstream_differently(store: PinStore) -> None:
     store.approve("u", None, by="a")
     for mode in ("tofu", "approve", "tofu"):
         assert store.observe("u", BASE, mode=mode).hidden == frozenset()  # type: ignore[arg-type]
+
+
+def test_changes_make_audit_events_that_survive_the_logs_masking(store: PinStore) -> None:
+    from lockgate.audit.log import AuditLog
+    from lockgate.audit.read import read_events
+    from lockgate.paths import audit_log_path
+
+    store.observe("u", BASE)
+    obs = store.observe("u", [tool("send_email", "evil"), tool("send-email")])
+    changed, spoof = obs.changes
+    assert changed.finding() == {
+        "kind": "pin",
+        "rule": "PIN_CHANGED",
+        "target": "tool:send_email",
+        "action": "hide",
+    }
+    assert spoof.rule == "PIN_SPOOFING"
+    with AuditLog(audit_log_path()) as log:
+        log.append(changed.event("u"))
+    (written,) = read_events(audit_log_path())
+    assert written["event"] == "pin.changed" and written["outcome"] == "blocked"
+    assert written["new_sha256"] == changed.pin and written["old_sha256"] == pin_of(BASE[2])
+    assert written["fields"] == ["description"]
