@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lockgate.errors import LockgateError
 from lockgate.guardrails.pinning import pin_of
@@ -422,3 +424,50 @@ def test_changes_make_audit_events_that_survive_the_logs_masking(store: PinStore
     assert written["event"] == "pin.changed" and written["outcome"] == "blocked"
     assert written["new_sha256"] == changed.pin and written["old_sha256"] == pin_of(BASE[2])
     assert written["fields"] == ["description"]
+
+
+_versions = st.dictionaries(st.sampled_from(["alpha", "beta", "gamma"]), st.integers(0, 2))
+_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("list"), _versions, st.sampled_from(["tofu", "approve"])),
+        st.tuples(st.just("approve"), st.none(), st.none()),
+        st.tuples(st.just("reject"), st.none(), st.none()),
+    ),
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(_ops)
+def test_invariants_over_any_sequence(tmp_path: Path, ops: list[Any]) -> None:
+    """Whatever happens: a listed definition is shown iff its pin is the pinned one; listing
+    the same again reports nothing new; approving everything shows everything; a fresh
+    process decides the same."""
+    db = tmp_path / f"inv-{abs(hash(tuple(map(repr, ops))))}.db"
+    db.unlink(missing_ok=True)
+    with PinStore.open(db) as store:
+        for op, versions, mode in ops:
+            if op == "approve":
+                store.approve("u", None, by="a")
+                continue
+            if op == "reject":
+                store.reject("u", None, by="r")
+                continue
+            listed = [tool(n, f"v{v}") for n, v in versions.items()]
+            obs = store.observe("u", listed, mode=mode)
+            pinned = {p.name: p.pin for p in store.pins("u")}
+            for t in listed:
+                shown = t["name"] not in obs.hidden
+                assert shown == (pinned.get(t["name"]) == pin_of(t)), (t, obs)
+                assert (store.refusal("u", t["name"], mode=mode) is None) == shown
+            assert {c.name for c in obs.changes} <= set(versions)
+            again = store.observe("u", listed, mode=mode)
+            assert again.changes == () and again.hidden == obs.hidden
+            with PinStore.open(db) as fresh:
+                assert fresh.observe("u", listed, mode=mode).hidden == obs.hidden
+        everything = [tool(n, "v9") for n in ("alpha", "beta", "gamma")]
+        store.observe("u", everything, mode="approve")
+        store.approve("u", None, by="a")
+        assert store.observe("u", everything, mode="approve").hidden == frozenset()
