@@ -153,6 +153,7 @@ def test_query_table_on_a_terminal(log: Path) -> None:
         "outcome",
         "status",
         "latency",
+        "guardrail",
     ]
     assert "alice" in text and "delete_issue" in text and "2.0 ms" in text
 

@@ -43,6 +43,42 @@ from lockgate.errors import LockgateError
 from tests.support.doubles import T0, audit_event, ts
 
 OUTCOMES = ["success", "denied", "error", "upstream_error", "connect_required", "blocked"]
+# Findings as the gateway writes them (notes/g11_contract.md, "Audit").
+MASKED = {
+    "kind": "redaction",
+    "rule": "GITHUB_TOKEN",
+    "path": "params.arguments.token",
+    "count": 2,
+    "action": "mask",
+    "direction": "up",
+}
+LOGGED = {
+    "kind": "redaction",
+    "rule": "EMAIL",
+    "path": "result.content[0].text",
+    "count": 1,
+    "action": "log",
+    "direction": "down",
+}
+HIDDEN = {
+    "kind": "finding",
+    "rule": "HIDDEN_INSTRUCTIONS",
+    "severity": "high",
+    "target": "tool:send_email",
+    "path": "description",
+    "action": "hide",
+}
+WARNED = {
+    "kind": "finding",
+    "rule": "HIDDEN_INSTRUCTIONS",
+    "severity": "high",
+    "target": "tool:search",
+    "path": "inputSchema.properties.q.description",
+    "action": "warn",
+}
+WITHHELD = {"kind": "finding", "rule": "RESULT_INJECTION", "severity": "high", "action": "withhold"}
+PIN_CHANGED = {"kind": "pin", "rule": "PIN_CHANGED", "target": "tool:create_issue", "action": "hide"}
+LIMITED = {"kind": "limit", "rule": "RATE_LIMIT", "scope": "user_tool", "action": "block"}
 
 
 def ev(i: int, **fields: Any) -> dict[str, Any]:
@@ -240,7 +276,7 @@ def test_detail_view_shows_seq_hash_args_and_result() -> None:
             outcome="blocked",
             args={"query": "hello", "api_key": "[redacted]"},
             result={"content": [{"type": "text", "text": "evil\x1b]0;title\x07"}]},
-            findings=[{"kind": "injection", "detail": "ignore previous instructions"}],
+            findings=[WITHHELD],
         ),
         live=False,
     )
@@ -249,12 +285,11 @@ def test_detail_view_shows_seq_hash_args_and_result() -> None:
     texts = [text_of(x) for x in rendered]
     assert text_of(line_with(rendered, "seq ")).split()[-2:] == ["seq", "2"]
     assert text_of(line_with(rendered, "hash ")).split() == ["hash", f"{1:064x}"]
-    # Small sections fit on their title line; findings come before the result.
-    assert '── args {"query": "hello", "api_key": "[redacted]"}' in texts
-    findings = texts.index(
-        '── findings [{"kind": "injection", "detail": "ignore previous instructions"}]'
-    )
-    assert findings < next(i for i, t in enumerate(texts) if t.startswith("── result"))
+    # Small sections fit on their title line; findings come after the args, before the result.
+    args = texts.index('── args {"query": "hello", "api_key": "[redacted]"}')
+    findings = texts.index("── findings (1)")
+    assert args < findings < next(i for i, t in enumerate(texts) if t.startswith("── result"))
+    assert texts[findings + 2].split() == ["finding", "RESULT_INJECTION", "high", "withhold"]
     assert not any("\x1b" in s.text or "\x07" in s.text for line in rendered for s in line)
     outcome = line_with(rendered, "outcome ")
     assert segment(outcome, "blocked").style.color.name == "yellow"
@@ -409,7 +444,7 @@ async def test_slash_opens_a_prompt_that_filters_as_you_type() -> None:
         assert "filter  den   showing 1 of 6" in screen_lines(app)
         assert screen_lines(app)[-1].startswith("/ den")
         assert screen_lines(app)[-1].endswith(
-            "Enter keep · Esc cancel · route: user: outcome: name: words"
+            "Enter keep · Esc cancel · route: user: outcome: name: rule: kind: words"
         )
         await pilot.press("escape")  # cancel: the filter before the prompt comes back
         assert m.typing is None and m.filter == EventFilter() and len(m.shown) == 6
