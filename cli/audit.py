@@ -304,7 +304,8 @@ def query(
     Filters combine with AND; a filter given twice matches either value.
     Times are UTC; 15m, 2h, 1d mean that long ago.
     --rule and --kind look into each event's guardrail findings (what was redacted, found,
-    pinned or rate limited); the table's guardrail column sums them up.
+    pinned or rate limited); the table's guardrail column sums them up, and csv ends
+    with that cell and the findings' rule ids.
     jsonl prints the stored lines unchanged.
 
     Example: lockgate audit query --since 2h --route linear --outcome denied --format csv

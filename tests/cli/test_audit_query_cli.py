@@ -505,3 +505,15 @@ def test_watch_and_query_keep_the_same_events_by_rule(
     by_ts = {e["ts"]: i + 1 for i, e in enumerate(events)}
     watched = [by_ts[line.split(" ", 1)[0]] for line in result.output.splitlines()]
     assert watched == queried and 0 < len(queried) < 8
+
+
+def test_query_csv_has_the_guardrail_cell_and_the_rules(guarded: Path) -> None:
+    out = _query(guarded, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert list(rows[0])[-2:] == ["guardrail", "rules"]
+    assert (rows[0]["guardrail"], rows[0]["rules"]) == ("", "")
+    assert (rows[2]["guardrail"], rows[2]["rules"]) == ("masked 1", "GITHUB_TOKEN")
+    assert rows[3]["rules"] == "HIDDEN_INSTRUCTIONS"  # once, however many tools had it
+    assert rows[4]["rules"] == "CARD" and rows[5]["rules"] == "RATE_LIMIT"
+    assert rows[6]["guardrail"] == "pin changed" and rows[6]["rules"] == ""
+    assert "params.arguments" not in out
