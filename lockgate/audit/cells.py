@@ -39,9 +39,13 @@ __all__ = [
 ]
 
 # C0/C1 control characters (ESC included) from upstream-controlled names must not reach a
-# terminal: a tool named "\x1b]..." could rewrite what the reviewer sees.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_CONTROL_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# terminal: a tool named "\x1b]..." could rewrite what the reviewer sees. Nor may the
+# characters that reorder or hide text (bidi overrides and isolates, zero-width spaces and
+# the word joiner, the BOM, Unicode tag characters): "send_email\u202e" or a name with
+# hidden tag letters would read as something else. ZWJ and ZWNJ stay (emoji, scripts).
+_HIDDEN = "\u061c\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff\U000e0000-\U000e007f"
+_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_HIDDEN}]")
+_CONTROL_LINE = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_HIDDEN}]")
 # Fields every detail view lists first, in this order; the rest follow sorted.
 _DETAIL_ORDER = (
     "ts",

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lockgate.audit import events
-from lockgate.audit.cells import ACTION_LEVEL, cells, detail, finding_rows, guardrail
+from lockgate.audit.cells import ACTION_LEVEL, cells, clean, detail, finding_rows, guardrail
 from lockgate.audit.redact import bound_findings
 from tests.support.doubles import audit_event as ev
 
@@ -242,3 +242,21 @@ def test_the_detail_of_a_logged_event_has_its_findings_as_rows() -> None:
     d = detail(record)
     assert [r.rule for r in d.findings] == ["X"]
     assert "findings" not in [s.title for s in d.sections]
+
+
+@pytest.mark.parametrize(
+    "hidden",
+    ["\u202e", "\u202d", "\u2066", "\u2069", "\u200b", "\u2060", "\ufeff", "\U000e0041", "\u061c"],
+)
+def test_clean_shows_characters_that_reorder_or_hide_text(hidden: str) -> None:
+    """A tool named "send_email\u202egnp.exe" must not read as another name in `watch`."""
+    assert clean(f"send_email{hidden}x") == "send_email?x"
+    assert clean(f"line\n{hidden}", multiline=True) == "line\n?"
+    row = cells(ev(name=f"send_email{hidden}x"))
+    assert row.name == "send_email?x"
+
+
+def test_clean_keeps_joiners_emoji_and_scripts() -> None:
+    persian = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # with a ZWNJ
+    for text in ("👩\u200d💻", persian, "Привет", "日本語"):
+        assert clean(text) == text
