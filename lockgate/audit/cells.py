@@ -128,6 +128,9 @@ class Guardrail(NamedTuple):
     level: Level | None
 
 
+_NONE = Guardrail("", None)
+
+
 def _items(event: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     found = event.get("findings")
     if isinstance(found, Mapping):
@@ -152,6 +155,9 @@ def guardrail(event: Mapping[str, Any]) -> Guardrail:
     limited"), pins ("pin changed"), finding rule ids ("HIDDEN_INSTRUCTIONS x3" when three
     items share it), then any other item by its rule or kind; worst action first, then in
     that order, then by severity and name: the same findings always read the same."""
+    name = event.get("event")
+    if "findings" not in event and not (isinstance(name, str) and name in _EVENT_CELL):
+        return _NONE  # most events: every row of every frame asks
     # (kind order, text) -> [rank, severity, n]; n sums counts for redactions (and the
     # items left out), and counts items for the rest.
     seen: dict[tuple[int, str], list[int]] = {}
@@ -183,12 +189,11 @@ def guardrail(event: Mapping[str, Any]) -> Guardrail:
         elif rule or kind:
             severity = _SEVERITY.get(str(item.get("severity")), 3)
             add(_KIND_ORDER.get(str(kind), 4), _word(rule or kind), rank, severity)
-    name = event.get("event")
     fallback = _EVENT_CELL.get(name) if isinstance(name, str) else None
     if fallback is not None and (str(name).startswith("pin.") or not seen):
         add(-1, fallback[0], _RANK[fallback[1]])
     if not seen:
-        return Guardrail("", None)
+        return _NONE
     ordered = sorted(seen.items(), key=lambda kv: (-kv[1][0], kv[0][0], kv[1][1], kv[0][1]))
     parts = []
     for (order, text), (_, _, n) in ordered:

@@ -260,3 +260,8 @@ def test_clean_keeps_joiners_emoji_and_scripts() -> None:
     persian = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # with a ZWNJ
     for text in ("👩\u200d💻", persian, "Привет", "日本語"):
         assert clean(text) == text
+
+
+def test_a_malformed_event_name_is_no_guardrail_event() -> None:
+    assert guardrail({"event": ["pin.changed"]}) == ("", None)
+    assert guardrail({"event": ["x"], "findings": [LIMIT]}) == ("rate limited", "stopped")
