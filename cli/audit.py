@@ -186,6 +186,21 @@ OutcomeOption = Annotated[
 EventOption = Annotated[
     list[str] | None, _multi("EVENT", "Only this event type (tool.call, auth.*, ...).")
 ]
+RuleOption = Annotated[
+    list[str] | None,
+    _multi(
+        "RULE",
+        "Only events with a guardrail finding of this rule (HIDDEN_INSTRUCTIONS, GITHUB_TOKEN,"
+        " PIN_CHANGED, RATE_LIMIT, ...); '!RULE' keeps those without it.",
+    ),
+]
+KindOption = Annotated[
+    list[str] | None,
+    _multi(
+        "KIND",
+        "Only events with a guardrail finding of this kind (redaction, finding, pin, limit).",
+    ),
+]
 
 
 def _time_option(option: str, value: str | None, now: datetime) -> datetime | None:
@@ -208,6 +223,8 @@ def _filter(
     name: list[str] | None,
     outcome: list[str] | None,
     event: list[str] | None,
+    rule: list[str] | None = None,
+    kind: list[str] | None = None,
 ) -> audit_filter.EventFilter:
     now = datetime.now(UTC)
     flt = audit_filter.EventFilter(
@@ -218,6 +235,8 @@ def _filter(
         names=tuple(name or ()),
         outcomes=tuple(outcome or ()),
         events=tuple(event or ()),
+        rules=tuple(rule or ()),
+        kinds=tuple(kind or ()),
     )
     if flt.since is not None and flt.until is not None and flt.since >= flt.until:
         raise QueryError(
@@ -268,6 +287,8 @@ def query(
     name: NameOption = None,
     outcome: OutcomeOption = None,
     event: EventOption = None,
+    rule: RuleOption = None,
+    kind: KindOption = None,
     fmt: Annotated[
         QueryFormat,
         typer.Option("--format", help="table (plain lines when piped), jsonl or csv."),
@@ -278,15 +299,20 @@ def query(
     ] = None,
     file: FileOption = None,
 ) -> None:
-    """Find events by time range, user, route, name, outcome or event type.
+    """Find events by time range, user, route, name, outcome, event type or guardrail rule.
 
     Filters combine with AND; a filter given twice matches either value.
     Times are UTC; 15m, 2h, 1d mean that long ago.
+    --rule and --kind look into each event's guardrail findings (what was redacted, found,
+    pinned or rate limited); the table's guardrail column sums them up, and csv ends
+    with that cell and the findings' rule ids.
     jsonl prints the stored lines unchanged.
 
     Example: lockgate audit query --since 2h --route linear --outcome denied --format csv
+
+    Example: lockgate audit query --rule HIDDEN_INSTRUCTIONS --rule 'PIN_*'
     """
-    flt = _filter(since, until, user, route, name, outcome, event)
+    flt = _filter(since, until, user, route, name, outcome, event, rule, kind)
     path = file or audit_log_path()
     with _reading(path) as progress:
         matched = audit_query.select(_events(path, progress), flt, limit)
@@ -316,6 +342,8 @@ def stats(
     name: NameOption = None,
     outcome: OutcomeOption = None,
     event: EventOption = None,
+    rule: RuleOption = None,
+    kind: KindOption = None,
     fmt: Annotated[
         StatsFormat, typer.Option("--format", help="table or json.")
     ] = StatsFormat.table,
@@ -330,7 +358,7 @@ def stats(
 
     Example: lockgate audit stats --by route --since 1d
     """
-    flt = _filter(since, until, user, route, name, outcome, event)
+    flt = _filter(since, until, user, route, name, outcome, event, rule, kind)
     path = file or audit_log_path()
     with _reading(path) as progress:
         groups = audit_query.stats(_events(path, progress), by.value, flt)

@@ -83,6 +83,14 @@ def watch(
     name: Annotated[
         str, typer.Option("--name", help="Only this tool/prompt/resource name (a glob).")
     ] = "",
+    rule: Annotated[
+        str,
+        typer.Option(
+            "--rule",
+            help="Only events with a guardrail finding of this rule, e.g. HIDDEN_INSTRUCTIONS,"
+            " 'PIN_*' (a glob).",
+        ),
+    ] = "",
     lines: Annotated[
         int, typer.Option("-n", "--lines", min=0, help="Past events to load at start.")
     ] = 200,
@@ -110,9 +118,10 @@ def watch(
     """Watch the audit log live: every call with user, route, outcome and latency.
 
     Filters take a glob (lin*) matched against the whole value, as in `lockgate audit
-    query`; '!' negates. While it runs: / type a filter (route:lin* outcome:!success words;
-    a word searches any part of every column), r route, u user, o outcome, c clear,
-    ↑↓ or j/k select, Enter details (args, result, findings, hash), Esc back, End follow,
+    query`; '!' negates. While it runs: / type a filter (route:lin* outcome:!success
+    rule:HIDDEN_* kind:redaction words; a word searches any part of every column), r route,
+    u user, o outcome, c clear, ↑↓ or j/k select, Enter details (args, findings, result,
+    hash), Esc back, End follow,
     q quit. Counts cover the events loaded (-n past ones, or the whole log with --all) and
     every one since. Piped, it prints one plain line per matching event.
 
@@ -124,6 +133,7 @@ def watch(
         users=(user,) if user else (),
         outcomes=(outcome,) if outcome else (),
         names=(name,) if name else (),
+        rules=(rule,) if rule else (),
     )
     past, offset = _backlog(path, 0 if whole else lines)
     if whole:

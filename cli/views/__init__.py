@@ -8,6 +8,7 @@ from typing import Final
 
 from rich.console import Console as Console  # the type every view takes: commands name it here
 
+from lockgate.audit.cells import Level, guardrail
 from lockgate.audit.events import Outcome
 
 
@@ -37,6 +38,20 @@ def outcome_style(outcome: object) -> str:
     return _STYLE_OF.get(str(outcome), "")
 
 
+# The guardrail cell, by its worst action: block/hide/withhold red, mask/sanitize yellow,
+# log/warn dim (`lockgate.audit.cells.ACTION_LEVEL`).
+GUARDRAIL_STYLE: Final[Mapping[Level, str]] = {
+    "stopped": "red",
+    "changed": "yellow",
+    "noted": "dim",
+}
+
+
+def guardrail_style(level: object) -> str:
+    """The style of a guardrail cell of this level ("" for none)."""
+    return GUARDRAIL_STYLE.get(level, "") if isinstance(level, str) else ""  # type: ignore[call-overload]
+
+
 def print_started(out: Console, base_url: str, routes: list[tuple[str, str]]) -> None:
     """The lines a user (and the tests) read first: where the gateway listens."""
     out.print(f"lockgate: listening on {base_url}", soft_wrap=True)
@@ -46,7 +61,8 @@ def print_started(out: Console, base_url: str, routes: list[tuple[str, str]]) ->
 
 
 def event_line(rec: dict[str, object]) -> str:
-    """One audit record as one plain line: time, route, method, name, outcome, latency."""
+    """One audit record as one plain line: time, route, method, name, outcome, latency, and
+    the guardrail cell when there is one."""
     ts = str(rec.get("ts", ""))[11:23]
     latency = rec.get("latency_ms")
     total = latency.get("total") if isinstance(latency, dict) else None
@@ -58,6 +74,7 @@ def event_line(rec: dict[str, object]) -> str:
         str(rec.get("name") or ""),
         str(rec.get("outcome") or ""),
         f"{total:.1f}ms" if isinstance(total, (int, float)) else "",
+        guardrail(rec).text,
     ]
     return "  ".join(p for p in parts if p)
 

@@ -1,5 +1,8 @@
 """rich views of the audit log (`audit tail`, `query`, `stats`, `verify`): a compact table for
-terminals, plain lines for pipes; outcomes coloured by the one map, `OUTCOME_STYLE`."""
+terminals, plain lines for pipes; outcomes coloured by the one map, `OUTCOME_STYLE`, and the
+guardrail cell (`lockgate.audit.cells.guardrail`) by `GUARDRAIL_STYLE`. The guardrail column
+comes last: in a plain line it is left out when empty, so the fields before it stay where
+`awk` finds them."""
 
 from __future__ import annotations
 
@@ -11,10 +14,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from lockgate.audit.cells import clean
+from lockgate.audit.cells import clean, guardrail
 from lockgate.audit.events import latency_text, time_text
 from lockgate.audit.verify import VerifyResult
-from lockgate.cli.views import outcome_style
+from lockgate.cli.views import guardrail_style, outcome_style
 
 # (header, event key, width): fixed widths so rows printed one by one (--follow) line up.
 Columns = tuple[tuple[str, str, int], ...]
@@ -25,6 +28,7 @@ _WHAT_AND_HOW: Columns = (
     ("outcome", "outcome", 16),
     ("status", "status", 6),
     ("latency", "latency_ms", 10),
+    ("guardrail", "guardrail", 28),
 )
 _COLUMNS: Columns = (("time", "ts", 12), ("event", "event", 16), *_WHAT_AND_HOW)
 # `lockgate audit query` adds the user: a query is often "what did this person do".
@@ -44,14 +48,38 @@ def _cell(event: Mapping[str, Any], key: str) -> str:
         return _time(event)
     if key == "latency_ms":
         return latency_text(event)
+    if key == "guardrail":
+        return guardrail(event).text or "-"
     value = event.get(key)
     return "-" if value is None else _clean(value)
 
 
+_GUARD_MIN = 9  # "guardrail": narrower, and the column is left out
+
+
+def _fitted(columns: Columns, width: int | None) -> Columns:
+    """`columns` within `width` cells: the guardrail column (last) takes the room the fixed
+    ones leave, up to its cap, and is left out when less than its header is left. The same
+    width gives the same columns, so rows printed one by one (--follow) still line up."""
+    if width is None:
+        return columns
+    *fixed, (header, key, cap) = columns
+    room = width - sum(w for _, _, w in fixed) - 2 * len(fixed)  # 2: the gap between columns
+    if room < _GUARD_MIN:
+        return tuple(fixed)
+    return (*fixed, (header, key, min(cap, room)))
+
+
 def _table(
-    events: Iterable[Mapping[str, Any]], columns: Columns, *, show_header: bool = True
+    events: Iterable[Mapping[str, Any]],
+    columns: Columns,
+    *,
+    show_header: bool = True,
+    width: int | None = None,
 ) -> Table:
-    """Events in fixed-width `columns`, the outcome in its style."""
+    """Events in fixed-width `columns` (fitted to `width`), the outcome and the guardrail
+    cell in their styles."""
+    columns = _fitted(columns, width)
     table = Table(box=None, show_header=show_header, pad_edge=False, header_style="bold")
     for header, key, width in columns:
         table.add_column(
@@ -61,23 +89,34 @@ def _table(
             overflow="ellipsis",
             justify="right" if key in ("status", "latency_ms") else "left",
         )
-    outcome_col = [key for _, key, _ in columns].index("outcome")
+    keys = [key for _, key, _ in columns]
+    outcome_col = keys.index("outcome")
+    guard_col = keys.index("guardrail") if "guardrail" in keys else None
     for event in events:
-        row = [Text(_cell(event, key)) for _, key, _ in columns]
+        row = [Text(_cell(event, key)) for key in keys]
         row[outcome_col].stylize(outcome_style(event.get("outcome", "")))
+        if guard_col is not None:
+            guard = guardrail(event)
+            row[guard_col].stylize(guardrail_style(guard.level) if guard.text else "dim")
         table.add_row(*row)
     return table
 
 
 def _line(event: Mapping[str, Any], columns: Columns) -> str:
-    """One plain line for pipes: full ts, then the other columns, '-' when absent."""
+    """One plain line for pipes: full ts, then the other columns, '-' when absent; the
+    guardrail cell (last) only when there is one."""
     ts = _clean(event.get("ts", "-"))
-    return " ".join([ts, *(_cell(event, key) for _, key, _ in columns[1:])])
+    cells = [ts, *(_cell(event, key) for _, key, _ in columns[1:] if key != "guardrail")]
+    guard = guardrail(event).text
+    return " ".join([*cells, guard] if guard else cells)
 
 
-def events_table(events: Iterable[Mapping[str, Any]], *, show_header: bool = True) -> Table:
-    """A compact table: time (UTC), event, route, method, name, outcome, status, latency."""
-    return _table(events, _COLUMNS, show_header=show_header)
+def events_table(
+    events: Iterable[Mapping[str, Any]], *, show_header: bool = True, width: int | None = None
+) -> Table:
+    """A compact table: time (UTC), event, route, method, name, outcome, status, latency,
+    and the guardrail cell where `width` leaves room for it."""
+    return _table(events, _COLUMNS, show_header=show_header, width=width)
 
 
 def event_line(event: Mapping[str, Any]) -> str:
@@ -95,7 +134,7 @@ def print_events(con: Console, events: list[dict[str, Any]], *, header: bool = T
     if not events:
         return
     if con.is_terminal:
-        con.print(events_table(events, show_header=header))
+        con.print(events_table(events, show_header=header, width=con.width))
         return
     for event in events:
         print_line(con, event)
@@ -116,9 +155,9 @@ def verify_text(result: VerifyResult) -> Text:
 # ---------------------------------------------------------------------------- query and stats
 
 
-def query_table(events: Iterable[Mapping[str, Any]]) -> Table:
+def query_table(events: Iterable[Mapping[str, Any]], width: int | None = None) -> Table:
     """The table of `lockgate audit query`: the tail table with the user instead of the event."""
-    return _table(events, QUERY_COLUMNS)
+    return _table(events, QUERY_COLUMNS, width=width)
 
 
 def query_line(event: Mapping[str, Any]) -> str:
@@ -132,7 +171,7 @@ def print_query(con: Console, events: list[Mapping[str, Any]]) -> None:
         con.print("no matching events", style="dim")
         return
     if con.is_terminal:
-        con.print(query_table(events))
+        con.print(query_table(events, con.width))
         return
     for event in events:
         con.print(Text(query_line(event)), soft_wrap=True)

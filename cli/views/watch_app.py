@@ -55,7 +55,7 @@ HINTS = (
     "↑↓/jk select  Enter detail  / filter  r route  u user  o outcome  c clear  End follow  q quit"
 )
 DETAIL_HINTS = "↑↓/jk previous/next event  Esc/q back"
-QUERY_HINTS = "Enter keep · Esc cancel · route: user: outcome: name: words"
+QUERY_HINTS = "Enter keep · Esc cancel · route: user: outcome: name: rule: kind: words"
 
 
 class _Inbox:

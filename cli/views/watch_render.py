@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.cells import cell_len, set_cell_size
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
@@ -17,9 +18,9 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 
-from lockgate.audit.cells import cells, clean, detail
+from lockgate.audit.cells import FindingRow, Section, cells, clean, detail
 from lockgate.audit.watch import WatchModel
-from lockgate.cli.views import OUTCOME_STYLE, outcome_style
+from lockgate.cli.views import GUARDRAIL_STYLE, OUTCOME_STYLE, guardrail_style, outcome_style
 
 __all__ = ["ViewInfo", "detail_view", "events_table", "header_lines", "table_lines"]
 
@@ -93,10 +94,11 @@ _COLUMNS: tuple[tuple[str, str, int, int], ...] = (
     ("method", "method", 16, 0),
     ("name", "name", 0, 0),  # 0: the rest of the line
     ("outcome", "outcome", 16, 0),
+    ("guardrail", "guardrail", 30, 100),
     ("latency", "latency", 10, 0),
 )
 # Widths that do not change with the rows on screen, so columns do not jump as they scroll.
-_MIN_WIDTH = {"time": 12, "method": 10, "outcome": 16, "latency": 9}
+_MIN_WIDTH = {"time": 12, "method": 10, "outcome": 16, "guardrail": 9, "latency": 9}
 _GAP = "  "
 _NAME_MIN = 12
 
@@ -112,6 +114,7 @@ def _fit(value: str, width: int, right: bool = False) -> str:
 
 _PLAIN, _BOLD, _DIM, _REVERSE = Style(), Style(bold=True), Style(dim=True), Style(reverse=True)
 _OUTCOME: dict[str, Style] = {name: Style.parse(style) for name, style in OUTCOME_STYLE.items()}
+_GUARD: dict[str, Style] = {name: Style.parse(style) for name, style in GUARDRAIL_STYLE.items()}
 
 
 def table_lines(model: WatchModel, height: int, width: int = 120) -> list[list[Segment]]:
@@ -121,7 +124,7 @@ def table_lines(model: WatchModel, height: int, width: int = 120) -> list[list[S
     Laid out by hand from the visible window only (the ring may hold thousands of rows): a rich
     Table, or a Textual DataTable holding every row, costs far more per frame. Columns are as
     wide as their visible content up to a cap; the name takes the rest; narrow terminals drop
-    client, then user. Lines are cut at `width`, never wrapped.
+    client, then the guardrail cell, then user. Lines are cut at `width`, never wrapped.
     """
     rows, selected = model.window(height)
     row_cells = [cells(row.event)._asdict() for row in rows]
@@ -134,7 +137,7 @@ def table_lines(model: WatchModel, height: int, width: int = 120) -> list[list[S
     rest = width - sum(widths.values()) - len(_GAP) * (len(columns) - 1)
     widths["name"] = max(rest, _NAME_MIN)
     overflow = sum(widths.values()) + len(_GAP) * (len(columns) - 1) - width
-    for key in ("method", "route", "user", "client", "outcome"):  # too narrow: shrink these
+    for key in ("method", "route", "user", "client", "guardrail", "outcome"):  # too narrow
         if overflow <= 0:
             break
         if key in widths:
@@ -142,7 +145,7 @@ def table_lines(model: WatchModel, height: int, width: int = 120) -> list[list[S
             widths[key] -= cut
             overflow -= cut
 
-    def line(values: dict[str, str], head: bool = False, chosen: bool = False) -> list[Segment]:
+    def line(values: dict[str, Any], head: bool = False, chosen: bool = False) -> list[Segment]:
         base = _REVERSE if chosen else _PLAIN
         segments: list[Segment] = []
         for i, (_, key, _, _) in enumerate(columns):
@@ -153,6 +156,8 @@ def table_lines(model: WatchModel, height: int, width: int = 120) -> list[list[S
                 style = _BOLD
             elif key == "outcome":
                 style = _OUTCOME.get(values[key], _PLAIN)
+            elif key == "guardrail":
+                style = _GUARD.get(values["guardrail_level"] or "", _DIM)
             elif key == "time":
                 style = _DIM
             else:
@@ -218,32 +223,92 @@ def _fields(fields: list[tuple[str, str]], width: int) -> list[Text]:
     return out
 
 
+# The findings' columns in the detail view: (header, FindingRow field, max width).
+_FINDING_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("kind", "kind", 10),
+    ("rule", "rule", 28),
+    ("severity", "severity", 8),
+    ("target", "target", 32),
+    ("path", "path", 40),
+    ("count", "hits", 6),
+    ("action", "action", 9),
+    ("direction", "direction", 9),
+    ("", "extra", 40),
+)
+
+
+def _finding_lines(rows: list[FindingRow]) -> list[Text]:
+    """The findings as aligned rows under a dim header; columns no finding has are left out;
+    the action in its guardrail colour."""
+    values = [row._asdict() for row in rows]
+    columns = [c for c in _FINDING_COLUMNS if any(v[c[1]] for v in values)]
+    widths = {
+        key: min(max(len(header), *(cell_len(v[key]) for v in values)), cap)
+        for header, key, cap in columns
+    }
+    head = Text("  ", style="dim")
+    for i, (header, key, _) in enumerate(columns):
+        head.append(("  " if i else "") + _fit(header, widths[key]))
+    out = [head]
+    for v in values:
+        line = Text("  ")
+        for i, (_, key, _) in enumerate(columns):
+            if i:
+                line.append("  ")
+            style = guardrail_style(v["level"]) if key == "action" else ""
+            line.append(_fit(v[key], widths[key], right=key == "hits"), style=style)
+        out.append(line)
+    for line in out:
+        line.rstrip()
+        line.no_wrap = True
+        line.overflow = "ellipsis"
+    return out
+
+
+def _section_lines(section: Section, width: int) -> list[Text]:
+    return [
+        Text(line[i : i + width])
+        for line in section.pretty.splitlines()
+        for i in range(0, max(len(line), 1), max(width, 1))
+    ]
+
+
 def detail_view(model: WatchModel, height: int, width: int) -> RenderableType:
-    """One event in full: its fields (seq and hash included), then args, findings, result."""
+    """One event in full: its fields (seq and hash included), then args, findings (one row
+    each: kind, rule, severity, target, path, count, action, direction), error, result."""
     row = model.detail_row
     assert row is not None
     d = detail(row.event)
     fields = _fields(d.fields, width)
     parts: list[RenderableType] = list(fields)
-    budget = max(height - len(fields), 4 * len(d.sections))
-    for k, section in enumerate(d.sections):
-        room = max(budget // (len(d.sections) - k), 2)  # a fair share, title line included
-        title = Text(f"── {section.title} ", style="bold")
-        if len(title) + len(section.compact) <= width:  # small: title and value on one line
-            title.append(section.compact, style="")
+    # (title, the value on the title line if it fits, else the lines under it)
+    blocks: list[tuple[str, str | None, list[Text]]] = []
+    findings = (f"findings ({len(d.findings)})", None, _finding_lines(d.findings))
+    placed = not d.findings
+    for section in d.sections:  # the findings go after the args, before error and result
+        if not placed and section.title != "args":
+            blocks.append(findings)
+            placed = True
+        blocks.append((section.title, section.compact, []))
+    if not placed:
+        blocks.append(findings)
+    sections = {s.title: s for s in d.sections}
+    budget = max(height - len(fields), 4 * len(blocks))
+    for k, (name, compact, rows) in enumerate(blocks):
+        room = max(budget // (len(blocks) - k), 2)  # a fair share, title line included
+        title = Text(f"── {name} ", style="bold")
+        if compact is not None and len(title) + len(compact) <= width:  # small: one line
+            title.append(compact, style="")
             parts.append(title)
             budget -= 1
             continue
-        lines = [
-            line[i : i + width]
-            for line in section.pretty.splitlines()
-            for i in range(0, max(len(line), 1), max(width, 1))
-        ]
+        lines = rows if compact is None else _section_lines(sections[name], width)
         shown = lines if len(lines) <= room - 1 else lines[: max(room - 2, 1)]
         parts.append(title)
-        text = Text("\n".join(shown), no_wrap=True)
+        text = Text("\n", no_wrap=True, overflow="ellipsis").join(shown)
         if len(lines) > len(shown):
-            text.append(f"\n… {len(lines) - len(shown)} more lines", style="dim")
+            what = "findings" if compact is None else "lines"
+            text.append(f"\n… {len(lines) - len(shown)} more {what}", style="dim")
         parts.append(text)
         budget -= len(shown) + 1 + (len(lines) > len(shown))
     return Group(*parts)

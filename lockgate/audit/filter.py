@@ -14,8 +14,14 @@ now ask this filter, so the same options keep the same events:
 - `since` is inclusive, `until` exclusive; an event without a readable `ts` fails any bound.
 - free `text` (the live view's search words) matches any column: a word is a glob on the
   whole value or, without a wildcard, any part of it; `!` excludes; every word must match.
+  The rule ids of the event's guardrail findings are columns too.
+- `rule` and `kind` look into the event's guardrail `findings` (a list of items, see
+  `lockgate.audit.redact.bound_findings`): the event passes when one of its findings' rule
+  ids (kinds) matches a plain pattern, and none matches a negated one. `rule:PIN_*` keeps
+  every event with a pin finding, `rule:!EMAIL` every event without an EMAIL finding (one
+  without findings too), `kind:redaction` every event that had something redacted.
 
-`parse_query` reads the `/` prompt of `lockgate watch` (`route:lin* outcome:!success words`);
+`parse_query` reads the `/` prompt of `lockgate watch` (`route:lin* rule:HIDDEN* words`);
 `EventFilter.query()` writes it back.
 """
 
@@ -29,22 +35,53 @@ from typing import Any
 from lockgate.audit.events import event_time
 from lockgate.policy.view import glob_match
 
-__all__ = ["FIELDS", "EventFilter", "matches_field", "matches_pattern", "parse_query"]
+__all__ = [
+    "FIELDS",
+    "EventFilter",
+    "finding_values",
+    "matches_any",
+    "matches_field",
+    "matches_pattern",
+    "parse_query",
+]
 
 # The fields the `/` prompt can name (or their first letters), in the order `query()` writes
-# them, and the filter's attribute for each.
-FIELDS = ("route", "user", "outcome", "name", "event")
+# them, and the filter's attribute for each. `r` stays route's: `rule` has no short form.
+FIELDS = ("route", "user", "outcome", "name", "event", "rule", "kind")
 _ATTRS = {
     "route": "routes",
     "user": "users",
     "outcome": "outcomes",
     "name": "names",
     "event": "events",
+    "rule": "rules",
+    "kind": "kinds",
 }
 
 
 def matches_field(patterns: Iterable[str], value: object) -> bool:
     """Whether one field's value passes its patterns (see the module docstring)."""
+    return matches_any(patterns, () if value is None else (value,))
+
+
+def finding_values(event: Mapping[str, Any], key: str) -> list[str]:
+    """The `key` ("rule", "kind") of each of the event's findings that has one, as text."""
+    found = event.get("findings")
+    if isinstance(found, Mapping):
+        found = (found,)
+    if not isinstance(found, (list, tuple)):
+        return []
+    return [
+        str(v)
+        for item in found
+        if isinstance(item, Mapping) and (v := item.get(key)) is not None and v != ""
+    ]
+
+
+def matches_any(patterns: Iterable[str], values: Iterable[object]) -> bool:
+    """Whether a field with several values (an event's finding rules) passes its patterns:
+    one value matches a plain pattern (if any), and no value matches a negated one. No
+    values at all pass only when there is no plain pattern, as a missing field does."""
     plain: list[str] = []
     negated: list[str] = []
     for pattern in patterns:
@@ -53,12 +90,12 @@ def matches_field(patterns: Iterable[str], value: object) -> bool:
                 negated.append(pattern[1:].lower())
         elif pattern:
             plain.append(pattern.lower())
-    if value is None:
-        return not plain
-    text = str(value).lower()
-    if plain and not any(glob_match(p, text) for p in plain):
+    if not plain and not negated:
+        return True
+    texts = [str(v).lower() for v in values]
+    if plain and not any(glob_match(p, t) for t in texts for p in plain):
         return False
-    return not any(glob_match(p, text) for p in negated)
+    return not any(glob_match(p, t) for t in texts for p in negated)
 
 
 def matches_pattern(pattern: str, value: str) -> bool:
@@ -79,6 +116,8 @@ def _text_fields(event: Mapping[str, Any]) -> Iterable[str]:
         value = event.get(key)
         if value is not None:
             yield str(value)
+    if "findings" in event:
+        yield from finding_values(event, "rule")
 
 
 @dataclass(frozen=True)
@@ -92,12 +131,14 @@ class EventFilter:
     names: tuple[str, ...] = ()
     outcomes: tuple[str, ...] = ()
     events: tuple[str, ...] = ()
+    rules: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
     text: str = ""
 
     def __bool__(self) -> bool:
         return any(
             (self.since, self.until, self.users, self.routes, self.names, self.outcomes)
-        ) or bool(self.events or self.text)
+        ) or bool(self.events or self.rules or self.kinds or self.text)
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         if self.since is not None or self.until is not None:
@@ -119,6 +160,10 @@ class EventFilter:
             and matches_field(self.events, event.get("event"))
         ):
             return False
+        if self.rules and not matches_any(self.rules, finding_values(event, "rule")):
+            return False
+        if self.kinds and not matches_any(self.kinds, finding_values(event, "kind")):
+            return False
         for word in self.text.split():
             if word.startswith("!"):
                 if any(matches_pattern(word[1:], v) for v in _text_fields(event)):
@@ -128,7 +173,7 @@ class EventFilter:
         return True
 
     def query(self) -> str:
-        """The filter as `/` prompt text: `route:lin* outcome:!success free words` (time
+        """The filter as `/` prompt text: `route:lin* rule:HIDDEN* free words` (time
         bounds have no prompt syntax)."""
         parts = [f"{key}:{p}" for key in FIELDS for p in getattr(self, _ATTRS[key]) if p]
         if self.text:
@@ -139,8 +184,9 @@ class EventFilter:
 def parse_query(text: str) -> EventFilter:
     """Parse what the user typed after `/`: `field:pattern` (or `field=pattern`) and words.
 
-    Fields are route, user, outcome, name, event (or their first letters); a field given
-    twice matches either pattern; other words search every column. Never raises.
+    Fields are route, user, outcome, name, event, rule, kind (or their first letters,
+    `r` being route); a field given twice matches either pattern; other words search every
+    column. Never raises.
     """
     found: dict[str, list[str]] = {}
     words: list[str] = []
@@ -159,5 +205,7 @@ def parse_query(text: str) -> EventFilter:
         names=tuple(found.get("names", ())),
         outcomes=tuple(found.get("outcomes", ())),
         events=tuple(found.get("events", ())),
+        rules=tuple(found.get("rules", ())),
+        kinds=tuple(found.get("kinds", ())),
         text=" ".join(words),
     )

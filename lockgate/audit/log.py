@@ -42,7 +42,7 @@ from typing import Any
 from lockgate import keyring as keyring_store
 from lockgate import paths
 from lockgate.audit.read import _reverse_lines
-from lockgate.audit.redact import REDACTED, _scrub, is_secret_key, preview
+from lockgate.audit.redact import REDACTED, _scrub, bound_findings, is_secret_key, preview
 from lockgate.errors import LockgateError
 
 if sys.platform != "win32":
@@ -73,6 +73,9 @@ _DRAIN_OWNED = _RESERVED | {"ts", "via", "claimed_ts"}
 _CHECKPOINT_TAG = b"lockgate-audit-checkpoint\0"
 # Keys whose values are caller data: bounded and redacted by `preview` on append.
 _PREVIEWED = frozenset({"args", "result"})
+# Tool pins (sha256 hex of a definition, `pin.*` events) are named like a PIN but are
+# digests: kept when they are one, redacted like any secret-named key when not.
+_DIGEST_KEYS = frozenset({"old_pin", "new_pin"})
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -407,8 +410,10 @@ class AuditLog:
     def append(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Write one event; return the full record as written (with v, seq, prev, mac).
 
-        None values are dropped, `args`/`result` go through `preview`, top-level keys named
-        like secrets are redacted, `ts` is set unless given. Raises ValueError for reserved
+        None values are dropped, `args`/`result` go through `preview`, `findings` through
+        `bound_findings` (whole items, the contract's keys only; none: no key), top-level
+        keys named like secrets are redacted (pins too, unless a sha256 hex digest), `ts` is
+        set unless given. Raises ValueError for reserved
         keys or NaN, TypeError for values JSON cannot represent, OSError if the write fails.
         """
         record: dict[str, Any] = {}
@@ -419,6 +424,12 @@ class AuditLog:
                 raise ValueError(f"audit event key {key!r} is reserved for the hash chain")
             if key in _PREVIEWED:
                 value = preview(value, self._limit)
+            elif key == "findings":
+                value = bound_findings(value)
+                if not value:  # no findings: no key, as for a None value
+                    continue
+            elif key in _DIGEST_KEYS and isinstance(value, str) and _HEX64.fullmatch(value):
+                pass
             elif is_secret_key(key):
                 value = REDACTED
             record[key] = value

@@ -19,8 +19,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from lockgate.audit.cells import clean, guardrail
 from lockgate.audit.events import DENIED, ERRORS, TOOL_CALL
-from lockgate.audit.filter import EventFilter
+from lockgate.audit.filter import EventFilter, finding_values
 from lockgate.audit.read import parse_line
 
 __all__ = [
@@ -140,6 +141,8 @@ CSV_COLUMNS: tuple[str, ...] = (
     "latency_ms",
     "upstream_ms",
     "reason",
+    "guardrail",  # the cell `audit query` shows: "masked 2 · HIDDEN_INSTRUCTIONS"
+    "rules",  # every finding's rule id, once each, space-separated, in log order
 )
 
 # Spreadsheets run cells starting with these as formulas (CSV injection): names come
@@ -183,6 +186,11 @@ def csv_row(event: Mapping[str, Any]) -> str:
             cells.append(latency_total(event))
         elif column == "upstream_ms":
             cells.append(upstream if isinstance(upstream, int | float) else None)
+        elif column == "guardrail":
+            cells.append(guardrail(event).text or None)
+        elif column == "rules":
+            rules = dict.fromkeys(clean(r) for r in finding_values(event, "rule"))
+            cells.append(" ".join(rules) or None)
         else:
             value = event.get(column)
             cells.append(value if isinstance(value, str | int | float) else None)

@@ -8,6 +8,10 @@ kept, `mask_text` masks credential shapes in every string kept; regexes compiled
 one mask string, `REDACTED`.
 `mask_text` also runs the guardrails' detectors (`lockgate.guardrails.detectors`), masking
 every type they know: the log records a route's findings, never the values.
+
+Guardrail `findings` are not previews (a preview cuts lists and objects short, which would
+leave a finding without its rule or action): `bound_findings` keeps each item whole, with
+the contract's keys only, bounded strings and credential shapes masked in its names.
 """
 
 from __future__ import annotations
@@ -20,7 +24,16 @@ from typing import Any
 
 from lockgate.guardrails.detectors import redact
 
-__all__ = ["REDACTED", "is_secret_key", "mask_text", "preview"]
+__all__ = [
+    "FINDING_KEYS",
+    "MAX_FINDINGS",
+    "REDACTED",
+    "TRUNCATED",
+    "bound_findings",
+    "is_secret_key",
+    "mask_text",
+    "preview",
+]
 
 _MAX_DEPTH = 8
 
@@ -133,6 +146,90 @@ def _preview_str(value: str, limit: int, budget: list[int]) -> str:
         head = f"{head[:limit]}…(+{len(value) - limit} chars)"
     budget[0] -= min(len(head), limit)
     return head
+
+
+# ---------------------------------------------------------------------------- findings
+
+# The keys a guardrail finding may carry (docs: notes/g11_contract.md, "Audit"), each with the
+# length its value is cut at. Anything else is dropped: a stray `match` or `value` key would
+# put the very secret a redaction removed into the log.
+FINDING_KEYS: dict[str, int] = {
+    "kind": 32,
+    "rule": 64,
+    "severity": 16,
+    "target": 160,
+    "path": 200,
+    "count": 0,  # a non-negative integer, not text
+    "action": 16,
+    "direction": 16,
+    "scope": 32,
+}
+_NAMES = frozenset({"target", "path"})  # upstream- or client-chosen: cut in the middle, masked
+_NAME_SCAN = 16384
+_NAME_CACHED = 256  # names up to this long are cached masked (4096 of them: about 1 MB)
+MAX_FINDINGS = 256
+TRUNCATED = "truncated"  # the kind of the one item that stands for the findings left out
+
+
+def bound_findings(value: object) -> list[dict[str, object]]:
+    """`findings` as the log keeps them: a list of whole items, never a cut-off one.
+
+    Each item keeps only `FINDING_KEYS` with scalar values: strings cut at their key's length
+    (a `path` or `target` keeps its head and its leaf: `inputSchema.prop…q.description`), and
+    credential shapes in them masked; `count` only as a non-negative integer. Items that are
+    not objects, or keep no key, are dropped. Past `MAX_FINDINGS` items, one item
+    `{"kind": "truncated", "count": N}` says how many more there were. A single object is
+    read as a list of one. Never raises.
+    """
+    if isinstance(value, Mapping):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        return []
+    out: list[dict[str, object]] = []
+    left = 0
+    for item in value:
+        if not isinstance(item, Mapping):
+            continue
+        if len(out) >= MAX_FINDINGS:
+            left += 1
+            continue
+        kept = _finding(item)
+        if kept:
+            out.append(kept)
+    if left:
+        out.append({"kind": TRUNCATED, "count": left})
+    return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _mask_name(text: str) -> str:
+    """`mask_text` of a finding's path or target, remembered: the same tool names and
+    argument paths come back on every list and call, and the detectors cost ~20 µs each."""
+    return mask_text(text)
+
+
+def _finding(item: Mapping[object, object]) -> dict[str, object]:
+    kept: dict[str, object] = {}
+    for key, limit in FINDING_KEYS.items():
+        value = item.get(key)
+        if key == "count":
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                kept[key] = min(value, 2**63 - 1)
+        elif isinstance(value, str) and value:
+            text = _scrub(value)
+            if key in _NAMES:
+                if len(text) > _NAME_SCAN:  # too long to mask whole: say only how long
+                    kept[key] = f"<{key} of {len(text)} chars>"
+                    continue
+                # Whole, before any cut: no credential is half kept.
+                text = _mask_name(text) if len(text) <= _NAME_CACHED else mask_text(text)
+                if len(text) > limit:
+                    half = (limit - 1) // 2
+                    text = f"{text[:half]}…{text[-(limit - 1 - half) :]}"
+            elif len(text) > limit:
+                text = f"{text[: limit - 1]}…"
+            kept[key] = text
+    return kept
 
 
 def _scrub(value: Any) -> Any:

@@ -158,3 +158,55 @@ def test_verify_exit_code_through_the_real_command(tmp_path: Path) -> None:
     assert broken.returncode == 1
     assert "BROKEN at line 2: seq gap" in broken.stdout
     assert "Traceback" not in broken.stderr
+
+
+def test_tail_and_the_gateways_lines_end_with_the_guardrail_cell(tmp_path: Path) -> None:
+    from lockgate.cli import views
+
+    masked = {
+        "kind": "redaction",
+        "rule": "GITHUB_TOKEN",
+        "path": "params.arguments.token",
+        "count": 2,
+        "action": "mask",
+        "direction": "up",
+    }
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path) as log:
+        plain = log.append(
+            {"event": "tool.call", "route": "linear", "name": "a", "outcome": "success"}
+        )
+        found = log.append(
+            {
+                "event": "tool.call",
+                "route": "linear",
+                "name": "b",
+                "outcome": "success",
+                "findings": [masked],
+            }
+        )
+    result = runner.invoke(app, ["tail", "--file", str(path)])
+    assert result.exit_code == 0, result.output
+    first, second = result.output.splitlines()
+    assert first.endswith(" a success - -")  # no cell: nothing after the latency
+    assert second.endswith(" b success - - masked 2")
+    assert views.event_line(found).endswith("b  success  masked 2")  # `lockgate up`'s lines
+    assert views.event_line(plain).endswith("a  success")
+    assert "params.arguments" not in result.output
+
+
+@pytest.mark.parametrize(("width", "shown"), [(160, True), (135, False)])
+def test_tail_table_shows_the_guardrail_column_where_it_fits(width: int, shown: bool) -> None:
+    con = Console(record=True, width=width, force_terminal=True, no_color=True)
+    event = {
+        "ts": "2026-11-27T06:40:01.123Z",
+        "event": "tool.call",
+        "route": "linear",
+        "name": "search",
+        "outcome": "success",
+        "findings": [{"kind": "finding", "rule": "HIDDEN_INSTRUCTIONS", "action": "warn"}],
+    }
+    audit_views.print_events(con, [event])
+    text = con.export_text()
+    assert ("HIDDEN_INSTRUCTIONS" in text) is shown and ("guardrail" in text) is shown
+    assert "06:40:01.123" in text  # the time is never cut to make room

@@ -153,6 +153,7 @@ def test_query_table_on_a_terminal(log: Path) -> None:
         "outcome",
         "status",
         "latency",
+        "guardrail",
     ]
     assert "alice" in text and "delete_issue" in text and "2.0 ms" in text
 
@@ -341,3 +342,178 @@ def test_watch_denied_count_is_the_stats_denied_column(tmp_path: Path) -> None:
     groups = compute_stats(AGREE_EVENTS, "route")
     assert model.counts.denied == sum(g.denied for g in groups) == 3
     assert model.counts.errors == sum(g.errors for g in groups)
+
+
+# ---------------------------------------------------------------------------- guardrails
+
+MASKED = {
+    "kind": "redaction",
+    "rule": "GITHUB_TOKEN",
+    "path": "params.arguments.token",
+    "count": 1,
+    "action": "mask",
+    "direction": "up",
+}
+HIDDEN = {
+    "kind": "finding",
+    "rule": "HIDDEN_INSTRUCTIONS",
+    "severity": "high",
+    "target": "tool:send_email",
+    "path": "description",
+    "action": "hide",
+}
+
+
+def _guarded_events() -> list[dict[str, Any]]:
+    """A masked token, a hidden poisoned tool, a blocked card, a rate limit and a rug pull,
+    as the gateway and `lockgate tools` write them."""
+    from lockgate.audit import events as ev
+
+    base = {"route": "linear", "upstream": "linear", "user": "alice", "client": "claude-code"}
+    old, new = "a" * 64, "b" * 64
+    masked = {**_call(9, "alice", "linear", "create_issue", "success", 8.0), "findings": [MASKED]}
+    listed = {
+        **_call(8, "alice", "linear", "tools/list", "success", 3.0),
+        "event": "capability.list",
+        "method": "tools/list",
+        "name": None,
+        "args": None,
+        "findings": [HIDDEN, {**HIDDEN, "target": "tool:other"}],
+    }
+    card = {**MASKED, "rule": "CARD", "action": "block", "path": "params.arguments.note"}
+    return [
+        *EVENTS[:2],
+        masked,
+        listed,
+        {"ts": _ts(7), **ev.guardrail_blocked(base, [card], "CARD in the arguments")},
+        {"ts": _ts(6), **ev.rate_limited(base, "user_tool", 1.5)},
+        {"ts": _ts(5), **ev.pin_event("changed", "linear", "create_issue", old, new, None)},
+        {"ts": _ts(4), **ev.pin_event("approved", "linear", "create_issue", old, new, "bob")},
+    ]
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Path:
+    return _log(tmp_path / "audit.jsonl", _guarded_events())
+
+
+def _seqs(log: Path, *args: str) -> list[int]:
+    out = _query(log, *args, "--format", "jsonl")
+    return [json.loads(line)["seq"] for line in out.splitlines()]
+
+
+def test_query_by_rule_finds_every_event_with_that_finding(guarded: Path) -> None:
+    assert _seqs(guarded, "--rule", "HIDDEN_INSTRUCTIONS") == [4]
+    assert _seqs(guarded, "--rule", "github_token") == [3]  # case is ignored
+    assert _seqs(guarded, "--rule", "GITHUB_TOKEN", "--rule", "CARD") == [3, 5]  # either
+    assert _seqs(guarded, "--rule", "RATE_*") == [6]  # the limit is a finding of its event
+    assert _seqs(guarded, "--rule", "*") == [3, 4, 5, 6]
+    assert _seqs(guarded, "--rule", "!*") == [1, 2, 7, 8]  # no findings at all
+    assert _seqs(guarded, "--rule", "*", "--outcome", "blocked") == [5]
+    assert _query(guarded, "--rule", "PIN_CHANGED").strip() == "no matching events"
+    assert _seqs(guarded, "--event", "pin.*") == [7, 8]  # pin store changes are events
+
+
+def test_query_by_kind(guarded: Path) -> None:
+    assert _seqs(guarded, "--kind", "redaction") == [3, 5]
+    assert _seqs(guarded, "--kind", "finding") == [4]
+    assert _seqs(guarded, "--kind", "limit", "--kind", "pin") == [6]
+    assert _seqs(guarded, "--kind", "!redaction", "--rule", "*") == [4, 6]
+
+
+def test_query_plain_lines_end_with_the_guardrail_cell(guarded: Path) -> None:
+    lines = _query(guarded).splitlines()
+    assert lines[0].endswith("alice linear tools/call search_issues success 200 10.0 ms")
+    assert lines[2].endswith("create_issue success 200 8.0 ms masked 1")
+    assert lines[3].endswith(" HIDDEN_INSTRUCTIONS x2")
+    assert lines[4].endswith(" blocked - - blocked 1")  # outcome, status, latency, cell
+    assert lines[5].endswith(" denied - - rate limited")
+    assert lines[6].endswith(" pin changed") and lines[7].endswith(" pin approved")
+    assert "params.arguments" not in "\n".join(lines)  # paths stay in the log, off the cell
+
+
+def test_query_table_colours_the_guardrail_cell_by_its_worst_action(guarded: Path) -> None:
+    con = Console(
+        record=True, width=180, force_terminal=True, color_system="standard", no_color=False
+    )
+    events = [json.loads(line) for line in guarded.read_text().splitlines()]
+    audit_views.print_query(con, events)
+    plain = con.export_text(styles=False, clear=False).splitlines()
+    header = plain[0]
+    assert header.split()[-1] == "guardrail"
+    row = next(line for line in plain if "create_issue" in line and "masked" in line)
+    assert row.index("masked 1") == header.index("guardrail")
+    styled = con.export_text(styles=True)
+    assert "\x1b[33mmasked 1" in styled  # mask: yellow
+    assert "\x1b[31mHIDDEN_INSTRUCTIONS x2" in styled  # hide: red
+    assert "\x1b[31mrate limited" in styled and "\x1b[31mpin changed" in styled
+    assert "\x1b[2mpin approved" in styled  # recorded only: dim
+
+
+@pytest.mark.parametrize(("width", "shown"), [(140, True), (127, False), (100, False)])
+def test_query_table_fits_the_terminal_and_drops_the_guardrail_column_first(
+    guarded: Path, width: int, shown: bool
+) -> None:
+    con = Console(record=True, width=width, force_terminal=True, no_color=True)
+    events = [json.loads(line) for line in guarded.read_text().splitlines()]
+    audit_views.print_query(con, events)
+    lines = con.export_text().splitlines()
+    assert ("guardrail" in lines[0]) is shown
+    assert all(len(line.rstrip()) <= width for line in lines)
+    if width >= 127:  # the other columns are never cut to make room for it
+        assert lines[0].split()[:8] == [
+            "time", "user", "route", "method", "name", "outcome", "status", "latency",
+        ]  # fmt: skip
+        assert any(line[:12].count(":") == 2 for line in lines[1:])  # times are whole
+
+
+def test_stats_take_the_rule_filter_too(guarded: Path) -> None:
+    result = runner.invoke(
+        app, ["stats", "--file", str(guarded), "--rule", "GITHUB_TOKEN", "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    groups = {g["key"]: g["count"] for g in json.loads(result.output)["groups"]}
+    assert groups == {"create_issue": 1}
+
+
+def test_query_help_names_the_rule_option() -> None:
+    result = runner.invoke(app, ["query", "--help"], env={"COLUMNS": "200"})
+    assert "--rule" in result.output and "--kind" in result.output
+    assert "HIDDEN_INSTRUCTIONS" in result.output
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["--rule", "HIDDEN_INSTRUCTIONS"], ["--rule", "*"], ["--rule", "!GITHUB_*"]],
+)
+def test_watch_and_query_keep_the_same_events_by_rule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: list[str]
+) -> None:
+    import typer
+
+    from lockgate.audit import read as audit_read
+    from lockgate.cli.watch import watch
+
+    events = _guarded_events()
+    log = _log(tmp_path / "audit.jsonl", events)
+    queried = _seqs(log, *options)
+    monkeypatch.setattr(audit_read, "follow", lambda *a, **k: iter(()))  # no live tail
+    watch_app = typer.Typer()
+    watch_app.command()(watch)
+    result = runner.invoke(watch_app, ["--file", str(log), *options])
+    assert result.exit_code == 0, result.output
+    by_ts = {e["ts"]: i + 1 for i, e in enumerate(events)}
+    watched = [by_ts[line.split(" ", 1)[0]] for line in result.output.splitlines()]
+    assert watched == queried and 0 < len(queried) < 8
+
+
+def test_query_csv_has_the_guardrail_cell_and_the_rules(guarded: Path) -> None:
+    out = _query(guarded, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert list(rows[0])[-2:] == ["guardrail", "rules"]
+    assert (rows[0]["guardrail"], rows[0]["rules"]) == ("", "")
+    assert (rows[2]["guardrail"], rows[2]["rules"]) == ("masked 1", "GITHUB_TOKEN")
+    assert rows[3]["rules"] == "HIDDEN_INSTRUCTIONS"  # once, however many tools had it
+    assert rows[4]["rules"] == "CARD" and rows[5]["rules"] == "RATE_LIMIT"
+    assert rows[6]["guardrail"] == "pin changed" and rows[6]["rules"] == ""
+    assert "params.arguments" not in out

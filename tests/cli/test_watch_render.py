@@ -43,6 +43,47 @@ from lockgate.errors import LockgateError
 from tests.support.doubles import T0, audit_event, ts
 
 OUTCOMES = ["success", "denied", "error", "upstream_error", "connect_required", "blocked"]
+# Findings as the gateway writes them (notes/g11_contract.md, "Audit").
+MASKED = {
+    "kind": "redaction",
+    "rule": "GITHUB_TOKEN",
+    "path": "params.arguments.token",
+    "count": 2,
+    "action": "mask",
+    "direction": "up",
+}
+LOGGED = {
+    "kind": "redaction",
+    "rule": "EMAIL",
+    "path": "result.content[0].text",
+    "count": 1,
+    "action": "log",
+    "direction": "down",
+}
+HIDDEN = {
+    "kind": "finding",
+    "rule": "HIDDEN_INSTRUCTIONS",
+    "severity": "high",
+    "target": "tool:send_email",
+    "path": "description",
+    "action": "hide",
+}
+WARNED = {
+    "kind": "finding",
+    "rule": "HIDDEN_INSTRUCTIONS",
+    "severity": "high",
+    "target": "tool:search",
+    "path": "inputSchema.properties.q.description",
+    "action": "warn",
+}
+WITHHELD = {"kind": "finding", "rule": "RESULT_INJECTION", "severity": "high", "action": "withhold"}
+PIN_CHANGED = {
+    "kind": "pin",
+    "rule": "PIN_CHANGED",
+    "target": "tool:create_issue",
+    "action": "hide",
+}
+LIMITED = {"kind": "limit", "rule": "RATE_LIMIT", "scope": "user_tool", "action": "block"}
 
 
 def ev(i: int, **fields: Any) -> dict[str, Any]:
@@ -227,6 +268,51 @@ def test_narrow_terminal_truncates_instead_of_wrapping() -> None:
     assert "…" in rows[-1]
 
 
+def guarded_model() -> WatchModel:
+    """Calls with no findings, a masked token, a hidden poisoned tool, a logged email..."""
+    m = WatchModel()
+    for i, findings in enumerate(
+        [None, [MASKED], [HIDDEN], [LOGGED], [WARNED, MASKED], [PIN_CHANGED], [LIMITED]]
+    ):
+        m.ingest(ev(i, findings=findings), live=False)
+    return m
+
+
+def test_the_guardrail_column_sums_up_findings_in_the_colour_of_the_worst_action() -> None:
+    con = make_console(140, color=True)
+    rendered = lines(con, guarded_model())
+    header = text_of(line_with(rendered, "outcome"))
+    expected = {
+        0: ("-", "dim"),
+        1: ("masked 2", "yellow"),
+        2: ("HIDDEN_INSTRUCTIONS", "red"),
+        3: ("logged 1", "dim"),
+        4: ("masked 2 · HIDDEN_INSTRUCTIONS", "yellow"),
+        5: ("pin changed", "red"),
+        6: ("rate limited", "red"),
+    }
+    for i, (cell, colour) in expected.items():
+        line = line_with(rendered, f"search_{i} ")
+        assert text_of(line)[header.index("guardrail") :].startswith(cell + " "), cell
+        style = segment(line, cell).style
+        assert style is not None
+        if colour == "dim":
+            assert style.dim and style.color is None
+        else:
+            assert style.color is not None and style.color.name == colour
+    assert header.index("guardrail") > header.index("outcome")
+    assert text_of(line_with(rendered, "search_0 ")).endswith("12.3 ms")  # latency stays last
+
+
+def test_the_guardrail_column_gives_way_on_narrow_terminals() -> None:
+    wide = [text_of(x) for x in lines(make_console(100, color=False), guarded_model())]
+    narrow = [text_of(x) for x in lines(make_console(99, color=False), guarded_model())]
+    assert any("guardrail" in t and "outcome" in t for t in wide)
+    assert not any("guardrail" in t for t in narrow)
+    assert not any("HIDDEN" in t for t in narrow)
+    assert all(len(t) <= 100 for t in wide)
+
+
 def detail_lines(con: Console, m: WatchModel, height: int) -> list[list[Segment]]:
     return con.render_lines(detail_view(m, height, con.width), con.options, pad=False)
 
@@ -240,7 +326,7 @@ def test_detail_view_shows_seq_hash_args_and_result() -> None:
             outcome="blocked",
             args={"query": "hello", "api_key": "[redacted]"},
             result={"content": [{"type": "text", "text": "evil\x1b]0;title\x07"}]},
-            findings=[{"kind": "injection", "detail": "ignore previous instructions"}],
+            findings=[WITHHELD],
         ),
         live=False,
     )
@@ -249,15 +335,62 @@ def test_detail_view_shows_seq_hash_args_and_result() -> None:
     texts = [text_of(x) for x in rendered]
     assert text_of(line_with(rendered, "seq ")).split()[-2:] == ["seq", "2"]
     assert text_of(line_with(rendered, "hash ")).split() == ["hash", f"{1:064x}"]
-    # Small sections fit on their title line; findings come before the result.
-    assert '── args {"query": "hello", "api_key": "[redacted]"}' in texts
-    findings = texts.index(
-        '── findings [{"kind": "injection", "detail": "ignore previous instructions"}]'
-    )
-    assert findings < next(i for i, t in enumerate(texts) if t.startswith("── result"))
+    # Small sections fit on their title line; findings come after the args, before the result.
+    args = texts.index('── args {"query": "hello", "api_key": "[redacted]"}')
+    findings = texts.index("── findings (1)")
+    assert args < findings < next(i for i, t in enumerate(texts) if t.startswith("── result"))
+    assert texts[findings + 2].split() == ["finding", "RESULT_INJECTION", "high", "withhold"]
     assert not any("\x1b" in s.text or "\x07" in s.text for line in rendered for s in line)
     outcome = line_with(rendered, "outcome ")
     assert segment(outcome, "blocked").style.color.name == "yellow"
+
+
+def test_detail_view_lists_each_finding_with_its_columns_and_action_colour() -> None:
+    con = make_console(140, color=True)
+    m = WatchModel()
+    m.ingest(ev(1, findings=[MASKED, HIDDEN, LIMITED]), live=False)
+    m.key("enter")
+    rendered = detail_lines(con, m, 30)
+    texts = [text_of(x) for x in rendered]
+    at = texts.index("── findings (3)")
+    assert texts[at + 1].split() == [
+        "kind", "rule", "severity", "target", "path", "count", "action", "direction",
+    ]  # fmt: skip
+    header = texts[at + 1]
+    masked, hidden, limited = texts[at + 2 : at + 5]
+    assert masked.split() == [
+        "redaction", "GITHUB_TOKEN", "params.arguments.token", "2", "mask", "up",
+    ]  # fmt: skip
+    assert hidden.split() == [
+        "finding", "HIDDEN_INSTRUCTIONS", "high", "tool:send_email", "description", "hide",
+    ]  # fmt: skip
+    assert limited.split() == ["limit", "RATE_LIMIT", "block", "scope=user_tool"]
+    for row, cell in ((masked, "mask"), (hidden, "hide"), (limited, "block")):
+        assert row[header.index("action") :].startswith(cell)
+    assert row_colour(rendered[at + 2], "mask") == "yellow"
+    assert row_colour(rendered[at + 3], "hide") == "red"
+    assert row_colour(rendered[at + 4], "block") == "red"
+    assert hidden.index("tool:send_email") == header.index("target")
+    assert masked.index("2") + 1 == header.index("count") + len("count")  # counts right-aligned
+
+
+def row_colour(line: list[Segment], text: str) -> str | None:
+    style = segment(line, text).style
+    return style.color.name if style is not None and style.color is not None else None
+
+
+def test_detail_view_cuts_many_findings_to_the_pane_and_says_so() -> None:
+    con = make_console(100, color=False)
+    m = WatchModel()
+    many = [{**WARNED, "target": f"tool:t{i}"} for i in range(80)]
+    m.ingest(ev(1, args={"q": "x"}, findings=many, result={"content": []}), live=False)
+    m.key("enter")
+    texts = [text_of(x) for x in detail_lines(con, m, 30)]
+    assert len(texts) <= 30 and all(len(t) <= 100 for t in texts)
+    assert "── findings (80)" in texts
+    more = [t for t in texts if t.startswith("… ") and t.endswith(" more findings")]
+    assert more, texts
+    assert any(t.startswith("── result") for t in texts)  # the result still gets its share
 
 
 def test_hostile_names_cannot_reach_the_terminal() -> None:
@@ -409,7 +542,7 @@ async def test_slash_opens_a_prompt_that_filters_as_you_type() -> None:
         assert "filter  den   showing 1 of 6" in screen_lines(app)
         assert screen_lines(app)[-1].startswith("/ den")
         assert screen_lines(app)[-1].endswith(
-            "Enter keep · Esc cancel · route: user: outcome: name: words"
+            "Enter keep · Esc cancel · route: user: outcome: name: rule: kind: words"
         )
         await pilot.press("escape")  # cancel: the filter before the prompt comes back
         assert m.typing is None and m.filter == EventFilter() and len(m.shown) == 6
@@ -486,6 +619,36 @@ async def test_enter_opens_the_detail_pane_esc_and_q_go_back_q_quits() -> None:
         await pilot.pause()
         assert m.quit
     assert not app.is_running
+
+
+@pytest.mark.anyio
+async def test_app_shows_the_guardrail_column_filters_by_rule_and_details_findings(
+    colour: None,
+) -> None:
+    m = guarded_model()
+    app = app_with(m)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await pilot.pause()
+        header = row_at(app, "outcome")[1]
+        _, row = row_at(app, "search_2 ")
+        assert row.index("HIDDEN_INSTRUCTIONS") == header.index("guardrail")
+        assert style_of(app, "search_2 ", "HIDDEN_INSTRUCTIONS").color.name == "red"
+        assert style_of(app, "search_1 ", "masked 2").color.name == "yellow"
+        assert "findings 7" in screen_lines(app)[1]  # one per finding item
+        await pilot.press("slash", *"rule:hidden_*", "enter")
+        assert m.filter == EventFilter(rules=("hidden_*",))
+        assert [r.event["name"] for r in m.shown] == ["search_2", "search_4"]
+        assert "filter  rule:hidden_*   showing 2 of 7" in screen_lines(app)
+        await pilot.press("slash", *" kind:redaction", "enter")
+        assert [r.event["name"] for r in m.shown] == ["search_4"]
+        await pilot.press("k", "enter")
+        assert m.detail_row is not None and m.detail_row.event["name"] == "search_4"
+        assert "── findings (2)" in screen_lines(app)
+        _, warned = row_at(app, "inputSchema.properties.q.description")
+        assert warned.split()[:3] == ["finding", "HIDDEN_INSTRUCTIONS", "high"]
+        assert style_of(app, "GITHUB_TOKEN", "mask").color.name == "yellow"
+        await pilot.press("escape", "c")
+        assert len(m.shown) == 7
 
 
 @pytest.mark.anyio

@@ -13,7 +13,15 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from lockgate.audit.filter import FIELDS, EventFilter, matches_field, matches_pattern, parse_query
+from lockgate.audit.filter import (
+    FIELDS,
+    EventFilter,
+    finding_values,
+    matches_any,
+    matches_field,
+    matches_pattern,
+    parse_query,
+)
 from tests.support.doubles import audit_event as ev
 
 # --- patterns -----------------------------------------------------------------------------
@@ -160,3 +168,106 @@ def test_time_bounds_since_inclusive_until_exclusive() -> None:
     assert EventFilter(since=at).matches(ev(1)) and not EventFilter(until=at).matches(ev(1))
     assert not EventFilter(since=at).matches({"event": "x"})  # no ts: fails any bound
     assert EventFilter(since=at) and not EventFilter()
+
+
+# --- guardrail findings: rule and kind ------------------------------------------------------
+
+MASKED = {
+    "kind": "redaction",
+    "rule": "GITHUB_TOKEN",
+    "path": "params.arguments.token",
+    "count": 1,
+    "action": "mask",
+    "direction": "up",
+}
+HIDDEN = {
+    "kind": "finding",
+    "rule": "HIDDEN_INSTRUCTIONS",
+    "severity": "high",
+    "target": "tool:send_email",
+    "path": "description",
+    "action": "hide",
+}
+PIN = {"kind": "pin", "rule": "PIN_CHANGED", "target": "tool:create_issue", "action": "hide"}
+
+
+def test_rule_matches_any_finding_ignoring_case_as_a_glob() -> None:
+    both = ev(findings=[MASKED, HIDDEN])
+    assert EventFilter(rules=("HIDDEN_INSTRUCTIONS",)).matches(both)
+    assert EventFilter(rules=("hidden_instructions",)).matches(both)  # case does not count
+    assert EventFilter(rules=("github_*",)).matches(both)
+    assert not EventFilter(rules=("HIDDEN",)).matches(both)  # a whole-value glob, as fields
+    assert not EventFilter(rules=("PIN_*",)).matches(both)
+    assert EventFilter(rules=("PIN_*", "GITHUB_TOKEN")).matches(both)  # repeats: either
+    assert not EventFilter(rules=("*",)).matches(ev())  # no findings: no rule to match
+    assert EventFilter(rules=("*",)).matches(ev(findings=[PIN]))
+
+
+def test_a_negated_rule_keeps_events_without_it_even_those_without_findings() -> None:
+    f = EventFilter(rules=("!GITHUB_TOKEN",))
+    assert not f.matches(ev(findings=[HIDDEN, MASKED]))  # one item is enough to exclude
+    assert f.matches(ev(findings=[HIDDEN]))
+    assert f.matches(ev())
+    some_but_not = EventFilter(rules=("*", "!GITHUB_TOKEN"))
+    assert some_but_not.matches(ev(findings=[HIDDEN]))
+    assert not some_but_not.matches(ev()) and not some_but_not.matches(ev(findings=[MASKED]))
+
+
+def test_kind_and_rule_combine_with_the_other_fields() -> None:
+    f = EventFilter(kinds=("redaction",), routes=("linear",))
+    assert f.matches(ev(findings=[MASKED]))
+    assert not f.matches(ev(findings=[HIDDEN]))
+    assert not f.matches(ev(route="github", findings=[MASKED]))
+    assert EventFilter(kinds=("!redaction",)).matches(ev(findings=[HIDDEN, PIN]))
+
+
+def test_rule_reads_odd_findings_without_raising() -> None:
+    f = EventFilter(rules=("X",))
+    for odd in ("X", 7, None, {"rule": "X"}, [None, "X", {"rule": None}, {"rule": ""}]):
+        event = ev(findings=odd)
+        assert f.matches(event) is (odd == {"rule": "X"}), odd  # a lone item counts as a list
+    assert EventFilter(rules=("7",)).matches(ev(findings=[{"rule": 7}]))  # as text
+
+
+def test_search_words_find_rule_ids_too() -> None:
+    assert parse_query("HIDDEN").matches(ev(findings=[HIDDEN]))
+    assert not parse_query("HIDDEN").matches(ev(findings=[MASKED]))
+    assert not parse_query("!GITHUB").matches(ev(findings=[MASKED]))
+    assert not parse_query("params").matches(ev(findings=[MASKED]))  # paths are not columns
+
+
+def test_parse_query_reads_rule_and_kind_and_r_stays_route() -> None:
+    assert parse_query("rule:HIDDEN_* kind:redaction k:pin r:lin*") == EventFilter(
+        rules=("HIDDEN_*",), kinds=("redaction", "pin"), routes=("lin*",)
+    )
+    f = EventFilter(rules=("PIN_*", "!EMAIL"), kinds=("limit",), text="x")
+    assert f.query() == "rule:PIN_* rule:!EMAIL kind:limit x"
+    assert parse_query(f.query()) == f
+    assert EventFilter(rules=("x",)) and EventFilter(kinds=("x",))
+
+
+names = st.sampled_from(["EMAIL", "GITHUB_TOKEN", "HIDDEN_INSTRUCTIONS", "PIN_CHANGED", "x"])
+rule_patterns = st.sampled_from(["EMAIL", "!EMAIL", "*TOKEN", "!PIN_*", "*", "hidden_*", "?"])
+
+
+@given(names, st.lists(rule_patterns, max_size=3))
+def test_one_value_matches_as_the_single_field_would(value: str, patterns: list[str]) -> None:
+    assert matches_any(patterns, [value]) is matches_field(patterns, value)
+    assert matches_any(patterns, []) is matches_field(patterns, None)
+
+
+@given(st.lists(names, max_size=5), st.lists(rule_patterns, min_size=1, max_size=3))
+def test_rule_is_any_of_the_plain_and_none_of_the_negated(
+    rules: list[str], patterns: list[str]
+) -> None:
+    event = ev(findings=[{"kind": "finding", "rule": r, "action": "warn"} for r in rules])
+    plain = [p for p in patterns if not p.startswith("!")]
+    negated = [p[1:] for p in patterns if p.startswith("!")]
+    expected = (not plain or any(matches_field((p,), r) for p in plain for r in rules)) and not any(
+        matches_field((p,), r) for p in negated for r in rules
+    )
+    assert EventFilter(rules=tuple(patterns)).matches(event) is expected
+    assert finding_values(event, "rule") == rules
+    # The order of the findings never changes the verdict.
+    shuffled = ev(findings=list(reversed(event["findings"])))
+    assert EventFilter(rules=tuple(patterns)).matches(shuffled) is expected

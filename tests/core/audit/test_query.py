@@ -412,3 +412,12 @@ def test_iter_log_names_a_damaged_line(tmp_path: Path) -> None:
     path.write_bytes(b"[1, 2]\n")
     with pytest.raises(ValueError, match="line 1: not a JSON object"):
         list(iter_log(path))
+
+
+def test_csv_rules_are_cleaned_and_cannot_become_formulas() -> None:
+    event = {"event": "tool.call", "findings": [{"kind": "finding", "rule": "=HYPERLINK(1)"}]}
+    row = dict(zip(CSV_COLUMNS, next(csv.reader(io.StringIO(csv_row(event)))), strict=True))
+    assert row["rules"] == "'=HYPERLINK(1)" and row["guardrail"] == "'=HYPERLINK(1)"
+    hostile = {"findings": [{"kind": "finding", "rule": "A\x1b[2J"}, {"rule": "B"}, {"rule": "B"}]}
+    row = dict(zip(CSV_COLUMNS, next(csv.reader(io.StringIO(csv_row(hostile)))), strict=True))
+    assert row["rules"] == "A?[2J B"

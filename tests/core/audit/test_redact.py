@@ -10,13 +10,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from lockgate.audit.log import AuditLog
-from lockgate.audit.redact import REDACTED, is_secret_key, mask_text, preview
+from lockgate.audit.redact import (
+    FINDING_KEYS,
+    MAX_FINDINGS,
+    REDACTED,
+    TRUNCATED,
+    bound_findings,
+    is_secret_key,
+    mask_text,
+    preview,
+)
 from lockgate.audit.verify import verify
 
 PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----"
@@ -156,3 +166,124 @@ def test_preview_bounds_size_and_is_json_able() -> None:
     assert out["blob"] == "<10 bytes>" and out["big"].startswith("<int of")
     assert out["nan"] == "nan" and out["obj"] == "<object>" and out["tuple"] == [1, 2]
     assert preview("short") == "short" and preview(None) is None and preview(3) == 3
+
+
+# --- guardrail findings ----------------------------------------------------------------------
+
+MASKED = {
+    "kind": "redaction",
+    "rule": "GITHUB_TOKEN",
+    "path": "params.arguments.token",
+    "count": 1,
+    "action": "mask",
+    "direction": "up",
+}
+HIDDEN = {
+    "kind": "finding",
+    "rule": "HIDDEN_INSTRUCTIONS",
+    "severity": "high",
+    "target": "tool:send_email",
+    "path": "inputSchema.properties.body.description",
+    "action": "hide",
+}
+LIMIT = {"kind": "limit", "rule": "RATE_LIMIT", "scope": "user_tool", "action": "block"}
+
+
+def test_findings_of_the_contract_are_kept_as_they_are() -> None:
+    items = [MASKED, HIDDEN, LIMIT, {"kind": "pin", "rule": "PIN_CHANGED", "action": "hide"}]
+    assert bound_findings(items) == items
+    assert bound_findings(tuple(items)) == items
+    assert bound_findings(MASKED) == [MASKED]  # one object: a list of one
+    assert bound_findings(bound_findings(items)) == items  # written twice, the same
+
+
+def test_a_long_findings_list_is_never_cut_into_pieces() -> None:
+    """`preview` would cut a list of 300 findings to 64 items and its objects to stubs; the
+    log keeps every item whole up to MAX_FINDINGS, then says how many more there were."""
+    items = [{**HIDDEN, "target": f"tool:t{i}"} for i in range(MAX_FINDINGS + 44)]
+    out = bound_findings(items)
+    assert out[:MAX_FINDINGS] == items[:MAX_FINDINGS]
+    assert out[-1] == {"kind": TRUNCATED, "count": 44} and len(out) == MAX_FINDINGS + 1
+    assert all(set(item) == set(HIDDEN) for item in out[:-1])
+
+
+def test_findings_keep_only_their_keys_and_mask_credentials_in_names() -> None:
+    token = "ghp_" + "A1b2C3d4E5f6G7h8I9j0" * 2
+    out = bound_findings(
+        [
+            {**MASKED, "match": token, "value": "4111111111111111", "preview": "x"},
+            {**HIDDEN, "target": f"tool:{token}", "path": f"properties.{token}.description"},
+            {"kind": "redaction", "count": -1},
+            {"kind": "redaction", "count": True},
+            {"kind": "redaction", "count": "3"},
+            "not an item",
+            None,
+            {"unrelated": 1},
+            {"rule": ""},
+        ]
+    )
+    assert out[0] == MASKED  # keys outside the contract never reach the log
+    assert out[1]["target"] == f"tool:{REDACTED}"
+    assert out[1]["path"] == f"properties.{REDACTED}.description"
+    assert out[2:] == [{"kind": "redaction"}] * 3  # no count unless a non-negative integer
+    assert token not in json.dumps(out) and "4111" not in json.dumps(out)
+    assert bound_findings("text") == bound_findings(None) == bound_findings(7) == []
+
+
+def test_long_names_keep_their_head_and_leaf_and_no_half_credential() -> None:
+    path = "params.arguments." + "nested." * 60 + "token"
+    (item,) = bound_findings([{**MASKED, "path": path}])
+    assert len(item["path"]) == FINDING_KEYS["path"]
+    assert item["path"].startswith("params.arguments.nested.") and item["path"].endswith(".token")
+    assert "…" in item["path"]
+    # A credential across the cut is masked before cutting, so no part of it survives.
+    secret = "ghp_" + "Zq9" * 200
+    (cut,) = bound_findings([{**HIDDEN, "target": "tool:" + secret}])
+    assert "Zq9" not in cut["target"]
+    (huge,) = bound_findings([{**HIDDEN, "path": "x" * 100_000}])
+    assert huge["path"] == "<path of 100000 chars>"
+    (rule,) = bound_findings([{**HIDDEN, "rule": "R" * 500}])
+    assert len(rule["rule"]) == FINDING_KEYS["rule"] and rule["rule"].endswith("…")
+
+
+finding_items = st.lists(
+    st.one_of(
+        st.dictionaries(
+            st.sampled_from([*FINDING_KEYS, "match", "value", "detail"]),
+            st.one_of(st.text(max_size=300), st.integers(), st.none(), st.booleans()),
+            max_size=10,
+        ),
+        st.text(max_size=5),
+        st.none(),
+    ),
+    max_size=20,
+)
+
+
+@given(finding_items)
+def test_bound_findings_never_raises_and_writes_json_of_whole_items(items: list[Any]) -> None:
+    out = bound_findings(items)
+    json.dumps(out, allow_nan=False)
+    assert bound_findings(out) == out
+    for item in out:
+        assert item and set(item) <= set(FINDING_KEYS)
+        for key, value in item.items():
+            if key == "count":
+                assert isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            else:
+                assert isinstance(value, str) and len(value) <= FINDING_KEYS[key]
+
+
+def test_findings_are_written_whole_and_the_log_verifies(log_path: Path) -> None:
+    token = "ghp_" + "A1b2C3d4E5f6G7h8I9j0" * 2
+    many = [{**HIDDEN, "target": f"tool:t{i}"} for i in range(100)]
+    with AuditLog(log_path) as log:
+        log.append({"event": "tool.call", "findings": [MASKED, {**LIMIT, "match": token}]})
+        log.append({"event": "capability.list", "method": "tools/list", "findings": many})
+        log.append({"event": "tool.call", "findings": []})
+    records = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert records[0]["findings"] == [MASKED, LIMIT]
+    assert records[1]["findings"] == many  # a preview would have cut these
+    assert "findings" not in records[2]  # none: no key
+    assert token not in log_path.read_text()
+    assert verify(log_path).ok

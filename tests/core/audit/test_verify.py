@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from lockgate.audit import events
 from lockgate.audit.log import ZERO_HASH, AuditLog
 from lockgate.audit.read import read_events
 from lockgate.audit.verify import verify
@@ -138,3 +139,37 @@ def test_empty_file_verifies(log_path: Path) -> None:
     log_path.parent.mkdir(parents=True)
     log_path.touch()
     assert verify(log_path).ok and verify(log_path).lines == 0
+
+
+def test_guardrail_and_pin_events_verify_and_editing_a_finding_breaks_the_chain(
+    log_path: Path,
+) -> None:
+    base = {"route": "linear", "upstream": "linear", "user": "alice@example.com"}
+    masked = {
+        "kind": "redaction",
+        "rule": "GITHUB_TOKEN",
+        "path": "params.arguments.token",
+        "count": 1,
+        "action": "mask",
+        "direction": "up",
+    }
+    old, new = hashlib.sha256(b"v1").hexdigest(), hashlib.sha256(b"v2").hexdigest()
+    with AuditLog(log_path) as log:
+        log.append({**tool_event(1), "findings": [masked]})
+        log.append(events.guardrail_blocked(base, [{**masked, "action": "block"}], "blocked"))
+        log.append(events.rate_limited(base, "user_tool", 2.0))
+        log.append(events.pin_event("changed", "linear", "create_issue", old, new, None))
+        log.append(events.pin_event("approved", "linear", "create_issue", old, new, "alice"))
+        # A pin field that is not a digest is treated as the secret its name suggests.
+        log.append({"event": "pin.new", "name": "x", "new_pin": "1234"})
+    assert verify(log_path) == verify(log_path) and verify(log_path).ok
+    records = list(read_events(log_path))
+    assert records[0]["findings"] == [masked]
+    assert [r["outcome"] for r in records[1:5]] == ["blocked", "denied", "blocked", "success"]
+    assert (records[3]["old_pin"], records[3]["new_pin"]) == (old, new)  # digests are kept
+    assert records[5]["new_pin"] == "[redacted]"
+    lines = log_lines(log_path)
+    lines[0] = lines[0].replace(b'"action":"mask"', b'"action":"log"')
+    log_path.write_bytes(b"".join(lines))
+    bad = verify(log_path)
+    assert not bad.ok and bad.first_bad_line == 1

@@ -40,7 +40,16 @@ def test_detail_lists_fields_in_order_then_sections_then_chain() -> None:
         1,
         args={"q": "hi", "token": "[redacted]"},
         result={"content": [{"type": "text", "text": "ok\x1b[2J"}]},
-        findings=[{"kind": "pii", "detail": "email"}],
+        findings=[
+            {
+                "kind": "redaction",
+                "rule": "EMAIL",
+                "path": "result.content[0].text",
+                "count": 2,
+                "action": "log",
+                "direction": "down",
+            }
+        ],
         prev="0" * 64,
         hash="a" * 64,
         extra_field=7,
@@ -52,11 +61,18 @@ def test_detail_lists_fields_in_order_then_sections_then_chain() -> None:
     assert "extra_field" in labels
     assert dict(d.fields)["latency_ms"] == "total 12.3 ms  upstream 10.0 ms"
     sections = {title: pretty for title, pretty, _ in d.sections}
-    assert list(sections) == ["args", "findings", "result"]  # findings before the result
+    assert list(sections) == ["args", "result"]  # the findings are rows, not JSON
     assert d.sections[0].compact == '{"q": "hi", "token": "[redacted]"}'
     assert '"token": "[redacted]"' in sections["args"]
     assert "\x1b" not in sections["result"]
-    assert '"kind": "pii"' in sections["findings"]
+    (row,) = d.findings
+    assert (row.kind, row.rule, row.path, row.hits, row.action, row.direction) == (
+        "redaction", "EMAIL", "result.content[0].text", "2", "log", "down",
+    )  # fmt: skip
+    assert row.level == "noted" and row.severity == row.target == row.extra == ""
+    # Findings that are not a list of items stay a JSON section: nothing is lost.
+    odd = detail(ev(1, findings="legacy text"))
+    assert odd.findings == [] and [s.title for s in odd.sections] == ["findings"]
 
 
 def test_clean_keeps_newlines_only_when_multiline() -> None:
