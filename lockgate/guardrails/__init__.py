@@ -10,4 +10,5 @@ __all__ = [
     "pinstore",
     "policy",
     "redaction",
+    "validators",
 ]

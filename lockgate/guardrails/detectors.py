@@ -4,22 +4,21 @@ Why it exists: every string value of every MCP message crossing the gateway (too
 results, resources, prompts and sampling payloads down, SSE event by event) goes through
 `find`, so this is the hot path of the guardrail stage. It is hand-written rather than built on
 a scanner library: one pass per detector over regexes compiled once at import, each match then
-confirmed by a cheap validator (Luhn, mod-97, SSN area rules, `ipaddress`), with no model, no
-network and no per-call allocation beyond the spans. The validators and the negative lists
-(placeholders, masked values, reserved documentation domains and IP ranges, AWS's published
-example keys) are what keep precision up on logs full of hashes, UUIDs and versions.
-
-Not here yet: phone numbers (they need a real parser, the `phonenumbers` package, not a digit
-regex).
+confirmed by a validator (`validators.py`: Luhn, mod-97, SSN area rules, `ipaddress`, the
+`phonenumbers` parser for phone-shaped runs), with no model, no network and no per-call
+allocation beyond the spans. The validators and the negative lists (placeholders, masked
+values, reserved documentation domains and IP ranges, AWS's published example keys, prose
+after a secret-named key) are what keep precision up on logs full of hashes, UUIDs and versions.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
+
+from lockgate.guardrails import validators as v
 
 Action = Literal["off", "log", "mask", "block"]
 
@@ -87,149 +86,17 @@ def placeholder(type_: str) -> str:
     return f"[REDACTED:{type_}]"
 
 
-# --- validators -------------------------------------------------------------------------------
-
-_PLACEHOLDER = re.compile(
-    r"[<>]|\$\{|\{\{|%\(|^\$|x{4,}|\*{3,}|•|your[_-]|example|placeholder|redacted|changeme"
-    r"|dummy|^(?:true|false|null|none|undefined)$",
-    re.IGNORECASE,
-)
-
-
-def _real(value: str) -> bool:
-    """Not a placeholder, masked value or template reference, and not one repeated char."""
-    return _PLACEHOLDER.search(value) is None and len(set(value)) > 3
-
-
-def _luhn(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-def _issuer(d: str) -> bool:
-    n = len(d)
-    p2, p3, p4, p6 = int(d[:2]), int(d[:3]), int(d[:4]), int(d[:6])
-    if d[0] == "4":
-        return n in (13, 16, 19)  # Visa
-    if 51 <= p2 <= 55 or 2221 <= p4 <= 2720:
-        return n == 16  # Mastercard
-    if p2 in (34, 37):
-        return n == 15  # Amex
-    if p4 == 6011 or p2 == 65 or 644 <= p3 <= 649 or 622126 <= p6 <= 622925:
-        return 16 <= n <= 19  # Discover
-    if 3528 <= p4 <= 3589:
-        return 16 <= n <= 19  # JCB
-    if 300 <= p3 <= 305 or p2 in (36, 38):
-        return n == 14 or 16 <= n <= 19  # Diners
-    if p2 == 62:
-        return 16 <= n <= 19  # UnionPay
-    return p4 in (5018, 5020, 5038, 5893, 6304, 6759, 6761, 6762, 6763) and 12 <= n <= 19
-
-
-def _card(m: re.Match[str]) -> bool:
-    digits = m.group().replace(" ", "").replace("-", "")
-    return 13 <= len(digits) <= 19 and _issuer(digits) and _luhn(digits)
-
-
-_IBAN_LENGTHS: Final = {
-    **dict.fromkeys(("NO",), 15),
-    **dict.fromkeys(("BE",), 16),
-    **dict.fromkeys(("DK", "FI", "FO", "GL", "NL"), 18),
-    **dict.fromkeys(("MK", "SI"), 19),
-    **dict.fromkeys(("AT", "BA", "EE", "KZ", "LT", "LU", "XK"), 20),
-    **dict.fromkeys(("CH", "HR", "LI", "LV"), 21),
-    **dict.fromkeys(("BG", "BH", "CR", "DE", "GB", "GE", "IE", "ME", "RS"), 22),
-    **dict.fromkeys(("AE", "GI", "IL", "IQ"), 23),
-    **dict.fromkeys(("AD", "CZ", "ES", "MD", "PK", "RO", "SA", "SE", "SK", "TN", "VG"), 24),
-    **dict.fromkeys(("PT",), 25),
-    **dict.fromkeys(("IS", "TR"), 26),
-    **dict.fromkeys(("FR", "GR", "IT", "MC", "MR", "SM"), 27),
-    **dict.fromkeys(("AL", "AZ", "CY", "DO", "GT", "HU", "LB", "PL"), 28),
-    **dict.fromkeys(("BR", "EG", "PS", "QA", "UA"), 29),
-    **dict.fromkeys(("JO", "KW", "MU"), 30),
-    **dict.fromkeys(("MT", "SC"), 31),
-    **dict.fromkeys(("LC",), 32),
-}
-
-
-def _iban(m: re.Match[str]) -> bool:
-    s = m.group().replace(" ", "")
-    if _IBAN_LENGTHS.get(s[:2]) != len(s):
-        return False
-    rotated = s[4:] + s[:4]
-    return int("".join(str(int(c, 36)) for c in rotated)) % 97 == 1
-
-
-def _ssn(m: re.Match[str]) -> bool:
-    area, group, serial = int(m.group(1)), int(m.group(2)), int(m.group(3))
-    if area == 0 or area == 666 or area >= 900 or group == 0 or serial == 0:
-        return False
-    return m.group() not in ("078-05-1120", "219-09-9999", "123-45-6789")
-
-
-_RESERVED_TLDS: Final = frozenset({"test", "invalid", "example", "localhost", "local"})
-_RESERVED_DOMAINS: Final = frozenset({"example.com", "example.org", "example.net"})
-# File extensions that look like TLDs after an `@2x`-style asset suffix or a package version.
-_FILE_TLDS: Final = frozenset(
-    re.findall(
-        r"\w+",
-        "png jpg jpeg gif svg webp ico bmp tif tiff avif js mjs cjs ts tsx jsx css scss map json"
-        " html htm md txt pdf zip gz tgz py rb go rs java wasm mp4 mp3 woff woff2 ttf",
-    )
-)
-
-
-def _email(m: re.Match[str]) -> bool:
-    if m.group().startswith("git@"):
-        return False  # an SSH remote (git@github.com:org/repo), not a person
-    domain = m.group(1).lower()
-    labels = domain.split(".")
-    if labels[-1] in _RESERVED_TLDS or labels[-1] in _FILE_TLDS:
-        return False
-    return ".".join(labels[-2:]) not in _RESERVED_DOMAINS
-
-
-_DOC_NETS: Final = tuple(
-    ipaddress.ip_network(n)
-    for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
-)
-
-
-def _ip(m: re.Match[str]) -> bool:
-    try:
-        addr = ipaddress.ip_address(m.group())
-    except ValueError:
-        return False
-    if addr.is_loopback or addr.is_unspecified:
-        return False
-    return not any(addr.version == n.version and addr in n for n in _DOC_NETS)
-
-
-def _aws_id(m: re.Match[str]) -> bool:
-    return not m.group().endswith("EXAMPLE")
-
-
-def _token(m: re.Match[str]) -> bool:
-    return _real(m.group(m.lastindex or 0))
-
-
 # --- detectors --------------------------------------------------------------------------------
 
 # Token edges: not inside a word, nor joined to one by a dash. A placeholder's brackets count as
 # the word they replaced, so masking one span never makes its neighbour detectable (idempotence).
-_B = r"(?<![\w\]])(?<![\w\]]-)"
 _E = r"(?![\w\[])(?!-[\w\[])"
 
 
 def _lit(prefix: str, rest: str) -> str:
-    """A token that starts with a literal, edges as `_B`/`_E`. The lookbehinds go after the
-    literal (checking the characters before it) so that `re` can scan for the literal first,
-    which is several times faster than trying a lookbehind at every position."""
+    """A token that starts with a literal, edges as `_E` and the same before it. The
+    lookbehinds go after the literal (checking the characters before it) so that `re` scans
+    for the literal first, several times faster than trying a lookbehind at every position."""
     p = re.escape(prefix)
     return p + rf"(?<![\w\]]{p})(?<![\w\]]-{p})" + rest + _E
 
@@ -237,9 +104,11 @@ def _lit(prefix: str, rest: str) -> str:
 # A digit at a token edge, checked after it for the same reason.
 _DIGIT = r"\d(?<![\w\]]\d)(?<![\w\]]-\d)"
 
-# A detector: a compiled pattern, the type, the group that is the span (0 = whole match) and a
-# validator of the match. Order is priority when two spans are identical.
+# A detector: a compiled pattern, the type, the group that is the span (0 = whole match; the
+# negative kinds below are handled by code of their own) and a validator of the match. Order
+# is priority when two spans are identical.
 Detector = tuple[re.Pattern[str], str, int, Callable[[re.Match[str]], bool] | None]
+_SECRET, _PHONE, _EMAIL = -1, -2, -3
 
 # The secret word ends the key (`client_secret`, `X-Api-Key`); any words before it are not
 # matched, only required to end in `_` or `-`, which keeps this pattern cheap.
@@ -248,6 +117,19 @@ _SECRET_KEY = (
     r"|access[_-]?token|auth[_-]?token|refresh[_-]?token|token|password|passwd|pwd"
     r"|private[_-]?key|credentials?)"
 )
+
+
+def _token(m: re.Match[str]) -> bool:
+    return v.real(m.group(m.lastindex or 0))
+
+
+def _ipv4(m: re.Match[str]) -> bool:
+    return v.ip(m.group()) and not v.version_context(m.string[max(0, m.start() - 12) : m.start()])
+
+
+def _ipv6(m: re.Match[str]) -> bool:
+    return v.ipv6_shape(m.group()) and v.ip(m.group())
+
 
 DETECTORS: Final[tuple[Detector, ...]] = (
     (
@@ -260,10 +142,12 @@ DETECTORS: Final[tuple[Detector, ...]] = (
         None,
     ),
     (
-        re.compile(r"(?<![A-Z0-9\]])(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Z0-9\[])"),
+        re.compile(
+            r"(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])(?<![A-Z0-9\]]....)[A-Z0-9]{16}(?![A-Z0-9\[])"
+        ),
         AWS_ACCESS_KEY,
         0,
-        _aws_id,
+        lambda m: v.aws_access_key(m.group()),
     ),
     (
         re.compile(
@@ -312,18 +196,8 @@ DETECTORS: Final[tuple[Detector, ...]] = (
     ),
     (re.compile(_lit("AIza", r"[\w-]{35}")), GOOGLE_API_KEY, 0, _token),
     (re.compile(_lit("npm_", r"[A-Za-z0-9]{36}")), NPM_TOKEN, 0, _token),
-    (
-        re.compile(_lit("SG.", r"[\w-]{22}\.[\w-]{43}")),
-        SENDGRID_KEY,
-        0,
-        _token,
-    ),
-    (
-        re.compile(_lit("eyJ", r"[\w-]{5,}\.eyJ[\w-]{5,}\.[\w-]*")),
-        JWT,
-        0,
-        None,
-    ),
+    (re.compile(_lit("SG.", r"[\w-]{22}\.[\w-]{43}")), SENDGRID_KEY, 0, _token),
+    (re.compile(_lit("eyJ", r"[\w-]{5,}\.eyJ[\w-]{5,}\.[\w-]*")), JWT, 0, None),
     (
         re.compile(
             r"(?i)(?<![\w-])(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?(?:bearer|basic|token)"
@@ -345,7 +219,7 @@ DETECTORS: Final[tuple[Detector, ...]] = (
             r"(?:\"([^\"\\\n]{3,512})\"|'([^'\\\n]{3,512})'|([^\s\"',;&<>{}\[\]()]{3,512}))"
         ),
         SECRET_VALUE,
-        -1,
+        _SECRET,
         None,
     ),
     (
@@ -355,41 +229,33 @@ DETECTORS: Final[tuple[Detector, ...]] = (
         ),
         CARD,
         0,
-        _card,
+        lambda m: v.card(m.group()),
     ),
     (
         re.compile(
-            r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?"
+            r"[A-Z]{2}(?<![A-Za-z0-9][A-Z]{2})\d{2}(?:(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?"
             r"|[A-Z0-9]{11,30})(?![A-Za-z0-9])"
         ),
         IBAN,
         0,
-        _iban,
+        lambda m: v.iban(m.group()),
     ),
-    (
-        re.compile(r"(" + _DIGIT + r"\d{2})-(\d{2})-(\d{4})" + _E),
-        SSN,
-        0,
-        _ssn,
-    ),
+    (re.compile(_DIGIT + r"\d{2}-\d{2}-\d{4}" + _E), SSN, 0, lambda m: v.ssn(m.group())),
     (
         re.compile(
-            r"(?:(?<=mailto:)|(?<![\w.%+:/-]))[A-Za-z0-9._%+-]+@"
-            r"((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})"
+            r"(?:(?<=mailto:)|(?<![\w.%+:/-]))[A-Za-z0-9._%+-]{1,64}@"
+            r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
             r"(?![\w-]|\.[A-Za-z0-9])"
         ),
         EMAIL,
-        0,
-        _email,
+        _EMAIL,
+        lambda m: v.email(m.group()),
     ),
     (
-        re.compile(
-            r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}"
-            r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\w]|\.\d)"
-        ),
+        re.compile(r"\d(?<![\w.]\d)\d{0,2}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?!\w|\.\d)"),
         IP,
         0,
-        _ip,
+        _ipv4,
     ),
     (
         re.compile(
@@ -399,29 +265,69 @@ DETECTORS: Final[tuple[Detector, ...]] = (
         ),
         IP,
         0,
-        _ip,
+        _ipv6,
+    ),
+    (
+        # A phone-shaped run: `+CC` and groups, or the US national forms; the parser decides.
+        re.compile(
+            r"(?<![\w+.\-/])(?>\+[1-9]\d{0,2}(?:[ .\-]?(?:\(\d{1,4}\)|\d++)){1,7}"
+            r"|(?:1[ .\-]?)?(?:\([2-9]\d\d\) ?|[2-9]\d\d[ .\-]?)[2-9]\d\d[ .\-]?\d{4})"
+            r"(?: ?(?:x|ext\.?) ?\d{1,6})?(?!\w|[.\-/]\d)"
+        ),
+        PHONE,
+        _PHONE,
+        None,
     ),
 )
 
 
 def _secret_value(m: re.Match[str]) -> Span | None:
-    """The value group of a secret-named key, if it is a real value."""
+    """The value group of a secret-named key, if it looks like a credential."""
     for g in (1, 2, 3):
         value = m.group(g)
         if value is not None:
-            return Span(m.start(g), m.end(g), SECRET_VALUE) if _real(value.strip()) else None
+            rest = m.string[m.end(g) : m.end(g) + 2] if g == 3 else ""
+            if v.credential(value, g == 3, rest):
+                return Span(m.start(g), m.end(g), SECRET_VALUE)
+            return None
     return None
 
 
-# Substrings (of the lowercased text) without which a detector cannot match: a string value
-# that has none of them skips that detector's scan, which is most values for most detectors.
-_GATES: Final[Mapping[str, tuple[str, ...]]] = {
-    PRIVATE_KEY: ("private key",),
-    AWS_SECRET_KEY: ("secret",),
-    AUTH_HEADER: ("authorization",),
-    URL_PASSWORD: ("://",),
-    SECRET_VALUE: ("key", "secret", "token", "passw", "pwd", "credential"),
-    EMAIL: ("@",),
+def _phone(m: re.Match[str]) -> Span | None:
+    digits = sum(c.isdigit() for c in m.group())
+    if not 7 <= digits <= 17:
+        return None
+    found = v.phone(m.group(), m.string[max(0, m.start() - 32) : m.start()])
+    return None if found is None else Span(m.start() + found[0], m.start() + found[1], PHONE)
+
+
+def _emails(pattern: re.Pattern[str], text: str) -> Iterable[Span]:
+    """Emails, searched for only around each `@` (a local part is at most 64 characters, a
+    domain 255): a scan of the whole text would try the local part at every letter."""
+    pos, n = 0, len(text)
+    while (at := text.find("@", pos)) >= 0:
+        m = pattern.search(text, max(pos, at - 64), min(n, at + 256))
+        if m is None or m.start() > at:
+            pos = at + 1
+            continue
+        if v.email(m.group()):
+            yield Span(m.start(), m.end(), EMAIL)
+        pos = m.end()
+
+
+# Substrings without which a detector cannot match, of the text as is (case-sensitive
+# patterns) or lowercased: a string value that has none of them skips that detector's scan,
+# which is most values for most detectors.
+_GATES: Final[Mapping[str, tuple[tuple[str, ...], bool]]] = {
+    PRIVATE_KEY: (("PRIVATE KEY",), False),
+    AWS_ACCESS_KEY: (("AKIA", "ASIA", "ABIA", "ACCA", "A3T"), False),
+    AWS_SECRET_KEY: (("secret",), True),
+    AUTH_HEADER: (("authorization",), True),
+    URL_PASSWORD: (("://",), False),
+    SECRET_VALUE: (("key", "secret", "token", "passw", "pwd", "credential"), True),
+    EMAIL: (("@",), False),
+    SSN: (("-",), False),
+    IBAN: (tuple("0123456789"), False),
 }
 
 
@@ -429,11 +335,16 @@ def _candidates(text: str) -> Iterable[tuple[Span, int]]:
     lowered = text.lower()
     for priority, (pattern, type_, group, valid) in enumerate(DETECTORS):
         gate = _GATES.get(type_)
-        if gate is not None and not any(needle in lowered for needle in gate):
+        if gate is not None:
+            hay = lowered if gate[1] else text
+            if not any(needle in hay for needle in gate[0]):
+                continue
+        if group == _EMAIL:
+            yield from ((s, priority) for s in _emails(pattern, text))
             continue
         for m in pattern.finditer(text):
-            if group < 0:
-                span = _secret_value(m)
+            if group in (_SECRET, _PHONE):
+                span = _secret_value(m) if group == _SECRET else _phone(m)
                 if span is not None:
                     yield span, priority
             elif valid is None or valid(m):
@@ -460,15 +371,11 @@ class Custom:
 
 def _luhn_match(m: re.Match[str]) -> bool:
     digits = "".join(c for c in m.group() if c.isdigit())
-    return len(digits) > 1 and _luhn(digits)
+    return len(digits) > 1 and v.luhn(digits)
 
 
 def _mod97_match(m: re.Match[str]) -> bool:
-    s = "".join(c for c in m.group().upper() if c.isalnum())
-    if len(s) < 5 or not s.isascii():
-        return False
-    rotated = s[4:] + s[:4]
-    return int("".join(str(int(c, 36)) for c in rotated)) % 97 == 1
+    return v.mod97("".join(c for c in m.group() if c.isalnum()))
 
 
 _CUSTOM_VALIDATORS: Final[Mapping[str, Callable[[re.Match[str]], bool]]] = {
@@ -478,7 +385,17 @@ _CUSTOM_VALIDATORS: Final[Mapping[str, Callable[[re.Match[str]], bool]]] = {
 
 
 def _resolve(found: Iterable[tuple[Span, int]]) -> list[Span]:
-    ordered = sorted(found, key=lambda c: (c[0].start, c[0].start - c[0].end, c[1]))
+    """Sorted spans without overlaps: the earliest, then longest, then first detector wins;
+    a phone number loses to anything it overlaps (a card, an IP, an IBAN's digits)."""
+    spans_all = list(found)
+    others = [s for s, _ in spans_all if s.type != PHONE]
+    if len(others) < len(spans_all):
+        spans_all = [
+            (s, p)
+            for s, p in spans_all
+            if s.type != PHONE or not any(o.start < s.end and s.start < o.end for o in others)
+        ]
+    ordered = sorted(spans_all, key=lambda c: (c[0].start, c[0].start - c[0].end, c[1]))
     spans: list[Span] = []
     end = -1
     for span, _ in ordered:
@@ -498,6 +415,8 @@ def _custom_candidates(text: str, custom: tuple[Detector, ...]) -> Iterable[tupl
     for i, (pattern, type_, group, valid) in enumerate(custom):
         for m in pattern.finditer(text):
             if m.end() > m.start() and (valid is None or valid(m)):
+                yield Span(m.start(group), m.end(group), type_), base + i
+
                 yield Span(m.start(group), m.end(group), type_), base + i
 
 

@@ -66,6 +66,25 @@ POSITIVES = [
     ('{"client_secret": "Qw9Er8Ty7Ui6"}', "Qw9Er8Ty7Ui6", "SECRET_VALUE"),
     ("X-Api-Key: Zx1Cv2Bn3Mm4", "Zx1Cv2Bn3Mm4", "SECRET_VALUE"),
     ("password: hunter2XY", "hunter2XY", "SECRET_VALUE"),
+    ("password: hunter2", "hunter2", "SECRET_VALUE"),
+    ("password: P@ssw0rd!", "P@ssw0rd!", "SECRET_VALUE"),
+    ("password=s3cr3t-value", "s3cr3t-value", "SECRET_VALUE"),
+    (
+        '{"password": "correct horse battery staple"}',
+        "correct horse battery staple",
+        "SECRET_VALUE",
+    ),
+    ("PASSWORD=correcthorsebattery", "correcthorsebattery", "SECRET_VALUE"),
+    ("call me at (415) 555-2671 today", "(415) 555-2671", "PHONE"),
+    ("office 415.555.2671.", "415.555.2671", "PHONE"),
+    ('{"phone": "+14155552671"}', "+14155552671", "PHONE"),
+    ("phone: 4155552671", "4155552671", "PHONE"),
+    ("London +44 20 7946 0958 desk", "+44 20 7946 0958", "PHONE"),
+    ("Paris: +33 1 23 45 67 89", "+33 1 23 45 67 89", "PHONE"),
+    ("Tokyo +81 3-1234-5678", "+81 3-1234-5678", "PHONE"),
+    ("ext (212) 582-4420 x12", "(212) 582-4420 x12", "PHONE"),
+    ("server at 10.1.2.3", "10.1.2.3", "IP"),
+    ("link-local fe80::1 up", "fe80::1", "IP"),
 ]
 
 NEGATIVES = [
@@ -95,6 +114,22 @@ NEGATIVES = [
     "git clone git@github.com:org/repo.git",
     "at com.foo.Bar.baz(Bar.java:42) pip install requests==2.31.0",
     "TOKEN_URL=https://auth.acme.io/token ts 1699999999999 isbn 9780306406157",
+    # versions that look like dotted quads, scope operators that look like IPv6
+    "version 1.2.3.4, pkg==1.2.3.4, lib@1.2.3.4, ver. 10.0.19.41, >=2.1.0.3",
+    "std::vector 1::2 a::b dead:beef",
+    # prose and type names after a secret-named key
+    "password: must be at least 8 characters",
+    '{"password": "string", "token": "required", "secret": "hidden"}',
+    '"password": "The password must be at least 12 characters long"',
+    "token: the bearer token from the login response",
+    # phone-shaped digit runs that are not phones
+    "order 4155552671 shipped, invoice #2125824420, ref: 6505551234, id=4155550100",
+    "price $415.555.2671 and version 415.555.2671, v212.582.4420",
+    "epoch 1700000000000 and 1699999999 and 2024-01-15 10:30:00 and 20240115103000",
+    "documentation addresses 203.0.113.219 and 198.51.100.255, 192.0.2.146",
+    "uuid 41555526-7123-4123-8123-415555267112 and 4155552671-abc",
+    "bare 4155552671 without context and 1234567 and 555-0100",
+    "card 1234 5678 9012 3456 is Luhn-invalid, 4111 1111 1111 1112 too",
 ]
 
 
@@ -154,6 +189,28 @@ def test_redact_changes_only_text_inside_spans(text: str) -> None:
     """Whatever `redact` keeps is the original text: it only ever replaces spans."""
     pieces = re.split(r"\[REDACTED:[A-Z_]+\]", redact(text))
     assert re.fullmatch("(?s)" + ".+?".join(map(re.escape, pieces)), text)
+
+
+def test_card_wins_over_a_phone_inside_it() -> None:
+    # 16 digits with a valid card checksum; its first ten could parse as a US number.
+    text = "paid with 4155552671004 0000 and phone: 4111111111111111"
+    assert {s.type for s in find(text)} <= {"CARD"}
+
+
+def test_phone_needs_strict_grouping() -> None:
+    """`212.58.244.20` has the digits of a valid NYC number in a grouping no one writes."""
+    assert find("212-58-244-20 and 21-2582-4420") == []
+    assert [s.type for s in find("212-582-4420")] == ["PHONE"]
+    assert [s.type for s in find("ip 212.58.244.20 up")] == ["IP"]
+
+
+def test_import_does_not_load_phonenumbers() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, lockgate.guardrails.detectors; print('phonenumbers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_card_next_to_other_digits_is_still_found() -> None:

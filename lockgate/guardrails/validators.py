@@ -1,0 +1,270 @@
+"""Validators of the redaction engine: what confirms that a regex candidate is a real value.
+
+Why it exists: `detectors.py` finds candidates with regexes; precision comes from what is here
+— checksums (Luhn, mod-97), issuer prefixes and IBAN lengths per country, SSN area rules,
+`ipaddress` with the reserved documentation ranges and loopback, the phone parser
+(`phonenumbers`, imported on first use so that importing the engine stays cheap: the package
+costs ~45 ms to import), and the negative lists (placeholders, masked values, AWS's example
+keys, prose after a secret-named key). Each validator is a pure function of a string, so the
+property tests drive them directly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from phonenumbers import PhoneNumberMatcher
+
+_PLACEHOLDER = re.compile(
+    r"[<>]|\$\{|\{\{|%\(|^\$|x{4,}|\*{3,}|•|your[_-]|example|placeholder|redacted|changeme"
+    r"|dummy|^(?:true|false|null|none|undefined)$",
+    re.IGNORECASE,
+)
+
+
+def real(value: str) -> bool:
+    """Not a placeholder, masked value or template reference, and not one repeated char."""
+    return _PLACEHOLDER.search(value) is None and len(set(value)) > 3
+
+
+def luhn(digits: str) -> bool:
+    """The Luhn checksum of a string of ASCII digits."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def issuer(d: str) -> bool:
+    """Whether a digit string has a card issuer's prefix and that issuer's length."""
+    n = len(d)
+    p2, p3, p4, p6 = int(d[:2]), int(d[:3]), int(d[:4]), int(d[:6])
+    if d[0] == "4":
+        return n in (13, 16, 19)  # Visa
+    if 51 <= p2 <= 55 or 2221 <= p4 <= 2720:
+        return n == 16  # Mastercard
+    if p2 in (34, 37):
+        return n == 15  # Amex
+    if p4 == 6011 or p2 == 65 or 644 <= p3 <= 649 or 622126 <= p6 <= 622925:
+        return 16 <= n <= 19  # Discover
+    if 3528 <= p4 <= 3589:
+        return 16 <= n <= 19  # JCB
+    if 300 <= p3 <= 305 or p2 in (36, 38):
+        return n == 14 or 16 <= n <= 19  # Diners
+    if p2 == 62:
+        return 16 <= n <= 19  # UnionPay
+    return p4 in (5018, 5020, 5038, 5893, 6304, 6759, 6761, 6762, 6763) and 12 <= n <= 19
+
+
+def card(value: str) -> bool:
+    """A payment card number, with or without space/dash separators."""
+    digits = value.replace(" ", "").replace("-", "")
+    return 13 <= len(digits) <= 19 and digits.isdigit() and issuer(digits) and luhn(digits)
+
+
+IBAN_LENGTHS: Final[Mapping[str, int]] = {
+    **dict.fromkeys(("NO",), 15),
+    **dict.fromkeys(("BE",), 16),
+    **dict.fromkeys(("DK", "FI", "FO", "GL", "NL"), 18),
+    **dict.fromkeys(("MK", "SI"), 19),
+    **dict.fromkeys(("AT", "BA", "EE", "KZ", "LT", "LU", "XK"), 20),
+    **dict.fromkeys(("CH", "HR", "LI", "LV"), 21),
+    **dict.fromkeys(("BG", "BH", "CR", "DE", "GB", "GE", "IE", "ME", "RS"), 22),
+    **dict.fromkeys(("AE", "GI", "IL", "IQ"), 23),
+    **dict.fromkeys(("AD", "CZ", "ES", "MD", "PK", "RO", "SA", "SE", "SK", "TN", "VG"), 24),
+    **dict.fromkeys(("PT",), 25),
+    **dict.fromkeys(("IS", "TR"), 26),
+    **dict.fromkeys(("FR", "GR", "IT", "MC", "MR", "SM"), 27),
+    **dict.fromkeys(("AL", "AZ", "CY", "DO", "GT", "HU", "LB", "PL"), 28),
+    **dict.fromkeys(("BR", "EG", "PS", "QA", "UA"), 29),
+    **dict.fromkeys(("JO", "KW", "MU"), 30),
+    **dict.fromkeys(("MT", "SC"), 31),
+    **dict.fromkeys(("LC",), 32),
+}
+
+
+def mod97(s: str) -> bool:
+    """ISO 7064 mod-97-10 over an alphanumeric string (the IBAN check, also for custom ids)."""
+    if len(s) < 5 or not s.isascii() or not s.isalnum():
+        return False
+    rotated = (s[4:] + s[:4]).upper()
+    return int("".join(str(int(c, 36)) for c in rotated)) % 97 == 1
+
+
+def iban(value: str) -> bool:
+    """An IBAN: the country's length and the mod-97 check (spaces between groups allowed)."""
+    s = value.replace(" ", "")
+    return IBAN_LENGTHS.get(s[:2]) == len(s) and mod97(s)
+
+
+_SSN_SAMPLES: Final = frozenset({"078051120", "219099999", "123456789"})
+
+
+def ssn(value: str) -> bool:
+    """A US SSN `AAA-GG-SSSS`: area not 000, 666 or 9xx, group and serial not zero, and not
+    one of the numbers published as samples (the Woolworth card, the 1940s ad, 123-45-6789)."""
+    area, group, serial = value[:3], value[4:6], value[7:]
+    if not (area + group + serial).isdigit() or len(value) != 11:
+        return False
+    if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
+        return False
+    return area + group + serial not in _SSN_SAMPLES
+
+
+RESERVED_TLDS: Final = frozenset({"test", "invalid", "example", "localhost", "local"})
+RESERVED_DOMAINS: Final = frozenset({"example.com", "example.org", "example.net"})
+# File extensions that look like TLDs after an `@2x`-style asset suffix or a package version.
+FILE_TLDS: Final = frozenset(
+    re.findall(
+        r"\w+",
+        "png jpg jpeg gif svg webp ico bmp tif tiff avif js mjs cjs ts tsx jsx css scss map json"
+        " html htm md txt pdf zip gz tgz py rb go rs java wasm mp4 mp3 woff woff2 ttf",
+    )
+)
+
+
+def email(address: str) -> bool:
+    """A person's address: not an SSH remote (`git@host`), not at a reserved documentation
+    domain (RFC 2606/6761), not an asset or package name whose "TLD" is a file extension."""
+    local, _, domain = address.rpartition("@")
+    if local == "git" or not local:
+        return False
+    labels = domain.lower().split(".")
+    if labels[-1] in RESERVED_TLDS or labels[-1] in FILE_TLDS:
+        return False
+    return ".".join(labels[-2:]) not in RESERVED_DOMAINS
+
+
+DOC_NETS: Final = tuple(
+    ipaddress.ip_network(n)
+    for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+)
+
+
+def ip(value: str) -> bool:
+    """An IPv4/IPv6 address that is not loopback, unspecified or a documentation range."""
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    if addr.is_loopback or addr.is_unspecified:
+        return False
+    return not any(addr.version == n.version and addr in n for n in DOC_NETS)
+
+
+def ipv6_shape(value: str) -> bool:
+    """An IPv6 candidate that looks like an address rather than `1::2` or `a::b` (scope
+    operators, ratios, labels): three groups or more, or two with a full 4-digit first group
+    (`fe80::1`, `2a00::1`)."""
+    groups = [g for g in value.split(":") if g]
+    return len(groups) >= 3 or (len(groups) == 2 and len(groups[0]) == 4)
+
+
+# What comes just before a dotted quad that is a version, not an address.
+_VERSION_BEFORE = re.compile(
+    r"(?:\bv|\bversion\s*[:=]?|\bver\.?|\brelease|==|~=|>=|<=|\^|~|@)\s*\Z", re.IGNORECASE
+)
+
+
+def version_context(before: str) -> bool:
+    """Whether the text before a dotted quad makes it a version (`==1.2.3.4`, `version
+    1.2.3.4`, `pkg@1.2.3.4`)."""
+    return _VERSION_BEFORE.search(before) is not None
+
+
+def aws_access_key(value: str) -> bool:
+    """Not AWS's published example key id (`AKIAIOSFODNN7EXAMPLE` and its kin)."""
+    return not value.endswith("EXAMPLE")
+
+
+# Words that make a value after `password:`/`token:` prose, not a credential: function words
+# and the vocabulary of documentation about credentials ("must be at least 8 characters").
+_PROSE_WORDS: Final = frozenset(
+    re.findall(
+        r"\w+",
+        "a an the be is are was were must should shall will would can could may might not no"
+        " and or of to for with in on at by from as if it its this that these those your you"
+        " our we they least most minimum maximum max min characters chars long required"
+        " optional empty blank set unset here there see please enter provide use used when",
+    )
+)
+_WORD = re.compile(r"[A-Za-z]+")
+
+
+def credential(value: str, unquoted: bool, rest: str) -> bool:
+    """Whether the value of a secret-named key (`password: VALUE`) looks like a credential.
+
+    Rule: a placeholder or masked value never is (`real`); a value with a prose word as a
+    word of its own is documentation ("must be at least 8 characters", "the user's token");
+    an unquoted value that is one word of letters followed on its line by another word is the
+    start of a sentence; and a value of only letters shorter than 12 characters is a type
+    name or a word (`password: string`, `token: hidden`, `"secret": "required"`), not a
+    secret. Real credentials carry a digit, a symbol or are long (`hunter2`, `P@ssw0rd!`,
+    `s3cr3t-value`, `correcthorsebatterystaple`): those pass. The cost, accepted and
+    documented: a short all-letter password (`letmein`) is not redacted."""
+    v = value.strip()
+    if not real(v):
+        return False
+    words = _WORD.findall(v)
+    if any(w.lower() in _PROSE_WORDS for w in words) and (" " in v or v.lower() in _PROSE_WORDS):
+        return False
+    if v.isalpha() and v.isascii():
+        if len(v) < 12:
+            return False
+        if unquoted and re.match(r"[ \t]+[A-Za-z]", rest):
+            return False
+    return True
+
+
+# --- phone numbers ----------------------------------------------------------------------------
+
+# Just before a candidate: what makes it an order number, id, price or version instead.
+_PHONE_NOT_AFTER = re.compile(
+    r"(?:\b(?:order|invoice|tracking|ticket|txn|transaction|ref|reference|sku|serial|isbn|id"
+    r"|build|version|ver|account|acct|po|no)\b\.?[\s#:=-]{0,4}|\bv\s?|[$€£¥#@=^~]\s?)\Z",
+    re.IGNORECASE,
+)
+# Near a bare digit run: what says it is a phone number.
+_PHONE_CONTEXT = re.compile(
+    r"phone|tel\b|tel:|mobile|cell|fax|call|sms|whatsapp|contact|\bph\b|dial", re.IGNORECASE
+)
+_matcher: Callable[[str, str], PhoneNumberMatcher] | None = None
+
+
+def _phone_matcher() -> Callable[[str, str], PhoneNumberMatcher]:
+    global _matcher
+    if _matcher is None:
+        from phonenumbers import Leniency, PhoneNumberMatcher
+
+        def matcher(text: str, region: str) -> PhoneNumberMatcher:
+            return PhoneNumberMatcher(text, region, leniency=Leniency.STRICT_GROUPING)
+
+        _matcher = matcher
+    return _matcher
+
+
+def phone(candidate: str, before: str, region: str = "US") -> tuple[int, int] | None:
+    """The phone number in `candidate` (a regex-shaped run of digits and separators), as
+    (start, end) inside it, or None. `before` is the text just before the candidate (up to 32
+    characters), for context.
+
+    The parser decides (`phonenumbers.PhoneNumberMatcher`, leniency STRICT_GROUPING: a valid
+    number for its region whose digit groups are where the region's formatting puts them, so
+    `212.58.244.20` is not the NYC number 212-582-4420), with the default region US and any
+    number in `+CC` international form. Before it: an id, order number, price or version by
+    its context is not a phone, and a bare digit run (no `+`, no separator) needs a phone word
+    nearby (`phone`, `tel`, `call`…), because in machine text most 10-digit runs are ids."""
+    if _PHONE_NOT_AFTER.search(before):
+        return None
+    if candidate.isdigit() and not _PHONE_CONTEXT.search(before):
+        return None
+    for m in _phone_matcher()(candidate, region):
+        return m.start, m.end
+    return None
