@@ -293,12 +293,17 @@ def _secret_value(m: re.Match[str]) -> Span | None:
     return None
 
 
-def _phone(m: re.Match[str]) -> Span | None:
-    digits = sum(c.isdigit() for c in m.group())
-    if not 7 <= digits <= 17:
-        return None
-    found = v.phone(m.group(), m.string[max(0, m.start() - 32) : m.start()])
-    return None if found is None else Span(m.start() + found[0], m.start() + found[1], PHONE)
+def _phones(pattern: re.Pattern[str], text: str) -> Iterable[Span]:
+    """Phone numbers: each phone-shaped run, confirmed by the parser; after a number found at
+    the start of a longer run the rest of the run is searched again."""
+    pos = 0
+    while (m := pattern.search(text, pos)) is not None:
+        found = v.phone(m.group(), text[max(0, m.start() - 32) : m.start()])
+        if found is None:
+            pos = m.end()
+            continue
+        yield Span(m.start() + found[0], m.start() + found[1], PHONE)
+        pos = m.start() + found[1]
 
 
 def _emails(pattern: re.Pattern[str], text: str) -> Iterable[Span]:
@@ -339,16 +344,27 @@ def _candidates(text: str) -> Iterable[tuple[Span, int]]:
             hay = lowered if gate[1] else text
             if not any(needle in hay for needle in gate[0]):
                 continue
-        if group == _EMAIL:
-            yield from ((s, priority) for s in _emails(pattern, text))
+        if group in (_EMAIL, _PHONE):
+            spans = _emails(pattern, text) if group == _EMAIL else _phones(pattern, text)
+            yield from ((s, priority) for s in spans)
             continue
-        for m in pattern.finditer(text):
-            if group in (_SECRET, _PHONE):
-                span = _secret_value(m) if group == _SECRET else _phone(m)
+        if group == _SECRET:
+            for m in pattern.finditer(text):
+                span = _secret_value(m)
                 if span is not None:
                     yield span, priority
-            elif valid is None or valid(m):
+            continue
+        # A match that fails its validator may hide a valid one starting inside it (`0958 4111
+        # 1111 1111 1111`: the card starts at the second group), so the search goes on from
+        # the next character, not from the end of the failed match.
+        pos = 0
+        while (found := pattern.search(text, pos)) is not None:
+            m = found
+            if valid is None or valid(m):
                 yield Span(m.start(group), m.end(group), type_), priority
+                pos = m.end()
+            else:
+                pos = m.start() + 1
 
 
 @dataclass(frozen=True, slots=True)

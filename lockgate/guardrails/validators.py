@@ -169,13 +169,14 @@ def ipv6_shape(value: str) -> bool:
 
 # What comes just before a dotted quad that is a version, not an address.
 _VERSION_BEFORE = re.compile(
-    r"(?:\bv|\bversion\s*[:=]?|\bver\.?|\brelease|==|~=|>=|<=|\^|~|@)\s*\Z", re.IGNORECASE
+    r"(?:\bv|version|\bver\.?|release|==|~=|>=|<=|\^|~|@)[\"']?\s*[:=]?\s*[\"']?\Z",
+    re.IGNORECASE,
 )
 
 
 def version_context(before: str) -> bool:
     """Whether the text before a dotted quad makes it a version (`==1.2.3.4`, `version
-    1.2.3.4`, `pkg@1.2.3.4`)."""
+    1.2.3.4`, `pkg@1.2.3.4`, `APP_VERSION=1.2.3.4`, `"version": "1.2.3.4"`)."""
     return _VERSION_BEFORE.search(before) is not None
 
 
@@ -196,6 +197,8 @@ _PROSE_WORDS: Final = frozenset(
     )
 )
 _WORD = re.compile(r"[A-Za-z]+")
+# `secret = os.environ[...]`, `token = config.api.token`: an expression in code, not a value.
+_CODE_REFERENCE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+\Z")
 
 
 def credential(value: str, unquoted: bool, rest: str) -> bool:
@@ -206,16 +209,20 @@ def credential(value: str, unquoted: bool, rest: str) -> bool:
     an unquoted value that is one word of letters followed on its line by another word is the
     start of a sentence; and a value of only letters shorter than 12 characters is a type
     name or a word (`password: string`, `token: hidden`, `"secret": "required"`), not a
-    secret. Real credentials carry a digit, a symbol or are long (`hunter2`, `P@ssw0rd!`,
-    `s3cr3t-value`, `correcthorsebatterystaple`): those pass. The cost, accepted and
-    documented: a short all-letter password (`letmein`) is not redacted."""
+    secret, nor is an unquoted dotted name or call in code (`secret = os.environ[...]`).
+    Real credentials carry a digit, a symbol, mixed case or are long (`hunter2`, `P@ssw0rd!`,
+    `s3cr3t-value`, `jyZsXRvFYwyHboZq`, `correcthorsebatterystaple`): those pass. The cost,
+    accepted and documented: a short one-case all-letter password (`letmein`) is not
+    redacted."""
     v = value.strip()
     if not real(v):
         return False
     words = _WORD.findall(v)
     if any(w.lower() in _PROSE_WORDS for w in words) and (" " in v or v.lower() in _PROSE_WORDS):
         return False
-    if v.isalpha() and v.isascii():
+    if unquoted and (_CODE_REFERENCE.match(v) or rest[:1] in ("(", "[")):
+        return False
+    if v.isalpha() and v.isascii() and (v.islower() or v.isupper() or v.istitle()):
         if len(v) < 12:
             return False
         if unquoted and re.match(r"[ \t]+[A-Za-z]", rest):
@@ -228,12 +235,13 @@ def credential(value: str, unquoted: bool, rest: str) -> bool:
 # Just before a candidate: what makes it an order number, id, price or version instead.
 _PHONE_NOT_AFTER = re.compile(
     r"(?:\b(?:order|invoice|tracking|ticket|txn|transaction|ref|reference|sku|serial|isbn|id"
-    r"|build|version|ver|account|acct|po|no)\b\.?[\s#:=-]{0,4}|\bv\s?|[$€£¥#@=^~]\s?)\Z",
+    r"|build|version|ver|account|acct|po|no)\b\.?[\s#:=-]{0,4}|\bv\s?|[$€£¥#@^~]\s?)\Z",
     re.IGNORECASE,
 )
-# Near a bare digit run: what says it is a phone number.
+# Near a bare digit run: what says it is a phone number (not our own `[REDACTED:PHONE]`).
 _PHONE_CONTEXT = re.compile(
-    r"phone|tel\b|tel:|mobile|cell|fax|call|sms|whatsapp|contact|\bph\b|dial", re.IGNORECASE
+    r"(?:phone|tel\b|tel:|mobile|cell|fax|call|sms|whatsapp|contact|\bph\b|dial)(?![A-Z_]*\])",
+    re.IGNORECASE,
 )
 _matcher: Callable[[str, str], PhoneNumberMatcher] | None = None
 
@@ -265,6 +273,16 @@ def phone(candidate: str, before: str, region: str = "US") -> tuple[int, int] | 
         return None
     if candidate.isdigit() and not _PHONE_CONTEXT.search(before):
         return None
-    for m in _phone_matcher()(candidate, region):
-        return m.start, m.end
+    # The candidate may run on into other digit groups (`+14155552671 4111 1111 …`): try it
+    # whole, then cut at each separator from the right, while it has 7 to 17 digits.
+    cuts = [len(candidate)]
+    cuts += [i for i in range(len(candidate) - 1, 6, -1) if candidate[i] in " .-"]
+    for cut in cuts:
+        piece = candidate[:cut]
+        digits = sum(c.isdigit() for c in piece)
+        if digits < 7:
+            break
+        if digits <= 17:
+            for m in _phone_matcher()(piece, region):
+                return m.start, m.end
     return None
