@@ -274,13 +274,13 @@ def phone(candidate: str, before: str, region: str = "US") -> tuple[int, int] | 
     if candidate.isdigit() and not _PHONE_CONTEXT.search(before):
         return None
     # The candidate may run on into other digit groups (`+14155552671 4111 1111 …`): try it
-    # whole, then cut at each separator from the right, while it has 7 to 17 digits.
+    # whole, then cut at each separator from the right, while it has 9 to 17 digits.
     cuts = [len(candidate)]
     cuts += [i for i in range(len(candidate) - 1, 6, -1) if candidate[i] in " .-"]
     for cut in cuts:
         piece = candidate[:cut]
         digits = sum(c.isdigit() for c in piece)
-        if digits < 7:
+        if digits < 9:  # a `+CC` and 7 digits at least; the engine's digit-run anchor too
             break
         if digits <= 17:
             for m in _phone_matcher()(piece, region):

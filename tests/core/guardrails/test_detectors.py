@@ -215,3 +215,29 @@ def test_import_does_not_load_phonenumbers() -> None:
 
 def test_card_next_to_other_digits_is_still_found() -> None:
     assert redact("4111 1111 1111 1111 10.1.2.3") == "[REDACTED:CARD] [REDACTED:IP]"
+
+
+# Pieces that put entities next to each other and to the anchors of the fast path.
+NEAR = st.sampled_from(
+    [s for _, s, _ in POSITIVES]
+    + [" ", "\n", ":", "=", "@", "-", ".", "(", ")", "+", "://", "::", '"', "'", "_", "x"]
+    + ["password: ", "api_key=", "Authorization: Bearer ", "https://u:", "phone ", "v", "10."]
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.one_of(NEAR, PIECES, st.text(max_size=12)), max_size=10).map("".join))
+def test_the_fast_path_finds_what_every_pattern_over_the_whole_text_finds(text: str) -> None:
+    """The anchors and windows are an optimisation: the spans are those of running every
+    detector's pattern over the whole string."""
+    from lockgate.guardrails.detectors import _reference, _resolve
+
+    assert find(text) == _resolve(_reference(text))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(NEAR, PIECES), min_size=20, max_size=60).map("".join))
+def test_the_fast_path_holds_on_long_text(text: str) -> None:
+    from lockgate.guardrails.detectors import _reference, _resolve
+
+    assert find(text * 3) == _resolve(_reference(text * 3))
