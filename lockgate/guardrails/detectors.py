@@ -270,7 +270,7 @@ DETECTORS: Final[tuple[Detector, ...]] = (
     (
         # A phone-shaped run: `+CC` and groups, or the US national forms; the parser decides.
         re.compile(
-            r"(?<![\w+.\-/])(?>\+[1-9]\d{0,2}(?:[ .\-]?(?:\(\d{1,4}\)|\d++)){1,7}"
+            r"(?<![\w+.\-/])(?:\+[1-9]\d{0,2}(?:[ .\-]?(?:\(\d{1,4}\)|\d++)){1,7}"
             r"|(?:1[ .\-]?)?(?:\([2-9]\d\d\) ?|[2-9]\d\d[ .\-]?)[2-9]\d\d[ .\-]?\d{4})"
             r"(?: ?(?:x|ext\.?) ?\d{1,6})?(?!\w|[.\-/]\d)"
         ),
@@ -308,18 +308,24 @@ def _phones(
         pos = m.start() + found[1]
 
 
+# The local part of an address, right before its `@`.
+_LOCAL_PART = re.compile(r"[A-Za-z0-9._%+-]{1,64}\Z")
+
+
 def _emails(pattern: re.Pattern[str], text: str) -> Iterable[Span]:
-    """Emails, searched for only around each `@` (a local part is at most 64 characters, a
-    domain 255): a scan of the whole text would try the local part at every letter."""
+    """Emails, matched only where one can start: at the beginning of the local-part run that
+    ends at each `@` (a scan of the whole text would try the local part at every letter, and
+    a search per `@` would retry every start in its window: `a@a@a@…` made that quadratic)."""
     pos, n = 0, len(text)
     while (at := text.find("@", pos)) >= 0:
-        m = pattern.search(text, max(pos, at - 64), min(n, at + 256))
-        if m is None or m.start() > at:
-            pos = at + 1
+        pos = at + 1
+        local = _LOCAL_PART.search(text, max(0, at - 64), at)
+        if local is None:
             continue
-        if v.email(m.group()):
+        m = pattern.match(text, local.start(), min(n, at + 256))
+        if m is not None and v.email(m.group()):
             yield Span(m.start(), m.end(), EMAIL)
-        pos = m.end()
+            pos = m.end()
 
 
 def _validated(
@@ -376,9 +382,11 @@ def _reference(text: str) -> Iterable[tuple[Span, int]]:
 #   chain; the literal-first tokens over the whole text, only when their literal is in it.
 # A string with no anchor at all (most JSON values) costs one gate regex and one lowercasing.
 
-# Runs of 9+ digits with separators (a card, IBAN, SSN or phone number has them); dotted
+# Runs of 10+ digits and separators (a card, IBAN, SSN or phone number has one); dotted
 # digits for IPv4. Per type: the window before and after a run that its pattern may need.
-_NUM_ANCHOR = re.compile(r"[0-9](?:[ .()\-]{0,2}[0-9]){8,}")
+_NUM_ANCHOR = re.compile(r"[0-9][0-9 .()\-]{8,}[0-9]")
+# Before a character only a digit, `@`, `:` or `=` can start an entity that is not a token.
+_SHORT_GATE = re.compile(r"[0-9@:=]")
 _DOTTED = re.compile(r"\.[0-9]{1,3}\.[0-9]")
 _NUM_WINDOWS: Final = ((CARD, 0, 2), (IBAN, 16, 40), (SSN, 0, 2), (PHONE, 2, 16))
 _KEY_ANCHOR = re.compile(
@@ -514,14 +522,17 @@ def _candidates(text: str) -> list[tuple[Span, int]]:
     n = len(text)
     if n < 7:  # the shortest entity, an IPv4 address like 1.2.3.4
         return found
-    lowered = text.lower()
-    if len(lowered) != n:
-        return list(_reference(text))
-    if n > 256 or _KEY_ANCHOR.search(lowered) is not None:
-        hits = _key_hits(lowered)
-        if hits:
-            for type_ in _KEYED:
-                found += [(s, _PRIORITY[type_]) for s in _keyed(type_, text, hits)]
+    if n < 20 and _SHORT_GATE.search(text) is None:  # too short for a token
+        return found
+    if ":" in text or "=" in text:
+        lowered = text.lower()
+        if len(lowered) != n:
+            return list(_reference(text))
+        if n > 256 or _KEY_ANCHOR.search(lowered) is not None:
+            hits = _key_hits(lowered)
+            if hits:
+                for type_ in _KEYED:
+                    found += [(s, _PRIORITY[type_]) for s in _keyed(type_, text, hits)]
     if n >= 20:  # the shortest token, a GitLab one
         for priority in _tokens_to_run(text):
             pattern, type_, group, valid = DETECTORS[priority]
@@ -537,10 +548,42 @@ def _candidates(text: str) -> list[tuple[Span, int]]:
         hits = [m.span() for m in _DOTTED.finditer(text)]
         found += _windowed(_PRIORITY[IP], text, hits, 3, 14)
     if _NUM_ANCHOR.search(text) is not None:
-        runs = [m.span() for m in _NUM_ANCHOR.finditer(text)]
+        runs = [m.span() for m in _NUM_ANCHOR.finditer(text) if not _date(text, *m.span())]
         for type_, back, fwd in _NUM_WINDOWS:
-            found += _windowed(_PRIORITY[type_], text, runs, back, fwd)
+            hits = [r for r in runs if _may_hold(type_, text, *r)]
+            if hits:
+                found += _windowed(_PRIORITY[type_], text, hits, back, fwd)
     return found
+
+
+def _may_hold(type_: str, text: str, start: int, end: int) -> bool:
+    """Whether a digit run can hold (or, for IBAN, end) an entity of the type: a card has 13
+    characters at least, an SSN 11 with a dash; a phone number follows `+` or `(`, or has the
+    length of a US one (10 to 14 with separators); an IBAN has its country code (upper case)
+    at most 16 characters before the run."""
+    if type_ == CARD:
+        return end - start >= 13
+    if type_ == SSN:
+        return end - start >= 11 and text.find("-", start, end) >= 0
+    if type_ == PHONE:
+        return (
+            text[start - 1 : start] in ("+", "(")
+            or 10 <= end - start <= 14
+            or (end - start > 14 and text.find(" ", start, end) >= 0)
+        )
+    before = text[max(0, start - 16) : start + 2]
+    return before != before.lower()
+
+
+def _date(text: str, start: int, end: int) -> bool:
+    """A run that is an ISO date (and hour): 8 or 10 digits in a shape no entity has. Logs
+    have one per line, so skipping them saves four windowed searches a line."""
+    return (
+        end - start in (10, 13)
+        and text[start + 4] == "-"
+        and text[start + 7] == "-"
+        and (end - start == 10 or text[start + 10] in " T")
+    )
 
 
 def _tokens_to_run(text: str) -> Iterable[int]:
@@ -615,6 +658,8 @@ def _resolve(found: Iterable[tuple[Span, int]]) -> list[Span]:
     """Sorted spans without overlaps: the earliest, then longest, then first detector wins;
     a phone number loses to anything it overlaps (a card, an IP, an IBAN's digits)."""
     spans_all = list(found)
+    if not spans_all:
+        return []
     others = [s for s, _ in spans_all if s.type != PHONE]
     if len(others) < len(spans_all):
         spans_all = [
