@@ -124,7 +124,7 @@ def _token(m: re.Match[str]) -> bool:
 
 
 def _ipv4(m: re.Match[str]) -> bool:
-    return v.ip(m.group()) and not v.version_context(m.string[max(0, m.start() - 12) : m.start()])
+    return v.ipv4(m.group()) and not v.version_context(m.string[max(0, m.start() - 12) : m.start()])
 
 
 def _ipv6(m: re.Match[str]) -> bool:
@@ -328,6 +328,13 @@ def _emails(pattern: re.Pattern[str], text: str) -> Iterable[Span]:
             pos = m.end()
 
 
+def _card_prefix(m: re.Match[str]) -> int:
+    """Where a grouped 16-digit card ends when the pattern took a following 3-digit group as
+    the tail of a 19-digit one (`4111 1111 1111 1111 415.555.2671`), else 0."""
+    g = m.group()
+    return m.start() + 19 if len(g) == 23 and g[19] in " -" and v.card(g[:19]) else 0
+
+
 def _validated(
     pattern: re.Pattern[str],
     text: str,
@@ -346,6 +353,9 @@ def _validated(
         if valid is None or valid(m):
             yield Span(m.start(group), m.end(group), type_)
             pos = m.end()
+        elif type_ == CARD and (short := _card_prefix(m)):
+            yield Span(m.start(), short, CARD)
+            pos = short
         else:
             pos = m.start() + 1
 
@@ -389,9 +399,6 @@ _NUM_ANCHOR = re.compile(r"[0-9][0-9 .()\-]{8,}[0-9]")
 _SHORT_GATE = re.compile(r"[0-9@:=]")
 _DOTTED = re.compile(r"\.[0-9]{1,3}\.[0-9]")
 _NUM_WINDOWS: Final = ((CARD, 0, 2), (IBAN, 16, 40), (SSN, 0, 2), (PHONE, 2, 16))
-_KEY_ANCHOR = re.compile(
-    r"(?:key|secret|token|passw(?:or)?d|pwd|credentials?|authorization)[\"']?\s*[:=]"
-)
 _V6_ANCHOR = re.compile(r"::|:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:")
 # The literals a token detector's pattern starts with.
 _LITERALS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -433,18 +440,24 @@ _P_IPV6 = _PRIORITY[IP] + 1
 # Every detector of a token type (Stripe, GitHub and Slack have several patterns).
 _INDICES: Final = {t: tuple(i for i, d in enumerate(DETECTORS) if d[1] == t) for t in _LITERALS}
 _TOKEN_PRIORITIES: Final = tuple(sorted(i for t in _LITERALS for i in _INDICES[t]))
-# The token detectors by a substring all their literals share, so that a short string without
-# it costs one test for the whole group.
+# The token detectors by substrings all their literals hold, so that a short string without
+# them costs a few substring tests for the whole group (none of these is common in prose,
+# timestamps or ids, unlike `-` or `_` alone).
 _TOKEN_GROUPS: Final = tuple(
-    (needle, tuple((_INDICES[t], _LITERALS[t]) for t in types))
-    for needle, types in (
-        ("PRIVATE KEY", (PRIVATE_KEY,)),
-        ("A", (AWS_ACCESS_KEY, GOOGLE_API_KEY)),
-        ("_", (GITHUB_TOKEN, STRIPE_KEY, NPM_TOKEN)),
-        ("-", (GITLAB_TOKEN, ANTHROPIC_KEY, OPENAI_KEY)),
-        ("o", (SLACK_TOKEN,)),
-        ("SG.", (SENDGRID_KEY,)),
-        ("eyJ", (JWT,)),
+    (needles, tuple((_INDICES[t], _LITERALS[t]) for t in types))
+    for needles, types in (
+        (("PRIVATE KEY",), (PRIVATE_KEY,)),
+        (("A",), (AWS_ACCESS_KEY, GOOGLE_API_KEY)),
+        (("gh", "_"), (GITHUB_TOKEN,)),
+        (("gl", "-"), (GITLAB_TOKEN,)),
+        (("k_",), (STRIPE_KEY,)),
+        (("whsec_",), (STRIPE_KEY,)),
+        (("npm_",), (NPM_TOKEN,)),
+        (("sk-",), (ANTHROPIC_KEY, OPENAI_KEY)),
+        (("xox",), (SLACK_TOKEN,)),
+        (("hooks.slack",), (SLACK_TOKEN,)),
+        (("SG.",), (SENDGRID_KEY,)),
+        (("eyJ",), (JWT,)),
     )
 )
 # Secret-named keys: a keyword, then what may follow it up to the `:`/`=` (lowercased text).
@@ -528,11 +541,10 @@ def _candidates(text: str) -> list[tuple[Span, int]]:
         lowered = text.lower()
         if len(lowered) != n:
             return list(_reference(text))
-        if n > 256 or _KEY_ANCHOR.search(lowered) is not None:
-            hits = _key_hits(lowered)
-            if hits:
-                for type_ in _KEYED:
-                    found += [(s, _PRIORITY[type_]) for s in _keyed(type_, text, hits)]
+        hits = _key_hits(lowered)
+        if hits:
+            for type_ in _KEYED:
+                found += [(s, _PRIORITY[type_]) for s in _keyed(type_, text, hits)]
     if n >= 20:  # the shortest token, a GitLab one
         for priority in _tokens_to_run(text):
             pattern, type_, group, valid = DETECTORS[priority]
@@ -588,13 +600,19 @@ def _date(text: str, start: int, end: int) -> bool:
 
 def _tokens_to_run(text: str) -> Iterable[int]:
     if len(text) > 4096:  # in long text the literal-first patterns cost what a test would
-        yield from _TOKEN_PRIORITIES
-        return
-    for needle, detectors in _TOKEN_GROUPS:
-        if needle in text:
-            for indices, literals in detectors:
-                if any(x in text for x in literals):
-                    yield from indices
+        return _TOKEN_PRIORITIES
+    run: list[int] = []
+    for needles, detectors in _TOKEN_GROUPS:
+        if needles[0] not in text or (len(needles) > 1 and needles[1] not in text):
+            continue
+        for indices, literals in detectors:
+            if indices[0] in run:
+                continue
+            for x in literals:
+                if x in text:
+                    run += indices
+                    break
+    return run
 
 
 def _url_passwords(text: str) -> list[tuple[Span, int]]:

@@ -807,6 +807,32 @@ def build() -> list[Sample]:
 def mixed_text(size: int, seed: int = 7) -> str:
     """About `size` characters of logs, JSON API responses, code and prose with about one
     entity per KB: the bench's throughput load."""
+    return "".join(mixed_chunks(size, seed))[:size]
+
+
+def mixed_values(size: int, seed: int = 7) -> list[str]:
+    """The same load as the string values a JSON walker hands the engine: each string leaf
+    of the JSON responses, each other chunk (a tool result's text) whole."""
+    out: list[str] = []
+    for chunk in mixed_chunks(size, seed):
+        try:
+            obj = json.loads(chunk)
+        except ValueError:
+            out.append(chunk)
+            continue
+        stack = [obj]
+        while stack:
+            o = stack.pop()
+            if isinstance(o, str):
+                out.append(o)
+            elif isinstance(o, dict):
+                stack += o.values()
+            elif isinstance(o, list):
+                stack += o
+    return out
+
+
+def mixed_chunks(size: int, seed: int = 7) -> list[str]:
     g = Gen(seed)
     out: list[str] = []
     n = 0
@@ -880,7 +906,7 @@ def mixed_text(size: int, seed: int = 7) -> str:
                 [t for t in ("EMAIL", "PHONE", "IP", "CARD", "GITHUB_TOKEN", "JWT", "IBAN")]
             )
             out.append(f"contact {value_of(g, type_)} ok\n")
-    return "".join(out)[:size]
+    return out
 
 
 def main() -> None:
