@@ -5,10 +5,12 @@ Pure: no mitmproxy, no network, testable on plain strings."""
 __all__ = [
     "detectors",
     "limits",
+    "patterns",
     "pinning",
     "pinschema",
     "pinstore",
     "policy",
     "redaction",
+    "scan",
     "validators",
 ]

@@ -2,13 +2,13 @@
 
 Why it exists: every string value of every MCP message crossing the gateway (tool arguments up,
 results, resources, prompts and sampling payloads down, SSE event by event) goes through
-`find`, so this is the hot path of the guardrail stage. It is hand-written rather than built on
-a scanner library: one pass per detector over regexes compiled once at import, each match then
-confirmed by a validator (`validators.py`: Luhn, mod-97, SSN area rules, `ipaddress`, the
-`phonenumbers` parser for phone-shaped runs), with no model, no network and no per-call
-allocation beyond the spans. The validators and the negative lists (placeholders, masked
-values, reserved documentation domains and IP ranges, AWS's published example keys, prose
-after a secret-named key) are what keep precision up on logs full of hashes, UUIDs and versions.
+`find`, so this is the hot path of the guardrail stage. The API lives here: `find`, `redact`,
+`placeholder`, the profile's `Custom` detectors and the `Detectors` engine that runs them with
+the built-ins. The types and the detector table are in `patterns.py` (re-exported here), the
+validators that keep precision up (Luhn, mod-97, SSN rules, IP ranges, the `phonenumbers`
+parser, placeholders, prose after a secret-named key) in `validators.py`, and the hand-written
+fast path that runs the table (~21 MB/s on mixed text, measured by bench/redact.py; see its
+docstring for why and how) in `scan.py`. No model, no network.
 """
 
 from __future__ import annotations
@@ -19,624 +19,74 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from lockgate.guardrails import validators as v
-
-Action = Literal["off", "log", "mask", "block"]
-
-CARD: Final = "CARD"
-IBAN: Final = "IBAN"
-SSN: Final = "SSN"
-EMAIL: Final = "EMAIL"
-IP: Final = "IP"
-AWS_ACCESS_KEY: Final = "AWS_ACCESS_KEY"
-AWS_SECRET_KEY: Final = "AWS_SECRET_KEY"
-GITHUB_TOKEN: Final = "GITHUB_TOKEN"
-GITLAB_TOKEN: Final = "GITLAB_TOKEN"
-SLACK_TOKEN: Final = "SLACK_TOKEN"
-STRIPE_KEY: Final = "STRIPE_KEY"
-OPENAI_KEY: Final = "OPENAI_KEY"
-ANTHROPIC_KEY: Final = "ANTHROPIC_KEY"
-GOOGLE_API_KEY: Final = "GOOGLE_API_KEY"
-NPM_TOKEN: Final = "NPM_TOKEN"
-SENDGRID_KEY: Final = "SENDGRID_KEY"
-JWT: Final = "JWT"
-AUTH_HEADER: Final = "AUTH_HEADER"
-URL_PASSWORD: Final = "URL_PASSWORD"
-PRIVATE_KEY: Final = "PRIVATE_KEY"
-SECRET_VALUE: Final = "SECRET_VALUE"
-PHONE: Final = "PHONE"
-
-# The groups a profile names actions by (`secret = "mask"`); a type's own key beats its group.
-GROUPS: Final[Mapping[str, tuple[str, ...]]] = {
-    "secret": (
-        AWS_ACCESS_KEY,
-        AWS_SECRET_KEY,
-        GITHUB_TOKEN,
-        GITLAB_TOKEN,
-        SLACK_TOKEN,
-        STRIPE_KEY,
-        OPENAI_KEY,
-        ANTHROPIC_KEY,
-        GOOGLE_API_KEY,
-        NPM_TOKEN,
-        SENDGRID_KEY,
-        JWT,
-        AUTH_HEADER,
-        URL_PASSWORD,
-        PRIVATE_KEY,
-        SECRET_VALUE,
-    ),
-    "financial": (CARD, IBAN),
-    "national": (SSN,),
-    "contact": (EMAIL, PHONE, IP),
-}
-TYPES: Final[tuple[str, ...]] = tuple(t for types in GROUPS.values() for t in types)
-
-
-@dataclass(frozen=True, slots=True)
-class Span:
-    """A found entity: text[start:end] is of `type`."""
-
-    start: int
-    end: int
-    type: str
-
-
-def placeholder(type_: str) -> str:
-    """What a masked span is replaced with."""
-    return f"[REDACTED:{type_}]"
-
-
-# --- detectors --------------------------------------------------------------------------------
-
-# Token edges: not inside a word, nor joined to one by a dash. A placeholder's brackets count as
-# the word they replaced, so masking one span never makes its neighbour detectable (idempotence).
-_E = r"(?![\w\[])(?!-[\w\[])"
-
-
-def _lit(prefix: str, rest: str) -> str:
-    """A token that starts with a literal, edges as `_E` and the same before it. The
-    lookbehinds go after the literal (checking the characters before it) so that `re` scans
-    for the literal first, several times faster than trying a lookbehind at every position."""
-    p = re.escape(prefix)
-    return p + rf"(?<![\w\]]{p})(?<![\w\]]-{p})" + rest + _E
-
-
-# A digit at a token edge, checked after it for the same reason.
-_DIGIT = r"\d(?<![\w\]]\d)(?<![\w\]]-\d)"
-
-# A detector: a compiled pattern, the type, the group that is the span (0 = whole match; the
-# negative kinds below are handled by code of their own) and a validator of the match. Order
-# is priority when two spans are identical.
-Detector = tuple[re.Pattern[str], str, int, Callable[[re.Match[str]], bool] | None]
-_SECRET, _PHONE, _EMAIL = -1, -2, -3
-
-# The secret word ends the key (`client_secret`, `X-Api-Key`); any words before it are not
-# matched, only required to end in `_` or `-`, which keeps this pattern cheap.
-_SECRET_KEY = (
-    r"(?:api[_-]?key|apikey|client[_-]?secret|secret[_-]?key|secret"
-    r"|access[_-]?token|auth[_-]?token|refresh[_-]?token|token|password|passwd|pwd"
-    r"|private[_-]?key|credentials?)"
+from lockgate.guardrails.patterns import (
+    ANTHROPIC_KEY,
+    AUTH_HEADER,
+    AWS_ACCESS_KEY,
+    AWS_SECRET_KEY,
+    CARD,
+    DETECTORS,
+    EMAIL,
+    GITHUB_TOKEN,
+    GITLAB_TOKEN,
+    GOOGLE_API_KEY,
+    GROUPS,
+    IBAN,
+    IP,
+    JWT,
+    NPM_TOKEN,
+    OPENAI_KEY,
+    PHONE,
+    PRIVATE_KEY,
+    SECRET_VALUE,
+    SENDGRID_KEY,
+    SLACK_TOKEN,
+    SSN,
+    STRIPE_KEY,
+    TYPES,
+    URL_PASSWORD,
+    Action,
+    Detector,
+    Span,
+    placeholder,
 )
+from lockgate.guardrails.scan import candidates
 
-
-def _token(m: re.Match[str]) -> bool:
-    return v.real(m.group(m.lastindex or 0))
-
-
-def _ipv4(m: re.Match[str]) -> bool:
-    return v.ipv4(m.group()) and not v.version_context(m.string[max(0, m.start() - 12) : m.start()])
-
-
-def _ipv6(m: re.Match[str]) -> bool:
-    return v.ipv6_shape(m.group()) and v.ip(m.group())
-
-
-DETECTORS: Final[tuple[Detector, ...]] = (
-    (
-        re.compile(
-            r"-----BEGIN ((?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?)-----"
-            r"[\s\S]{16,65536}?-----END \1-----"
-        ),
-        PRIVATE_KEY,
-        0,
-        None,
-    ),
-    (
-        re.compile(
-            r"(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])(?<![A-Z0-9\]]....)[A-Z0-9]{16}(?![A-Z0-9\[])"
-        ),
-        AWS_ACCESS_KEY,
-        0,
-        lambda m: v.aws_access_key(m.group()),
-    ),
-    (
-        re.compile(
-            r"(?i)aws_?secret_?(?:access_?)?key[\"']?\s*[:=]\s*[\"']?"
-            r"([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
-        ),
-        AWS_SECRET_KEY,
-        1,
-        _token,
-    ),
-    (re.compile(_lit("gh", r"[pousr]_[A-Za-z0-9]{36,251}")), GITHUB_TOKEN, 0, _token),
-    (re.compile(_lit("github_pat_", r"\w{82}")), GITHUB_TOKEN, 0, _token),
-    (
-        re.compile(_lit("gl", r"(?:pat|dt|rt|ptt|ft|soat|cbt)-[\w-]{20,}")),
-        GITLAB_TOKEN,
-        0,
-        _token,
-    ),
-    (re.compile(_lit("xox", r"[abposr]-[A-Za-z0-9-]{10,}")), SLACK_TOKEN, 0, _token),
-    (
-        re.compile(r"https://hooks\.slack\.com/services/[A-Z0-9]+/[A-Z0-9]+/[A-Za-z0-9]+"),
-        SLACK_TOKEN,
-        0,
-        _token,
-    ),
-    (re.compile(_lit("sk_", r"(?:live|test)_[A-Za-z0-9]{24,}")), STRIPE_KEY, 0, _token),
-    (re.compile(_lit("rk_", r"(?:live|test)_[A-Za-z0-9]{24,}")), STRIPE_KEY, 0, _token),
-    (re.compile(_lit("whsec_", r"[A-Za-z0-9]{24,}")), STRIPE_KEY, 0, _token),
-    (
-        re.compile(_lit("sk-ant-", r"(?:api|admin)\d\d-[\w-]{32,}")),
-        ANTHROPIC_KEY,
-        0,
-        _token,
-    ),
-    (
-        re.compile(
-            _lit(
-                "sk-",
-                r"(?:(?:proj|svcacct|admin)-[\w-]{20,}"
-                r"|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|[A-Za-z0-9]{48})",
-            )
-        ),
-        OPENAI_KEY,
-        0,
-        _token,
-    ),
-    (re.compile(_lit("AIza", r"[\w-]{35}")), GOOGLE_API_KEY, 0, _token),
-    (re.compile(_lit("npm_", r"[A-Za-z0-9]{36}")), NPM_TOKEN, 0, _token),
-    (re.compile(_lit("SG.", r"[\w-]{22}\.[\w-]{43}")), SENDGRID_KEY, 0, _token),
-    (re.compile(_lit("eyJ", r"[\w-]{5,}\.eyJ[\w-]{5,}\.[\w-]*")), JWT, 0, None),
-    (
-        re.compile(
-            r"(?i)(?<![\w-])(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?(?:bearer|basic|token)"
-            r"\s+([\w.~+/=-]{8,})"
-        ),
-        AUTH_HEADER,
-        1,
-        _token,
-    ),
-    (
-        re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@\[\]\"'<>]+:([^\s:/@\[\]\"'<>]+)@"),
-        URL_PASSWORD,
-        1,
-        _token,
-    ),
-    (
-        re.compile(
-            r"(?i)(?:(?<=[_-])|(?<![a-z0-9]))" + _SECRET_KEY + r"[\"']?\s*[:=]\s*"
-            r"(?:\"([^\"\\\n]{3,512})\"|'([^'\\\n]{3,512})'|([^\s\"',;&<>{}\[\]()]{3,512}))"
-        ),
-        SECRET_VALUE,
-        _SECRET,
-        None,
-    ),
-    (
-        re.compile(
-            _DIGIT + r"(?:\d{12,18}|\d{3}([ -])\d{4}\1\d{4}\1\d{4}(?:\1\d{3})?"
-            r"|\d{3}([ -])\d{6}\2\d{4,5})" + _E
-        ),
-        CARD,
-        0,
-        lambda m: v.card(m.group()),
-    ),
-    (
-        re.compile(
-            r"[A-Z]{2}(?<![A-Za-z0-9][A-Z]{2})\d{2}(?:(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?"
-            r"|[A-Z0-9]{11,30})(?![A-Za-z0-9])"
-        ),
-        IBAN,
-        0,
-        lambda m: v.iban(m.group()),
-    ),
-    (re.compile(_DIGIT + r"\d{2}-\d{2}-\d{4}" + _E), SSN, 0, lambda m: v.ssn(m.group())),
-    (
-        re.compile(
-            r"(?:(?<=mailto:)|(?<![\w.%+:/-]))[A-Za-z0-9._%+-]{1,64}@"
-            r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
-            r"(?![\w-]|\.[A-Za-z0-9])"
-        ),
-        EMAIL,
-        _EMAIL,
-        lambda m: v.email(m.group()),
-    ),
-    (
-        re.compile(r"\d(?<![\w.]\d)\d{0,2}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?!\w|\.\d)"),
-        IP,
-        0,
-        _ipv4,
-    ),
-    (
-        re.compile(
-            r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}(?::{1,2}[0-9A-Fa-f]{1,4}){1,7}"
-            r"|::[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6}|(?:[0-9A-Fa-f]{1,4}:){1,7}:)"
-            r"(?![\w:]|\.\d)"
-        ),
-        IP,
-        0,
-        _ipv6,
-    ),
-    (
-        # A phone-shaped run: `+CC` and groups, or the US national forms; the parser decides.
-        re.compile(
-            r"(?<![\w+.\-/])(?:\+[1-9]\d{0,2}(?:[ .\-]?(?:\(\d{1,4}\)|\d++)){1,7}"
-            r"|(?:1[ .\-]?)?(?:\([2-9]\d\d\) ?|[2-9]\d\d[ .\-]?)[2-9]\d\d[ .\-]?\d{4})"
-            r"(?: ?(?:x|ext\.?) ?\d{1,6})?(?!\w|[.\-/]\d)"
-        ),
-        PHONE,
-        _PHONE,
-        None,
-    ),
-)
-
-
-def _secret_value(m: re.Match[str]) -> Span | None:
-    """The value group of a secret-named key, if it looks like a credential."""
-    for g in (1, 2, 3):
-        value = m.group(g)
-        if value is not None:
-            rest = m.string[m.end(g) : m.end(g) + 2] if g == 3 else ""
-            if v.credential(value, g == 3, rest):
-                return Span(m.start(g), m.end(g), SECRET_VALUE)
-            return None
-    return None
-
-
-def _phones(
-    pattern: re.Pattern[str], text: str, lo: int = 0, hi: int | None = None
-) -> Iterable[Span]:
-    """Phone numbers in text[lo:hi]: each phone-shaped run, confirmed by the parser; after a
-    number found at the start of a longer run the rest of the run is searched again."""
-    pos, end = lo, len(text) if hi is None else hi
-    while (m := pattern.search(text, pos, end)) is not None:
-        found = v.phone(m.group(), text[max(0, m.start() - 32) : m.start()])
-        if found is None:
-            pos = m.end()
-            continue
-        yield Span(m.start() + found[0], m.start() + found[1], PHONE)
-        pos = m.start() + found[1]
-
-
-# The local part of an address, right before its `@`.
-_LOCAL_PART = re.compile(r"[A-Za-z0-9._%+-]{1,64}\Z")
-
-
-def _emails(pattern: re.Pattern[str], text: str) -> Iterable[Span]:
-    """Emails, matched only where one can start: at the beginning of the local-part run that
-    ends at each `@` (a scan of the whole text would try the local part at every letter, and
-    a search per `@` would retry every start in its window: `a@a@a@…` made that quadratic)."""
-    pos, n = 0, len(text)
-    while (at := text.find("@", pos)) >= 0:
-        pos = at + 1
-        local = _LOCAL_PART.search(text, max(0, at - 64), at)
-        if local is None:
-            continue
-        m = pattern.match(text, local.start(), min(n, at + 256))
-        if m is not None and v.email(m.group()):
-            yield Span(m.start(), m.end(), EMAIL)
-            pos = m.end()
-
-
-def _card_prefix(m: re.Match[str]) -> int:
-    """Where a grouped 16-digit card ends when the pattern took a following 3-digit group as
-    the tail of a 19-digit one (`4111 1111 1111 1111 415.555.2671`), else 0."""
-    g = m.group()
-    return m.start() + 19 if len(g) == 23 and g[19] in " -" and v.card(g[:19]) else 0
-
-
-def _validated(
-    pattern: re.Pattern[str],
-    text: str,
-    group: int,
-    type_: str,
-    valid: Callable[[re.Match[str]], bool] | None,
-    lo: int = 0,
-    hi: int | None = None,
-) -> Iterable[Span]:
-    """The matches in text[lo:hi] that pass `valid`. A match that fails it may hide a valid
-    one starting inside it (`0958 4111 1111 1111 1111`: the card starts at the second group),
-    so the search goes on from the next character, not from the end of the failed match."""
-    pos, end = lo, len(text) if hi is None else hi
-    while (found := pattern.search(text, pos, end)) is not None:
-        m = found
-        if valid is None or valid(m):
-            yield Span(m.start(group), m.end(group), type_)
-            pos = m.end()
-        elif type_ == CARD and (short := _card_prefix(m)):
-            yield Span(m.start(), short, CARD)
-            pos = short
-        else:
-            pos = m.start() + 1
-
-
-def _reference(text: str) -> Iterable[tuple[Span, int]]:
-    """Every detector's pattern over the whole text: what the fast path below must equal
-    (the property tests compare them), and the path for text whose lowercase form has another
-    length (`İ`), where the fast path's keyword positions would not line up."""
-    for priority, (pattern, type_, group, valid) in enumerate(DETECTORS):
-        if group == _EMAIL:
-            spans: Iterable[Span] = _emails(pattern, text)
-        elif group == _PHONE:
-            spans = _phones(pattern, text)
-        elif group == _SECRET:
-            spans = (s for m in pattern.finditer(text) if (s := _secret_value(m)) is not None)
-        else:
-            spans = _validated(pattern, text, group, type_, valid)
-        yield from ((s, priority) for s in spans)
-
-
-# --- the fast path ----------------------------------------------------------------------------
-#
-# Why hand-written: `find` runs on every string value crossing the gateway, and running ~27
-# regexes over each string measured 3.4 MB/s (and 2 MB/s on short JSON values, where the cost
-# is per call). `re` scans fast only for a literal first character (~0.3 ms/MB) and much slower
-# for a character class (~6 ms/MB, `\d` ~9), a lookbehind or IGNORECASE (~50 ms/MB). So each
-# family of detectors is found by one cheap anchor, and its detectors run only in a window
-# around each anchor hit:
-# - numbers (CARD, IBAN, SSN, IPv4, PHONE): runs of 7+ digits and separators, one class scan;
-# - secret-named keys (SECRET_VALUE, AWS_SECRET_KEY, AUTH_HEADER): `key|secret|token|…` then
-#   `:`/`=` on the lowercased text, case-sensitive; the key is confirmed in a window before
-#   the hit and the value matched right after it;
-# - EMAIL around each `@`, URL_PASSWORD around each `://`, IPv6 around `::` or a 4-colon hex
-#   chain; the literal-first tokens over the whole text, only when their literal is in it.
-# A string with no anchor at all (most JSON values) costs one gate regex and one lowercasing.
-
-# Runs of 10+ digits and separators (a card, IBAN, SSN or phone number has one); dotted
-# digits for IPv4. Per type: the window before and after a run that its pattern may need.
-_NUM_ANCHOR = re.compile(r"[0-9][0-9 .()\-]{8,}[0-9]")
-# Before a character only a digit, `@`, `:` or `=` can start an entity that is not a token.
-_SHORT_GATE = re.compile(r"[0-9@:=]")
-_DOTTED = re.compile(r"\.[0-9]{1,3}\.[0-9]")
-_NUM_WINDOWS: Final = ((CARD, 0, 2), (IBAN, 16, 40), (SSN, 0, 2), (PHONE, 2, 16))
-_V6_ANCHOR = re.compile(r"::|:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:")
-# The literals a token detector's pattern starts with.
-_LITERALS: Final[Mapping[str, tuple[str, ...]]] = {
-    PRIVATE_KEY: ("PRIVATE KEY",),
-    AWS_ACCESS_KEY: ("AKIA", "ASIA", "ABIA", "ACCA", "A3T"),
-    GITHUB_TOKEN: ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
-    GITLAB_TOKEN: ("glpat-", "gldt-", "glrt-", "glptt-", "glft-", "glsoat-", "glcbt-"),
-    SLACK_TOKEN: ("xox", "hooks.slack.com"),
-    STRIPE_KEY: ("sk_", "rk_", "whsec_"),
-    ANTHROPIC_KEY: ("sk-ant-",),
-    OPENAI_KEY: ("sk-",),
-    GOOGLE_API_KEY: ("AIza",),
-    NPM_TOKEN: ("npm_",),
-    SENDGRID_KEY: ("SG.",),
-    JWT: ("eyJ",),
-}
-_KEYED: Final = {
-    # type: (the key, the value right after it), split from the detector's pattern
-    SECRET_VALUE: (
-        re.compile(r"(?i)(?:(?<=[_-])|(?<![a-z0-9]))" + _SECRET_KEY + r"[\"']?\s*[:=]"),
-        re.compile(
-            r"\s*(?:\"([^\"\\\n]{3,512})\"|'([^'\\\n]{3,512})'|([^\s\"',;&<>{}\[\]()]{3,512}))"
-        ),
-    ),
-    AWS_SECRET_KEY: (
-        re.compile(r"(?i)aws_?secret_?(?:access_?)?key[\"']?\s*[:=]"),
-        re.compile(r"\s*[\"']?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"),
-    ),
-    AUTH_HEADER: (
-        re.compile(r"(?i)(?<![\w-])(?:proxy-)?authorization[\"']?\s*[:=]"),
-        re.compile(r"(?i)\s*[\"']?(?:bearer|basic|token)\s+([\w.~+/=-]{8,})"),
-    ),
-}
-_PRIORITY: Final = {type_: i for i, (_, type_, _, _) in reversed(list(enumerate(DETECTORS)))}
-_P_EMAIL, _P_URL = _PRIORITY[EMAIL], _PRIORITY[URL_PASSWORD]
-_P_IPV6 = _PRIORITY[IP] + 1
-# The token detectors by a prefix shared by their literals, so that a string without it costs
-# one substring test for the whole group.
-# Every detector of a token type (Stripe, GitHub and Slack have several patterns).
-_INDICES: Final = {t: tuple(i for i, d in enumerate(DETECTORS) if d[1] == t) for t in _LITERALS}
-_TOKEN_PRIORITIES: Final = tuple(sorted(i for t in _LITERALS for i in _INDICES[t]))
-# The token detectors by substrings all their literals hold, so that a short string without
-# them costs a few substring tests for the whole group (none of these is common in prose,
-# timestamps or ids, unlike `-` or `_` alone).
-_TOKEN_GROUPS: Final = tuple(
-    (needles, tuple((_INDICES[t], _LITERALS[t]) for t in types))
-    for needles, types in (
-        (("PRIVATE KEY",), (PRIVATE_KEY,)),
-        (("A",), (AWS_ACCESS_KEY, GOOGLE_API_KEY)),
-        (("gh", "_"), (GITHUB_TOKEN,)),
-        (("gl", "-"), (GITLAB_TOKEN,)),
-        (("k_",), (STRIPE_KEY,)),
-        (("whsec_",), (STRIPE_KEY,)),
-        (("npm_",), (NPM_TOKEN,)),
-        (("sk-",), (ANTHROPIC_KEY, OPENAI_KEY)),
-        (("xox",), (SLACK_TOKEN,)),
-        (("hooks.slack",), (SLACK_TOKEN,)),
-        (("SG.",), (SENDGRID_KEY,)),
-        (("eyJ",), (JWT,)),
-    )
-)
-# Secret-named keys: a keyword, then what may follow it up to the `:`/`=` (lowercased text).
-_KEY_TAIL = r"[\"']?\s*[:=]"
-_KEYWORDS: Final = tuple(
-    (word, re.compile(tail + _KEY_TAIL))
-    for word, tail in (
-        ("key", ""),
-        ("secret", ""),
-        ("token", ""),
-        ("passw", "(?:or)?d"),
-        ("pwd", ""),
-        ("credential", "s?"),
-        ("authorization", ""),
-    )
-)
-
-
-def _keyed(type_: str, text: str, hits: list[tuple[int, int]]) -> Iterable[Span]:
-    """The values of secret-named keys at the hits, as the detector's whole pattern finds them
-    (the key confirmed just before the separator, the value matched right after it)."""
-    key_rx, value_rx = _KEYED[type_]
-    last = 0
-    for start, end in hits:
-        if start < last:
-            continue
-        key = key_rx.search(text, max(last, start - 24), end)
-        while key is not None and key.end() != end:
-            key = key_rx.search(text, key.start() + 1, end)
-        if key is None or (m := value_rx.match(text, end)) is None:
-            continue
-        if type_ == SECRET_VALUE:
-            last = m.end()  # the reference path's finditer consumes even a rejected value
-            for g in (1, 2, 3):
-                value = m.group(g)
-                if value is not None:
-                    rest = text[m.end(g) : m.end(g) + 2] if g == 3 else ""
-                    if v.credential(value, g == 3, rest):
-                        yield Span(m.start(g), m.end(g), SECRET_VALUE)
-                    break
-        elif v.real(m.group(1)):
-            last = m.end()
-            yield Span(m.start(1), m.end(1), type_)
-
-
-def _merged(hits: Iterable[tuple[int, int]], back: int, fwd: int, n: int) -> list[tuple[int, int]]:
-    """The windows around the hits, overlapping ones merged."""
-    out: list[tuple[int, int]] = []
-    for start, end in hits:
-        lo, hi = max(0, start - back), min(n, end + fwd)
-        if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], max(hi, out[-1][1]))
-        else:
-            out.append((lo, hi))
-    return out
-
-
-def _key_hits(lowered: str) -> list[tuple[int, int]]:
-    """Where a secret-named key ends in `:`/`=` (start of its keyword, end of the separator),
-    found by substring search per keyword: faster than one alternation regex over long text."""
-    hits = []
-    for word, tail in _KEYWORDS:
-        pos = 0
-        while (i := lowered.find(word, pos)) >= 0:
-            pos = i + len(word)
-            m = tail.match(lowered, pos)
-            if m is not None:
-                hits.append((i, m.end()))
-    hits.sort()
-    return hits
-
-
-def _candidates(text: str) -> list[tuple[Span, int]]:
-    found: list[tuple[Span, int]] = []
-    n = len(text)
-    if n < 7:  # the shortest entity, an IPv4 address like 1.2.3.4
-        return found
-    if n < 20 and _SHORT_GATE.search(text) is None:  # too short for a token
-        return found
-    if ":" in text or "=" in text:
-        lowered = text.lower()
-        if len(lowered) != n:
-            return list(_reference(text))
-        hits = _key_hits(lowered)
-        if hits:
-            for type_ in _KEYED:
-                found += [(s, _PRIORITY[type_]) for s in _keyed(type_, text, hits)]
-    if n >= 20:  # the shortest token, a GitLab one
-        for priority in _tokens_to_run(text):
-            pattern, type_, group, valid = DETECTORS[priority]
-            found += [(s, priority) for s in _validated(pattern, text, group, type_, valid)]
-    if "@" in text:
-        found += [(s, _P_EMAIL) for s in _emails(DETECTORS[_P_EMAIL][0], text)]
-        if "://" in text:
-            found += _url_passwords(text)
-    if "::" in text or text.count(":") >= 4:
-        hits = [m.span() for m in _V6_ANCHOR.finditer(text)]
-        found += _windowed(_P_IPV6, text, hits, 40, 45)
-    if "." in text and _DOTTED.search(text) is not None:
-        hits = [m.span() for m in _DOTTED.finditer(text)]
-        found += _windowed(_PRIORITY[IP], text, hits, 3, 14)
-    if _NUM_ANCHOR.search(text) is not None:
-        runs = [m.span() for m in _NUM_ANCHOR.finditer(text) if not _date(text, *m.span())]
-        for type_, back, fwd in _NUM_WINDOWS:
-            hits = [r for r in runs if _may_hold(type_, text, *r)]
-            if hits:
-                found += _windowed(_PRIORITY[type_], text, hits, back, fwd)
-    return found
-
-
-def _may_hold(type_: str, text: str, start: int, end: int) -> bool:
-    """Whether a digit run can hold (or, for IBAN, end) an entity of the type: a card has 13
-    characters at least, an SSN 11 with a dash; a phone number follows `+` or `(`, or has the
-    length of a US one (10 to 14 with separators); an IBAN has its country code (upper case)
-    at most 16 characters before the run."""
-    if type_ == CARD:
-        return end - start >= 13
-    if type_ == SSN:
-        return end - start >= 11 and text.find("-", start, end) >= 0
-    if type_ == PHONE:
-        return (
-            text[start - 1 : start] in ("+", "(")
-            or 10 <= end - start <= 14
-            or (end - start > 14 and text.find(" ", start, end) >= 0)
-        )
-    before = text[max(0, start - 16) : start + 2]
-    return before != before.lower()
-
-
-def _date(text: str, start: int, end: int) -> bool:
-    """A run that is an ISO date (and hour): 8 or 10 digits in a shape no entity has. Logs
-    have one per line, so skipping them saves four windowed searches a line."""
-    return (
-        end - start in (10, 13)
-        and text[start + 4] == "-"
-        and text[start + 7] == "-"
-        and (end - start == 10 or text[start + 10] in " T")
-    )
-
-
-def _tokens_to_run(text: str) -> Iterable[int]:
-    if len(text) > 4096:  # in long text the literal-first patterns cost what a test would
-        return _TOKEN_PRIORITIES
-    run: list[int] = []
-    for needles, detectors in _TOKEN_GROUPS:
-        if needles[0] not in text or (len(needles) > 1 and needles[1] not in text):
-            continue
-        for indices, literals in detectors:
-            if indices[0] in run:
-                continue
-            for x in literals:
-                if x in text:
-                    run += indices
-                    break
-    return run
-
-
-def _url_passwords(text: str) -> list[tuple[Span, int]]:
-    anchors, pos = [], 0
-    while (p := text.find("://", pos)) >= 0:
-        anchors.append((p, p + 3))
-        pos = p + 3
-    return _windowed(_P_URL, text, anchors, 64, 512)
-
-
-def _windowed(
-    priority: int, text: str, hits: list[tuple[int, int]], back: int, fwd: int
-) -> list[tuple[Span, int]]:
-    """A detector's validated matches in the windows around its anchor hits: the windows are
-    wide enough for any match that holds the anchor, and a validated match always does."""
-    pattern, type_, group, valid = DETECTORS[priority]
-    found: list[tuple[Span, int]] = []
-    for lo, hi in _merged(hits, back, fwd, len(text)):
-        if type_ == PHONE:
-            spans = _phones(pattern, text, lo, hi)
-        else:
-            spans = _validated(pattern, text, group, type_, valid, lo, hi)
-        found += [(s, priority) for s in spans]
-    return found
+__all__ = [
+    "ANTHROPIC_KEY",
+    "AUTH_HEADER",
+    "AWS_ACCESS_KEY",
+    "AWS_SECRET_KEY",
+    "CARD",
+    "DETECTORS",
+    "EMAIL",
+    "GITHUB_TOKEN",
+    "GITLAB_TOKEN",
+    "GOOGLE_API_KEY",
+    "GROUPS",
+    "IBAN",
+    "IP",
+    "JWT",
+    "NPM_TOKEN",
+    "OPENAI_KEY",
+    "PHONE",
+    "PRIVATE_KEY",
+    "SECRET_VALUE",
+    "SENDGRID_KEY",
+    "SLACK_TOKEN",
+    "SSN",
+    "STRIPE_KEY",
+    "TYPES",
+    "URL_PASSWORD",
+    "Action",
+    "Custom",
+    "Detector",
+    "Detectors",
+    "Span",
+    "find",
+    "placeholder",
+    "redact",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -697,7 +147,7 @@ def _resolve(found: Iterable[tuple[Span, int]]) -> list[Span]:
 
 def find(text: str) -> list[Span]:
     """Every entity in `text`, sorted, without overlaps (the earliest, then longest, wins)."""
-    return _resolve(_candidates(text))
+    return _resolve(candidates(text))
 
 
 def _custom_candidates(text: str, custom: tuple[Detector, ...]) -> Iterable[tuple[Span, int]]:
@@ -721,7 +171,7 @@ class Detectors:
     def find(self, text: str) -> list[Span]:
         if not self.custom:
             return find(text)
-        return _resolve([*_candidates(text), *_custom_candidates(text, self.custom)])
+        return _resolve([*candidates(text), *_custom_candidates(text, self.custom)])
 
     def redact(self, text: str, actions: Mapping[str, Action] | None = None) -> str:
         """As the module's `redact`, with the custom detectors too."""

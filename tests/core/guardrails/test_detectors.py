@@ -230,7 +230,8 @@ NEAR = st.sampled_from(
 def test_the_fast_path_finds_what_every_pattern_over_the_whole_text_finds(text: str) -> None:
     """The anchors and windows are an optimisation: the spans are those of running every
     detector's pattern over the whole string."""
-    from lockgate.guardrails.detectors import _reference, _resolve
+    from lockgate.guardrails.detectors import _resolve
+    from lockgate.guardrails.scan import reference as _reference
 
     assert find(text) == _resolve(_reference(text))
 
@@ -238,6 +239,7 @@ def test_the_fast_path_finds_what_every_pattern_over_the_whole_text_finds(text: 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(NEAR, PIECES), min_size=20, max_size=60).map("".join))
 def test_the_fast_path_holds_on_long_text(text: str) -> None:
-    from lockgate.guardrails.detectors import _reference, _resolve
+    from lockgate.guardrails.detectors import _resolve
+    from lockgate.guardrails.scan import reference as _reference
 
     assert find(text * 3) == _resolve(_reference(text * 3))
