@@ -219,7 +219,7 @@ DETECTORS: Final[tuple[Detector, ...]] = (
     ),
     (
         re.compile(
-            _DIGIT + r"(?:\d{12,18}|\d{3}([ -])\d{4}\1\d{4}\1\d{4}(?:\1\d{3})?"
+            _DIGIT + r"(?<!\+\d)(?:\d{12,18}|\d{3}([ -])\d{4}\1\d{4}\1\d{4}(?:\1\d{3})?"
             r"|\d{3}([ -])\d{6}\2\d{4,5})" + _E
         ),
         CARD,
@@ -265,9 +265,11 @@ DETECTORS: Final[tuple[Detector, ...]] = (
     (
         # A phone-shaped run: `+CC` and groups, or the US national forms; the parser decides.
         re.compile(
-            r"(?<![\w+.\-/])(?:\+[1-9]\d{0,2}(?:[ .\-]?(?:\(\d{1,4}\)|\d++)){1,7}"
-            r"|(?:1[ .\-]?)?(?:\([2-9]\d\d\) ?|[2-9]\d\d[ .\-]?)[2-9]\d\d[ .\-]?\d{4})"
-            r"(?: ?(?:x|ext\.?) ?\d{1,6})?(?!\w|[.\-/]\d)"
+            # Edges as `_E`: a placeholder's brackets count as a word, so masking a neighbour
+            # never makes a number detectable; the US `1` prefix is not a neighbour's digit.
+            r"(?<![\w\]+.\-/])(?:\+[1-9]\d{0,2}(?:[ .\-]?(?:\(\d{1,4}\)|\d++)){1,7}"
+            r"|(?:(?<![\w:\]])1[ .\-]?)?(?:\([2-9]\d\d\) ?|[2-9]\d\d[ .\-]?)[2-9]\d\d[ .\-]?\d{4})"
+            r"(?: ?(?:x|ext\.?) ?\d{1,6})?(?![\w\[]|[.\-/]\d)"
         ),
         PHONE,
         KIND_PHONE,

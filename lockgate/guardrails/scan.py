@@ -9,7 +9,7 @@ and much slower for a character class (~6 ms/MB, `\\d` ~9), a lookbehind or IGNO
 (~50 ms/MB); no scanner library does anchors, windows and validators without a model or a
 native build. So each family of detectors is found by one cheap anchor and its patterns run
 only in windows around the anchor's hits:
-- numbers (CARD, IBAN, SSN, PHONE): runs of 10+ digits and separators, one class scan, minus
+- numbers (CARD, IBAN, SSN, PHONE): runs of 7+ digits and separators, one class scan, minus
   ISO dates, with a prefilter per type; IPv4 on dotted digits (a literal-first scan);
 - secret-named keys (SECRET_VALUE, AWS_SECRET_KEY, AUTH_HEADER): each keyword found by
   substring search in the lowercased text and followed by `:`/`=`; the key is confirmed just
@@ -155,9 +155,11 @@ def reference(text: str) -> Iterable[tuple[Span, int]]:
         yield from ((s, priority) for s in spans)
 
 
-# Runs of 10+ digits and separators (a card, IBAN, SSN or phone number has one); dotted
+# Runs of 7+ digits and separators (a card, SSN or phone number has one, and so has an IBAN
+# whose BBAN has a numeric bank code or account of 7 digits with its check digits, which is
+# every country's format but for all-alphanumeric accounts such as LC or QA); dotted
 # digits for IPv4. Per type: the window before and after a run that its pattern may need.
-_NUM_ANCHOR = re.compile(r"[0-9][0-9 .()\-]{8,}[0-9]")
+_NUM_ANCHOR = re.compile(r"[0-9][0-9 .()\-]{5,}[0-9]")
 # Before a character only a digit, `@`, `:` or `=` can start an entity that is not a token.
 _SHORT_GATE = re.compile(r"[0-9@:=]")
 _DOTTED = re.compile(r"\.[0-9]{1,3}\.[0-9]")
@@ -212,6 +214,7 @@ _TOKEN_GROUPS: Final = tuple(
         (("PRIVATE KEY",), (PRIVATE_KEY,)),
         (("A",), (AWS_ACCESS_KEY, GOOGLE_API_KEY)),
         (("gh", "_"), (GITHUB_TOKEN,)),
+        (("github_pat_",), (GITHUB_TOKEN,)),
         (("gl", "-"), (GITLAB_TOKEN,)),
         (("k_",), (STRIPE_KEY,)),
         (("whsec_",), (STRIPE_KEY,)),
@@ -334,8 +337,9 @@ def candidates(text: str) -> list[tuple[Span, int]]:
 def _may_hold(type_: str, text: str, start: int, end: int) -> bool:
     """Whether a digit run can hold (or, for IBAN, end) an entity of the type: a card has 13
     characters at least, an SSN 11 with a dash; a phone number follows `+` or `(`, or has the
-    length of a US one (10 to 14 with separators); an IBAN has its country code (upper case)
-    at most 16 characters before the run."""
+    length of a US one (10 to 14 with separators), or is inside a longer run with separators
+    (a long run of bare digits is an id); an IBAN has its country code (upper case) at most 16
+    characters before the run."""
     if type_ == CARD:
         return end - start >= 13
     if type_ == SSN:
@@ -344,7 +348,7 @@ def _may_hold(type_: str, text: str, start: int, end: int) -> bool:
         return (
             text[start - 1 : start] in ("+", "(")
             or 10 <= end - start <= 14
-            or (end - start > 14 and text.find(" ", start, end) >= 0)
+            or (end - start > 14 and not text[start:end].isdigit())
         )
     before = text[max(0, start - 16) : start + 2]
     return before != before.lower()
