@@ -326,32 +326,62 @@ def candidates(text: str) -> list[tuple[Span, int]]:
         hits = [m.span() for m in _DOTTED.finditer(text)]
         found += _windowed(_PRIORITY[IP], text, hits, 3, 14)
     if _NUM_ANCHOR.search(text) is not None:
-        runs = [m.span() for m in _NUM_ANCHOR.finditer(text) if not _date(text, *m.span())]
-        for type_, back, fwd in _NUM_WINDOWS:
-            hits = [r for r in runs if _may_hold(type_, text, *r)]
-            if hits:
-                found += _windowed(_PRIORITY[type_], text, hits, back, fwd)
+        found += _numbers(text)
     return found
 
 
-def _may_hold(type_: str, text: str, start: int, end: int) -> bool:
-    """Whether a digit run can hold (or, for IBAN, end) an entity of the type: a card has 13
-    characters at least, an SSN 11 with a dash; a phone number follows `+` or `(`, or has the
-    length of a US one (10 to 14 with separators), or is inside a longer run with separators
-    (a long run of bare digits is an id); an IBAN has its country code (upper case) at most 16
-    characters before the run."""
-    if type_ == CARD:
-        return end - start >= 13
-    if type_ == SSN:
-        return end - start >= 11 and text.find("-", start, end) >= 0
-    if type_ == PHONE:
-        return (
-            text[start - 1 : start] in ("+", "(")
-            or 10 <= end - start <= 14
-            or (end - start > 14 and not text[start:end].isdigit())
+def _numbers(text: str) -> list[tuple[Span, int]]:
+    """The number detectors in the windows of the digit runs that may hold their entity."""
+    hits: dict[str, list[tuple[int, int]]] = {CARD: [], IBAN: [], SSN: [], PHONE: []}
+    for m in _NUM_ANCHOR.finditer(text):
+        start, end = m.span()
+        if _date(text, start, end):
+            continue
+        for type_ in _may_hold(text, start, end):
+            hits[type_].append((start, end))
+    found: list[tuple[Span, int]] = []
+    for type_, back, fwd in _NUM_WINDOWS:
+        if hits[type_]:
+            found += _windowed(_PRIORITY[type_], text, hits[type_], back, fwd)
+    return found
+
+
+_IBAN_HEAD = re.compile(r"[A-Z]{2}[0-9]{2}")
+_EXTENSION = re.compile(r" ?(?:x|ext\.?) ?[0-9]")
+
+
+def _may_hold(text: str, start: int, end: int) -> list[str]:
+    """The types whose entity a digit run can hold (or, for IBAN, end): a card has 13
+    characters at least, an SSN 11 with a dash; an IBAN starts with its country code and
+    check digits at most 16 characters before the run; a phone number follows `+` or `(`,
+    or has the length of a US one (10 to 14 with separators), or is inside a longer run with
+    separators; a run of bare digits is one only next to a phone word or with an extension
+    (the parser's rule, `validators.phone`), else it is an id or a timestamp."""
+    n = end - start
+    types = []
+    if n >= 13:
+        types.append(CARD)
+    head = text[max(0, start - 16) : start + 2]
+    if head != head.lower() and _IBAN_HEAD.search(head) is not None:
+        types.append(IBAN)
+    if n >= 11 and text.find("-", start, end) >= 0:
+        types.append(SSN)
+    lead = text[start - 1 : start]
+    if lead in ("+", "(") or (
+        n >= 10
+        and (
+            not text[start:end].isdigit()
+            or (
+                n <= 14
+                and (
+                    v.phone_context(text[max(0, start - 32) : start])
+                    or _EXTENSION.match(text, end) is not None
+                )
+            )
         )
-    before = text[max(0, start - 16) : start + 2]
-    return before != before.lower()
+    ):
+        types.append(PHONE)
+    return types
 
 
 def _date(text: str, start: int, end: int) -> bool:

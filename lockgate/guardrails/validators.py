@@ -296,6 +296,11 @@ def _phone_matcher() -> Callable[[str, str], PhoneNumberMatcher]:
     return _matcher
 
 
+def phone_context(before: str) -> bool:
+    """Whether the text before a bare digit run names it a phone number."""
+    return _PHONE_CONTEXT.search(before) is not None
+
+
 def phone(candidate: str, before: str, region: str = "US") -> tuple[int, int] | None:
     """The phone number in `candidate` (a regex-shaped run of digits and separators), as
     (start, end) inside it, or None. `before` is the text just before the candidate (up to 32
