@@ -66,7 +66,8 @@ def _secret_value(m: re.Match[str]) -> Span | None:
         value = m.group(g)
         if value is not None:
             rest = m.string[m.end(g) : m.end(g) + 2] if g == 3 else ""
-            if v.credential(value, g == 3, rest):
+            before = m.string[max(0, m.start() - 64) : m.start()]
+            if v.credential(value, g == 3, rest) and not v.in_url_userinfo(before):
                 return Span(m.start(g), m.end(g), SECRET_VALUE)
             return None
     return None
@@ -261,7 +262,8 @@ def _keyed(type_: str, text: str, hits: list[tuple[int, int]]) -> Iterable[Span]
                 value = m.group(g)
                 if value is not None:
                     rest = text[m.end(g) : m.end(g) + 2] if g == 3 else ""
-                    if v.credential(value, g == 3, rest):
+                    before = text[max(0, key.start() - 64) : key.start()]
+                    if v.credential(value, g == 3, rest) and not v.in_url_userinfo(before):
                         yield Span(m.start(g), m.end(g), SECRET_VALUE)
                     break
         elif v.real(m.group(1)):

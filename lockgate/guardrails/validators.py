@@ -247,6 +247,15 @@ def credential(value: str, unquoted: bool, rest: str) -> bool:
     return True
 
 
+_USERINFO = re.compile(r"://[^\s/@]*\Z")
+
+
+def in_url_userinfo(before: str) -> bool:
+    """Whether a `key:` is the user part of a URL (`https://x-access-token:TOKEN@host`): the
+    URL's password is its own detector's, and the value would run on into the host."""
+    return _USERINFO.search(before) is not None
+
+
 # --- phone numbers ----------------------------------------------------------------------------
 
 # Just before a candidate: what makes it an order number, id, price or version instead.

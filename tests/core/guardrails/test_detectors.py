@@ -243,3 +243,12 @@ def test_the_fast_path_holds_on_long_text(text: str) -> None:
     from lockgate.guardrails.scan import reference as _reference
 
     assert find(text * 3) == _resolve(_reference(text * 3))
+
+
+def test_a_token_as_the_user_part_of_a_url_is_its_own_type_not_a_secret_value() -> None:
+    text = f"git remote set-url origin https://x-access-token:{GH}@github.com/org/repo.git"
+    assert [(text[s.start : s.end], s.type) for s in find(text)] == [(GH, "GITHUB_TOKEN")]
+    text = "amqp://token:s3cr3t-v4lue@rabbit:5672/"
+    assert [(text[s.start : s.end], s.type) for s in find(text)] == [
+        ("s3cr3t-v4lue", "URL_PASSWORD")
+    ]

@@ -743,6 +743,120 @@ def negatives(g: Gen) -> Iterator[tuple[list[Part], str]]:
         )
 
 
+def wild(g: Gen) -> Iterator[tuple[list[Part], str]]:
+    """Positives in the shapes of real text: case, brackets, links, ports, cookies, exports."""
+    e = g.email()
+    yield (
+        ["Reply to <", Ent(e.upper() if g.r.random() < 0.5 else e.title(), "EMAIL"), "> please.\n"],
+        "email",
+    )
+    yield ["See [contact](mailto:", Ent(g.email(), "EMAIL"), ") or the wiki.\n"], "markdown"
+    num = phonenumbers.parse(g.phone(), "US")
+    e164 = phonenumbers.format_number(num, PhoneNumberFormat.E164)
+    yield ['<a href="tel:', Ent(e164, "PHONE"), '">call us</a>\n'], "html"
+    us = g.pick(["(415) 555-2671", "(212) 555-0143", "(646) 555-3890"])
+    yield ["Phone: ", Ent("+1 " + us + " ext. " + str(g.r.randint(1, 999)), "PHONE"), "\n"], "email"
+    yield (
+        [
+            f"{ts(g)} WARN connection from ",
+            Ent(g.ipv4(), "IP"),
+            f":{g.r.randint(1024, 65535)} reset\n",
+        ],
+        "log",
+    )
+    yield ["Set-Cookie: session=", Ent(g.jwt(), "JWT"), "; Path=/; HttpOnly\n"], "http"
+    yield ['export OPENAI_API_KEY="', Ent(g.openai(), "OPENAI_KEY"), '"\n'], "shell"
+    yield (
+        [
+            "git remote set-url origin https://x-access-token:",
+            Ent(g.github(), "GITHUB_TOKEN"),
+            "@github.com/org/repo.git\n",
+        ],
+        "shell",
+    )
+    yield (
+        [
+            "AMQP_URL=amqp://guest:",
+            Ent(g.url_password(), "URL_PASSWORD"),
+            "@rabbit.internal:5672/\n",
+        ],
+        "env",
+    )
+    yield (
+        ['oauth:\n  client_id: web-app\n  client_secret: "', Ent(g.s(28), "SECRET_VALUE"), '"\n'],
+        "yaml",
+    )
+    card = g.card().replace(" ", "").replace("-", "")
+    yield jdump({"payment": {"card": Ent(card, "CARD"), "exp": "12/29", "cvc": "***"}}), "json"
+    yield ["Please wire the refund to ", Ent(g.iban(grouped=True), "IBAN"), ". Thanks!\n"], "email"
+    yield (
+        [
+            "applicant ssn: ",
+            Ent(g.ssn(), "SSN"),
+            f", dob {g.r.randint(1950, 2000)}-0{g.r.randint(1, 9)}-1{g.r.randint(0, 9)}\n",
+        ],
+        "log",
+    )
+    yield (
+        [
+            'curl -H "Authorization: Basic ',
+            Ent(base64.b64encode(f"svc:{g.password()}".encode()).decode(), "AUTH_HEADER"),
+            '" https://ci.internal/api\n',
+        ],
+        "curl",
+    )
+    yield (
+        [
+            "  File \"deploy.py\", line 12\n    s3 = boto3.client('s3', aws_access_key_id='",
+            Ent(g.aws_id(), "AWS_ACCESS_KEY"),
+            "')\n",
+        ],
+        "stacktrace",
+    )
+
+
+def wild_negatives(g: Gen) -> Iterator[tuple[list[Part], str]]:
+    """Hard negatives in the same real shapes: templates, references, docs, versions."""
+    yield (
+        [
+            "git remote set-url origin https://x-access-token:${GITHUB_TOKEN}@github.com/org/repo.git\n"
+        ],
+        "shell",
+    )
+    yield ['curl -H "Authorization: Bearer $TOKEN" https://api.internal/v1/me\n'], "curl"
+    yield ["See [support](mailto:help@example.com) or call +1 (555) 010-0199.\n"], "markdown"
+    yield (
+        [
+            f"pip install 'urllib3=={g.version()}.{g.r.randint(1, 9)}' && npm i @scope/pkg@{g.version()}\n"
+        ],
+        "shell",
+    )
+    yield (
+        [
+            "password = os.environ.get('DB_PASSWORD')\ntoken = request.headers['X-Token']\nsecret: ${{ secrets.DEPLOY_KEY }}\n"
+        ],
+        "code",
+    )
+    yield (
+        [
+            f"{ts(g)} INFO build {g.r.randint(10**9, 10**10)} sha {g.sha1()} took {g.r.randint(1, 900)}.{g.r.randint(10, 99)}s on 127.0.0.1\n"
+        ],
+        "log",
+    )
+    yield (
+        [
+            f"phone: +1-555-0100 (fictional), card: 4111 1111 1111 111{g.r.randint(2, 9)} (invalid), ssn: 000-12-3456\n"
+        ],
+        "yaml",
+    )
+    yield (
+        [
+            f'{{"message": "The password must be at least {g.r.randint(8, 16)} characters", "field": "password"}}'
+        ],
+        "json",
+    )
+
+
 def build() -> list[Sample]:
     from lockgate.guardrails.detectors import TYPES
 
@@ -760,6 +874,13 @@ def build() -> list[Sample]:
             value = value_of(g, type_)
             parts, fmt = template(g, Ent(value, type_))
             add(parts, fmt, "positive")
+    # Entities written the way people write them, not as the templates above do.
+    for _ in range(3):
+        for parts, fmt in wild(g):
+            add(parts, fmt, "positive")
+    for _ in range(3):
+        for parts, fmt in wild_negatives(g):
+            add(parts, fmt, "negative")
     # Several entities in one sample, as in a real tool result.
     for _ in range(40):
         types = g.r.sample([t for t in TYPES if t not in KEYED and t != "PRIVATE_KEY"], 3)
