@@ -252,3 +252,38 @@ def test_a_token_as_the_user_part_of_a_url_is_its_own_type_not_a_secret_value() 
     assert [(text[s.start : s.end], s.type) for s in find(text)] == [
         ("s3cr3t-v4lue", "URL_PASSWORD")
     ]
+
+
+def test_custom_detectors_run_with_the_built_ins_and_their_validators() -> None:
+    from lockgate.guardrails.detectors import Custom, Detectors
+
+    engine = Detectors(
+        [Custom("EMPLOYEE_ID", r"EMP-\d{6}"), Custom("ACCOUNT", r"AC\d{7}", validator="luhn")]
+    )
+    text = "EMP-123456 AC0000000 AC0000001 bob@acme.io"
+    assert [(text[s.start : s.end], s.type) for s in engine.find(text)] == [
+        ("EMP-123456", "EMPLOYEE_ID"),
+        ("AC0000000", "ACCOUNT"),  # Luhn-valid; AC0000001 is not
+        ("bob@acme.io", "EMAIL"),
+    ]
+    assert engine.redact(text, {"EMPLOYEE_ID": "mask", "EMAIL": "log"}) == (
+        "[REDACTED:EMPLOYEE_ID] AC0000000 AC0000001 bob@acme.io"
+    )
+    assert Detectors().find(text) == find(text)
+
+
+def test_a_custom_mod97_detector_checks_the_checksum() -> None:
+    from lockgate.guardrails.detectors import Custom, Detectors
+
+    engine = Detectors([Custom("INTERNAL_IBAN", r"XX\d{2}[A-Z0-9]{10}", validator="mod97")])
+    body = "BANK123456"
+    check = 98 - int("".join(str(int(c, 36)) for c in body + "XX00")) % 97
+    good, bad = f"XX{check:02d}{body}", f"XX{(check + 1) % 100:02d}{body}"
+    assert [s.type for s in engine.find(f"{good} {bad}")] == ["INTERNAL_IBAN"]
+
+
+def test_a_custom_pattern_that_does_not_compile_is_refused_at_load() -> None:
+    from lockgate.guardrails.detectors import Custom, Detectors
+
+    with pytest.raises(ValueError, match="EMPLOYEE_ID"):
+        Detectors([Custom("EMPLOYEE_ID", r"EMP-(\d{6}")])
