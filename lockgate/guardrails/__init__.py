@@ -4,10 +4,12 @@ Pure: no mitmproxy, no network, testable on plain strings."""
 
 __all__ = [
     "detectors",
+    "findings",
     "limits",
     "pinning",
     "pinschema",
     "pinstore",
     "policy",
     "redaction",
+    "text",
 ]
