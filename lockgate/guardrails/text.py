@@ -271,7 +271,8 @@ def _name_base(name: str) -> str:
 
 def fold_name(name: str) -> str:
     """Case-, width- and separator-insensitive form of a name (``Send-Email`` == ``send_email``)."""
-    return _SEPARATORS.sub("", _name_base(name).lower().translate(_CONFUSABLE))
+    folded = unicodedata.normalize("NFKC", _name_base(name).casefold())  # canonical caseless
+    return _SEPARATORS.sub("", folded.translate(_CONFUSABLE))
 
 
 def skeleton(name: str) -> str:

@@ -1,0 +1,720 @@
+"""The matching machinery behind `findings`: rule families as anchored regexes, document gates.
+
+Why it exists apart from `findings.py` (which walks definitions and results and names the
+findings): this is the hot path, shaped for speed. Python's `re` is fast when a pattern starts
+with a literal and slow (0.05-0.3 µs per character) when it starts with an alternation or `\\b`.
+So each family lists its anchors, the literals its matches start with; `str.find` (C speed)
+locates them and the regex is only `match`ed at those positions, bounded to the string the
+anchor is in. Before that, `gates` reads the item's JSON once (the bytes the cache key hashes
+anyway) as a set of words and switches off every family whose words are absent: each gate is a
+word every match of its family contains, so skipping never loses a match. Honest definitions
+usually end there.
+
+All text here is folded first (`text.fold`: lower case; NFKC, homoglyphs and invisible
+characters undone for non-ASCII text).
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import parse_qsl, urlsplit
+
+from lockgate.guardrails import text
+
+_R = re.compile
+_TOOLREF = r"`?[a-z][a-z0-9]*(?:_[a-z0-9]+)+`?"  # a snake_case tool name
+_NOT = r"(?:not|never|without|n['\u2019]t|dont)"
+
+Check = Callable[[str, "re.Match[str]", int, str], bool]  # (doc, match, string start, own name)
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One pattern of a rule group. `group` decides the rule per zone (see findings.py)."""
+
+    group: str
+    anchors: tuple[str, ...]
+    rx: re.Pattern[str]
+    check: Check | None = None
+    words: tuple[frozenset[bytes], ...] = ()  # gate: each set meets the item's words
+    snake: bool = False  # matches need "_" (tool names, paths): not run on the spaced text
+    quoted_exempt: bool = True  # a quoted example ("such as 'ignore previous...'") is not a hit
+
+
+def _fam(
+    group: str,
+    anchors: str,
+    pattern: str,
+    check: Check | None = None,
+    *,
+    words: str = "",
+    snake: bool = False,
+    quoted_exempt: bool = True,
+) -> Family:
+    gate = tuple(frozenset(w.encode() for w in part.split()) for part in words.split("|") if part)
+    return Family(
+        group, tuple(anchors.split("|")), _R(pattern, re.S), check, gate, snake, quoted_exempt
+    )
+
+
+# --- checks -----------------------------------------------------------------------------------
+
+_QUOTES: Final = {
+    "'": "'",
+    '"': '"',
+    "`": "`",
+    "\u201c": "\u201d",
+    "\u2018": "\u2019",
+    "\u00ab": "\u00bb",
+    "\u201e": "\u201c",
+}
+_EXAMPLE_CUE: Final = _R(
+    r"\b(?:such\s+as|e\.g\.|for\s+example|for\s+instance|like|examples?|phrases?|patterns?"
+    r"|strings?|detects?|detecting|flags?|flagging|matches|matching|including|quotes?|blocks?)\b"
+)
+
+
+def quoted_example(t: str, start: int, end: int, lo: int = 0) -> bool:
+    """A match inside a short quoted string introduced as an example (a detector's docs)."""
+    i = start - 1
+    while i >= max(lo, start - 40) and t[i] not in _QUOTES and t[i] not in ".\n":
+        i -= 1
+    if i < lo or t[i] not in _QUOTES:
+        return False
+    close = t.find(_QUOTES[t[i]], end, end + 80)
+    return close >= 0 and _EXAMPLE_CUE.search(t, max(lo, i - 120), i) is not None
+
+
+_COMMENT_TO: Final = _R(
+    r"\b(?:assistants?|ai|llms?|claude|gpt|chatgpt|copilot|gemini|language\s+models?"
+    r"|ai\s+(?:models?|agents?)|the\s+model\s*:|agents?\s*:)"
+)  # "model" and "agent" alone are too common in honest comments (data model, user agent)
+_COMMENT_DO: Final = _R(
+    r"\b(?:must|should|always|never|do\s+not|don'?t|ignore|instead|please|remember|make\s+sure"
+    r"|you\s+are|your\s+task|instructions?|read|send|include)\b"
+)
+
+
+def _comment(doc: str, m: re.Match[str], lo: int, own: str) -> bool:
+    body = m.group(1)
+    return _COMMENT_TO.search(body) is not None and _COMMENT_DO.search(body) is not None
+
+
+_READ_VERB: Final = _R(
+    r"\b(?:read|reads|reading|cat|open|opens|opening|dump|print|output|copy|send|upload|include"
+    r"|attach|paste|pass|provide|exfiltrate|forward|post|share|leak|grab|collect|extract)\b"
+    r"|\bcontents?\s+of\b|\btext\s+of\b"
+)
+_TRANSFER_VERB: Final = _R(
+    r"\b(?:send|upload|include|attach|paste|pass|provide|exfiltrate|forward|post|share|leak"
+    r"|grab|collect|dump|cat)\b|\bcontents?\s+of\b|\b(?:read|open)\b[^.\n]{0,60}\band\s+"
+    r"(?:pass|send|include|put|paste|add|provide|attach|upload|post|forward)\b"
+)
+_AFTER_TRANSFER: Final = _R(
+    r"[^.\n]{0,60}?\b(?:and|then)\s+(?:pass|send|include|put|paste|add|provide|attach|upload"
+    r"|post|forward|return)\b"
+)
+_NEGATED: Final = _R(r"\b(?:never|not|n't|without|no)\s+(?:\w+\s+)?$")
+
+
+def _verb_near(verb: re.Pattern[str]) -> Check:
+    """A read (or transfer) verb earlier in the sentence, not negated, or "and send" after."""
+
+    def check(doc: str, m: re.Match[str], lo: int, own: str) -> bool:
+        start = max(lo, m.start() - 100)
+        before = doc[start : m.start()]
+        cut = max(before.rfind(". "), before.rfind("\n"))
+        if cut >= 0:
+            before = before[cut + 1 :]
+        last = None
+        for last in verb.finditer(before):  # noqa: B007 - the last one is wanted
+            pass
+        if last is not None and not _NEGATED.search(before, 0, last.start()):
+            return True
+        return _AFTER_TRANSFER.match(doc, m.end(), min(len(doc), m.end() + 80)) is not None
+
+    return check
+
+
+_REF_BEFORE: Final = _R(r"(" + _TOOLREF + r")\s+$")
+
+
+def _not_self(doc: str, m: re.Match[str], lo: int, own: str) -> bool:
+    """The tool the sentence talks about is another one (group "ref"), not `own` or "this"."""
+    ref = m.groupdict().get("ref")
+    if ref is None or ref.startswith("other"):
+        return True
+    name = ref.split()[-1].strip("`")
+    if name == "tool":
+        return m.groupdict().get("pre") not in (None, "this", "the", "a", "our")
+    return name.replace("-", "_") != own
+
+
+def _ref_before(doc: str, m: re.Match[str], lo: int, own: str) -> bool:
+    """`<snake_case_name> tool must ...`: the name before the anchor, not `own`."""
+    ref = _REF_BEFORE.search(doc, max(lo, m.start() - 80), m.start())
+    return ref is not None and ref.group(1).strip("`") != own
+
+
+def _after_blank_line(doc: str, m: re.Match[str], lo: int, own: str) -> bool:
+    return re.search(r"\n\s*\n\s*$", doc[max(lo, m.start() - 24) : m.start()]) is not None
+
+
+def _line_start(doc: str, m: re.Match[str], lo: int, own: str) -> bool:
+    line = doc.rfind("\n", lo, m.start()) + 1
+    return not doc[max(lo, line) : m.start()].strip()
+
+
+# --- families ---------------------------------------------------------------------------------
+
+_EXFIL_STRONG = (
+    r"your\s+(?:full\s+|entire\s+|complete\s+|whole\s+)?(?:system\s+prompt|instructions|initial"
+    r"\s+prompt|context(?:\s+window)?|memory|previous\s+messages|conversation(?:\s+history)?"
+    r"|chat\s+history|prompt)|everything\s+(?:above|before\s+this|so\s+far|in\s+(?:the|your)"
+    r"\s+context)|conversation\s+so\s+far|all\s+(?:prior|previous|earlier)\s+messages"
+    r"|system\s+prompt\s+verbatim|verbatim\s+(?:copy\s+of\s+)?(?:the\s+|your\s+)?"
+    r"(?:system\s+prompt|conversation|instructions)"
+)
+_STRONG_ANCHORS = "your|everything|conversation|all|system|verbatim"
+_EXFIL_WEAK = (
+    r"(?:full|entire|complete|whole)\s+(?:conversation|chat|history|context|transcript"
+    r"|system\s+prompt|message\s+history)|system\s+prompt|previous\s+(?:messages|turns"
+    r"|instructions)|(?:conversation|chat)\s+history"
+)
+_TARGET_WORDS = (
+    "prompt instructions context memory messages conversation history far above before verbatim"
+)
+_WEAK_ANCHORS = "full|entire|complete|whole|system|previous|conversation|chat"
+_VERBS = (
+    "fill|populate|set|put|pass|include|provide|insert|paste|copy|send|add|attach|dump|enter"
+    "|repeat|output|print|append|forward|list|supply|give"
+)
+_VERB_BEFORE: Final = _R(r"\b(?:" + _VERBS + r")\b[^.\n]{0,40}?$")
+
+
+def _verb_before(doc: str, m: re.Match[str], lo: int, own: str) -> bool:
+    """A fill/pass/include... verb shortly before the exfiltration target."""
+    return _VERB_BEFORE.search(doc, max(lo, m.start() - 50), m.start()) is not None
+
+
+_MODEL = r"(?:ai|assistant|llm|language\s+model|model|agent|bot|claude|chatgpt|gpt|copilot|gemini)"
+_TELL = r"(?:tell|telling|inform|informing|notify|notifying|alert|alerting|warn|warning)"
+_SHOW = (
+    r"(?:mention|mentioning|reveal|revealing|disclose|disclosing|show|showing|explain|explaining"
+    r"|report|reporting)"
+)
+_WHAT = (
+    r"(?:this|it|that|these|any\s+of\s+(?:this|these)|the\s+(?:above|following|instructions?"
+    r"|notes?|steps?|side\s+effects?|requirements?))"
+)
+_SENSITIVE_STRONG = (
+    r"\.ssh\b(?!/(?:known_hosts|config|authorized_keys)\b)|\bid_(?:rsa|ed25519|ecdsa|dsa)\b"
+    r"|\.aws/(?:credentials|config)|\.config/gcloud|\bapplication_default_credentials\.json"
+    r"|\.azure/|\.kube/config|\.docker/config\.json|\.netrc\b|\.npmrc\b|\.pypirc\b"
+    r"|\.git-credentials\b|\bmcp\.json\b|\bclaude_desktop_config\.json|\.cursor/"
+    r"|/etc/(?:shadow|passwd|sudoers)\b|\.gnupg\b|\blogin\.keychain|\bwallet\.dat"
+    r"|\bprivate[\s_]keys?\b|\bcookies(?:\.sqlite)?\b|\blogin\s+data\b"
+)
+SENSITIVE_STRONG: Final = _R(_SENSITIVE_STRONG)
+
+FAMILIES: Final = (
+    # hidden instructions
+    _fam(
+        "hidden",
+        "<",
+        r"<\s*/?\s*(?:important|instructions?|system|secret|hidden|admin|critical|assistant_only"
+        r"|tool_result|function_results?|system-reminder)\s*>|<\|(?:im_start|im_end|system"
+        r"|endoftext|begin_of_text|start_header_id|eot_id)\|>|<</?sys>>",
+        snake=True,
+    ),
+    _fam("hidden", "[inst|[/inst", r"\[/?inst\]", words="inst"),
+    _fam(
+        "hidden",
+        "ignor|disregard|forget",
+        r"\b(?:ignore|ignoring|disregard|disregarding|forget)\W+(?:(?:all|any|the|of|every|your"
+        r"|everything|each)\W+){0,3}(?:previous|prior|above|earlier|preceding|former|original"
+        r"|initial|system|safety|developer)\W+(?:\w+\W+){0,2}?(?:instructions?|prompts?"
+        r"|directions?|guidelines|directives|commands|rules|messages|context)\b"
+        r"|\b(?:ignore|disregard|forget)\W+(?:all\W+)?(?:of\W+)?(?:the\W+)?(?:above|everything"
+        r"\W+(?:above|before|you\W+(?:were|have\W+been)\W+told))\b"
+        r"|\b(?:ignore|disregard|forget)\W+your\W+(?:\w+\W+)?(?:instructions|guidelines"
+        r"|system\W+prompt|programming|rules|training)\b",
+        words="ignore ignoring disregard disregarding forget",
+    ),
+    _fam(
+        "hidden",
+        "not|never|without|n't|n\u2019t|dont|no need",
+        r"(?:" + _NOT + r"|no\s+need\s+to)\s+(?:ever\s+)?" + _TELL + r"\s+(?:the\s+)?users?\b"
+        r"(?!['\u2019]s)(?!\s+(?:more|again|twice))"
+        r"|" + _NOT + r"\s+(?:ever\s+)?(?:let|letting)\s+(?:the\s+)?users?\s+(?:know|see|notice"
+        r"|find\s+out|be\s+aware)"
+        r"|" + _NOT + r"\s+(?:ever\s+)?" + _SHOW + r"\s+" + _WHAT + r"\b(?:[^.\n]{0,30}?\bto\s+"
+        r"(?:the\s+)?users?\b|(?<=instructions)|(?<=instruction)|(?<=note)|(?<=notes)"
+        r"|(?<=steps)|(?<=effect)|(?<=effects))",
+        words=(
+            "not never without don dont no t|user users instructions instruction "
+            "note notes steps effect effects"
+        ),
+    ),
+    _fam(
+        "hidden",
+        "user",
+        r"users?\s+(?:must|should|need)\s+(?:not|never)\s+(?:know|see|notice|find\s+out"
+        r"|be\s+(?:told|informed|aware|notified))",
+        words="not never",
+    ),
+    _fam(
+        "hidden",
+        "keep|hide|behind|silently|secretly|covertly|quietly",
+        r"\b(?:keep|hide)\s+(?:this|it|that|these)(?:\s+\w+){0,3}?\s+(?:secret\s+|hidden\s+)?"
+        r"from\s+(?:the\s+)?users?\b|\bbehind\s+the\s+users?['\u2019]?s?\s+back\b"
+        r"|\b(?:silently|secretly|covertly|quietly)\s+(?:also\s+)?(?:send|forward|copy|upload"
+        r"|include|add|read|exfiltrate|bcc|cc|post|transmit|attach|leak)\b",
+        words="keep hide behind silently secretly covertly quietly",
+    ),
+    _fam(
+        "hidden",
+        "new|updated|real|actual|true|hidden|secret|override|additional|important|system|you"
+        "|from|enable|enter",
+        r"\b(?:new|updated|real|actual|true|hidden|secret|override|additional|important)\s+"
+        r"(?:system\s+)?instructions?\s*(?::|follow)|\bsystem\s+(?:override|prompt\s+override"
+        r"|instruction)s?\s*:|\byou\s+are\s+now\s+(?:in\s+)?(?:developer|dan|jailbroken"
+        r"|jailbreak|unrestricted|admin|god|an?\s+unfiltered)\b|\bfrom\s+now\s+on,?\s+you"
+        r"\s+(?:must|will|are|should|shall)\b|\b(?:enable|enter)\s+(?:developer|jailbreak)\s+mode",
+        words="instruction instructions override overrides now mode",
+    ),
+    _fam(
+        "hidden",
+        _STRONG_ANCHORS,
+        r"\b(?:" + _EXFIL_STRONG + ")",
+        _verb_before,
+        words=_VERBS.replace("|", " ") + "|" + _TARGET_WORDS,
+    ),
+    _fam("hidden", "<!--", r"<!--(.*?)(?:-->|$)", _comment, snake=True, quoted_exempt=False),
+    # sensitive files: strong targets after a read verb, weak ones after a transfer verb
+    _fam(
+        "sensitive",
+        ".ssh|id_|.aws/|.config/gcloud|application_default|.azure/|.kube/|.docker/|.netrc|.npmrc"
+        "|.pypirc|.git-credentials|mcp.json|claude_desktop|.cursor/|/etc/|.gnupg|login|wallet.dat"
+        "|private|cookies",
+        _SENSITIVE_STRONG,
+        _verb_near(_READ_VERB),
+        words=(
+            "read reads reading cat open opens opening dump print output copy send "
+            "upload include attach paste pass provide exfiltrate forward post share "
+            "leak grab collect extract contents content text put add return "
+            "then|ssh rsa ed ecdsa dsa aws gcloud azure kube docker netrc npmrc "
+            "pypirc credentials mcp claude cursor etc gnupg keychain login wallet "
+            "private cookies"
+        ),
+        snake=True,
+        quoted_exempt=False,
+    ),
+    _fam(
+        "sensitive",
+        ".env|_history|secrets.|credentials.json|.pem",
+        r"(?<![\w.])\.env(?:\.[a-z]+)?\b|_history\b|secrets\.(?:ya?ml|json|toml)\b"
+        r"|credentials\.json\b|\.pem\b",
+        _verb_near(_TRANSFER_VERB),
+        words=(
+            "read reads reading cat open opens opening dump print output copy send "
+            "upload include attach paste pass provide exfiltrate forward post share "
+            "leak grab collect extract contents content text put add return "
+            "then|env history secrets credentials pem"
+        ),
+        snake=True,
+        quoted_exempt=False,
+    ),
+    # cross-tool shadowing
+    _fam(
+        "shadow",
+        "side",
+        r"\bside[\s-]effects?\s+on\s+(?:the\s+)?(?:\w+\s+){0,3}?(?:tools?\b|" + _TOOLREF + ")",
+        snake=True,
+        words="side|effect effects",
+    ),
+    _fam(
+        "shadow",
+        "when|if|every|each|any",
+        r"\b(?:when|whenever|if|every\s+time|each\s+time|any\s+time)\b[^.\n]{0,60}?"
+        r"(?P<ref>(?:(?P<pre>\w+)\s+)?(?:" + _TOOLREF + r"|tool))\s*(?:tool\s+)?(?:\)\s*)?"
+        r"(?:is\s+|are\s+|gets\s+|was\s+)?(?:used|called|invoked|run|executed|available"
+        r"|present|requested|triggered)\b[^.\n]{0,120}?\b(?:must|should|always|make\s+sure"
+        r"|be\s+sure|ensure|need\s+to|has\s+to|have\s+to)\b[^.\n]{0,60}?\b(?:send|change"
+        r"|set|add|include|redirect|forward|copy|bcc|cc|replace|append|prepend|route|attach"
+        r"|upload|post|modify|rewrite|swap|instead)\b",
+        _not_self,
+        words=(
+            "used called invoked run executed available present requested "
+            "triggered|must should always make be ensure need has have|send change "
+            "set add include redirect forward copy bcc cc replace append prepend "
+            "route attach upload post modify rewrite swap instead"
+        ),
+        snake=True,
+    ),
+    _fam(
+        "shadow",
+        "tool",
+        r"tool\s+(?:must|should|will|shall)\s+(?:now\s+|also\s+|always\s+|only\s+)*(?:send|use"
+        r"|include|add|forward|redirect|be\s+used|route|copy|bcc|cc|ignore|return|change|set"
+        r"|be\s+called\s+with)\b",
+        _ref_before,
+        words="must should will shall",
+        snake=True,
+    ),
+    _fam(
+        "shadow",
+        "other",
+        r"\bother\s+tools?\b[^.\n]{0,80}?\b(?:must|should|shall|need\s+to|have\s+to|are\s+"
+        r"(?:required|not\s+allowed)|may\s+not|cannot)\b",
+        words="tool tools",
+    ),
+    _fam(
+        "shadow",
+        "overrid|supersed|takes|replace",
+        r"\b(?:overrides?|supersedes?|takes\s+precedence\s+over|replaces?)\s+(?:the\s+)?"
+        r"(?:behaviou?r|instructions?|descriptions?|rules)\s+of\b",
+        words="behavior behaviour instructions instruction description descriptions rules",
+    ),
+    _fam(
+        "shadow",
+        "never|not|n't|dont",
+        _NOT
+        + r"\s+(?:use|call|invoke|trust)\s+(?:the\s+|any\s+)?(?P<ref>other\s+tools?|"
+        + _TOOLREF
+        + r")(?:\s+tool)?\b[^.\n]{0,60}?(?:instead|use\s+this|only\s+this)",
+        _not_self,
+        words="use call invoke trust|instead this",
+        snake=True,
+    ),
+    _fam(
+        "shadow",
+        "all",
+        r"\ball\s+(?:outgoing\s+)?(?:emails?|messages?|requests?|payments?|transfers?|files?)"
+        r"\s+(?:\w+\s+){0,5}?(?:must|should|will|shall|are\s+to)\s+(?:now\s+|always\s+|also\s+)?"
+        r"(?:be\s+)?(?:sent|send|forwarded|redirected|routed|copied|bcc'?d|cc'?d)\s+to\b",
+        words=(
+            "sent send forwarded redirected routed copied bcc cc bccd ccd|must "
+            "should will shall are"
+        ),
+    ),
+    # addressed to the model from inside data (results, schema text)
+    _fam(
+        "address",
+        "attention|important|message|note|notice|instruction|reminder|hey|dear",
+        r"\b(?:attention|important|message|note|notice|instructions?|reminder|hey|dear)\s*"
+        r"(?:to|for)?\s*(?:the\s+|any\s+|all\s+)?"
+        + _MODEL
+        + r"s?(?:\s+(?:assistant|agent|model|bot)s?)?\b\s*(?:[:,!-]|reading"
+        r"|processing)",
+        words=(
+            "ai ais assistant assistants llm llms language model models agent "
+            "agents bot bots claude claudes chatgpt chatgpts gpt gpts copilot "
+            "copilots gemini geminis"
+        ),
+    ),
+    _fam(
+        "address",
+        "if",
+        r"\bif\s+you\s+are\s+(?:an?\s+)?(?:ai|llm|language\s+model|assistant|agent|chatbot"
+        r"|claude|chatgpt|gpt)\b",
+        words="you|ai llm language assistant agent chatbot claude chatgpt gpt",
+    ),
+    _fam(
+        "address",
+        "ai|assistant|claude|chatgpt|gpt|copilot|gemini|agent",
+        r"\b(?:ai|assistant|claude|chatgpt|gpt|copilot|gemini|agent)s?\s*[:,]\s*(?:you\s+(?:must"
+        r"|should|will|are\s+(?:now|required))|please|now|ignore|stop|instead|immediately)",
+        words=(
+            "ai ais assistant assistants claude claudes chatgpt gpt gpts copilot "
+            "copilots gemini agent agents"
+        ),
+    ),
+    _fam(
+        "address",
+        "your|stop|cease|instead",
+        r"\byour\s+(?:new|real|actual|true|only|updated)\s+(?:task|goal|instructions?"
+        r"|objective|role|purpose|job)\b|\byour\s+task\s+is\s+now\b|\b(?:stop|cease)\s+"
+        r"(?:what\s+you\s+are\s+doing|summariz|the\s+current\s+task)|\binstead\s+of\s+"
+        r"(?:summariz|answer|respond|translat)\w*\s*(?:this|the|,)",
+        words="your stop cease instead",
+    ),
+    _fam(
+        "address",
+        "tell|inform|convince|respond|reply|answer",
+        r"\b(?:tell|inform|convince)\s+the\s+user\s+(?:that|to)\b|\b(?:respond|reply|answer)"
+        r"\s+(?:only\s+)?with\s+['\"\u201c]",
+        words="tell inform convince respond reply answer",
+    ),
+    _fam(
+        "address",
+        "now|immediately|next|then|first",
+        r"\b(?:now|immediately|next|then|first)\s*,?\s+(?:call|invoke|run|execute|use)\s+"
+        r"(?:the\s+)?" + _TOOLREF + r"(?:\s+tool)?\s+(?:with|to|and|passing)\b",
+        words="call invoke run execute use",
+        snake=True,
+    ),
+    # asks for the model's context inside schema text
+    _fam(
+        "exfil",
+        _STRONG_ANCHORS + "|" + _WEAK_ANCHORS,
+        r"\b(?:" + _EXFIL_STRONG + "|" + _EXFIL_WEAK + ")",
+        _verb_before,
+        words=_VERBS.replace("|", " ") + "|" + _TARGET_WORDS + " transcript turns",
+    ),
+    # forged turns inside a result
+    _fam(
+        "turns",
+        "<",
+        r"</?\s*(?:tool_result|tool_results|function_results?|function_calls?|tool_use|tool_call"
+        r"|tool_response|system|system-reminder|instructions?|user_query|assistant_response)\s*>"
+        r"|<\|(?:im_start|im_end|system|user|assistant|endoftext|begin_of_text|start_header_id"
+        r"|end_header_id|eot_id)\|>|<</?sys>>",
+        snake=True,
+    ),
+    _fam("turns", "[inst|[/inst", r"\[/?inst\]", words="inst"),
+    _fam(
+        "turns",
+        "human|assistant",
+        r"\b(?:human|assistant)\s*:",
+        _after_blank_line,
+        words="human assistant",
+    ),
+    _fam(
+        "turns",
+        "system",
+        r"\bsystem\s*:\s*(?:you|ignore|new|from|the\s+user|override)",
+        _line_start,
+        words="system",
+    ),
+)
+
+
+def hits(
+    doc: str,
+    starts: Sequence[int],
+    ends: Sequence[int],
+    groups: frozenset[str],
+    own: str = "",
+    words: frozenset[bytes] | None = None,
+) -> Iterator[tuple[str, int]]:
+    """(group, index of the string) for every family of `groups` matching in `doc`, the
+    strings' folded texts laid end to end (string i is doc[starts[i]:ends[i]])."""
+    for fam in FAMILIES:
+        if fam.group in groups and (words is None or _open(fam, words)):
+            for m, i in _matches(fam, doc, starts, ends):
+                lo = starts[i]
+                if (fam.check is None or fam.check(doc, m, lo, own)) and not (
+                    fam.quoted_exempt and quoted_example(doc, m.start(), m.end(), lo)
+                ):
+                    yield fam.group, i
+
+
+def _open(fam: Family, words: frozenset[bytes]) -> bool:
+    for ws in fam.words:  # noqa: SIM110 - a plain loop, no generator: this runs per family
+        if ws.isdisjoint(words):
+            return False
+    return True
+
+
+def _matches(
+    fam: Family, doc: str, starts: Sequence[int], ends: Sequence[int]
+) -> Iterator[tuple[re.Match[str], int]]:
+    rx = fam.rx
+    for anchor in fam.anchors:
+        p = doc.find(anchor)
+        while p >= 0:
+            i = bisect_right(starts, p) - 1
+            m = rx.match(doc, p, ends[i])
+            if m is not None:
+                yield m, i
+            p = doc.find(anchor, p + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """What one pass over an item's JSON found: the groups that may match, the item's words,
+    and its folded JSON text (as is, and with "_" as spaces) for a permissive first match."""
+
+    groups: frozenset[str]
+    words: frozenset[bytes]
+    doc: str
+    spaced: str
+
+    def text_hit(self) -> bool:
+        """Whether any text family matches anywhere in the JSON text, ignoring checks and
+        quoted examples (a superset of the per-string matches: False means none)."""
+        ends = (len(self.doc),)
+        for fam in FAMILIES:
+            if _open(fam, self.words):
+                doc = self.doc if fam.snake else self.spaced
+                if next(_matches(fam, doc, (0,), ends), None) is not None:
+                    return True
+        return False
+
+
+def instructions(t: str) -> bool:
+    """Folded text (a decoded payload, tag-smuggled text) that reads as instructions or names
+    a secret file: any family at all, and any strong sensitive path even without a verb."""
+    groups = frozenset({"hidden", "shadow", "address", "exfil", "turns"})
+    return (
+        next(hits(t, (0,), (len(t),), groups), None) is not None
+        or SENSITIVE_STRONG.search(t) is not None
+        or exfil_link(t)
+    )
+
+
+# --- markdown / HTML image exfiltration -------------------------------------------------------
+
+_IMAGE: Final = _R(
+    r"!\[[^\]\n]{0,300}\]\(\s*<?(https?://[^)\s]+)"
+    r"|<img\b[^>]*?\bsrc\s*=\s*[\"']?(https?://[^\"'\s>]+)",
+    re.I,
+)
+_LINK: Final = _R(r"(?<!!)\[[^\]\n]{0,300}\]\(\s*<?(https?://[^)\s]+)", re.I)
+_TEMPLATE: Final = _R(
+    r"\{\{?\s*[a-z_][\w. -]{0,40}\}\}?|<[a-z_ -]{3,40}>|%3c[a-z_]{3,40}%3e|\$\{?[a-z_]{3,}\}?"
+    r"|%7b%7b?[a-z_]+%7d|\[[a-z_ ]{3,40}\]",
+    re.I,
+)
+_PARAM_WORDS = (
+    "data exfil leak secret secrets password passwd pwd history conversation chat context prompt "
+    "memory cookie cookies creds credentials payload content msg message summary info ssn apikey "
+    "api_key userdata user_data dump body text"
+)
+_SUSPICIOUS_PARAM: Final = frozenset(_PARAM_WORDS.split())
+_LOCAL_HOSTS: Final = ("localhost", "127.0.0.1", "[::1]")
+
+
+def _suspicious_url(url: str, *, image: bool) -> bool:
+    """A URL whose query (or path) carries data out: a template to fill, a data-named parameter,
+    or a sentence. Images load by themselves, so their bar is lower than links'."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    if (parts.hostname or "") in _LOCAL_HOSTS:
+        return False
+    if _TEMPLATE.search(parts.query) or _TEMPLATE.search(parts.path):
+        return True
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name.lower() in _SUSPICIOUS_PARAM and len(value) >= (4 if image else 16):
+            return True
+        if " " in value and len(re.findall(r"[a-z]{2,}", value.lower())) >= (3 if image else 6):
+            return True
+    return False
+
+
+def exfil_link(raw: str) -> bool:
+    """A markdown/HTML image or markdown link to an external host carrying data."""
+    if "](" not in raw and "<img" not in raw.lower():
+        return False
+    for m in _IMAGE.finditer(raw):
+        if _suspicious_url(m.group(1) or m.group(2), image=True):
+            return True
+    return any(_suspicious_url(m.group(1), image=False) for m in _LINK.finditer(raw))
+
+
+# --- exfiltration parameter names -------------------------------------------------------------
+
+_EXFIL_NAME: Final = _R(
+    r"(?:sys|system|developer|dev|assistant|hidden|internal|initial|original|raw|full|model"
+    r"|agent|ai|llm|base|meta)(?:prompt|prompts|message|instructions?|context|rules)"
+    r"|(?:conversation|convo|chat|dialog|dialogue|session|message|messages|thread|llm|model|ai"
+    r"|assistant)(?:history|log|logs|transcript|context|dump|memory|so_far|sofar)"
+    r"|(?:context|memory|prompt|contextwindow)(?:dump|window|contents?|snapshot|export|full)"
+    r"|(?:previous|prior|past|earlier|all|full|entire|complete|whole)(?:messages?|conversation"
+    r"|convo|context|instructions|prompts?|turns|chat|history|dialog|dialogue|transcript)"
+    r"|fullcontext|contextwindow|modelcontext|yourinstructions|yourprompt"
+)
+_NAME_SEPARATORS: Final = _R(r"[\s_\-.]+")
+
+
+def exfil_name(name: str) -> bool:
+    """A parameter named for the model's own context (system_prompt, conversationHistory...)."""
+    return _EXFIL_NAME.fullmatch(_NAME_SEPARATORS.sub("", text.fold(name))) is not None
+
+
+# --- document gates ---------------------------------------------------------------------------
+# Words are the letter runs of the folded, lower-cased JSON with its \n, \t, \r escapes undone.
+
+_LETTERS: Final = bytes(c if 97 <= c <= 122 else 32 for c in range(256))
+_B64CHARS: Final = bytes(
+    97 if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "+/=_-") else 32 for c in range(256)
+)
+
+
+_PARAM_GATES: Final = tuple(
+    w.encode()
+    for w in [
+        "prompt",
+        "history",
+        "context",
+        "message",
+        "conversation",
+        "chat",
+        "transcript",
+        "memory",
+        "dump",
+        "turn",
+        "instruction",
+        "dialog",
+        "convo",
+        "log",
+        "rules",
+        "snapshot",
+        "export",
+        "window",
+        "sofar",
+        "so_far",
+    ]
+)
+
+
+def gates(js: bytes, *, definition: bool, max_string: int) -> Gate:
+    """One pass over the item whose JSON is `js`: its words and folded text for the text
+    families, and the other groups that may apply: "link", "chars" (invisible/ANSI),
+    "encoded", "length", "params"."""
+    ascii_ = js.isascii()
+    if ascii_:
+        low = js.lower()
+    else:
+        low = text.fold(js.decode("utf-8", "surrogatepass")).encode("utf-8", "surrogatepass")
+    low = low.replace(b"\\n", b"  ").replace(b"\\t", b"  ").replace(b"\\r", b"  ")
+    words = frozenset(low.translate(_LETTERS).split())
+    active: set[str] = set()
+    if b"](" in low or b"<img" in low:
+        active.add("link")
+    if not ascii_ or b"\\u001b" in js:
+        active.add("chars")  # invisible/ANSI characters; tag-smuggled text
+    if b"a" * 24 in js.translate(_B64CHARS) or b"\\\\x" in js:
+        active.add("encoded")
+    if definition and (
+        not ascii_
+        or len(js) > max_string
+        or js.count(b"\\n") >= 25
+        or js.count(b" ") + js.count(b"\\t") >= 300
+    ):
+        active.add("length")
+    if definition and _params(js, low):
+        active.add("params")
+    doc = low.decode("utf-8", "surrogatepass")
+    return Gate(frozenset(active), words, doc, doc.replace("_", " "))
+
+
+def _params(js: bytes, low: bytes) -> bool:
+    """A required parameter or prompt argument whose name may be an exfiltration one."""
+    if b'"required":true' in js:
+        return True
+    i = low.find(b'"required":[')
+    while i >= 0:
+        j = low.find(b"]", i)
+        seg = low[i:j]
+        if any(g in seg for g in _PARAM_GATES):
+            return True
+        i = low.find(b'"required":[', j)
+    return False
