@@ -11,5 +11,6 @@ __all__ = [
     "pinstore",
     "policy",
     "redaction",
+    "rules",
     "text",
 ]

@@ -211,6 +211,11 @@ _WHAT = (
     r"(?:this|it|that|these|any\s+of\s+(?:this|these)|the\s+(?:above|following|instructions?"
     r"|notes?|steps?|side\s+effects?|requirements?))"
 )
+_READ_WORDS = (
+    "read reads reading cat open opens opening dump print output copy send upload include attach "
+    "paste pass provide exfiltrate forward post share leak grab collect extract contents content "
+    "text put add return then"
+)
 _SENSITIVE_STRONG = (
     r"\.ssh\b(?!/(?:known_hosts|config|authorized_keys)\b)|\bid_(?:rsa|ed25519|ecdsa|dsa)\b"
     r"|\.aws/(?:credentials|config)|\.config/gcloud|\bapplication_default_credentials\.json"
@@ -296,23 +301,29 @@ FAMILIES: Final = (
     ),
     _fam("hidden", "<!--", r"<!--(.*?)(?:-->|$)", _comment, snake=True, quoted_exempt=False),
     # sensitive files: strong targets after a read verb, weak ones after a transfer verb
-    _fam(
-        "sensitive",
-        ".ssh|id_|.aws/|.config/gcloud|application_default|.azure/|.kube/|.docker/|.netrc|.npmrc"
-        "|.pypirc|.git-credentials|mcp.json|claude_desktop|.cursor/|/etc/|.gnupg|login|wallet.dat"
-        "|private|cookies",
-        _SENSITIVE_STRONG,
-        _verb_near(_READ_VERB),
-        words=(
-            "read reads reading cat open opens opening dump print output copy send "
-            "upload include attach paste pass provide exfiltrate forward post share "
-            "leak grab collect extract contents content text put add return "
-            "then|ssh rsa ed ecdsa dsa aws gcloud azure kube docker netrc npmrc "
-            "pypirc credentials mcp claude cursor etc gnupg keychain login wallet "
-            "private cookies"
-        ),
-        snake=True,
-        quoted_exempt=False,
+    *(
+        _fam(
+            "sensitive",
+            anchors,
+            _SENSITIVE_STRONG,
+            _verb_near(_READ_VERB),
+            words=_READ_WORDS + "|" + targets,
+            snake=True,
+            quoted_exempt=False,
+        )
+        for anchors, targets in (
+            (".ssh|id_", "ssh rsa ed ecdsa dsa"),
+            (
+                ".aws/|.config/gcloud|application_default|.azure/|.kube/|.docker/|.netrc|.npmrc"
+                "|.pypirc|.git-credentials",
+                "aws gcloud credentials azure kube docker netrc npmrc pypirc",
+            ),
+            ("mcp.json|claude_desktop|.cursor/", "mcp claude cursor"),
+            (
+                "/etc/|.gnupg|login|wallet.dat|private|cookies",
+                "etc gnupg login wallet private cookies",
+            ),
+        )
     ),
     _fam(
         "sensitive",
@@ -320,12 +331,7 @@ FAMILIES: Final = (
         r"(?<![\w.])\.env(?:\.[a-z]+)?\b|_history\b|secrets\.(?:ya?ml|json|toml)\b"
         r"|credentials\.json\b|\.pem\b",
         _verb_near(_TRANSFER_VERB),
-        words=(
-            "read reads reading cat open opens opening dump print output copy send "
-            "upload include attach paste pass provide exfiltrate forward post share "
-            "leak grab collect extract contents content text put add return "
-            "then|env history secrets credentials pem"
-        ),
+        words=_READ_WORDS + "|env history secrets credentials pem",
         snake=True,
         quoted_exempt=False,
     ),
@@ -371,14 +377,17 @@ FAMILIES: Final = (
         "other",
         r"\bother\s+tools?\b[^.\n]{0,80}?\b(?:must|should|shall|need\s+to|have\s+to|are\s+"
         r"(?:required|not\s+allowed)|may\s+not|cannot)\b",
-        words="tool tools",
+        words="other|tool tools",
     ),
     _fam(
         "shadow",
         "overrid|supersed|takes|replace",
         r"\b(?:overrides?|supersedes?|takes\s+precedence\s+over|replaces?)\s+(?:the\s+)?"
         r"(?:behaviou?r|instructions?|descriptions?|rules)\s+of\b",
-        words="behavior behaviour instructions instruction description descriptions rules",
+        words=(
+            "overrides override supersedes supersede precedence replaces replace|behavior "
+            "behaviour instructions instruction description descriptions rules"
+        ),
     ),
     _fam(
         "shadow",
@@ -646,32 +655,15 @@ _LETTERS: Final = bytes(c if 97 <= c <= 122 else 32 for c in range(256))
 _B64CHARS: Final = bytes(
     97 if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "+/=_-") else 32 for c in range(256)
 )
+_B64RUN: Final = b"a" * 24  # text.decoded_payloads looks at runs of 24 or more
+# Padding (25 newlines, or 300 spaces/tabs) is, in JSON, a run of 50+ of " ", "\\", "n", "t".
+_WS: Final = bytes(97 if chr(c) in " \\nt" else 32 for c in range(256))
+_WSRUN: Final = b"a" * 50
 
 
-_PARAM_GATES: Final = tuple(
-    w.encode()
-    for w in [
-        "prompt",
-        "history",
-        "context",
-        "message",
-        "conversation",
-        "chat",
-        "transcript",
-        "memory",
-        "dump",
-        "turn",
-        "instruction",
-        "dialog",
-        "convo",
-        "log",
-        "rules",
-        "snapshot",
-        "export",
-        "window",
-        "sofar",
-        "so_far",
-    ]
+_PARAM_RX: Final = re.compile(
+    rb"prompt|history|context|message|conversation|chat|transcript|memory|dump|turn|instruction"
+    rb"|dialog|convo|log|rules|snapshot|export|window|sofar|so_far"
 )
 
 
@@ -691,14 +683,9 @@ def gates(js: bytes, *, definition: bool, max_string: int) -> Gate:
         active.add("link")
     if not ascii_ or b"\\u001b" in js:
         active.add("chars")  # invisible/ANSI characters; tag-smuggled text
-    if b"a" * 24 in js.translate(_B64CHARS) or b"\\\\x" in js:
+    if _B64RUN in js.translate(_B64CHARS) or b"\\\\x" in js:
         active.add("encoded")
-    if definition and (
-        not ascii_
-        or len(js) > max_string
-        or js.count(b"\\n") >= 25
-        or js.count(b" ") + js.count(b"\\t") >= 300
-    ):
+    if definition and (not ascii_ or len(js) > max_string or _WSRUN in js.translate(_WS)):
         active.add("length")
     if definition and _params(js, low):
         active.add("params")
@@ -713,8 +700,7 @@ def _params(js: bytes, low: bytes) -> bool:
     i = low.find(b'"required":[')
     while i >= 0:
         j = low.find(b"]", i)
-        seg = low[i:j]
-        if any(g in seg for g in _PARAM_GATES):
+        if _PARAM_RX.search(low, i, j):
             return True
         i = low.find(b'"required":[', j)
     return False

@@ -193,6 +193,11 @@ def clean(s: str) -> str:
     if not suspicious(s):
         return s
     out = _strip_invisible(strip_ansi(s))
+    for _ in range(3):  # a removal can leave a kept character without its context: settle
+        again = _strip_invisible(out)
+        if again == out:
+            break
+        out = again
     return s if out == s else out
 
 
@@ -242,11 +247,33 @@ def _confusable_table() -> dict[int, str]:
 
 
 _CONFUSABLE: Final = _confusable_table()
-_DROP: Final = {ord(c): None for c in _ZERO_WIDTH | _BIDI_OVERRIDE | _ISOLATE_OPEN | {_PDI}}
-_DROP.update({c: None for c in range(0xFE00, 0xFE10)})
-_DROP.update({c: None for c in range(_TAG_LO, _TAG_HI + 1)})
-_DROP.update({c: None for c in range(_VS_SUP_LO, _VS_SUP_HI + 1)})
-_DROP.update({0xAD: None})
+
+
+def _runs_of(codes: list[int], gap: int = 128) -> str:
+    """A regex character class covering `codes` as few ranges (gaps of up to `gap` merged),
+    leaving out the CJK, kana and Hangul blocks (no Latin lookalikes worth their cost)."""
+    ranges: list[list[int]] = []
+    for c in sorted(codes):
+        if 0x2E80 <= c <= 0xD7FF:
+            continue
+        if ranges and c - ranges[-1][1] <= gap:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c])
+    return "".join(f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges)
+
+
+# str.translate looks every character up in a dict, which is slow on long CJK text; only runs
+# of characters from the blocks that hold Latin lookalikes are translated.
+_LOOKALIKE_RUN: Final = re.compile(f"[{_runs_of(list(_CONFUSABLE))}]+")
+_DROP_CHARS = "".join(_ZERO_WIDTH | _BIDI_OVERRIDE | _ISOLATE_OPEN | {_PDI, "\u00ad"})
+_DROP_RX: Final = re.compile(
+    "[" + re.escape(_DROP_CHARS) + "\ufe00-\ufe0f\U000e0000-\U000e007f\U000e0100-\U000e01ef]"
+)
+
+
+def _unconfuse(s: str) -> str:
+    return _LOOKALIKE_RUN.sub(lambda m: m.group().translate(_CONFUSABLE), s)
 
 
 def fold(s: str) -> str:
@@ -255,8 +282,7 @@ def fold(s: str) -> str:
     mapped to the ASCII letters they imitate (a Cyrillic o -> "o")."""
     if s.isascii():
         return s.lower()
-    t = unicodedata.normalize("NFKC", s.translate(_DROP)).lower()
-    return t.translate(_CONFUSABLE)
+    return _unconfuse(unicodedata.normalize("NFKC", _DROP_RX.sub("", s)).lower())
 
 
 # --- confusable skeleton of names -------------------------------------------------------------
@@ -266,19 +292,21 @@ _LOOKALIKE = str.maketrans({"0": "o", "O": "o", "1": "l", "I": "l", "|": "l"})
 
 
 def _name_base(name: str) -> str:
-    return unicodedata.normalize("NFKC", name.translate(_DROP))
+    return name if name.isascii() else unicodedata.normalize("NFKC", _DROP_RX.sub("", name))
 
 
 def fold_name(name: str) -> str:
     """Case-, width- and separator-insensitive form of a name (``Send-Email`` == ``send_email``)."""
+    if name.isascii():
+        return _SEPARATORS.sub("", name.lower())
     folded = unicodedata.normalize("NFKC", _name_base(name).casefold())  # canonical caseless
-    return _SEPARATORS.sub("", folded.translate(_CONFUSABLE))
+    return _SEPARATORS.sub("", _unconfuse(folded))
 
 
 def skeleton(name: str) -> str:
     """The confusable skeleton of a tool name: NFKC, homoglyphs to ASCII (case kept, so that
     capital I and small l meet), separators dropped, then 0/o and 1/l/I unified, lower case."""
-    base = _SEPARATORS.sub("", _name_base(name).translate(_CONFUSABLE))
+    base = _SEPARATORS.sub("", _unconfuse(_name_base(name)))
     return base.translate(_LOOKALIKE).replace("rn", "m").replace("vv", "w").lower()
 
 
@@ -287,7 +315,7 @@ def lookalike_name(name: str) -> bool:
     (send_email with a Cyrillic e): it exists to look like another name."""
     if name.isascii() or not any(c.isascii() and c.isalpha() for c in name):
         return False
-    mapped = _name_base(name).translate(_CONFUSABLE)
+    mapped = _unconfuse(_name_base(name))
     return mapped.isascii() and mapped != name
 
 
