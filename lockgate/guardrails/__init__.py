@@ -4,7 +4,9 @@ Pure: no mitmproxy, no network, testable on plain strings."""
 
 __all__ = [
     "detectors",
+    "exfil",
     "findings",
+    "gates",
     "limits",
     "pinning",
     "pinschema",

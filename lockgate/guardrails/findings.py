@@ -8,8 +8,9 @@ and severity what the gateway does (warn, hide, sanitize, withhold), the addon a
 How: every string of the item is folded once (lower case; for non-ASCII text also NFKC,
 homoglyphs to ASCII and invisible characters dropped, so "ignore" with a Cyrillic i or a
 zero-width space inside reads as "ignore") and the strings are matched together by the anchored
-rule families of `rules.py`, after one word-level gate over the item's JSON; `text.py` holds the
-character forensics. Hand-written because no offline library covers MCP poisoning.
+rule families of `rules.py`, after one word-level gate over the item's JSON (`gates.py`);
+`text.py` holds the character forensics, `exfil.py` the URL and parameter-name rules.
+Hand-written because no offline library covers MCP poisoning.
 `DefinitionScanner` caches results by a hash of the definition (orjson with sorted keys +
 blake2b), so a repeated `tools/list` costs hashing.
 
@@ -42,7 +43,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from lockgate.guardrails import rules, text
+from lockgate.guardrails import exfil, gates, rules, text
 from lockgate.guardrails.text import sanitize
 
 __all__ = [
@@ -156,7 +157,7 @@ def _match(
             len(s) > MAX_STRING or (len(s) > 48 and _PADDING.search(s) is not None)
         ):
             out.append(_f(EXCESSIVE_LENGTH, path))
-        if zone == "result" and "link" in active and rules.exfil_link(s):
+        if zone == "result" and "link" in active and exfil.exfil_link(s):
             out.append(_f(RESULT_INJECTION, path))
         if "encoded" in active and len(s) >= 24 and _encoded(s):
             out.append(_f(ENCODED_PAYLOAD, path))
@@ -207,7 +208,7 @@ def _schema(
         required = node.get("required")
         if "params" in active and isinstance(props, dict) and isinstance(required, list):
             for name in required:
-                if isinstance(name, str) and name in props and rules.exfil_name(name):
+                if isinstance(name, str) and name in props and exfil.exfil_name(name):
                     out.append(_f(EXFILTRATION_PARAMETER, f"{path}.properties.{name}"))
         for k, v in node.items():
             sub = f"{path}.{k}"
@@ -248,7 +249,7 @@ def _scan_definition(kind: str, definition: Mapping[str, Any], js: bytes) -> tup
         out.append(_f(TOOL_NAME_SPOOFING, "name"))
     if len(js) > MAX_DEFINITION:
         out.append(_f(EXCESSIVE_LENGTH, ""))
-    gate = rules.gates(js, definition=True, max_string=MAX_STRING)
+    gate = gates.gates(js, definition=True, max_string=MAX_STRING)
     active = gate.groups | _TEXT_GROUPS if gate.text_hit() else gate.groups
     if not active:
         return tuple(out)
@@ -263,7 +264,7 @@ def _scan_definition(kind: str, definition: Mapping[str, Any], js: bytes) -> tup
         elif key == "arguments" and kind == "prompt" and isinstance(value, list):
             for i, arg in enumerate(value):
                 required = isinstance(arg, Mapping) and arg.get("required") is True
-                if required and rules.exfil_name(str(arg.get("name", ""))):
+                if required and exfil.exfil_name(str(arg.get("name", ""))):
                     out.append(_f(EXFILTRATION_PARAMETER, f"arguments.{i}.name"))
                 _schema(arg, f"arguments.{i}", items, out, active)
         elif key == "annotations" and isinstance(value, Mapping):
@@ -296,7 +297,7 @@ def _result(node: Any, path: str, items: list[Item]) -> None:
 def scan_result(result: Any) -> tuple[Finding, ...]:
     """Findings in a JSON-RPC result (tool result content and structuredContent, resource
     contents, prompt messages, or any other shape: every string in it is read)."""
-    gate = rules.gates(_dumps(result), definition=False, max_string=MAX_STRING)
+    gate = gates.gates(_dumps(result), definition=False, max_string=MAX_STRING)
     active = gate.groups | _TEXT_GROUPS if gate.text_hit() else gate.groups
     if not active:
         return ()

@@ -5,10 +5,9 @@ findings): this is the hot path, shaped for speed. Python's `re` is fast when a 
 with a literal and slow (0.05-0.3 µs per character) when it starts with an alternation or `\\b`.
 So each family lists its anchors, the literals its matches start with; `str.find` (C speed)
 locates them and the regex is only `match`ed at those positions, bounded to the string the
-anchor is in. Before that, `gates` reads the item's JSON once (the bytes the cache key hashes
-anyway) as a set of words and switches off every family whose words are absent: each gate is a
-word every match of its family contains, so skipping never loses a match. Honest definitions
-usually end there.
+anchor is in. Before that, `gates.py` reads the item's JSON once as a set of words, and a
+family whose `words` are absent is not even looked for: each gate is a word every match of the
+family contains, so skipping never loses a match.
 
 All text here is folded first (`text.fold`: lower case; NFKC, homoglyphs and invisible
 characters undone for non-ASCII text).
@@ -21,9 +20,8 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import parse_qsl, urlsplit
 
-from lockgate.guardrails import text
+from lockgate.guardrails.exfil import exfil_link
 
 _R = re.compile
 _TOOLREF = r"`?[a-z][a-z0-9]*(?:_[a-z0-9]+)+`?"  # a snake_case tool name
@@ -514,8 +512,8 @@ def hits(
     """(group, index of the string) for every family of `groups` matching in `doc`, the
     strings' folded texts laid end to end (string i is doc[starts[i]:ends[i]])."""
     for fam in FAMILIES:
-        if fam.group in groups and (words is None or _open(fam, words)):
-            for m, i in _matches(fam, doc, starts, ends):
+        if fam.group in groups and (words is None or is_open(fam, words)):
+            for m, i in matches(fam, doc, starts, ends):
                 lo = starts[i]
                 if (fam.check is None or fam.check(doc, m, lo, own)) and not (
                     fam.quoted_exempt and quoted_example(doc, m.start(), m.end(), lo)
@@ -523,14 +521,14 @@ def hits(
                     yield fam.group, i
 
 
-def _open(fam: Family, words: frozenset[bytes]) -> bool:
+def is_open(fam: Family, words: frozenset[bytes]) -> bool:
     for ws in fam.words:  # noqa: SIM110 - a plain loop, no generator: this runs per family
         if ws.isdisjoint(words):
             return False
     return True
 
 
-def _matches(
+def matches(
     fam: Family, doc: str, starts: Sequence[int], ends: Sequence[int]
 ) -> Iterator[tuple[re.Match[str], int]]:
     rx = fam.rx
@@ -544,28 +542,6 @@ def _matches(
             p = doc.find(anchor, p + 1)
 
 
-@dataclass(frozen=True, slots=True)
-class Gate:
-    """What one pass over an item's JSON found: the groups that may match, the item's words,
-    and its folded JSON text (as is, and with "_" as spaces) for a permissive first match."""
-
-    groups: frozenset[str]
-    words: frozenset[bytes]
-    doc: str
-    spaced: str
-
-    def text_hit(self) -> bool:
-        """Whether any text family matches anywhere in the JSON text, ignoring checks and
-        quoted examples (a superset of the per-string matches: False means none)."""
-        ends = (len(self.doc),)
-        for fam in FAMILIES:
-            if _open(fam, self.words):
-                doc = self.doc if fam.snake else self.spaced
-                if next(_matches(fam, doc, (0,), ends), None) is not None:
-                    return True
-        return False
-
-
 def instructions(t: str) -> bool:
     """Folded text (a decoded payload, tag-smuggled text) that reads as instructions or names
     a secret file: any family at all, and any strong sensitive path even without a verb."""
@@ -575,132 +551,3 @@ def instructions(t: str) -> bool:
         or SENSITIVE_STRONG.search(t) is not None
         or exfil_link(t)
     )
-
-
-# --- markdown / HTML image exfiltration -------------------------------------------------------
-
-_IMAGE: Final = _R(
-    r"!\[[^\]\n]{0,300}\]\(\s*<?(https?://[^)\s]+)"
-    r"|<img\b[^>]*?\bsrc\s*=\s*[\"']?(https?://[^\"'\s>]+)",
-    re.I,
-)
-_LINK: Final = _R(r"(?<!!)\[[^\]\n]{0,300}\]\(\s*<?(https?://[^)\s]+)", re.I)
-_TEMPLATE: Final = _R(
-    r"\{\{?\s*[a-z_][\w. -]{0,40}\}\}?|<[a-z_ -]{3,40}>|%3c[a-z_]{3,40}%3e|\$\{?[a-z_]{3,}\}?"
-    r"|%7b%7b?[a-z_]+%7d|\[[a-z_ ]{3,40}\]",
-    re.I,
-)
-_PARAM_WORDS = (
-    "data exfil leak secret secrets password passwd pwd history conversation chat context prompt "
-    "memory cookie cookies creds credentials payload content msg message summary info ssn apikey "
-    "api_key userdata user_data dump body text"
-)
-_SUSPICIOUS_PARAM: Final = frozenset(_PARAM_WORDS.split())
-_LOCAL_HOSTS: Final = ("localhost", "127.0.0.1", "[::1]")
-
-
-def _suspicious_url(url: str, *, image: bool) -> bool:
-    """A URL whose query (or path) carries data out: a template to fill, a data-named parameter,
-    or a sentence. Images load by themselves, so their bar is lower than links'."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    if (parts.hostname or "") in _LOCAL_HOSTS:
-        return False
-    if _TEMPLATE.search(parts.query) or _TEMPLATE.search(parts.path):
-        return True
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name.lower() in _SUSPICIOUS_PARAM and len(value) >= (4 if image else 16):
-            return True
-        if " " in value and len(re.findall(r"[a-z]{2,}", value.lower())) >= (3 if image else 6):
-            return True
-    return False
-
-
-def exfil_link(raw: str) -> bool:
-    """A markdown/HTML image or markdown link to an external host carrying data."""
-    if "](" not in raw and "<img" not in raw.lower():
-        return False
-    for m in _IMAGE.finditer(raw):
-        if _suspicious_url(m.group(1) or m.group(2), image=True):
-            return True
-    return any(_suspicious_url(m.group(1), image=False) for m in _LINK.finditer(raw))
-
-
-# --- exfiltration parameter names -------------------------------------------------------------
-
-_EXFIL_NAME: Final = _R(
-    r"(?:sys|system|developer|dev|assistant|hidden|internal|initial|original|raw|full|model"
-    r"|agent|ai|llm|base|meta)(?:prompt|prompts|message|instructions?|context|rules)"
-    r"|(?:conversation|convo|chat|dialog|dialogue|session|message|messages|thread|llm|model|ai"
-    r"|assistant)(?:history|log|logs|transcript|context|dump|memory|so_far|sofar)"
-    r"|(?:context|memory|prompt|contextwindow)(?:dump|window|contents?|snapshot|export|full)"
-    r"|(?:previous|prior|past|earlier|all|full|entire|complete|whole)(?:messages?|conversation"
-    r"|convo|context|instructions|prompts?|turns|chat|history|dialog|dialogue|transcript)"
-    r"|fullcontext|contextwindow|modelcontext|yourinstructions|yourprompt"
-)
-_NAME_SEPARATORS: Final = _R(r"[\s_\-.]+")
-
-
-def exfil_name(name: str) -> bool:
-    """A parameter named for the model's own context (system_prompt, conversationHistory...)."""
-    return _EXFIL_NAME.fullmatch(_NAME_SEPARATORS.sub("", text.fold(name))) is not None
-
-
-# --- document gates ---------------------------------------------------------------------------
-# Words are the letter runs of the folded, lower-cased JSON with its \n, \t, \r escapes undone.
-
-_LETTERS: Final = bytes(c if 97 <= c <= 122 else 32 for c in range(256))
-_B64CHARS: Final = bytes(
-    97 if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "+/=_-") else 32 for c in range(256)
-)
-_B64RUN: Final = b"a" * 24  # text.decoded_payloads looks at runs of 24 or more
-# Padding (25 newlines, or 300 spaces/tabs) is, in JSON, a run of 50+ of " ", "\\", "n", "t".
-_WS: Final = bytes(97 if chr(c) in " \\nt" else 32 for c in range(256))
-_WSRUN: Final = b"a" * 50
-
-
-_PARAM_RX: Final = re.compile(
-    rb"prompt|history|context|message|conversation|chat|transcript|memory|dump|turn|instruction"
-    rb"|dialog|convo|log|rules|snapshot|export|window|sofar|so_far"
-)
-
-
-def gates(js: bytes, *, definition: bool, max_string: int) -> Gate:
-    """One pass over the item whose JSON is `js`: its words and folded text for the text
-    families, and the other groups that may apply: "link", "chars" (invisible/ANSI),
-    "encoded", "length", "params"."""
-    ascii_ = js.isascii()
-    if ascii_:
-        low = js.lower()
-    else:
-        low = text.fold(js.decode("utf-8", "surrogatepass")).encode("utf-8", "surrogatepass")
-    low = low.replace(b"\\n", b"  ").replace(b"\\t", b"  ").replace(b"\\r", b"  ")
-    words = frozenset(low.translate(_LETTERS).split())
-    active: set[str] = set()
-    if b"](" in low or b"<img" in low:
-        active.add("link")
-    if not ascii_ or b"\\u001b" in js:
-        active.add("chars")  # invisible/ANSI characters; tag-smuggled text
-    if _B64RUN in js.translate(_B64CHARS) or b"\\\\x" in js:
-        active.add("encoded")
-    if definition and (not ascii_ or len(js) > max_string or _WSRUN in js.translate(_WS)):
-        active.add("length")
-    if definition and _params(js, low):
-        active.add("params")
-    doc = low.decode("utf-8", "surrogatepass")
-    return Gate(frozenset(active), words, doc, doc.replace("_", " "))
-
-
-def _params(js: bytes, low: bytes) -> bool:
-    """A required parameter or prompt argument whose name may be an exfiltration one."""
-    if b'"required":true' in js:
-        return True
-    i = low.find(b'"required":[')
-    while i >= 0:
-        j = low.find(b"]", i)
-        if _PARAM_RX.search(low, i, j):
-            return True
-        i = low.find(b'"required":[', j)
-    return False
