@@ -239,7 +239,13 @@ def scan_definition(kind: str, definition: Mapping[str, Any]) -> tuple[Finding, 
     return _scan_definition(kind, definition, _dumps(definition))
 
 
-def _scan_definition(kind: str, definition: Mapping[str, Any], js: bytes) -> tuple[Finding, ...]:
+_EVERYTHING: Final = _TEXT_GROUPS | {"link", "chars", "encoded", "length", "params"}
+
+
+def _scan_definition(
+    kind: str, definition: Mapping[str, Any], js: bytes, *, gated: bool = True
+) -> tuple[Finding, ...]:
+    """gated=False runs every rule on every string (the reference the gate must agree with)."""
     out: list[Finding] = []
     raw_name = definition.get("name")
     name = raw_name if isinstance(raw_name, str) else ""
@@ -250,7 +256,10 @@ def _scan_definition(kind: str, definition: Mapping[str, Any], js: bytes) -> tup
     if len(js) > MAX_DEFINITION:
         out.append(_f(EXCESSIVE_LENGTH, ""))
     gate = gates.gates(js, definition=True, max_string=MAX_STRING)
-    active = gate.groups | _TEXT_GROUPS if gate.text_hit() else gate.groups
+    if gated:
+        active = gate.groups | _TEXT_GROUPS if gate.text_hit() else gate.groups
+    else:
+        active = _EVERYTHING
     if not active:
         return tuple(out)
     items: list[Item] = [("name", name, "other")] if name else []
@@ -273,7 +282,7 @@ def _scan_definition(kind: str, definition: Mapping[str, Any], js: bytes) -> tup
                     items.append((f"annotations.{k}", v, "text"))
         else:
             _other(value, key, items)
-    _match(items, active, text.fold(name).replace("-", "_"), out, gate.words)
+    _match(items, active, text.fold(name).replace("-", "_"), out, gate.words if gated else None)
     return tuple(dict.fromkeys(out))
 
 
@@ -297,14 +306,21 @@ def _result(node: Any, path: str, items: list[Item]) -> None:
 def scan_result(result: Any) -> tuple[Finding, ...]:
     """Findings in a JSON-RPC result (tool result content and structuredContent, resource
     contents, prompt messages, or any other shape: every string in it is read)."""
+    return _scan_result(result)
+
+
+def _scan_result(result: Any, *, gated: bool = True) -> tuple[Finding, ...]:
     gate = gates.gates(_dumps(result), definition=False, max_string=MAX_STRING)
-    active = gate.groups | _TEXT_GROUPS if gate.text_hit() else gate.groups
+    if gated:
+        active = gate.groups | _TEXT_GROUPS if gate.text_hit() else gate.groups
+    else:
+        active = _EVERYTHING - {"length", "params"}
     if not active:
         return ()
     items: list[Item] = []
     _result(result, "", items)
     out: list[Finding] = []
-    _match(items, active, "", out, gate.words)
+    _match(items, active, "", out, gate.words if gated else None)
     return tuple(dict.fromkeys(out))
 
 

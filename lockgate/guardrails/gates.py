@@ -35,14 +35,24 @@ class Gate:
         ends = (len(self.doc),)
         for fam in FAMILIES:
             if is_open(fam, self.words):
-                doc = self.doc if fam.snake else self.spaced
-                if next(matches(fam, doc, (0,), ends), None) is not None:
+                # property names are matched with "_" as spaces, values as they are
+                if next(matches(fam, self.spaced, (0,), ends), None) is not None:
+                    return True
+                if fam.snake and next(matches(fam, self.doc, (0,), ends), None) is not None:
                     return True
         return False
 
 
 # Words are the letter runs of the folded, lower-cased JSON with its \n, \t, \r escapes undone.
 
+# JSON escapes that would hide a space or a quote from the patterns, undone (same length).
+_UNESCAPE: Final = (
+    (b"\\n", b"  "),
+    (b"\\t", b"  "),
+    (b"\\r", b"  "),
+    (b"\\f", b"  "),
+    (b'\\"', b' "'),
+)
 _LETTERS: Final = bytes(c if 97 <= c <= 122 else 32 for c in range(256))
 _B64CHARS: Final = bytes(
     97 if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "+/=_-") else 32 for c in range(256)
@@ -68,7 +78,8 @@ def gates(js: bytes, *, definition: bool, max_string: int) -> Gate:
         low = js.lower()
     else:
         low = text.fold(js.decode("utf-8", "surrogatepass")).encode("utf-8", "surrogatepass")
-    low = low.replace(b"\\n", b"  ").replace(b"\\t", b"  ").replace(b"\\r", b"  ")
+    for escape, same_length in _UNESCAPE:
+        low = low.replace(escape, same_length)
     words = frozenset(low.translate(_LETTERS).split())
     active: set[str] = set()
     if b"](" in low or b"<img" in low:

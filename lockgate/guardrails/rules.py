@@ -39,7 +39,7 @@ class Family:
     rx: re.Pattern[str]
     check: Check | None = None
     words: tuple[frozenset[bytes], ...] = ()  # gate: each set meets the item's words
-    snake: bool = False  # matches need "_" (tool names, paths): not run on the spaced text
+    snake: bool = False  # matches may need "_" (tool names, paths): also run on the raw text
     quoted_exempt: bool = True  # a quoted example ("such as 'ignore previous...'") is not a hit
 
 
