@@ -163,8 +163,10 @@ def _after_blank_line(doc: str, m: re.Match[str], lo: int, own: str) -> bool:
 
 
 def _line_start(doc: str, m: re.Match[str], lo: int, own: str) -> bool:
+    """At the start of a line, or after markdown that makes a heading or label of it."""
     line = doc.rfind("\n", lo, m.start()) + 1
-    return not doc[max(lo, line) : m.start()].strip()
+    before = doc[max(lo, line) : m.start()].rstrip()
+    return not before or before.endswith(("#", "*", "[", "|", ">"))
 
 
 # --- families ---------------------------------------------------------------------------------
@@ -173,7 +175,7 @@ _EXFIL_STRONG = (
     r"your\s+(?:full\s+|entire\s+|complete\s+|whole\s+)?(?:system\s+prompt|instructions|initial"
     r"\s+prompt|context(?:\s+window)?|memory|previous\s+messages|conversation(?:\s+history)?"
     r"|chat\s+history|prompt)|everything\s+(?:above|before\s+this|so\s+far|in\s+(?:the|your)"
-    r"\s+context)|conversation\s+so\s+far|all\s+(?:prior|previous|earlier)\s+messages"
+    r"\s+context|the\s+user\s+(?:has\s+)?(?:said|wrote|typed|told\s+you|asked))|conversation\s+so\s+far|all\s+(?:prior|previous|earlier)\s+messages"
     r"|system\s+prompt\s+verbatim|verbatim\s+(?:copy\s+of\s+)?(?:the\s+|your\s+)?"
     r"(?:system\s+prompt|conversation|instructions)"
 )
@@ -184,7 +186,8 @@ _EXFIL_WEAK = (
     r"|instructions)|(?:conversation|chat)\s+history"
 )
 _TARGET_WORDS = (
-    "prompt instructions context memory messages conversation history far above before verbatim"
+    "prompt instructions context memory messages conversation history far above before verbatim "
+    "said wrote typed told asked"
 )
 _WEAK_ANCHORS = "full|entire|complete|whole|system|previous|conversation|chat"
 _VERBS = (
@@ -237,8 +240,9 @@ FAMILIES: Final = (
     _fam("hidden", "[inst|[/inst", r"\[/?inst\]", words="inst"),
     _fam(
         "hidden",
-        "ignor|disregard|forget",
-        r"\b(?:ignore|ignoring|disregard|disregarding|forget)\W+(?:(?:all|any|the|of|every|your"
+        "ignor|disregard|forget|pay|set aside|discard",
+        r"\b(?:ignore|ignoring|disregard|disregarding|forget|pay\s+no\s+attention\s+to|set\s+aside"
+        r"|discard)\W+(?:(?:all|any|the|of|every|your"
         r"|everything|each)\W+){0,3}(?:previous|prior|above|earlier|preceding|former|original"
         r"|initial|system|safety|developer)\W+(?:\w+\W+){0,2}?(?:instructions?|prompts?"
         r"|directions?|guidelines|directives|commands|rules|messages|context)\b"
@@ -246,7 +250,16 @@ FAMILIES: Final = (
         r"\W+(?:above|before|you\W+(?:were|have\W+been)\W+told))\b"
         r"|\b(?:ignore|disregard|forget)\W+your\W+(?:\w+\W+)?(?:instructions|guidelines"
         r"|system\W+prompt|programming|rules|training)\b",
-        words="ignore ignoring disregard disregarding forget",
+        words="ignore ignoring disregard disregarding forget pay aside discard",
+    ),
+    _fam(
+        "hidden",
+        "previous|prior|earlier|above|original|system|all",
+        r"\b(?:previous|prior|earlier|above|original|system|all)\s+(?:system\s+)?(?:instructions"
+        r"|directions|guidelines|rules|prompts?)\s+(?:no\s+longer\s+apply|are\s+(?:now\s+)?(?:void"
+        r"|cancell?ed|obsolete|revoked|invalid|overridden|suspended)|(?:do|does)\s+not\s+apply)",
+        words="instructions directions guidelines rules prompt prompts|longer void cancelled "
+        "canceled obsolete revoked invalid overridden suspended apply",
     ),
     _fam(
         "hidden",
@@ -272,6 +285,13 @@ FAMILIES: Final = (
     ),
     _fam(
         "hidden",
+        "under no circumstances|never|not",
+        r"(?:under\s+no\s+circumstances|never|not)\s+(?:should|must|may|shall|will|can)\s+(?:the\s+)?"
+        r"users?\s+(?:ever\s+)?(?:learn|know|find\s+out|discover|realize|notice|see|be\s+told)\b",
+        words="user users|learn know find discover realize notice see told",
+    ),
+    _fam(
+        "hidden",
         "keep|hide|behind|silently|secretly|covertly|quietly",
         r"\b(?:keep|hide)\s+(?:this|it|that|these)(?:\s+\w+){0,3}?\s+(?:secret\s+|hidden\s+)?"
         r"from\s+(?:the\s+)?users?\b|\bbehind\s+the\s+users?['\u2019]?s?\s+back\b"
@@ -286,7 +306,9 @@ FAMILIES: Final = (
         r"\b(?:new|updated|real|actual|true|hidden|secret|override|additional|important)\s+"
         r"(?:system\s+)?instructions?\s*(?::|follow)|\bsystem\s+(?:override|prompt\s+override"
         r"|instruction)s?\s*:|\byou\s+are\s+now\s+(?:in\s+)?(?:developer|dan|jailbroken"
-        r"|jailbreak|unrestricted|admin|god|an?\s+unfiltered)\b|\bfrom\s+now\s+on,?\s+you"
+        r"|jailbreak|unrestricted|admin|god|an?\s+unfiltered)\b|\byou\s+are\s+now\s+an?\s+"
+        r"(?:\w+\s+){0,2}?(?:bot|assistant|agent|ai|model|persona|character)\b"
+        r"|\bfrom\s+now\s+on,?\s+you"
         r"\s+(?:must|will|are|should|shall)\b|\b(?:enable|enter)\s+(?:developer|jailbreak)\s+mode",
         words="instruction instructions override overrides now mode",
     ),
@@ -362,6 +384,19 @@ FAMILIES: Final = (
     ),
     _fam(
         "shadow",
+        "when|if|every|each|any",
+        r"\b(?:when|whenever|if|every\s+time|each\s+time|any\s+time)\b[^.\n]{0,40}?\b(?:calls?"
+        r"|uses?|invokes?|runs?|triggers?)\s+(?:the\s+)?(?P<ref>" + _TOOLREF + r")(?:\s+tool)?\b"
+        r"[^.\n]{0,120}?\b(?:must|should|always|make\s+sure|be\s+sure|ensure|need\s+to|has\s+to"
+        r"|have\s+to)\b[^.\n]{0,60}?\b(?:send|change|set|add|include|redirect|forward|copy|bcc|cc"
+        r"|replace|append|prepend|route|attach|upload|post|modify|rewrite|swap|instead|move)\b",
+        _not_self,
+        words="call calls use uses invoke invokes run runs trigger triggers|must should always "
+        "make be ensure need has have",
+        snake=True,
+    ),
+    _fam(
+        "shadow",
         "tool",
         r"tool\s+(?:must|should|will|shall)\s+(?:now\s+|also\s+|always\s+|only\s+)*(?:send|use"
         r"|include|add|forward|redirect|be\s+used|route|copy|bcc|cc|ignore|return|change|set"
@@ -433,12 +468,15 @@ FAMILIES: Final = (
     ),
     _fam(
         "address",
-        "ai|assistant|claude|chatgpt|gpt|copilot|gemini|agent",
+        "ai|assistant|claude|chatgpt|gpt|copilot|gemini|agent|llm|language|bot",
         r"\b(?:ai|assistant|claude|chatgpt|gpt|copilot|gemini|agent)s?\s*[:,]\s*(?:you\s+(?:must"
-        r"|should|will|are\s+(?:now|required))|please|now|ignore|stop|instead|immediately)",
+        r"|should|will|are\s+(?:now|required))|please|now|ignore|stop|instead|immediately|run"
+        r"|call|send|forward|delete|execute|invoke|tell|reply|respond|disregard)"
+        r"|\b(?:ai|llm|language\s+model|assistant|agent|bot|claude|chatgpt|gpt|copilot|gemini)s?\s+"
+        r"(?:reading|processing|parsing|summari[sz]ing|viewing)\s+(?:this|these|the)\b",
         words=(
             "ai ais assistant assistants claude claudes chatgpt gpt gpts copilot "
-            "copilots gemini agent agents"
+            "copilots gemini agent agents llm llms language bot bots"
         ),
     ),
     _fam(
