@@ -78,8 +78,9 @@ def gates(js: bytes, *, definition: bool, max_string: int) -> Gate:
         low = js.lower()
     else:
         low = text.fold(js.decode("utf-8", "surrogatepass")).encode("utf-8", "surrogatepass")
-    for escape, same_length in _UNESCAPE:
-        low = low.replace(escape, same_length)
+    if b"\\" in low:
+        for escape, same_length in _UNESCAPE:
+            low = low.replace(escape, same_length)
     words = frozenset(low.translate(_LETTERS).split())
     active: set[str] = set()
     if b"](" in low or b"<img" in low:
