@@ -3,6 +3,7 @@ personal data today; poisoning findings, tool pinning and rate limits to come, i
 Pure: no mitmproxy, no network, testable on plain strings."""
 
 __all__ = [
+    "checks",
     "detectors",
     "exfil",
     "findings",

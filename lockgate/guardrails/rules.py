@@ -7,7 +7,8 @@ So each family lists its anchors, the literals its matches start with; `str.find
 locates them and the regex is only `match`ed at those positions, bounded to the string the
 anchor is in. Before that, `gates.py` reads the item's JSON once as a set of words, and a
 family whose `words` are absent is not even looked for: each gate is a word every match of the
-family contains, so skipping never loses a match.
+family contains, so skipping never loses a match. The context checks a match must pass
+(quoted examples, a verb before a path, which tool a sentence is about) are in `checks.py`.
 
 All text here is folded first (`text.fold`: lower case; NFKC, homoglyphs and invisible
 characters undone for non-ASCII text).
@@ -17,17 +18,28 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from lockgate.guardrails.checks import (
+    READ_VERB,
+    TOOLREF,
+    TRANSFER_VERB,
+    Check,
+    after_blank_line,
+    comment,
+    line_start,
+    not_self,
+    quoted_example,
+    ref_before,
+    verb_near,
+)
 from lockgate.guardrails.exfil import exfil_link
 
 _R = re.compile
-_TOOLREF = r"`?[a-z][a-z0-9]*(?:_[a-z0-9]+)+`?"  # a snake_case tool name
+_TOOLREF = TOOLREF
 _NOT = r"(?:not|never|without|n['\u2019]t|dont)"
-
-Check = Callable[[str, "re.Match[str]", int, str], bool]  # (doc, match, string start, own name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,116 +69,6 @@ def _fam(
     return Family(
         group, tuple(anchors.split("|")), _R(pattern, re.S), check, gate, snake, quoted_exempt
     )
-
-
-# --- checks -----------------------------------------------------------------------------------
-
-_QUOTES: Final = {
-    "'": "'",
-    '"': '"',
-    "`": "`",
-    "\u201c": "\u201d",
-    "\u2018": "\u2019",
-    "\u00ab": "\u00bb",
-    "\u201e": "\u201c",
-}
-_EXAMPLE_CUE: Final = _R(
-    r"\b(?:such\s+as|e\.g\.|for\s+example|for\s+instance|like|examples?|phrases?|patterns?"
-    r"|strings?|detects?|detecting|flags?|flagging|matches|matching|including|quotes?|blocks?)\b"
-)
-
-
-def quoted_example(t: str, start: int, end: int, lo: int = 0) -> bool:
-    """A match inside a short quoted string introduced as an example (a detector's docs)."""
-    i = start - 1
-    while i >= max(lo, start - 40) and t[i] not in _QUOTES and t[i] not in ".\n":
-        i -= 1
-    if i < lo or t[i] not in _QUOTES:
-        return False
-    close = t.find(_QUOTES[t[i]], end, end + 80)
-    return close >= 0 and _EXAMPLE_CUE.search(t, max(lo, i - 120), i) is not None
-
-
-_COMMENT_TO: Final = _R(
-    r"\b(?:assistants?|ai|llms?|claude|gpt|chatgpt|copilot|gemini|language\s+models?"
-    r"|ai\s+(?:models?|agents?)|the\s+model\s*:|agents?\s*:)"
-)  # "model" and "agent" alone are too common in honest comments (data model, user agent)
-_COMMENT_DO: Final = _R(
-    r"\b(?:must|should|always|never|do\s+not|don'?t|ignore|instead|please|remember|make\s+sure"
-    r"|you\s+are|your\s+task|instructions?|read|send|include)\b"
-)
-
-
-def _comment(doc: str, m: re.Match[str], lo: int, own: str) -> bool:
-    body = m.group(1)
-    return _COMMENT_TO.search(body) is not None and _COMMENT_DO.search(body) is not None
-
-
-_READ_VERB: Final = _R(
-    r"\b(?:read|reads|reading|cat|open|opens|opening|dump|print|output|copy|send|upload|include"
-    r"|attach|paste|pass|provide|exfiltrate|forward|post|share|leak|grab|collect|extract)\b"
-    r"|\bcontents?\s+of\b|\btext\s+of\b"
-)
-_TRANSFER_VERB: Final = _R(
-    r"\b(?:send|upload|include|attach|paste|pass|provide|exfiltrate|forward|post|share|leak"
-    r"|grab|collect|dump|cat)\b|\bcontents?\s+of\b|\b(?:read|open)\b[^.\n]{0,60}\band\s+"
-    r"(?:pass|send|include|put|paste|add|provide|attach|upload|post|forward)\b"
-)
-_AFTER_TRANSFER: Final = _R(
-    r"[^.\n]{0,60}?\b(?:and|then)\s+(?:pass|send|include|put|paste|add|provide|attach|upload"
-    r"|post|forward|return)\b"
-)
-_NEGATED: Final = _R(r"\b(?:never|not|n't|without|no)\s+(?:\w+\s+)?$")
-
-
-def _verb_near(verb: re.Pattern[str]) -> Check:
-    """A read (or transfer) verb earlier in the sentence, not negated, or "and send" after."""
-
-    def check(doc: str, m: re.Match[str], lo: int, own: str) -> bool:
-        start = max(lo, m.start() - 100)
-        before = doc[start : m.start()]
-        cut = max(before.rfind(". "), before.rfind("\n"))
-        if cut >= 0:
-            before = before[cut + 1 :]
-        last = None
-        for last in verb.finditer(before):  # noqa: B007 - the last one is wanted
-            pass
-        if last is not None and not _NEGATED.search(before, 0, last.start()):
-            return True
-        return _AFTER_TRANSFER.match(doc, m.end(), min(len(doc), m.end() + 80)) is not None
-
-    return check
-
-
-_REF_BEFORE: Final = _R(r"(" + _TOOLREF + r")\s+$")
-
-
-def _not_self(doc: str, m: re.Match[str], lo: int, own: str) -> bool:
-    """The tool the sentence talks about is another one (group "ref"), not `own` or "this"."""
-    ref = m.groupdict().get("ref")
-    if ref is None or ref.startswith("other"):
-        return True
-    name = ref.split()[-1].strip("`")
-    if name == "tool":
-        return m.groupdict().get("pre") not in (None, "this", "the", "a", "our")
-    return name.replace("-", "_") != own
-
-
-def _ref_before(doc: str, m: re.Match[str], lo: int, own: str) -> bool:
-    """`<snake_case_name> tool must ...`: the name before the anchor, not `own`."""
-    ref = _REF_BEFORE.search(doc, max(lo, m.start() - 80), m.start())
-    return ref is not None and ref.group(1).strip("`") != own
-
-
-def _after_blank_line(doc: str, m: re.Match[str], lo: int, own: str) -> bool:
-    return re.search(r"\n\s*\n\s*$", doc[max(lo, m.start() - 24) : m.start()]) is not None
-
-
-def _line_start(doc: str, m: re.Match[str], lo: int, own: str) -> bool:
-    """At the start of a line, or after markdown that makes a heading or label of it."""
-    line = doc.rfind("\n", lo, m.start()) + 1
-    before = doc[max(lo, line) : m.start()].rstrip()
-    return not before or before.endswith(("#", "*", "[", "|", ">"))
 
 
 # --- families ---------------------------------------------------------------------------------
@@ -319,14 +221,14 @@ FAMILIES: Final = (
         _verb_before,
         words=_VERBS.replace("|", " ") + "|" + _TARGET_WORDS,
     ),
-    _fam("hidden", "<!--", r"<!--(.*?)(?:-->|$)", _comment, snake=True, quoted_exempt=False),
+    _fam("hidden", "<!--", r"<!--(.*?)(?:-->|$)", comment, snake=True, quoted_exempt=False),
     # sensitive files: strong targets after a read verb, weak ones after a transfer verb
     *(
         _fam(
             "sensitive",
             anchors,
             _SENSITIVE_STRONG,
-            _verb_near(_READ_VERB),
+            verb_near(READ_VERB),
             words=_READ_WORDS + "|" + targets,
             snake=True,
             quoted_exempt=False,
@@ -350,7 +252,7 @@ FAMILIES: Final = (
         ".env|_history|secrets.|credentials.json|.pem",
         r"(?<![\w.])\.env(?:\.[a-z]+)?\b|_history\b|secrets\.(?:ya?ml|json|toml)\b"
         r"|credentials\.json\b|\.pem\b",
-        _verb_near(_TRANSFER_VERB),
+        verb_near(TRANSFER_VERB),
         words=_READ_WORDS + "|env history secrets credentials pem",
         snake=True,
         quoted_exempt=False,
@@ -373,7 +275,7 @@ FAMILIES: Final = (
         r"|be\s+sure|ensure|need\s+to|has\s+to|have\s+to)\b[^.\n]{0,60}?\b(?:send|change"
         r"|set|add|include|redirect|forward|copy|bcc|cc|replace|append|prepend|route|attach"
         r"|upload|post|modify|rewrite|swap|instead)\b",
-        _not_self,
+        not_self,
         words=(
             "used called invoked run executed available present requested "
             "triggered|must should always make be ensure need has have|send change "
@@ -390,7 +292,7 @@ FAMILIES: Final = (
         r"[^.\n]{0,120}?\b(?:must|should|always|make\s+sure|be\s+sure|ensure|need\s+to|has\s+to"
         r"|have\s+to)\b[^.\n]{0,60}?\b(?:send|change|set|add|include|redirect|forward|copy|bcc|cc"
         r"|replace|append|prepend|route|attach|upload|post|modify|rewrite|swap|instead|move)\b",
-        _not_self,
+        not_self,
         words="call calls use uses invoke invokes run runs trigger triggers|must should always "
         "make be ensure need has have",
         snake=True,
@@ -401,7 +303,7 @@ FAMILIES: Final = (
         r"tool\s+(?:must|should|will|shall)\s+(?:now\s+|also\s+|always\s+|only\s+)*(?:send|use"
         r"|include|add|forward|redirect|be\s+used|route|copy|bcc|cc|ignore|return|change|set"
         r"|be\s+called\s+with)\b",
-        _ref_before,
+        ref_before,
         words="must should will shall",
         snake=True,
     ),
@@ -429,7 +331,7 @@ FAMILIES: Final = (
         + r"\s+(?:use|call|invoke|trust)\s+(?:the\s+|any\s+)?(?P<ref>other\s+tools?|"
         + _TOOLREF
         + r")(?:\s+tool)?\b[^.\n]{0,60}?(?:instead|use\s+this|only\s+this)",
-        _not_self,
+        not_self,
         words="use call invoke trust|instead this",
         snake=True,
     ),
@@ -526,14 +428,14 @@ FAMILIES: Final = (
         "turns",
         "human|assistant",
         r"\b(?:human|assistant)\s*:",
-        _after_blank_line,
+        after_blank_line,
         words="human assistant",
     ),
     _fam(
         "turns",
         "system",
         r"\bsystem\s*:\s*(?:you|ignore|new|from|the\s+user|override)",
-        _line_start,
+        line_start,
         words="system",
     ),
 )
