@@ -104,6 +104,24 @@ def _verb_before(doc: str, m: re.Match[str], lo: int, own: str) -> bool:
     return _VERB_BEFORE.search(doc, max(lo, m.start() - 50), m.start()) is not None
 
 
+# "List previous messages", "include the chat history" describe honest chat tools: a generic
+# target ("the full conversation", "previous messages") needs a verb that fills a field.
+_FILL_VERBS = "fill|populate|paste|dump|insert|put|copy|repeat|supply|append|attach"
+_FILL_BEFORE: Final = _R(r"\b(?:" + _FILL_VERBS + r")\b[^.\n]{0,40}?$")
+
+
+_INTO_THIS: Final = _R(
+    r"[^.\n]{0,40}?\b(?:here|this\s+(?:field|parameter|argument|property|value))\b"
+)
+
+
+def _fill_before(doc: str, m: re.Match[str], lo: int, own: str) -> bool:
+    """A filling verb before, or any such verb and "here"/"this field" after the target."""
+    if _FILL_BEFORE.search(doc, max(lo, m.start() - 50), m.start()) is not None:
+        return True
+    return _verb_before(doc, m, lo, own) and _INTO_THIS.match(doc, m.end()) is not None
+
+
 _MODEL = r"(?:ai|assistant|llm|language\s+model|model|agent|bot|claude|chatgpt|gpt|copilot|gemini)"
 _TELL = r"(?:tell|telling|inform|informing|notify|notifying|alert|alerting|warn|warning)"
 _SHOW = (
@@ -408,10 +426,22 @@ FAMILIES: Final = (
     # asks for the model's context inside schema text
     _fam(
         "exfil",
-        _STRONG_ANCHORS + "|" + _WEAK_ANCHORS,
-        r"\b(?:" + _EXFIL_STRONG + "|" + _EXFIL_WEAK + ")",
+        _STRONG_ANCHORS,
+        r"\b(?:" + _EXFIL_STRONG + ")",
         _verb_before,
-        words=_VERBS.replace("|", " ") + "|" + _TARGET_WORDS + " transcript turns",
+        words=_VERBS.replace("|", " ") + "|" + _TARGET_WORDS,
+    ),
+    _fam(
+        "exfil",
+        _WEAK_ANCHORS,
+        r"\b(?:" + _EXFIL_WEAK + ")",
+        _fill_before,
+        words=_VERBS.replace("|", " ")
+        + " "
+        + _FILL_VERBS.replace("|", " ")
+        + "|"
+        + _TARGET_WORDS
+        + " transcript turns",
     ),
     # forged turns inside a result
     _fam(
