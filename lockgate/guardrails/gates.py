@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from lockgate.guardrails import text
-from lockgate.guardrails.rules import FAMILIES, is_open, matches
+from lockgate.guardrails.rules import FAMILIES, Family, is_open, matches
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,7 @@ class Gate:
         """Whether any text family matches anywhere in the JSON text, ignoring checks and
         quoted examples (a superset of the per-string matches: False means none)."""
         ends = (len(self.doc),)
-        for fam in FAMILIES:
+        for fam in _candidates(self.words):
             if is_open(fam, self.words):
                 # property names are matched with "_" as spaces, values as they are
                 if next(matches(fam, self.spaced, (0,), ends), None) is not None:
@@ -41,6 +41,31 @@ class Gate:
                 if fam.snake and next(matches(fam, self.doc, (0,), ends), None) is not None:
                     return True
         return False
+
+
+def _trigger_index() -> tuple[tuple[Family, ...], dict[bytes, tuple[int, ...]]]:
+    """Families without a word gate, and for the others: first gate word -> family indexes."""
+    always: list[Family] = []
+    index: dict[bytes, list[int]] = {}
+    for i, fam in enumerate(FAMILIES):
+        if not fam.words:
+            always.append(fam)
+        else:
+            for w in fam.words[0]:
+                index.setdefault(w, []).append(i)
+    return tuple(always), {w: tuple(ix) for w, ix in index.items()}
+
+
+_ALWAYS, _TRIGGERS = _trigger_index()
+_TRIGGER_WORDS: Final = frozenset(_TRIGGERS)
+
+
+def _candidates(words: frozenset[bytes]) -> list[Family]:
+    """The families whose first gate set meets `words`, in FAMILIES order, plus the ungated."""
+    found: set[int] = set()
+    for w in _TRIGGER_WORDS & words:
+        found.update(_TRIGGERS[w])
+    return [*_ALWAYS, *(FAMILIES[i] for i in sorted(found))]
 
 
 # Words are the letter runs of the folded, lower-cased JSON with its \n, \t, \r escapes undone.
