@@ -1,9 +1,13 @@
-"""Guardrails: what the gateway finds and changes in the content that crosses it (secrets and
-personal data today; poisoning findings, tool pinning and rate limits to come, issue 11).
-Pure: no mitmproxy, no network, testable on plain strings."""
+"""Guardrails: what the gateway finds, changes and refuses in the content that crosses it:
+secrets and personal data (redaction), poisoning and injection findings, tool pins, rate
+limits; `stage` applies one route's policy to MCP messages. Pure: no mitmproxy, no network."""
 
 __all__ = [
+    "checks",
     "detectors",
+    "exfil",
+    "findings",
+    "gates",
     "limits",
     "patterns",
     "pinning",
@@ -11,6 +15,9 @@ __all__ = [
     "pinstore",
     "policy",
     "redaction",
+    "rules",
     "scan",
+    "stage",
+    "text",
     "validators",
 ]

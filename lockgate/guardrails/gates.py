@@ -1,0 +1,135 @@
+"""The document gate: one pass over an item's JSON that decides which findings can apply.
+
+Why it exists: most definitions and results are honest, and most of their strings could never
+match a rule. The JSON the cache key hashes anyway is lowered (folded, for non-ASCII) once and
+read as a set of words; the rule families whose gate words are absent are skipped, the others
+are matched once over the whole JSON text with their checks relaxed (a superset of the real
+matches), and only on a hit are the strings collected and matched one by one. The other rules
+get their own cheap byte tests here (non-ASCII or ESC for characters, a 24-character base64
+run, padding, a required parameter with a context-like name).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from lockgate.guardrails import text
+from lockgate.guardrails.rules import FAMILIES, Family, is_open, matches
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """What one pass over an item's JSON found: the groups that may match, the item's words,
+    and its folded JSON text (as is, and with "_" as spaces) for a permissive first match."""
+
+    groups: frozenset[str]
+    words: frozenset[bytes]
+    doc: str
+    spaced: str
+
+    def text_hit(self) -> bool:
+        """Whether any text family matches anywhere in the JSON text, ignoring checks and
+        quoted examples (a superset of the per-string matches: False means none)."""
+        ends = (len(self.doc),)
+        for fam in _candidates(self.words):
+            if is_open(fam, self.words):
+                # property names are matched with "_" as spaces, values as they are
+                if next(matches(fam, self.spaced, (0,), ends), None) is not None:
+                    return True
+                if fam.snake and next(matches(fam, self.doc, (0,), ends), None) is not None:
+                    return True
+        return False
+
+
+def _trigger_index() -> tuple[tuple[Family, ...], dict[bytes, tuple[int, ...]]]:
+    """Families without a word gate, and for the others: first gate word -> family indexes."""
+    always: list[Family] = []
+    index: dict[bytes, list[int]] = {}
+    for i, fam in enumerate(FAMILIES):
+        if not fam.words:
+            always.append(fam)
+        else:
+            for w in fam.words[0]:
+                index.setdefault(w, []).append(i)
+    return tuple(always), {w: tuple(ix) for w, ix in index.items()}
+
+
+_ALWAYS, _TRIGGERS = _trigger_index()
+_TRIGGER_WORDS: Final = frozenset(_TRIGGERS)
+
+
+def _candidates(words: frozenset[bytes]) -> list[Family]:
+    """The families whose first gate set meets `words`, in FAMILIES order, plus the ungated."""
+    found: set[int] = set()
+    for w in _TRIGGER_WORDS & words:
+        found.update(_TRIGGERS[w])
+    return [*_ALWAYS, *(FAMILIES[i] for i in sorted(found))]
+
+
+# Words are the letter runs of the folded, lower-cased JSON with its \n, \t, \r escapes undone.
+
+# JSON escapes that would hide a space or a quote from the patterns, undone (same length).
+_UNESCAPE: Final = (
+    (b"\\n", b"  "),
+    (b"\\t", b"  "),
+    (b"\\r", b"  "),
+    (b"\\f", b"  "),
+    (b'\\"', b' "'),
+)
+_LETTERS: Final = bytes(c if 97 <= c <= 122 else 32 for c in range(256))
+_B64CHARS: Final = bytes(
+    97 if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "+/=_-") else 32 for c in range(256)
+)
+_B64RUN: Final = b"a" * 24  # text.decoded_payloads looks at runs of 24 or more
+# Padding (25 newlines, or 300 spaces/tabs) is, in JSON, a run of 50+ of " ", "\\", "n", "t".
+_WS: Final = bytes(97 if chr(c) in " \\nt" else 32 for c in range(256))
+_WSRUN: Final = b"a" * 50
+
+
+_PARAM_RX: Final = re.compile(
+    rb"prompt|history|context|message|conversation|chat|transcript|memory|dump|turn|instruction"
+    rb"|dialog|convo|log|rules|snapshot|export|window|sofar|so_far"
+)
+
+
+def gates(js: bytes, *, definition: bool, max_string: int) -> Gate:
+    """One pass over the item whose JSON is `js`: its words and folded text for the text
+    families, and the other groups that may apply: "link", "chars" (invisible/ANSI),
+    "encoded", "length", "params"."""
+    ascii_ = js.isascii()
+    if ascii_:
+        low = js.lower()
+    else:
+        low = text.fold(js.decode("utf-8", "surrogatepass")).encode("utf-8", "surrogatepass")
+    if b"\\" in low:
+        for escape, same_length in _UNESCAPE:
+            low = low.replace(escape, same_length)
+    words = frozenset(low.translate(_LETTERS).split())
+    active: set[str] = set()
+    if b"](" in low or b"<img" in low:
+        active.add("link")
+    if not ascii_ or b"\\u001b" in js:
+        active.add("chars")  # invisible/ANSI characters; tag-smuggled text
+    if _B64RUN in js.translate(_B64CHARS) or b"\\\\x" in js:
+        active.add("encoded")
+    if definition and (not ascii_ or len(js) > max_string or _WSRUN in js.translate(_WS)):
+        active.add("length")
+    if definition and _params(js, low):
+        active.add("params")
+    doc = low.decode("utf-8", "surrogatepass")
+    return Gate(frozenset(active), words, doc, doc.replace("_", " "))
+
+
+def _params(js: bytes, low: bytes) -> bool:
+    """A required parameter or prompt argument whose name may be an exfiltration one."""
+    if b'"required":true' in js:
+        return True
+    i = low.find(b'"required":[')
+    while i >= 0:
+        j = low.find(b"]", i)
+        if _PARAM_RX.search(low, i, j):
+            return True
+        i = low.find(b'"required":[', j)
+    return False
