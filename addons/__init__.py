@@ -41,7 +41,7 @@ def pipeline(config: Config | None = None) -> list[Any]:
         ClientAuth(config, auth),
         SessionBinding(),  # after client_auth: it needs the user and client
         Capabilities(),
-        Guardrails(config),
+        Guardrails(config, credentials.headers_for),
         credentials,
         Upstream(config),
         Audit(),

@@ -1,124 +1,159 @@
 """Guardrails in the live path: redaction both ways, poisoning findings, tool pins, rate limits.
 
-The rules are the core's (`lockgate.guardrails`); this addon applies one route's policy to a
-flow. On the way up it refuses what a rate limit, a pin or a hidden definition stops, and
-redacts the client's arguments (re-encoding the body only when a value was masked). On the way
-down it adds one transform to the flow, so JSON bodies and SSE events alike pass through it,
-message by message: list results are scanned and pinned (hidden items dropped), everything else
-is redacted and, for results, scanned for injection. What it did goes to the audit as the
-message's `findings`; what it refused is answered as a JSON-RPC error naming the rule.
+The rules are the core's (`lockgate.guardrails`, the route's `Stage`); this addon applies them
+to flows. On the way up it answers what a rate limit, a pin, a hidden definition or a blocked
+type refuses (the upstream never sees it), and sends the client's data redacted (the body is
+re-encoded only when a value was masked). A call to a tool the gateway has never seen listed
+is checked against a list the gateway fetches itself, on the caller's session and with the
+caller's upstream credential. On the way down it adds one transform to the flow, so JSON
+bodies and SSE events alike pass through the stage message by message. What it found or did
+goes with the exchange's audit event as `findings`.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import httpx
 from mitmproxy import http
 
-from lockgate.addons._flow import answer_rpc_error, guarded, pending_route, state
-from lockgate.guardrails.policy import GuardrailPolicy, resolve
-from lockgate.guardrails.redaction import Redactions, Redactor
+from lockgate.addons._flow import answer_rpc_error, guarded_async, pending_route, state
+from lockgate.guardrails.findings import DefinitionScanner
+from lockgate.guardrails.pinstore import PinStore
+from lockgate.guardrails.policy import resolve
+from lockgate.guardrails.stage import Outcome, Sink, Stage
 from lockgate.mcp import jsonrpc
 from lockgate.mcp.exchange import FlowState
+from lockgate.net.tls import upstream_verify
 from lockgate.policy.gateway import GatewayConfig
 from lockgate.policy.routes import Route
+from lockgate.upstream.listing import ListingFailed, fetch_tools
 
+logger = logging.getLogger("lockgate")
 
-class _RouteGuard:
-    """One route's guardrails, built once per route from its resolved policy."""
-
-    __slots__ = ("down", "up")
-
-    def __init__(self, policy: GuardrailPolicy) -> None:
-        self.up = Redactor(policy.detectors, policy.up if policy.redacts_up else {})
-        self.down = Redactor(policy.detectors, policy.down if policy.redacts_down else {})
+# The credential header a flow's upstream request would carry (the credentials addon's).
+HeadersFor = Callable[[http.HTTPFlow], Awaitable[dict[str, str] | None]]
 
 
 class Guardrails:
-    def __init__(self, config: GatewayConfig | None = None) -> None:
+    def __init__(self, config: GatewayConfig, headers_for: HeadersFor | None = None) -> None:
         self.config = config
-        self._guards: dict[str, tuple[Route, _RouteGuard]] = {}
+        self.headers_for = headers_for
+        self.scanner = DefinitionScanner()
+        self._pins: PinStore | None = None
+        self._stages: dict[str, tuple[Route, Stage]] = {}
 
-    def _guard(self, route: Route) -> _RouteGuard:
-        held = self._guards.get(route.name)
+    def configure(self, updated: set[str]) -> None:
+        self._stages.clear()
+
+    def done(self) -> None:
+        if self._pins is not None:
+            self._pins.close()
+            self._pins = None
+
+    def _stage(self, route: Route) -> Stage:
+        held = self._stages.get(route.name)
         if held is not None and held[0] is route:
             return held[1]
-        profile = self.config.profile if self.config is not None else None
-        guard = _RouteGuard(resolve(profile.guardrails_for(route.name) if profile else None))
-        self._guards[route.name] = (route, guard)
-        return guard
+        profile = self.config.profile
+        section = profile.guardrails_for(route.name) if profile else None
+        policy = resolve(section)
+        pins = None
+        if policy.enabled and policy.pin_mode != "off":
+            if self._pins is None:
+                self._pins = PinStore.open()
+            pins = self._pins
+        stage = Stage(route.name, route.upstream.name, policy, self.scanner, pins)
+        self._stages[route.name] = (route, stage)
+        return stage
 
-    @guarded
-    def request(self, flow: http.HTTPFlow) -> None:
+    @guarded_async
+    async def request(self, flow: http.HTTPFlow) -> None:
         route = pending_route(flow)
         if route is None:
             return
-        st = state(flow)
-        guard = self._guard(route)
-        if st.messages and guard.up.active and not _redact_up(flow, st, guard):
+        stage = self._stage(route)
+        if not stage.policy.enabled:
             return
-        if guard.down.active:
-            st.transforms.append(_Down(st, guard))
+        st = state(flow)
+        if st.messages:
+            out = stage.limit(st.messages, st.user, time.monotonic())
+            if out is None and stage.unlisted_tool(st.messages) is not None:
+                out = await self._learn(flow, st, stage)
+            out = out or stage.check_calls(st.messages) or stage.redact_up(st.messages)
+            if out is not None and self._apply(flow, st, out):
+                return
+        # First, before the route's list filter: pins and scans see the upstream's own
+        # definitions, not the route's description overrides.
+        st.transforms.insert(0, _Down(st, stage))
 
-
-def _redact_up(flow: http.HTTPFlow, st: FlowState, guard: _RouteGuard) -> bool:
-    """The client's data through the route's detectors; False when a type's action refused
-    the body (answered)."""
-    found = Redactions()
-    raws = [guard.up.client_message(m.raw, found) for m in st.messages]
-    if not found:
-        return True
-    st.findings.extend(found.findings("up"))
-    if found.blocked is not None:
-        answer_rpc_error(
-            flow,
-            200,
-            jsonrpc.GUARDRAIL_BLOCKED,
-            f"The gateway refused this request: it contains a {found.blocked} value, which "
-            f"route {st.route.name if st.route else ''!r} does not let through "
-            f"(guardrails.redact); remove it and retry.",
-            outcome="blocked",
-            data={"rule": found.blocked},
-        )
+    def _apply(self, flow: http.HTTPFlow, st: FlowState, out: Outcome) -> bool:
+        """Record what the stage did; True when it refused the request (answered)."""
+        st.findings.extend(out.findings)
+        if out.refusal is not None:
+            r = out.refusal
+            answer_rpc_error(
+                flow, r.status, r.code, r.message, outcome="blocked", data=r.data, headers=r.headers
+            )
+            return True
+        if out.raws is not None:
+            batch = (flow.request.raw_content or b"").lstrip()[:1] == b"["
+            flow.request.content = jsonrpc.encode(out.raws if batch else out.raws[0])
+            st.messages = jsonrpc.parse_body(flow.request.content or b"")
         return False
-    if any(new is not m.raw for new, m in zip(raws, st.messages, strict=True)):
-        batch = (flow.request.raw_content or b"").lstrip()[:1] == b"["
-        flow.request.content = jsonrpc.encode(raws if batch else raws[0])
-        st.messages = jsonrpc.parse_body(flow.request.content or b"")
-    return True
+
+    async def _learn(self, flow: http.HTTPFlow, st: FlowState, stage: Stage) -> Outcome | None:
+        """Fetch the upstream's tool list for a call to a tool never seen listed; a refusal
+        when it cannot be had (the call is not let through unchecked)."""
+        auth = await self.headers_for(flow) if self.headers_for is not None else {}
+        if auth is None:
+            return None  # no credential: the credentials addon answers the call
+        route = st.route
+        profile = self.config.profile
+        if route is None or profile is None:
+            raise RuntimeError("a guarded flow has no route or profile")
+        timeout = route.upstream.config.timeout or profile.gateway.upstream_timeout
+        try:
+            tools = await fetch_tools(
+                route.upstream.url,
+                flow.request.headers,
+                auth,
+                verify=upstream_verify(profile.gateway.upstream_ca, Path(profile.source)),
+                timeout=timeout,
+                envelope=_envelope(st),
+            )
+        except (ListingFailed, httpx.HTTPError, ValueError) as e:
+            logger.warning("lockgate: could not list the tools of %s: %s", route.upstream.name, e)
+            return stage.unlisted_refusal(str(e))
+        sink = Sink(st.findings, st.events)
+        stage.learn_tools(tools, sink)
+        return None
+
+
+def _envelope(st: FlowState) -> dict[str, Any]:
+    """The protocol keys of the calling request's `_meta` (2026-07-28 sends them in each)."""
+    for m in st.messages:
+        meta = (m.params or {}).get("_meta") if m.method == "tools/call" else None
+        if isinstance(meta, dict):
+            return {k: v for k, v in meta.items() if k.startswith("io.modelcontextprotocol/")}
+    return {}
 
 
 class _Down:
     """The transform every upstream message of a guarded flow passes through."""
 
-    __slots__ = ("guard", "st")
+    __slots__ = ("st", "stage")
 
-    def __init__(self, st: FlowState, guard: _RouteGuard) -> None:
+    def __init__(self, st: FlowState, stage: Stage) -> None:
         self.st = st
-        self.guard = guard
+        self.stage = stage
 
     def __call__(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         rid = obj.get("id")
-        answers = (
-            self.st.methods.get(rid)
-            if isinstance(rid, (str, int)) and "method" not in obj
-            else None
-        )
-        found = Redactions()
-        out = self.guard.down.server_message(obj, answers, found)
-        if not found:
-            return out
-        self.st.findings.extend(found.findings("down"))
-        if found.blocked is None:
-            return out
-        if "method" in obj and "id" not in obj:
-            return None  # a notification: dropped
-        if "method" in obj:
-            return None  # a server request: dropped, the upstream's own timeout answers it
-        return jsonrpc.error_response(
-            rid if isinstance(rid, (str, int)) else None,
-            jsonrpc.GUARDRAIL_BLOCKED,
-            f"The gateway withheld the upstream's answer: it contains a {found.blocked} value, "
-            "which this route does not let through (guardrails.redact).",
-            {"rule": found.blocked},
-        )
+        reply = isinstance(rid, (str, int)) and "method" not in obj
+        answers = self.st.methods.get(rid) if reply else None  # type: ignore[arg-type]
+        return self.stage.down(obj, answers, Sink(self.st.findings, self.st.events))

@@ -6,7 +6,8 @@ headlessly, list, call, a hidden call refused, the audit chain verified) and exi
 It also shows four attacks refused the way a new user would try them: a consent form
 posted by a process without the page's cookie, a denied resource read by percent-encoding
 its URI, one route's session id presented on another, and a copy of the audit log with its
-last line cut off.
+last line cut off. On the lab route (a second bundled server that misbehaves) it shows the
+guardrails: a leaked token masked, a poisoned tool hidden, a changed tool (a rug pull) blocked.
 
 The demo must run on any machine, also one without a usable OS keyring: there the audit
 chain's key is kept in memory and each run writes a fresh log of its own, and it says so.
@@ -33,20 +34,23 @@ if TYPE_CHECKING:  # mitmproxy, the SDK and rich take seconds to import: only wh
     from lockgate.cli.views import Console
     from lockgate.cli.views.demo import Report
 
-FULL, READONLY = "notes", "notes-readonly"
+FULL, READONLY, LAB = "notes", "notes-readonly", "lab"
 
 
-def demo_profile(upstream_url: str) -> Path:
-    """The shipped demo profile, pointed at the demo upstream that was just started."""
+def demo_profile(upstream_url: str, lab_url: str | None = None) -> Path:
+    """The shipped demo profile, pointed at the demo upstreams that were just started."""
     from lockgate.paths import data_dir
     from lockgate.profile.model import demo_profile_path
 
     text = demo_profile_path().read_text(encoding="utf-8")
-    text, count = re.subn(
-        r'(?m)^(\[upstreams\.notes\]\s*\nurl\s*=\s*)"[^"]*"', rf'\1"{upstream_url}"', text
-    )
-    if count != 1:
-        raise RuntimeError("the shipped demo profile has no [upstreams.notes] url to point")
+    for name, url in (("notes", upstream_url), ("lab", lab_url)):
+        if url is None:
+            continue
+        text, count = re.subn(
+            rf'(?m)^(\[upstreams\.{name}\][^\n]*\nurl\s*=\s*)"[^"]*"', rf'\1"{url}"', text
+        )
+        if count != 1:
+            raise RuntimeError(f"the shipped demo profile has no [upstreams.{name}] url to point")
     path = data_dir() / "demo-profile.toml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -100,12 +104,13 @@ def demo(
     Example: lockgate demo --check    (a self-test that exits 0 or 1)
     """
     from lockgate.cli import views
+    from lockgate.cli.demo.lab import BackgroundLab
     from lockgate.cli.demo.server import BackgroundServer, build_app  # the SDK: only for the demo
     from lockgate.cli.views import demo as view
 
     out = views.console()
-    with BackgroundServer(build_app()) as upstream:
-        profile = demo_profile(f"{upstream.url}/mcp")
+    with BackgroundServer(build_app()) as upstream, BackgroundLab() as lab:
+        profile = demo_profile(f"{upstream.url}/mcp", lab.mcp_url)
         audit_log = demo_audit_log(out)
         if check:
             ok = asyncio.run(_check(profile, listen or "127.0.0.1:0", out, audit_log))
@@ -282,6 +287,42 @@ async def _drive(gw: Gateway, report: Report) -> None:
         added = await client.call_tool("add_note", {"title": "from --check", "body": "hello"})
         report.step(not added.is_error, "full route: add_note called")
     await _session_elsewhere(gw, full, storage, report)
+    await _guardrails(gw, report)
+
+
+async def _guardrails(gw: Gateway, report: Report) -> None:
+    """The lab route: a leaked token masked, a poisoned tool hidden, a rug pull blocked."""
+    from lockgate.cli.demo import lab
+    from lockgate.cli.demo.headless_oauth import MemoryStorage, signed_in_client
+
+    async with signed_in_client(
+        gw.route_url(LAB),
+        client_name="lockgate demo --check",
+        storage=MemoryStorage(),
+        read_timeout_seconds=10,
+    ) as client:
+        tools = {t.name for t in (await client.list_tools()).tools}
+        poisoned = await _refusal(client.call_tool(lab.POISONED, {"city": "Oslo"}))
+        report.step(
+            lab.POISONED not in tools and poisoned is not None,
+            f"guardrails: the poisoned {lab.POISONED} is not listed and its call is refused "
+            f"({poisoned})",
+        )
+        leaked = await client.call_tool(lab.LEAKY, {})
+        text = " ".join(getattr(b, "text", "") for b in leaked.content)
+        report.step(
+            "GITHUB_TOKEN=[REDACTED:GITHUB_TOKEN]" in text and "ghp_" not in text,
+            f"guardrails: the token in {lab.LEAKY}'s answer reached the client masked",
+        )
+        before = await _refusal(client.call_tool(lab.RUG_PULL, {"url": "https://example.com"}))
+        await client.call_tool(lab.UPDATE, {})
+        after = {t.name for t in (await client.list_tools()).tools}
+        pulled = await _refusal(client.call_tool(lab.RUG_PULL, {"url": "https://example.com"}))
+        report.step(
+            before is None and lab.RUG_PULL not in after and pulled is not None,
+            f"guardrails: {lab.RUG_PULL} changed after it was pinned (a rug pull): hidden and "
+            f"its call refused ({pulled})",
+        )
 
 
 async def _session_elsewhere(

@@ -13,12 +13,14 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from mcp import Client
 
-from lockgate.cli.demo.lab import LEAKY, BackgroundLab
+from lockgate.cli.demo.lab import INJECTING, LEAKY, POISONED, RUG_PULL, UPDATE, BackgroundLab
 from tests.support.demo_mcp import text_of
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
+from tests.support.mcp_http import messages_of, open_session, rpc, session_headers
 from tests.support.upstreams import sdk_upstream
 
 pytestmark = pytest.mark.anyio
@@ -41,10 +43,20 @@ def stack(
     with ExitStack() as es:
         notes = es.enter_context(sdk_upstream(json_response=json_response))
         lab = es.enter_context(BackgroundLab(json_response=json_response))
+        fresh = es.enter_context(BackgroundLab(json_response=json_response))
         profile = profile_text(
-            {"notes": notes, "lab": lab.mcp_url},
-            {"notes": "notes", "lab": "lab", "cards": "notes"},
-            '[routes.cards.guardrails.redact.up]\nCARD = "block"\n',
+            {"notes": notes, "lab": lab.mcp_url, "fresh": fresh.mcp_url},
+            {
+                "notes": "notes",
+                "lab": "lab",
+                "cards": "notes",
+                "strict": "lab",
+                "limited": "notes",
+                "fresh": "fresh",
+            },
+            '[routes.cards.guardrails.redact.up]\nCARD = "block"\n'
+            '[routes.strict.guardrails.findings]\nresults = "withhold"\n'
+            '[routes.limited.guardrails.limits]\ntool = "2/minute"\n',
         )
         gw = es.enter_context(running_gateway(profile, tmp_path_factory.mktemp("gw")))
         yield Stack(gw, lab.token)
@@ -63,7 +75,11 @@ async def test_a_secret_in_a_result_is_masked_and_the_email_only_logged(stack: S
     assert "ops-team@acme-corp.com" in text  # contact data: logged, not masked
     events = stack.gw.matching_events(lambda e: e.get("name") == LEAKY and "findings" in e)
     assert events, "the call's event carries its findings"
-    rules = {(f["rule"], f["action"], f["direction"]) for f in events[-1]["findings"]}
+    rules = {
+        (f["rule"], f["action"], f["direction"])
+        for f in events[-1]["findings"]
+        if f["kind"] == "redaction"
+    }
     assert ("GITHUB_TOKEN", "mask", "down") in rules
     assert ("EMAIL", "log", "down") in rules
     assert stack.lab_token not in _audit_text(stack.gw)
@@ -94,3 +110,103 @@ async def test_a_blocked_type_refuses_the_call_before_the_upstream(stack: Stack)
     events = stack.gw.matching_events(lambda e: e.get("outcome") == "blocked")
     assert events and events[-1]["findings"][0]["rule"] == "CARD"
     assert "4111" not in _audit_text(stack.gw)
+
+
+async def test_a_poisoned_tool_is_hidden_and_its_call_refused(stack: Stack) -> None:
+    async with Client(stack.gw.route_url("lab"), read_timeout_seconds=10) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert LEAKY in names and POISONED not in names
+        with pytest.raises(Exception, match=r"HIDDEN_INSTRUCTIONS|SENSITIVE_FILE_ACCESS"):
+            await client.call_tool(POISONED, {"city": "Oslo", "notes": "x"})
+    listed = stack.gw.matching_events(
+        lambda e: e.get("method") == "tools/list" and e.get("route") == "lab"
+    )
+    hidden = [
+        f
+        for e in listed
+        for f in e.get("findings", [])
+        if f.get("kind") == "finding" and f.get("action") == "hide"
+    ]
+    assert hidden and all(f["target"] == f"tool:{POISONED}" for f in hidden)
+
+
+async def test_a_rug_pull_is_hidden_and_its_call_refused_until_approved(stack: Stack) -> None:
+    async with Client(stack.gw.route_url("lab"), read_timeout_seconds=10) as client:
+        first = {t.name for t in (await client.list_tools()).tools}
+        assert RUG_PULL in first
+        ok = await client.call_tool(RUG_PULL, {"url": "https://example.com"})
+        assert not ok.is_error
+        await client.call_tool(UPDATE, {})
+        after = {t.name for t in (await client.list_tools()).tools}
+        assert RUG_PULL not in after
+        with pytest.raises(Exception, match="lockgate tools approve"):
+            await client.call_tool(RUG_PULL, {"url": "https://example.com"})
+    changed = stack.gw.matching_events(lambda e: e.get("event") == "pin.changed")
+    assert changed and changed[-1]["name"] == RUG_PULL and changed[-1]["outcome"] == "blocked"
+
+
+def test_a_call_to_a_tool_never_listed_is_checked_against_the_upstreams_list(
+    stack: Stack,
+) -> None:
+    """A client that calls without listing (a cached list, another gateway) gets the same
+    answer as one that listed: the gateway lists the upstream's tools itself first."""
+    url = stack.gw.route_url("fresh")  # no client lists on this route's upstream
+    with httpx.Client(timeout=10) as http:
+        sid = open_session(http, url)
+        poisoned = http.post(
+            url,
+            json=rpc("tools/call", {"name": POISONED, "arguments": {"city": "Oslo"}}, 2),
+            headers=session_headers(sid),
+        )
+        leaky = http.post(
+            url,
+            json=rpc("tools/call", {"name": LEAKY, "arguments": {}}, 3),
+            headers=session_headers(sid),
+        )
+    [refused] = [m for m in messages_of(poisoned) if m.get("id") == 2]
+    assert refused["error"]["data"]["rule"] in ("HIDDEN_INSTRUCTIONS", "SENSITIVE_FILE_ACCESS")
+    [answer] = [m for m in messages_of(leaky) if m.get("id") == 3]
+    assert "[REDACTED:GITHUB_TOKEN]" in answer["result"]["content"][0]["text"]
+
+
+async def test_an_injection_in_a_result_is_withheld_on_a_strict_route(stack: Stack) -> None:
+    async with Client(stack.gw.route_url("strict"), read_timeout_seconds=10) as client:
+        with pytest.raises(Exception, match="RESULT_INJECTION"):
+            await client.call_tool(INJECTING, {})
+    async with Client(stack.gw.route_url("lab"), read_timeout_seconds=10) as client:
+        warned = await client.call_tool(INJECTING, {})  # the default only warns
+    assert "Ignore all previous" in text_of(warned)
+    events = stack.gw.matching_events(lambda e: e.get("name") == INJECTING and "findings" in e)
+    actions = {
+        f["action"] for e in events for f in e["findings"] if f["rule"] == "RESULT_INJECTION"
+    }
+    assert actions == {"withhold", "warn"}
+
+
+def test_a_rate_limit_answers_429_with_retry_after_but_never_blocks_initialize(
+    stack: Stack,
+) -> None:
+    url = stack.gw.route_url("limited")
+    with httpx.Client(timeout=10) as http:
+        sid = open_session(http, url)
+        codes = []
+        for i in range(3):
+            resp = http.post(
+                url,
+                json=rpc("tools/call", {"name": "get_note", "arguments": {"id": "1"}}, 10 + i),
+                headers=session_headers(sid),
+            )
+            codes.append(resp.status_code)
+        assert codes == [200, 200, 429]
+        assert int(resp.headers["retry-after"]) >= 1
+        assert resp.json()["id"] == 12 and resp.json()["error"]["data"]["rule"] == "RATE_LIMIT"
+        # Other tools have their own bucket; pings and a new session pass.
+        other = http.post(
+            url,
+            json=rpc("tools/call", {"name": "list_notes", "arguments": {}}, 20),
+            headers=session_headers(sid),
+        )
+        assert other.status_code == 200
+        ping = http.post(url, json=rpc("ping", {}, 21), headers=session_headers(sid))
+        assert ping.status_code == 200
+        assert open_session(http, url) is not None

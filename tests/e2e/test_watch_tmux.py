@@ -404,8 +404,12 @@ def test_the_gateway_view_shows_live_calls_and_q_stops_the_gateway(
         anyio.run(call)
         screen = tmux.wait_text("list_notes ")
         row = next(r for r in rows(screen) if "list_notes" in r)
-        # ... route, method, name, outcome, guardrail (none: "-"), latency ("1.2 ms")
-        assert row.split()[-7:-2] == ["notes", "tools/call", "list_notes", "success", "-"]
+        # ... route, method, name, outcome, guardrail, latency ("1.2 ms"); the guardrail cell
+        # says the gateway pinned the upstream's tools (it listed them itself for this call).
+        parts = row.split()
+        at = parts.index("tools/call") - 1
+        assert parts[at : at + 4] == ["notes", "tools/call", "list_notes", "success"]
+        assert "pin" in parts[at + 4 :]
         assert "calls 1" in screen
         tmux.keys("q")
         terminal_given_back(tmux, "gateway stopped", "the gateway to stop and the terminal modes")
