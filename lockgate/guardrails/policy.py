@@ -34,8 +34,9 @@ RuleAction = Literal["off", "warn", "hide"]
 ResultAction = Literal["warn", "sanitize", "withhold"]
 PinMode = Literal["tofu", "approve", "off"]
 
-# The rule ids of issue 11, section 2. lockgate.guardrails.findings (RULES, with severities)
-# was not on main when this was written; when it is, this tuple should become `tuple(RULES)`.
+# The rule ids of lockgate.guardrails.findings.RULES, written out: importing the scanner (and
+# its confusables table, ~70 ms) only to validate a profile would slow every command that
+# loads one. tests/core/guardrails/test_policy.py keeps the two equal.
 RULE_IDS: Final[tuple[str, ...]] = (
     "HIDDEN_INSTRUCTIONS",
     "SENSITIVE_FILE_ACCESS",

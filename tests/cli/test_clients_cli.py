@@ -143,13 +143,14 @@ def test_cursor_with_stdio_servers_gets_every_route(home: Home) -> None:
     servers = json.loads(path.read_text())["mcpServers"]
     assert servers["lockgate-notes"] == {"url": NOTES}
     assert servers["lockgate-notes-readonly"] == {"url": READONLY}
+    assert servers["lockgate-lab"] == {"url": NOTES.replace("/mcp/notes", "/mcp/lab")}
     assert {k: v for k, v in servers.items() if not k.startswith("lockgate-")} == json.loads(
         before
     )["mcpServers"]
     only_additions(before, path.read_text())
     assert len(backups(path)) == 1
     again = home.run("install", "cursor")
-    assert again.stdout.count("already installed") == 2
+    assert again.stdout.count("already installed") == 3  # notes, notes-readonly, lab
 
 
 def test_vscode_jsonc_keeps_comments_trailing_commas_and_inputs(home: Home) -> None:

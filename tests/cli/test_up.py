@@ -71,13 +71,18 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
 def test_demo_check_passes() -> None:
     result = lockgate("demo", "--check", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "12/12 checks passed" in result.stdout, result.stdout
+    assert "15/15 checks passed" in result.stdout, result.stdout
     assert "delete_note refused by the gateway (-32601" in result.stdout
     # Issue 9: the four attacks a new user can watch being refused.
     assert "without the consent page's cookie refused (HTTP 403)" in result.stdout
     assert "spelled notes://note/%32 refused (-32601" in result.stdout
     assert "presented on the read-only route refused (HTTP 404)" in result.stdout
     assert "last line cut off is refused (tail cut" in result.stdout
+    # Issue 11: the guardrails at work on the lab route.
+    assert "token in get_deploy_config's answer reached the client masked" in result.stdout
+    assert "poisoned weather_lookup is not listed and its call is refused (-32003" in result.stdout
+    assert "(a rug pull): hidden and its call refused (-32003" in result.stdout
+    assert "lockgate tools approve lab fetch_page" in result.stdout
     # The demo signs clients in (kind "dev") with its key in memory: no keyring needed.
     assert "no token: HTTP 401, WWW-Authenticate names resource_metadata" in result.stdout
     assert "signed in: the SDK client registered, got consent and a token" in result.stdout
@@ -95,7 +100,7 @@ def test_demo_check_needs_no_keyring(tmp_path: Path) -> None:
     env_clean = {k: v for k, v in os.environ.items() if k not in keys}
     result = run_lockgate("demo", "--check", env={**env_clean, **env}, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "12/12 checks passed" in result.stdout
+    assert "15/15 checks passed" in result.stdout
     assert "No usable OS keyring" in result.stdout
     assert "is keyed in memory" in result.stdout
     assert not (tmp_path / "audit.jsonl").exists()

@@ -373,3 +373,10 @@ def test_any_input_validates_or_is_refused_cleanly(
     policy = resolve(defaults.merged(override))
     assert set(policy.up) >= set(TYPES)
     assert set(policy.up.values()) | set(policy.down.values()) <= set(ACTIONS)
+
+
+def test_the_rule_ids_a_profile_may_name_are_the_scanners() -> None:
+    from lockgate.guardrails.findings import RULES
+    from lockgate.guardrails.policy import RULE_IDS
+
+    assert sorted(RULE_IDS) == sorted(RULES)
