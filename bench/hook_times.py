@@ -39,8 +39,10 @@ from mitmproxy import addonmanager
 import lockgate.addons as addons_pkg
 import lockgate.audit.events as audit_events
 import lockgate.audit.log as audit_core
+import lockgate.guardrails.stage as stage_core
 import lockgate.mcp.jsonrpc as jsonrpc
 from lockgate.addons.master import Gateway
+from lockgate.guardrails.stage import Stage
 
 # The same HMAC chain as with the keyring's key; the bench runs without a keyring.
 os.environ.setdefault(audit_core.KEY_SOURCE_ENV, "memory")
@@ -127,6 +129,9 @@ def instrument() -> None:
     os.write = timed("    os.write (audit line)", os.write)
     audit_events.preview = timed("  preview() in addon", audit_events.preview)
     jsonrpc.parse_body = timed("  jsonrpc.parse_body", jsonrpc.parse_body)
+    Stage.redact_up = timed("  Stage.redact_up", Stage.redact_up)  # type: ignore[method-assign]
+    Stage.down = timed("  Stage.down (per message)", Stage.down)  # type: ignore[method-assign]
+    stage_core.scan_result = timed("    scan_result", stage_core.scan_result)
 
     gc_start: list[int] = []
 
@@ -162,10 +167,21 @@ async def run_lean(up_url: str, work: Path, box: dict[str, Any]) -> None:
     await task
 
 
+TEXT_1K = (
+    "Quarterly planning notes: the team reviewed the roadmap, agreed on the release train and "
+    "moved the search rewrite to the next cycle; action items are tracked in the usual board. " * 6
+)[:1000]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=3000)
-    ap.add_argument("--workload", choices=["call", "list", "list-filtered"], default="call")
+    ap.add_argument(
+        "--workload", choices=["call", "call-1k", "list", "list-filtered"], default="call"
+    )
+    ap.add_argument(
+        "--no-guardrails", action="store_true", help="the route with [guardrails] enabled = false"
+    )
     ap.add_argument(
         "--no-audit-write",
         action="store_true",
@@ -180,12 +196,16 @@ def main() -> int:
     instrument()
     work = Path(tempfile.mkdtemp(prefix="lockgate-hooks-"))
     kind = "notes-json" if args.workload == "call" else "many-json"
+    what_guard = " (guardrails off)" if args.no_guardrails else ""
     extra = 'tools.deny = ["tool_1*"]' if args.workload == "list-filtered" else ""
     up = bench.start_upstream(kind, bench.free_port())
     try:
         up_url = bench.wait_url(up)
         profile = work / "profile.toml"
-        profile.write_text(bench.lockgate_profile({"u": up_url}, {"r": ("u", extra)}))
+        text = bench.lockgate_profile({"u": up_url}, {"r": ("u", extra)})
+        if args.no_guardrails:
+            text += "\n[guardrails]\nenabled = false\n"
+        profile.write_text(text)
         box: dict[str, Any] = {}
 
         def serve() -> None:
@@ -207,9 +227,11 @@ def main() -> int:
                 raise RuntimeError("the in-process gateway did not start")
             time.sleep(0.05)
         sess = bench.Session(box["url"] + ("/mcp" if args.lean else "/mcp/r")).initialize()
-        method, params = (
-            ("tools/call", bench.CALL_PARAMS) if args.workload == "call" else ("tools/list", {})
-        )
+        method, params = {
+            "call": ("tools/call", bench.CALL_PARAMS),
+            # a 1 KB call: 1 KB of text up, echoed back down (bench/guardrails.py's)
+            "call-1k": ("tools/call", {"name": "tool_0001", "arguments": {"text": TEXT_1K}}),
+        }.get(args.workload, ("tools/list", {}))
         for _ in range(min(300, args.calls)):
             sess.rpc(method, params)
         ENABLED.set()
@@ -224,6 +246,7 @@ def main() -> int:
     n = args.calls
     what = "lean master" if args.lean else "lockgate"
     what += " (no audit write)" if args.no_audit_write else ""
+    what += what_guard
     print(f"{what}, {args.workload}: CPU us per request over {n} sequential requests (thread time)")
     for name, total in sorted(TOTALS.items(), key=lambda kv: -kv[1]):
         print(f"  {name:<36} {total / n / 1000:8.1f} us   ({COUNTS[name] / n:.1f} calls/request)")

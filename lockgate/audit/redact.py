@@ -140,8 +140,16 @@ def _preview(value: object, limit: int, budget: list[int], depth: int) -> object
     return f"<{type(value).__name__}>"
 
 
+@functools.lru_cache(maxsize=256)
+def _masked(text: str) -> str:
+    """`mask_text`, remembered: a call's arguments are previewed in its started and its
+    completed event, and the detectors are the costly part of a preview."""
+    return mask_text(text)
+
+
 def _preview_str(value: str, limit: int, budget: list[int]) -> str:
-    head = mask_text(value[: limit + 1024])
+    # Masked before the cut, with room past it, so a secret across the cut goes whole.
+    head = _masked(value[: limit + 1024])
     if len(value) > limit:
         head = f"{head[:limit]}…(+{len(value) - limit} chars)"
     budget[0] -= min(len(head), limit)

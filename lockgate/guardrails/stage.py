@@ -19,7 +19,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lockgate.guardrails.findings import DefinitionScanner, sanitize, scan_result
+from lockgate.guardrails.findings import (
+    RULES,
+    DefinitionScanner,
+    Finding,
+    sanitize,
+    scan_result,
+    spoofed_names,
+)
 from lockgate.guardrails.limits import RateLimiter, is_limited
 from lockgate.guardrails.pinning import Observation
 from lockgate.guardrails.pinstore import PinStore
@@ -213,12 +220,7 @@ class Stage:
         listing = answers if answers in _LISTS else _list_shape(result) if answers is None else None
         if listing is not None and isinstance(result, dict):
             new = self._list(listing, result, sink)
-            if new is result and listing != "tools/list":
-                return obj
-            # A tool list goes on re-encoded even when unchanged: the client reads the
-            # definitions the gateway pinned, not bytes another parser may read otherwise
-            # (duplicate keys).
-            return {**obj, "result": new}
+            return obj if new is result else {**obj, "result": new}
         findings = sink.findings
         found = Redactions()
         out = self.down_redactor.server_message(obj, answers, found)
@@ -263,13 +265,18 @@ class Stage:
             return result
         if kind == "tool":  # a nameless tool can be neither pinned nor called: dropped
             items = [t for t in items if isinstance(t, dict) and isinstance(t.get("name"), str)]
-        kept = self._scan_definitions(kind, name_key, items, sink.findings)
+        keys: Mapping[str, str] = {}
+        hidden: frozenset[str] = frozenset()
         if kind == "tool" and self.pins is not None:
-            obs = self.pins.observe(self.upstream, kept, mode=self._mode(), shipped=self.shipped)
+            # Pinned first: the pins' hashes are the scanner's cache keys too (neither counts
+            # `_meta`), so an unchanged list is hashed once.
+            obs = self.pins.observe(self.upstream, items, mode=self._mode(), shipped=self.shipped)
             sink.findings.extend(_pin_findings(obs))
             sink.events.extend(c.event(self.upstream) for c in obs.changes if c.kind != "new")
-            if obs.hidden:
-                kept = [t for t in kept if t.get("name") not in obs.hidden]
+            keys, hidden = obs.pins, obs.hidden
+        kept = self._scan_definitions(kind, name_key, items, keys, sink.findings)
+        if hidden:
+            kept = [t for t in kept if t.get("name") not in hidden]
         if len(kept) == len(items):
             return result
         return {**result, key: kept}
@@ -280,10 +287,22 @@ class Stage:
         self._list("tools/list", {"tools": list(tools)}, sink)
 
     def _scan_definitions(
-        self, kind: str, name_key: str, items: list[Any], findings: list[dict[str, Any]]
+        self,
+        kind: str,
+        name_key: str,
+        items: list[Any],
+        keys: Mapping[str, str],
+        findings: list[dict[str, Any]],
     ) -> list[Any]:
         defs = [i for i in items if isinstance(i, dict)]
-        scanned = iter(self.scanner.scan_list(kind, defs))
+        names = [d.get(name_key) for d in defs]
+        spoofed = spoofed_names(n for n in names if isinstance(n, str)) if kind == "tool" else {}
+        scanned = iter(
+            [
+                self._scan(kind, d, keys.get(n) if isinstance(n, str) else None, n in spoofed)
+                for d, n in zip(defs, names, strict=True)
+            ]
+        )
         kept: list[Any] = []
         for item in items:
             if not isinstance(item, dict):
@@ -317,6 +336,14 @@ class Stage:
                 self.hidden.pop((kind, name), None)
             kept.append(item)
         return kept
+
+    def _scan(
+        self, kind: str, d: dict[str, Any], pin: str | None, spoofed: bool
+    ) -> tuple[Finding, ...]:
+        found = self.scanner.scan(kind, d, key=bytes.fromhex(pin) if pin else None)
+        if spoofed:
+            found = (*found, Finding("TOOL_NAME_SPOOFING", RULES["TOOL_NAME_SPOOFING"], "name"))
+        return found
 
     def _mode(self) -> Literal["tofu", "approve"]:
         return "approve" if self.policy.pin_mode == "approve" else "tofu"
