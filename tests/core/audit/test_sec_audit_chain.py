@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lockgate.audit.log import AuditLog, AuditLogDamaged, pending_path
+from lockgate.audit.log import AuditLog, AuditLogDamaged, pending_path, record
 from lockgate.audit.read import read_events
 from lockgate.audit.verify import verify
 
@@ -129,6 +129,27 @@ def test_planted_pending_events_cannot_backdate_themselves(log_path: Path) -> No
     assert drained["claimed_ts"] == "2020-01-01T00:00:00.000Z"
     assert drained["ts"] > "2026"  # the gateway's own clock at drain time
     assert verify(log_path).ok  # the chain is whole: the event is marked, not hidden
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the single-writer lock is POSIX flock")
+def test_a_running_writer_chains_what_another_process_queued_without_a_restart(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`lockgate tools approve` while the gateway runs: its pin.approved is queued (the
+    gateway holds the log) and chained by the gateway's next event a second later."""
+    clock = [1000.0]
+    monkeypatch.setattr("lockgate.audit.log.time.monotonic", lambda: clock[0])
+    with AuditLog(log_path) as log:
+        log.append(_event(1))
+        assert record(log_path, {"event": "pin.approved", "user": "alice"}) == "pending"
+        log.append(_event(2))  # within the second: not yet
+        assert [e["event"] for e in read_events(log_path)][-1] != "pin.approved"
+        clock[0] += 1.5
+        log.append(_event(3))
+    events = list(read_events(log_path))
+    assert [e["event"] for e in events][-1] == "pin.approved"
+    assert events[-1]["via"] == "pending" and not pending_path(log_path).exists()
+    assert verify(log_path).ok
 
 
 def test_unkeyed_legacy_log_is_reported_not_crashing(log_path: Path) -> None:
