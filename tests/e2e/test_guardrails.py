@@ -9,6 +9,9 @@ stored, and what the audit log says (which must never hold the secret).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -143,6 +146,30 @@ async def test_a_rug_pull_is_hidden_and_its_call_refused_until_approved(stack: S
             await client.call_tool(RUG_PULL, {"url": "https://example.com"})
     changed = stack.gw.matching_events(lambda e: e.get("event") == "pin.changed")
     assert changed and changed[-1]["name"] == RUG_PULL and changed[-1]["outcome"] == "blocked"
+    # Someone reviews the diff and approves it, from another process: the call goes through.
+    home = stack.gw.audit_path.parent
+    env = {**os.environ, "LOCKGATE_HOME": str(home), "LOCKGATE_AUDIT_LOG": str(stack.gw.audit_path)}
+    diff = subprocess.run(
+        [sys.executable, "-m", "lockgate.cli", "tools", "diff", "lab", RUG_PULL],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert diff.returncode == 0 and "partner" in diff.stdout, diff.stdout + diff.stderr
+    approved = subprocess.run(
+        [sys.executable, "-m", "lockgate.cli", "tools", "approve", "lab", RUG_PULL],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    async with Client(stack.gw.route_url("lab"), read_timeout_seconds=10) as client:
+        assert RUG_PULL in {t.name for t in (await client.list_tools()).tools}
+        ok = await client.call_tool(RUG_PULL, {"url": "https://example.com"})
+        assert not ok.is_error
+    assert stack.gw.matching_events(lambda e: e.get("event") == "pin.approved")
 
 
 def test_a_call_to_a_tool_never_listed_is_checked_against_the_upstreams_list(
