@@ -251,3 +251,27 @@ def test_limits_refuse_with_retry_after_and_never_touch_initialize_or_pings(
     ping = parse_message({"jsonrpc": "2.0", "id": 9, "method": "ping"})
     for _ in range(5):
         assert s.limit([init, ping], "alice", now) is None
+
+
+def test_approve_mode_hides_new_tools_until_approved(pins: PinStore) -> None:
+    s = stage(pins, '[pinning]\nmode = "approve"\n')
+    sink = Sink()
+    assert listed(s, [CLEAN], sink) == []
+    assert [f["rule"] for f in sink.findings if f["kind"] == "pin"] == ["PIN_PENDING"]
+    refused = s.check_calls([call("get_note", {"id": "1"})])
+    assert refused is not None and refused.refusal is not None
+    pins.approve("up", "get_note", by="alice")
+    assert listed(s, [CLEAN]) == ["get_note"]
+    assert s.check_calls([call("get_note", {"id": "1"})]) is None
+
+
+def test_a_pin_shipped_in_the_profile_wins_over_first_use(tmp_path: Path) -> None:
+    from lockgate.guardrails.pinning import pin_of
+
+    shipped = f'[pinning.pins.up]\nget_note = "{pin_of(CLEAN)}"\n'
+    tampered = {**CLEAN, "description": "Get one note by id (v2)."}
+    with PinStore.open(tmp_path / "fresh.db") as fresh:  # never saw the tool before
+        s = stage(fresh, shipped)
+        assert listed(s, [tampered]) == []  # differs from IT's pin: hidden on first sight
+        assert s.check_calls([call("get_note", {"id": "1"})]) is not None
+        assert listed(s, [CLEAN]) == ["get_note"]
