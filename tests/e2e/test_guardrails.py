@@ -17,8 +17,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 import httpx
+import mcp_types as types
 import pytest
 from mcp import Client
+from mcp.client.session import ClientRequestContext
 
 from lockgate.cli.demo.lab import INJECTING, LEAKY, POISONED, RUG_PULL, UPDATE, BackgroundLab
 from tests.support.demo_mcp import text_of
@@ -36,6 +38,7 @@ CARD = "4111 1111 1111 1111"
 class Stack:
     gw: GatewayProcess
     lab_token: str
+    json_response: bool
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["sse", "json"])
@@ -56,13 +59,15 @@ def stack(
                 "strict": "lab",
                 "limited": "notes",
                 "fresh": "fresh",
+                "raw": "notes",
             },
             '[routes.cards.guardrails.redact.up]\nCARD = "block"\n'
             '[routes.strict.guardrails.findings]\nresults = "withhold"\n'
-            '[routes.limited.guardrails.limits]\ntool = "2/minute"\n',
+            '[routes.limited.guardrails.limits]\ntool = "2/minute"\n'
+            "[routes.raw.guardrails]\nenabled = false\n",
         )
         gw = es.enter_context(running_gateway(profile, tmp_path_factory.mktemp("gw")))
-        yield Stack(gw, lab.token)
+        yield Stack(gw, lab.token, json_response)
 
 
 def _audit_text(gw: GatewayProcess) -> str:
@@ -237,3 +242,33 @@ def test_a_rate_limit_answers_429_with_retry_after_but_never_blocks_initialize(
         ping = http.post(url, json=rpc("ping", {}, 21), headers=session_headers(sid))
         assert ping.status_code == 200
         assert open_session(http, url) is not None
+
+
+async def test_a_secret_in_a_sampling_request_reaches_the_client_masked(stack: Stack) -> None:
+    """The upstream asks the client's model to summarize a note holding a token (stored
+    through a route without guardrails): the sampling request the client sees is masked."""
+    if stack.json_response:
+        pytest.skip("a 2025-era JSON-response connection has no way back for sampling")
+    async with Client(stack.gw.route_url("raw"), read_timeout_seconds=10) as raw:
+        added = await raw.call_tool("add_note", {"title": "bot", "body": f"token {TOKEN}"})
+        note_id = (added.structured_content or {})["id"]
+    asked: list[str] = []
+
+    async def sampling(
+        context: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
+        asked.extend(getattr(m.content, "text", "") for m in params.messages)
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text="ok"), model="m"
+        )
+
+    async with Client(
+        stack.gw.route_url("notes"),
+        mode="legacy",
+        sampling_callback=sampling,
+        read_timeout_seconds=10,
+    ) as client:
+        result = await client.call_tool("summarize_note", {"id": note_id})
+    assert not result.is_error
+    assert asked and TOKEN not in " ".join(asked)
+    assert "token [REDACTED:GITHUB_TOKEN]" in " ".join(asked)
