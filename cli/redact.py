@@ -20,30 +20,28 @@ from lockgate.errors import LockgateError
 if TYPE_CHECKING:
     from lockgate.guardrails.detectors import Action, Detectors, Span
 
-HELP = """Redact secrets and personal data in text or JSONL, as the gateway would.
-
-Reads FILE (or stdin) and prints it with every found secret or personal datum replaced by
-[REDACTED:TYPE].
-
-Lines that are JSON objects or arrays are JSONL: only their string values change (keys and
-numbers never do) and each stays one valid JSON line; the other lines are text, redacted as a
-whole so that a PEM key spanning lines is found. --jsonl or --text forces one reading.
-
-Without --profile or --route every span the built-in detectors find is masked: what the
-engine sees. With --profile (its guardrails defaults) or --route (that route's guardrails,
-from --profile or the active profile) the policy applies as the gateway would for
---direction (default up, client to upstream): its custom detectors run; types set to mask or
-block are masked (block also notes on stderr that the gateway would refuse the message);
-types set to log are kept and listed by --spans; types set to off are not reported.
-
---spans prints, instead of the text, one JSON object per found span: start and end
-(character offsets; in the input for text, in the string value for JSON lines, with the
-line number and the value's path), type and action.
-
-Example: lockgate redact app.log
-
-Example: cat calls.jsonl | lockgate redact --spans --profile profiles/demo.toml --route notes
-"""
+HELP = (
+    "Redact secrets and personal data in text or JSONL, as the gateway would.\n\n"
+    "Reads FILE (or stdin) and prints it with every found secret or personal datum replaced "
+    "by [REDACTED:TYPE].\n\n"
+    "Lines that are JSON objects or arrays are JSONL: only their string values change (keys "
+    "and numbers never do) and each stays one valid JSON line; the other lines are text, "
+    "redacted as a whole so that a PEM key spanning lines is found. --jsonl or --text forces "
+    "one reading.\n\n"
+    "Without --profile or --route every span the built-in detectors find is masked: what the "
+    "engine sees. With --profile (its guardrails defaults) or --route (that route's "
+    "guardrails, from --profile or the active profile) the policy applies as the gateway "
+    "would for --direction (default up, client to upstream): its custom detectors run; types "
+    "set to mask or block are masked (block also notes on stderr that the gateway would "
+    "refuse the message); types set to log are kept and listed by --spans; types set to off "
+    "are not reported.\n\n"
+    "--spans prints, instead of the text, one JSON object per found span: start and end "
+    "(character offsets; in the input for text, in the string value for JSON lines, with the "
+    "line number and the value's path), type and action.\n\n"
+    "Example: lockgate redact app.log\n\n"
+    "Example: cat calls.jsonl | lockgate redact --spans --profile profiles/demo.toml --route "
+    "notes"
+)
 
 
 class Direction(StrEnum):
