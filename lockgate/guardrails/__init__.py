@@ -4,6 +4,7 @@ limits; `stage` applies one route's policy to MCP messages. Pure: no mitmproxy, 
 
 __all__ = [
     "checks",
+    "confusables",
     "detectors",
     "exfil",
     "findings",

@@ -37,13 +37,13 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
 import orjson
 
 from lockgate.guardrails import exfil, gates, rules, text
+from lockgate.guardrails.confusables import lookalike_name, spoofed_names
 from lockgate.guardrails.text import sanitize
 
 __all__ = [
@@ -51,12 +51,9 @@ __all__ = [
     "DefinitionScanner",
     "Finding",
     "Severity",
-    "confusable_with",
     "sanitize",
     "scan_definition",
     "scan_result",
-    "skeleton",
-    "spoofed_names",
 ]
 
 Severity = Literal["low", "medium", "high"]
@@ -251,7 +248,7 @@ def _scan_definition(
     name = raw_name if isinstance(raw_name, str) else ""
     if len(name) > MAX_NAME:
         out.append(_f(EXCESSIVE_LENGTH, "name"))
-    if not name.isascii() and text.lookalike_name(name):
+    if not name.isascii() and lookalike_name(name):
         out.append(_f(TOOL_NAME_SPOOFING, "name"))
     if len(js) > MAX_DEFINITION:
         out.append(_f(EXCESSIVE_LENGTH, ""))
@@ -322,45 +319,6 @@ def _scan_result(result: Any, *, gated: bool = True) -> tuple[Finding, ...]:
     out: list[Finding] = []
     _match(items, active, "", out, gate.words if gated else None)
     return tuple(dict.fromkeys(out))
-
-
-# --- names ------------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=16384)
-def _name_keys(name: str) -> tuple[str, str]:
-    return text.fold_name(name), text.skeleton(name)
-
-
-def skeleton(name: str) -> str:
-    """The confusable skeleton of a name (see `text.skeleton`)."""
-    return _name_keys(name)[1]
-
-
-def confusable_with(name: str, others: Iterable[str]) -> str | None:
-    """The first of `others` that `name` could be mistaken for (case, width, separators,
-    homoglyphs, 0/o and 1/l), or None. An identical name is not a spoof."""
-    fold, skel = _name_keys(name)
-    for other in others:
-        if other != name:
-            f, s = _name_keys(other)
-            if f == fold or s == skel:
-                return other
-    return None
-
-
-def spoofed_names(names: Iterable[str]) -> dict[str, str]:
-    """Every name in `names` that is confusable with another one, mapped to that other one
-    (both of a pair are reported: which one is the original is not knowable here). O(n)."""
-    first: dict[str, str] = {}
-    found: dict[str, str] = {}
-    for name in dict.fromkeys(names):
-        for key in _name_keys(name):
-            seen = first.setdefault(key, name)
-            if seen != name:
-                found.setdefault(name, seen)
-                found.setdefault(seen, name)
-    return found
 
 
 # --- cached scanning --------------------------------------------------------------------------

@@ -9,7 +9,7 @@ about them, so the gateway's hot path, the CLI and the tests share one truth:
 - :func:`decide`: the verdict on one listed definition (pass, pin now, or hold and why).
 - :func:`changed_fields`, :func:`pretty`, :func:`diff_lines`: what changed, for messages
   and the ``lockgate tools diff`` view; :func:`refusal_message`: the sentence a refused call
-  gets; :func:`skeleton` / :func:`confusable_with`: tool-name spoofing.
+  gets (which names are confusable is `confusables`' question).
 - the records the store hands out (:class:`Observation`, :class:`Change`, :class:`Pending`,
   :class:`Pin`, :class:`Decided` with its audit event).
 
@@ -33,7 +33,6 @@ per tool (~2 ms for 2,000; `PinStore.observe` on it ~3 ms in all).
 from __future__ import annotations
 
 import difflib
-import functools
 import hashlib
 import json
 import re
@@ -61,13 +60,11 @@ __all__ = [
     "Source",
     "canonical",
     "changed_fields",
-    "confusable_with",
     "decide",
     "diff_lines",
     "pin_of",
     "pretty",
     "refusal_message",
-    "skeleton",
     "visible",
 ]
 
@@ -231,71 +228,6 @@ def diff_lines(
             n=context,
         )
     )
-
-
-# ---------------------------------------------------------------------------- spoofing
-
-
-@functools.cache
-def _prototypes() -> dict[str, str]:
-    """Each confusable character -> one representative of its class (union of the Unicode
-    confusables data the ``confusable-homoglyphs`` package ships; an ASCII letter when the
-    class has one). Built once, on the first new tool name."""
-    from confusable_homoglyphs.confusables import confusables_data
-
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for key, glyphs in confusables_data.items():
-        for glyph in glyphs:
-            other = str(glyph["c"]).strip("\u200e")
-            if len(key) == 1 and len(other) == 1:
-                parent[find(key)] = find(other)
-    parent[find("0")] = find("o")  # UTS 39 keeps them apart; a tool name should not
-    classes: dict[str, list[str]] = {}
-    for ch in list(parent):
-        classes.setdefault(find(ch), []).append(ch)
-
-    def rank(ch: str) -> tuple[int, str]:
-        return (0 if ch.isascii() and ch.islower() else 1 if ch.isascii() else 2, ch)
-
-    table: dict[str, str] = {}
-    for members in classes.values():
-        rep = min(members, key=rank)
-        table.update((ch, rep) for ch in members)
-    return table
-
-
-def _proto(text: str) -> str:
-    table = _prototypes()
-    return "".join(table.get(ch, ch) for ch in text)
-
-
-def skeleton(name: str) -> tuple[str, str]:
-    """Two keys under which confusable names meet: compatibility-decomposed, without marks,
-    separators, punctuation and invisible characters, every homoglyph replaced by its class
-    representative, case-folded before and after (``fIle`` meets ``file`` by case,
-    ``fiIe`` by glyph)."""
-    base = "".join(
-        ch
-        for ch in unicodedata.normalize("NFKD", name)
-        if unicodedata.category(ch)[0] not in "MPZC"
-    )
-    return _proto(base.casefold()).casefold(), _proto(_proto(base).casefold())
-
-
-def confusable_with(name: str, others: Iterable[str]) -> str | None:
-    """The first of ``others`` that ``name`` can be mistaken for (not itself), or None."""
-    mine = set(skeleton(name))
-    for other in others:
-        if other != name and mine & set(skeleton(other)):
-            return other
-    return None
 
 
 # ---------------------------------------------------------------------------- the verdict

@@ -26,6 +26,7 @@ from typing import Any, Final, Self
 
 from lockgate.authserver.migrations import migrate
 from lockgate.errors import LockgateError
+from lockgate.guardrails.confusables import confusable_with, skeleton
 from lockgate.guardrails.pinning import (
     Change,
     Decided,
@@ -40,7 +41,6 @@ from lockgate.guardrails.pinning import (
     decide,
     pin_of,
     refusal_message,
-    skeleton,
 )
 from lockgate.guardrails.pinschema import DB_NAME, MIGRATIONS, default_path
 from lockgate.guardrails.pinschema import create_private as _create_private
@@ -184,10 +184,7 @@ class PinStore:
             found = index.get(key)
             if found is not None and found != name:
                 return found
-        for other in shipped:  # IT's names count as pinned too
-            if other != name and set(keys) & set(skeleton(other)):
-                return other
-        return None
+        return confusable_with(name, shipped)  # IT's names count as pinned too
 
     def _decide(
         self, upstream: str, name: str, pin: str, mode: Mode, shipped: Mapping[str, str]

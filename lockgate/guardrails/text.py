@@ -1,5 +1,5 @@
 """Text forensics for the findings rules: invisible Unicode, ANSI escapes, folding for matching,
-confusable skeletons of names, encoded payloads, and `sanitize`.
+encoded payloads, and `sanitize` (which names are confusable is `confusables`' question).
 
 Why it exists apart from `findings.py`: these are the character-level facts (what is invisible,
 what an escape sequence is, what a string looks like once homoglyphs and compatibility forms are
@@ -283,40 +283,6 @@ def fold(s: str) -> str:
     if s.isascii():
         return s.lower()
     return _unconfuse(unicodedata.normalize("NFKC", _DROP_RX.sub("", s)).lower())
-
-
-# --- confusable skeleton of names -------------------------------------------------------------
-
-_SEPARATORS = re.compile("[\\s\\-_.:/\u00b7\u2010-\u2015]+")
-_LOOKALIKE = str.maketrans({"0": "o", "O": "o", "1": "l", "I": "l", "|": "l"})
-
-
-def _name_base(name: str) -> str:
-    return name if name.isascii() else unicodedata.normalize("NFKC", _DROP_RX.sub("", name))
-
-
-def fold_name(name: str) -> str:
-    """Case-, width- and separator-insensitive form of a name (``Send-Email`` == ``send_email``)."""
-    if name.isascii():
-        return _SEPARATORS.sub("", name.lower())
-    folded = unicodedata.normalize("NFKC", _name_base(name).casefold())  # canonical caseless
-    return _SEPARATORS.sub("", _unconfuse(folded))
-
-
-def skeleton(name: str) -> str:
-    """The confusable skeleton of a tool name: NFKC, homoglyphs to ASCII (case kept, so that
-    capital I and small l meet), separators dropped, then 0/o and 1/l/I unified, lower case."""
-    base = _SEPARATORS.sub("", _unconfuse(_name_base(name)))
-    return base.translate(_LOOKALIKE).replace("rn", "m").replace("vv", "w").lower()
-
-
-def lookalike_name(name: str) -> bool:
-    """A name that mixes ASCII letters with non-ASCII characters that all imitate ASCII ones
-    (send_email with a Cyrillic e): it exists to look like another name."""
-    if name.isascii() or not any(c.isascii() and c.isalpha() for c in name):
-        return False
-    mapped = _unconfuse(_name_base(name))
-    return mapped.isascii() and mapped != name
 
 
 # --- encoded payloads -------------------------------------------------------------------------

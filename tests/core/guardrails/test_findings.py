@@ -19,11 +19,8 @@ from lockgate.guardrails.findings import (
     _dumps,
     _scan_definition,
     _scan_result,
-    confusable_with,
     scan_definition,
     scan_result,
-    skeleton,
-    spoofed_names,
 )
 
 CORPUS = Path(__file__).resolve().parents[2] / "corpus" / "findings"
@@ -379,59 +376,12 @@ def test_benign_results_pass(text: str) -> None:
 # --- names ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("name", "other"),
-    [
-        ("Send_Email", "send_email"),
-        ("send-email", "send_email"),
-        ("s\u0435nd_email", "send_email"),  # Cyrillic e
-        ("\uff53end_email", "send_email"),  # full-width s
-        ("get_fi1e", "get_file"),
-        ("deIete_repo", "delete_repo"),
-        ("b00kmark", "bookmark"),
-    ],
-)
-def test_confusable_names(name: str, other: str) -> None:
-    assert confusable_with(name, ["unrelated", other]) == other
-    assert confusable_with(other, [name]) == name
-
-
-def test_identical_and_distinct_names_are_not_spoofing() -> None:
-    assert confusable_with("send_email", ["send_email", "send_emails", "read_email"]) is None
-    assert spoofed_names(["get_user", "get_users", "list_users"]) == {}
-    assert spoofed_names(["a_b", "A-B", "c"]) == {"a_b": "A-B", "A-B": "a_b"}
-    assert skeleton("Send-Fi1e") == skeleton("send_file")
-
-
 def test_a_lookalike_name_alone_is_spoofing_but_foreign_scripts_are_not() -> None:
     assert Finding("TOOL_NAME_SPOOFING", "medium", "name") in scan_definition(
         "tool", {"name": "s\u0435nd_email"}
     )
     assert scan_definition("tool", {"name": "поиск"}) == ()
     assert scan_definition("tool", {"name": "検索_docs"}) == ()
-
-
-NAMES = st.text(
-    alphabet=st.characters(categories=("Ll", "Lu", "Nd"), include_characters="_-"),
-    min_size=1,
-    max_size=24,
-)
-
-
-@settings(max_examples=300, deadline=None)
-@given(NAMES, st.lists(NAMES, max_size=5))
-def test_a_name_is_never_confusable_with_itself(name: str, others: list[str]) -> None:
-    assert confusable_with(name, [name]) is None
-    found = confusable_with(name, [*others, name])
-    assert found != name
-
-
-@settings(max_examples=300, deadline=None)
-@given(NAMES)
-def test_case_variants_are_confusable(name: str) -> None:
-    variant = name.swapcase()
-    if variant != name:
-        assert confusable_with(variant, [name]) == name
 
 
 # --- the cache --------------------------------------------------------------------------------
