@@ -19,13 +19,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from lockgate.guardrails.confusables import spoofed_names
 from lockgate.guardrails.findings import (
     RULES,
     DefinitionScanner,
     Finding,
     sanitize,
     scan_result,
-    spoofed_names,
 )
 from lockgate.guardrails.limits import RateLimiter, is_limited
 from lockgate.guardrails.pinning import Observation
