@@ -19,13 +19,16 @@ case and as an ``l`` by glyph: the *case* key folds case first (``fIle`` meets `
 caseless match (NFKD and casefold twice), so a name and its casefolded form always share the
 case key.
 
-Hand-written because no pure-Python library computes confusable skeletons (the package only
-answers "is this string mixed-script / dangerous"); on the hot path because the findings
-scanner runs :func:`spoofed_names` over every ``tools/list`` (2,000 names and more). So: the
-class table is built once, on the first non-trivial use (~10 ms, loading the package's data
-included; importing this module loads nothing); ASCII names, nearly all of them, take two
-``bytes.translate`` calls over tables derived from the same classes; keys are cached per name
-(names up to 256 characters, 65,536 of them).
+Hand-written over the package the project already has: it holds the data but computes no
+skeleton (it answers "is this string mixed-script / dangerous"); ``confusables`` (PyPI, last
+release 2021) only compares two strings, O(n^2) over a list; ``disarm`` (Rust, 0.x) folds per
+TR39 but would still need the two keys, 0/o and rn/vv here, for a new compiled dependency. On
+the hot path because the findings scanner runs :func:`spoofed_names` over every ``tools/list``
+and pinning checks every new name against the pinned ones. So: importing this module loads
+nothing; the tables are built on the first name (~7 ms, plus ~35 ms to load the package's data
+if nothing has yet; ``text`` does at import); ASCII names, nearly all of them, take two
+``bytes.translate`` calls over tables the general path derives; keys are cached per name (names
+up to 256 characters, 65,536 of them). Measured on 2,000 names: ~2 ms uncached, ~0.5 ms cached.
 """
 
 from __future__ import annotations
