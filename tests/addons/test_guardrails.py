@@ -51,7 +51,7 @@ def _closed_port() -> int:
 DEAD = f"http://127.0.0.1:{_closed_port()}/mcp"
 
 PROFILE = profile_text(
-    {"notes": DEAD, "other": DEAD.replace("/mcp", "/other")},
+    {"notes": DEAD, "other": DEAD.replace("/mcp", "/other"), "mixed": DEAD + "/mixed"},
     {
         "notes": "notes",
         "twin": "notes",
@@ -62,11 +62,14 @@ PROFILE = profile_text(
         "curated": "notes",
         "strict": "notes",
         "other": "other",
+        "mixed-tofu": "mixed",
+        "mixed-approve": "mixed",
     },
     '[routes.cards.guardrails.redact.up]\nCARD = "block"\n'
     "[routes.off.guardrails]\nenabled = false\n"
     '[routes.limited.guardrails.limits]\ntool = "1/minute"\n'
     '[routes.busy.guardrails.limits]\nroute = "1/minute"\n'
+    '[routes."mixed-approve".guardrails.pinning]\nmode = "approve"\n'
     '[routes.strict.guardrails.findings]\nresults = "withhold"\n'
     '[routes.curated.overrides.tools.get_note]\ndescription = "Get a note (curated)."\n',
 )
@@ -251,6 +254,61 @@ def test_a_batch_of_one_stays_a_batch(gate: Gate) -> None:
     assert isinstance(out, list) and out[0]["params"]["arguments"] == {"text": MASKED}
 
 
+def test_a_secret_in_the_clients_answer_to_the_server_is_masked(gate: Gate) -> None:
+    """A client's reply to a server request (sampling, elicitation) goes up redacted too."""
+    answer = {"jsonrpc": "2.0", "id": "srv-1", "result": {"content": {"text": f"pw {TOKEN}"}}}
+    f = gate.post("notes", answer)
+    out = sent_up(f)
+    assert out["id"] == "srv-1" and out["result"]["content"]["text"] == f"pw {MASKED}"
+
+
+def test_a_secret_in_prompt_and_completion_arguments_is_masked(gate: Gate) -> None:
+    get = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "prompts/get",
+        "params": {"name": "p", "arguments": {"context": TOKEN}},
+    }
+    complete = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "completion/complete",
+        "params": {
+            "ref": {"type": "ref/prompt", "name": "p"},
+            "argument": {"name": "a", "value": TOKEN},
+        },
+    }
+    f = gate.post("notes", [get, complete])
+    assert TOKEN not in (f.request.content or b"").decode()
+    out = sent_up(f)
+    assert out[0]["params"]["arguments"] == {"context": MASKED}
+    assert out[1]["params"]["argument"] == {"name": "a", "value": MASKED}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="lockgate/guardrails/redaction.py Redactor.client_message walks only the arguments "
+    "of tools/call, prompts/get and completion/complete (`_UP_PARAMS`) and `result` of the "
+    "client's answers: the client's error answer to a server request and the free-text "
+    "`reason` of notifications/cancelled go up unredacted",
+)
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"jsonrpc": "2.0", "id": "s1", "error": {"code": -1, "message": f"no: {TOKEN}"}},
+        {
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": {"requestId": 1, "reason": f"stop {TOKEN}"},
+        },
+    ],
+    ids=["error-answer", "cancel-reason"],
+)
+def test_a_secret_in_other_client_text_is_masked(gate: Gate, message: dict[str, Any]) -> None:
+    f = gate.post("notes", message)
+    assert TOKEN not in (f.request.content or b"").decode()
+
+
 def test_a_block_type_is_answered_by_the_gateway(gate: Gate) -> None:
     gate.listed("notes", TOOLS)
     note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1}}
@@ -305,12 +363,67 @@ def test_a_unicode_escaped_secret_in_a_json_result_is_masked(gate: Gate) -> None
     assert json.loads(resp.content or b"")["result"]["content"][0]["text"] == MASKED
 
 
+def test_a_large_json_result_is_still_read(gate: Gate) -> None:
+    """Capabilities skips parsing big unfiltered bodies; a guarded route must not."""
+    gate.listed("notes", TOOLS)
+    f = gate.post("notes", call("get_note", rid=4))
+    resp = gate.reply(f, text_result("x" * 400_000 + f" {TOKEN}", rid=4))
+    assert TOKEN not in (resp.content or b"").decode()
+    text = json.loads(resp.content or b"")["result"]["content"][0]["text"]
+    assert text.endswith(f" {MASKED}") and len(text) > 400_000
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br"])
+def test_a_compressed_json_result_is_masked(gate: Gate, encoding: str) -> None:
+    gate.listed("notes", TOOLS)
+    f = gate.post("notes", call("get_note", rid=4))
+    resp = http.Response.make(
+        200, b"", {"content-type": "application/json", "content-encoding": encoding}
+    )
+    gate.answer(f, resp)
+    assert f.response is not None
+    f.response.content = json.dumps(text_result(TOKEN, rid=4)).encode()  # compressed as sent
+    gate.hook("response", f)
+    text = f.response.get_text(strict=False) or ""
+    assert TOKEN not in text
+    assert f.response.status_code >= 500 or MASKED in text
+
+
 def test_a_secret_in_a_json_batch_answer_is_masked(gate: Gate) -> None:
     gate.listed("notes", TOOLS)
     f = gate.post("notes", [call("get_note", rid=1), call("get_note", rid=2)])
     resp = gate.reply(f, [text_result("fine", 1), text_result(TOKEN, 2)])
     out = json.loads(resp.content or b"")
     assert [m["result"]["content"][0]["text"] for m in out] == ["fine", MASKED]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="lockgate/guardrails/redaction.py Redactor.server_message redacts only `result` and "
+    "the params of sampling/createMessage, elicitation/create and notifications/message "
+    "(`_DOWN_PARAMS`): a JSON-RPC error's message and data (which the client hands the model as "
+    "the call's failure) and a notifications/progress `message` reach the client unmasked",
+)
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"jsonrpc": "2.0", "id": 4, "error": {"code": -32000, "message": f"bad key {TOKEN}"}},
+        {"jsonrpc": "2.0", "id": 4, "error": {"code": -32000, "message": "x", "data": [TOKEN]}},
+        {
+            "jsonrpc": "2.0",
+            "method": "notifications/progress",
+            "params": {"progressToken": 1, "progress": 1, "message": f"using {TOKEN}"},
+        },
+    ],
+    ids=["error-message", "error-data", "progress-message"],
+)
+def test_a_secret_in_an_upstream_error_or_progress_is_masked(
+    gate: Gate, message: dict[str, Any]
+) -> None:
+    gate.listed("notes", TOOLS)
+    f = gate.post("notes", call("get_note", rid=4))
+    resp = gate.reply(f, message)
+    assert TOKEN not in (resp.content or b"").decode()
 
 
 def test_a_benign_json_result_is_forwarded_byte_identical(gate: Gate) -> None:
@@ -539,6 +652,39 @@ def test_sse_tools_list_hides_a_poisoned_tool(gate: Gate) -> None:
     assert local_errors(g)[0]["error"]["code"] == jsonrpc.GUARDRAIL_BLOCKED
 
 
+def get_stream(gate: Gate, route: str) -> tuple[http.HTTPFlow, Any]:
+    """The client's GET stream on `route` (resumed: the upstream may replay answers)."""
+    f = mcp_flow("/mcp", b"", "GET", {"accept": "text/event-stream", "last-event-id": "3"})
+    state(f).route = gate.cfg.routes[route]
+    gate.request(f)
+    assert f.response is None
+    f.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
+    gate.hook("responseheaders", f)
+    assert callable(f.response.stream)
+    return f, f.response.stream
+
+
+def test_a_get_stream_hides_a_poisoned_list_and_masks_secrets(gate: Gate) -> None:
+    listing = {"jsonrpc": "2.0", "id": 8, "result": {"tools": [GET_NOTE, POISONED]}}
+    note = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"data": TOKEN}}
+    _, stream = get_stream(gate, "notes")
+    first, second = events_of(fed(stream, sse(listing, note), _random()))
+    assert [t["name"] for t in first["result"]["tools"]] == ["get_note"]
+    assert second["params"]["data"] == MASKED
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="lockgate/guardrails/stage.py Stage.down scans a result for injection only when "
+    "`answers in _SCANNED_RESULTS`; a result replayed on a resumed GET stream answers no "
+    'request of this flow (`answers=None`), so `results = "withhold"` lets it through',
+)
+def test_an_injected_result_replayed_on_a_get_stream_is_withheld(gate: Gate) -> None:
+    _, stream = get_stream(gate, "strict")
+    out = fed(stream, sse(text_result(INJECTION, rid=3)), _random())
+    assert b"attacker.example" not in out
+
+
 # --- a route with the guardrails off ---------------------------------------------------------
 
 
@@ -623,6 +769,34 @@ def test_a_rug_pull_on_one_route_is_held_on_every_route_of_the_upstream(gate: Ga
     assert gate.listed("twin", [changed(GET_NOTE, RUG), ADD_NOTE]) == ["add_note"]
     g = gate.post("notes", call("get_note", rid=1))
     assert local_errors(g)[0]["error"]["data"] == {"rule": "PIN_HELD"}
+
+
+def test_a_confusable_new_tool_is_hidden_and_refused(gate: Gate) -> None:
+    gate.listed("notes", TOOLS)
+    spoof = {**ADD_NOTE, "name": "get_n\u043ete"}  # Cyrillic o
+    assert gate.listed("notes", [*TOOLS, spoof]) == ["get_note", "add_note"]
+    f = gate.post("notes", call("get_n\u043ete", rid=1))
+    assert local_errors(f)[0]["error"]["code"] == jsonrpc.GUARDRAIL_BLOCKED
+
+
+def test_approve_mode_shows_nothing_unapproved(gate: Gate) -> None:
+    assert gate.listed("mixed-approve", TOOLS) == []
+    f = gate.post("mixed-approve", call("get_note", rid=1))
+    assert "lockgate tools approve" in local_errors(f)[0]["error"]["message"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="lockgate/guardrails/pinstore.py keeps one pin state per upstream for every mode: "
+    "a tofu route's first list pins (approves) the tools for an approve-mode route of the "
+    "same upstream, and an approve route's first list holds them as pending for the tofu "
+    "route; which one wins depends on which route lists first",
+)
+@pytest.mark.parametrize("first", ["mixed-tofu", "mixed-approve"])
+def test_two_pinning_modes_on_one_upstream_keep_their_own_meaning(gate: Gate, first: str) -> None:
+    second = "mixed-approve" if first == "mixed-tofu" else "mixed-tofu"
+    seen = {first: gate.listed(first, TOOLS), second: gate.listed(second, TOOLS)}
+    assert seen == {"mixed-tofu": ["get_note", "add_note"], "mixed-approve": []}
 
 
 def test_a_route_override_is_not_a_change_of_the_upstream_tool(gate: Gate) -> None:
