@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import random
 import socket
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from lockgate.addons.guardrails import Guardrails
 from lockgate.cli.demo.lab import LEAKY as LAB_LEAKY
 from lockgate.cli.demo.lab import POISONED as LAB_POISONED
 from lockgate.cli.demo.lab import BackgroundLab
+from lockgate.guardrails.pinschema import DB_NAME
 from lockgate.guardrails.stage import Stage
 from lockgate.mcp import jsonrpc
 from tests.addons.conftest import Chain, mcp_flow, running
@@ -211,6 +214,7 @@ def test_a_secret_in_call_arguments_is_masked_upstream(gate: Gate, encode: Any) 
     assert out["id"] == "a-1" and out["method"] == "tools/call" and out["jsonrpc"] == "2.0"
     assert out["params"]["name"] == "add_note"
     assert out["params"]["arguments"] == {"text": f"remember {MASKED} please", "n": 3}
+    assert int(f.request.headers["content-length"]) == len(f.request.content or b"")
     # What later addons and the audit read is what went up.
     assert TOKEN not in json.dumps([m.raw for m in state(f).messages])
     items = [i for i in state(f).findings if i["kind"] == "redaction"]
@@ -753,6 +757,8 @@ def test_a_changed_tool_is_hidden_and_its_call_refused_with_the_approve_command(
 def test_a_rug_pull_is_still_held_after_a_restart(gate: Gate, tmp_path: Path) -> None:
     """The pins live in the data dir: a new gateway on it does not launder the change."""
     gate.listed("notes", TOOLS)
+    store = Path(os.environ["LOCKGATE_HOME"]) / DB_NAME
+    assert store.exists() and stat.S_IMODE(store.stat().st_mode) & 0o077 == 0
     (tmp_path / "again").mkdir()
     cfg = Config()
     caps = Capabilities()
