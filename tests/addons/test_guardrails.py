@@ -314,7 +314,7 @@ def test_a_secret_in_other_client_text_is_masked(gate: Gate, message: dict[str, 
 
 
 def test_a_block_type_is_answered_by_the_gateway(gate: Gate) -> None:
-    gate.listed("notes", TOOLS)
+    gate.listed("cards", TOOLS)
     note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1}}
     f = gate.post(
         "cards",
@@ -457,14 +457,6 @@ def test_a_poisoned_tool_is_hidden_from_a_json_list_and_its_call_refused(gate: G
     assert state(f).outcome == "blocked"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="addons/guardrails.py Guardrails.request checks `unlisted_tool` before "
-    "`check_calls`: a tool the stage itself hid is never pinned, so its call makes the gateway "
-    "fetch the upstream's tools/list again (every call, an upstream round trip) and, when that "
-    "fails, refuses it as PIN_UNCHECKED ('list the tools and retry', which never helps) instead "
-    "of naming the finding that hid it",
-)
 def test_a_call_to_a_tool_the_route_hid_is_refused_by_its_finding_without_a_fetch(
     gate: Gate, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -916,10 +908,30 @@ def test_a_tool_listed_by_another_upstream_is_unlisted_here(gate: Gate) -> None:
     assert local_errors(f)[0]["error"]["data"] == {"rule": "PIN_UNCHECKED"}
 
 
+_PINNED_WHEN_HIDDEN = (
+    "lockgate/guardrails/stage.py Stage._list (since ca7b21d) pins every listed tool before "
+    "the scan, poisoned ones too, so `pins.known` is true for a tool a route hid; the hide "
+    "itself lives only in that route's Stage.hidden. A stage that has not listed the tool "
+    "itself (another route of the upstream, or any stage after Guardrails.configure cleared "
+    "them) neither learns it (`unlisted_tool` is None) nor has it in `hidden`: check_calls "
+    "lets the call to the poisoned tool through to the upstream"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=_PINNED_WHEN_HIDDEN)
 def test_a_tool_hidden_on_one_route_is_not_callable_on_its_twin(gate: Gate) -> None:
-    """A poisoned tool hidden on `notes` is never pinned: `twin` must check it, not pass it."""
+    """A poisoned tool hidden on `notes`: `twin` must check it too, not pass it."""
     assert gate.listed("notes", [GET_NOTE, POISONED]) == ["get_note"]
     f = gate.post("twin", call("weather_lookup", {"city": "Oslo"}, rid=1))
+    assert local_errors(f)[0]["error"]["code"] == jsonrpc.GUARDRAIL_BLOCKED
+
+
+@pytest.mark.xfail(strict=True, reason=_PINNED_WHEN_HIDDEN)
+def test_a_hidden_tool_stays_refused_after_a_configure(gate: Gate) -> None:
+    """mitmproxy calls `configure` on every option change; the stages are rebuilt then."""
+    assert gate.listed("notes", [GET_NOTE, POISONED]) == ["get_note"]
+    gate.tctx.configure(gate.addons[1])
+    f = gate.post("notes", call("weather_lookup", {"city": "Oslo"}, rid=1))
     assert local_errors(f)[0]["error"]["code"] == jsonrpc.GUARDRAIL_BLOCKED
 
 
