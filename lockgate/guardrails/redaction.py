@@ -26,6 +26,7 @@ _UP_PARAMS: dict[str, tuple[str, ...]] = {
     "tools/call": ("arguments",),
     "prompts/get": ("arguments",),
     "completion/complete": ("argument", "context"),
+    "notifications/cancelled": ("reason",),
 }
 # Upstream results that are not data: definitions and protocol state.
 _NOT_DATA_RESULTS = frozenset(
@@ -40,7 +41,14 @@ _NOT_DATA_RESULTS = frozenset(
     }
 )
 # Upstream requests and notifications whose params carry data.
-_DOWN_PARAMS = frozenset({"sampling/createMessage", "elicitation/create", "notifications/message"})
+_DOWN_PARAMS = frozenset(
+    {
+        "sampling/createMessage",
+        "elicitation/create",
+        "notifications/message",
+        "notifications/progress",
+    }
+)
 
 
 @dataclass(slots=True)
@@ -156,9 +164,14 @@ class Redactor:
                     if new is not params[key]:
                         new_params = {**new_params, key: new}
             return obj if new_params is params else {**obj, "params": new_params}
-        if "result" in obj:  # an answer to sampling, elicitation or roots
-            new = self.value(obj["result"], ["result"], found)
-            return obj if new is obj["result"] else {**obj, "result": new}
+        return self._answer(obj, found)
+
+    def _answer(self, obj: dict[str, Any], found: Redactions) -> dict[str, Any]:
+        """A response's result or error (the error's message and data reach a model too)."""
+        for key in ("result", "error"):
+            if key in obj:
+                new = self.value(obj[key], [key], found)
+                return obj if new is obj[key] else {**obj, key: new}
         return obj
 
     def server_message(
@@ -174,6 +187,8 @@ class Redactor:
                 return obj
             new = self.value(params, ["params"], found)
             return obj if new is params else {**obj, "params": new}
+        if "error" in obj:
+            return self._answer(obj, found)
         if "result" in obj and answers not in _NOT_DATA_RESULTS:
             result = obj["result"]
             if answers is None and isinstance(result, dict) and _looks_like_list(result):

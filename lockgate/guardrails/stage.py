@@ -113,6 +113,10 @@ class Stage:
         )
         # (kind, name) -> the rule that hid it on this route.
         self.hidden: dict[tuple[str, str], str] = {}
+        # Tool names this route has seen listed (and so scanned): the pins store knows what
+        # any route listed, but a hide is this route's own, so a call is judged here only
+        # after this route saw the list. Bounded like `hidden`.
+        self.seen: dict[str, None] = {}
 
     @property
     def shipped(self) -> Mapping[str, str]:
@@ -147,11 +151,14 @@ class Stage:
         return None
 
     def unlisted_tool(self, messages: Sequence[Message]) -> str | None:
-        """A tool called in `messages` that this gateway has never seen listed (pins on)."""
+        """A tool called in `messages` that this route has not seen listed since it started
+        (pins on): the addon fetches the upstream's list before the call is judged."""
         if self.pins is None:
             return None
         for m in messages:
-            if m.method == "tools/call" and m.name and not self.pins.known(self.upstream, m.name):
+            if m.method != "tools/call" or not m.name:
+                continue
+            if m.name not in self.seen or not self.pins.known(self.upstream, m.name):
                 return m.name
         return None
 
@@ -228,8 +235,15 @@ class Stage:
             findings.extend(found.findings("down"))
             if found.blocked is not None:
                 return _withheld(obj, f"it contains a {found.blocked} value", found.blocked)
-        if answers in _SCANNED_RESULTS and isinstance(out.get("result"), dict):
+        if not isinstance(out.get("result"), dict) or "method" in out:
+            return out
+        if answers in _SCANNED_RESULTS:
             return self._scan_result(out, answers, findings)
+        if answers is None:
+            # A result whose id matches no request of this exchange (a look-alike id such as
+            # "1" for 1, which clients still match, or a result replayed on a GET stream):
+            # scanned as a call's result rather than let through unscanned.
+            return self._scan_result(out, "tools/call", findings)
         return out
 
     def _scan_result(
@@ -275,6 +289,10 @@ class Stage:
             sink.events.extend(c.event(self.upstream) for c in obs.changes if c.kind != "new")
             keys, hidden = obs.pins, obs.hidden
         kept = self._scan_definitions(kind, name_key, items, keys, sink.findings)
+        if kind == "tool":
+            if len(self.seen) + len(items) > MAX_HIDDEN:
+                self.seen.clear()
+            self.seen.update((t["name"], None) for t in items)
         if hidden:
             kept = [t for t in kept if t.get("name") not in hidden]
         if len(kept) == len(items):

@@ -289,13 +289,6 @@ def test_a_secret_in_prompt_and_completion_arguments_is_masked(gate: Gate) -> No
     assert out[1]["params"]["argument"] == {"name": "a", "value": MASKED}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lockgate/guardrails/redaction.py Redactor.client_message walks only the arguments "
-    "of tools/call, prompts/get and completion/complete (`_UP_PARAMS`) and `result` of the "
-    "client's answers: the client's error answer to a server request and the free-text "
-    "`reason` of notifications/cancelled go up unredacted",
-)
 @pytest.mark.parametrize(
     "message",
     [
@@ -401,13 +394,6 @@ def test_a_secret_in_a_json_batch_answer_is_masked(gate: Gate) -> None:
     assert [m["result"]["content"][0]["text"] for m in out] == ["fine", MASKED]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lockgate/guardrails/redaction.py Redactor.server_message redacts only `result` and "
-    "the params of sampling/createMessage, elicitation/create and notifications/message "
-    "(`_DOWN_PARAMS`): a JSON-RPC error's message and data (which the client hands the model as "
-    "the call's failure) and a notifications/progress `message` reach the client unmasked",
-)
 @pytest.mark.parametrize(
     "message",
     [
@@ -505,13 +491,6 @@ def test_a_secret_under_a_look_alike_id_is_still_masked(gate: Gate, answer_id: o
     assert TOKEN not in (resp.content or b"").decode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="addons/guardrails.py _Down looks the answer's id up exactly (`st.methods.get(rid)`, "
-    'and only for str/int ids): an upstream answering request 1 as id "1" or 1.0 (which the '
-    "TypeScript SDK matches, `Number(response.id)`) gets `answers=None`, and Stage.down scans "
-    "results for injection only when `answers in _SCANNED_RESULTS`: withhold is bypassed",
-)
 @pytest.mark.parametrize("answer_id", ["1", 1.0, " 1"], ids=["string", "float", "spaced"])
 def test_an_injected_result_under_a_look_alike_id_is_withheld(
     gate: Gate, answer_id: object
@@ -669,12 +648,6 @@ def test_a_get_stream_hides_a_poisoned_list_and_masks_secrets(gate: Gate) -> Non
     assert second["params"]["data"] == MASKED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lockgate/guardrails/stage.py Stage.down scans a result for injection only when "
-    "`answers in _SCANNED_RESULTS`; a result replayed on a resumed GET stream answers no "
-    'request of this flow (`answers=None`), so `results = "withhold"` lets it through',
-)
 def test_an_injected_result_replayed_on_a_get_stream_is_withheld(gate: Gate) -> None:
     _, stream = get_stream(gate, "strict")
     out = fed(stream, sse(text_result(INJECTION, rid=3)), _random())
@@ -918,7 +891,6 @@ _PINNED_WHEN_HIDDEN = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=_PINNED_WHEN_HIDDEN)
 def test_a_tool_hidden_on_one_route_is_not_callable_on_its_twin(gate: Gate) -> None:
     """A poisoned tool hidden on `notes`: `twin` must check it too, not pass it."""
     assert gate.listed("notes", [GET_NOTE, POISONED]) == ["get_note"]
@@ -926,7 +898,6 @@ def test_a_tool_hidden_on_one_route_is_not_callable_on_its_twin(gate: Gate) -> N
     assert local_errors(f)[0]["error"]["code"] == jsonrpc.GUARDRAIL_BLOCKED
 
 
-@pytest.mark.xfail(strict=True, reason=_PINNED_WHEN_HIDDEN)
 def test_a_hidden_tool_stays_refused_after_a_configure(gate: Gate) -> None:
     """mitmproxy calls `configure` on every option change; the stages are rebuilt then."""
     assert gate.listed("notes", [GET_NOTE, POISONED]) == ["get_note"]
