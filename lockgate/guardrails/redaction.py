@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lockgate.guardrails.detectors import Action, Detectors, Span
+from lockgate.guardrails.detectors import Action, Detectors
 
 Direction = Literal["up", "down"]
 
@@ -57,6 +57,9 @@ class Redactions:
 
     counts: dict[tuple[str, str, str], int] = field(default_factory=dict)
     blocked: str | None = None
+    # Long strings already walked in this message, with what was found in them: a tool's
+    # result often carries its text twice (`content` and `structuredContent`).
+    seen: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = field(default_factory=dict)
 
     def add(self, type_: str, path: str, action: str) -> None:
         key = (type_, path, action)
@@ -83,6 +86,10 @@ class Redactions:
         return bool(self.counts)
 
 
+# Strings at least this long are remembered within one message walk.
+_MEMO_MIN = 64
+
+
 def _path(parts: list[str | int]) -> str:
     out: list[str] = []
     for p in parts:
@@ -104,21 +111,35 @@ class Redactor:
         self.active = any(a != "off" for a in actions.values())
 
     def text(self, s: str, parts: list[str | int], found: Redactions) -> str:
+        known = found.seen.get(s) if len(s) >= _MEMO_MIN else None
+        if known is not None:
+            out, hits = known
+        else:
+            out, hits = self._text(s)
+            if len(s) >= _MEMO_MIN:
+                found.seen[s] = (out, hits)
+        if hits:
+            path = _path(parts)
+            for type_, action in hits:
+                found.add(type_, path, action)
+        return out
+
+    def _text(self, s: str) -> tuple[str, tuple[tuple[str, str], ...]]:
         spans = self.detectors.find(s)
         if not spans:
-            return s
-        masked: list[Span] = []
+            return s, ()
+        hits: list[tuple[str, str]] = []
+        masking = False
         for span in spans:
             action = self.actions.get(span.type, "off")
             if action == "off":
                 continue
-            found.add(span.type, _path(parts), action)
-            if action == "mask":
-                masked.append(span)
-        if not masked:
-            return s
+            hits.append((span.type, action))
+            masking = masking or action == "mask"
+        if not masking:
+            return s, tuple(hits)
         # The engine's own redact re-checks what masking exposed; run it on the masking actions.
-        return self.detectors.redact(s, self.actions)
+        return self.detectors.redact(s, self.actions), tuple(hits)
 
     def value(self, v: Any, parts: list[str | int], found: Redactions) -> Any:
         if isinstance(v, str):
