@@ -212,23 +212,8 @@ class Redactor:
             return self._answer(obj, found)
         if "result" in obj and answers not in _NOT_DATA_RESULTS:
             result = obj["result"]
-            if answers is None and isinstance(result, dict) and _looks_like_list(result):
-                return obj
+            if answers is None and isinstance(result, dict) and "protocolVersion" in result:
+                return obj  # an initialize result replayed on a GET stream: no data
             new = self.value(result, ["result"], found)
             return obj if new is result else {**obj, "result": new}
         return obj
-
-
-def _looks_like_list(result: Mapping[str, Any]) -> bool:
-    """A list result replayed on a GET stream, where no request says what it answers."""
-    return (
-        any(
-            isinstance(result.get(k), list)
-            for k in ("tools", "prompts", "resources", "resourceTemplates")
-        )
-        or "protocolVersion" in result
-    )
-
-
-def mask_count(found: Redactions) -> int:
-    return sum(n for (_, _, action), n in found.counts.items() if action == "mask")

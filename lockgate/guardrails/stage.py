@@ -134,7 +134,7 @@ class Stage:
             tool = m.name if m.method == "tools/call" else None
             hit = self.limiter.check(self.route, user, tool, now)
             if hit is not None:
-                retry = max(1, int(hit.retry_after + 0.999))
+                retry = hit.retry_after_header
                 message = (
                     f"Rate limit of route {self.route!r} reached ({hit.limit} per "
                     f"{hit.scope.replace('_', ' and ')}); retry in {retry} s."
@@ -143,8 +143,8 @@ class Stage:
                     429,
                     jsonrpc.RATE_LIMITED,
                     message,
-                    {"rule": "RATE_LIMIT", "scope": hit.scope, "retry_after": retry},
-                    {"retry-after": str(retry)},
+                    {"rule": "RATE_LIMIT", "scope": hit.scope, "retry_after": int(retry)},
+                    {"retry-after": retry},
                 )
                 item = {"kind": "limit", "rule": "RATE_LIMIT", "scope": hit.scope}
                 return Outcome(refusal, None, [{**item, "action": "block"}])
