@@ -131,6 +131,12 @@ def instrument() -> None:
     jsonrpc.parse_body = timed("  jsonrpc.parse_body", jsonrpc.parse_body)
     Stage.redact_up = timed("  Stage.redact_up", Stage.redact_up)  # type: ignore[method-assign]
     Stage.down = timed("  Stage.down (per message)", Stage.down)  # type: ignore[method-assign]
+    Stage.limit = timed("  Stage.limit", Stage.limit)  # type: ignore[method-assign]
+    Stage.unlisted_tool = timed("  Stage.unlisted_tool", Stage.unlisted_tool)  # type: ignore[method-assign]
+    Stage.check_calls = timed("  Stage.check_calls", Stage.check_calls)  # type: ignore[method-assign]
+    stage_core.Redactor.server_message = timed(  # type: ignore[method-assign]
+        "    Redactor.server_message", stage_core.Redactor.server_message
+    )
     stage_core.scan_result = timed("    scan_result", stage_core.scan_result)
 
     gc_start: list[int] = []

@@ -307,15 +307,18 @@ def scan_result(result: Any) -> tuple[Finding, ...]:
 
 
 def _scan_result(result: Any, *, gated: bool = True) -> tuple[Finding, ...]:
-    gate = gates.gates(_dumps(result), definition=False, max_string=MAX_STRING)
+    items: list[Item] = []
+    _result(result, "", items)
     if gated:
+        # The gate reads each distinct string once, without the keys (a result's keys are
+        # not scanned): a tool's text often comes twice, as `content` and `structuredContent`.
+        unique = list(dict.fromkeys(s for _, s, _ in items))
+        gate = gates.gates(_dumps(unique), definition=False, max_string=MAX_STRING)
         active = gate.groups | _TEXT_GROUPS if gate.text_hit() else gate.groups
     else:
         active = _EVERYTHING - {"length", "params"}
     if not active:
         return ()
-    items: list[Item] = []
-    _result(result, "", items)
     out: list[Finding] = []
     _match(items, active, "", out, gate.words if gated else None)
     return tuple(dict.fromkeys(out))

@@ -38,7 +38,11 @@ class Gate:
                 # property names are matched with "_" as spaces, values as they are
                 if next(matches(fam, self.spaced, (0,), ends), None) is not None:
                     return True
-                if fam.snake and next(matches(fam, self.doc, (0,), ends), None) is not None:
+                if (
+                    fam.snake
+                    and self.spaced is not self.doc  # str.replace returns itself unchanged
+                    and next(matches(fam, self.doc, (0,), ends), None) is not None
+                ):
                     return True
         return False
 
@@ -58,6 +62,9 @@ def _trigger_index() -> tuple[tuple[Family, ...], dict[bytes, tuple[int, ...]]]:
 
 _ALWAYS, _TRIGGERS = _trigger_index()
 _TRIGGER_WORDS: Final = frozenset(_TRIGGERS)
+# Every gate word of every family: an item's other words are never looked at, so they are
+# not kept (looking a word up costs less than inserting it).
+_VOCAB: Final = frozenset().union(*(ws for fam in FAMILIES for ws in fam.words))
 
 
 def _candidates(words: frozenset[bytes]) -> list[Family]:
@@ -106,13 +113,15 @@ def gates(js: bytes, *, definition: bool, max_string: int) -> Gate:
     if b"\\" in low:
         for escape, same_length in _UNESCAPE:
             low = low.replace(escape, same_length)
-    words = frozenset(low.translate(_LETTERS).split())
+    words = _VOCAB.intersection(low.translate(_LETTERS).split())
     active: set[str] = set()
-    if b"](" in low or b"<img" in low:
+    # A one-byte test (memchr) before each longer one: most items have neither.
+    if (b"]" in low and b"](" in low) or (b"<" in low and b"<img" in low):
         active.add("link")
-    if not ascii_ or b"\\u001b" in js:
+    escaped = b"\\" in js
+    if not ascii_ or (escaped and b"\\u001b" in js):
         active.add("chars")  # invisible/ANSI characters; tag-smuggled text
-    if _B64RUN in js.translate(_B64CHARS) or b"\\\\x" in js:
+    if _B64RUN in js.translate(_B64CHARS) or (escaped and b"\\\\x" in js):
         active.add("encoded")
     if definition and (not ascii_ or len(js) > max_string or _WSRUN in js.translate(_WS)):
         active.add("length")

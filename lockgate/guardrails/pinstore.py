@@ -5,7 +5,10 @@ One SQLite file (``pins.db`` in the data dir, owner-only, WAL), migrated on open
 gateway calls :meth:`PinStore.observe` on every ``tools/list`` and :meth:`PinStore.refusal`
 on every ``tools/call``: both answer from memory; SQLite is written only when something
 changed, and read again only when another process (``lockgate tools approve``) committed,
-which ``PRAGMA data_version`` tells for the price of one pragma per call. Writes take
+which ``PRAGMA data_version`` tells. That pragma costs ~20 us in a busy gateway, so a call
+asks it at most every 0.25 s, and always before it refuses. Nothing is lost by that: a call's
+verdict is about the definition this gateway listed, and another process can only approve
+(seen at once, since a refusal looks again) or reject what is held (refused already). Writes take
 ``BEGIN IMMEDIATE`` and re-read what another process may have changed first, so two gateways
 on one file never pin two definitions of one tool. The verdict itself is
 `lockgate.guardrails.pinning.decide`.
@@ -93,6 +96,11 @@ class _Row:
 # --- the store --------------------------------------------------------------------------
 
 
+# How stale (seconds) a call's view of other processes' commits may be when it lets a call
+# through; a refusal always looks again first.
+CALL_FRESHNESS: Final = 0.25
+
+
 class PinStore:
     """Thread-safe access to ``pins.db``: one connection, one lock, the pins in memory."""
 
@@ -101,6 +109,7 @@ class PinStore:
         self._lock = threading.RLock()
         self._clock = clock
         self._version: int | None = None
+        self._checked = float("-inf")  # time.monotonic() of the last data_version check
         self._generation = 0
         self._pins: dict[str, dict[str, str]] = {}
         self._held: dict[str, dict[str, _Row]] = {}
@@ -143,12 +152,19 @@ class PinStore:
 
     # --- memory -------------------------------------------------------------------------
 
-    def _refresh(self) -> None:
-        """Reload from SQLite when another connection committed since we last looked."""
+    def _refresh(self, max_age: float = 0.0) -> bool:
+        """Reload from SQLite when another connection committed since we last looked (not
+        asked again within ``max_age`` seconds); True when it reloaded."""
+        now = time.monotonic()
+        if now - self._checked < max_age:
+            return False
+        self._checked = now
         (version,) = self._db.execute("PRAGMA data_version").fetchone()
         if version != self._version:
             self._reload()
             self._version = version
+            return True
+        return False
 
     def _reload(self) -> None:
         pins: dict[str, dict[str, str]] = {}
@@ -409,21 +425,29 @@ class PinStore:
         refuses it (changed, waiting for approval, confusable, rejected, never listed)."""
         shipped = _lowered(shipped)
         with self._lock:
-            self._refresh()
-            pin = self._seen.get(upstream, {}).get(name)
-            if pin is None:
-                return refusal_message(upstream, name, "unlisted")
-            if pin == _DUP:
-                return refusal_message(upstream, name, "duplicate")
-            if pin == _BAD:
-                return refusal_message(upstream, name, "unpinnable")
-            decision = self._decide(upstream, name, pin, mode, shipped)
-            if decision.action != "hold" or decision.reason is None:
-                return None
-            row = self._held.get(upstream, {}).get(name)
-            fields = row.fields if row is not None and row.held.pin == pin else ()
-            similar = row.similar if row is not None else None
-            return refusal_message(upstream, name, decision.reason, fields=fields, similar=similar)
+            self._refresh(CALL_FRESHNESS)
+            out = self._refusal(upstream, name, mode, shipped)
+            if out is not None and self._refresh():
+                out = self._refusal(upstream, name, mode, shipped)  # approved meanwhile?
+            return out
+
+    def _refusal(
+        self, upstream: str, name: str, mode: Mode, shipped: Mapping[str, str]
+    ) -> str | None:
+        pin = self._seen.get(upstream, {}).get(name)
+        if pin is None:
+            return refusal_message(upstream, name, "unlisted")
+        if pin == _DUP:
+            return refusal_message(upstream, name, "duplicate")
+        if pin == _BAD:
+            return refusal_message(upstream, name, "unpinnable")
+        decision = self._decide(upstream, name, pin, mode, shipped)
+        if decision.action != "hold" or decision.reason is None:
+            return None
+        row = self._held.get(upstream, {}).get(name)
+        fields = row.fields if row is not None and row.held.pin == pin else ()
+        similar = row.similar if row is not None else None
+        return refusal_message(upstream, name, decision.reason, fields=fields, similar=similar)
 
     def known(self, upstream: str, name: str) -> bool:
         """Whether this gateway has seen ``name`` listed by ``upstream`` (since it opened)."""

@@ -222,6 +222,10 @@ NEAR = st.sampled_from(
     [s for _, s, _ in POSITIVES]
     + [" ", "\n", ":", "=", "@", "-", ".", "(", ")", "+", "://", "::", '"', "'", "_", "x"]
     + ["password: ", "api_key=", "Authorization: Bearer ", "https://u:", "phone ", "v", "10."]
+    # keywords before a separator, as the backward key search reads them
+    + ["Token =", "credentials':", "PASSWD\t:", 'secret"  =', "pwd:", "passwordd:", "tokens="]
+    # tokens at the edge of the 15-character run gate
+    + ["xoxb-123456789", "xoxb-1234567890", "eyJhbGci.eyJzdWIi.", "AKIA", "ghp_"]
 )
 
 
