@@ -279,7 +279,8 @@ def _scan_definition(
                     items.append((f"annotations.{k}", v, "text"))
         else:
             _other(value, key, items)
-    _match(items, active, text.fold(name).replace("-", "_"), out, gate.words if gated else None)
+    words = gate.words if gated and active & _TEXT_GROUPS else None
+    _match(items, active, text.fold(name).replace("-", "_"), out, words)
     return tuple(dict.fromkeys(out))
 
 
@@ -320,7 +321,7 @@ def _scan_result(result: Any, *, gated: bool = True) -> tuple[Finding, ...]:
     if not active:
         return ()
     out: list[Finding] = []
-    _match(items, active, "", out, gate.words if gated else None)
+    _match(items, active, "", out, gate.words if gated and active & _TEXT_GROUPS else None)
     return tuple(dict.fromkeys(out))
 
 

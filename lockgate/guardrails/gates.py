@@ -1,10 +1,12 @@
 """The document gate: one pass over an item's JSON that decides which findings can apply.
 
 Why it exists: most definitions and results are honest, and most of their strings could never
-match a rule. The JSON the cache key hashes anyway is lowered (folded, for non-ASCII) once and
-read as a set of words; the rule families whose gate words are absent are skipped, the others
-are matched once over the whole JSON text with their checks relaxed (a superset of the real
-matches), and only on a hit are the strings collected and matched one by one. The other rules
+match a rule. The JSON the cache key hashes anyway is lowered (folded, for non-ASCII) once;
+on ASCII text one RE2 pass of every family's pattern (`superset`) rules the text rules out
+for most items. Otherwise the text is read as a set of words, the rule families whose gate
+words are absent are skipped, the others are matched once over the whole JSON text with their
+checks relaxed (a superset of the real matches), and only on a hit are the strings collected
+and matched one by one. The other rules
 get their own cheap byte tests here (non-ASCII or ESC for characters, a 24-character base64
 run, padding, a required parameter with a context-like name).
 """
@@ -12,29 +14,47 @@ run, padding, a required parameter with a context-like name).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Final
 
 from lockgate.guardrails import text
 from lockgate.guardrails.rules import FAMILIES, Family, is_open, matches
+from lockgate.guardrails.superset import union
 
 
-@dataclass(frozen=True, slots=True)
 class Gate:
-    """What one pass over an item's JSON found: the groups that may match, the item's words,
-    and its folded JSON text (as is, and with "_" as spaces) for a permissive first match."""
+    """What one pass over an item's JSON found: the groups that may match, and its folded
+    JSON text (as is, and with "_" as spaces) for a permissive first match; its words (the
+    gate words it holds) are read only when a text rule may match."""
 
-    groups: frozenset[str]
-    words: frozenset[bytes]
-    doc: str
-    spaced: str
+    __slots__ = ("_low", "_words", "doc", "groups", "spaced")
+
+    def __init__(self, groups: frozenset[str], low: bytes) -> None:
+        self.groups = groups
+        self._low = low
+        self._words: frozenset[bytes] | None = None
+        self.doc = low.decode("utf-8", "surrogatepass")
+        self.spaced = self.doc.replace("_", " ")
+
+    @property
+    def words(self) -> frozenset[bytes]:
+        if self._words is None:
+            self._words = _VOCAB.intersection(self._low.translate(_LETTERS).split())
+        return self._words
 
     def text_hit(self) -> bool:
         """Whether any text family matches anywhere in the JSON text, ignoring checks and
         quoted examples (a superset of the per-string matches: False means none)."""
+        low = self._low
+        if (
+            low.isascii()
+            and _ANY_FAMILY.search(low) is None
+            and (self.spaced is self.doc or _ANY_FAMILY.search(low.replace(b"_", b" ")) is None)
+        ):
+            return False  # no family's pattern, even without its lookarounds: none
         ends = (len(self.doc),)
-        for fam in _candidates(self.words):
-            if is_open(fam, self.words):
+        words = self.words
+        for fam in _candidates(words):
+            if is_open(fam, words):
                 # property names are matched with "_" as spaces, values as they are
                 if next(matches(fam, self.spaced, (0,), ends), None) is not None:
                     return True
@@ -45,6 +65,10 @@ class Gate:
                 ):
                     return True
         return False
+
+
+# Every family's pattern in one RE2 pass (`superset`): on ASCII text, no match means no family.
+_ANY_FAMILY: Final = union(f.rx for f in FAMILIES)
 
 
 def _trigger_index() -> tuple[tuple[Family, ...], dict[bytes, tuple[int, ...]]]:
@@ -113,7 +137,6 @@ def gates(js: bytes, *, definition: bool, max_string: int) -> Gate:
     if b"\\" in low:
         for escape, same_length in _UNESCAPE:
             low = low.replace(escape, same_length)
-    words = _VOCAB.intersection(low.translate(_LETTERS).split())
     active: set[str] = set()
     # A one-byte test (memchr) before each longer one: most items have neither.
     if (b"]" in low and b"](" in low) or (b"<" in low and b"<img" in low):
@@ -127,8 +150,7 @@ def gates(js: bytes, *, definition: bool, max_string: int) -> Gate:
         active.add("length")
     if definition and _params(js, low):
         active.add("params")
-    doc = low.decode("utf-8", "surrogatepass")
-    return Gate(frozenset(active), words, doc, doc.replace("_", " "))
+    return Gate(frozenset(active), low)
 
 
 def _params(js: bytes, low: bytes) -> bool:

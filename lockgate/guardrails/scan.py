@@ -27,6 +27,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
+import re2
+
 from lockgate.guardrails import validators as v
 from lockgate.guardrails.patterns import (
     ANTHROPIC_KEY,
@@ -346,12 +348,35 @@ def _key_hits_back(lowered: str) -> list[tuple[int, int]]:
     return hits
 
 
+# Everything the fast path below starts from (a secret-named key before its separator, a token
+# literal, `@`, the IPv6, IPv4 and number anchors), as one RE2 pattern: a DFA, one linear pass
+# of ~2.5 us per KB where `re` takes ~100 us for the same alternation. An ASCII string it does
+# not match holds no built-in entity, and most prose is such. RE2's `\s` is not Python's, so
+# the key's spaces are spelled out (Python's ASCII whitespace, \x1c-\x1f included).
+_ANCHORS: Final = re2.compile(
+    "|".join(
+        (
+            r"(?i:key|secret|token|passw(?:or)?d|pwd|credentials?|authorization)"
+            r"[\"']?[\t\n\x0b\x0c\r\x1c-\x1f ]*[:=]",
+            "|".join(re2.escape(x) for literals in _LITERALS.values() for x in literals),
+            "@",
+            _V6_ANCHOR.pattern,
+            _DOTTED.pattern,
+            _NUM_ANCHOR.pattern,
+        )
+    ).encode("ascii")  # searched as bytes: the wrapper maps str offsets at a cost per call
+)
+
+
 def candidates(text: str) -> list[tuple[Span, int]]:
     found: list[tuple[Span, int]] = []
     n = len(text)
     if n < 7:  # the shortest entity, an IPv4 address like 1.2.3.4
         return found
     if n < 15 and _SHORT_GATE.search(text) is None:  # too short for a token
+        return found
+    raw = text.encode("ascii") if text.isascii() else None
+    if raw is not None and _ANCHORS.search(raw) is None:
         return found
     if ":" in text or "=" in text:
         lowered = text.lower()
@@ -361,7 +386,6 @@ def candidates(text: str) -> list[tuple[Span, int]]:
         if hits:
             for type_ in _KEYED:
                 found += [(s, _PRIORITY[type_]) for s in _keyed(type_, text, hits)]
-    raw = text.encode("ascii") if text.isascii() else None  # bytes: translate is fast
     if n >= 15:  # the shortest token, a Slack one (`xoxb-` and 10 more)
         for priority in _tokens_to_run(text, raw):
             pattern, type_, group, valid = DETECTORS[priority]
