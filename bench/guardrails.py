@@ -2,6 +2,7 @@
 
     uv run python bench/guardrails.py            # about a minute
     uv run python bench/guardrails.py --quick    # smoke run
+    uv run python bench/guardrails.py --aa       # both routes off: the bench's noise floor
 
 One `lockgate up` serves the 2,000-tool upstream (bench/upstream.py `many-json`) on two routes:
 `on` with the default guardrail policy (secrets masked, contact data logged, definitions
@@ -10,7 +11,8 @@ scanned, tools pinned on first use) and `off` with `[routes.off.guardrails] enab
 
 1. a 1 KB `tools/call` (`tool_0001`, whose echo answers the ~1 KB text back: 1 KB up and
    1 KB down through the redactor), p50 per path and the added p50 of `on` over `off`
-   (budget: 0.1 ms);
+   (budget: 0.1 ms), and the gateway process's CPU per call on each route (steadier than
+   latency on a shared host);
 2. `tools/list` of the 2,000 tools, scanned and pinned on `on`: p50 per path and the ratio
    on/off (budget: 1.3x).
 
@@ -39,9 +41,14 @@ TEXT = (
 CALL = {"name": "tool_0001", "arguments": {"text": TEXT[:1000]}}
 
 
-def measure_calls(urls: dict[str, str], calls: int, rounds: int) -> dict[str, list[float]]:
+def measure_calls(
+    urls: dict[str, str], calls: int, rounds: int, gateway: run.Proc
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Latencies per path, and the gateway's CPU seconds spent on each path's batches (the
+    host's scheduling moves latency more than it moves CPU time)."""
     sessions = {name: run.Session(url).initialize() for name, url in urls.items()}
     lat: dict[str, list[float]] = {name: [] for name in urls}
+    cpu: dict[str, float] = dict.fromkeys(urls, 0.0)
     for order in run.rotations(list(urls), rounds):
         for name in order:
             sess = sessions[name]
@@ -49,14 +56,16 @@ def measure_calls(urls: dict[str, str], calls: int, rounds: int) -> dict[str, li
                 sess.rpc("tools/call", CALL)
             bodies = [sess.request_bytes("tools/call", CALL) for _ in range(calls // rounds)]
             with run.no_gc():
+                c0 = gateway.cpu_seconds()
                 for body in bodies:
                     t0 = time.perf_counter_ns()
                     res = sess.post(body)
                     lat[name].append((time.perf_counter_ns() - t0) / 1e6)
                     run.result_of(*res)
+                cpu[name] += gateway.cpu_seconds() - c0
     for sess in sessions.values():
         sess.close()
-    return lat
+    return lat, cpu
 
 
 def measure_lists(urls: dict[str, str], calls: int) -> dict[str, list[float]]:
@@ -83,6 +92,11 @@ def measure_lists(urls: dict[str, str], calls: int) -> dict[str, list[float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--aa",
+        action="store_true",
+        help="A/A run: guardrails off on both routes, to see the bench's own noise floor",
+    )
     args = parser.parse_args()
     calls, rounds, lists = (400, 4, 10) if args.quick else (4000, 20, 60)
     try:
@@ -93,11 +107,13 @@ def main() -> int:
             {"on": ("many", ""), "off": ("many", "")},
         )
         profile += "\n[routes.off.guardrails]\nenabled = false\n"
+        if args.aa:
+            profile += "\n[routes.on.guardrails]\nenabled = false\n"
         with tempfile.TemporaryDirectory() as tmp:
             gw = run.start_lockgate("lockgate", profile, Path(tmp))
             base = run.wait_url(gw)
             urls = {"direct": upstream, "off": f"{base}/mcp/off", "on": f"{base}/mcp/on"}
-            call_lat = measure_calls(urls, calls, rounds)
+            call_lat, call_cpu = measure_calls(urls, calls, rounds, gw)
             list_lat = measure_lists(urls, lists)
     finally:
         for proc in run.RUNNING:
@@ -110,6 +126,9 @@ def main() -> int:
             "p50_ms": {k: run.r(v) for k, v in p.items()},
             "added_p50_ms_on_over_off": run.r(p["on"] - p["off"], 4),
             "budget_ms": 0.1,
+            "gateway_cpu_us_per_call": {
+                k: run.r(call_cpu[k] / len(call_lat[k]) * 1e6, 1) for k in ("off", "on")
+            },
         },
         "tools_list_2000": {
             "p50_ms": {k: run.r(v) for k, v in lp.items()},
@@ -117,11 +136,14 @@ def main() -> int:
             "budget_ratio": 1.3,
         },
     }
-    (HERE / "guardrails.json").write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    if not args.aa:
+        (HERE / "guardrails.json").write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
     c, t = res["call_1kb"], res["tools_list_2000"]
     cp, tp = c["p50_ms"], t["p50_ms"]
     print(f"1 KB tools/call p50 ms: direct {cp['direct']}  off {cp['off']}  on {cp['on']}")
     print(f"  guardrails add {c['added_p50_ms_on_over_off']} ms p50 (budget 0.1)")
+    cpu = c["gateway_cpu_us_per_call"]
+    print(f"  gateway CPU per call: off {cpu['off']} us, on {cpu['on']} us")
     print(f"tools/list 2,000 p50 ms: direct {tp['direct']}  off {tp['off']}  on {tp['on']}")
     print(f"  on/off {t['ratio_on_off']}x (budget 1.3x)")
     return 0

@@ -441,7 +441,10 @@ class PinStore:
             return refusal_message(upstream, name, "duplicate")
         if pin == _BAD:
             return refusal_message(upstream, name, "unpinnable")
-        decision = self._decide(upstream, name, pin, mode, shipped)
+        hit = self._cache(upstream, mode, shipped).get(name)  # the last list's verdict
+        decision = hit[1] if hit is not None and hit[0] == pin else None
+        if decision is None:
+            decision = self._decide(upstream, name, pin, mode, shipped)
         if decision.action != "hold" or decision.reason is None:
             return None
         row = self._held.get(upstream, {}).get(name)

@@ -158,7 +158,9 @@ class Stage:
         for m in messages:
             if m.method != "tools/call" or not m.name:
                 continue
-            if m.name not in self.seen or not self.pins.known(self.upstream, m.name):
+            # `seen` is a subset of what the pins store saw listed (both learn from `_list`),
+            # so the store need not be asked (its lock and lookups cost on every call).
+            if m.name not in self.seen:
                 return m.name
         return None
 
