@@ -114,6 +114,7 @@ class PinStore:
         self._pins: dict[str, dict[str, str]] = {}
         self._held: dict[str, dict[str, _Row]] = {}
         self._seen: dict[str, dict[str, str]] = {}  # upstream -> name -> the pin last listed
+        self._observed: dict[str, int] = {}  # upstream -> how many lists were observed
         self._index: dict[str, dict[str, str]] = {}  # upstream -> skeleton -> pinned name
         # upstream -> [(mode, shipped, name -> (pin, decision))], one per way routes pin it
         # (a few at most); reset when the state reloads or this store writes.
@@ -283,6 +284,7 @@ class PinStore:
                             hidden.add(name)
                 else:
                     hidden.update(n for n, _, _ in todo if cache[n][1].action == "hold")
+            self._observed[upstream] = self._observed.get(upstream, 0) + 1
             seen = self._seen.setdefault(upstream, {})
             seen.update(listed)
             seen.update(odd)
@@ -451,6 +453,14 @@ class PinStore:
         fields = row.fields if row is not None and row.held.pin == pin else ()
         similar = row.similar if row is not None else None
         return refusal_message(upstream, name, decision.reason, fields=fields, similar=similar)
+
+    def state(self, upstream: str) -> tuple[int, int]:
+        """What a list's verdicts depend on besides the list (another process's commits, and
+        the lists of ``upstream`` observed since): equal tokens, and an identical list, mean
+        `observe` would decide the same and change nothing."""
+        with self._lock:
+            self._refresh()
+            return self._generation, self._observed.get(upstream, 0)
 
     def known(self, upstream: str, name: str) -> bool:
         """Whether this gateway has seen ``name`` listed by ``upstream`` (since it opened)."""

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
+
 from lockgate.guardrails.confusables import spoofed_names
 from lockgate.guardrails.findings import (
     RULES,
@@ -52,6 +54,7 @@ _TARGETS: Mapping[str, tuple[str, str]] = {
 _SCANNED_RESULTS = frozenset({"tools/call", "prompts/get", "resources/read"})
 _RANK = {"off": 0, "warn": 1, "hide": 2}
 MAX_HIDDEN = 10_000
+MAX_MEMO_BYTES = 8 << 20  # the largest list remembered (per route and list method)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,23 @@ class Outcome:
     refusal: Refusal | None = None
     raws: list[dict[str, Any]] | None = None  # the rewritten messages, when one changed
     findings: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _ListMemo:
+    js: bytes  # the list as the upstream sent it (serialized): compared, not hashed
+    token: tuple[int, int] | None  # the pins store's state after it
+    kept: tuple[int, ...]  # the positions of the items kept
+    findings: tuple[dict[str, Any], ...]
+    names: dict[str, None]  # the tool names it listed
+    hides: tuple[tuple[tuple[str, str], str], ...]  # what it hid, and by which rule
+
+
+def _serialized(items: list[Any]) -> bytes | None:
+    try:
+        return orjson.dumps(items)
+    except TypeError:
+        return None  # not JSON orjson can write (out-of-range ints): not memoized
 
 
 def _target(kind: str, name: str) -> str:
@@ -117,6 +137,8 @@ class Stage:
         # any route listed, but a hide is this route's own, so a call is judged here only
         # after this route saw the list. Bounded like `hidden`.
         self.seen: dict[str, None] = {}
+        # The last list of each method, as the upstream sent it, and what was made of it.
+        self._memos: dict[str, _ListMemo] = {}
 
     @property
     def shipped(self) -> Mapping[str, str]:
@@ -276,30 +298,92 @@ class Stage:
 
     def _list(self, method: str, result: dict[str, Any], sink: Sink) -> dict[str, Any]:
         key, kind, name_key = _LISTS[method]
-        items = result.get(key)
-        if not isinstance(items, list):
+        listed = result.get(key)
+        if not isinstance(listed, list):
             return result
+        pins = self.pins if kind == "tool" else None
+        js = _serialized(listed)
+        token = pins.state(self.upstream) if pins is not None and js is not None else None
+        memo = self._memos.get(method)
+        if memo is not None and js is not None and memo.js == js and memo.token == token:
+            return self._replay(memo, kind, key, result, listed, sink)
+        items = listed
         if kind == "tool":  # a nameless tool can be neither pinned nor called: dropped
             items = [t for t in items if isinstance(t, dict) and isinstance(t.get("name"), str)]
         keys: Mapping[str, str] = {}
         hidden: frozenset[str] = frozenset()
-        if kind == "tool" and self.pins is not None:
+        changed = False
+        found: list[dict[str, Any]] = []
+        if pins is not None:
             # Pinned first: the pins' hashes are the scanner's cache keys too (neither counts
             # `_meta`), so an unchanged list is hashed once.
-            obs = self.pins.observe(self.upstream, items, mode=self._mode(), shipped=self.shipped)
-            sink.findings.extend(_pin_findings(obs))
+            obs = pins.observe(self.upstream, items, mode=self._mode(), shipped=self.shipped)
+            found.extend(_pin_findings(obs))
             sink.events.extend(c.event(self.upstream) for c in obs.changes if c.kind != "new")
-            keys, hidden = obs.pins, obs.hidden
-        kept = self._scan_definitions(kind, name_key, items, keys, sink.findings)
+            keys, hidden, changed = obs.pins, obs.hidden, bool(obs.changes)
+        kept = self._scan_definitions(kind, name_key, items, keys, found)
+        sink.findings.extend(found)
+        names: dict[str, None] = {}
         if kind == "tool":
-            if len(self.seen) + len(items) > MAX_HIDDEN:
+            names = {t["name"]: None for t in items}
+            if len(self.seen) + len(names) > MAX_HIDDEN:
                 self.seen.clear()
-            self.seen.update((t["name"], None) for t in items)
+            self.seen.update(names)
         if hidden:
             kept = [t for t in kept if t.get("name") not in hidden]
-        if len(kept) == len(items):
+        if js is not None and len(js) <= MAX_MEMO_BYTES:
+            after = pins.state(self.upstream) if pins is not None else None
+            if not changed and (token is None or after == (token[0], token[1] + 1)):
+                # Nothing was pinned or held, and no other process wrote meanwhile: the same
+                # list in the same state is answered the same, without its per-item work.
+                position = {id(item): i for i, item in enumerate(listed)}
+                self._memos[method] = _ListMemo(
+                    js,
+                    after,
+                    tuple(position[id(t)] for t in kept),
+                    tuple(found),
+                    names,
+                    self._hides_of(kind, name_key, items),
+                )
+            else:
+                self._memos.pop(method, None)
+        if len(kept) == len(listed):
             return result
         return {**result, key: kept}
+
+    def _hides_of(
+        self, kind: str, name_key: str, items: list[Any]
+    ) -> tuple[tuple[tuple[str, str], str], ...]:
+        out: list[tuple[tuple[str, str], str]] = []
+        for item in items:
+            name = item.get(name_key) if isinstance(item, dict) else None
+            if isinstance(name, str) and (rule := self.hidden.get((kind, name))) is not None:
+                out.append(((kind, name), rule))
+        return tuple(out)
+
+    def _replay(
+        self,
+        memo: _ListMemo,
+        kind: str,
+        key: str,
+        result: dict[str, Any],
+        listed: list[Any],
+        sink: Sink,
+    ) -> dict[str, Any]:
+        """What `_list` did for the identical list last time: its findings, hides and seen
+        names again, and the same items kept."""
+        sink.findings.extend(memo.findings)
+        for k, rule in memo.hides:
+            if k not in self.hidden and len(self.hidden) >= MAX_HIDDEN:
+                self.hidden.pop(next(iter(self.hidden)))
+            self.hidden[k] = rule
+        if kind == "tool":
+            if len(self.seen) + len(memo.names) > MAX_HIDDEN:
+                self.seen.clear()
+            self.seen.update(memo.names)
+        if len(memo.kept) == len(listed):
+            return result
+        return {**result, key: [listed[i] for i in memo.kept]}
 
     def learn_tools(self, tools: Sequence[dict[str, Any]], sink: Sink) -> None:
         """The upstream's own list, fetched by the gateway for a call to an unlisted tool:
