@@ -12,6 +12,7 @@ goes with the exchange's audit event as `findings`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -25,7 +26,7 @@ from lockgate.addons._flow import answer_rpc_error, guarded_async, pending_route
 from lockgate.guardrails.findings import DefinitionScanner
 from lockgate.guardrails.pinstore import PinStore
 from lockgate.guardrails.policy import resolve
-from lockgate.guardrails.stage import Outcome, Sink, Stage
+from lockgate.guardrails.stage import LEARN_INTERVAL, Outcome, Sink, Stage
 from lockgate.mcp import jsonrpc
 from lockgate.mcp.exchange import FlowState
 from lockgate.net.tls import upstream_verify
@@ -46,6 +47,7 @@ class Guardrails:
         self.scanner = DefinitionScanner()
         self._pins: PinStore | None = None
         self._stages: dict[str, tuple[Route, Stage]] = {}
+        self._learning: dict[str, asyncio.Lock] = {}  # route -> its own list fetch
 
     def configure(self, updated: set[str]) -> None:
         self._stages.clear()
@@ -108,7 +110,19 @@ class Guardrails:
 
     async def _learn(self, flow: http.HTTPFlow, st: FlowState, stage: Stage) -> Outcome | None:
         """Fetch the upstream's tool list for a call to a tool never seen listed; a refusal
-        when it cannot be had (the call is not let through unchecked)."""
+        when it cannot be had (the call is not let through unchecked). One fetch at a time
+        per route, and at most one per LEARN_INTERVAL (a still unlisted tool is refused)."""
+        lock = self._learning.setdefault(stage.route, asyncio.Lock())
+        async with lock:
+            if stage.unlisted_tool(st.messages) is None:
+                return None  # a fetch for another call learned it meanwhile
+            if not stage.may_learn(time.monotonic()):
+                return stage.unlisted_refusal(
+                    f"it listed them under {LEARN_INTERVAL:g} s ago, without this tool"
+                )
+            return await self._fetch(flow, st, stage)
+
+    async def _fetch(self, flow: http.HTTPFlow, st: FlowState, stage: Stage) -> Outcome | None:
         auth = await self.headers_for(flow) if self.headers_for is not None else {}
         if auth is None:
             return None  # no credential: the credentials addon answers the call

@@ -54,6 +54,9 @@ _TARGETS: Mapping[str, tuple[str, str]] = {
 _SCANNED_RESULTS = frozenset({"tools/call", "prompts/get", "resources/read"})
 _RANK = {"off": 0, "warn": 1, "hide": 2}
 MAX_HIDDEN = 10_000
+# The gateway lists an upstream's tools itself (for a call to a tool it never saw listed) at
+# most this often per route: calls to made-up names do not turn into a list each.
+LEARN_INTERVAL = 2.0
 MAX_MEMO_BYTES = 8 << 20  # the largest list remembered (per route and list method)
 
 
@@ -139,6 +142,7 @@ class Stage:
         self.seen: dict[str, None] = {}
         # The last list of each method, as the upstream sent it, and what was made of it.
         self._memos: dict[str, _ListMemo] = {}
+        self._learned_at = float("-inf")  # time.monotonic() of the last list it fetched
 
     @property
     def shipped(self) -> Mapping[str, str]:
@@ -185,6 +189,14 @@ class Stage:
             if m.name not in self.seen:
                 return m.name
         return None
+
+    def may_learn(self, now: float) -> bool:
+        """Whether the addon may fetch the upstream's list now (and, if so, that it did):
+        within LEARN_INTERVAL of the last fetch, a still unlisted tool is refused as such."""
+        if now - self._learned_at < LEARN_INTERVAL:
+            return False
+        self._learned_at = now
+        return True
 
     def unlisted_refusal(self, why: str) -> Outcome:
         """A call to a tool never seen listed, when the upstream's list could not be had."""

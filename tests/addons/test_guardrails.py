@@ -932,3 +932,29 @@ def test_a_never_listed_clean_tool_is_learned_pinned_and_forwarded(lab_gate: Gat
 def test_a_tool_the_upstream_does_not_have_is_refused(lab_gate: Gate) -> None:
     f = lab_gate.post("lab", call("no_such_tool", rid=1))
     assert local_errors(f)[0]["error"]["code"] == jsonrpc.GUARDRAIL_BLOCKED
+
+
+def test_calls_to_made_up_tools_fetch_the_list_once_per_interval(
+    lab_gate: Gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client can make up any number of tool names: the gateway lists the upstream for
+    the first, and within LEARN_INTERVAL refuses the others without listing again."""
+    from lockgate.guardrails import stage as stage_core
+
+    fetches: list[str] = []
+    original = stage_core.Stage.learn_tools
+
+    def counted(self: stage_core.Stage, tools: Any, sink: Any) -> None:
+        fetches.append(self.route)
+        original(self, tools, sink)
+
+    monkeypatch.setattr(stage_core.Stage, "learn_tools", counted)
+    for i in range(5):
+        f = lab_gate.post("lab", call(f"no_such_tool_{i}", rid=i))
+        [err] = local_errors(f)
+        assert err["error"]["code"] == jsonrpc.GUARDRAIL_BLOCKED
+    assert fetches == ["lab"]
+    assert "without this tool" in err["error"]["message"]
+    # A real tool of that one list is known now, and called without another fetch.
+    assert lab_gate.post("lab", call(LAB_LEAKY, rid=9)).response is None
+    assert fetches == ["lab"]
