@@ -110,8 +110,6 @@ _KIND_ORDER: Final[Mapping[str, int]] = {"redaction": 0, "limit": 1, "pin": 2, "
 _RULE_CELL = 40  # a rule id in the cell: ours are short; a profile's custom name may not be
 # Standalone events without findings: what the cell says, and how bad it is.
 _EVENT_CELL: Final[Mapping[str, tuple[str, Level]]] = {
-    "guardrail.blocked": ("blocked", "stopped"),
-    "guardrail.rate_limited": ("rate limited", "stopped"),
     "pin.new": ("pin new", "noted"),
     "pin.changed": ("pin changed", "stopped"),
     "pin.approved": ("pin approved", "noted"),

@@ -10,7 +10,7 @@ every view agree. Pure: no mitmproxy, no terminal.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, get_args
 
@@ -24,8 +24,6 @@ __all__ = [
     "DENIED",
     "ERRORS",
     "GATEWAY_REQUEST",
-    "GUARDRAIL_BLOCKED",
-    "GUARDRAIL_RATE_LIMITED",
     "MCP_MESSAGE",
     "MCP_REQUEST",
     "OUTCOMES",
@@ -39,12 +37,9 @@ __all__ = [
     "event_name",
     "event_time",
     "exchange",
-    "guardrail_blocked",
     "http_outcome",
     "latency_text",
     "ms",
-    "pin_event",
-    "rate_limited",
     "reply_outcome",
     "request",
     "server_message",
@@ -70,18 +65,9 @@ CAPABILITY_LIST: Final = "capability.list"
 MCP_REQUEST: Final = "mcp.request"
 MCP_MESSAGE: Final = "mcp.message"
 GATEWAY_REQUEST: Final = "gateway.request"
-GUARDRAIL_BLOCKED: Final = "guardrail.blocked"
-GUARDRAIL_RATE_LIMITED: Final = "guardrail.rate_limited"
+# The pin store's events, as lockgate.guardrails.pinning writes them (Change, Decided).
 PinKind = Literal["new", "changed", "approved", "rejected"]
 PIN_EVENTS: Final[Mapping[PinKind, str]] = {k: f"pin.{k}" for k in get_args(PinKind)}
-# A pin event's outcome unless told otherwise: a changed definition is held back (hidden,
-# its calls refused) until someone approves it; the rest record what was done.
-_PIN_OUTCOME: Final[Mapping[PinKind, Outcome]] = {
-    "new": "success",
-    "changed": "blocked",
-    "approved": "success",
-    "rejected": "success",
-}
 
 _ARGS_METHODS = frozenset({"tools/call", "prompts/get"})
 _NAME_LIMIT = 512
@@ -243,94 +229,6 @@ def request(
         else:
             event["result"] = reply.get("result")
     return event
-
-
-# ---------------------------------------------------------------------------- guardrails
-# Standalone events of the guardrail stage (the per-message events carry their `findings`
-# too). Findings are items as notes/g11_contract.md lists them; the log bounds them
-# (`lockgate.audit.redact.bound_findings`), so these only place them.
-
-
-def _message_fields(m: Message | None) -> dict[str, Any]:
-    if m is None:
-        return {}
-    return {"method": m.method, "name": audit_name(m), "id": m.id}
-
-
-def guardrail_blocked(
-    base: Mapping[str, Any],
-    findings: Sequence[Mapping[str, Any]],
-    reason: str,
-    *,
-    message: Message | None = None,
-) -> dict[str, Any]:
-    """A message the guardrails refused (a blocked secret, a withheld result, a call to a
-    hidden or changed tool): outcome "blocked", the findings that decided it, and why.
-    `message`, when given, names what was refused (method, name, id)."""
-    return {
-        **base,
-        "event": GUARDRAIL_BLOCKED,
-        **_message_fields(message),
-        "outcome": "blocked",
-        "reason": reason,
-        "findings": [dict(f) for f in findings],
-    }
-
-
-def rate_limited(
-    base: Mapping[str, Any],
-    scope: str,
-    retry_after: float,
-    *,
-    message: Message | None = None,
-) -> dict[str, Any]:
-    """A request over a rate limit (answered 429 with Retry-After): outcome "denied", reason
-    "rate_limited", as the gateway's other rate limits (client registration) write it; the
-    bucket's scope (route, user, user_tool), the seconds to wait, and the limit as a finding
-    (so `rule:RATE_LIMIT` finds it like any other guardrail hit)."""
-    return {
-        **base,
-        "event": GUARDRAIL_RATE_LIMITED,
-        **_message_fields(message),
-        "outcome": "denied",
-        "reason": "rate_limited",
-        "scope": scope,
-        "retry_after": round(max(retry_after, 0.0), 3),
-        "findings": [{"kind": "limit", "rule": "RATE_LIMIT", "scope": scope, "action": "block"}],
-    }
-
-
-def pin_event(
-    kind: PinKind,
-    upstream: str,
-    name: str,
-    old_pin: str | None,
-    new_pin: str | None,
-    user: str | None,
-    *,
-    outcome: Outcome | None = None,
-    route: str | None = None,
-    reason: str | None = None,
-) -> dict[str, Any]:
-    """A change in the pin store: `pin.new` (first seen), `pin.changed` (a definition that no
-    longer matches its pin: outcome "blocked", it is held back), `pin.approved` /
-    `pin.rejected` (from `lockgate tools`; `user` is who decided). Pins are sha256 hex of
-    the definition, never the definition. `outcome` overrides the default (a new tool held
-    for approval in `approve` mode is "blocked"). Raises ValueError for an unknown kind."""
-    event = PIN_EVENTS.get(kind)
-    if event is None:
-        raise ValueError(f"unknown pin event kind {kind!r}: expected one of {sorted(PIN_EVENTS)}")
-    return {
-        "event": event,
-        "route": route,
-        "upstream": upstream,
-        "user": user,
-        "name": name,
-        "outcome": outcome or _PIN_OUTCOME[kind],
-        "reason": reason,
-        "old_pin": old_pin,
-        "new_pin": new_pin,
-    }
 
 
 # ---------------------------------------------------------------------------- reading fields

@@ -38,9 +38,7 @@ def _findings(event: Mapping[str, Any]) -> int:
     found = event.get("findings")
     if isinstance(found, (list, tuple)):
         return len(found)
-    if found:
-        return 1
-    return 1 if str(event.get("event", "")).startswith("guardrail.") else 0
+    return 1 if found else 0
 
 
 # ---------------------------------------------------------------------------- counters

@@ -364,12 +364,14 @@ HIDDEN = {
 }
 
 
+LIMIT = {"kind": "limit", "rule": "RATE_LIMIT", "scope": "user_tool", "action": "block"}
+
+
 def _guarded_events() -> list[dict[str, Any]]:
     """A masked token, a hidden poisoned tool, a blocked card, a rate limit and a rug pull,
     as the gateway and `lockgate tools` write them."""
-    from lockgate.audit import events as ev
+    from lockgate.guardrails.pinning import Change, Decided
 
-    base = {"route": "linear", "upstream": "linear", "user": "alice", "client": "claude-code"}
     old, new = "a" * 64, "b" * 64
     masked = {**_call(9, "alice", "linear", "create_issue", "success", 8.0), "findings": [MASKED]}
     listed = {
@@ -385,10 +387,16 @@ def _guarded_events() -> list[dict[str, Any]]:
         *EVENTS[:2],
         masked,
         listed,
-        {"ts": _ts(7), **ev.guardrail_blocked(base, [card], "CARD in the arguments")},
-        {"ts": _ts(6), **ev.rate_limited(base, "user_tool", 1.5)},
-        {"ts": _ts(5), **ev.pin_event("changed", "linear", "create_issue", old, new, None)},
-        {"ts": _ts(4), **ev.pin_event("approved", "linear", "create_issue", old, new, "bob")},
+        {**_call(7, "alice", "linear", "add_note", "blocked", 1.0), "findings": [card]},
+        {**_call(6, "alice", "linear", "search_issues", "blocked", 1.0), "findings": [LIMIT]},
+        {
+            "ts": _ts(5),
+            **Change("create_issue", "changed", new, old, ("description",)).event("linear"),
+        },
+        {
+            "ts": _ts(4),
+            **Decided("approved", "linear", "create_issue", "changed", new, old, "bob").event(),
+        },
     ]
 
 
@@ -409,7 +417,7 @@ def test_query_by_rule_finds_every_event_with_that_finding(guarded: Path) -> Non
     assert _seqs(guarded, "--rule", "RATE_*") == [6]  # the limit is a finding of its event
     assert _seqs(guarded, "--rule", "*") == [3, 4, 5, 6]
     assert _seqs(guarded, "--rule", "!*") == [1, 2, 7, 8]  # no findings at all
-    assert _seqs(guarded, "--rule", "*", "--outcome", "blocked") == [5]
+    assert _seqs(guarded, "--rule", "*", "--outcome", "blocked") == [5, 6]
     assert _query(guarded, "--rule", "PIN_CHANGED").strip() == "no matching events"
     assert _seqs(guarded, "--event", "pin.*") == [7, 8]  # pin store changes are events
 
@@ -426,8 +434,8 @@ def test_query_plain_lines_end_with_the_guardrail_cell(guarded: Path) -> None:
     assert lines[0].endswith("alice linear tools/call search_issues success 200 10.0 ms")
     assert lines[2].endswith("create_issue success 200 8.0 ms masked 1")
     assert lines[3].endswith(" HIDDEN_INSTRUCTIONS x2")
-    assert lines[4].endswith(" blocked - - blocked 1")  # outcome, status, latency, cell
-    assert lines[5].endswith(" denied - - rate limited")
+    assert lines[4].endswith("add_note blocked 200 1.0 ms blocked 1")  # outcome ... cell
+    assert lines[5].endswith("search_issues blocked 200 1.0 ms rate limited")
     assert lines[6].endswith(" pin changed") and lines[7].endswith(" pin approved")
     assert "params.arguments" not in "\n".join(lines)  # paths stay in the log, off the cell
 

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lockgate.audit import events
 from lockgate.audit.cells import ACTION_LEVEL, cells, clean, detail, finding_rows, guardrail
 from lockgate.audit.redact import bound_findings
 from tests.support.doubles import audit_event as ev
@@ -138,19 +137,21 @@ def test_each_action_has_its_level(action: str, level: str | None) -> None:
     assert guardrail(ev(findings=[finding("X", action)])).level == level
 
 
-def test_standalone_events_have_a_cell_of_their_own() -> None:
-    base = {"route": "linear", "user": "alice@example.com"}
-    blocked = events.guardrail_blocked(base, [redaction("CARD", "block")], "CARD in the arguments")
-    assert guardrail(blocked) == ("blocked 1", "stopped")
-    assert guardrail({"event": "guardrail.blocked", "outcome": "blocked"}) == ("blocked", "stopped")
-    assert guardrail(events.rate_limited(base, "user_tool", 2.5)) == ("rate limited", "stopped")
-    assert guardrail({"event": "guardrail.rate_limited"}) == ("rate limited", "stopped")
+def test_standalone_pin_events_have_a_cell_of_their_own() -> None:
+    """Pin store changes are events of their own (no findings list), as `lockgate tools` and
+    the gateway write them; a refused call is its call's event with the findings."""
+    from lockgate.guardrails.pinning import Change, Decided
+
     old, new = "a" * 64, "b" * 64
-    changed = events.pin_event("changed", "linear", "create_issue", old, new, None)
-    assert guardrail(changed) == ("pin changed", "stopped")
-    approved = events.pin_event("approved", "linear", "create_issue", old, new, "alice")
-    assert guardrail(approved) == ("pin approved", "noted")
-    assert guardrail(events.pin_event("new", "linear", "x", None, new, None)).text == "pin new"
+    assert guardrail(Change("create_issue", "changed", new, old).event("linear")) == (
+        "pin changed",
+        "stopped",
+    )
+    approved = Decided("approved", "linear", "create_issue", "changed", new, old, "alice")
+    assert guardrail(approved.event()) == ("pin approved", "noted")
+    assert guardrail(Change("x", "new", new).event("linear")).text == "pin new"
+    blocked = ev(outcome="blocked", findings=[redaction("CARD", "block")])
+    assert guardrail(blocked).level == "stopped"
 
 
 def test_no_findings_no_cell_and_the_row_shows_a_dash() -> None:

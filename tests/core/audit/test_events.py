@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -77,70 +75,3 @@ def test_request_builder_keeps_args_error_count_or_result() -> None:
     assert failed["reason"] == "why" and failed["error"] == {"code": -1, "message": "no"}
     started = events.started(base, call)
     assert started["event"] == events.TOOL_CALL_STARTED and started["outcome"] == "started"
-
-
-# ---------------------------------------------------------------------------- guardrail events
-
-BASE = {"route": "linear", "upstream": "linear", "user": "alice@example.com", "client": "cc"}
-BLOCKED_CARD = {
-    "kind": "redaction",
-    "rule": "CARD",
-    "path": "params.arguments.note",
-    "count": 1,
-    "action": "block",
-    "direction": "up",
-}
-
-
-def test_guardrail_blocked_is_outcome_blocked_with_its_findings_and_reason() -> None:
-    call = _call("tools/call", {"name": "add_note", "arguments": {"note": "4111 1111 1111 1111"}})
-    event = events.guardrail_blocked(BASE, [BLOCKED_CARD], "CARD in the arguments", message=call)
-    assert event == {
-        **BASE,
-        "event": "guardrail.blocked",
-        "method": "tools/call",
-        "name": "add_note",
-        "id": 7,
-        "outcome": "blocked",
-        "reason": "CARD in the arguments",
-        "findings": [BLOCKED_CARD],
-    }
-    assert "4111" not in json.dumps(event)  # the arguments are not part of it
-    bare = events.guardrail_blocked(BASE, (), "withheld")
-    assert "method" not in bare and bare["findings"] == []
-    assert event["findings"][0] is not BLOCKED_CARD  # a copy: the caller's item stays its own
-
-
-def test_rate_limited_is_denied_like_the_gateways_other_rate_limits() -> None:
-    call = _call("tools/call", {"name": "search", "arguments": {}})
-    event = events.rate_limited(BASE, "user_tool", 1.23456, message=call)
-    assert event["event"] == events.GUARDRAIL_RATE_LIMITED == "guardrail.rate_limited"
-    assert event["outcome"] == "denied" and event["outcome"] in events.DENIED
-    assert event["reason"] == "rate_limited" and event["scope"] == "user_tool"
-    assert event["retry_after"] == 1.235 and event["name"] == "search"
-    assert event["findings"] == [
-        {"kind": "limit", "rule": "RATE_LIMIT", "scope": "user_tool", "action": "block"}
-    ]
-    assert events.rate_limited(BASE, "route", -3)["retry_after"] == 0.0
-
-
-@pytest.mark.parametrize(
-    ("kind", "outcome"),
-    [("new", "success"), ("changed", "blocked"), ("approved", "success"), ("rejected", "success")],
-)
-def test_pin_events(kind: events.PinKind, outcome: str) -> None:
-    old, new = "a" * 64, "b" * 64
-    event = events.pin_event(kind, "linear", "create_issue", old, new, "alice@example.com")
-    assert event["event"] == f"pin.{kind}" == events.PIN_EVENTS[kind]
-    assert event["outcome"] == outcome and event["outcome"] in events.OUTCOMES
-    assert (event["upstream"], event["name"], event["user"]) == (
-        "linear", "create_issue", "alice@example.com",
-    )  # fmt: skip
-    assert (event["old_pin"], event["new_pin"]) == (old, new)
-    held = events.pin_event("new", "linear", "x", None, new, None, outcome="blocked")
-    assert held["outcome"] == "blocked" and held["old_pin"] is None
-
-
-def test_an_unknown_pin_kind_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown pin event kind 'edited'"):
-        events.pin_event("edited", "linear", "x", None, None, None)  # type: ignore[arg-type]

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from lockgate.audit import events
 from lockgate.audit.log import ZERO_HASH, AuditLog
 from lockgate.audit.read import read_events
 from lockgate.audit.verify import verify
+from lockgate.guardrails.pinning import Change, Decided
 from tests.core.audit.logs import log_lines, tool_event, write_log
 
 
@@ -153,20 +153,27 @@ def test_guardrail_and_pin_events_verify_and_editing_a_finding_breaks_the_chain(
         "action": "mask",
         "direction": "up",
     }
+    blocked = {**masked, "rule": "CARD", "action": "block"}
+    limit = {"kind": "limit", "rule": "RATE_LIMIT", "scope": "user_tool", "action": "block"}
     old, new = hashlib.sha256(b"v1").hexdigest(), hashlib.sha256(b"v2").hexdigest()
     with AuditLog(log_path) as log:
         log.append({**tool_event(1), "findings": [masked]})
-        log.append(events.guardrail_blocked(base, [{**masked, "action": "block"}], "blocked"))
-        log.append(events.rate_limited(base, "user_tool", 2.0))
-        log.append(events.pin_event("changed", "linear", "create_issue", old, new, None))
-        log.append(events.pin_event("approved", "linear", "create_issue", old, new, "alice"))
+        log.append({**base, **tool_event(2), "outcome": "blocked", "findings": [blocked]})
+        log.append({**base, **tool_event(3), "outcome": "blocked", "findings": [limit]})
+        log.append(Change("create_issue", "changed", new, old).event("linear"))
+        log.append(
+            Decided("approved", "linear", "create_issue", "changed", new, old, "alice").event()
+        )
         # A pin field that is not a digest is treated as the secret its name suggests.
         log.append({"event": "pin.new", "name": "x", "new_pin": "1234"})
     assert verify(log_path) == verify(log_path) and verify(log_path).ok
     records = list(read_events(log_path))
     assert records[0]["findings"] == [masked]
-    assert [r["outcome"] for r in records[1:5]] == ["blocked", "denied", "blocked", "success"]
-    assert (records[3]["old_pin"], records[3]["new_pin"]) == (old, new)  # digests are kept
+    assert [r["outcome"] for r in records[1:5]] == ["blocked", "blocked", "blocked", "success"]
+    assert records[2]["findings"] == [limit]
+    # digests are kept
+    assert (records[3]["old_sha256"], records[3]["new_sha256"]) == (old, new)
+    assert (records[4]["old_sha256"], records[4]["new_sha256"]) == (old, new)
     assert records[5]["new_pin"] == "[redacted]"
     lines = log_lines(log_path)
     lines[0] = lines[0].replace(b'"action":"mask"', b'"action":"log"')

@@ -89,14 +89,14 @@ def test_counts_cover_every_event_not_only_the_ring() -> None:
         outcome = ["success", "denied", "blocked", "error", "upstream_error"][i % 5]
         m.ingest(ev(i, outcome=outcome))
     m.ingest(ev(100, event="capability.list", method="tools/list"))
-    m.ingest(ev(101, event="guardrail.injection", method=None))
+    m.ingest(ev(101, event="pin.changed", method=None))
     m.ingest(ev(102, findings=[{"kind": "pii"}, {"kind": "secret"}]))
     assert len(m.rows) == 10
     c = m.counts
     assert c.events == 103
-    assert c.calls == 101  # tools/list is not a call; the guardrail event has no method
+    assert c.calls == 101  # tools/list is not a call; the pin event has no method
     assert c.denied == 40 and c.errors == 40
-    assert c.findings == 3
+    assert c.findings == 2  # the items of findings lists; a pin event has none
     assert c.outcomes["success"] == 20 + 3
 
 
