@@ -354,6 +354,26 @@ def _key_hits_back(lowered: str) -> list[tuple[int, int]]:
 # of ~2.5 us per KB where `re` takes ~100 us for the same alternation. An ASCII string it does
 # not match holds no built-in entity, and most prose is such. RE2's `\s` is not Python's, so
 # the key's spaces are spelled out (Python's ASCII whitespace, \x1c-\x1f included).
+def _number_runs() -> str:
+    """The number anchors `_numbers` can use, as RE2 (no lookarounds): a digit run is read
+    whole (first to last digit of a run of [0-9 .()-]), ISO dates are skipped (`_date`), and
+    a run of 7 to 9 characters counts only after `+` or `(`, or near an IBAN's head (`_may_hold`).
+    So: a whole run of 10 or 13 characters that is not date-shaped, of 11, 12 or 14 and more,
+    or a short one after `+`/`(`, or an IBAN head anywhere. Logs' timestamps no longer count."""
+    c, d, not_dash, sep, edge = r"[0-9 .()\-]", "[0-9]", "[0-9 .()]", r"[ .()\-]", r"[^0-9 .()\-]"
+    whole = (
+        f"{d}{c}{{3}}{not_dash}{c}{{4}}{d}",  # 10: no dash at 4 or at 7, not a date
+        f"{d}{c}{{6}}{not_dash}{c}{d}",
+        f"{d}{c}{{9,10}}{d}",  # 11, 12
+        f"{d}{c}{{3}}{not_dash}{c}{{8}}{d}",  # 13: not a date and hour
+        f"{d}{c}{{6}}{not_dash}{c}{{5}}{d}",
+        rf"{d}{c}{{8}}[0-9.()\-]{c}{{2}}{d}",
+        f"{d}{c}{{12,}}{d}",  # 14 and more
+    )
+    run = f"(?:^|{edge}){sep}*(?:{'|'.join(whole)}){sep}*(?:{edge}|$)"
+    return f"{run}|[+(]{d}{c}{{5,}}{d}|[A-Z]{{2}}[0-9]{{2}}"
+
+
 _ANCHORS: Final = re2.compile(
     "|".join(
         (
@@ -363,7 +383,7 @@ _ANCHORS: Final = re2.compile(
             "@",
             _V6_ANCHOR.pattern,
             _DOTTED.pattern,
-            _NUM_ANCHOR.pattern,
+            _number_runs(),
         )
     ).encode("ascii")  # searched as bytes: the wrapper maps str offsets at a cost per call
 )
@@ -496,11 +516,23 @@ def _tokens_to_run(text: str, raw: bytes | None) -> Iterable[int]:
 
 
 def _url_passwords(text: str) -> list[tuple[Span, int]]:
+    """Around each `://`, from the start of the run of scheme characters before it: a scheme
+    has no length limit, and a token glued to it (`…0005https://`) makes it one long run."""
     anchors, pos = [], 0
     while (p := text.find("://", pos)) >= 0:
-        anchors.append((p, p + 3))
+        start = p
+        while start > 0:  # back over the run, a chunk at a time (C-speed rstrip)
+            lo = max(0, start - 256)
+            kept = text[lo:start].rstrip(_SCHEME_CHARS)
+            start = lo + len(kept)
+            if kept:
+                break
+        anchors.append((start, p + 3))
         pos = p + 3
-    return _windowed(_P_URL, text, anchors, 64, 512)
+    return _windowed(_P_URL, text, anchors, 0, 512)
+
+
+_SCHEME_CHARS: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-"
 
 
 def _windowed(

@@ -226,6 +226,9 @@ NEAR = st.sampled_from(
     + ["Token =", "credentials':", "PASSWD\t:", 'secret"  =', "pwd:", "passwordd:", "tokens="]
     # tokens at the edge of the 15-character run gate
     + ["xoxb-123456789", "xoxb-1234567890", "eyJhbGci.eyJzdWIi.", "AKIA", "ghp_"]
+    # digit runs at the edges of the number prefilter: dates, short runs, IBAN heads
+    + ["2026-09-04", "2026-09-04 11", "2026-09-04T11", "2026-0904", "1234567", "123456789"]
+    + ["+1 (", "(555) ", "IT60", "12.34.56", "1-2", "  ", "0"]
 )
 
 
@@ -291,3 +294,16 @@ def test_a_custom_pattern_that_does_not_compile_is_refused_at_load() -> None:
 
     with pytest.raises(ValueError, match="EMPLOYEE_ID"):
         Detectors([Custom("EMPLOYEE_ID", r"EMP-(\d{6}")])
+
+
+def test_a_url_glued_to_a_long_token_still_has_its_password_found() -> None:
+    """The scheme's run of characters reaches back beyond any fixed window (found by the
+    fast-path property test)."""
+    from lockgate.guardrails.detectors import _resolve
+    from lockgate.guardrails.scan import reference as _reference
+
+    text = "sk-ant-api03-" + "Ab1" * 15 + "378282246310005https://u:bob.smith@acme.io"
+    assert "URL_PASSWORD" in {s.type for s in find(text)}
+    assert find(text) == _resolve(_reference(text))
+    long_scheme = "x" * 700 + "://u:hunter2secret@acme.io"
+    assert find(long_scheme) == _resolve(_reference(long_scheme))
