@@ -11,8 +11,9 @@ scanned, tools pinned on first use) and `off` with `[routes.off.guardrails] enab
 
 1. a 1 KB `tools/call` (`tool_0001`, whose echo answers the ~1 KB text back: 1 KB up and
    1 KB down through the redactor), p50 per path and the added p50 of `on` over `off`
-   (budget: 0.1 ms), and the gateway process's CPU per call on each route (steadier than
-   latency on a shared host);
+   (budget: 0.1 ms), the median over rounds of each round's on-minus-off p50 (robust to
+   the host's speed drifting during the run), and the gateway process's CPU per call on each
+   route;
 2. `tools/list` of the 2,000 tools, scanned and pinned on `on`: p50 per path and the ratio
    on/off (budget: 1.3x).
 
@@ -41,6 +42,21 @@ TEXT = (
 CALL = {"name": "tool_0001", "arguments": {"text": TEXT[:1000]}}
 
 
+# Per path, where each round's batch starts in its latency list (for per-round medians).
+ROUNDS: dict[str, list[int]] = {}
+
+
+def paired_added(lat: dict[str, list[float]]) -> float:
+    """The median over rounds of (on's p50 - off's p50) in the same round: the host's speed
+    drifts over a run, and a round's two batches run next to each other."""
+    diffs = []
+    for i, (a, b) in enumerate(zip(ROUNDS["on"], ROUNDS["off"], strict=True)):
+        end_a = ROUNDS["on"][i + 1] if i + 1 < len(ROUNDS["on"]) else len(lat["on"])
+        end_b = ROUNDS["off"][i + 1] if i + 1 < len(ROUNDS["off"]) else len(lat["off"])
+        diffs.append(run.pct(lat["on"][a:end_a], 50) - run.pct(lat["off"][b:end_b], 50))
+    return run.pct(diffs, 50)
+
+
 def measure_calls(
     urls: dict[str, str], calls: int, rounds: int, gateway: run.Proc
 ) -> tuple[dict[str, list[float]], dict[str, float]]:
@@ -51,6 +67,7 @@ def measure_calls(
     cpu: dict[str, float] = dict.fromkeys(urls, 0.0)
     for order in run.rotations(list(urls), rounds):
         for name in order:
+            ROUNDS.setdefault(name, []).append(len(lat[name]))
             sess = sessions[name]
             for _ in range(20):
                 sess.rpc("tools/call", CALL)
@@ -125,6 +142,7 @@ def main() -> int:
             "request_bytes": len(json.dumps({"method": "tools/call", "params": CALL})),
             "p50_ms": {k: run.r(v) for k, v in p.items()},
             "added_p50_ms_on_over_off": run.r(p["on"] - p["off"], 4),
+            "added_ms_paired_median": run.r(paired_added(call_lat), 4),
             "budget_ms": 0.1,
             "gateway_cpu_us_per_call": {
                 k: run.r(call_cpu[k] / len(call_lat[k]) * 1e6, 1) for k in ("off", "on")
@@ -141,7 +159,10 @@ def main() -> int:
     c, t = res["call_1kb"], res["tools_list_2000"]
     cp, tp = c["p50_ms"], t["p50_ms"]
     print(f"1 KB tools/call p50 ms: direct {cp['direct']}  off {cp['off']}  on {cp['on']}")
-    print(f"  guardrails add {c['added_p50_ms_on_over_off']} ms p50 (budget 0.1)")
+    print(
+        f"  guardrails add {c['added_p50_ms_on_over_off']} ms p50 (budget 0.1); "
+        f"median of per-round differences {c['added_ms_paired_median']} ms"
+    )
     cpu = c["gateway_cpu_us_per_call"]
     print(f"  gateway CPU per call: off {cpu['off']} us, on {cpu['on']} us")
     print(f"tools/list 2,000 p50 ms: direct {tp['direct']}  off {tp['off']}  on {tp['on']}")
