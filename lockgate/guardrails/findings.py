@@ -44,6 +44,7 @@ import orjson
 
 from lockgate.guardrails import exfil, gates, rules, text
 from lockgate.guardrails.confusables import lookalike_name, spoofed_names
+from lockgate.guardrails.superset import compile_union, union_body
 from lockgate.guardrails.text import sanitize
 
 __all__ = [
@@ -314,6 +315,8 @@ def _scan_result(result: Any, *, gated: bool = True) -> tuple[Finding, ...]:
         # The gate reads each distinct string once, without the keys (a result's keys are
         # not scanned): a tool's text often comes twice, as `content` and `structuredContent`.
         unique = list(dict.fromkeys(s for _, s, _ in items))
+        if _nothing_to_find(unique):
+            return ()
         gate = gates.gates(_dumps(unique), definition=False, max_string=MAX_STRING)
         active = gate.groups | _TEXT_GROUPS if gate.text_hit() else gate.groups
     else:
@@ -323,6 +326,32 @@ def _scan_result(result: Any, *, gated: bool = True) -> tuple[Finding, ...]:
     out: list[Finding] = []
     _match(items, active, "", out, gate.words if gated and active & _TEXT_GROUPS else None)
     return tuple(dict.fromkeys(out))
+
+
+# What a result's ASCII strings must hold for any check of `_match` to find something: a text
+# family (on the folded string, which for ASCII is the lower-cased one), ESC (ANSI), a link
+# (`](`, `<img`), a base64/hex run of 24 or a `\x` escape (ENCODED_PAYLOAD), in one RE2 pass
+# over the distinct strings; the document gate (`gates`) is then not built at all.
+_RESULT_ANY: Final = compile_union(
+    "|".join(
+        (
+            union_body(f.rx for f in rules.FAMILIES),
+            r"\x1b",
+            r"\]\(",
+            "<img",
+            r"[A-Za-z0-9+/_\-]{24}",
+            r"\\x",
+        )
+    ),
+    ignore_case=True,
+)
+
+
+def _nothing_to_find(strings: list[str]) -> bool:
+    """True when no rule can match any of these (all ASCII); False means "look"."""
+    if not all(s.isascii() for s in strings):
+        return False
+    return _RESULT_ANY.search("\x00".join(strings).encode("ascii")) is None
 
 
 # --- cached scanning --------------------------------------------------------------------------

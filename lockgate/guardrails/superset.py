@@ -123,11 +123,22 @@ def to_re2(pattern: re.Pattern[str]) -> str:
     return _emit(sre.parse(pattern.pattern, pattern.flags))
 
 
-def union(patterns: Iterable[re.Pattern[str]]) -> re2._Regexp:
-    """One RE2 pattern for all of ``patterns`` (dot matches newline, as the rules' DOTALL)."""
+def union_body(patterns: Iterable[re.Pattern[str]]) -> str:
+    """The RE2 alternation of ``patterns`` (each translated by `to_re2`, duplicates once)."""
+    unique = {(p.pattern, p.flags): p for p in patterns}
+    return "|".join(f"(?:{to_re2(p)})" for p in unique.values())
+
+
+def compile_union(body: str, *, ignore_case: bool = False) -> re2._Regexp:
+    """An RE2 pattern (dot matches newline, as the rules' DOTALL), without captures."""
     options = re2.Options()
     options.never_capture = True
     options.max_mem = 64 << 20  # the union's DFA; RE2 falls back to slower search beyond it
     options.dot_nl = True
-    unique = {(p.pattern, p.flags): p for p in patterns}
-    return re2.compile("|".join(f"(?:{to_re2(p)})" for p in unique.values()), options)
+    options.case_sensitive = not ignore_case
+    return re2.compile(body, options)
+
+
+def union(patterns: Iterable[re.Pattern[str]]) -> re2._Regexp:
+    """One RE2 pattern for all of ``patterns``."""
+    return compile_union(union_body(patterns))
