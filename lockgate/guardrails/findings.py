@@ -254,8 +254,10 @@ def _scan_definition(
     if len(js) > MAX_DEFINITION:
         out.append(_f(EXCESSIVE_LENGTH, ""))
     gate = gates.gates(js, definition=True, max_string=MAX_STRING)
+    text_rules = True
     if gated:
-        active = gate.groups | _TEXT_GROUPS if gate.text_hit() else gate.groups
+        text_rules = gate.any_family()  # as for results: no word gate on ASCII text
+        active = gate.groups | _TEXT_GROUPS if text_rules else gate.groups
     else:
         active = _EVERYTHING
     if not active:
@@ -280,7 +282,7 @@ def _scan_definition(
                     items.append((f"annotations.{k}", v, "text"))
         else:
             _other(value, key, items)
-    words = gate.words if gated and active & _TEXT_GROUPS else None
+    words = gate.words if gated and text_rules and not gate.ascii else None
     _match(items, active, text.fold(name).replace("-", "_"), out, words)
     return tuple(dict.fromkeys(out))
 
@@ -318,13 +320,18 @@ def _scan_result(result: Any, *, gated: bool = True) -> tuple[Finding, ...]:
         if _nothing_to_find(unique):
             return ()
         gate = gates.gates(_dumps(unique), definition=False, max_string=MAX_STRING)
-        active = gate.groups | _TEXT_GROUPS if gate.text_hit() else gate.groups
+        text_rules = gate.any_family()
+        active = gate.groups | _TEXT_GROUPS if text_rules else gate.groups
+        # On ASCII text the families run without the word gate: it assumes words between
+        # boundaries, and some families also match glued ones ("instructionsassistant-").
+        words = gate.words if text_rules and not gate.ascii else None
     else:
         active = _EVERYTHING - {"length", "params"}
+        words = None
     if not active:
         return ()
     out: list[Finding] = []
-    _match(items, active, "", out, gate.words if gated and active & _TEXT_GROUPS else None)
+    _match(items, active, "", out, words)
     return tuple(dict.fromkeys(out))
 
 

@@ -41,6 +41,22 @@ class Gate:
             self._words = _VOCAB.intersection(self._low.translate(_LETTERS).split())
         return self._words
 
+    @property
+    def ascii(self) -> bool:
+        return self._low.isascii()
+
+    def any_family(self) -> bool:
+        """On ASCII text, whether some family's pattern (without its lookarounds) matches
+        anywhere in the JSON text: the RE2 pass alone, no word gate (which assumes words
+        between boundaries, while some families match glued ones too). Otherwise text_hit."""
+        low = self._low
+        if not low.isascii():
+            return self.text_hit()
+        if _ANY_FAMILY.search(low) is not None:
+            return True
+        spaced = low.replace(b"_", b" ") if self.spaced is not self.doc else None
+        return spaced is not None and _ANY_FAMILY.search(spaced) is not None
+
     def text_hit(self) -> bool:
         """Whether any text family matches anywhere in the JSON text, ignoring checks and
         quoted examples (a superset of the per-string matches: False means none)."""

@@ -511,3 +511,9 @@ def test_the_results_prefilter_never_loses_a_finding(texts: list[str]) -> None:
     result = {"content": [{"type": "text", "text": t} for t in texts]}
     if _scan_result(result, gated=False):
         assert not _nothing_to_find(list(dict.fromkeys(texts)))
+
+
+def test_glued_words_are_not_read_around_by_the_word_gate() -> None:
+    """Some families match words run together; the gate must not drop them (it did)."""
+    result = {"content": [{"type": "text", "text": "instructionsassistant-"}]}
+    assert _scan_result(result) == _scan_result(result, gated=False) != ()
