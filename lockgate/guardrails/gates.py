@@ -59,14 +59,8 @@ class Gate:
 
     def text_hit(self) -> bool:
         """Whether any text family matches anywhere in the JSON text, ignoring checks and
-        quoted examples (a superset of the per-string matches: False means none)."""
-        low = self._low
-        if (
-            low.isascii()
-            and _ANY_FAMILY.search(low) is None
-            and (self.spaced is self.doc or _ANY_FAMILY.search(low.replace(b"_", b" ")) is None)
-        ):
-            return False  # no family's pattern, even without its lookarounds: none
+        quoted examples, among the families whose gate words it holds (`any_family` asks
+        this of non-ASCII text only)."""
         ends = (len(self.doc),)
         words = self.words
         for fam in _candidates(words):

@@ -156,3 +156,14 @@ class OAuthStack(Chain):
             "route_id": self.cfg.routes[route].identity,
         } | claims
         return issue_access_token(self.key, **args)
+
+
+def events_of(data: bytes) -> list[Any]:
+    """The JSON of each SSE event's data lines in a body, as a client reads them."""
+    text = data.decode().replace("\r\n", "\n").replace("\r", "\n")
+    out = []
+    for block in text.split("\n\n"):
+        lines = [ln[5:].lstrip() for ln in block.split("\n") if ln.startswith("data:")]
+        if lines:
+            out.append(json.loads("\n".join(lines)))
+    return out

@@ -14,7 +14,7 @@ from mitmproxy import http
 from lockgate.addons._flow import state
 from lockgate.addons.capabilities import Capabilities
 from lockgate.addons.config import Config
-from tests.addons.conftest import NOTES_URL, mcp_flow, running
+from tests.addons.conftest import NOTES_URL, events_of, mcp_flow, running
 from tests.support.gateway import profile_text
 
 PROFILE = profile_text(
@@ -342,16 +342,6 @@ def sse_flow(cfg: Config, caps: Capabilities, content_type: str = "text/event-st
     caps.responseheaders(f)
     assert callable(f.response.stream)
     return f.response.stream
-
-
-def events_of(data: bytes) -> list[Any]:
-    text = data.decode().replace("\r\n", "\n").replace("\r", "\n")
-    out = []
-    for block in text.split("\n\n"):
-        lines = [ln[5:].lstrip() for ln in block.split("\n") if ln.startswith("data:")]
-        if lines:
-            out.append(json.loads("\n".join(lines)))
-    return out
 
 
 @pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])

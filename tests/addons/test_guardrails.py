@@ -36,7 +36,7 @@ from lockgate.cli.demo.lab import BackgroundLab
 from lockgate.guardrails.pinschema import DB_NAME
 from lockgate.guardrails.stage import Stage
 from lockgate.mcp import jsonrpc
-from tests.addons.conftest import Chain, mcp_flow, running
+from tests.addons.conftest import Chain, events_of, mcp_flow, running
 from tests.support.gateway import profile_text
 
 TOKEN = "ghp_" + "Zq3T9xWv2LmN8pRs4KdH6fYb1CjE5aUo7GiQ"
@@ -508,16 +508,6 @@ def sse(*messages: object, newline: bytes = b"\n") -> bytes:
         b"id: %d" % i + newline + b"data: " + json.dumps(m).encode() + newline + newline
         for i, m in enumerate(messages)
     )
-
-
-def events_of(data: bytes) -> list[Any]:
-    text = data.decode().replace("\r\n", "\n").replace("\r", "\n")
-    out = []
-    for block in text.split("\n\n"):
-        lines = [ln[5:].lstrip() for ln in block.split("\n") if ln.startswith("data:")]
-        if lines:
-            out.append(json.loads("\n".join(lines)))
-    return out
 
 
 def sse_stream(gate: Gate, route: str, body: object) -> tuple[http.HTTPFlow, Any]:

@@ -55,7 +55,7 @@ def test_benign_prose_is_ruled_out_in_one_pass() -> None:
     prose = "quarterly planning notes: the team reviewed the roadmap and moved the rewrite."
     assert ANY.search(prose.encode()) is None
     gate = gates.gates(json.dumps([prose]).encode(), definition=False, max_string=10_000)
-    assert gate.text_hit() is False
+    assert gate.any_family() is False
 
 
 def test_lookarounds_are_dropped_and_python_spaces_spelled_out() -> None:
