@@ -402,8 +402,12 @@ def test_the_gateway_view_shows_live_calls_and_q_stops_the_gateway(
                 await client.call_tool("list_notes", {})
 
         anyio.run(call)
-        screen = tmux.wait_text("list_notes ")
-        row = next(r for r in rows(screen) if "list_notes" in r)
+        # The call's started event may be drawn before its completion: wait for the latter.
+        screen = tmux.wait_for(
+            lambda s: any("list_notes" in r and "success" in r.split() for r in rows(s)),
+            "the call's completed row",
+        )
+        row = next(r for r in rows(screen) if "list_notes" in r and "success" in r.split())
         # ... route, method, name, outcome, guardrail, latency ("1.2 ms"); the guardrail cell
         # says the gateway pinned the upstream's tools (it listed them itself for this call).
         parts = row.split()
