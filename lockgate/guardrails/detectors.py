@@ -157,8 +157,6 @@ def _custom_candidates(text: str, custom: tuple[Detector, ...]) -> Iterable[tupl
             if m.end() > m.start() and (valid is None or valid(m)):
                 yield Span(m.start(group), m.end(group), type_), base + i
 
-                yield Span(m.start(group), m.end(group), type_), base + i
-
 
 class Detectors:
     """The built-in detectors plus a profile's custom ones (built once per policy)."""
