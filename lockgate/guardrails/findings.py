@@ -339,19 +339,17 @@ def _scan_result(result: Any, *, gated: bool = True) -> tuple[Finding, ...]:
 # family (on the folded string, which for ASCII is the lower-cased one), ESC (ANSI), a link
 # (`](`, `<img`), a base64/hex run of 24 or a `\x` escape (ENCODED_PAYLOAD), in one RE2 pass
 # over the distinct strings; the document gate (`gates`) is then not built at all.
-_RESULT_ANY: Final = compile_union(
-    "|".join(
-        (
-            union_body(f.rx for f in rules.FAMILIES),
-            r"\x1b",
-            r"\]\(",
-            "<img",
-            r"[A-Za-z0-9+/_\-]{24}",
-            r"\\x",
-        )
-    ),
-    ignore_case=True,
+RESULT_ANY_BODY: Final = "|".join(
+    (
+        union_body(f.rx for f in rules.FAMILIES),
+        r"\x1b",
+        r"\]\(",
+        "<img",
+        r"[A-Za-z0-9+/_\-]{24}",
+        r"\\x",
+    )
 )
+_RESULT_ANY: Final = compile_union(RESULT_ANY_BODY, ignore_case=True)
 
 
 def _nothing_to_find(strings: list[str]) -> bool:

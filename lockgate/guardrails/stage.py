@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import orjson
 
+from lockgate.guardrails import quiet
 from lockgate.guardrails.confusables import spoofed_names
 from lockgate.guardrails.findings import (
     RULES,
@@ -129,6 +130,8 @@ class Stage:
         self.up = Redactor(policy.detectors, policy.up)
         self.down_redactor = Redactor(policy.detectors, policy.down)
         self.up_active = policy.enabled and policy.redacts_up
+        # One pass clears a benign message (`quiet`); it knows only the built-in detectors.
+        self.quiet = not policy.detectors.custom
         self.limiter = (
             RateLimiter(policy.limits)
             if policy.enabled and policy.limits is not None and not policy.limits.empty
@@ -235,6 +238,8 @@ class Stage:
         """The client's data through the detectors: None when nothing was found."""
         if not self.up_active:
             return None
+        if self.quiet and quiet.clear([m.raw for m in messages], quiet.UP):
+            return None
         found = Redactions()
         raws = [self.up.client_message(m.raw, found) for m in messages]
         if not found:
@@ -264,6 +269,15 @@ class Stage:
         if listing is not None and isinstance(result, dict):
             new = self._list(listing, result, sink)
             return obj if new is result else {**obj, "result": new}
+        if (
+            self.quiet
+            and (answers is None or answers in _SCANNED_RESULTS)
+            and isinstance(result, dict)
+            and "method" not in obj
+            and "error" not in obj
+            and quiet.clear([result], quiet.DOWN)
+        ):
+            return obj  # nothing to redact, nothing to find: the full path would agree
         findings = sink.findings
         found = Redactions()
         out = self.down_redactor.server_message(obj, answers, found)

@@ -1,0 +1,66 @@
+"""One RE2 pass that clears a whole message: nothing in it to redact, nothing to find.
+
+Why it exists: on a benign call the redactor and the findings' gate each walk the message and
+each ask RE2 about its strings, and every call into the RE2 binding costs ~2 us before it reads
+a byte (measured: an empty search 1.8 us, 1 KB of prose 2.5 us more). Most traffic is benign,
+so the stage first asks one question of the message: are all its strings ASCII, and does
+the union of the detectors' anchors (`scan.ANCHORS_BODY`) and of the findings' result gate
+(`findings.RESULT_ANY_BODY`, case-insensitive) match nowhere in them? Then neither would find
+anything (each gate is a superset of what its rules match on ASCII text), and the message
+passes as it is. "No" is exact; "maybe" sends the message down the full path.
+
+The strings are read joined by NUL: a match inside one string is a match in the join (the
+anchors read a NUL as any other non-digit edge and no pattern is anchored to the text's
+ends), so joining can only add matches, never hide one. Keys are not read (no walk reads
+them), every string value is (a superset of what the walks read).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import re2
+
+from lockgate.guardrails.findings import RESULT_ANY_BODY
+from lockgate.guardrails.scan import ANCHORS_BODY
+
+
+def _compile(body: str) -> Any:
+    options = re2.Options()
+    options.never_capture = True
+    options.max_mem = 64 << 20  # the union's DFA; RE2 falls back to slower search beyond it
+    options.dot_nl = True  # as the findings' rules (DOTALL); the anchors have no dot
+    return re2.compile(body.encode("ascii"), options)
+
+
+# Up: only redaction reads the client's data. Down: redaction and the result findings.
+UP: Final = _compile(ANCHORS_BODY)
+DOWN: Final = _compile(f"{ANCHORS_BODY}|(?i:{RESULT_ANY_BODY})")
+
+
+def _strings(node: Any, out: dict[str, None]) -> bool:
+    """Every string value under ``node`` into ``out``; False at the first non-ASCII one."""
+    if isinstance(node, str):
+        if not node.isascii():
+            return False
+        out[node] = None
+    elif isinstance(node, dict):
+        for v in node.values():
+            if not isinstance(v, (int, float, bool)) and not _strings(v, out):
+                return False
+    elif isinstance(node, list):
+        for v in node:
+            if not isinstance(v, (int, float, bool)) and not _strings(v, out):
+                return False
+    return True
+
+
+def clear(nodes: list[Any], rx: Any) -> bool:
+    """True when no string under ``nodes`` can hold anything ``rx``'s rules look for."""
+    found: dict[str, None] = {}
+    for node in nodes:
+        if not _strings(node, found):
+            return False
+    if not found:
+        return True
+    return rx.search("\x00".join(found).encode("ascii")) is None
