@@ -513,7 +513,28 @@ def test_the_results_prefilter_never_loses_a_finding(texts: list[str]) -> None:
         assert not _nothing_to_find(list(dict.fromkeys(texts)))
 
 
-def test_glued_words_are_not_read_around_by_the_word_gate() -> None:
-    """Some families match words run together; the gate must not drop them (it did)."""
-    result = {"content": [{"type": "text", "text": "instructionsassistant-"}]}
+@pytest.mark.parametrize("around", ["", "日本語 ", "Привет ", "café "])
+def test_glued_words_are_not_read_around_by_the_word_gate(around: str) -> None:
+    """Some families match words run together; the gate must not drop them (it did, on ASCII
+    text and, until the gate read words inside longer runs, on non-ASCII text)."""
+    result = {"content": [{"type": "text", "text": f"{around}instructionsassistant-"}]}
     assert _scan_result(result) == _scan_result(result, gated=False) != ()
+
+
+GLUED = st.lists(
+    st.sampled_from([*FRAGMENTS, "日本語", "é", "Привет", "\\u00e9", "\\", "\\new", "\x08"])
+    | st.text(max_size=6),
+    max_size=8,
+).map("".join)
+
+
+@settings(max_examples=600, deadline=None)
+@given(GLUED, GLUED)
+def test_the_gate_agrees_on_words_run_together_in_any_script(text: str, other: str) -> None:
+    result = {"content": [{"type": "text", "text": text}], "structuredContent": {"x": other}}
+    assert _scan_result(result) == _scan_result(result, gated=False)
+    definition = {"name": "helper", "description": text, "inputSchema": {"default": other}}
+    js = _dumps(definition)
+    assert _scan_definition("tool", definition, js) == _scan_definition(
+        "tool", definition, js, gated=False
+    )
