@@ -505,7 +505,7 @@ _RESULT_PIECES = st.sampled_from(
 )
 def test_the_results_prefilter_never_loses_a_finding(texts: list[str]) -> None:
     """Whatever every rule on every string finds, the one-pass prefilter lets through (it is
-    a superset even of the ungated scan; the word gate after it is not always: see notes)."""
+    a superset even of the ungated scan)."""
     from lockgate.guardrails.findings import _nothing_to_find
 
     result = {"content": [{"type": "text", "text": t} for t in texts]}
