@@ -17,7 +17,6 @@ import json
 import os
 import random
 import re
-import resource
 import shutil
 import signal
 import subprocess
@@ -37,7 +36,7 @@ from tests.support.gateway import lockgate_up_args, profile_text
 from tests.support.process import terminate_group, watch_lines
 from tests.support.upstreams import sdk_upstream
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and rlimits")
+resource = pytest.importorskip("resource", reason="POSIX signals and rlimits (not Windows)")
 
 HEADERS = {
     "content-type": "application/json",
@@ -117,6 +116,7 @@ class Traffic:
         self.url = url
         self.stop = threading.Event()
         self.answers: dict[int, int] = {}
+        self.errors: set[str] = set()
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._run, args=(k,)) for k in range(threads)]
 
@@ -130,8 +130,9 @@ class Traffic:
                     body = call("add_note", {"title": f"t{k}-{i}", "body": "x" * 200}, i)
                 try:
                     status = client.post(self.url, json=body, headers=HEADERS).status_code
-                except httpx.HTTPError:
+                except httpx.HTTPError as e:
                     status = 0  # the gateway died under it
+                    self.errors.add(type(e).__name__ + ": " + str(e)[:80])
                 with self.lock:
                     self.answers[status] = self.answers.get(status, 0) + 1
 
@@ -159,7 +160,7 @@ def test_kill_9_under_heavy_traffic_leaves_a_log_verify_accepts_and_a_store_that
             assert base is not None, "".join(lines)
             try:
                 with Traffic(f"{base}/mcp/notes") as traffic:
-                    time.sleep(rng.uniform(0.4, 1.6))  # a random moment mid-traffic
+                    time.sleep(rng.uniform(0.8, 2.0))  # a random moment mid-traffic
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait(10)
                     time.sleep(0.2)  # the clients see the dead gateway
@@ -170,10 +171,12 @@ def test_kill_9_under_heavy_traffic_leaves_a_log_verify_accepts_and_a_store_that
             assert result.returncode == 0, (n, result.stdout, result.stderr)
             out = " ".join(result.stdout.split())
             assert out.startswith("audit log OK: "), out
-            if audit.read_bytes()[-1:] != b"\n":  # a torn tail: verify must have said so
+            data = audit.read_bytes()
+            if data and not data.endswith(b"\n"):  # a torn tail: verify must have said so
                 assert "torn line" in out, out
             found = re.search(r"(\d+) torn line", out)
             torn_seen = int(found.group(1)) if found else 0
+            print(f"\nround {n}: {traffic.answers} {traffic.errors} -> {out}")
     assert served > 100, f"too little traffic to mean anything ({served} answers)"
     events = whole_events(audit)
     assert len(events) > served  # a started event and a completion per call
@@ -186,11 +189,14 @@ def test_kill_9_under_heavy_traffic_leaves_a_log_verify_accepts_and_a_store_that
 def _fsize_limit(limit: int) -> Callable[[], None]:
     def preexec() -> None:  # in the child, before exec: both survive exec
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        # Soft limit only: the test raises it again from outside (`prlimit`), as freeing disk
+        # space would.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
 
     return preexec
 
 
+@pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="prlimit(2) is Linux-only")
 def test_a_full_disk_answers_503_naming_the_audit_log_and_serves_nothing_unaudited(
     tmp_path: Path,
 ) -> None:
@@ -225,12 +231,17 @@ def test_a_full_disk_answers_503_naming_the_audit_log_and_serves_nothing_unaudit
                 assert listing.status_code == 503  # read-only methods get no answer either
                 direct = client.post(url, json=call("list_notes", {}, 1), headers=HEADERS)
                 assert "unaudited" not in direct.text  # the upstream never saw the add
+                # Room again (the limit lifted): served and audited, no restart.
+                unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+                resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, unlimited)
+                again = client.post(route, json=call("list_notes", {}, 9003), headers=HEADERS)
+                assert again.status_code == 200, again.text
         finally:
             terminate_group(proc)
-        assert audit.stat().st_size <= limit
         # Every call answered 200 has its event; none answered 503 has one.
         done = [e for e in whole_events(audit) if e.get("event") == "tool.call"]
-        assert len(done) == served > 50
+        assert len(done) == served + 1 and served > 50
+        assert done[-1]["outcome"] == "success" and audit.stat().st_size > limit
     result = verify_cli(home, audit)  # what was written still verifies
     assert result.returncode == 0, result.stdout + result.stderr
     print(f"\n{served} calls served, then 503; verify: {' '.join(result.stdout.split())}")
