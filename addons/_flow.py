@@ -20,7 +20,7 @@ from typing import Any
 from mitmproxy import http
 
 from lockgate.audit.events import Outcome
-from lockgate.audit.log import AuditWriteFailed
+from lockgate.errors import StoreUnwritable
 from lockgate.mcp import jsonrpc
 from lockgate.mcp.exchange import FlowAccess, FlowState, scope_refusal
 from lockgate.policy.routes import Route
@@ -129,7 +129,7 @@ def debug() -> bool:
 
 def _refuse_after(self: Any, hook: Callable[..., Any], flow: http.HTTPFlow, e: Exception) -> None:
     where = f"{type(self).__name__}.{hook.__name__}"
-    if isinstance(e, AuditWriteFailed):  # its sentence names a path and an errno, no secret
+    if isinstance(e, StoreUnwritable):  # its sentence names a path and an errno, no secret
         logger.error("lockgate: %s; the exchange was refused", e, exc_info=debug())
     else:
         logger.error(
@@ -200,11 +200,12 @@ def fail_closed(
     flow: http.HTTPFlow, where: str, phase: str, error: Exception | None = None
 ) -> None:
     """Refuse the exchange: 500 on the request side, 502 instead of the upstream's answer;
-    503 with the audit log's problem when an event could not be written (nothing is served
-    unrecorded, and the client learns it is the gateway's disk, not its request)."""
+    503 with the store's own sentence when the audit log or pins store could not be written
+    (nothing is served unrecorded; the client learns it is the gateway's disk, not its
+    request)."""
     message = f"The gateway refused this message because {where} failed; see the gateway log."
     status = 500
-    if isinstance(error, AuditWriteFailed):
+    if isinstance(error, StoreUnwritable):
         message, status = str(error), 503
     body = jsonrpc.encode(jsonrpc.error_response(None, jsonrpc.INTERNAL_ERROR, message))
     st = state(flow)

@@ -44,7 +44,7 @@ from lockgate import keyring as keyring_store
 from lockgate import paths
 from lockgate.audit.read import _reverse_lines
 from lockgate.audit.redact import REDACTED, _scrub, bound_findings, is_secret_key, preview
-from lockgate.errors import LockgateError
+from lockgate.errors import LockgateError, StoreUnwritable
 
 if sys.platform != "win32":
     import fcntl
@@ -99,7 +99,7 @@ class AuditLogDamaged(AuditLogError):
     """A line of the audit log is not a JSON event."""
 
 
-class AuditWriteFailed(AuditLogError, OSError):
+class AuditWriteFailed(AuditLogError, StoreUnwritable, OSError):
     """An event could not be written (full disk, read-only or vanished directory, file size
     limit): the gateway answers 503 with this rather than serve anything unrecorded. An
     OSError too, so callers that catch write failures still catch it."""

@@ -306,3 +306,34 @@ def test_up_refuses_a_read_only_audit_directory(tmp_path: Path) -> None:
     out = "".join(lines).strip()
     assert out.startswith("lockgate: The gateway cannot write its audit ")
     assert "(Read-only file system), so it will not start" in out
+
+
+@pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="prlimit(2) is Linux-only")
+def test_a_full_disk_under_the_pins_store_answers_503_naming_it(tmp_path: Path) -> None:
+    """The first call pins the upstream's tools (SQLite, WAL): too little room for that."""
+    home, audit = tmp_path / "home", tmp_path / "home" / "audit.jsonl"
+    with upstream() as url:
+        proc, base, lines = start(
+            _profile(tmp_path, url), home, audit, preexec=_fsize_limit(48 * 1024)
+        )
+        assert base is not None, "".join(lines)
+        try:
+            with httpx.Client(timeout=10) as client:
+                route = f"{base}/mcp/notes"
+                resp = client.post(route, json=call("list_notes", {}, 1), headers=HEADERS)
+                assert resp.status_code == 503, resp.text
+                assert resp.json()["error"]["message"] == (
+                    f"The gateway cannot write its pins store {home / 'pins.db'} (disk I/O "
+                    "error), so it serves nothing: free disk space or make that directory "
+                    "writable, then retry the request"
+                )
+                unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+                resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, unlimited)
+                again = client.post(route, json=call("list_notes", {}, 2), headers=HEADERS)
+                assert again.status_code == 200, again.text
+                listed = client.post(route, json=rpc("tools/list", {}, 3), headers=HEADERS)
+                assert listed.status_code == 200, listed.text
+        finally:
+            terminate_group(proc)
+    with PinStore.open(home / "pins.db") as store:
+        assert "list_notes" in {pin.name for pin in store.pins("up")}
