@@ -337,3 +337,32 @@ def test_a_full_disk_under_the_pins_store_answers_503_naming_it(tmp_path: Path) 
             terminate_group(proc)
     with PinStore.open(home / "pins.db") as store:
         assert "list_notes" in {pin.name for pin in store.pins("up")}
+
+
+@pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="prlimit(2) is Linux-only")
+def test_a_full_disk_under_an_sse_reply_answers_the_error_in_the_stream(tmp_path: Path) -> None:
+    """An SSE reply's status is sent before its events: the reply becomes the error."""
+    home, audit = tmp_path / "home", tmp_path / "home" / "audit.jsonl"
+    with sdk_upstream(json_response=False, stateless=True) as url:
+        proc, base, lines = start(
+            _profile(tmp_path, url), home, audit, preexec=_fsize_limit(256 * 1024)
+        )
+        assert base is not None, "".join(lines)
+        try:
+            with httpx.Client(timeout=10) as client:
+                for i in range(3000):  # a list writes one event, at its reply: in the stream
+                    resp = client.post(
+                        f"{base}/mcp/notes", json=rpc("tools/list", {}, i), headers=HEADERS
+                    )
+                    if '"result"' not in resp.text:
+                        break
+                assert resp.headers["content-type"].startswith("text/event-stream"), resp.text
+                data = [ln[5:].strip() for ln in resp.text.splitlines() if ln.startswith("data:")]
+                assert len(data) == 1, resp.text
+                error = json.loads(data[0])
+                assert error["id"] == i and '"result"' not in resp.text
+                assert error["error"]["message"].startswith(
+                    f"The gateway cannot write its audit log {audit} (File too large)"
+                )
+        finally:
+            terminate_group(proc)
