@@ -20,6 +20,7 @@ from typing import Any
 from mitmproxy import http
 
 from lockgate.audit.events import Outcome
+from lockgate.errors import StoreUnwritable
 from lockgate.mcp import jsonrpc
 from lockgate.mcp.exchange import FlowAccess, FlowState, scope_refusal
 from lockgate.policy.routes import Route
@@ -128,13 +129,16 @@ def debug() -> bool:
 
 def _refuse_after(self: Any, hook: Callable[..., Any], flow: http.HTTPFlow, e: Exception) -> None:
     where = f"{type(self).__name__}.{hook.__name__}"
-    logger.error(
-        "lockgate: %s failed (%s); the exchange was refused",
-        where,
-        type(e).__name__,
-        exc_info=debug(),
-    )
-    fail_closed(flow, where, hook.__name__)
+    if isinstance(e, StoreUnwritable):  # its sentence names a path and an errno, no secret
+        logger.error("lockgate: %s; the exchange was refused", e, exc_info=debug())
+    else:
+        logger.error(
+            "lockgate: %s failed (%s); the exchange was refused",
+            where,
+            type(e).__name__,
+            exc_info=debug(),
+        )
+    fail_closed(flow, where, hook.__name__, e)
 
 
 def guarded(hook: Callable[[Any, http.HTTPFlow], None]) -> Callable[[Any, http.HTTPFlow], None]:
@@ -178,13 +182,13 @@ def _keep_replacement(flow: http.HTTPFlow) -> None:
         flow.response.content = st.replacement
 
 
-def replace_upstream_answer(flow: http.HTTPFlow, body: bytes) -> None:
+def replace_upstream_answer(flow: http.HTTPFlow, body: bytes, status: int = 502) -> None:
     """At `responseheaders` (headers not sent yet, body not read): answer 502 with `body`
     instead, swallowing the upstream's body as it arrives; ours goes out at its end
     (mitmproxy writes a bodiless answer's body into the response, so `guarded` puts ours
     back before the response hooks)."""
     st = state(flow)
-    replacement = http.Response.make(502, body, JSON_HEADERS)
+    replacement = http.Response.make(status, body, JSON_HEADERS)
     add_cors_headers(replacement, st.cors_origin)
     replacement.stream = lambda chunk: body if chunk == b"" else []
     flow.response = replacement
@@ -192,20 +196,29 @@ def replace_upstream_answer(flow: http.HTTPFlow, body: bytes) -> None:
     st.local = True
 
 
-def fail_closed(flow: http.HTTPFlow, where: str, phase: str) -> None:
+def fail_closed(
+    flow: http.HTTPFlow, where: str, phase: str, error: Exception | None = None
+) -> None:
+    """Refuse the exchange: 500 on the request side, 502 instead of the upstream's answer;
+    503 with the store's own sentence when the audit log or pins store could not be written
+    (nothing is served unrecorded; the client learns it is the gateway's disk, not its
+    request)."""
     message = f"The gateway refused this message because {where} failed; see the gateway log."
+    status = 500
+    if isinstance(error, StoreUnwritable):
+        message, status = str(error), 503
     body = jsonrpc.encode(jsonrpc.error_response(None, jsonrpc.INTERNAL_ERROR, message))
     st = state(flow)
     if flow.response is None:
-        answer_rpc_error(flow, 500, jsonrpc.INTERNAL_ERROR, message, outcome="error")
+        answer_rpc_error(flow, status, jsonrpc.INTERNAL_ERROR, message, outcome="error")
     elif phase == "responseheaders":
-        replace_upstream_answer(flow, body)
+        replace_upstream_answer(flow, body, 503 if status == 503 else 502)
     elif callable(flow.response.stream):
         # Streaming is under way: cut it rather than pass anything more on.
         flow.response.stream = _drop_all
     else:
         # Response hook, body read but not sent: nothing the upstream said reaches the client.
-        flow.response = http.Response.make(502, body, JSON_HEADERS)
+        flow.response = http.Response.make(503 if status == 503 else 502, body, JSON_HEADERS)
         add_cors_headers(flow.response, st.cors_origin)
         st.local = True
     st.outcome = "error"

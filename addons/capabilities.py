@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from mitmproxy import http
 
 from lockgate.addons._flow import answer_rpc_error, guarded, pending_route, refuse_scope, state
+from lockgate.errors import StoreUnwritable
 from lockgate.mcp import jsonrpc
 from lockgate.mcp.exchange import (
     FlowState,
@@ -26,10 +27,11 @@ from lockgate.mcp.exchange import (
     list_filter,
     normal_form,
     process_message,
+    refused_event,
     rewrite_event,
     view_of,
 )
-from lockgate.mcp.sse import SseRewriter
+from lockgate.mcp.sse import SseEvent, SseRewriter
 from lockgate.policy.access import denial_message, missing_scopes
 
 logger = logging.getLogger("lockgate")
@@ -203,7 +205,7 @@ class Capabilities:
                 del headers["content-length"]
                 headers["transfer-encoding"] = "chunked"
             flow.response.stream = SseRewriter(
-                lambda ev: rewrite_event(st, ev), on_error=lambda e: _stream_failed(flow, e)
+                lambda ev: _rewrite_or_refuse(st, ev), on_error=lambda e: _stream_failed(flow, e)
             )
 
     @guarded
@@ -272,6 +274,17 @@ def _no_cyclic_gc() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def _rewrite_or_refuse(st: FlowState, ev: SseEvent) -> SseEvent | None:
+    """An event whose audit record (or pin) could not be written is not forwarded; a reply
+    becomes a JSON-RPC error with the store's sentence, as a JSON answer becomes a 503."""
+    try:
+        return rewrite_event(st, ev)
+    except StoreUnwritable as e:
+        logger.error("lockgate: %s; an event of the upstream's stream was refused", e)
+        st.outcome, st.reason = "error", e.message
+        return refused_event(ev, str(e))
 
 
 def _stream_failed(flow: http.HTTPFlow, exc: BaseException) -> None:

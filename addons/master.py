@@ -111,6 +111,9 @@ class Gateway:
             raise KeyringUnavailable(
                 "The audit log's key lives in the OS keyring and none is usable", e.fix
             ) from e
+        # An unwritable audit directory stops the start here, in one sentence, rather than
+        # as a failed hook once mitmproxy runs.
+        audit_core.check_writable(self.audit_log)
         install_error_pages()
         host, port = split_listen(self.listen)
         provider: Provider | None = None

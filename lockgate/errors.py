@@ -38,6 +38,12 @@ class SecretMissing(LockgateError):
     """The keyring holds no secret for an upstream that needs one."""
 
 
+class StoreUnwritable(LockgateError):
+    """The gateway cannot record what it must (the audit log, the pins store): a full disk,
+    a read-only directory. The exchange is refused with this sentence (HTTP 503), never
+    served unrecorded."""
+
+
 class GatewayError(LockgateError):
     """The gateway could not start (busy port, bad listen address)."""
 

@@ -143,7 +143,14 @@ def print_events(con: Console, events: list[dict[str, Any]], *, header: bool = T
 def verify_text(result: VerifyResult) -> Text:
     """The one-line verdict of `lockgate audit verify`."""
     if result.ok:
-        return Text(f"audit log OK: {result.lines} events, chain intact", style="green")
+        text = f"audit log OK: {result.lines} events, chain intact"
+        if result.torn:
+            shown = ", ".join(map(str, result.torn[:5])) + (", ..." if len(result.torn) > 5 else "")
+            text += (
+                f"; {len(result.torn)} torn line(s) skipped (line {shown}: a write cut short "
+                "by a crash or a full disk, holding no event of the chain)"
+            )
+        return Text(text, style="green")
     if result.first_bad_line is None:
         return Text(f"audit log NOT PROVEN: {_clean(result.reason)}", style="bold red")
     return Text(

@@ -26,6 +26,7 @@ This module writes the chain (the key, checkpoints, `AuditLog`, `record`); readi
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import hmac
 import json
@@ -43,7 +44,7 @@ from lockgate import keyring as keyring_store
 from lockgate import paths
 from lockgate.audit.read import _reverse_lines
 from lockgate.audit.redact import REDACTED, _scrub, bound_findings, is_secret_key, preview
-from lockgate.errors import LockgateError
+from lockgate.errors import LockgateError, StoreUnwritable
 
 if sys.platform != "win32":
     import fcntl
@@ -56,6 +57,8 @@ __all__ = [
     "AuditLogDamaged",
     "AuditLogError",
     "AuditLogMissing",
+    "AuditWriteFailed",
+    "check_writable",
     "load_key",
     "pending_path",
     "record",
@@ -94,6 +97,35 @@ class AuditLogBusy(AuditLogError):
 
 class AuditLogDamaged(AuditLogError):
     """A line of the audit log is not a JSON event."""
+
+
+class AuditWriteFailed(AuditLogError, StoreUnwritable, OSError):
+    """An event could not be written (full disk, read-only or vanished directory, file size
+    limit): the gateway answers 503 with this rather than serve anything unrecorded. An
+    OSError too, so callers that catch write failures still catch it."""
+
+    @classmethod
+    def of(cls, path: Path, e: OSError, what: str = "audit log") -> AuditWriteFailed:
+        why = e.strerror or type(e).__name__
+        return cls(
+            f"The gateway cannot write its {what} {path} ({why}), so it serves nothing.",
+            _fix(e),
+        )
+
+
+_FULL = frozenset({errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+def _fix(e: OSError) -> str:
+    """How to fix a failed audit write, by its errno."""
+    if e.errno in _FULL:
+        return "free disk space (or raise the file size limit), then retry the request"
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (
+            "make the audit directory writable for the gateway's user "
+            "(or set LOCKGATE_AUDIT_LOG to a writable path), then restart it"
+        )
+    return "check the audit log's disk and directory, then retry the request"
 
 
 class AuditKeyMissing(AuditLogError):
@@ -253,6 +285,31 @@ def _line(canonical: bytes, digest: str, field: str = "hash") -> bytes:
 def _now() -> str:
     ms = time.time_ns() // 1_000_000
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+def check_writable(path: Path, checkpoints: Path | None = None) -> None:
+    """Refuse to start a gateway whose audit log or checkpoint directory cannot be written
+    (read-only disk, a path under a regular file, no permission): raises AuditLogError with
+    the path and how to fix it, before any traffic could flow unrecorded. Creates what is
+    missing, as the first append would."""
+    directory = checkpoints if checkpoints is not None else checkpoint_dir()
+    for target, what in ((path, "audit log"), (directory / ".probe", "audit checkpoint dir")):
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+            os.close(os.open(target, flags, 0o600))
+            if target.name == ".probe":
+                target.unlink()
+        except OSError as e:
+            shown = target if what == "audit log" else directory
+            why = e.strerror or type(e).__name__
+            if isinstance(e, FileExistsError):  # mkdir met a regular file on the way
+                why = "part of the path is a file, not a directory"
+            raise AuditLogError(
+                f"The gateway cannot write its {what} {shown} ({why}), so it will not start.",
+                "make that directory writable for the gateway's user (or set "
+                "LOCKGATE_AUDIT_LOG to a writable path)",
+            ) from None
 
 
 def pending_path(path: Path) -> Path:
@@ -467,18 +524,21 @@ class AuditLog:
             try:
                 while written < len(data):
                     written += os.write(fd, view[written:])
-            except OSError:
+            except OSError as e:
                 if written:  # a partial line is on disk: the next line must start afresh
-                    self._needs_newline = True
-                raise
+                    self._needs_newline = data[written - 1 : written] != b"\n"
+                raise AuditWriteFailed.of(self.path, e) from e
             self._needs_newline = False
             self._seq += 1
             self._prev = digest
-            if self._checkpoint is None:
-                if self._log_id is None:
-                    self._log_id = _log_id(digest)
-                self._checkpoint = _Checkpoint(self._checkpoints, self._log_id, self._key)
-            self._checkpoint.write(self._seq, digest)
+            try:
+                if self._checkpoint is None:
+                    if self._log_id is None:
+                        self._log_id = _log_id(digest)
+                    self._checkpoint = _Checkpoint(self._checkpoints, self._log_id, self._key)
+                self._checkpoint.write(self._seq, digest)
+            except OSError as e:  # the line is written; its checkpoint is not: still refuse
+                raise AuditWriteFailed.of(self._checkpoints, e, "audit checkpoint dir") from e
         record["mac"] = digest
         self._maybe_drain()
         return record

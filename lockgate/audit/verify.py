@@ -36,14 +36,17 @@ __all__ = ["VerifyResult", "verify"]
 class VerifyResult:
     """The outcome of `verify`.
 
-    `lines` is the number of events when `ok`, else the number of intact lines before
-    `first_bad_line` (1-based, as `sed -n Lp` counts them).
+    `lines` is the number of events when `ok`, else the number of intact events before
+    `first_bad_line` (1-based, as `sed -n Lp` counts them). `torn` holds the line numbers of
+    torn lines skipped: a write cut short by a crash or a full disk, which the next intact
+    line chains past (so it held no event the chain vouches for).
     """
 
     ok: bool
     lines: int
     first_bad_line: int | None = None
     reason: str | None = None
+    torn: tuple[int, ...] = ()
 
 
 class _BadLine(Exception):
@@ -67,18 +70,27 @@ def verify(
     """
     prev = ZERO_HASH
     lineno = 0
+    seq = 0  # intact events so far: torn lines hold none
+    torn: list[int] = []
     keyed_from: int | None = None
     checkpoint: dict[str, Any] | None = None
     places = [checkpoints] if checkpoints is not None else _checkpoint_places(path)
     directory = places[0]
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
+            if not raw.endswith(b"\n") and _is_complete(raw):
+                raw += b"\n"  # the whole last line, only its newline missing: the writer
+                # resumes from it (and starts the next line afresh), so it is an event
+            if _is_torn(raw):
+                torn.append(lineno)  # skipped; the next intact line must chain past it
+                continue
+            seq += 1
             try:
                 if keyed_from is None and b'"mac":"' in raw:
                     if key is None:
                         key = _verify_key()
                     keyed_from = lineno
-                prev = _check_line(raw, lineno, prev, key if keyed_from is not None else None)
+                prev = _check_line(raw, seq, prev, key if keyed_from is not None else None)
                 if keyed_from == lineno:
                     directory = next(
                         (d for d in places if _checkpoint_path(d, _log_id(prev)).exists()),
@@ -94,28 +106,51 @@ def verify(
                             "be ruled out (a copy, or the checkpoint was deleted)",
                         )
                     if isinstance(cp, str):
-                        return VerifyResult(False, 0, None, cp)
+                        return VerifyResult(False, 0, None, cp, tuple(torn))
                     checkpoint = cp
                 if (
                     checkpoint is not None
-                    and lineno == checkpoint["seq"]
+                    and seq == checkpoint["seq"]
                     and not hmac.compare_digest(prev, checkpoint["mac"])
                 ):
                     raise _BadLine("the checkpoint names another line at this seq")
             except _BadLine as e:
-                return VerifyResult(False, lineno - 1, lineno, str(e))
-    if lineno and keyed_from is None:
-        return VerifyResult(False, lineno, None, _UNKEYED)
-    if checkpoint is not None and checkpoint["seq"] > lineno:
-        cut = checkpoint["seq"] - lineno
+                return VerifyResult(False, seq - 1, lineno, str(e), tuple(torn))
+    if seq and keyed_from is None:
+        return VerifyResult(False, seq, None, _UNKEYED, tuple(torn))
+    if checkpoint is not None and checkpoint["seq"] > seq:
+        cut = checkpoint["seq"] - seq
         return VerifyResult(
             False,
-            lineno,
+            seq,
             lineno + 1,
             f"tail cut: the checkpoint says {checkpoint['seq']} events were written, "
-            f"the file ends at seq {lineno} ({cut} line(s) cut off the end)",
+            f"the file ends at seq {seq} ({cut} line(s) cut off the end)",
+            tuple(torn),
         )
-    return VerifyResult(True, lineno)
+    return VerifyResult(True, seq, torn=tuple(torn))
+
+
+def _is_complete(raw: bytes) -> bool:
+    """Whether `raw` (a last line without its newline) is a whole JSON object."""
+    try:
+        return isinstance(json.loads(raw), dict)
+    except ValueError:
+        return False
+
+
+def _is_torn(raw: bytes) -> bool:
+    """A write cut short: the start of a line the writer writes (`{`), not a whole JSON
+    value. Anything else that does not parse (an empty line, other text) is reported as
+    damage; a torn line whose neighbours do not chain to each other is damage too, since
+    the line after it is then checked against the line before it."""
+    if not raw.startswith(b"{"):
+        return False
+    try:
+        json.loads(raw)
+    except ValueError:
+        return True
+    return False
 
 
 def _checkpoint_places(path: Path) -> list[Path]:

@@ -28,7 +28,7 @@ from types import MappingProxyType
 from typing import Any, Final, Self
 
 from lockgate.authserver.migrations import migrate
-from lockgate.errors import LockgateError
+from lockgate.errors import LockgateError, StoreUnwritable
 from lockgate.guardrails.confusables import confusable_with, skeleton
 from lockgate.guardrails.pinning import (
     Change,
@@ -65,6 +65,10 @@ __all__ = [
 ]
 
 Clock = Callable[[], float]
+# SQLite's answers to a full disk, a file size limit, a read-only or vanished file.
+_UNWRITABLE: Final = frozenset(
+    {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN}
+)
 _EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
 _DUP: Final = "duplicate"  # a seen "pin" no sha256 hex can equal: listed twice, differently
 _BAD: Final = "unpinnable"
@@ -405,15 +409,30 @@ class PinStore:
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (under the lock), after re-reading what others committed;
         on any exception rolled back and memory reloaded from the file."""
-        self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._refresh()
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            self._reload()
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._refresh()
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                self._reload()
+                raise
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                if self._db.in_transaction:  # a COMMIT that failed may leave it open
+                    self._db.execute("ROLLBACK")
+                self._reload()
+                raise
+        except sqlite3.OperationalError as e:
+            if e.sqlite_errorcode & 0xFF not in _UNWRITABLE:  # the primary code
+                raise
+            where = self._db.execute("PRAGMA database_list").fetchone()[2]
+            raise StoreUnwritable(
+                f"The gateway cannot write its pins store {where} ({e}), so it serves nothing.",
+                "free disk space or make that directory writable, then retry the request",
+            ) from e
 
     def refusal(
         self,

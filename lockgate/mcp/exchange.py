@@ -198,6 +198,21 @@ def rewrite_event(st: FlowState, ev: SseEvent) -> SseEvent | None:
     return dataclasses.replace(ev, data=jsonrpc.encode(out).decode("utf-8"))
 
 
+def refused_event(ev: SseEvent, message: str) -> SseEvent | None:
+    """What goes out instead of an upstream event the gateway could not record (a full
+    disk): a JSON-RPC error for the reply's id, so the client is told why rather than left
+    without an answer; None (dropped) for an event that answers nothing."""
+    try:
+        obj = jsonrpc.loads(ev.data or "")
+    except ValueError:
+        return None
+    rid = obj.get("id") if isinstance(obj, dict) else None
+    if not isinstance(rid, (str, int)) or not ("result" in obj or "error" in obj):
+        return None
+    error = jsonrpc.error_response(rid, jsonrpc.INTERNAL_ERROR, message)
+    return dataclasses.replace(ev, data=jsonrpc.encode(error).decode("utf-8"))
+
+
 def _uri_of(m: Message) -> tuple[dict[str, Any], str] | None:
     """The object holding the URI a message targets (params, or a completion's ref)."""
     params = m.params

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from lockgate.audit.log import AuditLog, AuditLogBusy, pending_path, record
+from lockgate.audit.log import AuditLog, AuditLogBusy, AuditWriteFailed, pending_path, record
 from lockgate.audit.read import last_events, read_events
 from lockgate.audit.verify import verify
 from tests.core.audit.logs import log_lines, tool_event, write_log
@@ -48,9 +50,36 @@ def test_resume_after_a_truncated_tail_starts_a_fresh_line(log_path: Path) -> No
     lines = log_lines(log_path)
     assert lines[3] == b'{"event":"tool.c\n'
     assert json.loads(lines[4])["seq"] == 4
+    result = verify(log_path)  # the torn line is reported and skipped: the chain holds
+    assert result.ok and result.lines == 4 and result.torn == (4,)
+
+
+def test_a_partial_write_that_ended_a_line_adds_no_empty_line(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write cut short right after the newline it started with (the file size limit hit)
+    leaves the file at a line's start: the next line needs no newline of its own."""
+    write_log(log_path, 1)
+    with open(log_path, "ab") as f:
+        f.write(b'{"event":"tool.c')  # a torn tail: the next write starts with b"\n"
+    real_write = os.write
+    calls: list[bytes] = []
+
+    def short_then_full(fd: int, data: bytes) -> int:  # what write(2) does at RLIMIT_FSIZE
+        calls.append(bytes(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[:1]))
+        raise OSError(errno.EFBIG, "File too large")
+
+    with AuditLog(log_path) as log:
+        monkeypatch.setattr(os, "write", short_then_full)
+        with pytest.raises(AuditWriteFailed, match="File too large"):
+            log.append(tool_event(2))
+        monkeypatch.setattr(os, "write", real_write)
+        log.append(tool_event(3))
+    assert calls[0].startswith(b"\n{") and b"\n\n" not in log_path.read_bytes()
     result = verify(log_path)
-    assert result.first_bad_line == 4 and result.reason is not None
-    assert "not JSON" in result.reason
+    assert result.ok and result.lines == 2 and result.torn == (2,)
 
 
 def test_concurrent_appends_keep_the_chain(log_path: Path) -> None:

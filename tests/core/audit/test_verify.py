@@ -8,7 +8,9 @@ import itertools
 import json
 import os
 import re
+import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -100,13 +102,108 @@ def test_deleted_line_is_a_seq_gap_at_the_line_after(log_path: Path) -> None:
     assert "seq gap" in result.reason and "expected seq 30, found 31" in result.reason
 
 
-def test_truncated_last_line_is_reported(log_path: Path) -> None:
+def test_a_cut_checkpointed_last_line_is_a_cut_tail(log_path: Path) -> None:
+    """A line the checkpoint covers was whole once: cutting it is not a crash's doing."""
     write_log(log_path, 5)
     data = log_path.read_bytes()
     log_path.write_bytes(data[:-20])
     result = verify(log_path)
-    assert result.first_bad_line == 5
-    assert result.reason is not None and "truncated" in result.reason
+    assert not result.ok and result.torn == (5,)
+    assert result.reason is not None and "tail cut" in result.reason
+
+
+def _torn_log(tmp_path: Path, cut: Callable[[bytes], int]) -> tuple[Path, Path]:
+    """Five events, then a sixth whose write a crash cut at `cut(line)` bytes, before its
+    checkpoint was written (the writer writes the line, then the checkpoint)."""
+    path, checkpoints = tmp_path / "audit.jsonl", tmp_path / "cp"
+    with AuditLog(path, checkpoints=checkpoints) as log:
+        for i in range(5):
+            log.append(tool_event(i))
+    before, saved = path.read_bytes(), tmp_path / "cp-at-5"
+    shutil.copytree(checkpoints, saved)
+    with AuditLog(path, checkpoints=checkpoints) as log:
+        log.append(tool_event(5))
+    line = path.read_bytes()[len(before) :]
+    path.write_bytes(before + line[: cut(line)])
+    shutil.rmtree(checkpoints)
+    saved.rename(checkpoints)
+    return path, checkpoints
+
+
+CUTS = [
+    pytest.param(lambda line: 1, id="first-byte"),
+    pytest.param(lambda line: 7, id="in-a-key"),
+    pytest.param(lambda line: line.index(b"\xc3") + 1, id="mid-utf8-char"),
+    pytest.param(lambda line: len(line) // 2, id="half"),
+    pytest.param(lambda line: len(line) - 3, id="in-the-mac"),
+    pytest.param(lambda line: len(line) - 1, id="all-but-the-newline"),
+]
+
+
+@pytest.mark.parametrize("cut", CUTS)
+def test_a_torn_last_line_is_reported_and_skipped(
+    tmp_path: Path, cut: Callable[[bytes], int]
+) -> None:
+    path, checkpoints = _torn_log(tmp_path, cut)
+    result = verify(path, checkpoints=checkpoints)
+    whole = path.read_bytes().endswith(b'"}')  # only the newline missing: the event is whole
+    assert result.ok, result.reason
+    assert (result.lines, result.torn) == ((6, ()) if whole else (5, (6,)))
+
+
+@pytest.mark.parametrize("cut", CUTS)
+def test_a_gateway_resumed_after_a_torn_line_chains_past_it(
+    tmp_path: Path, cut: Callable[[bytes], int]
+) -> None:
+    path, checkpoints = _torn_log(tmp_path, cut)
+    with AuditLog(path, checkpoints=checkpoints) as log:
+        log.append(tool_event(7))
+        log.append(tool_event(8))
+    result = verify(path, checkpoints=checkpoints)
+    assert result.ok, result.reason
+    whole = result.torn == ()
+    assert result.lines == (8 if whole else 7)
+    assert result.torn == (() if whole else (6,))
+
+
+def test_tampering_still_fails_next_to_a_torn_line(tmp_path: Path) -> None:
+    """Skipping torn lines hides nothing: the line after one must chain to the line before."""
+    path, checkpoints = _torn_log(tmp_path, lambda line: len(line) // 2)
+    with AuditLog(path, checkpoints=checkpoints) as log:
+        for i in range(7, 10):
+            log.append(tool_event(i))
+    good = log_lines(path)  # seq 1-5, torn, seq 6-8
+    assert verify(path, checkpoints=checkpoints).ok
+
+    def verdict(lines: list[bytes]) -> tuple[int | None, str]:
+        path.write_bytes(b"".join(lines))
+        result = verify(path, checkpoints=checkpoints)
+        assert not result.ok
+        return result.first_bad_line, result.reason or ""
+
+    edited = [*good]
+    edited[2] = edited[2].replace(b'"outcome":"success"', b'"outcome":"denied"')
+    line, why = verdict(edited)
+    assert line == 3 and "mac mismatch" in why
+    # An event cut down to a torn-looking start: the next line no longer chains.
+    hidden = [*good]
+    hidden[3] = hidden[3][:40] + b"\n"
+    line, why = verdict(hidden)
+    assert line == 5 and "seq gap" in why
+    # A middle line re-chained without the key (a fresh sha256 "mac"): mac mismatch.
+    record = json.loads(good[7])
+    record["outcome"] = "denied"
+    record.pop("mac")
+    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    forged = canonical[:-1] + f',"mac":"{hashlib.sha256(canonical.encode()).hexdigest()}"}}\n'
+    rechained = [*good]
+    rechained[7] = forged.encode()
+    line, why = verdict(rechained)
+    assert line == 8 and "mac mismatch" in why
+    # The torn line removed and an event deleted in its place: a seq gap.
+    deleted = [*good[:5], *good[7:]]
+    line, why = verdict(deleted)
+    assert line == 6 and "seq gap" in why
 
 
 @pytest.mark.parametrize(
