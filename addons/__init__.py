@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lockgate.addons.arguments import Arguments
 from lockgate.addons.audit import Audit
 from lockgate.addons.capabilities import Capabilities
 from lockgate.addons.client_auth import ClientAuth
@@ -41,6 +42,7 @@ def pipeline(config: Config | None = None) -> list[Any]:
         ClientAuth(config, auth),
         SessionBinding(),  # after client_auth: it needs the user and client
         Capabilities(),
+        Arguments(),
         Guardrails(config, credentials.headers_for),
         credentials,
         Upstream(config),

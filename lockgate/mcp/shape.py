@@ -32,7 +32,7 @@ from typing import Any
 from lockgate.mcp.jsonrpc import INVALID_PARAMS, INVALID_REQUEST, Message
 
 # Revisions with JSON-RPC batches; the transport's default when no header names one.
-BATCH_REVISIONS = frozenset({"2024-11-05", "2025-03-26"})
+BATCH_REVISIONS = frozenset({"2025-03-26"})  # its changelog added them; 2025-06-18 removed them
 DEFAULT_REVISION = "2025-03-26"
 
 _STR, _OBJ = "a string", "an object"
