@@ -16,6 +16,7 @@ from lockgate.addons.guard import Guard
 from lockgate.addons.guardrails import Guardrails
 from lockgate.addons.oauth import OAuthServer
 from lockgate.addons.router import Router
+from lockgate.addons.scrub import Scrub
 from lockgate.addons.session_binding import SessionBinding
 from lockgate.addons.upstream import Upstream
 from lockgate.authserver.endpoints import AuthServer
@@ -43,6 +44,7 @@ def pipeline(config: Config | None = None) -> list[Any]:
         SessionBinding(),  # after client_auth: it needs the user and client
         Capabilities(),
         Arguments(),
+        Scrub(),
         Guardrails(config, credentials.headers_for),
         credentials,
         Upstream(config),

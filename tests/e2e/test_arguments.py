@@ -29,7 +29,9 @@ SECRET = "sk-live-not-for-logs"
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, GatewayProcess]]:
     with sdk_upstream(json_response=True, stateless=True) as url:
-        profile = profile_text(upstreams={"notes": url}, routes={"notes": "notes"})
+        profile = profile_text(
+            upstreams={"notes": url}, routes={"notes": "notes", "fresh": "notes"}
+        )
         with running_gateway(profile, tmp_path_factory.mktemp("arguments")) as gw:
             yield url, gw
 
@@ -70,3 +72,13 @@ def test_a_bad_argument_is_refused_before_the_upstream(setup: tuple[str, Gateway
     assert note_count(gw) == before  # add_note never ran
     ok = rpc(route, "tools/call", {"name": "add_note", "arguments": {"title": "t", "body": "b"}})
     assert "error" not in ok and note_count(gw) == before + 1
+
+
+def test_the_upstreams_internals_never_reach_the_client(setup: tuple[str, GatewayProcess]) -> None:
+    """On a route that never listed its tools the call passes; its pydantic answer does not."""
+    _, gw = setup
+    out = rpc(gw.route_url("fresh"), "tools/call", BAD, rpc_id=9)
+    assert out["id"] == 9 and out["result"]["isError"] is True, out
+    text = json.dumps(out)
+    assert "pydantic" not in text and "validation error" not in text and "input_value" not in text
+    assert "'notes'" in out["result"]["content"][0]["text"]
