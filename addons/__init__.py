@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lockgate.addons.arguments import Arguments
 from lockgate.addons.audit import Audit
 from lockgate.addons.capabilities import Capabilities
 from lockgate.addons.client_auth import ClientAuth
@@ -15,6 +16,7 @@ from lockgate.addons.guard import Guard
 from lockgate.addons.guardrails import Guardrails
 from lockgate.addons.oauth import OAuthServer
 from lockgate.addons.router import Router
+from lockgate.addons.scrub import Scrub
 from lockgate.addons.session_binding import SessionBinding
 from lockgate.addons.upstream import Upstream
 from lockgate.authserver.endpoints import AuthServer
@@ -41,6 +43,8 @@ def pipeline(config: Config | None = None) -> list[Any]:
         ClientAuth(config, auth),
         SessionBinding(),  # after client_auth: it needs the user and client
         Capabilities(),
+        Arguments(),
+        Scrub(),
         Guardrails(config, credentials.headers_for),
         credentials,
         Upstream(config),

@@ -20,7 +20,7 @@ from mitmproxy import http
 
 from lockgate.addons._flow import answer_rpc_error, guarded, pending_route, refuse_scope, state
 from lockgate.errors import StoreUnwritable
-from lockgate.mcp import jsonrpc
+from lockgate.mcp import jsonrpc, shape
 from lockgate.mcp.exchange import (
     FlowState,
     NoNormalForm,
@@ -94,6 +94,15 @@ class Capabilities:
             )
             return
         st.messages = messages
+        refusal = shape.check_body(
+            messages,
+            batch=(req.raw_content or b"").lstrip()[:1] == b"[",
+            revision=req.headers.get("mcp-protocol-version"),
+        )
+        if refusal is not None:
+            status = 200 if refusal.code == jsonrpc.INVALID_PARAMS else 400
+            answer_rpc_error(flow, status, refusal.code, refusal.message, outcome="denied")
+            return
         for m in messages:
             if m.kind == "request" and m.id is not None and m.method is not None:
                 if m.id in st.methods:

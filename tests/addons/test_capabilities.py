@@ -142,6 +142,14 @@ def test_wrong_shape_is_an_invalid_request(env: tuple[Config, Capabilities], bod
     assert answered(f, 400)["error"]["code"] == -32600
 
 
+def test_a_name_that_is_no_string_is_invalid_params_even_where_tools_are_hidden(
+    env: tuple[Config, Capabilities],
+) -> None:
+    msg = {"jsonrpc": "2.0", "id": "abc", "method": "tools/call", "params": {"name": 7}}
+    body = answered(sent(env, "curated", msg), 200)
+    assert (body["id"], body["error"]["code"]) == ("abc", -32602)
+
+
 @pytest.mark.parametrize(
     ("msg", "what"),
     [
@@ -149,15 +157,14 @@ def test_wrong_shape_is_an_invalid_request(env: tuple[Config, Capabilities], bod
         (call("any_prompt", "abc", "prompts/get"), "Prompt 'any_prompt'"),
         (call("file:///secret/keys", "abc", "resources/read"), "Resource 'file:///secret/keys'"),
         (
-            {"jsonrpc": "2.0", "id": "abc", "method": "tools/call", "params": {"name": 7}},
-            "<invalid name>",
-        ),
-        (
             {
                 "jsonrpc": "2.0",
                 "id": "abc",
                 "method": "completion/complete",
-                "params": {"ref": {"type": "ref/prompt", "name": "p"}},
+                "params": {
+                    "ref": {"type": "ref/prompt", "name": "p"},
+                    "argument": {"name": "a", "value": ""},
+                },
             },
             "'p'",
         ),

@@ -348,3 +348,60 @@ def test_batch_with_duplicate_ids_still_filters_tools_list(e: Env) -> None:
     assert answers and all(a["error"]["code"] == -32600 for a in answers), body
     assert "delete_note" not in r.text
     assert not [q for q in e.rec.seen() if b"tools/list" in q.body]
+
+
+# --- MCP shape (lockgate.mcp.shape) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "rpc_id"),
+    [
+        (b'{"jsonrpc":"2.0","id":5,"method":"tools/call","params":["add_note"]}', 200, -32602, 5),
+        (b'{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":1}}', 200, -32602, "a"),
+        (
+            b'{"jsonrpc":"2.0","id":6,"method":"tools/call",'
+            b'"params":{"name":"add_note","arguments":["sk-secret"]}}',
+            200,
+            -32602,
+            6,
+        ),
+        (b'{"jsonrpc":"2.0","id":8,"method":"resources/read","params":{"uri":1}}', 200, -32602, 8),
+        (b'{"jsonrpc":"2.0","id":null,"method":"tools/list"}', 400, -32600, None),
+    ],
+    ids=["params-array", "name-int", "arguments-array", "uri-int", "id-null"],
+)
+def test_ill_formed_mcp_request_is_answered_with_the_clients_id(
+    e: Env, body: bytes, status: int, code: int, rpc_id: object
+) -> None:
+    resp = e.post("open", body)
+    assert json_body(resp)["id"] == rpc_id
+    assert "sk-secret" not in resp.text
+    refused(e, resp, status, code)
+
+
+BATCH = (
+    b'[{"jsonrpc":"2.0","id":1,"method":"tools/list"},'
+    b'{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add_note"}}]'
+)
+
+
+def test_batch_on_a_revision_without_batches_is_refused(e: Env) -> None:
+    resp = e.post("open", BATCH, {"mcp-protocol-version": "2025-06-18"})
+    assert resp.status_code == 400, resp.text
+    body = json_body(resp)
+    assert [(m["id"], m["error"]["code"]) for m in body] == [(1, -32600), (2, -32600)]
+    assert_nothing_reached(e)
+    assert_still_serving(e)
+
+
+def test_batch_with_an_ill_formed_member_is_refused_whole(e: Env) -> None:
+    bad = BATCH[:-1] + b',{"jsonrpc":"2.0","id":3,"method":"tools/call","params":[1]}]'
+    resp = e.post("open", bad, {"mcp-protocol-version": "2025-03-26"})
+    assert [m["error"]["code"] for m in json_body(resp)] == [-32602] * 3
+    assert_nothing_reached(e)
+
+
+def test_batch_on_2025_03_26_passes(e: Env) -> None:
+    resp = e.post("open", BATCH, {"mcp-protocol-version": "2025-03-26"})
+    assert resp.status_code == 200, resp.text
+    assert len(e.rec.seen()) == 1

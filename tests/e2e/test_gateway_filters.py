@@ -37,6 +37,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from lockgate.cli.demo.server import LOOPBACK_SECURITY, MCP_PATH, BackgroundServer
+from lockgate.mcp import jsonrpc
 from tests.support.demo_mcp import DEMO_TOOLS, read_welcome_note, text_of
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
 from tests.support.mcp_http import messages_of, open_session
@@ -576,7 +577,7 @@ def test_get_stream_replayed_tools_list_is_filtered(
     scripted.reply = reply
     opened = httpx.post(
         scripted_gw.route_url("curated"),
-        json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}},
+        json=jsonrpc.initialize_request("t", id=0),
         headers={"accept": "application/json, text/event-stream"},
         timeout=10,
     )
