@@ -225,7 +225,8 @@ class Capabilities:
             return
         if not resp.headers.get("content-type", "").lower().startswith("application/json"):
             return
-        if not st.transforms and len(resp.raw_content or b"") > UNPARSED_PASSTHROUGH_BYTES:
+        raw_body = resp.raw_content or b""
+        if len(raw_body) > UNPARSED_PASSTHROUGH_BYTES and _passes_unparsed(st, resp, raw_body):
             # Nothing to filter or guard: decoding a large list only to count it for the audit
             # costs more than the proxying (the audit records such answers by their status).
             return
@@ -242,6 +243,18 @@ class Capabilities:
             out = process_message(st, obj)
             if out is not obj:
                 resp.content = jsonrpc.encode(out) if out is not None else b""
+
+
+def _passes_unparsed(st: FlowState, resp: http.Response, raw: bytes) -> bool:
+    """Whether a large JSON answer needs no reading: no transform, or only ones that act on
+    errors alone (the scrubber) and a plain body that names none (an escaped key, or a
+    compressed body, could hide one)."""
+    if not st.transforms:
+        return True
+    if not all(getattr(t, "errors_only", False) for t in st.transforms):
+        return False
+    plain = resp.headers.get("content-encoding", "identity").lower() in ("identity", "")
+    return plain and b"rror" not in raw and b"\\u" not in raw
 
 
 def _normal_uris(flow: http.HTTPFlow, st: FlowState) -> bool:

@@ -20,9 +20,18 @@ class Scrub:
         route = pending_route(flow)
         if route is None or flow.request.method not in ("POST", "GET"):
             return
-        upstream = route.upstream.name
+        state(flow).transforms.append(_Scrubber(route.upstream.name))
 
-        def transform(obj: dict[str, Any]) -> dict[str, Any]:
-            return scrub(obj, upstream)
 
-        state(flow).transforms.append(transform)
+class _Scrubber:
+    """The transform; `errors_only`: it changes nothing in a body that names no error, so a
+    large answer without one may still pass unparsed (see Capabilities.response)."""
+
+    __slots__ = ("upstream",)
+    errors_only = True
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+
+    def __call__(self, obj: dict[str, Any]) -> dict[str, Any]:
+        return scrub(obj, self.upstream)
