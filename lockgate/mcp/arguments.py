@@ -80,7 +80,7 @@ class ArgumentSchemas:
     def __init__(self, max_tools: int = MAX_TOOLS, max_validators: int = MAX_VALIDATORS) -> None:
         self._max_tools = max_tools
         self._max_validators = max_validators
-        self._schemas: OrderedDict[tuple[str, str], tuple[str, Any]] = OrderedDict()
+        self._schemas: OrderedDict[tuple[str, str], tuple[str | None, Any]] = OrderedDict()
         self._validators: OrderedDict[str, Any] = OrderedDict()
 
     def remember(self, route: str, result: object) -> None:
@@ -94,14 +94,9 @@ class ArgumentSchemas:
             name, schema = tool.get("name"), tool.get("inputSchema")
             if not isinstance(name, str) or not isinstance(schema, dict):
                 continue
-            try:
-                digest = hashlib.sha256(
-                    orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
-                ).hexdigest()
-            except (TypeError, orjson.JSONEncodeError):
-                continue
             key = (route, name)
-            self._schemas[key] = (digest, schema)
+            # Hashed at the first call, not here: a list of 2,000 tools would pay ~4 us each.
+            self._schemas[key] = (None, schema)
             self._schemas.move_to_end(key)
             while len(self._schemas) > self._max_tools:
                 self._schemas.popitem(last=False)
@@ -126,6 +121,14 @@ class ArgumentSchemas:
         if entry is None:
             return None
         digest, schema = entry
+        if digest is None:
+            try:
+                digest = hashlib.sha256(
+                    orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+                ).hexdigest()
+            except (TypeError, orjson.JSONEncodeError):
+                return None  # not JSON orjson writes: passed, as an uncompilable schema
+            self._schemas[(route, name)] = (digest, schema)
         validator = self._validator(digest, schema)
         instance = {} if arguments is None else arguments
         if validator is False or validator.is_valid(instance):
