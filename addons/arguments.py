@@ -41,6 +41,6 @@ class Arguments:
 
             def observe(obj: dict[str, object]) -> None:
                 if obj.get("id") in lists and "result" in obj:
-                    self.schemas.remember(name, obj["result"])
+                    self.schemas.remember(name, obj["result"], st.body_key)
 
             st.observers.append(observe)

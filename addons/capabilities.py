@@ -240,9 +240,16 @@ class Capabilities:
                 if st.transforms:
                     raise  # unreadable on a filtered route: fail closed (502), not unfiltered
                 return
-            out = process_message(st, obj)
+            st.body_key = jsonrpc.result_key(raw) if isinstance(obj, dict) else None
+            try:
+                out = process_message(st, obj)
+            finally:
+                st.body_key = None
             if out is not obj:
                 resp.content = jsonrpc.encode(out) if out is not None else b""
+            # Freed while the collector is off: alive when it comes back, the decoded tree
+            # (40,000 objects for 2,000 tools) was one more full pass of its youngest generation.
+            del obj, out
 
 
 def _passes_unparsed(st: FlowState, resp: http.Response, raw: bytes) -> bool:

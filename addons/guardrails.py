@@ -170,4 +170,5 @@ class _Down:
         rid = obj.get("id")
         reply = isinstance(rid, (str, int)) and "method" not in obj
         answers = self.st.methods.get(rid) if reply else None  # type: ignore[arg-type]
-        return self.stage.down(obj, answers, Sink(self.st.findings, self.st.events))
+        sink = Sink(self.st.findings, self.st.events)
+        return self.stage.down(obj, answers, sink, key=self.st.body_key)

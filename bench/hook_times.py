@@ -43,6 +43,7 @@ import lockgate.guardrails.stage as stage_core
 import lockgate.mcp.jsonrpc as jsonrpc
 from lockgate.addons.master import Gateway
 from lockgate.guardrails.stage import Stage
+from lockgate.mcp.arguments import ArgumentSchemas
 
 # The same HMAC chain as with the keyring's key; the bench runs without a keyring.
 os.environ.setdefault(audit_core.KEY_SOURCE_ENV, "memory")
@@ -138,6 +139,12 @@ def instrument() -> None:
         "    Redactor.server_message", stage_core.Redactor.server_message
     )
     stage_core.scan_result = timed("    scan_result", stage_core.scan_result)
+    Stage._list = timed("    Stage._list", Stage._list)  # type: ignore[method-assign]
+    Stage._replay = timed("      Stage._replay (memo hit)", Stage._replay)  # type: ignore[method-assign]
+    stage_core._serialized = timed("      _serialized() in _list", stage_core._serialized)
+    jsonrpc.loads = timed("  jsonrpc.loads", jsonrpc.loads)
+    jsonrpc.encode = timed("  jsonrpc.encode", jsonrpc.encode)
+    ArgumentSchemas.remember = timed("  ArgumentSchemas.remember", ArgumentSchemas.remember)  # type: ignore[method-assign]
 
     gc_start: list[int] = []
 

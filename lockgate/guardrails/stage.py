@@ -92,7 +92,7 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class _ListMemo:
-    js: bytes  # the list as the upstream sent it (serialized): compared, not hashed
+    js: bytes  # the result's bytes after its id, or the list serialized: compared, not hashed
     token: tuple[int, int] | None  # the pins store's state after it
     kept: tuple[int, ...]  # the positions of the items kept
     findings: tuple[dict[str, Any], ...]
@@ -260,14 +260,17 @@ class Stage:
 
     # --- the way down -------------------------------------------------------------------
 
-    def down(self, obj: dict[str, Any], answers: str | None, sink: Sink) -> dict[str, Any] | None:
-        """One upstream message: changed, the same object, or None (dropped)."""
+    def down(
+        self, obj: dict[str, Any], answers: str | None, sink: Sink, key: bytes | None = None
+    ) -> dict[str, Any] | None:
+        """One upstream message: changed, the same object, or None (dropped). `key`: the
+        message's `jsonrpc.result_key`, when known (equal keys, equal results)."""
         if not self.policy.enabled:
             return obj
         result = obj.get("result")
         listing = answers if answers in _LISTS else _list_shape(result) if answers is None else None
         if listing is not None and isinstance(result, dict):
-            new = self._list(listing, result, sink)
+            new = self._list(listing, result, sink, key)
             return obj if new is result else {**obj, "result": new}
         if (
             self.quiet
@@ -322,13 +325,17 @@ class Stage:
             return obj if clean is obj["result"] else {**obj, "result": clean}
         return obj
 
-    def _list(self, method: str, result: dict[str, Any], sink: Sink) -> dict[str, Any]:
+    def _list(
+        self, method: str, result: dict[str, Any], sink: Sink, raw: bytes | None = None
+    ) -> dict[str, Any]:
         key, kind, name_key = _LISTS[method]
         listed = result.get(key)
         if not isinstance(listed, list):
             return result
         pins = self.pins if kind == "tool" else None
-        js = _serialized(listed)
+        # The result's own bytes when the body gave them (they start with "{"), else the list
+        # serialized (it starts with "["): the two kinds never compare equal.
+        js = raw if raw is not None else _serialized(listed)
         token = pins.state(self.upstream) if pins is not None and js is not None else None
         memo = self._memos.get(method)
         if memo is not None and js is not None and memo.js == js and memo.token == token:

@@ -82,24 +82,48 @@ class ArgumentSchemas:
         self._max_validators = max_validators
         self._schemas: OrderedDict[tuple[str, str], tuple[str | None, Any]] = OrderedDict()
         self._validators: OrderedDict[str, Any] = OrderedDict()
+        # Per route: the `jsonrpc.result_key` of its last list body, and the names remembered
+        # from bodies with that key (still held): the same upstream bytes hold the same schemas.
+        self._last: dict[str, tuple[bytes, set[str]]] = {}
 
-    def remember(self, route: str, result: object) -> None:
-        """Take note of the tools in one `tools/list` result shown on `route`."""
+    def remember(self, route: str, result: object, key: bytes | None = None) -> None:
+        """Take note of the tools in one `tools/list` result shown on `route`; `key`: the
+        body's `jsonrpc.result_key`, when known."""
         tools = result.get("tools") if isinstance(result, dict) else None
         if not isinstance(tools, list):
             return
+        last = self._last.get(route)
+        if key is None:
+            self._last.pop(route, None)
+            known: set[str] = set()
+        elif last is not None and last[0] == key:
+            known = last[1]
+        else:
+            known = set()
+            self._last[route] = (key, known)
+        schemas = self._schemas
         for tool in tools:
             if not isinstance(tool, dict):
                 continue
-            name, schema = tool.get("name"), tool.get("inputSchema")
+            name = tool.get("name")
+            if name in known:
+                # Listed before in identical bytes, still held: replacing it with an equal
+                # copy (2,000 of them) cost more than the rest of the list's checks.
+                continue
+            schema = tool.get("inputSchema")
             if not isinstance(name, str) or not isinstance(schema, dict):
                 continue
-            key = (route, name)
+            entry = (route, name)
             # Hashed at the first call, not here: a list of 2,000 tools would pay ~4 us each.
-            self._schemas[key] = (None, schema)
-            self._schemas.move_to_end(key)
-            while len(self._schemas) > self._max_tools:
-                self._schemas.popitem(last=False)
+            schemas[entry] = (None, schema)
+            schemas.move_to_end(entry)
+            if key is not None:
+                known.add(name)
+            while len(schemas) > self._max_tools:
+                (gone_route, gone), _ = schemas.popitem(last=False)
+                held = self._last.get(gone_route)
+                if held is not None:
+                    held[1].discard(gone)
 
     def _validator(self, digest: str, schema: Any) -> Any:
         v = self._validators.get(digest)

@@ -95,6 +95,9 @@ class FlowState:
     # What the guardrails found or did on this exchange (audit `findings` items, never a
     # secret), attached by the audit addon to the next event it records for the exchange.
     findings: list[dict[str, Any]] = field(default_factory=list)
+    # While a whole JSON body is processed: `jsonrpc.result_key` of it (None for SSE events,
+    # batches and other envelopes), so a processor can tell a result it has seen before.
+    body_key: bytes | None = None
 
     def process(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """Run one upstream message through the transforms, then show it to the observers."""

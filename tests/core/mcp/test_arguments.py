@@ -78,3 +78,39 @@ def test_the_check_is_cheap() -> None:
     args = {"title": "t", "tags": ["a", "b"], "n": 3}
     per_call = timeit.timeit(lambda: s.problem("r", "add_note", args), number=2000) / 2000
     assert per_call < 50e-6, per_call
+
+
+def test_a_list_in_the_same_bytes_again_keeps_what_it_remembered() -> None:
+    s = ArgumentSchemas()
+    s.remember("r", LISTED, b"k1")
+    s.remember("r", LISTED, b"k1")
+    assert s.problem("r", "add_note", {}) is not None
+
+
+def test_a_wider_view_of_the_same_bytes_is_remembered_too() -> None:
+    """Another user's view of the same upstream list may show tools the first did not."""
+    other = {"name": "tag_note", "inputSchema": {"type": "object", "required": ["tag"]}}
+    s = ArgumentSchemas()
+    s.remember("r", LISTED, b"k1")
+    s.remember("r", {"tools": [*LISTED["tools"], other]}, b"k1")
+    assert s.problem("r", "tag_note", {}) is not None
+    assert s.problem("r", "add_note", {}) is not None
+
+
+def test_a_new_list_replaces_a_remembered_schema_whatever_the_key() -> None:
+    s = ArgumentSchemas()
+    s.remember("r", LISTED, b"k1")
+    loose = {"tools": [{"name": "add_note", "inputSchema": {"type": "object"}}]}
+    s.remember("r", loose, b"k2")
+    assert s.problem("r", "add_note", {}) is None
+    s.remember("r", LISTED, None)
+    assert s.problem("r", "add_note", {}) is not None
+
+
+def test_an_evicted_tool_is_remembered_again_from_the_same_bytes() -> None:
+    s = ArgumentSchemas(max_tools=1)
+    s.remember("r", LISTED, b"k1")
+    s.remember("r2", {"tools": [{"name": "x", "inputSchema": {"type": "object"}}]}, b"k9")
+    assert s.problem("r", "add_note", {}) is None  # evicted
+    s.remember("r", LISTED, b"k1")
+    assert s.problem("r", "add_note", {}) is not None

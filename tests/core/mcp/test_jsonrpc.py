@@ -296,3 +296,61 @@ def test_valid_messages_round_trip(raws: list[dict[str, Any]], batch: bool) -> N
         )
         assert m.kind == expected_kind
     assert encode([m.raw for m in msgs]) == encode(raws)
+
+
+# --- result_key: equal keys, equal results -----------------------------------------------
+
+_ids = st.one_of(
+    st.integers(-(10**15) + 1, 10**15 - 1), st.from_regex(r"[A-Za-z0-9._:-]{0,64}", fullmatch=True)
+)
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@given(_ids, _ids, _values)
+def test_bodies_that_differ_only_in_their_id_share_a_key(
+    a: object, b: object, result: object
+) -> None:
+    one = encode({"jsonrpc": "2.0", "id": a, "result": result})
+    two = encode({"jsonrpc": "2.0", "id": b, "result": result})
+    assert jsonrpc.result_key(one) is not None
+    assert jsonrpc.result_key(one) == jsonrpc.result_key(two)
+
+
+@given(st.binary(max_size=60), st.binary(max_size=60))
+def test_equal_keys_mean_equal_results(x: bytes, y: bytes) -> None:
+    """Whatever bytes follow a compact head, a key names one result: parsing two bodies with
+    equal keys gives equal results (or fails on both)."""
+    head = b'{"jsonrpc":"2.0","id":1,"result":'
+    for tail in (x, y):
+        body, other = head + tail, b'{"jsonrpc":"2.0","id":"zz","result":' + tail
+        assert jsonrpc.result_key(body) == jsonrpc.result_key(other) == tail
+        try:
+            got = jsonrpc.loads(body)
+        except ValueError:
+            with pytest.raises(ValueError):
+                jsonrpc.loads(other)
+            continue
+        assert jsonrpc.loads(other)["result"] == got["result"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"result":{"tools":[]},"jsonrpc":"2.0","id":1}',  # another member order
+        b'{ "jsonrpc":"2.0","id":1,"result":{}}',  # whitespace
+        b'{"jsonrpc":"2.0","id":1.0,"result":{}}',  # a float id
+        b'{"jsonrpc":"2.0","id":"a\\"b","result":{}}',  # an escape in the id
+        b'{"jsonrpc":"2.0","id":12345678901234567890,"result":{}}',  # beyond 15 digits
+        b'[{"jsonrpc":"2.0","id":1,"result":{}}]',  # a batch
+        b'{"x":{"jsonrpc":"2.0","id":1,"result":{}}}',  # the head nested, not at the start
+        b'{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"m"}}',
+    ],
+)
+def test_other_envelopes_have_no_key(body: bytes) -> None:
+    assert jsonrpc.result_key(body) is None
