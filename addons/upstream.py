@@ -36,6 +36,7 @@ from lockgate.addons._flow import (
 from lockgate.mcp import jsonrpc
 from lockgate.policy.gateway import GatewayConfig
 from lockgate.policy.routes import Route
+from lockgate.upstream import answers
 
 logger = logging.getLogger("lockgate")
 
@@ -220,6 +221,18 @@ class Upstream:
             resp.headers.pop(name, None)
         if 300 <= resp.status_code < 400:
             self._refuse_redirect(flow, resp.status_code)
+            return
+        has_body = resp.status_code not in (202, 204) and resp.headers.get("content-length") != "0"
+        failed = answers.failure(
+            flow.request.method,
+            resp.status_code,
+            resp.reason,
+            resp.headers.get("content-type", ""),
+            resp.headers.get("retry-after"),
+            has_body,
+        )
+        if failed is not None:
+            self._refuse_failure(flow, failed)
 
     @guarded
     def response(self, flow: http.HTTPFlow) -> None:
@@ -228,6 +241,29 @@ class Upstream:
             return
         for name in UPSTREAM_ONLY_HEADERS:
             flow.response.headers.pop(name, None)
+
+    @staticmethod
+    def _refuse_failure(flow: http.HTTPFlow, failed: answers.Failure) -> None:
+        """An answer the client could not read as JSON-RPC: a JSON-RPC error for each of its
+        requests instead, naming the upstream (its body is swallowed, never relayed)."""
+        st = state(flow)
+        assert st.route is not None and flow.response is not None
+        up = st.route.upstream
+        upstream_status = flow.response.status_code
+        text = f"Upstream {up.name!r} ({up.host}:{up.port}) {failed.what}; {failed.fix}."
+        data: dict[str, object] = {"upstream": up.name, "status": upstream_status}
+        if failed.retry_after is not None:
+            data["retryAfter"] = failed.retry_after
+        ids = [m.id for m in st.messages if m.kind == "request"]
+        errors = [jsonrpc.error_response(i, jsonrpc.INTERNAL_ERROR, text, data) for i in ids] or [
+            jsonrpc.error_response(None, jsonrpc.INTERNAL_ERROR, text, data)
+        ]
+        body = jsonrpc.encode(errors if len(errors) > 1 else errors[0])
+        replace_upstream_answer(flow, body, failed.status)
+        if failed.retry_after is not None:
+            flow.response.headers["retry-after"] = failed.retry_after
+        st.outcome = "upstream_error"
+        st.reason = f"upstream answered {upstream_status}"
 
     @staticmethod
     def _refuse_redirect(flow: http.HTTPFlow, status: int) -> None:

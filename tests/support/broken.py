@@ -1,0 +1,227 @@
+"""A misbehaving upstream: one way of failing per path, on raw sockets.
+
+Why it exists: issue 12 §3 lists how real upstreams break (5xx as text, 429, an HTML login
+page, a wrong id, a 20 MiB answer, an SSE stream cut or silent or with a line that never
+ends, non-JSON events, one-byte chunks). Each failure is a path (`/<mode>`), so one profile
+puts one upstream and one route in front of each. Every mode reads the whole request first,
+and answers JSON-RPC for the request's id unless the failure is a wrong id. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+
+from tests.support.scripted import Seen, read_request
+
+BIG = 20 * 1024 * 1024
+
+
+def _ok(rid: object) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": rid, "result": {"tools": []}}).encode()
+
+
+def _rid(seen: Seen) -> object:
+    try:
+        return json.loads(seen.body).get("id")
+    except (ValueError, AttributeError):
+        return None
+
+
+def _head(status: str, ctype: str, *, length: int | None = None, extra: str = "") -> bytes:
+    lines = [f"HTTP/1.1 {status}", f"content-type: {ctype}", "connection: close"]
+    lines.append(
+        f"content-length: {length}" if length is not None else "transfer-encoding: chunked"
+    )
+    return ("\r\n".join(lines) + "\r\n" + extra + "\r\n").encode()
+
+
+def _chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def _event(obj: object, event_id: str | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id else ""
+    return (head + "event: message\ndata: " + json.dumps(obj) + "\n\n").encode()
+
+
+def _progress(rid: object) -> dict[str, object]:
+    return {
+        "jsonrpc": "2.0",
+        "method": "notifications/progress",
+        "params": {"progressToken": rid, "progress": 1},
+    }
+
+
+def _whole(status: str, ctype: str, body: bytes, extra: str = "") -> Callable[[Seen], bytes]:
+    return lambda seen: _head(status, ctype, length=len(body), extra=extra) + body
+
+
+SSE = "text/event-stream"
+
+
+def _sse_cut(conn: socket.socket, seen: Seen) -> None:
+    conn.sendall(_head("200 OK", SSE) + _chunk(_event(_progress(_rid(seen)))))
+    time.sleep(0.1)  # then the connection drops, the chunked body unfinished
+
+
+def _sse_cut_resumable(conn: socket.socket, seen: Seen) -> None:
+    conn.sendall(_head("200 OK", SSE) + _chunk(_event(_progress(_rid(seen)), "ev-1")))
+    time.sleep(0.1)
+
+
+def _sse_silent(conn: socket.socket, seen: Seen) -> None:
+    conn.sendall(_head("200 OK", SSE))
+    time.sleep(30)
+
+
+def _sse_long_line(conn: socket.socket, seen: Seen) -> None:
+    conn.sendall(_head("200 OK", SSE) + _chunk(b"data: "))
+    piece = b"x" * 65536
+    try:
+        for _ in range(BIG // len(piece)):
+            conn.sendall(_chunk(piece))
+    except OSError:
+        return
+    conn.sendall(_chunk(b"\n\n") + b"0\r\n\r\n")
+
+
+def _sse_not_json(conn: socket.socket, seen: Seen) -> None:
+    conn.sendall(_head("200 OK", SSE) + _chunk(b"data: <html>please sign in</html>\n\n"))
+    conn.sendall(_chunk(_event(json.loads(_ok(_rid(seen))))) + b"0\r\n\r\n")
+
+
+def _sse_one_byte(conn: socket.socket, seen: Seen) -> None:
+    """Ten progress events and the answer, one byte per chunk (the bench's stream)."""
+    rid = _rid(seen)
+    body = b"".join(_event(_progress(rid)) for _ in range(10)) + _event(json.loads(_ok(rid)))
+    conn.sendall(_head("200 OK", SSE))
+    for i in range(len(body)):
+        conn.sendall(_chunk(body[i : i + 1]))
+    conn.sendall(b"0\r\n\r\n")
+
+
+def _sse_ok(conn: socket.socket, seen: Seen) -> None:
+    rid = _rid(seen)
+    body = _event(_progress(rid)) + _event(json.loads(_ok(rid)))
+    conn.sendall(_head("200 OK", SSE) + _chunk(body) + b"0\r\n\r\n")
+
+
+def _slow_head(conn: socket.socket, seen: Seen) -> None:
+    time.sleep(30)
+
+
+Stream = Callable[[socket.socket, Seen], None]
+
+WHOLE: dict[str, Callable[[Seen], bytes]] = {
+    "ok": lambda seen: _whole("200 OK", "application/json", _ok(_rid(seen)))(seen),
+    "s500": _whole("500 Internal Server Error", "text/plain", b"Internal Server Error"),
+    "s502": _whole("502 Bad Gateway", "text/plain", b"Bad Gateway"),
+    "s503": _whole("503 Service Unavailable", "text/plain", b"busy", "retry-after: 7\r\n"),
+    "s429": _whole("429 Too Many Requests", "text/plain", b"slow down", "retry-after: 12\r\n"),
+    "html": _whole("200 OK", "text/html", b"<!doctype html><form action=/login>Sign in</form>"),
+    "octets": _whole("200 OK", "application/octet-stream", b"\x00\x01binary"),
+    "wrong_id": lambda seen: _whole("200 OK", "application/json", _ok("not-" + str(_rid(seen))))(
+        seen
+    ),
+    "huge": lambda seen: _whole(
+        "200 OK",
+        "application/json",
+        b'{"jsonrpc":"2.0","id":%s,"result":{"pad":"%s"}}'
+        % (json.dumps(_rid(seen)).encode(), b"x" * BIG),
+    )(seen),
+}
+STREAMS: dict[str, Stream] = {
+    "sse_ok": _sse_ok,
+    "sse_cut": _sse_cut,
+    "sse_cut_resumable": _sse_cut_resumable,
+    "sse_silent": _sse_silent,
+    "sse_long_line": _sse_long_line,
+    "sse_not_json": _sse_not_json,
+    "sse_one_byte": _sse_one_byte,
+    "slow_head": _slow_head,
+}
+MODES = (*WHOLE, *STREAMS)
+
+
+@dataclass
+class Broken:
+    base: str  # http://127.0.0.1:PORT; each mode at base + "/" + mode
+    seen: list[Seen] = field(default_factory=list)
+
+    def url(self, mode: str) -> str:
+        return f"{self.base}/{mode}"
+
+
+@contextmanager
+def broken_upstream() -> Iterator[Broken]:
+    """The misbehaving upstream on 127.0.0.1:0, one connection per request; stopped on exit."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    up = Broken(base=f"http://127.0.0.1:{srv.getsockname()[1]}")
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.settimeout(40)
+            try:
+                seen = read_request(conn)
+                if seen is None:
+                    return
+                up.seen.append(seen)
+                mode = seen.path.strip("/").split("?")[0]
+                if mode in WHOLE:
+                    conn.sendall(WHOLE[mode](seen))
+                    time.sleep(0.2)  # let the client read before the close
+                elif mode in STREAMS:
+                    STREAMS[mode](conn, seen)
+            except OSError:
+                return
+
+    def accept() -> None:
+        srv.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        yield up
+    finally:
+        stop.set()
+        t.join(2)
+        srv.close()
+
+
+@contextmanager
+def unconnectable() -> Iterator[str]:
+    """A URL whose TCP handshake never completes: a listener with its backlog full."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    port = srv.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):  # fill the accept queue (and SYN queue) without accepting
+            s = socket.socket()
+            s.setblocking(False)
+            with suppress(BlockingIOError):
+                s.connect(("127.0.0.1", port))
+            fillers.append(s)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        for s in fillers:
+            s.close()
+        srv.close()
