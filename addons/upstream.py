@@ -241,6 +241,38 @@ class Upstream:
             return
         for name in UPSTREAM_ONLY_HEADERS:
             flow.response.headers.pop(name, None)
+        self._check_answer_id(flow)
+
+    @staticmethod
+    def _check_answer_id(flow: http.HTTPFlow) -> None:
+        """A whole JSON answer to one request must carry that request's id: one for another
+        id (a look-alike such as "1" for 1 included) answers nothing the client asked, so
+        the client gets an error for its id instead of waiting for an answer that never
+        comes, or matching the wrong one."""
+        st, resp = state(flow), flow.response
+        assert st.route is not None and resp is not None
+        requests = [m for m in st.messages if m.kind == "request"]
+        if len(requests) != 1 or resp.status_code != 200 or callable(resp.stream):
+            return
+        if not resp.headers.get("content-type", "").lower().startswith("application/json"):
+            return
+        rid = requests[0].id
+        got = answers.other_id(resp.content or b"", rid)
+        if got is answers.SAME:
+            return
+        up = st.route.upstream
+        shown = repr(got) if len(repr(got)) <= 40 else repr(got)[:40] + "…"
+        text = (
+            f"Upstream {up.name!r} ({up.host}:{up.port}) answered with id {shown} to the "
+            f"request with id {rid!r}; the answer was dropped: check the upstream."
+        )
+        data = {"upstream": up.name, "status": resp.status_code}
+        resp.status_code = 502
+        resp.content = jsonrpc.encode(
+            jsonrpc.error_response(rid, jsonrpc.INTERNAL_ERROR, text, data)
+        )
+        st.outcome = "upstream_error"
+        st.reason = "upstream answered another id"
 
     @staticmethod
     def _refuse_failure(flow: http.HTTPFlow, failed: answers.Failure) -> None:

@@ -13,6 +13,11 @@ from __future__ import annotations
 import email.utils
 import re
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from lockgate.mcp import jsonrpc
 
 MCP_TYPES = ("application/json", "text/event-stream")
 _DELTA = re.compile(r"[0-9]{1,7}")
@@ -69,3 +74,29 @@ def failure(
                 "check that the upstream's url in the profile is its MCP endpoint",
             )
     return None
+
+
+SAME: Any = object()  # `other_id`: the answer is for the request (or is no single answer)
+_LARGE = 256 * 1024
+
+
+def other_id(raw: bytes, rid: str | int | None) -> Any:
+    """The id of a whole JSON answer to the one request `rid` when it is another id (a
+    look-alike such as "1" for 1 included: JSON-RPC ids match exactly), else SAME. A null id
+    on an error is JSON-RPC's answer to a request the server could not read: SAME."""
+    if rid is None:
+        return SAME
+    if len(raw) > _LARGE and raw.startswith(b'{"jsonrpc":"2.0","id":%s,' % orjson.dumps(rid)):
+        # Large, compact and the right id at its head: not parsed again only for its id (a
+        # duplicate "id" member further on is not seen).
+        return SAME
+    try:
+        obj = jsonrpc.loads(raw)
+    except ValueError:
+        return SAME  # the capabilities addon decides on unreadable bodies
+    if not isinstance(obj, dict) or "method" in obj or not ("result" in obj or "error" in obj):
+        return SAME
+    got = obj.get("id")
+    if (got is None and "error" in obj) or (type(got) is type(rid) and got == rid):
+        return SAME
+    return got

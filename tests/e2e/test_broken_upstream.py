@@ -19,7 +19,7 @@ import pytest
 from tests.support.broken import Broken, broken_upstream
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
 
-MODES = ("ok", "s500", "s502", "s503", "s429", "html", "octets")
+MODES = ("ok", "s500", "s502", "s503", "s429", "html", "octets", "wrong_id")
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 RID = 4242
 
@@ -107,3 +107,10 @@ def test_the_gateway_serves_on_after_each_failure(env: Env) -> None:
     for mode in MODES[1:]:
         env.list_tools(mode)
     assert env.list_tools("ok").status_code == 200
+
+
+def test_an_answer_for_another_id_becomes_an_error_for_the_clients_id(env: Env) -> None:
+    resp = env.list_tools("wrong_id")
+    assert resp.status_code == 502
+    err = error_of(resp, "wrong_id")
+    assert "'not-4242'" in err["message"] and "4242" in err["message"]

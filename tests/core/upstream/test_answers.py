@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lockgate.upstream.answers import failure, retry_after
+from lockgate.upstream.answers import SAME, failure, other_id, retry_after
 
 
 @pytest.mark.parametrize(
@@ -71,3 +73,34 @@ def test_a_reason_phrase_never_carries_odd_text_into_the_sentence(reason: str) -
     f = failure("POST", 500, reason, "text/plain", None, True)
     assert f is not None
     assert reason in f.what or f.what == "answered 500"
+
+
+@pytest.mark.parametrize(
+    ("body", "rid", "other"),
+    [
+        (b'{"jsonrpc":"2.0","id":7,"result":{}}', 7, SAME),
+        (b'{"result":{},"jsonrpc":"2.0","id":"a"}', "a", SAME),
+        (b'{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"m"}}', 7, SAME),
+        (b'{"jsonrpc":"2.0","id":8,"result":{}}', 7, 8),
+        (b'{"jsonrpc":"2.0","id":"7","result":{}}', 7, "7"),  # a look-alike is another id
+        (b'{"jsonrpc":"2.0","id":7.0,"result":{}}', 7, 7.0),
+        (b'{"jsonrpc":"2.0","id":true,"result":{}}', 1, True),
+        (b'{"jsonrpc":"2.0","id":null,"result":{}}', 7, None),
+        (b'{"jsonrpc":"2.0","id":7,"result":{},"id":9}', 7, 9),  # the last member counts
+        (b'{"jsonrpc":"2.0","method":"notifications/x"}', 7, SAME),
+        (b"not json", 7, SAME),
+        (b"[]", 7, SAME),
+    ],
+)
+def test_an_answer_for_another_id_is_told(body: bytes, rid: int | str, other: object) -> None:
+    got = other_id(body, rid)
+    assert got is SAME if other is SAME else (got == other and type(got) is type(other))
+
+
+@given(st.one_of(st.integers(-(2**40), 2**40), st.text(max_size=10)), st.integers(0, 3))
+def test_a_large_answer_with_the_right_id_at_its_head_is_not_parsed(rid: object, pad: int) -> None:
+    body = b'{"jsonrpc":"2.0","id":%s,"result":{"pad":"%s"}}' % (
+        json.dumps(rid).encode(),
+        b"x" * (300_000 + pad),
+    )
+    assert other_id(body, rid) is SAME  # type: ignore[arg-type]
