@@ -114,7 +114,7 @@ class Gateway:
         # An unwritable audit directory stops the start here, in one sentence, rather than
         # as a failed hook once mitmproxy runs.
         audit_core.check_writable(self.audit_log)
-        install_error_pages()
+        install_error_pages(self.profile.gateway.max_response_bytes)
         host, port = split_listen(self.listen)
         provider: Provider | None = None
         identity = self.profile.identity

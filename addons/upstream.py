@@ -22,9 +22,17 @@ from typing import Any
 
 import h11
 from mitmproxy import ctx, http
+from mitmproxy import flow as flow_mod
+from mitmproxy.net.http.http1 import expected_http_body_size
 from mitmproxy.proxy import commands, events
 from mitmproxy.proxy.layers import http as http_layer
-from mitmproxy.proxy.layers.http import _http1
+from mitmproxy.proxy.layers.http import SendHttp, _http1
+from mitmproxy.proxy.layers.http._events import (
+    ErrorCode,
+    RequestProtocolError,
+    ResponseProtocolError,
+)
+from mitmproxy.proxy.layers.http._hooks import HttpErrorHook, HttpResponseHeadersHook
 
 from lockgate.addons._flow import (
     add_cors_headers,
@@ -86,7 +94,10 @@ def error_body(status: int, message: str) -> tuple[int, bytes]:
         return status, jsonrpc.encode(
             jsonrpc.error_response(None, jsonrpc.INVALID_REQUEST, too_large_message())
         )
-    if st.timed_out:
+    if flow.error is not None and flow.error.msg.startswith("Response body exceeds"):
+        status = 502
+        text = f"Upstream {up.name!r} ({up.host}:{up.port}) {response_too_large_message()}."
+    elif st.timed_out:
         status = 504
         text = (
             f"Upstream {up.name!r} ({up.host}:{up.port}) did not answer within "
@@ -112,6 +123,49 @@ def too_large_message() -> str:
     )
 
 
+_response_limit: list[int] = [16 * 1024 * 1024]  # gateway.max_response_bytes, set at start
+
+
+def response_too_large_message() -> str:
+    return (
+        f"answered with more than {_response_limit[0]} bytes (gateway.max_response_bytes); "
+        "ask for less (a smaller page, a narrower query) or raise the limit in the profile"
+    )
+
+
+def _response_bounded(self: Any) -> Generator[Any, Any, bool]:
+    """A whole upstream answer is buffered before the hooks read it: past
+    `gateway.max_response_bytes` (by its Content-Length, else as it arrives) the exchange
+    fails as mitmproxy fails an over-limit body, and the client gets a JSON-RPC error naming
+    the upstream. Streamed answers (SSE) are not buffered and not counted here."""
+    if self.response_body_buf:
+        size: int | None = len(self.response_body_buf)
+    else:
+        try:
+            size = expected_http_body_size(self.flow.request, self.flow.response)
+        except ValueError:
+            size = None
+    if size is None or size <= _response_limit[0]:
+        return False
+    if not self.response_body_buf:
+        yield HttpResponseHeadersHook(self.flow)
+    text = "Response body exceeds the gateway's max_response_bytes."
+    self.flow.error = flow_mod.Error(text)
+    yield HttpErrorHook(self.flow)
+    yield SendHttp(
+        ResponseProtocolError(self.stream_id, text, ErrorCode.RESPONSE_TOO_LARGE),
+        self.context.client,
+    )
+    self.client_state = self.state_errored
+    yield SendHttp(
+        RequestProtocolError(self.stream_id, text, ErrorCode.RESPONSE_TOO_LARGE),
+        self.context.server,
+    )
+    self.server_state = self.state_errored
+    self.flow.live = False
+    return True
+
+
 def _requests_only(self: Any, request: bool) -> Generator[Any, Any, bool]:
     """mitmproxy's `body_size_limit`, for request bodies only (upstream answers may be larger).
 
@@ -120,7 +174,7 @@ def _requests_only(self: Any, request: bool) -> Generator[Any, Any, bool]:
     more than `gateway.max_body_bytes`.
     """
     if not request:
-        return False
+        return (yield from _response_bounded(self))
     return (yield from _original_check_body_size(self, request))
 
 
@@ -183,9 +237,11 @@ def _assemble(resp: http.Response) -> bytes:
     return http1.assemble_response(resp)
 
 
-def install_error_pages() -> None:
-    """Swap mitmproxy's HTML error page for JSON, bound request bodies while they arrive,
-    and drop chunked trailers (idempotent)."""
+def install_error_pages(max_response_bytes: int | None = None) -> None:
+    """Swap mitmproxy's HTML error page for JSON, bound request bodies and whole answers
+    while they arrive, and drop chunked trailers (idempotent)."""
+    if max_response_bytes is not None:
+        _response_limit[0] = max_response_bytes
     _http1.make_error_response = _json_error_response
     http_layer.HttpStream.check_body_size = _requests_only  # type: ignore[method-assign]
     _http1.Http1Connection.read_body = _read_body_without_trailers  # type: ignore[method-assign]

@@ -62,6 +62,8 @@ class GatewaySection(_Model):
     listen: str = "127.0.0.1:8787"
     public_url: str | None = None
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # The largest whole (non-streamed) answer an upstream may send: larger ones are a 502.
+    max_response_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     upstream_timeout: float = Field(default=60.0, gt=0)
     allowed_origins: tuple[str, ...] = ()
     upstream_ca: str | None = None

@@ -10,6 +10,7 @@ upstream's body never shows, and that the upstream was asked once (no retries).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -19,7 +20,8 @@ import pytest
 from tests.support.broken import Broken, broken_upstream
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
 
-MODES = ("ok", "s500", "s502", "s503", "s429", "html", "octets", "wrong_id")
+MODES = ("ok", "s500", "s502", "s503", "s429", "html", "octets", "wrong_id", "huge", "huge_chunked")
+MAX_RESPONSE = 1024 * 1024
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 RID = 4242
 
@@ -39,7 +41,9 @@ class Env:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     with broken_upstream() as up:
         profile = profile_text(
-            upstreams={m: up.url(m) for m in MODES}, routes={m: m for m in MODES}
+            upstreams={m: up.url(m) for m in MODES},
+            routes={m: m for m in MODES},
+            extra=f"[gateway]\nmax_response_bytes = {MAX_RESPONSE}\n",
         )
         with (
             running_gateway(profile, tmp_path_factory.mktemp("broken")) as gw,
@@ -114,3 +118,16 @@ def test_an_answer_for_another_id_becomes_an_error_for_the_clients_id(env: Env) 
     assert resp.status_code == 502
     err = error_of(resp, "wrong_id")
     assert "'not-4242'" in err["message"] and "4242" in err["message"]
+
+
+@pytest.mark.parametrize("mode", ["huge", "huge_chunked"])
+def test_an_answer_over_max_response_bytes_is_cut_and_told(env: Env, mode: str) -> None:
+    t0 = time.monotonic()
+    resp = env.list_tools(mode)
+    assert time.monotonic() - t0 < 5
+    assert resp.status_code == 502
+    assert len(resp.content) < 2000  # the 20 MiB never reach the client
+    body = resp.json()
+    assert f"Upstream {mode!r}" in body["error"]["message"]
+    assert f"more than {MAX_RESPONSE} bytes" in body["error"]["message"]
+    assert "max_response_bytes" in body["error"]["message"]

@@ -136,7 +136,27 @@ WHOLE: dict[str, Callable[[Seen], bytes]] = {
         % (json.dumps(_rid(seen)).encode(), b"x" * BIG),
     )(seen),
 }
+
+
+def _huge_chunked(conn: socket.socket, seen: Seen) -> None:
+    """A 20 MiB JSON answer without a Content-Length: counted only as it arrives."""
+    conn.sendall(_head("200 OK", "application/json"))
+    conn.sendall(_chunk(b'{"jsonrpc":"2.0","id":%s,"result":{"pad":"' % _ok_id(seen)))
+    piece = b"x" * 65536
+    try:
+        for _ in range(BIG // len(piece)):
+            conn.sendall(_chunk(piece))
+        conn.sendall(_chunk(b'"}}') + b"0\r\n\r\n")
+    except OSError:
+        return
+
+
+def _ok_id(seen: Seen) -> bytes:
+    return json.dumps(_rid(seen)).encode()
+
+
 STREAMS: dict[str, Stream] = {
+    "huge_chunked": _huge_chunked,
     "sse_ok": _sse_ok,
     "sse_cut": _sse_cut,
     "sse_cut_resumable": _sse_cut_resumable,
