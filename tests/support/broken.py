@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
-from tests.support.scripted import Seen, read_request
+from tests.support.scripted import Seen, accepting, read_request
 
 BIG = 20 * 1024 * 1024
 
@@ -186,7 +185,6 @@ def broken_upstream() -> Iterator[Broken]:
     srv.bind(("127.0.0.1", 0))
     srv.listen(64)
     up = Broken(base=f"http://127.0.0.1:{srv.getsockname()[1]}")
-    stop = threading.Event()
 
     def serve(conn: socket.socket) -> None:
         with conn:
@@ -206,23 +204,8 @@ def broken_upstream() -> Iterator[Broken]:
             except OSError:
                 return
 
-    def accept() -> None:
-        srv.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    try:
+    with accepting(srv, serve):
         yield up
-    finally:
-        stop.set()
-        t.join(2)
-        srv.close()
 
 
 @contextmanager

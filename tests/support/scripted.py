@@ -81,6 +81,31 @@ def http_response(status: str, ctype: str, body: bytes, extra: str = "") -> byte
 
 
 @contextmanager
+def accepting(srv: socket.socket, serve: Callable[[socket.socket], None]) -> Iterator[None]:
+    """Accept on the listening `srv`, each connection served by `serve` in its own thread,
+    until the block exits (then `srv` is closed)."""
+    stop = threading.Event()
+
+    def accept() -> None:
+        srv.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join(2)
+        srv.close()
+
+
+@contextmanager
 def scripted_upstream() -> Iterator[Scripted]:
     """A raw-socket upstream on 127.0.0.1:0 (`url` ends in /mcp) that answers each request
     with `reply(seen)` and records it in `seen`; stopped when the block exits."""
@@ -88,7 +113,6 @@ def scripted_upstream() -> Iterator[Scripted]:
     srv.bind(("127.0.0.1", 0))
     srv.listen(16)
     up = Scripted(url=f"http://127.0.0.1:{srv.getsockname()[1]}/mcp")
-    stop = threading.Event()
 
     def serve(conn: socket.socket) -> None:
         with conn:
@@ -108,23 +132,8 @@ def scripted_upstream() -> Iterator[Scripted]:
             except OSError:
                 return
 
-    def accept() -> None:
-        srv.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    try:
+    with accepting(srv, serve):
         yield up
-    finally:
-        stop.set()
-        t.join(2)
-        srv.close()
 
 
 def tool_names(obj: object) -> list[str]:
