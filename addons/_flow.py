@@ -11,6 +11,7 @@ an addon bug can deny a request, never let it through.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import os
@@ -32,6 +33,13 @@ JSON_HEADERS = {"content-type": "application/json", "cache-control": "no-store"}
 
 # What a browser page may read from a response (CORS), and what it may send (preflight).
 CORS_EXPOSE_HEADERS = "mcp-session-id, www-authenticate, mcp-protocol-version"
+
+
+# The flow whose exchange just failed, set by the upstream addon's `error` hook for the JSON
+# error page `addons/wire.py` builds right after it, in the same task.
+failed_flow: contextvars.ContextVar[http.HTTPFlow | None] = contextvars.ContextVar(
+    "lockgate_failed_flow", default=None
+)
 
 
 def state(flow: http.HTTPFlow) -> FlowState:

@@ -23,7 +23,7 @@ from lockgate.addons import Pipeline
 from lockgate.addons.audit import Audit
 from lockgate.addons.config import Config
 from lockgate.addons.oauth import OAuthServer
-from lockgate.addons.upstream import install_error_pages
+from lockgate.addons.wire import install_error_pages
 from lockgate.audit import log as audit_core
 from lockgate.authserver.keys import default_key_source, load_or_create_signing_key
 from lockgate.errors import GatewayError, KeyringUnavailable
@@ -152,7 +152,7 @@ class Gateway:
                 connection_strategy="lazy",
                 keep_host_header=True,
                 # Request bodies are counted as they arrive and cut at the profile's limit
-                # (responses are exempt, see addons/upstream.py).
+                # (responses are exempt, see addons/wire.py).
                 body_size_limit=str(self.profile.gateway.max_body_bytes),
                 confdir=str(paths.mitmproxy_confdir()),
                 lockgate_profile=str(self.profile_path),

@@ -71,7 +71,9 @@ class FlowState:
     outcome: Outcome | None = None
     reason: str | None = None
     local: bool = False
-    timed_out: bool = False
+    # Set when the upstream ran out of time: what it did not do, for the 504's sentence
+    # ("did not answer within 60 seconds; …"), after the upstream's name.
+    timed_out: str | None = None
     started: float = field(default_factory=time.monotonic)
     handled_ids: set[str | int] = field(default_factory=set)
     replacement: bytes | None = None
