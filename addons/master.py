@@ -23,6 +23,7 @@ from lockgate.addons import Pipeline
 from lockgate.addons.audit import Audit
 from lockgate.addons.config import Config
 from lockgate.addons.oauth import OAuthServer
+from lockgate.addons.streams import install_stream_ends
 from lockgate.addons.wire import install_error_pages
 from lockgate.audit import log as audit_core
 from lockgate.authserver.keys import default_key_source, load_or_create_signing_key
@@ -115,6 +116,7 @@ class Gateway:
         # as a failed hook once mitmproxy runs.
         audit_core.check_writable(self.audit_log)
         install_error_pages(self.profile.gateway.max_response_bytes)
+        install_stream_ends()
         host, port = split_listen(self.listen)
         provider: Provider | None = None
         identity = self.profile.identity
