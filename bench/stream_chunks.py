@@ -1,4 +1,4 @@
-"""A stream of one-byte chunks, directly, through bare mitmdump and through lockgate.
+"""A stream of one-byte chunks: directly, through bare mitmdump, the lean master, lockgate.
 
     uv run python bench/stream_chunks.py            # 40 streams per path
     uv run python bench/stream_chunks.py --quick    # 8
@@ -7,7 +7,9 @@ Issue 12 §3: streaming stays unbuffered, and a stream the upstream writes one b
 chunk (ten progress events and the answer, about 1.6 KB, each byte its own HTTP chunk and
 TCP segment) costs the same time through the gateway as directly. The upstream is
 tests/support/broken.py's `sse_one_byte` mode in its own process; the client is bench/run.py's
-raw `http.client` session, reading each event as it arrives. Paths are measured in
+raw `http.client` session, reading each event as it arrives. `lean` is bench/lean_master.py,
+the mitmproxy pieces lockgate is built on with a one-line addon (what the pipeline adds is
+lockgate minus lean). Paths are measured in
 interleaved rounds (rotating order). Printed: per path the p50/p90 of the whole stream
 (request sent -> answer event read) and of the first event, and the ratio to direct.
 """
@@ -67,15 +69,18 @@ def main() -> int:
         )
         base = run.wait_url(up)
         mitm, mitm_port = run.start_mitmdump(base, work / "mitmproxy")
+        lean, lean_port = run.start_lean(base, work / "mitmproxy-lean")
         # The route's upstream URL is the mode's: lockgate sends the route's requests there.
         profile = run.lockgate_profile(
             {"broken": f"{base}/sse_one_byte"}, {"broken": ("broken", "")}
         )
         lg = run.start_lockgate("lockgate", profile, work / "lockgate")
         run.wait_port(mitm, mitm_port)
+        run.wait_port(lean, lean_port)
         urls = {
             "direct": f"{base}/sse_one_byte",
             "mitmdump": f"http://127.0.0.1:{mitm_port}/sse_one_byte",
+            "lean": f"http://127.0.0.1:{lean_port}/sse_one_byte",
             "lockgate": f"{run.wait_url(lg)}/mcp/broken",
         }
         for url in urls.values():
