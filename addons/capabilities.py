@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from mitmproxy import http
 
 from lockgate.addons._flow import (
+    answer,
     answer_rpc_error,
     close_upstream,
     guarded,
@@ -93,13 +94,12 @@ class Capabilities:
                 if isinstance(e, jsonrpc.InvalidJson)
                 else jsonrpc.INVALID_REQUEST
             )
-            answer_rpc_error(
-                flow,
-                400,
-                code,
-                f"The request body is not a valid JSON-RPC message: {e}",
-                outcome="denied",
+            message = f"The request body is not a valid JSON-RPC message: {e}"
+            rid = (
+                None if code == jsonrpc.PARSE_ERROR else jsonrpc.readable_id(req.raw_content or b"")
             )
+            body = jsonrpc.error_response(rid, code, message)
+            answer(flow, 400, body, outcome="denied", reason=message)
             return
         st.messages = messages
         refusal = shape.check_body(
