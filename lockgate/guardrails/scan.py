@@ -62,6 +62,7 @@ from lockgate.guardrails.patterns import (
     URL_PASSWORD,
     Span,
 )
+from lockgate.guardrails.superset import yes_no
 
 
 def _secret_value(m: re.Match[str]) -> Span | None:
@@ -392,22 +393,7 @@ ANCHORS_BODY: Final = "|".join(
 _ANCHORS: Final = re2.compile(ANCHORS_BODY.encode("ascii"))
 
 
-def _yes_no(pattern: re2._Regexp) -> Callable[[bytes], bool]:
-    """Whether `pattern` occurs in some bytes, asked of RE2's compiled program itself.
-
-    The wrapper's `search` builds a generator and a match object per call: 2 of the 5 us a
-    ~100-character value costs here (measured on bench/redact.py's values). Its private
-    names are used when present, else its public `search`."""
-    rx = getattr(pattern, "_regexp", None)
-    unanchored = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
-    null = getattr(re2, "_NULL_SPAN", None)
-    if rx is None or unanchored is None or null is None:
-        return lambda raw: pattern.search(raw) is not None
-    match = rx.Match
-    return lambda raw: bool(match(unanchored, raw, 0, len(raw))[0] != null)
-
-
-_has_anchor: Final = _yes_no(_ANCHORS)
+_has_anchor: Final = yes_no(_ANCHORS)
 
 
 def candidates(text: str) -> list[tuple[Span, int]]:
