@@ -40,7 +40,7 @@ from lockgate.mcp.exchange import (
     stream_errors,
     view_of,
 )
-from lockgate.mcp.sse import SseEvent, SseRewriter, StreamBroken
+from lockgate.mcp.sse import UNANSWERED, SseEvent, SseRewriter, StreamBroken
 from lockgate.policy.access import denial_message, missing_scopes
 
 logger = logging.getLogger("lockgate")
@@ -330,6 +330,8 @@ def _rewrite_or_refuse(st: FlowState, ev: SseEvent) -> SseEvent | None:
 def _stream_broke(flow: http.HTTPFlow, why: StreamBroken) -> bytes:
     """The upstream's stream can go on no longer: its open requests get errors, and the
     upstream is let go (the wire ends the client's stream cleanly once it is gone)."""
+    if why is UNANSWERED:  # the upstream ended it; nothing to close
+        return stream_errors(state(flow), why)
     logger.error("lockgate: an upstream event stream was ended: it %s", why.what)
     close_upstream(flow, why.what)
     return stream_errors(state(flow), why)

@@ -18,7 +18,7 @@ from lockgate.audit.events import Outcome
 from lockgate.identity.claims import UserClaims
 from lockgate.mcp import jsonrpc
 from lockgate.mcp.jsonrpc import Message
-from lockgate.mcp.sse import SseEvent, StreamBroken, serialize
+from lockgate.mcp.sse import UNANSWERED, SseEvent, StreamBroken, serialize
 from lockgate.mcp.uris import UriError, normalise, normalise_template
 from lockgate.policy.access import Principal, RouteAccess
 from lockgate.policy.routes import Route
@@ -216,10 +216,12 @@ def open_request_ids(st: FlowState) -> list[str | int]:
 
 
 def stream_errors(st: FlowState, why: StreamBroken) -> bytes:
-    """The events that end a broken stream for its client: a JSON-RPC error naming the
-    upstream for each request still open (none on a GET stream, which answers nothing)."""
-    st.outcome, st.reason = "upstream_error", f"upstream {why.what}"
+    """The events that end a broken stream (or one that ended with requests unanswered) for
+    its client: a JSON-RPC error naming the upstream for each request still open (none on a
+    GET stream, which answers nothing)."""
     ids = open_request_ids(st)
+    if why is not UNANSWERED or ids:  # a stream that ended answering all is a success
+        st.outcome, st.reason = "upstream_error", f"upstream {why.what}"
     if st.route is None or not ids:
         return b""
     up = st.route.upstream

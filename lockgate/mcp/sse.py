@@ -70,6 +70,11 @@ class EventTooLarge(StreamBroken):
     """An event (or a line that never ends) past the parser's `max_event` bytes."""
 
 
+# A stream that ended as it should, with requests still unanswered: they get errors too
+# (`SseRewriter` tells `on_end` so at the end of every stream; nothing open, nothing said).
+UNANSWERED = StreamBroken("ended its event stream without answering", "try again")
+
+
 class SseParser:
     """Turns arbitrary chunks into complete events; holds only the current event's bytes,
     and at most `max_event` of them (beyond, `feed` raises EventTooLarge)."""
@@ -310,10 +315,10 @@ class SseRewriter:
         except Exception as e:
             self._break(e)
             return b""
-        if ev is None:
-            return b""
         out = bytearray()
-        self._emit(ev, out)
+        if ev is not None:
+            self._emit(ev, out)
+        out += self.end(UNANSWERED)
         return bytes(out)
 
     def _emit(self, ev: SseEvent, out: bytearray) -> None:

@@ -22,7 +22,14 @@ from tests.support.broken import Broken, broken_upstream, unconnectable
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
 
 MODES = ("ok", "s500", "s502", "s503", "s429", "html", "octets", "wrong_id", "huge", "huge_chunked")
-SSE_MODES = ("sse_ok", "sse_cut", "sse_cut_resumable", "sse_not_json", "sse_long_line")
+SSE_MODES = (
+    "sse_ok",
+    "sse_cut",
+    "sse_cut_resumable",
+    "sse_not_json",
+    "sse_long_line",
+    "sse_no_answer",
+)
 # Each upstream's own limits (the gateway's defaults are 10, 60 and 60 seconds).
 TIMED = {"slow_head": "timeout = 1.5", "sse_silent": "idle_timeout = 1"}
 MAX_RESPONSE = 1024 * 1024
@@ -229,3 +236,15 @@ def test_an_event_over_the_limit_ends_the_stream_at_the_limit(env: Env) -> None:
     resp, messages, took = stream_of(env, "sse_long_line")
     assert f"sent an event larger than {MAX_RESPONSE} bytes" in the_error(messages, "sse_long_line")
     assert len(resp.content) < 2000 and took < 10  # the 20 MiB line is neither held nor sent
+
+
+def test_a_stream_that_ends_without_answering_ends_with_an_error_for_the_request(
+    env: Env,
+) -> None:
+    """Its only answer is for another id: the client still gets one for its own."""
+    _, messages, _ = stream_of(env, "sse_no_answer")
+    answers = [m for m in messages if m.get("id") == RID]
+    assert len(answers) == 1
+    assert "ended its event stream without answering; try again." in the_error(
+        [m for m in messages if m.get("id") != f"not-{RID}"], "sse_no_answer"
+    )

@@ -95,6 +95,13 @@ def _sse_not_json(conn: socket.socket, seen: Seen) -> None:
     conn.sendall(_chunk(_event(json.loads(_ok(_rid(seen))))) + b"0\r\n\r\n")
 
 
+def _sse_no_answer(conn: socket.socket, seen: Seen) -> None:
+    """A progress event and an answer for another id, then the stream ends as it should."""
+    wrong = {"jsonrpc": "2.0", "id": "not-" + str(_rid(seen)), "result": {"tools": []}}
+    body = _event(_progress(_rid(seen))) + _event(wrong)
+    conn.sendall(_head("200 OK", SSE) + _chunk(body) + b"0\r\n\r\n")
+
+
 def _sse_one_byte(conn: socket.socket, seen: Seen) -> None:
     """Ten progress events and the answer, one byte per chunk (the bench's stream)."""
     rid = _rid(seen)
@@ -163,6 +170,7 @@ STREAMS: dict[str, Stream] = {
     "sse_long_line": _sse_long_line,
     "sse_not_json": _sse_not_json,
     "sse_one_byte": _sse_one_byte,
+    "sse_no_answer": _sse_no_answer,
     "slow_head": _slow_head,
 }
 MODES = (*WHOLE, *STREAMS)

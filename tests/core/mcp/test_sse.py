@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lockgate.mcp.sse import (
+    UNANSWERED,
     EventTooLarge,
     SseEvent,
     SseParser,
@@ -584,3 +585,16 @@ def test_a_failing_end_callback_ends_quietly() -> None:
     rw = SseRewriter(lambda ev: ev, on_error=seen.append, on_end=on_end)
     assert rw.end(StreamBroken("x", "y")) == b"" and rw.ended
     assert [type(e) for e in seen] == [RuntimeError]
+
+
+def test_the_end_of_a_stream_asks_for_the_unanswered_requests() -> None:
+    reasons: list[str] = []
+
+    def on_end(why: StreamBroken) -> bytes:
+        reasons.append(why.what)
+        return b"data: error for the open request\n\n"
+
+    rw = SseRewriter(lambda ev: ev, on_end=on_end)
+    assert rw(b"data: progress\n\n") == b"data: progress\n\n"
+    assert rw(b"") == b"data: error for the open request\n\n"
+    assert reasons == [UNANSWERED.what] and rw.ended
