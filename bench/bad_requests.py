@@ -262,8 +262,7 @@ def main() -> int:
         print(json.dumps(results))
         return 0
     finally:
-        for p in run.RUNNING:
-            p.stop()
+        run.stop_all()
 
 
 if __name__ == "__main__":

@@ -133,8 +133,7 @@ def main() -> int:
             call_lat, call_cpu = measure_calls(urls, calls, rounds, gw)
             list_lat = measure_lists(urls, lists)
     finally:
-        for proc in run.RUNNING:
-            proc.stop()
+        run.stop_all()
     p = {name: run.pct(v, 50) for name, v in call_lat.items()}
     lp = {name: run.pct(v, 50) for name, v in list_lat.items()}
     res: dict[str, Any] = {

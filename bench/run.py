@@ -140,6 +140,12 @@ class Proc:
 RUNNING: list[Proc] = []
 
 
+def stop_all() -> None:
+    """Stop every process the bench started, the last started first."""
+    for p in reversed(RUNNING):
+        p.stop()
+
+
 def spawn(
     name: str, cmd: list[str], *, pattern: str | None, env: dict[str, str] | None = None
 ) -> Proc:
@@ -922,8 +928,7 @@ def main() -> int:
         with phase("memory", started):
             mem = phase_memory(s, f"{lg_mem_url}/mcp/notes", lg_mem)
     finally:
-        for p in reversed(RUNNING):
-            p.stop()
+        stop_all()
     added_ratio = seq["lockgate"]["added_p50_ms"] / seq["mitmdump"]["added_p50_ms"]
     tp_ratio = conc["lockgate"]["req_per_s"] / conc["mitmdump"]["req_per_s"]
     res: dict[str, Any] = {

@@ -122,8 +122,7 @@ def main() -> int:
         print(json.dumps(out))
         return 0
     finally:
-        for p in run.RUNNING:
-            p.stop()
+        run.stop_all()
 
 
 if __name__ == "__main__":
