@@ -10,8 +10,11 @@ page `addons/wire.py` installs; the `error` hook tells it which flow failed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
+from collections.abc import Callable
 
 from mitmproxy import http
 
@@ -34,6 +37,24 @@ logger = logging.getLogger("lockgate")
 # An upstream's answer says nothing about the gateway's own cookies or sign-in: these would
 # reach the client with internal URLs or set state under the gateway's origin.
 UPSTREAM_ONLY_HEADERS = ("set-cookie", "set-cookie2", "www-authenticate", "proxy-authenticate")
+
+
+def _timer(
+    callback: Callable[[Upstream, http.HTTPFlow], None],
+) -> Callable[[Upstream, http.HTTPFlow], None]:
+    """Fail closed for a timer (not a hook, so `guarded` does not cover it): a timer that
+    fails cuts its exchange rather than leave it unbounded in time."""
+
+    @functools.wraps(callback)
+    def wrapper(self: Upstream, flow: http.HTTPFlow) -> None:
+        try:
+            callback(self, flow)
+        except Exception:  # the fail-closed boundary of a timer, by design
+            logger.exception("lockgate: an upstream timer failed; its exchange is cut")
+            with contextlib.suppress(Exception):
+                close_upstream(flow, "upstream timer failed")
+
+    return wrapper
 
 
 def _secs(seconds: float) -> str:
@@ -178,6 +199,7 @@ class Upstream:
         if handle is not None:
             handle.cancel()
 
+    @_timer
     def _tick(self, flow: http.HTTPFlow) -> None:
         """The connect deadline, then the first-byte one: one timer per exchange."""
         st = state(flow)
@@ -210,6 +232,7 @@ class Upstream:
         st.reason = "upstream timed out"
         close_upstream(flow, "upstream timed out")
 
+    @_timer
     def _watch_stream(self, flow: http.HTTPFlow) -> None:
         """While a request waits on the upstream's event stream, silence is bounded: past
         its idle timeout the stream is closed, and its open requests get errors."""

@@ -397,3 +397,17 @@ def test_a_failure_after_streaming_started_cuts_the_stream(
     assert f.response.stream(sse(UPSTREAM_LIST)) == []
     assert f.response.stream(b"") == b""
     assert state(f).outcome == "error"
+
+
+@pytest.mark.parametrize("timer", ["_tick", "_watch_stream"])
+def test_a_failing_upstream_timer_cuts_its_exchange(
+    monkeypatch: pytest.MonkeyPatch, timer: str
+) -> None:
+    """Timers are not hooks (`guarded` does not cover them): one that raises cuts the
+    exchange instead of leaving it unbounded in time, and raises nothing into the loop."""
+    cut: list[str] = []
+    monkeypatch.setattr(upstream_mod, "state", boom)
+    monkeypatch.setattr(upstream_mod, "close_upstream", lambda flow, why: cut.append(why))
+    addon = upstream_mod.Upstream(Config())  # type: ignore[arg-type]
+    getattr(addon, timer)(tflow.tflow())
+    assert cut == ["upstream timer failed"]
