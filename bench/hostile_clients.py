@@ -1,0 +1,187 @@
+"""Hostile clients against a `lockgate up` gateway: how long each bad case holds a connection,
+and what a good client's latency does while 50 slow clients attack.
+
+Issue 12 §1. Starts a small keep-alive upstream and a gateway (profile kind "none", route `open`),
+then:
+
+1. each bad case of tests/support/hostile.py on its own connection (all at once): the time
+   until the gateway answers and until it closes, and the status it answers;
+2. `--slow` connections that send one header byte per second and `--silent` that send
+   nothing: how many are still open after `--hold` seconds;
+3. a good keep-alive client's `tools/call` p50 over `--calls` calls, alone and while 50 slow
+   clients trickle their heads.
+
+    uv run python bench/hostile_clients.py [--limit 15] [--hold 30] [--gateway 'key = value' ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import select
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.support.gateway import profile_text, running_gateway
+from tests.support.hostile import CALL, CASES, HEAD, probe
+
+
+def bad_cases(port: int, limit: float) -> None:
+    with ThreadPoolExecutor(len(CASES)) as pool:
+        seen = list(pool.map(lambda c: probe(port, c, limit), CASES))
+    print(f"{'case':40} {'answer':>8} {'answered':>10} {'closed':>10}")
+    for case, s in zip(CASES, seen, strict=True):
+        answered = f"{s.answered:.2f} s" if s.answered is not None else "-"
+        closed = f"{s.closed:.2f} s" if s.closed is not None else f">{limit:.0f} s"
+        print(f"{case.name:40} {s.status or '-':>8} {answered:>10} {closed:>10}")
+
+
+class Slow:
+    """`n` connections that send one header byte every second (or nothing, `silent`)."""
+
+    def __init__(self, port: int, n: int, *, silent: bool = False) -> None:
+        self.socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+        self.open = set(self.socks)
+        self.silent = silent
+        self.stop = threading.Event()
+        if not silent:
+            for s in self.socks:
+                s.sendall(HEAD.encode())
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set() and self.open:
+            readable, _, _ = select.select(list(self.open), [], [], 1.0)
+            for s in readable:
+                try:
+                    data = s.recv(4096)
+                except OSError:
+                    data = b""
+                if not data:
+                    self.open.discard(s)
+            if not self.silent:
+                for s in list(self.open):
+                    try:
+                        s.send(b"a")
+                    except OSError:
+                        self.open.discard(s)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        for s in self.socks:
+            s.close()
+
+
+class FastUpstream:
+    """A keep-alive JSON-RPC upstream that writes each answer in one send (the recorder
+    writes head and body apart, and Nagle with delayed ACKs then adds ~40 ms a call)."""
+
+    ANSWER = b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"ok"}]}}'
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/mcp"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            conn, _ = self.server.accept()
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buf = b""
+        answer = (
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(self.ANSWER), self.ANSWER)
+        )
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(buf) < length:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                buf = buf[length:]
+                conn.sendall(answer)
+
+
+def p50_ms(port: int, calls: int) -> float:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.connect()
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    headers = {"content-type": "application/json", "accept": "application/json"}
+    times = []
+    for i in range(calls + 20):
+        t = time.perf_counter()
+        conn.request("POST", "/mcp/open", CALL, headers)
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 200, resp.status
+        if i >= 20:
+            times.append((time.perf_counter() - t) * 1000)
+    conn.close()
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--limit", type=float, default=15.0, help="seconds per bad case")
+    parser.add_argument("--hold", type=float, default=30.0)
+    parser.add_argument("--slow", type=int, default=50)
+    parser.add_argument("--silent", type=int, default=20)
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--gateway", action="append", default=[], help="a [gateway] line")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        up = FastUpstream()
+        extra = "[gateway]\n" + "\n".join(args.gateway) + "\n" if args.gateway else ""
+        profile = profile_text({"up": up.url}, {"open": "up"}, extra)
+        env = {"LOCKGATE_AUDIT_KEY_SOURCE": "memory"}  # the bench runs without a keyring
+        with running_gateway(profile, Path(tmp), env=env) as gw:
+            port = int(gw.base_url.rsplit(":", 1)[1])
+            print("== bad cases (one connection each)")
+            bad_cases(port, args.limit)
+            print(f"\n== {args.slow} slow + {args.silent} silent connections, {args.hold:.0f} s")
+            slow = Slow(port, args.slow)
+            silent = Slow(port, args.silent, silent=True)
+            time.sleep(args.hold)
+            print(
+                f"still open: slow {len(slow.open)}/{args.slow}, "
+                f"silent {len(silent.open)}/{args.silent}"
+            )
+            slow.close()
+            silent.close()
+            time.sleep(1)
+            print(f"\n== good client tools/call p50 over {args.calls} calls")
+            alone = p50_ms(port, args.calls)
+            attack = Slow(port, 50)
+            time.sleep(1)
+            under = p50_ms(port, args.calls)
+            attack.close()
+            print(f"alone {alone:.2f} ms, with 50 slow clients {under:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
