@@ -47,16 +47,24 @@ def bad_cases(port: int, limit: float) -> None:
 class Slow:
     """`n` connections that send one header byte every second (or nothing, `silent`)."""
 
-    def __init__(self, port: int, n: int, *, silent: bool = False) -> None:
-        self.socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
-        self.open = set(self.socks)
+    def __init__(self, port: int, n: int, *, silent: bool = False, respawn: bool = False) -> None:
+        self.port = port
         self.silent = silent
+        self.respawn = respawn  # keep n open: replace each one the gateway closes
+        self.socks: list[socket.socket] = []
+        self.open: set[socket.socket] = set()
         self.stop = threading.Event()
-        if not silent:
-            for s in self.socks:
-                s.sendall(HEAD.encode())
+        for _ in range(n):
+            self._connect()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
+
+    def _connect(self) -> None:
+        s = socket.create_connection(("127.0.0.1", self.port))
+        if not self.silent:
+            s.sendall(HEAD.encode())
+        self.socks.append(s)
+        self.open.add(s)
 
     def _run(self) -> None:
         while not self.stop.is_set() and self.open:
@@ -68,6 +76,8 @@ class Slow:
                     data = b""
                 if not data:
                     self.open.discard(s)
+                    if self.respawn:
+                        self._connect()
             if not self.silent:
                 for s in list(self.open):
                     try:
@@ -176,7 +186,7 @@ def main() -> None:
             time.sleep(1)
             print(f"\n== good client tools/call p50 over {args.calls} calls")
             alone = p50_ms(port, args.calls)
-            attack = Slow(port, 50)
+            attack = Slow(port, 50, respawn=True)
             time.sleep(1)
             under = p50_ms(port, args.calls)
             attack.close()
