@@ -21,6 +21,21 @@ _PARTIAL_LINE = re.compile(rb"[\x20-\x7e]*")  # what a request line may hold bef
 _TOKEN_PREFIX = re.compile(_TOKEN)
 _HEADER = re.compile(rb"(" + _TOKEN + rb"):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*")
 _DIGITS = re.compile(rb"[0-9]{1,19}")
+_VALUE = rb"[\t\x20-\x7e\x80-\xff]*"
+# A whole honest head in one match (the common case: checked in C, then only its framing
+# headers are looked at); anything else takes the slow path, which says what is wrong.
+_WHOLE = re.compile(
+    rb"(?:\r?\n)?"
+    + _TOKEN
+    + rb" [\x21-\x7e]+ HTTP/1\.[01]\r?\n(?:"
+    + _TOKEN
+    + rb":"
+    + _VALUE
+    + rb"\r?\n)*\r?\n"
+)
+_FRAMING_LINE = re.compile(
+    rb"^(content-length|transfer-encoding):(" + _VALUE + rb")\r?$", re.IGNORECASE | re.MULTILINE
+)
 # A Content-Length with more digits than this is not a length but an attack (10^19 - 1 is
 # already far above any body limit, which answers 413 for the rest).
 MAX_LENGTH_DIGITS = 19
@@ -60,6 +75,18 @@ def judge_head(data: bytes, *, blank_before: bool = False) -> Refusal | None:
     """A Refusal if the request head beginning `data` is already malformed, else None (fine,
     or not complete enough to tell). `blank_before`: an empty line came before `data` (a
     client may send one before its request line; a second one is an empty request)."""
+    if _WHOLE.fullmatch(data) and not (blank_before and data[:1] in (b"\r", b"\n")):
+        low = data.lower()
+        length = low.find(b"\ncontent-length:")
+        if b"\ntransfer-encoding:" not in low:
+            if length < 0:
+                return None
+            if low.find(b"\ncontent-length:", length + 16) < 0:
+                value = data[length + 16 : data.find(b"\n", length + 16)].strip(b" \t\r")
+                if value.isdigit() and len(value) <= MAX_LENGTH_DIGITS:
+                    return None  # one plain length: the common case
+        found = _FRAMING_LINE.findall(data)
+        return _framing(found, b" HTTP/1.0\r\n" in data or b" HTTP/1.0\n" in data)
     data, blank = _strip_blank(data)
     if blank and blank_before:
         return _bad(_EMPTY)
@@ -81,7 +108,8 @@ def judge_head(data: bytes, *, blank_before: bool = False) -> Refusal | None:
         if b"\r" in rest.rstrip(b"\r"):
             return _bad("A header line holds a bare carriage return; end lines with CRLF.")
         return None
-    return _framing(lines)
+    pairs = [(n, v) for n, _, v in (line.partition(b":") for line in lines[1:])]
+    return _framing(pairs, lines[0].endswith(b"HTTP/1.0"))
 
 
 _EMPTY = "The request is empty: send an HTTP/1.1 request line and headers."
@@ -131,11 +159,11 @@ def _header_line(line: bytes) -> Refusal | None:
     return None
 
 
-def _framing(lines: list[bytes]) -> Refusal | None:
+def _framing(headers: list[tuple[bytes, bytes]], http10: bool) -> Refusal | None:
+    """The body framing the headers (name, value) give, judged."""
     lengths: list[bytes] = []
     codings: list[bytes] = []
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
+    for name, value in headers:
         key = name.lower()
         if key == b"content-length":
             lengths += [v.strip(b" \t") for v in value.split(b",")]
@@ -157,7 +185,7 @@ def _framing(lines: list[bytes]) -> Refusal | None:
         if len({int(v) for v in lengths}) > 1:
             return _bad("The request has differing Content-Length values; send exactly one.")
     if codings:
-        if lines[0].endswith(b"HTTP/1.0"):
+        if http10:
             return _bad("An HTTP/1.0 request cannot use Transfer-Encoding; send Content-Length.")
         if codings != [b"chunked"]:
             return _bad(
