@@ -9,7 +9,8 @@ then:
 2. `--slow` connections that send one header byte per second and `--silent` that send
    nothing: how many are still open after `--hold` seconds;
 3. a good keep-alive client's `tools/call` p50 over `--calls` calls, alone and while 50 slow
-   clients trickle their heads.
+   clients trickle their heads (each one the gateway closes is replaced at once);
+4. what judging one honest request head costs (lockgate.net.framing).
 
     uv run python bench/hostile_clients.py [--limit 15] [--hold 30] [--gateway 'key = value' ...]
 """
@@ -25,11 +26,13 @@ import sys
 import tempfile
 import threading
 import time
+import timeit
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from lockgate.net.framing import judge_head
 from tests.support.gateway import profile_text, running_gateway
 from tests.support.hostile import CALL, CASES, HEAD, probe
 
@@ -155,6 +158,16 @@ def p50_ms(port: int, calls: int) -> float:
     return statistics.median(times)
 
 
+def judge_us() -> float:
+    """What judging one honest request head costs (lockgate.net.framing), in µs."""
+    head = (
+        HEAD + "Accept: application/json, text/event-stream\r\nMcp-Session-Id: 7f6c2a9e0b0d\r\n"
+        f"Mcp-Protocol-Version: 2025-06-18\r\nContent-Length: {len(CALL)}\r\n\r\n"
+    ).encode()
+    n = 20_000
+    return timeit.timeit(lambda: judge_head(head), number=n) / n * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--limit", type=float, default=15.0, help="seconds per bad case")
@@ -191,6 +204,7 @@ def main() -> None:
             under = p50_ms(port, args.calls)
             attack.close()
             print(f"alone {alone:.2f} ms, with 50 slow clients {under:.2f} ms")
+    print(f"\n== judging one honest request head: {judge_us():.1f} µs")
 
 
 if __name__ == "__main__":
