@@ -67,9 +67,6 @@ class Limits:
 
 limits = Limits()
 _open = [0]  # client connections being served now
-# Peers whose HTTP/1 layer has started. mitmproxy picks a connection's layer only once its
-# first bytes arrive (they might be a TLS hello), so a silent one is watched from outside.
-_heard: set[Any] = set()
 
 _original_handle_event = _http1.Http1Connection._handle_event
 _original_handle_stream = mode_servers.ServerInstance.handle_stream
@@ -131,7 +128,6 @@ def _watch(layer: Any) -> _Watch:
     w: _Watch | None = layer.__dict__.get("_lockgate_watch")
     if w is None:
         w = layer._lockgate_watch = _Watch()
-        _heard.add(layer.conn.peername)
     return w
 
 
@@ -308,12 +304,12 @@ async def _capped_handle_stream(self: Any, reader: Any, writer: Any = None) -> N
         await _turn_away(reader, writer if writer is not None else reader)
         return
     _open[0] += 1
-    peer = (writer if writer is not None else reader).get_extra_info("peername")
+    heard = _listen(reader)
     try:
         served = asyncio.ensure_future(_original_handle_stream(self, reader, writer))
         try:
             done, _ = await asyncio.wait({served}, timeout=limits.head_timeout)
-            if not done and peer not in _heard:
+            if not done and not heard[0]:
                 _silenced(writer if writer is not None else reader)
             await served
         except asyncio.CancelledError:
@@ -321,7 +317,25 @@ async def _capped_handle_stream(self: Any, reader: Any, writer: Any = None) -> N
             raise
     finally:
         _open[0] -= 1
-        _heard.discard(peer)
+
+
+def _listen(reader: Any) -> list[bool]:
+    """A flag that turns True once the client has sent a byte. mitmproxy picks a
+    connection's layers only once its first bytes arrive (they might be a TLS hello), so a
+    silent connection is watched here, from outside the layers."""
+    heard = [not isinstance(reader, asyncio.StreamReader)]  # other streams: not watched
+    if not heard[0]:
+        read = reader.read
+
+        async def reading(n: int = -1) -> bytes:
+            data = await read(n)
+            if data and not heard[0]:
+                heard[0] = True
+                reader.read = read  # the flag is up: back to the plain read
+            return data
+
+        reader.read = reading
+    return heard
 
 
 def open_connections() -> int:
