@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -54,6 +55,9 @@ CHUNKED_SENTENCE = (
     "CRLF); send valid chunked encoding or a Content-Length."
 )
 JUDGE_FAILED = "The gateway could not judge this request's head; send it again."
+MAX_REQUEST_LINE = 8192
+TOO_LONG_LINE = f"The request line is longer than {MAX_REQUEST_LINE} bytes; send a shorter URL."
+_HEAD_END = re.compile(rb"\n\r?\n")  # where h11 ends a head
 
 Commands = Generator[commands.Command, Any, None]
 
@@ -69,6 +73,7 @@ limits = Limits()
 _open = [0]  # client connections being served now
 
 _original_handle_event = _http1.Http1Connection._handle_event
+_inner_read_headers: list[Any] = [None]  # wire.py's bounded read_headers, at install
 _original_handle_stream = mode_servers.ServerInstance.handle_stream
 
 
@@ -80,7 +85,17 @@ class _Deadline(commands.RequestWakeup):
 class _Watch:
     """One client connection's phase and deadline (kept on its Http1Server)."""
 
-    __slots__ = ("blank", "deadline", "due", "got", "pending", "phase")
+    __slots__ = (
+        "blank",
+        "deadline",
+        "due",
+        "got",
+        "line_ok",
+        "pending",
+        "phase",
+        "searched",
+        "stream",
+    )
 
     def __init__(self) -> None:
         self.phase: str | None = None  # "head", "body", "linger" or None (nothing to watch)
@@ -89,6 +104,9 @@ class _Watch:
         self.due = 0.0  # when the pending wakeup fires
         self.got = False  # a byte of the current request's head arrived
         self.blank = False  # an empty line came before this head (mitmproxy drops one)
+        self.stream = -1  # the request (stream id) the three below are about
+        self.line_ok = False  # its request line is whole and good
+        self.searched = 0  # how far its head's end was looked for
 
 
 def client_answer(status: int, sentence: str, headers: dict[str, str] | None = None) -> bytes:
@@ -181,19 +199,43 @@ def _on_wakeup(layer: Any, w: _Watch) -> Commands:
         )
 
 
-def _judge(layer: Any, w: _Watch, data: bytes) -> str | None:
-    """The sentence to refuse this head with, or None (fine so far)."""
-    if len(layer.buf) > JUDGED_HEAD_BYTES:
+def _judge(layer: Any, w: _Watch) -> tuple[int, str] | None:
+    """The status and sentence to refuse the head in `layer.buf` with, or None (fine so far).
+
+    Bounded work per piece received, however the head is cut: the request line is judged
+    (within its first MAX_REQUEST_LINE bytes) until it is whole, then only the new bytes are
+    searched for the head's end, and the whole head is judged once, when it ends."""
+    if w.stream != layer.stream_id:  # a new request on this connection
+        w.stream, w.line_ok, w.searched, w.blank = layer.stream_id, False, 0, False
+    data: bytearray = layer.buf._data  # h11's ReceiveBuffer: no copy of what is buffered
+    if len(data) > JUDGED_HEAD_BYTES:
+        return None  # wire.py answers 431
+    end = _HEAD_END.search(data, max(w.searched - 2, 0))
+    w.searched = len(data)
+    if end is not None:  # the head is whole: judged once
+        refusal = judge_head(bytes(data[: end.end()]), blank_before=w.blank)
+    elif w.line_ok:
         return None
-    pending = bytes(layer.buf) + data if layer.buf else data
-    end = pending.find(b"\r\n\r\n", 0, JUDGED_HEAD_BYTES)
-    head = pending[: end + 4] if end >= 0 else pending[:JUDGED_HEAD_BYTES]
-    refusal = judge_head(head, blank_before=w.blank)
+    else:
+        first = bytes(data[: MAX_REQUEST_LINE + 4])
+        refusal = judge_head(first, blank_before=w.blank)
+        if refusal is None:
+            if b"\n" in first.lstrip(b"\r\n"):
+                w.line_ok = True
+            elif len(data) > MAX_REQUEST_LINE:
+                return 414, TOO_LONG_LINE
     if refusal is not None:
-        return refusal.sentence
-    if head[:1] == b"\n" or head[:2] == b"\r\n":
-        w.blank = True  # mitmproxy drops it; a second one is an empty request
-    w.got = w.got or bool(head.strip(b"\r\n"))
+        return refusal.status, refusal.sentence
+    blank = 2 if data[:2] == b"\r\n" else 1 if data[:1] == b"\n" else 0
+    if blank:
+        # mitmproxy drops one leading empty line, then waits for more bytes: drop it here, so
+        # that a request in the same piece is read now.
+        w.blank = True
+        rest = bytes(data[blank:])
+        layer.buf = ReceiveBuffer()
+        layer.buf += rest
+        w.searched = max(w.searched - blank, 0)
+    w.got = w.got or bool(layer.buf)
     return None
 
 
@@ -205,6 +247,22 @@ def _is_chunk_error(cmd: commands.Command) -> bool:
     )
 
 
+def _judged_read_headers(self: Any, event: events.Event) -> Commands:
+    """Judge the head in the buffer before mitmproxy parses it (for a request that follows
+    another one in the same piece too: mitmproxy calls this directly then)."""
+    if isinstance(event, events.DataReceived):
+        w = _watch(self)
+        try:
+            verdict = _judge(self, w)
+        except Exception:  # fail closed: an unjudged head is not served
+            log.exception("judging a request head failed")
+            verdict = 400, JUDGE_FAILED
+        if verdict is not None:
+            yield from _refuse(self, w, *verdict)
+            return
+    yield from _inner_read_headers[0](self, event)
+
+
 def _watched_handle_event(self: Any, event: events.Event) -> Commands:
     w = _watch(self)
     if isinstance(event, events.Wakeup) and isinstance(event.command, _Deadline):
@@ -214,15 +272,6 @@ def _watched_handle_event(self: Any, event: events.Event) -> Commands:
         return
     if w.phase == "linger" and isinstance(event, events.DataReceived):
         return  # dropped: the answer is sent, the connection closes at the deadline
-    if isinstance(event, events.DataReceived) and self.state == self.read_headers:
-        try:
-            sentence = _judge(self, w, event.data)
-        except Exception:  # fail closed: an unjudged head is not served
-            log.exception("judging a request head failed")
-            sentence = JUDGE_FAILED
-        if sentence is not None:
-            yield from _refuse(self, w, 400, sentence)
-            return
     # mitmproxy closes on a bad chunked body without an answer, and closes at once after
     # its own 400/413/431: the close waits for the next command, which tells which it was,
     # and becomes a lingering one after an answer.
@@ -350,5 +399,9 @@ def install_client_guards(
     limits.head_timeout = head_timeout
     limits.idle_timeout = idle_timeout
     limits.max_connections = max_connections
+    current = _http1.Http1Server.read_headers
+    if current is not _judged_read_headers:
+        _inner_read_headers[0] = current
+    _http1.Http1Server.read_headers = _judged_read_headers  # type: ignore[method-assign]
     _http1.Http1Server._handle_event = _watched_handle_event  # type: ignore[method-assign]
     mode_servers.ServerInstance.handle_stream = _capped_handle_stream  # type: ignore[method-assign]

@@ -158,3 +158,24 @@ def test_every_head_the_judge_passes_mitmproxy_parses(head: bytes) -> None:
     out = conn.data(head)
     assert status(out) is None, sent(out)
     assert received(out, RequestHeaders)
+
+
+def test_an_honest_head_sent_byte_by_byte_is_parsed(clock: Clock) -> None:
+    conn = Conn()
+    head = HEAD + b"Content-Length: 2\r\n\r\n"
+    outs = [conn.data(head[i : i + 1]) for i in range(len(head))]
+    assert all(status(out) is None for out in outs)
+    assert received(outs[-1], RequestHeaders)
+
+
+def test_a_request_line_that_never_ends_gets_414(clock: Clock) -> None:
+    conn = Conn()
+    assert status(conn.data(b"GET /" + b"a" * 4000)) is None
+    out = conn.data(b"a" * (client_wire.MAX_REQUEST_LINE - 4000))
+    assert status(out) == 414 and b"request line" in sent(out)
+
+
+def test_one_empty_line_before_a_request_in_the_same_piece_is_dropped(clock: Clock) -> None:
+    conn = Conn()
+    out = conn.data(b"\r\n" + HEAD + b"Content-Length: 0\r\n\r\n")
+    assert status(out) is None and received(out, RequestHeaders)  # read now, not later

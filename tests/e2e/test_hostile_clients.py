@@ -157,6 +157,15 @@ def test_a_kept_alive_connection_left_idle_is_closed_quietly(env: Env) -> None:
         assert DEADLINE - 0.2 < time.monotonic() - start < DEADLINE + 2.0
 
 
+def test_a_bad_request_behind_a_good_one_in_the_same_piece_is_judged_too(clean: Env) -> None:
+    good = (HEAD + f"Content-Length: {len(CALL)}\r\n\r\n").encode() + CALL
+    seen = clean.probe(Case("pipelined", good + b"GET /mcp/open\r\n"))
+    assert seen.raw.startswith(b"HTTP/1.1 200"), seen.raw[:200]
+    assert b"HTTP/1.1 400 " in seen.raw and b"HTTP/0.9" in seen.raw, seen.raw[-300:]
+    assert seen.closed is not None and seen.closed < AT_ONCE
+    clean.rec.clear()  # the good one reached the upstream, as it should
+
+
 def _p50(url: str, calls: int) -> float:
     times = []
     with httpx.Client(timeout=10) as client:
