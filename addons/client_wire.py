@@ -6,8 +6,8 @@ reaches (a hook runs only once a request head has been parsed).
 - Framing: each piece of a request head is judged as it arrives (lockgate.net.framing) and a
   malformed one (HTTP/0.9, a garbage or empty request line, Content-Length with
   Transfer-Encoding, differing or non-numeric lengths, an unknown transfer coding, a bad
-  header line) is answered 400 at once; a malformed chunked body too (mitmproxy closes
-  without a word).
+  header line) is answered 400 at once, a request line over MAX_REQUEST_LINE bytes 414; a
+  malformed chunked body too (mitmproxy closes without a word).
 - Deadlines: a request head must arrive whole within `gateway.client_head_timeout` seconds
   (408), and a request body may pause at most `gateway.client_idle_timeout` seconds (408). A
   kept-alive connection idle that long between two requests is closed without an answer

@@ -13,12 +13,14 @@ then:
 4. what judging one honest request head costs (lockgate.net.framing).
 
     uv run python bench/hostile_clients.py [--limit 15] [--hold 30] [--gateway 'key = value' ...]
+    uv run python bench/hostile_clients.py --ab   # p50 and CPU per call, guards on vs off
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import os
 import select
 import socket
 import statistics
@@ -168,6 +170,44 @@ def judge_us() -> float:
     return timeit.timeit(lambda: judge_head(head), number=n) / n * 1e6
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# Loaded by the second gateway of --ab (PYTHONPATH): the guards are never installed.
+NO_GUARDS = (
+    "import lockgate.addons.client_wire as cw\ncw.install_client_guards = lambda *a, **k: None\n"
+)
+
+
+def ab(rounds: int = 8, calls: int = 200) -> None:
+    """The same profile twice, with and without addons/client_wire.py, in interleaved rounds."""
+    up = FastUpstream()
+    profile = profile_text({"up": up.url}, {"open": "up"})
+    env = {"LOCKGATE_AUDIT_KEY_SOURCE": "memory"}
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        (Path(b) / "sitecustomize.py").write_text(NO_GUARDS, encoding="utf-8")
+        with (
+            running_gateway(profile, Path(a), env=env) as guarded,
+            running_gateway(profile, Path(b) / "gw", env={**env, "PYTHONPATH": b}) as bare,
+        ):
+            p50s: dict[str, list[float]] = {"guards": [], "no guards": []}
+            cpu: dict[str, list[float]] = {"guards": [], "no guards": []}
+            pair = [("guards", guarded), ("no guards", bare)]
+            for i in range(rounds):
+                for name, gw in pair if i % 2 == 0 else pair[::-1]:
+                    port = int(gw.base_url.rsplit(":", 1)[1])
+                    before = cpu_seconds(gw.proc.pid)
+                    p50s[name].append(p50_ms(port, calls))
+                    cpu[name].append((cpu_seconds(gw.proc.pid) - before) / (calls + 20) * 1e3)
+    for name in p50s:
+        print(
+            f"{name:>9}: p50 {statistics.median(p50s[name]):.2f} ms (median of {rounds} rounds), "
+            f"CPU {statistics.median(cpu[name]):.2f} ms per call"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--limit", type=float, default=15.0, help="seconds per bad case")
@@ -176,7 +216,11 @@ def main() -> None:
     parser.add_argument("--silent", type=int, default=20)
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--gateway", action="append", default=[], help="a [gateway] line")
+    parser.add_argument("--ab", action="store_true", help="only: guards on vs off, side by side")
     args = parser.parse_args()
+    if args.ab:
+        ab()
+        return
     with tempfile.TemporaryDirectory() as tmp:
         up = FastUpstream()
         extra = "[gateway]\n" + "\n".join(args.gateway) + "\n" if args.gateway else ""
