@@ -18,7 +18,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from mitmproxy import http
+from mitmproxy import ctx, http
 
 from lockgate.audit.events import Outcome
 from lockgate.errors import StoreUnwritable
@@ -48,6 +48,35 @@ def state(flow: http.HTTPFlow) -> FlowState:
         st = FlowState()
         flow.metadata[STATE_KEY] = st
     return st
+
+
+def close_upstream(flow: http.HTTPFlow, why: str) -> None:
+    """Drop the flow's upstream connection (or stop its connecting): mitmproxy then fails
+    the exchange as if the upstream had gone, and the hooks of that failure answer it."""
+    proxyserver = ctx.master.addons.get("proxyserver")
+    handler = proxyserver.connections.get(flow.client_conn.id) if proxyserver else None
+    if handler is None:
+        return
+    io = handler.transports.get(flow.server_conn)
+    if io is None:
+        # Still connecting: the flow gets its connection only once it is open. One client
+        # connection carries one HTTP/1 exchange at a time, so the one being opened to the
+        # flow's upstream is this flow's.
+        address = (flow.request.host, flow.request.port)
+        io = next(
+            (
+                io
+                for conn, io in handler.transports.items()
+                if conn.address == address and io.writer is None and io.handler is not None
+            ),
+            None,
+        )
+    if io is None:
+        return
+    if io.writer is not None:
+        io.writer.close()
+    elif io.handler is not None:
+        io.handler.cancel(why)
 
 
 def pending_route(flow: http.HTTPFlow) -> Route | None:

@@ -83,6 +83,10 @@ class Audit:
             return
         st.observers.append(lambda obj: self._on_upstream_message(flow, st, obj))
         forwarded = flow.response is None  # no addon before this one answered it
+        if forwarded:
+            # Nothing goes upstream while its events could not be written (a full disk):
+            # the wrapper answers 503 with the log's sentence.
+            self._open().check_ready()
         for m in st.messages:
             if m.kind == "request":
                 if forwarded and m.method == "tools/call":

@@ -18,7 +18,15 @@ from collections.abc import Iterator
 
 from mitmproxy import http
 
-from lockgate.addons._flow import answer_rpc_error, guarded, pending_route, refuse_scope, state
+from lockgate.addons._flow import (
+    answer,
+    answer_rpc_error,
+    close_upstream,
+    guarded,
+    pending_route,
+    refuse_scope,
+    state,
+)
 from lockgate.errors import StoreUnwritable
 from lockgate.mcp import jsonrpc, shape
 from lockgate.mcp.exchange import (
@@ -29,9 +37,10 @@ from lockgate.mcp.exchange import (
     process_message,
     refused_event,
     rewrite_event,
+    stream_errors,
     view_of,
 )
-from lockgate.mcp.sse import SseEvent, SseRewriter
+from lockgate.mcp.sse import SseEvent, SseRewriter, StreamBroken
 from lockgate.policy.access import denial_message, missing_scopes
 
 logger = logging.getLogger("lockgate")
@@ -85,13 +94,12 @@ class Capabilities:
                 if isinstance(e, jsonrpc.InvalidJson)
                 else jsonrpc.INVALID_REQUEST
             )
-            answer_rpc_error(
-                flow,
-                400,
-                code,
-                f"The request body is not a valid JSON-RPC message: {e}",
-                outcome="denied",
+            message = f"The request body is not a valid JSON-RPC message: {e}"
+            rid = (
+                None if code == jsonrpc.PARSE_ERROR else jsonrpc.readable_id(req.raw_content or b"")
             )
+            body = jsonrpc.error_response(rid, code, message)
+            answer(flow, 400, body, outcome="denied", reason=message)
             return
         st.messages = messages
         refusal = shape.check_body(
@@ -214,7 +222,10 @@ class Capabilities:
                 del headers["content-length"]
                 headers["transfer-encoding"] = "chunked"
             flow.response.stream = SseRewriter(
-                lambda ev: _rewrite_or_refuse(st, ev), on_error=lambda e: _stream_failed(flow, e)
+                lambda ev: _rewrite_or_refuse(st, ev),
+                on_error=lambda e: _stream_failed(flow, e),
+                max_event=st.route.limits.max_answer_bytes,
+                on_end=lambda why: _stream_broke(flow, why),
             )
 
     @guarded
@@ -314,6 +325,14 @@ def _rewrite_or_refuse(st: FlowState, ev: SseEvent) -> SseEvent | None:
         logger.error("lockgate: %s; an event of the upstream's stream was refused", e)
         st.outcome, st.reason = "error", e.message
         return refused_event(ev, str(e))
+
+
+def _stream_broke(flow: http.HTTPFlow, why: StreamBroken) -> bytes:
+    """The upstream's stream can go on no longer: its open requests get errors, and the
+    upstream is let go (the wire ends the client's stream cleanly once it is gone)."""
+    logger.error("lockgate: an upstream event stream was ended: it %s", why.what)
+    close_upstream(flow, why.what)
+    return stream_errors(state(flow), why)
 
 
 def _stream_failed(flow: http.HTTPFlow, exc: BaseException) -> None:

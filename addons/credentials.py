@@ -226,8 +226,7 @@ class Credentials:
             # What the proxy path trusts: the profile's CA alone when set, next to the profile.
             verify = upstream_verify(profile.gateway.upstream_ca, Path(profile.source))
             route = state(flow).route
-            per_upstream = route.upstream.config.timeout if route is not None else None
-            timeout = per_upstream or profile.gateway.upstream_timeout
+            timeout = route.limits.first_byte if route else profile.gateway.upstream_timeout
         async with (
             httpx.AsyncClient(
                 trust_env=False, verify=verify, timeout=timeout, follow_redirects=False

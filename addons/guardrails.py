@@ -130,14 +130,13 @@ class Guardrails:
         profile = self.config.profile
         if route is None or profile is None:
             raise RuntimeError("a guarded flow has no route or profile")
-        timeout = route.upstream.config.timeout or profile.gateway.upstream_timeout
         try:
             tools = await fetch_tools(
                 route.upstream.url,
                 flow.request.headers,
                 auth,
                 verify=upstream_verify(profile.gateway.upstream_ca, Path(profile.source)),
-                timeout=timeout,
+                timeout=route.limits.first_byte,
                 envelope=_envelope(st),
             )
         except (ListingFailed, httpx.HTTPError, ValueError) as e:

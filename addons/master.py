@@ -24,6 +24,7 @@ from lockgate.addons.audit import Audit
 from lockgate.addons.client_wire import install_client_guards
 from lockgate.addons.config import Config
 from lockgate.addons.oauth import OAuthServer
+from lockgate.addons.streams import install_stream_ends
 from lockgate.addons.wire import install_error_pages
 from lockgate.audit import log as audit_core
 from lockgate.authserver.keys import default_key_source, load_or_create_signing_key
@@ -118,6 +119,7 @@ class Gateway:
         install_error_pages(self.profile.gateway.max_response_bytes)
         gw = self.profile.gateway
         install_client_guards(gw.client_head_timeout, gw.client_idle_timeout, gw.max_connections)
+        install_stream_ends()
         host, port = split_listen(self.listen)
         provider: Provider | None = None
         identity = self.profile.identity

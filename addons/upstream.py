@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
-from mitmproxy import ctx, http
+from mitmproxy import http
 
 from lockgate.addons._flow import (
+    close_upstream,
     failed_flow,
     guarded,
     pending_route,
@@ -22,8 +24,9 @@ from lockgate.addons._flow import (
     state,
 )
 from lockgate.mcp import jsonrpc
+from lockgate.mcp.exchange import open_request_ids
+from lockgate.mcp.sse import SseRewriter, StreamBroken
 from lockgate.policy.gateway import GatewayConfig
-from lockgate.policy.routes import Route
 from lockgate.upstream import answers
 
 logger = logging.getLogger("lockgate")
@@ -33,10 +36,8 @@ logger = logging.getLogger("lockgate")
 UPSTREAM_ONLY_HEADERS = ("set-cookie", "set-cookie2", "www-authenticate", "proxy-authenticate")
 
 
-def _timeout_of(route: Route) -> float:
-    """Seconds the upstream may take to start its answer: its own timeout, else the gateway's."""
-    per_upstream = route.upstream.config.timeout
-    return per_upstream if per_upstream is not None else route.default_timeout
+def _secs(seconds: float) -> str:
+    return "1 second" if seconds == 1 else f"{seconds:g} seconds"
 
 
 def _errors_for_requests(flow: http.HTTPFlow, text: str, data: dict[str, object]) -> bytes:
@@ -55,8 +56,10 @@ class Upstream:
         route = pending_route(flow)
         if route is None:
             return
-        handle = asyncio.get_running_loop().call_later(_timeout_of(route), self._expire, flow)
-        state(flow).timer = handle
+        st, limits = state(flow), route.limits
+        st.deadline = time.monotonic() + limits.first_byte
+        first = min(limits.connect, limits.first_byte)
+        st.timer = asyncio.get_running_loop().call_later(first, self._tick, flow)
 
     @guarded
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -81,9 +84,13 @@ class Upstream:
         )
         if failed is not None:
             self._refuse_failure(flow, failed)
+        elif isinstance(resp.stream, SseRewriter):
+            idle = st.route.limits.idle
+            st.timer = asyncio.get_running_loop().call_later(idle, self._watch_stream, flow)
 
     @guarded
     def response(self, flow: http.HTTPFlow) -> None:
+        self._cancel(flow)
         st = state(flow)
         if st.local or st.route is None or flow.response is None:
             return
@@ -171,25 +178,55 @@ class Upstream:
         if handle is not None:
             handle.cancel()
 
-    def _expire(self, flow: http.HTTPFlow) -> None:
-        state(flow).timer = None
-        if flow.response is not None or not flow.live:
-            return
+    def _tick(self, flow: http.HTTPFlow) -> None:
+        """The connect deadline, then the first-byte one: one timer per exchange."""
         st = state(flow)
-        st.timed_out = (
-            f"did not answer within {_timeout_of(st.route)} seconds; try again, or raise "
-            "its timeout in the profile"
-            if st.route is not None
-            else "did not answer in time"
-        )
+        st.timer = None
+        if flow.response is not None or not flow.live or st.route is None:
+            return
+        limits = st.route.limits
+        left = st.deadline - time.monotonic()
+        if flow.server_conn.timestamp_tcp_setup is None and left > 0:
+            self._give_up(
+                flow,
+                f"could not be connected to within {_secs(min(limits.connect, limits.first_byte))}"
+                "; check that it "
+                "is running and reachable, or raise its connect_timeout in the profile",
+            )
+        elif left > 0:
+            st.timer = asyncio.get_running_loop().call_later(left, self._tick, flow)
+        else:
+            self._give_up(
+                flow,
+                f"did not answer within {_secs(limits.first_byte)}; try again, or raise "
+                "its timeout in the profile",
+            )
+
+    @staticmethod
+    def _give_up(flow: http.HTTPFlow, what: str) -> None:
+        st = state(flow)
+        st.timed_out = what
         st.outcome = "upstream_error"
         st.reason = "upstream timed out"
-        proxyserver = ctx.master.addons.get("proxyserver")
-        handler = proxyserver.connections.get(flow.client_conn.id) if proxyserver else None
-        io = handler.transports.get(flow.server_conn) if handler is not None else None
-        if io is None:
+        close_upstream(flow, "upstream timed out")
+
+    def _watch_stream(self, flow: http.HTTPFlow) -> None:
+        """While a request waits on the upstream's event stream, silence is bounded: past
+        its idle timeout the stream is closed, and its open requests get errors."""
+        st = state(flow)
+        st.timer = None
+        stream = flow.response.stream if flow.response is not None else None
+        if not flow.live or st.route is None or not isinstance(stream, SseRewriter):
             return
-        if io.writer is not None:
-            io.writer.close()
-        elif io.handler is not None:
-            io.handler.cancel("upstream timed out")
+        if stream.ended or not open_request_ids(st):
+            return
+        idle = st.route.limits.idle
+        left = stream.last_data + idle - time.monotonic()
+        if left > 0:
+            st.timer = asyncio.get_running_loop().call_later(left, self._watch_stream, flow)
+            return
+        st.broken = StreamBroken(
+            f"sent nothing on its event stream for {_secs(idle)} while a request waited",
+            "try again, or raise its idle_timeout in the profile",
+        )
+        close_upstream(flow, "upstream stream idle")

@@ -38,6 +38,9 @@ _original_check_body_size = http_layer.HttpStream.check_body_size
 _original_read_body = _http1.Http1Connection.read_body
 _original_read_headers = _http1.Http1Server.read_headers
 
+# Body pieces already received are handed on together up to this size (see _NoTrailers).
+COALESCE_BYTES = 256 * 1024
+
 # A request head that has not ended within this many bytes is refused with a 431 (Guard
 # refuses complete heads over 64 KiB with a precise message; this catches heads that never end).
 MAX_HEAD_BYTES = 80 * 1024
@@ -155,20 +158,40 @@ def _requests_only(self: Any, request: bool) -> Generator[Any, Any, bool]:
 
 
 class _NoTrailers:
-    """An h11 body reader that drops chunked trailers.
+    """An h11 body reader that drops chunked trailers and hands on all the body a read
+    brought as one piece.
 
     mitmproxy's HTTP/1 layer raises NotImplementedError on trailers and the exchange hangs
     until the client gives up; no MCP message uses them, so the body goes on without them.
+    h11 yields each chunk as its own event, and mitmproxy passes each through its layers
+    (the stream rewriter included): an upstream writing one byte per chunk cost the whole
+    pipeline once per byte. The chunks already in the buffer now go on together.
     """
 
     def __init__(self, reader: Any) -> None:
         self.reader = reader
+        self.pending: Any = None  # the event after a run of data, handed on next
 
     def __call__(self, buf: Any) -> Any:
-        event = self.reader(buf)
-        if isinstance(event, h11.EndOfMessage) and event.headers:
-            return h11.EndOfMessage()
-        return event
+        if self.pending is not None:
+            event, self.pending = self.pending, None
+            return event
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            event = self.reader(buf)
+            if isinstance(event, h11.Data):
+                parts.append(bytes(event.data))
+                size += len(event.data)
+                if size < COALESCE_BYTES:
+                    continue
+                event = None
+            if isinstance(event, h11.EndOfMessage) and event.headers:
+                event = h11.EndOfMessage()
+            if not parts:
+                return event
+            self.pending = event
+            return h11.Data(data=parts[0] if len(parts) == 1 else b"".join(parts))
 
     def read_eof(self) -> Any:
         return self.reader.read_eof()

@@ -5,6 +5,8 @@
                                             #   plus `stamped_count` (see below)
     python bench/upstream.py many-json      # 2,000 tools (build_many_tools_app), JSON responses
 
+    python bench/upstream.py notes-json --count   # and GET /count: POSTs received so far
+
 Prints `bench upstream listening on http://127.0.0.1:PORT/mcp` once bound.
 
 `stamped_count` is `slow_count` with one change: each progress message is the upstream's
@@ -56,18 +58,42 @@ def make_app(kind: str):  # type: ignore[no-untyped-def]
     raise SystemExit(f"unknown upstream kind {kind!r}")
 
 
-async def serve(kind: str, port: int) -> None:
+def counted(app: Any) -> Any:
+    """`app`, counting the POSTs it receives; `GET /count` answers how many so far (what
+    bench/bad_requests.py reads to tell a request the gateway stopped from one it let by)."""
+    posts = 0
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal posts
+        if scope["type"] == "http" and scope["path"] == "/count":
+            body = str(posts).encode()
+            headers = [(b"content-type", b"application/json")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        if scope["type"] == "http" and scope["method"] == "POST":
+            posts += 1
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+async def serve(kind: str, port: int, count: bool = False) -> None:
+    app = make_app(kind)
     # interleaved rounds leave connections idle: keep them open
-    await serve_foreground(make_app(kind), port, label="bench upstream", timeout_keep_alive=600)
+    await serve_foreground(
+        counted(app) if count else app, port, label="bench upstream", timeout_keep_alive=600
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("kind", choices=["notes-json", "notes-sse", "many-json"])
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--count", action="store_true", help="count POSTs, GET /count")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.kind, args.port))
+        asyncio.run(serve(args.kind, args.port, args.count))
     return 0
 
 

@@ -357,6 +357,15 @@ def _enqueue(queued: Path, data: bytes) -> None:
             os.close(fd)  # and with it the flock
 
 
+# Written before the next exchange once the log can be written again after a failed write:
+# events of the exchanges refused in between are missing, and this says so (and why).
+AUDIT_RESUMED = "audit.resumed"
+
+# Below this much free space on the log's disk, exchanges are refused before they go
+# upstream (their events need room; a completion event is a few KB at most).
+MIN_FREE_BYTES = 1024 * 1024
+
+
 class AuditLog:
     """Appends hash-chained events to a JSONL file; resumes the chain of an existing file."""
 
@@ -401,7 +410,34 @@ class AuditLog:
         self._checkpoint: _Checkpoint | None = None
         self._draining = False
         self._drained_at = time.monotonic()
+        # The last write's failure, until a write succeeds again (see `check_ready`).
+        self._failed: AuditWriteFailed | None = None
+        self._space_checked = 0.0
         self._drain_pending()
+
+    def check_ready(self) -> None:
+        """Raise AuditWriteFailed when the log could not record what an exchange is about to
+        do: its last write failed and it still cannot write (it tries an `audit.resumed`
+        event, which records the gap when it succeeds), or its disk has less than
+        MIN_FREE_BYTES left (looked up at most once a second). Called before a request goes
+        upstream, so that no request reaches an upstream while its events cannot be written."""
+        failed = self._failed
+        if failed is not None:
+            # The gap in the log is itself recorded; if that cannot be written either, the
+            # write's own (fresh) AuditWriteFailed refuses the exchange.
+            self.append({"event": AUDIT_RESUMED, "reason": failed.message})
+            return
+        now = time.monotonic()
+        if now - self._space_checked < 1.0:
+            return
+        self._space_checked = now
+        try:
+            fs = os.statvfs(self.path.parent)
+        except (OSError, AttributeError):  # no statvfs (Windows): the write itself tells
+            return
+        if fs.f_bavail * fs.f_frsize < MIN_FREE_BYTES:
+            full = OSError(errno.ENOSPC, f"less than {MIN_FREE_BYTES} bytes free")
+            raise AuditWriteFailed.of(self.path, full)
 
     def _check_checkpoint(self) -> None:
         """Refuse to extend a log whose tail was cut: the next line would launder the cut."""
@@ -527,7 +563,8 @@ class AuditLog:
             except OSError as e:
                 if written:  # a partial line is on disk: the next line must start afresh
                     self._needs_newline = data[written - 1 : written] != b"\n"
-                raise AuditWriteFailed.of(self.path, e) from e
+                self._failed = AuditWriteFailed.of(self.path, e)
+                raise self._failed from e
             self._needs_newline = False
             self._seq += 1
             self._prev = digest
@@ -538,7 +575,9 @@ class AuditLog:
                     self._checkpoint = _Checkpoint(self._checkpoints, self._log_id, self._key)
                 self._checkpoint.write(self._seq, digest)
             except OSError as e:  # the line is written; its checkpoint is not: still refuse
-                raise AuditWriteFailed.of(self._checkpoints, e, "audit checkpoint dir") from e
+                self._failed = AuditWriteFailed.of(self._checkpoints, e, "audit checkpoint dir")
+                raise self._failed from e
+            self._failed = None
         record["mac"] = digest
         self._maybe_drain()
         return record

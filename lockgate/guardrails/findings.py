@@ -44,7 +44,7 @@ import orjson
 
 from lockgate.guardrails import exfil, gates, rules, text
 from lockgate.guardrails.confusables import lookalike_name, spoofed_names
-from lockgate.guardrails.superset import compile_union, union_body
+from lockgate.guardrails.superset import compile_union, union_body, yes_no
 from lockgate.guardrails.text import sanitize
 
 __all__ = [
@@ -349,14 +349,14 @@ RESULT_ANY_BODY: Final = "|".join(
         r"\\x",
     )
 )
-_RESULT_ANY: Final = compile_union(RESULT_ANY_BODY, ignore_case=True)
+_RESULT_ANY: Final = yes_no(compile_union(RESULT_ANY_BODY, ignore_case=True))
 
 
 def _nothing_to_find(strings: list[str]) -> bool:
     """True when no rule can match any of these (all ASCII); False means "look"."""
     if not all(s.isascii() for s in strings):
         return False
-    return _RESULT_ANY.search("\x00".join(strings).encode("ascii")) is None
+    return not _RESULT_ANY("\x00".join(strings).encode("ascii"))
 
 
 # --- cached scanning --------------------------------------------------------------------------

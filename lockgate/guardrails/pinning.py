@@ -69,6 +69,10 @@ __all__ = [
 ]
 
 META: Final = "_meta"
+# Distinct tool names the pin store keeps per upstream (pinned, held or seen). An upstream
+# that lists fresh names on every `tools/list` would otherwise grow pins.db and the gateway
+# without end; names past the bound are hidden and their calls refused, nothing of them kept.
+MAX_TOOLS: Final = 10_000
 Mode = Literal["tofu", "approve"]
 # What an observation reports: pinned now, or held (new in approve mode, changed, spoofing).
 Kind = Literal["new", "pending", "changed", "spoofing"]
@@ -306,7 +310,7 @@ def _shell_word(name: str) -> str:
 def refusal_message(
     upstream: str,
     name: str,
-    reason: HoldReason | Literal["unlisted", "duplicate", "unpinnable"],
+    reason: HoldReason | Literal["unlisted", "duplicate", "unpinnable", "too_many"],
     *,
     fields: Iterable[str] = (),
     similar: str | None = None,
@@ -346,6 +350,11 @@ def refusal_message(
         return f"{tool} has a definition too deeply nested to pin, so it is blocked."
     if reason == "duplicate":
         return f"{tool} is listed with more than one definition, so it is blocked."
+    if reason == "too_many":
+        return (
+            f"{tool} is past the {MAX_TOOLS} tools the gateway keeps pins for per upstream, "
+            "so it is blocked: ask the upstream's owner why it lists so many names."
+        )
     return (
         f"{tool} was never listed by the upstream, so its definition cannot be checked: "
         "list the tools first."

@@ -31,6 +31,7 @@ from lockgate.authserver.migrations import migrate
 from lockgate.errors import LockgateError, StoreUnwritable
 from lockgate.guardrails.confusables import confusable_with, skeleton
 from lockgate.guardrails.pinning import (
+    MAX_TOOLS,
     Change,
     Decided,
     Decision,
@@ -120,6 +121,7 @@ class PinStore:
         self._seen: dict[str, dict[str, str]] = {}  # upstream -> name -> the pin last listed
         self._observed: dict[str, int] = {}  # upstream -> how many lists were observed
         self._index: dict[str, dict[str, str]] = {}  # upstream -> skeleton -> pinned name
+        self._over: set[str] = set()  # upstreams that listed more names than MAX_TOOLS
         # upstream -> [(mode, shipped, name -> (pin, decision))], one per way routes pin it
         # (a few at most); reset when the state reloads or this store writes.
         self._verdicts: dict[str, list[tuple[str, dict[str, str], dict[str, Any]]]] = {}
@@ -251,12 +253,23 @@ class PinStore:
             hidden: set[str] = set()
             odd: dict[str, str] = {}
             todo: list[tuple[str, str, Mapping[str, Any]]] = []
+            seen = self._seen.setdefault(upstream, {})
+            pinned, held = self._pins.get(upstream, {}), self._held.get(upstream, {})
+            # What is kept of this upstream is at least the larger of these (bounded by
+            # twice MAX_TOOLS at worst, without building their union on every list).
+            room = MAX_TOOLS - max(len(seen), len(pinned) + len(held))
             for tool in tools:
                 if type(tool) is not dict and not isinstance(tool, Mapping):
                     continue  # not a tool: the list's validator is not ours
                 name = tool.get("name")
                 if type(name) is not str:
                     continue  # nothing can call it
+                if name not in seen and name not in pinned and name not in held:
+                    room -= 1
+                    if room < 0:
+                        hidden.add(name)
+                        self._over.add(upstream)
+                        continue
                 try:
                     pin = pin_of(tool)
                 except ValueError:
@@ -289,7 +302,6 @@ class PinStore:
                 else:
                     hidden.update(n for n, _, _ in todo if cache[n][1].action == "hold")
             self._observed[upstream] = self._observed.get(upstream, 0) + 1
-            seen = self._seen.setdefault(upstream, {})
             seen.update(listed)
             seen.update(odd)
             hidden.update(odd)
@@ -457,6 +469,9 @@ class PinStore:
     ) -> str | None:
         pin = self._seen.get(upstream, {}).get(name)
         if pin is None:
+            known = name in self._pins.get(upstream, {}) or name in self._held.get(upstream, {})
+            if upstream in self._over and not known:
+                return refusal_message(upstream, name, "too_many")
             return refusal_message(upstream, name, "unlisted")
         if pin == _DUP:
             return refusal_message(upstream, name, "duplicate")

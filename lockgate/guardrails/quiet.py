@@ -17,12 +17,14 @@ them), every string value is (a superset of what the walks read).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 import re2
 
 from lockgate.guardrails.findings import RESULT_ANY_BODY
 from lockgate.guardrails.scan import ANCHORS_BODY
+from lockgate.guardrails.superset import yes_no
 
 
 def _compile(body: str) -> Any:
@@ -34,8 +36,8 @@ def _compile(body: str) -> Any:
 
 
 # Up: only redaction reads the client's data. Down: redaction and the result findings.
-UP: Final = _compile(ANCHORS_BODY)
-DOWN: Final = _compile(f"{ANCHORS_BODY}|(?i:{RESULT_ANY_BODY})")
+UP: Final = yes_no(_compile(ANCHORS_BODY))
+DOWN: Final = yes_no(_compile(f"{ANCHORS_BODY}|(?i:{RESULT_ANY_BODY})"))
 
 
 def _strings(node: Any, out: dict[str, None]) -> bool:
@@ -55,12 +57,12 @@ def _strings(node: Any, out: dict[str, None]) -> bool:
     return True
 
 
-def clear(nodes: list[Any], rx: Any) -> bool:
-    """True when no string under ``nodes`` can hold anything ``rx``'s rules look for."""
+def clear(nodes: list[Any], rx: Callable[[bytes], bool]) -> bool:
+    """True when no string under ``nodes`` can hold anything ``rx`` (UP or DOWN) looks for."""
     found: dict[str, None] = {}
     for node in nodes:
         if not _strings(node, found):
             return False
     if not found:
         return True
-    return rx.search("\x00".join(found).encode("ascii")) is None
+    return not rx("\x00".join(found).encode("ascii"))

@@ -18,7 +18,7 @@ from lockgate.audit.events import Outcome
 from lockgate.identity.claims import UserClaims
 from lockgate.mcp import jsonrpc
 from lockgate.mcp.jsonrpc import Message
-from lockgate.mcp.sse import SseEvent
+from lockgate.mcp.sse import SseEvent, StreamBroken, serialize
 from lockgate.mcp.uris import UriError, normalise, normalise_template
 from lockgate.policy.access import Principal, RouteAccess
 from lockgate.policy.routes import Route
@@ -90,6 +90,8 @@ class FlowState:
     injected: InjectedToken | None = None
     # The upstream's answer timer (the upstream addon cancels it at the response headers).
     timer: asyncio.TimerHandle | None = None
+    # When (time.monotonic) the upstream's answer must have begun.
+    deadline: float = 0.0
     # Kind "oidc": the user `lockgate login` signed in (before `/oauth/authorize`), and the
     # user's claims as the provider said them just now (before a refresh_token grant).
     cli_user: UserClaims | None = None
@@ -100,6 +102,11 @@ class FlowState:
     # While a whole JSON body is processed: `jsonrpc.result_key` of it (None for SSE events,
     # batches and other envelopes), so a processor can tell a result it has seen before.
     body_key: bytes | None = None
+    # The request ids an upstream event stream has answered (`answer_key`), so a stream that
+    # breaks ends with an error for each request still open, and only those.
+    answered: set[tuple[bool, object]] = field(default_factory=set)
+    # Why the gateway is closing the upstream's stream (it went idle), for the stream's end.
+    broken: StreamBroken | None = None
 
     def process(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """Run one upstream message through the transforms, then show it to the observers."""
@@ -186,15 +193,64 @@ def process_message(st: FlowState, obj: Any) -> Any:
     return obj
 
 
+def answer_key(rid: object) -> tuple[bool, object]:
+    """An id as JSON-RPC matches it: 1 and true (equal in Python) stay apart."""
+    return (isinstance(rid, bool), rid) if isinstance(rid, (str, int)) else (False, repr(rid))
+
+
+def _note_answers(st: FlowState, obj: Any) -> None:
+    for m in obj if isinstance(obj, list) else (obj,):
+        if isinstance(m, dict) and "method" not in m and ("result" in m or "error" in m):
+            st.answered.add(answer_key(m.get("id")))
+
+
+def open_request_ids(st: FlowState) -> list[str | int]:
+    """The exchange's requests its stream has not answered yet, in the order sent."""
+    return [
+        m.id
+        for m in st.messages
+        if m.kind == "request"
+        and isinstance(m.id, (str, int))
+        and answer_key(m.id) not in st.answered
+    ]
+
+
+def stream_errors(st: FlowState, why: StreamBroken) -> bytes:
+    """The events that end a broken stream for its client: a JSON-RPC error naming the
+    upstream for each request still open (none on a GET stream, which answers nothing)."""
+    st.outcome, st.reason = "upstream_error", f"upstream {why.what}"
+    ids = open_request_ids(st)
+    if st.route is None or not ids:
+        return b""
+    up = st.route.upstream
+    text = f"Upstream {up.name!r} ({up.host}:{up.port}) {why.what}; {why.fix}."
+    data = {"upstream": up.name}
+    st.answered.update(answer_key(i) for i in ids)
+    return b"".join(
+        serialize(
+            SseEvent(
+                event="message",
+                data=jsonrpc.encode(
+                    jsonrpc.error_response(i, jsonrpc.INTERNAL_ERROR, text, data)
+                ).decode("utf-8"),
+            )
+        )
+        for i in ids
+    )
+
+
 def rewrite_event(st: FlowState, ev: SseEvent) -> SseEvent | None:
     if not ev.data:
         return ev
     try:
         obj = jsonrpc.loads(ev.data)
     except ValueError:
-        # An event the gateway cannot read may be one the client can: on a filtered route
-        # it is dropped rather than forwarded unfiltered.
-        return None if st.transforms else ev
+        # MCP events carry JSON-RPC messages: one that is not JSON (a sign-in page, a proxy's
+        # banner) means the stream is not MCP any more, on any route.
+        raise StreamBroken(
+            "sent an event that is not JSON", "the stream was ended: check the upstream"
+        ) from None
+    _note_answers(st, obj)
     out = process_message(st, obj)
     if out is obj:
         return ev

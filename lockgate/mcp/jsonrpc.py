@@ -168,6 +168,17 @@ def parse_body(body: bytes, *, reject_duplicate_keys: bool = True) -> list[Messa
     return [parse_message(decoded)]
 
 
+def readable_id(body: bytes) -> str | int | None:
+    """The id of a body that is one JSON object but not a valid message, when it has a
+    usable one: the gateway's error then answers the client's request, not `null`."""
+    try:
+        obj = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    rid = obj.get("id") if isinstance(obj, dict) else None
+    return rid if isinstance(rid, (str, int)) and not isinstance(rid, bool) else None
+
+
 def initialize_request(client_name: str, *, id: int = 1, version: str = "0") -> dict[str, Any]:
     """An MCP ``initialize`` request from a client with no capabilities."""
     return {

@@ -35,11 +35,12 @@ from lockgate.mcp.jsonrpc import INVALID_PARAMS, INVALID_REQUEST, Message
 BATCH_REVISIONS = frozenset({"2025-03-26"})  # its changelog added them; 2025-06-18 removed them
 DEFAULT_REVISION = "2025-03-26"
 
-_STR, _OBJ = "a string", "an object"
+_STR, _OBJ, _STRINGS = "a string", "an object", "an object of strings"
 # method -> ((param, expected, required), ...)
 _PARAMS: dict[str, tuple[tuple[str, str, bool], ...]] = {
     "tools/call": (("name", _STR, True), ("arguments", _OBJ, False)),
-    "prompts/get": (("name", _STR, True), ("arguments", _OBJ, False)),
+    # A prompt's arguments are strings (the schema's `{ [key: string]: string }`).
+    "prompts/get": (("name", _STR, True), ("arguments", _STRINGS, False)),
     "resources/read": (("uri", _STR, True),),
     "resources/subscribe": (("uri", _STR, True),),
     "resources/unsubscribe": (("uri", _STR, True),),
@@ -67,7 +68,11 @@ class Refusal:
 
 
 def _is(value: object, expected: str) -> bool:
-    return isinstance(value, str) if expected is _STR else isinstance(value, dict)
+    if expected is _STR:
+        return isinstance(value, str)
+    if expected is _STRINGS:
+        return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    return isinstance(value, dict)
 
 
 def check_message(m: Message) -> Refusal | None:

@@ -15,12 +15,18 @@ already been emitted, it comes out as a *blank* event of its own. Blank events
 them only when the event before them went out byte-for-byte, so the output is
 exactly the input when nothing is rewritten, and exactly the kept events when
 some are dropped.
+
+A stream can also break (`StreamBroken`): an event over the parser's `max_event` bytes, or
+one the rewrite callback cannot accept. The rewriter then ends the stream for its client
+once (`SseRewriter.end`, whose bytes are the errors for the requests still open) and lets
+nothing more through.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -46,10 +52,30 @@ class SseEvent:
     blank: bool = False
 
 
-class SseParser:
-    """Turns arbitrary chunks into complete events; holds only the current event's bytes."""
+class StreamBroken(Exception):
+    """The stream cannot go on: its open requests get errors and nothing more of it passes.
 
-    def __init__(self) -> None:
+    `what` completes "Upstream 'x' (host:port) …" ("sent an event that is not JSON"), and
+    `fix` says what the user can do about it."""
+
+    def __init__(self, what: str, fix: str, events: list[SseEvent] | None = None) -> None:
+        super().__init__(what)
+        self.what = what
+        self.fix = fix
+        # Events the same chunk completed before the break: they still go out.
+        self.events = events or []
+
+
+class EventTooLarge(StreamBroken):
+    """An event (or a line that never ends) past the parser's `max_event` bytes."""
+
+
+class SseParser:
+    """Turns arbitrary chunks into complete events; holds only the current event's bytes,
+    and at most `max_event` of them (beyond, `feed` raises EventTooLarge)."""
+
+    def __init__(self, max_event: int | None = None) -> None:
+        self._max = max_event
         self._buf = bytearray()  # bytes since the end of the last emitted event
         self._line_start = 0  # where the line being received starts in _buf
         self._search = 0  # where to look for the next line ending in _buf
@@ -96,7 +122,11 @@ class SseParser:
                 term_end = nl + 1
             else:
                 self._search = len(buf)
+                if self._max is not None and len(buf) > self._max:
+                    raise self._too_large(events)
                 return events
+            if self._max is not None and term_end > self._max:
+                raise self._too_large(events)
             line = bytes(buf[self._line_start : end])
             self._line_start = self._search = term_end
             if self._process_line(line):
@@ -104,6 +134,15 @@ class SseParser:
             events.append(self._dispatch(bytes(buf[:term_end])))
             del buf[:term_end]
             self._line_start = self._search = 0
+
+    def _too_large(self, events: list[SseEvent]) -> EventTooLarge:
+        self._buf.clear()  # never held past the limit
+        self._line_start = self._search = 0
+        return EventTooLarge(
+            f"sent an event larger than {self._max} bytes",
+            "ask for less (a smaller page, a narrower query), or raise the limit in the profile",
+            events,
+        )
 
     def _process_line(self, line: bytes) -> bool:
         """Apply one complete line; False when it is the blank line that ends an event."""
@@ -200,34 +239,68 @@ class SseRewriter:
 
     The callback returns None to drop an event, the same event to forward its
     original bytes, or another event to forward it serialized. If it raises, the
-    event is dropped (fail closed) and `on_error` is told. Mid-stream the result
-    is `[]` when nothing is ready, never `b""`, which would end an HTTP/1.1
+    event is dropped (fail closed) and `on_error` is told; if it raises StreamBroken,
+    or an event is over `max_event` bytes, the stream ends (`end`). Mid-stream the
+    result is `[]` when nothing is ready, never `b""`, which would end an HTTP/1.1
     chunked body; `b""` in means end of stream.
     """
 
     def __init__(
-        self, rewrite: Rewrite, on_error: Callable[[Exception], object] | None = None
+        self,
+        rewrite: Rewrite,
+        on_error: Callable[[Exception], object] | None = None,
+        *,
+        max_event: int | None = None,
+        on_end: Callable[[StreamBroken], bytes] | None = None,
     ) -> None:
-        self._parser = SseParser()
+        self._parser = SseParser(max_event)
         self._rewrite = rewrite
         self._on_error = on_error
+        self._on_end = on_end
         self._last_raw = True  # did the last real event go out as its original bytes?
         self._broken = False
+        self.ended = False
+        # An event carried an id: after a cut the client may resume (Last-Event-ID).
+        self.resumable = False
+        # When bytes last came: an idle timer reads it rather than being reset per chunk.
+        self.last_data = time.monotonic()
 
     def __call__(self, chunk: bytes) -> bytes | list[bytes]:
+        self.last_data = time.monotonic()
         if not chunk:
             return self._end()
         if self._broken:
             return []
+        out = bytearray()
         try:
             events = self._parser.feed(chunk)
+        except StreamBroken as e:
+            for ev in e.events:
+                self._emit(ev, out)
+            out += self.end(e)
+            return bytes(out) if out else []
         except Exception as e:
             self._break(e)
             return []
-        out = bytearray()
         for ev in events:
+            if self._broken:
+                break
             self._emit(ev, out)
         return bytes(out) if out else []
+
+    def end(self, why: StreamBroken) -> bytes:
+        """Once: what closes the stream for its client (`on_end`'s errors for the requests
+        still open, told why); nothing of the stream passes afterwards."""
+        if self.ended:
+            return b""
+        self.ended = self._broken = True
+        if self._on_end is None:
+            return b""
+        try:
+            return self._on_end(why)
+        except Exception as e:
+            self._report(e)
+            return b""
 
     def _end(self) -> bytes:
         if self._broken:
@@ -249,6 +322,8 @@ class SseRewriter:
                 out += ev.raw
             return
         self._last_raw = False
+        if ev.id:
+            self.resumable = True
         try:
             new = self._rewrite(ev)
             if new is ev:
@@ -256,6 +331,8 @@ class SseRewriter:
                 self._last_raw = True
             elif new is not None:
                 out += serialize(new)
+        except StreamBroken as e:
+            out += self.end(e)
         except Exception as e:
             self._report(e)
 

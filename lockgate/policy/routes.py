@@ -32,13 +32,37 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamLimits:
+    """What an upstream may take, its own setting else the gateway's (resolved once)."""
+
+    connect: float  # seconds to open the connection (then 504)
+    first_byte: float  # seconds until its answer starts (then 504)
+    idle: float  # seconds an event stream may stay silent while a request is open
+    max_answer_bytes: int  # a whole answer, or one event of a stream (then 502)
+
+
+def limits_of(profile: Profile, upstream: UpstreamSection) -> UpstreamLimits:
+    gw = profile.gateway
+
+    def own(value: float | None, default: float) -> float:
+        return value if value is not None else default
+
+    return UpstreamLimits(
+        connect=own(upstream.connect_timeout, gw.upstream_connect_timeout),
+        first_byte=own(upstream.timeout, gw.upstream_timeout),
+        idle=own(upstream.idle_timeout, gw.upstream_idle_timeout),
+        max_answer_bytes=gw.max_response_bytes,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     name: str
     upstream: Target
     policy: Policy
     config: RouteSection
     passthrough: bool
-    default_timeout: float
+    limits: UpstreamLimits
     # What grants, approvals and tokens are bound to: the same route name pointing at
     # another upstream (a switched profile) is another route.
     identity: str = field(default="")
@@ -87,7 +111,7 @@ def build_routes(profile: Profile) -> dict[str, Route]:
             policy=policy,
             config=section,
             passthrough=policy.is_passthrough,
-            default_timeout=profile.gateway.upstream_timeout,
+            limits=limits_of(profile, profile.upstreams[section.upstream]),
         )
     return routes
 

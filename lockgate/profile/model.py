@@ -64,7 +64,11 @@ class GatewaySection(_Model):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     # The largest whole (non-streamed) answer an upstream may send: larger ones are a 502.
     max_response_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    # Seconds an upstream may take: to accept the connection, to start its answer, and
+    # to stay silent on an event stream while a request waits (each then a JSON-RPC error).
+    upstream_connect_timeout: float = Field(default=10.0, gt=0)
     upstream_timeout: float = Field(default=60.0, gt=0)
+    upstream_idle_timeout: float = Field(default=60.0, gt=0)
     allowed_origins: tuple[str, ...] = ()
     upstream_ca: str | None = None
     # Hostile clients (addons/client_wire.py): a request head must arrive whole within
@@ -147,6 +151,8 @@ class UpstreamSection(_Model):
     header: str = "Authorization"
     value: str = "Bearer {secret}"
     timeout: float | None = Field(default=None, gt=0)
+    connect_timeout: float | None = Field(default=None, gt=0)
+    idle_timeout: float | None = Field(default=None, gt=0)
     # auth = "oauth": a client pre-registered at the upstream's authorization server
     # (else lockgate registers itself), its secret in the keyring, the scopes to ask for.
     client_id: str | None = Field(default=None, min_length=1)

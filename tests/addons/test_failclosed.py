@@ -268,7 +268,7 @@ def test_a_hook_that_raises_fails_closed(
         (capabilities_mod.jsonrpc, "parse_body", "open", TOOLS_LIST, "Capabilities.request"),
         (secrets, "get_secret", "secured", TOOLS_LIST, "Credentials.request"),
         (upstream_tokens, "load", "linked", TOOLS_LIST, "Credentials.request"),
-        (upstream_mod, "_timeout_of", "open", TOOLS_LIST, "Upstream.request"),
+        (upstream_mod, "pending_route", "open", TOOLS_LIST, "Upstream.request"),
         (audit_mod.Audit, "record", "open", [NOTIFICATION, TOOLS_LIST], "Audit.request"),
     ],
     ids=[

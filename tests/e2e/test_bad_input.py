@@ -146,6 +146,34 @@ def test_wrong_jsonrpc_shape_is_an_invalid_request(e: Env, body: bytes) -> None:
     refused(e, e.post("open", body), 400, -32600)
 
 
+@pytest.mark.parametrize(
+    ("body", "rid"),
+    [
+        (b'{"jsonrpc":"1.0","id":5,"method":"tools/list"}', 5),
+        (b'{"id":"s-5","method":"tools/list"}', "s-5"),
+        (b'{"jsonrpc":"2.0","id":6,"method":"ping","params":"x"}', 6),
+        (b'{"jsonrpc":"2.0","id":true,"method":"tools/list"}', None),  # not an id: null
+        (b'{"jsonrpc":"2.0","id":{"a":1},"method":"tools/list"}', None),
+    ],
+    ids=["jsonrpc-1.0", "no-jsonrpc", "params-string", "id-bool", "id-object"],
+)
+def test_an_invalid_request_with_a_readable_id_is_answered_for_that_id(
+    e: Env, body: bytes, rid: object
+) -> None:
+    resp = e.post("open", body)
+    refused(e, resp, 400, -32600)
+    assert json_body(resp)["id"] == rid
+
+
+def test_prompt_arguments_must_be_strings(e: Env) -> None:
+    body = (
+        b'{"jsonrpc":"2.0","id":8,"method":"prompts/get",'
+        b'"params":{"name":"note_prompt","arguments":{"topic":5}}}'
+    )
+    error = refused(e, e.post("open", body), 200, -32602)
+    assert "an object of strings" in error["message"]
+
+
 def test_oversized_body_with_content_length(e: Env) -> None:
     body = b'{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"pad":"%s"}}' % (
         b"x" * MAX_BODY

@@ -17,10 +17,14 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.support.broken import Broken, broken_upstream
+from lockgate.mcp.sse import SseParser
+from tests.support.broken import Broken, broken_upstream, unconnectable
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
 
 MODES = ("ok", "s500", "s502", "s503", "s429", "html", "octets", "wrong_id", "huge", "huge_chunked")
+SSE_MODES = ("sse_ok", "sse_cut", "sse_cut_resumable", "sse_not_json", "sse_long_line")
+# Each upstream's own limits (the gateway's defaults are 10, 60 and 60 seconds).
+TIMED = {"slow_head": "timeout = 1.5", "sse_silent": "idle_timeout = 1"}
 MAX_RESPONSE = 1024 * 1024
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 RID = 4242
@@ -39,10 +43,13 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    with broken_upstream() as up:
+    with broken_upstream() as up, unconnectable() as nowhere:
+        upstreams: dict[str, str | list[str]] = {m: up.url(m) for m in MODES + SSE_MODES}
+        upstreams |= {m: [up.url(m), line] for m, line in TIMED.items()}
+        upstreams["nowhere"] = [nowhere, "connect_timeout = 1"]
         profile = profile_text(
-            upstreams={m: up.url(m) for m in MODES},
-            routes={m: m for m in MODES},
+            upstreams=upstreams,
+            routes={m: m for m in upstreams},
             extra=f"[gateway]\nmax_response_bytes = {MAX_RESPONSE}\n",
         )
         with (
@@ -131,3 +138,94 @@ def test_an_answer_over_max_response_bytes_is_cut_and_told(env: Env, mode: str) 
     assert f"Upstream {mode!r}" in body["error"]["message"]
     assert f"more than {MAX_RESPONSE} bytes" in body["error"]["message"]
     assert "max_response_bytes" in body["error"]["message"]
+
+
+# --- timeouts: connect, first byte, an idle stream -------------------------------------------
+
+
+def test_an_upstream_that_cannot_be_connected_to_is_a_504_after_its_connect_timeout(
+    env: Env,
+) -> None:
+    t0 = time.monotonic()
+    resp = env.list_tools("nowhere")
+    assert time.monotonic() - t0 < 8  # its connect_timeout is 1 s; the default is 10
+    assert resp.status_code == 504
+    err = error_of(resp, "nowhere")
+    assert "could not be connected to within 1 second;" in err["message"]
+    assert "connect_timeout" in err["message"]
+
+
+def test_an_upstream_slow_to_answer_is_a_504_after_its_timeout(env: Env) -> None:
+    before = len(env.up.seen)
+    t0 = time.monotonic()
+    resp = env.list_tools("slow_head")
+    assert 1.4 < time.monotonic() - t0 < 10
+    assert resp.status_code == 504
+    err = error_of(resp, "slow_head")
+    assert "did not answer within 1.5 seconds" in err["message"]
+    assert len(env.up.seen) == before + 1
+
+
+# --- event streams ------------------------------------------------------------------------------
+
+
+def stream_of(env: Env, mode: str) -> tuple[httpx.Response, list[dict[str, object]], float]:
+    """The route's answer to one `tools/list`, its events' messages, and how long it took."""
+    t0 = time.monotonic()
+    resp = env.list_tools(mode)
+    took = time.monotonic() - t0
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/event-stream")
+    events = SseParser().feed(resp.content)
+    return resp, [json.loads(ev.data) for ev in events if ev.data], took
+
+
+def the_error(messages: list[dict[str, object]], mode: str) -> str:
+    """The one answer among the messages: an error for the client's id naming the upstream."""
+    answers = [m for m in messages if "id" in m]
+    assert len(answers) == 1 and answers[0]["id"] == RID, messages
+    err = answers[0]["error"]
+    assert isinstance(err, dict)
+    assert err["message"].startswith(f"Upstream {mode!r} (127.0.0.1:"), err
+    assert err["data"] == {"upstream": mode}
+    return str(err["message"])
+
+
+def test_a_healthy_stream_passes(env: Env) -> None:
+    _, messages, _ = stream_of(env, "sse_ok")
+    assert [m.get("method") for m in messages] == ["notifications/progress", None]
+    assert messages[1] == {"jsonrpc": "2.0", "id": RID, "result": {"tools": []}}
+
+
+def test_a_stream_cut_before_its_answer_ends_with_an_error_for_the_request(env: Env) -> None:
+    _, messages, took = stream_of(env, "sse_cut")
+    assert messages[0]["method"] == "notifications/progress"  # what came before still did
+    assert "closed its event stream before answering; try again." in the_error(messages, "sse_cut")
+    assert took < 5
+    assert env.list_tools("ok").status_code == 200  # the client's connection is still good
+
+
+def test_a_resumable_stream_that_is_cut_is_left_for_the_client_to_resume(env: Env) -> None:
+    """Its events carry ids: the client resumes with Last-Event-ID, so no error is made up."""
+    with pytest.raises(httpx.RemoteProtocolError):
+        env.list_tools("sse_cut_resumable")
+
+
+def test_a_silent_stream_ends_after_its_idle_timeout(env: Env) -> None:
+    _, messages, took = stream_of(env, "sse_silent")
+    message = the_error(messages, "sse_silent")
+    assert "sent nothing on its event stream for 1 second while a request waited" in message
+    assert "idle_timeout" in message
+    assert 0.9 < took < 10  # the upstream itself would stay silent for 30 s
+
+
+def test_an_event_that_is_not_json_ends_the_stream(env: Env) -> None:
+    resp, messages, _ = stream_of(env, "sse_not_json")
+    assert "sent an event that is not JSON" in the_error(messages, "sse_not_json")
+    assert b"sign in" not in resp.content  # nor the upstream's answer after it
+
+
+def test_an_event_over_the_limit_ends_the_stream_at_the_limit(env: Env) -> None:
+    resp, messages, took = stream_of(env, "sse_long_line")
+    assert f"sent an event larger than {MAX_RESPONSE} bytes" in the_error(messages, "sse_long_line")
+    assert len(resp.content) < 2000 and took < 10  # the 20 MiB line is neither held nor sent

@@ -245,6 +245,9 @@ def test_a_full_disk_answers_503_naming_the_audit_log_and_serves_nothing_unaudit
         # Every call answered 200 has its event; none answered 503 has one.
         done = [e for e in whole_events(audit) if e.get("event") == "tool.call"]
         assert len(done) == served + 1 and served > 50
+        # The gap is recorded once, when the log could be written again.
+        resumed = [e for e in whole_events(audit) if e.get("event") == "audit.resumed"]
+        assert len(resumed) == 1 and "File too large" in resumed[0]["reason"]
         assert done[-1]["outcome"] == "success" and audit.stat().st_size > limit
     result = verify_cli(home, audit)  # what was written still verifies
     assert result.returncode == 0, result.stdout + result.stderr

@@ -54,18 +54,20 @@ class GatewayStack:
 
 
 def profile_text(
-    upstreams: dict[str, str],
+    upstreams: Mapping[str, str | Sequence[str]],
     routes: Mapping[str, str | Sequence[str]],
     extra: str = "",
     *,
     kind: str = "none",
     identity: list[str] | None = None,
 ) -> str:
-    """A profile: `upstreams` name -> url, `routes` name -> upstream, or -> [upstream, the
-    route's other lines...]; `[identity] kind`, or the whole `identity` section's lines."""
+    """A profile: `upstreams` name -> url (or [url, its other lines...]), `routes` name ->
+    upstream (or [upstream, the route's other lines...]); `[identity] kind`, or the whole
+    `identity` section's lines."""
     lines = [*(identity or ["[identity]", f'kind = "{kind}"']), ""]
-    for name, url in upstreams.items():
-        lines += [f"[upstreams.{name}]", f'url = "{url}"', ""]
+    for name, upstream in upstreams.items():
+        url, *own = [upstream] if isinstance(upstream, str) else upstream
+        lines += [f"[upstreams.{name}]", f'url = "{url}"', *own, ""]
     for name, route in routes.items():
         upstream, *settings = [route] if isinstance(route, str) else route
         lines += [f'[routes."{name}"]', f'upstream = "{upstream}"', *settings, ""]

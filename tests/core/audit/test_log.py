@@ -137,3 +137,49 @@ def test_events_queued_while_the_log_is_held_are_chained_when_it_is_next_opened(
     assert verify(log_path).ok
     assert record(log_path, {"event": "auth.logout", "user": "alice"}) == "written"
     assert verify(log_path).ok
+
+
+def test_after_a_failed_write_the_log_is_not_ready_until_it_records_the_gap(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests are refused before they go upstream while the log cannot record them; the
+    first check that can write again records the gap as `audit.resumed`."""
+    real_write = os.write
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with AuditLog(log_path) as log:
+        log.check_ready()
+        log.append(tool_event(1))
+        monkeypatch.setattr(os, "write", full)
+        with pytest.raises(AuditWriteFailed):
+            log.append(tool_event(2))
+        raised = []
+        for _ in range(3):  # a fresh exception each time (no frames piling up on one)
+            with pytest.raises(AuditWriteFailed, match="No space left") as e:
+                log.check_ready()
+            raised.append(e.value)
+        assert len({id(x) for x in raised}) == 3
+        monkeypatch.setattr(os, "write", real_write)
+        log.check_ready()
+        log.check_ready()  # once: the gap is recorded, the log is ready
+        log.append(tool_event(3))
+    lines = [json.loads(x) for x in log_path.read_text().splitlines()]
+    assert [x["event"] for x in lines] == ["tool.call", "audit.resumed", "tool.call"]
+    assert "No space left on device" in lines[1]["reason"]
+    assert verify(log_path).ok
+
+
+def test_a_disk_nearly_full_is_not_ready(log_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with AuditLog(log_path) as log:
+        real = os.statvfs(log_path.parent)
+
+        class Nearly:
+            f_frsize = real.f_frsize
+            f_bavail = 1
+
+        monkeypatch.setattr(os, "statvfs", lambda path: Nearly)
+        with pytest.raises(AuditWriteFailed, match="bytes free"):
+            log.check_ready()
+        log.check_ready()  # looked up once a second, not on every request

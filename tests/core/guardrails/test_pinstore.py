@@ -471,3 +471,25 @@ def test_invariants_over_any_sequence(tmp_path: Path, ops: list[Any]) -> None:
         store.observe("u", everything, mode="approve")
         store.approve("u", None, by="a")
         assert store.observe("u", everything, mode="approve").hidden == frozenset()
+
+
+def test_an_upstream_listing_fresh_names_forever_is_bounded(
+    store: PinStore, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Names past MAX_TOOLS are hidden, their calls refused naming the bound, and nothing of
+    them is kept: pins.db and the store stop growing; the tools kept so far still work."""
+    monkeypatch.setattr("lockgate.guardrails.pinstore.MAX_TOOLS", 5)
+    first = store.observe("u", [tool(f"t{i}") for i in range(8)])
+    assert first.hidden == {"t5", "t6", "t7"} and len(first.changes) == 5
+    for round_ in range(3):  # every list brings new names
+        later = store.observe("u", [tool("t0"), *(tool(f"n{round_}_{i}") for i in range(50))])
+        assert later.hidden == {f"n{round_}_{i}" for i in range(50)} and later.changes == ()
+    assert store.refusal("u", "t0") is None
+    refused = store.refusal("u", "n2_7")
+    assert refused is not None and "tools the gateway keeps pins for per upstream" in refused
+    assert store.refusal("u", "never") is not None
+    assert len(store.pins("u")) == 5
+    with sqlite3.connect(db) as raw:
+        assert raw.execute("SELECT count(*) FROM pins WHERE upstream = 'u'").fetchone() == (5,)
+    other = store.observe("v", [tool("t0")])  # another upstream has its own bound
+    assert other.hidden == frozenset()

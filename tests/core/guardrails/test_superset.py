@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from lockgate.guardrails import gates
 from lockgate.guardrails.rules import FAMILIES
-from lockgate.guardrails.superset import to_re2, union
+from lockgate.guardrails.superset import compile_union, to_re2, union, yes_no
 
 ANY = union(f.rx for f in FAMILIES)
 CORPUS = Path(__file__).parents[2] / "corpus" / "findings"
@@ -72,3 +72,22 @@ def test_lookarounds_are_dropped_and_python_spaces_spelled_out() -> None:
 def test_repeats_beyond_re2s_limit_are_left_open() -> None:
     out = to_re2(re.compile(r"a{2,5000}b{3000}"))
     assert out == "(?:a){2,}(?:b){1000,}"
+
+
+_YES_NO_PATTERNS = [compile_union(b) for b in (r"ab+c", r"(?:x|yz)\d{2}", r"^q", r"z$", r"")]
+
+
+@given(st.binary(max_size=200), st.sampled_from(range(len(_YES_NO_PATTERNS))))
+def test_yes_no_answers_as_search_does(raw: bytes, i: int) -> None:
+    """The direct call into RE2's program says what the wrapper's search says."""
+    pattern = _YES_NO_PATTERNS[i]
+    assert yes_no(pattern)(raw) == (pattern.search(raw) is not None)
+
+
+def test_yes_no_falls_back_to_search_without_the_private_names() -> None:
+    class Plain:
+        def search(self, raw: bytes) -> object:
+            return True if b"k" in raw else None
+
+    ask = yes_no(Plain())  # type: ignore[arg-type]
+    assert ask(b"okay") and not ask(b"no")

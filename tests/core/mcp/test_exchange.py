@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -11,11 +12,15 @@ from lockgate.mcp.exchange import (
     NoNormalForm,
     list_method_of,
     normal_form,
+    open_request_ids,
     process_message,
     rewrite_event,
+    stream_errors,
 )
 from lockgate.mcp.jsonrpc import parse_body
-from lockgate.mcp.sse import SseEvent
+from lockgate.mcp.sse import SseEvent, SseParser, StreamBroken
+from lockgate.policy.routes import build_routes
+from lockgate.profile.model import parse_profile
 
 
 def drop_odd(obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -43,15 +48,54 @@ def test_process_message_keeps_an_unchanged_batch_and_drops_what_a_transform_dro
     assert seen == [{"id": 2}]
 
 
-def test_rewrite_event_drops_unreadable_events_only_on_a_filtered_route() -> None:
+@pytest.mark.parametrize("filtered", [False, True])
+def test_an_event_that_is_not_json_breaks_the_stream_on_any_route(filtered: bool) -> None:
     st = FlowState()
-    bad = SseEvent(data="not json")
-    assert rewrite_event(st, bad) is bad
-    st.transforms.append(drop_odd)
-    assert rewrite_event(st, bad) is None
-    assert rewrite_event(st, SseEvent(data='{"id": 1}')) is None
+    if filtered:
+        st.transforms.append(drop_odd)
+    with pytest.raises(StreamBroken, match="not JSON"):
+        rewrite_event(st, SseEvent(data="<html>sign in</html>"))
     kept = SseEvent(data='{"id": 2}')
     assert rewrite_event(st, kept) is kept
+    assert rewrite_event(st, SseEvent(data="")).data == ""  # a keep-alive stays one
+
+
+def _requests(*ids: object) -> FlowState:
+    st = FlowState()
+    body = [{"jsonrpc": "2.0", "id": i, "method": "tools/list"} for i in ids]
+    st.messages = parse_body(json.dumps(body).encode())
+    return st
+
+
+def test_open_request_ids_are_those_no_event_answered_yet() -> None:
+    st = _requests(1, "1", 2, "x")
+    rewrite_event(st, SseEvent(data='{"jsonrpc":"2.0","id":1,"result":{}}'))
+    rewrite_event(st, SseEvent(data='{"jsonrpc":"2.0","id":"x","error":{"code":1,"message":"m"}}'))
+    # A notification or a request from the server answers nothing, nor does a look-alike id.
+    rewrite_event(st, SseEvent(data='{"jsonrpc":"2.0","id":2,"method":"ping"}'))
+    rewrite_event(st, SseEvent(data='{"jsonrpc":"2.0","id":true,"result":{}}'))
+    assert open_request_ids(st) == ["1", 2]
+
+
+def test_a_broken_stream_ends_with_an_error_for_each_open_request_only() -> None:
+    routes = build_routes(
+        parse_profile(
+            '[upstreams.up]\nurl = "http://127.0.0.1:9/mcp"\n[routes.r]\nupstream = "up"\n'
+        )
+    )
+    st = _requests(1, 2, 3)
+    st.route = routes["r"]
+    rewrite_event(st, SseEvent(data='{"jsonrpc":"2.0","id":2,"result":{}}'))
+    why = StreamBroken("closed its event stream before answering", "try again")
+    events = SseParser().feed(stream_errors(st, why))
+    got = [json.loads(ev.data or "") for ev in events]
+    assert [g["id"] for g in got] == [1, 3]
+    assert got[0]["error"]["message"] == (
+        "Upstream 'up' (127.0.0.1:9) closed its event stream before answering; try again."
+    )
+    assert got[0]["error"]["data"] == {"upstream": "up"}
+    assert st.outcome == "upstream_error" and open_request_ids(st) == []
+    assert stream_errors(st, why) == b""  # nothing is answered twice
 
 
 def test_normal_form_rewrites_resource_uris_and_refuses_those_without_one() -> None:

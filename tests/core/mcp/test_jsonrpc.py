@@ -354,3 +354,20 @@ def test_equal_keys_mean_equal_results(x: bytes, y: bytes) -> None:
 )
 def test_other_envelopes_have_no_key(body: bytes) -> None:
     assert jsonrpc.result_key(body) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "rid"),
+    [
+        (b'{"id":3,"method":"x"}', 3),
+        (b'{"id":"a","method":5}', "a"),
+        (b'{"id":true}', None),
+        (b'{"id":1.5}', None),
+        (b'{"id":null}', None),
+        (b"[1]", None),
+        (b"not json", None),
+        (b"[" * 100000, None),
+    ],
+)
+def test_readable_id_takes_only_a_usable_id(body: bytes, rid: object) -> None:
+    assert jsonrpc.readable_id(body) == rid

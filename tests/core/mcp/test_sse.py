@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lockgate.mcp.sse import SseEvent, SseParser, SseRewriter, serialize
+from lockgate.mcp.sse import (
+    EventTooLarge,
+    SseEvent,
+    SseParser,
+    SseRewriter,
+    StreamBroken,
+    serialize,
+)
 
 BOM = b"\xef\xbb\xbf"
 
@@ -496,3 +503,84 @@ def test_arbitrary_bytes_with_a_raising_callback(chunks: list[bytes]) -> None:
 def test_serialize_round_trips(ev: SseEvent) -> None:
     [back] = SseParser().feed(serialize(ev))
     assert fields(back) == fields(ev)
+
+
+# --- breaking: an event too large, a callback that says the stream is not MCP ----------------
+
+
+def test_an_event_over_max_event_raises_and_keeps_the_events_before_it() -> None:
+    p = SseParser(max_event=100)
+    with pytest.raises(EventTooLarge) as e:
+        p.feed(b"data: a\n\ndata: " + b"x" * 200)
+    assert [ev.data for ev in e.value.events] == ["a"]
+    assert "larger than 100 bytes" in e.value.what
+
+
+@given(st.integers(1, 300), st.integers(1, 64))
+def test_a_line_that_never_ends_is_held_to_max_event(limit: int, piece: int) -> None:
+    """Fed in pieces of any size, the parser raises before it holds more than the limit
+    plus one piece (what it holds never grows past that)."""
+    p = SseParser(max_event=limit)
+    fed = 0
+    with pytest.raises(EventTooLarge):
+        while fed < 10 * limit + 64:
+            p.feed(b"x" * piece)
+            fed += piece
+    assert fed <= limit + piece
+
+
+def test_an_event_at_max_event_passes() -> None:
+    event = b"data: " + b"x" * 10 + b"\n\n"
+    [ev] = SseParser(max_event=len(event)).feed(event)
+    assert ev.data == "x" * 10
+
+
+def _ending(reasons: list[str]) -> SseRewriter:
+    def on_end(why: StreamBroken) -> bytes:
+        reasons.append(why.what)
+        return b"data: ended\n\n"
+
+    def rewrite(ev: SseEvent) -> SseEvent | None:
+        if ev.data == "bad":
+            raise StreamBroken("sent a bad event", "check it")
+        return ev
+
+    return SseRewriter(rewrite, max_event=64, on_end=on_end)
+
+
+def test_a_broken_stream_ends_once_and_passes_nothing_more() -> None:
+    reasons: list[str] = []
+    rw = _ending(reasons)
+    assert rw(b"data: ok\n\ndata: bad\n\ndata: after\n\n") == b"data: ok\n\ndata: ended\n\n"
+    assert rw(b"data: later\n\n") == [] and rw(b"") == b""
+    assert rw.ended and reasons == ["sent a bad event"]
+    assert rw.end(StreamBroken("again", "x")) == b""  # once only
+
+
+def test_an_oversized_event_ends_the_stream() -> None:
+    reasons: list[str] = []
+    rw = _ending(reasons)
+    out = rw(b"data: ok\n\ndata: " + b"y" * 100)
+    assert out == b"data: ok\n\ndata: ended\n\n" and reasons == [
+        "sent an event larger than 64 bytes"
+    ]
+
+
+def test_event_ids_make_a_stream_resumable_and_data_is_timed() -> None:
+    rw = SseRewriter(lambda ev: ev)
+    before = rw.last_data
+    rw(b"data: a\n\n")
+    assert not rw.resumable and rw.last_data >= before
+    rw(b"id: 7\ndata: b\n\n")
+    assert rw.resumable
+
+
+def test_a_failing_end_callback_ends_quietly() -> None:
+    seen: list[Exception] = []
+
+    def on_end(why: StreamBroken) -> bytes:
+        raise RuntimeError("bug")
+
+    rw = SseRewriter(lambda ev: ev, on_error=seen.append, on_end=on_end)
+    assert rw.end(StreamBroken("x", "y")) == b"" and rw.ended
+    assert [type(e) for e in seen] == [RuntimeError]
