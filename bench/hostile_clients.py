@@ -215,6 +215,7 @@ def main() -> None:
     parser.add_argument("--slow", type=int, default=50)
     parser.add_argument("--silent", type=int, default=20)
     parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--gateway", action="append", default=[], help="a [gateway] line")
     parser.add_argument("--ab", action="store_true", help="only: guards on vs off, side by side")
     args = parser.parse_args()
@@ -241,13 +242,23 @@ def main() -> None:
             slow.close()
             silent.close()
             time.sleep(1)
-            print(f"\n== good client tools/call p50 over {args.calls} calls")
-            alone = p50_ms(port, args.calls)
-            attack = Slow(port, 50, respawn=True)
-            time.sleep(1)
-            under = p50_ms(port, args.calls)
-            attack.close()
-            print(f"alone {alone:.2f} ms, with 50 slow clients {under:.2f} ms")
+            print(
+                f"\n== good client tools/call p50, {args.rounds} rounds of {args.calls} calls "
+                "alone, then with 50 slow clients"
+            )
+            alone, under = [], []
+            for _ in range(args.rounds):
+                alone.append(p50_ms(port, args.calls))
+                attack = Slow(port, 50, respawn=True)
+                time.sleep(0.5)
+                under.append(p50_ms(port, args.calls))
+                attack.close()
+            print("alone  ", " ".join(f"{x:.2f}" for x in alone), "ms")
+            print("attack ", " ".join(f"{x:.2f}" for x in under), "ms")
+            print(
+                f"median alone {statistics.median(alone):.2f} ms, "
+                f"with 50 slow clients {statistics.median(under):.2f} ms"
+            )
     print(f"\n== judging one honest request head: {judge_us():.1f} µs")
 
 
