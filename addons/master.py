@@ -21,6 +21,7 @@ from mitmproxy.master import Master
 from lockgate import paths
 from lockgate.addons import Pipeline
 from lockgate.addons.audit import Audit
+from lockgate.addons.client_wire import install_client_guards
 from lockgate.addons.config import Config
 from lockgate.addons.oauth import OAuthServer
 from lockgate.addons.streams import install_stream_ends
@@ -116,6 +117,8 @@ class Gateway:
         # as a failed hook once mitmproxy runs.
         audit_core.check_writable(self.audit_log)
         install_error_pages(self.profile.gateway.max_response_bytes)
+        gw = self.profile.gateway
+        install_client_guards(gw.client_head_timeout, gw.client_idle_timeout, gw.max_connections)
         install_stream_ends()
         host, port = split_listen(self.listen)
         provider: Provider | None = None

@@ -17,6 +17,7 @@ from collections.abc import Generator
 from typing import Any
 
 import h11
+from h11._receivebuffer import ReceiveBuffer
 from mitmproxy import ctx, http
 from mitmproxy import flow as flow_mod
 from mitmproxy.net.http.http1 import expected_http_body_size
@@ -212,7 +213,7 @@ def _bounded_read_headers(self: Any, event: Any) -> Generator[Any, Any, None]:
         message = f"the request's headers are longer than {MAX_HEAD_BYTES} bytes"
         yield commands.SendData(self.conn, _http1.make_error_response(431, message))
         yield commands.CloseConnection(self.conn)
-        self.buf.clear()
+        self.buf = ReceiveBuffer()
         self.state = self.done  # whatever else arrives on this connection is ignored
         return
     yield from _original_read_headers(self, event)

@@ -71,6 +71,13 @@ class GatewaySection(_Model):
     upstream_idle_timeout: float = Field(default=60.0, gt=0)
     allowed_origins: tuple[str, ...] = ()
     upstream_ca: str | None = None
+    # Hostile clients (addons/client_wire.py): a request head must arrive whole within
+    # client_head_timeout seconds (also the longest a kept-alive connection may sit idle
+    # between requests), a request body may pause at most client_idle_timeout seconds, and
+    # past max_connections open client connections a new one is answered 503 and closed.
+    client_head_timeout: float = Field(default=10.0, gt=0)
+    client_idle_timeout: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=256, gt=0)
 
     @field_validator("listen")
     @classmethod
