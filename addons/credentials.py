@@ -18,7 +18,6 @@ import logging
 import ssl
 from pathlib import Path
 
-import httpx
 from mitmproxy import http
 
 from lockgate.addons._flow import (
@@ -228,6 +227,8 @@ class Credentials:
             route = state(flow).route
             per_upstream = route.upstream.config.timeout if route is not None else None
             timeout = per_upstream or profile.gateway.upstream_timeout
+        import httpx  # here, not at import: only a replay after a refused token needs it
+
         async with (
             httpx.AsyncClient(
                 trust_env=False, verify=verify, timeout=timeout, follow_redirects=False
