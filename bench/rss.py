@@ -16,6 +16,11 @@ started at once (bench/run.py's helpers):
   when asked (SIGUSR1): once at start, once after the calls, so what the first requests
   import shows apart. The meter costs a little memory itself: its total is shown apart.
 
+With `--before DIR` (a source tree of another commit, e.g. from `git archive`), that tree's
+`lockgate up` is measured too (`before`), with the same interpreter and dependencies: its
+`lockgate/`, `addons/` and `cli/` are linked into the installed layout and put first on
+PYTHONPATH.
+
 Each path gets 4 client threads, each one session: `initialize`, one `tools/list` (so the
 argument validator compiles the listed schemas, as with a real client), then `tools/call
 get_note` until the path has had N calls. VmRSS (/proc/PID/status) at start (before any
@@ -118,6 +123,18 @@ import run  # noqa: E402  (bench/run.py: the processes, the raw client)
 
 THREADS = 4
 MB = 1024 * 1024
+
+
+def installed_layout(tree: Path, into: Path) -> Path:
+    """`tree`'s packages as installed (addons/ -> lockgate/addons, cli/ -> lockgate/cli),
+    as symlinks under `into`; the directory to put on PYTHONPATH."""
+    pkg = into / "lockgate"
+    pkg.mkdir(parents=True)
+    for entry in (tree / "lockgate").iterdir():
+        (pkg / entry.name).symlink_to(entry.resolve())
+    for name in ("addons", "cli"):
+        (pkg / name).symlink_to((tree / name).resolve())
+    return into
 
 
 def group_of(module: str) -> str:
@@ -258,6 +275,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="1,000 calls per path")
     ap.add_argument("--top", type=int, default=18, help="packages shown in the breakdown")
     ap.add_argument("--json", type=Path, help="also write the numbers here")
+    ap.add_argument("--before", type=Path, help="also measure the lockgate source tree here")
     args = ap.parse_args()
     calls = 1000 if args.quick else args.calls
     work = Path(tempfile.mkdtemp(prefix="lockgate-rss-"))
@@ -276,6 +294,15 @@ def main() -> int:
             work / "metered",
             launcher=[sys.executable, os.path.abspath(__file__), "--child", str(report_path), "--"],
         )
+        before = None
+        if args.before is not None:
+            before = run.start_lockgate(
+                "before",
+                profile,
+                work / "before",
+                launcher=[sys.executable, "-m", "lockgate.cli"],
+                extra_env={"PYTHONPATH": str(installed_layout(args.before, work / "before-pkg"))},
+            )
         run.wait_url(upstream)
         run.wait_port(mitm, mitm_port)
         run.wait_port(lean, lean_port)
@@ -286,6 +313,8 @@ def main() -> int:
             "lockgate": (lg, f"{lg_url}/mcp/notes"),
             "lockgate (metered)": (metered, f"{metered_url}/mcp/notes"),
         }
+        if before is not None:
+            paths = {"before": (before, f"{run.wait_url(before)}/mcp/notes"), **paths}
         time.sleep(1.0)  # every process idle: the start samples
         start = {name: proc.rss_kib() for name, (proc, _) in paths.items()}
         at_start = signalled(metered.pid, report_path, 1)

@@ -237,9 +237,10 @@ def start_lockgate(
     *,
     patched: bool = False,
     launcher: list[str] | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Proc:
     """`lockgate up` on `profile` (kind "none"), any free port; `launcher` replaces the
-    `lockgate` command (bench/rss.py's instrumented one)."""
+    `lockgate` command (bench/rss.py's instrumented one), `extra_env` adds to its env."""
     home.mkdir(parents=True, exist_ok=True)
     path = home / "profile.toml"
     path.write_text(profile, encoding="utf-8")
@@ -248,6 +249,7 @@ def start_lockgate(
         "LOCKGATE_AUDIT_LOG": str(home / "audit.jsonl"),
         # The same HMAC chain as with the keyring's key; the bench runs without a keyring.
         "LOCKGATE_AUDIT_KEY_SOURCE": "memory",
+        **(extra_env or {}),
     }
     if launcher is None:
         launcher = (
