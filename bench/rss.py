@@ -300,7 +300,7 @@ def main() -> int:
                 "before",
                 profile,
                 work / "before",
-                launcher=[sys.executable, "-m", "lockgate.cli"],
+                launcher=[sys.executable, "-P", "-m", "lockgate.cli"],  # -P: not the cwd's tree
                 extra_env={"PYTHONPATH": str(installed_layout(args.before, work / "before-pkg"))},
             )
         run.wait_url(upstream)
