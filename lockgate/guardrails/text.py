@@ -10,7 +10,7 @@ Hand-written on the hot path: every string of every definition and result passes
 string with characters outside ASCII goes through the regexes and context checks below. The
 confusables table comes from the `confusable-homoglyphs` package (Unicode's confusables.txt),
 turned into a `str.translate` table the first time `fold` meets non-ASCII text (not at import:
-the package's data costs ~7 MB of RSS and ~35 ms, and ASCII text never needs it).
+the package's data costs ~6 MB of RSS and ~35 ms, and ASCII text never needs it).
 
 What counts as invisible (stripped by `sanitize`): zero-width characters (ZWSP, WJ, BOM, the
 invisible operators, Mongolian vowel separator, deprecated format controls, interlinear

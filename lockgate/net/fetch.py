@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     import httpx
 
 # httpx and anyio are imported by the functions that call out, not here: a gateway that never
-# fetches metadata (kind "none" or "dev", no upstream OAuth) keeps their ~4 MB of RSS.
+# fetches metadata (kind "none" or "dev", no upstream OAuth) keeps the ~6 MB of RSS they and
+# what they pull cost (measured compiling from source, as bench/README.md explains).
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
