@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+# First: mitmproxy's addons package without its default set (flask, ldap3: ~12 MB of RSS).
+from lockgate.addons import _lean_mitmproxy  # noqa: F401  # isort: skip
 from lockgate.addons.arguments import Arguments
 from lockgate.addons.audit import Audit
 from lockgate.addons.capabilities import Capabilities

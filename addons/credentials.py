@@ -18,7 +18,6 @@ import logging
 import ssl
 from pathlib import Path
 
-import httpx
 from mitmproxy import http
 
 from lockgate.addons._flow import (
@@ -227,6 +226,8 @@ class Credentials:
             verify = upstream_verify(profile.gateway.upstream_ca, Path(profile.source))
             route = state(flow).route
             timeout = route.limits.first_byte if route else profile.gateway.upstream_timeout
+        import httpx  # here, not at import: only a replay after a refused token needs it
+
         async with (
             httpx.AsyncClient(
                 trust_env=False, verify=verify, timeout=timeout, follow_redirects=False

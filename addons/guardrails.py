@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 from mitmproxy import http
 
 from lockgate.addons._flow import answer_rpc_error, guarded_async, pending_route, state
@@ -123,6 +122,8 @@ class Guardrails:
             return await self._fetch(flow, st, stage)
 
     async def _fetch(self, flow: http.HTTPFlow, st: FlowState, stage: Stage) -> Outcome | None:
+        import httpx  # fetch_tools imports it too: only a call to an unlisted tool needs it
+
         auth = await self.headers_for(flow) if self.headers_for is not None else {}
         if auth is None:
             return None  # no credential: the credentials addon answers the call

@@ -236,7 +236,17 @@ def start_lean(upstream_url: str, confdir: Path) -> tuple[Proc, int]:
     return spawn(f"lean master -> {parts.netloc}", cmd, pattern=None), port
 
 
-def start_lockgate(name: str, profile: str, home: Path, *, patched: bool = False) -> Proc:
+def start_lockgate(
+    name: str,
+    profile: str,
+    home: Path,
+    *,
+    patched: bool = False,
+    launcher: list[str] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Proc:
+    """`lockgate up` on `profile` (kind "none"), any free port; `launcher` replaces the
+    `lockgate` command (bench/rss.py's instrumented one), `extra_env` adds to its env."""
     home.mkdir(parents=True, exist_ok=True)
     path = home / "profile.toml"
     path.write_text(profile, encoding="utf-8")
@@ -245,10 +255,14 @@ def start_lockgate(name: str, profile: str, home: Path, *, patched: bool = False
         "LOCKGATE_AUDIT_LOG": str(home / "audit.jsonl"),
         # The same HMAC chain as with the keyring's key; the bench runs without a keyring.
         "LOCKGATE_AUDIT_KEY_SOURCE": "memory",
+        **(extra_env or {}),
     }
-    launcher = (
-        [sys.executable, str(HERE / "patched_gateway.py")] if patched else [str(BIN / "lockgate")]
-    )
+    if launcher is None:
+        launcher = (
+            [sys.executable, str(HERE / "patched_gateway.py")]
+            if patched
+            else [str(BIN / "lockgate")]
+        )
     cmd = [
         *launcher,
         "up",
@@ -377,6 +391,13 @@ class Session:
         if final is None:
             raise RpcError("the SSE stream ended without the response")
         return checked(final)
+
+    def delete(self) -> int:
+        """End the MCP session (DELETE with its id); the HTTP status."""
+        self.conn.request("DELETE", self.path, headers=self._headers())
+        resp = self.conn.getresponse()
+        resp.read()
+        return resp.status
 
     def close(self) -> None:
         self.conn.close()

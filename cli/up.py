@@ -61,9 +61,9 @@ def up(
 
     path = active_profile_path(profile)
     out = views.console()
-    from lockgate.cli.views.watch_app import GatewayView
+    if not quiet and views.live_view_wanted(out):  # a terminal: the live view, q stops
+        from lockgate.cli.views.watch_app import GatewayView  # Textual: only when shown
 
-    if not quiet and GatewayView.wanted(out):  # a terminal: the live view, q stops
         view = GatewayView(out)
         view.run(lambda: serve(path, listen=listen, on_started=view.started, on_event=view.push))
         out.print("lockgate: stopped")

@@ -141,3 +141,68 @@ def test_commands_that_do_not_serve_never_load_mitmproxy() -> None:
             [sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60
         )
         assert "MITMPROXY False" in out.stdout, (args, out.stdout[-300:], out.stderr[-300:])
+
+
+# What serving never needs (issue 12, "Lean and flat"): each is imported where it is used, or
+# (mitmproxy's default addons, with flask and ldap3) not at all. pydantic stays: the profile is
+# pydantic models. typer stays in `lockgate up` (the CLI), never in the serving modules.
+NOT_FOR_SERVING = (
+    "textual",  # the live view, only on a terminal
+    "typer",
+    "flask",  # mitmproxy's onboarding app, via mitmproxy/addons/__init__.py
+    "ldap3",  # mitmproxy's proxy auth, the same way
+    "httpx",  # outbound calls: metadata, upstream OAuth, replays, listings
+    "anyio",
+    "pygments",  # httpx's command line pulls it
+    "jsonschema_rs",  # the first compiled inputSchema
+    "confusable_homoglyphs",  # the first non-ASCII text or tool name
+)
+
+
+def test_serving_loads_only_what_serving_needs(tmp_path: Path) -> None:
+    """In fresh interpreters: a gateway and its pipeline built for a profile, and `lockgate up
+    --quiet` up to serving, import nothing of NOT_FOR_SERVING (the command line: typer only),
+    so a cut cannot silently come back."""
+    import os
+    import subprocess
+    import sys
+
+    profile = tmp_path / "profile.toml"
+    profile.write_text(
+        '[identity]\nkind = "none"\n\n[upstreams.u]\nurl = "http://127.0.0.1:9/mcp"\n'
+        'auth = "none"\n\n[routes.r]\nupstream = "u"\n',
+        encoding="utf-8",
+    )
+    serving = (
+        "from lockgate.addons import pipeline\n"
+        "from lockgate.addons.config import Config\n"
+        "from lockgate.addons.master import Gateway\n"
+        "from lockgate.guardrails.confusables import spoofed_names\n"
+        "from lockgate.guardrails.text import fold\n"
+        "Gateway(PROFILE, audit_log=PROFILE.with_name('audit.jsonl'))\n"
+        "pipeline(Config())\n"
+        "spoofed_names(['send_email', 'Send_Email', 'get_note'])  # ASCII names\n"
+        "fold('Send an EMAIL')\n"
+    )
+    command = (
+        "from lockgate.cli import up\n"
+        "seen = []\n"
+        "up.serve = lambda path, **kw: seen.append(path)  # where the gateway would start\n"
+        "up.up(profile=PROFILE, listen='127.0.0.1:0', quiet=True)\n"
+        "assert seen == [PROFILE], seen\n"
+    )
+    env = {**os.environ, "LOCKGATE_HOME": str(tmp_path / "home")}
+    for code, allowed in ((serving, set()), (command, {"typer"})):
+        probe = (
+            f"import pathlib, sys\nPROFILE = pathlib.Path({str(profile)!r})\n{code}"
+            "print('LOADED', sorted({m.split('.')[0] for m in sys.modules} & set(sys.argv[1:])))\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", probe, *NOT_FOR_SERVING],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert f"LOADED {sorted(allowed)}" in out.stdout, (code, out.stdout[-500:])

@@ -117,9 +117,10 @@ def demo(
             raise typer.Exit(0 if ok else 1)
 
         from lockgate.cli.up import serve
-        from lockgate.cli.views.watch_app import GatewayView
 
-        if GatewayView.wanted(out):  # a terminal: the live view under a short banner
+        if views.live_view_wanted(out):  # a terminal: the live view under a short banner
+            from lockgate.cli.views.watch_app import GatewayView  # Textual: only when shown
+
             live = GatewayView(out)
 
             def started_view(gw: Gateway) -> None:

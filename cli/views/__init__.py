@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from typing import Final
 
@@ -50,6 +51,12 @@ GUARDRAIL_STYLE: Final[Mapping[Level, str]] = {
 def guardrail_style(level: object) -> str:
     """The style of a guardrail cell of this level ("" for none)."""
     return GUARDRAIL_STYLE.get(level, "") if isinstance(level, str) else ""  # type: ignore[call-overload]
+
+
+def live_view_wanted(out: Console) -> bool:
+    """Whether a live view makes sense: stdout and stdin are a terminal. Asked before Textual
+    is imported (it costs ~20 MB of RSS), so a piped or `--quiet` gateway never loads it."""
+    return out.is_terminal and sys.stdin.isatty()
 
 
 def print_started(out: Console, base_url: str, routes: list[tuple[str, str]]) -> None:

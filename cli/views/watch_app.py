@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -451,7 +450,7 @@ class GatewayView:
     @staticmethod
     def wanted(out: Console) -> bool:
         """Whether a live view makes sense: stdout and stdin are a terminal."""
-        return out.is_terminal and sys.stdin.isatty()
+        return views.live_view_wanted(out)
 
     def push(self, event: dict[str, Any]) -> None:
         """The gateway's `on_event`: thread-safe, returns at once."""

@@ -25,16 +25,19 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import anyio.to_thread
-import httpx
 from pydantic import Field, ValidationError
 
 from lockgate.authserver.requests import ClientMetadata, OAuthError, redirect_uri_problem
 from lockgate.errors import first_validation_error
 from lockgate.net.fetch import FetchError, fetch_json
 from lockgate.net.urlcheck import Resolver, UnsafeUrl, check_url
+from lockgate.util import threads
+
+if TYPE_CHECKING:
+    import httpx
 
 # The draft suggests 5 KB: a client description is small, and the gateway reads it often.
 MAX_DOCUMENT_BYTES = 5 * 1024
@@ -247,6 +250,8 @@ async def fetch_document(
     problem = client_id_url_problem(url)
     if problem is not None:
         raise _refused(f"The client_id {url[:200]!r} is not a metadata document URL: {problem}.")
+    import httpx  # here, not at import: only a metadata-document client_id needs it
+
     seen: list[httpx.Response] = []
 
     async def remember(response: httpx.Response) -> None:
@@ -287,6 +292,8 @@ async def _redirect_message(
     url: str, response: httpx.Response, allow_loopback: bool, resolve: Resolver | None
 ) -> str:
     base = f"The client's metadata document at {url[:200]} redirects elsewhere"
+    import httpx
+
     location = response.headers.get("location")
     if location:
         target = httpx.URL(url).join(location)
@@ -294,7 +301,7 @@ async def _redirect_message(
             check_url, str(target), allow_loopback_http=allow_loopback, resolve=resolve
         )
         try:
-            await anyio.to_thread.run_sync(check, abandon_on_cancel=True)
+            await threads.run_sync(check, abandon_on_cancel=True)
         except UnsafeUrl as e:
             return (
                 f"{base}, into a refused address ({e.public_reason}); redirects are not followed."

@@ -9,7 +9,8 @@ Hand-written on the hot path: every string of every definition and result passes
 `suspicious` (one `str.isascii()` and one substring test for almost all of them). Only the rare
 string with characters outside ASCII goes through the regexes and context checks below. The
 confusables table comes from the `confusable-homoglyphs` package (Unicode's confusables.txt),
-turned once at import into a `str.translate` table.
+turned into a `str.translate` table the first time `fold` meets non-ASCII text (not at import:
+the package's data costs ~6 MB of RSS and ~35 ms, and ASCII text never needs it).
 
 What counts as invisible (stripped by `sanitize`): zero-width characters (ZWSP, WJ, BOM, the
 invisible operators, Mongolian vowel separator, deprecated format controls, interlinear
@@ -25,12 +26,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 import unicodedata
 from collections.abc import Iterator
 from typing import Any, Final
-
-from confusable_homoglyphs.confusables import confusables_data
 
 # --- invisible characters ---------------------------------------------------------------------
 
@@ -234,6 +234,8 @@ def sanitize(value: Any) -> Any:
 
 
 def _confusable_table() -> dict[int, str]:
+    from confusable_homoglyphs.confusables import confusables_data
+
     table: dict[int, str] = {}
     for ch, glyphs in confusables_data.items():
         if len(ch) != 1 or ch.isascii():
@@ -244,9 +246,6 @@ def _confusable_table() -> dict[int, str]:
                 table[ord(ch)] = target
                 break
     return table
-
-
-_CONFUSABLE: Final = _confusable_table()
 
 
 def _runs_of(codes: list[int], gap: int = 128) -> str:
@@ -263,9 +262,15 @@ def _runs_of(codes: list[int], gap: int = 128) -> str:
     return "".join(f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges)
 
 
-# str.translate looks every character up in a dict, which is slow on long CJK text; only runs
-# of characters from the blocks that hold Latin lookalikes are translated.
-_LOOKALIKE_RUN: Final = re.compile(f"[{_runs_of(list(_CONFUSABLE))}]+")
+@functools.cache
+def _lookalikes() -> tuple[re.Pattern[str], dict[int, str]]:
+    """The homoglyph table and the regex of runs it translates, built on first use.
+    str.translate looks every character up in a dict, which is slow on long CJK text; only runs
+    of characters from the blocks that hold Latin lookalikes are translated."""
+    table = _confusable_table()
+    return re.compile(f"[{_runs_of(list(table))}]+"), table
+
+
 _DROP_CHARS = "".join(_ZERO_WIDTH | _BIDI_OVERRIDE | _ISOLATE_OPEN | {_PDI, "\u00ad"})
 _DROP_RX: Final = re.compile(
     "[" + re.escape(_DROP_CHARS) + "\ufe00-\ufe0f\U000e0000-\U000e007f\U000e0100-\U000e01ef]"
@@ -273,7 +278,8 @@ _DROP_RX: Final = re.compile(
 
 
 def _unconfuse(s: str) -> str:
-    return _LOOKALIKE_RUN.sub(lambda m: m.group().translate(_CONFUSABLE), s)
+    run, table = _lookalikes()
+    return run.sub(lambda m: m.group().translate(table), s)
 
 
 def fold(s: str) -> str:

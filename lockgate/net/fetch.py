@@ -15,17 +15,21 @@ import functools
 import json
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urldefrag, urlencode, urljoin
-
-import anyio
-import anyio.to_thread
-import httpx
 
 from lockgate.errors import LockgateError
 from lockgate.net.oauth_client import basic_authorization
 from lockgate.net.tls import trust_store
 from lockgate.net.urlcheck import DEFAULT_PORTS, CheckedUrl, Resolver, check_url
+from lockgate.util import threads
 
+if TYPE_CHECKING:
+    import httpx
+
+# httpx and anyio are imported by the functions that call out, not here: a gateway that never
+# fetches metadata (kind "none" or "dev", no upstream OAuth) keeps the ~6 MB of RSS they and
+# what they pull cost (measured compiling from source, as bench/README.md explains).
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
@@ -40,10 +44,12 @@ async def checked(
     check = functools.partial(
         check_url, url, allow_loopback_http=allow_loopback_http, resolve=resolve
     )
-    return await anyio.to_thread.run_sync(check, abandon_on_cancel=True)
+    return await threads.run_sync(check, abandon_on_cancel=True)
 
 
 def _own_client(timeout: float, verify: ssl.SSLContext | None) -> httpx.AsyncClient:
+    import httpx
+
     return httpx.AsyncClient(
         trust_env=False, timeout=timeout, verify=verify if verify is not None else trust_store()
     )
@@ -66,6 +72,8 @@ async def fetch_json(
     and each connection goes to the checked addresses only. `timeout` bounds the whole
     fetch, redirects and slow bodies included. Errors never quote the response body.
     """
+    import anyio
+
     try:
         with anyio.fail_after(timeout):
             if client is not None:
@@ -139,6 +147,8 @@ async def _pinned[T](
     read: Callable[[httpx.Response], Awaitable[T]],
 ) -> T:
     """Connect to the checked addresses in turn, keeping the real Host and TLS name."""
+    import httpx
+
     default_port = DEFAULT_PORTS[checked.scheme]
     shown_host = f"[{checked.host}]" if ":" in checked.host else checked.host
     host_header = shown_host if checked.port == default_port else f"{shown_host}:{checked.port}"
@@ -213,6 +223,8 @@ async def post(
     async def call(http_client: httpx.AsyncClient) -> tuple[int, bytes]:
         target = await checked(url, allow_loopback_http=allow_loopback_http, resolve=resolve)
         return await _pinned(http_client, target, "POST", headers, content, read)
+
+    import anyio
 
     try:
         with anyio.fail_after(timeout):

@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import anyio.to_thread
-
 from lockgate.audit.events import Outcome
 from lockgate.authserver.consent import PAGE_HEADERS, message_page
 from lockgate.errors import LockgateError
@@ -39,6 +37,7 @@ from lockgate.upstream import tokens as upstream_tokens
 from lockgate.upstream._errors import UpstreamOAuthError
 from lockgate.upstream.oauth import PendingConnects
 from lockgate.upstream.registration import METADATA_DOCUMENT_PATH, UpstreamClient
+from lockgate.util import threads
 
 logger = logging.getLogger("lockgate")
 
@@ -244,7 +243,7 @@ class ConnectService:
         secret: str | None = None
         if section.client_secret is not None:
             entry = section.client_secret.removeprefix("keyring:")
-            secret = await anyio.to_thread.run_sync(get_entry, entry)
+            secret = await threads.run_sync(get_entry, entry)
             if not secret:
                 raise UpstreamOAuthError(
                     f"The keyring holds no client secret {entry!r} for upstream {upstream!r}",
@@ -300,7 +299,7 @@ class ConnectService:
             tokens = await oauth.exchange_code(
                 pending, params["code"], resolve=self.resolve, verify=self._trust()
             )
-            await anyio.to_thread.run_sync(upstream_tokens.save, upstream, user, tokens)
+            await threads.run_sync(upstream_tokens.save, upstream, user, tokens)
         except LockgateError as e:
             failed: dict[str, Any] = {
                 "event": "auth.upstream_connected",

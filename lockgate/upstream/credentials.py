@@ -11,13 +11,12 @@ import asyncio
 import time
 from typing import Any
 
-import anyio.to_thread
-
 from lockgate.upstream import oauth as upstream_oauth
 from lockgate.upstream import secrets
 from lockgate.upstream import tokens as upstream_tokens
 from lockgate.upstream._errors import RefreshRefused, UpstreamOAuthError
 from lockgate.upstream.tokens import UpstreamTokens
+from lockgate.util import threads
 
 # Keyring reads cost a D-Bus round trip (or a Keychain prompt): keep a secret briefly.
 CACHE_SECONDS = 30.0
@@ -56,7 +55,7 @@ class CredentialCache:
         hit = self._tokens.get(key)
         if not fresh and hit is not None and now - hit[0] < CACHE_SECONDS:
             return hit[1]
-        tokens = await anyio.to_thread.run_sync(upstream_tokens.load, upstream, user)
+        tokens = await threads.run_sync(upstream_tokens.load, upstream, user)
         if tokens is None:
             self._tokens.pop(key, None)
         else:
@@ -96,7 +95,7 @@ class CredentialCache:
                 )
                 self._tokens.pop(key, None)
                 if e.error == "invalid_grant":  # dead for good: show "needs connect"
-                    await anyio.to_thread.run_sync(upstream_tokens.delete, upstream, user)
+                    await threads.run_sync(upstream_tokens.delete, upstream, user)
                 return None
             except UpstreamOAuthError as e:
                 events.append(
@@ -111,6 +110,6 @@ class CredentialCache:
                 if not current.expires_within(0):
                     return current  # still valid: use it while the server is away
                 raise
-            await anyio.to_thread.run_sync(upstream_tokens.save, upstream, user, new)
+            await threads.run_sync(upstream_tokens.save, upstream, user, new)
             self._tokens[key] = (time.monotonic(), new)
             return new

@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lockgate.errors import first_validation_error
@@ -184,6 +183,8 @@ async def probe(
     The upstream URL comes from the profile (trusted), so this is the one request not
     made under the SSRF rules.
     """
+    import httpx  # here, not at import: a gateway that never probes keeps its RSS
+
     init = jsonrpc.initialize_request(CLIENT_NAME, id=0)
     try:
         async with httpx.AsyncClient(

@@ -13,8 +13,6 @@ import ssl
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
 from lockgate.mcp import jsonrpc
 from lockgate.mcp.sse import SseParser
 
@@ -72,6 +70,8 @@ async def fetch_tools(
         "accept": "application/json, text/event-stream",
         "accept-encoding": "identity",
     }
+    import httpx  # here, not at import: only a call to a tool never seen listed needs it
+
     tools: list[dict[str, Any]] = []
     cursor: str | None = None
     async with httpx.AsyncClient(

@@ -1,3 +1,3 @@
 """Small building blocks the wings share, with no knowledge of the gateway itself."""
 
-__all__ = ["expiring"]
+__all__ = ["expiring", "threads"]

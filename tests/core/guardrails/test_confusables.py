@@ -12,7 +12,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from lockgate.guardrails.confusables import (
+    _ASCII_PROTOTYPES,
     _ascii_keys,
+    _prototypes,
     _unicode_keys,
     confusable_with,
     lookalike_name,
@@ -292,6 +294,11 @@ def test_spoofed_names_reports_both_of_a_pair() -> None:
 @given(st.text(st.characters(max_codepoint=127), max_size=30))
 def test_the_ascii_fast_path_equals_the_general_one(name: str) -> None:
     assert _ascii_keys(name) == _unicode_keys(name)
+
+
+def test_the_written_out_ascii_classes_are_the_datas() -> None:
+    # ASCII names never load the confusables data: the ASCII part of its classes is written out.
+    assert {ch: rep for ch, rep in _prototypes().items() if ch.isascii()} == _ASCII_PROTOTYPES
 
 
 def test_long_names_are_not_cached_but_read_the_same() -> None:
