@@ -10,10 +10,10 @@
 Prints `bench upstream listening on http://127.0.0.1:PORT/mcp` once bound.
 
 `stamped_count` is `slow_count` with one change: each progress message is the upstream's
-`time.monotonic_ns()` taken just before the notification is sent. CLOCK_MONOTONIC is one clock
-for every process on the machine, so the client can compute each event's one-way latency
-(upstream send -> client has the whole event) instead of inferring it from arrival offsets
-that drift with every `asyncio.sleep`.
+`time.monotonic_ns()` (digits grouped by `_`) taken just before the notification is sent.
+CLOCK_MONOTONIC is one clock for every process on the machine, so the client can compute each
+event's one-way latency (upstream send -> client has the whole event) instead of inferring it
+from arrival offsets that drift with every `asyncio.sleep`.
 """
 
 import argparse
@@ -51,7 +51,12 @@ def make_app(kind: str):  # type: ignore[no-untyped-def]
         ) -> str:
             """slow_count whose progress messages carry the send time (monotonic ns)."""
             return await count_with_progress(
-                ctx, n, delay_ms, lambda i, n: str(time.monotonic_ns())
+                # Grouped with underscores (int() reads them): a bare 14-digit run can pass
+                # for a Diners card number and be masked by the gateway's redaction.
+                ctx,
+                n,
+                delay_ms,
+                lambda i, n: f"{time.monotonic_ns():_}",
             )
 
         return build_app(json_response=False, server=server)
