@@ -330,10 +330,9 @@ def _rewrite_or_refuse(st: FlowState, ev: SseEvent) -> SseEvent | None:
 def _stream_broke(flow: http.HTTPFlow, why: StreamBroken) -> bytes:
     """The upstream's stream can go on no longer: its open requests get errors, and the
     upstream is let go (the wire ends the client's stream cleanly once it is gone)."""
-    if why is UNANSWERED:  # the upstream ended it; nothing to close
-        return stream_errors(state(flow), why)
-    logger.error("lockgate: an upstream event stream was ended: it %s", why.what)
-    close_upstream(flow, why.what)
+    if why is not UNANSWERED:  # UNANSWERED: the upstream ended it itself, nothing to close
+        logger.error("lockgate: an upstream event stream was ended: it %s", why.what)
+        close_upstream(flow, why.what)
     return stream_errors(state(flow), why)
 
 
