@@ -107,6 +107,10 @@ class FlowState:
     answered: set[tuple[bool, object]] = field(default_factory=set)
     # Why the gateway is closing the upstream's stream (it went idle), for the stream's end.
     broken: StreamBroken | None = None
+    # When (time.monotonic) the upstream's event stream last made progress for an open
+    # request (`note_progress`): the idle timer reads it, so pings and keep-alives sent
+    # forever do not hold a waiting client forever.
+    progress_at: float = 0.0
 
     def process(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """Run one upstream message through the transforms, then show it to the observers."""
@@ -198,7 +202,46 @@ def answer_key(rid: object) -> tuple[bool, object]:
     return (isinstance(rid, bool), rid) if isinstance(rid, (str, int)) else (False, repr(rid))
 
 
+def _progress_tokens(st: FlowState) -> set[tuple[bool, object]]:
+    """The `_meta.progressToken`s of the exchange's requests still open."""
+    tokens: set[tuple[bool, object]] = set()
+    for m in st.messages:
+        if m.kind != "request" or answer_key(m.id) in st.answered or m.params is None:
+            continue
+        meta = m.params.get("_meta")
+        token = meta.get("progressToken") if isinstance(meta, dict) else None
+        if isinstance(token, (str, int)):
+            tokens.add(answer_key(token))
+    return tokens
+
+
+def is_progress(st: FlowState, m: object) -> bool:
+    """Whether an upstream message moves an open request of this exchange forward: its answer,
+    a `notifications/progress` for its progressToken, or a request the client must answer
+    (sampling, elicitation, roots; not `ping`). Pings, keep-alive comments, log messages and
+    other notifications are not progress: a stream of only those is idle for its request."""
+    if not isinstance(m, dict):
+        return False
+    method = m.get("method")
+    if method is None:
+        if "result" not in m and "error" not in m:
+            return False
+        return answer_key(m.get("id")) in {answer_key(i) for i in open_request_ids(st)}
+    if method == "notifications/progress":
+        params = m.get("params")
+        token = params.get("progressToken") if isinstance(params, dict) else None
+        return isinstance(token, (str, int)) and answer_key(token) in _progress_tokens(st)
+    return "id" in m and method != "ping"
+
+
+def note_progress(st: FlowState, obj: Any, now: float) -> None:
+    """Move `st.progress_at` to `now` when a decoded event (a message or a batch) is progress."""
+    if any(is_progress(st, m) for m in (obj if isinstance(obj, list) else (obj,))):
+        st.progress_at = now
+
+
 def _note_answers(st: FlowState, obj: Any) -> None:
+    note_progress(st, obj, time.monotonic())
     for m in obj if isinstance(obj, list) else (obj,):
         if isinstance(m, dict) and "method" not in m and ("result" in m or "error" in m):
             st.answered.add(answer_key(m.get("id")))

@@ -31,7 +31,12 @@ SSE_MODES = (
     "sse_no_answer",
 )
 # Each upstream's own limits (the gateway's defaults are 10, 60 and 60 seconds).
-TIMED = {"slow_head": "timeout = 1.5", "sse_silent": "idle_timeout = 1"}
+TIMED = {
+    "slow_head": "timeout = 1.5",
+    "sse_silent": "idle_timeout = 1",
+    "sse_pings": "idle_timeout = 1",
+    "sse_slow_progress": "idle_timeout = 1",
+}
 MAX_RESPONSE = 1024 * 1024
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 RID = 4242
@@ -224,6 +229,35 @@ def test_a_silent_stream_ends_after_its_idle_timeout(env: Env) -> None:
     assert "sent nothing on its event stream for 1 second while a request waited" in message
     assert "idle_timeout" in message
     assert 0.9 < took < 10  # the upstream itself would stay silent for 30 s
+
+
+def test_a_stream_of_only_pings_ends_after_its_idle_timeout(env: Env) -> None:
+    """Pings, keep-alives, log messages and another token's progress, forever: none is
+    progress for the request, so the client gets the idle error instead of waiting forever."""
+    _, messages, took = stream_of(env, "sse_pings")
+    message = the_error([m for m in messages if m.get("method") != "ping"], "sse_pings")
+    assert "sent nothing for the waiting request for 1 second" in message
+    assert "pings, keep-alives" in message and "idle_timeout" in message
+    assert any(m.get("method") == "ping" for m in messages)  # they were passed on meanwhile
+    assert 0.9 < took < 10  # the upstream itself would go on for 30 s
+
+
+def test_progress_for_the_request_keeps_a_stream_alive_past_its_idle_timeout(env: Env) -> None:
+    body = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": RID,
+            "method": "tools/list",
+            "params": {"_meta": {"progressToken": "tok-1"}},
+        }
+    )
+    t0 = time.monotonic()
+    resp = env.client.post(env.gw.route_url("sse_slow_progress"), content=body, headers=HEADERS)
+    took = time.monotonic() - t0
+    messages = [json.loads(ev.data) for ev in SseParser().feed(resp.content) if ev.data]
+    answers = [m for m in messages if m.get("id") == RID]
+    assert answers == [{"jsonrpc": "2.0", "id": RID, "result": {"tools": []}}], messages
+    assert took > 2  # longer than the 1 s idle_timeout: each progress event moved it on
 
 
 def test_an_event_that_is_not_json_ends_the_stream(env: Env) -> None:
