@@ -111,6 +111,11 @@ class FlowState:
     # request (`note_progress`): the idle timer reads it, so pings and keep-alives sent
     # forever do not hold a waiting client forever.
     progress_at: float = 0.0
+    # Per open request (`answer_key` of its id): how many `notifications/progress` for its
+    # token the audit folded into its completion event, and the last progress value.
+    progress_seen: dict[tuple[bool, object], tuple[int, object]] = field(default_factory=dict)
+    # The audit's short hash of the exchange's session id, once known.
+    session_hash: str | None = None
 
     def process(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """Run one upstream message through the transforms, then show it to the observers."""
