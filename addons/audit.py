@@ -209,7 +209,9 @@ class Audit:
         if obj.get("method") != "notifications/progress":
             return False
         params = obj.get("params")
-        token = params.get("progressToken") if isinstance(params, dict) else None
+        if not isinstance(params, dict):
+            return False
+        token = params.get("progressToken")
         if not isinstance(token, (str, int)):
             return False
         for m in st.messages:
