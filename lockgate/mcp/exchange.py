@@ -128,6 +128,11 @@ class FlowState:
     batch: bool = False
     set_aside: list[SetAside] = field(default_factory=list)
     order: dict[tuple[bool, object], int] = field(default_factory=dict)
+    # Per open request (`answer_key` of its id): how many `notifications/progress` for its
+    # token the audit folded into its completion event, and the last progress value.
+    progress_seen: dict[tuple[bool, object], tuple[int, object]] = field(default_factory=dict)
+    # The audit's short hash of the exchange's session id, once known.
+    session_hash: str | None = None
 
     def process(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """Run one upstream message through the transforms, then show it to the observers."""
