@@ -27,7 +27,7 @@ from lockgate.addons._flow import (
     state,
 )
 from lockgate.mcp import jsonrpc
-from lockgate.mcp.exchange import open_request_ids
+from lockgate.mcp.exchange import merge_answers, open_request_ids
 from lockgate.mcp.sse import SseRewriter, StreamBroken
 from lockgate.policy.gateway import GatewayConfig
 from lockgate.upstream import answers
@@ -62,9 +62,13 @@ def _secs(seconds: float) -> str:
 
 
 def _errors_for_requests(flow: http.HTTPFlow, text: str, data: dict[str, object]) -> bytes:
-    """One JSON-RPC error for each request of the exchange (one with a null id if none)."""
-    ids = [m.id for m in state(flow).messages if m.kind == "request"] or [None]
+    """One JSON-RPC error for each request of the exchange (one with a null id if none),
+    and the errors of the batch members the gateway refused itself."""
+    st = state(flow)
+    ids = [m.id for m in st.messages if m.kind == "request"] or [None]
     errors = [jsonrpc.error_response(i, jsonrpc.INTERNAL_ERROR, text, data) for i in ids]
+    if st.set_aside:
+        return jsonrpc.encode(merge_answers(st, errors))
     return jsonrpc.encode(errors if len(errors) > 1 else errors[0])
 
 

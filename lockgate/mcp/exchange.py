@@ -57,6 +57,18 @@ class InjectedToken:
     token: str
 
 
+@dataclass(frozen=True, slots=True)
+class SetAside:
+    """A batch member the gateway refused while the others went upstream: its error (None
+    for a notification, which has no answer) joins the batch's answer, its audit event is
+    recorded with the exchange's."""
+
+    message: Message
+    error: dict[str, Any] | None
+    status: int
+    event: dict[str, Any]
+
+
 @dataclass(slots=True)
 class FlowState:
     """What the pipeline learned about one HTTP exchange."""
@@ -111,6 +123,11 @@ class FlowState:
     # request (`note_progress`): the idle timer reads it, so pings and keep-alives sent
     # forever do not hold a waiting client forever.
     progress_at: float = 0.0
+    # The client's body was a batch; the members refused one by one (`SetAside`), whose
+    # errors are merged into the upstream's answer to the others, in the client's order.
+    batch: bool = False
+    set_aside: list[SetAside] = field(default_factory=list)
+    order: dict[tuple[bool, object], int] = field(default_factory=dict)
     # Per open request (`answer_key` of its id): how many `notifications/progress` for its
     # token the audit folded into its completion event, and the last progress value.
     progress_seen: dict[tuple[bool, object], tuple[int, object]] = field(default_factory=dict)
@@ -421,4 +438,35 @@ def scope_refusal(fa: FlowAccess, needed: tuple[str, ...], what: str) -> ScopeRe
                 f'error_description="This request needs scope {scope}"'
             )
         },
+    )
+
+
+def note_order(st: FlowState, batch: bool) -> None:
+    """Remember whether the body is a batch, and where each request stands in it."""
+    st.batch = batch
+    st.order = {answer_key(m.id): i for i, m in enumerate(st.messages) if m.kind == "request"}
+
+
+def set_aside_errors(st: FlowState) -> list[dict[str, Any]]:
+    return [a.error for a in st.set_aside if a.error is not None]
+
+
+def merge_answers(st: FlowState, obj: object) -> list[Any]:
+    """The batch's answer: the upstream's answers (`obj`: a message, a list, or None for a
+    202) and the set-aside members' errors, in the order the client sent the requests."""
+    got = obj if isinstance(obj, list) else [] if obj is None else [obj]
+    merged = [*got, *set_aside_errors(st)]
+    last = len(st.order)
+
+    def position(m: object) -> int:
+        return st.order.get(answer_key(m.get("id")), last) if isinstance(m, dict) else last
+
+    return sorted(merged, key=position)
+
+
+def set_aside_events(st: FlowState) -> bytes:
+    """The set-aside members' errors as events, sent first on the upstream's event stream."""
+    return b"".join(
+        serialize(SseEvent(event="message", data=jsonrpc.encode(e).decode("utf-8")))
+        for e in set_aside_errors(st)
     )

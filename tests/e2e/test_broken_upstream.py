@@ -29,6 +29,7 @@ SSE_MODES = (
     "sse_not_json",
     "sse_long_line",
     "sse_no_answer",
+    "sse_batch",
 )
 # Each upstream's own limits (the gateway's defaults are 10, 60 and 60 seconds).
 TIMED = {
@@ -282,3 +283,23 @@ def test_a_stream_that_ends_without_answering_ends_with_an_error_for_the_request
     assert "ended its event stream without answering; try again." in the_error(
         [m for m in messages if m.get("id") != f"not-{RID}"], "sse_no_answer"
     )
+
+
+def test_a_batch_answered_on_a_stream_gets_the_refused_members_errors_first(env: Env) -> None:
+    """On 2025-03-26 (no MCP-Protocol-Version: the transport's default) a refused member is
+    answered alone: its error goes out as the stream's first event, the upstream's events
+    for the others follow; every id is answered once."""
+    batch = [
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": ["array"]},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/list"},
+    ]
+    before = len(env.up.seen)
+    resp = env.client.post(
+        env.gw.route_url("sse_batch"), content=json.dumps(batch), headers=HEADERS
+    )
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event")
+    messages = [json.loads(ev.data) for ev in SseParser().feed(resp.content) if ev.data]
+    assert [m["id"] for m in messages] == [2, 3, 1]
+    assert messages[0]["error"]["code"] == -32602
+    assert [json.loads(s.body) for s in env.up.seen[before:]] == [[batch[0], batch[2]]]

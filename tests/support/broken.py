@@ -155,6 +155,17 @@ def _sse_slow_progress(conn: socket.socket, seen: Seen) -> None:
     conn.sendall(_chunk(_event(json.loads(_ok(_rid(seen))))) + b"0\r\n\r\n")
 
 
+def _sse_batch(conn: socket.socket, seen: Seen) -> None:
+    """A batch answered on an event stream: one event per request, in reverse order."""
+    try:
+        batch = json.loads(seen.body)
+    except ValueError:
+        batch = []
+    ids = [m["id"] for m in batch if isinstance(m, dict) and "id" in m and "method" in m]
+    body = b"".join(_event(json.loads(_ok(i))) for i in reversed(ids))
+    conn.sendall(_head("200 OK", SSE) + _chunk(body) + b"0\r\n\r\n")
+
+
 def _slow_head(conn: socket.socket, seen: Seen) -> None:
     time.sleep(30)
 
@@ -209,6 +220,7 @@ STREAMS: dict[str, Stream] = {
     "sse_one_byte": _sse_one_byte,
     "sse_no_answer": _sse_no_answer,
     "sse_pings": _sse_pings,
+    "sse_batch": _sse_batch,
     "sse_slow_progress": _sse_slow_progress,
     "slow_head": _slow_head,
 }
