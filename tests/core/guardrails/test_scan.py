@@ -1,0 +1,107 @@
+"""The fast path's prefilters: a string one of them rules out yields nothing from the path it
+guards (the whole-text comparison with `reference` is in test_detectors.py)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lockgate.guardrails import scan
+from lockgate.guardrails.patterns import DETECTORS, PHONE
+
+# Digit runs at the edges of `_number_runs`: lengths 7 to 14, dates and date-hours, separators
+# at the positions its alternatives test, `+`/`(` leads, IBAN heads, phone words, extensions.
+NUMBERISH = st.sampled_from(
+    [
+        *("0", "1", "2", "4", "5", "9", "12", "123", "4111", "2026", "-", " ", ".", "(", ")"),
+        *("+", "2026-09-04", "2026-09-04 11", "2026-09-04T11", "415-555-2671", "(415) 555-2671"),
+        *("GB82", "DE89 ", "IT60X", "QA", "ab", "x", " x12", " ext. 5", "phone ", "tel:", "\n"),
+        *("4111 1111 1111 1111", "123-45-6789", "+44 20 7946 0958", "1-", "00", "T", "Z", ":"),
+    ]
+)
+ASCII = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=8)
+
+
+def _hits(text: str, windows: Iterable[tuple[int, int]]) -> dict[str, list[tuple[int, int]]]:
+    """The runs `_numbers` reads in `windows`, by the type `_may_hold` gives them."""
+    hits: dict[str, list[tuple[int, int]]] = {}
+    for lo, hi in windows:
+        for m in scan._NUM_ANCHOR.finditer(text, lo, hi):
+            if not scan._date(text, *m.span()):
+                for type_ in scan._may_hold(text, *m.span()):
+                    hits.setdefault(type_, []).append(m.span())
+    return hits
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.one_of(NUMBERISH, ASCII), max_size=30).map("".join))
+def test_the_run_windows_hold_every_run_a_number_detector_reads(text: str) -> None:
+    """`_run_windows` (RE2's pass of `_number_runs`) leaves out only runs that `_date` skips
+    or `_may_hold` gives no type: the same runs, so the same number findings."""
+    if not text.isascii():
+        return
+    windows = scan._run_windows(text.encode("ascii"))
+    assert all(a < b for a, b in windows)
+    assert all(x[1] < y[0] for x, y in itertools.pairwise(windows))
+    assert _hits(text, windows) == _hits(text, [(0, len(text))])
+    assert scan._numbers(text, windows) == scan._numbers(text, [(0, len(text))])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(NUMBERISH, ASCII), min_size=40, max_size=120).map("".join))
+def test_the_run_windows_hold_on_long_text(text: str) -> None:
+    if text.isascii():
+        text *= 3
+        windows = scan._run_windows(text.encode("ascii"))
+        assert _hits(text, windows) == _hits(text, [(0, len(text))])
+
+
+_TOKENS = [DETECTORS[i] for i in scan._TOKEN_PRIORITIES]
+TOKENISH = st.sampled_from(
+    [
+        *sorted({x for literals in scan._LITERALS.values() for x in literals}),
+        *("-----BEGIN RSA PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----", "\n", " ", "_"),
+        *("live_", "test_", "ant-api03-", "proj-", "T3BlbkFJ", ".eyJ", ".", "-", "/services/"),
+        *("aB3dE5fG7hJ9kL1mN3pQ5rS7", "ABCDEFGHIJKLMNOP", "0123456789", "abcdefghij", "Zz"),
+    ]
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.one_of(TOKENISH, ASCII), max_size=30).map("".join))
+def test_a_token_detector_the_set_rules_out_finds_nothing(text: str) -> None:
+    """`_TOKEN_SET` (each token pattern as RE2) names every token detector with a match."""
+    if not text.isascii():
+        return
+    named = set(scan._TOKEN_SET.Match(text.encode("ascii")) or ())
+    for i, (pattern, _, _, _) in enumerate(_TOKENS):
+        if i not in named:
+            assert pattern.search(text) is None, (i, text)
+
+
+def test_long_ascii_text_runs_only_the_token_detectors_the_set_names() -> None:
+    text = "x" * 5000 + " ghp_" + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5 "
+    run = list(scan._tokens_to_run(text, text.encode("ascii")))
+    assert [DETECTORS[i][1] for i in run] == ["GITHUB_TOKEN"]
+
+
+def test_long_ascii_text_without_a_token_runs_none() -> None:
+    assert list(scan._tokens_to_run("x" * 5000, b"x" * 5000)) == []
+    assert scan.candidates("x" * 5000 + " 4111 1111 1111 1111") != []
+
+
+def test_phone_detector_is_not_a_token() -> None:
+    assert all(DETECTORS[i][1] != PHONE for i in scan._TOKEN_PRIORITIES)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(TOKENISH, NUMBERISH, ASCII), min_size=10, max_size=40).map("".join))
+def test_the_fast_path_holds_on_text_past_the_long_text_threshold(text: str) -> None:
+    """Past 4096 characters the token detectors are chosen by `_TOKEN_SET`."""
+    from lockgate.guardrails.detectors import _resolve, find
+
+    text = (text + " ") * (4100 // (len(text) + 1) + 1)
+    assert find(text) == _resolve(scan.reference(text))
