@@ -62,7 +62,7 @@ from lockgate.guardrails.patterns import (
     URL_PASSWORD,
     Span,
 )
-from lockgate.guardrails.superset import first_span, pattern_set, yes_no
+from lockgate.guardrails.superset import first_span, pattern_set, to_re2
 
 
 def _secret_value(m: re.Match[str]) -> Span | None:
@@ -206,8 +206,6 @@ _KEYED: Final = {
 _PRIORITY: Final = {type_: i for i, (_, type_, _, _) in reversed(list(enumerate(DETECTORS)))}
 _P_EMAIL, _P_URL = _PRIORITY[EMAIL], _PRIORITY[URL_PASSWORD]
 _P_IPV6 = _PRIORITY[IP] + 1
-# The token detectors by a prefix shared by their literals, so that a string without it costs
-# one substring test for the whole group.
 # Every detector of a token type (Stripe, GitHub and Slack have several patterns).
 _INDICES: Final = {t: tuple(i for i, d in enumerate(DETECTORS) if d[1] == t) for t in _LITERALS}
 _TOKEN_PRIORITIES: Final = tuple(sorted(i for t in _LITERALS for i in _INDICES[t]))
@@ -232,20 +230,6 @@ _TOKEN_GROUPS: Final = tuple(
         (("eyJ",), (JWT,)),
     )
 )
-# Every token match but these groups' holds a run of 15 or more of [A-Za-z0-9_-] (the shortest,
-# a Slack token: `xoxb-` and 10 more); a PEM block, a Slack webhook URL and a JWT (`eyJ` and
-# segments of 5) may not. One translate and one substring test rule the others out.
-_UNRUN_GROUPS: Final = tuple(
-    g for g in _TOKEN_GROUPS if g[0][0] in ("PRIVATE KEY", "hooks.slack", "eyJ")
-)
-# Every token detector's pattern as RE2 (`superset.to_re2`: matches on ASCII text at least
-# where the pattern does), as one set whose match answers which of them may match at all.
-_TOKEN_SET: Final = pattern_set(DETECTORS[i][0] for i in _TOKEN_PRIORITIES)
-_TOKEN_CHARS: Final = bytes(
-    97 if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "_-") else 32 for c in range(256)
-)
-_TOKEN_RUN: Final = b"a" * 15
-_NOT_DIGITS: Final = bytes(c for c in range(256) if not 48 <= c <= 57)
 # Secret-named keys: a keyword, then what may follow it up to the `:`/`=` (lowercased text).
 _KEY_TAIL = r"[\"']?\s*[:=]"
 _KEYWORDS: Final = tuple(
@@ -379,12 +363,15 @@ def _number_runs() -> str:
     return f"{run}|[+(]{d}{c}{{5,}}{d}|[A-Z]{{2}}[0-9]{{2}}"
 
 
+_KEY_ANCHOR: Final = (
+    r"(?i:key|secret|token|passw(?:or)?d|pwd|credentials?|authorization)"
+    r"[\"']?[\t\n\x0b\x0c\r\x1c-\x1f ]*[:=]"
+)
 # What any built-in detector needs somewhere in an ASCII string (`quiet` joins it with the
 # findings' gate for one pass over a whole message).
 ANCHORS_BODY: Final = "|".join(
     (
-        r"(?i:key|secret|token|passw(?:or)?d|pwd|credentials?|authorization)"
-        r"[\"']?[\t\n\x0b\x0c\r\x1c-\x1f ]*[:=]",
+        _KEY_ANCHOR,
         "|".join(re2.escape(x) for literals in _LITERALS.values() for x in literals),
         "@",
         _V6_ANCHOR.pattern,
@@ -392,25 +379,70 @@ ANCHORS_BODY: Final = "|".join(
         _number_runs(),
     )
 )
-# Searched as bytes: the wrapper maps str offsets at a cost per call.
-_ANCHORS: Final = re2.compile(ANCHORS_BODY.encode("ascii"))
 
 
-_has_anchor: Final = yes_no(_ANCHORS)
+# The anchors again, one entry per family, as an RE2 set: one DFA pass over an ASCII string
+# says which families may find something in it (~2 us on a short value, ~3 ms/MB on long
+# text; the token entries are each detector's whole pattern, by `superset.to_re2`, so that
+# a `gh` in prose or a `-` runs nothing). A set's DFA never gives up for slowness, it resets
+# its cache (RE2's many-match mode), and 64 MB holds far more states than these need: a set
+# that failed would find nothing, so the budget is what keeps this fail-closed.
+_F_KEY, _F_EMAIL, _F_V6, _F_V4, _F_NUMBER, _F_TOKENS = range(6)
+_FAMILIES: Final = pattern_set(
+    [
+        _KEY_ANCHOR,
+        "@",
+        _V6_ANCHOR.pattern,
+        _DOTTED.pattern,
+        _number_runs(),
+        *(to_re2(DETECTORS[i][0]) for i in _TOKEN_PRIORITIES),
+    ]
+)
 # The runs of `_number_runs`, found by RE2's own match call (see `superset.first_span`).
 _next_run: Final = first_span(re2.compile(_number_runs().encode("ascii")))
 
 
 def candidates(text: str) -> list[tuple[Span, int]]:
-    found: list[tuple[Span, int]] = []
     n = len(text)
     if n < 7:  # the shortest entity, an IPv4 address like 1.2.3.4
-        return found
+        return []
     if n < 15 and _SHORT_GATE.search(text) is None:  # too short for a token
-        return found
-    raw = text.encode("ascii") if text.isascii() else None
-    if raw is not None and not _has_anchor(raw):
-        return found
+        return []
+    if not text.isascii():
+        return _unicode_candidates(text)
+    raw = text.encode("ascii")
+    families = _FAMILIES.Match(raw)
+    if not families:  # most prose, ids and log lines hold no anchor
+        return []
+    found: list[tuple[Span, int]] = []
+    families.sort()
+    if families[0] == _F_KEY:
+        hits = _key_hits(text.lower())
+        for type_ in _KEYED:
+            found += [(s, _PRIORITY[type_]) for s in _keyed(type_, text, hits)]
+    for f in families:
+        if f >= _F_TOKENS:
+            priority = _TOKEN_PRIORITIES[f - _F_TOKENS]
+            pattern, type_, group, valid = DETECTORS[priority]
+            found += [(s, priority) for s in _validated(pattern, text, group, type_, valid)]
+    if _F_EMAIL in families:
+        found += [(s, _P_EMAIL) for s in _emails(DETECTORS[_P_EMAIL][0], text)]
+        if "://" in text:
+            found += _url_passwords(text)
+    if _F_V6 in families:
+        found += _ipv6(text)
+    if _F_V4 in families:
+        found += _ipv4(text)
+    if _F_NUMBER in families:
+        found += _numbers(text, _run_windows(raw) if n > 1024 else ((0, n),))
+    return found
+
+
+def _unicode_candidates(text: str) -> list[tuple[Span, int]]:
+    """`candidates` for text that RE2's byte patterns do not read as `re` reads it (`\\w`, `\\d`
+    and `\\s` are wider in Unicode): each family by a cheap test of its own."""
+    found: list[tuple[Span, int]] = []
+    n = len(text)
     if ":" in text or "=" in text:
         lowered = text.lower()
         if len(lowered) != n:
@@ -420,7 +452,7 @@ def candidates(text: str) -> list[tuple[Span, int]]:
             for type_ in _KEYED:
                 found += [(s, _PRIORITY[type_]) for s in _keyed(type_, text, hits)]
     if n >= 15:  # the shortest token, a Slack one (`xoxb-` and 10 more)
-        for priority in _tokens_to_run(text, raw):
+        for priority in _tokens_to_run(text):
             pattern, type_, group, valid = DETECTORS[priority]
             found += [(s, priority) for s in _validated(pattern, text, group, type_, valid)]
     if "@" in text:
@@ -428,17 +460,20 @@ def candidates(text: str) -> list[tuple[Span, int]]:
         if "://" in text:
             found += _url_passwords(text)
     if "::" in text or text.count(":") >= 4:
-        hits = [m.span() for m in _V6_ANCHOR.finditer(text)]
-        found += _windowed(_P_IPV6, text, hits, 40, 45)
+        found += _ipv6(text)
     if "." in text and _DOTTED.search(text) is not None:
-        hits = [m.span() for m in _DOTTED.finditer(text)]
-        found += _windowed(_PRIORITY[IP], text, hits, 3, 14)
-    if raw is not None:
-        if len(raw.translate(None, _NOT_DIGITS)) >= 2:  # a number run has two digits at least
-            found += _numbers(text, _run_windows(raw))
-    elif _NUM_ANCHOR.search(text) is not None:
+        found += _ipv4(text)
+    if _NUM_ANCHOR.search(text) is not None:
         found += _numbers(text, ((0, n),))
     return found
+
+
+def _ipv6(text: str) -> list[tuple[Span, int]]:
+    return _windowed(_P_IPV6, text, [m.span() for m in _V6_ANCHOR.finditer(text)], 40, 45)
+
+
+def _ipv4(text: str) -> list[tuple[Span, int]]:
+    return _windowed(_PRIORITY[IP], text, [m.span() for m in _DOTTED.finditer(text)], 3, 14)
 
 
 def _numbers(text: str, windows: Iterable[tuple[int, int]]) -> list[tuple[Span, int]]:
@@ -545,18 +580,13 @@ def _run_windows(raw: bytes) -> list[tuple[int, int]]:
             out.append((lo, hi))
 
 
-def _tokens_to_run(text: str, raw: bytes | None) -> Iterable[int]:
-    """The token detectors that may match, by index. `raw`: the text as bytes when it is
-    ASCII. In long text the substring tests below find most literals (`gh`, `sk-`, `A`
-    anywhere), so an ASCII one is asked of `_TOKEN_SET` instead: one DFA pass for all 16
-    (~2.5 ms/MB, where running each literal-first pattern cost ~0.5-2 ms/MB)."""
-    if len(text) > 4096:
-        if raw is None:
-            return _TOKEN_PRIORITIES
-        return [_TOKEN_PRIORITIES[i] for i in sorted(_TOKEN_SET.Match(raw) or ())]
+def _tokens_to_run(text: str) -> Iterable[int]:
+    """The token detectors whose literals are in the text, by index: for text that is not
+    ASCII (`_FAMILIES` answers for the rest), where `\\w` takes letters of any script, so
+    no run of ASCII token characters is required."""
+    if len(text) > 4096:  # in long text the literal-first patterns cost what a test would
+        return _TOKEN_PRIORITIES
     groups = _TOKEN_GROUPS
-    if raw is not None and _TOKEN_RUN not in raw.translate(_TOKEN_CHARS):
-        groups = _UNRUN_GROUPS  # no 15-run of token characters: most tokens are impossible
     run: list[int] = []
     for needles, detectors in groups:
         if needles[0] not in text or (len(needles) > 1 and needles[1] not in text):

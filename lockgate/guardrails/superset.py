@@ -139,16 +139,16 @@ def compile_union(body: str, *, ignore_case: bool = False) -> re2._Regexp:
     return re2.compile(body, options)
 
 
-def pattern_set(patterns: Iterable[re.Pattern[str]]) -> re2.Set:
-    """An RE2 set of ``patterns`` (each by `to_re2`, in order, options as `compile_union`'s):
-    its `Match` of some ASCII bytes lists the indices of those that may match in them."""
+def pattern_set(patterns: Iterable[str]) -> re2.Set:
+    """An RE2 set of ``patterns`` (RE2 syntax, options as `compile_union`'s): its `Match` of
+    some bytes lists the indices of those that match in them, in no order (None for none)."""
     options = re2.Options()
     options.never_capture = True
     options.max_mem = 64 << 20
     options.dot_nl = True
     out = re2.Set.SearchSet(options)
     for p in patterns:
-        out.Add(to_re2(p))
+        out.Add(p)
     out.Compile()
     return out
 

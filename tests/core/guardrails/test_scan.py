@@ -70,27 +70,45 @@ TOKENISH = st.sampled_from(
 )
 
 
-@settings(max_examples=1500, deadline=None)
-@given(st.lists(st.one_of(TOKENISH, ASCII), max_size=30).map("".join))
-def test_a_token_detector_the_set_rules_out_finds_nothing(text: str) -> None:
-    """`_TOKEN_SET` (each token pattern as RE2) names every token detector with a match."""
+KEYISH = st.sampled_from(
+    [
+        *("password", "PASSWD", "pwd", "token", "api_key", "Secret", "credentials", "key"),
+        *("authorization", "Authorization: Bearer ", '"', "'", ":", "=", " ", "\t", "\x1c"),
+        *("@", "a@b.co", "://", "u:p@h", "::", ":", "fe80", "1:2:3:4:", ".", "10.0.0.1", "1.2"),
+    ]
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.one_of(TOKENISH, NUMBERISH, KEYISH, ASCII), max_size=30).map("".join))
+def test_a_family_the_set_rules_out_finds_nothing(text: str) -> None:
+    """`_FAMILIES` names every family that has something to read in an ASCII string: a
+    key before its separator, an `@`, an IPv6 or IPv4 anchor, a number run that `_numbers`
+    reads, a match of each token detector's pattern."""
     if not text.isascii():
         return
-    named = set(scan._TOKEN_SET.Match(text.encode("ascii")) or ())
+    named = set(scan._FAMILIES.Match(text.encode("ascii")) or ())
+    if scan._F_KEY not in named:
+        assert scan._key_hits(text.lower()) == []
+    if scan._F_EMAIL not in named:
+        assert "@" not in text
+    if scan._F_V6 not in named:
+        assert scan._V6_ANCHOR.search(text) is None
+    if scan._F_V4 not in named:
+        assert scan._DOTTED.search(text) is None
+    if scan._F_NUMBER not in named:
+        assert _hits(text, [(0, len(text))]) == {}
     for i, (pattern, _, _, _) in enumerate(_TOKENS):
-        if i not in named:
+        if scan._F_TOKENS + i not in named:
             assert pattern.search(text) is None, (i, text)
 
 
 def test_long_ascii_text_runs_only_the_token_detectors_the_set_names() -> None:
-    text = "x" * 5000 + " ghp_" + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5 "
-    run = list(scan._tokens_to_run(text, text.encode("ascii")))
-    assert [DETECTORS[i][1] for i in run] == ["GITHUB_TOKEN"]
-
-
-def test_long_ascii_text_without_a_token_runs_none() -> None:
-    assert list(scan._tokens_to_run("x" * 5000, b"x" * 5000)) == []
-    assert scan.candidates("x" * 5000 + " 4111 1111 1111 1111") != []
+    text = "x" * 5000 + " ghp_" + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5 gh sk- A3T eyJ"
+    named = sorted(scan._FAMILIES.Match(text.encode("ascii")) or ())
+    tokens = [DETECTORS[scan._TOKEN_PRIORITIES[f - scan._F_TOKENS]][1] for f in named]
+    assert tokens == ["GITHUB_TOKEN"]
+    assert scan._FAMILIES.Match(b"x" * 5000) is None
 
 
 def test_phone_detector_is_not_a_token() -> None:
@@ -100,8 +118,8 @@ def test_phone_detector_is_not_a_token() -> None:
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.one_of(TOKENISH, NUMBERISH, ASCII), min_size=10, max_size=40).map("".join))
 def test_the_fast_path_holds_on_text_past_the_long_text_threshold(text: str) -> None:
-    """Past 4096 characters the token detectors are chosen by `_TOKEN_SET`."""
+    """Past 1024 characters the number runs are read in `_run_windows`."""
     from lockgate.guardrails.detectors import _resolve, find
 
-    text = (text + " ") * (4100 // (len(text) + 1) + 1)
+    text = (text + " ") * (1100 // (len(text) + 1) + 1)
     assert find(text) == _resolve(scan.reference(text))
