@@ -123,3 +123,42 @@ def test_the_fast_path_holds_on_text_past_the_long_text_threshold(text: str) -> 
 
     text = (text + " ") * (1100 // (len(text) + 1) + 1)
     assert find(text) == _resolve(scan.reference(text))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.one_of(NUMBERISH, ASCII, st.text(max_size=4)), max_size=30).map("".join))
+def test_a_window_the_phone_gate_rules_out_holds_no_phone(text: str) -> None:
+    """`_PHONE_GATE` is in every match of the phone pattern, so a window without it has no
+    phone-shaped run to parse."""
+    pattern = DETECTORS[scan._PRIORITY[PHONE]][0]
+    if scan._PHONE_GATE.search(text) is None:
+        assert pattern.search(text) is None
+    for m in pattern.finditer(text):
+        assert scan._PHONE_GATE.search(m.group()) is not None
+
+
+V6ISH = st.sampled_from(
+    [":", "::", "a", "f", "0", "12", "fe80", "2001", "db8", "1:2", " ", ".", "-", "g", "x"]
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.one_of(V6ISH, ASCII), max_size=30).map("".join))
+def test_an_address_the_ipv6_gate_rules_out_is_not_found(text: str) -> None:
+    """Each IPv6 address the detector finds (its validator passed) makes `_may_hold_ipv6`
+    true on its own span, hence on any window holding it."""
+    pattern, type_, group, valid = DETECTORS[scan._P_IPV6]
+    for span in scan._validated(pattern, text, group, type_, valid):
+        assert scan._may_hold_ipv6(text, span.start, span.end)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet="ab.%+-_@ \\x\u00e9Z9", max_size=90), st.integers(0, 90))
+def test_the_local_part_before_an_at_is_the_run_of_its_characters(text: str, at: int) -> None:
+    import re
+
+    at = min(at, len(text))
+    lo = max(0, at - 64)
+    m = re.compile(r"[A-Za-z0-9._%+-]{1,64}\Z").search(text, lo, at)
+    start = lo + len(text[lo:at].rstrip(scan._LOCAL_CHARS))
+    assert (m.start() if m else at) == start
