@@ -15,15 +15,24 @@ import contextvars
 import functools
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mitmproxy import ctx, http
 
+from lockgate.audit import events as audit_events
 from lockgate.audit.events import Outcome
 from lockgate.errors import StoreUnwritable
 from lockgate.mcp import jsonrpc
-from lockgate.mcp.exchange import FlowAccess, FlowState, scope_refusal
+from lockgate.mcp.exchange import (
+    FlowAccess,
+    FlowState,
+    SetAside,
+    answer_key,
+    merge_answers,
+    scope_refusal,
+)
 from lockgate.policy.routes import Route
 
 logger = logging.getLogger("lockgate")
@@ -118,13 +127,73 @@ def answer_rpc_error(
     data: object = None,
     headers: dict[str, str] | None = None,
 ) -> None:
-    """A JSON-RPC error for every request in the body (or one with id null)."""
-    ids = [m.id for m in state(flow).messages if m.kind == "request"]
+    """A JSON-RPC error for every request in the body (or one with id null), beside the
+    errors of the batch members refused before (`refuse`)."""
+    st = state(flow)
+    ids = [m.id for m in st.messages if m.kind == "request"]
     errors = [jsonrpc.error_response(i, code, message, data) for i in ids] or [
         jsonrpc.error_response(None, code, message, data)
     ]
     body: object = errors if len(errors) > 1 else errors[0]
+    if st.set_aside:
+        body = merge_answers(st, errors)
     answer(flow, status, body, outcome=outcome, reason=message, headers=headers)
+
+
+def refuse(
+    flow: http.HTTPFlow,
+    m: jsonrpc.Message,
+    status: int,
+    code: int,
+    message: str,
+    *,
+    outcome: Outcome,
+    data: object = None,
+) -> bool:
+    """Refuse one message of the body. A single message: the exchange is answered (as
+    `answer_rpc_error`). A batch member: it is set aside with its error and taken out of
+    the body, and the others go on, as they would alone; once every member is refused the
+    gateway answers the batch itself. True when the exchange is answered (stop)."""
+    st = state(flow)
+    if not st.batch:
+        answer_rpc_error(flow, status, code, message, outcome=outcome, data=data)
+        return True
+    error = jsonrpc.error_response(m.id, code, message, data) if m.kind == "request" else None
+    event = (
+        audit_events.request(
+            {},
+            m,
+            outcome=outcome,
+            status=status,
+            reason=message,
+            total_ms=audit_events.ms(time.monotonic() - st.started),
+            upstream_ms=None,
+            reply=error,
+        )
+        if error is not None
+        else audit_events.client_message({}, m, outcome)
+    )
+    st.set_aside.append(SetAside(m, error, status, event))
+    st.messages = [x for x in st.messages if x is not m]
+    if st.messages:
+        st.events.append(event)
+        flow.request.content = jsonrpc.encode([x.raw for x in st.messages])
+        return False
+    # Nothing left to send: the batch's answer is the members' errors, audited per request.
+    refused = st.set_aside
+    st.set_aside = []
+    kept = {id(a.event) for a in refused}
+    st.events = [e for e in st.events if id(e) not in kept]
+    st.messages = [a.message for a in refused]
+    errors = [a.error for a in refused if a.error is not None]
+    if not errors:
+        answer_rpc_error(flow, status, code, message, outcome=outcome, data=data)
+        return True
+    statuses = {a.status for a in refused}
+    errors.sort(key=lambda e: st.order.get(answer_key(e["id"]), 0))
+    status = statuses.pop() if len(statuses) == 1 else 200
+    answer(flow, status, errors, outcome=outcome, reason=message)
+    return True
 
 
 def refuse_scope(flow: http.HTTPFlow, fa: FlowAccess, needed: tuple[str, ...], what: str) -> None:

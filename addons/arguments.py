@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from mitmproxy import http
 
-from lockgate.addons._flow import answer_rpc_error, guarded, pending_route, state
+from lockgate.addons._flow import guarded, pending_route, refuse, state
 from lockgate.mcp import jsonrpc
 from lockgate.mcp.arguments import ArgumentSchemas
 
@@ -26,15 +26,16 @@ class Arguments:
             return
         st = state(flow)
         lists: set[str | int] = set()
-        for m in st.messages:
+        for m in list(st.messages):
             if m.kind != "request":
                 continue
             if m.method == "tools/list" and m.id is not None:
                 lists.add(m.id)
             elif m.method == "tools/call" and m.params is not None and m.name is not None:
                 problem = self.schemas.problem(route.name, m.name, m.params.get("arguments"))
-                if problem is not None:
-                    answer_rpc_error(flow, 200, jsonrpc.INVALID_PARAMS, problem, outcome="denied")
+                if problem is not None and refuse(
+                    flow, m, 200, jsonrpc.INVALID_PARAMS, problem, outcome="denied"
+                ):
                     return
         if lists:
             name = route.name

@@ -21,7 +21,7 @@ from lockgate.addons._flow import guarded, state
 from lockgate.audit import events
 from lockgate.audit.events import Outcome
 from lockgate.audit.log import AuditLog
-from lockgate.mcp.exchange import FlowState
+from lockgate.mcp.exchange import FlowState, answer_key
 from lockgate.mcp.jsonrpc import Message
 from lockgate.mcp.sessions import session_hash
 from lockgate.paths import audit_log_path
@@ -155,17 +155,23 @@ class Audit:
             "upstream": route.upstream.name if route else None,
             "user": st.user,
             "client": st.client,
-            "session": self._session(flow),
+            "session": self._session(flow, st),
         }
 
     @staticmethod
-    def _session(flow: http.HTTPFlow) -> str | None:
+    def _session(flow: http.HTTPFlow, st: FlowState) -> str | None:
         """The session's short hash: enough to correlate events; the id itself would let
-        anyone who reads the log or `watch` present it."""
+        anyone who reads the log or `watch` present it. Remembered for the exchange: a
+        stream's events would look it up and hash it again each."""
+        if st.session_hash is not None:
+            return st.session_hash
         sid = flow.request.headers.get("mcp-session-id") or (
             flow.response.headers.get("mcp-session-id") if flow.response else None
         )
-        return None if sid is None else session_hash(sid)
+        if sid is None:
+            return None
+        st.session_hash = session_hash(sid)
+        return st.session_hash
 
     def _request_event(
         self,
@@ -179,21 +185,46 @@ class Audit:
     ) -> None:
         if m.id is not None:
             st.handled_ids.add(m.id)
-        self.record(
-            _with_findings(
-                st,
-                events.request(
-                    self._base(flow, st),
-                    m,
-                    outcome=outcome,
-                    status=status,
-                    reason=st.reason,
-                    total_ms=events.ms(time.monotonic() - st.started),
-                    upstream_ms=upstream_ms,
-                    reply=reply,
-                ),
-            )
+        event = events.request(
+            self._base(flow, st),
+            m,
+            outcome=outcome,
+            status=status,
+            reason=st.reason,
+            total_ms=events.ms(time.monotonic() - st.started),
+            upstream_ms=upstream_ms,
+            reply=reply,
         )
+        folded = st.progress_seen.pop(answer_key(m.id), None)
+        if folded is not None:
+            event["progress_events"], event["progress"] = folded
+        self.record(_with_findings(st, event))
+
+    @staticmethod
+    def _fold_progress(st: FlowState, obj: dict[str, Any]) -> bool:
+        """Count a `notifications/progress` for an open request of this exchange into that
+        request's completion event instead of recording it alone: a long task reports
+        progress hundreds of times, and an event each cost the stream ~0.3 ms per event and
+        buried its call in `watch`. Progress for no open request is recorded as it comes."""
+        if obj.get("method") != "notifications/progress":
+            return False
+        params = obj.get("params")
+        if not isinstance(params, dict):
+            return False
+        token = params.get("progressToken")
+        if not isinstance(token, (str, int)):
+            return False
+        for m in st.messages:
+            if m.kind != "request" or m.id is None or m.id in st.handled_ids or m.params is None:
+                continue
+            meta = m.params.get("_meta")
+            mine = meta.get("progressToken") if isinstance(meta, dict) else None
+            if isinstance(mine, (str, int)) and answer_key(mine) == answer_key(token):
+                key = answer_key(m.id)
+                count, _ = st.progress_seen.get(key, (0, None))
+                st.progress_seen[key] = (count + 1, params.get("progress"))
+                return True
+        return False
 
     def _on_upstream_message(self, flow: http.HTTPFlow, st: FlowState, obj: dict[str, Any]) -> None:
         rid = obj.get("id")
@@ -214,6 +245,8 @@ class Audit:
                     upstream_ms,
                 )
                 return
+        if self._fold_progress(st, obj):
+            return
         self.record(_with_findings(st, events.server_message(self._base(flow, st), obj)))
 
 

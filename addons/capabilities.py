@@ -24,6 +24,7 @@ from lockgate.addons._flow import (
     close_upstream,
     guarded,
     pending_route,
+    refuse,
     refuse_scope,
     state,
 )
@@ -33,10 +34,13 @@ from lockgate.mcp.exchange import (
     FlowState,
     NoNormalForm,
     list_filter,
+    merge_answers,
     normal_form,
+    note_order,
     process_message,
     refused_event,
     rewrite_event,
+    set_aside_events,
     stream_errors,
     view_of,
 )
@@ -102,14 +106,13 @@ class Capabilities:
             answer(flow, 400, body, outcome="denied", reason=message)
             return
         st.messages = messages
-        refusal = shape.check_body(
-            messages,
-            batch=(req.raw_content or b"").lstrip()[:1] == b"[",
-            revision=req.headers.get("mcp-protocol-version"),
+        batch = (req.raw_content or b"").lstrip()[:1] == b"["
+        note_order(st, batch)
+        refusal = shape.check_batch(
+            messages, batch=batch, revision=req.headers.get("mcp-protocol-version")
         )
         if refusal is not None:
-            status = 200 if refusal.code == jsonrpc.INVALID_PARAMS else 400
-            answer_rpc_error(flow, status, refusal.code, refusal.message, outcome="denied")
+            answer_rpc_error(flow, 400, refusal.code, refusal.message, outcome="denied")
             return
         for m in messages:
             if m.kind == "request" and m.id is not None and m.method is not None:
@@ -127,6 +130,13 @@ class Capabilities:
                 st.methods[m.id] = m.method
         if self._headers_disagree(flow, messages):
             return
+        # Each member on its own: a refused one is answered alone, the others go on.
+        for m in list(st.messages):
+            refusal = shape.check_message(m)
+            if refusal is not None:
+                status = 200 if refusal.code == jsonrpc.INVALID_PARAMS else 400
+                if refuse(flow, m, status, refusal.code, refusal.message, outcome="denied"):
+                    return
         policy = route.policy
         fa = state(flow).access
         if (
@@ -135,21 +145,22 @@ class Capabilities:
             or (fa is not None and fa.access.restricts_resources)
         ) and not _normal_uris(flow, st):
             return
-        messages = st.messages
-        for m in messages:
+        for m in list(st.messages):
             if m.method is None or m.kind not in ("request", "notification"):
                 continue
             hidden = policy.hidden_target(m.method, m.params)
             if hidden is not None:
                 kind = KIND_OF.get(m.method, "Resource")
-                answer_rpc_error(
+                if refuse(
                     flow,
+                    m,
                     200,
                     jsonrpc.METHOD_NOT_FOUND,
                     f"{kind} {hidden!r} is not available on route {route.name!r}.",
                     outcome="denied",
-                )
-                return
+                ):
+                    return
+                continue
             if fa is None:
                 continue
             kept = view.hidden_target(m.method, m.params) if view is not policy else None
@@ -161,10 +172,11 @@ class Capabilities:
                 else:
                     message = denial_message(rule, kept, route.name, fa.who)
                     data = {"required": rule.required()}
-                answer_rpc_error(
-                    flow, 403, jsonrpc.INVALID_REQUEST, message, outcome="denied", data=data
-                )
-                return
+                if refuse(
+                    flow, m, 403, jsonrpc.INVALID_REQUEST, message, outcome="denied", data=data
+                ):
+                    return
+                continue
             # The route's own scopes were checked by ClientAuth; these add a rule's.
             needed = fa.access.required_scopes(m.method, m.params)
             if needed is not fa.access.scopes and missing_scopes(needed, fa.who):
@@ -226,6 +238,7 @@ class Capabilities:
                 on_error=lambda e: _stream_failed(flow, e),
                 max_event=st.route.limits.max_answer_bytes,
                 on_end=lambda why: _stream_broke(flow, why),
+                prelude=set_aside_events(st),
             )
 
     @guarded
@@ -234,10 +247,20 @@ class Capabilities:
         resp = flow.response
         if st.local or st.route is None or resp is None or callable(resp.stream):
             return
+        if st.set_aside and resp.status_code == 202:
+            # Only notifications went upstream: the batch's answer is the refused ones' errors.
+            resp.status_code = 200
+            resp.headers["content-type"] = "application/json"
+            resp.content = jsonrpc.encode(merge_answers(st, None))
+            return
         if not resp.headers.get("content-type", "").lower().startswith("application/json"):
             return
         raw_body = resp.raw_content or b""
-        if len(raw_body) > UNPARSED_PASSTHROUGH_BYTES and _passes_unparsed(st, resp, raw_body):
+        if (
+            len(raw_body) > UNPARSED_PASSTHROUGH_BYTES
+            and not st.set_aside
+            and _passes_unparsed(st, resp, raw_body)
+        ):
             # Nothing to filter or guard: decoding a large list only to count it for the audit
             # costs more than the proxying (the audit records such answers by their status).
             return
@@ -256,6 +279,8 @@ class Capabilities:
                 out = process_message(st, obj)
             finally:
                 st.body_key = None
+            if st.set_aside:
+                out = merge_answers(st, out)
             if out is not obj:
                 resp.content = jsonrpc.encode(out) if out is not None else b""
             # Freed while the collector is off: alive when it comes back, the decoded tree
@@ -278,23 +303,26 @@ def _passes_unparsed(st: FlowState, resp: http.Response, raw: bytes) -> bool:
 def _normal_uris(flow: http.HTTPFlow, st: FlowState) -> bool:
     """On a route with resource rules: every URI in normal form, the body rewritten to it, so
     the upstream reads the URI the rules matched; False (and answered) when one has none."""
-    try:
-        out = normal_form(st.messages)
-    except NoNormalForm as e:
-        uri = e.uri
-        shown = repr(uri if len(uri) <= 120 else uri[:120] + "…")
-        answer_rpc_error(
-            flow,
-            200,
-            jsonrpc.INVALID_PARAMS,
-            f"The resource URI {shown} has no normal form ({e.cause}); send it with valid "
-            "percent-escapes and no encoded '/', backslash or control character.",
-            outcome="denied",
-        )
-        return False
+    for m in list(st.messages):
+        try:
+            normal_form([m])
+        except NoNormalForm as e:
+            uri = e.uri
+            shown = repr(uri if len(uri) <= 120 else uri[:120] + "…")
+            if refuse(
+                flow,
+                m,
+                200,
+                jsonrpc.INVALID_PARAMS,
+                f"The resource URI {shown} has no normal form ({e.cause}); send it with valid "
+                "percent-escapes and no encoded '/', backslash or control character.",
+                outcome="denied",
+            ):
+                return False
+    out = normal_form(st.messages)
     if out is not None:
         req = flow.request
-        batch = (req.raw_content or b"").lstrip()[:1] == b"["
+        batch = st.batch
         raws = [m.raw for m in out]
         req.content = jsonrpc.encode(raws if batch else raws[0])
         if "mcp-name" in req.headers and len(out) == 1 and out[0].name is not None:

@@ -9,9 +9,11 @@ reaches (a hook runs only once a request head has been parsed).
   header line) is answered 400 at once, a request line over MAX_REQUEST_LINE bytes 414; a
   malformed chunked body too (mitmproxy closes without a word).
 - Deadlines: a request head must arrive whole within `gateway.client_head_timeout` seconds
-  (408), and a request body may pause at most `gateway.client_idle_timeout` seconds (408). A
-  kept-alive connection idle that long between two requests is closed without an answer
-  (the client may be sending its next request at that very moment; a 408 would confuse it).
+  (408), a request body may pause at most `gateway.client_idle_timeout` seconds and must be
+  whole within `gateway.client_body_timeout` seconds (408). A kept-alive connection idle
+  that long between two requests is closed without an answer (the client may be sending
+  its next request at that very moment; a 408 would confuse it). A connection whose first
+  bytes pick no HTTP/1 layer (a TLS hello that stalls) is closed at the head deadline too.
 - Connections: past `gateway.max_connections` open client connections, a new one is answered
   503 (with Retry-After) and closed.
 
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from h11._receivebuffer import ReceiveBuffer
-from mitmproxy import http
+from mitmproxy import ctx, http
 from mitmproxy.net.http import http1
 from mitmproxy.proxy import commands, events, mode_servers
 from mitmproxy.proxy.layers.http import _http1
@@ -67,10 +69,14 @@ class Limits:
     head_timeout: float = 10.0
     idle_timeout: float = 10.0
     max_connections: int = 256
+    body_timeout: float = 60.0
 
 
 limits = Limits()
 _open = [0]  # client connections being served now
+# The peers (address, port) whose connection reached the HTTP/1 layer: the head deadline
+# is its watch's from then on.
+_http1_peers: set[object] = set()
 
 _original_handle_event = _http1.Http1Connection._handle_event
 _inner_read_headers: list[Any] = [None]  # wire.py's bounded read_headers, at install
@@ -87,6 +93,7 @@ class _Watch:
 
     __slots__ = (
         "blank",
+        "body_end",
         "deadline",
         "due",
         "got",
@@ -100,6 +107,7 @@ class _Watch:
     def __init__(self) -> None:
         self.phase: str | None = None  # "head", "body", "linger" or None (nothing to watch)
         self.deadline = 0.0
+        self.body_end = 0.0  # when the current request's body must be whole
         self.pending: _Deadline | None = None
         self.due = 0.0  # when the pending wakeup fires
         self.got = False  # a byte of the current request's head arrived
@@ -135,6 +143,13 @@ def idle_timeout_sentence() -> str:
     )
 
 
+def body_timeout_sentence() -> str:
+    return (
+        f"The request's body did not arrive whole within {limits.body_timeout:g} s "
+        "(gateway.client_body_timeout); send it faster, or raise the setting."
+    )
+
+
 def busy_sentence() -> str:
     return (
         f"The gateway already serves {limits.max_connections} connections "
@@ -146,6 +161,7 @@ def _watch(layer: Any) -> _Watch:
     w: _Watch | None = layer.__dict__.get("_lockgate_watch")
     if w is None:
         w = layer._lockgate_watch = _Watch()
+        _http1_peers.add(getattr(layer.conn, "peername", None))
     return w
 
 
@@ -189,7 +205,9 @@ def _on_wakeup(layer: Any, w: _Watch) -> Commands:
             w.phase = None
             yield commands.CloseConnection(layer.conn)
     elif w.phase == "body":
-        yield commands.SendData(layer.conn, client_answer(408, idle_timeout_sentence()))
+        whole = now >= w.body_end
+        sentence = body_timeout_sentence() if whole else idle_timeout_sentence()
+        yield commands.SendData(layer.conn, client_answer(408, sentence))
         stream_id = layer.stream_id
         yield from _linger(layer, w)
         yield ReceiveHttp(
@@ -302,8 +320,11 @@ def _watched_handle_event(self: Any, event: events.Event) -> Commands:
             w.phase, w.deadline = "head", now + limits.head_timeout
             w.got, w.blank = bool(self.buf), False
     elif self.state == self.read_body:
+        if w.phase != "body":
+            w.body_end = now + limits.body_timeout
         if w.phase != "body" or isinstance(event, events.DataReceived):
-            w.phase, w.deadline = "body", now + limits.idle_timeout
+            # Each piece moves the idle deadline on, never past the whole body's.
+            w.phase, w.deadline = "body", min(now + limits.idle_timeout, w.body_end)
     else:
         w.phase = None
     yield from _wake(w, now)
@@ -354,11 +375,12 @@ async def _capped_handle_stream(self: Any, reader: Any, writer: Any = None) -> N
         return
     _open[0] += 1
     heard = _listen(reader)
+    peer = _peer(writer if writer is not None else reader)
     try:
         served = asyncio.ensure_future(_original_handle_stream(self, reader, writer))
         try:
             done, _ = await asyncio.wait({served}, timeout=limits.head_timeout)
-            if not done and not heard[0]:
+            if not done and (not heard[0] or not _layer_picked(peer)):
                 _silenced(writer if writer is not None else reader)
             await served
         except asyncio.CancelledError:
@@ -366,6 +388,33 @@ async def _capped_handle_stream(self: Any, reader: Any, writer: Any = None) -> N
             raise
     finally:
         _open[0] -= 1
+        _http1_peers.discard(peer)
+
+
+def _peer(writer: Any) -> object:
+    try:
+        return writer.get_extra_info("peername")
+    except Exception:
+        return None
+
+
+def _layer_picked(peer: object) -> bool:
+    """Whether the connection got past mitmproxy's layer choice: to the HTTP/1 layer (whose
+    own head deadline then applies) or through a TLS handshake. A first byte that looks like
+    TLS makes mitmproxy wait for a whole hello; one that never comes is held no longer than
+    a head."""
+    if peer is None or peer in _http1_peers:
+        return True
+    try:
+        proxyserver = ctx.master.addons.get("proxyserver")
+        handlers = list(proxyserver.connections.values()) if proxyserver else []
+    except Exception:  # no master (a test harness): nothing to tell
+        return True
+    for handler in handlers:
+        client = getattr(handler, "client", None)
+        if client is not None and client.peername == peer:
+            return bool(client.tls_established)
+    return True  # already gone
 
 
 def _listen(reader: Any) -> list[bool]:
@@ -392,13 +441,18 @@ def open_connections() -> int:
 
 
 def install_client_guards(
-    head_timeout: float = 10.0, idle_timeout: float = 10.0, max_connections: int = 256
+    head_timeout: float = 10.0,
+    idle_timeout: float = 10.0,
+    max_connections: int = 256,
+    *,
+    body_timeout: float = 60.0,
 ) -> None:
-    """Judge request heads as they arrive, put deadlines on heads and idle bodies, and cap
+    """Judge request heads as they arrive, put deadlines on heads and bodies, and cap
     the open client connections (idempotent)."""
     limits.head_timeout = head_timeout
     limits.idle_timeout = idle_timeout
     limits.max_connections = max_connections
+    limits.body_timeout = body_timeout
     current = _http1.Http1Server.read_headers
     if current is not _judged_read_headers:
         _inner_read_headers[0] = current

@@ -118,7 +118,12 @@ class Gateway:
         audit_core.check_writable(self.audit_log)
         install_error_pages(self.profile.gateway.max_response_bytes)
         gw = self.profile.gateway
-        install_client_guards(gw.client_head_timeout, gw.client_idle_timeout, gw.max_connections)
+        install_client_guards(
+            gw.client_head_timeout,
+            gw.client_idle_timeout,
+            gw.max_connections,
+            body_timeout=gw.client_body_timeout,
+        )
         install_stream_ends()
         host, port = split_listen(self.listen)
         provider: Provider | None = None

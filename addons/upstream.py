@@ -27,7 +27,7 @@ from lockgate.addons._flow import (
     state,
 )
 from lockgate.mcp import jsonrpc
-from lockgate.mcp.exchange import open_request_ids
+from lockgate.mcp.exchange import merge_answers, open_request_ids
 from lockgate.mcp.sse import SseRewriter, StreamBroken
 from lockgate.policy.gateway import GatewayConfig
 from lockgate.upstream import answers
@@ -62,9 +62,13 @@ def _secs(seconds: float) -> str:
 
 
 def _errors_for_requests(flow: http.HTTPFlow, text: str, data: dict[str, object]) -> bytes:
-    """One JSON-RPC error for each request of the exchange (one with a null id if none)."""
-    ids = [m.id for m in state(flow).messages if m.kind == "request"] or [None]
+    """One JSON-RPC error for each request of the exchange (one with a null id if none),
+    and the errors of the batch members the gateway refused itself."""
+    st = state(flow)
+    ids = [m.id for m in st.messages if m.kind == "request"] or [None]
     errors = [jsonrpc.error_response(i, jsonrpc.INTERNAL_ERROR, text, data) for i in ids]
+    if st.set_aside:
+        return jsonrpc.encode(merge_answers(st, errors))
     return jsonrpc.encode(errors if len(errors) > 1 else errors[0])
 
 
@@ -107,6 +111,7 @@ class Upstream:
             self._refuse_failure(flow, failed)
         elif isinstance(resp.stream, SseRewriter):
             idle = st.route.limits.idle
+            st.progress_at = time.monotonic()
             st.timer = asyncio.get_running_loop().call_later(idle, self._watch_stream, flow)
 
     @guarded
@@ -234,8 +239,10 @@ class Upstream:
 
     @_timer
     def _watch_stream(self, flow: http.HTTPFlow) -> None:
-        """While a request waits on the upstream's event stream, silence is bounded: past
-        its idle timeout the stream is closed, and its open requests get errors."""
+        """While a request waits on the upstream's event stream, a stream that moves it no
+        further is bounded: past the idle timeout with no progress for an open request (no
+        answer, no progress notification for its token, no request for the client; pings
+        and keep-alives do not count) the stream is closed, and its open requests get errors."""
         st = state(flow)
         st.timer = None
         stream = flow.response.stream if flow.response is not None else None
@@ -244,12 +251,17 @@ class Upstream:
         if stream.ended or not open_request_ids(st):
             return
         idle = st.route.limits.idle
-        left = stream.last_data + idle - time.monotonic()
+        now = time.monotonic()
+        left = st.progress_at + idle - now
         if left > 0:
             st.timer = asyncio.get_running_loop().call_later(left, self._watch_stream, flow)
             return
-        st.broken = StreamBroken(
-            f"sent nothing on its event stream for {_secs(idle)} while a request waited",
-            "try again, or raise its idle_timeout in the profile",
-        )
+        if stream.last_data + idle <= now:
+            what = f"sent nothing on its event stream for {_secs(idle)} while a request waited"
+        else:
+            what = (
+                f"sent nothing for the waiting request for {_secs(idle)} (its event stream "
+                "carried only pings, keep-alives or unrelated messages)"
+            )
+        st.broken = StreamBroken(what, "try again, or raise its idle_timeout in the profile")
         close_upstream(flow, "upstream stream idle")

@@ -67,6 +67,7 @@ _DETAIL_ORDER = (
     "latency_ms",
     "count",
     "progress",
+    "progress_events",
 )
 _DETAIL_SECTIONS = ("args", "findings", "error", "result")  # what a reviewer reads first
 _DETAIL_TAIL = ("prev", "hash", "mac")

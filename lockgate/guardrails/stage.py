@@ -281,6 +281,16 @@ class Stage:
             and quiet.clear([result], quiet.DOWN)
         ):
             return obj  # nothing to redact, nothing to find: the full path would agree
+        if (
+            self.quiet
+            and "method" in obj
+            and isinstance(obj["method"], str)
+            and quiet.clear([obj.get("params")], quiet.UP)
+        ):
+            # A notification or request from the upstream (progress, logs, sampling): only
+            # its params are redacted and none is scanned for findings, so the anchors alone
+            # decide. A stream's progress events took the redactor's walk each.
+            return obj
         findings = sink.findings
         found = Redactions()
         out = self.down_redactor.server_message(obj, answers, found)

@@ -57,6 +57,18 @@ class InjectedToken:
     token: str
 
 
+@dataclass(frozen=True, slots=True)
+class SetAside:
+    """A batch member the gateway refused while the others went upstream: its error (None
+    for a notification, which has no answer) joins the batch's answer, its audit event is
+    recorded with the exchange's."""
+
+    message: Message
+    error: dict[str, Any] | None
+    status: int
+    event: dict[str, Any]
+
+
 @dataclass(slots=True)
 class FlowState:
     """What the pipeline learned about one HTTP exchange."""
@@ -107,6 +119,20 @@ class FlowState:
     answered: set[tuple[bool, object]] = field(default_factory=set)
     # Why the gateway is closing the upstream's stream (it went idle), for the stream's end.
     broken: StreamBroken | None = None
+    # When (time.monotonic) the upstream's event stream last made progress for an open
+    # request (`note_progress`): the idle timer reads it, so pings and keep-alives sent
+    # forever do not hold a waiting client forever.
+    progress_at: float = 0.0
+    # The client's body was a batch; the members refused one by one (`SetAside`), whose
+    # errors are merged into the upstream's answer to the others, in the client's order.
+    batch: bool = False
+    set_aside: list[SetAside] = field(default_factory=list)
+    order: dict[tuple[bool, object], int] = field(default_factory=dict)
+    # Per open request (`answer_key` of its id): how many `notifications/progress` for its
+    # token the audit folded into its completion event, and the last progress value.
+    progress_seen: dict[tuple[bool, object], tuple[int, object]] = field(default_factory=dict)
+    # The audit's short hash of the exchange's session id, once known.
+    session_hash: str | None = None
 
     def process(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """Run one upstream message through the transforms, then show it to the observers."""
@@ -198,7 +224,46 @@ def answer_key(rid: object) -> tuple[bool, object]:
     return (isinstance(rid, bool), rid) if isinstance(rid, (str, int)) else (False, repr(rid))
 
 
+def _progress_tokens(st: FlowState) -> set[tuple[bool, object]]:
+    """The `_meta.progressToken`s of the exchange's requests still open."""
+    tokens: set[tuple[bool, object]] = set()
+    for m in st.messages:
+        if m.kind != "request" or answer_key(m.id) in st.answered or m.params is None:
+            continue
+        meta = m.params.get("_meta")
+        token = meta.get("progressToken") if isinstance(meta, dict) else None
+        if isinstance(token, (str, int)):
+            tokens.add(answer_key(token))
+    return tokens
+
+
+def is_progress(st: FlowState, m: object) -> bool:
+    """Whether an upstream message moves an open request of this exchange forward: its answer,
+    a `notifications/progress` for its progressToken, or a request the client must answer
+    (sampling, elicitation, roots; not `ping`). Pings, keep-alive comments, log messages and
+    other notifications are not progress: a stream of only those is idle for its request."""
+    if not isinstance(m, dict):
+        return False
+    method = m.get("method")
+    if method is None:
+        if "result" not in m and "error" not in m:
+            return False
+        return answer_key(m.get("id")) in {answer_key(i) for i in open_request_ids(st)}
+    if method == "notifications/progress":
+        params = m.get("params")
+        token = params.get("progressToken") if isinstance(params, dict) else None
+        return isinstance(token, (str, int)) and answer_key(token) in _progress_tokens(st)
+    return "id" in m and method != "ping"
+
+
+def note_progress(st: FlowState, obj: Any, now: float) -> None:
+    """Move `st.progress_at` to `now` when a decoded event (a message or a batch) is progress."""
+    if any(is_progress(st, m) for m in (obj if isinstance(obj, list) else (obj,))):
+        st.progress_at = now
+
+
 def _note_answers(st: FlowState, obj: Any) -> None:
+    note_progress(st, obj, time.monotonic())
     for m in obj if isinstance(obj, list) else (obj,):
         if isinstance(m, dict) and "method" not in m and ("result" in m or "error" in m):
             st.answered.add(answer_key(m.get("id")))
@@ -373,4 +438,35 @@ def scope_refusal(fa: FlowAccess, needed: tuple[str, ...], what: str) -> ScopeRe
                 f'error_description="This request needs scope {scope}"'
             )
         },
+    )
+
+
+def note_order(st: FlowState, batch: bool) -> None:
+    """Remember whether the body is a batch, and where each request stands in it."""
+    st.batch = batch
+    st.order = {answer_key(m.id): i for i, m in enumerate(st.messages) if m.kind == "request"}
+
+
+def set_aside_errors(st: FlowState) -> list[dict[str, Any]]:
+    return [a.error for a in st.set_aside if a.error is not None]
+
+
+def merge_answers(st: FlowState, obj: object) -> list[Any]:
+    """The batch's answer: the upstream's answers (`obj`: a message, a list, or None for a
+    202) and the set-aside members' errors, in the order the client sent the requests."""
+    got = obj if isinstance(obj, list) else [] if obj is None else [obj]
+    merged = [*got, *set_aside_errors(st)]
+    last = len(st.order)
+
+    def position(m: object) -> int:
+        return st.order.get(answer_key(m.get("id")), last) if isinstance(m, dict) else last
+
+    return sorted(merged, key=position)
+
+
+def set_aside_events(st: FlowState) -> bytes:
+    """The set-aside members' errors as events, sent first on the upstream's event stream."""
+    return b"".join(
+        serialize(SseEvent(event="message", data=jsonrpc.encode(e).decode("utf-8")))
+        for e in set_aside_errors(st)
     )

@@ -17,7 +17,8 @@ is answered by the gateway with the client's id instead of being read by the ups
 - batches only where the revision has them: JSON-RPC batching was in MCP 2025-03-26
   and removed in 2025-06-18 ("Remove support for JSON-RPC batching", changelog), so a
   batch is `-32600` on any later revision; with no `MCP-Protocol-Version` header the
-  transport spec says to assume 2025-03-26, so a batch then passes, each member checked.
+  transport spec says to assume 2025-03-26, so a batch then passes, each member checked
+  and, when refused, answered alone (its error merged into the batch's answer).
   `initialize` is never part of a batch (2025-03-26 lifecycle).
 
 Messages never echo a value the client sent (an argument may be a secret): only the
@@ -101,6 +102,19 @@ def check_message(m: Message) -> Refusal | None:
 
 def check_body(messages: list[Message], *, batch: bool, revision: str | None) -> Refusal | None:
     """A whole body: batches only on revisions that have them, then each member."""
+    refusal = check_batch(messages, batch=batch, revision=revision)
+    if refusal is not None:
+        return refusal
+    for m in messages:
+        refusal = check_message(m)
+        if refusal is not None:
+            return refusal
+    return None
+
+
+def check_batch(messages: list[Message], *, batch: bool, revision: str | None) -> Refusal | None:
+    """What refuses a batch as a whole (no batches on this revision, `initialize` in one);
+    its members are then checked one by one (`check_message`), each refused alone."""
     if batch:
         rev = revision or DEFAULT_REVISION
         if rev not in BATCH_REVISIONS:
@@ -110,8 +124,4 @@ def check_body(messages: list[Message], *, batch: bool, revision: str | None) ->
             )
         if any(m.method == "initialize" for m in messages):
             return Refusal(INVALID_REQUEST, "An initialize request must not be part of a batch.")
-    for m in messages:
-        refusal = check_message(m)
-        if refusal is not None:
-            return refusal
     return None

@@ -257,8 +257,12 @@ class SseRewriter:
         *,
         max_event: int | None = None,
         on_end: Callable[[StreamBroken], bytes] | None = None,
+        prelude: bytes = b"",
     ) -> None:
         self._parser = SseParser(max_event)
+        # Events of the gateway's own that go out before the stream's first (a refused
+        # batch member's error).
+        self._prelude = prelude
         self._rewrite = rewrite
         self._on_error = on_error
         self._on_end = on_end
@@ -271,6 +275,10 @@ class SseRewriter:
         self.last_data = time.monotonic()
 
     def __call__(self, chunk: bytes) -> bytes | list[bytes]:
+        if self._prelude:
+            head, self._prelude = self._prelude, b""
+            rest = self(chunk)
+            return head + (b"".join(rest) if isinstance(rest, list) else rest)
         self.last_data = time.monotonic()
         if not chunk:
             return self._end()

@@ -73,10 +73,13 @@ class GatewaySection(_Model):
     upstream_ca: str | None = None
     # Hostile clients (addons/client_wire.py): a request head must arrive whole within
     # client_head_timeout seconds (also the longest a kept-alive connection may sit idle
-    # between requests), a request body may pause at most client_idle_timeout seconds, and
-    # past max_connections open client connections a new one is answered 503 and closed.
+    # between requests), a request body may pause at most client_idle_timeout seconds and
+    # must be whole within client_body_timeout seconds (a body trickled just fast enough to
+    # beat the idle deadline would hold its connection for hours), and past max_connections
+    # open client connections a new one is answered 503 and closed.
     client_head_timeout: float = Field(default=10.0, gt=0)
     client_idle_timeout: float = Field(default=10.0, gt=0)
+    client_body_timeout: float = Field(default=60.0, gt=0)
     max_connections: int = Field(default=256, gt=0)
 
     @field_validator("listen")

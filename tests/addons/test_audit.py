@@ -219,6 +219,25 @@ def test_sse_progress_and_result_are_recorded_in_order(env: Env) -> None:
     assert events[1]["outcome"] == "success"
 
 
+def test_progress_for_an_open_call_is_folded_into_its_completion(env: Env) -> None:
+    """A long task's progress is counted on its tool.call event, not recorded one by one;
+    progress for a token no open request carries is still recorded as it comes."""
+    call = rpc("tools/call", 7, name="get_note", _meta={"progressToken": "t-7"})
+    f = env.send("/mcp/notes", call)
+    mine = [rpc("notifications/progress", None, progressToken="t-7", progress=p) for p in (1, 2, 3)]
+    other = rpc("notifications/progress", None, progressToken="t-8", progress=9)
+    body = b"".join(
+        b"data: " + json.dumps(m).encode() + b"\n\n"
+        for m in (*mine[:2], other, mine[2], result(7, {"content": []}))
+    )
+    env.reply(f, body, content_type="text/event-stream")
+    events = [e for e in env.events() if e["event"] != "tool.call.started"]
+    assert [(e["event"], e.get("progress"), e.get("progress_events")) for e in events] == [
+        ("mcp.message", 9, None),
+        ("tool.call", 3, 3),
+    ]
+
+
 def test_an_upstream_failure_is_recorded(env: Env) -> None:
     f = env.send("/mcp/notes", rpc("tools/call", 1, name="get_note"))
     f.error = tflow.terr("connection refused")  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from mitmproxy import http
 
-from lockgate.addons._flow import state
+from lockgate.addons._flow import answer_rpc_error, state
 from lockgate.addons.capabilities import Capabilities
 from lockgate.addons.config import Config
 from tests.addons.conftest import NOTES_URL, events_of, mcp_flow, running
@@ -181,13 +181,34 @@ def test_hidden_targets_are_method_not_found(
     assert state(f).outcome == "denied"
 
 
-def test_a_hidden_call_in_a_batch_refuses_every_request_of_it(
+def test_a_hidden_call_in_a_batch_is_set_aside_and_the_rest_goes_on(
     env: tuple[Config, Capabilities],
 ) -> None:
     note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {}}
     f = sent(env, "curated", [tools_list(1), call("delete_note", 2), note])
-    body = answered(f, 200)
-    assert [(m["id"], m["error"]["code"]) for m in body] == [(1, -32601), (2, -32601)]
+    assert f.response is None
+    st = state(f)
+    assert [m.method for m in st.messages] == ["tools/list", "notifications/progress"]
+    assert json.loads(f.request.content or b"") == [tools_list(1), note]
+    assert [(a.message.id, a.error and a.error["error"]["code"]) for a in st.set_aside] == [
+        (2, -32601)
+    ]
+    # The upstream's answer to the rest gets the refused member's error, in the client's order.
+    respond(env[1], f, json.dumps([{"jsonrpc": "2.0", "id": 1, "result": {"tools": []}}]).encode())
+    assert f.response is not None
+    assert [m["id"] for m in json.loads(f.response.content or b"")] == [1, 2]
+
+
+def test_a_later_refusal_of_the_whole_batch_keeps_the_set_aside_errors(
+    env: tuple[Config, Capabilities],
+) -> None:
+    """A guardrail (or a scope, or the fail-closed wrapper) refusing what is left of a batch:
+    the members set aside before still get their own errors."""
+    f = sent(env, "curated", [call("delete_note", 2), tools_list(1)])
+    answer_rpc_error(f, 403, -32003, "blocked by a guardrail", outcome="blocked")
+    assert f.response is not None
+    body = json.loads(f.response.content or b"")
+    assert [(m["id"], m["error"]["code"]) for m in body] == [(2, -32601), (1, -32003)]
 
 
 @pytest.mark.parametrize("route", ["open", "curated"])

@@ -207,12 +207,19 @@ def test_every_rule_matching_a_tool_must_admit(oidc: Env) -> None:
     assert "erin" not in error["message"] and "alice" not in error["message"]
 
 
-def test_a_batch_with_one_kept_call_is_refused_whole(oidc: Env) -> None:
+def test_a_batch_with_one_kept_call_refuses_that_call_only(oidc: Env) -> None:
     reader = oidc.token(sub="bob", groups=("eng",))
     batch = [rpc("tools/call", 1, name="list_notes"), rpc("tools/call", 2, name="delete_note")]
     f = oidc.send("notes", batch, reader)
-    assert f.response is not None and f.response.status_code == 403
-    assert [e["id"] for e in json.loads(f.response.content or b"")] == [1, 2]
+    assert f.response is None  # the visible call goes on
+    st = state(f)
+    assert [m.id for m in st.messages] == [1]
+    [kept] = st.set_aside
+    assert kept.status == 403 and kept.error is not None
+    assert kept.error["id"] == 2 and kept.error["error"]["data"]["required"]
+    both = oidc.send("notes", [batch[1], rpc("tools/call", 3, name="delete_note")], reader)
+    assert both.response is not None and both.response.status_code == 403
+    assert [e["id"] for e in json.loads(both.response.content or b"")] == [2, 3]
 
 
 def test_prompts_are_ruled_like_tools(oidc: Env) -> None:

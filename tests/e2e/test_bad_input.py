@@ -251,14 +251,42 @@ def test_hidden_tool_call_is_method_not_found(e: Env) -> None:
     assert_still_serving(e)
 
 
-def test_hidden_tool_in_a_batch_refuses_the_whole_batch(e: Env) -> None:
-    batch = b"[" + TOOLS_LIST + b"," + HIDDEN_CALL + b"]"
+def test_hidden_tool_in_a_batch_is_refused_alone(e: Env) -> None:
+    """Each member as if sent alone: the hidden call gets its -32601, the list goes upstream
+    (filtered), and the client gets one batch answer with both, in the order it sent them."""
+    batch = b"[" + HIDDEN_CALL + b"," + TOOLS_LIST + b"]"
     resp = e.post("curated", batch)
+    assert resp.status_code == 200, resp.text
     body = json_body(resp)
-    assert {m["error"]["code"] for m in body} == {-32601}
-    assert {m["id"] for m in body} == {1, 7}
+    assert [m["id"] for m in body] == [7, 1]
+    assert body[0]["error"]["code"] == -32601 and "delete_note" in body[0]["error"]["message"]
+    assert [t["name"] for t in body[1]["result"]["tools"]] == ["list_notes", "get_note", "add_note"]
+    sent = [r.json() for r in e.rec.seen()]
+    assert sent == [[json.loads(TOOLS_LIST)]]  # the hidden call never reached the upstream
+    # Each member is audited as it was answered.
+    evs = e.gw.wait_for_events(
+        lambda evs: any(ev.get("id") == 7 and ev.get("outcome") == "denied" for ev in evs)
+    )
+    denied = [ev for ev in evs if ev.get("id") == 7 and ev.get("name") == "delete_note"]
+    assert denied and denied[-1]["status"] == 200 and denied[-1]["error"]["code"] == -32601
+
+
+def test_a_batch_whose_members_are_all_refused_is_answered_by_the_gateway(e: Env) -> None:
+    ill = b'{"jsonrpc":"2.0","id":3,"method":"tools/call","params":[1]}'
+    resp = e.post("curated", b"[" + ill + b"," + HIDDEN_CALL + b"]")
+    assert resp.status_code == 200, resp.text
+    assert [(m["id"], m["error"]["code"]) for m in json_body(resp)] == [(3, -32602), (7, -32601)]
     assert_nothing_reached(e)
-    assert_still_serving(e)
+
+
+def test_a_refused_member_beside_a_notification_is_answered_with_its_error(e: Env) -> None:
+    """The notification goes upstream (a 202, nothing to answer): the batch's answer is the
+    refused member's error alone."""
+    note = b'{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}'
+    resp = e.post("curated", b"[" + note + b"," + HIDDEN_CALL + b"]")
+    assert resp.status_code == 200, resp.text
+    assert [(m["id"], m["error"]["code"]) for m in json_body(resp)] == [(7, -32601)]
+    assert [r.json() for r in e.rec.seen()] == [[json.loads(note)]]
 
 
 def test_hidden_tool_is_not_listed(e: Env) -> None:
@@ -422,11 +450,15 @@ def test_batch_on_a_revision_without_batches_is_refused(e: Env) -> None:
     assert_still_serving(e)
 
 
-def test_batch_with_an_ill_formed_member_is_refused_whole(e: Env) -> None:
+def test_batch_with_an_ill_formed_member_refuses_that_member_only(e: Env) -> None:
     bad = BATCH[:-1] + b',{"jsonrpc":"2.0","id":3,"method":"tools/call","params":[1]}]'
     resp = e.post("open", bad, {"mcp-protocol-version": "2025-03-26"})
-    assert [m["error"]["code"] for m in json_body(resp)] == [-32602] * 3
-    assert_nothing_reached(e)
+    assert resp.status_code == 200, resp.text
+    body = json_body(resp)
+    assert [m["id"] for m in body] == [1, 2, 3]
+    assert "result" in body[0] and "result" in body[1]
+    assert body[2]["error"]["code"] == -32602 and "array" in body[2]["error"]["message"]
+    assert [[m["id"] for m in r.json()] for r in e.rec.seen()] == [[1, 2]]
 
 
 def test_batch_on_2025_03_26_passes(e: Env) -> None:

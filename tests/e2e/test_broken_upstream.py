@@ -29,9 +29,15 @@ SSE_MODES = (
     "sse_not_json",
     "sse_long_line",
     "sse_no_answer",
+    "sse_batch",
 )
 # Each upstream's own limits (the gateway's defaults are 10, 60 and 60 seconds).
-TIMED = {"slow_head": "timeout = 1.5", "sse_silent": "idle_timeout = 1"}
+TIMED = {
+    "slow_head": "timeout = 1.5",
+    "sse_silent": "idle_timeout = 1",
+    "sse_pings": "idle_timeout = 1",
+    "sse_slow_progress": "idle_timeout = 1",
+}
 MAX_RESPONSE = 1024 * 1024
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 RID = 4242
@@ -226,6 +232,35 @@ def test_a_silent_stream_ends_after_its_idle_timeout(env: Env) -> None:
     assert 0.9 < took < 10  # the upstream itself would stay silent for 30 s
 
 
+def test_a_stream_of_only_pings_ends_after_its_idle_timeout(env: Env) -> None:
+    """Pings, keep-alives, log messages and another token's progress, forever: none is
+    progress for the request, so the client gets the idle error instead of waiting forever."""
+    _, messages, took = stream_of(env, "sse_pings")
+    message = the_error([m for m in messages if m.get("method") != "ping"], "sse_pings")
+    assert "sent nothing for the waiting request for 1 second" in message
+    assert "pings, keep-alives" in message and "idle_timeout" in message
+    assert any(m.get("method") == "ping" for m in messages)  # they were passed on meanwhile
+    assert 0.9 < took < 10  # the upstream itself would go on for 30 s
+
+
+def test_progress_for_the_request_keeps_a_stream_alive_past_its_idle_timeout(env: Env) -> None:
+    body = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": RID,
+            "method": "tools/list",
+            "params": {"_meta": {"progressToken": "tok-1"}},
+        }
+    )
+    t0 = time.monotonic()
+    resp = env.client.post(env.gw.route_url("sse_slow_progress"), content=body, headers=HEADERS)
+    took = time.monotonic() - t0
+    messages = [json.loads(ev.data) for ev in SseParser().feed(resp.content) if ev.data]
+    answers = [m for m in messages if m.get("id") == RID]
+    assert answers == [{"jsonrpc": "2.0", "id": RID, "result": {"tools": []}}], messages
+    assert took > 2  # longer than the 1 s idle_timeout: each progress event moved it on
+
+
 def test_an_event_that_is_not_json_ends_the_stream(env: Env) -> None:
     resp, messages, _ = stream_of(env, "sse_not_json")
     assert "sent an event that is not JSON" in the_error(messages, "sse_not_json")
@@ -248,3 +283,23 @@ def test_a_stream_that_ends_without_answering_ends_with_an_error_for_the_request
     assert "ended its event stream without answering; try again." in the_error(
         [m for m in messages if m.get("id") != f"not-{RID}"], "sse_no_answer"
     )
+
+
+def test_a_batch_answered_on_a_stream_gets_the_refused_members_errors_first(env: Env) -> None:
+    """On 2025-03-26 (no MCP-Protocol-Version: the transport's default) a refused member is
+    answered alone: its error goes out as the stream's first event, the upstream's events
+    for the others follow; every id is answered once."""
+    batch = [
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": ["array"]},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/list"},
+    ]
+    before = len(env.up.seen)
+    resp = env.client.post(
+        env.gw.route_url("sse_batch"), content=json.dumps(batch), headers=HEADERS
+    )
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event")
+    messages = [json.loads(ev.data) for ev in SseParser().feed(resp.content) if ev.data]
+    assert [m["id"] for m in messages] == [2, 3, 1]
+    assert messages[0]["error"]["code"] == -32602
+    assert [json.loads(s.body) for s in env.up.seen[before:]] == [[batch[0], batch[2]]]

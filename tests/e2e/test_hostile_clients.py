@@ -25,6 +25,7 @@ from tests.support.hostile import CALL, CASES, HEAD, Case, Seen, probe
 from tests.support.recorder import Recorder, recording_upstream
 
 DEADLINE = 2.0  # client_head_timeout and client_idle_timeout in the test profile
+BODY_DEADLINE = 4.0  # client_body_timeout in the test profile
 MAX_BODY = 4096
 AT_ONCE = 1.0  # an answer "at once", on a busy CI machine
 JSON = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
@@ -54,7 +55,7 @@ def _profile(rec: Recorder, gateway: str) -> str:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     settings = (
         f"client_head_timeout = {DEADLINE}\nclient_idle_timeout = {DEADLINE}\n"
-        f"max_body_bytes = {MAX_BODY}\n"
+        f"client_body_timeout = {BODY_DEADLINE}\nmax_body_bytes = {MAX_BODY}\n"
     )
     with recording_upstream() as rec:
         profile = _profile(rec, settings)
@@ -127,6 +128,30 @@ def test_a_body_that_keeps_coming_outlives_the_head_deadline(env: Env) -> None:
     assert time.monotonic() - start > DEADLINE  # it took longer than a head may
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
     assert "tools/call" in [r.json()["method"] for r in env.rec.seen()]
+
+
+def test_a_body_trickled_under_the_idle_deadline_gets_408_at_the_body_deadline(
+    clean: Env,
+) -> None:
+    """One byte a second never trips the 2 s idle deadline; the whole body's 4 s does."""
+    trickle = Case("trickle", (HEAD + "Content-Length: 4000\r\n\r\n").encode(), b"x", 1.0)
+    seen = clean.probe(trickle, BODY_DEADLINE + 6)
+    sentence = _refused(seen, 408)
+    assert "gateway.client_body_timeout" in sentence, sentence
+    assert seen.answered is not None and BODY_DEADLINE - 0.2 < seen.answered < BODY_DEADLINE + 2
+    assert seen.closed is not None and seen.closed < BODY_DEADLINE + 3
+
+
+@pytest.mark.parametrize(
+    "opening",
+    [b"\x16\x03\x01\x00\xc8\x01", b"\x16"],
+    ids=["tls-hello-start", "tls-first-byte"],
+)
+def test_a_tls_hello_that_stalls_is_closed_at_the_head_deadline(clean: Env, opening: bytes) -> None:
+    """A first byte that looks like TLS makes mitmproxy wait for a whole hello (it used to
+    wait 600 s): the head deadline holds for it too."""
+    seen = clean.probe(Case("tls stall", opening), DEADLINE + 8)
+    assert seen.closed is not None and seen.closed < DEADLINE + 2, seen.summary()
 
 
 def _one_answer(sock: socket.socket) -> bytes:

@@ -2,8 +2,9 @@
 
 Why it exists: issue 12 §3 lists how real upstreams break (5xx as text, 429, an HTML login
 page, a wrong id, a 20 MiB answer, an SSE stream cut or silent or with a line that never
-ends, non-JSON events, one-byte chunks). Each failure is a path (`/<mode>`), so one profile
-puts one upstream and one route in front of each. Every mode reads the whole request first,
+ends, non-JSON events, one-byte chunks, a stream busy with pings that never answers). Each
+failure is a path (`/<mode>`), so one profile puts one upstream and one route in front of
+each. Every mode reads the whole request first,
 and answers JSON-RPC for the request's id unless the failure is a wrong id. Stdlib only.
 """
 
@@ -118,6 +119,53 @@ def _sse_ok(conn: socket.socket, seen: Seen) -> None:
     conn.sendall(_head("200 OK", SSE) + _chunk(body) + b"0\r\n\r\n")
 
 
+def _token(seen: Seen) -> object:
+    """The request's `_meta.progressToken`, else its id."""
+    try:
+        meta = json.loads(seen.body).get("params", {}).get("_meta", {})
+        return meta.get("progressToken", _rid(seen))
+    except (ValueError, AttributeError):
+        return _rid(seen)
+
+
+def _sse_pings(conn: socket.socket, seen: Seen) -> None:
+    """Busy but never for the request: pings, keep-alive comments, log messages and progress
+    for another token, every 0.2 s for 30 s, and never an answer."""
+    conn.sendall(_head("200 OK", SSE))
+    log = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info"}}
+    other = _progress("someone-else")
+    try:
+        for n in range(150):
+            ping = {"jsonrpc": "2.0", "id": f"ping-{n}", "method": "ping"}
+            conn.sendall(_chunk(b": keep-alive\n\n" + _event(ping) + _event(log) + _event(other)))
+            time.sleep(0.2)
+    except OSError:
+        return
+
+
+def _sse_slow_progress(conn: socket.socket, seen: Seen) -> None:
+    """Progress for the request's token every 0.4 s for 2.4 s (pings between), then the
+    answer: a long task that keeps saying how far it got."""
+    conn.sendall(_head("200 OK", SSE))
+    progress = _progress(_token(seen))
+    for n in range(6):
+        ping = {"jsonrpc": "2.0", "id": f"ping-{n}", "method": "ping"}
+        conn.sendall(_chunk(_event(ping) + _event(progress)))
+        time.sleep(0.4)
+    conn.sendall(_chunk(_event(json.loads(_ok(_rid(seen))))) + b"0\r\n\r\n")
+
+
+def _sse_batch(conn: socket.socket, seen: Seen) -> None:
+    """A batch answered on an event stream: one event per request, in reverse order."""
+    try:
+        batch = json.loads(seen.body)
+    except ValueError:
+        batch = []
+    ids = [m["id"] for m in batch if isinstance(m, dict) and "id" in m and "method" in m]
+    body = b"".join(_event(json.loads(_ok(i))) for i in reversed(ids))
+    conn.sendall(_head("200 OK", SSE) + _chunk(body) + b"0\r\n\r\n")
+
+
 def _slow_head(conn: socket.socket, seen: Seen) -> None:
     time.sleep(30)
 
@@ -171,6 +219,9 @@ STREAMS: dict[str, Stream] = {
     "sse_not_json": _sse_not_json,
     "sse_one_byte": _sse_one_byte,
     "sse_no_answer": _sse_no_answer,
+    "sse_pings": _sse_pings,
+    "sse_batch": _sse_batch,
+    "sse_slow_progress": _sse_slow_progress,
     "slow_head": _slow_head,
 }
 MODES = (*WHOLE, *STREAMS)

@@ -129,3 +129,20 @@ def test_the_stage_answers_the_same_with_and_without_the_pass(result: dict[str, 
         sink = Sink()
         outs.append((_stage(quick).down(obj, "tools/call", sink), sink.findings))
     assert outs[0] == outs[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TEXTS, st.sampled_from(["notifications/progress", "notifications/message",
+                                "sampling/createMessage", "elicitation/create"]))  # fmt: skip
+def test_a_server_message_is_answered_the_same_with_and_without_the_pass(
+    text: str, method: str
+) -> None:
+    """Notifications and requests from the upstream (a stream's progress, logs, sampling)
+    are cleared by the anchors alone: the stage must answer as its full path does."""
+    params = {"progressToken": 1, "progress": 2, "message": text, "data": {"line": text}}
+    obj = {"jsonrpc": "2.0", "method": method, "params": params}
+    outs = []
+    for quick in (True, False):
+        sink = Sink()
+        outs.append((_stage(quick).down(obj, None, sink), sink.findings))
+    assert outs[0] == outs[1]

@@ -10,6 +10,7 @@ import pytest
 from lockgate.mcp.exchange import (
     FlowState,
     NoNormalForm,
+    is_progress,
     list_method_of,
     normal_form,
     open_request_ids,
@@ -75,6 +76,28 @@ def test_open_request_ids_are_those_no_event_answered_yet() -> None:
     rewrite_event(st, SseEvent(data='{"jsonrpc":"2.0","id":2,"method":"ping"}'))
     rewrite_event(st, SseEvent(data='{"jsonrpc":"2.0","id":true,"result":{}}'))
     assert open_request_ids(st) == ["1", 2]
+
+
+def test_progress_is_an_answer_a_progress_for_its_token_or_a_request_for_the_client() -> None:
+    st = FlowState()
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t"}}
+    body["params"]["_meta"] = {"progressToken": "tok"}
+    st.messages = parse_body(json.dumps(body).encode())
+
+    def progress(token: object) -> dict[str, Any]:
+        params = {"progressToken": token, "progress": 1}
+        return {"jsonrpc": "2.0", "method": "notifications/progress", "params": params}
+
+    assert is_progress(st, progress("tok"))
+    assert is_progress(st, {"jsonrpc": "2.0", "id": 9, "method": "sampling/createMessage"})
+    assert is_progress(st, {"jsonrpc": "2.0", "id": 1, "result": {}})
+    assert not is_progress(st, progress("other")) and not is_progress(st, progress(1))
+    assert not is_progress(st, {"jsonrpc": "2.0", "id": 9, "method": "ping"})
+    assert not is_progress(st, {"jsonrpc": "2.0", "method": "notifications/message"})
+    assert not is_progress(st, {"jsonrpc": "2.0", "id": 2, "result": {}})  # another id
+    assert not is_progress(st, {"jsonrpc": "2.0", "id": True, "result": {}})
+    rewrite_event(st, SseEvent(data='{"jsonrpc":"2.0","id":1,"result":{}}'))
+    assert not is_progress(st, progress("tok"))  # answered: its token is spent
 
 
 def test_a_broken_stream_ends_with_an_error_for_each_open_request_only() -> None:

@@ -284,13 +284,21 @@ def test_a_route_override_pins_only_its_own_upstream() -> None:
 def test_client_side_limits_have_defaults_and_are_read() -> None:
     gw = parse_profile(GOOD, "p.toml").gateway
     assert (gw.client_head_timeout, gw.client_idle_timeout, gw.max_connections) == (10, 10, 256)
+    assert gw.client_body_timeout == 60
     text = "[gateway]\nclient_head_timeout = 2.5\nclient_idle_timeout = 1\nmax_connections = 8\n"
-    gw = parse_profile(text + PROFILE_HEAD, "p.toml").gateway
+    gw = parse_profile(text + "client_body_timeout = 30\n" + PROFILE_HEAD, "p.toml").gateway
     assert (gw.client_head_timeout, gw.client_idle_timeout, gw.max_connections) == (2.5, 1, 8)
+    assert gw.client_body_timeout == 30
 
 
 @pytest.mark.parametrize(
-    "line", ["client_head_timeout = 0", "client_idle_timeout = -1", "max_connections = 0"]
+    "line",
+    [
+        "client_head_timeout = 0",
+        "client_idle_timeout = -1",
+        "client_body_timeout = 0",
+        "max_connections = 0",
+    ],
 )
 def test_client_side_limits_must_be_positive(line: str) -> None:
     msg = _error(f"[gateway]\n{line}\n" + PROFILE_HEAD)
