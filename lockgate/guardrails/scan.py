@@ -62,7 +62,7 @@ from lockgate.guardrails.patterns import (
     URL_PASSWORD,
     Span,
 )
-from lockgate.guardrails.superset import yes_no
+from lockgate.guardrails.superset import first_span, pattern_set, to_re2
 
 
 def _secret_value(m: re.Match[str]) -> Span | None:
@@ -93,8 +93,10 @@ def _phones(
         pos = m.start() + found[1]
 
 
-# The local part of an address, right before its `@`.
-_LOCAL_PART = re.compile(r"[A-Za-z0-9._%+-]{1,64}\Z")
+# The characters of an address's local part: the one before an `@` is the run of them that
+# ends there, 64 at most (one C-speed rstrip, where a search for the run ending at the `@`
+# tried each of the 64 starts).
+_LOCAL_CHARS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-"
 
 
 def _emails(pattern: re.Pattern[str], text: str) -> Iterable[Span]:
@@ -104,10 +106,11 @@ def _emails(pattern: re.Pattern[str], text: str) -> Iterable[Span]:
     pos, n = 0, len(text)
     while (at := text.find("@", pos)) >= 0:
         pos = at + 1
-        local = _LOCAL_PART.search(text, max(0, at - 64), at)
-        if local is None:
+        lo = max(0, at - 64)
+        start = lo + len(text[lo:at].rstrip(_LOCAL_CHARS))
+        if start == at:
             continue
-        m = pattern.match(text, local.start(), min(n, at + 256))
+        m = pattern.match(text, start, min(n, at + 256))
         if m is not None and v.email(m.group()):
             yield Span(m.start(), m.end(), EMAIL)
             pos = m.end()
@@ -170,6 +173,11 @@ _NUM_ANCHOR = re.compile(r"[0-9][0-9 .()\-]{5,}[0-9]")
 _SHORT_GATE = re.compile(r"[0-9@:=]")
 _DOTTED = re.compile(r"\.[0-9]{1,3}\.[0-9]")
 _NUM_WINDOWS: Final = ((CARD, 0, 2), (IBAN, 16, 40), (SSN, 0, 2), (PHONE, 2, 16))
+# What every phone-shaped run holds: a `+CC` or the NANP form's last two groups. A class-first
+# scan of a window is cheaper than the phone pattern, whose lookbehind is tried at every
+# position (~6 us on a UUID's window, where most windows have no phone).
+_PHONE_GATE = re.compile(r"\+[1-9]|[2-9]\d\d[ .\-]?\d{4}")
+_EIGHT_GROUPS = re.compile(r"(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]")
 _V6_ANCHOR = re.compile(r"::|:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:")
 # The literals a token detector's pattern starts with.
 _LITERALS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -206,8 +214,6 @@ _KEYED: Final = {
 _PRIORITY: Final = {type_: i for i, (_, type_, _, _) in reversed(list(enumerate(DETECTORS)))}
 _P_EMAIL, _P_URL = _PRIORITY[EMAIL], _PRIORITY[URL_PASSWORD]
 _P_IPV6 = _PRIORITY[IP] + 1
-# The token detectors by a prefix shared by their literals, so that a string without it costs
-# one substring test for the whole group.
 # Every detector of a token type (Stripe, GitHub and Slack have several patterns).
 _INDICES: Final = {t: tuple(i for i, d in enumerate(DETECTORS) if d[1] == t) for t in _LITERALS}
 _TOKEN_PRIORITIES: Final = tuple(sorted(i for t in _LITERALS for i in _INDICES[t]))
@@ -232,17 +238,6 @@ _TOKEN_GROUPS: Final = tuple(
         (("eyJ",), (JWT,)),
     )
 )
-# Every token match but these groups' holds a run of 15 or more of [A-Za-z0-9_-] (the shortest,
-# a Slack token: `xoxb-` and 10 more); a PEM block, a Slack webhook URL and a JWT (`eyJ` and
-# segments of 5) may not. One translate and one substring test rule the others out.
-_UNRUN_GROUPS: Final = tuple(
-    g for g in _TOKEN_GROUPS if g[0][0] in ("PRIVATE KEY", "hooks.slack", "eyJ")
-)
-_TOKEN_CHARS: Final = bytes(
-    97 if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "_-") else 32 for c in range(256)
-)
-_TOKEN_RUN: Final = b"a" * 15
-_NOT_DIGITS: Final = bytes(c for c in range(256) if not 48 <= c <= 57)
 # Secret-named keys: a keyword, then what may follow it up to the `:`/`=` (lowercased text).
 _KEY_TAIL = r"[\"']?\s*[:=]"
 _KEYWORDS: Final = tuple(
@@ -367,21 +362,24 @@ def _number_runs() -> str:
         f"{d}{c}{{3}}{not_dash}{c}{{4}}{d}",  # 10: no dash at 4 or at 7, not a date
         f"{d}{c}{{6}}{not_dash}{c}{d}",
         f"{d}{c}{{9,10}}{d}",  # 11, 12
-        f"{d}{c}{{3}}{not_dash}{c}{{8}}{d}",  # 13: not a date and hour
-        f"{d}{c}{{6}}{not_dash}{c}{{5}}{d}",
-        rf"{d}{c}{{8}}[0-9.()\-]{c}{{2}}{d}",
+        f"{d}{c}{{3}}{not_dash}{c}{{7}}{d}",  # 13: not a date and hour
+        f"{d}{c}{{6}}{not_dash}{c}{{4}}{d}",
+        rf"{d}{c}{{9}}[0-9.()\-]{c}{d}",
         f"{d}{c}{{12,}}{d}",  # 14 and more
     )
     run = f"(?:^|{edge}){sep}*(?:{'|'.join(whole)}){sep}*(?:{edge}|$)"
     return f"{run}|[+(]{d}{c}{{5,}}{d}|[A-Z]{{2}}[0-9]{{2}}"
 
 
+_KEY_ANCHOR: Final = (
+    r"(?i:key|secret|token|passw(?:or)?d|pwd|credentials?|authorization)"
+    r"[\"']?[\t\n\x0b\x0c\r\x1c-\x1f ]*[:=]"
+)
 # What any built-in detector needs somewhere in an ASCII string (`quiet` joins it with the
 # findings' gate for one pass over a whole message).
 ANCHORS_BODY: Final = "|".join(
     (
-        r"(?i:key|secret|token|passw(?:or)?d|pwd|credentials?|authorization)"
-        r"[\"']?[\t\n\x0b\x0c\r\x1c-\x1f ]*[:=]",
+        _KEY_ANCHOR,
         "|".join(re2.escape(x) for literals in _LITERALS.values() for x in literals),
         "@",
         _V6_ANCHOR.pattern,
@@ -389,23 +387,74 @@ ANCHORS_BODY: Final = "|".join(
         _number_runs(),
     )
 )
-# Searched as bytes: the wrapper maps str offsets at a cost per call.
-_ANCHORS: Final = re2.compile(ANCHORS_BODY.encode("ascii"))
 
 
-_has_anchor: Final = yes_no(_ANCHORS)
+# The anchors again, one entry per family, as an RE2 set: one DFA pass over an ASCII string
+# says which families may find something in it (~2 us on a short value, ~3 ms/MB on long
+# text; the token entries are each detector's whole pattern, by `superset.to_re2`, so that
+# a `gh` in prose or a `-` runs nothing). A set's DFA never gives up for slowness, it resets
+# its cache (RE2's many-match mode), and 64 MB holds far more states than these need: a set
+# that failed would find nothing, so the budget is what keeps this fail-closed.
+_F_KEY, _F_EMAIL, _F_V6, _F_V4, _F_NUMBER, _F_TOKENS = range(6)
+_FAMILIES: Final = pattern_set(
+    [
+        _KEY_ANCHOR,
+        "@",
+        _V6_ANCHOR.pattern,
+        _DOTTED.pattern,
+        _number_runs(),
+        *(to_re2(DETECTORS[i][0]) for i in _TOKEN_PRIORITIES),
+    ]
+)
+# The set's own match call when present (the wrapper's adds a call and a type test per value).
+_families: Final[Callable[[bytes], list[int] | None]] = getattr(
+    getattr(_FAMILIES, "_set", None), "Match", _FAMILIES.Match
+)
+# The runs of `_number_runs`, found by RE2's own match call (see `superset.first_span`).
+_next_run: Final = first_span(re2.compile(_number_runs().encode("ascii")))
 
 
 def candidates(text: str) -> list[tuple[Span, int]]:
-    found: list[tuple[Span, int]] = []
     n = len(text)
     if n < 7:  # the shortest entity, an IPv4 address like 1.2.3.4
-        return found
+        return []
     if n < 15 and _SHORT_GATE.search(text) is None:  # too short for a token
-        return found
-    raw = text.encode("ascii") if text.isascii() else None
-    if raw is not None and not _has_anchor(raw):
-        return found
+        return []
+    if not text.isascii():
+        return _unicode_candidates(text)
+    raw = text.encode("ascii")
+    families = _families(raw)
+    if not families:  # most prose, ids and log lines hold no anchor
+        return []
+    found: list[tuple[Span, int]] = []
+    families.sort()
+    if families[0] == _F_KEY:
+        hits = _key_hits(text.lower())
+        for type_ in _KEYED:
+            found += [(s, _PRIORITY[type_]) for s in _keyed(type_, text, hits)]
+    for f in families:
+        if f >= _F_TOKENS:
+            priority = _TOKEN_PRIORITIES[f - _F_TOKENS]
+            pattern, type_, group, valid = DETECTORS[priority]
+            found += [(s, priority) for s in _validated(pattern, text, group, type_, valid)]
+    if _F_EMAIL in families:
+        found += [(s, _P_EMAIL) for s in _emails(DETECTORS[_P_EMAIL][0], text)]
+        if "://" in text:
+            found += _url_passwords(text)
+    if _F_V6 in families:
+        found += _ipv6(text)
+    if _F_V4 in families:
+        found += _ipv4(text)
+    if _F_NUMBER in families:
+        found += _numbers(text, _run_windows(raw) if n > 1024 else ((0, n),))
+    return found
+
+
+def _unicode_candidates(text: str) -> list[tuple[Span, int]]:
+    """`candidates` for text that RE2's byte patterns do not read as `re` reads it (`\\w`, `\\d`
+    and `\\s` are wider in Unicode): each family by a cheap test of its own."""
+    found: list[tuple[Span, int]] = []
+    n = len(text)
     if ":" in text or "=" in text:
         lowered = text.lower()
         if len(lowered) != n:
@@ -415,7 +464,7 @@ def candidates(text: str) -> list[tuple[Span, int]]:
             for type_ in _KEYED:
                 found += [(s, _PRIORITY[type_]) for s in _keyed(type_, text, hits)]
     if n >= 15:  # the shortest token, a Slack one (`xoxb-` and 10 more)
-        for priority in _tokens_to_run(text, raw):
+        for priority in _tokens_to_run(text):
             pattern, type_, group, valid = DETECTORS[priority]
             found += [(s, priority) for s in _validated(pattern, text, group, type_, valid)]
     if "@" in text:
@@ -423,28 +472,42 @@ def candidates(text: str) -> list[tuple[Span, int]]:
         if "://" in text:
             found += _url_passwords(text)
     if "::" in text or text.count(":") >= 4:
-        hits = [m.span() for m in _V6_ANCHOR.finditer(text)]
-        found += _windowed(_P_IPV6, text, hits, 40, 45)
+        found += _ipv6(text)
     if "." in text and _DOTTED.search(text) is not None:
-        hits = [m.span() for m in _DOTTED.finditer(text)]
-        found += _windowed(_PRIORITY[IP], text, hits, 3, 14)
-    # A number anchor has two digits at least (a class scan costs ~4 us/KB; this ~1).
-    if (raw is None or len(raw.translate(None, _NOT_DIGITS)) >= 2) and _NUM_ANCHOR.search(
-        text
-    ) is not None:
-        found += _numbers(text)
+        found += _ipv4(text)
+    if _NUM_ANCHOR.search(text) is not None:
+        found += _numbers(text, ((0, n),))
     return found
 
 
-def _numbers(text: str) -> list[tuple[Span, int]]:
-    """The number detectors in the windows of the digit runs that may hold their entity."""
+def _ipv6(text: str) -> list[tuple[Span, int]]:
+    return _windowed(_P_IPV6, text, [m.span() for m in _V6_ANCHOR.finditer(text)], 40, 45)
+
+
+def _may_hold_ipv6(text: str, lo: int, hi: int) -> bool:
+    """Whether text[lo:hi] can hold an address `ipaddress` takes: one with `::` or eight
+    groups (a MAC address, `68:05:a7:d1:be:5e`, has neither, and its window costs ~30 us)."""
+    if text.find("::", lo, hi) >= 0:
+        return True
+    return text.count(":", lo, hi) >= 7 and _EIGHT_GROUPS.search(text, lo, hi) is not None
+
+
+def _ipv4(text: str) -> list[tuple[Span, int]]:
+    return _windowed(_PRIORITY[IP], text, [m.span() for m in _DOTTED.finditer(text)], 3, 14)
+
+
+def _numbers(text: str, windows: Iterable[tuple[int, int]]) -> list[tuple[Span, int]]:
+    """The number detectors in the windows of the digit runs that may hold their entity.
+    `windows`: where those runs are, each window from one run's stretch of digits and
+    separators to another's (`_run_windows`), or the whole text."""
     hits: dict[str, list[tuple[int, int]]] = {CARD: [], IBAN: [], SSN: [], PHONE: []}
-    for m in _NUM_ANCHOR.finditer(text):
-        start, end = m.span()
-        if _date(text, start, end):
-            continue
-        for type_ in _may_hold(text, start, end):
-            hits[type_].append((start, end))
+    for lo, hi in windows:
+        for m in _NUM_ANCHOR.finditer(text, lo, hi):
+            start, end = m.span()
+            if _date(text, start, end):
+                continue
+            for type_ in _may_hold(text, start, end):
+                hits[type_].append((start, end))
     found: list[tuple[Span, int]] = []
     for type_, back, fwd in _NUM_WINDOWS:
         if hits[type_]:
@@ -501,13 +564,49 @@ def _date(text: str, start: int, end: int) -> bool:
     )
 
 
-def _tokens_to_run(text: str, raw: bytes | None) -> Iterable[int]:
-    """`raw`: the text as bytes when it is ASCII."""
+# A number run's stretch: the digits and separators around it (a run is the stretch's first to
+# last digit, `_NUM_ANCHOR` cannot cross a stretch's edge).
+_STRETCH: Final = re.compile(rb"[0-9 .()\-]*")
+_STRETCH_BYTES: Final = frozenset(b"0123456789 .()-")
+
+
+def _run_windows(raw: bytes) -> list[tuple[int, int]]:
+    """Where in an ASCII string the digit runs are that `_may_hold` gives a type and `_date`
+    does not skip, found by the RE2 form of that rule (`_RUNS`, one DFA pass) instead of every
+    run in Python: in logs most runs are dates, ids and timestamps (of ~7 runs per KB of the
+    bench's load, one or two may hold something). Each window runs from the stretch of the
+    match's start to the stretch 17 characters past its end; a run whose witness starts
+    inside a match is in that match's window: a whole-run witness ends past its run, a
+    `+`/`(` one starts at its run, an IBAN head at most 16 characters before it."""
+    out: list[tuple[int, int]] = []
+    n, pos, covered = len(raw), 0, -1
+    while True:
+        ms, me = _next_run(raw, pos)
+        if ms < 0:
+            return out
+        pos = me
+        lo = ms
+        if lo > covered:
+            while lo > 0 and raw[lo - 1] in _STRETCH_BYTES:
+                lo -= 1
+        hi = min(n, me + 17)
+        if hi > covered:
+            m = _STRETCH.match(raw, hi)
+            hi = m.end() if m is not None else hi
+            covered = hi
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(hi, out[-1][1]))
+        else:
+            out.append((lo, hi))
+
+
+def _tokens_to_run(text: str) -> Iterable[int]:
+    """The token detectors whose literals are in the text, by index: for text that is not
+    ASCII (`_FAMILIES` answers for the rest), where `\\w` takes letters of any script, so
+    no run of ASCII token characters is required."""
     if len(text) > 4096:  # in long text the literal-first patterns cost what a test would
         return _TOKEN_PRIORITIES
     groups = _TOKEN_GROUPS
-    if raw is not None and _TOKEN_RUN not in raw.translate(_TOKEN_CHARS):
-        groups = _UNRUN_GROUPS  # no 15-run of token characters: most tokens are impossible
     run: list[int] = []
     for needles, detectors in groups:
         if needles[0] not in text or (len(needles) > 1 and needles[1] not in text):
@@ -551,7 +650,11 @@ def _windowed(
     found: list[tuple[Span, int]] = []
     for lo, hi in _merged(hits, back, fwd, len(text)):
         if type_ == PHONE:
+            if _PHONE_GATE.search(text, lo, hi) is None:
+                continue
             spans = _phones(pattern, text, lo, hi)
+        elif priority == _P_IPV6 and not _may_hold_ipv6(text, lo, hi):
+            continue
         else:
             spans = _validated(pattern, text, group, type_, valid, lo, hi)
         found += [(s, priority) for s in spans]

@@ -139,6 +139,20 @@ def compile_union(body: str, *, ignore_case: bool = False) -> re2._Regexp:
     return re2.compile(body, options)
 
 
+def pattern_set(patterns: Iterable[str]) -> re2.Set:
+    """An RE2 set of ``patterns`` (RE2 syntax, options as `compile_union`'s): its `Match` of
+    some bytes lists the indices of those that match in them, in no order (None for none)."""
+    options = re2.Options()
+    options.never_capture = True
+    options.max_mem = 64 << 20
+    options.dot_nl = True
+    out = re2.Set.SearchSet(options)
+    for p in patterns:
+        out.Add(p)
+    out.Compile()
+    return out
+
+
 def union(patterns: Iterable[re.Pattern[str]]) -> re2._Regexp:
     """One RE2 pattern for all of ``patterns``."""
     return compile_union(union_body(patterns))
@@ -157,3 +171,20 @@ def yes_no(pattern: re2._Regexp) -> Callable[[bytes], bool]:
         return lambda raw: pattern.search(raw) is not None
     match = rx.Match
     return lambda raw: bool(match(unanchored, raw, 0, len(raw))[0] != null)
+
+
+def first_span(pattern: re2._Regexp) -> Callable[[bytes, int], tuple[int, int]]:
+    """The span of the first match of `pattern` in some bytes from a position on, (-1, -1)
+    for none: RE2's program asked directly, as `yes_no` does (the wrapper's `search` costs a
+    generator and a match object per call, more than a short search)."""
+    rx = getattr(pattern, "_regexp", None)
+    unanchored = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
+    if rx is None or unanchored is None:
+
+        def search(raw: bytes, pos: int) -> tuple[int, int]:
+            m = pattern.search(raw, pos)
+            return (-1, -1) if m is None else m.span()
+
+        return search
+    match = rx.Match
+    return lambda raw, pos: match(unanchored, raw, pos, len(raw))[0]

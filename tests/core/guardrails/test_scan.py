@@ -1,0 +1,164 @@
+"""The fast path's prefilters: a string one of them rules out yields nothing from the path it
+guards (the whole-text comparison with `reference` is in test_detectors.py)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lockgate.guardrails import scan
+from lockgate.guardrails.patterns import DETECTORS, PHONE
+
+# Digit runs at the edges of `_number_runs`: lengths 7 to 14, dates and date-hours, separators
+# at the positions its alternatives test, `+`/`(` leads, IBAN heads, phone words, extensions.
+NUMBERISH = st.sampled_from(
+    [
+        *("0", "1", "2", "4", "5", "9", "12", "123", "4111", "2026", "-", " ", ".", "(", ")"),
+        *("+", "2026-09-04", "2026-09-04 11", "2026-09-04T11", "415-555-2671", "(415) 555-2671"),
+        *("GB82", "DE89 ", "IT60X", "QA", "ab", "x", " x12", " ext. 5", "phone ", "tel:", "\n"),
+        *("4111 1111 1111 1111", "123-45-6789", "+44 20 7946 0958", "1-", "00", "T", "Z", ":"),
+    ]
+)
+ASCII = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=8)
+
+
+def _hits(text: str, windows: Iterable[tuple[int, int]]) -> dict[str, list[tuple[int, int]]]:
+    """The runs `_numbers` reads in `windows`, by the type `_may_hold` gives them."""
+    hits: dict[str, list[tuple[int, int]]] = {}
+    for lo, hi in windows:
+        for m in scan._NUM_ANCHOR.finditer(text, lo, hi):
+            if not scan._date(text, *m.span()):
+                for type_ in scan._may_hold(text, *m.span()):
+                    hits.setdefault(type_, []).append(m.span())
+    return hits
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.one_of(NUMBERISH, ASCII), max_size=30).map("".join))
+def test_the_run_windows_hold_every_run_a_number_detector_reads(text: str) -> None:
+    """`_run_windows` (RE2's pass of `_number_runs`) leaves out only runs that `_date` skips
+    or `_may_hold` gives no type: the same runs, so the same number findings."""
+    if not text.isascii():
+        return
+    windows = scan._run_windows(text.encode("ascii"))
+    assert all(a < b for a, b in windows)
+    assert all(x[1] < y[0] for x, y in itertools.pairwise(windows))
+    assert _hits(text, windows) == _hits(text, [(0, len(text))])
+    assert scan._numbers(text, windows) == scan._numbers(text, [(0, len(text))])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(NUMBERISH, ASCII), min_size=40, max_size=120).map("".join))
+def test_the_run_windows_hold_on_long_text(text: str) -> None:
+    if text.isascii():
+        text *= 3
+        windows = scan._run_windows(text.encode("ascii"))
+        assert _hits(text, windows) == _hits(text, [(0, len(text))])
+
+
+_TOKENS = [DETECTORS[i] for i in scan._TOKEN_PRIORITIES]
+TOKENISH = st.sampled_from(
+    [
+        *sorted({x for literals in scan._LITERALS.values() for x in literals}),
+        *("-----BEGIN RSA PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----", "\n", " ", "_"),
+        *("live_", "test_", "ant-api03-", "proj-", "T3BlbkFJ", ".eyJ", ".", "-", "/services/"),
+        *("aB3dE5fG7hJ9kL1mN3pQ5rS7", "ABCDEFGHIJKLMNOP", "0123456789", "abcdefghij", "Zz"),
+    ]
+)
+
+
+KEYISH = st.sampled_from(
+    [
+        *("password", "PASSWD", "pwd", "token", "api_key", "Secret", "credentials", "key"),
+        *("authorization", "Authorization: Bearer ", '"', "'", ":", "=", " ", "\t", "\x1c"),
+        *("@", "a@b.co", "://", "u:p@h", "::", ":", "fe80", "1:2:3:4:", ".", "10.0.0.1", "1.2"),
+    ]
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.one_of(TOKENISH, NUMBERISH, KEYISH, ASCII), max_size=30).map("".join))
+def test_a_family_the_set_rules_out_finds_nothing(text: str) -> None:
+    """`_FAMILIES` names every family that has something to read in an ASCII string: a
+    key before its separator, an `@`, an IPv6 or IPv4 anchor, a number run that `_numbers`
+    reads, a match of each token detector's pattern."""
+    if not text.isascii():
+        return
+    named = set(scan._FAMILIES.Match(text.encode("ascii")) or ())
+    if scan._F_KEY not in named:
+        assert scan._key_hits(text.lower()) == []
+    if scan._F_EMAIL not in named:
+        assert "@" not in text
+    if scan._F_V6 not in named:
+        assert scan._V6_ANCHOR.search(text) is None
+    if scan._F_V4 not in named:
+        assert scan._DOTTED.search(text) is None
+    if scan._F_NUMBER not in named:
+        assert _hits(text, [(0, len(text))]) == {}
+    for i, (pattern, _, _, _) in enumerate(_TOKENS):
+        if scan._F_TOKENS + i not in named:
+            assert pattern.search(text) is None, (i, text)
+
+
+def test_long_ascii_text_runs_only_the_token_detectors_the_set_names() -> None:
+    text = "x" * 5000 + " ghp_" + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5 gh sk- A3T eyJ"
+    named = sorted(scan._FAMILIES.Match(text.encode("ascii")) or ())
+    tokens = [DETECTORS[scan._TOKEN_PRIORITIES[f - scan._F_TOKENS]][1] for f in named]
+    assert tokens == ["GITHUB_TOKEN"]
+    assert scan._FAMILIES.Match(b"x" * 5000) is None
+
+
+def test_phone_detector_is_not_a_token() -> None:
+    assert all(DETECTORS[i][1] != PHONE for i in scan._TOKEN_PRIORITIES)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(TOKENISH, NUMBERISH, ASCII), min_size=10, max_size=40).map("".join))
+def test_the_fast_path_holds_on_text_past_the_long_text_threshold(text: str) -> None:
+    """Past 1024 characters the number runs are read in `_run_windows`."""
+    from lockgate.guardrails.detectors import _resolve, find
+
+    text = (text + " ") * (1100 // (len(text) + 1) + 1)
+    assert find(text) == _resolve(scan.reference(text))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.one_of(NUMBERISH, ASCII, st.text(max_size=4)), max_size=30).map("".join))
+def test_a_window_the_phone_gate_rules_out_holds_no_phone(text: str) -> None:
+    """`_PHONE_GATE` is in every match of the phone pattern, so a window without it has no
+    phone-shaped run to parse."""
+    pattern = DETECTORS[scan._PRIORITY[PHONE]][0]
+    if scan._PHONE_GATE.search(text) is None:
+        assert pattern.search(text) is None
+    for m in pattern.finditer(text):
+        assert scan._PHONE_GATE.search(m.group()) is not None
+
+
+V6ISH = st.sampled_from(
+    [":", "::", "a", "f", "0", "12", "fe80", "2001", "db8", "1:2", " ", ".", "-", "g", "x"]
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.one_of(V6ISH, ASCII), max_size=30).map("".join))
+def test_an_address_the_ipv6_gate_rules_out_is_not_found(text: str) -> None:
+    """Each IPv6 address the detector finds (its validator passed) makes `_may_hold_ipv6`
+    true on its own span, hence on any window holding it."""
+    pattern, type_, group, valid = DETECTORS[scan._P_IPV6]
+    for span in scan._validated(pattern, text, group, type_, valid):
+        assert scan._may_hold_ipv6(text, span.start, span.end)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet="ab.%+-_@ \\x\u00e9Z9", max_size=90), st.integers(0, 90))
+def test_the_local_part_before_an_at_is_the_run_of_its_characters(text: str, at: int) -> None:
+    import re
+
+    at = min(at, len(text))
+    lo = max(0, at - 64)
+    m = re.compile(r"[A-Za-z0-9._%+-]{1,64}\Z").search(text, lo, at)
+    start = lo + len(text[lo:at].rstrip(scan._LOCAL_CHARS))
+    assert (m.start() if m else at) == start
