@@ -182,7 +182,7 @@ NO_GUARDS = (
 
 
 def ab(rounds: int = 8, calls: int = 200) -> None:
-    """The same profile twice, with and without addons/client_wire.py, in interleaved rounds."""
+    """The same profile twice, with and without addons/client_wire/, in interleaved rounds."""
     up = FastUpstream()
     profile = profile_text({"up": up.url}, {"open": "up"})
     env = {"LOCKGATE_AUDIT_KEY_SOURCE": "memory"}

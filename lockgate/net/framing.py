@@ -1,6 +1,6 @@
 """Judging an HTTP/1 request head as it arrives: is its framing something to refuse now?
 
-The gateway's HTTP/1 wire (addons/client_wire.py) calls `judge_head` with the bytes of a
+The gateway's HTTP/1 wire (addons/client_wire/) calls `judge_head` with the bytes of a
 request head received so far, before mitmproxy parses them. A refusal is a 400 with one
 sentence, answered at once and followed by a close: a request line that is not HTTP/1.x
 (HTTP/0.9, garbage, an empty request), a malformed header line, or a body framing that two

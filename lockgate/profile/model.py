@@ -71,7 +71,7 @@ class GatewaySection(_Model):
     upstream_idle_timeout: float = Field(default=60.0, gt=0)
     allowed_origins: tuple[str, ...] = ()
     upstream_ca: str | None = None
-    # Hostile clients (addons/client_wire.py): a request head must arrive whole within
+    # Hostile clients (addons/client_wire/): a request head must arrive whole within
     # client_head_timeout seconds (also the longest a kept-alive connection may sit idle
     # between requests), a request body may pause at most client_idle_timeout seconds and
     # must be whole within client_body_timeout seconds (a body trickled just fast enough to

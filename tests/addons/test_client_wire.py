@@ -1,4 +1,4 @@
-"""addons/client_wire.py on mitmproxy's own Http1Server, event by event (no sockets, no sleeps):
+"""addons/client_wire/ on mitmproxy's own Http1Server, event by event (no sockets, no sleeps):
 deadlines fire on the wakeups they ask for, a failing judge refuses, bad chunking gets its 400
 before the close, and every head the core judge passes, mitmproxy parses."""
 
@@ -18,6 +18,7 @@ from mitmproxy.proxy.layers.http._events import RequestHeaders, RequestProtocolE
 from mitmproxy.test.tflow import tclient_conn
 
 from lockgate.addons import client_wire
+from lockgate.addons.client_wire import _wire, connections, deadlines, framing
 from lockgate.addons.wire import install_error_pages
 from tests.core.net.test_framing import honest_heads
 
@@ -37,7 +38,8 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
     install_error_pages()
     client_wire.install_client_guards(head_timeout=10.0, idle_timeout=5.0, max_connections=8)
     fake = Clock()
-    monkeypatch.setattr(client_wire, "time", fake)
+    for module in (_wire, deadlines, connections):  # each reads the clock
+        monkeypatch.setattr(module, "time", fake)
     yield fake
 
 
@@ -119,7 +121,7 @@ def test_a_stale_wakeup_is_dropped(clock: Clock) -> None:
     assert len(conn.wakeups) == 2
     clock.now += 10.5
     assert conn.feed(events.Wakeup(stale)) == []  # superseded: no second answer, no close
-    assert conn.feed(events.Wakeup(client_wire._Deadline(1))) == []  # not this connection's
+    assert conn.feed(events.Wakeup(client_wire.Deadline(1))) == []  # not this connection's
     assert any(type(c) is commands.CloseConnection for c in conn.wake())
 
 
@@ -127,7 +129,7 @@ def test_a_failing_judge_refuses_the_request(clock: Clock, monkeypatch: pytest.M
     def broken(data: bytes, *, blank_before: bool = False) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(client_wire, "judge_head", broken)
+    monkeypatch.setattr(framing, "judge_head", broken)
     conn = Conn()
     out = conn.data(HEAD + b"Content-Length: 0\r\n\r\n")
     assert status(out) == 400 and client_wire.JUDGE_FAILED.encode() in sent(out)
