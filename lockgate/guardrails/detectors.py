@@ -7,8 +7,8 @@ results, resources, prompts and sampling payloads down, SSE event by event) goes
 the built-ins. The types and the detector table are in `patterns.py` (re-exported here), the
 validators that keep precision up (Luhn, mod-97, SSN rules, IP ranges, the `phonenumbers`
 parser, placeholders, prose after a secret-named key) in `validators.py`, and the hand-written
-fast path that runs the table (~21 MB/s on mixed text, measured by bench/redact.py; see its
-docstring for why and how) in `scan.py`. No model, no network.
+fast path that runs the table (see its docstring for why, how, and its speed as measured by
+bench/redact.py) in `scan.py`. No model, no network.
 """
 
 from __future__ import annotations

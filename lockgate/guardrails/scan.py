@@ -9,18 +9,30 @@ and much slower for a character class (~6 ms/MB, `\\d` ~9), a lookbehind or IGNO
 (~50 ms/MB); no scanner library does anchors, windows and validators without a model or a
 native build. So each family of detectors is found by one cheap anchor and its patterns run
 only in windows around the anchor's hits:
-- numbers (CARD, IBAN, SSN, PHONE): runs of 7+ digits and separators, one class scan, minus
-  ISO dates, with a prefilter per type; IPv4 on dotted digits (a literal-first scan);
+- numbers (CARD, IBAN, SSN, PHONE): runs of 7+ digits and separators minus ISO dates, with a
+  prefilter per type (`_may_hold`); in text past 1 KB only the runs that RE2's form of that
+  prefilter (`_number_runs`) finds are read, since most runs in logs are dates, ids and
+  timestamps; a phone window is parsed only if it holds a `+CC` or a NANP tail
+  (`_PHONE_GATE`); IPv4 on dotted digits (a literal-first scan);
 - secret-named keys (SECRET_VALUE, AWS_SECRET_KEY, AUTH_HEADER): each keyword found by
   substring search in the lowercased text and followed by `:`/`=`; the key is confirmed just
   before the separator and the value matched right after it;
 - EMAIL at the local part before each `@`, URL_PASSWORD around each `://`, IPv6 around `::` or
-  a 4-colon hex chain; the literal-first tokens over the whole text when their literal is in it.
-Before all that, one RE2 pass over an ASCII string (`_ANCHORS`, the union of those anchors)
-rules most prose out at once (1 KB in ~2.5 us). Measured by bench/redact.py on its mixed load
-(logs, JSON API responses, code, prose, ~1 entity per KB): ~20 MB/s on one core as 64 KB
-documents, ~12.5 MB/s as the ~100-character string values of the same load (where the anchor
-pass is asked of RE2's program directly: its wrapper cost more than the search).
+  a 4-colon hex chain (a window without `::` or eight groups, a MAC address's, skipped);
+  each token detector over the whole text when its pattern may match.
+Before all that, one RE2 set over an ASCII string (`_FAMILIES`: the anchor of each family, and
+each token detector's whole pattern by `superset.to_re2`) says in one DFA pass which families
+have anything to read (~1.5 us on a short value, ~3 ms/MB on long text), and most values and
+prose are ruled out at once; text that is not ASCII tests each family by a cheap test of its
+own. The property tests check each prefilter: what it rules out, the full path finds nothing in.
+Measured 2026-12-07 on this project's shared 2-core VM, which ran about 2x slower than the
+quiet host of the earlier numbers (~20 MB/s as documents, ~12.5 MB/s as values there): by
+bench/redact.py on its mixed load (logs, JSON API responses, code, prose, ~1 entity per KB),
+14.5-17.8 MB/s on one core as 64 KB documents and 10.0-10.4 MB/s as its ~100-character string
+values; against the previous version of this module in the same process, interleaved per
+document or 100 values, 1.55x as documents (9.7 -> 15.0 MB/s) and 1.41x as values (8.2 ->
+11.6 MB/s). The parsing of real phone numbers by `phonenumbers` (40-300 us each) is a quarter of
+what is left on documents.
 """
 
 from __future__ import annotations
@@ -572,12 +584,12 @@ _STRETCH_BYTES: Final = frozenset(b"0123456789 .()-")
 
 def _run_windows(raw: bytes) -> list[tuple[int, int]]:
     """Where in an ASCII string the digit runs are that `_may_hold` gives a type and `_date`
-    does not skip, found by the RE2 form of that rule (`_RUNS`, one DFA pass) instead of every
-    run in Python: in logs most runs are dates, ids and timestamps (of ~7 runs per KB of the
-    bench's load, one or two may hold something). Each window runs from the stretch of the
-    match's start to the stretch 17 characters past its end; a run whose witness starts
-    inside a match is in that match's window: a whole-run witness ends past its run, a
-    `+`/`(` one starts at its run, an IBAN head at most 16 characters before it."""
+    does not skip, found by the RE2 form of that rule (`_number_runs`, one DFA pass) instead
+    of every run in Python: in logs most runs are dates, ids and timestamps (of ~7 runs per
+    KB of the bench's load, about one may hold something). Each window runs from the stretch
+    of the match's start to the stretch 17 characters past its end; a run whose witness
+    starts inside a match is in that match's window: a whole-run witness ends past its run,
+    a `+`/`(` one starts at its run, an IBAN head at most 16 characters before it."""
     out: list[tuple[int, int]] = []
     n, pos, covered = len(raw), 0, -1
     while True:
