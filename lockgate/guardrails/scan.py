@@ -186,6 +186,9 @@ _NUM_ANCHOR = re.compile(r"[0-9][0-9 .()\-]{5,}[0-9]")
 # Before a character only a digit, `@`, `:` or `=` can start an entity that is not a token.
 _SHORT_GATE = re.compile(r"[0-9@:=]")
 _DOTTED = re.compile(r"\.[0-9]{1,3}\.[0-9]")
+# The first three dots of a dotted quad (its window: the first octet before, the last after);
+# `4.17.21` has two and costs no window.
+_DOTTED_QUAD = re.compile(r"\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]")
 _NUM_WINDOWS: Final = ((CARD, 0, 2), (IBAN, 16, 40), (SSN, 0, 2), (PHONE, 2, 16))
 # What every phone-shaped run holds: a `+CC` or the NANP form's ten digits. A class-first
 # scan of a window is cheaper than the phone pattern, whose lookbehind is tried at every
@@ -509,7 +512,7 @@ def _may_hold_ipv6(text: str, lo: int, hi: int) -> bool:
 
 
 def _ipv4(text: str) -> list[tuple[Span, int]]:
-    return _windowed(_PRIORITY[IP], text, [m.span() for m in _DOTTED.finditer(text)], 3, 14)
+    return _windowed(_PRIORITY[IP], text, [m.span() for m in _DOTTED_QUAD.finditer(text)], 3, 14)
 
 
 def _numbers(text: str, windows: Iterable[tuple[int, int]]) -> list[tuple[Span, int]]:

@@ -165,3 +165,20 @@ def test_the_local_part_before_an_at_is_the_run_of_its_characters(text: str, at:
     m = re.compile(r"[A-Za-z0-9._%+-]{1,64}\Z").search(text, lo, at)
     start = lo + len(text[lo:at].rstrip(scan._LOCAL_CHARS))
     assert (m.start() if m else at) == start
+
+
+V4ISH = st.sampled_from(
+    [
+        *("1", "10", "255", "256", "0", "192", ".", "..", "v", "version ", "==", " ", "-", "a"),
+        *("10.1.2.3", "8.8.8.8", "4.17.21", "1.2.3.4.5", "127.0.0.1", "192.0.2.1", "\u0661", "x"),
+    ]
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.one_of(V4ISH, ASCII), max_size=30).map("".join))
+def test_ipv4_windows_find_what_the_pattern_finds_over_the_whole_text(text: str) -> None:
+    """A dotted quad's window starts from its first three dots (`_DOTTED_QUAD`)."""
+    pattern, type_, group, valid = DETECTORS[scan._PRIORITY["IP"]]
+    whole = [(s, scan._PRIORITY["IP"]) for s in scan._validated(pattern, text, group, type_, valid)]
+    assert scan._ipv4(text) == whole
