@@ -194,6 +194,10 @@ _NUM_WINDOWS: Final = ((CARD, 0, 2), (IBAN, 16, 40), (SSN, 0, 2), (PHONE, 2, 16)
 # scan of a window is cheaper than the phone pattern, whose lookbehind is tried at every
 # position (~6 us on a UUID's window, where most windows have no phone).
 _PHONE_GATE = re.compile(r"\+[1-9]|[2-9]\d\d(?:\) ?|[ .\-])?[2-9]\d\d[ .\-]?\d{4}")
+# Where a card can start: a digit an issuer's number starts with (`validators.issuer`: 2 to
+# 6), at the pattern's edge (not after a word character, `]` or `+`). A 13-digit timestamp
+# (`ts=1679977233498`) has no such digit, and its window cost a search per position.
+_CARD_GATE = re.compile(r"(?<![\w\]+])[2-6]")
 _EIGHT_GROUPS = re.compile(r"(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]")
 _V6_TAKEN: Final = "::|" + _EIGHT_GROUPS.pattern
 _V6_ANCHOR = re.compile(r"::|:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:")
@@ -232,6 +236,7 @@ _KEYED: Final = {
 _PRIORITY: Final = {type_: i for i, (_, type_, _, _) in reversed(list(enumerate(DETECTORS)))}
 _P_EMAIL, _P_URL = _PRIORITY[EMAIL], _PRIORITY[URL_PASSWORD]
 _P_IPV6 = _PRIORITY[IP] + 1
+_P_PHONE, _P_CARD = _PRIORITY[PHONE], _PRIORITY[CARD]
 # Every detector of a token type (Stripe, GitHub and Slack have several patterns).
 _INDICES: Final = {t: tuple(i for i, d in enumerate(DETECTORS) if d[1] == t) for t in _LITERALS}
 _TOKEN_PRIORITIES: Final = tuple(sorted(i for t in _LITERALS for i in _INDICES[t]))
@@ -664,17 +669,28 @@ def _windowed(
     priority: int, text: str, hits: list[tuple[int, int]], back: int, fwd: int
 ) -> list[tuple[Span, int]]:
     """A detector's validated matches in the windows around its anchor hits: the windows are
-    wide enough for any match that holds the anchor, and a validated match always does."""
+    wide enough for any match that holds the anchor, and a validated match always does. A
+    window its type's gate rules out (`_may_hold_window`) is not searched."""
     pattern, type_, group, valid = DETECTORS[priority]
     found: list[tuple[Span, int]] = []
     for lo, hi in _merged(hits, back, fwd, len(text)):
-        if type_ == PHONE:
-            if _PHONE_GATE.search(text, lo, hi) is None:
-                continue
-            spans = _phones(pattern, text, lo, hi)
-        elif priority == _P_IPV6 and not _may_hold_ipv6(text, lo, hi):
+        if not _may_hold_window(priority, text, lo, hi):
             continue
+        if type_ == PHONE:
+            spans = _phones(pattern, text, lo, hi)
         else:
             spans = _validated(pattern, text, group, type_, valid, lo, hi)
         found += [(s, priority) for s in spans]
     return found
+
+
+def _may_hold_window(priority: int, text: str, lo: int, hi: int) -> bool:
+    """Whether text[lo:hi] may hold a validated match of the detector: a phone's `+CC` or
+    NANP digits, a card's first digit, an IPv6 address's `::` or eight groups."""
+    if priority == _P_PHONE:
+        return _PHONE_GATE.search(text, lo, hi) is not None
+    if priority == _P_CARD:
+        return _CARD_GATE.search(text, lo, hi) is not None
+    if priority == _P_IPV6:
+        return _may_hold_ipv6(text, lo, hi)
+    return True

@@ -182,3 +182,25 @@ def test_ipv4_windows_find_what_the_pattern_finds_over_the_whole_text(text: str)
     pattern, type_, group, valid = DETECTORS[scan._PRIORITY["IP"]]
     whole = [(s, scan._PRIORITY["IP"]) for s in scan._validated(pattern, text, group, type_, valid)]
     assert scan._ipv4(text) == whole
+
+
+CARDISH = st.sampled_from(
+    [
+        *("4111 1111 1111 1111", "4111111111111111", "378282246310005", "5555-5555-5555-4444"),
+        *("6011000990139424", "3530111333300000", "30569309025904", "2223003122003222"),
+        *("1679977233498", "0958 ", "+", "-", "]", "[", "a", "=", " ", "1", "4", "6", "9", "0"),
+    ]
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.one_of(CARDISH, ASCII), max_size=20).map("".join))
+def test_a_card_the_detector_finds_starts_where_the_card_gate_says(text: str) -> None:
+    """Each card found (whole text, validated) has a `_CARD_GATE` match on its span."""
+    priority = scan._PRIORITY["CARD"]
+    pattern, type_, group, valid = DETECTORS[priority]
+    for span in scan._validated(pattern, text, group, type_, valid):
+        assert scan._CARD_GATE.search(text, span.start, span.end) is not None
+    assert scan._windowed(priority, text, [(0, len(text))], 0, 0) == [
+        (s, priority) for s in scan._validated(pattern, text, group, type_, valid)
+    ]
