@@ -94,8 +94,12 @@ def mod97(s: str) -> bool:
     """ISO 7064 mod-97-10 over an alphanumeric string (the IBAN check, also for custom ids)."""
     if len(s) < 5 or not s.isascii() or not s.isalnum():
         return False
-    rotated = (s[4:] + s[:4]).upper()
-    return int("".join(str(int(c, 36)) for c in rotated)) % 97 == 1
+    return int((s[4:] + s[:4]).upper().translate(_BASE36)) % 97 == 1
+
+
+# Each letter as its base-36 value in decimal (`A` -> `10`), in one translate: a call of
+# `int(c, 36)` per character was most of an IBAN's validation.
+_BASE36: Final = {ord(c): str(int(c, 36)) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
 
 
 def iban(value: str) -> bool:

@@ -338,3 +338,10 @@ def test_fine_grained_github_tokens_are_found_in_short_values(body: str) -> None
     token = "github_pat_" + body
     assert types_in(token) == [(token, "GITHUB_TOKEN")]
     assert types_in(f'{{"token": "{token}"}}') == [(token, "GITHUB_TOKEN")]
+
+
+@given(st.text(alphabet="0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcxyz", min_size=5, max_size=40))
+def test_mod97_is_the_per_character_base36_checksum(s: str) -> None:
+    """`mod97`'s one translate reads each character as `int(c, 36)` did."""
+    rotated = (s[4:] + s[:4]).upper()
+    assert v.mod97(s) == (int("".join(str(int(c, 36)) for c in rotated)) % 97 == 1)
