@@ -94,6 +94,8 @@ class FlowState:
     # The request's Origin when Guard's rule allows it (set by the cors addon): every
     # response to this exchange, the gateway's own included, carries CORS headers for it.
     cors_origin: str | None = None
+    # The response whose CORS headers the cors addon already set (its two hooks, one answer).
+    cors_done: object = None
     # A CORS preflight the cors addon answered, with its own headers.
     preflight: bool = False
     # ClientAuth's decision about the user, for Capabilities.
