@@ -169,6 +169,21 @@ def test_an_upstream_that_cannot_be_connected_to_is_a_504_after_its_connect_time
     assert "connect_timeout" in err["message"]
 
 
+def test_a_batch_to_an_upstream_that_fails_gets_an_error_for_each_id(env: Env) -> None:
+    """The exchange fails (here: no connection within 1 s): every request of the batch gets
+    the failure for its own id, and a member the gateway refused keeps its own error."""
+    batch = [
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": ["array"]},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/list"},
+    ]
+    resp = env.client.post(env.gw.route_url("nowhere"), content=json.dumps(batch), headers=HEADERS)
+    assert resp.status_code == 504
+    body = resp.json()
+    assert [(m["id"], m["error"]["code"]) for m in body] == [(1, -32603), (2, -32602), (3, -32603)]
+    assert "could not be connected to within 1 second" in body[0]["error"]["message"]
+
+
 def test_an_upstream_slow_to_answer_is_a_504_after_its_timeout(env: Env) -> None:
     before = len(env.up.seen)
     t0 = time.monotonic()
