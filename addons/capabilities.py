@@ -50,6 +50,7 @@ from lockgate.policy.access import denial_message, missing_scopes
 logger = logging.getLogger("lockgate")
 
 UNPARSED_PASSTHROUGH_BYTES = 256 * 1024
+_ID_KEYS = ("id", "method", "result", "error")
 
 KIND_OF = {
     "tools/call": "Tool",
@@ -283,6 +284,11 @@ class Capabilities:
                 out = merge_answers(st, out)
             if out is not obj:
                 resp.content = jsonrpc.encode(out) if out is not None else b""
+            if isinstance(out, dict):
+                # What upstream.py's id check reads of the body as it now is: not the body
+                # decoded a second time, nor the tree kept alive.
+                shape = {k: (out[k] if k == "id" else None) for k in _ID_KEYS if k in out}
+                st.answer_id = (resp.raw_content or b"", shape)
             # Freed while the collector is off: alive when it comes back, the decoded tree
             # (40,000 objects for 2,000 tools) was one more full pass of its youngest generation.
             del obj, out

@@ -79,8 +79,9 @@ class Cors:
     def _add(self, flow: http.HTTPFlow) -> None:
         resp = flow.response
         st = state(flow)
-        if resp is None or st.preflight:
-            return  # a preflight was answered above, with its own headers
+        if resp is None or st.preflight or st.cors_done is resp:
+            return  # a preflight was answered above; an answer seen at responseheaders is done
         if st.route is None and route_name_of(flow.request.path) is None:
             return  # the gateway's own endpoints
         add_cors_headers(resp, st.cors_origin)
+        st.cors_done = resp

@@ -110,9 +110,12 @@ class Upstream:
         if failed is not None:
             self._refuse_failure(flow, failed)
         elif isinstance(resp.stream, SseRewriter):
-            idle = st.route.limits.idle
-            st.progress_at = time.monotonic()
-            st.timer = asyncio.get_running_loop().call_later(idle, self._watch_stream, flow)
+            limits = st.route.limits
+            st.progress_at = now = time.monotonic()
+            first = min(limits.idle, st.started + limits.answer - now)
+            st.timer = asyncio.get_running_loop().call_later(
+                max(first, 0.001), self._watch_stream, flow
+            )
 
     @guarded
     def response(self, flow: http.HTTPFlow) -> None:
@@ -138,7 +141,12 @@ class Upstream:
         if not resp.headers.get("content-type", "").lower().startswith("application/json"):
             return
         rid = requests[0].id
-        got = answers.other_id(resp.content or b"", rid)
+        raw = resp.content or b""
+        seen = st.answer_id
+        if seen is not None and seen[0] is raw:
+            got = answers.other_id_of(seen[1], rid)
+        else:
+            got = answers.other_id(raw, rid)
         if got is answers.SAME:
             return
         up = st.route.upstream
@@ -242,7 +250,8 @@ class Upstream:
         """While a request waits on the upstream's event stream, a stream that moves it no
         further is bounded: past the idle timeout with no progress for an open request (no
         answer, no progress notification for its token, no request for the client; pings
-        and keep-alives do not count) the stream is closed, and its open requests get errors."""
+        and keep-alives do not count) the stream is closed, and its open requests get errors;
+        so it is past the answer timeout, counted from the request, whatever came."""
         st = state(flow)
         st.timer = None
         stream = flow.response.stream if flow.response is not None else None
@@ -250,11 +259,19 @@ class Upstream:
             return
         if stream.ended or not open_request_ids(st):
             return
-        idle = st.route.limits.idle
+        idle, whole = st.route.limits.idle, st.route.limits.answer
         now = time.monotonic()
-        left = st.progress_at + idle - now
+        left = min(st.progress_at + idle, st.started + whole) - now
         if left > 0:
             st.timer = asyncio.get_running_loop().call_later(left, self._watch_stream, flow)
+            return
+        if now >= st.started + whole:
+            st.broken = StreamBroken(
+                f"did not answer within {_secs(whole)} on its event stream (however much "
+                "progress it reported)",
+                "try again, or raise its answer_timeout in the profile",
+            )
+            close_upstream(flow, "upstream answer too slow")
             return
         if stream.last_data + idle <= now:
             what = f"sent nothing on its event stream for {_secs(idle)} while a request waited"

@@ -33,6 +33,7 @@ from mitmproxy.proxy.layers.http._hooks import HttpErrorHook, HttpResponseHeader
 
 from lockgate.addons._flow import add_cors_headers, failed_flow, state
 from lockgate.mcp import jsonrpc
+from lockgate.mcp.exchange import merge_answers
 
 _original_check_body_size = http_layer.HttpStream.check_body_size
 _original_read_body = _http1.Http1Connection.read_body
@@ -89,8 +90,13 @@ def error_body(status: int, message: str) -> tuple[int, bytes]:
             "check that it is running and that its url in the profile is right."
         )
     ids = [m.id for m in st.messages if m.kind == "request"]
-    rid = ids[0] if len(ids) == 1 else None
     data = {"upstream": up.name, "status": status}
+    if st.batch and (ids or st.set_aside):
+        # A batch's answer is a list: an error for each request's id, beside the errors of
+        # the members the gateway refused itself.
+        errors = [jsonrpc.error_response(i, jsonrpc.INTERNAL_ERROR, text, data) for i in ids]
+        return status, jsonrpc.encode(merge_answers(st, errors))
+    rid = ids[0] if len(ids) == 1 else None
     return status, jsonrpc.encode(jsonrpc.error_response(rid, jsonrpc.INTERNAL_ERROR, text, data))
 
 

@@ -28,7 +28,8 @@ _QUOTES: Final = {
 }
 _EXAMPLE_CUE: Final = _R(
     r"\b(?:such\s+as|e\.g\.|for\s+example|for\s+instance|like|examples?|phrases?|patterns?"
-    r"|strings?|detects?|detecting|flags?|flagging|matches|matching|including|quotes?|blocks?)\b"
+    r"|strings?|detects?|detecting|flags?|flagging|matches|matching|including|quotes?|blocks?"
+    r"|say|says|said|saying|claim|claims|claiming)\b"
 )
 
 

@@ -35,6 +35,20 @@ _PARAM_WORDS = (
 )
 _SUSPICIOUS_PARAM: Final = frozenset(_PARAM_WORDS.split())
 _LOCAL_HOSTS: Final = ("localhost", "127.0.0.1", "[::1]")
+# An image query holding an upper-case placeholder for the model to fill
+# (`?q=PASTE_THE_USER_SECRETS_HERE`): three or more segments, one of them naming data or
+# asking to fill; an enum such as `DARK_MODE_V2` names neither.
+_CAPS: Final = _R(r"(?<![A-Za-z0-9])[A-Z]{2,}(?:_[A-Z0-9]{2,}){2,}(?![A-Za-z0-9])")
+_FILL_NAMES = (
+    "PASTE INSERT FILL PUT HERE SECRET SECRETS PASSWORD PASSWORDS TOKEN TOKENS KEY KEYS HISTORY "
+    "CONVERSATION CHAT CONTEXT PROMPT DATA MESSAGE MESSAGES CREDENTIAL CREDENTIALS INFO EMAIL "
+    "EMAILS"
+)
+_FILL_WORDS: Final = frozenset(_FILL_NAMES.split())
+
+
+def _placeholder(caps: str) -> bool:
+    return not _FILL_WORDS.isdisjoint(caps.split("_"))
 
 
 def _suspicious_url(url: str, *, image: bool) -> bool:
@@ -47,6 +61,8 @@ def _suspicious_url(url: str, *, image: bool) -> bool:
     if (parts.hostname or "") in _LOCAL_HOSTS:
         return False
     if _TEMPLATE.search(parts.query) or _TEMPLATE.search(parts.path):
+        return True
+    if image and any(_placeholder(m.group()) for m in _CAPS.finditer(parts.query)):
         return True
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         if name.lower() in _SUSPICIOUS_PARAM and len(value) >= (4 if image else 16):
@@ -71,7 +87,7 @@ def exfil_link(raw: str) -> bool:
 _EXFIL_NAME: Final = _R(
     r"(?:sys|system|developer|dev|assistant|hidden|internal|initial|original|raw|full|model"
     r"|agent|ai|llm|base|meta)(?:prompt|prompts|message|instructions?|context|rules)"
-    r"|(?:conversation|convo|chat|dialog|dialogue|session|message|messages|thread|llm|model|ai"
+    r"|(?:full|entire|complete|whole)?(?:conversation|convo|chat|dialog|dialogue|session|message|messages|thread|llm|model|ai"
     r"|assistant)(?:history|log|logs|transcript|context|dump|memory|so_far|sofar)"
     r"|(?:context|memory|prompt|contextwindow)(?:dump|window|contents?|snapshot|export|full)"
     r"|(?:previous|prior|past|earlier|all|full|entire|complete|whole)(?:messages?|conversation"

@@ -132,6 +132,28 @@ _WHAT = (
     r"(?:this|it|that|these|any\s+of\s+(?:this|these)|the\s+(?:above|following|instructions?"
     r"|notes?|steps?|side\s+effects?|requirements?))"
 )
+# A tag named in prose ("the <system> tag is not supported") is not a forged turn.
+_NOT_A_TAG_MENTION = r"(?!\s*(?:tags?|elements?)\b)"
+# Who the model must keep in the dark: the user, or the same person described.
+_USER = (
+    r"(?:(?:human\s+)?users?|(?:the\s+)?human(?:\s+operator)?|operators?|(?:the\s+)?person\s+you"
+    r"(?:['\u2019]re|\s+are)\s+(?:helping|assisting|talking\s+to|working\s+for))"
+)
+_VOID = (
+    r"(?:void|cancell?ed|obsolete|outdated|revoked|invalid|overridden|suspended|superseded"
+    r"|withdrawn|no\s+longer\s+valid)\b"
+)
+# A bracketed label that opens orders for the model ("[assistant instructions]"); not a
+# disclosure such as "[AI note] this page was translated automatically".
+_LABEL = (
+    r"\[(?:assistant|system|ai|model|admin|agent)\s+(?:instructions?|prompt|directives?"
+    r"|override)\s*\]"
+)
+_LABEL_ANCHORS = "[assistant|[system|[ai|[model|[admin|[agent"
+_LABEL_WORDS = (
+    "assistant system ai model admin agent|instruction instructions prompt directive directives "
+    "override"
+)
 _READ_WORDS = (
     "read reads reading cat open opens opening dump print output copy send upload include attach "
     "paste pass provide exfiltrate forward post share leak grab collect extract contents content "
@@ -153,8 +175,10 @@ FAMILIES: Final = (
         "hidden",
         "<",
         r"<\s*/?\s*(?:important|instructions?|system|secret|hidden|admin|critical|assistant_only"
-        r"|tool_result|function_results?|system-reminder)\s*>|<\|(?:im_start|im_end|system"
-        r"|endoftext|begin_of_text|start_header_id|eot_id)\|>|<</?sys>>",
+        r"|tool_result|function_results?|system-reminder)\s*>"
+        + _NOT_A_TAG_MENTION
+        + r"|<\|(?:im_start|im_end|system|endoftext|begin_of_text|start_header_id|eot_id)\|>"
+        r"|<</?sys>>",
         snake=True,
     ),
     _fam("hidden", "[inst|[/inst", r"\[/?inst\]", words="inst"),
@@ -176,10 +200,13 @@ FAMILIES: Final = (
         "hidden",
         "previous|prior|earlier|above|original|system|all",
         r"\b(?:previous|prior|earlier|above|original|system|all)\s+(?:system\s+)?(?:instructions"
-        r"|directions|guidelines|rules|prompts?)\s+(?:no\s+longer\s+apply|are\s+(?:now\s+)?(?:void"
-        r"|cancell?ed|obsolete|revoked|invalid|overridden|suspended)|(?:do|does)\s+not\s+apply)",
-        words="instructions directions guidelines rules prompt prompts|longer void cancelled "
-        "canceled obsolete revoked invalid overridden suspended apply",
+        r"|directions|guidelines|guidance|rules|prompts?)(?:\s+(?:from|of|by)\s+(?:\w+\s+){0,2}?"
+        r"\w+)?\s+(?:no\s+longer\s+apply|(?:are|is|have\s+been|has\s+been)\s+(?:now\s+)?"
+        + _VOID
+        + r"|(?:do|does)\s+not\s+apply)",
+        words="instructions directions guidelines guidance rules prompt prompts|longer void "
+        "cancelled canceled obsolete outdated revoked invalid overridden suspended superseded "
+        "withdrawn apply",
     ),
     _fam(
         "hidden",
@@ -188,12 +215,19 @@ FAMILIES: Final = (
         r"(?!['\u2019]s)(?!\s+(?:more|again|twice))"
         r"|" + _NOT + r"\s+(?:ever\s+)?(?:let|letting)\s+(?:the\s+)?users?\s+(?:know|see|notice"
         r"|find\s+out|be\s+aware)"
+        r"|"
+        + _NOT
+        + r"\s+(?:ever\s+)?"
+        + _SHOW
+        + r"\s+(?:anything\s+|this\s+)?to\s+(?:the\s+)?"
+        + _USER
+        + r"\s+(?:that|about|how|why|what)\b"
         r"|" + _NOT + r"\s+(?:ever\s+)?" + _SHOW + r"\s+" + _WHAT + r"\b(?:[^.\n]{0,30}?\bto\s+"
         r"(?:the\s+)?users?\b|(?<=instructions)|(?<=instruction)|(?<=note)|(?<=notes)"
         r"|(?<=steps)|(?<=effect)|(?<=effects))",
         words=(
             "not never without don dont no t|user users instructions instruction "
-            "note notes steps effect effects"
+            "note notes steps effect effects person human operator operators"
         ),
     ),
     _fam(
@@ -214,7 +248,7 @@ FAMILIES: Final = (
         "hidden",
         "keep|hide|behind|silently|secretly|covertly|quietly",
         r"\b(?:keep|hide)\s+(?:this|it|that|these)(?:\s+\w+){0,3}?\s+(?:secret\s+|hidden\s+)?"
-        r"from\s+(?:the\s+)?users?\b|\bbehind\s+the\s+users?['\u2019]?s?\s+back\b"
+        r"from\s+(?:the\s+)?" + _USER + r"\b|\bbehind\s+the\s+users?['\u2019]?s?\s+back\b"
         r"|\b(?:silently|secretly|covertly|quietly)\s+(?:also\s+)?(?:send|forward|copy|upload"
         r"|include|add|read|exfiltrate|bcc|cc|post|transmit|attach|leak)\b",
         words="keep hide behind silently secretly covertly quietly",
@@ -239,6 +273,27 @@ FAMILIES: Final = (
         _verb_before,
         words=_VERBS.replace("|", " ") + "|" + _TARGET_WORDS,
     ),
+    _fam(
+        "hidden",
+        "instructions|directions|guidance|prompt",
+        # Not "rules" or "guidelines": "the rules you received last year are outdated" is HR.
+        r"(?:instructions|directions|guidance|prompts?)\s+(?:you\s+(?:received"
+        r"|were\s+given|got|have\s+been\s+given)|given\s+to\s+you|(?:given|received)\s+"
+        r"(?:before|earlier|previously|so\s+far))(?:\s+\w+){0,4}?\s+(?:are|is|have\s+been"
+        r"|has\s+been)\s+(?:now\s+)?" + _VOID,
+        words="you given received|void cancelled canceled obsolete outdated revoked invalid "
+        "overridden suspended superseded withdrawn valid",
+    ),
+    _fam(
+        "hidden",
+        "ignor|disregard|forget",
+        r"\b(?:ignore|disregard|forget)\W+(?:the\W+|this\W+|that\W+)?(?:(?:user['\u2019]s|earlier"
+        r"|previous|original|prior|above|last)\W+)+(?:request|task|question|query|ask)s?\b"
+        r"(?:\W+from\W+(?:the\W+)?users?)?[^.\n]{0,20}?\binstead\b",
+        words="ignore disregard forget|request requests task tasks question questions query "
+        "queries ask asks|instead",
+    ),
+    _fam("hidden", _LABEL_ANCHORS, _LABEL, words=_LABEL_WORDS),
     _fam("hidden", "<!--", r"<!--(.*?)(?:-->|$)", comment, snake=True, quoted_exempt=False),
     # sensitive files: strong targets after a read verb, weak ones after a transfer verb
     *(
@@ -364,6 +419,15 @@ FAMILIES: Final = (
             "should will shall are"
         ),
     ),
+    _fam(
+        "shadow",
+        "use this",
+        r"\buse\s+this\s+(?:tool\s+|one\s+)?instead\b[^.\n]{0,60}?\b(?:never|not|n['\u2019]t"
+        r"|dont)\s+(?:use|call|invoke)\s+(?:the\s+)?(?P<ref>" + _TOOLREF + r")(?:\s+tool)?\b",
+        not_self,
+        words="instead|never not don dont t",
+        snake=True,
+    ),
     # addressed to the model from inside data (results, schema text)
     _fam(
         "address",
@@ -449,10 +513,12 @@ FAMILIES: Final = (
         "<",
         r"</?\s*(?:tool_result|tool_results|function_results?|function_calls?|tool_use|tool_call"
         r"|tool_response|system|system-reminder|instructions?|user_query|assistant_response)\s*>"
-        r"|<\|(?:im_start|im_end|system|user|assistant|endoftext|begin_of_text|start_header_id"
+        + _NOT_A_TAG_MENTION
+        + r"|<\|(?:im_start|im_end|system|user|assistant|endoftext|begin_of_text|start_header_id"
         r"|end_header_id|eot_id)\|>|<</?sys>>",
         snake=True,
     ),
+    _fam("turns", _LABEL_ANCHORS, _LABEL, words=_LABEL_WORDS),
     _fam("turns", "[inst|[/inst", r"\[/?inst\]", words="inst"),
     _fam(
         "turns",

@@ -94,6 +94,8 @@ class FlowState:
     # The request's Origin when Guard's rule allows it (set by the cors addon): every
     # response to this exchange, the gateway's own included, carries CORS headers for it.
     cors_origin: str | None = None
+    # The response whose CORS headers the cors addon already set (its two hooks, one answer).
+    cors_done: object = None
     # A CORS preflight the cors addon answered, with its own headers.
     preflight: bool = False
     # ClientAuth's decision about the user, for Capabilities.
@@ -133,6 +135,10 @@ class FlowState:
     progress_seen: dict[tuple[bool, object], tuple[int, object]] = field(default_factory=dict)
     # The audit's short hash of the exchange's session id, once known.
     session_hash: str | None = None
+    # The JSON answer's body as the capabilities addon left it, and the id it carried (its
+    # `answers.other_id_of` input): the upstream addon's id check reads it instead of
+    # decoding the same bytes again.
+    answer_id: tuple[bytes, dict[str, object]] | None = None
 
     def process(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """Run one upstream message through the transforms, then show it to the observers."""

@@ -37,7 +37,8 @@ class UpstreamLimits:
 
     connect: float  # seconds to open the connection (then 504)
     first_byte: float  # seconds until its answer starts (then 504)
-    idle: float  # seconds an event stream may stay silent while a request is open
+    idle: float  # seconds an event stream may go without progress while a request is open
+    answer: float  # seconds an event stream may take in all to answer its requests
     max_answer_bytes: int  # a whole answer, or one event of a stream (then 502)
 
 
@@ -51,6 +52,7 @@ def limits_of(profile: Profile, upstream: UpstreamSection) -> UpstreamLimits:
         connect=own(upstream.connect_timeout, gw.upstream_connect_timeout),
         first_byte=own(upstream.timeout, gw.upstream_timeout),
         idle=own(upstream.idle_timeout, gw.upstream_idle_timeout),
+        answer=own(upstream.answer_timeout, gw.upstream_answer_timeout),
         max_answer_bytes=gw.max_response_bytes,
     )
 

@@ -69,6 +69,9 @@ class GatewaySection(_Model):
     upstream_connect_timeout: float = Field(default=10.0, gt=0)
     upstream_timeout: float = Field(default=60.0, gt=0)
     upstream_idle_timeout: float = Field(default=60.0, gt=0)
+    # The longest an answer on an event stream may take in all, however much progress it
+    # reports (a task that says "1 %" forever).
+    upstream_answer_timeout: float = Field(default=3600.0, gt=0)
     allowed_origins: tuple[str, ...] = ()
     upstream_ca: str | None = None
     # Hostile clients (addons/client_wire/): a request head must arrive whole within
@@ -156,6 +159,7 @@ class UpstreamSection(_Model):
     timeout: float | None = Field(default=None, gt=0)
     connect_timeout: float | None = Field(default=None, gt=0)
     idle_timeout: float | None = Field(default=None, gt=0)
+    answer_timeout: float | None = Field(default=None, gt=0)
     # auth = "oauth": a client pre-registered at the upstream's authorization server
     # (else lockgate registers itself), its secret in the keyring, the scopes to ask for.
     client_id: str | None = Field(default=None, min_length=1)

@@ -94,6 +94,14 @@ def other_id(raw: bytes, rid: str | int | None) -> Any:
         obj = jsonrpc.loads(raw)
     except ValueError:
         return SAME  # the capabilities addon decides on unreadable bodies
+    return other_id_of(obj, rid)
+
+
+def other_id_of(obj: object, rid: str | int | None) -> Any:
+    """`other_id` of an answer already decoded (the capabilities addon decodes every JSON
+    answer; the answer's id is read there rather than the body parsed twice)."""
+    if rid is None:
+        return SAME
     if not isinstance(obj, dict) or "method" in obj or not ("result" in obj or "error" in obj):
         return SAME
     got = obj.get("id")

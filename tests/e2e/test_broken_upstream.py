@@ -37,6 +37,7 @@ TIMED = {
     "sse_silent": "idle_timeout = 1",
     "sse_pings": "idle_timeout = 1",
     "sse_slow_progress": "idle_timeout = 1",
+    "sse_progress_forever": "answer_timeout = 2",
 }
 MAX_RESPONSE = 1024 * 1024
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
@@ -168,6 +169,21 @@ def test_an_upstream_that_cannot_be_connected_to_is_a_504_after_its_connect_time
     assert "connect_timeout" in err["message"]
 
 
+def test_a_batch_to_an_upstream_that_fails_gets_an_error_for_each_id(env: Env) -> None:
+    """The exchange fails (here: no connection within 1 s): every request of the batch gets
+    the failure for its own id, and a member the gateway refused keeps its own error."""
+    batch = [
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": ["array"]},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/list"},
+    ]
+    resp = env.client.post(env.gw.route_url("nowhere"), content=json.dumps(batch), headers=HEADERS)
+    assert resp.status_code == 504
+    body = resp.json()
+    assert [(m["id"], m["error"]["code"]) for m in body] == [(1, -32603), (2, -32602), (3, -32603)]
+    assert "could not be connected to within 1 second" in body[0]["error"]["message"]
+
+
 def test_an_upstream_slow_to_answer_is_a_504_after_its_timeout(env: Env) -> None:
     before = len(env.up.seen)
     t0 = time.monotonic()
@@ -259,6 +275,26 @@ def test_progress_for_the_request_keeps_a_stream_alive_past_its_idle_timeout(env
     answers = [m for m in messages if m.get("id") == RID]
     assert answers == [{"jsonrpc": "2.0", "id": RID, "result": {"tools": []}}], messages
     assert took > 2  # longer than the 1 s idle_timeout: each progress event moved it on
+
+
+def test_a_stream_that_reports_progress_forever_ends_at_its_answer_timeout(env: Env) -> None:
+    body = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": RID,
+            "method": "tools/list",
+            "params": {"_meta": {"progressToken": "tok-2"}},
+        }
+    )
+    t0 = time.monotonic()
+    resp = env.client.post(env.gw.route_url("sse_progress_forever"), content=body, headers=HEADERS)
+    took = time.monotonic() - t0
+    messages = [json.loads(ev.data) for ev in SseParser().feed(resp.content) if ev.data]
+    message = the_error(messages, "sse_progress_forever")
+    assert "did not answer within 2 seconds on its event stream" in message
+    assert "answer_timeout" in message
+    assert sum(m.get("method") == "notifications/progress" for m in messages) >= 3
+    assert 1.9 < took < 10  # the upstream itself would go on for 30 s
 
 
 def test_an_event_that_is_not_json_ends_the_stream(env: Env) -> None:

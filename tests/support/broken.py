@@ -155,6 +155,18 @@ def _sse_slow_progress(conn: socket.socket, seen: Seen) -> None:
     conn.sendall(_chunk(_event(json.loads(_ok(_rid(seen))))) + b"0\r\n\r\n")
 
 
+def _sse_progress_forever(conn: socket.socket, seen: Seen) -> None:
+    """Progress for the request's token every 0.3 s for 30 s, and never an answer."""
+    conn.sendall(_head("200 OK", SSE))
+    progress = _progress(_token(seen))
+    try:
+        for _ in range(100):
+            conn.sendall(_chunk(_event(progress)))
+            time.sleep(0.3)
+    except OSError:
+        return
+
+
 def _sse_batch(conn: socket.socket, seen: Seen) -> None:
     """A batch answered on an event stream: one event per request, in reverse order."""
     try:
@@ -221,6 +233,7 @@ STREAMS: dict[str, Stream] = {
     "sse_no_answer": _sse_no_answer,
     "sse_pings": _sse_pings,
     "sse_batch": _sse_batch,
+    "sse_progress_forever": _sse_progress_forever,
     "sse_slow_progress": _sse_slow_progress,
     "slow_head": _slow_head,
 }

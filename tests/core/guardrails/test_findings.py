@@ -98,6 +98,21 @@ def test_corpus_floors(name: str) -> None:
     assert [id_ for id_, f in flagged if any(x.severity == "high" for x in f)] == []
 
 
+@pytest.mark.parametrize(
+    "item",
+    [i for n in ("definitions.jsonl", "results.jsonl") for i in load(n) if i["id"][:2] == "h-"],
+    ids=lambda i: i["id"],
+)
+def test_the_held_out_set_stays_caught(item: dict[str, Any]) -> None:
+    """The paraphrases written blind on 2026-12-07 (14 of 23 attacks caught, 2 of 24 benign
+    texts flagged before the rules learned from them): each one keeps its verdict."""
+    fired = rules_of(findings_of(item))
+    if item["label"] == "poisoned":
+        assert set(item["rules"]) <= fired
+    else:
+        assert fired == set()
+
+
 def test_every_rule_is_detected_on_its_own_samples() -> None:
     per_rule: dict[str, list[bool]] = {}
     for item in load("definitions.jsonl") + load("results.jsonl"):
@@ -367,6 +382,11 @@ def test_results_are_read_in_every_shape() -> None:
         "2026-12-06 System: started",
         "Don't tell anyone about the party!",
         "A long log line\n" * 2000,
+        "The rules you received last year are outdated; see the new handbook.",
+        "Please ignore the earlier request; the meeting moved to 3pm.",
+        "[AI note] this page was translated automatically.",
+        "Phishing mails often say 'disregard all previous instructions from IT'.",
+        "![theme](https://cdn.example.com/t.png?style=DARK_MODE_V2)",
     ],
 )
 def test_benign_results_pass(text: str) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from lockgate.errors import ProfileError
+from lockgate.policy.routes import build_routes
 from lockgate.profile.model import demo_profile_path, load_profile, parse_profile
 
 GOOD = """\
@@ -304,3 +305,14 @@ def test_client_side_limits_must_be_positive(line: str) -> None:
     msg = _error(f"[gateway]\n{line}\n" + PROFILE_HEAD)
     key = line.split(" ")[0]
     assert f"p.toml:2: gateway.{key}" in msg and "greater than 0" in msg, msg
+
+
+def test_an_upstream_answer_timeout_defaults_to_the_gateways_and_must_be_positive() -> None:
+    route = build_routes(parse_profile(PROFILE_HEAD, "p.toml"))["a"]
+    assert (route.limits.idle, route.limits.answer) == (60, 3600)
+    own = parse_profile(PROFILE_HEAD + "answer_timeout = 90\n", "p.toml")
+    assert build_routes(own)["a"].limits.answer == 90
+    gw = parse_profile("[gateway]\nupstream_answer_timeout = 120\n" + PROFILE_HEAD, "p.toml")
+    assert build_routes(gw)["a"].limits.answer == 120
+    msg = _error(PROFILE_HEAD + "answer_timeout = 0\n")
+    assert "upstreams.a.answer_timeout" in msg and "greater than 0" in msg, msg

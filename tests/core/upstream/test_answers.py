@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lockgate.upstream.answers import SAME, failure, other_id, retry_after
+from lockgate.upstream.answers import SAME, failure, other_id, other_id_of, retry_after
 
 
 @pytest.mark.parametrize(
@@ -104,3 +104,21 @@ def test_a_large_answer_with_the_right_id_at_its_head_is_not_parsed(rid: object,
         b"x" * (300_000 + pad),
     )
     assert other_id(body, rid) is SAME  # type: ignore[arg-type]
+
+
+_IDS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from(["1", "a", ""]))
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["jsonrpc", "id", "method", "result", "error"]),
+        st.one_of(_IDS, st.just({})),
+    ),
+    st.one_of(st.none(), st.integers(-3, 3), st.sampled_from(["1", "a"])),
+)
+def test_the_decoded_answers_verdict_is_the_bodys(obj: dict[str, object], rid: object) -> None:
+    """The capabilities addon hands the upstream addon the id it decoded (other_id_of), in
+    place of a second decode of the same bytes (other_id): both must judge alike."""
+    assert isinstance(rid, (str, int)) or rid is None
+    decoded, body = other_id_of(obj, rid), other_id(json.dumps(obj).encode(), rid)
+    assert decoded is body if body is SAME else decoded == body
