@@ -126,8 +126,8 @@ def _resolve(found: Iterable[tuple[Span, int]]) -> list[Span]:
     """Sorted spans without overlaps: the earliest, then longest, then first detector wins;
     a phone number loses to anything it overlaps (a card, an IP, an IBAN's digits)."""
     spans_all = list(found)
-    if not spans_all:
-        return []
+    if len(spans_all) < 2:  # none, or one: nothing to overlap (most values that hold one)
+        return [spans_all[0][0]] if spans_all else []
     others = [s for s, _ in spans_all if s.type != PHONE]
     if len(others) < len(spans_all):
         spans_all = [

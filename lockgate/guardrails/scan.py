@@ -20,11 +20,13 @@ only in windows around the anchor's hits:
 - EMAIL at the local part before each `@`, URL_PASSWORD around each `://`, IPv6 around `::` or
   a 4-colon hex chain (a window without `::` or eight groups, a MAC address's, skipped);
   each token detector over the whole text when its pattern may match.
-Before all that, one RE2 set over an ASCII string (`_FAMILIES`: the anchor of each family, and
-each token detector's whole pattern by `superset.to_re2`) says in one DFA pass which families
-have anything to read (~1.5 us on a short value, ~3 ms/MB on long text), and most values and
-prose are ruled out at once; text that is not ASCII tests each family by a cheap test of its
-own. The property tests check each prefilter: what it rules out, the full path finds nothing in.
+Before all that, one RE2 set over an ASCII string (`_FAMILIES`: each family's anchor, or its
+detector's whole pattern by `superset.to_re2`, as for each token and IPv4, and for IPv6 `::`
+or eight groups) says in one DFA pass which families have anything to read (~1.5 us on a
+short value, ~3 ms/MB on long text): most values and prose are ruled out at once, `gh` in
+prose or a MAC address runs nothing. Text that is not ASCII tests each family by a cheap test
+of its own. The property tests check each prefilter: where it rules a family out, the family's
+full path finds nothing.
 Measured 2026-12-07 on this project's shared 2-core VM, which ran about 2x slower than the
 quiet host of the earlier numbers (~20 MB/s as documents, ~12.5 MB/s as values there): by
 bench/redact.py on its mixed load (logs, JSON API responses, code, prose, ~1 entity per KB),
@@ -184,12 +186,20 @@ _NUM_ANCHOR = re.compile(r"[0-9][0-9 .()\-]{5,}[0-9]")
 # Before a character only a digit, `@`, `:` or `=` can start an entity that is not a token.
 _SHORT_GATE = re.compile(r"[0-9@:=]")
 _DOTTED = re.compile(r"\.[0-9]{1,3}\.[0-9]")
+# The first three dots of a dotted quad (its window: the first octet before, the last after);
+# `4.17.21` has two and costs no window.
+_DOTTED_QUAD = re.compile(r"\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]")
 _NUM_WINDOWS: Final = ((CARD, 0, 2), (IBAN, 16, 40), (SSN, 0, 2), (PHONE, 2, 16))
-# What every phone-shaped run holds: a `+CC` or the NANP form's last two groups. A class-first
+# What every phone-shaped run holds: a `+CC` or the NANP form's ten digits. A class-first
 # scan of a window is cheaper than the phone pattern, whose lookbehind is tried at every
 # position (~6 us on a UUID's window, where most windows have no phone).
-_PHONE_GATE = re.compile(r"\+[1-9]|[2-9]\d\d[ .\-]?\d{4}")
+_PHONE_GATE = re.compile(r"\+[1-9]|[2-9]\d\d(?:\) ?|[ .\-])?[2-9]\d\d[ .\-]?\d{4}")
+# Where a card can start: a digit an issuer's number starts with (`validators.issuer`: 2 to
+# 6), at the pattern's edge (not after a word character, `]` or `+`). A 13-digit timestamp
+# (`ts=1679977233498`) has no such digit, and its window cost a search per position.
+_CARD_GATE = re.compile(r"(?<![\w\]+])[2-6]")
 _EIGHT_GROUPS = re.compile(r"(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]")
+_V6_TAKEN: Final = "::|" + _EIGHT_GROUPS.pattern
 _V6_ANCHOR = re.compile(r"::|:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:")
 # The literals a token detector's pattern starts with.
 _LITERALS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -226,6 +236,7 @@ _KEYED: Final = {
 _PRIORITY: Final = {type_: i for i, (_, type_, _, _) in reversed(list(enumerate(DETECTORS)))}
 _P_EMAIL, _P_URL = _PRIORITY[EMAIL], _PRIORITY[URL_PASSWORD]
 _P_IPV6 = _PRIORITY[IP] + 1
+_P_PHONE, _P_CARD = _PRIORITY[PHONE], _PRIORITY[CARD]
 # Every detector of a token type (Stripe, GitHub and Slack have several patterns).
 _INDICES: Final = {t: tuple(i for i, d in enumerate(DETECTORS) if d[1] == t) for t in _LITERALS}
 _TOKEN_PRIORITIES: Final = tuple(sorted(i for t in _LITERALS for i in _INDICES[t]))
@@ -412,8 +423,8 @@ _FAMILIES: Final = pattern_set(
     [
         _KEY_ANCHOR,
         "@",
-        _V6_ANCHOR.pattern,
-        _DOTTED.pattern,
+        _V6_TAKEN,  # a MAC address is no IPv6 one
+        to_re2(DETECTORS[_PRIORITY[IP]][0]),  # `4.17.21` is no IPv4 address
         _number_runs(),
         *(to_re2(DETECTORS[i][0]) for i in _TOKEN_PRIORITIES),
     ]
@@ -498,14 +509,15 @@ def _ipv6(text: str) -> list[tuple[Span, int]]:
 
 def _may_hold_ipv6(text: str, lo: int, hi: int) -> bool:
     """Whether text[lo:hi] can hold an address `ipaddress` takes: one with `::` or eight
-    groups (a MAC address, `68:05:a7:d1:be:5e`, has neither, and its window costs ~30 us)."""
+    groups (`_V6_TAKEN`; a MAC address, `68:05:a7:d1:be:5e`, has neither, and its window
+    costs ~30 us)."""
     if text.find("::", lo, hi) >= 0:
         return True
     return text.count(":", lo, hi) >= 7 and _EIGHT_GROUPS.search(text, lo, hi) is not None
 
 
 def _ipv4(text: str) -> list[tuple[Span, int]]:
-    return _windowed(_PRIORITY[IP], text, [m.span() for m in _DOTTED.finditer(text)], 3, 14)
+    return _windowed(_PRIORITY[IP], text, [m.span() for m in _DOTTED_QUAD.finditer(text)], 3, 14)
 
 
 def _numbers(text: str, windows: Iterable[tuple[int, int]]) -> list[tuple[Span, int]]:
@@ -657,17 +669,28 @@ def _windowed(
     priority: int, text: str, hits: list[tuple[int, int]], back: int, fwd: int
 ) -> list[tuple[Span, int]]:
     """A detector's validated matches in the windows around its anchor hits: the windows are
-    wide enough for any match that holds the anchor, and a validated match always does."""
+    wide enough for any match that holds the anchor, and a validated match always does. A
+    window its type's gate rules out (`_may_hold_window`) is not searched."""
     pattern, type_, group, valid = DETECTORS[priority]
     found: list[tuple[Span, int]] = []
     for lo, hi in _merged(hits, back, fwd, len(text)):
-        if type_ == PHONE:
-            if _PHONE_GATE.search(text, lo, hi) is None:
-                continue
-            spans = _phones(pattern, text, lo, hi)
-        elif priority == _P_IPV6 and not _may_hold_ipv6(text, lo, hi):
+        if not _may_hold_window(priority, text, lo, hi):
             continue
+        if type_ == PHONE:
+            spans = _phones(pattern, text, lo, hi)
         else:
             spans = _validated(pattern, text, group, type_, valid, lo, hi)
         found += [(s, priority) for s in spans]
     return found
+
+
+def _may_hold_window(priority: int, text: str, lo: int, hi: int) -> bool:
+    """Whether text[lo:hi] may hold a validated match of the detector: a phone's `+CC` or
+    NANP digits, a card's first digit, an IPv6 address's `::` or eight groups."""
+    if priority == _P_PHONE:
+        return _PHONE_GATE.search(text, lo, hi) is not None
+    if priority == _P_CARD:
+        return _CARD_GATE.search(text, lo, hi) is not None
+    if priority == _P_IPV6:
+        return _may_hold_ipv6(text, lo, hi)
+    return True

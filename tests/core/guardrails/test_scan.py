@@ -75,6 +75,9 @@ KEYISH = st.sampled_from(
         *("password", "PASSWD", "pwd", "token", "api_key", "Secret", "credentials", "key"),
         *("authorization", "Authorization: Bearer ", '"', "'", ":", "=", " ", "\t", "\x1c"),
         *("@", "a@b.co", "://", "u:p@h", "::", ":", "fe80", "1:2:3:4:", ".", "10.0.0.1", "1.2"),
+        *("https://", "user:", "s3cr3t@", "db.io", "mailto:", "x.y@mail.org", "@2x.png", "7."),
+        *("2001:db8:0:0:0:0:0:1", "2a00:1450:4001:81b::200e", "fe80::1", "68:05:a7:d1:be:5e"),
+        *("10.1.2.3", "8.8.8.8", "4.17.21", "v1.2.3.4", "1.2.3.4.5", "0", "255", "com"),
     ]
 )
 
@@ -93,9 +96,9 @@ def test_a_family_the_set_rules_out_finds_nothing(text: str) -> None:
     if scan._F_EMAIL not in named:
         assert "@" not in text
     if scan._F_V6 not in named:
-        assert scan._V6_ANCHOR.search(text) is None
+        assert scan._ipv6(text) == []
     if scan._F_V4 not in named:
-        assert scan._DOTTED.search(text) is None
+        assert scan._ipv4(text) == []
     if scan._F_NUMBER not in named:
         assert _hits(text, [(0, len(text))]) == {}
     for i, (pattern, _, _, _) in enumerate(_TOKENS):
@@ -162,3 +165,42 @@ def test_the_local_part_before_an_at_is_the_run_of_its_characters(text: str, at:
     m = re.compile(r"[A-Za-z0-9._%+-]{1,64}\Z").search(text, lo, at)
     start = lo + len(text[lo:at].rstrip(scan._LOCAL_CHARS))
     assert (m.start() if m else at) == start
+
+
+V4ISH = st.sampled_from(
+    [
+        *("1", "10", "255", "256", "0", "192", ".", "..", "v", "version ", "==", " ", "-", "a"),
+        *("10.1.2.3", "8.8.8.8", "4.17.21", "1.2.3.4.5", "127.0.0.1", "192.0.2.1", "\u0661", "x"),
+    ]
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.one_of(V4ISH, ASCII), max_size=30).map("".join))
+def test_ipv4_windows_find_what_the_pattern_finds_over_the_whole_text(text: str) -> None:
+    """A dotted quad's window starts from its first three dots (`_DOTTED_QUAD`)."""
+    pattern, type_, group, valid = DETECTORS[scan._PRIORITY["IP"]]
+    whole = [(s, scan._PRIORITY["IP"]) for s in scan._validated(pattern, text, group, type_, valid)]
+    assert scan._ipv4(text) == whole
+
+
+CARDISH = st.sampled_from(
+    [
+        *("4111 1111 1111 1111", "4111111111111111", "378282246310005", "5555-5555-5555-4444"),
+        *("6011000990139424", "3530111333300000", "30569309025904", "2223003122003222"),
+        *("1679977233498", "0958 ", "+", "-", "]", "[", "a", "=", " ", "1", "4", "6", "9", "0"),
+    ]
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.one_of(CARDISH, ASCII), max_size=20).map("".join))
+def test_a_card_the_detector_finds_starts_where_the_card_gate_says(text: str) -> None:
+    """Each card found (whole text, validated) has a `_CARD_GATE` match on its span."""
+    priority = scan._PRIORITY["CARD"]
+    pattern, type_, group, valid = DETECTORS[priority]
+    for span in scan._validated(pattern, text, group, type_, valid):
+        assert scan._CARD_GATE.search(text, span.start, span.end) is not None
+    assert scan._windowed(priority, text, [(0, len(text))], 0, 0) == [
+        (s, priority) for s in scan._validated(pattern, text, group, type_, valid)
+    ]

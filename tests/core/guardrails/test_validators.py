@@ -338,3 +338,26 @@ def test_fine_grained_github_tokens_are_found_in_short_values(body: str) -> None
     token = "github_pat_" + body
     assert types_in(token) == [(token, "GITHUB_TOKEN")]
     assert types_in(f'{{"token": "{token}"}}') == [(token, "GITHUB_TOKEN")]
+
+
+@given(st.text(alphabet="0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcxyz", min_size=5, max_size=40))
+def test_mod97_is_the_per_character_base36_checksum(s: str) -> None:
+    """`mod97`'s one translate reads each character as `int(c, 36)` did."""
+    rotated = (s[4:] + s[:4]).upper()
+    assert v.mod97(s) == (int("".join(str(int(c, 36)) for c in rotated)) % 97 == 1)
+
+
+PLACEHOLDERISH = st.sampled_from(
+    [
+        *("<", ">", "${", "{{", "%(", "$", "x", "X", "*", "your", "_", "-", "Example", "PLACE"),
+        *("holder", "Redacted", "changeme", "DUMMY", "true", "False", "null", "None", "\n"),
+        *("undefined", "a", "b", "1", "2", "abc", "K", "\u212a", "\u2022", "\u0130", "s"),
+    ]
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.one_of(PLACEHOLDERISH, st.text(max_size=3)), max_size=8).map("".join))
+def test_real_is_the_placeholder_pattern_and_four_distinct_characters(value: str) -> None:
+    """`real`'s substring tests on ASCII say what the placeholder pattern says."""
+    assert v.real(value) == (v._PLACEHOLDER.search(value) is None and len(set(value)) > 3)
