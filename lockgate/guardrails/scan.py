@@ -27,14 +27,16 @@ short value, ~3 ms/MB on long text): most values and prose are ruled out at once
 prose or a MAC address runs nothing. Text that is not ASCII tests each family by a cheap test
 of its own. The property tests check each prefilter: where it rules a family out, the family's
 full path finds nothing.
-Measured 2026-12-07 on this project's shared 2-core VM, which ran about 2x slower than the
-quiet host of the earlier numbers (~20 MB/s as documents, ~12.5 MB/s as values there): by
-bench/redact.py on its mixed load (logs, JSON API responses, code, prose, ~1 entity per KB),
-14.5-17.8 MB/s on one core as 64 KB documents and 10.0-10.4 MB/s as its ~100-character string
-values; against the previous version of this module in the same process, interleaved per
-document or 100 values, 1.55x as documents (9.7 -> 15.0 MB/s) and 1.41x as values (8.2 ->
-11.6 MB/s). The parsing of real phone numbers by `phonenumbers` (40-300 us each) is a quarter of
-what is left on documents.
+Measured 2026-12-07 ~15:57 UTC on this project's shared 2-core VM, which ran 1.5-2x slower
+than the quiet host of the earlier numbers (the previous version gave ~20 MB/s as documents
+and ~12.5-14 as values there, 8-13 and 6-8.5 here during the day): by bench/redact.py on its
+mixed load (logs, JSON API responses, code, prose, ~1 entity per KB), 19.4-19.6 MB/s on one
+core as 64 KB documents and 11.5-12.4 MB/s as its ~100-character string values; against the
+previous version of this module in the same process, interleaved per document or per 100
+values (best of 11 rounds each), 1.54x as documents (12.9 -> 19.9 MB/s) and 1.54x as values
+(8.5 -> 13.1 MB/s), with the same findings on the load and the corpus. What is left is spread
+thin but for one part: parsing the real phone numbers (`phonenumbers`, 40-300 us each) is
+about a quarter of the documents' time.
 """
 
 from __future__ import annotations
