@@ -204,3 +204,19 @@ def test_a_card_the_detector_finds_starts_where_the_card_gate_says(text: str) ->
     assert scan._windowed(priority, text, [(0, len(text))], 0, 0) == [
         (s, priority) for s in scan._validated(pattern, text, group, type_, valid)
     ]
+
+
+def test_the_family_set_holds_on_long_random_text() -> None:
+    """A set's DFA that ran out of memory would name nothing (RE2 reports it only in a log
+    line): on 256 KB of random printable ASCII, whose states are many, it still names each
+    family that has something to read."""
+    import random
+
+    rng = random.Random(7)
+    alphabet = "".join(chr(c) for c in range(32, 127)) + "\n\t"
+    text = "".join(rng.choice(alphabet) for _ in range(1 << 18))
+    text += " ghp_" + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5 fe80::1 10.1.2.3 password: x"
+    named = set(scan._FAMILIES.Match(text.encode("ascii")) or ())
+    assert {scan._F_KEY, scan._F_EMAIL, scan._F_V6, scan._F_V4, scan._F_NUMBER} <= named
+    assert any(DETECTORS[scan._TOKEN_PRIORITIES[f - scan._F_TOKENS]][1] == "GITHUB_TOKEN"
+               for f in named if f >= scan._F_TOKENS)  # fmt: skip
