@@ -21,13 +21,14 @@ from typing import Any
 
 from mitmproxy import http
 
-from lockgate.addons._flow import answer_rpc_error, guarded_async, pending_route, state
+from lockgate.addons._flow import answer_rpc_error, guarded_async, pending_route, refuse, state
 from lockgate.guardrails.findings import DefinitionScanner
 from lockgate.guardrails.pinstore import PinStore
 from lockgate.guardrails.policy import resolve
 from lockgate.guardrails.stage import LEARN_INTERVAL, Outcome, Sink, Stage
 from lockgate.mcp import jsonrpc
 from lockgate.mcp.exchange import FlowState
+from lockgate.mcp.jsonrpc import Message
 from lockgate.net.tls import upstream_verify
 from lockgate.policy.gateway import GatewayConfig
 from lockgate.policy.routes import Route
@@ -81,16 +82,52 @@ class Guardrails:
         if not stage.policy.enabled:
             return
         st = state(flow)
-        if st.messages:
-            out = stage.limit(st.messages, st.user, time.monotonic())
-            if out is None and stage.unlisted_tool(st.messages) is not None:
-                out = await self._learn(flow, st, stage)
-            out = out or stage.check_calls(st.messages) or stage.redact_up(st.messages)
+        if st.batch and len(st.messages) > 1:
+            if await self._members(flow, st, stage):
+                return
+        elif st.messages:
+            out = await self._judge(flow, st, stage, st.messages)
             if out is not None and self._apply(flow, st, out):
                 return
         # First, before the route's list filter: pins and scans see the upstream's own
         # definitions, not the route's description overrides.
         st.transforms.insert(0, _Down(st, stage))
+
+    async def _judge(
+        self, flow: http.HTTPFlow, st: FlowState, stage: Stage, messages: list[Message]
+    ) -> Outcome | None:
+        out = stage.limit(messages, st.user, time.monotonic())
+        if out is None and stage.unlisted_tool(messages) is not None:
+            out = await self._learn(flow, st, stage)
+        return out or stage.check_calls(messages) or stage.redact_up(messages)
+
+    async def _members(self, flow: http.HTTPFlow, st: FlowState, stage: Stage) -> bool:
+        """A batch, member by member, as each would be alone: a refused member gets its own
+        error in the batch's answer and the others go on (`_flow.refuse`); a masked value is
+        masked in its member. A rate limit's refusal (429 with Retry-After, which one member
+        of a 200 batch answer cannot carry) answers the whole exchange. True when answered."""
+        raws: dict[int, dict[str, Any]] = {}
+        for m in list(st.messages):
+            out = await self._judge(flow, st, stage, [m])
+            if out is None:
+                continue
+            st.findings.extend(out.findings)
+            r = out.refusal
+            if r is not None and r.headers:
+                answer_rpc_error(
+                    flow, r.status, r.code, r.message, outcome="blocked", data=r.data,
+                    headers=r.headers,
+                )  # fmt: skip
+                return True
+            if r is not None:
+                if refuse(flow, m, r.status, r.code, r.message, outcome="blocked", data=r.data):
+                    return True
+            elif out.raws is not None:
+                raws[id(m)] = out.raws[0]
+        if raws:
+            flow.request.content = jsonrpc.encode([raws.get(id(m), m.raw) for m in st.messages])
+            st.messages = jsonrpc.parse_body(flow.request.content or b"")
+        return False
 
     def _apply(self, flow: http.HTTPFlow, st: FlowState, out: Outcome) -> bool:
         """Record what the stage did; True when it refused the request (answered)."""

@@ -30,6 +30,7 @@ from lockgate.addons._flow import state
 from lockgate.addons.capabilities import Capabilities
 from lockgate.addons.config import Config
 from lockgate.addons.guardrails import Guardrails
+from lockgate.audit.redact import preview
 from lockgate.cli.demo.lab import LEAKY as LAB_LEAKY
 from lockgate.cli.demo.lab import POISONED as LAB_POISONED
 from lockgate.cli.demo.lab import BackgroundLab
@@ -306,24 +307,34 @@ def test_a_secret_in_other_client_text_is_masked(gate: Gate, message: dict[str, 
 
 
 def test_a_block_type_is_answered_by_the_gateway(gate: Gate) -> None:
+    """Alone, the blocked call is answered by the gateway; in a batch it is refused alone and
+    the other members go upstream, as each would on its own (issue 12: each member checked)."""
     gate.listed("cards", TOOLS)
+    f = gate.post("cards", call("add_note", {"text": f"card {CARD}"}, rid=1))
+    [error] = local_errors(f)
+    assert (error["id"], error["error"]["code"]) == (1, jsonrpc.GUARDRAIL_BLOCKED)
+    assert error["error"]["data"] == {"rule": "CARD"}
+    assert "remove it and retry" in error["error"]["message"]
+    assert state(f).outcome == "blocked"
+    assert_no_part_of(CARD, f)
+    assert_no_part_of(CARD.replace(" ", ""), f)
+
     note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1}}
-    f = gate.post(
+    g = gate.post(
         "cards",
         [call("add_note", {"text": f"card {CARD}"}, rid=1), call("get_note", rid="x"), note],
     )
-    errors = local_errors(f)
-    assert [(e["id"], e["error"]["code"]) for e in errors] == [
-        (1, jsonrpc.GUARDRAIL_BLOCKED),
-        ("x", jsonrpc.GUARDRAIL_BLOCKED),
-    ]
-    assert errors[0]["error"]["data"] == {"rule": "CARD"}
-    assert "remove it and retry" in errors[0]["error"]["message"]
-    assert state(f).outcome == "blocked"
-    text = (f.response.content or b"").decode() if f.response is not None else ""
+    assert sent_up(g) == [call("get_note", rid="x"), note]
+    [aside] = state(g).set_aside
+    assert aside.error is not None and aside.error["id"] == 1
+    assert aside.error["error"]["code"] == jsonrpc.GUARDRAIL_BLOCKED
+    assert aside.error["error"]["data"] == {"rule": "CARD"}
+    text = json.dumps(aside.error) + (g.request.content or b"").decode()
     assert CARD not in text and CARD.replace(" ", "") not in text
-    assert_no_part_of(CARD, f)
-    assert_no_part_of(CARD.replace(" ", ""), f)
+    # The member's audit event carries its arguments, masked as the log writes them.
+    written = json.dumps(preview([a.event for a in state(g).set_aside]))
+    for secret in (CARD, CARD.replace(" ", "")):
+        assert all(secret[i : i + 8] not in written for i in range(len(secret) - 7))
 
 
 def test_a_block_type_on_one_route_only_masks_on_another(gate: Gate) -> None:
@@ -699,10 +710,13 @@ def test_a_changed_tool_is_hidden_and_its_call_refused_with_the_approve_command(
     assert "lockgate tools approve" in err["error"]["message"]
     assert err["error"]["data"] == {"rule": "PIN_HELD"}
     assert state(g).outcome == "blocked"
-    # The unchanged tool is still callable; a batch holding the held one is refused whole.
+    # The unchanged tool is still callable; in a batch the held one is refused alone.
     assert gate.post("notes", call("add_note", rid=13)).response is None
     h = gate.post("notes", [call("add_note", rid=14), call("get_note", rid=15)])
-    assert [e["id"] for e in local_errors(h)] == [14, 15]
+    assert sent_up(h) == [call("add_note", rid=14)]
+    [aside] = state(h).set_aside
+    assert aside.error is not None and aside.error["id"] == 15
+    assert aside.error["error"]["data"] == {"rule": "PIN_HELD"}
     # Back to the approved definition: shown and callable again.
     assert gate.listed("notes", TOOLS) == ["get_note", "add_note"]
     assert gate.post("notes", call("get_note", rid=16)).response is None
@@ -846,7 +860,12 @@ def test_an_unlisted_tool_with_no_reachable_upstream_is_refused(gate: Gate) -> N
 def test_an_unlisted_tool_beside_a_listed_one_is_refused(gate: Gate) -> None:
     gate.listed("notes", [GET_NOTE])
     f = gate.post("notes", [call("get_note", rid=1), call("add_note", {"text": "x"}, rid=2)])
-    assert [e["error"]["data"] for e in local_errors(f)] == [{"rule": "PIN_UNCHECKED"}] * 2
+    assert sent_up(f) == [call("get_note", rid=1)]
+    assert [a.error["error"]["data"] for a in state(f).set_aside if a.error] == [
+        {"rule": "PIN_UNCHECKED"}
+    ]
+    g = gate.post("notes", [call("add_note", rid=3), call("add_note", {"text": "y"}, rid=4)])
+    assert [e["error"]["data"] for e in local_errors(g)] == [{"rule": "PIN_UNCHECKED"}] * 2
 
 
 def test_a_tool_listed_by_another_upstream_is_unlisted_here(gate: Gate) -> None:

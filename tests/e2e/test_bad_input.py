@@ -66,6 +66,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                 f'[upstreams."{SECURED}"]\nurl = "{rec.url}"\nauth = "header"\n'
                 'header = "Authorization"\nvalue = "Bearer {secret}"\n\n'
                 '[routes.curated]\nupstream = "rec"\ntools.deny = ["delete_*"]\n\n'
+                '[routes.cards]\nupstream = "rec"\n\n'
+                '[routes.cards.guardrails.redact.up]\nCARD = "block"\n\n'
                 f'[routes.secured]\nupstream = "{SECURED}"\n\n'
                 f"[gateway]\nmax_body_bytes = {MAX_BODY}\n"
             ),
@@ -208,9 +210,9 @@ def test_unknown_path_or_route_is_a_json_404_naming_the_routes(
 ) -> None:
     resp = e.client.request(method, e.gw.base_url + path, content=TOOLS_LIST, headers=JSON_HEADERS)
     error = refused(e, resp, 404, -32600)
-    assert set(error["data"]["routes"]) == {"open", "curated", "secured"}
+    assert set(error["data"]["routes"]) == {"open", "curated", "cards", "secured"}
     assert error["data"]["routes"]["open"] == e.gw.route_url("open")
-    for name in ("open", "curated", "secured"):
+    for name in ("open", "curated", "cards", "secured"):
         assert name in error["message"]
 
 
@@ -269,6 +271,25 @@ def test_hidden_tool_in_a_batch_is_refused_alone(e: Env) -> None:
     )
     denied = [ev for ev in evs if ev.get("id") == 7 and ev.get("name") == "delete_note"]
     assert denied and denied[-1]["status"] == 200 and denied[-1]["error"]["code"] == -32601
+
+
+def test_a_guardrail_refuses_one_member_of_a_batch_alone(e: Env) -> None:
+    """A blocked card in one call of a batch: that call gets its -32003, the list beside it
+    goes upstream and is answered, and no byte of the card reaches the upstream."""
+    card = "4111 1111 1111 1111"
+    blocked = json.dumps(
+        {"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+         "params": {"name": "add_note", "arguments": {"text": f"pay with {card}"}}}
+    ).encode()  # fmt: skip
+    resp = e.post("cards", b"[" + TOOLS_LIST + b"," + blocked + b"]")
+    assert resp.status_code == 200, resp.text
+    body = json_body(resp)
+    assert [m["id"] for m in body] == [1, 8]
+    assert "tools" in body[0]["result"]
+    assert body[1]["error"]["code"] == -32003 and body[1]["error"]["data"] == {"rule": "CARD"}
+    seen = json.dumps([r.json() for r in e.rec.seen()])
+    assert card not in seen and card.replace(" ", "") not in seen
+    assert [json.loads(TOOLS_LIST)] in [r.json() for r in e.rec.seen()]
 
 
 def test_a_batch_whose_members_are_all_refused_is_answered_by_the_gateway(e: Env) -> None:
