@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -259,37 +260,26 @@ def test_a_stream_of_only_pings_ends_after_its_idle_timeout(env: Env) -> None:
     assert 0.9 < took < 10  # the upstream itself would go on for 30 s
 
 
-def test_progress_for_the_request_keeps_a_stream_alive_past_its_idle_timeout(env: Env) -> None:
-    body = json.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": RID,
-            "method": "tools/list",
-            "params": {"_meta": {"progressToken": "tok-1"}},
-        }
-    )
+def _list_with_progress(env: Env, mode: str, token: str) -> tuple[list[dict[str, Any]], float]:
+    """A tools/list with a progressToken to broken `mode`: its stream's messages, and how long
+    the answer took."""
+    params = {"_meta": {"progressToken": token}}
+    body = json.dumps({"jsonrpc": "2.0", "id": RID, "method": "tools/list", "params": params})
     t0 = time.monotonic()
-    resp = env.client.post(env.gw.route_url("sse_slow_progress"), content=body, headers=HEADERS)
+    resp = env.client.post(env.gw.route_url(mode), content=body, headers=HEADERS)
     took = time.monotonic() - t0
-    messages = [json.loads(ev.data) for ev in SseParser().feed(resp.content) if ev.data]
+    return [json.loads(ev.data) for ev in SseParser().feed(resp.content) if ev.data], took
+
+
+def test_progress_for_the_request_keeps_a_stream_alive_past_its_idle_timeout(env: Env) -> None:
+    messages, took = _list_with_progress(env, "sse_slow_progress", "tok-1")
     answers = [m for m in messages if m.get("id") == RID]
     assert answers == [{"jsonrpc": "2.0", "id": RID, "result": {"tools": []}}], messages
     assert took > 2  # longer than the 1 s idle_timeout: each progress event moved it on
 
 
 def test_a_stream_that_reports_progress_forever_ends_at_its_answer_timeout(env: Env) -> None:
-    body = json.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": RID,
-            "method": "tools/list",
-            "params": {"_meta": {"progressToken": "tok-2"}},
-        }
-    )
-    t0 = time.monotonic()
-    resp = env.client.post(env.gw.route_url("sse_progress_forever"), content=body, headers=HEADERS)
-    took = time.monotonic() - t0
-    messages = [json.loads(ev.data) for ev in SseParser().feed(resp.content) if ev.data]
+    messages, took = _list_with_progress(env, "sse_progress_forever", "tok-2")
     message = the_error(messages, "sse_progress_forever")
     assert "did not answer within 2 seconds on its event stream" in message
     assert "answer_timeout" in message
