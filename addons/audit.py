@@ -21,7 +21,7 @@ from lockgate.addons._flow import guarded, state
 from lockgate.audit import events
 from lockgate.audit.events import Outcome
 from lockgate.audit.log import AuditLog
-from lockgate.mcp.exchange import FlowState, answer_key
+from lockgate.mcp.exchange import FlowState, answer_key, progress_token
 from lockgate.mcp.jsonrpc import Message
 from lockgate.mcp.sessions import session_hash
 from lockgate.paths import audit_log_path
@@ -214,12 +214,11 @@ class Audit:
         token = params.get("progressToken")
         if not isinstance(token, (str, int)):
             return False
+        wanted = answer_key(token)
         for m in st.messages:
-            if m.kind != "request" or m.id is None or m.id in st.handled_ids or m.params is None:
+            if m.id is None or m.id in st.handled_ids:
                 continue
-            meta = m.params.get("_meta")
-            mine = meta.get("progressToken") if isinstance(meta, dict) else None
-            if isinstance(mine, (str, int)) and answer_key(mine) == answer_key(token):
+            if progress_token(m) == wanted:
                 key = answer_key(m.id)
                 count, _ = st.progress_seen.get(key, (0, None))
                 st.progress_seen[key] = (count + 1, params.get("progress"))

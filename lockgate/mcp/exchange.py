@@ -230,16 +230,21 @@ def answer_key(rid: object) -> tuple[bool, object]:
     return (isinstance(rid, bool), rid) if isinstance(rid, (str, int)) else (False, repr(rid))
 
 
+def progress_token(m: Message) -> tuple[bool, object] | None:
+    """The `answer_key` of a request's `_meta.progressToken`, if it asked for progress."""
+    if m.kind != "request" or m.params is None:
+        return None
+    meta = m.params.get("_meta")
+    token = meta.get("progressToken") if isinstance(meta, dict) else None
+    return answer_key(token) if isinstance(token, (str, int)) else None
+
+
 def _progress_tokens(st: FlowState) -> set[tuple[bool, object]]:
     """The `_meta.progressToken`s of the exchange's requests still open."""
     tokens: set[tuple[bool, object]] = set()
     for m in st.messages:
-        if m.kind != "request" or answer_key(m.id) in st.answered or m.params is None:
-            continue
-        meta = m.params.get("_meta")
-        token = meta.get("progressToken") if isinstance(meta, dict) else None
-        if isinstance(token, (str, int)):
-            tokens.add(answer_key(token))
+        if answer_key(m.id) not in st.answered and (token := progress_token(m)) is not None:
+            tokens.add(token)
     return tokens
 
 
