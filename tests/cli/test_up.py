@@ -68,6 +68,36 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
         assert "lockgate: stopped" in "".join(gw.output)
 
 
+def test_the_serving_process_is_the_same_pid_without_the_command_line_parser(
+    tmp_path: Path,
+) -> None:
+    """On POSIX `lockgate up` parses, then becomes `python -m lockgate.cli.serving` (same PID,
+    so signals and process managers still reach the gateway) and serves from there; with
+    LOCKGATE_SERVE_IN_PROCESS=1 the parsing process serves."""
+    if os.name != "posix":
+        return  # nothing is exec'd elsewhere
+    for env, serving in (({}, True), ({"LOCKGATE_SERVE_IN_PROCESS": "1"}, False)):
+        with running_gateway(demo_profile_path().read_text(), tmp_path, env=env) as gw:
+            assert httpx.get(f"{gw.base_url}/healthz").json()["status"] == "ok"
+            cmdline = Path(f"/proc/{gw.proc.pid}/cmdline").read_bytes().split(b"\0")
+            assert (b"lockgate.cli.serving" in cmdline) is serving, cmdline
+            assert (b"up" in cmdline) is not serving, cmdline
+            os.killpg(gw.proc.pid, signal.SIGTERM)
+            assert gw.proc.wait(10) == 0
+            assert "lockgate: stopped" in "".join(gw.output)
+
+
+def test_the_plain_lines_replace_control_characters() -> None:
+    """Tool and route names come from clients and upstreams: an escape sequence in one must
+    not reach the terminal `lockgate up` prints to."""
+    from lockgate.cli.lines import event_line
+
+    line = event_line(
+        {"event": "tool.call", "route": "r", "method": "tools/call", "name": "x\x1b[2Jy\x07"}
+    )
+    assert "\x1b" not in line and "\x07" not in line and "x?[2Jy?" in line, line
+
+
 def test_demo_check_passes() -> None:
     result = lockgate("demo", "--check", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
