@@ -30,8 +30,9 @@ import run  # bench/run.py: the processes, the raw client
 
 EAGER = (
     "import sys, jsonschema_rs, httpx, anyio.to_thread\n"
-    "from lockgate.cli.serving import main\n"  # what `lockgate up` execs into, args after "up"
-    "main(sys.argv[2:])\n"
+    "sys.argv = ['lockgate', *sys.argv[1:]]\n"
+    "from lockgate.cli.entry import main\n"
+    "main()\n"
 )
 
 

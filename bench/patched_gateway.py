@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from typing import Any
 
 from mitmproxy import addonmanager
@@ -75,12 +74,7 @@ def defer_audit() -> None:
 def main() -> None:
     nest_pipeline()
     defer_audit()
-    if sys.argv[1:2] == ["up"]:  # what `lockgate up` execs into: the patches must stay
-        from lockgate.cli.serving import main as serve_main
-
-        serve_main(sys.argv[2:])
-        return
-    from lockgate.cli.main import main as cli_main
+    from lockgate.cli.entry import main as cli_main
 
     cli_main()
 

@@ -62,7 +62,6 @@ def main() -> int:
             "LOCKGATE_HOME": str(home),
             "LOCKGATE_AUDIT_LOG": str(home / "audit.jsonl"),
             "LOCKGATE_AUDIT_KEY_SOURCE": "memory",  # no keyring needed to measure
-            "LOCKGATE_SERVE_IN_PROCESS": "1",  # `up` would exec a fresh interpreter, unprofiled
         }
         lg = bench.spawn(
             "lockgate (cProfile)",

@@ -95,14 +95,8 @@ def _child(out_path: str, argv: list[str]) -> None:
         os.replace(path + ".tmp", path)
 
     signal.signal(signal.SIGUSR1, report)
-    if argv[:1] == ["up"]:  # what `lockgate up` execs into (cli/serving.py): meter that one
-        from lockgate.cli.serving import main as serve_main
-
-        sys.argv = ["lockgate", *argv]
-        serve_main(argv[1:])
-        return
     sys.argv = ["lockgate", *argv]
-    from lockgate.cli.main import main
+    from lockgate.cli.entry import main  # the installed command's entry point
 
     main()
 

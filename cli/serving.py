@@ -1,18 +1,15 @@
-"""The process that serves for `lockgate up`: run once the command line is parsed.
+"""What `lockgate up` runs once its options are read: the gateway, with the live view on a
+terminal, else one plain line per audited event.
 
-Why a module of its own, run as `python -m lockgate.cli.serving`: the command line's parser
-(typer and its click, ~7 MB of RSS that would stay for the gateway's whole life) is needed
-only to read the command line. On POSIX, `lockgate up` parses and resolves its options, then
-replaces itself with this module (`os.execv`: the same PID, terminal, environment and signal
-handling for whoever started it), so the serving process never imports typer. Its arguments
-are the options `up` already resolved; it is not a command for users. Elsewhere (Windows has
-no real exec) and under LOCKGATE_SERVE_IN_PROCESS=1 (profilers and benches that patch the
-process they start) the gateway serves in the parsing process, as before.
+Why apart from `cli/up.py`: `lockgate up` with plain options (the way every launcher, service
+file and client config starts it) is read by `cli/entry.py` without typer, and serves from
+here; typer and click (~7 MB of RSS for the gateway's whole life) are imported only when the
+typer app reads the command line. Likewise rich is imported only when something may be
+shown in colour (a terminal), not for lines printed to a pipe.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
@@ -23,12 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lockgate.cli import lines
-from lockgate.cli.boundary import guarded
 
 if TYPE_CHECKING:  # mitmproxy takes seconds to import: only the commands that serve pay
     from lockgate.addons.master import Gateway
-
-IN_PROCESS_ENV = "LOCKGATE_SERVE_IN_PROCESS"
 
 
 def serve(
@@ -58,11 +52,37 @@ def serve(
     asyncio.run(main())
 
 
+def start(profile: Path | None, listen: str | None, quiet: bool) -> None:
+    """`lockgate up`: the live view of `lockgate watch` on a terminal (q stops), else lines."""
+    from lockgate.profile.model import active_profile_path
+
+    path = active_profile_path(profile)
+    if not quiet and sys.stdin.isatty():  # a live view needs both ends on a terminal
+        from lockgate.cli import views
+
+        out = views.console()
+        if views.live_view_wanted(out):
+            from lockgate.cli.views.watch_app import GatewayView  # Textual: only when shown
+
+            view = GatewayView(out)
+            view.run(
+                lambda: serve(path, listen=listen, on_started=view.started, on_event=view.push)
+            )
+            out.print("lockgate: stopped")
+            return
+    serve_lines(path, listen, quiet)
+
+
+def _maybe_colour() -> bool:
+    """Whether rich might colour stdout (it decides): a terminal, or colour forced by env."""
+    env = os.environ
+    return sys.stdout.isatty() or "FORCE_COLOR" in env or env.get("TTY_COMPATIBLE") == "1"
+
+
 def serve_lines(profile: Path, listen: str | None, quiet: bool) -> None:
-    """Serve, printing where it listens and (unless quiet) one line per audited event: in
-    colour through rich on a terminal, plain `print`s otherwise (a pipe: rich unloaded)."""
+    """Serve, printing where it listens and (unless quiet) one line per audited event."""
     on_event: Callable[[dict[str, Any]], None] | None = None
-    if not quiet and sys.stdout.isatty():
+    if not quiet and _maybe_colour():
         from lockgate.cli import views
 
         out = views.console()
@@ -76,39 +96,3 @@ def serve_lines(profile: Path, listen: str | None, quiet: bool) -> None:
 
     serve(profile, listen=listen, on_started=started, on_event=on_event)
     print("lockgate: stopped", flush=True)
-
-
-def command(profile: Path, listen: str | None, quiet: bool) -> list[str]:
-    """The command line that serves `profile` in a fresh interpreter (this module's main)."""
-    flags: list[str] = []
-    with contextlib.suppress(Exception):  # -X, -W and the like, as multiprocessing passes them
-        import subprocess
-
-        flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
-    argv = [sys.executable, *flags, "-m", __name__, "--profile", str(profile)]
-    if listen is not None:
-        argv += ["--listen", listen]
-    return [*argv, "--quiet"] if quiet else argv
-
-
-def exec_serve_lines(profile: Path, listen: str | None, quiet: bool) -> None:
-    """`serve_lines` in a process that never imported the CLI: this one, replaced (POSIX)."""
-    if os.name != "posix" or not sys.executable or os.environ.get(IN_PROCESS_ENV):
-        serve_lines(profile, listen, quiet)
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, command(profile, listen, quiet))
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lockgate.cli.serving", add_help=False)
-    parser.add_argument("--profile", type=Path, required=True)
-    parser.add_argument("--listen", default=None)
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
-    guarded(lambda: serve_lines(args.profile, args.listen, args.quiet))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,12 +1,12 @@
-"""`lockgate up`: serve a profile's routes until Ctrl-C or SIGTERM (parsing here, serving in
-`cli/serving.py`)."""
+"""`lockgate up`: serve a profile's routes until Ctrl-C or SIGTERM (the options here; what
+runs in `cli/serving.py`, which `cli/entry.py` also starts without typer)."""
 
 from __future__ import annotations
 
 import typer
 
 from lockgate.cli._options import ProfileOption
-from lockgate.cli.serving import exec_serve_lines, serve
+from lockgate.cli.serving import start
 
 
 def up(
@@ -21,18 +21,4 @@ def up(
 
     Example: lockgate up --profile profiles/demo.toml
     """
-    from lockgate.cli import views
-    from lockgate.profile.model import active_profile_path
-
-    path = active_profile_path(profile)
-    out = views.console()
-    if not quiet and views.live_view_wanted(out):  # a terminal: the live view, q stops
-        from lockgate.cli.views.watch_app import GatewayView  # Textual: only when shown
-
-        view = GatewayView(out)
-        view.run(lambda: serve(path, listen=listen, on_started=view.started, on_event=view.push))
-        out.print("lockgate: stopped")
-        return
-
-    # Plain lines: served by a process that never imported typer (cli/serving.py says why).
-    exec_serve_lines(path, listen, quiet)
+    start(profile, listen, quiet)

@@ -68,23 +68,38 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
         assert "lockgate: stopped" in "".join(gw.output)
 
 
-def test_the_serving_process_is_the_same_pid_without_the_command_line_parser(
-    tmp_path: Path,
-) -> None:
-    """On POSIX `lockgate up` parses, then becomes `python -m lockgate.cli.serving` (same PID,
-    so signals and process managers still reach the gateway) and serves from there; with
-    LOCKGATE_SERVE_IN_PROCESS=1 the parsing process serves."""
-    if os.name != "posix":
-        return  # nothing is exec'd elsewhere
-    for env, serving in (({}, True), ({"LOCKGATE_SERVE_IN_PROCESS": "1"}, False)):
-        with running_gateway(demo_profile_path().read_text(), tmp_path, env=env) as gw:
-            assert httpx.get(f"{gw.base_url}/healthz").json()["status"] == "ok"
-            cmdline = Path(f"/proc/{gw.proc.pid}/cmdline").read_bytes().split(b"\0")
-            assert (b"lockgate.cli.serving" in cmdline) is serving, cmdline
-            assert (b"up" in cmdline) is not serving, cmdline
-            os.killpg(gw.proc.pid, signal.SIGTERM)
-            assert gw.proc.wait(10) == 0
-            assert "lockgate: stopped" in "".join(gw.output)
+IMPORT_LOG = [sys.executable, "-X", "importtime", "-m", "lockgate.cli"]
+
+
+IMPORT_LOG = [sys.executable, "-X", "importtime", "-m", "lockgate.cli"]
+
+
+def test_a_piped_gateway_never_imports_typer_or_rich(tmp_path: Path) -> None:
+    """`lockgate up` on plain options, as launchers start it, serves without typer or rich
+    (~7 MB each for the gateway's life): the interpreter's own import log says so."""
+    profile = tmp_path / "profile.toml"
+    profile.write_text(demo_profile_path().read_text(), encoding="utf-8")
+    env = with_environ({"LOCKGATE_HOME": str(tmp_path / "home"), "NO_COLOR": "1"})
+    proc = subprocess.Popen(
+        [*IMPORT_LOG, "up", "-p", str(profile), "--listen=127.0.0.1:0", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert "listening on http://127.0.0.1:" in first, first
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        terminate_group(proc, timeout=10)
+    assert proc.returncode == 0 and "lockgate: stopped" in out, (out, err[-2000:])
+    imported = {line.rsplit("|", 1)[-1].strip() for line in err.splitlines() if "|" in line}
+    assert "lockgate.addons.master" in imported  # the log is the gateway's
+    assert not {m for m in imported if m.split(".")[0] in ("typer", "click", "rich")}
 
 
 def test_the_plain_lines_replace_control_characters() -> None:
