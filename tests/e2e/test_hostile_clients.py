@@ -177,11 +177,23 @@ def test_a_kept_alive_connection_left_idle_is_closed_quietly(env: Env) -> None:
         sock.sendall((HEAD + f"Content-Length: {len(CALL)}\r\n\r\n").encode() + CALL)
         answer = _one_answer(sock)
         assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        # It says when: the idle deadline, in whole seconds (rounded down).
+        head = answer.split(b"\r\n\r\n")[0].lower().split(b"\r\n")
+        assert f"keep-alive: timeout={int(DEADLINE)}".encode() in head, head
         start = time.monotonic()
         sock.settimeout(DEADLINE + 3)
         rest = sock.recv(65536)  # the gateway closes: EOF, no 408 to misread
         assert rest == b""
         assert DEADLINE - 0.2 < time.monotonic() - start < DEADLINE + 2.0
+
+
+def test_an_answer_on_a_connection_that_closes_has_no_keep_alive_hint(env: Env) -> None:
+    with socket.create_connection(("127.0.0.1", env.port), timeout=10) as sock:
+        head = HEAD + f"Connection: close\r\nContent-Length: {len(CALL)}\r\n\r\n"
+        sock.sendall(head.encode() + CALL)
+        answer = _one_answer(sock)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert b"keep-alive:" not in answer.split(b"\r\n\r\n")[0].lower()
 
 
 def test_a_bad_request_behind_a_good_one_in_the_same_piece_is_judged_too(clean: Env) -> None:
