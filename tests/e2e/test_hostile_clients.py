@@ -11,6 +11,7 @@ the same the bench (bench/hostile_clients.py) times. A second, small gateway
 from __future__ import annotations
 
 import socket
+import ssl
 import statistics
 import time
 from collections.abc import Iterator
@@ -154,6 +155,40 @@ def test_a_tls_hello_that_stalls_is_closed_at_the_head_deadline(clean: Env, open
     assert seen.closed is not None and seen.closed < DEADLINE + 2, seen.summary()
     if opening != b"\x16":  # a lone 0x16 is judged a garbage request line at once (400)
         assert seen.status == 408 and (seen.closed or 0) > DEADLINE - 0.2, seen.summary()
+
+
+def test_http2_with_prior_knowledge_is_refused_at_once(clean: Env) -> None:
+    seen = clean.probe(Case("h2c preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
+    assert "HTTP/2.0 is not served" in _refused(seen, 400)
+
+
+def _tls(port: int) -> ssl.SSLSocket:
+    """A TLS client that offers h2 first (the gateway's certificate is mitmproxy's own)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return context.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def test_a_tls_client_gets_http1_and_its_deadlines(env: Env) -> None:
+    """HTTP/2 is not offered in ALPN, so a TLS client speaks HTTP/1.1, and the head deadline
+    holds for it as for a plain one (HTTP/2 would be past the HTTP/1 guards)."""
+    with _tls(env.port) as sock:
+        assert sock.selected_alpn_protocol() == "http/1.1"
+        sock.sendall((HEAD + f"Content-Length: {len(CALL)}\r\n\r\n").encode() + CALL)
+        assert _one_answer(sock).startswith(b"HTTP/1.1 200")
+    with _tls(env.port) as sock:
+        start = time.monotonic()
+        sock.sendall(HEAD.encode())  # the head never ends
+        sock.settimeout(DEADLINE + 5)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        took = time.monotonic() - start
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert DEADLINE - 0.2 < took < DEADLINE + 2.0
 
 
 def _one_answer(sock: socket.socket) -> bytes:
