@@ -20,7 +20,7 @@ import hmac
 
 from mitmproxy import http
 
-from lockgate.addons._flow import answer_rpc_error, guarded, refuse_scope, state
+from lockgate.addons._flow import answer_rpc_error, drop_headers, guarded, refuse_scope, state
 from lockgate.authserver.endpoints import AuthServer
 from lockgate.authserver.tokens import AccessClaims, TokenError, verify_access_token
 from lockgate.identity.claims import local_user
@@ -66,8 +66,7 @@ class ClientAuth:
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         presented = flow.request.headers.get("authorization")
         # Strip first, whatever happens next: a client token must not reach an upstream.
-        flow.request.headers.pop("authorization", None)
-        flow.request.headers.pop("proxy-authorization", None)
+        drop_headers(flow.request.headers, ("authorization", "proxy-authorization"))
         if flow.response is not None:
             return
         profile = self.config.profile

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from mitmproxy import http
 
-from lockgate.addons._flow import answer, guarded, state
+from lockgate.addons._flow import answer, drop_headers, guarded, state
 from lockgate.mcp import jsonrpc
 from lockgate.policy.gateway import GatewayConfig, is_own_path
 from lockgate.policy.routes import route_name_of
@@ -14,6 +16,8 @@ from lockgate.upstream.connect import is_connect_path
 # Toward the upstream the gateway is the client: these describe the user's browser or
 # the user's credentials and stay here.
 CLIENT_ONLY_HEADERS = ("origin", "referer", "cookie", "authorization", "proxy-authorization")
+# Dropped here; `authorization` later: client_auth reads it, then strips it.
+FORWARDED_CLIENT_ONLY = frozenset(CLIENT_ONLY_HEADERS) - {"authorization"}
 # What a client claims about the path its request took (or hop-by-hop headers it names in
 # `Connection`) means nothing past the gateway: an upstream trusting it would be misled.
 FORWARDING_HEADERS = (
@@ -31,15 +35,13 @@ FORWARDING_HEADERS = (
 )
 
 
-def strip_hop_headers(headers: http.Headers) -> None:
-    """Drop forwarding claims and every header the client's `Connection` lists.
+def strip_hop_headers(headers: http.Headers, also: Iterable[str] = ()) -> None:
+    """Drop forwarding claims, every header the client's `Connection` lists, and `also`.
 
     `Connection: close` stays: mitmproxy reads it to close the client's connection.
     """
     listed = [t.strip().lower() for v in headers.get_all("connection") for t in v.split(",")]
-    present = {name.lower() for name in headers}  # one pass: a pop per absent name costs more
-    for name in present & {*FORWARDING_HEADERS, *(t for t in listed if t != "close")}:
-        headers.pop(name, None)
+    drop_headers(headers, {*FORWARDING_HEADERS, *also, *(t for t in listed if t != "close")})
     if "connection" in headers:
         if "close" in listed:
             headers["connection"] = "close"
@@ -75,10 +77,7 @@ class Router:
         req.port = target.port
         req.path = f"{target.path}?{target.query}" if target.query else target.path
         req.host_header = target.host_header
-        for header in CLIENT_ONLY_HEADERS:
-            if header != "authorization":  # client_auth reads it, then strips it
-                req.headers.pop(header, None)
-        strip_hop_headers(req.headers)
+        strip_hop_headers(req.headers, also=FORWARDED_CLIENT_ONLY)
 
     def _own_endpoint(self, flow: http.HTTPFlow, path: str) -> None:
         profile = self.config.profile

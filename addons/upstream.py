@@ -20,6 +20,7 @@ from mitmproxy import http
 
 from lockgate.addons._flow import (
     close_upstream,
+    drop_headers,
     failed_flow,
     guarded,
     pending_route,
@@ -93,8 +94,7 @@ class Upstream:
         resp = flow.response
         if st.local or st.route is None or resp is None:
             return
-        for name in UPSTREAM_ONLY_HEADERS:
-            resp.headers.pop(name, None)
+        drop_headers(resp.headers, UPSTREAM_ONLY_HEADERS)
         if 300 <= resp.status_code < 400:
             self._refuse_redirect(flow, resp.status_code)
             return
@@ -130,8 +130,7 @@ class Upstream:
         st = state(flow)
         if st.local or st.route is None or flow.response is None:
             return
-        for name in UPSTREAM_ONLY_HEADERS:
-            flow.response.headers.pop(name, None)
+        drop_headers(flow.response.headers, UPSTREAM_ONLY_HEADERS)
         self._check_answer_id(flow)
 
     @staticmethod

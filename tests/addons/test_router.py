@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mitmproxy import http
 
-from lockgate.addons._flow import state
+from lockgate.addons._flow import drop_headers, state
 from lockgate.addons.client_auth import ClientAuth
 from lockgate.addons.config import Config
 from lockgate.addons.router import Router
@@ -185,3 +187,24 @@ def test_an_earlier_answer_is_left_alone(router: Router) -> None:
     assert f.response.status_code == 421
     assert f.request.host == "address"
     assert state(f).route is None
+
+
+NAMES = ["Cookie", "cookie", "COOKIE", "Origin", "X-Forwarded-For", "Accept", "Set-Cookie"]
+NAMES += ["Authorization", "via", "Via", "Keep-Alive", "x-custom", "Coo\u212aie"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(["a", "b, c", ""])), max_size=8),
+    st.sets(st.sampled_from(["cookie", "origin", "x-forwarded-for", "set-cookie", "via", "x"])),
+)
+def test_dropping_headers_in_one_pass_is_popping_each(
+    fields: list[tuple[str, str]], names: set[str]
+) -> None:
+    """`drop_headers` (one pass to see which are there) leaves what a `pop` per name would."""
+    raw = [(k.encode(), v.encode()) for k, v in fields]
+    one_pass, popped = http.Headers(raw), http.Headers(raw)
+    drop_headers(one_pass, names)
+    for name in names:
+        popped.pop(name, None)
+    assert one_pass.fields == popped.fields
