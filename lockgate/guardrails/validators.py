@@ -79,10 +79,32 @@ def issuer(d: str) -> bool:
     return p4 in (5018, 5020, 5038, 5893, 6304, 6759, 6761, 6762, 6763) and 12 <= n <= 19
 
 
-def card(value: str) -> bool:
-    """A payment card number, with or without space/dash separators."""
+def card(value: str, before: str = "") -> bool:
+    """A payment card number, with or without space/dash separators. `before` is the text
+    just before it (up to 32 characters).
+
+    A bare 14-digit run in the Diners Club range 300-305 also needs a card word before it
+    (`card`, `credit`, `debit`, `cc`, `pan`, `pay`, `charge`…) or the issuer's 4-6-4
+    grouping: one random 14-digit number in ~1,700 has that prefix and a valid Luhn digit,
+    and in machine text such runs are mostly record ids, not cards."""
     digits = value.replace(" ", "").replace("-", "")
-    return 13 <= len(digits) <= 19 and digits.isdigit() and issuer(digits) and luhn(digits)
+    if not (13 <= len(digits) <= 19 and digits.isdigit() and issuer(digits) and luhn(digits)):
+        return False
+    if len(digits) == 14 and len(value) == 14 and "300" <= digits[:3] <= "305":
+        return card_context(before)
+    return True
+
+
+# Near a bare digit run: what says it is a card (not our own `[REDACTED:CARD]`).
+_CARD_CONTEXT = re.compile(
+    r"(?:card|credit|debit|diners|\bcc|\bpan\b|\bpa(?:y|id)|charge)(?![A-Z_]*\])",
+    re.IGNORECASE,
+)
+
+
+def card_context(before: str) -> bool:
+    """Whether the text before a bare digit run names it a card number."""
+    return _CARD_CONTEXT.search(before) is not None
 
 
 IBAN_LENGTHS: Final[Mapping[str, int]] = {
