@@ -439,6 +439,9 @@ _families: Final[Callable[[bytes], list[int] | None]] = getattr(
 _next_run: Final = first_span(re2.compile(_number_runs().encode("ascii")))
 
 
+_RUNS_MIN = 1024
+
+
 def candidates(text: str) -> list[tuple[Span, int]]:
     n = len(text)
     if n < 7:  # the shortest entity, an IPv4 address like 1.2.3.4
@@ -471,7 +474,7 @@ def candidates(text: str) -> list[tuple[Span, int]]:
     if _F_V4 in families:
         found += _ipv4(text)
     if _F_NUMBER in families:
-        found += _numbers(text, _run_windows(raw) if n > 1024 else ((0, n),))
+        found += _numbers(text, _run_windows(raw) if n > _RUNS_MIN else ((0, n),))
     return found
 
 

@@ -399,3 +399,47 @@ PLACEHOLDERISH = st.sampled_from(
 def test_real_is_the_placeholder_pattern_and_four_distinct_characters(value: str) -> None:
     """`real`'s substring tests on ASCII say what the placeholder pattern says."""
     assert v.real(value) == (v._PLACEHOLDER.search(value) is None and len(set(value)) > 3)
+
+
+# --- the context checks' fast paths ---------------------------------------------------------
+
+CONTEXT_WORDS = [
+    *("phone", "Tel", "tel:", "MOBILE", "cell", "fax", "call", "sms", "WhatsApp", "contact"),
+    *("ph", "dial", "card", "Credit", "debit", "diners", "cc", "pan", "pay", "paid", "charge"),
+    *("order", "invoice", "Transaction", "ref", "id", "no", "v", "$", "#", "@", "€", "~"),
+    *("[REDACTED:PHONE]", "[REDACTED:CARD]", "_", "-", ".", ":", "=", " ", "\n", "x"),
+    *("\u017fms", "\u212aey", "é", "1", "42"),
+]
+
+
+@st.composite
+def context_text(draw: st.DrawFn) -> str:
+    """Text before a candidate: context words, their parts and neighbours, glued or not."""
+    parts = draw(st.lists(st.sampled_from(CONTEXT_WORDS) | st.text(ALNUM + " _-:[]", max_size=3)))
+    return "".join(parts)[-32:]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(context_text())
+def test_the_context_checks_fast_paths_answer_as_their_regexes(before: str) -> None:
+    assert v.phone_context(before) == (v._PHONE_CONTEXT.search(before) is not None)
+    assert v.card_context(before) == (v._CARD_CONTEXT.search(before) is not None)
+    assert v.not_a_phone_context(before) == (v._PHONE_NOT_AFTER.search(before) is not None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["+1 415-555-2671", "+49 1512 3456743", "(415) 555-2671", "+447400123456"]),
+    st.sampled_from(["", "1", " 4111", "-12", "2", " 99 1"]),
+    st.sampled_from(["US", "GB"]),
+)
+def test_the_phone_cache_answers_as_the_parser(number: str, tail: str, region: str) -> None:
+    candidate = number + tail
+    try:
+        v.phone_cache(0)
+        uncached = v.phone(candidate, "phone ", region)
+        v.phone_cache(8)
+        assert v.phone(candidate, "phone ", region) == uncached  # a miss
+        assert v.phone(candidate, "phone ", region) == uncached  # a hit
+    finally:
+        v.phone_cache(v.PHONE_CACHE)
