@@ -434,9 +434,9 @@ def _parse_phone(candidate: str, region: str) -> tuple[int, int] | None:
 # some (a quarter of the bench's documents, a third of its values), and the same numbers come
 # back in a session (a contact in every result, a history re-sent with each sampling request).
 # So its answer per exact candidate string is kept, for the last `PHONE_CACHE` distinct ones:
-# bounded memory (~200 KB), and a candidate is only digits and separators that either are a
-# number the audit already reports or are not one. `phone_cache(0)` turns it off (the bench
-# measures both: it repeats its load, which flatters any cache).
+# bounded memory (under 200 KB, strings included), and a candidate is only digits and
+# separators, a number the audit reports anyway or none. `phone_cache(0)` turns it off (the
+# bench measures both: it repeats its load, which flatters any cache).
 PHONE_CACHE: Final = 1024
 _parsed: Callable[[str, str], tuple[int, int] | None] = functools.lru_cache(PHONE_CACHE)(
     _parse_phone
