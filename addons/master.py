@@ -161,6 +161,9 @@ class Gateway:
                 mode=[f"reverse:{PLACEHOLDER_TARGET}@{bind}:{port}"],
                 connection_strategy="lazy",
                 keep_host_header=True,
+                # HTTP/1.1 only, on both sides: the client-wire guards (framing, head and
+                # body deadlines) watch HTTP/1, so a TLS client is not offered h2 in ALPN.
+                http2=False,
                 # Request bodies are counted as they arrive and cut at the profile's limit
                 # (responses are exempt, see addons/wire.py).
                 body_size_limit=str(self.profile.gateway.max_body_bytes),

@@ -109,6 +109,13 @@ class Upstream:
         )
         if failed is not None:
             self._refuse_failure(flow, failed)
+        elif not resp.stream and has_body:
+            # A whole answer read before it goes on: bounded as a whole too, so an upstream
+            # that trickles its body cannot hold the client past the answer timeout.
+            left = st.started + st.route.limits.answer - time.monotonic()
+            st.timer = asyncio.get_running_loop().call_later(
+                max(left, 0.001), self._answer_late, flow
+            )
         elif isinstance(resp.stream, SseRewriter):
             limits = st.route.limits
             st.progress_at = now = time.monotonic()
@@ -236,6 +243,22 @@ class Upstream:
                 f"did not answer within {_secs(limits.first_byte)}; try again, or raise "
                 "its timeout in the profile",
             )
+
+    @_timer
+    def _answer_late(self, flow: http.HTTPFlow) -> None:
+        """A whole (not streamed) answer still arriving at the answer timeout: cut, and the
+        client gets a 504 with an error for each of its requests."""
+        st = state(flow)
+        st.timer = None
+        resp = flow.response
+        if not flow.live or st.route is None or resp is None or resp.timestamp_end is not None:
+            return
+        whole = st.route.limits.answer
+        self._give_up(
+            flow,
+            f"did not finish its answer within {_secs(whole)} (it kept sending it); try "
+            "again, or raise its answer_timeout in the profile",
+        )
 
     @staticmethod
     def _give_up(flow: http.HTTPFlow, what: str) -> None:

@@ -12,7 +12,9 @@ fresh `lockgate up` in front of the same bench upstream (bench/run.py's helpers)
   anyio before the CLI, as every gateway did before they became lazy.
 
 Per gateway: `initialize`, `tools/list`, then 20 `tools/call get_note`; printed: the median
-over gateways of the first call's latency and of the median of the other 19.
+over gateways of the first call's latency and of the median of the other 19. `--unlisted`
+skips the `tools/list`: the first call is then of a tool the gateway has never seen listed,
+and waits for the gateway's own list of the upstream (lockgate.upstream.listing).
 """
 
 from __future__ import annotations
@@ -36,13 +38,14 @@ EAGER = (
 )
 
 
-def one(variant: str, up_url: str, work: Path, i: int) -> tuple[float, float]:
+def one(variant: str, up_url: str, work: Path, i: int, listed: bool) -> tuple[float, float]:
     profile = run.lockgate_profile({"notes": up_url}, {"notes": ("notes", "")})
     launcher = [sys.executable, "-c", EAGER] if variant == "eager" else None
     proc = run.start_lockgate(f"{variant}-{i}", profile, work / f"{variant}-{i}", launcher=launcher)
     try:
         sess = run.Session(f"{run.wait_url(proc)}/mcp/notes").initialize()
-        sess.rpc("tools/list", {})
+        if listed:
+            sess.rpc("tools/list", {})
         times = []
         for _ in range(20):
             t0 = time.perf_counter()
@@ -58,6 +61,7 @@ def one(variant: str, up_url: str, work: Path, i: int) -> tuple[float, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("-n", type=int, default=6, help="fresh gateways per variant")
+    ap.add_argument("--unlisted", action="store_true", help="call before any tools/list")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lockgate-first-"))
     got: dict[str, list[tuple[float, float]]] = {"lazy": [], "eager": []}
@@ -67,7 +71,7 @@ def main() -> int:
         run.wait_url(upstream)
         for i in range(args.n):
             for variant in ("lazy", "eager") if i % 2 == 0 else ("eager", "lazy"):
-                got[variant].append(one(variant, up_url, work, i))
+                got[variant].append(one(variant, up_url, work, i, not args.unlisted))
     finally:
         for p in reversed(run.RUNNING):
             p.stop()

@@ -14,10 +14,13 @@ reaches (a hook runs only once a request head has been parsed).
   that long between two requests is closed without an answer (the client may be sending
   its next request at that very moment; a 408 would confuse it). A connection whose first
   bytes pick no HTTP/1 layer (a TLS hello that stalls) is closed at the head deadline too.
+- Keep-alive: an HTTP/1.1 answer on a connection kept alive says when the gateway closes
+  it idle (`Keep-Alive: timeout=N`, N the head deadline rounded down).
 - Connections: past `gateway.max_connections` open client connections, a new one is answered
   503 (with Retry-After) and closed.
 
-One module per concern: `framing` (the judge), `deadlines` (head and body), `connections`
+One module per concern: `framing` (the judge), `deadlines` (head and body), `keepalive`
+(the hint), `connections`
 (the cap, and connections no HTTP/1 layer watches yet); `_wire` is what they share. This
 module installs them.
 
@@ -41,6 +44,7 @@ from lockgate.addons.client_wire.framing import (
     inner_read_headers,
     judged_read_headers,
 )
+from lockgate.addons.client_wire.keepalive import hinted_send
 
 __all__ = [
     "JUDGE_FAILED",
@@ -71,4 +75,5 @@ def install_client_guards(
         inner_read_headers[0] = current
     _http1.Http1Server.read_headers = judged_read_headers  # type: ignore[method-assign]
     _http1.Http1Server._handle_event = watched_handle_event  # type: ignore[method-assign]
+    _http1.Http1Server.send = hinted_send  # type: ignore[method-assign]
     mode_servers.ServerInstance.handle_stream = capped_handle_stream  # type: ignore[method-assign]

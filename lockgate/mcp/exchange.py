@@ -464,8 +464,15 @@ def set_aside_errors(st: FlowState) -> list[dict[str, Any]]:
 
 def merge_answers(st: FlowState, obj: object) -> list[Any]:
     """The batch's answer: the upstream's answers (`obj`: a message, a list, or None for a
-    202) and the set-aside members' errors, in the order the client sent the requests."""
+    202) and the set-aside members' errors, in the order the client sent the requests.
+    Every member is answered under its own id, so a client matching answers by id finds each."""
     got = obj if isinstance(obj, list) else [] if obj is None else [obj]
+    if len(got) == 1 and isinstance(got[0], dict) and got[0].get("id") is None:
+        # The upstream refused what it got as a whole (one error, id null): in a list that
+        # answers the members by id, each request it got gets that error under its own id.
+        ids = [m.id for m in st.messages if m.kind == "request"]
+        if ids and "error" in got[0]:
+            got = [{**got[0], "id": i} for i in ids]
     merged = [*got, *set_aside_errors(st)]
     last = len(st.order)
 

@@ -5,6 +5,8 @@ definition the gateway has seen. A client may call a tool it listed in an earlie
 through another gateway; rather than trusting that, the gateway asks the upstream itself, on
 the caller's session and with the caller's upstream credential, and judges the call against
 that answer. Pages are followed up to a bound, so a hostile upstream cannot keep it busy.
+It goes over `lockgate.net.h1client` (h11, already loaded by mitmproxy), not httpx: the call
+that waits for it should not wait for an import too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from lockgate.mcp import jsonrpc
 from lockgate.mcp.sse import SseParser
+from lockgate.net import h1client
 
 MAX_PAGES = 20
 MAX_BYTES = 32 * 1024 * 1024
@@ -70,35 +73,28 @@ async def fetch_tools(
         "accept": "application/json, text/event-stream",
         "accept-encoding": "identity",
     }
-    import httpx  # here, not at import: only a call to a tool never seen listed needs it
-
     tools: list[dict[str, Any]] = []
     cursor: str | None = None
-    async with httpx.AsyncClient(
-        trust_env=False, verify=verify, timeout=timeout, follow_redirects=False
-    ) as client:
-        for _ in range(MAX_PAGES):
-            params: dict[str, Any] = {"cursor": cursor} if cursor is not None else {}
-            if envelope:
-                params["_meta"] = dict(envelope)
-            body = jsonrpc.encode(
-                {"jsonrpc": "2.0", "id": LIST_ID, "method": "tools/list"}
-                | ({"params": params} if params else {})
+    for _ in range(MAX_PAGES):
+        params: dict[str, Any] = {"cursor": cursor} if cursor is not None else {}
+        if envelope:
+            params["_meta"] = dict(envelope)
+        body = jsonrpc.encode(
+            {"jsonrpc": "2.0", "id": LIST_ID, "method": "tools/list"}
+            | ({"params": params} if params else {})
+        )
+        try:
+            answer = await h1client.post(
+                url, headers, body, verify=verify, timeout=timeout, max_bytes=MAX_BYTES
             )
-            async with client.stream("POST", url, headers=headers, content=body) as response:
-                if response.status_code != 200:
-                    status = response.status_code
-                    raise ListingFailed(f"the upstream answered tools/list with {status}")
-                data = bytearray()
-                async for chunk in response.aiter_raw():
-                    data += chunk
-                    if len(data) > MAX_BYTES:
-                        raise ListingFailed("the upstream's tool list is larger than the limit")
-                ctype = response.headers.get("content-type", "").lower()
-            result = _result_of(bytes(data), ctype)
-            tools.extend(t for t in result["tools"] if isinstance(t, dict))
-            next_cursor = result.get("nextCursor")
-            if not isinstance(next_cursor, str) or not next_cursor:
-                return tools
-            cursor = next_cursor
+        except h1client.RequestFailed as e:
+            raise ListingFailed(str(e)) from None
+        if answer.status != 200:
+            raise ListingFailed(f"the upstream answered tools/list with {answer.status}")
+        result = _result_of(answer.body, answer.headers.get("content-type", "").lower())
+        tools.extend(t for t in result["tools"] if isinstance(t, dict))
+        next_cursor = result.get("nextCursor")
+        if not isinstance(next_cursor, str) or not next_cursor:
+            return tools
+        cursor = next_cursor
     raise ListingFailed(f"the upstream's tool list has more than {MAX_PAGES} pages")

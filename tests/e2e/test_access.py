@@ -296,3 +296,60 @@ def test_route_access_list_is_enforced(tmp_path: Path) -> None:
             )
             assert rec.seen() == [], f"the upstream was contacted (gateway said {r.status_code})"
             assert r.status_code == 403
+
+
+def test_a_kept_member_of_a_batch_gets_its_403_error_in_the_batch_answer(stack: Stack) -> None:
+    """On a revision with batches, a member a rule keeps from the user is refused alone: the
+    batch's one 200 answer carries its error (its id, its `data`) beside the others' answers."""
+    bob = sync_sign_in(stack, "rec", "bob")
+    stack.recorder.clear()
+    batch = [
+        {"jsonrpc": "2.0", "id": 7, **call("delete_note")},
+        {"jsonrpc": "2.0", "id": 8, **call("get_note")},
+    ]
+    r = httpx.post(
+        stack.gw.route_url("rec"),
+        json=batch,
+        headers={
+            "Accept": "application/json, text/event-stream",
+            "Authorization": f"Bearer {bob}",
+            "MCP-Protocol-Version": "2025-03-26",
+        },
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [m["id"] for m in body] == [7, 8]
+    assert body[0]["error"]["code"] == -32600
+    assert "group 'notes-admins'" in body[0]["error"]["message"]
+    assert body[0]["error"]["data"] == {"required": {"groups": ["notes-admins"], "roles": []}}
+    assert "result" in body[1]
+    sent = json.dumps([rec.json() for rec in stack.recorder.seen()])
+    assert "delete_note" not in sent
+    events = stack.gw.wait_for_events(
+        lambda evs: any(e.get("id") == 7 and e.get("outcome") == "denied" for e in evs)
+    )
+    [denied] = [e for e in events if e.get("id") == 7 and e.get("event") == "tool.call"][-1:]
+    assert denied["outcome"] == "denied" and denied["user"] == "bob"
+    assert denied["error"] == body[0]["error"]
+
+
+def test_a_batch_the_upstream_refuses_whole_answers_each_member_by_its_id(stack: Stack) -> None:
+    """The SDK upstream takes no batches (400, one error with id null): beside the kept
+    member's own 403 error, the member that went up gets that error under its own id."""
+    bob = sync_sign_in(stack, "notes", "bob")
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Authorization": f"Bearer {bob}",
+        "MCP-Protocol-Version": "2025-03-26",
+    }
+    init = httpx.post(stack.gw.route_url("notes"), json={"jsonrpc": "2.0", "id": 1, **INIT},
+                      headers=headers)  # fmt: skip
+    assert init.status_code == 200, init.text
+    headers["mcp-session-id"] = init.headers["mcp-session-id"]
+    get = {"method": "tools/call", "params": {"name": "get_note", "arguments": {"id": "1"}}}
+    batch = [{"jsonrpc": "2.0", "id": 7, **call("delete_note")}, {"jsonrpc": "2.0", "id": 8, **get}]
+    r = httpx.post(stack.gw.route_url("notes"), json=batch, headers=headers)
+    body = r.json()
+    assert [m["id"] for m in body] == [7, 8], body
+    assert body[0]["error"]["data"] == {"required": {"groups": ["notes-admins"], "roles": []}}
+    assert "upstream 'notes'" in body[1]["error"]["message"]

@@ -39,6 +39,7 @@ TIMED = {
     "sse_pings": "idle_timeout = 1",
     "sse_slow_progress": "idle_timeout = 1",
     "sse_progress_forever": "answer_timeout = 2",
+    "json_trickle": "answer_timeout = 2",
 }
 MAX_RESPONSE = 1024 * 1024
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
@@ -285,6 +286,20 @@ def test_a_stream_that_reports_progress_forever_ends_at_its_answer_timeout(env: 
     assert "answer_timeout" in message
     assert sum(m.get("method") == "notifications/progress" for m in messages) >= 3
     assert 1.9 < took < 10  # the upstream itself would go on for 30 s
+
+
+def test_a_json_answer_that_trickles_forever_ends_at_its_answer_timeout(env: Env) -> None:
+    """Headers at once, then a byte a quarter second: no idle timer fires, the whole-answer
+    deadline does, and the client gets an error for its id instead of the partial body."""
+    t0 = time.monotonic()
+    resp = env.list_tools("json_trickle")
+    took = time.monotonic() - t0
+    assert resp.status_code == 504, resp.text
+    err = error_of(resp, "json_trickle")
+    assert "did not finish its answer within 2 seconds" in err["message"]
+    assert "answer_timeout" in err["message"] and '"pad"' not in resp.text
+    assert 1.9 < took < 10  # the upstream itself would go on for 30 s
+    assert env.list_tools("ok").status_code == 200
 
 
 def test_an_event_that_is_not_json_ends_the_stream(env: Env) -> None:

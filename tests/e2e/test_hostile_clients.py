@@ -11,6 +11,7 @@ the same the bench (bench/hostile_clients.py) times. A second, small gateway
 from __future__ import annotations
 
 import socket
+import ssl
 import statistics
 import time
 from collections.abc import Iterator
@@ -156,6 +157,40 @@ def test_a_tls_hello_that_stalls_is_closed_at_the_head_deadline(clean: Env, open
         assert seen.status == 408 and (seen.closed or 0) > DEADLINE - 0.2, seen.summary()
 
 
+def test_http2_with_prior_knowledge_is_refused_at_once(clean: Env) -> None:
+    seen = clean.probe(Case("h2c preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
+    assert "HTTP/2.0 is not served" in _refused(seen, 400)
+
+
+def _tls(port: int) -> ssl.SSLSocket:
+    """A TLS client that offers h2 first (the gateway's certificate is mitmproxy's own)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return context.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def test_a_tls_client_gets_http1_and_its_deadlines(env: Env) -> None:
+    """HTTP/2 is not offered in ALPN, so a TLS client speaks HTTP/1.1, and the head deadline
+    holds for it as for a plain one (HTTP/2 would be past the HTTP/1 guards)."""
+    with _tls(env.port) as sock:
+        assert sock.selected_alpn_protocol() == "http/1.1"
+        sock.sendall((HEAD + f"Content-Length: {len(CALL)}\r\n\r\n").encode() + CALL)
+        assert _one_answer(sock).startswith(b"HTTP/1.1 200")
+    with _tls(env.port) as sock:
+        start = time.monotonic()
+        sock.sendall(HEAD.encode())  # the head never ends
+        sock.settimeout(DEADLINE + 5)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        took = time.monotonic() - start
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert DEADLINE - 0.2 < took < DEADLINE + 2.0
+
+
 def _one_answer(sock: socket.socket) -> bytes:
     """One whole answer with a Content-Length, read from a kept-alive connection."""
     data = b""
@@ -177,11 +212,23 @@ def test_a_kept_alive_connection_left_idle_is_closed_quietly(env: Env) -> None:
         sock.sendall((HEAD + f"Content-Length: {len(CALL)}\r\n\r\n").encode() + CALL)
         answer = _one_answer(sock)
         assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        # It says when: the idle deadline, in whole seconds (rounded down).
+        head = answer.split(b"\r\n\r\n")[0].lower().split(b"\r\n")
+        assert f"keep-alive: timeout={int(DEADLINE)}".encode() in head, head
         start = time.monotonic()
         sock.settimeout(DEADLINE + 3)
         rest = sock.recv(65536)  # the gateway closes: EOF, no 408 to misread
         assert rest == b""
         assert DEADLINE - 0.2 < time.monotonic() - start < DEADLINE + 2.0
+
+
+def test_an_answer_on_a_connection_that_closes_has_no_keep_alive_hint(env: Env) -> None:
+    with socket.create_connection(("127.0.0.1", env.port), timeout=10) as sock:
+        head = HEAD + f"Connection: close\r\nContent-Length: {len(CALL)}\r\n\r\n"
+        sock.sendall(head.encode() + CALL)
+        answer = _one_answer(sock)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert b"keep-alive:" not in answer.split(b"\r\n\r\n")[0].lower()
 
 
 def test_a_bad_request_behind_a_good_one_in_the_same_piece_is_judged_too(clean: Env) -> None:

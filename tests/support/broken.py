@@ -2,7 +2,8 @@
 
 Why it exists: issue 12 §3 lists how real upstreams break (5xx as text, 429, an HTML login
 page, a wrong id, a 20 MiB answer, an SSE stream cut or silent or with a line that never
-ends, non-JSON events, one-byte chunks, a stream busy with pings that never answers). Each
+ends, non-JSON events, one-byte chunks, a stream busy with pings that never answers, a JSON
+body that trickles forever). Each
 failure is a path (`/<mode>`), so one profile puts one upstream and one route in front of
 each. Every mode reads the whole request first,
 and answers JSON-RPC for the request's id unless the failure is a wrong id. Stdlib only.
@@ -217,12 +218,26 @@ def _huge_chunked(conn: socket.socket, seen: Seen) -> None:
         return
 
 
+def _json_trickle(conn: socket.socket, seen: Seen) -> None:
+    """A JSON answer whose headers come at once and whose body then never ends: one byte a
+    quarter second, for up to 30 s (each byte would reset any idle timer)."""
+    body = b'{"jsonrpc":"2.0","id":%s,"result":{"pad":"' % _ok_id(seen)
+    conn.sendall(_head("200 OK", "application/json", length=len(body) + 1000) + body)
+    try:
+        for _ in range(120):
+            time.sleep(0.25)
+            conn.sendall(b"x")
+    except OSError:
+        return
+
+
 def _ok_id(seen: Seen) -> bytes:
     return json.dumps(_rid(seen)).encode()
 
 
 STREAMS: dict[str, Stream] = {
     "huge_chunked": _huge_chunked,
+    "json_trickle": _json_trickle,
     "sse_ok": _sse_ok,
     "sse_cut": _sse_cut,
     "sse_cut_resumable": _sse_cut_resumable,
