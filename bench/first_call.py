@@ -33,7 +33,7 @@ import run  # bench/run.py: the processes, the raw client
 EAGER = (
     "import sys, jsonschema_rs, httpx, anyio.to_thread\n"
     "sys.argv = ['lockgate', *sys.argv[1:]]\n"
-    "from lockgate.cli.main import main\n"
+    "from lockgate.cli.entry import main\n"
     "main()\n"
 )
 

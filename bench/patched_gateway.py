@@ -74,7 +74,7 @@ def defer_audit() -> None:
 def main() -> None:
     nest_pipeline()
     defer_audit()
-    from lockgate.cli.main import main as cli_main
+    from lockgate.cli.entry import main as cli_main
 
     cli_main()
 

@@ -96,7 +96,7 @@ def _child(out_path: str, argv: list[str]) -> None:
 
     signal.signal(signal.SIGUSR1, report)
     sys.argv = ["lockgate", *argv]
-    from lockgate.cli.main import main
+    from lockgate.cli.entry import main  # the installed command's entry point
 
     main()
 

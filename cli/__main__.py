@@ -1,5 +1,5 @@
 """`python -m lockgate.cli`: the same as the `lockgate` command."""
 
-from lockgate.cli.main import main
+from lockgate.cli.entry import main
 
 main()

@@ -7,8 +7,8 @@ import sys
 
 import typer
 
+from lockgate.cli.boundary import guarded
 from lockgate.cli.commands import LazyGroup
-from lockgate.errors import LockgateError
 
 app = typer.Typer(
     name="lockgate",
@@ -35,12 +35,8 @@ def _register() -> None:
     commands.register(app)
 
 
-def _debug() -> bool:
-    return bool(os.environ.get("LOCKGATE_DEBUG")) or "--debug" in sys.argv
-
-
 def main() -> None:
-    """Entry point and the CLI's one error boundary: every failure is one line and an exit code.
+    """Entry point: typer's own errors here, everything else in `boundary.guarded`.
 
     typer ships its own copy of click (`typer._click`), so its usage errors are
     `typer.TyperException`s, not `click.ClickException`s: catching the latter let every typo
@@ -48,16 +44,15 @@ def main() -> None:
     own code, anything unexpected with 1 and a hint to rerun with --debug.
     """
     _register()
+    guarded(_run)
+
+
+def _run() -> None:
     try:
         # With standalone_mode=False click *returns* a typer.Exit's code instead of raising.
         code = app(standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
-    except LockgateError as e:
-        if _debug():
-            raise
-        typer.echo(f"lockgate: {e}", err=True)
-        sys.exit(e.exit_code)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except typer.Abort:
@@ -70,15 +65,3 @@ def main() -> None:
         else:
             typer.echo(f"lockgate: {e}", err=True)
         sys.exit(getattr(e, "exit_code", 2))
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as e:  # the last resort: a bug, not a usage error; never a bare traceback
-        if _debug():
-            raise
-        what = str(e).splitlines()[0] if str(e) else type(e).__name__
-        typer.echo(
-            f"lockgate: unexpected error ({type(e).__name__}: {what}); "
-            "rerun with --debug for the traceback and report it.",
-            err=True,
-        )
-        sys.exit(1)

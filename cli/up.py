@@ -1,47 +1,12 @@
-"""`lockgate up`: serve a profile's routes until Ctrl-C or SIGTERM."""
+"""`lockgate up`: serve a profile's routes until Ctrl-C or SIGTERM (the options here; what
+runs in `cli/serving.py`, which `cli/entry.py` also starts without typer)."""
 
 from __future__ import annotations
-
-import asyncio
-import contextlib
-import signal
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import typer
 
 from lockgate.cli._options import ProfileOption
-
-if TYPE_CHECKING:  # mitmproxy takes seconds to import: only the commands that serve pay
-    from lockgate.addons.master import Gateway
-
-
-def serve(
-    profile: Path,
-    *,
-    listen: str | None = None,
-    on_started: Callable[[Gateway], None] | None = None,
-    on_event: Callable[[dict[str, Any]], None] | None = None,
-    audit_log: Path | None = None,
-) -> None:
-    """Run a gateway in this process until SIGINT/SIGTERM."""
-
-    async def main() -> None:
-        from lockgate.addons.master import Gateway
-
-        gateway = Gateway(profile, listen=listen, on_event=on_event, audit_log=audit_log)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            # Windows has no signal handlers in asyncio: Ctrl-C arrives as KeyboardInterrupt.
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, gateway.shutdown)
-        try:
-            await gateway.run(on_started)
-        finally:
-            await gateway.stopped()
-
-    asyncio.run(main())
+from lockgate.cli.serving import start
 
 
 def up(
@@ -56,28 +21,4 @@ def up(
 
     Example: lockgate up --profile profiles/demo.toml
     """
-    from lockgate.cli import views
-    from lockgate.profile.model import active_profile_path
-
-    path = active_profile_path(profile)
-    out = views.console()
-    if not quiet and views.live_view_wanted(out):  # a terminal: the live view, q stops
-        from lockgate.cli.views.watch_app import GatewayView  # Textual: only when shown
-
-        view = GatewayView(out)
-        view.run(lambda: serve(path, listen=listen, on_started=view.started, on_event=view.push))
-        out.print("lockgate: stopped")
-        return
-
-    def started(gw: Gateway) -> None:
-        views.print_started(
-            out, gw.base_url, [(name, gw.route_url(name)) for name in gw.profile.routes]
-        )
-
-    serve(
-        path,
-        listen=listen,
-        on_started=started,
-        on_event=None if quiet else lambda rec: views.print_event(out, rec),
-    )
-    out.print("lockgate: stopped")
+    start(profile, listen, quiet)

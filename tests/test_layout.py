@@ -145,10 +145,12 @@ def test_commands_that_do_not_serve_never_load_mitmproxy() -> None:
 
 # What serving never needs (issue 12, "Lean and flat"): each is imported where it is used, or
 # (mitmproxy's default addons, with flask and ldap3) not at all. pydantic stays: the profile is
-# pydantic models. typer stays in `lockgate up` (the CLI), never in the serving modules.
+# pydantic models. typer only when the typer app reads `up`'s command line; the entry point
+# (cli/entry.py) serves plain `lockgate up` options without it.
 NOT_FOR_SERVING = (
     "textual",  # the live view, only on a terminal
     "typer",
+    "rich",  # only for a terminal: lines to a pipe are plain prints
     "flask",  # mitmproxy's onboarding app, via mitmproxy/addons/__init__.py
     "ldap3",  # mitmproxy's proxy auth, the same way
     "httpx",  # outbound calls: metadata, upstream OAuth, replays, listings
@@ -184,15 +186,23 @@ def test_serving_loads_only_what_serving_needs(tmp_path: Path) -> None:
         "spoofed_names(['send_email', 'Send_Email', 'get_note'])  # ASCII names\n"
         "fold('Send an EMAIL')\n"
     )
-    command = (
-        "from lockgate.cli import up\n"
+    command = (  # the typer app's `up` (what --help, typos and other forms go through)
+        "from lockgate.cli import serving, up\n"
         "seen = []\n"
-        "up.serve = lambda path, **kw: seen.append(path)  # where the gateway would start\n"
+        "serving.serve = lambda path, **kw: seen.append(path)  # where the gateway would start\n"
         "up.up(profile=PROFILE, listen='127.0.0.1:0', quiet=True)\n"
         "assert seen == [PROFILE], seen\n"
     )
+    entry = (  # the installed command's entry point on plain options: no typer at all
+        "from lockgate.cli import entry, serving\n"
+        "seen = []\n"
+        "serving.serve = lambda path, **kw: seen.append(path)\n"
+        "sys.argv = ['lockgate', 'up', '-p', str(PROFILE), '--listen', '127.0.0.1:0', '-q']\n"
+        "entry.main()\n"
+        "assert seen == [PROFILE], seen\n"
+    )
     env = {**os.environ, "LOCKGATE_HOME": str(tmp_path / "home")}
-    for code, allowed in ((serving, set()), (command, {"typer"})):
+    for code, allowed in ((serving, set()), (entry, set()), (command, {"typer"})):
         probe = (
             f"import pathlib, sys\nPROFILE = pathlib.Path({str(profile)!r})\n{code}"
             "print('LOADED', sorted({m.split('.')[0] for m in sys.modules} & set(sys.argv[1:])))\n"

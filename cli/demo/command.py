@@ -116,7 +116,7 @@ def demo(
             ok = asyncio.run(_check(profile, listen or "127.0.0.1:0", out, audit_log))
             raise typer.Exit(0 if ok else 1)
 
-        from lockgate.cli.up import serve
+        from lockgate.cli.serving import serve
 
         if views.live_view_wanted(out):  # a terminal: the live view under a short banner
             from lockgate.cli.views.watch_app import GatewayView  # Textual: only when shown

@@ -9,8 +9,10 @@ from typing import Final
 
 from rich.console import Console as Console  # the type every view takes: commands name it here
 
-from lockgate.audit.cells import Level, guardrail
+from lockgate.audit.cells import Level
 from lockgate.audit.events import Outcome
+from lockgate.cli.lines import event_line as event_line
+from lockgate.cli.lines import started_lines
 
 
 def console(stderr: bool = False, width: int | None = None, color: bool | None = None) -> Console:
@@ -61,29 +63,9 @@ def live_view_wanted(out: Console) -> bool:
 
 def print_started(out: Console, base_url: str, routes: list[tuple[str, str]]) -> None:
     """The lines a user (and the tests) read first: where the gateway listens."""
-    out.print(f"lockgate: listening on {base_url}", soft_wrap=True)
-    for name, url in routes:
-        out.print(f"  route {name}: {url}", soft_wrap=True)
+    for line in started_lines(base_url, routes):
+        out.print(line, soft_wrap=True, markup=False)
     out.file.flush()
-
-
-def event_line(rec: dict[str, object]) -> str:
-    """One audit record as one plain line: time, route, method, name, outcome, latency, and
-    the guardrail cell when there is one."""
-    ts = str(rec.get("ts", ""))[11:23]
-    latency = rec.get("latency_ms")
-    total = latency.get("total") if isinstance(latency, dict) else None
-    parts = [
-        ts,
-        str(rec.get("event", "")),
-        str(rec.get("route") or "-"),
-        str(rec.get("method") or "-"),
-        str(rec.get("name") or ""),
-        str(rec.get("outcome") or ""),
-        f"{total:.1f}ms" if isinstance(total, (int, float)) else "",
-        guardrail(rec).text,
-    ]
-    return "  ".join(p for p in parts if p)
 
 
 def print_event(out: Console, rec: dict[str, object]) -> None:

@@ -60,3 +60,38 @@ def test_an_already_imported_package_is_left_alone() -> None:
         "print(sys.modules['mitmproxy.addons'] is real, hasattr(real, 'default_addons'))\n"
     )
     assert out.strip() == "True True"
+
+
+def test_pyparsing_waits_for_a_typed_command_line() -> None:
+    """pyparsing (~6 MB) is loaded by the first parsed command line, not by mitmproxy.command;
+    what command.py took from the lexer by name, and the grammar, then work as before."""
+    out = _run(
+        "import sys\n"
+        "import lockgate.addons.master\n"
+        "import pyparsing\n"  # an import statement alone does not load it
+        "print(sorted(m for m in sys.modules if m.startswith('pyparsing.')))\n"
+        "from mitmproxy import command_lexer\n"
+        "print(command_lexer.unquote('\"a b\"'), command_lexer.quote('a b'))\n"
+        "print('pyparsing.core' in sys.modules)\n"
+        "from mitmproxy.test import taddons\n"
+        "with taddons.context() as tctx:\n"
+        "    parts, _ = tctx.master.commands.parse_partial('view.flows.resolve @all')\n"
+        "print([p.value for p in parts], pyparsing.Word.__name__)\n"
+    )
+    assert out.splitlines() == [
+        "[]",
+        'a b "a b"',
+        "True",
+        "['view.flows.resolve', ' ', '@all'] Word",
+    ]
+
+
+def test_an_already_imported_pyparsing_is_left_alone() -> None:
+    out = _run(
+        "import pyparsing, sys\n"
+        "real = sys.modules['pyparsing']\n"
+        "import lockgate.addons\n"
+        "from mitmproxy import command_lexer\n"
+        "print(sys.modules['pyparsing'] is real, command_lexer.unquote.__module__)\n"
+    )
+    assert out.strip() == "True mitmproxy.command_lexer"

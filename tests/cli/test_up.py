@@ -68,6 +68,51 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
         assert "lockgate: stopped" in "".join(gw.output)
 
 
+IMPORT_LOG = [sys.executable, "-X", "importtime", "-m", "lockgate.cli"]
+
+
+IMPORT_LOG = [sys.executable, "-X", "importtime", "-m", "lockgate.cli"]
+
+
+def test_a_piped_gateway_never_imports_typer_or_rich(tmp_path: Path) -> None:
+    """`lockgate up` on plain options, as launchers start it, serves without typer or rich
+    (~7 MB each for the gateway's life): the interpreter's own import log says so."""
+    profile = tmp_path / "profile.toml"
+    profile.write_text(demo_profile_path().read_text(), encoding="utf-8")
+    env = with_environ({"LOCKGATE_HOME": str(tmp_path / "home"), "NO_COLOR": "1"})
+    proc = subprocess.Popen(
+        [*IMPORT_LOG, "up", "-p", str(profile), "--listen=127.0.0.1:0", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert "listening on http://127.0.0.1:" in first, first
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        terminate_group(proc, timeout=10)
+    assert proc.returncode == 0 and "lockgate: stopped" in out, (out, err[-2000:])
+    imported = {line.rsplit("|", 1)[-1].strip() for line in err.splitlines() if "|" in line}
+    assert "lockgate.addons.master" in imported  # the log is the gateway's
+    assert not {m for m in imported if m.split(".")[0] in ("typer", "click", "rich")}
+
+
+def test_the_plain_lines_replace_control_characters() -> None:
+    """Tool and route names come from clients and upstreams: an escape sequence in one must
+    not reach the terminal `lockgate up` prints to."""
+    from lockgate.cli.lines import event_line
+
+    line = event_line(
+        {"event": "tool.call", "route": "r", "method": "tools/call", "name": "x\x1b[2Jy\x07"}
+    )
+    assert "\x1b" not in line and "\x07" not in line and "x?[2Jy?" in line, line
+
+
 def test_demo_check_passes() -> None:
     result = lockgate("demo", "--check", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr

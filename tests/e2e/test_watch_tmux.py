@@ -349,7 +349,7 @@ import sys
 from pathlib import Path
 
 from lockgate.cli import views
-from lockgate.cli.up import serve
+from lockgate.cli.serving import serve
 from lockgate.cli.views.watch_app import GatewayView
 
 out = views.console()
