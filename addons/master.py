@@ -140,8 +140,8 @@ class Gateway:
         config = Config()
         self.config = config
         chain = Pipeline(config)
-        audit = next(a for a in chain.addons if isinstance(a, Audit))
-        oauth = next(a for a in chain.addons if isinstance(a, OAuthServer))
+        audit = next(a for a in chain.children if isinstance(a, Audit))
+        oauth = next(a for a in chain.children if isinstance(a, OAuthServer))
         oauth.auth.oidc = provider
         oauth.auth.oidc_secret = self.oidc_secret
         if self.on_event is not None:
