@@ -147,7 +147,10 @@ def _resolve(found: Iterable[tuple[Span, int]]) -> list[Span]:
 
 def find(text: str) -> list[Span]:
     """Every entity in `text`, sorted, without overlaps (the earliest, then longest, wins)."""
-    return _resolve(candidates(text))
+    found = candidates(text)
+    if not found:  # most values: no call of `_resolve`
+        return []
+    return _resolve(found)
 
 
 def _custom_candidates(text: str, custom: tuple[Detector, ...]) -> Iterable[tuple[Span, int]]:

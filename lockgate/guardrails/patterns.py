@@ -122,6 +122,10 @@ def _ipv4(m: re.Match[str]) -> bool:
     return v.ipv4(m.group()) and not v.version_context(m.string[max(0, m.start() - 12) : m.start()])
 
 
+def _card(m: re.Match[str]) -> bool:
+    return v.card(m.group(), m.string[max(0, m.start() - 32) : m.start()])
+
+
 def _ipv6(m: re.Match[str]) -> bool:
     return v.ipv6_shape(m.group()) and v.ip(m.group())
 
@@ -224,7 +228,7 @@ DETECTORS: Final[tuple[Detector, ...]] = (
         ),
         CARD,
         0,
-        lambda m: v.card(m.group()),
+        _card,
     ),
     (
         re.compile(

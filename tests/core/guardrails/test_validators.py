@@ -85,6 +85,44 @@ def test_a_luhn_valid_run_without_an_issuer_prefix_is_not_a_card(digits: str) ->
     assert not v.card(luhn_complete(digits[:-1]))
 
 
+@st.composite
+def diners_short(draw: st.DrawFn) -> str:
+    """A Luhn-valid 14-digit number in the Diners Club range 300-305."""
+    head = str(draw(st.integers(300, 305)))
+    return luhn_complete(head + draw(st.text(DIGITS, min_size=10, max_size=10)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(diners_short(), st.sampled_from(["row", "id", "record", "shipment", "ref", "trace"]))
+def test_a_bare_14_digit_diners_run_without_a_card_word_is_not_a_card(
+    number: str, word: str
+) -> None:
+    assert not v.card(number)
+    for text in (f"{word} {number} done", f'{{"{word}": "{number}"}}', f"{number},2026-01-02"):
+        assert "CARD" not in {t for _, t in types_in(text)}
+
+
+@settings(max_examples=200, deadline=None)
+@given(diners_short(), st.sampled_from(["card", "Card number:", "credit", "cc_num=", "paid with"]))
+def test_a_14_digit_diners_number_after_a_card_word_is_a_card(number: str, word: str) -> None:
+    assert v.card(number, f"{word} ")
+    assert types_in(f"{word} {number} ok") == [(number, "CARD")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(diners_short(), st.sampled_from([" ", "-"]))
+def test_a_14_digit_diners_number_grouped_4_6_4_is_a_card(number: str, sep: str) -> None:
+    shown = sep.join((number[:4], number[4:10], number[10:]))
+    assert v.card(shown)
+    assert types_in(f"ref {shown} ok") == [(shown, "CARD")]
+
+
+def test_our_own_card_placeholder_is_no_card_word() -> None:
+    # masking a neighbour must not make a bare run a card (`redact` stays one pass)
+    assert not v.card_context("[REDACTED:CARD] ")
+    assert v.card_context("card ")
+
+
 # --- IBAN -------------------------------------------------------------------------------------
 
 BBAN = {"DE": "n" * 18, "GB": "aaaa" + "n" * 14, "FR": "n" * 10 + "c" * 11 + "nn",
@@ -225,7 +263,7 @@ def test_aws_key_ids_are_found_at_their_length_only(prefix: str, body: str) -> N
 
 
 @settings(max_examples=200, deadline=None)
-@given(token_text(ALNUM + "/+", 40))
+@given(token_text(ALNUM + "/+", 40).filter(v.real))  # `…XXXx…` is a placeholder's `xxxx`
 def test_aws_secret_keys_are_found_in_context_only(secret: str) -> None:
     assert types_in(f"aws_secret_access_key = {secret}") == [(secret, "AWS_SECRET_KEY")]
     assert "AWS_SECRET_KEY" not in {t for _, t in types_in(f"value = {secret}")}
@@ -361,3 +399,47 @@ PLACEHOLDERISH = st.sampled_from(
 def test_real_is_the_placeholder_pattern_and_four_distinct_characters(value: str) -> None:
     """`real`'s substring tests on ASCII say what the placeholder pattern says."""
     assert v.real(value) == (v._PLACEHOLDER.search(value) is None and len(set(value)) > 3)
+
+
+# --- the context checks' fast paths ---------------------------------------------------------
+
+CONTEXT_WORDS = [
+    *("phone", "Tel", "tel:", "MOBILE", "cell", "fax", "call", "sms", "WhatsApp", "contact"),
+    *("ph", "dial", "card", "Credit", "debit", "diners", "cc", "pan", "pay", "paid", "charge"),
+    *("order", "invoice", "Transaction", "ref", "id", "no", "v", "$", "#", "@", "€", "~"),
+    *("[REDACTED:PHONE]", "[REDACTED:CARD]", "_", "-", ".", ":", "=", " ", "\n", "x"),
+    *("\u017fms", "\u212aey", "é", "1", "42"),
+]
+
+
+@st.composite
+def context_text(draw: st.DrawFn) -> str:
+    """Text before a candidate: context words, their parts and neighbours, glued or not."""
+    parts = draw(st.lists(st.sampled_from(CONTEXT_WORDS) | st.text(ALNUM + " _-:[]", max_size=3)))
+    return "".join(parts)[-32:]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(context_text())
+def test_the_context_checks_fast_paths_answer_as_their_regexes(before: str) -> None:
+    assert v.phone_context(before) == (v._PHONE_CONTEXT.search(before) is not None)
+    assert v.card_context(before) == (v._CARD_CONTEXT.search(before) is not None)
+    assert v.not_a_phone_context(before) == (v._PHONE_NOT_AFTER.search(before) is not None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["+1 415-555-2671", "+49 1512 3456743", "(415) 555-2671", "+447400123456"]),
+    st.sampled_from(["", "1", " 4111", "-12", "2", " 99 1"]),
+    st.sampled_from(["US", "GB"]),
+)
+def test_the_phone_cache_answers_as_the_parser(number: str, tail: str, region: str) -> None:
+    candidate = number + tail
+    try:
+        v.phone_cache(0)
+        uncached = v.phone(candidate, "phone ", region)
+        v.phone_cache(8)
+        assert v.phone(candidate, "phone ", region) == uncached  # a miss
+        assert v.phone(candidate, "phone ", region) == uncached  # a hit
+    finally:
+        v.phone_cache(v.PHONE_CACHE)

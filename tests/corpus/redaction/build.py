@@ -922,7 +922,34 @@ def build() -> list[Sample]:
         template = g.pick([t_log, t_stack, t_csv])
         parts, fmt = template(g, Ent(value, "NONE"))
         add([p.value if isinstance(p, Ent) else p for p in parts], fmt, "negative")
+    # Bare 14-digit runs in the Diners Club range 300-305 with a valid Luhn digit, where no
+    # card word is near: record ids, not cards (their own generator, so that the samples
+    # above stay as they were).
+    h = Gen(SEED + 1)
+    for i in range(24):
+        add(list(diners_shaped_ids(h, i)), ("log", "json", "csv", "stacktrace")[i % 4], "negative")
     return samples
+
+
+def diners_shaped_id(g: Gen) -> str:
+    body = str(g.r.randint(300, 305)) + g.s(10, string.digits)
+    return body + str(luhn_digit(body))
+
+
+def diners_shaped_ids(g: Gen, i: int) -> Iterator[str]:
+    """A hard negative: a Luhn-valid 14-digit id starting 300-305 where an id belongs."""
+    n = diners_shaped_id(g)
+    if i % 4 == 0:
+        yield f"{ts(g)} INFO worker {g.pick(['job', 'record', 'batch', 'shipment'])} {n} done in {g.r.randint(1, 900)}ms\n"
+    elif i % 4 == 1:
+        yield json.dumps(
+            {"id": n, "parent": diners_shaped_id(g), "updated": ts(g), "ok": True},
+            indent=g.pick([None, 2]),
+        )
+    elif i % 4 == 2:
+        yield f"id,created,name\n{n},{ts(g)},{g.pick(Gen.FIRST)}\n{diners_shaped_id(g)},{ts(g)},{g.pick(Gen.FIRST)}\n"
+    else:
+        yield f"Traceback (most recent call last):\nKeyError: 'row {n} not found' (trace {g.uuid()})\n"
 
 
 def mixed_text(size: int, seed: int = 7) -> str:
