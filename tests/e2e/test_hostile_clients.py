@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
-from tests.support.hostile import CALL, CASES, HEAD, Case, Seen, probe
+from tests.support.hostile import CALL, CASES, HEAD, Case, Seen, probe, read_message
 from tests.support.recorder import Recorder, recording_upstream
 
 DEADLINE = 2.0  # client_head_timeout and client_idle_timeout in the test profile
@@ -178,7 +178,7 @@ def test_a_tls_client_gets_http1_and_its_deadlines(env: Env) -> None:
     with _tls(env.port) as sock:
         assert sock.selected_alpn_protocol() == "http/1.1"
         sock.sendall((HEAD + f"Content-Length: {len(CALL)}\r\n\r\n").encode() + CALL)
-        assert _one_answer(sock).startswith(b"HTTP/1.1 200")
+        assert read_message(sock).startswith(b"HTTP/1.1 200")
     with _tls(env.port) as sock:
         start = time.monotonic()
         sock.sendall(HEAD.encode())  # the head never ends
@@ -191,26 +191,10 @@ def test_a_tls_client_gets_http1_and_its_deadlines(env: Env) -> None:
     assert DEADLINE - 0.2 < took < DEADLINE + 2.0
 
 
-def _one_answer(sock: socket.socket) -> bytes:
-    """One whole answer with a Content-Length, read from a kept-alive connection."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += sock.recv(65536)
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    while len(body) < length:
-        body += sock.recv(65536)
-    return head + b"\r\n\r\n" + body
-
-
 def test_a_kept_alive_connection_left_idle_is_closed_quietly(env: Env) -> None:
     with socket.create_connection(("127.0.0.1", env.port), timeout=10) as sock:
         sock.sendall((HEAD + f"Content-Length: {len(CALL)}\r\n\r\n").encode() + CALL)
-        answer = _one_answer(sock)
+        answer = read_message(sock)
         assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
         # It says when: the idle deadline, in whole seconds (rounded down).
         head = answer.split(b"\r\n\r\n")[0].lower().split(b"\r\n")
@@ -226,7 +210,7 @@ def test_an_answer_on_a_connection_that_closes_has_no_keep_alive_hint(env: Env) 
     with socket.create_connection(("127.0.0.1", env.port), timeout=10) as sock:
         head = HEAD + f"Connection: close\r\nContent-Length: {len(CALL)}\r\n\r\n"
         sock.sendall(head.encode() + CALL)
-        answer = _one_answer(sock)
+        answer = read_message(sock)
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
     assert b"keep-alive:" not in answer.split(b"\r\n\r\n")[0].lower()
 

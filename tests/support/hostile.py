@@ -139,3 +139,26 @@ def probe(port: int, case: Case, limit: float = 15.0) -> Seen:
         sock.close()
     _parse(seen)
     return seen
+
+
+def read_message(sock: socket.socket) -> bytes:
+    """One whole HTTP/1 message with a Content-Length (a request or an answer), read from a
+    connection that stays open after it."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before the head's end: {data[:200]!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before the body's end")
+        body += chunk
+    return head + b"\r\n\r\n" + body

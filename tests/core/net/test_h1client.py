@@ -16,25 +16,11 @@ from cryptography import x509
 
 from lockgate.net import h1client
 from lockgate.net.h1client import RequestFailed
+from tests.support.hostile import read_message
 from tests.support.process import free_port
 from tests.support.tls import issue_certs
 
 Script = Callable[[socket.socket], None]
-
-
-def _read_request(conn: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += conn.recv(65536)
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    while len(body) < length:
-        body += conn.recv(65536)
-    return data
 
 
 @contextmanager
@@ -52,7 +38,7 @@ def raw_server(script: Script, tls: ssl.SSLContext | None = None) -> Iterator[tu
         try:
             if tls is not None:
                 conn = tls.wrap_socket(conn, server_side=True)
-            seen.append(_read_request(conn))
+            seen.append(read_message(conn))
             script(conn)
         except OSError:
             pass
