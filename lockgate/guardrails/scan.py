@@ -548,19 +548,23 @@ def _numbers(text: str, windows: Iterable[tuple[int, int]]) -> list[tuple[Span, 
 
 
 _IBAN_HEAD = re.compile(r"[A-Z]{2}[0-9]{2}")
+# Every card match holds four digits in a row, and lies in one run (its characters are run
+# characters): a run without them (`212.252.206.86`, a dotted version) holds no card.
+_FOUR_DIGITS = re.compile(r"[0-9]{4}")
 _EXTENSION = re.compile(r" ?(?:x|ext\.?) ?[0-9]")
 
 
 def _may_hold(text: str, start: int, end: int) -> list[str]:
     """The types whose entity a digit run can hold (or, for IBAN, end): a card has 13
-    characters at least, an SSN 11 with a dash; an IBAN starts with its country code and
-    check digits at most 16 characters before the run; a phone number follows `+` or `(`,
-    or has the length of a US one (10 to 14 with separators), or is inside a longer run with
-    separators; a run of bare digits is one only next to a phone word or with an extension
-    (the parser's rule, `validators.phone`), else it is an id or a timestamp."""
+    characters at least and four digits in a row, an SSN 11 with a dash; an IBAN starts
+    with its country code and check digits at most 16 characters before the run; a phone
+    number follows `+` or `(`, or has the length of a US one (10 to 14 with separators), or
+    is inside a longer run with separators; a run of bare digits is one only next to a phone
+    word or with an extension (the parser's rule, `validators.phone`), else it is an id or a
+    timestamp."""
     n = end - start
     types = []
-    if n >= 13:
+    if n >= 13 and _FOUR_DIGITS.search(text, start, end) is not None:
         types.append(CARD)
     head = text[max(0, start - 16) : start + 2]
     if head != head.lower() and _IBAN_HEAD.search(head) is not None:

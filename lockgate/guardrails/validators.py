@@ -141,12 +141,13 @@ def mod97(s: str) -> bool:
     """ISO 7064 mod-97-10 over an alphanumeric string (the IBAN check, also for custom ids)."""
     if len(s) < 5 or not s.isascii() or not s.isalnum():
         return False
-    return int((s[4:] + s[:4]).upper().translate(_BASE36)) % 97 == 1
+    return int("".join(map(_BASE36, (s[4:] + s[:4]).upper()))) % 97 == 1
 
 
-# Each letter as its base-36 value in decimal (`A` -> `10`), in one translate: a call of
-# `int(c, 36)` per character was most of an IBAN's validation.
-_BASE36: Final = {ord(c): str(int(c, 36)) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+# Each character as its base-36 value in decimal (`A` -> `10`), looked up in one C-level map:
+# a call of `int(c, 36)` per character was most of an IBAN's validation, and `str.translate`
+# with a table of 2-character strings still took ~6 us on an IBAN where this takes ~2.5.
+_BASE36: Final = {c: str(int(c, 36)) for c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"}.__getitem__
 
 
 def iban(value: str) -> bool:

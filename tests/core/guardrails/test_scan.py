@@ -206,6 +206,28 @@ def test_a_card_the_detector_finds_starts_where_the_card_gate_says(text: str) ->
     ]
 
 
+DOTTEDISH = st.sampled_from(["212.252.206.86", "1.2.3.4.5", ".", "-", " ", "123", "4111", "9"])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.one_of(CARDISH, DOTTEDISH, ASCII), max_size=20).map("".join))
+def test_a_card_the_detector_finds_is_in_a_run_that_may_hold_one(text: str) -> None:
+    """Each card found (whole text, validated) lies in a run to which `_may_hold` gives CARD
+    (13 characters or more, four digits in a row), so the card windows of `_numbers` hold it
+    and the number path finds what the card detector finds over the whole text."""
+    priority = scan._PRIORITY["CARD"]
+    pattern, type_, group, valid = DETECTORS[priority]
+    cards = list(scan._validated(pattern, text, group, type_, valid))
+    runs = [m.span() for m in scan._NUM_ANCHOR.finditer(text)]
+    for span in cards:
+        assert any(
+            a <= span.start and span.end <= b and "CARD" in scan._may_hold(text, a, b)
+            for a, b in runs
+        )
+    found = [s for s, p in scan._numbers(text, [(0, len(text))]) if p == priority]
+    assert sorted((s.start, s.end) for s in found) == sorted((s.start, s.end) for s in cards)
+
+
 def test_the_family_set_holds_on_long_random_text() -> None:
     """A set's DFA that ran out of memory would name nothing (RE2 reports it only in a log
     line): on 256 KB of random printable ASCII, whose states are many, it still names each
