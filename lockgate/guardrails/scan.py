@@ -556,7 +556,8 @@ _EXTENSION = re.compile(r" ?(?:x|ext\.?) ?[0-9]")
 
 def _may_hold(text: str, start: int, end: int) -> list[str]:
     """The types whose entity a digit run can hold (or, for IBAN, end): a card has 13
-    characters at least and four digits in a row, an SSN 11 with a dash; an IBAN starts
+    characters at least and four digits in a row, an SSN 11 with two dashes (its match
+    lies in one run, as a card's does); an IBAN starts
     with its country code and check digits at most 16 characters before the run; a phone
     number follows `+` or `(`, or has the length of a US one (10 to 14 with separators), or
     is inside a longer run with separators; a run of bare digits is one only next to a phone
@@ -569,7 +570,7 @@ def _may_hold(text: str, start: int, end: int) -> list[str]:
     head = text[max(0, start - 16) : start + 2]
     if head != head.lower() and _IBAN_HEAD.search(head) is not None:
         types.append(IBAN)
-    if n >= 11 and text.find("-", start, end) >= 0:
+    if n >= 11 and text.count("-", start, end) >= 2:
         types.append(SSN)
     lead = text[start - 1 : start]
     if lead in ("+", "(") or (

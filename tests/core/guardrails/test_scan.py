@@ -228,6 +228,27 @@ def test_a_card_the_detector_finds_is_in_a_run_that_may_hold_one(text: str) -> N
     assert sorted((s.start, s.end) for s in found) == sorted((s.start, s.end) for s in cards)
 
 
+SSNISH = st.sampled_from(["536-22-1934", "123-45-6789", "12-34", "+55 11 96123-4341", "-", "1"])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.one_of(SSNISH, NUMBERISH, ASCII), max_size=20).map("".join))
+def test_an_ssn_the_detector_finds_is_in_a_run_that_may_hold_one(text: str) -> None:
+    """Each SSN found (whole text, validated) lies in a run to which `_may_hold` gives SSN
+    (11 characters or more, two dashes), and the number path finds the same SSNs."""
+    priority = scan._PRIORITY["SSN"]
+    pattern, type_, group, valid = DETECTORS[priority]
+    ssns = list(scan._validated(pattern, text, group, type_, valid))
+    runs = [m.span() for m in scan._NUM_ANCHOR.finditer(text)]
+    for span in ssns:
+        assert any(
+            a <= span.start and span.end <= b and "SSN" in scan._may_hold(text, a, b)
+            for a, b in runs
+        )
+    found = [s for s, p in scan._numbers(text, [(0, len(text))]) if p == priority]
+    assert sorted((s.start, s.end) for s in found) == sorted((s.start, s.end) for s in ssns)
+
+
 def test_the_family_set_holds_on_long_random_text() -> None:
     """A set's DFA that ran out of memory would name nothing (RE2 reports it only in a log
     line): on 256 KB of random printable ASCII, whose states are many, it still names each
