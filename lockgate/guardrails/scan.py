@@ -39,7 +39,14 @@ thin but for one part: parsing the real phone numbers (`phonenumbers`, 40-300 us
 about a quarter of the documents' time. Since (18:30 UTC, the VM busier still), the parser's
 answers are cached per candidate (`validators.phone_cache`) and the phone context checks try
 substrings first: 1.33-1.35x as documents and values with the cache, 1.04-1.06x without it,
-against the version above in one process, interleaved.
+against the version above in one process, interleaved. Since (22:46 UTC, issue 11's speed
+target without the cache), cheaper prefilters per run (no card window without four digits in
+a row, no SSN window without two dashes) and mod-97 by one map: 1.01-1.02x as documents and
+1.03-1.04x as values, interleaved, without the cache (20.0-21.5 and 14.5-14.7 MB/s on a quiet
+spell). Where a value's time still goes, without the cache: the number family's Python
+(~30 us a value that holds a card, IBAN, IP or phone: runs, prefilters, windows, one pattern
+search each) and the phone parser (~22 % of the values' time, ~25 % of the documents'; every
+candidate on the bench's load is a real number, so no cheaper rejection can help there).
 """
 
 from __future__ import annotations
