@@ -189,6 +189,24 @@ def _mac(key: bytes, prev: str, canonical: bytes) -> str:
     return hmac.digest(key, bytes.fromhex(prev) + canonical, "sha256").hex()
 
 
+class _Keyed:
+    """HMAC-SHA256 under one key, keyed once: each MAC copies the keyed state instead of
+    hashing the padded key again and looking the digest up by name, as `hmac.digest` does
+    (inside the gateway, with caches cold between requests, ~54 µs against ~37 for a 1.5 KB
+    line; an append takes two MACs, its line's and its checkpoint's)."""
+
+    __slots__ = ("_base",)
+
+    def __init__(self, key: bytes) -> None:
+        self._base = hmac.new(key, digestmod="sha256")
+
+    def hex(self, *parts: bytes) -> str:
+        h = self._base.copy()
+        for part in parts:
+            h.update(part)
+        return h.hexdigest()
+
+
 def checkpoint_dir() -> Path:
     """Where checkpoints live: the data dir, outside the log's own directory if it differs."""
     return paths.data_dir() / "audit-checkpoints"
@@ -207,6 +225,7 @@ def _checkpoint_mac_of(key: bytes, canonical: bytes) -> str:
 
 
 _SLOT = 256  # bytes per checkpoint slot; a slot holds one canonical JSON object
+_pwrite = getattr(os, "pwrite", None)
 
 
 def _json_object(raw: bytes | str) -> dict[str, Any] | None:
@@ -252,8 +271,8 @@ class _Checkpoint:
     """The open checkpoint file of one log: one slot rewritten in place per append (no
     rename: a rename per event costs ~170 µs, a seek and write a few)."""
 
-    def __init__(self, directory: Path, log_id: str, key: bytes) -> None:
-        self._key = key
+    def __init__(self, directory: Path, log_id: str, keyed: _Keyed) -> None:
+        self._keyed = keyed
         self._log_id = log_id
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
         self._fd = os.open(_checkpoint_path(directory, log_id), flags, 0o600)
@@ -262,10 +281,13 @@ class _Checkpoint:
         # The canonical JSON of {"log", "mac", "seq", "v": 1} and then with its "cmac", spelled
         # out: both ids are hex, and one append writes this once (tests compare the bytes).
         tail = f'"log":"{self._log_id}","mac":"{mac}","seq":{seq},"v":1}}'.encode("ascii")
-        cmac = _checkpoint_mac_of(self._key, b"{" + tail)
+        cmac = self._keyed.hex(_CHECKPOINT_TAG, b"{", tail)
         data = (b'{"cmac":"' + cmac.encode("ascii") + b'",' + tail).ljust(_SLOT - 1) + b"\n"
-        os.lseek(self._fd, (seq % 2) * _SLOT, os.SEEK_SET)  # pwrite is POSIX-only
-        os.write(self._fd, data)
+        if _pwrite is not None:
+            _pwrite(self._fd, data, (seq % 2) * _SLOT)  # one system call instead of two
+        else:  # Windows has no pwrite
+            os.lseek(self._fd, (seq % 2) * _SLOT, os.SEEK_SET)
+            os.write(self._fd, data)
 
     def close(self) -> None:
         try:
@@ -332,8 +354,17 @@ def _line(canonical: bytes, digest: str, field: str = "hash") -> bytes:
 
 
 def _now() -> str:
+    global _SECOND
     ms = time.time_ns() // 1_000_000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+    sec = ms // 1000
+    held = _SECOND  # read once: another thread may replace it meanwhile
+    if held[0] != sec:  # strftime once a second: ~30 µs per event inside the gateway
+        held = _SECOND = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+    return f"{held[1]}.{ms % 1000:03d}Z"
+
+
+# The second `_now` last formatted, and its text.
+_SECOND: tuple[int, str] = (-1, "")
 
 
 def check_writable(path: Path, checkpoints: Path | None = None) -> None:
@@ -433,6 +464,7 @@ class AuditLog:
         if loaded is None:  # pragma: no cover - load_key(create=True) never returns None
             raise AuditKeyMissing("The audit log's key is missing", "check your OS keyring")
         self._key: bytes = loaded
+        self._keyed = _Keyed(loaded)
         self._checkpoints = checkpoints if checkpoints is not None else checkpoint_dir()
         self._checkpoints.mkdir(parents=True, exist_ok=True, mode=0o700)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -600,7 +632,7 @@ class AuditLog:
             except UnicodeEncodeError:
                 record = _scrub(record)
                 canonical = _canonical(record)
-            digest = _mac(self._key, self._prev, canonical)
+            digest = self._keyed.hex(bytes.fromhex(self._prev), canonical)
             data = _line(canonical, digest, "mac") + b"\n"
             if self._needs_newline:
                 data = b"\n" + data
@@ -621,7 +653,7 @@ class AuditLog:
                 if self._checkpoint is None:
                     if self._log_id is None:
                         self._log_id = _log_id(digest)
-                    self._checkpoint = _Checkpoint(self._checkpoints, self._log_id, self._key)
+                    self._checkpoint = _Checkpoint(self._checkpoints, self._log_id, self._keyed)
                 self._checkpoint.write(self._seq, digest)
             except OSError as e:  # the line is written; its checkpoint is not: still refuse
                 self._failed = AuditWriteFailed.of(self._checkpoints, e, "audit checkpoint dir")

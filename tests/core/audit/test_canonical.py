@@ -3,18 +3,23 @@
 Why it exists: `verify` re-encodes each parsed line with `json.dumps` to check its mac, while
 `AuditLog.append` encodes with orjson when it can (`lockgate.audit.log._canonical`). Any
 value where the two differ (small floats, NaN, big integers, odd strings, non-str keys) must
-take the stdlib's path, or a genuine log would fail verification.
+take the stdlib's path, or a genuine log would fail verification. The writer's keyed MAC
+(`_Keyed`, keyed once) and its clock (`_now`, formatted once a second) are held to the
+stdlib's `hmac.digest` and `time.strftime` the same way.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
+import time
 from typing import Any
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+import lockgate.audit.log as log_module
 from lockgate.audit.log import _canonical, _canonical_stdlib
 
 _SCALARS = st.one_of(
@@ -60,3 +65,25 @@ def test_fast_canonical_is_the_stdlibs(record: dict[str, Any]) -> None:
 @pytest.mark.parametrize("value", [1e-05, 2.5e-07, -3.1e-9, 1.5e-5, 1e16, 1e-300, 0.0001, -0.0])
 def test_floats_orjson_writes_otherwise_still_encode_as_the_stdlib_does(value: float) -> None:
     assert _canonical({"v": value}) == _canonical_stdlib({"v": value})
+
+
+# --- the writer's keyed MAC and clock, against the stdlib's spelling of each ---------------
+
+
+@given(st.binary(min_size=1, max_size=64), st.lists(st.binary(max_size=300), max_size=4))
+def test_the_keyed_mac_is_hmac_sha256_of_the_parts_joined(key: bytes, parts: list[bytes]) -> None:
+    keyed = log_module._Keyed(key)
+    assert keyed.hex(*parts) == hmac.digest(key, b"".join(parts), "sha256").hex()
+    assert keyed.hex(*parts) == keyed.hex(*parts)  # the keyed state is copied, never consumed
+
+
+@given(st.integers(min_value=0, max_value=4102444800_000))  # up to 2100
+def test_the_timestamp_is_the_strftime_spelling_of_the_millisecond(ms: int) -> None:
+    expected = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+    real = time.time_ns
+    try:
+        time.time_ns = lambda: ms * 1_000_000 + 999_999  # type: ignore[assignment]
+        assert log_module._now() == expected
+        assert log_module._now() == expected  # and again from the second it remembered
+    finally:
+        time.time_ns = real  # type: ignore[assignment]
