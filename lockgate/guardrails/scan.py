@@ -41,12 +41,13 @@ answers are cached per candidate (`validators.phone_cache`) and the phone contex
 substrings first: 1.33-1.35x as documents and values with the cache, 1.04-1.06x without it,
 against the version above in one process, interleaved. Since (22:46 UTC, issue 11's speed
 target without the cache), cheaper prefilters per run (no card window without four digits in
-a row, no SSN window without two dashes) and mod-97 by one map: 1.01-1.02x as documents and
-1.03-1.04x as values, interleaved, without the cache (20.0-21.5 and 14.5-14.7 MB/s on a quiet
-spell). Where a value's time still goes, without the cache: the number family's Python
-(~30 us a value that holds a card, IBAN, IP or phone: runs, prefilters, windows, one pattern
-search each) and the phone parser (~22 % of the values' time, ~25 % of the documents'; every
-candidate on the bench's load is a real number, so no cheaper rejection can help there).
+a row, no SSN window without two dashes, no phone window for a bare run glued to a word) and
+mod-97 by one map: 1.02x as documents and 1.05x as values, interleaved, without the cache
+(~19-20 and ~14 MB/s on a quiet spell). Where a value's time still goes without the cache:
+the number family's Python (~30 us a value that holds a card, IBAN, IP or phone: runs,
+prefilters, windows, one pattern search each) and the phone parser (~22 % of the values'
+time, ~25 % of the documents'; every candidate on the bench's load is a real number, so no
+cheaper rejection helps there).
 """
 
 from __future__ import annotations
@@ -558,6 +559,9 @@ _IBAN_HEAD = re.compile(r"[A-Z]{2}[0-9]{2}")
 # Every card match holds four digits in a row, and lies in one run (its characters are run
 # characters): a run without them (`212.252.206.86`, a dotted version) holds no card.
 _FOUR_DIGITS = re.compile(r"[0-9]{4}")
+# A phone match starts after no word character, and a word character is no phone character
+# before its digits: a bare digit run glued to a word (an IBAN's account digits) holds none.
+_WORD = re.compile(r"\w")
 _EXTENSION = re.compile(r" ?(?:x|ext\.?) ?[0-9]")
 
 
@@ -568,8 +572,8 @@ def _may_hold(text: str, start: int, end: int) -> list[str]:
     with its country code and check digits at most 16 characters before the run; a phone
     number follows `+` or `(`, or has the length of a US one (10 to 14 with separators), or
     is inside a longer run with separators; a run of bare digits is one only next to a phone
-    word or with an extension (the parser's rule, `validators.phone`), else it is an id or a
-    timestamp."""
+    word or with an extension (the parser's rule, `validators.phone`) and not glued to a
+    word, else it is an id, a timestamp or part of a token."""
     n = end - start
     types = []
     if n >= 13 and _FOUR_DIGITS.search(text, start, end) is not None:
@@ -586,6 +590,7 @@ def _may_hold(text: str, start: int, end: int) -> list[str]:
             not text[start:end].isdigit()
             or (
                 n <= 14
+                and _WORD.match(lead) is None
                 and (
                     v.phone_context(text[max(0, start - 32) : start])
                     or _EXTENSION.match(text, end) is not None

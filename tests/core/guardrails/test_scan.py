@@ -249,6 +249,22 @@ def test_an_ssn_the_detector_finds_is_in_a_run_that_may_hold_one(text: str) -> N
     assert sorted((s.start, s.end) for s in found) == sorted((s.start, s.end) for s in ssns)
 
 
+GLUEDISH = st.sampled_from(["IT62L", "x", "_", "phone ", "call", "4155552671", "+1", " ", "-"])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.one_of(GLUEDISH, NUMBERISH, ASCII), max_size=20).map("".join))
+def test_the_number_path_finds_the_phones_the_whole_text_holds(text: str) -> None:
+    """The phones `_numbers` finds in the runs `_may_hold` names PHONE (a bare run glued to a
+    word is none) are the ones the phone path finds over the whole text."""
+    pattern = DETECTORS[scan._P_PHONE][0]
+    whole = [(s.start, s.end) for s in scan._phones(pattern, text)]
+    found = [
+        (s.start, s.end) for s, p in scan._numbers(text, [(0, len(text))]) if p == scan._P_PHONE
+    ]
+    assert sorted(found) == sorted(whole)
+
+
 def test_the_family_set_holds_on_long_random_text() -> None:
     """A set's DFA that ran out of memory would name nothing (RE2 reports it only in a log
     line): on 256 KB of random printable ASCII, whose states are many, it still names each
