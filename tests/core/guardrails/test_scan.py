@@ -206,6 +206,22 @@ def test_a_card_the_detector_finds_starts_where_the_card_gate_says(text: str) ->
     ]
 
 
+def _runs_hold_what_the_detector_finds(text: str, name: str) -> None:
+    """Each `name` entity the detector finds over the whole text (validated) lies in a number
+    run to which `_may_hold` gives `name`, and the number path finds exactly those."""
+    priority = scan._PRIORITY[name]
+    pattern, type_, group, valid = DETECTORS[priority]
+    whole = list(scan._validated(pattern, text, group, type_, valid))
+    runs = [m.span() for m in scan._NUM_ANCHOR.finditer(text)]
+    for span in whole:
+        assert any(
+            a <= span.start and span.end <= b and name in scan._may_hold(text, a, b)
+            for a, b in runs
+        )
+    found = [s for s, p in scan._numbers(text, [(0, len(text))]) if p == priority]
+    assert sorted((s.start, s.end) for s in found) == sorted((s.start, s.end) for s in whole)
+
+
 DOTTEDISH = st.sampled_from(["212.252.206.86", "1.2.3.4.5", ".", "-", " ", "123", "4111", "9"])
 
 
@@ -215,17 +231,7 @@ def test_a_card_the_detector_finds_is_in_a_run_that_may_hold_one(text: str) -> N
     """Each card found (whole text, validated) lies in a run to which `_may_hold` gives CARD
     (13 characters or more, four digits in a row), so the card windows of `_numbers` hold it
     and the number path finds what the card detector finds over the whole text."""
-    priority = scan._PRIORITY["CARD"]
-    pattern, type_, group, valid = DETECTORS[priority]
-    cards = list(scan._validated(pattern, text, group, type_, valid))
-    runs = [m.span() for m in scan._NUM_ANCHOR.finditer(text)]
-    for span in cards:
-        assert any(
-            a <= span.start and span.end <= b and "CARD" in scan._may_hold(text, a, b)
-            for a, b in runs
-        )
-    found = [s for s, p in scan._numbers(text, [(0, len(text))]) if p == priority]
-    assert sorted((s.start, s.end) for s in found) == sorted((s.start, s.end) for s in cards)
+    _runs_hold_what_the_detector_finds(text, "CARD")
 
 
 SSNISH = st.sampled_from(["536-22-1934", "123-45-6789", "12-34", "+55 11 96123-4341", "-", "1"])
@@ -236,17 +242,7 @@ SSNISH = st.sampled_from(["536-22-1934", "123-45-6789", "12-34", "+55 11 96123-4
 def test_an_ssn_the_detector_finds_is_in_a_run_that_may_hold_one(text: str) -> None:
     """Each SSN found (whole text, validated) lies in a run to which `_may_hold` gives SSN
     (11 characters or more, two dashes), and the number path finds the same SSNs."""
-    priority = scan._PRIORITY["SSN"]
-    pattern, type_, group, valid = DETECTORS[priority]
-    ssns = list(scan._validated(pattern, text, group, type_, valid))
-    runs = [m.span() for m in scan._NUM_ANCHOR.finditer(text)]
-    for span in ssns:
-        assert any(
-            a <= span.start and span.end <= b and "SSN" in scan._may_hold(text, a, b)
-            for a, b in runs
-        )
-    found = [s for s, p in scan._numbers(text, [(0, len(text))]) if p == priority]
-    assert sorted((s.start, s.end) for s in found) == sorted((s.start, s.end) for s in ssns)
+    _runs_hold_what_the_detector_finds(text, "SSN")
 
 
 GLUEDISH = st.sampled_from(["IT62L", "x", "_", "phone ", "call", "4155552671", "+1", " ", "-"])
