@@ -25,6 +25,16 @@ def host_of(authority: str) -> str:
     return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
 
 
+def _coding(values: list[str]) -> str | None:
+    """The first content coding other than identity in these header values, or None."""
+    for value in values:
+        for token in value.split(","):
+            token = token.strip().lower()
+            if token not in ("", "identity"):
+                return token[:40]
+    return None
+
+
 class Guard:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
@@ -83,6 +93,19 @@ class Guard:
                 400,
                 jsonrpc.INVALID_REQUEST,
                 "The gateway does not upgrade connections; MCP uses plain HTTP requests.",
+                outcome="denied",
+            )
+            return
+        coding = _coding(req.headers.get_all("content-encoding"))
+        if coding is not None:
+            # What the pipeline checks is the body as sent; an upstream that inflated it
+            # would act on bytes nobody checked.
+            answer_rpc_error(
+                flow,
+                415,
+                jsonrpc.INVALID_REQUEST,
+                f"The gateway does not take request bodies with Content-Encoding {coding!r}; "
+                "send the body uncompressed.",
                 outcome="denied",
             )
             return

@@ -252,6 +252,32 @@ def test_oversized_headers_are_431(env: Env) -> None:
     assert env.rec.seen() == []
 
 
+@pytest.mark.parametrize(
+    "codings",
+    [["gzip"], ["Deflate"], ["BR"], ["identity, gzip"], ["identity", "zstd"], [" x-custom "]],
+)
+def test_a_compressed_request_body_is_415_and_never_reaches_the_upstream(
+    env: Env, codings: list[str]
+) -> None:
+    """The pipeline checks a body as sent: an upstream that inflated a body labelled with a
+    coding (a plain JSON one here, which the gateway could parse) would act on other bytes."""
+    env.rec.clear()
+    lines = [f"Content-Encoding: {c}" for c in codings]
+    status, headers, body = exchange(env.open, json_request("/mcp/open", *lines))
+    assert status == 415
+    assert headers["content-type"].startswith("application/json")
+    assert body["error"]["code"] == -32600
+    assert "uncompressed" in body["error"]["message"]
+    assert env.rec.seen() == []
+
+
+def test_identity_content_encoding_is_a_plain_body(env: Env) -> None:
+    env.rec.clear()
+    status, _, body = exchange(env.open, json_request("/mcp/open", "Content-Encoding: Identity"))
+    assert status == 200 and body["id"] == 1
+    assert len(env.rec.seen()) == 1
+
+
 def test_forwarding_and_hop_by_hop_headers_are_not_forwarded(env: Env) -> None:
     env.rec.clear()
     status, _, _ = exchange(
