@@ -13,6 +13,13 @@ The strings are read joined by NUL: a match inside one string is a match in the 
 anchors read a NUL as any other non-digit edge and no pattern is anchored to the text's
 ends), so joining can only add matches, never hide one. Keys are not read (no walk reads
 them), every string value is (a superset of what the walks read).
+
+A message's own JSON text can be asked instead of its strings (`raw_clear`), which saves the
+walk and the join (~20 us a 1 KB call in the gateway, where every step runs on cold caches):
+when the text is ASCII and holds no backslash, each string is in it verbatim, between quotes
+that the anchors read as they read the NUL (a non-digit, non-word edge), so a match in one
+of its strings is a match in the text. The keys, numbers and punctuation can only add
+"maybe" answers, which then take the walk.
 """
 
 from __future__ import annotations
@@ -55,6 +62,12 @@ def _strings(node: Any, out: dict[str, None]) -> bool:
             if not isinstance(v, (int, float, bool)) and not _strings(v, out):
                 return False
     return True
+
+
+def raw_clear(raw: bytes | None, rx: Callable[[bytes], bool]) -> bool:
+    """True when ``raw``, one message's JSON text as it travels (ASCII, no escapes), holds
+    nothing ``rx`` looks for; False means "ask `clear`"."""
+    return raw is not None and raw.isascii() and b"\\" not in raw and not rx(raw)
 
 
 def clear(nodes: list[Any], rx: Callable[[bytes], bool]) -> bool:

@@ -234,11 +234,15 @@ class Stage:
                     return _blocked(refusal, "PIN_HELD", kind, name, item_kind="pin")
         return None
 
-    def redact_up(self, messages: Sequence[Message]) -> Outcome | None:
-        """The client's data through the detectors: None when nothing was found."""
+    def redact_up(self, messages: Sequence[Message], body: bytes | None = None) -> Outcome | None:
+        """The client's data through the detectors: None when nothing was found. `body`: the
+        JSON text of the one message in `messages`, as it goes to the upstream, when known."""
         if not self.up_active:
             return None
-        if self.quiet and quiet.clear([m.raw for m in messages], quiet.UP):
+        if self.quiet and (
+            (body is not None and len(messages) == 1 and quiet.raw_clear(body, quiet.UP))
+            or quiet.clear([m.raw for m in messages], quiet.UP)
+        ):
             return None
         found = Redactions()
         raws = [self.up.client_message(m.raw, found) for m in messages]
@@ -264,7 +268,8 @@ class Stage:
         self, obj: dict[str, Any], answers: str | None, sink: Sink, key: bytes | None = None
     ) -> dict[str, Any] | None:
         """One upstream message: changed, the same object, or None (dropped). `key`: the
-        message's `jsonrpc.result_key`, when known (equal keys, equal results)."""
+        message's `jsonrpc.result_key`, when known: its JSON text after the id (equal keys,
+        equal results), which `quiet` may read instead of the result's strings."""
         if not self.policy.enabled:
             return obj
         result = obj.get("result")
@@ -278,7 +283,7 @@ class Stage:
             and isinstance(result, dict)
             and "method" not in obj
             and "error" not in obj
-            and quiet.clear([result], quiet.DOWN)
+            and (quiet.raw_clear(key, quiet.DOWN) or quiet.clear([result], quiet.DOWN))
         ):
             return obj  # nothing to redact, nothing to find: the full path would agree
         if (

@@ -146,3 +146,73 @@ def test_a_server_message_is_answered_the_same_with_and_without_the_pass(
         sink = Sink()
         outs.append((_stage(quick).down(obj, None, sink), sink.findings))
     assert outs[0] == outs[1]
+
+
+# --- the message's own JSON text (`raw_clear`) --------------------------------------------
+
+_ASCII = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=8)
+_RAW_TEXTS = st.lists(st.one_of(_PIECES, _ASCII, st.text(max_size=3)), max_size=6).map("".join)
+
+
+def _literal(text: str, escapes: list[bool]) -> str:
+    """`text` as a JSON string literal, some of its characters written as \\u escapes (a
+    client may escape any of them; the decoded string is the same)."""
+    out = []
+    for i, c in enumerate(text):
+        if c in '"\\' or ord(c) < 32 or (escapes and escapes[i % len(escapes)]):
+            out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(_RAW_TEXTS, min_size=1, max_size=4), st.lists(st.booleans(), max_size=5))
+def test_what_the_json_text_clears_the_full_path_finds_nothing_in(
+    texts: list[str], escapes: list[bool]
+) -> None:
+    """The text a client or upstream sent, keys and punctuation included, read instead of
+    the strings: each string sits between quotes, may be escaped, and may be a key."""
+    items = ",".join(f'{{"type":"text","text":{_literal(t, escapes)}}}' for t in texts)
+    head = _literal(texts[0], escapes)
+    result = f'{{"content":[{items}],"structuredContent":{{{head}:[{head},1,null]}}}}'
+    raw = f'{{"jsonrpc":"2.0","id":1,"result":{result}}}'.encode()
+    decoded = json.loads(raw)["result"]
+    strings = [*texts, texts[0]]
+    if quiet.raw_clear(raw[len(b'{"jsonrpc":"2.0","id":1,"result":') :], quiet.DOWN):
+        assert quiet.clear([decoded], quiet.DOWN)
+        assert not any(_flagged(t) for t in strings)
+        assert not _scan_result(decoded, gated=False)
+    args = ",".join(f'"k{i}":{_literal(t, escapes)}' for i, t in enumerate(texts))
+    params = f'{{"name":"t","arguments":{{{args}}}}}'
+    request = f'{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{params}}}'
+    if quiet.raw_clear(request.encode(), quiet.UP):
+        assert quiet.clear([json.loads(request)], quiet.UP)
+        assert not any(_flagged(t) for t in texts)
+
+
+def test_the_json_text_says_maybe_where_only_a_key_or_an_escape_could_hold_something() -> None:
+    token = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"progressToken":7}}}'
+    assert not quiet.raw_clear(token, quiet.UP)  # "progressToken": reads as a secret's key
+    assert quiet.clear([json.loads(token)], quiet.UP)  # ... which the walk does not read
+    escaped = b'{"text":"write to alice\\u0040acme.io"}'
+    assert not quiet.raw_clear(escaped, quiet.UP)
+    assert not quiet.clear([json.loads(escaped)], quiet.UP)
+    assert not quiet.raw_clear('{"text":"café"}'.encode(), quiet.DOWN)
+    assert not quiet.raw_clear(None, quiet.UP)
+    assert quiet.raw_clear(b'{"text":"the team moved the rewrite"}', quiet.DOWN)
+
+
+@pytest.mark.parametrize(
+    "result",
+    [s["result"] for s in RESULTS]
+    + [{"content": [{"type": "text", "text": s["text"]}]} for s in REDACTION[::5]],
+)
+def test_the_stage_answers_the_same_from_the_json_text(result: dict[str, Any]) -> None:
+    obj = {"jsonrpc": "2.0", "id": 3, "result": result}
+    key = json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode() + b"}"
+    outs = []
+    for k in (key, None):
+        sink = Sink()
+        outs.append((_stage(True).down(obj, "tools/call", sink, key=k), sink.findings))
+    assert outs[0] == outs[1]
