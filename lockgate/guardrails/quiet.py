@@ -31,13 +31,13 @@ import re2
 
 from lockgate.guardrails.findings import RESULT_ANY_BODY
 from lockgate.guardrails.scan import ANCHORS_BODY
-from lockgate.guardrails.superset import yes_no
+from lockgate.guardrails.superset import UNION_MAX_MEM, yes_no
 
 
 def _compile(body: str) -> Any:
     options = re2.Options()
     options.never_capture = True
-    options.max_mem = 64 << 20  # the union's DFA; RE2 falls back to slower search beyond it
+    options.max_mem = UNION_MAX_MEM
     options.dot_nl = True  # as the findings' rules (DOTALL); the anchors have no dot
     return re2.compile(body.encode("ascii"), options)
 

@@ -427,10 +427,12 @@ ANCHORS_BODY: Final = "|".join(
 
 # The anchors again, one entry per family, as an RE2 set: one DFA pass over an ASCII string
 # says which families may find something in it (~2 us on a short value, ~3 ms/MB on long
-# text; the token entries are each detector's whole pattern, by `superset.to_re2`, so that
-# a `gh` in prose or a `-` runs nothing). A set's DFA never gives up for slowness, it resets
-# its cache (RE2's many-match mode), and 64 MB holds far more states than these need: a set
-# that failed would find nothing, so the budget is what keeps this fail-closed.
+# text; the token entries are each detector's start, its prefix and six characters more, by
+# `superset.to_re2(head=6)`, so that a `gh` in prose or a `-` runs nothing). Whole patterns
+# (`[\w-]{20,}` after a prefix) kept a thread alive per prefix seen: 1 MB of prefixes and
+# word characters built 60 MB of states at 1.1 s; their heads need 7 MB and 0.2 s. A set's
+# DFA never gives up for slowness, it resets its cache (RE2's many-match mode); it still
+# answers right with a 1 MB budget, and has 16 MB (`superset.UNION_MAX_MEM`).
 _F_KEY, _F_EMAIL, _F_V6, _F_V4, _F_NUMBER, _F_TOKENS = range(6)
 _FAMILIES: Final = pattern_set(
     [
@@ -439,7 +441,7 @@ _FAMILIES: Final = pattern_set(
         _V6_TAKEN,  # a MAC address is no IPv6 one
         to_re2(DETECTORS[_PRIORITY[IP]][0]),  # `4.17.21` is no IPv4 address
         _number_runs(),
-        *(to_re2(DETECTORS[i][0]) for i in _TOKEN_PRIORITIES),
+        *(to_re2(DETECTORS[i][0], head=6) for i in _TOKEN_PRIORITIES),
     ]
 )
 # The set's own match call when present (the wrapper's adds a call and a type test per value).

@@ -19,7 +19,7 @@ import re
 import re._constants as _C  # the standard library's own regex parser and its opcodes
 import re._parser as sre
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Final
 
 import re2
 
@@ -116,11 +116,56 @@ def _emit(parsed: Iterable[tuple[Any, Any]]) -> str:
     return "".join(out)
 
 
-def to_re2(pattern: re.Pattern[str]) -> str:
-    """RE2 syntax matching (on ASCII text) at least where ``pattern`` matches."""
-    if pattern.flags & re.IGNORECASE:
-        return "(?i:" + _emit(sre.parse(pattern.pattern, pattern.flags)) + ")"
-    return _emit(sre.parse(pattern.pattern, pattern.flags))
+_REPEATS = (_C.MAX_REPEAT, _C.MIN_REPEAT, _C.POSSESSIVE_REPEAT)
+
+
+def _head(parsed: Iterable[tuple[Any, Any]], limit: int) -> tuple[list[tuple[Any, Any]], bool]:
+    """The start of a parsed pattern, up to its first repeat of more than ``limit`` (which
+    asks for at most ``limit``), and whether anything was cut: every match of the pattern
+    begins with a match of it."""
+    out: list[tuple[Any, Any]] = []
+    for op, av in parsed:
+        if op in _REPEATS:
+            lo, hi, sub = av
+            inner, cut = _head(sub, limit)
+            if hi is _C.MAXREPEAT or hi > limit or cut:
+                if lo == 0:
+                    return out, True  # none at all may follow: what came before is the start
+                if cut or min(lo, limit) == 1:
+                    return [*out, *inner], True
+                return [*out, (op, (min(lo, limit), min(lo, limit), inner))], True
+            out.append((op, (lo, hi, inner)))
+        elif op is _C.SUBPATTERN:
+            group, add_flags, del_flags, sub = av
+            inner, cut = _head(sub, limit)
+            out.append((op, (group, add_flags, del_flags, inner)))
+            if cut:
+                return out, True
+        elif op is _C.ATOMIC_GROUP:
+            inner, cut = _head(av, limit)
+            out.append((op, inner))
+            if cut:
+                return out, True
+        elif op is _C.BRANCH:
+            alternatives = [_head(b, limit) for b in av[1]]
+            out.append((op, (av[0], [a for a, _ in alternatives])))
+            if any(cut for _, cut in alternatives):
+                return out, True
+        else:
+            out.append((op, av))
+    return out, False
+
+
+def to_re2(pattern: re.Pattern[str], *, head: int | None = None) -> str:
+    """RE2 syntax matching (on ASCII text) at least where ``pattern`` matches. `head`: only
+    the pattern's start, up to its first repeat of more than that many (`ghp_[A-Za-z0-9]{36}`
+    is `ghp_[A-Za-z0-9]{8}`): a weaker pattern whose threads end within a few characters,
+    which a set's DFA needs (`pattern_set`)."""
+    parsed: Iterable[tuple[Any, Any]] = sre.parse(pattern.pattern, pattern.flags)
+    if head is not None:
+        parsed = _head(parsed, head)[0]
+    body = _emit(parsed)
+    return f"(?i:{body})" if pattern.flags & re.IGNORECASE else body
 
 
 def union_body(patterns: Iterable[re.Pattern[str]]) -> str:
@@ -129,11 +174,20 @@ def union_body(patterns: Iterable[re.Pattern[str]]) -> str:
     return "|".join(f"(?:{to_re2(p)})" for p in unique.values())
 
 
+# What each union and set may spend on its program and lazily built DFA states. RE2 grows a
+# pattern's states as text needs them, up to about a third of this for a search's forward DFA
+# (then it resets them), and keeps the memory: benign text needs a few hundred KB, random text
+# fills the budget (`bench/dfa_memory.py`). At 64 MB one union grew by 21 MB; at 16 MB by
+# 5 MB, scanning random text at ~50 us per KB instead of ~20; at 8 MB RE2 gives up on the DFA
+# for such text (a slow NFA, ~300 us per KB, and a log line each time).
+UNION_MAX_MEM: Final = 16 << 20
+
+
 def compile_union(body: str, *, ignore_case: bool = False) -> re2._Regexp:
     """An RE2 pattern (dot matches newline, as the rules' DOTALL), without captures."""
     options = re2.Options()
     options.never_capture = True
-    options.max_mem = 64 << 20  # the union's DFA; RE2 falls back to slower search beyond it
+    options.max_mem = UNION_MAX_MEM
     options.dot_nl = True
     options.case_sensitive = not ignore_case
     return re2.compile(body, options)
@@ -144,7 +198,7 @@ def pattern_set(patterns: Iterable[str]) -> re2.Set:
     some bytes lists the indices of those that match in them, in no order (None for none)."""
     options = re2.Options()
     options.never_capture = True
-    options.max_mem = 64 << 20
+    options.max_mem = UNION_MAX_MEM
     options.dot_nl = True
     out = re2.Set.SearchSet(options)
     for p in patterns:

@@ -91,3 +91,44 @@ def test_yes_no_falls_back_to_search_without_the_private_names() -> None:
 
     ask = yes_no(Plain())  # type: ignore[arg-type]
     assert ask(b"okay") and not ask(b"no")
+
+
+# --- heads: the start of a pattern, for a set whose DFA must stay small ---------------------
+
+_ATOMS = st.sampled_from(["a", "b", "-", "[ab]", "[^a]", r"\w", ".", r"\d", "_"])
+_REGEXES = st.recursive(
+    _ATOMS,
+    lambda inner: st.one_of(
+        st.tuples(inner, inner).map("".join),
+        st.tuples(inner, inner).map(lambda t: f"(?:{t[0]}|{t[1]})"),
+        st.tuples(inner, st.integers(0, 3), st.integers(0, 12)).map(
+            lambda t: f"(?:{t[0]}){{{t[1]},{t[1] + t[2]}}}"
+        ),
+        st.tuples(inner, st.integers(0, 12)).map(lambda t: f"(?:{t[0]}){{{t[1]},}}"),
+        inner.map(lambda x: f"(?:{x})?"),
+        inner.map(lambda x: f"(?:{x})*"),
+        inner.map(lambda x: f"(?:{x})+"),
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_REGEXES, st.text(alphabet="ab-_1", max_size=40), st.integers(1, 8))
+def test_a_head_matches_wherever_its_pattern_matches(pattern: str, text: str, head: int) -> None:
+    rx = re.compile(pattern)
+    if rx.search(text) is not None:
+        assert compile_union(to_re2(rx, head=head)).search(text.encode()) is not None
+
+
+def test_a_head_ends_at_the_first_long_repeat() -> None:
+    token = re.compile(r"gh[pousr]_[A-Za-z0-9]{36,251}\b")
+    assert to_re2(token, head=6) == r"gh[pousr]\x{5f}(?:[A-Za-z0-9]){6,6}"
+    optional_then_long = re.compile(r"x(?:y{40})?z")  # none of the long part may come
+    assert to_re2(optional_then_long, head=6) == "x"
+    short = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}")  # repeats within the head stay whole
+    assert to_re2(short, head=6) == to_re2(short)
+    twice = re.compile(r"(?:ab{10}){2}")  # a repeat of a cut part: its head once, not twice
+    text = ("a" + "b" * 10) * 2
+    assert twice.search(text) is not None
+    assert compile_union(to_re2(twice, head=3)).search(text.encode()) is not None
