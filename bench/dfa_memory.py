@@ -2,8 +2,8 @@
 
     uv run python bench/dfa_memory.py [--seconds 10] [--kinds rand,alpha,tok,b64,utf8]
 
-RE2 builds a pattern's DFA states as text needs them, up to its `max_mem`
-(`superset.UNION_MAX_MEM` for the guardrails' unions and sets), and keeps the memory. Benign
+RE2 builds a pattern's DFA states as text needs them, up to its `max_mem` (`quiet.GATE_MAX_MEM`,
+`superset.UNION_MAX_MEM` and `SET_MAX_MEM`), and keeps the memory. Benign
 text needs few states; text that keeps many partial matches alive needs many. For each
 pattern the gateway runs, in a fresh process: RSS growth after feeding it fresh 1 KB hostile
 texts for N seconds, the hostile text's scan cost, and a benign 1 KB text's cost before and
@@ -160,10 +160,16 @@ def main() -> int:
     if args.salad:
         print(json.dumps(salad_mb()))
         return 0
-    from lockgate.guardrails.superset import UNION_MAX_MEM
+    from lockgate.guardrails import quiet, superset
 
-    print(f"max_mem per union and set: {UNION_MAX_MEM >> 20} MB; fresh 1 KB texts for "
-          f"{args.seconds:g} s per row, one process per row")  # fmt: skip
+    budgets = [
+        getattr(quiet, "GATE_MAX_MEM", 64 << 20),
+        getattr(superset, "UNION_MAX_MEM", 64 << 20),
+        getattr(superset, "SET_MAX_MEM", 64 << 20),
+    ]
+    print(f"max_mem: gates {budgets[0] >> 20} MB, unions {budgets[1] >> 20} MB, sets "
+          f"{budgets[2] >> 20} MB; fresh 1 KB texts for {args.seconds:g} s per row, one "
+          "process per row")  # fmt: skip
     print(f"{'pattern':20} {'kind':6} {'RSS +MB':>8} {'hostile us/KB':>14} {'benign us/KB':>16}")
     worst: dict[str, float] = {}
     for name in NAMES:

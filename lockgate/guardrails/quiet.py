@@ -31,13 +31,18 @@ import re2
 
 from lockgate.guardrails.findings import RESULT_ANY_BODY
 from lockgate.guardrails.scan import ANCHORS_BODY
-from lockgate.guardrails.superset import UNION_MAX_MEM, yes_no
+from lockgate.guardrails.superset import yes_no
+
+# The gates read every string of every message, base64 images included: fresh base64 needs
+# ~11 MB of DFA states to scan at 7 us per KB (64 MB budget); with 32 MB it grew by 9.7 MB at
+# 15 us per KB, with 16 MB by 4.6 MB at 34 us (`bench/dfa_memory.py`).
+GATE_MAX_MEM: Final = 32 << 20
 
 
 def _compile(body: str) -> Any:
     options = re2.Options()
     options.never_capture = True
-    options.max_mem = UNION_MAX_MEM
+    options.max_mem = GATE_MAX_MEM
     options.dot_nl = True  # as the findings' rules (DOTALL); the anchors have no dot
     return re2.compile(body.encode("ascii"), options)
 

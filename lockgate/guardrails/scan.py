@@ -432,7 +432,7 @@ ANCHORS_BODY: Final = "|".join(
 # (`[\w-]{20,}` after a prefix) kept a thread alive per prefix seen: 1 MB of prefixes and
 # word characters built 60 MB of states at 1.1 s; their heads need 7 MB and 0.2 s. A set's
 # DFA never gives up for slowness, it resets its cache (RE2's many-match mode); it still
-# answers right with a 1 MB budget, and has 16 MB (`superset.UNION_MAX_MEM`).
+# answers right with a 1 MB budget, and has 8 MB (`superset.SET_MAX_MEM`).
 _F_KEY, _F_EMAIL, _F_V6, _F_V4, _F_NUMBER, _F_TOKENS = range(6)
 _FAMILIES: Final = pattern_set(
     [

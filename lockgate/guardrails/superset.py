@@ -174,13 +174,18 @@ def union_body(patterns: Iterable[re.Pattern[str]]) -> str:
     return "|".join(f"(?:{to_re2(p)})" for p in unique.values())
 
 
-# What each union and set may spend on its program and lazily built DFA states. RE2 grows a
-# pattern's states as text needs them, up to about a third of this for a search's forward DFA
-# (then it resets them), and keeps the memory: benign text needs a few hundred KB, random text
-# fills the budget (`bench/dfa_memory.py`). At 64 MB one union grew by 21 MB; at 16 MB by
-# 5 MB, scanning random text at ~50 us per KB instead of ~20; at 8 MB RE2 gives up on the DFA
-# for such text (a slow NFA, ~300 us per KB, and a log line each time).
+# What a union may spend on its program and lazily built DFA states. RE2 grows a pattern's
+# states as text needs them, up to about a third of this for a search's forward DFA (then it
+# resets them), and keeps the memory: benign text needs a few hundred KB, random text fills
+# the budget (`bench/dfa_memory.py`). The findings' union grew by 21 MB at 64 MB; at 16 MB by
+# 5 MB, scanning random text at ~50-110 us per KB instead of ~25; at 8 MB RE2 gives up on
+# the DFA for such text (a slow NFA, ~300 us per KB, and a log line each time).
 UNION_MAX_MEM: Final = 16 << 20
+# A set's DFA never gives up (RE2's many-match mode resets its cache and goes on; it still
+# answers right with 1 MB), so its budget trades memory for speed on hostile text only: the
+# scanner's set on fresh token salads grew by 6.6 MB at 8 MB (190 us per KB), by 15 MB at
+# 16 MB (87 us per KB); benign text needs under 1 MB either way.
+SET_MAX_MEM: Final = 8 << 20
 
 
 def compile_union(body: str, *, ignore_case: bool = False) -> re2._Regexp:
@@ -198,7 +203,7 @@ def pattern_set(patterns: Iterable[str]) -> re2.Set:
     some bytes lists the indices of those that match in them, in no order (None for none)."""
     options = re2.Options()
     options.never_capture = True
-    options.max_mem = UNION_MAX_MEM
+    options.max_mem = SET_MAX_MEM
     options.dot_nl = True
     out = re2.Set.SearchSet(options)
     for p in patterns:
