@@ -132,3 +132,26 @@ def test_a_head_ends_at_the_first_long_repeat() -> None:
     text = ("a" + "b" * 10) * 2
     assert twice.search(text) is not None
     assert compile_union(to_re2(twice, head=3)).search(text.encode()) is not None
+
+
+def test_the_scanner_set_at_its_budget_still_names_what_follows_a_token_salad() -> None:
+    """1 MB of token prefixes and word characters fills the set's DFA budget many times over
+    (its cache resets); the families after it are still named and found."""
+    import random
+    import string
+
+    from lockgate.guardrails import scan
+    from lockgate.guardrails.detectors import find
+
+    rnd = random.Random(3)
+    prefixes = ["ghp_", "glpat-", "xoxb-", "sk-", "sk_live_", "AKIA", "eyJ", "AIza", "SG.", "npm_"]
+    words = string.ascii_letters + string.digits
+    pieces = [rnd.choice(prefixes) if rnd.random() < 0.4 else "".join(rnd.choices(words, k=5))
+              for _ in range(150_000)]  # fmt: skip
+    token = "ghp_" + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5"
+    text = " ".join(["".join(pieces), token, "alice@acme.io"])
+    named = scan._families(text.encode())
+    assert named is not None
+    assert scan._F_EMAIL in named and any(i >= scan._F_TOKENS for i in named)
+    types = {s.type for s in find(text) if text[s.start : s.end] in (token, "alice@acme.io")}
+    assert types == {"GITHUB_TOKEN", "EMAIL"}
