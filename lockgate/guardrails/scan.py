@@ -150,36 +150,32 @@ def _card_prefix(m: re.Match[str]) -> int:
     return m.start() + 19 if len(g) == 23 and g[19] in " -" and v.card(g[:19]) else 0
 
 
-def _validated(
-    pattern: re.Pattern[str],
-    text: str,
-    group: int,
-    type_: str,
-    valid: Callable[[re.Match[str]], bool] | None,
-    lo: int = 0,
-    hi: int | None = None,
-) -> Iterable[Span]:
-    """The matches in text[lo:hi] that pass `valid`. A match that fails it may hide a valid
-    one starting inside it (`0958 4111 1111 1111 1111`: the card starts at the second group),
-    so the search goes on from the next character, not from the end of the failed match."""
+def _found(priority: int, text: str, lo: int = 0, hi: int | None = None) -> list[tuple[Span, int]]:
+    """The matches in text[lo:hi] of the detector `priority` that pass its validator, each
+    with the priority. A match that fails it may hide a valid one starting inside it (`0958
+    4111 1111 1111 1111`: the card starts at the second group), so the search goes on from
+    the next character, not from the end of the failed match. A list, not a generator: most
+    windows hold one match or none, where a generator's set-up costs more than the search."""
+    pattern, type_, group, valid = DETECTORS[priority]
+    out: list[tuple[Span, int]] = []
     pos, end = lo, len(text) if hi is None else hi
-    while (found := pattern.search(text, pos, end)) is not None:
-        m = found
+    while (m := pattern.search(text, pos, end)) is not None:
         if valid is None or valid(m):
-            yield Span(m.start(group), m.end(group), type_)
+            out.append((Span(m.start(group), m.end(group), type_), priority))
             pos = m.end()
         elif type_ == CARD and (short := _card_prefix(m)):
-            yield Span(m.start(), short, CARD)
+            out.append((Span(m.start(), short, CARD), priority))
             pos = short
         else:
             pos = m.start() + 1
+    return out
 
 
 def reference(text: str) -> Iterable[tuple[Span, int]]:
     """Every detector's pattern over the whole text: what the fast path below must equal
     (the property tests compare them), and the path for text whose lowercase form has another
     length (`İ`), where the fast path's keyword positions would not line up."""
-    for priority, (pattern, type_, group, valid) in enumerate(DETECTORS):
+    for priority, (pattern, _, group, _) in enumerate(DETECTORS):
         if group == KIND_EMAIL:
             spans: Iterable[Span] = _emails(pattern, text)
         elif group == KIND_PHONE:
@@ -187,7 +183,8 @@ def reference(text: str) -> Iterable[tuple[Span, int]]:
         elif group == KIND_SECRET:
             spans = (s for m in pattern.finditer(text) if (s := _secret_value(m)) is not None)
         else:
-            spans = _validated(pattern, text, group, type_, valid)
+            yield from _found(priority, text)
+            continue
         yield from ((s, priority) for s in spans)
 
 
@@ -202,15 +199,10 @@ _DOTTED = re.compile(r"\.[0-9]{1,3}\.[0-9]")
 # The first three dots of a dotted quad (its window: the first octet before, the last after);
 # `4.17.21` has two and costs no window.
 _DOTTED_QUAD = re.compile(r"\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]")
-_NUM_WINDOWS: Final = ((CARD, 0, 2), (IBAN, 16, 40), (SSN, 0, 2), (PHONE, 2, 16))
 # What every phone-shaped run holds: a `+CC` or the NANP form's ten digits. A class-first
 # scan of a window is cheaper than the phone pattern, whose lookbehind is tried at every
 # position (~6 us on a UUID's window, where most windows have no phone).
 _PHONE_GATE = re.compile(r"\+[1-9]|[2-9]\d\d(?:\) ?|[ .\-])?[2-9]\d\d[ .\-]?\d{4}")
-# Where a card can start: a digit an issuer's number starts with (`validators.issuer`: 2 to
-# 6), at the pattern's edge (not after a word character, `]` or `+`). A 13-digit timestamp
-# (`ts=1679977233498`) has no such digit, and its window cost a search per position.
-_CARD_GATE = re.compile(r"(?<![\w\]+])[2-6]")
 _EIGHT_GROUPS = re.compile(r"(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]")
 _V6_TAKEN: Final = "::|" + _EIGHT_GROUPS.pattern
 _V6_ANCHOR = re.compile(r"::|:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:")
@@ -249,7 +241,7 @@ _KEYED: Final = {
 _PRIORITY: Final = {type_: i for i, (_, type_, _, _) in reversed(list(enumerate(DETECTORS)))}
 _P_EMAIL, _P_URL = _PRIORITY[EMAIL], _PRIORITY[URL_PASSWORD]
 _P_IPV6 = _PRIORITY[IP] + 1
-_P_PHONE, _P_CARD = _PRIORITY[PHONE], _PRIORITY[CARD]
+_P_PHONE, _P_CARD, _P_SSN, _P_IBAN = (_PRIORITY[t] for t in (PHONE, CARD, SSN, IBAN))
 # Every detector of a token type (Stripe, GitHub and Slack have several patterns).
 _INDICES: Final = {t: tuple(i for i, d in enumerate(DETECTORS) if d[1] == t) for t in _LITERALS}
 _TOKEN_PRIORITIES: Final = tuple(sorted(i for t in _LITERALS for i in _INDICES[t]))
@@ -473,9 +465,7 @@ def candidates(text: str) -> list[tuple[Span, int]]:
             found += [(s, _PRIORITY[type_]) for s in _keyed(type_, text, hits)]
     for f in families:
         if f >= _F_TOKENS:
-            priority = _TOKEN_PRIORITIES[f - _F_TOKENS]
-            pattern, type_, group, valid = DETECTORS[priority]
-            found += [(s, priority) for s in _validated(pattern, text, group, type_, valid)]
+            found += _found(_TOKEN_PRIORITIES[f - _F_TOKENS], text)
     if _F_EMAIL in families:
         found += [(s, _P_EMAIL) for s in _emails(DETECTORS[_P_EMAIL][0], text)]
         if "://" in text:
@@ -504,8 +494,7 @@ def _unicode_candidates(text: str) -> list[tuple[Span, int]]:
                 found += [(s, _PRIORITY[type_]) for s in _keyed(type_, text, hits)]
     if n >= 15:  # the shortest token, a Slack one (`xoxb-` and 10 more)
         for priority in _tokens_to_run(text):
-            pattern, type_, group, valid = DETECTORS[priority]
-            found += [(s, priority) for s in _validated(pattern, text, group, type_, valid)]
+            found += _found(priority, text)
     if "@" in text:
         found += [(s, _P_EMAIL) for s in _emails(DETECTORS[_P_EMAIL][0], text)]
         if "://" in text:
@@ -537,28 +526,45 @@ def _ipv4(text: str) -> list[tuple[Span, int]]:
 
 
 def _numbers(text: str, windows: Iterable[tuple[int, int]]) -> list[tuple[Span, int]]:
-    """The number detectors in the windows of the digit runs that may hold their entity.
-    `windows`: where those runs are, each window from one run's stretch of digits and
-    separators to another's (`_run_windows`), or the whole text."""
-    hits: dict[str, list[tuple[int, int]]] = {CARD: [], IBAN: [], SSN: [], PHONE: []}
+    """The number detectors in the windows of the digit runs that may hold their entity, all
+    types decided in one pass over the runs (`_may_hold`). `windows`: where those runs are,
+    each window from one run's stretch of digits and separators to another's (`_run_windows`),
+    or the whole text. A card or SSN lies in one run, so it is searched in its run (and the
+    two characters after it that the pattern's edge reads); an IBAN's or a phone number's
+    window reaches past its run, so those windows are merged first."""
+    found: list[tuple[Span, int]] = []
+    ibans: list[tuple[int, int]] = []
+    phones: list[tuple[int, int]] = []
+    n = len(text)
     for lo, hi in windows:
         for m in _NUM_ANCHOR.finditer(text, lo, hi):
             start, end = m.span()
             if _date(text, start, end):
                 continue
             for type_ in _may_hold(text, start, end):
-                hits[type_].append((start, end))
-    found: list[tuple[Span, int]] = []
-    for type_, back, fwd in _NUM_WINDOWS:
-        if hits[type_]:
-            found += _windowed(_PRIORITY[type_], text, hits[type_], back, fwd)
+                if type_ == CARD:
+                    found += _found(_P_CARD, text, start, min(n, end + 2))
+                elif type_ == SSN:
+                    found += _found(_P_SSN, text, start, min(n, end + 2))
+                elif type_ == IBAN:
+                    ibans.append((start, end))
+                else:
+                    phones.append((start, end))
+    if ibans:
+        found += _windowed(_P_IBAN, text, ibans, 16, 40)
+    if phones:
+        found += _windowed(_P_PHONE, text, phones, 2, 16)
     return found
 
 
 _IBAN_HEAD = re.compile(r"[A-Z]{2}[0-9]{2}")
-# Every card match holds four digits in a row, and lies in one run (its characters are run
-# characters): a run without them (`212.252.206.86`, a dotted version) holds no card.
-_FOUR_DIGITS = re.compile(r"[0-9]{4}")
+# What every card match starts with: a digit an issuer's number starts with (`validators.
+# issuer`: 2 to 6) at the pattern's edge (not after a word character, `]` or `+`), then the
+# digits of one of its shapes (13 in a row, or 4-4-4-4 or 4-6-4 grouped). A 13-digit timestamp
+# (`ts=1679977233498`), a UUID's digit groups or a dotted version hold none.
+_CARD_START = re.compile(
+    r"(?<![\w\]+])[2-6](?:\d{12}|\d{3}([ -])\d{4}\1\d{4}\1\d{4}|\d{3}([ -])\d{6}\2\d{4})"
+)
 # A phone match starts after no word character, and a word character is no phone character
 # before its digits: a bare digit run glued to a word (an IBAN's account digits) holds none.
 _WORD = re.compile(r"\w")
@@ -566,17 +572,18 @@ _EXTENSION = re.compile(r" ?(?:x|ext\.?) ?[0-9]")
 
 
 def _may_hold(text: str, start: int, end: int) -> list[str]:
-    """The types whose entity a digit run can hold (or, for IBAN, end): a card has 13
-    characters at least and four digits in a row, an SSN 11 with two dashes (its match
-    lies in one run, as a card's does); an IBAN starts
-    with its country code and check digits at most 16 characters before the run; a phone
-    number follows `+` or `(`, or has the length of a US one (10 to 14 with separators), or
-    is inside a longer run with separators; a run of bare digits is one only next to a phone
-    word or with an extension (the parser's rule, `validators.phone`) and not glued to a
-    word, else it is an id, a timestamp or part of a token."""
+    """The types whose entity a digit run can hold (or, for IBAN, end). A card starts as
+    `_CARD_START` says (it lies in one run: its characters are run characters), an SSN has
+    11 characters with two dashes (in one run too); an IBAN starts with its country code and
+    check digits at most 16 characters before the run. A phone number holds `_PHONE_GATE` in
+    its run (with the `+` before it), and follows `+` or `(`, or is at least 10 characters
+    long with a separator, or is a bare run of 10 or 11 digits (the NANP forms: a phone match
+    in a bare run is the whole run, its edges are not word characters) that is not glued to
+    a word and has a phone word before it or an extension after it (the parser's rule,
+    `validators.phone`): else it is an id, a timestamp or part of a token."""
     n = end - start
     types = []
-    if n >= 13 and _FOUR_DIGITS.search(text, start, end) is not None:
+    if n >= 13 and _CARD_START.search(text, start, min(len(text), end + 2)) is not None:
         types.append(CARD)
     head = text[max(0, start - 16) : start + 2]
     if head != head.lower() and _IBAN_HEAD.search(head) is not None:
@@ -584,12 +591,15 @@ def _may_hold(text: str, start: int, end: int) -> list[str]:
     if n >= 11 and text.count("-", start, end) >= 2:
         types.append(SSN)
     lead = text[start - 1 : start]
-    if lead in ("+", "(") or (
-        n >= 10
+    plus = lead == "+" or lead == "("
+    if (
+        (plus or n >= 10)
+        and _PHONE_GATE.search(text, max(0, start - 1), end) is not None
         and (
-            not text[start:end].isdigit()
+            plus
+            or not text[start:end].isdigit()
             or (
-                n <= 14
+                n <= 11
                 and _WORD.match(lead) is None
                 and (
                     v.phone_context(text[max(0, start - 32) : start])
@@ -696,26 +706,18 @@ def _windowed(
     """A detector's validated matches in the windows around its anchor hits: the windows are
     wide enough for any match that holds the anchor, and a validated match always does. A
     window its type's gate rules out (`_may_hold_window`) is not searched."""
-    pattern, type_, group, valid = DETECTORS[priority]
     found: list[tuple[Span, int]] = []
     for lo, hi in _merged(hits, back, fwd, len(text)):
-        if not _may_hold_window(priority, text, lo, hi):
-            continue
-        if type_ == PHONE:
-            spans = _phones(pattern, text, lo, hi)
-        else:
-            spans = _validated(pattern, text, group, type_, valid, lo, hi)
-        found += [(s, priority) for s in spans]
+        if priority == _P_PHONE:
+            found += [(s, priority) for s in _phones(DETECTORS[priority][0], text, lo, hi)]
+        elif _may_hold_window(priority, text, lo, hi):
+            found += _found(priority, text, lo, hi)
     return found
 
 
 def _may_hold_window(priority: int, text: str, lo: int, hi: int) -> bool:
-    """Whether text[lo:hi] may hold a validated match of the detector: a phone's `+CC` or
-    NANP digits, a card's first digit, an IPv6 address's `::` or eight groups."""
-    if priority == _P_PHONE:
-        return _PHONE_GATE.search(text, lo, hi) is not None
-    if priority == _P_CARD:
-        return _CARD_GATE.search(text, lo, hi) is not None
+    """Whether text[lo:hi] may hold a validated match of the detector: an IPv6 address's
+    `::` or eight groups (a phone's window holds its run's `_PHONE_GATE`, `_may_hold`)."""
     if priority == _P_IPV6:
         return _may_hold_ipv6(text, lo, hi)
     return True

@@ -150,8 +150,7 @@ V6ISH = st.sampled_from(
 def test_an_address_the_ipv6_gate_rules_out_is_not_found(text: str) -> None:
     """Each IPv6 address the detector finds (its validator passed) makes `_may_hold_ipv6`
     true on its own span, hence on any window holding it."""
-    pattern, type_, group, valid = DETECTORS[scan._P_IPV6]
-    for span in scan._validated(pattern, text, group, type_, valid):
+    for span, _ in scan._found(scan._P_IPV6, text):
         assert scan._may_hold_ipv6(text, span.start, span.end)
 
 
@@ -179,9 +178,7 @@ V4ISH = st.sampled_from(
 @given(st.lists(st.one_of(V4ISH, ASCII), max_size=30).map("".join))
 def test_ipv4_windows_find_what_the_pattern_finds_over_the_whole_text(text: str) -> None:
     """A dotted quad's window starts from its first three dots (`_DOTTED_QUAD`)."""
-    pattern, type_, group, valid = DETECTORS[scan._PRIORITY["IP"]]
-    whole = [(s, scan._PRIORITY["IP"]) for s in scan._validated(pattern, text, group, type_, valid)]
-    assert scan._ipv4(text) == whole
+    assert scan._ipv4(text) == scan._found(scan._PRIORITY["IP"], text)
 
 
 CARDISH = st.sampled_from(
@@ -195,23 +192,17 @@ CARDISH = st.sampled_from(
 
 @settings(max_examples=1500, deadline=None)
 @given(st.lists(st.one_of(CARDISH, ASCII), max_size=20).map("".join))
-def test_a_card_the_detector_finds_starts_where_the_card_gate_says(text: str) -> None:
-    """Each card found (whole text, validated) has a `_CARD_GATE` match on its span."""
-    priority = scan._PRIORITY["CARD"]
-    pattern, type_, group, valid = DETECTORS[priority]
-    for span in scan._validated(pattern, text, group, type_, valid):
-        assert scan._CARD_GATE.search(text, span.start, span.end) is not None
-    assert scan._windowed(priority, text, [(0, len(text))], 0, 0) == [
-        (s, priority) for s in scan._validated(pattern, text, group, type_, valid)
-    ]
+def test_a_card_the_detector_finds_starts_where_the_card_start_says(text: str) -> None:
+    """Each card found (whole text, validated) starts with a `_CARD_START` match."""
+    for span, _ in scan._found(scan._P_CARD, text):
+        assert scan._CARD_START.match(text, span.start, span.end) is not None
 
 
 def _runs_hold_what_the_detector_finds(text: str, name: str) -> None:
     """Each `name` entity the detector finds over the whole text (validated) lies in a number
     run to which `_may_hold` gives `name`, and the number path finds exactly those."""
     priority = scan._PRIORITY[name]
-    pattern, type_, group, valid = DETECTORS[priority]
-    whole = list(scan._validated(pattern, text, group, type_, valid))
+    whole = [s for s, _ in scan._found(priority, text)]
     runs = [m.span() for m in scan._NUM_ANCHOR.finditer(text)]
     for span in whole:
         assert any(
@@ -245,7 +236,13 @@ def test_an_ssn_the_detector_finds_is_in_a_run_that_may_hold_one(text: str) -> N
     _runs_hold_what_the_detector_finds(text, "SSN")
 
 
-GLUEDISH = st.sampled_from(["IT62L", "x", "_", "phone ", "call", "4155552671", "+1", " ", "-"])
+# Bare runs of 9 to 12 digits (a NANP number with and without its `1`), glued or not.
+GLUEDISH = st.sampled_from(
+    [
+        *("IT62L", "x", "_", "phone ", "call", "4155552671", "+1", " ", "-", "14155552671"),
+        *("415555267", "141555526712", "(", ")", "4111111111111", "x12", "tel "),
+    ]
+)
 
 
 @settings(max_examples=1500, deadline=None)
