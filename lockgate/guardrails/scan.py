@@ -10,9 +10,9 @@ and much slower for a character class (~6 ms/MB, `\\d` ~9), a lookbehind or IGNO
 native build. So each family of detectors is found by one cheap anchor and its patterns run
 only in windows around the anchor's hits:
 - numbers (CARD, IBAN, SSN, PHONE): runs of 7+ digits and separators minus ISO dates, with a
-  prefilter per type (`_may_hold`); in text past 1 KB only the runs that RE2's form of that
-  prefilter (`_number_runs`) finds are read, since most runs in logs are dates, ids and
-  timestamps; a phone window is parsed only if it holds a `+CC` or a NANP tail
+  prefilter per type (`_may_hold`, all types in one pass per run); in text past 128
+  characters only the runs that RE2's form of that prefilter (`_number_runs`) finds are
+  read, since most runs in logs are dates, ids and timestamps; a phone window is parsed only if it holds a `+CC` or a NANP tail
   (`_PHONE_GATE`); IPv4 on dotted digits (a literal-first scan);
 - secret-named keys (SECRET_VALUE, AWS_SECRET_KEY, AUTH_HEADER): each keyword found by
   substring search in the lowercased text and followed by `:`/`=`; the key is confirmed just
@@ -442,7 +442,9 @@ _families: Final[Callable[[bytes], list[int] | None]] = getattr(
 _next_run: Final = first_span(re2.compile(_number_runs().encode("ascii")))
 
 
-_RUNS_MIN = 1024
+# Past this length a string's number runs are found by RE2 (`_run_windows`): a log line's
+# dates and timestamps cost a Python step each, more than one RE2 pass past ~128 characters.
+_RUNS_MIN = 128
 
 
 def candidates(text: str) -> list[tuple[Span, int]]:

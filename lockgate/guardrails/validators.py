@@ -330,9 +330,20 @@ _CANONICAL = re.compile(
 )
 
 
+def _load_phonenumbers() -> None:
+    """On the parser's first use: keep its compiled metadata patterns (the library's own
+    `enable_pattern_cache`, ~2,000 patterns and ~1 MB at most, every region's), so that each
+    of the ~30 pattern look-ups a number costs is a dict hit instead of a call through
+    `re.compile`'s cache (~1.5 us each, a third of a grouped number's matcher time)."""
+    from phonenumbers import enable_pattern_cache
+
+    enable_pattern_cache()
+
+
 def _phone_valid() -> Callable[[str, str], bool]:
     global _valid
     if _valid is None:
+        _load_phonenumbers()
         from phonenumbers import NumberParseException, is_valid_number, parse
 
         def valid(text: str, region: str) -> bool:
@@ -348,6 +359,7 @@ def _phone_valid() -> Callable[[str, str], bool]:
 def _phone_matcher() -> Callable[[str, str], PhoneNumberMatcher]:
     global _matcher
     if _matcher is None:
+        _load_phonenumbers()
         from phonenumbers import Leniency, PhoneNumberMatcher
 
         def matcher(text: str, region: str) -> PhoneNumberMatcher:

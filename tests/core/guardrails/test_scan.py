@@ -121,10 +121,10 @@ def test_phone_detector_is_not_a_token() -> None:
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.one_of(TOKENISH, NUMBERISH, ASCII), min_size=10, max_size=40).map("".join))
 def test_the_fast_path_holds_on_text_past_the_long_text_threshold(text: str) -> None:
-    """Past 1024 characters the number runs are read in `_run_windows`."""
+    """Past `_RUNS_MIN` characters the number runs are read in `_run_windows`."""
     from lockgate.guardrails.detectors import _resolve, find
 
-    text = (text + " ") * (1100 // (len(text) + 1) + 1)
+    text = (text + " ") * ((scan._RUNS_MIN + 76) // (len(text) + 1) + 1)
     assert find(text) == _resolve(scan.reference(text))
 
 

@@ -443,3 +443,13 @@ def test_the_phone_cache_answers_as_the_parser(number: str, tail: str, region: s
         assert v.phone(candidate, "phone ", region) == uncached  # a hit
     finally:
         v.phone_cache(v.PHONE_CACHE)
+
+
+def test_the_parser_keeps_its_compiled_metadata_patterns_once_loaded() -> None:
+    """`phonenumbers.enable_pattern_cache` is on after the first number parsed: the library's
+    pattern look-ups are dict hits (`validators._load_phonenumbers`)."""
+    import phonenumbers.re_util
+
+    assert v.phone("+1 415-555-2671", "phone ") == (0, 15)
+    kept = phonenumbers.re_util._COMPILED_PATTERNS
+    assert isinstance(kept, dict) and kept
