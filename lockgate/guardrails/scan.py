@@ -12,8 +12,8 @@ only in windows around the anchor's hits:
 - numbers (CARD, IBAN, SSN, PHONE): runs of 7+ digits and separators minus ISO dates, with a
   prefilter per type (`_may_hold`, all types in one pass per run); in text past 128
   characters only the runs that RE2's form of that prefilter (`_number_runs`) finds are
-  read, since most runs in logs are dates, ids and timestamps; a phone window is parsed only if it holds a `+CC` or a NANP tail
-  (`_PHONE_GATE`); IPv4 on dotted digits (a literal-first scan);
+  read, since most runs in logs are dates, ids and timestamps; a phone window is parsed only
+  if it holds a `+CC` or a NANP tail (`_PHONE_GATE`); IPv4 on dotted digits (a literal-first scan);
 - secret-named keys (SECRET_VALUE, AWS_SECRET_KEY, AUTH_HEADER): each keyword found by
   substring search in the lowercased text and followed by `:`/`=`; the key is confirmed just
   before the separator and the value matched right after it;
