@@ -380,23 +380,25 @@ def _key_hits_back(lowered: str) -> list[tuple[int, int]]:
 # not match holds no built-in entity, and most prose is such. RE2's `\s` is not Python's, so
 # the key's spaces are spelled out (Python's ASCII whitespace, \x1c-\x1f included).
 def _number_runs() -> str:
-    """The number anchors `_numbers` can use, as RE2 (no lookarounds): a digit run is read
-    whole (first to last digit of a run of [0-9 .()-]), ISO dates are skipped (`_date`), and
-    a run of 7 to 9 characters counts only after `+` or `(`, or near an IBAN's head (`_may_hold`).
-    So: a whole run of 10 or 13 characters that is not date-shaped, of 11, 12 or 14 and more,
-    or a short one after `+`/`(`, or an IBAN head anywhere. Logs' timestamps no longer count."""
-    c, d, not_dash, sep, edge = r"[0-9 .()\-]", "[0-9]", "[0-9 .()]", r"[ .()\-]", r"[^0-9 .()\-]"
-    whole = (
-        f"{d}{c}{{3}}{not_dash}{c}{{4}}{d}",  # 10: no dash at 4 or at 7, not a date
-        f"{d}{c}{{6}}{not_dash}{c}{d}",
-        f"{d}{c}{{9,10}}{d}",  # 11, 12
-        f"{d}{c}{{3}}{not_dash}{c}{{7}}{d}",  # 13: not a date and hour
-        f"{d}{c}{{6}}{not_dash}{c}{{4}}{d}",
-        rf"{d}{c}{{9}}[0-9.()\-]{c}{d}",
-        f"{d}{c}{{12,}}{d}",  # 14 and more
+    """What a digit run that `_may_hold` gives a type holds, as RE2 (no lookarounds, no
+    backreferences): a card's start (`_CARD_START`, its edge as the character before), an
+    SSN's shape, a phone's gate (`_PHONE_GATE`) with a separator in it or in its run, or a
+    bare run of 10 or 11 digits that holds it, a run after `+` or `(`, or an IBAN's head.
+    So a UUID's digit groups, a 13-digit timestamp, a dotted version or an IPv4 address
+    (no group of four digits, no `+`) count for nothing, nor do ISO dates."""
+    d, c, sep, edge = "[0-9]", r"[0-9 .()\-]", r"[ .()\-]", r"[^0-9 .()\-]"
+    card = (
+        r"(?:^|[^0-9A-Za-z_\]+])[2-6](?:[0-9]{12}|[0-9]{3}(?: [0-9]{4}){3}"
+        r"|[0-9]{3}(?:-[0-9]{4}){3}|[0-9]{3} [0-9]{6} [0-9]{4}|[0-9]{3}-[0-9]{6}-[0-9]{4})"
     )
-    run = f"(?:^|{edge}){sep}*(?:{'|'.join(whole)}){sep}*(?:{edge}|$)"
-    return f"{run}|[+(]{d}{c}{{5,}}{d}|[A-Z]{{2}}[0-9]{{2}}"
+    ssn = "[0-9]{3}-[0-9]{2}-[0-9]{4}"
+    bare = "[2-9][0-9]{2}[2-9][0-9]{6}"  # the gate's NANP digits without a separator
+    gate = (  # the gate with a separator in it, or in the run before or after it
+        r"[2-9][0-9]{2}(?:\) ?|[ .\-])[2-9][0-9]{2}[ .\-]?[0-9]{4}"
+        rf"|[2-9][0-9]{{2}}[2-9][0-9]{{2}}[ .\-][0-9]{{4}}|{d}{sep}{c}*{bare}|{bare}{c}*{sep}{c}*{d}"
+    )
+    whole = f"(?:^|{edge}){sep}*(?:{bare}|{bare}{d}|{d}{bare}){sep}*(?:{edge}|$)"
+    return f"{card}|{ssn}|{gate}|{whole}|[+(]{d}{c}{{5,}}{d}|[A-Z]{{2}}[0-9]{{2}}"
 
 
 _KEY_ANCHOR: Final = (
@@ -567,6 +569,8 @@ _IBAN_HEAD = re.compile(r"[A-Z]{2}[0-9]{2}")
 _CARD_START = re.compile(
     r"(?<![\w\]+])[2-6](?:\d{12}|\d{3}([ -])\d{4}\1\d{4}\1\d{4}|\d{3}([ -])\d{6}\2\d{4})"
 )
+# What every SSN match holds.
+_SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
 # A phone match starts after no word character, and a word character is no phone character
 # before its digits: a bare digit run glued to a word (an IBAN's account digits) holds none.
 _WORD = re.compile(r"\w")
@@ -575,8 +579,8 @@ _EXTENSION = re.compile(r" ?(?:x|ext\.?) ?[0-9]")
 
 def _may_hold(text: str, start: int, end: int) -> list[str]:
     """The types whose entity a digit run can hold (or, for IBAN, end). A card starts as
-    `_CARD_START` says (it lies in one run: its characters are run characters), an SSN has
-    11 characters with two dashes (in one run too); an IBAN starts with its country code and
+    `_CARD_START` says (it lies in one run: its characters are run characters), an SSN holds
+    `_SSN_SHAPE` (in one run too); an IBAN starts with its country code and
     check digits at most 16 characters before the run. A phone number holds `_PHONE_GATE` in
     its run (with the `+` before it), and follows `+` or `(`, or is at least 10 characters
     long with a separator, or is a bare run of 10 or 11 digits (the NANP forms: a phone match
@@ -590,7 +594,7 @@ def _may_hold(text: str, start: int, end: int) -> list[str]:
     head = text[max(0, start - 16) : start + 2]
     if head != head.lower() and _IBAN_HEAD.search(head) is not None:
         types.append(IBAN)
-    if n >= 11 and text.count("-", start, end) >= 2:
+    if n >= 11 and _SSN_SHAPE.search(text, start, min(len(text), end + 2)) is not None:
         types.append(SSN)
     lead = text[start - 1 : start]
     plus = lead == "+" or lead == "("
@@ -637,8 +641,9 @@ def _run_windows(raw: bytes) -> list[tuple[int, int]]:
     of every run in Python: in logs most runs are dates, ids and timestamps (of ~7 runs per
     KB of the bench's load, about one may hold something). Each window runs from the stretch
     of the match's start to the stretch 17 characters past its end; a run whose witness
-    starts inside a match is in that match's window: a whole-run witness ends past its run,
-    a `+`/`(` one starts at its run, an IBAN head at most 16 characters before it."""
+    starts inside a match is in that match's window: a card's, SSN's or gate's witness lies
+    in its run's stretch (a card's from the character before it), a bare run's is its whole
+    stretch, a `+`/`(` one starts at its run, an IBAN head at most 16 characters before it."""
     out: list[tuple[int, int]] = []
     n, pos, covered = len(raw), 0, -1
     while True:
