@@ -395,7 +395,8 @@ def _number_runs() -> str:
     bare = "[2-9][0-9]{2}[2-9][0-9]{6}"  # the gate's NANP digits without a separator
     gate = (  # the gate with a separator in it, or in the run before or after it
         r"[2-9][0-9]{2}(?:\) ?|[ .\-])[2-9][0-9]{2}[ .\-]?[0-9]{4}"
-        rf"|[2-9][0-9]{{2}}[2-9][0-9]{{2}}[ .\-][0-9]{{4}}|{d}{sep}{c}*{bare}|{bare}{c}*{sep}{c}*{d}"
+        r"|[2-9][0-9]{2}[2-9][0-9]{2}[ .\-][0-9]{4}"
+        f"|{d}{sep}{c}*{bare}|{bare}{c}*{sep}{c}*{d}"
     )
     whole = f"(?:^|{edge}){sep}*(?:{bare}|{bare}{d}|{d}{bare}){sep}*(?:{edge}|$)"
     return f"{card}|{ssn}|{gate}|{whole}|[+(]{d}{c}{{5,}}{d}|[A-Z]{{2}}[0-9]{{2}}"
