@@ -179,8 +179,14 @@ V4ISH = st.sampled_from(
 @settings(max_examples=1500, deadline=None)
 @given(st.lists(st.one_of(V4ISH, ASCII), max_size=30).map("".join))
 def test_ipv4_windows_find_what_the_pattern_finds_over_the_whole_text(text: str) -> None:
-    """A dotted quad's window starts from its first three dots (`_DOTTED_QUAD`)."""
-    assert scan._ipv4(text) == scan._found(scan._PRIORITY["IP"], text)
+    """A dotted quad's window starts from its first three dots (`_DOTTED_QUAD`); a string
+    past `_RUNS_MIN` characters is read in those windows, a shorter one whole."""
+    whole = scan._found(scan._P_IPV4, text)
+    assert scan._ipv4(text) == whole
+    pad = " " * (scan._RUNS_MIN + 1)
+    assert scan._ipv4(pad + text) == [
+        (type(s)(s.start + len(pad), s.end + len(pad), s.type), p) for s, p in whole
+    ]
 
 
 CARDISH = st.sampled_from(
