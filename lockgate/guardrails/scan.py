@@ -43,11 +43,19 @@ against the version above in one process, interleaved. Since (22:46 UTC, issue 1
 target without the cache), cheaper prefilters per run (no card window without four digits in
 a row, no SSN window without two dashes, no phone window for a bare run glued to a word) and
 mod-97 by one map: 1.02x as documents and 1.05x as values, interleaved, without the cache
-(~19-20 and ~14 MB/s on a quiet spell). Where a value's time still goes without the cache:
-the number family's Python (~30 us a value that holds a card, IBAN, IP or phone: runs,
-prefilters, windows, one pattern search each) and the phone parser (~22 % of the values'
-time, ~25 % of the documents'; every candidate on the bench's load is a real number, so no
-cheaper rejection helps there).
+(~19-20 and ~14 MB/s on a quiet spell). Since (2026-12-08 ~00:50 UTC): all number types
+decided per run in one pass, a card or SSN searched in its own run, the RE2 form of the runs
+naming what a run must hold (a UUID, a timestamp or an IPv4 address runs no number path),
+RE2 runs past 128 characters, IPv4 in a short string by its pattern alone, and on the phone
+parser's side its pattern cache and a faster exact validity check
+(`validators.valid_number_checker`): 1.12-1.15x as documents and 1.24-1.27x as values,
+interleaved, without the cache (`bench/redact_ab.py`; 18.7-23.8 and 17.8-19.0 MB/s by
+bench/redact.py on a quiet spell). Where a value's time still goes without the cache: the
+phone parser (`phonenumbers.parse` and the matcher's grouping check, ~60-90 us a grouped
+number, about a quarter of the values' time; every candidate on the bench's load is a real
+number, so no cheaper rejection helps there), the RE2 family pass every value of 15
+characters or more pays (~1-1.5 us, mostly the call), and ~10-20 us of Python per value that
+holds an entity.
 """
 
 from __future__ import annotations
