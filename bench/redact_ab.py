@@ -7,7 +7,8 @@ alternating per document or per 100 values, each round timed per engine (process
 best of N rounds kept; both without the phone parser's cache. Their findings on the load are
 compared first (they must be equal). `phonenumbers.enable_pattern_cache` (which the later
 engine turns on, a process-wide setting of the library) is turned off around each call of
-the earlier engine, so that it runs as it did.
+the earlier engine, so that it runs as it did (right for engines before that change, c5e942d;
+`--before-pattern-cache` keeps it on for a later one).
 
     git archive <commit> | tar -x -C /tmp/before_redact
     uv run python bench/redact_ab.py /tmp/before_redact [--rounds 7]
@@ -50,12 +51,18 @@ def main() -> None:
     parser.add_argument("before", type=Path, help="a checkout of the earlier version")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--size", type=int, default=4_000_000)
+    parser.add_argument(
+        "--before-pattern-cache",
+        action="store_true",
+        help="run the earlier engine with the parser's pattern cache (one that turns it on)",
+    )
     args = parser.parse_args()
     old, old_v = _engine(args.before)
     new, new_v = _engine(ROOT)
     new("call +1 415 555 2671")  # loads the parser as the later engine does
     # The library's pattern cache as each engine runs: None (off) for the earlier one.
-    patterns = {"before": None, "after": phonenumbers.re_util._COMPILED_PATTERNS}
+    kept = phonenumbers.re_util._COMPILED_PATTERNS
+    patterns = {"before": kept if args.before_pattern_cache else None, "after": kept}
 
     old_v.phone_cache(0)
     new_v.phone_cache(0)
