@@ -10,10 +10,10 @@ and much slower for a character class (~6 ms/MB, `\\d` ~9), a lookbehind or IGNO
 native build. So each family of detectors is found by one cheap anchor and its patterns run
 only in windows around the anchor's hits:
 - numbers (CARD, IBAN, SSN, PHONE): runs of 7+ digits and separators minus ISO dates, with a
-  prefilter per type (`_may_hold`); in text past 1 KB only the runs that RE2's form of that
-  prefilter (`_number_runs`) finds are read, since most runs in logs are dates, ids and
-  timestamps; a phone window is parsed only if it holds a `+CC` or a NANP tail
-  (`_PHONE_GATE`); IPv4 on dotted digits (a literal-first scan);
+  prefilter per type (`_may_hold`, all types in one pass per run); in text past 128
+  characters only the runs that RE2's form of that prefilter (`_number_runs`) finds are
+  read, since most runs in logs are dates, ids and timestamps; a phone window is parsed only
+  if it holds a `+CC` or a NANP tail (`_PHONE_GATE`); IPv4 on dotted digits (a literal-first scan);
 - secret-named keys (SECRET_VALUE, AWS_SECRET_KEY, AUTH_HEADER): each keyword found by
   substring search in the lowercased text and followed by `:`/`=`; the key is confirmed just
   before the separator and the value matched right after it;
@@ -43,11 +43,19 @@ against the version above in one process, interleaved. Since (22:46 UTC, issue 1
 target without the cache), cheaper prefilters per run (no card window without four digits in
 a row, no SSN window without two dashes, no phone window for a bare run glued to a word) and
 mod-97 by one map: 1.02x as documents and 1.05x as values, interleaved, without the cache
-(~19-20 and ~14 MB/s on a quiet spell). Where a value's time still goes without the cache:
-the number family's Python (~30 us a value that holds a card, IBAN, IP or phone: runs,
-prefilters, windows, one pattern search each) and the phone parser (~22 % of the values'
-time, ~25 % of the documents'; every candidate on the bench's load is a real number, so no
-cheaper rejection helps there).
+(~19-20 and ~14 MB/s on a quiet spell). Since (2026-12-08 ~00:50 UTC): all number types
+decided per run in one pass, a card or SSN searched in its own run, the RE2 form of the runs
+naming what a run must hold (a UUID, a timestamp or an IPv4 address runs no number path),
+RE2 runs past 128 characters, IPv4 in a short string by its pattern alone, and on the phone
+parser's side its pattern cache and a faster exact validity check
+(`validators.valid_number_checker`): 1.12-1.15x as documents and 1.24-1.27x as values,
+interleaved, without the cache (`bench/redact_ab.py`; 18.7-23.8 and 17.8-19.0 MB/s by
+bench/redact.py on a quiet spell). Where a value's time still goes without the cache: the
+phone parser (`phonenumbers.parse` and the matcher's grouping check, ~60-90 us a grouped
+number, about a quarter of the values' time; every candidate on the bench's load is a real
+number, so no cheaper rejection helps there), the RE2 family pass every value of 15
+characters or more pays (~1-1.5 us, mostly the call), and ~10-20 us of Python per value that
+holds an entity.
 """
 
 from __future__ import annotations
@@ -150,36 +158,32 @@ def _card_prefix(m: re.Match[str]) -> int:
     return m.start() + 19 if len(g) == 23 and g[19] in " -" and v.card(g[:19]) else 0
 
 
-def _validated(
-    pattern: re.Pattern[str],
-    text: str,
-    group: int,
-    type_: str,
-    valid: Callable[[re.Match[str]], bool] | None,
-    lo: int = 0,
-    hi: int | None = None,
-) -> Iterable[Span]:
-    """The matches in text[lo:hi] that pass `valid`. A match that fails it may hide a valid
-    one starting inside it (`0958 4111 1111 1111 1111`: the card starts at the second group),
-    so the search goes on from the next character, not from the end of the failed match."""
+def _found(priority: int, text: str, lo: int = 0, hi: int | None = None) -> list[tuple[Span, int]]:
+    """The matches in text[lo:hi] of the detector `priority` that pass its validator, each
+    with the priority. A match that fails it may hide a valid one starting inside it (`0958
+    4111 1111 1111 1111`: the card starts at the second group), so the search goes on from
+    the next character, not from the end of the failed match. A list, not a generator: most
+    windows hold one match or none, where a generator's set-up costs more than the search."""
+    pattern, type_, group, valid = DETECTORS[priority]
+    out: list[tuple[Span, int]] = []
     pos, end = lo, len(text) if hi is None else hi
-    while (found := pattern.search(text, pos, end)) is not None:
-        m = found
+    while (m := pattern.search(text, pos, end)) is not None:
         if valid is None or valid(m):
-            yield Span(m.start(group), m.end(group), type_)
+            out.append((Span(m.start(group), m.end(group), type_), priority))
             pos = m.end()
         elif type_ == CARD and (short := _card_prefix(m)):
-            yield Span(m.start(), short, CARD)
+            out.append((Span(m.start(), short, CARD), priority))
             pos = short
         else:
             pos = m.start() + 1
+    return out
 
 
 def reference(text: str) -> Iterable[tuple[Span, int]]:
     """Every detector's pattern over the whole text: what the fast path below must equal
     (the property tests compare them), and the path for text whose lowercase form has another
     length (`İ`), where the fast path's keyword positions would not line up."""
-    for priority, (pattern, type_, group, valid) in enumerate(DETECTORS):
+    for priority, (pattern, _, group, _) in enumerate(DETECTORS):
         if group == KIND_EMAIL:
             spans: Iterable[Span] = _emails(pattern, text)
         elif group == KIND_PHONE:
@@ -187,7 +191,8 @@ def reference(text: str) -> Iterable[tuple[Span, int]]:
         elif group == KIND_SECRET:
             spans = (s for m in pattern.finditer(text) if (s := _secret_value(m)) is not None)
         else:
-            spans = _validated(pattern, text, group, type_, valid)
+            yield from _found(priority, text)
+            continue
         yield from ((s, priority) for s in spans)
 
 
@@ -202,15 +207,10 @@ _DOTTED = re.compile(r"\.[0-9]{1,3}\.[0-9]")
 # The first three dots of a dotted quad (its window: the first octet before, the last after);
 # `4.17.21` has two and costs no window.
 _DOTTED_QUAD = re.compile(r"\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]")
-_NUM_WINDOWS: Final = ((CARD, 0, 2), (IBAN, 16, 40), (SSN, 0, 2), (PHONE, 2, 16))
 # What every phone-shaped run holds: a `+CC` or the NANP form's ten digits. A class-first
 # scan of a window is cheaper than the phone pattern, whose lookbehind is tried at every
 # position (~6 us on a UUID's window, where most windows have no phone).
 _PHONE_GATE = re.compile(r"\+[1-9]|[2-9]\d\d(?:\) ?|[ .\-])?[2-9]\d\d[ .\-]?\d{4}")
-# Where a card can start: a digit an issuer's number starts with (`validators.issuer`: 2 to
-# 6), at the pattern's edge (not after a word character, `]` or `+`). A 13-digit timestamp
-# (`ts=1679977233498`) has no such digit, and its window cost a search per position.
-_CARD_GATE = re.compile(r"(?<![\w\]+])[2-6]")
 _EIGHT_GROUPS = re.compile(r"(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]")
 _V6_TAKEN: Final = "::|" + _EIGHT_GROUPS.pattern
 _V6_ANCHOR = re.compile(r"::|:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:")
@@ -248,8 +248,9 @@ _KEYED: Final = {
 }
 _PRIORITY: Final = {type_: i for i, (_, type_, _, _) in reversed(list(enumerate(DETECTORS)))}
 _P_EMAIL, _P_URL = _PRIORITY[EMAIL], _PRIORITY[URL_PASSWORD]
-_P_IPV6 = _PRIORITY[IP] + 1
-_P_PHONE, _P_CARD = _PRIORITY[PHONE], _PRIORITY[CARD]
+_P_IPV4 = _PRIORITY[IP]
+_P_IPV6 = _P_IPV4 + 1
+_P_PHONE, _P_CARD, _P_SSN, _P_IBAN = (_PRIORITY[t] for t in (PHONE, CARD, SSN, IBAN))
 # Every detector of a token type (Stripe, GitHub and Slack have several patterns).
 _INDICES: Final = {t: tuple(i for i, d in enumerate(DETECTORS) if d[1] == t) for t in _LITERALS}
 _TOKEN_PRIORITIES: Final = tuple(sorted(i for t in _LITERALS for i in _INDICES[t]))
@@ -388,23 +389,26 @@ def _key_hits_back(lowered: str) -> list[tuple[int, int]]:
 # not match holds no built-in entity, and most prose is such. RE2's `\s` is not Python's, so
 # the key's spaces are spelled out (Python's ASCII whitespace, \x1c-\x1f included).
 def _number_runs() -> str:
-    """The number anchors `_numbers` can use, as RE2 (no lookarounds): a digit run is read
-    whole (first to last digit of a run of [0-9 .()-]), ISO dates are skipped (`_date`), and
-    a run of 7 to 9 characters counts only after `+` or `(`, or near an IBAN's head (`_may_hold`).
-    So: a whole run of 10 or 13 characters that is not date-shaped, of 11, 12 or 14 and more,
-    or a short one after `+`/`(`, or an IBAN head anywhere. Logs' timestamps no longer count."""
-    c, d, not_dash, sep, edge = r"[0-9 .()\-]", "[0-9]", "[0-9 .()]", r"[ .()\-]", r"[^0-9 .()\-]"
-    whole = (
-        f"{d}{c}{{3}}{not_dash}{c}{{4}}{d}",  # 10: no dash at 4 or at 7, not a date
-        f"{d}{c}{{6}}{not_dash}{c}{d}",
-        f"{d}{c}{{9,10}}{d}",  # 11, 12
-        f"{d}{c}{{3}}{not_dash}{c}{{7}}{d}",  # 13: not a date and hour
-        f"{d}{c}{{6}}{not_dash}{c}{{4}}{d}",
-        rf"{d}{c}{{9}}[0-9.()\-]{c}{d}",
-        f"{d}{c}{{12,}}{d}",  # 14 and more
+    """What a digit run that `_may_hold` gives a type holds, as RE2 (no lookarounds, no
+    backreferences): a card's start (`_CARD_START`, its edge as the character before), an
+    SSN's shape, a phone's gate (`_PHONE_GATE`) with a separator in it or in its run, or a
+    bare run of 10 or 11 digits that holds it, a run after `+` or `(`, or an IBAN's head.
+    So a UUID's digit groups, a 13-digit timestamp, a dotted version or an IPv4 address
+    (no group of four digits, no `+`) count for nothing, nor do ISO dates."""
+    d, c, sep, edge = "[0-9]", r"[0-9 .()\-]", r"[ .()\-]", r"[^0-9 .()\-]"
+    card = (
+        r"(?:^|[^0-9A-Za-z_\]+])[2-6](?:[0-9]{12}|[0-9]{3}(?: [0-9]{4}){3}"
+        r"|[0-9]{3}(?:-[0-9]{4}){3}|[0-9]{3} [0-9]{6} [0-9]{4}|[0-9]{3}-[0-9]{6}-[0-9]{4})"
     )
-    run = f"(?:^|{edge}){sep}*(?:{'|'.join(whole)}){sep}*(?:{edge}|$)"
-    return f"{run}|[+(]{d}{c}{{5,}}{d}|[A-Z]{{2}}[0-9]{{2}}"
+    ssn = "[0-9]{3}-[0-9]{2}-[0-9]{4}"
+    bare = "[2-9][0-9]{2}[2-9][0-9]{6}"  # the gate's NANP digits without a separator
+    gate = (  # the gate with a separator in it, or in the run before or after it
+        r"[2-9][0-9]{2}(?:\) ?|[ .\-])[2-9][0-9]{2}[ .\-]?[0-9]{4}"
+        r"|[2-9][0-9]{2}[2-9][0-9]{2}[ .\-][0-9]{4}"
+        f"|{d}{sep}{c}*{bare}|{bare}{c}*{sep}{c}*{d}"
+    )
+    whole = f"(?:^|{edge}){sep}*(?:{bare}|{bare}{d}|{d}{bare}){sep}*(?:{edge}|$)"
+    return f"{card}|{ssn}|{gate}|{whole}|[+(]{d}{c}{{5,}}{d}|[A-Z]{{2}}[0-9]{{2}}"
 
 
 _KEY_ANCHOR: Final = (
@@ -452,7 +456,9 @@ _families: Final[Callable[[bytes], list[int] | None]] = getattr(
 _next_run: Final = first_span(re2.compile(_number_runs().encode("ascii")))
 
 
-_RUNS_MIN = 1024
+# Past this length a string's number runs are found by RE2 (`_run_windows`): a log line's
+# dates and timestamps cost a Python step each, more than one RE2 pass past ~128 characters.
+_RUNS_MIN = 128
 
 
 def candidates(text: str) -> list[tuple[Span, int]]:
@@ -475,9 +481,7 @@ def candidates(text: str) -> list[tuple[Span, int]]:
             found += [(s, _PRIORITY[type_]) for s in _keyed(type_, text, hits)]
     for f in families:
         if f >= _F_TOKENS:
-            priority = _TOKEN_PRIORITIES[f - _F_TOKENS]
-            pattern, type_, group, valid = DETECTORS[priority]
-            found += [(s, priority) for s in _validated(pattern, text, group, type_, valid)]
+            found += _found(_TOKEN_PRIORITIES[f - _F_TOKENS], text)
     if _F_EMAIL in families:
         found += [(s, _P_EMAIL) for s in _emails(DETECTORS[_P_EMAIL][0], text)]
         if "://" in text:
@@ -506,8 +510,7 @@ def _unicode_candidates(text: str) -> list[tuple[Span, int]]:
                 found += [(s, _PRIORITY[type_]) for s in _keyed(type_, text, hits)]
     if n >= 15:  # the shortest token, a Slack one (`xoxb-` and 10 more)
         for priority in _tokens_to_run(text):
-            pattern, type_, group, valid = DETECTORS[priority]
-            found += [(s, priority) for s in _validated(pattern, text, group, type_, valid)]
+            found += _found(priority, text)
     if "@" in text:
         found += [(s, _P_EMAIL) for s in _emails(DETECTORS[_P_EMAIL][0], text)]
         if "://" in text:
@@ -535,32 +538,56 @@ def _may_hold_ipv6(text: str, lo: int, hi: int) -> bool:
 
 
 def _ipv4(text: str) -> list[tuple[Span, int]]:
-    return _windowed(_PRIORITY[IP], text, [m.span() for m in _DOTTED_QUAD.finditer(text)], 3, 14)
+    """IPv4 addresses: in a short string by the pattern over the whole of it (its digit-first
+    scan costs less there than finding the dotted quads and their windows), else in the
+    windows of its dotted quads; the same spans either way (a property test)."""
+    if len(text) <= _RUNS_MIN:
+        return _found(_P_IPV4, text)
+    return _windowed(_P_IPV4, text, [m.span() for m in _DOTTED_QUAD.finditer(text)], 3, 14)
 
 
 def _numbers(text: str, windows: Iterable[tuple[int, int]]) -> list[tuple[Span, int]]:
-    """The number detectors in the windows of the digit runs that may hold their entity.
-    `windows`: where those runs are, each window from one run's stretch of digits and
-    separators to another's (`_run_windows`), or the whole text."""
-    hits: dict[str, list[tuple[int, int]]] = {CARD: [], IBAN: [], SSN: [], PHONE: []}
+    """The number detectors in the windows of the digit runs that may hold their entity, all
+    types decided in one pass over the runs (`_may_hold`). `windows`: where those runs are,
+    each window from one run's stretch of digits and separators to another's (`_run_windows`),
+    or the whole text. A card or SSN lies in one run, so it is searched in its run (and the
+    two characters after it that the pattern's edge reads); an IBAN's or a phone number's
+    window reaches past its run, so those windows are merged first."""
+    found: list[tuple[Span, int]] = []
+    ibans: list[tuple[int, int]] = []
+    phones: list[tuple[int, int]] = []
+    n = len(text)
     for lo, hi in windows:
         for m in _NUM_ANCHOR.finditer(text, lo, hi):
             start, end = m.span()
             if _date(text, start, end):
                 continue
             for type_ in _may_hold(text, start, end):
-                hits[type_].append((start, end))
-    found: list[tuple[Span, int]] = []
-    for type_, back, fwd in _NUM_WINDOWS:
-        if hits[type_]:
-            found += _windowed(_PRIORITY[type_], text, hits[type_], back, fwd)
+                if type_ == CARD:
+                    found += _found(_P_CARD, text, start, min(n, end + 2))
+                elif type_ == SSN:
+                    found += _found(_P_SSN, text, start, min(n, end + 2))
+                elif type_ == IBAN:
+                    ibans.append((start, end))
+                else:
+                    phones.append((start, end))
+    if ibans:
+        found += _windowed(_P_IBAN, text, ibans, 16, 40)
+    if phones:
+        found += _windowed(_P_PHONE, text, phones, 2, 16)
     return found
 
 
 _IBAN_HEAD = re.compile(r"[A-Z]{2}[0-9]{2}")
-# Every card match holds four digits in a row, and lies in one run (its characters are run
-# characters): a run without them (`212.252.206.86`, a dotted version) holds no card.
-_FOUR_DIGITS = re.compile(r"[0-9]{4}")
+# What every card match starts with: a digit an issuer's number starts with (`validators.
+# issuer`: 2 to 6) at the pattern's edge (not after a word character, `]` or `+`), then the
+# digits of one of its shapes (13 in a row, or 4-4-4-4 or 4-6-4 grouped). A 13-digit timestamp
+# (`ts=1679977233498`), a UUID's digit groups or a dotted version hold none.
+_CARD_START = re.compile(
+    r"(?<![\w\]+])[2-6](?:\d{12}|\d{3}([ -])\d{4}\1\d{4}\1\d{4}|\d{3}([ -])\d{6}\2\d{4})"
+)
+# What every SSN match holds.
+_SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
 # A phone match starts after no word character, and a word character is no phone character
 # before its digits: a bare digit run glued to a word (an IBAN's account digits) holds none.
 _WORD = re.compile(r"\w")
@@ -568,30 +595,34 @@ _EXTENSION = re.compile(r" ?(?:x|ext\.?) ?[0-9]")
 
 
 def _may_hold(text: str, start: int, end: int) -> list[str]:
-    """The types whose entity a digit run can hold (or, for IBAN, end): a card has 13
-    characters at least and four digits in a row, an SSN 11 with two dashes (its match
-    lies in one run, as a card's does); an IBAN starts
-    with its country code and check digits at most 16 characters before the run; a phone
-    number follows `+` or `(`, or has the length of a US one (10 to 14 with separators), or
-    is inside a longer run with separators; a run of bare digits is one only next to a phone
-    word or with an extension (the parser's rule, `validators.phone`) and not glued to a
-    word, else it is an id, a timestamp or part of a token."""
+    """The types whose entity a digit run can hold (or, for IBAN, end). A card starts as
+    `_CARD_START` says (it lies in one run: its characters are run characters), an SSN holds
+    `_SSN_SHAPE` (in one run too); an IBAN starts with its country code and
+    check digits at most 16 characters before the run. A phone number holds `_PHONE_GATE` in
+    its run (with the `+` before it), and follows `+` or `(`, or is at least 10 characters
+    long with a separator, or is a bare run of 10 or 11 digits (the NANP forms: a phone match
+    in a bare run is the whole run, its edges are not word characters) that is not glued to
+    a word and has a phone word before it or an extension after it (the parser's rule,
+    `validators.phone`): else it is an id, a timestamp or part of a token."""
     n = end - start
     types = []
-    if n >= 13 and _FOUR_DIGITS.search(text, start, end) is not None:
+    if n >= 13 and _CARD_START.search(text, start, min(len(text), end + 2)) is not None:
         types.append(CARD)
     head = text[max(0, start - 16) : start + 2]
     if head != head.lower() and _IBAN_HEAD.search(head) is not None:
         types.append(IBAN)
-    if n >= 11 and text.count("-", start, end) >= 2:
+    if n >= 11 and _SSN_SHAPE.search(text, start, min(len(text), end + 2)) is not None:
         types.append(SSN)
     lead = text[start - 1 : start]
-    if lead in ("+", "(") or (
-        n >= 10
+    plus = lead == "+" or lead == "("
+    if (
+        (plus or n >= 10)
+        and _PHONE_GATE.search(text, max(0, start - 1), end) is not None
         and (
-            not text[start:end].isdigit()
+            plus
+            or not text[start:end].isdigit()
             or (
-                n <= 14
+                n <= 11
                 and _WORD.match(lead) is None
                 and (
                     v.phone_context(text[max(0, start - 32) : start])
@@ -627,8 +658,9 @@ def _run_windows(raw: bytes) -> list[tuple[int, int]]:
     of every run in Python: in logs most runs are dates, ids and timestamps (of ~7 runs per
     KB of the bench's load, about one may hold something). Each window runs from the stretch
     of the match's start to the stretch 17 characters past its end; a run whose witness
-    starts inside a match is in that match's window: a whole-run witness ends past its run,
-    a `+`/`(` one starts at its run, an IBAN head at most 16 characters before it."""
+    starts inside a match is in that match's window: a card's, SSN's or gate's witness lies
+    in its run's stretch (a card's from the character before it), a bare run's is its whole
+    stretch, a `+`/`(` one starts at its run, an IBAN head at most 16 characters before it."""
     out: list[tuple[int, int]] = []
     n, pos, covered = len(raw), 0, -1
     while True:
@@ -698,26 +730,18 @@ def _windowed(
     """A detector's validated matches in the windows around its anchor hits: the windows are
     wide enough for any match that holds the anchor, and a validated match always does. A
     window its type's gate rules out (`_may_hold_window`) is not searched."""
-    pattern, type_, group, valid = DETECTORS[priority]
     found: list[tuple[Span, int]] = []
     for lo, hi in _merged(hits, back, fwd, len(text)):
-        if not _may_hold_window(priority, text, lo, hi):
-            continue
-        if type_ == PHONE:
-            spans = _phones(pattern, text, lo, hi)
-        else:
-            spans = _validated(pattern, text, group, type_, valid, lo, hi)
-        found += [(s, priority) for s in spans]
+        if priority == _P_PHONE:
+            found += [(s, priority) for s in _phones(DETECTORS[priority][0], text, lo, hi)]
+        elif _may_hold_window(priority, text, lo, hi):
+            found += _found(priority, text, lo, hi)
     return found
 
 
 def _may_hold_window(priority: int, text: str, lo: int, hi: int) -> bool:
-    """Whether text[lo:hi] may hold a validated match of the detector: a phone's `+CC` or
-    NANP digits, a card's first digit, an IPv6 address's `::` or eight groups."""
-    if priority == _P_PHONE:
-        return _PHONE_GATE.search(text, lo, hi) is not None
-    if priority == _P_CARD:
-        return _CARD_GATE.search(text, lo, hi) is not None
+    """Whether text[lo:hi] may hold a validated match of the detector: an IPv6 address's
+    `::` or eight groups (a phone's window holds its run's `_PHONE_GATE`, `_may_hold`)."""
     if priority == _P_IPV6:
         return _may_hold_ipv6(text, lo, hi)
     return True

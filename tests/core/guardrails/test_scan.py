@@ -20,6 +20,8 @@ NUMBERISH = st.sampled_from(
         *("+", "2026-09-04", "2026-09-04 11", "2026-09-04T11", "415-555-2671", "(415) 555-2671"),
         *("GB82", "DE89 ", "IT60X", "QA", "ab", "x", " x12", " ext. 5", "phone ", "tel:", "\n"),
         *("4111 1111 1111 1111", "123-45-6789", "+44 20 7946 0958", "1-", "00", "T", "Z", ":"),
+        *("4111111111111111", "5555-5555-5555-4444", "3782 822463 10005", "536-22-1934", "]"),
+        *("4155552671", "14155552671", "d27b8258-8785-4398", "1679977233498", "85.66.104.18", "_"),
     ]
 )
 ASCII = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=8)
@@ -121,10 +123,10 @@ def test_phone_detector_is_not_a_token() -> None:
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.one_of(TOKENISH, NUMBERISH, ASCII), min_size=10, max_size=40).map("".join))
 def test_the_fast_path_holds_on_text_past_the_long_text_threshold(text: str) -> None:
-    """Past 1024 characters the number runs are read in `_run_windows`."""
+    """Past `_RUNS_MIN` characters the number runs are read in `_run_windows`."""
     from lockgate.guardrails.detectors import _resolve, find
 
-    text = (text + " ") * (1100 // (len(text) + 1) + 1)
+    text = (text + " ") * ((scan._RUNS_MIN + 76) // (len(text) + 1) + 1)
     assert find(text) == _resolve(scan.reference(text))
 
 
@@ -150,8 +152,7 @@ V6ISH = st.sampled_from(
 def test_an_address_the_ipv6_gate_rules_out_is_not_found(text: str) -> None:
     """Each IPv6 address the detector finds (its validator passed) makes `_may_hold_ipv6`
     true on its own span, hence on any window holding it."""
-    pattern, type_, group, valid = DETECTORS[scan._P_IPV6]
-    for span in scan._validated(pattern, text, group, type_, valid):
+    for span, _ in scan._found(scan._P_IPV6, text):
         assert scan._may_hold_ipv6(text, span.start, span.end)
 
 
@@ -178,10 +179,14 @@ V4ISH = st.sampled_from(
 @settings(max_examples=1500, deadline=None)
 @given(st.lists(st.one_of(V4ISH, ASCII), max_size=30).map("".join))
 def test_ipv4_windows_find_what_the_pattern_finds_over_the_whole_text(text: str) -> None:
-    """A dotted quad's window starts from its first three dots (`_DOTTED_QUAD`)."""
-    pattern, type_, group, valid = DETECTORS[scan._PRIORITY["IP"]]
-    whole = [(s, scan._PRIORITY["IP"]) for s in scan._validated(pattern, text, group, type_, valid)]
+    """A dotted quad's window starts from its first three dots (`_DOTTED_QUAD`); a string
+    past `_RUNS_MIN` characters is read in those windows, a shorter one whole."""
+    whole = scan._found(scan._P_IPV4, text)
     assert scan._ipv4(text) == whole
+    pad = " " * (scan._RUNS_MIN + 1)
+    assert scan._ipv4(pad + text) == [
+        (type(s)(s.start + len(pad), s.end + len(pad), s.type), p) for s, p in whole
+    ]
 
 
 CARDISH = st.sampled_from(
@@ -195,23 +200,17 @@ CARDISH = st.sampled_from(
 
 @settings(max_examples=1500, deadline=None)
 @given(st.lists(st.one_of(CARDISH, ASCII), max_size=20).map("".join))
-def test_a_card_the_detector_finds_starts_where_the_card_gate_says(text: str) -> None:
-    """Each card found (whole text, validated) has a `_CARD_GATE` match on its span."""
-    priority = scan._PRIORITY["CARD"]
-    pattern, type_, group, valid = DETECTORS[priority]
-    for span in scan._validated(pattern, text, group, type_, valid):
-        assert scan._CARD_GATE.search(text, span.start, span.end) is not None
-    assert scan._windowed(priority, text, [(0, len(text))], 0, 0) == [
-        (s, priority) for s in scan._validated(pattern, text, group, type_, valid)
-    ]
+def test_a_card_the_detector_finds_starts_where_the_card_start_says(text: str) -> None:
+    """Each card found (whole text, validated) starts with a `_CARD_START` match."""
+    for span, _ in scan._found(scan._P_CARD, text):
+        assert scan._CARD_START.match(text, span.start, span.end) is not None
 
 
 def _runs_hold_what_the_detector_finds(text: str, name: str) -> None:
     """Each `name` entity the detector finds over the whole text (validated) lies in a number
     run to which `_may_hold` gives `name`, and the number path finds exactly those."""
     priority = scan._PRIORITY[name]
-    pattern, type_, group, valid = DETECTORS[priority]
-    whole = list(scan._validated(pattern, text, group, type_, valid))
+    whole = [s for s, _ in scan._found(priority, text)]
     runs = [m.span() for m in scan._NUM_ANCHOR.finditer(text)]
     for span in whole:
         assert any(
@@ -245,7 +244,13 @@ def test_an_ssn_the_detector_finds_is_in_a_run_that_may_hold_one(text: str) -> N
     _runs_hold_what_the_detector_finds(text, "SSN")
 
 
-GLUEDISH = st.sampled_from(["IT62L", "x", "_", "phone ", "call", "4155552671", "+1", " ", "-"])
+# Bare runs of 9 to 12 digits (a NANP number with and without its `1`), glued or not.
+GLUEDISH = st.sampled_from(
+    [
+        *("IT62L", "x", "_", "phone ", "call", "4155552671", "+1", " ", "-", "14155552671"),
+        *("415555267", "141555526712", "(", ")", "4111111111111", "x12", "tel "),
+    ]
+)
 
 
 @settings(max_examples=1500, deadline=None)

@@ -443,3 +443,63 @@ def test_the_phone_cache_answers_as_the_parser(number: str, tail: str, region: s
         assert v.phone(candidate, "phone ", region) == uncached  # a hit
     finally:
         v.phone_cache(v.PHONE_CACHE)
+
+
+def test_the_parser_keeps_its_compiled_metadata_patterns_once_loaded() -> None:
+    """`phonenumbers.enable_pattern_cache` is on after the first number parsed: the library's
+    pattern look-ups are dict hits (`validators._load_phonenumbers`)."""
+    import phonenumbers.re_util
+
+    assert v.phone("+1 415-555-2671", "phone ") == (0, 15)
+    kept = phonenumbers.re_util._COMPILED_PATTERNS
+    assert isinstance(kept, dict) and kept
+
+
+_CALLING_CODES = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+_EXAMPLES = sorted(
+    {
+        (n.country_code, str(n.national_number))
+        for region in phonenumbers.SUPPORTED_REGIONS
+        for kind in (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE, PhoneNumberType.TOLL_FREE)
+        if (n := phonenumbers.example_number_for_type(region, kind)) is not None
+    }
+)
+
+
+@st.composite
+def national_numbers(draw: st.DrawFn) -> phonenumbers.PhoneNumber:
+    """A calling code and national number: a region's example (valid) with its tail redrawn,
+    cut or lengthened, or random digits for any calling code (mostly invalid), with or
+    without leading zeros."""
+    if draw(st.booleans()):
+        cc, nsn = draw(st.sampled_from(_EXAMPLES))
+        keep = draw(st.integers(max(1, len(nsn) - 6), len(nsn)))
+        nsn = nsn[:keep] + draw(st.text(DIGITS, max_size=len(nsn) - keep + 2))
+    else:
+        cc = draw(st.sampled_from(_CALLING_CODES))
+        nsn = draw(st.text(DIGITS, min_size=1, max_size=17))
+    zeros = draw(st.integers(0, 2))
+    return phonenumbers.PhoneNumber(
+        country_code=cc,
+        national_number=int(nsn),
+        italian_leading_zero=zeros > 0 or None,
+        number_of_leading_zeros=zeros if zeros > 1 else None,
+    )
+
+
+@settings(max_examples=3000, deadline=None)
+@given(national_numbers())
+def test_the_validity_check_answers_as_the_library(num: phonenumbers.PhoneNumber) -> None:
+    """`valid_number_checker` (one pattern per region and length) says what
+    `phonenumbers.is_valid_number` says, for valid and invalid numbers of every region."""
+    assert v.valid_number_checker()(num) == phonenumbers.is_valid_number(num)
+
+
+def test_the_validity_check_holds_on_every_regions_examples() -> None:
+    checker = v.valid_number_checker()
+    valid = 0
+    for cc, nsn in _EXAMPLES:
+        num = phonenumbers.PhoneNumber(country_code=cc, national_number=int(nsn))
+        assert checker(num) == phonenumbers.is_valid_number(num), (cc, nsn)
+        valid += checker(num)
+    assert valid > 400
