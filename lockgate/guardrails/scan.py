@@ -319,13 +319,25 @@ def _keyed(type_: str, text: str, hits: list[tuple[int, int]]) -> Iterable[Span]
             yield Span(m.start(1), m.end(1), type_)
 
 
-def _merged(hits: Iterable[tuple[int, int]], back: int, fwd: int, n: int) -> list[tuple[int, int]]:
-    """The windows around the hits, overlapping ones merged."""
+_RUN_CHARS: Final = frozenset("0123456789 .()-+")
+
+
+def _merged(
+    hits: Iterable[tuple[int, int]], back: int, fwd: int, n: int, text: str | None = None
+) -> list[tuple[int, int]]:
+    """The windows around the hits, overlapping ones merged. With `text`, no window begins or
+    ends inside a run of digits and separators: the phone parser reads a run as one number,
+    and `4155552671` cut from `41555526714155552671` is a valid one the whole run is not."""
     out: list[tuple[int, int]] = []
     for start, end in hits:
         lo, hi = max(0, start - back), min(n, end + fwd)
+        if text is not None:
+            while lo > 0 and text[lo - 1] in _RUN_CHARS:
+                lo -= 1
+            while hi < n and text[hi] in _RUN_CHARS:
+                hi += 1
         if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], max(hi, out[-1][1]))
+            out[-1] = (min(lo, out[-1][0]), max(hi, out[-1][1]))
         else:
             out.append((lo, hi))
     return out
@@ -678,7 +690,7 @@ def _run_windows(raw: bytes) -> list[tuple[int, int]]:
             hi = m.end() if m is not None else hi
             covered = hi
         if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], max(hi, out[-1][1]))
+            out[-1] = (min(lo, out[-1][0]), max(hi, out[-1][1]))
         else:
             out.append((lo, hi))
 
@@ -731,8 +743,9 @@ def _windowed(
     wide enough for any match that holds the anchor, and a validated match always does. A
     window its type's gate rules out (`_may_hold_window`) is not searched."""
     found: list[tuple[Span, int]] = []
-    for lo, hi in _merged(hits, back, fwd, len(text)):
-        if priority == _P_PHONE:
+    phone = priority == _P_PHONE
+    for lo, hi in _merged(hits, back, fwd, len(text), text if phone else None):
+        if phone:
             found += [(s, priority) for s in _phones(DETECTORS[priority][0], text, lo, hi)]
         elif _may_hold_window(priority, text, lo, hi):
             found += _found(priority, text, lo, hi)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from lockgate.guardrails import scan
@@ -255,6 +255,7 @@ GLUEDISH = st.sampled_from(
 
 @settings(max_examples=1500, deadline=None)
 @given(st.lists(st.one_of(GLUEDISH, NUMBERISH, ASCII), max_size=20).map("".join))
+@example("phone 4155552671phone 41555526714155552671")  # a window once cut the second run
 def test_the_number_path_finds_the_phones_the_whole_text_holds(text: str) -> None:
     """The phones `_numbers` finds in the runs `_may_hold` names PHONE (a bare run glued to a
     word is none) are the ones the phone path finds over the whole text."""
