@@ -28,20 +28,37 @@ FORWARDING_HEADERS = (
     "x-forwarded-port",
     "x-forwarded-prefix",
     "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
+    "x-host",
     "via",
     "keep-alive",
     "proxy-connection",
     "te",
 )
+# Claims that make an upstream's framework read another method or path than the one the
+# gateway checked (`X-HTTP-Method-Override: DELETE` on a POST, `X-Original-URL: /admin`), and
+# the rest of the `X-Forwarded-*` family (`-Uri`, `-Method`, `-Server`, ...): by prefix.
+_CLAIM_PREFIXES = (b"x-forwarded-", b"x-original-", b"x-rewrite-", b"x-http-method", b"x-method-")
 
 
 def strip_hop_headers(headers: http.Headers, also: Iterable[str] = ()) -> None:
-    """Drop forwarding claims, every header the client's `Connection` lists, and `also`.
+    """Drop forwarding and override claims, every header the client's `Connection` lists,
+    and `also`.
 
     `Connection: close` stays: mitmproxy reads it to close the client's connection.
     """
     listed = [t.strip().lower() for v in headers.get_all("connection") for t in v.split(",")]
-    drop_headers(headers, {*FORWARDING_HEADERS, *also, *(t for t in listed if t != "close")})
+    claimed = [
+        k.decode("utf-8", "surrogateescape")
+        for k, _ in headers.fields
+        if k.lower().startswith(_CLAIM_PREFIXES)
+    ]
+    drop_headers(
+        headers, {*FORWARDING_HEADERS, *also, *claimed, *(t for t in listed if t != "close")}
+    )
     if "connection" in headers:
         if "close" in listed:
             headers["connection"] = "close"

@@ -297,6 +297,32 @@ def test_forwarding_and_hop_by_hop_headers_are_not_forwarded(env: Env) -> None:
         assert name not in seen.headers, name
 
 
+def test_method_and_path_override_claims_are_not_forwarded(env: Env) -> None:
+    """Frameworks read these as the request's real method or path (Express's method-override,
+    Symfony's and IIS's URL rewrites): the upstream would act on another request than the
+    one the gateway checked."""
+    env.rec.clear()
+    claims = {
+        "X-HTTP-Method-Override": "DELETE",
+        "X-HTTP-Method": "DELETE",
+        "X-Method-Override": "GET",
+        "X-Original-URL": "/admin",
+        "X-Rewrite-URL": "/admin",
+        "X-Original-Method": "DELETE",
+        "X-Forwarded-Uri": "/admin",
+        "X-FORWARDED-Method": "DELETE",
+        "X-Client-IP": "6.6.6.6",
+        "True-Client-IP": "6.6.6.6",
+    }
+    lines = [f"{k}: {v}" for k, v in claims.items()]
+    status, _, _ = exchange(env.open, json_request("/mcp/open", *lines, "X-Kept: yes"))
+    assert status == 200
+    (seen,) = env.rec.seen()
+    for name in claims:
+        assert name.lower() not in seen.headers, name
+    assert seen.headers.get("x-kept") == "yes"  # other headers still travel
+
+
 def test_request_head_that_never_ends_is_431(env: Env) -> None:
     """A head without its blank line is not buffered forever: 431 once it passes the bound."""
     line = b"X-Endless: " + b"a" * 8000 + b"\r\n"
