@@ -24,6 +24,7 @@ from typing import Any, Final
 
 import re2
 
+from lockgate.guardrails import quiet
 from lockgate.guardrails.detectors import redact
 from lockgate.guardrails.superset import yes_no
 
@@ -92,7 +93,17 @@ _SECRET_HINT: Final = yes_no(
 def mask_text(text: str) -> str:
     """`text` with every credential-shaped run replaced by the mask, and every entity the
     guardrails' detectors find (secrets, cards, contact data...) by its placeholder: the
-    audit log keeps what was found, never the value, whatever the route's action was."""
+    audit log keeps what was found, never the value, whatever the route's action was.
+
+    ASCII text in which the detectors' anchors (`quiet.UP`, which holds every literal of
+    `_SECRET_HINT` but "bearer") match nowhere has nothing to mask: one RE2 pass, where the
+    full path asks two (the hint and the detectors' set), ~20 us less per string cold."""
+    if text.isascii() and "bearer" not in text.lower() and not quiet.UP(text.encode("ascii")):
+        return text
+    return _masked_in_full(text)
+
+
+def _masked_in_full(text: str) -> str:
     if _SECRET_HINT(text.encode("utf-8", "surrogatepass")):
         text = _SECRET_VALUE.sub(REDACTED, text)
     return redact(text)
