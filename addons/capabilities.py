@@ -276,10 +276,11 @@ class Capabilities:
                     raise  # unreadable on a filtered route: fail closed (502), not unfiltered
                 return
             st.body_key = jsonrpc.result_key(raw) if isinstance(obj, dict) else None
+            st.body_text = raw
             try:
                 out = process_message(st, obj)
             finally:
-                st.body_key = None
+                st.body_key = st.body_text = None
             if st.set_aside:
                 out = merge_answers(st, out)
             if out is not obj:

@@ -213,4 +213,4 @@ class _Down:
         reply = isinstance(rid, (str, int)) and "method" not in obj
         answers = self.st.methods.get(rid) if reply else None  # type: ignore[arg-type]
         sink = Sink(self.st.findings, self.st.events)
-        return self.stage.down(obj, answers, sink, key=self.st.body_key)
+        return self.stage.down(obj, answers, sink, key=self.st.body_key, text=self.st.body_text)

@@ -265,11 +265,17 @@ class Stage:
     # --- the way down -------------------------------------------------------------------
 
     def down(
-        self, obj: dict[str, Any], answers: str | None, sink: Sink, key: bytes | None = None
+        self,
+        obj: dict[str, Any],
+        answers: str | None,
+        sink: Sink,
+        key: bytes | None = None,
+        text: bytes | str | None = None,
     ) -> dict[str, Any] | None:
         """One upstream message: changed, the same object, or None (dropped). `key`: the
-        message's `jsonrpc.result_key`, when known: its JSON text after the id (equal keys,
-        equal results), which `quiet` may read instead of the result's strings."""
+        message's `jsonrpc.result_key`, when known (equal keys, equal results). `text`: the
+        JSON text the message came in (its body or event, with any other message in it),
+        which `quiet` may read instead of the message's strings."""
         if not self.policy.enabled:
             return obj
         result = obj.get("result")
@@ -283,14 +289,14 @@ class Stage:
             and isinstance(result, dict)
             and "method" not in obj
             and "error" not in obj
-            and (quiet.raw_clear(key, quiet.DOWN) or quiet.clear([result], quiet.DOWN))
+            and (quiet.raw_clear(text, quiet.DOWN) or quiet.clear([result], quiet.DOWN))
         ):
             return obj  # nothing to redact, nothing to find: the full path would agree
         if (
             self.quiet
             and "method" in obj
             and isinstance(obj["method"], str)
-            and quiet.clear([obj.get("params")], quiet.UP)
+            and (quiet.raw_clear(text, quiet.UP) or quiet.clear([obj.get("params")], quiet.UP))
         ):
             # A notification or request from the upstream (progress, logs, sampling): only
             # its params are redacted and none is scanned for findings, so the anchors alone

@@ -116,6 +116,10 @@ class FlowState:
     # While a whole JSON body is processed: `jsonrpc.result_key` of it (None for SSE events,
     # batches and other envelopes), so a processor can tell a result it has seen before.
     body_key: bytes | None = None
+    # While one body or one SSE event is processed: its JSON text as the upstream sent it
+    # (decoded), a superset of every message's strings in it, which the guardrails' quiet
+    # pass may read instead of walking them (`quiet.raw_clear`).
+    body_text: bytes | str | None = None
     # The request ids an upstream event stream has answered (`answer_key`), so a stream that
     # breaks ends with an error for each request still open, and only those.
     answered: set[tuple[bool, object]] = field(default_factory=set)
@@ -329,7 +333,11 @@ def rewrite_event(st: FlowState, ev: SseEvent) -> SseEvent | None:
             "sent an event that is not JSON", "the stream was ended: check the upstream"
         ) from None
     _note_answers(st, obj)
-    out = process_message(st, obj)
+    st.body_text = ev.data
+    try:
+        out = process_message(st, obj)
+    finally:
+        st.body_text = None
     if out is obj:
         return ev
     if out is None or out == []:
