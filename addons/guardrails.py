@@ -86,9 +86,8 @@ class Guardrails:
             if await self._members(flow, st, stage):
                 return
         elif st.messages:
-            # The bytes the message was parsed from, and goes up as: `quiet` may read them whole.
-            body = flow.request.raw_content if len(st.messages) == 1 else None
-            out = await self._judge(flow, st, stage, st.messages, body)
+            # The bytes the messages were parsed from, and go up as: `quiet` may read them whole.
+            out = await self._judge(flow, st, stage, st.messages, flow.request.raw_content)
             if out is not None and self._apply(flow, st, out):
                 return
         # First, before the route's list filter: pins and scans see the upstream's own
@@ -101,12 +100,12 @@ class Guardrails:
         st: FlowState,
         stage: Stage,
         messages: list[Message],
-        body: bytes | None = None,
+        text: bytes | None = None,
     ) -> Outcome | None:
         out = stage.limit(messages, st.user, time.monotonic())
         if out is None and stage.unlisted_tool(messages) is not None:
             out = await self._learn(flow, st, stage)
-        return out or stage.check_calls(messages) or stage.redact_up(messages, body)
+        return out or stage.check_calls(messages) or stage.redact_up(messages, text)
 
     async def _members(self, flow: http.HTTPFlow, st: FlowState, stage: Stage) -> bool:
         """A batch, member by member, as each would be alone: a refused member gets its own

@@ -83,8 +83,8 @@ _ESCAPES: Final = (
 
 
 def raw_clear(raw: bytes | str | None, rx: Callable[[bytes], bool]) -> bool:
-    """True when ``raw``, the JSON text a message travels in (ASCII; newline, tab, quote
-    and slash escapes at most), holds nothing ``rx`` looks for; False means "ask `clear`"."""
+    """True when ``raw``, the JSON text a message travels in (ASCII; `_ESCAPES` at most),
+    holds nothing ``rx`` looks for; False means "ask `clear`"."""
     if raw is None or not raw.isascii():
         return False
     data = raw.encode("ascii") if isinstance(raw, str) else raw

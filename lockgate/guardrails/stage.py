@@ -234,14 +234,13 @@ class Stage:
                     return _blocked(refusal, "PIN_HELD", kind, name, item_kind="pin")
         return None
 
-    def redact_up(self, messages: Sequence[Message], body: bytes | None = None) -> Outcome | None:
-        """The client's data through the detectors: None when nothing was found. `body`: the
-        JSON text of the one message in `messages`, as it goes to the upstream, when known."""
+    def redact_up(self, messages: Sequence[Message], text: bytes | None = None) -> Outcome | None:
+        """The client's data through the detectors: None when nothing was found. `text`: the
+        body `messages` were parsed from and go up as, when known (`quiet` may read it)."""
         if not self.up_active:
             return None
         if self.quiet and (
-            (body is not None and len(messages) == 1 and quiet.raw_clear(body, quiet.UP))
-            or quiet.clear([m.raw for m in messages], quiet.UP)
+            quiet.raw_clear(text, quiet.UP) or quiet.clear([m.raw for m in messages], quiet.UP)
         ):
             return None
         found = Redactions()
