@@ -9,6 +9,7 @@ holds is `lockgate.audit.events`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -29,6 +30,8 @@ from lockgate.paths import audit_log_path
 logger = logging.getLogger("lockgate")
 
 Listener = Callable[[dict[str, Any]], None]
+# How often the log looks for events other processes queued (`AuditLog.poll`).
+POLL_INTERVAL = 1.0
 
 
 class Audit:
@@ -37,6 +40,7 @@ class Audit:
         self.path: Path | None = None
         self.closed = False
         self.listeners: list[Listener] = []
+        self._timer: asyncio.TimerHandle | None = None
 
     def configure(self, updated: set[str]) -> None:
         # Only remember the path: options arrive in several rounds while the master is built,
@@ -50,9 +54,25 @@ class Audit:
 
     def running(self) -> None:
         self._open()  # an unwritable log stops the start, visibly
+        self._timer = asyncio.get_running_loop().call_later(POLL_INTERVAL, self._poll)
+
+    def _poll(self) -> None:
+        """Chain other processes' queued events (`tools approve`) with no traffic to carry
+        them; a failure is logged and the next tick tries again."""
+        if self.closed:
+            return
+        try:
+            if self.log is not None:
+                self.log.poll()
+        except Exception:
+            logger.exception("lockgate: draining the audit log's queued events failed")
+        self._timer = asyncio.get_running_loop().call_later(POLL_INTERVAL, self._poll)
 
     def done(self) -> None:
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.log is not None:
             self.log.close()
             self.log = None

@@ -139,6 +139,27 @@ def test_events_queued_while_the_log_is_held_are_chained_when_it_is_next_opened(
     assert verify(log_path).ok
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="the single-writer lock is POSIX flock")
+def test_a_queued_event_is_chained_by_poll_with_no_event_after_it(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tools approve` queues its event while the gateway holds the log; with no traffic after
+    it, the gateway's timer (`poll`) chains it: a drain waited for the next append before."""
+    clock = [1000.0]
+    monkeypatch.setattr("lockgate.audit.log.time.monotonic", lambda: clock[0])
+    with AuditLog(log_path) as gateway:
+        gateway.append({"event": "tool.call", "name": "a"})
+        assert record(log_path, {"event": "pin.approved", "name": "t"}) == "pending"
+        gateway.poll()  # within a second of the last look: not yet (one stat a second)
+        assert [e["event"] for e in read_events(log_path)] == ["tool.call"]
+        clock[0] += 1.5
+        gateway.poll()
+        assert [e["event"] for e in read_events(log_path)] == ["tool.call", "pin.approved"]
+        assert not pending_path(log_path).exists()
+    gateway.poll()  # closed: nothing to do, no error
+    assert verify(log_path).ok
+
+
 def test_after_a_failed_write_the_log_is_not_ready_until_it_records_the_gap(
     log_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
