@@ -11,6 +11,7 @@ from mitmproxy import http
 from lockgate.addons._flow import answer_rpc_error, guarded
 from lockgate.mcp import jsonrpc
 from lockgate.policy.gateway import GatewayConfig
+from lockgate.policy.routes import route_name_of
 
 # Bounds on a request's head; a real MCP client sends a dozen headers of a few KiB in all.
 MAX_HEADERS = 100
@@ -32,6 +33,21 @@ def _coding(values: list[str]) -> str | None:
             token = token.strip().lower()
             if token not in ("", "identity"):
                 return token[:40]
+    return None
+
+
+def _charset(values: list[str]) -> str | None:
+    """The first charset other than UTF-8 that these Content-Type values name, or None.
+
+    Every `;`-separated `charset=` parameter counts (any case, spaces, quotes, RFC 2231's
+    `charset*`), in every value: whichever one an upstream reads, it is UTF-8."""
+    for value in values:
+        for param in value.split(";"):
+            key, sep, val = param.partition("=")
+            if sep and key.strip().lower().rstrip("*") == "charset":
+                val = val.strip().strip('"').strip().lower()
+                if val not in ("utf-8", "utf8"):
+                    return val[:40]
     return None
 
 
@@ -106,6 +122,21 @@ class Guard:
                 jsonrpc.INVALID_REQUEST,
                 f"The gateway does not take request bodies with Content-Encoding {coding!r}; "
                 "send the body uncompressed.",
+                outcome="denied",
+            )
+            return
+        charset = _charset(req.headers.get_all("content-type"))
+        if charset is not None and route_name_of(req.path.split("?", 1)[0]) is not None:
+            # The pipeline reads a body as UTF-8; an upstream that decoded it as labelled
+            # (Express's `json()` takes any `utf-*`, UTF-7 included) would act on other text.
+            # The gateway's own endpoints forward nothing (a Java client's form post says
+            # ISO-8859-1 of ASCII).
+            answer_rpc_error(
+                flow,
+                415,
+                jsonrpc.INVALID_REQUEST,
+                f"The gateway reads request bodies as UTF-8 only, not charset {charset!r}; send "
+                "the body as UTF-8 (Content-Type: application/json).",
                 outcome="denied",
             )
             return

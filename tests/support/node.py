@@ -16,7 +16,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -120,15 +120,53 @@ def everything_upstream(*, startup_timeout: float = 30.0) -> Iterator[str]:
     cmd = everything_cmd()
     if cmd is None:
         raise RuntimeError(f"server-everything or Node >= {MIN_NODE_MAJOR} missing: {INSTALL_HINT}")
+    with _node_server(
+        lambda port: ([*cmd, "streamableHttp"], {"PORT": str(port)}),
+        "server-everything",
+        startup_timeout,
+    ) as url:
+        yield url
+
+
+def express_upstream_cmd() -> list[str] | None:
+    """`[node, tests/node/express_upstream.mjs]` (the TypeScript SDK's Express helper, which
+    server-everything brings), or None when Node 22 or the SDK is missing."""
+    node = node_bin()
+    if node is None or not (NODE_MODULES / "@modelcontextprotocol" / "sdk").is_dir():
+        return None
+    return [str(node), str(NODE_DIR / "express_upstream.mjs")]
+
+
+@contextmanager
+def express_upstream(*, startup_timeout: float = 30.0) -> Iterator[str]:
+    """Run tests/node/express_upstream.mjs on a free loopback port; yield its MCP URL."""
+    cmd = express_upstream_cmd()
+    if cmd is None:
+        raise RuntimeError(
+            f"the MCP TypeScript SDK or Node >= {MIN_NODE_MAJOR} missing: {INSTALL_HINT}"
+        )
+    with _node_server(
+        lambda port: ([*cmd, str(port)], {}), "express_upstream.mjs", startup_timeout
+    ) as url:
+        yield url
+
+
+@contextmanager
+def _node_server(
+    spawn: Callable[[int], tuple[list[str], dict[str, str]]], what: str, startup_timeout: float
+) -> Iterator[str]:
+    """Start `spawn(port)`'s command on a free port (retried on a lost race) until it
+    accepts on 127.0.0.1; yield its /mcp URL; end its process group after."""
     last_err = ""
+    cmd: list[str] = []
     for _attempt in range(3):
         port = free_port()
-        env = node_env() | {"PORT": str(port)}
+        cmd, extra = spawn(port)
         with tempfile.TemporaryFile() as log:
             proc = subprocess.Popen(
-                [*cmd, "streamableHttp"],
+                cmd,
                 cwd=NODE_DIR,
-                env=env,
+                env=node_env() | extra,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -144,4 +182,4 @@ def everything_upstream(*, startup_timeout: float = 30.0) -> Iterator[str]:
             last_err = log.read().decode(errors="replace")
         if "EADDRINUSE" not in last_err and "already in use" not in last_err:
             break
-    raise RuntimeError(f"server-everything did not start (cmd {cmd}): {last_err.strip()[-2000:]}")
+    raise RuntimeError(f"{what} did not start (cmd {cmd}): {last_err.strip()[-2000:]}")
