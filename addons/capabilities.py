@@ -45,6 +45,7 @@ from lockgate.mcp.exchange import (
     view_of,
 )
 from lockgate.mcp.sse import UNANSWERED, SseEvent, SseRewriter, StreamBroken
+from lockgate.net.charset import foreign_charset
 from lockgate.policy.access import denial_message, missing_scopes
 
 logger = logging.getLogger("lockgate")
@@ -216,15 +217,8 @@ class Capabilities:
             return
         ctype = flow.response.headers.get("content-type", "").lower()
         if ctype.startswith("text/event-stream"):
-            charset = next(
-                (
-                    p.split("=", 1)[1].strip(' "')
-                    for p in ctype.split(";")[1:]
-                    if p.strip().startswith("charset=")
-                ),
-                "utf-8",
-            )
-            if charset not in ("utf-8", "utf8"):
+            charset = foreign_charset(flow.response.headers.get_all("content-type"))
+            if charset is not None:
                 raise ValueError(f"the upstream's event stream is {charset}, not UTF-8")
             if flow.response.headers.get("content-encoding", "identity").lower() != "identity":
                 # The rewriter reads events; it cannot read a compressed stream. Fail closed.

@@ -10,6 +10,7 @@ from mitmproxy import http
 
 from lockgate.addons._flow import answer_rpc_error, guarded
 from lockgate.mcp import jsonrpc
+from lockgate.net.charset import foreign_charset
 from lockgate.policy.gateway import GatewayConfig
 from lockgate.policy.routes import route_name_of
 
@@ -33,21 +34,6 @@ def _coding(values: list[str]) -> str | None:
             token = token.strip().lower()
             if token not in ("", "identity"):
                 return token[:40]
-    return None
-
-
-def _charset(values: list[str]) -> str | None:
-    """The first charset other than UTF-8 that these Content-Type values name, or None.
-
-    Every `;`-separated `charset=` parameter counts (any case, spaces, quotes, RFC 2231's
-    `charset*`), in every value: whichever one an upstream reads, it is UTF-8."""
-    for value in values:
-        for param in value.split(";"):
-            key, sep, val = param.partition("=")
-            if sep and key.strip().lower().rstrip("*") == "charset":
-                val = val.strip().strip('"').strip().lower()
-                if val not in ("utf-8", "utf8"):
-                    return val[:40]
     return None
 
 
@@ -125,7 +111,7 @@ class Guard:
                 outcome="denied",
             )
             return
-        charset = _charset(req.headers.get_all("content-type"))
+        charset = foreign_charset(req.headers.get_all("content-type"))
         if charset is not None and route_name_of(req.path.split("?", 1)[0]) is not None:
             # The pipeline reads a body as UTF-8; an upstream that decoded it as labelled
             # (Express's `json()` takes any `utf-*`, UTF-7 included) would act on other text.

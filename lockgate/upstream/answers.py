@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from lockgate.mcp import jsonrpc
+from lockgate.net.charset import foreign_charset
 
 MCP_TYPES = ("application/json", "text/event-stream")
 _DELTA = re.compile(r"[0-9]{1,7}")
@@ -63,16 +64,25 @@ def failure(
         if status == 503:
             return Failure(503, f"answered {label}", "try again later", retry_after(retry))
         return Failure(502, f"answered {label}", "check the upstream's logs and try again")
-    if 200 <= status < 300 and has_body and method in ("POST", "GET"):
-        kind = content_type.split(";", 1)[0].strip().lower()
-        if kind not in MCP_TYPES:
-            shown = kind if kind and kind.isascii() and len(kind) < 80 else "no content type"
-            return Failure(
-                502,
-                f"answered with {shown}, not JSON or an event stream (an MCP server answers "
-                "with one of them)",
-                "check that the upstream's url in the profile is its MCP endpoint",
-            )
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if 200 <= status < 300 and has_body and method in ("POST", "GET") and kind not in MCP_TYPES:
+        shown = kind if kind and kind.isascii() and len(kind) < 80 else "no content type"
+        return Failure(
+            502,
+            f"answered with {shown}, not JSON or an event stream (an MCP server answers "
+            "with one of them)",
+            "check that the upstream's url in the profile is its MCP endpoint",
+        )
+    charset = foreign_charset([content_type]) if kind in MCP_TYPES else None
+    if has_body and charset is not None:
+        # The gateway reads answers as UTF-8; a client that decoded one as labelled would
+        # read other text than the gateway filtered and redacted.
+        shown = charset if charset.isascii() and charset.isprintable() else "?"
+        return Failure(
+            502,
+            f"answered in charset {shown!r}, not UTF-8 (MCP messages are UTF-8 JSON)",
+            "fix the upstream's Content-Type or the encoding it answers in",
+        )
     return None
 
 

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from hypothesis import example, given
-from hypothesis import strategies as st
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
 from lockgate.addons._flow import state
 from lockgate.addons.config import Config
-from lockgate.addons.guard import Guard, _charset, host_of
+from lockgate.addons.guard import Guard, host_of
 from tests.addons.conftest import NOTES_URL, gateway_section, running
 from tests.support.gateway import profile_text
 
@@ -222,28 +219,3 @@ def test_no_profile_is_503(tmp_path: Path) -> None:
         f = run(guard, mcp_flow())
     assert f.response is not None and f.response.status_code == 503
     assert json.loads(f.response.content or b"")["error"]["code"] == -32603
-
-
-_PARAM_VALUE = st.sampled_from(["utf-8", "UTF-8", "utf8", "utf-7", "latin1", "utf-16", "x"])
-
-
-@given(
-    key=st.sampled_from(["charset", "Charset", "CHARSET", " charset", "charset "]),
-    value=_PARAM_VALUE,
-    quoted=st.booleans(),
-    before=st.lists(st.sampled_from(["q=1", "boundary=x", "v=2"]), max_size=2),
-)
-@example(key="charset", value="utf-7", quoted=True, before=[])
-def test_what_another_parser_reads_as_a_charset_other_than_utf8_is_refused(
-    key: str, value: str, quoted: bool, before: list[str]
-) -> None:
-    """Python's email parser as the other reading: whenever it finds a charset other than
-    UTF-8 in the header, `_charset` names one too."""
-    header = "; ".join(["application/json", *before, f"{key}={f'"{value}"' if quoted else value}"])
-    msg = EmailMessage()
-    msg["Content-Type"] = header
-    theirs = msg.get_content_charset()
-    if theirs is not None and theirs not in ("utf-8", "utf8"):
-        assert _charset([header]) is not None
-    if _charset([header]) is None:
-        assert theirs in (None, "utf-8", "utf8")

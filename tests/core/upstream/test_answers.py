@@ -50,6 +50,22 @@ def test_a_success_that_is_not_json_or_an_event_stream_fails(ctype: str) -> None
     assert f is not None and f.status == 502 and "MCP endpoint" in f.fix
 
 
+@pytest.mark.parametrize(
+    ("status", "ctype"),
+    [
+        (200, "application/json; charset=utf-7"),
+        (200, "text/event-stream; charset = UTF-16"),
+        (400, 'application/json; Charset="iso-8859-1"'),
+        (200, "application/json; charset="),
+    ],
+)
+def test_an_answer_labelled_with_another_charset_than_utf8_fails(status: int, ctype: str) -> None:
+    """The gateway filters and redacts answers read as UTF-8: a client that decoded one as
+    labelled would read other text."""
+    f = failure("POST", status, "OK", ctype, None, True)
+    assert f is not None and f.status == 502 and "not UTF-8" in f.what
+
+
 def test_429_keeps_a_well_formed_retry_after() -> None:
     f = failure("POST", 429, "Too Many Requests", "text/plain", " 30 ", True)
     assert f is not None and f.status == 429 and f.retry_after == "30"
