@@ -46,7 +46,12 @@ _CLAIM_PREFIXES = (b"x-forwarded-", b"x-original-", b"x-rewrite-", b"x-http-meth
 
 def strip_hop_headers(headers: http.Headers, also: Iterable[str] = ()) -> None:
     """Drop forwarding and override claims, every header the client's `Connection` lists,
-    and `also`.
+    names with an underscore, and `also`.
+
+    CGI and WSGI servers read `Mcp_Session_Id` as `Mcp-Session-Id` (both are
+    `HTTP_MCP_SESSION_ID`), a header the gateway checks under its own name only: another
+    user's session id, or any checked header, would pass under it (nginx drops such names
+    by default for the same reason).
 
     `Connection: close` stays: mitmproxy reads it to close the client's connection.
     """
@@ -54,7 +59,7 @@ def strip_hop_headers(headers: http.Headers, also: Iterable[str] = ()) -> None:
     claimed = [
         k.decode("utf-8", "surrogateescape")
         for k, _ in headers.fields
-        if k.lower().startswith(_CLAIM_PREFIXES)
+        if k.lower().startswith(_CLAIM_PREFIXES) or b"_" in k
     ]
     drop_headers(
         headers, {*FORWARDING_HEADERS, *also, *claimed, *(t for t in listed if t != "close")}

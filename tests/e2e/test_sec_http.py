@@ -323,6 +323,19 @@ def test_method_and_path_override_claims_are_not_forwarded(env: Env) -> None:
     assert seen.headers.get("x-kept") == "yes"  # other headers still travel
 
 
+def test_header_names_with_an_underscore_are_not_forwarded(env: Env) -> None:
+    """A WSGI upstream reads `Mcp_Session_Id` as `Mcp-Session-Id`: under that spelling another
+    user's session id would pass the gateway's session binding, which checks its own name."""
+    env.rec.clear()
+    names = ["Mcp_Session_Id", "mcp_protocol_version", "X_Forwarded_For", "Authorization_"]
+    lines = [f"{n}: 6a1b" for n in names]
+    status, _, _ = exchange(env.open, json_request("/mcp/open", *lines, "X-Kept-Too: yes"))
+    assert status == 200
+    (seen,) = env.rec.seen()
+    assert not [k for k in seen.headers if "_" in k], seen.headers
+    assert seen.headers.get("x-kept-too") == "yes"
+
+
 def test_request_head_that_never_ends_is_431(env: Env) -> None:
     """A head without its blank line is not buffered forever: 431 once it passes the bound."""
     line = b"X-Endless: " + b"a" * 8000 + b"\r\n"
