@@ -282,13 +282,21 @@ def _unconfuse(s: str) -> str:
     return run.sub(lambda m: m.group().translate(table), s)
 
 
+# Combining diacritics (the blocks Zalgo text and accent disguises use; not the vowel signs
+# of Indic or Arabic scripts): "ig\u0301nore" and "ígnore" read as "ignore" to a model.
+_MARKS_RX: Final = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+
+
 def fold(s: str) -> str:
     """`s` as the rules match it: lower case, and for non-ASCII text without invisible and
-    soft-hyphen characters, NFKC (full-width and mathematical letters) and with homoglyphs
-    mapped to the ASCII letters they imitate (a Cyrillic o -> "o")."""
+    soft-hyphen characters and combining diacritics (decomposed first, so precomposed
+    accents go too), NFKC (full-width and mathematical letters) and with homoglyphs mapped
+    to the ASCII letters they imitate (a Cyrillic o -> "o")."""
     if s.isascii():
         return s.lower()
-    return _unconfuse(unicodedata.normalize("NFKC", _DROP_RX.sub("", s)).lower())
+    s = unicodedata.normalize("NFKD", _DROP_RX.sub("", s))
+    s = _MARKS_RX.sub("", s)
+    return _unconfuse(unicodedata.normalize("NFKC", s).lower())
 
 
 # --- encoded payloads -------------------------------------------------------------------------

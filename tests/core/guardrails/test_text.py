@@ -84,6 +84,24 @@ def test_fold_reads_through_disguises() -> None:
     assert fold("\u0456gn\u043ere") == "ignore"
     assert fold("ig\u200bnore") == "ignore"
     assert fold("\uff49\uff47\uff4e\uff4f\uff52\uff45") == "ignore"
+    assert fold("ig\u0301nore") == "ignore"  # a combining accent inside the word
+    assert fold("\u00edgn\u00f6re") == "ignore"  # precomposed accents
+    assert fold("i\u0336g\u0336n\u0336o\u0336r\u0336e") == "ignore"  # struck through
+    assert fold("\u0928\u092e\u0938\u094d\u0924\u0947") == "\u0928\u092e\u0938\u094d\u0924\u0947"
+
+
+@given(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz ", min_size=1, max_size=40),
+    st.lists(st.integers(0x300, 0x36F), max_size=8),
+    st.randoms(),
+)
+def test_combining_marks_on_ascii_text_fold_away(s: str, marks: list[int], rnd: Any) -> None:
+    """Diacritics sprinkled over ASCII text (where a rule looks for "ignore previous
+    instructions") fold to the text without them."""
+    chars = list(s)
+    for m in marks:
+        chars.insert(rnd.randint(1, len(chars)), chr(m))
+    assert fold("".join(chars)) == fold(s)
 
 
 PIECES = st.sampled_from(EMOJI + FOREIGN + INVISIBLE + ANSI + ["a", " ", "\n", "é", "\x1b"])
