@@ -277,7 +277,7 @@ class Capabilities:
                 st.body_key = st.body_text = None
             if st.set_aside:
                 out = merge_answers(st, out)
-            if out is not obj:
+            if out is not obj or jsonrpc.has_duplicate_keys(raw, obj):
                 resp.content = jsonrpc.encode(out) if out is not None else b""
             if isinstance(out, dict):
                 # What upstream.py's id check reads of the body as it now is: not the body

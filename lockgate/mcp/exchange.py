@@ -338,7 +338,7 @@ def rewrite_event(st: FlowState, ev: SseEvent) -> SseEvent | None:
         out = process_message(st, obj)
     finally:
         st.body_text = None
-    if out is obj:
+    if out is obj and not jsonrpc.has_duplicate_keys(ev.data, obj):
         return ev
     if out is None or out == []:
         return None

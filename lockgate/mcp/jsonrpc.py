@@ -246,5 +246,31 @@ def loads(data: bytes | str) -> Any:
         return json.loads(data, parse_constant=_refuse_constant)
 
 
+def has_duplicate_keys(raw: bytes | str, obj: Any) -> bool:
+    """Whether `raw`, which `loads` decoded to `obj` (the last of equal keys winning), holds an
+    object with a key twice: a client whose parser keeps the first would read other values
+    than the gateway checked, so such an answer goes on as `obj` re-encoded, not as sent.
+
+    Why by counting colons: with no `\\u` escape in the text, every `:` in it is a key's or one
+    inside a string, where an encoder writes it again as is; a dropped duplicate takes its
+    own colon (and its value's) away, so the counts differ exactly when one was dropped. Two
+    byte counts and an orjson encode, in C: a 2,000-tool list costs ~1 ms more, where a
+    second, duplicate-checking decode in Python would cost ~10x that. Text with `\\u`
+    escapes (one may spell a colon) takes that decode."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if b":" not in data:
+        return False  # no object member at all
+    if b"\\u" in data:
+        try:
+            json.loads(data, object_pairs_hook=_unique_keys)
+        except ValueError:
+            return True
+        return False
+    again = encode(obj)
+    if again == data:
+        return False  # a compact body as orjson writes it: one memcmp
+    return data.count(b":") != again.count(b":")
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")

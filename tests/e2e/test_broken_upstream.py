@@ -22,7 +22,19 @@ from lockgate.mcp.sse import SseParser
 from tests.support.broken import Broken, broken_upstream, unconnectable
 from tests.support.gateway import GatewayProcess, profile_text, running_gateway
 
-MODES = ("ok", "s500", "s502", "s503", "s429", "html", "octets", "wrong_id", "huge", "huge_chunked")
+MODES = (
+    "ok",
+    "s500",
+    "s502",
+    "s503",
+    "s429",
+    "html",
+    "octets",
+    "wrong_id",
+    "huge",
+    "huge_chunked",
+    "dup_keys",
+)
 SSE_MODES = (
     "sse_ok",
     "sse_cut",
@@ -31,6 +43,7 @@ SSE_MODES = (
     "sse_long_line",
     "sse_no_answer",
     "sse_batch",
+    "sse_dup_keys",
 )
 # Each upstream's own limits (the gateway's defaults are 10, 60 and 60 seconds).
 TIMED = {
@@ -128,6 +141,28 @@ def test_an_answer_that_is_not_mcp_is_refused(env: Env, mode: str, kind: str) ->
     err = error_of(resp, mode)
     assert kind in err["message"] and "MCP endpoint" in err["message"]
     assert "Sign in" not in resp.text and "<form" not in resp.text
+
+
+def _unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [k for k, _ in pairs]
+    assert len(set(keys)) == len(keys), f"duplicate keys reached the client: {keys}"
+    return dict(pairs)
+
+
+@pytest.mark.parametrize("mode", ["dup_keys", "sse_dup_keys"])
+def test_an_answer_with_a_duplicate_key_goes_on_as_the_gateway_read_it(env: Env, mode: str) -> None:
+    """A client that keeps the first of two "result" keys would have read the poisoned list
+    the gateway never scanned: it gets the one reading the gateway checked, re-encoded."""
+    resp = env.list_tools(mode)
+    assert resp.status_code == 200
+    if mode.startswith("sse"):
+        events = [e for e in SseParser().feed(resp.content) if e.data]
+        (data,) = [e.data for e in events]
+    else:
+        data = resp.text
+    body = json.loads(data, object_pairs_hook=_unique)
+    assert body == {"jsonrpc": "2.0", "id": RID, "result": {"tools": []}}
+    assert "IMPORTANT" not in resp.text
 
 
 def test_the_gateway_serves_on_after_each_failure(env: Env) -> None:

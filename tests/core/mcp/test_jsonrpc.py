@@ -371,3 +371,64 @@ def test_other_envelopes_have_no_key(body: bytes) -> None:
 )
 def test_readable_id_takes_only_a_usable_id(body: bytes, rid: object) -> None:
     assert jsonrpc.readable_id(body) == rid
+
+
+# --- duplicate keys in upstream answers -------------------------------------------------------
+
+_KEYS = st.sampled_from(["a", "b", "id", "result", "x:y", "k\u00e9", ":"])
+_LEAVES = st.one_of(
+    st.integers(-5, 5), st.booleans(), st.none(), st.text(alphabet='ab: \u00e9"\\/', max_size=6)
+)
+_TREES = st.recursive(
+    _LEAVES,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.lists(st.tuples(_KEYS, inner), max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+def _text(node: Any, escape: bool, spaced: bool) -> str:
+    """JSON text of a tree whose objects are member lists (duplicates kept as written)."""
+    sep, colon = (", ", " : ") if spaced else (",", ":")
+    if isinstance(node, list) and all(isinstance(i, tuple) for i in node) and node:
+        body = sep.join(
+            json.dumps(k, ensure_ascii=escape) + colon + _text(v, escape, spaced) for k, v in node
+        )
+        return "{" + body + "}"
+    if isinstance(node, list):
+        return "[" + sep.join(_text(i, escape, spaced) for i in node) + "]"
+    return json.dumps(node, ensure_ascii=escape)
+
+
+def _has_duplicates(node: Any) -> bool:
+    if isinstance(node, list) and node and all(isinstance(i, tuple) for i in node):
+        keys = [k for k, _ in node]
+        return len(set(keys)) != len(keys) or any(_has_duplicates(v) for _, v in node)
+    return isinstance(node, list) and any(_has_duplicates(i) for i in node)
+
+
+@given(tree=_TREES, escape=st.booleans(), spaced=st.booleans(), as_str=st.booleans())
+def test_a_duplicate_key_is_found_wherever_it_is_and_only_then(
+    tree: Any, escape: bool, spaced: bool, as_str: bool
+) -> None:
+    """Keys and strings holding colons, `\\u` escapes or none, spaced or compact text: the
+    colon count tells a dropped duplicate exactly."""
+    text = _text(tree, escape, spaced)
+    obj = jsonrpc.loads(text.encode())
+    raw: bytes | str = text if as_str else text.encode()
+    assert jsonrpc.has_duplicate_keys(raw, obj) == _has_duplicates(tree)
+
+
+def test_a_list_hidden_under_a_first_result_key_is_found() -> None:
+    raw = b'{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"poison"}]},"result":{"tools":[]}}'
+    assert jsonrpc.has_duplicate_keys(raw, jsonrpc.loads(raw))
+    clean = b'{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a:b"}]}}'
+    assert not jsonrpc.has_duplicate_keys(clean, jsonrpc.loads(clean))
+
+
+def test_an_escaped_colon_cannot_balance_a_dropped_duplicate() -> None:
+    """`\\u003a` decodes to a colon the encoder then writes: it would make up for the dropped
+    member's colon in the count, so escaped text takes the duplicate-checking decode."""
+    raw = b'{"a":1,"a":2,"s":"\\u003a"}'
+    assert jsonrpc.has_duplicate_keys(raw, jsonrpc.loads(raw))
