@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import mcp_types as types
@@ -25,7 +24,7 @@ from mcp.shared.exceptions import MCPError
 
 from tests.support import require
 from tests.support.demo_mcp import text_of
-from tests.support.gateway import GatewayProcess, profile_text, running_gateway
+from tests.support.gateway import Fronted, fronted
 from tests.support.node import INSTALL_HINT, everything_cmd, everything_upstream
 
 pytestmark = pytest.mark.node
@@ -36,10 +35,10 @@ deny = ["get-env", "gzip-*"]
 """
 
 
-@dataclass(frozen=True)
-class Everything:
-    direct_url: str
-    gw: GatewayProcess
+class Everything(Fronted):
+    @property
+    def direct_url(self) -> str:
+        return self.direct
 
     @property
     def url(self) -> str:
@@ -56,14 +55,10 @@ def everything(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Everything]
     require(
         everything_cmd() is not None, f"server-everything or Node >= 22 missing: {INSTALL_HINT}"
     )
-    with everything_upstream() as url:
-        profile = profile_text(
-            upstreams={"everything": url},
-            routes={"everything": "everything", "everything-curated": "everything"},
-            extra=CURATED,
-        )
-        with running_gateway(profile, tmp_path_factory.mktemp("gateway")) as gw:
-            yield Everything(url, gw)
+    routes = {"everything": "everything", "everything-curated": "everything"}
+    home = tmp_path_factory.mktemp("gateway")
+    with everything_upstream() as url, fronted(url, "everything", routes, CURATED, home) as f:
+        yield Everything(f.direct, f.gw)
 
 
 def client(url: str, **kwargs: Any) -> Client:

@@ -16,13 +16,12 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
 
 from tests.support import require
-from tests.support.gateway import GatewayProcess, profile_text, running_gateway
+from tests.support.gateway import Fronted, fronted
 from tests.support.node import INSTALL_HINT, express_upstream, express_upstream_cmd
 
 pytestmark = pytest.mark.node
@@ -31,11 +30,7 @@ ACCEPT = {"accept": "application/json, text/event-stream", "mcp-protocol-version
 RAN = "SECRET TOOL RAN"
 
 
-@dataclass(frozen=True)
-class Env:
-    direct: str
-    gw: GatewayProcess
-
+class Env(Fronted):
     @property
     def route(self) -> str:
         return self.gw.route_url("guarded")
@@ -46,14 +41,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     require(
         express_upstream_cmd() is not None, f"the MCP SDK or Node >= 22 missing: {INSTALL_HINT}"
     )
-    with express_upstream() as url:
-        profile = profile_text(
-            upstreams={"express": url},
-            routes={"guarded": "express"},
-            extra='[routes.guarded.tools]\ndeny = ["secret"]\n',
-        )
-        with running_gateway(profile, tmp_path_factory.mktemp("gateway")) as gw:
-            yield Env(url, gw)
+    deny = '[routes.guarded.tools]\ndeny = ["secret"]\n'
+    home = tmp_path_factory.mktemp("gateway")
+    routes = {"guarded": "express"}
+    with express_upstream() as url, fronted(url, "express", routes, deny, home) as f:
+        yield Env(f.direct, f.gw)
 
 
 def _utf7(text: str) -> str:

@@ -124,3 +124,21 @@ def running_gateway(
         yield gw
     finally:
         terminate_group(proc, timeout=10)
+
+
+@dataclass(frozen=True)
+class Fronted:
+    """An upstream's own URL and a gateway in front of it: the same request both ways."""
+
+    direct: str
+    gw: GatewayProcess
+
+
+@contextmanager
+def fronted(
+    url: str, name: str, routes: Mapping[str, str], extra: str, home: Path
+) -> Iterator[Fronted]:
+    """A gateway whose profile has the one upstream `name` at `url` and `routes` over it."""
+    profile = profile_text(upstreams={name: url}, routes=routes, extra=extra)
+    with running_gateway(profile, home) as gw:
+        yield Fronted(url, gw)
