@@ -45,7 +45,6 @@ from lockgate.mcp.exchange import (
     view_of,
 )
 from lockgate.mcp.sse import UNANSWERED, SseEvent, SseRewriter, StreamBroken
-from lockgate.net.charset import foreign_charset
 from lockgate.policy.access import denial_message, missing_scopes
 
 logger = logging.getLogger("lockgate")
@@ -217,9 +216,8 @@ class Capabilities:
             return
         ctype = flow.response.headers.get("content-type", "").lower()
         if ctype.startswith("text/event-stream"):
-            charset = foreign_charset(flow.response.headers.get_all("content-type"))
-            if charset is not None:
-                raise ValueError(f"the upstream's event stream is {charset}, not UTF-8")
+            # A charset other than UTF-8 is refused next, by the upstream addon, which names
+            # the upstream (`answers.failure`): its answer replaces this one, rewriter and all.
             if flow.response.headers.get("content-encoding", "identity").lower() != "identity":
                 # The rewriter reads events; it cannot read a compressed stream. Fail closed.
                 raise ValueError("the upstream compressed its event stream")

@@ -44,6 +44,7 @@ SSE_MODES = (
     "sse_no_answer",
     "sse_batch",
     "sse_dup_keys",
+    "sse_utf7",
 )
 # Each upstream's own limits (the gateway's defaults are 10, 60 and 60 seconds).
 TIMED = {
@@ -163,6 +164,15 @@ def test_an_answer_with_a_duplicate_key_goes_on_as_the_gateway_read_it(env: Env,
     body = json.loads(data, object_pairs_hook=_unique)
     assert body == {"jsonrpc": "2.0", "id": RID, "result": {"tools": []}}
     assert "IMPORTANT" not in resp.text
+
+
+def test_an_event_stream_labelled_with_another_charset_is_refused(env: Env) -> None:
+    """The rewriter reads events as UTF-8; a client that decoded them as labelled would read
+    other text than the gateway filtered. The spaced spelling passed the check before."""
+    resp = env.list_tools("sse_utf7")
+    assert resp.status_code == 502
+    err = error_of(resp, "sse_utf7")
+    assert "'utf-7', not UTF-8" in err["message"]
 
 
 def test_the_gateway_serves_on_after_each_failure(env: Env) -> None:

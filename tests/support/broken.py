@@ -97,6 +97,12 @@ def _sse_not_json(conn: socket.socket, seen: Seen) -> None:
     conn.sendall(_chunk(_event(json.loads(_ok(_rid(seen))))) + b"0\r\n\r\n")
 
 
+def _sse_utf7(conn: socket.socket, seen: Seen) -> None:
+    """An event stream labelled UTF-7: the client would decode other text than the gateway."""
+    head = _head("200 OK", SSE + "; charset = UTF-7")
+    conn.sendall(head + _chunk(_event(json.loads(_ok(_rid(seen))))) + b"0\r\n\r\n")
+
+
 def _sse_no_answer(conn: socket.socket, seen: Seen) -> None:
     """A progress event and an answer for another id, then the stream ends as it should."""
     wrong = {"jsonrpc": "2.0", "id": "not-" + str(_rid(seen)), "result": {"tools": []}}
@@ -268,6 +274,7 @@ STREAMS: dict[str, Stream] = {
     "sse_pings": _sse_pings,
     "sse_batch": _sse_batch,
     "sse_dup_keys": _sse_dup_keys,
+    "sse_utf7": _sse_utf7,
     "sse_progress_forever": _sse_progress_forever,
     "sse_slow_progress": _sse_slow_progress,
     "slow_head": _slow_head,
